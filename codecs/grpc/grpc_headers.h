@@ -1,0 +1,37 @@
+// Helpers for the gRPC-specific header values: grpc-status, grpc-message
+// (percent-encoded), grpc-timeout, and binary (-bin) metadata (base64).
+#pragma once
+
+#include <chrono>
+#include <optional>
+#include <string>
+#include <string_view>
+
+#include "core/status.h"
+
+namespace sluice::grpc_headers {
+
+// "0".."16" -> code. Other numbers (gRPC says: treat as UNKNOWN) -> Unknown;
+// nullopt if not a plain decimal number.
+std::optional<StatusCode> parseGrpcStatus(std::string_view value);
+std::string formatGrpcStatus(StatusCode code);
+
+// grpc-message: percent-encode every byte outside 0x20..0x7E and '%' itself,
+// as the gRPC HTTP/2 spec says (UTF-8 bytes are encoded one by one).
+std::string percentEncode(std::string_view message);
+// Lenient decode: a '%' not followed by two hex digits is kept as is.
+std::string percentDecode(std::string_view value);
+
+// grpc-timeout: 1 to 8 ASCII digits and a unit (H M S m u n). nullopt if malformed.
+std::optional<std::chrono::nanoseconds> parseTimeout(std::string_view value);
+// The shortest exact-or-rounded-up encoding with at most 8 digits.
+std::string formatTimeout(std::chrono::nanoseconds timeout);
+
+// Metadata keys ending in "-bin" carry base64 values on the wire.
+bool isBinaryHeader(std::string_view name);
+// Standard base64 with padding (what gRPC implementations send).
+std::string base64Encode(std::string_view bytes);
+// Accepts padded and unpadded standard base64; nullopt on invalid input.
+std::optional<std::string> base64Decode(std::string_view text);
+
+}  // namespace sluice::grpc_headers

@@ -1,0 +1,247 @@
+#include "codecs/http2/session.h"
+
+#include <nghttp2/nghttp2.h>
+
+#include <fmt/format.h>
+
+#include "codecs/http2/outbound_data.h"
+
+namespace sluice {
+namespace {
+
+std::vector<nghttp2_nv> toNv(const HeaderMap& headers) {
+  std::vector<nghttp2_nv> nv;
+  nv.reserve(headers.size());
+  for (const auto& h : headers) {
+    nv.push_back({reinterpret_cast<uint8_t*>(const_cast<char*>(h.name.data())),
+                  reinterpret_cast<uint8_t*>(const_cast<char*>(h.value.data())), h.name.size(),
+                  h.value.size(), NGHTTP2_NV_FLAG_NONE});
+  }
+  return nv;
+}
+
+Http2StreamHandler* handlerOf(nghttp2_session* s, int32_t stream_id) {
+  return static_cast<Http2StreamHandler*>(nghttp2_session_get_stream_user_data(s, stream_id));
+}
+
+}  // namespace
+
+// nghttp2 callbacks: each one casts user_data and forwards; none throws.
+struct Http2Session::Bridge {
+  static Http2Session& self(void* user_data) { return *static_cast<Http2Session*>(user_data); }
+
+  static int onBeginHeaders(nghttp2_session* s, const nghttp2_frame* frame, void* ud) noexcept {
+    Http2Session& session = self(ud);
+    if (session.side_ != Side::Server || frame->hd.type != NGHTTP2_HEADERS ||
+        frame->headers.cat != NGHTTP2_HCAT_REQUEST) {
+      return 0;
+    }
+    Http2StreamHandler* h = session.owner_.onNewStream(frame->hd.stream_id);
+    if (h == nullptr) {
+      // Without a handler the stream's frames are ignored until the reset lands.
+      nghttp2_submit_rst_stream(s, NGHTTP2_FLAG_NONE, frame->hd.stream_id, NGHTTP2_REFUSED_STREAM);
+      return 0;
+    }
+    nghttp2_session_set_stream_user_data(s, frame->hd.stream_id, h);
+    ++session.open_streams_;
+    return 0;
+  }
+
+  static int onHeader(nghttp2_session* s, const nghttp2_frame* frame, const uint8_t* name,
+                      size_t namelen, const uint8_t* value, size_t valuelen, uint8_t,
+                      void*) noexcept {
+    if (frame->hd.type != NGHTTP2_HEADERS) return 0;
+    if (auto* h = handlerOf(s, frame->hd.stream_id)) {
+      h->onHeader({reinterpret_cast<const char*>(name), namelen},
+                  {reinterpret_cast<const char*>(value), valuelen});
+    }
+    return 0;
+  }
+
+  static int onFrameRecv(nghttp2_session* s, const nghttp2_frame* frame, void* ud) noexcept {
+    Http2Session& session = self(ud);
+    switch (frame->hd.type) {
+      case NGHTTP2_HEADERS: {
+        auto* h = handlerOf(s, frame->hd.stream_id);
+        if (h == nullptr) return 0;
+        bool trailers = frame->headers.cat == NGHTTP2_HCAT_HEADERS;
+        h->onHeadersComplete(trailers, (frame->hd.flags & NGHTTP2_FLAG_END_STREAM) != 0);
+        return 0;
+      }
+      case NGHTTP2_DATA:
+        if ((frame->hd.flags & NGHTTP2_FLAG_END_STREAM) != 0) {
+          if (auto* h = handlerOf(s, frame->hd.stream_id)) h->onEndStream();
+        }
+        return 0;
+      case NGHTTP2_GOAWAY:
+        session.owner_.onGoaway(frame->goaway.last_stream_id, frame->goaway.error_code);
+        return 0;
+      case NGHTTP2_SETTINGS:
+        if ((frame->hd.flags & NGHTTP2_FLAG_ACK) == 0) session.owner_.onRemoteSettings();
+        return 0;
+      default:
+        return 0;
+    }
+  }
+
+  static int onDataChunk(nghttp2_session* s, uint8_t, int32_t stream_id, const uint8_t* data,
+                         size_t len, void*) noexcept {
+    // The connection window is ours to manage: the bytes are now counted
+    // against the stream, which is acknowledged when they move on.
+    nghttp2_session_consume_connection(s, len);
+    if (auto* h = handlerOf(s, stream_id)) h->onData(data, len);
+    return 0;
+  }
+
+  static int onStreamClose(nghttp2_session* s, int32_t stream_id, uint32_t error_code,
+                           void* ud) noexcept {
+    auto* h = handlerOf(s, stream_id);
+    if (h == nullptr) return 0;
+    nghttp2_session_set_stream_user_data(s, stream_id, nullptr);
+    --self(ud).open_streams_;
+    h->onClose(error_code);
+    return 0;
+  }
+
+  static ssize_t readData(nghttp2_session* s, int32_t stream_id, uint8_t* buf, size_t length,
+                          uint32_t* data_flags, nghttp2_data_source*, void*) noexcept {
+    auto* h = handlerOf(s, stream_id);
+    if (h == nullptr) return NGHTTP2_ERR_TEMPORAL_CALLBACK_FAILURE;
+    size_t n = h->outbound().read(buf, length);
+    if (n > 0) h->onOutboundDrained(n);
+    if (h->outbound().empty() && h->outboundEnded()) {
+      *data_flags |= NGHTTP2_DATA_FLAG_EOF;
+      if (const HeaderMap* trailers = h->outboundTrailers()) {
+        auto nv = toNv(*trailers);
+        if (nghttp2_submit_trailer(s, stream_id, nv.data(), nv.size()) == 0) {
+          *data_flags |= NGHTTP2_DATA_FLAG_NO_END_STREAM;
+        }
+      }
+      return static_cast<ssize_t>(n);
+    }
+    if (n == 0) return NGHTTP2_ERR_DEFERRED;
+    return static_cast<ssize_t>(n);
+  }
+
+  static const nghttp2_session_callbacks* callbacks() {
+    // Built once for the process and never changed: shared by every session.
+    static const nghttp2_session_callbacks* table = [] {
+      nghttp2_session_callbacks* cbs;
+      nghttp2_session_callbacks_new(&cbs);
+      nghttp2_session_callbacks_set_on_begin_headers_callback(cbs, onBeginHeaders);
+      nghttp2_session_callbacks_set_on_header_callback(cbs, onHeader);
+      nghttp2_session_callbacks_set_on_frame_recv_callback(cbs, onFrameRecv);
+      nghttp2_session_callbacks_set_on_data_chunk_recv_callback(cbs, onDataChunk);
+      nghttp2_session_callbacks_set_on_stream_close_callback(cbs, onStreamClose);
+      return cbs;
+    }();
+    return table;
+  }
+
+  static const nghttp2_option* options() {
+    static const nghttp2_option* opts = [] {
+      nghttp2_option* o;
+      nghttp2_option_new(&o);
+      nghttp2_option_set_no_auto_window_update(o, 1);
+      return o;
+    }();
+    return opts;
+  }
+};
+
+Http2Session::Http2Session(Side side, Http2SessionOwner& owner, const Http2Settings& settings)
+    : side_(side), owner_(owner) {
+  if (side == Side::Server) {
+    nghttp2_session_server_new2(&session_, Bridge::callbacks(), this, Bridge::options());
+  } else {
+    nghttp2_session_client_new2(&session_, Bridge::callbacks(), this, Bridge::options());
+  }
+  nghttp2_settings_entry entries[] = {
+      {NGHTTP2_SETTINGS_MAX_CONCURRENT_STREAMS, settings.max_concurrent_streams},
+      {NGHTTP2_SETTINGS_INITIAL_WINDOW_SIZE, settings.initial_stream_window},
+      {NGHTTP2_SETTINGS_MAX_HEADER_LIST_SIZE, settings.max_header_list_bytes},
+  };
+  // A client does not limit the streams its server may push: push is off anyway.
+  size_t first = side == Side::Client ? 1 : 0;
+  nghttp2_submit_settings(session_, NGHTTP2_FLAG_NONE, entries + first, 3 - first);
+  nghttp2_session_set_local_window_size(session_, NGHTTP2_FLAG_NONE, 0,
+                                        static_cast<int32_t>(settings.connection_window));
+}
+
+Http2Session::~Http2Session() { nghttp2_session_del(session_); }
+
+Status Http2Session::receive(const uint8_t* data, size_t len) {
+  ssize_t rv = nghttp2_session_mem_recv(session_, data, len);
+  if (rv < 0) {
+    nghttp2_session_terminate_session(session_, NGHTTP2_PROTOCOL_ERROR);
+    return {StatusCode::Internal, fmt::format("http/2 error: {}", nghttp2_strerror(static_cast<int>(rv)))};
+  }
+  return Status::ok();
+}
+
+bool Http2Session::pullOutput(std::string& out, size_t max_bytes) {
+  while (out.size() < max_bytes) {
+    const uint8_t* data;
+    ssize_t n = nghttp2_session_mem_send(session_, &data);
+    if (n < 0) return false;
+    if (n == 0) break;
+    out.append(reinterpret_cast<const char*>(data), static_cast<size_t>(n));
+  }
+  return true;
+}
+
+bool Http2Session::alive() const {
+  return nghttp2_session_want_read(session_) != 0 || nghttp2_session_want_write(session_) != 0;
+}
+
+bool Http2Session::wantWrite() const { return nghttp2_session_want_write(session_) != 0; }
+
+int32_t Http2Session::submitRequest(const HeaderMap& headers, Http2StreamHandler* handler) {
+  auto nv = toNv(headers);
+  nghttp2_data_provider provider{};
+  provider.read_callback = Bridge::readData;
+  int32_t id = nghttp2_submit_request(session_, nullptr, nv.data(), nv.size(), &provider, handler);
+  if (id > 0) ++open_streams_;
+  return id;
+}
+
+bool Http2Session::submitResponse(int32_t stream_id, const HeaderMap& headers, bool end_stream) {
+  auto nv = toNv(headers);
+  nghttp2_data_provider provider{};
+  provider.read_callback = Bridge::readData;
+  return nghttp2_submit_response(session_, stream_id, nv.data(), nv.size(),
+                                 end_stream ? nullptr : &provider) == 0;
+}
+
+void Http2Session::resumeData(int32_t stream_id) { nghttp2_session_resume_data(session_, stream_id); }
+
+void Http2Session::resetStream(int32_t stream_id, uint32_t error_code) {
+  nghttp2_submit_rst_stream(session_, NGHTTP2_FLAG_NONE, stream_id, error_code);
+}
+
+void Http2Session::consume(int32_t stream_id, size_t n) {
+  if (n > 0) nghttp2_session_consume_stream(session_, stream_id, n);
+}
+
+void Http2Session::detach(int32_t stream_id) {
+  if (handlerOf(session_, stream_id) != nullptr) {
+    nghttp2_session_set_stream_user_data(session_, stream_id, nullptr);
+    --open_streams_;
+  }
+}
+
+void Http2Session::goaway(uint32_t error_code) { nghttp2_session_terminate_session(session_, error_code); }
+
+void Http2Session::shutdownNotice() {
+  if (side_ == Side::Server) nghttp2_submit_shutdown_notice(session_);
+}
+
+uint32_t Http2Session::remoteMaxConcurrentStreams() const {
+  return nghttp2_session_get_remote_settings(session_, NGHTTP2_SETTINGS_MAX_CONCURRENT_STREAMS);
+}
+
+size_t Http2Session::openStreams() const { return open_streams_; }
+
+Http2StreamHandler* Http2Session::handler(int32_t stream_id) const { return handlerOf(session_, stream_id); }
+
+}  // namespace sluice

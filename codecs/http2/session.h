@@ -1,0 +1,121 @@
+// Http2Session: one nghttp2 session (server or client side) with its callbacks
+// bridged to C++ interfaces.
+//
+// Ownership: the connection owns the session and every Http2StreamHandler; the
+// session only holds raw pointers to handlers (as nghttp2 stream user data).
+// A handler must call Http2Session::detach() before it dies: later callbacks
+// for that stream then find no handler and are ignored.
+//
+// Input: receive() feeds socket bytes in; callbacks fire synchronously inside.
+// Output: nothing is written from inside callbacks; the owner calls
+// pullOutput() after events (Dispatcher flush) and writes what it returns.
+// Flow control: automatic WINDOW_UPDATEs are off. The connection window is
+// acknowledged as soon as bytes arrive (they are in our buffers, counted per
+// stream); the stream window only when the handler says the bytes moved on
+// (consume()). So each stream buffers at most one window.
+#pragma once
+
+#include <cstdint>
+#include <memory>
+#include <string>
+#include <string_view>
+#include <vector>
+
+#include "core/headers.h"
+#include "core/status.h"
+
+struct nghttp2_session;
+
+namespace sluice {
+
+class OutboundData;
+
+class Http2StreamHandler {
+ public:
+  virtual ~Http2StreamHandler() = default;
+  virtual void onHeader(std::string_view name, std::string_view value) = 0;
+  // A header block ended. `trailers` is true for a second block after data.
+  virtual void onHeadersComplete(bool trailers, bool end_stream) = 0;
+  virtual void onData(const uint8_t* data, size_t len) = 0;
+  // The peer half-closed (END_STREAM on a DATA frame; HEADERS report it above).
+  virtual void onEndStream() = 0;
+  // The stream is gone: after a normal end (error_code 0) or a reset.
+  virtual void onClose(uint32_t error_code) = 0;
+  // Where nghttp2 pulls this stream's outgoing DATA from.
+  virtual OutboundData& outbound() = 0;
+  // Outgoing data is done: true once everything queued should end the stream.
+  virtual bool outboundEnded() const = 0;
+  // Trailers to send after the data (server side), or nullptr to end with DATA.
+  virtual const HeaderMap* outboundTrailers() const = 0;
+  // nghttp2 took `n` bytes out of outbound() (they are on their way).
+  virtual void onOutboundDrained(size_t n) {}
+};
+
+class Http2SessionOwner {
+ public:
+  virtual ~Http2SessionOwner() = default;
+  // Server side: a peer opened stream `id`; return its handler (or nullptr to refuse).
+  virtual Http2StreamHandler* onNewStream(int32_t stream_id) { return nullptr; }
+  virtual void onGoaway(int32_t last_stream_id, uint32_t error_code) {}
+  virtual void onRemoteSettings() {}
+};
+
+struct Http2Settings {
+  uint32_t max_concurrent_streams = 1024;
+  uint32_t initial_stream_window = 1 << 20;
+  uint32_t connection_window = 16 << 20;
+  uint32_t max_header_list_bytes = 64 << 10;
+};
+
+class Http2Session {
+ public:
+  enum class Side { Server, Client };
+
+  Http2Session(Side side, Http2SessionOwner& owner, const Http2Settings& settings);
+  ~Http2Session();
+  Http2Session(const Http2Session&) = delete;
+  Http2Session& operator=(const Http2Session&) = delete;
+
+  // Feeds received bytes. A non-OK status means the connection is broken
+  // (a GOAWAY has been queued when the protocol allows one).
+  Status receive(const uint8_t* data, size_t len);
+  // Serialises pending frames into `out` (appending) until nghttp2 has nothing
+  // more or `out` reaches `max_bytes`. Returns false on a fatal session error.
+  bool pullOutput(std::string& out, size_t max_bytes);
+  // True while the session still wants to read or write; false = close it.
+  bool alive() const;
+  bool wantWrite() const;
+
+  // Client side: opens a stream; returns its id or a negative nghttp2 error.
+  int32_t submitRequest(const HeaderMap& headers, Http2StreamHandler* handler);
+  // Server side: response headers; data and trailers follow from the handler.
+  // With `end_stream` the HEADERS frame ends the stream (trailers-only / error).
+  bool submitResponse(int32_t stream_id, const HeaderMap& headers, bool end_stream);
+  // Wakes the stream's data provider after data (or the end) was queued.
+  void resumeData(int32_t stream_id);
+  void resetStream(int32_t stream_id, uint32_t error_code);
+  // The handler's bytes moved on: return them to the peer's stream window.
+  void consume(int32_t stream_id, size_t n);
+  // Stops delivering callbacks for this stream to its handler.
+  void detach(int32_t stream_id);
+  void goaway(uint32_t error_code);
+  // Graceful GOAWAY: refuse streams newer than the last one seen.
+  void shutdownNotice();
+
+  uint32_t remoteMaxConcurrentStreams() const;
+  size_t openStreams() const;
+  Side side() const { return side_; }
+
+  // Called by the nghttp2 bridge functions only.
+  struct Bridge;
+
+ private:
+  Http2StreamHandler* handler(int32_t stream_id) const;
+
+  Side side_;
+  Http2SessionOwner& owner_;
+  nghttp2_session* session_ = nullptr;
+  size_t open_streams_ = 0;
+};
+
+}  // namespace sluice

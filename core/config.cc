@@ -1,0 +1,172 @@
+#include "core/config.h"
+
+#include <fstream>
+#include <set>
+#include <sstream>
+
+#include <fmt/format.h>
+#include <nlohmann/json.hpp>
+
+#include "core/json_reader.h"
+#include "core/registry.h"
+
+namespace sluice {
+namespace {
+
+using json = nlohmann::json;
+
+constexpr uint64_t kMaxMessageLimit = 1ull << 30;  // HTTP/2 frames can carry it; memory cannot more
+
+std::optional<SocketAddress> readAddress(JsonObject& obj, std::string_view key, bool allow_port_zero) {
+  auto text = obj.string(key, true);
+  if (!text) return std::nullopt;
+  auto addr = parseSocketAddress(*text, allow_port_zero);
+  if (!addr.isOk()) {
+    obj.errors().add(obj.pathOf(key), addr.status().message());
+    return std::nullopt;
+  }
+  return addr.value();
+}
+
+ClusterConfig readCluster(const json& value, const std::string& path, ConfigErrors& errors) {
+  ClusterConfig cluster;
+  JsonObject obj(value, path, errors);
+  cluster.name = obj.string("name", true).value_or("");
+  if (auto t = obj.unsignedInt("connect_timeout_ms", 1, 600000)) cluster.connect_timeout_ms = static_cast<uint32_t>(*t);
+  if (const json* eps = obj.array("endpoints", true)) {
+    if (eps->empty()) errors.add(obj.pathOf("endpoints"), "a cluster needs at least one endpoint");
+    for (size_t i = 0; i < eps->size(); ++i) {
+      std::string ep_path = jsonPath(obj.pathOf("endpoints"), i);
+      const json& ep = (*eps)[i];
+      if (!ep.is_string()) {
+        errors.add(ep_path, fmt::format("expected an address string, got {}", ep.type_name()));
+        continue;
+      }
+      auto addr = parseSocketAddress(ep.get<std::string>(), false);
+      if (!addr.isOk()) {
+        errors.add(ep_path, addr.status().message());
+        continue;
+      }
+      cluster.endpoints.push_back({addr.value()});
+    }
+  }
+  obj.finish();
+  return cluster;
+}
+
+void readFilters(const json& filters, const std::string& path, const FilterRegistry& registry,
+                 FilterBuildContext& ctx, ListenerConfig& listener) {
+  if (filters.empty()) ctx.errors.add(path, "a listener needs at least one filter (the last one: proxy)");
+  for (size_t i = 0; i < filters.size(); ++i) {
+    std::string entry_path = jsonPath(path, i);
+    JsonObject entry(filters[i], entry_path, ctx.errors);
+    auto name = entry.string("name", true);
+    const json* config = entry.value("config");
+    entry.finish();
+    if (!name) continue;
+    const FilterConfigFactory* factory = registry.find(*name);
+    if (factory == nullptr) {
+      ctx.errors.add(entry.pathOf("name"),
+                     fmt::format("unknown filter \"{}\" (known: {})", *name, registry.names()));
+      continue;
+    }
+    bool last = i + 1 == filters.size();
+    if (factory->isTerminal() != last) {
+      ctx.errors.add(entry.pathOf("name"),
+                     factory->isTerminal()
+                         ? fmt::format("\"{}\" ends the chain: it must be the last filter", *name)
+                         : fmt::format("the last filter must end the chain (e.g. \"proxy\"), not \"{}\"", *name));
+    }
+    static const json kNull;
+    auto built = factory->create(config != nullptr ? *config : kNull, entry.pathOf("config"), ctx);
+    if (built) listener.filters.push_back({*name, std::move(built)});
+  }
+}
+
+ListenerConfig readListener(const json& value, const std::string& path, const FilterRegistry& registry,
+                            FilterBuildContext& ctx) {
+  ListenerConfig listener;
+  JsonObject obj(value, path, ctx.errors);
+  listener.name = obj.string("name", true).value_or("");
+  if (auto addr = readAddress(obj, "address", true)) listener.address = *addr;
+  if (auto m = obj.unsignedInt("max_message_bytes", 1, kMaxMessageLimit)) {
+    listener.max_message_bytes = static_cast<uint32_t>(*m);
+  }
+  if (const json* filters = obj.array("filters", true)) {
+    readFilters(*filters, obj.pathOf("filters"), registry, ctx, listener);
+  }
+  obj.finish();
+  return listener;
+}
+
+template <typename T>
+void checkUniqueNames(const std::vector<T>& items, const std::string& path, ConfigErrors& errors) {
+  std::set<std::string> seen;
+  for (size_t i = 0; i < items.size(); ++i) {
+    if (items[i].name.empty()) continue;
+    if (!seen.insert(items[i].name).second) {
+      errors.add(jsonPath(jsonPath(path, i), "name"), fmt::format("duplicate name \"{}\"", items[i].name));
+    }
+  }
+}
+
+}  // namespace
+
+const ClusterConfig* GatewayConfig::findCluster(std::string_view name) const {
+  for (const auto& c : clusters) {
+    if (c.name == name) return &c;
+  }
+  return nullptr;
+}
+
+GatewayConfigConstPtr loadConfig(const std::string& text, const FilterRegistry& registry,
+                                 ConfigErrors& errors) {
+  json root;
+  try {
+    root = json::parse(text);
+  } catch (const json::parse_error& e) {
+    errors.add("", fmt::format("invalid JSON: {}", e.what()));
+    return nullptr;
+  }
+  auto config = std::make_shared<GatewayConfig>();
+  JsonObject obj(root, "", errors);
+  if (auto level = obj.string("log_level")) {
+    static const std::set<std::string> kLevels = {"trace", "debug", "info", "warn", "error", "critical", "off"};
+    if (kLevels.count(*level) == 0) errors.add("/log_level", fmt::format("unknown log level \"{}\"", *level));
+    config->log_level = *level;
+  }
+  // Clusters first: routes name them.
+  std::set<std::string> cluster_names;
+  if (const json* clusters = obj.array("clusters", true)) {
+    for (size_t i = 0; i < clusters->size(); ++i) {
+      config->clusters.push_back(readCluster((*clusters)[i], jsonPath("/clusters", i), errors));
+      cluster_names.insert(config->clusters.back().name);
+    }
+    checkUniqueNames(config->clusters, "/clusters", errors);
+  }
+  FilterBuildContext ctx{errors, cluster_names};
+  if (const json* listeners = obj.array("listeners", true)) {
+    if (listeners->empty()) errors.add("/listeners", "at least one listener is needed");
+    for (size_t i = 0; i < listeners->size(); ++i) {
+      config->listeners.push_back(readListener((*listeners)[i], jsonPath("/listeners", i), registry, ctx));
+    }
+    checkUniqueNames(config->listeners, "/listeners", errors);
+  }
+  obj.finish();
+  if (!errors.empty()) return nullptr;
+  return config;
+}
+
+GatewayConfigConstPtr loadConfigFile(const std::string& file, const FilterRegistry& registry,
+                                     ConfigErrors& errors) {
+  std::ifstream in(file);
+  if (!in) {
+    errors.add("", fmt::format("cannot read config file \"{}\"", file));
+    return nullptr;
+  }
+  std::stringstream ss;
+  ss << in.rdbuf();
+  return loadConfig(ss.str(), registry, errors);
+}
+
+}  // namespace sluice

@@ -1,0 +1,87 @@
+#include "core/dispatcher.h"
+
+#include <algorithm>
+
+#include <uv.h>
+
+namespace sluice {
+namespace {
+
+void onPrepare(uv_prepare_t* h) noexcept { static_cast<Dispatcher*>(h->data)->drainPostedWork(); }
+void onCheck(uv_check_t* h) noexcept { static_cast<Dispatcher*>(h->data)->drainPostedWork(); }
+void freeHandle(uv_handle_t* h) noexcept { delete reinterpret_cast<uv_any_handle*>(h); }
+
+}  // namespace
+
+Flushable::~Flushable() {
+  if (flush_scheduled_) dispatcher_.cancelFlush(this);
+}
+
+void Flushable::scheduleFlush() {
+  if (flush_scheduled_) return;
+  flush_scheduled_ = true;
+  dispatcher_.addFlush(this);
+}
+
+Dispatcher::Dispatcher()
+    : loop_(new uv_loop_t),
+      prepare_(&(new uv_any_handle)->prepare),
+      check_(&(new uv_any_handle)->check) {
+  uv_loop_init(loop_);
+  read_buffer_.resize(256 * 1024);
+  loop_->data = &read_buffer_;
+  uv_prepare_init(loop_, prepare_);
+  prepare_->data = this;
+  uv_prepare_start(prepare_, onPrepare);
+  uv_unref(reinterpret_cast<uv_handle_t*>(prepare_));
+  uv_check_init(loop_, check_);
+  check_->data = this;
+  uv_check_start(check_, onCheck);
+  uv_unref(reinterpret_cast<uv_handle_t*>(check_));
+}
+
+Dispatcher::~Dispatcher() {
+  drainPostedWork();
+  uv_close(reinterpret_cast<uv_handle_t*>(prepare_), freeHandle);
+  uv_close(reinterpret_cast<uv_handle_t*>(check_), freeHandle);
+  // Let every close callback run (ours and any handle closed by owners above).
+  uv_run(loop_, UV_RUN_DEFAULT);
+  uv_loop_close(loop_);
+  delete loop_;
+}
+
+void Dispatcher::deferredDelete(DeferredDeletablePtr object) {
+  delete_queue_.push_back(std::move(object));
+}
+
+void Dispatcher::run() { uv_run(loop_, UV_RUN_DEFAULT); }
+
+void Dispatcher::stop() { uv_stop(loop_); }
+
+void Dispatcher::cancelFlush(Flushable* f) {
+  auto it = std::find(flush_queue_.begin(), flush_queue_.end(), f);
+  if (it != flush_queue_.end()) *it = nullptr;
+}
+
+void Dispatcher::drainPostedWork() {
+  if (draining_) return;
+  draining_ = true;
+  // Deleting can schedule flushes (a reset stream tells its peer) and flushing
+  // can queue deletions (a write error closes a connection): repeat until quiet.
+  while (!flush_queue_.empty() || !delete_queue_.empty()) {
+    std::vector<Flushable*> flushes;
+    flushes.swap(flush_queue_);
+    for (size_t i = 0; i < flushes.size(); ++i) {
+      Flushable* f = flushes[i];
+      if (f == nullptr) continue;
+      f->flush_scheduled_ = false;
+      f->flush();
+    }
+    std::vector<DeferredDeletablePtr> deletes;
+    deletes.swap(delete_queue_);
+    deletes.clear();
+  }
+  draining_ = false;
+}
+
+}  // namespace sluice

@@ -1,0 +1,80 @@
+// Dispatcher: one worker's event loop (libuv) and the end-of-event work that
+// keeps callbacks safe.
+//
+// Owns the uv_loop_t. Two kinds of work run after every batch of events (in the
+// loop's prepare and check phases), never inside a C callback:
+//  - flushes: connections that have output pending (nghttp2 frames to write)
+//    ask for one flush; many events on one connection coalesce into one write;
+//  - deferred deletion: objects reachable from a running callback are handed
+//    over with deferredDelete() and destroyed after the flushes.
+// Everything here is used from the loop's own thread only.
+#pragma once
+
+#include <chrono>
+#include <memory>
+#include <string>
+#include <vector>
+
+struct uv_loop_s;
+struct uv_prepare_s;
+struct uv_check_s;
+
+namespace sluice {
+
+class DeferredDeletable {
+ public:
+  virtual ~DeferredDeletable() = default;
+};
+using DeferredDeletablePtr = std::unique_ptr<DeferredDeletable>;
+
+class Dispatcher;
+
+// Something with buffered output to push once the current events are handled.
+class Flushable {
+ public:
+  explicit Flushable(Dispatcher& dispatcher) : dispatcher_(dispatcher) {}
+  virtual ~Flushable();
+  // Queues one flush() for the end of the current event batch (idempotent).
+  void scheduleFlush();
+  virtual void flush() = 0;
+
+ private:
+  friend class Dispatcher;
+  Dispatcher& dispatcher_;
+  bool flush_scheduled_ = false;
+};
+
+class Dispatcher {
+ public:
+  Dispatcher();
+  ~Dispatcher();
+  Dispatcher(const Dispatcher&) = delete;
+  Dispatcher& operator=(const Dispatcher&) = delete;
+
+  uv_loop_s* loop() { return loop_; }
+  std::chrono::steady_clock::time_point now() const { return std::chrono::steady_clock::now(); }
+
+  void deferredDelete(DeferredDeletablePtr object);
+  // Runs until stop() or until no handle is active.
+  void run();
+  void stop();
+
+  // Runs pending flushes and deletions now (also called by the loop hooks).
+  void drainPostedWork();
+
+ private:
+  friend class Flushable;
+  void addFlush(Flushable* f) { flush_queue_.push_back(f); }
+  void cancelFlush(Flushable* f);
+
+  uv_loop_s* loop_;
+  uv_prepare_s* prepare_;
+  uv_check_s* check_;
+  std::vector<Flushable*> flush_queue_;
+  std::vector<DeferredDeletablePtr> delete_queue_;
+  bool draining_ = false;
+  // Every socket of this loop reads into this buffer and consumes it at once.
+  std::string read_buffer_;
+};
+
+}  // namespace sluice

@@ -1,0 +1,57 @@
+// Filter: one step of a stream's filter chain.
+//
+// Ownership and order: a FilterFactory (built once from config, immutable, shared
+// by every stream and worker) creates one Filter per stream; the stream owns its
+// filters and destroys them after onStreamDone. Request hooks run in chain order
+// (headers, then each message, then end); response hooks in reverse order
+// (headers, messages, trailers). Events reach a filter strictly in order: when a
+// filter returns StopIteration, that event and every later one in the same
+// direction wait until it calls ctx.continueRequest() / continueResponse().
+// Every hook passes through by default, so a filter overrides only what it needs.
+// A filter may end the call from any hook with ctx.sendLocalReply(); the chain
+// then stops and onStreamDone still runs, exactly once, on every filter.
+// Gateway-generated replies (sendLocalReply) do not pass through response hooks.
+#pragma once
+
+#include <memory>
+
+namespace sluice {
+
+class StreamContext;
+struct Message;
+
+enum class FilterStatus { Continue, StopIteration };
+
+class Filter {
+ public:
+  virtual ~Filter() = default;
+
+  // Request direction, in chain order.
+  virtual FilterStatus onRequestHeaders(StreamContext&) { return FilterStatus::Continue; }
+  virtual FilterStatus onRequestMessage(StreamContext&, Message&) { return FilterStatus::Continue; }
+  // The client half-closed.
+  virtual FilterStatus onRequestEnd(StreamContext&) { return FilterStatus::Continue; }
+
+  // Response direction, in reverse chain order.
+  virtual FilterStatus onResponseHeaders(StreamContext&) { return FilterStatus::Continue; }
+  virtual FilterStatus onResponseMessage(StreamContext&, Message&) { return FilterStatus::Continue; }
+  // grpc-status is in ctx.responseTrailers() and ctx.status().
+  virtual FilterStatus onResponseTrailers(StreamContext&) { return FilterStatus::Continue; }
+
+  // Exactly once per stream, success or not; the context holds the final status.
+  virtual void onStreamDone(StreamContext&) {}
+};
+using FilterPtr = std::unique_ptr<Filter>;
+
+// Built once per configured filter entry. Shared (const) across streams and
+// workers: per-stream state belongs in the Filter, never here.
+class FilterFactory {
+ public:
+  virtual ~FilterFactory() = default;
+  virtual FilterPtr createFilter(StreamContext& ctx) const = 0;
+  // The gateway is stopping: release what the factory holds (files, sockets).
+  virtual void close() const {}
+};
+using FilterFactorySharedPtr = std::shared_ptr<const FilterFactory>;
+
+}  // namespace sluice

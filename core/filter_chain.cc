@@ -1,0 +1,111 @@
+#include "core/filter_chain.h"
+
+#include "core/stream_context.h"
+
+namespace sluice {
+
+void FilterChain::pushRequest(Event e) {
+  if (ctx_.ended()) return;
+  e.bytes = e.kind == EventKind::Message ? e.message.wireSize() : 0;
+  queued_request_bytes_ += e.bytes;
+  request_.queue.push_back(std::move(e));
+  if (!request_.iterating) runRequest();
+}
+
+void FilterChain::pushResponse(Event e) {
+  if (ctx_.ended()) return;
+  response_.queue.push_back(std::move(e));
+  if (!response_.iterating) runResponse();
+}
+
+void FilterChain::resume(Direction& d, void (FilterChain::*run)()) {
+  if (d.iterating) {
+    // Called from inside the hook that is about to return StopIteration.
+    d.resume_requested = true;
+    return;
+  }
+  if (!d.paused) return;
+  d.paused = false;
+  (this->*run)();
+}
+
+void FilterChain::continueRequest() {
+  resume(request_, &FilterChain::runRequest);
+}
+
+void FilterChain::continueResponse() { resume(response_, &FilterChain::runResponse); }
+
+FilterStatus FilterChain::invokeRequest(Filter& f, Event& e) {
+  switch (e.kind) {
+    case EventKind::Headers: return f.onRequestHeaders(ctx_);
+    case EventKind::Message: return f.onRequestMessage(ctx_, e.message);
+    case EventKind::End: return f.onRequestEnd(ctx_);
+  }
+  return FilterStatus::Continue;
+}
+
+FilterStatus FilterChain::invokeResponse(Filter& f, Event& e) {
+  switch (e.kind) {
+    case EventKind::Headers: return f.onResponseHeaders(ctx_);
+    case EventKind::Message: return f.onResponseMessage(ctx_, e.message);
+    case EventKind::End: return f.onResponseTrailers(ctx_);
+  }
+  return FilterStatus::Continue;
+}
+
+void FilterChain::runRequest() {
+  Direction& d = request_;
+  while (!d.paused && !d.queue.empty()) {
+    Event& e = d.queue.front();
+    while (e.next < filters_.size()) {
+      Filter& f = *filters_[e.next++];
+      d.iterating = true;
+      FilterStatus status = invokeRequest(f, e);
+      d.iterating = false;
+      if (ctx_.ended()) return;
+      if (status == FilterStatus::StopIteration && !d.resume_requested) {
+        d.paused = true;
+        return;
+      }
+      d.resume_requested = false;
+    }
+    queued_request_bytes_ -= e.bytes;
+    d.queue.pop_front();
+  }
+}
+
+void FilterChain::runResponse() {
+  Direction& d = response_;
+  while (!d.paused && !d.queue.empty()) {
+    Event& e = d.queue.front();
+    while (e.next > 0) {
+      Filter& f = *filters_[--e.next];
+      d.iterating = true;
+      FilterStatus status = invokeResponse(f, e);
+      d.iterating = false;
+      if (ctx_.ended()) return;
+      if (status == FilterStatus::StopIteration && !d.resume_requested) {
+        d.paused = true;
+        return;
+      }
+      d.resume_requested = false;
+    }
+    Event event = std::move(e);
+    d.queue.pop_front();
+    // The sink may end the stream (trailers); nothing of `d` is used after.
+    switch (event.kind) {
+      case EventKind::Headers: sink_.sendHeaders(); break;
+      case EventKind::Message: sink_.sendMessage(std::move(event.message)); break;
+      case EventKind::End: sink_.sendTrailers(); break;
+    }
+    if (ctx_.ended()) return;
+  }
+}
+
+void FilterChain::streamDone() {
+  if (done_) return;
+  done_ = true;
+  for (auto& f : filters_) f->onStreamDone(ctx_);
+}
+
+}  // namespace sluice

@@ -1,0 +1,41 @@
+// HeaderMap: an ordered list of HTTP/2 header fields (pseudo-headers and gRPC
+// metadata). Order and duplicates are preserved so that a proxied call carries
+// exactly what the peer sent; names are lower case as HTTP/2 requires.
+#pragma once
+
+#include <string>
+#include <string_view>
+#include <vector>
+
+namespace sluice {
+
+struct Header {
+  std::string name;
+  std::string value;
+};
+
+class HeaderMap {
+ public:
+  using const_iterator = std::vector<Header>::const_iterator;
+
+  // First value for `name`, or nullptr.
+  const std::string* get(std::string_view name) const;
+  void add(std::string name, std::string value) { headers_.push_back({std::move(name), std::move(value)}); }
+  // Replaces every value of `name` by one.
+  void set(std::string_view name, std::string value);
+  // Removes every value of `name`; returns how many were removed.
+  size_t remove(std::string_view name);
+  void clear() { headers_.clear(); }
+
+  bool empty() const { return headers_.empty(); }
+  size_t size() const { return headers_.size(); }
+  const_iterator begin() const { return headers_.begin(); }
+  const_iterator end() const { return headers_.end(); }
+  // Total of name and value lengths, as HTTP/2 counts a header list (plus 32 per field).
+  size_t byteSize() const;
+
+ private:
+  std::vector<Header> headers_;
+};
+
+}  // namespace sluice

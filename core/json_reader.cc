@@ -1,0 +1,113 @@
+#include "core/json_reader.h"
+
+#include <algorithm>
+
+#include <fmt/format.h>
+#include <nlohmann/json.hpp>
+
+namespace sluice {
+
+std::string ConfigErrors::format() const {
+  std::string out;
+  for (const auto& e : errors_) {
+    out += fmt::format("config error at {}: {}\n", e.path.empty() ? "/" : e.path, e.message);
+  }
+  return out;
+}
+
+std::string jsonPath(std::string_view base, std::string_view key) {
+  std::string out(base);
+  out += '/';
+  for (char c : key) {
+    if (c == '~') out += "~0";
+    else if (c == '/') out += "~1";
+    else out += c;
+  }
+  return out;
+}
+
+std::string jsonPath(std::string_view base, size_t index) { return fmt::format("{}/{}", base, index); }
+
+const char* jsonTypeName(const nlohmann::json& value) { return value.type_name(); }
+
+JsonObject::JsonObject(const nlohmann::json& value, std::string path, ConfigErrors& errors)
+    : object_(value.is_object() ? &value : nullptr), path_(std::move(path)), errors_(errors) {
+  if (object_ == nullptr) errors_.add(path_, fmt::format("expected an object, got {}", value.type_name()));
+}
+
+const nlohmann::json* JsonObject::value(std::string_view key, bool required) {
+  known_.emplace_back(key);
+  if (object_ == nullptr) return nullptr;
+  auto it = object_->find(key);
+  if (it == object_->end()) {
+    if (required) errors_.add(pathOf(key), "required key is missing");
+    return nullptr;
+  }
+  return &*it;
+}
+
+std::optional<std::string> JsonObject::string(std::string_view key, bool required) {
+  const auto* v = value(key, required);
+  if (v == nullptr) return std::nullopt;
+  if (!v->is_string()) {
+    errors_.add(pathOf(key), fmt::format("expected a string, got {}", v->type_name()));
+    return std::nullopt;
+  }
+  return v->get<std::string>();
+}
+
+std::optional<uint64_t> JsonObject::unsignedInt(std::string_view key, uint64_t min, uint64_t max,
+                                                bool required) {
+  const auto* v = value(key, required);
+  if (v == nullptr) return std::nullopt;
+  if (!v->is_number_integer() || (v->is_number_integer() && !v->is_number_unsigned())) {
+    errors_.add(pathOf(key), fmt::format("expected a non-negative integer, got {}",
+                                         v->is_number() ? v->dump() : v->type_name()));
+    return std::nullopt;
+  }
+  auto n = v->get<uint64_t>();
+  if (n < min || n > max) {
+    errors_.add(pathOf(key), fmt::format("{} is out of range [{}, {}]", n, min, max));
+    return std::nullopt;
+  }
+  return n;
+}
+
+std::optional<bool> JsonObject::boolean(std::string_view key, bool required) {
+  const auto* v = value(key, required);
+  if (v == nullptr) return std::nullopt;
+  if (!v->is_boolean()) {
+    errors_.add(pathOf(key), fmt::format("expected true or false, got {}", v->type_name()));
+    return std::nullopt;
+  }
+  return v->get<bool>();
+}
+
+const nlohmann::json* JsonObject::array(std::string_view key, bool required) {
+  const auto* v = value(key, required);
+  if (v != nullptr && !v->is_array()) {
+    errors_.add(pathOf(key), fmt::format("expected an array, got {}", v->type_name()));
+    return nullptr;
+  }
+  return v;
+}
+
+const nlohmann::json* JsonObject::object(std::string_view key, bool required) {
+  const auto* v = value(key, required);
+  if (v != nullptr && !v->is_object()) {
+    errors_.add(pathOf(key), fmt::format("expected an object, got {}", v->type_name()));
+    return nullptr;
+  }
+  return v;
+}
+
+void JsonObject::finish() {
+  if (object_ == nullptr) return;
+  for (const auto& [key, _] : object_->items()) {
+    if (std::find(known_.begin(), known_.end(), key) == known_.end()) {
+      errors_.add(pathOf(key), "unknown key");
+    }
+  }
+}
+
+}  // namespace sluice

@@ -1,0 +1,55 @@
+// JsonObject: reads one JSON object of a config with type checks, tracking the
+// JSON pointer of every value so that errors name the place. Keys never read
+// are reported as unknown by finish(). nlohmann_json stays behind this class:
+// no exception escapes it.
+#pragma once
+
+#include <cstdint>
+#include <optional>
+#include <string>
+#include <string_view>
+#include <vector>
+
+#include <nlohmann/json_fwd.hpp>
+
+#include "core/config_errors.h"
+
+namespace sluice {
+
+// "/a/b" + "c" -> "/a/b/c" (escaping '~' and '/' as JSON pointer requires).
+std::string jsonPath(std::string_view base, std::string_view key);
+std::string jsonPath(std::string_view base, size_t index);
+// "object", "array", "string", ... for messages.
+const char* jsonTypeName(const nlohmann::json& value);
+
+class JsonObject {
+ public:
+  // Reports an error (and reads as empty) when `value` is not an object.
+  JsonObject(const nlohmann::json& value, std::string path, ConfigErrors& errors);
+
+  bool isObject() const { return object_ != nullptr; }
+  const std::string& path() const { return path_; }
+  std::string pathOf(std::string_view key) const { return jsonPath(path_, key); }
+  ConfigErrors& errors() { return errors_; }
+
+  // Each getter marks the key as known; a missing required key or a value of
+  // the wrong type is reported and reads as nullopt / nullptr.
+  const nlohmann::json* value(std::string_view key, bool required = false);
+  std::optional<std::string> string(std::string_view key, bool required = false);
+  std::optional<uint64_t> unsignedInt(std::string_view key, uint64_t min, uint64_t max,
+                                      bool required = false);
+  std::optional<bool> boolean(std::string_view key, bool required = false);
+  const nlohmann::json* array(std::string_view key, bool required = false);
+  const nlohmann::json* object(std::string_view key, bool required = false);
+
+  // Reports every key that no getter asked for.
+  void finish();
+
+ private:
+  const nlohmann::json* object_;
+  std::string path_;
+  ConfigErrors& errors_;
+  std::vector<std::string> known_;
+};
+
+}  // namespace sluice

@@ -1,0 +1,66 @@
+#include "core/socket_address.h"
+
+#include <arpa/inet.h>
+#include <netinet/in.h>
+#include <sys/socket.h>
+
+#include <charconv>
+#include <cstring>
+
+#include <fmt/format.h>
+
+namespace sluice {
+
+std::string SocketAddress::toString() const {
+  return ipv6 ? fmt::format("[{}]:{}", host, port) : fmt::format("{}:{}", host, port);
+}
+
+bool SocketAddress::toSockaddr(sockaddr_storage& out) const {
+  std::memset(&out, 0, sizeof(out));
+  if (ipv6) {
+    auto* a = reinterpret_cast<sockaddr_in6*>(&out);
+    a->sin6_family = AF_INET6;
+    a->sin6_port = htons(port);
+    return inet_pton(AF_INET6, host.c_str(), &a->sin6_addr) == 1;
+  }
+  auto* a = reinterpret_cast<sockaddr_in*>(&out);
+  a->sin_family = AF_INET;
+  a->sin_port = htons(port);
+  return inet_pton(AF_INET, host.c_str(), &a->sin_addr) == 1;
+}
+
+StatusOr<SocketAddress> parseSocketAddress(std::string_view text, bool allow_port_zero) {
+  auto bad = [&](std::string_view why) {
+    return Status(StatusCode::InvalidArgument,
+                  fmt::format("\"{}\" is not a valid address ({}); expected \"IP:port\"", text, why));
+  };
+  SocketAddress addr;
+  std::string_view port_text;
+  if (!text.empty() && text.front() == '[') {
+    auto close = text.find(']');
+    if (close == std::string_view::npos || close + 1 >= text.size() || text[close + 1] != ':') {
+      return bad("bracketed IPv6 must be followed by :port");
+    }
+    addr.host = std::string(text.substr(1, close - 1));
+    addr.ipv6 = true;
+    port_text = text.substr(close + 2);
+  } else {
+    auto colon = text.rfind(':');
+    if (colon == std::string_view::npos) return bad("missing :port");
+    addr.host = std::string(text.substr(0, colon));
+    port_text = text.substr(colon + 1);
+  }
+  unsigned port = 0;
+  auto [end, ec] = std::from_chars(port_text.data(), port_text.data() + port_text.size(), port);
+  if (port_text.empty() || ec != std::errc() || end != port_text.data() + port_text.size() ||
+      port > 65535) {
+    return bad("port must be a number from 0 to 65535");
+  }
+  if (port == 0 && !allow_port_zero) return bad("port 0 is only allowed for listeners");
+  addr.port = static_cast<uint16_t>(port);
+  sockaddr_storage ss;
+  if (!addr.toSockaddr(ss)) return bad("host is not an IP address");
+  return addr;
+}
+
+}  // namespace sluice

@@ -1,0 +1,27 @@
+// SocketAddress: an IP literal and port from config ("127.0.0.1:8080", "[::1]:80").
+#pragma once
+
+#include <cstdint>
+#include <string>
+#include <string_view>
+
+#include "core/status.h"
+
+struct sockaddr_storage;
+
+namespace sluice {
+
+struct SocketAddress {
+  std::string host;  // IP literal without brackets
+  uint16_t port = 0;
+  bool ipv6 = false;
+
+  std::string toString() const;  // "[::1]:80" / "127.0.0.1:80"
+  // Fills a sockaddr for libuv; false if the host is not an IP literal.
+  bool toSockaddr(sockaddr_storage& out) const;
+};
+
+// Accepts "IPv4:port" and "[IPv6]:port"; port 0 only when allow_port_zero.
+StatusOr<SocketAddress> parseSocketAddress(std::string_view text, bool allow_port_zero);
+
+}  // namespace sluice

@@ -1,0 +1,119 @@
+// StreamContext: everything about one gRPC call that filters read and act on.
+//
+// Owned by the downstream stream (listeners/) for the call's whole life; the
+// filters of that stream get it by reference in every hook. Data members are
+// plain state; the virtual methods are the actions a filter can take, which the
+// stream implements (and a test can fake).
+#pragma once
+
+#include <chrono>
+#include <cstdint>
+#include <optional>
+#include <string>
+#include <string_view>
+
+#include "core/headers.h"
+#include "core/message.h"
+#include "core/status.h"
+
+namespace sluice {
+
+class Dispatcher;
+class WorkerContext;
+struct Route;
+
+// Told when the downstream response buffer fills and drains, so the terminal
+// filter can stop and resume acknowledging upstream bytes.
+class WatermarkCallbacks {
+ public:
+  virtual ~WatermarkCallbacks() = default;
+  virtual void onAboveWriteBufferHighWatermark() = 0;
+  virtual void onBelowWriteBufferLowWatermark() = 0;
+};
+
+struct StreamCounters {
+  uint64_t request_messages = 0;
+  uint64_t request_bytes = 0;
+  uint64_t response_messages = 0;
+  uint64_t response_bytes = 0;
+};
+
+class StreamContext {
+ public:
+  using Clock = std::chrono::steady_clock;
+
+  virtual ~StreamContext() = default;
+
+  // ---- the call ----
+  const std::string& path() const { return path_; }        // "/pkg.Service/Method"
+  std::string_view service() const { return service_; }    // "pkg.Service"
+  std::string_view method() const { return method_; }      // "Method"
+  HeaderMap& requestHeaders() { return request_headers_; }  // pseudo-headers included
+  HeaderMap& responseHeaders() { return response_headers_; }
+  HeaderMap& responseTrailers() { return response_trailers_; }
+  const std::string& peerAddress() const { return peer_address_; }
+  uint64_t connectionId() const { return connection_id_; }
+  int32_t streamId() const { return stream_id_; }
+  StreamCounters& counters() { return counters_; }
+  Clock::time_point startTime() const { return start_time_; }
+  // The listener's limit on one message, applied both ways.
+  uint32_t maxMessageBytes() const { return max_message_bytes_; }
+
+  // The call's deadline (from grpc-timeout); filters may shorten it.
+  std::optional<Clock::time_point> deadline() const { return deadline_; }
+  virtual void setDeadline(Clock::time_point deadline) { deadline_ = deadline; }
+
+  // Set by the router, read by the proxy.
+  const Route* route() const { return route_; }
+  void setRoute(const Route* route) { route_ = route; }
+
+  // The final status, known once trailers arrived or a local reply was sent.
+  StatusCode status() const { return status_; }
+  const std::string& statusMessage() const { return status_message_; }
+
+  // ---- actions ----
+  virtual Dispatcher& dispatcher() = 0;
+  virtual WorkerContext& worker() = 0;
+
+  // Resume a chain paused by StopIteration, from the filter after the one that paused.
+  virtual void continueRequest() = 0;
+  virtual void continueResponse() = 0;
+  // End the call with a gRPC status (trailers-only if nothing was sent yet).
+  // The request is abandoned; filters get onStreamDone.
+  virtual void sendLocalReply(StatusCode code, std::string_view message) = 0;
+  // True once the call has ended (local reply, reset or complete).
+  virtual bool ended() const = 0;
+
+  // ---- for the terminal filter (the one that produces the response) ----
+  // Send responseHeaders() through the response hooks to the client.
+  virtual void encodeResponseHeaders() = 0;
+  virtual void encodeResponseMessage(Message&& message) = 0;
+  // Send responseTrailers() (with grpc-status). Without headers first, the
+  // reply is trailers-only.
+  virtual void encodeResponseTrailers() = 0;
+  // Stop (true) or resume (false) returning request bytes to the client's
+  // flow-control window: the terminal's outgoing buffer is full or drained.
+  virtual void setRequestBackpressure(bool blocked) = 0;
+  // Who to tell when the client reads the response too slowly (and catches up).
+  virtual void setWatermarkCallbacks(WatermarkCallbacks* callbacks) = 0;
+
+ protected:
+  std::string path_;
+  std::string_view service_;
+  std::string_view method_;
+  HeaderMap request_headers_;
+  HeaderMap response_headers_;
+  HeaderMap response_trailers_;
+  std::string peer_address_;
+  uint64_t connection_id_ = 0;
+  int32_t stream_id_ = 0;
+  StreamCounters counters_;
+  Clock::time_point start_time_ = Clock::now();
+  uint32_t max_message_bytes_ = 16u << 20;
+  std::optional<Clock::time_point> deadline_;
+  const Route* route_ = nullptr;
+  StatusCode status_ = StatusCode::Unknown;
+  std::string status_message_;
+};
+
+}  // namespace sluice

@@ -1,0 +1,147 @@
+#include "core/tcp_socket.h"
+
+#include <netinet/in.h>
+#include <sys/socket.h>
+#include <uv.h>
+
+#include "core/dispatcher.h"
+
+namespace sluice {
+namespace {
+
+struct WriteRequest {
+  uv_write_t req;
+  std::string bytes;
+};
+
+struct ConnectRequest {
+  uv_connect_t req;
+};
+
+TcpSocket* ownerOf(uv_handle_t* h) { return static_cast<TcpSocket*>(h->data); }
+
+void freeHandle(uv_handle_t* h) noexcept { delete reinterpret_cast<uv_tcp_t*>(h); }
+
+void onAlloc(uv_handle_t* h, size_t, uv_buf_t* buf) noexcept {
+  auto* loop_buffer = static_cast<std::string*>(h->loop->data);
+  *buf = uv_buf_init(loop_buffer->data(), static_cast<unsigned>(loop_buffer->size()));
+}
+
+void onRead(uv_stream_t* s, ssize_t nread, const uv_buf_t* buf) noexcept {
+  if (auto* owner = ownerOf(reinterpret_cast<uv_handle_t*>(s))) owner->onReadDone(nread, buf->base);
+}
+
+void onWrite(uv_write_t* req, int status) noexcept {
+  auto* w = reinterpret_cast<WriteRequest*>(req);
+  size_t n = w->bytes.size();
+  // The owner may be gone: the handle's data is cleared before it is closed.
+  TcpSocket* owner = ownerOf(reinterpret_cast<uv_handle_t*>(req->handle));
+  delete w;
+  if (owner != nullptr) owner->onWriteDone(n, status);
+}
+
+void onConnect(uv_connect_t* req, int status) noexcept {
+  TcpSocket* owner = ownerOf(reinterpret_cast<uv_handle_t*>(req->handle));
+  delete reinterpret_cast<ConnectRequest*>(req);
+  if (owner != nullptr) owner->onConnectDone(status);
+}
+
+}  // namespace
+
+std::string uvErrorText(int status) { return uv_strerror(status); }
+
+TcpSocket::TcpSocket(Dispatcher& dispatcher, TcpSocketCallbacks& callbacks)
+    : dispatcher_(dispatcher), callbacks_(callbacks), handle_(new uv_tcp_t) {
+  uv_tcp_init(dispatcher.loop(), handle_);
+  handle_->data = this;
+}
+
+TcpSocket::~TcpSocket() { close(); }
+
+int TcpSocket::accept(uv_stream_t* server) {
+  int rv = uv_accept(server, reinterpret_cast<uv_stream_t*>(handle_));
+  if (rv == 0) uv_tcp_nodelay(handle_, 1);
+  return rv;
+}
+
+int TcpSocket::connect(const SocketAddress& address) {
+  sockaddr_storage ss;
+  if (!address.toSockaddr(ss)) return UV_EINVAL;
+  uv_tcp_nodelay(handle_, 1);
+  auto* req = new ConnectRequest;
+  int rv = uv_tcp_connect(&req->req, handle_, reinterpret_cast<const sockaddr*>(&ss), onConnect);
+  if (rv != 0) delete req;
+  return rv;
+}
+
+void TcpSocket::startReading() {
+  if (handle_ != nullptr) uv_read_start(reinterpret_cast<uv_stream_t*>(handle_), onAlloc, onRead);
+}
+
+void TcpSocket::onReadDone(long nread, const char* data) {
+  if (nread > 0) {
+    callbacks_.onRead(reinterpret_cast<const uint8_t*>(data), static_cast<size_t>(nread));
+  } else if (nread < 0) {
+    if (handle_ != nullptr) uv_read_stop(reinterpret_cast<uv_stream_t*>(handle_));
+    callbacks_.onDisconnected(static_cast<int>(nread));
+  }
+}
+
+void TcpSocket::write(std::string&& bytes) {
+  if (handle_ == nullptr || write_failed_ || bytes.empty()) return;
+  auto* stream = reinterpret_cast<uv_stream_t*>(handle_);
+  size_t offset = 0;
+  if (pending_bytes_ == 0) {
+    uv_buf_t buf = uv_buf_init(bytes.data(), static_cast<unsigned>(bytes.size()));
+    int n = uv_try_write(stream, &buf, 1);
+    if (n > 0) offset = static_cast<size_t>(n);
+    if (offset == bytes.size()) return;
+  }
+  auto* w = new WriteRequest;
+  w->bytes = offset == 0 ? std::move(bytes) : bytes.substr(offset);
+  uv_buf_t buf = uv_buf_init(w->bytes.data(), static_cast<unsigned>(w->bytes.size()));
+  pending_bytes_ += w->bytes.size();
+  if (uv_write(&w->req, stream, &buf, 1, onWrite) != 0) {
+    pending_bytes_ -= w->bytes.size();
+    delete w;
+    write_failed_ = true;
+    callbacks_.onDisconnected(UV_EPIPE);
+  }
+}
+
+void TcpSocket::onWriteDone(size_t bytes, int status) {
+  pending_bytes_ -= bytes;
+  if (status != 0) {
+    if (!write_failed_) {
+      write_failed_ = true;
+      callbacks_.onDisconnected(status);
+    }
+    return;
+  }
+  if (pending_bytes_ == 0) callbacks_.onWriteDrained();
+}
+
+void TcpSocket::close() {
+  if (handle_ == nullptr) return;
+  handle_->data = nullptr;
+  uv_close(reinterpret_cast<uv_handle_t*>(handle_), freeHandle);
+  handle_ = nullptr;
+}
+
+std::string TcpSocket::peerAddress() const {
+  if (handle_ == nullptr) return {};
+  sockaddr_storage ss{};
+  int len = sizeof(ss);
+  if (uv_tcp_getpeername(handle_, reinterpret_cast<sockaddr*>(&ss), &len) != 0) return {};
+  char ip[64] = {};
+  if (ss.ss_family == AF_INET6) {
+    auto* a = reinterpret_cast<sockaddr_in6*>(&ss);
+    uv_ip6_name(a, ip, sizeof(ip));
+    return "[" + std::string(ip) + "]:" + std::to_string(ntohs(a->sin6_port));
+  }
+  auto* a = reinterpret_cast<sockaddr_in*>(&ss);
+  uv_ip4_name(a, ip, sizeof(ip));
+  return std::string(ip) + ":" + std::to_string(ntohs(a->sin_port));
+}
+
+}  // namespace sluice

@@ -1,0 +1,71 @@
+// TcpSocket: a libuv TCP stream with owned write buffers, for one connection.
+//
+// The owner (a downstream or upstream connection) owns the TcpSocket and gets
+// its events through TcpSocketCallbacks. The uv handle lives apart and is freed
+// in its close callback; after close() (or destruction) no callback reaches the
+// owner. Reads land in the dispatcher's shared read buffer and must be consumed
+// synchronously. Writes are tried at once and the remainder queued; the owner
+// reads bytesPending() to stop producing past its limit.
+#pragma once
+
+#include <cstddef>
+#include <string>
+
+#include "core/socket_address.h"
+
+struct uv_tcp_s;
+struct uv_stream_s;
+
+namespace sluice {
+
+class Dispatcher;
+
+class TcpSocketCallbacks {
+ public:
+  virtual ~TcpSocketCallbacks() = default;
+  // Client sockets: the connect finished (status 0) or failed (a libuv error).
+  virtual void onConnected(int status) {}
+  virtual void onRead(const uint8_t* data, size_t len) = 0;
+  // The peer closed (UV_EOF) or a read or write failed; the owner should close.
+  virtual void onDisconnected(int status) = 0;
+  // Every queued write reached the kernel.
+  virtual void onWriteDrained() {}
+};
+
+class TcpSocket {
+ public:
+  TcpSocket(Dispatcher& dispatcher, TcpSocketCallbacks& callbacks);
+  ~TcpSocket();
+  TcpSocket(const TcpSocket&) = delete;
+  TcpSocket& operator=(const TcpSocket&) = delete;
+
+  // Takes the next pending connection of a listening socket; a libuv error code on failure.
+  int accept(uv_stream_s* server);
+  int connect(const SocketAddress& address);
+  void startReading();
+
+  void write(std::string&& bytes);
+  size_t bytesPending() const { return pending_bytes_; }
+
+  // Idempotent; no callback follows.
+  void close();
+  bool closed() const { return handle_ == nullptr; }
+  std::string peerAddress() const;
+
+  // libuv bridges only.
+  void onConnectDone(int status) { callbacks_.onConnected(status); }
+  void onReadDone(long nread, const char* data);
+  void onWriteDone(size_t bytes, int status);
+
+ private:
+  Dispatcher& dispatcher_;
+  TcpSocketCallbacks& callbacks_;
+  uv_tcp_s* handle_;
+  size_t pending_bytes_ = 0;
+  bool write_failed_ = false;
+};
+
+// An error text for a libuv error code ("connection refused").
+std::string uvErrorText(int status);
+
+}  // namespace sluice

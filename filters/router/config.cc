@@ -1,0 +1,118 @@
+#include "filters/router/config.h"
+
+#include <fmt/format.h>
+#include <nlohmann/json.hpp>
+
+#include "core/json_reader.h"
+#include "filters/router/filter.h"
+
+namespace sluice::filters::router {
+namespace {
+
+using json = nlohmann::json;
+
+class RouterFilterFactory : public FilterFactory {
+ public:
+  explicit RouterFilterFactory(std::shared_ptr<const RouterConfig> config) : config_(std::move(config)) {}
+  FilterPtr createFilter(StreamContext&) const override { return std::make_unique<RouterFilter>(*config_); }
+
+ private:
+  std::shared_ptr<const RouterConfig> config_;
+};
+
+bool validMethodPath(std::string_view m) {
+  auto slash = m.find('/', 1);
+  return m.size() >= 4 && m[0] == '/' && slash != std::string_view::npos && slash > 1 &&
+         slash + 1 < m.size() && m.find('/', slash + 1) == std::string_view::npos;
+}
+
+std::optional<RouteEntry> readRoute(const json& value, const std::string& path, FilterBuildContext& ctx) {
+  JsonObject obj(value, path, ctx.errors);
+  RouteEntry entry{};
+  bool ok = obj.isObject();
+  if (const json* match = obj.object("match", true)) {
+    JsonObject m(*match, obj.pathOf("match"), ctx.errors);
+    auto service = m.string("service");
+    auto method = m.string("method");
+    auto prefix = m.string("prefix");
+    m.finish();
+    int given = (service ? 1 : 0) + (method ? 1 : 0) + (prefix ? 1 : 0);
+    if (given != 1) {
+      ctx.errors.add(m.path(), "give exactly one of \"service\", \"method\" or \"prefix\"");
+      ok = false;
+    } else if (service) {
+      entry.kind = RouteEntry::MatchKind::Service;
+      entry.value = *service;
+      if (service->empty() || service->find('/') != std::string::npos) {
+        ctx.errors.add(m.pathOf("service"), "expected a service name like \"shop.v1.Catalog\"");
+        ok = false;
+      }
+    } else if (method) {
+      entry.kind = RouteEntry::MatchKind::Method;
+      entry.value = *method;
+      if (!validMethodPath(*method)) {
+        ctx.errors.add(m.pathOf("method"), "expected a full method name like \"/shop.v1.Orders/Place\"");
+        ok = false;
+      }
+    } else {
+      entry.kind = RouteEntry::MatchKind::Prefix;
+      entry.value = *prefix;
+      if (prefix->empty() || (*prefix)[0] != '/') {
+        ctx.errors.add(m.pathOf("prefix"), "a path prefix must start with \"/\"");
+        ok = false;
+      }
+    }
+  } else {
+    ok = false;
+  }
+  if (auto cluster = obj.string("cluster", true)) {
+    if (ctx.cluster_names.count(*cluster) == 0) {
+      ctx.errors.add(obj.pathOf("cluster"), fmt::format("unknown cluster \"{}\"", *cluster));
+      ok = false;
+    }
+    entry.route.cluster = *cluster;
+  } else {
+    ok = false;
+  }
+  obj.finish();
+  if (!ok) return std::nullopt;
+  return entry;
+}
+
+}  // namespace
+
+const Route* RouterConfig::match(std::string_view path, std::string_view service) const {
+  for (const auto& r : routes) {
+    switch (r.kind) {
+      case RouteEntry::MatchKind::Service:
+        if (service == r.value) return &r.route;
+        break;
+      case RouteEntry::MatchKind::Method:
+        if (path == r.value) return &r.route;
+        break;
+      case RouteEntry::MatchKind::Prefix:
+        if (path.substr(0, r.value.size()) == r.value) return &r.route;
+        break;
+    }
+  }
+  return nullptr;
+}
+
+FilterFactorySharedPtr RouterConfigFactory::create(const json& config, const std::string& path,
+                                                   FilterBuildContext& ctx) const {
+  auto out = std::make_shared<RouterConfig>();
+  size_t errors_before = ctx.errors.size();
+  JsonObject obj(config, path, ctx.errors);
+  if (const json* routes = obj.array("routes", true)) {
+    for (size_t i = 0; i < routes->size(); ++i) {
+      if (auto r = readRoute((*routes)[i], jsonPath(obj.pathOf("routes"), i), ctx)) {
+        out->routes.push_back(std::move(*r));
+      }
+    }
+  }
+  obj.finish();
+  if (ctx.errors.size() != errors_before) return nullptr;
+  return std::make_shared<RouterFilterFactory>(std::move(out));
+}
+
+}  // namespace sluice::filters::router

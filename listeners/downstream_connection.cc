@@ -1,0 +1,98 @@
+#include "listeners/downstream_connection.h"
+
+#include <uv.h>
+
+#include <spdlog/spdlog.h>
+
+#include "core/config.h"
+#include "core/worker_context.h"
+#include "listeners/downstream_stream.h"
+#include "listeners/grpc_listener.h"
+
+namespace sluice {
+namespace {
+
+// Frames serialised ahead of the socket before we wait for it to drain.
+constexpr size_t kMaxPendingWrite = 1 << 20;
+
+}  // namespace
+
+DownstreamConnection::DownstreamConnection(GrpcListener& listener, uint64_t id)
+    : Flushable(listener.worker().dispatcher()),
+      listener_(listener),
+      dispatcher_(listener.worker().dispatcher()),
+      id_(id),
+      socket_(dispatcher_, *this),
+      session_(Http2Session::Side::Server, *this, listener.http2Settings()) {}
+
+DownstreamConnection::~DownstreamConnection() { close("connection destroyed"); }
+
+int DownstreamConnection::accept(uv_stream_s* server) {
+  int rv = socket_.accept(server);
+  if (rv != 0) return rv;
+  peer_address_ = socket_.peerAddress();
+  spdlog::debug("[C{}] accepted from {}", id_, peer_address_);
+  socket_.startReading();
+  scheduleFlush();  // our SETTINGS
+  return 0;
+}
+
+const ListenerConfig& DownstreamConnection::config() const { return listener_.config(); }
+
+WorkerContext& DownstreamConnection::worker() { return listener_.worker(); }
+
+Http2StreamHandler* DownstreamConnection::onNewStream(int32_t stream_id) {
+  auto stream = std::make_unique<DownstreamStream>(*this, stream_id);
+  DownstreamStream* raw = stream.get();
+  streams_[stream_id] = std::move(stream);
+  return raw;
+}
+
+void DownstreamConnection::onStreamClosed(DownstreamStream& stream) {
+  auto it = streams_.find(stream.streamId());
+  if (it == streams_.end() || it->second.get() != &stream) return;
+  dispatcher_.deferredDelete(std::move(it->second));
+  streams_.erase(it);
+}
+
+void DownstreamConnection::onRead(const uint8_t* data, size_t len) {
+  if (closed_) return;
+  Status s = session_.receive(data, len);
+  if (!s.isOk()) spdlog::info("[C{}] {} from {}: closing the connection", id_, s.message(), peer_address_);
+  scheduleFlush();
+}
+
+void DownstreamConnection::onDisconnected(int status) {
+  close(status == UV_EOF ? "client closed the connection" : uvErrorText(status));
+}
+
+void DownstreamConnection::flush() {
+  if (closed_) return;
+  if (socket_.bytesPending() < kMaxPendingWrite) {
+    std::string out;
+    if (!session_.pullOutput(out, kMaxPendingWrite)) {
+      close("http/2 session failed");
+      return;
+    }
+    socket_.write(std::move(out));
+    if (closed_) return;
+  }
+  if (!session_.alive() && socket_.bytesPending() == 0) close("http/2 session ended");
+}
+
+void DownstreamConnection::close(const std::string& reason) {
+  if (closed_) return;
+  closed_ = true;
+  spdlog::debug("[C{}] closing: {}", id_, reason);
+  socket_.close();
+  auto streams = std::move(streams_);
+  streams_.clear();
+  for (auto& [id, stream] : streams) {
+    session_.detach(id);
+    stream->onConnectionClosed();
+    dispatcher_.deferredDelete(std::move(stream));
+  }
+  listener_.onConnectionClosed(*this);
+}
+
+}  // namespace sluice

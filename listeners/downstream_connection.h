@@ -1,0 +1,69 @@
+// DownstreamConnection: one client's h2c connection and the calls on it.
+//
+// Owned by its GrpcListener. Owns its socket, its nghttp2 server session and
+// every DownstreamStream on it (by stream id). Streams closed by nghttp2 and
+// the connection itself are deleted at the end of the loop iteration, never
+// inside the callback that ended them.
+#pragma once
+
+#include <cstdint>
+#include <memory>
+#include <string>
+#include <unordered_map>
+
+#include "codecs/http2/session.h"
+#include "core/dispatcher.h"
+#include "core/tcp_socket.h"
+
+struct uv_stream_s;
+
+namespace sluice {
+
+class DownstreamStream;
+class GrpcListener;
+class WorkerContext;
+struct ListenerConfig;
+
+class DownstreamConnection final : public Http2SessionOwner,
+                                   public TcpSocketCallbacks,
+                                   public Flushable,
+                                   public DeferredDeletable {
+ public:
+  DownstreamConnection(GrpcListener& listener, uint64_t id);
+  ~DownstreamConnection() override;
+
+  int accept(uv_stream_s* server);
+
+  uint64_t id() const { return id_; }
+  const std::string& peerAddress() const { return peer_address_; }
+  const ListenerConfig& config() const;
+  WorkerContext& worker();
+  Dispatcher& dispatcher() { return dispatcher_; }
+  Http2Session& session() { return session_; }
+
+  // Output for the session is pending: write it after this event.
+  void wake() { scheduleFlush(); }
+  void onStreamClosed(DownstreamStream& stream);
+  void close(const std::string& reason);
+
+  // ---- Http2SessionOwner ----
+  Http2StreamHandler* onNewStream(int32_t stream_id) override;
+  // ---- TcpSocketCallbacks ----
+  void onRead(const uint8_t* data, size_t len) override;
+  void onDisconnected(int status) override;
+  void onWriteDrained() override { scheduleFlush(); }
+  // ---- Flushable ----
+  void flush() override;
+
+ private:
+  GrpcListener& listener_;
+  Dispatcher& dispatcher_;
+  uint64_t id_;
+  TcpSocket socket_;
+  Http2Session session_;
+  std::string peer_address_;
+  std::unordered_map<int32_t, std::unique_ptr<DownstreamStream>> streams_;
+  bool closed_ = false;
+};
+
+}  // namespace sluice

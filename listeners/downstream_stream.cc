@@ -1,0 +1,286 @@
+#include "listeners/downstream_stream.h"
+
+#include <nghttp2/nghttp2.h>
+
+#include <fmt/format.h>
+#include <spdlog/spdlog.h>
+
+#include "codecs/grpc/grpc_headers.h"
+#include "core/config.h"
+#include "core/worker_context.h"
+#include "listeners/downstream_connection.h"
+
+namespace sluice {
+namespace {
+
+// Response bytes queued for a slow client before the upstream is slowed down.
+constexpr size_t kResponseHighWatermark = 256 * 1024;
+constexpr size_t kResponseLowWatermark = 128 * 1024;
+// Request bytes held behind a paused filter before the client is slowed down.
+constexpr size_t kRequestQueueHighWatermark = 256 * 1024;
+
+bool isGrpcContentType(const std::string* ct) {
+  if (ct == nullptr) return false;
+  std::string_view v = *ct;
+  constexpr std::string_view kGrpc = "application/grpc";
+  if (v.substr(0, kGrpc.size()) != kGrpc) return false;
+  return v.size() == kGrpc.size() || v[kGrpc.size()] == '+' || v[kGrpc.size()] == ';';
+}
+
+// Pseudo-headers must come first in an HTTP/2 header block.
+HeaderMap pseudoFirst(const HeaderMap& in) {
+  HeaderMap out;
+  for (const auto& h : in) {
+    if (!h.name.empty() && h.name[0] == ':') out.add(h.name, h.value);
+  }
+  for (const auto& h : in) {
+    if (h.name.empty() || h.name[0] != ':') out.add(h.name, h.value);
+  }
+  return out;
+}
+
+}  // namespace
+
+DownstreamStream::DownstreamStream(DownstreamConnection& connection, int32_t stream_id)
+    : connection_(connection),
+      chain_(*this, *this),
+      decoder_(connection.config().max_message_bytes),
+      response_out_(kResponseHighWatermark, kResponseLowWatermark) {
+  stream_id_ = stream_id;
+  connection_id_ = connection.id();
+  peer_address_ = connection.peerAddress();
+  max_message_bytes_ = connection.config().max_message_bytes;
+  response_out_.setWatermarkCallback([this](bool above) {
+    if (watermark_callbacks_ == nullptr) return;
+    if (above) {
+      watermark_callbacks_->onAboveWriteBufferHighWatermark();
+    } else {
+      watermark_callbacks_->onBelowWriteBufferLowWatermark();
+    }
+  });
+}
+
+DownstreamStream::~DownstreamStream() = default;
+
+Dispatcher& DownstreamStream::dispatcher() { return connection_.dispatcher(); }
+WorkerContext& DownstreamStream::worker() { return connection_.worker(); }
+
+void DownstreamStream::onHeader(std::string_view name, std::string_view value) {
+  if (!call_started_) request_headers_.add(std::string(name), std::string(value));
+  // Request trailers carry nothing gRPC uses: dropped.
+}
+
+void DownstreamStream::onHeadersComplete(bool trailers, bool end_stream) {
+  if (!trailers) startCall();
+  if (end_stream) onEndStream();
+}
+
+void DownstreamStream::startCall() {
+  call_started_ = true;
+  const std::string* method = request_headers_.get(":method");
+  if (method == nullptr || *method != "POST") {
+    sendHttpError(405, "gRPC requests must use POST\n");
+    return;
+  }
+  if (!isGrpcContentType(request_headers_.get("content-type"))) {
+    sendHttpError(415, "content-type must be application/grpc\n");
+    return;
+  }
+  const std::string* path = request_headers_.get(":path");
+  path_ = path != nullptr ? *path : std::string();
+  auto slash = path_.find('/', 1);
+  if (path_.size() < 4 || path_[0] != '/' || slash == std::string::npos || slash == 1 ||
+      slash + 1 == path_.size()) {
+    sendLocalReply(StatusCode::Unimplemented, fmt::format("malformed method name \"{}\"", path_));
+    return;
+  }
+  service_ = std::string_view(path_).substr(1, slash - 1);
+  method_ = std::string_view(path_).substr(slash + 1);
+
+  if (const std::string* timeout = request_headers_.get("grpc-timeout")) {
+    auto parsed = grpc_headers::parseTimeout(*timeout);
+    if (!parsed) {
+      sendLocalReply(StatusCode::Internal, fmt::format("malformed grpc-timeout \"{}\"", *timeout));
+      return;
+    }
+    setDeadline(Clock::now() + std::chrono::duration_cast<Clock::duration>(*parsed));
+  }
+  for (const auto& entry : connection_.config().filters) {
+    chain_.addFilter(entry.factory->createFilter(*this));
+  }
+  spdlog::debug("[C{}][S{}] {} from {}", connection_id_, stream_id_, path_, peer_address_);
+  chain_.requestHeaders();
+}
+
+void DownstreamStream::setDeadline(Clock::time_point deadline) {
+  deadline_ = deadline;
+  if (ended_) return;
+  if (!deadline_timer_) {
+    deadline_timer_ = std::make_unique<Timer>(dispatcher(), [this] {
+      sendLocalReply(StatusCode::DeadlineExceeded, "deadline exceeded at the gateway");
+    });
+  }
+  // Rounded up: the gateway never gives up before the client's deadline.
+  auto left = std::chrono::ceil<std::chrono::milliseconds>(deadline - Clock::now());
+  deadline_timer_->enable(std::max(left, std::chrono::milliseconds(0)));
+}
+
+void DownstreamStream::onData(const uint8_t* data, size_t len) {
+  if (!call_started_ || ended_) {
+    // Nobody will read these bytes: give the window back at once.
+    connection_.session().consume(stream_id_, len);
+    connection_.wake();
+    return;
+  }
+  withheld_credit_ += len;
+  Status s = decoder_.decode({reinterpret_cast<const char*>(data), len}, *this);
+  if (!s.isOk() && !ended_) {
+    sendLocalReply(s.code(), s.message());
+    return;
+  }
+  releaseRequestCredit();
+}
+
+bool DownstreamStream::onMessage(Message&& message) {
+  counters_.request_messages++;
+  counters_.request_bytes += message.payload.size();
+  chain_.requestMessage(std::move(message));
+  return !ended_;
+}
+
+void DownstreamStream::releaseRequestCredit() {
+  // Window credit goes back only while the request side keeps up: when the
+  // upstream (or a paused filter) holds too much, the client must wait.
+  if (withheld_credit_ == 0 || closed_) return;
+  if (!ended_ && (backpressure_ || chain_.queuedRequestBytes() > kRequestQueueHighWatermark)) return;
+  connection_.session().consume(stream_id_, withheld_credit_);
+  withheld_credit_ = 0;
+  connection_.wake();
+}
+
+void DownstreamStream::setRequestBackpressure(bool blocked) {
+  backpressure_ = blocked;
+  if (!blocked) releaseRequestCredit();
+}
+
+void DownstreamStream::continueRequest() {
+  chain_.continueRequest();
+  releaseRequestCredit();
+}
+
+void DownstreamStream::onEndStream() {
+  if (request_ended_) return;
+  request_ended_ = true;
+  if (!call_started_ || ended_) return;
+  Status s = decoder_.finish();
+  if (!s.isOk()) {
+    sendLocalReply(s.code(), s.message());
+    return;
+  }
+  chain_.requestEnd();
+}
+
+void DownstreamStream::sendHeaders() {
+  if (ended_ || headers_sent_) return;
+  if (response_headers_.get(":status") == nullptr) response_headers_.add(":status", "200");
+  headers_sent_ = true;
+  connection_.session().submitResponse(stream_id_, pseudoFirst(response_headers_), false);
+  connection_.wake();
+}
+
+void DownstreamStream::sendMessage(Message&& message) {
+  if (ended_) return;
+  if (!headers_sent_) sendHeaders();
+  counters_.response_messages++;
+  counters_.response_bytes += message.payload.size();
+  response_out_.appendMessage(std::move(message));
+  connection_.session().resumeData(stream_id_);
+  connection_.wake();
+}
+
+void DownstreamStream::sendTrailers() {
+  if (ended_) return;
+  ended_ = true;
+  if (deadline_timer_) deadline_timer_->disable();
+  const std::string* code = response_trailers_.get("grpc-status");
+  status_ = code != nullptr ? grpc_headers::parseGrpcStatus(*code).value_or(StatusCode::Unknown)
+                            : StatusCode::Unknown;
+  const std::string* msg = response_trailers_.get("grpc-message");
+  status_message_ = msg != nullptr ? grpc_headers::percentDecode(*msg) : std::string();
+  if (!headers_sent_) {
+    // Trailers-only: one HEADERS frame with END_STREAM carries everything.
+    HeaderMap block = response_headers_;
+    if (block.get(":status") == nullptr) block.add(":status", "200");
+    if (block.get("content-type") == nullptr) block.add("content-type", "application/grpc");
+    for (const auto& h : response_trailers_) block.add(h.name, h.value);
+    headers_sent_ = true;
+    connection_.session().submitResponse(stream_id_, pseudoFirst(block), true);
+  } else {
+    response_trailers_wire_ = response_trailers_;
+    trailers_on_wire_ = true;
+    response_end_queued_ = true;
+    connection_.session().resumeData(stream_id_);
+  }
+  connection_.wake();
+  finish();
+}
+
+void DownstreamStream::sendLocalReply(StatusCode code, std::string_view message) {
+  if (ended_) return;
+  spdlog::debug("[C{}][S{}] local reply {}: {}", connection_id_, stream_id_, statusCodeName(code), message);
+  response_trailers_.clear();
+  response_trailers_.add("grpc-status", grpc_headers::formatGrpcStatus(code));
+  if (!message.empty()) response_trailers_.add("grpc-message", grpc_headers::percentEncode(message));
+  if (!headers_sent_) {
+    response_headers_.clear();
+  }
+  sendTrailers();
+  // The request is abandoned: whatever the client still sends is dropped,
+  // and its window credit returned so the connection does not stall.
+  releaseRequestCredit();
+}
+
+void DownstreamStream::sendHttpError(int status, std::string_view body) {
+  ended_ = true;
+  status_ = StatusCode::Unknown;
+  status_message_ = fmt::format("HTTP {}", status);
+  HeaderMap headers;
+  headers.add(":status", std::to_string(status));
+  headers.add("content-type", "text/plain");
+  if (status == 405) headers.add("allow", "POST");
+  response_out_.appendRaw(std::string(body));
+  response_end_queued_ = true;
+  headers_sent_ = true;
+  connection_.session().submitResponse(stream_id_, headers, false);
+  connection_.wake();
+  finish();
+}
+
+void DownstreamStream::finish() {
+  if (finished_) return;
+  finished_ = true;
+  if (deadline_timer_) deadline_timer_->disable();
+  chain_.streamDone();
+}
+
+void DownstreamStream::onClose(uint32_t error_code) {
+  closed_ = true;
+  if (!ended_) {
+    // The client reset the stream (or the connection went away) mid-call.
+    ended_ = true;
+    status_ = StatusCode::Cancelled;
+    status_message_ = error_code == NGHTTP2_NO_ERROR
+                          ? "stream closed before the response completed"
+                          : fmt::format("client reset the stream ({})", nghttp2_http2_strerror(error_code));
+    spdlog::debug("[C{}][S{}] {}", connection_id_, stream_id_, status_message_);
+  }
+  finish();
+  connection_.onStreamClosed(*this);
+}
+
+void DownstreamStream::onConnectionClosed() {
+  if (closed_) return;
+  onClose(NGHTTP2_CANCEL);
+}
+
+}  // namespace sluice

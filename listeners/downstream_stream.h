@@ -1,0 +1,99 @@
+// DownstreamStream: one gRPC call from a client, from its HEADERS to its close.
+//
+// Owned by its DownstreamConnection, which deletes it (deferred) once nghttp2
+// closed the stream. It owns the call's filters (through its FilterChain) and
+// is their StreamContext. Request bytes are decoded into messages and pushed
+// through the chain; the terminal filter sends the response back through the
+// encode* actions, which this class turns into HEADERS, DATA and trailers.
+#pragma once
+
+#include <cstdint>
+#include <memory>
+#include <string>
+
+#include "codecs/grpc/frame_decoder.h"
+#include "codecs/http2/outbound_data.h"
+#include "codecs/http2/session.h"
+#include "core/dispatcher.h"
+#include "core/filter_chain.h"
+#include "core/stream_context.h"
+#include "core/timer.h"
+
+namespace sluice {
+
+class DownstreamConnection;
+struct ListenerConfig;
+
+class DownstreamStream final : public StreamContext,
+                               public Http2StreamHandler,
+                               public MessageSink,
+                               public ResponseSink,
+                               public DeferredDeletable {
+ public:
+  DownstreamStream(DownstreamConnection& connection, int32_t stream_id);
+  ~DownstreamStream() override;
+
+  // The connection closed under the stream (socket error, GOAWAY teardown).
+  void onConnectionClosed();
+
+  // ---- Http2StreamHandler ----
+  void onHeader(std::string_view name, std::string_view value) override;
+  void onHeadersComplete(bool trailers, bool end_stream) override;
+  void onData(const uint8_t* data, size_t len) override;
+  void onEndStream() override;
+  void onClose(uint32_t error_code) override;
+  OutboundData& outbound() override { return response_out_; }
+  bool outboundEnded() const override { return response_end_queued_; }
+  const HeaderMap* outboundTrailers() const override {
+    return trailers_on_wire_ ? &response_trailers_wire_ : nullptr;
+  }
+
+  // ---- MessageSink (request decoder) ----
+  bool onMessage(Message&& message) override;
+
+  // ---- ResponseSink (end of the response filter chain) ----
+  void sendHeaders() override;
+  void sendMessage(Message&& message) override;
+  void sendTrailers() override;
+
+  // ---- StreamContext actions ----
+  Dispatcher& dispatcher() override;
+  WorkerContext& worker() override;
+  void setDeadline(Clock::time_point deadline) override;
+  void continueRequest() override;
+  void continueResponse() override { chain_.continueResponse(); }
+  void sendLocalReply(StatusCode code, std::string_view message) override;
+  bool ended() const override { return ended_; }
+  void encodeResponseHeaders() override { chain_.responseHeaders(); }
+  void encodeResponseMessage(Message&& message) override { chain_.responseMessage(std::move(message)); }
+  void encodeResponseTrailers() override { chain_.responseTrailers(); }
+  void setRequestBackpressure(bool blocked) override;
+  void setWatermarkCallbacks(WatermarkCallbacks* callbacks) override { watermark_callbacks_ = callbacks; }
+
+ private:
+  void startCall();
+  // Answers a request that is not gRPC with a plain HTTP error.
+  void sendHttpError(int status, std::string_view body);
+  void releaseRequestCredit();
+  void finish();  // onStreamDone once, timers off
+
+  DownstreamConnection& connection_;
+  FilterChain chain_;
+  GrpcFrameDecoder decoder_;
+  OutboundData response_out_;
+  HeaderMap response_trailers_wire_;
+  TimerPtr deadline_timer_;
+  WatermarkCallbacks* watermark_callbacks_ = nullptr;
+  size_t withheld_credit_ = 0;  // request bytes not yet returned to the client's window
+  bool backpressure_ = false;
+  bool call_started_ = false;
+  bool request_ended_ = false;
+  bool headers_sent_ = false;
+  bool response_end_queued_ = false;
+  bool trailers_on_wire_ = false;
+  bool ended_ = false;
+  bool finished_ = false;
+  bool closed_ = false;
+};
+
+}  // namespace sluice

@@ -1,0 +1,88 @@
+#include "listeners/grpc_listener.h"
+
+#include <netinet/in.h>
+#include <uv.h>
+
+#include <algorithm>
+
+#include <fmt/format.h>
+#include <spdlog/spdlog.h>
+
+#include "core/config.h"
+#include "core/dispatcher.h"
+#include "core/worker_context.h"
+#include "listeners/downstream_connection.h"
+
+namespace sluice {
+namespace {
+
+void onConnection(uv_stream_t* server, int status) noexcept {
+  if (server->data != nullptr) static_cast<GrpcListener*>(server->data)->onNewConnection(status);
+}
+void freeHandle(uv_handle_t* h) noexcept { delete reinterpret_cast<uv_tcp_t*>(h); }
+
+}  // namespace
+
+GrpcListener::GrpcListener(WorkerContext& worker, const ListenerConfig& config)
+    : worker_(worker), config_(config) {}
+
+GrpcListener::~GrpcListener() {
+  stopAccepting();
+  closeConnections();
+}
+
+Status GrpcListener::start() {
+  sockaddr_storage ss;
+  if (!config_.address.toSockaddr(ss)) {
+    return {StatusCode::InvalidArgument, fmt::format("bad address {}", config_.address.toString())};
+  }
+  handle_ = new uv_tcp_t;
+  uv_tcp_init(worker_.dispatcher().loop(), handle_);
+  handle_->data = this;
+  int rv = uv_tcp_bind(handle_, reinterpret_cast<const sockaddr*>(&ss), 0);
+  if (rv == 0) rv = uv_listen(reinterpret_cast<uv_stream_t*>(handle_), 1024, onConnection);
+  if (rv != 0) {
+    stopAccepting();
+    return {StatusCode::Unavailable, fmt::format("listener '{}' cannot listen on {}: {}", config_.name,
+                                                 config_.address.toString(), uv_strerror(rv))};
+  }
+  sockaddr_storage bound{};
+  int len = sizeof(bound);
+  uv_tcp_getsockname(handle_, reinterpret_cast<sockaddr*>(&bound), &len);
+  bound_ = config_.address;
+  bound_.port = ntohs(bound.ss_family == AF_INET6 ? reinterpret_cast<sockaddr_in6*>(&bound)->sin6_port
+                                                  : reinterpret_cast<sockaddr_in*>(&bound)->sin_port);
+  spdlog::info("listener '{}' listening on {}", config_.name, bound_.toString());
+  return Status::ok();
+}
+
+void GrpcListener::stopAccepting() {
+  if (handle_ == nullptr) return;
+  handle_->data = nullptr;
+  uv_close(reinterpret_cast<uv_handle_t*>(handle_), freeHandle);
+  handle_ = nullptr;
+}
+
+void GrpcListener::closeConnections() {
+  while (!connections_.empty()) connections_.back()->close("listener closing");
+}
+
+void GrpcListener::onNewConnection(int status) {
+  if (status != 0) {
+    spdlog::warn("listener '{}': accept failed: {}", config_.name, uv_strerror(status));
+    return;
+  }
+  auto conn = std::make_unique<DownstreamConnection>(*this, next_connection_id_++);
+  if (conn->accept(reinterpret_cast<uv_stream_t*>(handle_)) != 0) return;
+  connections_.push_back(std::move(conn));
+}
+
+void GrpcListener::onConnectionClosed(DownstreamConnection& connection) {
+  auto it = std::find_if(connections_.begin(), connections_.end(),
+                         [&](const auto& c) { return c.get() == &connection; });
+  if (it == connections_.end()) return;
+  worker_.dispatcher().deferredDelete(std::move(*it));
+  connections_.erase(it);
+}
+
+}  // namespace sluice

@@ -1,0 +1,82 @@
+// Input no grpc++ client would send: a non-gRPC content-type, a malformed
+// gRPC frame, and bytes that are not HTTP/2 at all. Each must get a clear
+// answer and must not disturb anyone else's calls.
+#include <catch2/catch.hpp>
+
+#include "test/support/e2e_fixture.h"
+#include "test/support/raw_h2_client.h"
+
+namespace sluice::test {
+namespace {
+
+using namespace std::chrono_literals;
+using example::EchoRequest;
+using example::EchoResponse;
+
+std::string validUnaryBody(const std::string& payload) {
+  EchoRequest request;
+  request.set_payload(payload);
+  return grpcFrame(request.SerializeAsString());
+}
+
+TEST_CASE_METHOD(SingleBackendFixture, "wrong content-type is HTTP 415", "[e2e][bad-input]") {
+  RawH2Client raw("127.0.0.1", gateway.port());
+  RawRequest request = RawRequest::grpc("/sluice.example.Echo/Unary", validUnaryBody("x"));
+  request.headers = {{"content-type", "text/plain"}, {"te", "trailers"}};
+  RawResponse response = raw.request(request);
+  INFO(response.describe());
+  CHECK(response.status == 415);
+  CHECK(backend.stats().calls.load() == 0);
+
+  // A bad request is that request's problem, not the connection's.
+  RawResponse next = raw.request(RawRequest::grpc("/sluice.example.Echo/Unary", validUnaryBody("ok")));
+  INFO(next.describe());
+  CHECK(next.status == 200);
+  CHECK(next.grpcStatus() == 0);
+}
+
+TEST_CASE_METHOD(SingleBackendFixture, "malformed gRPC frame is INTERNAL", "[e2e][bad-input]") {
+  RawH2Client raw("127.0.0.1", gateway.port());
+  // Flags byte 7: reserved bits set. Only bit 0 (compressed) means anything.
+  EchoRequest echo;
+  echo.set_payload("x");
+  RawResponse response = raw.request(
+      RawRequest::grpc("/sluice.example.Echo/Unary", grpcFrame(echo.SerializeAsString(), 7)));
+  INFO(response.describe());
+  CHECK(response.status == 200);
+  CHECK(response.grpcStatus() == 13);
+}
+
+TEST_CASE_METHOD(SingleBackendFixture,
+                 "garbage bytes end that connection only", "[e2e][bad-input]") {
+  // A healthy client on its own connection, busy before and after.
+  grpc::ClientContext before;
+  setTimeout(before, kCallTimeout);
+  EchoResponse response;
+  REQUIRE_OK(stub->Unary(&before, EchoRequest(), &response));
+
+  RawH2Client raw("127.0.0.1", gateway.port());
+  // After the preface and SETTINGS: a frame header with an unknown length
+  // and type, then noise. No HTTP/2 peer can make sense of this.
+  std::string garbage("\xff\xff\xff\xfe\x07\x00\x00\x00\x01", 9);
+  for (int i = 0; i < 64; ++i) garbage += static_cast<char>((i * 37 + 11) & 0xff);
+  raw.writeRaw(garbage);
+  CHECK(raw.waitForGoawayOrClose(5s));
+
+  for (int i = 0; i < 20; ++i) {
+    grpc::ClientContext context;
+    setTimeout(context, kCallTimeout);
+    EchoRequest request;
+    request.set_payload("after garbage " + std::to_string(i));
+    REQUIRE_OK(stub->Unary(&context, request, &response));
+    CHECK(response.payload() == request.payload());
+  }
+  // A fresh connection works too.
+  auto fresh = example::Echo::NewStub(makeChannel(gateway.address()));
+  grpc::ClientContext context;
+  setTimeout(context, kCallTimeout);
+  REQUIRE_OK(fresh->Unary(&context, EchoRequest(), &response));
+}
+
+}  // namespace
+}  // namespace sluice::test

@@ -1,0 +1,120 @@
+// Deadlines (the client's, and one the gateway enforces from grpc-timeout)
+// and client cancellation, before and after the first response. In every
+// case the backend must learn that the call is over: a gateway that leaves
+// abandoned upstream streams running leaks them.
+#include <catch2/catch.hpp>
+
+#include "test/support/e2e_fixture.h"
+#include "test/support/raw_h2_client.h"
+
+namespace sluice::test {
+namespace {
+
+using namespace std::chrono_literals;
+using example::BackendStats;
+using example::EchoRequest;
+using example::EchoResponse;
+using Clock = std::chrono::steady_clock;
+
+// How long the backend may take to see a cancel that happened at the client.
+constexpr auto kCancelPropagation = 2500ms;
+
+bool backendSawCancel(TestBackend& backend, int count = 1) {
+  return BackendStats::waitUntil([&] { return backend.stats().cancelled.load() >= count; },
+                                 kCancelPropagation);
+}
+
+TEST_CASE_METHOD(SingleBackendFixture, "client deadline on a sleeping backend",
+                 "[e2e][deadline]") {
+  grpc::ClientContext context;
+  setTimeout(context, 300ms);
+  EchoRequest request;
+  request.set_sleep_ms(3000);
+  EchoResponse response;
+  const auto start = Clock::now();
+  grpc::Status status = stub->Unary(&context, request, &response);
+  const auto elapsed = Clock::now() - start;
+  REQUIRE_STATUS(status, grpc::StatusCode::DEADLINE_EXCEEDED);
+  CHECK(elapsed < 2s);
+  CHECK(backendSawCancel(backend));
+}
+
+TEST_CASE_METHOD(SingleBackendFixture, "gateway enforces grpc-timeout from the request",
+                 "[e2e][deadline]") {
+  // The raw client, unlike grpc++, does not give up by itself: only the
+  // gateway (or the backend it forwards the timeout to) can end this call.
+  RawH2Client raw("127.0.0.1", gateway.port());
+  EchoRequest request;
+  request.set_sleep_ms(3000);
+  RawRequest rawRequest =
+      RawRequest::grpc("/sluice.example.Echo/Unary", grpcFrame(request.SerializeAsString()));
+  rawRequest.headers.emplace_back("grpc-timeout", "200m");
+  const auto start = Clock::now();
+  RawResponse response = raw.request(rawRequest, 5s);
+  const auto elapsed = Clock::now() - start;
+  INFO(response.describe());
+  CHECK(response.status == 200);
+  CHECK(response.grpcStatus() == 4);
+  CHECK(elapsed < 2s);
+  CHECK(backendSawCancel(backend));
+}
+
+TEST_CASE_METHOD(SingleBackendFixture, "client cancels before the first response",
+                 "[e2e][cancel]") {
+  grpc::ClientContext context;
+  setTimeout(context, kCallTimeout);
+  EchoRequest request;
+  request.set_sleep_ms(5000);
+  request.set_response_count(3);
+  auto reader = stub->ServerStream(&context, request);
+  // Cancel only once the call has reached the backend, so the cancel has
+  // something upstream to reset.
+  REQUIRE(BackendStats::waitUntil([&] { return backend.stats().calls.load() >= 1; }, 5s));
+  const auto start = Clock::now();
+  context.TryCancel();
+  EchoResponse response;
+  CHECK_FALSE(reader->Read(&response));
+  REQUIRE_STATUS(reader->Finish(), grpc::StatusCode::CANCELLED);
+  CHECK(Clock::now() - start < 2s);
+  CHECK(backendSawCancel(backend));
+  CHECK(backend.stats().messagesSent.load() == 0);
+}
+
+TEST_CASE_METHOD(SingleBackendFixture, "client cancels after the first response",
+                 "[e2e][cancel]") {
+  constexpr uint32_t kAsked = 500;
+  grpc::ClientContext context;
+  setTimeout(context, kCallTimeout);
+  EchoRequest request;
+  request.set_response_count(kAsked);
+  request.set_response_interval_ms(20);
+
+  SECTION("server streaming") {
+    auto reader = stub->ServerStream(&context, request);
+    EchoResponse response;
+    REQUIRE(reader->Read(&response));
+    context.TryCancel();
+    while (reader->Read(&response)) {
+    }
+    REQUIRE_STATUS(reader->Finish(), grpc::StatusCode::CANCELLED);
+  }
+
+  SECTION("bidi") {
+    auto stream = stub->Bidi(&context);
+    REQUIRE(stream->Write(request));
+    EchoResponse response;
+    REQUIRE(stream->Read(&response));
+    context.TryCancel();
+    while (stream->Read(&response)) {
+    }
+    REQUIRE_STATUS(stream->Finish(), grpc::StatusCode::CANCELLED);
+  }
+
+  CHECK(backendSawCancel(backend));
+  // The backend stopped early instead of streaming into the void.
+  CHECK(BackendStats::waitUntil([&] { return backend.stats().active.load() == 0; }, 2s));
+  CHECK(backend.stats().messagesSent.load() < kAsked);
+}
+
+}  // namespace
+}  // namespace sluice::test

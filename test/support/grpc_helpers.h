@@ -1,0 +1,70 @@
+// grpc++ client-side helpers shared by the e2e tests: channels, deadlines,
+// readable statuses, metadata lookups and calls to arbitrary method names.
+#pragma once
+
+#include <chrono>
+#include <map>
+#include <memory>
+#include <optional>
+#include <string>
+
+#include <catch2/catch.hpp>
+#include <grpcpp/grpcpp.h>
+
+#include "echo.grpc.pb.h"
+
+namespace sluice::test {
+
+// A channel with its own connection (no subchannel sharing between channels,
+// so "another connection" in a test really is one) and no message size limit.
+std::shared_ptr<grpc::Channel> makeChannel(const std::string& address);
+
+// Every RPC in the e2e tests has a deadline, so a broken gateway fails a test
+// instead of hanging the suite.
+void setTimeout(grpc::ClientContext& context, std::chrono::milliseconds timeout);
+
+std::string statusCodeName(grpc::StatusCode code);
+// "UNAVAILABLE (14): no healthy endpoint"
+std::string describe(const grpc::Status& status);
+
+// The first value of `key`, or nullopt.
+std::optional<std::string> metadataValue(
+    const std::multimap<grpc::string_ref, grpc::string_ref>& metadata, const std::string& key);
+
+// A unary call to any method name, with EchoRequest/EchoResponse as the
+// message types: reaches services and methods no stub knows.
+grpc::Status callUnaryMethod(grpc::Channel& channel, const std::string& method,
+                             grpc::ClientContext& context, const example::EchoRequest& request,
+                             example::EchoResponse* response);
+
+}  // namespace sluice::test
+
+namespace Catch {
+template <>
+struct StringMaker<grpc::StatusCode> {
+  static std::string convert(grpc::StatusCode code) { return sluice::test::statusCodeName(code); }
+};
+// Catch2 v2 prints optionals as {?} unless told otherwise; these are the ones
+// the e2e tests compare.
+template <>
+struct StringMaker<std::optional<std::string>> {
+  static std::string convert(const std::optional<std::string>& value) {
+    return value ? ::Catch::Detail::stringify(*value) : "<none>";
+  }
+};
+template <>
+struct StringMaker<std::optional<int>> {
+  static std::string convert(const std::optional<int>& value) {
+    return value ? std::to_string(*value) : "<none>";
+  }
+};
+}  // namespace Catch
+
+// Asserts a grpc++ status code and shows the whole status when it differs.
+#define REQUIRE_STATUS(status, code)                                     \
+  do {                                                                   \
+    const ::grpc::Status sluiceStatus_ = (status);                       \
+    INFO("grpc status: " << ::sluice::test::describe(sluiceStatus_));    \
+    REQUIRE(sluiceStatus_.error_code() == (code));                       \
+  } while (false)
+#define REQUIRE_OK(status) REQUIRE_STATUS(status, ::grpc::StatusCode::OK)

@@ -1,0 +1,68 @@
+#include "test/support/test_backend.h"
+
+#include <arpa/inet.h>
+#include <netinet/in.h>
+#include <sys/socket.h>
+#include <unistd.h>
+
+#include <cerrno>
+#include <cstring>
+#include <stdexcept>
+
+namespace sluice::test {
+
+TestBackend::TestBackend(std::string name) : name_(std::move(name)) { start(); }
+
+TestBackend::~TestBackend() { stop(); }
+
+void TestBackend::start() {
+  if (server_) return;
+  auto backend = std::make_unique<example::EchoBackend>(name_);
+  grpc::ServerBuilder builder;
+  int selected = 0;
+  builder.AddListeningPort("127.0.0.1:" + std::to_string(port_), grpc::InsecureServerCredentials(),
+                           &selected);
+  builder.RegisterService(&backend->echoService());
+  builder.RegisterService(&backend->otherService());
+  builder.SetMaxReceiveMessageSize(-1);
+  builder.SetMaxSendMessageSize(-1);
+  // Without this a restarted backend could share a port with another
+  // process's socket (grpc++ sets SO_REUSEPORT by default).
+  builder.AddChannelArgument(GRPC_ARG_ALLOW_REUSEPORT, 0);
+  auto server = builder.BuildAndStart();
+  if (!server || selected == 0) {
+    throw std::runtime_error("backend " + name_ + ": cannot listen on 127.0.0.1:" +
+                             std::to_string(port_));
+  }
+  port_ = selected;
+  backend_ = std::move(backend);
+  server_ = std::move(server);
+}
+
+void TestBackend::stop() {
+  if (!server_) return;
+  server_->Shutdown(std::chrono::system_clock::now() + std::chrono::milliseconds(500));
+  server_->Wait();
+  server_.reset();
+  // backend_ stays: its stats remain readable until the next start().
+}
+
+ClosedPort::ClosedPort() {
+  fd_ = ::socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
+  sockaddr_in address{};
+  address.sin_family = AF_INET;
+  address.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+  address.sin_port = 0;
+  socklen_t length = sizeof(address);
+  if (fd_ < 0 || ::bind(fd_, reinterpret_cast<sockaddr*>(&address), sizeof(address)) != 0 ||
+      ::getsockname(fd_, reinterpret_cast<sockaddr*>(&address), &length) != 0) {
+    throw std::runtime_error(std::string("ClosedPort: ") + std::strerror(errno));
+  }
+  port_ = ntohs(address.sin_port);
+}
+
+ClosedPort::~ClosedPort() {
+  if (fd_ >= 0) ::close(fd_);
+}
+
+}  // namespace sluice::test

@@ -1,0 +1,60 @@
+// An in-process example backend (sluice.example.Echo and .Other) for e2e tests.
+//
+// TestBackend runs a grpc::Server on 127.0.0.1 with the services of one
+// example::EchoBackend; the first start() picks a free port and restarts reuse
+// it, so a gateway config written once stays valid across stop()/start(). Each
+// start() makes a fresh EchoBackend: stats() counts from zero again.
+#pragma once
+
+#include <memory>
+#include <string>
+
+#include <grpcpp/grpcpp.h>
+
+#include "examples/backend/echo_service.h"
+
+namespace sluice::test {
+
+class TestBackend {
+ public:
+  // Starts serving at once.
+  explicit TestBackend(std::string name);
+  ~TestBackend();
+  TestBackend(const TestBackend&) = delete;
+  TestBackend& operator=(const TestBackend&) = delete;
+
+  void start();
+  // Cancels calls still running after a short grace period.
+  void stop();
+  bool running() const { return server_ != nullptr; }
+
+  const std::string& name() const { return name_; }
+  int port() const { return port_; }
+  std::string address() const { return "127.0.0.1:" + std::to_string(port_); }
+  example::BackendStats& stats() { return backend_->stats(); }
+
+ private:
+  std::string name_;
+  int port_ = 0;
+  std::unique_ptr<example::EchoBackend> backend_;
+  std::unique_ptr<grpc::Server> server_;
+};
+
+// A loopback port where nothing listens: a socket is bound to it (so nobody
+// else gets it) but never listens, so connecting is refused at once.
+class ClosedPort {
+ public:
+  ClosedPort();
+  ~ClosedPort();
+  ClosedPort(const ClosedPort&) = delete;
+  ClosedPort& operator=(const ClosedPort&) = delete;
+
+  int port() const { return port_; }
+  std::string address() const { return "127.0.0.1:" + std::to_string(port_); }
+
+ private:
+  int fd_ = -1;
+  int port_ = 0;
+};
+
+}  // namespace sluice::test

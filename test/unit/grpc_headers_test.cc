@@ -1,0 +1,168 @@
+#include "codecs/grpc/grpc_headers.h"
+
+#include <random>
+#include <string>
+
+#include <catch2/catch.hpp>
+
+namespace sluice::grpc_headers {
+namespace {
+
+using std::chrono::hours;
+using std::chrono::microseconds;
+using std::chrono::milliseconds;
+using std::chrono::minutes;
+using std::chrono::nanoseconds;
+using std::chrono::seconds;
+
+}  // namespace
+
+TEST_CASE("parseTimeout accepts every unit", "[grpc_headers]") {
+  CHECK(parseTimeout("2H") == nanoseconds(hours(2)));
+  CHECK(parseTimeout("3M") == nanoseconds(minutes(3)));
+  CHECK(parseTimeout("4S") == nanoseconds(seconds(4)));
+  CHECK(parseTimeout("5m") == nanoseconds(milliseconds(5)));
+  CHECK(parseTimeout("6u") == nanoseconds(microseconds(6)));
+  CHECK(parseTimeout("7n") == nanoseconds(7));
+  CHECK(parseTimeout("0n") == nanoseconds(0));
+  CHECK(parseTimeout("007S") == nanoseconds(seconds(7)));
+}
+
+TEST_CASE("parseTimeout takes at most 8 digits", "[grpc_headers]") {
+  CHECK(parseTimeout("99999999n") == nanoseconds(99'999'999));
+  CHECK(parseTimeout("99999999S") == nanoseconds(seconds(99'999'999)));
+  CHECK_FALSE(parseTimeout("100000000n").has_value());
+  // 99999999 hours overflows int64 nanoseconds: saturated, not wrapped.
+  CHECK(parseTimeout("99999999H") == nanoseconds::max());
+}
+
+TEST_CASE("parseTimeout rejects malformed values", "[grpc_headers]") {
+  for (const char* bad : {"", "S", "1", "12", "1s", "1h", "1x", "-1S", "+1S", " 1S", "1S ", "1.5S",
+                          "1 S", "1SS", "0x1S"}) {
+    INFO("value '" << bad << "'");
+    CHECK_FALSE(parseTimeout(bad).has_value());
+  }
+}
+
+TEST_CASE("formatTimeout picks the finest unit that fits in 8 digits", "[grpc_headers]") {
+  CHECK(formatTimeout(nanoseconds(1)) == "1n");
+  CHECK(formatTimeout(nanoseconds(99'999'999)) == "99999999n");
+  CHECK(formatTimeout(nanoseconds(100'000'000)) == "100000u");
+  CHECK(formatTimeout(nanoseconds(100'000'001)) == "100001u");  // rounded up
+  CHECK(formatTimeout(seconds(30)) == "30000000u");
+  CHECK(formatTimeout(seconds(1000)) == "1000000m");
+  CHECK(formatTimeout(hours(24 * 365)) == "31536000S");
+  CHECK(formatTimeout(nanoseconds::max()) == "2562048H");
+  CHECK(formatTimeout(nanoseconds(0)) == "1n");
+  CHECK(formatTimeout(nanoseconds(-5)) == "1n");
+}
+
+TEST_CASE("formatTimeout round trips and never shortens the deadline", "[grpc_headers]") {
+  std::mt19937_64 rng(42);
+  for (int i = 0; i < 10000; ++i) {
+    // Spread over every magnitude, from nanoseconds to centuries.
+    const int64_t limit = int64_t{1} << (rng() % 63);
+    const nanoseconds timeout(1 + static_cast<int64_t>(rng() % static_cast<uint64_t>(limit)));
+    const std::string text = formatTimeout(timeout);
+    INFO(timeout.count() << "ns -> " << text);
+    auto parsed = parseTimeout(text);
+    REQUIRE(parsed.has_value());
+    REQUIRE(*parsed >= timeout);
+    // Rounding up costs less than one unit, and a coarser unit is only chosen
+    // when the finer one (at most 1000x smaller) overflowed 8 digits, so the
+    // value is >= 100000 units: the deadline moves by at most 1e-5 of itself.
+    REQUIRE(static_cast<double>((*parsed - timeout).count()) <=
+            static_cast<double>(timeout.count()) * 1e-5);
+  }
+}
+
+TEST_CASE("percentEncode escapes control, non-ASCII and '%' bytes", "[grpc_headers]") {
+  CHECK(percentEncode("plain text ~!") == "plain text ~!");
+  CHECK(percentEncode("100%") == "100%25");
+  CHECK(percentEncode("a\nb\x7f") == "a%0Ab%7F");
+  CHECK(percentEncode("caf\xc3\xa9") == "caf%C3%A9");     // é
+  CHECK(percentEncode("\xe2\x82\xac") == "%E2%82%AC");    // €
+  CHECK(percentEncode(std::string("\0", 1)) == "%00");
+}
+
+TEST_CASE("percent-encoding round trips", "[grpc_headers]") {
+  for (std::string message : {"", "%", "%%25", "50% off: \xe2\x82\xac 5, caf\xc3\xa9\n",
+                              "\xf0\x9f\x98\x80 emoji"}) {
+    CHECK(percentDecode(percentEncode(message)) == message);
+  }
+  std::string all_bytes;
+  for (int b = 0; b < 256; ++b) all_bytes += static_cast<char>(b);
+  CHECK(percentDecode(percentEncode(all_bytes)) == all_bytes);
+}
+
+TEST_CASE("percentDecode is lenient", "[grpc_headers]") {
+  CHECK(percentDecode("caf%c3%a9") == "caf\xc3\xa9");  // lower-case hex
+  CHECK(percentDecode("%") == "%");
+  CHECK(percentDecode("100%") == "100%");
+  CHECK(percentDecode("%4") == "%4");
+  CHECK(percentDecode("%zz%41") == "%zzA");
+  CHECK(percentDecode("%%41") == "%A");
+  CHECK(percentDecode("%4g") == "%4g");
+}
+
+TEST_CASE("isBinaryHeader looks for the -bin suffix", "[grpc_headers]") {
+  CHECK(isBinaryHeader("trace-bin"));
+  CHECK(isBinaryHeader("grpc-status-details-bin"));
+  CHECK_FALSE(isBinaryHeader("binary"));
+  CHECK_FALSE(isBinaryHeader("trace-bin-x"));
+}
+
+TEST_CASE("base64Encode writes padded standard base64", "[grpc_headers]") {
+  CHECK(base64Encode("") == "");
+  CHECK(base64Encode("f") == "Zg==");
+  CHECK(base64Encode("fo") == "Zm8=");
+  CHECK(base64Encode("foo") == "Zm9v");
+  CHECK(base64Encode("\xfb\xff") == "+/8=");
+}
+
+TEST_CASE("base64Decode accepts padded and unpadded input", "[grpc_headers]") {
+  CHECK(base64Decode("") == std::string());
+  CHECK(base64Decode("Zg==") == std::string("f"));
+  CHECK(base64Decode("Zg") == std::string("f"));
+  CHECK(base64Decode("Zm8=") == std::string("fo"));
+  CHECK(base64Decode("Zm8") == std::string("fo"));
+  CHECK(base64Decode("Zm9v") == std::string("foo"));
+  CHECK(base64Decode("+/8=") == std::string("\xfb\xff"));
+
+  std::string all_bytes;
+  for (int b = 0; b < 256; ++b) all_bytes += static_cast<char>(b);
+  for (size_t n = 0; n <= all_bytes.size(); n += 37) {
+    CHECK(base64Decode(base64Encode(all_bytes.substr(0, n))) == all_bytes.substr(0, n));
+  }
+}
+
+TEST_CASE("base64Decode rejects invalid input", "[grpc_headers]") {
+  for (const char* bad : {"Z", "Zm9vY", "Zg=", "Zg===", "Zm9v=", "=", "==", "Zg==Zg==", "Zm 9v",
+                          "Zm9v\n", "Zm-_", "Zh==", "Zm9=", "Zm9v!"}) {
+    INFO("input '" << bad << "'");
+    CHECK_FALSE(base64Decode(bad).has_value());
+  }
+}
+
+TEST_CASE("parseGrpcStatus accepts plain decimal codes only", "[grpc_headers]") {
+  CHECK(parseGrpcStatus("0") == StatusCode::Ok);
+  CHECK(parseGrpcStatus("14") == StatusCode::Unavailable);
+  CHECK(parseGrpcStatus("16") == StatusCode::Unauthenticated);
+  CHECK(parseGrpcStatus("17") == StatusCode::Unknown);
+  CHECK(parseGrpcStatus("999") == StatusCode::Unknown);
+  for (const char* bad : {"", "-1", "+1", " 1", "1 ", "1a", "0x1", "1234", "OK"}) {
+    INFO("value '" << bad << "'");
+    CHECK_FALSE(parseGrpcStatus(bad).has_value());
+  }
+}
+
+TEST_CASE("formatGrpcStatus writes the decimal code", "[grpc_headers]") {
+  CHECK(formatGrpcStatus(StatusCode::Ok) == "0");
+  CHECK(formatGrpcStatus(StatusCode::Unavailable) == "14");
+  for (int code = 0; code <= 16; ++code) {
+    CHECK(parseGrpcStatus(formatGrpcStatus(static_cast<StatusCode>(code))) ==
+          static_cast<StatusCode>(code));
+  }
+}
+
+}  // namespace sluice::grpc_headers

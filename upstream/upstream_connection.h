@@ -1,0 +1,78 @@
+// UpstreamConnection: one h2c client connection to a backend endpoint,
+// multiplexing many UpstreamStreams.
+//
+// Owned by its ConnectionPool. Streams are not owned: the connection keeps raw
+// pointers to the streams it carries (pending ones wait for the connect) and
+// tells each one when the connection is lost. A closed connection asks the pool
+// to delete it at the end of the loop iteration.
+#pragma once
+
+#include <cstdint>
+#include <memory>
+#include <string>
+#include <unordered_set>
+#include <vector>
+
+#include "codecs/http2/session.h"
+#include "core/dispatcher.h"
+#include "core/socket_address.h"
+#include "core/tcp_socket.h"
+#include "core/timer.h"
+
+namespace sluice {
+
+class ConnectionPool;
+class UpstreamStream;
+
+class UpstreamConnection final : public Http2SessionOwner,
+                                 public TcpSocketCallbacks,
+                                 public Flushable,
+                                 public DeferredDeletable {
+ public:
+  UpstreamConnection(Dispatcher& dispatcher, ConnectionPool& pool, uint64_t id);
+  ~UpstreamConnection() override;
+
+  void connect();
+  // Carries `stream` (submitted now, or when the connect completes).
+  void addStream(UpstreamStream& stream);
+  // Resets and forgets a stream the proxy abandoned.
+  void cancelStream(UpstreamStream& stream);
+  // nghttp2 closed the stream; stop tracking it.
+  void forgetStream(UpstreamStream& stream);
+  void onStreamHasData(UpstreamStream& stream);
+  void consume(int32_t stream_id, size_t n);
+
+  // Accepts new streams: not draining, not closed, below the backend's limit.
+  bool usable() const;
+  size_t activeStreams() const { return streams_.size(); }
+  // Closes now; every stream still carried is told.
+  void close(const std::string& reason);
+
+  // ---- TcpSocketCallbacks ----
+  void onConnected(int status) override;
+  void onRead(const uint8_t* data, size_t len) override;
+  void onDisconnected(int status) override;
+  void onWriteDrained() override { scheduleFlush(); }
+  // ---- Http2SessionOwner ----
+  void onGoaway(int32_t last_stream_id, uint32_t error_code) override;
+  // ---- Flushable ----
+  void flush() override;
+
+ private:
+  void submit(UpstreamStream& stream);
+  std::string describe() const;
+
+  Dispatcher& dispatcher_;
+  ConnectionPool& pool_;
+  uint64_t id_;
+  TcpSocket socket_;
+  Http2Session session_;
+  TimerPtr connect_timer_;
+  bool connected_ = false;
+  bool closed_ = false;
+  bool draining_ = false;  // the backend sent GOAWAY
+  std::unordered_set<UpstreamStream*> streams_;
+  std::vector<UpstreamStream*> pending_;
+};
+
+}  // namespace sluice

@@ -1,0 +1,101 @@
+#include "upstream/upstream_stream.h"
+
+#include <nghttp2/nghttp2.h>
+
+#include <fmt/format.h>
+
+#include "upstream/upstream_connection.h"
+
+namespace sluice {
+namespace {
+
+// Request bytes buffered per stream before the client is slowed down.
+constexpr size_t kRequestHighWatermark = 256 * 1024;
+constexpr size_t kRequestLowWatermark = 128 * 1024;
+
+std::string describeReset(uint32_t code) {
+  switch (code) {
+    case NGHTTP2_REFUSED_STREAM: return "upstream refused the stream (REFUSED_STREAM)";
+    case NGHTTP2_CANCEL: return "upstream cancelled the stream (CANCEL)";
+    default: return fmt::format("upstream reset the stream ({})", nghttp2_http2_strerror(code));
+  }
+}
+
+}  // namespace
+
+UpstreamStream::UpstreamStream(UpstreamCallbacks& callbacks, HeaderMap request_headers)
+    : callbacks_(callbacks),
+      request_headers_(std::move(request_headers)),
+      outbound_(kRequestHighWatermark, kRequestLowWatermark) {
+  outbound_.setWatermarkCallback([this](bool above) { callbacks_.onUpstreamRequestWatermark(above); });
+}
+
+UpstreamStream::~UpstreamStream() { reset(); }
+
+void UpstreamStream::wakeConnection() {
+  if (connection_ != nullptr) connection_->onStreamHasData(*this);
+}
+
+void UpstreamStream::sendMessage(Message&& message) {
+  outbound_.appendMessage(std::move(message));
+  wakeConnection();
+}
+
+void UpstreamStream::endRequest() {
+  request_ended_ = true;
+  wakeConnection();
+}
+
+void UpstreamStream::reset() {
+  if (connection_ == nullptr) return;
+  UpstreamConnection* c = connection_;
+  connection_ = nullptr;
+  c->cancelStream(*this);
+}
+
+void UpstreamStream::consume(size_t n) {
+  if (connection_ != nullptr && stream_id_ > 0) connection_->consume(stream_id_, n);
+}
+
+void UpstreamStream::onConnectionLost(const std::string& detail) {
+  connection_ = nullptr;
+  if (!response_complete_) callbacks_.onUpstreamReset(detail);
+}
+
+void UpstreamStream::onHeader(std::string_view name, std::string_view value) {
+  incoming_.add(std::string(name), std::string(value));
+}
+
+void UpstreamStream::onHeadersComplete(bool trailers, bool end_stream) {
+  HeaderMap block = std::move(incoming_);
+  incoming_.clear();
+  if (!trailers && !headers_done_) {
+    const std::string* status = block.get(":status");
+    if (status != nullptr && !status->empty() && (*status)[0] == '1') return;  // 1xx: informational
+    headers_done_ = true;
+    if (end_stream) response_complete_ = true;
+    callbacks_.onUpstreamHeaders(std::move(block), end_stream);
+    return;
+  }
+  response_complete_ = true;
+  callbacks_.onUpstreamEnd(std::move(block));
+}
+
+void UpstreamStream::onData(const uint8_t* data, size_t len) { callbacks_.onUpstreamData(data, len); }
+
+void UpstreamStream::onEndStream() {
+  // END_STREAM on DATA: the backend ended without trailers (not valid gRPC,
+  // reported as such by the proxy from an empty trailer block).
+  response_complete_ = true;
+  callbacks_.onUpstreamEnd(HeaderMap{});
+}
+
+void UpstreamStream::onClose(uint32_t error_code) {
+  if (connection_ != nullptr) {
+    connection_->forgetStream(*this);
+    connection_ = nullptr;
+  }
+  if (!response_complete_) callbacks_.onUpstreamReset(describeReset(error_code));
+}
+
+}  // namespace sluice

@@ -1,0 +1,81 @@
+// UpstreamStream: the backend half of one proxied call (an HTTP/2 client stream).
+//
+// Owned by the proxy filter of the downstream stream. The UpstreamConnection it
+// runs on only points at it (nghttp2 stream user data and its stream set) and
+// tells it when the connection goes away. Destroying an UpstreamStream that is
+// still open resets it upstream (RST_STREAM CANCEL): a cancelled client call
+// cancels the backend call.
+#pragma once
+
+#include <cstdint>
+#include <string>
+
+#include "codecs/http2/outbound_data.h"
+#include "codecs/http2/session.h"
+#include "core/headers.h"
+#include "core/message.h"
+
+namespace sluice {
+
+class UpstreamConnection;
+
+class UpstreamCallbacks {
+ public:
+  virtual ~UpstreamCallbacks() = default;
+  // Response headers; with end_stream they are a trailers-only response.
+  virtual void onUpstreamHeaders(HeaderMap&& headers, bool end_stream) = 0;
+  // Raw DATA bytes; hand back flow-control credit with UpstreamStream::consume().
+  virtual void onUpstreamData(const uint8_t* data, size_t len) = 0;
+  virtual void onUpstreamEnd(HeaderMap&& trailers) = 0;
+  // The call is over without a complete response. `detail` says why, for the client.
+  virtual void onUpstreamReset(std::string detail) = 0;
+  // The request buffer passed its high watermark (true) or drained (false).
+  virtual void onUpstreamRequestWatermark(bool above) = 0;
+};
+
+class UpstreamStream final : public Http2StreamHandler {
+ public:
+  UpstreamStream(UpstreamCallbacks& callbacks, HeaderMap request_headers);
+  ~UpstreamStream() override;
+
+  const HeaderMap& requestHeaders() const { return request_headers_; }
+  void sendMessage(Message&& message);
+  void endRequest();
+  // Cancels the call upstream; no callback follows.
+  void reset();
+  // `n` response bytes moved on downstream: the backend may send more.
+  void consume(size_t n);
+  bool open() const { return connection_ != nullptr; }
+
+  // ---- for UpstreamConnection ----
+  void onAttached(UpstreamConnection* connection) { connection_ = connection; }
+  void onSubmitted(int32_t stream_id) { stream_id_ = stream_id; }
+  int32_t streamId() const { return stream_id_; }
+  // The connection failed or closed before the stream completed.
+  void onConnectionLost(const std::string& detail);
+
+  // ---- Http2StreamHandler ----
+  void onHeader(std::string_view name, std::string_view value) override;
+  void onHeadersComplete(bool trailers, bool end_stream) override;
+  void onData(const uint8_t* data, size_t len) override;
+  void onEndStream() override;
+  void onClose(uint32_t error_code) override;
+  OutboundData& outbound() override { return outbound_; }
+  bool outboundEnded() const override { return request_ended_; }
+  const HeaderMap* outboundTrailers() const override { return nullptr; }
+
+ private:
+  void wakeConnection();
+
+  UpstreamCallbacks& callbacks_;
+  HeaderMap request_headers_;
+  UpstreamConnection* connection_ = nullptr;
+  int32_t stream_id_ = 0;
+  OutboundData outbound_;
+  bool request_ended_ = false;
+  bool response_complete_ = false;
+  bool headers_done_ = false;
+  HeaderMap incoming_;
+};
+
+}  // namespace sluice
