@@ -1,0 +1,160 @@
+// Config loading and validation: every mistake is reported with its JSON path.
+#include <catch2/catch.hpp>
+
+#include "core/config.h"
+#include "core/config_errors.h"
+#include "core/registry.h"
+#include "filters/builtin.h"
+
+namespace sluice {
+namespace {
+
+struct Loaded {
+  GatewayConfigConstPtr config;
+  ConfigErrors errors;
+};
+
+Loaded load(const std::string& text) {
+  FilterRegistry registry;
+  registerBuiltinFilters(registry);
+  Loaded out;
+  out.config = loadConfig(text, registry, out.errors);
+  return out;
+}
+
+bool hasError(const ConfigErrors& errors, const std::string& path, const std::string& fragment = "") {
+  for (const auto& e : errors.all()) {
+    if (e.path == path && e.message.find(fragment) != std::string::npos) return true;
+  }
+  return false;
+}
+
+const char* kValid = R"({
+  "listeners": [
+    { "name": "grpc", "address": "127.0.0.1:8080", "max_message_bytes": 1048576,
+      "filters": [
+        { "name": "router", "config": { "routes": [
+            { "match": { "service": "shop.v1.Catalog" }, "cluster": "catalog" },
+            { "match": { "method": "/shop.v1.Orders/Place" }, "cluster": "orders" },
+            { "match": { "prefix": "/" }, "cluster": "catalog" } ] } },
+        { "name": "proxy" } ] } ],
+  "clusters": [
+    { "name": "catalog", "endpoints": ["127.0.0.1:50061", "127.0.0.1:50062"] },
+    { "name": "orders", "endpoints": ["[::1]:50061"] } ]
+})";
+
+}  // namespace
+
+TEST_CASE("the issue's example config loads", "[config]") {
+  auto r = load(kValid);
+  INFO(r.errors.format());
+  REQUIRE(r.config);
+  REQUIRE(r.config->listeners.size() == 1);
+  const auto& l = r.config->listeners[0];
+  CHECK(l.name == "grpc");
+  CHECK(l.address.toString() == "127.0.0.1:8080");
+  CHECK(l.max_message_bytes == 1048576);
+  REQUIRE(l.filters.size() == 2);
+  CHECK(l.filters[0].name == "router");
+  CHECK(l.filters[1].name == "proxy");
+  REQUIRE(r.config->clusters.size() == 2);
+  CHECK(r.config->clusters[0].endpoints.size() == 2);
+  CHECK(r.config->clusters[1].endpoints[0].address.ipv6);
+  CHECK(r.config->findCluster("orders") != nullptr);
+}
+
+TEST_CASE("max_message_bytes defaults to 16 MiB", "[config]") {
+  auto r = load(R"({"listeners":[{"name":"l","address":"127.0.0.1:0","filters":[
+      {"name":"router","config":{"routes":[{"match":{"prefix":"/"},"cluster":"c"}]}},{"name":"proxy"}]}],
+      "clusters":[{"name":"c","endpoints":["127.0.0.1:1"]}]})");
+  REQUIRE(r.config);
+  CHECK(r.config->listeners[0].max_message_bytes == 16u * 1024 * 1024);
+}
+
+TEST_CASE("config mistakes name their JSON path", "[config]") {
+  auto with = [](const std::string& listener_extra, const std::string& route, const std::string& cluster) {
+    return load(R"({"listeners":[{"name":"l","address":"127.0.0.1:0")" + listener_extra +
+                R"(,"filters":[{"name":"router","config":{"routes":[)" + route +
+                R"(]}},{"name":"proxy"}]}],"clusters":[)" + cluster + "]}");
+  };
+  const std::string good_route = R"({"match":{"prefix":"/"},"cluster":"c"})";
+  const std::string good_cluster = R"({"name":"c","endpoints":["127.0.0.1:1"]})";
+
+  SECTION("unknown key") {
+    auto r = with(R"(,"colour":"blue")", good_route, good_cluster);
+    CHECK_FALSE(r.config);
+    CHECK(hasError(r.errors, "/listeners/0/colour", "unknown key"));
+  }
+  SECTION("wrong type") {
+    auto r = with(R"(,"max_message_bytes":"big")", good_route, good_cluster);
+    CHECK(hasError(r.errors, "/listeners/0/max_message_bytes", "non-negative integer"));
+  }
+  SECTION("unknown cluster in a route") {
+    auto r = with("", good_route + R"(,{"match":{"service":"a.B"},"cluster":"nope"})", good_cluster);
+    CHECK(hasError(r.errors, "/listeners/0/filters/0/config/routes/1/cluster", "unknown cluster \"nope\""));
+  }
+  SECTION("a match needs exactly one criterion") {
+    auto r = with("", R"({"match":{"prefix":"/","service":"a.B"},"cluster":"c"})", good_cluster);
+    CHECK(hasError(r.errors, "/listeners/0/filters/0/config/routes/0/match", "exactly one"));
+  }
+  SECTION("method must be a full method name") {
+    auto r = with("", R"({"match":{"method":"Place"},"cluster":"c"})", good_cluster);
+    CHECK(hasError(r.errors, "/listeners/0/filters/0/config/routes/0/match/method"));
+  }
+  SECTION("bad endpoint address") {
+    auto r = with("", good_route, R"({"name":"c","endpoints":["127.0.0.1"]})");
+    CHECK(hasError(r.errors, "/clusters/0/endpoints/0", "missing :port"));
+  }
+  SECTION("endpoint port 0 is refused") {
+    auto r = with("", good_route, R"({"name":"c","endpoints":["127.0.0.1:0"]})");
+    CHECK(hasError(r.errors, "/clusters/0/endpoints/0", "port 0"));
+  }
+  SECTION("several mistakes are all reported") {
+    auto r = with(R"(,"colour":"blue")", R"({"match":{"prefix":"x"},"cluster":"nope"})",
+                  R"({"name":"c","endpoints":[42]})");
+    CHECK(hasError(r.errors, "/listeners/0/colour"));
+    CHECK(hasError(r.errors, "/listeners/0/filters/0/config/routes/0/match/prefix"));
+    CHECK(hasError(r.errors, "/listeners/0/filters/0/config/routes/0/cluster"));
+    CHECK(hasError(r.errors, "/clusters/0/endpoints/0", "expected an address string"));
+    CHECK(r.errors.size() >= 4);
+  }
+}
+
+TEST_CASE("filter chain shape is checked", "[config]") {
+  SECTION("unknown filter") {
+    auto r = load(R"({"listeners":[{"name":"l","address":"127.0.0.1:0","filters":[{"name":"magic"},{"name":"proxy"}]}],
+                    "clusters":[]})");
+    CHECK(hasError(r.errors, "/listeners/0/filters/0/name", "unknown filter \"magic\""));
+  }
+  SECTION("proxy must be last") {
+    auto r = load(R"({"listeners":[{"name":"l","address":"127.0.0.1:0","filters":[{"name":"proxy"},
+                    {"name":"router","config":{"routes":[]}}]}],"clusters":[]})");
+    CHECK(hasError(r.errors, "/listeners/0/filters/0/name", "must be the last"));
+    CHECK(hasError(r.errors, "/listeners/0/filters/1/name", "must end the chain"));
+  }
+  SECTION("duplicate names") {
+    auto r = load(R"({"listeners":[],"clusters":[{"name":"c","endpoints":["127.0.0.1:1"]},
+                    {"name":"c","endpoints":["127.0.0.1:2"]}]})");
+    CHECK(hasError(r.errors, "/clusters/1/name", "duplicate"));
+    CHECK(hasError(r.errors, "/listeners", "at least one listener"));
+  }
+  SECTION("invalid JSON") {
+    auto r = load("{ not json");
+    CHECK_FALSE(r.config);
+    CHECK(hasError(r.errors, "", "invalid JSON"));
+  }
+  SECTION("missing required keys") {
+    auto r = load(R"({"clusters":[{"endpoints":["127.0.0.1:1"]}]})");
+    CHECK(hasError(r.errors, "/listeners", "required"));
+    CHECK(hasError(r.errors, "/clusters/0/name", "required"));
+  }
+}
+
+TEST_CASE("error text is one line per error", "[config]") {
+  ConfigErrors errors;
+  errors.add("/a/0", "first");
+  errors.add("", "second");
+  CHECK(errors.format() == "config error at /a/0: first\nconfig error at /: second\n");
+}
+
+}  // namespace sluice
