@@ -66,6 +66,12 @@ class StreamContext {
   // Set by the router, read by the proxy.
   const Route* route() const { return route_; }
   void setRoute(const Route* route) { route_ = route; }
+  // Set by the proxy: the endpoint that served the call ("IP:port"), and how
+  // many attempts it took (1 without retries).
+  const std::string& upstreamAddress() const { return upstream_address_; }
+  void setUpstreamAddress(std::string address) { upstream_address_ = std::move(address); }
+  uint32_t upstreamAttempts() const { return upstream_attempts_; }
+  void setUpstreamAttempts(uint32_t attempts) { upstream_attempts_ = attempts; }
 
   // The final status, known once trailers arrived or a local reply was sent.
   StatusCode status() const { return status_; }
@@ -80,7 +86,9 @@ class StreamContext {
   virtual void continueResponse() = 0;
   // End the call with a gRPC status (trailers-only if nothing was sent yet).
   // The request is abandoned; filters get onStreamDone.
-  virtual void sendLocalReply(StatusCode code, std::string_view message) = 0;
+  void sendLocalReply(StatusCode code, std::string_view message) { sendLocalReply(code, message, HeaderMap{}); }
+  // The same, with extra trailing metadata (e.g. a retry hint).
+  virtual void sendLocalReply(StatusCode code, std::string_view message, HeaderMap extra_trailers) = 0;
   // True once the call has ended (local reply, reset or complete).
   virtual bool ended() const = 0;
 
@@ -112,6 +120,8 @@ class StreamContext {
   uint32_t max_message_bytes_ = 16u << 20;
   std::optional<Clock::time_point> deadline_;
   const Route* route_ = nullptr;
+  std::string upstream_address_;
+  uint32_t upstream_attempts_ = 0;
   StatusCode status_ = StatusCode::Unknown;
   std::string status_message_;
 };

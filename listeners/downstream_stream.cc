@@ -225,12 +225,13 @@ void DownstreamStream::sendTrailers() {
   finish();
 }
 
-void DownstreamStream::sendLocalReply(StatusCode code, std::string_view message) {
+void DownstreamStream::sendLocalReply(StatusCode code, std::string_view message, HeaderMap extra_trailers) {
   if (ended_) return;
   spdlog::debug("[C{}][S{}] local reply {}: {}", connection_id_, stream_id_, statusCodeName(code), message);
   response_trailers_.clear();
   response_trailers_.add("grpc-status", grpc_headers::formatGrpcStatus(code));
   if (!message.empty()) response_trailers_.add("grpc-message", grpc_headers::percentEncode(message));
+  for (const auto& h : extra_trailers) response_trailers_.add(h.name, h.value);
   if (!headers_sent_) {
     response_headers_.clear();
   }

@@ -62,7 +62,8 @@ class DownstreamStream final : public StreamContext,
   void setDeadline(Clock::time_point deadline) override;
   void continueRequest() override;
   void continueResponse() override { chain_.continueResponse(); }
-  void sendLocalReply(StatusCode code, std::string_view message) override;
+  using StreamContext::sendLocalReply;
+  void sendLocalReply(StatusCode code, std::string_view message, HeaderMap extra_trailers) override;
   bool ended() const override { return ended_; }
   void encodeResponseHeaders() override { chain_.responseHeaders(); }
   void encodeResponseMessage(Message&& message) override { chain_.responseMessage(std::move(message)); }

@@ -75,7 +75,10 @@ FilterStatus ProxyFilter::onRequestHeaders(StreamContext& ctx) {
   }
   upstream_ = std::make_unique<UpstreamStream>(*this, upstreamRequestHeaders());
   ctx.setWatermarkCallbacks(this);
-  cluster->pickEndpoint().newStream(*upstream_);
+  ConnectionPool& endpoint = cluster->pickEndpoint();
+  ctx.setUpstreamAddress(endpoint.address().toString());
+  ctx.setUpstreamAttempts(1);
+  endpoint.newStream(*upstream_);
   return FilterStatus::Continue;
 }
 

@@ -17,7 +17,8 @@ class FakeContext : public StreamContext {
   WorkerContext& worker() override { throw std::logic_error("unused"); }
   void continueRequest() override { chain->continueRequest(); }
   void continueResponse() override { chain->continueResponse(); }
-  void sendLocalReply(StatusCode code, std::string_view message) override {
+  using StreamContext::sendLocalReply;
+  void sendLocalReply(StatusCode code, std::string_view message, HeaderMap) override {
     ended_ = true;
     status_ = code;
     status_message_ = std::string(message);
