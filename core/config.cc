@@ -28,32 +28,6 @@ std::optional<SocketAddress> readAddress(JsonObject& obj, std::string_view key, 
   return addr.value();
 }
 
-ClusterConfig readCluster(const json& value, const std::string& path, ConfigErrors& errors) {
-  ClusterConfig cluster;
-  JsonObject obj(value, path, errors);
-  cluster.name = obj.string("name", true).value_or("");
-  if (auto t = obj.unsignedInt("connect_timeout_ms", 1, 600000)) cluster.connect_timeout_ms = static_cast<uint32_t>(*t);
-  if (const json* eps = obj.array("endpoints", true)) {
-    if (eps->empty()) errors.add(obj.pathOf("endpoints"), "a cluster needs at least one endpoint");
-    for (size_t i = 0; i < eps->size(); ++i) {
-      std::string ep_path = jsonPath(obj.pathOf("endpoints"), i);
-      const json& ep = (*eps)[i];
-      if (!ep.is_string()) {
-        errors.add(ep_path, fmt::format("expected an address string, got {}", ep.type_name()));
-        continue;
-      }
-      auto addr = parseSocketAddress(ep.get<std::string>(), false);
-      if (!addr.isOk()) {
-        errors.add(ep_path, addr.status().message());
-        continue;
-      }
-      cluster.endpoints.push_back({addr.value()});
-    }
-  }
-  obj.finish();
-  return cluster;
-}
-
 void readFilters(const json& filters, const std::string& path, const FilterRegistry& registry,
                  FilterBuildContext& ctx, ListenerConfig& listener) {
   if (filters.empty()) ctx.errors.add(path, "a listener needs at least one filter (the last one: proxy)");
@@ -139,7 +113,7 @@ GatewayConfigConstPtr loadConfig(const std::string& text, const FilterRegistry& 
   std::set<std::string> cluster_names;
   if (const json* clusters = obj.array("clusters", true)) {
     for (size_t i = 0; i < clusters->size(); ++i) {
-      config->clusters.push_back(readCluster((*clusters)[i], jsonPath("/clusters", i), errors));
+      config->clusters.push_back(readClusterConfig((*clusters)[i], jsonPath("/clusters", i), errors));
       cluster_names.insert(config->clusters.back().name);
     }
     checkUniqueNames(config->clusters, "/clusters", errors);

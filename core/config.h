@@ -9,6 +9,7 @@
 #include <string>
 #include <vector>
 
+#include "core/cluster_config.h"
 #include "core/filter.h"
 #include "core/socket_address.h"
 
@@ -29,15 +30,6 @@ struct ListenerConfig {
   std::vector<FilterEntryConfig> filters;
 };
 
-struct EndpointConfig {
-  SocketAddress address;
-};
-
-struct ClusterConfig {
-  std::string name;
-  std::vector<EndpointConfig> endpoints;
-  uint32_t connect_timeout_ms = 5000;
-};
 
 struct GatewayConfig {
   std::vector<ListenerConfig> listeners;

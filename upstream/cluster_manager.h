@@ -1,12 +1,10 @@
-// ClusterManager: one worker's view of the configured clusters: for each one,
-// its endpoints' connection pools and the round-robin cursor.
+// ClusterManager: one worker's clusters, by name.
 //
 // Owned by the worker; the config it reads outlives it. Nothing here is shared
-// between workers.
+// between workers: each has its own pools, balancers and health checks.
 #pragma once
 
 #include <memory>
-#include <string>
 #include <string_view>
 #include <vector>
 
@@ -14,24 +12,8 @@
 
 namespace sluice {
 
-class ConnectionPool;
+class Cluster;
 class Dispatcher;
-
-class Cluster {
- public:
-  Cluster(Dispatcher& dispatcher, const ClusterConfig& config);
-  ~Cluster();
-
-  const std::string& name() const { return config_.name; }
-  // The next endpoint's pool, round robin.
-  ConnectionPool& pickEndpoint();
-  void closeAll();
-
- private:
-  const ClusterConfig& config_;
-  std::vector<std::unique_ptr<ConnectionPool>> pools_;
-  size_t next_ = 0;
-};
 
 class ClusterManager {
  public:
@@ -39,7 +21,8 @@ class ClusterManager {
   ~ClusterManager();
 
   Cluster* find(std::string_view name);
-  // Gateway shutdown: close every upstream connection.
+  const std::vector<std::unique_ptr<Cluster>>& clusters() const { return clusters_; }
+  // Gateway shutdown: close every upstream connection, stop health checks.
   void closeAll();
 
  private:

@@ -2,32 +2,69 @@
 
 #include <algorithm>
 
+#include <fmt/format.h>
+
 #include "core/dispatcher.h"
+#include "upstream/cluster.h"
+#include "upstream/endpoint.h"
 #include "upstream/upstream_connection.h"
 
 namespace sluice {
+namespace {
 
-ConnectionPool::ConnectionPool(Dispatcher& dispatcher, std::string cluster_name, SocketAddress address,
-                               uint32_t connect_timeout_ms)
-    : dispatcher_(dispatcher),
-      cluster_name_(std::move(cluster_name)),
-      address_(std::move(address)),
-      connect_timeout_ms_(connect_timeout_ms) {}
+constexpr int64_t kBackoffBaseMs = 100;
+constexpr int64_t kBackoffMaxMs = 10000;
+
+}  // namespace
+
+ConnectionPool::ConnectionPool(Dispatcher& dispatcher, Endpoint& endpoint)
+    : dispatcher_(dispatcher), endpoint_(endpoint) {}
 
 ConnectionPool::~ConnectionPool() { closeAll(); }
 
-void ConnectionPool::newStream(UpstreamStream& stream) {
-  for (auto& c : connections_) {
-    if (c->usable()) {
-      c->addStream(stream);
-      return;
+Cluster& ConnectionPool::cluster() { return endpoint_.cluster(); }
+
+Status ConnectionPool::newStream(UpstreamStream& stream, bool counted) {
+  Cluster& c = cluster();
+  const auto& limits = c.config().circuit_breakers;
+  for (auto& conn : connections_) {
+    if (!conn->usable()) continue;
+    if (!conn->connected() && counted && c.pending_streams >= limits.max_pending_streams) {
+      return {StatusCode::Unavailable, fmt::format("cluster '{}': circuit breaker max_pending_streams ({}) reached",
+                                                   c.name(), limits.max_pending_streams)};
     }
+    conn->addStream(stream, counted);
+    return Status::ok();
+  }
+  auto now = Clock::now();
+  if (inBackoff(now)) {
+    auto left = std::chrono::duration_cast<std::chrono::milliseconds>(backoff_until_ - now).count();
+    return {StatusCode::Unavailable, fmt::format("endpoint {} is in reconnect backoff for {} ms after {} failed "
+                                                 "connect(s)", endpoint_.describe(), left, connect_failures_)};
+  }
+  if (c.connections >= limits.max_connections) {
+    return {StatusCode::Unavailable, fmt::format("cluster '{}': circuit breaker max_connections ({}) reached",
+                                                 c.name(), limits.max_connections)};
+  }
+  if (counted && c.pending_streams >= limits.max_pending_streams) {
+    return {StatusCode::Unavailable, fmt::format("cluster '{}': circuit breaker max_pending_streams ({}) reached",
+                                                 c.name(), limits.max_pending_streams)};
   }
   auto conn = std::make_unique<UpstreamConnection>(dispatcher_, *this, next_connection_id_++);
   UpstreamConnection& ref = *conn;
   connections_.push_back(std::move(conn));
-  ref.addStream(stream);
+  ref.addStream(stream, counted);
   ref.connect();
+  return Status::ok();
+}
+
+void ConnectionPool::onConnectFailed() {
+  ++connect_failures_;
+  // Exponential backoff with full jitter, so workers and gateways that lost
+  // the same backend do not reconnect in lockstep.
+  int64_t cap = std::min(kBackoffMaxMs, kBackoffBaseMs << std::min<uint32_t>(connect_failures_ - 1, 10));
+  int64_t ms = std::uniform_int_distribution<int64_t>(cap / 2, cap)(rng_);
+  backoff_until_ = Clock::now() + std::chrono::milliseconds(ms);
 }
 
 void ConnectionPool::onConnectionClosed(UpstreamConnection& connection) {

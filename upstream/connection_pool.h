@@ -1,48 +1,63 @@
-// ConnectionPool: the h2c connections of one worker to one backend endpoint.
+// ConnectionPool: the h2c connections of one worker to one endpoint.
 //
-// Owned by its Cluster (one pool per endpoint per worker; no locks, one loop
+// Owned by its Endpoint (one pool per endpoint per worker; no locks, one loop
 // owns it). Streams go to the first usable connection; a new connection is
 // opened when none is (none yet, the backend's stream limit reached, or it sent
-// GOAWAY). Connections that close are deleted at the end of the loop iteration.
+// GOAWAY), within the cluster's circuit breakers. After a failed connect the
+// pool backs off (exponential, with jitter) before trying again. Connections
+// that close are deleted at the end of the loop iteration.
 #pragma once
 
+#include <chrono>
 #include <cstdint>
 #include <memory>
+#include <random>
 #include <string>
 #include <vector>
 
-#include "core/socket_address.h"
+#include "core/status.h"
 
 namespace sluice {
 
+class Cluster;
 class Dispatcher;
+class Endpoint;
 class UpstreamConnection;
 class UpstreamStream;
 
 class ConnectionPool {
  public:
-  ConnectionPool(Dispatcher& dispatcher, std::string cluster_name, SocketAddress address,
-                 uint32_t connect_timeout_ms);
+  using Clock = std::chrono::steady_clock;
+
+  ConnectionPool(Dispatcher& dispatcher, Endpoint& endpoint);
   ~ConnectionPool();
 
-  void newStream(UpstreamStream& stream);
-  // Called by a connection that closed: the pool lets go of it.
+  // Places `stream` on a connection; UNAVAILABLE (naming the limit) when a
+  // circuit breaker or the reconnect backoff forbids it. `counted` streams
+  // take part in the cluster's request accounting (health checks do not).
+  Status newStream(UpstreamStream& stream, bool counted = true);
+  bool inBackoff(Clock::time_point now) const { return now < backoff_until_; }
+
+  // Called by connections.
   void onConnectionClosed(UpstreamConnection& connection);
+  void onConnectSucceeded() { connect_failures_ = 0; }
+  void onConnectFailed();
+
   // Gateway shutdown: close every connection.
   void closeAll();
 
-  const std::string& clusterName() const { return cluster_name_; }
-  const SocketAddress& address() const { return address_; }
-  uint32_t connectTimeoutMs() const { return connect_timeout_ms_; }
+  Endpoint& endpoint() { return endpoint_; }
+  Cluster& cluster();
   size_t connectionCount() const { return connections_.size(); }
 
  private:
   Dispatcher& dispatcher_;
-  std::string cluster_name_;
-  SocketAddress address_;
-  uint32_t connect_timeout_ms_;
+  Endpoint& endpoint_;
   uint64_t next_connection_id_ = 1;
   std::vector<std::unique_ptr<UpstreamConnection>> connections_;
+  uint32_t connect_failures_ = 0;
+  Clock::time_point backoff_until_{};
+  std::minstd_rand rng_{std::random_device{}()};
 };
 
 }  // namespace sluice

@@ -5,7 +5,9 @@
 #include <fmt/format.h>
 #include <spdlog/spdlog.h>
 
+#include "upstream/cluster.h"
 #include "upstream/connection_pool.h"
+#include "upstream/endpoint.h"
 #include "upstream/upstream_stream.h"
 
 namespace sluice {
@@ -28,39 +30,85 @@ UpstreamConnection::UpstreamConnection(Dispatcher& dispatcher, ConnectionPool& p
       pool_(pool),
       id_(id),
       socket_(dispatcher, *this),
-      session_(Http2Session::Side::Client, *this, clientSettings()) {}
+      session_(Http2Session::Side::Client, *this, clientSettings()) {
+  pool_.cluster().connections++;
+}
 
 UpstreamConnection::~UpstreamConnection() { close("connection destroyed"); }
 
 std::string UpstreamConnection::describe() const {
-  return fmt::format("endpoint {}", pool_.address().toString());
+  return fmt::format("endpoint {}", pool_.endpoint().describe());
 }
 
 void UpstreamConnection::connect() {
-  int rv = socket_.connect(pool_.address());
+  int rv = socket_.connect(pool_.endpoint().address());
   if (rv != 0) {
+    pool_.onConnectFailed();
     close(fmt::format("connect to {} failed: {}", describe(), uvErrorText(rv)));
     return;
   }
-  connect_timer_ = std::make_unique<Timer>(dispatcher_, [this] {
-    close(fmt::format("connect to {} timed out after {} ms", describe(), pool_.connectTimeoutMs()));
+  const ClusterConfig& config = pool_.cluster().config();
+  connect_timer_ = std::make_unique<Timer>(dispatcher_, [this, ms = config.connect_timeout_ms] {
+    pool_.onConnectFailed();
+    close(fmt::format("connect to {} timed out after {} ms", describe(), ms));
   });
-  connect_timer_->enable(std::chrono::milliseconds(pool_.connectTimeoutMs()));
+  connect_timer_->enable(std::chrono::milliseconds(config.connect_timeout_ms));
 }
 
 void UpstreamConnection::onConnected(int status) {
   if (connect_timer_) connect_timer_->disable();
   if (status != 0) {
+    pool_.onConnectFailed();
     close(fmt::format("connect to {} failed: {}", describe(), uvErrorText(status)));
     return;
   }
   connected_ = true;
-  spdlog::debug("[U{}] connected to cluster '{}' {}", id_, pool_.clusterName(), describe());
+  pool_.onConnectSucceeded();
+  spdlog::debug("[U{}] connected to cluster '{}' {}", id_, pool_.cluster().name(), describe());
   socket_.startReading();
   std::vector<UpstreamStream*> pending;
   pending.swap(pending_);
+  pool_.cluster().pending_streams -= static_cast<uint32_t>(pending.size());
   for (UpstreamStream* s : pending) submit(*s);
+  const ClusterConfig& config = pool_.cluster().config();
+  if (config.keepalive_interval_ms > 0) {
+    keepalive_timer_ = std::make_unique<Timer>(dispatcher_, [this] { sendKeepalive(); });
+    keepalive_timer_->enable(std::chrono::milliseconds(config.keepalive_interval_ms));
+  }
+  updateIdleTimer();
   scheduleFlush();
+}
+
+void UpstreamConnection::sendKeepalive() {
+  const ClusterConfig& config = pool_.cluster().config();
+  if (ping_outstanding_) {
+    close(fmt::format("{} did not answer a PING within {} ms", describe(), config.keepalive_timeout_ms));
+    return;
+  }
+  ping_outstanding_ = true;
+  session_.ping();
+  scheduleFlush();
+  keepalive_timer_->enable(std::chrono::milliseconds(config.keepalive_timeout_ms));
+}
+
+void UpstreamConnection::onPingAck() {
+  if (!ping_outstanding_) return;
+  ping_outstanding_ = false;
+  if (keepalive_timer_) {
+    keepalive_timer_->enable(std::chrono::milliseconds(pool_.cluster().config().keepalive_interval_ms));
+  }
+}
+
+void UpstreamConnection::updateIdleTimer() {
+  if (closed_) return;
+  if (!streams_.empty()) {
+    if (idle_timer_) idle_timer_->disable();
+    return;
+  }
+  if (!idle_timer_) {
+    idle_timer_ = std::make_unique<Timer>(dispatcher_, [this] { close("idle timeout"); });
+  }
+  idle_timer_->enable(std::chrono::milliseconds(pool_.cluster().config().idle_timeout_ms));
 }
 
 bool UpstreamConnection::usable() const {
@@ -68,22 +116,46 @@ bool UpstreamConnection::usable() const {
   return streams_.size() < session_.remoteMaxConcurrentStreams();
 }
 
-void UpstreamConnection::addStream(UpstreamStream& stream) {
-  streams_.insert(&stream);
+void UpstreamConnection::addStream(UpstreamStream& stream, bool counted) {
+  streams_.emplace(&stream, counted);
   stream.onAttached(this);
+  if (counted) {
+    pool_.cluster().active_requests++;
+    pool_.endpoint().onRequestStarted();
+  }
+  if (idle_timer_) idle_timer_->disable();
   if (connected_) {
     submit(stream);
   } else {
     pending_.push_back(&stream);
+    pool_.cluster().pending_streams++;
   }
+}
+
+bool UpstreamConnection::release(UpstreamStream& stream) {
+  auto it = streams_.find(&stream);
+  if (it == streams_.end()) return false;
+  if (it->second) {
+    pool_.cluster().active_requests--;
+    pool_.endpoint().onRequestFinished();
+  }
+  streams_.erase(it);
+  if (!connected_) {
+    auto p = std::find(pending_.begin(), pending_.end(), &stream);
+    if (p != pending_.end()) {
+      pending_.erase(p);
+      pool_.cluster().pending_streams--;
+    }
+  }
+  updateIdleTimer();
+  return true;
 }
 
 void UpstreamConnection::submit(UpstreamStream& stream) {
   int32_t id = session_.submitRequest(stream.requestHeaders(), &stream);
   if (id < 0) {
-    streams_.erase(&stream);
-    stream.onConnectionLost(fmt::format("cannot open a stream to {}: {}", describe(),
-                                        nghttp2_strerror(id)));
+    release(stream);
+    stream.onConnectionLost(fmt::format("cannot open a stream to {}: {}", describe(), nghttp2_strerror(id)));
     return;
   }
   stream.onSubmitted(id);
@@ -91,17 +163,18 @@ void UpstreamConnection::submit(UpstreamStream& stream) {
 }
 
 void UpstreamConnection::cancelStream(UpstreamStream& stream) {
-  streams_.erase(&stream);
+  if (!release(stream)) return;
   if (stream.streamId() > 0) {
     session_.detach(stream.streamId());
     session_.resetStream(stream.streamId(), NGHTTP2_CANCEL);
     scheduleFlush();
-  } else {
-    std::erase(pending_, &stream);
   }
 }
 
-void UpstreamConnection::forgetStream(UpstreamStream& stream) { streams_.erase(&stream); }
+void UpstreamConnection::forgetStream(UpstreamStream& stream) {
+  release(stream);
+  if (draining_ && streams_.empty()) scheduleFlush();
+}
 
 void UpstreamConnection::onStreamHasData(UpstreamStream& stream) {
   if (stream.streamId() > 0) {
@@ -154,13 +227,24 @@ void UpstreamConnection::close(const std::string& reason) {
   if (closed_) return;
   closed_ = true;
   spdlog::debug("[U{}] closing: {}", id_, reason);
-  if (connect_timer_) connect_timer_->disable();
+  // Disabled, not destroyed: one of them may be the callback running now.
+  for (auto* t : {&connect_timer_, &idle_timer_, &keepalive_timer_}) {
+    if (*t) (*t)->disable();
+  }
   socket_.close();
-  // Tell every stream, each once; they may call back into us (cancelStream).
+  Cluster& cluster = pool_.cluster();
+  cluster.connections--;
+  if (!connected_) cluster.pending_streams -= static_cast<uint32_t>(pending_.size());
+  pending_.clear();
+  // Tell every stream, each once; they may call back into us (cancelStream),
+  // which finds nothing left to release.
   auto streams = std::move(streams_);
   streams_.clear();
-  pending_.clear();
-  for (UpstreamStream* s : streams) {
+  for (auto& [s, counted] : streams) {
+    if (counted) {
+      cluster.active_requests--;
+      pool_.endpoint().onRequestFinished();
+    }
     if (s->streamId() > 0) session_.detach(s->streamId());
     s->onConnectionLost(reason);
   }

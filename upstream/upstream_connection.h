@@ -3,14 +3,17 @@
 //
 // Owned by its ConnectionPool. Streams are not owned: the connection keeps raw
 // pointers to the streams it carries (pending ones wait for the connect) and
-// tells each one when the connection is lost. A closed connection asks the pool
-// to delete it at the end of the loop iteration.
+// tells each one when the connection is lost. It keeps the cluster's breaker
+// counters (connections, pending streams, requests) and the endpoint's load
+// up to date, PINGs an idle backend to find dead ones, and closes itself when
+// idle too long. A closed connection asks the pool to delete it at the end of
+// the loop iteration.
 #pragma once
 
 #include <cstdint>
 #include <memory>
 #include <string>
-#include <unordered_set>
+#include <unordered_map>
 #include <vector>
 
 #include "codecs/http2/session.h"
@@ -34,7 +37,7 @@ class UpstreamConnection final : public Http2SessionOwner,
 
   void connect();
   // Carries `stream` (submitted now, or when the connect completes).
-  void addStream(UpstreamStream& stream);
+  void addStream(UpstreamStream& stream, bool counted);
   // Resets and forgets a stream the proxy abandoned.
   void cancelStream(UpstreamStream& stream);
   // nghttp2 closed the stream; stop tracking it.
@@ -44,6 +47,7 @@ class UpstreamConnection final : public Http2SessionOwner,
 
   // Accepts new streams: not draining, not closed, below the backend's limit.
   bool usable() const;
+  bool connected() const { return connected_; }
   size_t activeStreams() const { return streams_.size(); }
   // Closes now; every stream still carried is told.
   void close(const std::string& reason);
@@ -55,11 +59,16 @@ class UpstreamConnection final : public Http2SessionOwner,
   void onWriteDrained() override { scheduleFlush(); }
   // ---- Http2SessionOwner ----
   void onGoaway(int32_t last_stream_id, uint32_t error_code) override;
+  void onPingAck() override;
   // ---- Flushable ----
   void flush() override;
 
  private:
   void submit(UpstreamStream& stream);
+  // Stops tracking `stream` and updates the counters; false if it was not ours.
+  bool release(UpstreamStream& stream);
+  void updateIdleTimer();
+  void sendKeepalive();
   std::string describe() const;
 
   Dispatcher& dispatcher_;
@@ -68,10 +77,13 @@ class UpstreamConnection final : public Http2SessionOwner,
   TcpSocket socket_;
   Http2Session session_;
   TimerPtr connect_timer_;
+  TimerPtr idle_timer_;
+  TimerPtr keepalive_timer_;
+  bool ping_outstanding_ = false;
   bool connected_ = false;
   bool closed_ = false;
   bool draining_ = false;  // the backend sent GOAWAY
-  std::unordered_set<UpstreamStream*> streams_;
+  std::unordered_map<UpstreamStream*, bool> streams_;  // stream -> counted in the cluster's requests
   std::vector<UpstreamStream*> pending_;
 };
 

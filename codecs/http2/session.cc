@@ -76,6 +76,9 @@ struct Http2Session::Bridge {
       case NGHTTP2_GOAWAY:
         session.owner_.onGoaway(frame->goaway.last_stream_id, frame->goaway.error_code);
         return 0;
+      case NGHTTP2_PING:
+        if ((frame->hd.flags & NGHTTP2_FLAG_ACK) != 0) session.owner_.onPingAck();
+        return 0;
       case NGHTTP2_SETTINGS:
         if ((frame->hd.flags & NGHTTP2_FLAG_ACK) == 0) session.owner_.onRemoteSettings();
         return 0;
@@ -231,6 +234,8 @@ void Http2Session::detach(int32_t stream_id) {
 }
 
 void Http2Session::goaway(uint32_t error_code) { nghttp2_session_terminate_session(session_, error_code); }
+
+void Http2Session::ping() { nghttp2_submit_ping(session_, NGHTTP2_FLAG_NONE, nullptr); }
 
 void Http2Session::shutdownNotice() {
   if (side_ == Side::Server) nghttp2_submit_shutdown_notice(session_);

@@ -58,6 +58,8 @@ class Http2SessionOwner {
   virtual Http2StreamHandler* onNewStream(int32_t stream_id) { return nullptr; }
   virtual void onGoaway(int32_t last_stream_id, uint32_t error_code) {}
   virtual void onRemoteSettings() {}
+  // Our PING came back.
+  virtual void onPingAck() {}
 };
 
 struct Http2Settings {
@@ -99,6 +101,7 @@ class Http2Session {
   // Stops delivering callbacks for this stream to its handler.
   void detach(int32_t stream_id);
   void goaway(uint32_t error_code);
+  void ping();
   // Graceful GOAWAY: refuse streams newer than the last one seen.
   void shutdownNotice();
 

@@ -1,6 +1,7 @@
 #include "filters/proxy/filter.h"
 
 #include <charconv>
+#include <random>
 
 #include <fmt/format.h>
 #include <spdlog/spdlog.h>
@@ -8,8 +9,10 @@
 #include "codecs/grpc/grpc_headers.h"
 #include "core/route.h"
 #include "core/worker_context.h"
+#include "upstream/cluster.h"
 #include "upstream/cluster_manager.h"
 #include "upstream/connection_pool.h"
+#include "upstream/endpoint.h"
 
 namespace sluice::filters::proxy {
 namespace {
@@ -39,6 +42,10 @@ ProxyFilter::ProxyFilter(StreamContext& ctx) : ctx_(ctx), response_decoder_(ctx.
 
 ProxyFilter::~ProxyFilter() = default;
 
+std::string ProxyFilter::describe(const std::string& detail) const {
+  return fmt::format("upstream cluster '{}': {}", cluster_ != nullptr ? cluster_->name() : "?", detail);
+}
+
 HeaderMap ProxyFilter::upstreamRequestHeaders() const {
   HeaderMap out;
   auto& request = const_cast<StreamContext&>(ctx_).requestHeaders();
@@ -46,17 +53,20 @@ HeaderMap ProxyFilter::upstreamRequestHeaders() const {
   out.add(":scheme", "http");
   out.add(":path", ctx_.path());
   const std::string* authority = request.get(":authority");
-  out.add(":authority", authority != nullptr ? *authority : cluster_name_);
+  out.add(":authority", authority != nullptr ? *authority : cluster_->name());
   for (const auto& h : request) {
     if (h.name.empty() || h.name[0] == ':' || isHopByHop(h.name) || h.name == "grpc-timeout") continue;
     out.add(h.name, h.value);
   }
-  if (auto deadline = ctx_.deadline()) {
-    // What is left of the call's deadline, so the backend gives up when we do.
-    auto left = *deadline - StreamContext::Clock::now();
-    out.add("grpc-timeout", grpc_headers::formatTimeout(std::max(
-                                std::chrono::duration_cast<std::chrono::nanoseconds>(left),
-                                std::chrono::nanoseconds(1))));
+  auto deadline = ctx_.deadline();
+  if (retry_ != nullptr && retry_->per_try_timeout_ms > 0) {
+    auto per_try = StreamContext::Clock::now() + std::chrono::milliseconds(retry_->per_try_timeout_ms);
+    if (!deadline || per_try < *deadline) deadline = per_try;
+  }
+  if (deadline) {
+    // What is left of the deadline, so the backend gives up when we do.
+    auto left = std::chrono::duration_cast<std::chrono::nanoseconds>(*deadline - StreamContext::Clock::now());
+    out.add("grpc-timeout", grpc_headers::formatTimeout(std::max(left, std::chrono::nanoseconds(1))));
   }
   return out;
 }
@@ -67,51 +77,144 @@ FilterStatus ProxyFilter::onRequestHeaders(StreamContext& ctx) {
     ctx.sendLocalReply(StatusCode::Unimplemented, fmt::format("no route for method {}", ctx.path()));
     return FilterStatus::StopIteration;
   }
-  cluster_name_ = route->cluster;
-  Cluster* cluster = ctx.worker().clusterManager().find(route->cluster);
-  if (cluster == nullptr) {
+  cluster_ = ctx.worker().clusterManager().find(route->cluster);
+  if (cluster_ == nullptr) {
     ctx.sendLocalReply(StatusCode::Unavailable, fmt::format("unknown cluster '{}'", route->cluster));
     return FilterStatus::StopIteration;
   }
-  upstream_ = std::make_unique<UpstreamStream>(*this, upstreamRequestHeaders());
+  Status admitted = cluster_->admitRequest();
+  if (!admitted.isOk()) {
+    ctx.sendLocalReply(admitted.code(), admitted.message());
+    return FilterStatus::StopIteration;
+  }
+  if (route->retry && route->retry->num_retries > 0) retry_ = &*route->retry;
   ctx.setWatermarkCallbacks(this);
-  ConnectionPool& endpoint = cluster->pickEndpoint();
-  ctx.setUpstreamAddress(endpoint.address().toString());
-  ctx.setUpstreamAttempts(1);
-  endpoint.newStream(*upstream_);
+  startAttempt();
   return FilterStatus::Continue;
 }
 
+void ProxyFilter::startAttempt() {
+  if (ctx_.ended()) return;
+  auto chosen = cluster_->chooseEndpoint(ctx_.requestHeaders(), endpoint_);
+  if (!chosen.isOk()) {
+    attemptFailed(chosen.status().code(), chosen.status().message(), false);
+    return;
+  }
+  endpoint_ = chosen.value();
+  ++attempts_;
+  ctx_.setUpstreamAttempts(attempts_);
+  ctx_.setUpstreamAddress(endpoint_->describe());
+  response_decoder_ = GrpcFrameDecoder(ctx_.maxMessageBytes());
+  upstream_ = std::make_unique<UpstreamStream>(*this, upstreamRequestHeaders());
+  Status placed = endpoint_->pool().newStream(*upstream_);
+  if (!placed.isOk()) {
+    attemptFailed(placed.code(), placed.message(), false);
+    return;
+  }
+  for (const Message& m : replay_) upstream_->sendMessage(Message(m));
+  if (request_ended_) upstream_->endRequest();
+  if (retry_ != nullptr && retry_->per_try_timeout_ms > 0) {
+    if (!per_try_timer_) {
+      per_try_timer_ = std::make_unique<Timer>(ctx_.dispatcher(), [this] {
+        attemptFailed(StatusCode::DeadlineExceeded,
+                      fmt::format("no answer from {} within the per-try timeout ({} ms)",
+                                  endpoint_->describe(), retry_->per_try_timeout_ms),
+                      true);
+      });
+    }
+    per_try_timer_->enable(std::chrono::milliseconds(retry_->per_try_timeout_ms));
+  }
+}
+
+bool ProxyFilter::canRetry(StatusCode code) const {
+  if (retry_ == nullptr || response_started_ || !replayable_ || attempts_ > retry_->num_retries) return false;
+  // A per-try timeout is always worth another try; other statuses only if listed.
+  if (code != StatusCode::DeadlineExceeded && !retry_->retriable(code)) return false;
+  if (code == StatusCode::DeadlineExceeded && retry_->per_try_timeout_ms == 0) return false;
+  auto deadline = ctx_.deadline();
+  return !deadline || StreamContext::Clock::now() + std::chrono::milliseconds(retry_->backoff_base_ms) < *deadline;
+}
+
+void ProxyFilter::retireAttempt() {
+  if (per_try_timer_) per_try_timer_->disable();
+  if (upstream_) {
+    upstream_->reset();
+    retired_.push_back(std::move(upstream_));
+  }
+}
+
+void ProxyFilter::attemptFailed(StatusCode code, const std::string& detail, bool endpoint_fault) {
+  if (ctx_.ended()) return;
+  if (endpoint_fault && endpoint_ != nullptr) endpoint_->recordCallResult(false);
+  retireAttempt();
+  if (!canRetry(code)) {
+    ctx_.sendLocalReply(code, describe(detail));
+    return;
+  }
+  // Full jitter over an exponentially growing window.
+  uint32_t window = retry_->backoff_base_ms << std::min<uint32_t>(attempts_ - 1, 16);
+  window = std::min(window, retry_->backoff_max_ms);
+  static thread_local std::minstd_rand rng{std::random_device{}()};
+  uint32_t wait = std::uniform_int_distribution<uint32_t>(0, window)(rng);
+  spdlog::debug("[C{}][S{}] attempt {} failed ({}), retrying in {} ms", ctx_.connectionId(), ctx_.streamId(),
+                attempts_, detail, wait);
+  if (!backoff_timer_) backoff_timer_ = std::make_unique<Timer>(ctx_.dispatcher(), [this] { startAttempt(); });
+  backoff_timer_->enable(std::chrono::milliseconds(wait));
+}
+
 FilterStatus ProxyFilter::onRequestMessage(StreamContext&, Message& message) {
+  if (retry_ != nullptr && replayable_ && !response_started_) {
+    replay_bytes_ += message.wireSize();
+    if (replay_bytes_ > retry_->replay_buffer_bytes) {
+      // Too big to replay: this call gets no more retries.
+      replayable_ = false;
+      replay_.clear();
+    } else {
+      replay_.push_back(message);
+    }
+  }
   if (upstream_) upstream_->sendMessage(std::move(message));
   return FilterStatus::Continue;
 }
 
 FilterStatus ProxyFilter::onRequestEnd(StreamContext&) {
+  request_ended_ = true;
   if (upstream_) upstream_->endRequest();
   return FilterStatus::Continue;
 }
 
 void ProxyFilter::onStreamDone(StreamContext&) {
   // Finished, failed or cancelled downstream: nothing more goes upstream.
+  if (per_try_timer_) per_try_timer_->disable();
+  if (backoff_timer_) backoff_timer_->disable();
   if (upstream_) upstream_->reset();
 }
 
 void ProxyFilter::failFromUpstream(StatusCode code, const std::string& detail) {
   if (upstream_) upstream_->reset();
-  ctx_.sendLocalReply(code, detail);
+  ctx_.sendLocalReply(code, describe(detail));
 }
 
 void ProxyFilter::onUpstreamHeaders(HeaderMap&& headers, bool end_stream) {
   const std::string* http_status = headers.get(":status");
-  bool has_grpc_status = headers.get("grpc-status") != nullptr;
-  if ((http_status == nullptr || *http_status != "200") && !(end_stream && has_grpc_status)) {
+  const std::string* grpc_status = headers.get("grpc-status");
+  if ((http_status == nullptr || *http_status != "200") && !(end_stream && grpc_status != nullptr)) {
     std::string status = http_status != nullptr ? *http_status : "none";
-    failFromUpstream(statusFromHttp(status),
-                     fmt::format("upstream of cluster '{}' answered HTTP {} (not gRPC)", cluster_name_, status));
+    StatusCode code = statusFromHttp(status);
+    attemptFailed(code, fmt::format("{} answered HTTP {} (not gRPC)", endpoint_->describe(), status),
+                  code == StatusCode::Unavailable);
     return;
   }
   if (end_stream) {
+    StatusCode code = grpc_status != nullptr ? grpc_headers::parseGrpcStatus(*grpc_status).value_or(StatusCode::Unknown)
+                                             : StatusCode::Unknown;
+    endpoint_->recordCallResult(code != StatusCode::Unavailable);
+    if (code != StatusCode::Ok && canRetry(code)) {
+      const std::string* msg = headers.get("grpc-message");
+      attemptFailed(code, msg != nullptr ? grpc_headers::percentDecode(*msg) : std::string(statusCodeName(code)), false);
+      return;
+    }
+    if (per_try_timer_) per_try_timer_->disable();
     // Trailers-only: everything but :status and content-type is trailing metadata.
     for (auto& h : headers) {
       if (h.name == ":status" || h.name == "content-type") {
@@ -123,6 +226,10 @@ void ProxyFilter::onUpstreamHeaders(HeaderMap&& headers, bool end_stream) {
     ctx_.encodeResponseTrailers();
     return;
   }
+  endpoint_->recordCallResult(true);
+  if (per_try_timer_) per_try_timer_->disable();
+  response_started_ = true;
+  replay_.clear();
   for (auto& h : headers) ctx_.responseHeaders().add(h.name, h.value);
   ctx_.encodeResponseHeaders();
 }
@@ -135,8 +242,7 @@ void ProxyFilter::onUpstreamData(const uint8_t* data, size_t len) {
   withheld_credit_ += len;
   Status s = response_decoder_.decode({reinterpret_cast<const char*>(data), len}, *this);
   if (!s.isOk()) {
-    failFromUpstream(s.code(), fmt::format("upstream of cluster '{}' sent a bad message: {}", cluster_name_,
-                                           s.message()));
+    failFromUpstream(s.code(), fmt::format("{} sent a bad message: {}", endpoint_->describe(), s.message()));
     return;
   }
   if (!downstream_full_ && upstream_) {
@@ -162,13 +268,13 @@ void ProxyFilter::onUpstreamEnd(HeaderMap&& trailers) {
   if (ctx_.ended()) return;
   Status s = response_decoder_.finish();
   if (!s.isOk()) {
-    failFromUpstream(StatusCode::Internal,
-                     fmt::format("upstream of cluster '{}' ended inside a message: {}", cluster_name_, s.message()));
+    failFromUpstream(StatusCode::Internal, fmt::format("{} ended inside a message: {}", endpoint_->describe(),
+                                                       s.message()));
     return;
   }
   if (trailers.get("grpc-status") == nullptr) {
     failFromUpstream(StatusCode::Internal,
-                     fmt::format("upstream of cluster '{}' ended the call without grpc-status", cluster_name_));
+                     fmt::format("{} ended the call without grpc-status", endpoint_->describe()));
     return;
   }
   for (auto& h : trailers) ctx_.responseTrailers().add(h.name, h.value);
@@ -177,7 +283,11 @@ void ProxyFilter::onUpstreamEnd(HeaderMap&& trailers) {
 
 void ProxyFilter::onUpstreamReset(std::string detail) {
   if (ctx_.ended()) return;
-  ctx_.sendLocalReply(StatusCode::Unavailable, fmt::format("upstream cluster '{}': {}", cluster_name_, detail));
+  if (response_started_) {
+    ctx_.sendLocalReply(StatusCode::Unavailable, describe(detail));
+    return;
+  }
+  attemptFailed(StatusCode::Unavailable, detail, true);
 }
 
 }  // namespace sluice::filters::proxy

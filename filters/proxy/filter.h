@@ -2,14 +2,28 @@
 // cluster over a pooled HTTP/2 connection, in both directions as messages
 // arrive, and carries flow control across: a full upstream request buffer
 // slows the client; a full downstream response buffer slows the backend.
+//
+// With a route retry policy, a failed attempt (connect failure, reset, a
+// retriable status, a per-try timeout) is retried on another endpoint while
+// nothing of the response has reached the client and the request so far fits
+// the replay buffer, never past the call's deadline.
 #pragma once
 
+#include <deque>
 #include <memory>
+#include <vector>
 
 #include "codecs/grpc/frame_decoder.h"
 #include "core/filter.h"
 #include "core/stream_context.h"
+#include "core/timer.h"
 #include "upstream/upstream_stream.h"
+
+namespace sluice {
+class Cluster;
+class Endpoint;
+struct RetryPolicy;
+}  // namespace sluice
 
 namespace sluice::filters::proxy {
 
@@ -39,13 +53,31 @@ class ProxyFilter final : public Filter,
   bool onMessage(Message&& message) override;
 
  private:
+  void startAttempt();
+  // The attempt is over without an answer for the client: retry or reply.
+  void attemptFailed(StatusCode code, const std::string& detail, bool endpoint_fault);
+  bool canRetry(StatusCode code) const;
+  void retireAttempt();
   HeaderMap upstreamRequestHeaders() const;
   void failFromUpstream(StatusCode code, const std::string& detail);
+  std::string describe(const std::string& detail) const;
 
   StreamContext& ctx_;
+  Cluster* cluster_ = nullptr;
+  const RetryPolicy* retry_ = nullptr;
+  Endpoint* endpoint_ = nullptr;  // the current attempt's
   std::unique_ptr<UpstreamStream> upstream_;
+  // Earlier attempts: freed with the filter, never inside their own callbacks.
+  std::vector<std::unique_ptr<UpstreamStream>> retired_;
+  uint32_t attempts_ = 0;
+  std::deque<Message> replay_;
+  size_t replay_bytes_ = 0;
+  bool replayable_ = true;
+  bool request_ended_ = false;
+  bool response_started_ = false;
+  TimerPtr per_try_timer_;
+  TimerPtr backoff_timer_;
   GrpcFrameDecoder response_decoder_;
-  std::string cluster_name_;
   size_t withheld_credit_ = 0;  // response bytes not yet returned to the backend's window
   bool downstream_full_ = false;
 };

@@ -26,6 +26,36 @@ bool validMethodPath(std::string_view m) {
          slash + 1 < m.size() && m.find('/', slash + 1) == std::string_view::npos;
 }
 
+std::optional<RetryPolicy> readRetry(const json& value, const std::string& path, FilterBuildContext& ctx) {
+  size_t before = ctx.errors.size();
+  RetryPolicy p;
+  JsonObject obj(value, path, ctx.errors);
+  if (const json* on = obj.array("retry_on", true)) {
+    for (size_t i = 0; i < on->size(); ++i) {
+      const json& v = (*on)[i];
+      auto code = v.is_string() ? statusCodeFromName(v.get<std::string>()) : std::nullopt;
+      if (!code || *code == StatusCode::Ok) {
+        ctx.errors.add(jsonPath(obj.pathOf("retry_on"), i),
+                       "expected a gRPC status name other than OK, e.g. \"UNAVAILABLE\"");
+        continue;
+      }
+      p.retry_on.push_back(*code);
+    }
+  }
+  if (auto n = obj.unsignedInt("num_retries", 0, 10)) p.num_retries = static_cast<uint32_t>(*n);
+  constexpr uint64_t kDay = 24ull * 3600 * 1000;
+  if (auto v = obj.unsignedInt("per_try_timeout_ms", 1, kDay)) p.per_try_timeout_ms = static_cast<uint32_t>(*v);
+  if (auto v = obj.unsignedInt("backoff_base_ms", 1, kDay)) p.backoff_base_ms = static_cast<uint32_t>(*v);
+  if (auto v = obj.unsignedInt("backoff_max_ms", 1, kDay)) p.backoff_max_ms = static_cast<uint32_t>(*v);
+  if (auto v = obj.unsignedInt("replay_buffer_bytes", 0, 64ull << 20)) p.replay_buffer_bytes = static_cast<uint32_t>(*v);
+  obj.finish();
+  if (p.backoff_max_ms < p.backoff_base_ms) {
+    ctx.errors.add(obj.pathOf("backoff_max_ms"), "must not be less than backoff_base_ms");
+  }
+  if (ctx.errors.size() != before) return std::nullopt;
+  return p;
+}
+
 std::optional<RouteEntry> readRoute(const json& value, const std::string& path, FilterBuildContext& ctx) {
   JsonObject obj(value, path, ctx.errors);
   RouteEntry entry{};
@@ -64,6 +94,14 @@ std::optional<RouteEntry> readRoute(const json& value, const std::string& path, 
     }
   } else {
     ok = false;
+  }
+  if (auto t = obj.unsignedInt("timeout_ms", 1, 24ull * 3600 * 1000)) entry.route.timeout_ms = static_cast<uint32_t>(*t);
+  if (const json* retry = obj.object("retry")) {
+    if (auto policy = readRetry(*retry, obj.pathOf("retry"), ctx)) {
+      entry.route.retry = std::move(*policy);
+    } else {
+      ok = false;
+    }
   }
   if (auto cluster = obj.string("cluster", true)) {
     if (ctx.cluster_names.count(*cluster) == 0) {

@@ -13,6 +13,10 @@ FilterStatus RouterFilter::onRequestHeaders(StreamContext& ctx) {
     return FilterStatus::StopIteration;
   }
   ctx.setRoute(route);
+  if (route->timeout_ms > 0) {
+    auto cap = StreamContext::Clock::now() + std::chrono::milliseconds(route->timeout_ms);
+    if (!ctx.deadline() || *ctx.deadline() > cap) ctx.setDeadline(cap);
+  }
   return FilterStatus::Continue;
 }
 

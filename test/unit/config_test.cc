@@ -107,7 +107,7 @@ TEST_CASE("config mistakes name their JSON path", "[config]") {
   }
   SECTION("endpoint port 0 is refused") {
     auto r = with("", good_route, R"({"name":"c","endpoints":["127.0.0.1:0"]})");
-    CHECK(hasError(r.errors, "/clusters/0/endpoints/0", "port 0"));
+    CHECK(hasError(r.errors, "/clusters/0/endpoints/0", "1 to 65535"));
   }
   SECTION("several mistakes are all reported") {
     auto r = with(R"(,"colour":"blue")", R"({"match":{"prefix":"x"},"cluster":"nope"})",

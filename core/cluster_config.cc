@@ -1,0 +1,175 @@
+#include "core/cluster_config.h"
+
+#include <netdb.h>
+#include <netinet/in.h>
+#include <arpa/inet.h>
+#include <sys/socket.h>
+
+#include <charconv>
+
+#include <fmt/format.h>
+#include <nlohmann/json.hpp>
+
+#include "core/json_reader.h"
+
+namespace sluice {
+namespace {
+
+using json = nlohmann::json;
+
+constexpr uint64_t kMaxMs = 24ull * 3600 * 1000;
+
+std::optional<EndpointConfig> readEndpointAddress(const std::string& text, const std::string& path,
+                                                  ConfigErrors& errors) {
+  // IP literals parse directly; anything else is "host:port" resolved now.
+  auto literal = parseSocketAddress(text, false);
+  if (literal.isOk()) return EndpointConfig{literal->host, literal.value(), 1};
+  auto colon = text.rfind(':');
+  unsigned port = 0;
+  if (colon == std::string::npos || colon == 0 || text[0] == '[') {
+    errors.add(path, literal.status().message());
+    return std::nullopt;
+  }
+  std::string_view port_text = std::string_view(text).substr(colon + 1);
+  auto [end, ec] = std::from_chars(port_text.data(), port_text.data() + port_text.size(), port);
+  if (port_text.empty() || ec != std::errc() || end != port_text.data() + port_text.size() || port == 0 ||
+      port > 65535) {
+    errors.add(path, fmt::format("\"{}\": port must be a number from 1 to 65535", text));
+    return std::nullopt;
+  }
+  std::string host = text.substr(0, colon);
+  auto resolved = resolveHost(host, static_cast<uint16_t>(port));
+  if (!resolved) {
+    errors.add(path, fmt::format("cannot resolve host \"{}\"", host));
+    return std::nullopt;
+  }
+  return EndpointConfig{host, *resolved, 1};
+}
+
+std::optional<EndpointConfig> readEndpoint(const json& ep, const std::string& path, ConfigErrors& errors) {
+  if (ep.is_string()) return readEndpointAddress(ep.get<std::string>(), path, errors);
+  if (!ep.is_object()) {
+    errors.add(path, fmt::format("expected an address string or an object, got {}", ep.type_name()));
+    return std::nullopt;
+  }
+  JsonObject obj(ep, path, errors);
+  auto address = obj.string("address", true);
+  auto weight = obj.unsignedInt("weight", 1, 1000);
+  obj.finish();
+  if (!address) return std::nullopt;
+  auto out = readEndpointAddress(*address, obj.pathOf("address"), errors);
+  if (out && weight) out->weight = static_cast<uint32_t>(*weight);
+  return out;
+}
+
+template <typename T>
+void readMs(JsonObject& obj, std::string_view key, T& field, uint64_t min = 1) {
+  if (auto v = obj.unsignedInt(key, min, kMaxMs)) field = static_cast<T>(*v);
+}
+
+HealthCheckConfig readHealthCheck(const json& value, const std::string& path, ConfigErrors& errors) {
+  HealthCheckConfig hc;
+  JsonObject obj(value, path, errors);
+  readMs(obj, "interval_ms", hc.interval_ms);
+  readMs(obj, "timeout_ms", hc.timeout_ms);
+  if (auto v = obj.unsignedInt("unhealthy_threshold", 1, 1000)) hc.unhealthy_threshold = static_cast<uint32_t>(*v);
+  if (auto v = obj.unsignedInt("healthy_threshold", 1, 1000)) hc.healthy_threshold = static_cast<uint32_t>(*v);
+  if (auto v = obj.string("service")) hc.service = *v;
+  obj.finish();
+  if (hc.timeout_ms > hc.interval_ms) {
+    errors.add(obj.pathOf("timeout_ms"), fmt::format("timeout_ms ({}) must not exceed interval_ms ({})",
+                                                     hc.timeout_ms, hc.interval_ms));
+  }
+  return hc;
+}
+
+OutlierDetectionConfig readOutlier(const json& value, const std::string& path, ConfigErrors& errors) {
+  OutlierDetectionConfig od;
+  JsonObject obj(value, path, errors);
+  if (auto v = obj.unsignedInt("consecutive_failures", 1, 1000000)) od.consecutive_failures = static_cast<uint32_t>(*v);
+  readMs(obj, "base_ejection_ms", od.base_ejection_ms);
+  if (auto v = obj.unsignedInt("max_ejection_percent", 0, 100)) od.max_ejection_percent = static_cast<uint32_t>(*v);
+  obj.finish();
+  return od;
+}
+
+CircuitBreakerConfig readBreakers(const json& value, const std::string& path, ConfigErrors& errors) {
+  CircuitBreakerConfig cb;
+  JsonObject obj(value, path, errors);
+  if (auto v = obj.unsignedInt("max_connections", 1, 1000000)) cb.max_connections = static_cast<uint32_t>(*v);
+  if (auto v = obj.unsignedInt("max_pending_streams", 0, 10000000)) cb.max_pending_streams = static_cast<uint32_t>(*v);
+  if (auto v = obj.unsignedInt("max_requests", 1, 10000000)) cb.max_requests = static_cast<uint32_t>(*v);
+  obj.finish();
+  return cb;
+}
+
+}  // namespace
+
+std::optional<SocketAddress> resolveHost(const std::string& host, uint16_t port) {
+  addrinfo hints{};
+  hints.ai_family = AF_UNSPEC;
+  hints.ai_socktype = SOCK_STREAM;
+  addrinfo* res = nullptr;
+  if (getaddrinfo(host.c_str(), nullptr, &hints, &res) != 0 || res == nullptr) return std::nullopt;
+  std::optional<SocketAddress> out;
+  for (addrinfo* ai = res; ai != nullptr; ai = ai->ai_next) {
+    char ip[INET6_ADDRSTRLEN] = {};
+    if (ai->ai_family == AF_INET) {
+      inet_ntop(AF_INET, &reinterpret_cast<sockaddr_in*>(ai->ai_addr)->sin_addr, ip, sizeof(ip));
+      out = SocketAddress{ip, port, false};
+      break;  // IPv4 preferred: loopback backends usually listen there
+    }
+    if (ai->ai_family == AF_INET6 && !out) {
+      inet_ntop(AF_INET6, &reinterpret_cast<sockaddr_in6*>(ai->ai_addr)->sin6_addr, ip, sizeof(ip));
+      out = SocketAddress{ip, port, true};
+    }
+  }
+  freeaddrinfo(res);
+  return out;
+}
+
+ClusterConfig readClusterConfig(const json& value, const std::string& path, ConfigErrors& errors) {
+  ClusterConfig cluster;
+  JsonObject obj(value, path, errors);
+  cluster.name = obj.string("name", true).value_or("");
+  if (auto policy = obj.string("lb_policy")) {
+    if (*policy == "round_robin") cluster.lb_policy = LbPolicy::RoundRobin;
+    else if (*policy == "least_request") cluster.lb_policy = LbPolicy::LeastRequest;
+    else if (*policy == "random") cluster.lb_policy = LbPolicy::Random;
+    else if (*policy == "ring_hash") cluster.lb_policy = LbPolicy::RingHash;
+    else {
+      errors.add(obj.pathOf("lb_policy"), fmt::format("unknown policy \"{}\" (known: round_robin, "
+                                                      "least_request, random, ring_hash)", *policy));
+    }
+  }
+  if (auto h = obj.string("hash_header")) cluster.hash_header = *h;
+  if (cluster.lb_policy == LbPolicy::RingHash && cluster.hash_header.empty()) {
+    errors.add(obj.pathOf("hash_header"), "ring_hash needs the request header to hash on");
+  }
+  readMs(obj, "connect_timeout_ms", cluster.connect_timeout_ms);
+  readMs(obj, "idle_timeout_ms", cluster.idle_timeout_ms);
+  readMs(obj, "keepalive_interval_ms", cluster.keepalive_interval_ms, 0);
+  readMs(obj, "keepalive_timeout_ms", cluster.keepalive_timeout_ms);
+  readMs(obj, "dns_refresh_ms", cluster.dns_refresh_ms);
+  if (const json* eps = obj.array("endpoints", true)) {
+    if (eps->empty()) errors.add(obj.pathOf("endpoints"), "a cluster needs at least one endpoint");
+    for (size_t i = 0; i < eps->size(); ++i) {
+      if (auto ep = readEndpoint((*eps)[i], jsonPath(obj.pathOf("endpoints"), i), errors)) {
+        cluster.endpoints.push_back(std::move(*ep));
+      }
+    }
+  }
+  if (const json* hc = obj.object("health_check")) {
+    cluster.health_check = readHealthCheck(*hc, obj.pathOf("health_check"), errors);
+  }
+  if (const json* od = obj.object("outlier_detection")) {
+    cluster.outlier_detection = readOutlier(*od, obj.pathOf("outlier_detection"), errors);
+  }
+  if (const json* cb = obj.object("circuit_breakers")) {
+    cluster.circuit_breakers = readBreakers(*cb, obj.pathOf("circuit_breakers"), errors);
+  }
+  obj.finish();
+  return cluster;
+}
+
+}  // namespace sluice

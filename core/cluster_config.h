@@ -1,0 +1,69 @@
+// ClusterConfig: one upstream cluster as configured: endpoints (with weights),
+// load-balancing policy, health checking, outlier detection, circuit breakers
+// and connection-pool settings. Parsed once; immutable.
+#pragma once
+
+#include <cstdint>
+#include <optional>
+#include <string>
+#include <vector>
+
+#include <nlohmann/json_fwd.hpp>
+
+#include "core/socket_address.h"
+
+namespace sluice {
+
+class ConfigErrors;
+
+enum class LbPolicy { RoundRobin, LeastRequest, Random, RingHash };
+
+struct EndpointConfig {
+  std::string host;       // as written: an IP literal or a host name
+  SocketAddress address;  // resolved at load time (host names are re-resolved later)
+  uint32_t weight = 1;
+  bool isHostName() const { return address.host != host; }
+};
+
+struct HealthCheckConfig {
+  uint32_t interval_ms = 5000;
+  uint32_t timeout_ms = 1000;
+  uint32_t unhealthy_threshold = 2;
+  uint32_t healthy_threshold = 1;
+  std::string service;  // grpc.health.v1 HealthCheckRequest.service
+};
+
+struct OutlierDetectionConfig {
+  uint32_t consecutive_failures = 5;
+  uint32_t base_ejection_ms = 30000;
+  uint32_t max_ejection_percent = 10;
+};
+
+struct CircuitBreakerConfig {
+  uint32_t max_connections = 1024;
+  uint32_t max_pending_streams = 4096;
+  uint32_t max_requests = 65536;
+};
+
+struct ClusterConfig {
+  std::string name;
+  LbPolicy lb_policy = LbPolicy::RoundRobin;
+  std::string hash_header;  // ring_hash: the request header whose value picks the endpoint
+  std::vector<EndpointConfig> endpoints;
+  uint32_t connect_timeout_ms = 5000;
+  uint32_t idle_timeout_ms = 300000;      // close an upstream connection idle this long
+  uint32_t keepalive_interval_ms = 30000; // PING an upstream connection this often (0: off)
+  uint32_t keepalive_timeout_ms = 10000;  // and close it if the PING is not answered
+  uint32_t dns_refresh_ms = 30000;        // re-resolve host-name endpoints
+  std::optional<HealthCheckConfig> health_check;
+  std::optional<OutlierDetectionConfig> outlier_detection;
+  CircuitBreakerConfig circuit_breakers;
+};
+
+// Reads one entry of "clusters" at JSON pointer `path`; mistakes go to `errors`.
+ClusterConfig readClusterConfig(const nlohmann::json& value, const std::string& path, ConfigErrors& errors);
+
+// Resolves "host" to an address (IPv4 preferred); nullopt if it cannot.
+std::optional<SocketAddress> resolveHost(const std::string& host, uint16_t port);
+
+}  // namespace sluice

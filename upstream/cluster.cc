@@ -1,0 +1,115 @@
+#include "upstream/cluster.h"
+
+#include <algorithm>
+
+#include <fmt/format.h>
+#include <spdlog/spdlog.h>
+
+#include "core/dispatcher.h"
+#include "core/headers.h"
+#include "upstream/connection_pool.h"
+#include "upstream/endpoint.h"
+
+namespace sluice {
+namespace {
+
+// Longest ejection, whatever the count: an endpoint always gets another chance.
+constexpr int64_t kMaxEjectionMs = 300000;
+
+}  // namespace
+
+Cluster::Cluster(Dispatcher& dispatcher, const ClusterConfig& config) : dispatcher_(dispatcher), config_(config) {
+  std::vector<Endpoint*> all;
+  for (const auto& ep : config.endpoints) {
+    endpoints_.push_back(std::make_unique<Endpoint>(dispatcher, *this, ep));
+    all.push_back(endpoints_.back().get());
+  }
+  lb_ = makeLoadBalancer(config.lb_policy, all);
+  for (auto& ep : endpoints_) ep->startHealthChecks();
+  bool any_host_name = std::any_of(config.endpoints.begin(), config.endpoints.end(),
+                                   [](const EndpointConfig& e) { return e.isHostName(); });
+  if (any_host_name) {
+    dns_timer_ = std::make_unique<Timer>(dispatcher, [this] { refreshDns(); });
+    dns_timer_->enable(std::chrono::milliseconds(config.dns_refresh_ms));
+  }
+}
+
+Cluster::~Cluster() { closeAll(); }
+
+Status Cluster::admitRequest() const {
+  if (active_requests >= config_.circuit_breakers.max_requests) {
+    return {StatusCode::Unavailable,
+            fmt::format("cluster '{}': circuit breaker max_requests ({}) reached", config_.name,
+                        config_.circuit_breakers.max_requests)};
+  }
+  return Status::ok();
+}
+
+StatusOr<Endpoint*> Cluster::chooseEndpoint(const HeaderMap& request_headers, const Endpoint* avoid) {
+  auto now = Endpoint::Clock::now();
+  candidates_.clear();
+  for (auto& ep : endpoints_) {
+    if (ep->available(now) && !ep->pool().inBackoff(now) && ep.get() != avoid) candidates_.push_back(ep.get());
+  }
+  if (candidates_.empty() && avoid != nullptr && avoid->available(now)) {
+    candidates_.push_back(const_cast<Endpoint*>(avoid));
+  }
+  if (candidates_.empty()) {
+    // Endpoints only waiting to reconnect are better than none.
+    for (auto& ep : endpoints_) {
+      if (ep->available(now)) candidates_.push_back(ep.get());
+    }
+  }
+  if (candidates_.empty()) {
+    return Status(StatusCode::Unavailable,
+                  fmt::format("no healthy endpoint in cluster '{}' ({} endpoint(s), all unhealthy or ejected)",
+                              config_.name, endpoints_.size()));
+  }
+  const std::string* key = config_.hash_header.empty() ? nullptr : request_headers.get(config_.hash_header);
+  return lb_->pick(candidates_, key);
+}
+
+void Cluster::onEndpointFailing(Endpoint& endpoint) {
+  if (!config_.outlier_detection) return;
+  const auto& od = *config_.outlier_detection;
+  auto now = Endpoint::Clock::now();
+  if (endpoint.ejected(now)) return;
+  size_t ejected = 0;
+  for (auto& ep : endpoints_) ejected += ep->ejected(now) ? 1 : 0;
+  size_t allowed = od.max_ejection_percent == 0
+                       ? 0
+                       : std::max<size_t>(1, endpoints_.size() * od.max_ejection_percent / 100);
+  if (ejected + 1 > allowed) {
+    spdlog::debug("cluster '{}': not ejecting {} ({} of {} already ejected)", config_.name, endpoint.describe(),
+                  ejected, endpoints_.size());
+    return;
+  }
+  int64_t ms = std::min<int64_t>(int64_t{od.base_ejection_ms} * (endpoint.ejections() + 1),
+                                 std::max<int64_t>(od.base_ejection_ms, kMaxEjectionMs));
+  endpoint.eject(now + std::chrono::milliseconds(ms));
+  spdlog::info("cluster '{}': ejected {} for {} ms after {} consecutive failures", config_.name,
+               endpoint.describe(), ms, od.consecutive_failures);
+}
+
+void Cluster::refreshDns() {
+  // Resolution happens on this worker's loop but is quick for the local
+  // resolver; a changed address applies to new connections only, so open
+  // streams are never dropped.
+  for (auto& ep : endpoints_) {
+    if (ep->host() == ep->address().host) continue;
+    if (auto addr = resolveHost(ep->host(), ep->address().port)) {
+      if (addr->host != ep->address().host) {
+        spdlog::info("cluster '{}': {} now resolves to {}", config_.name, ep->host(), addr->toString());
+        ep->setAddress(*addr);
+      }
+    }
+  }
+  dns_timer_->enable(std::chrono::milliseconds(config_.dns_refresh_ms));
+}
+
+void Cluster::closeAll() {
+  if (dns_timer_) dns_timer_->disable();
+  for (auto& ep : endpoints_) ep->close();
+}
+
+}  // namespace sluice

@@ -1,0 +1,61 @@
+// Cluster: one configured upstream cluster on one worker: its endpoints, load
+// balancer, circuit-breaker counters, outlier ejection and DNS refresh.
+//
+// Owned by the worker's ClusterManager; owns its Endpoints. Reads its
+// ClusterConfig, which the worker keeps alive.
+#pragma once
+
+#include <cstdint>
+#include <memory>
+#include <string>
+#include <vector>
+
+#include "core/cluster_config.h"
+#include "core/status.h"
+#include "core/timer.h"
+#include "upstream/load_balancer.h"
+
+namespace sluice {
+
+class Dispatcher;
+class Endpoint;
+class HeaderMap;
+
+class Cluster {
+ public:
+  Cluster(Dispatcher& dispatcher, const ClusterConfig& config);
+  ~Cluster();
+
+  const std::string& name() const { return config_.name; }
+  const ClusterConfig& config() const { return config_; }
+  Dispatcher& dispatcher() { return dispatcher_; }
+  const std::vector<std::unique_ptr<Endpoint>>& endpoints() const { return endpoints_; }
+
+  // max_requests: may one more stream start on this cluster?
+  Status admitRequest() const;
+  // The endpoint for a new stream, avoiding `avoid` (the last attempt's) when
+  // another is available; UNAVAILABLE naming the cluster when none is.
+  StatusOr<Endpoint*> chooseEndpoint(const HeaderMap& request_headers, const Endpoint* avoid);
+
+  // Circuit-breaker counters, kept by pools and connections.
+  uint32_t connections = 0;
+  uint32_t pending_streams = 0;
+  uint32_t active_requests = 0;
+
+  // Outlier detection: `endpoint` reached its consecutive-failure threshold.
+  void onEndpointFailing(Endpoint& endpoint);
+
+  void closeAll();
+
+ private:
+  void refreshDns();
+
+  Dispatcher& dispatcher_;
+  const ClusterConfig& config_;
+  std::vector<std::unique_ptr<Endpoint>> endpoints_;
+  LoadBalancerPtr lb_;
+  std::vector<Endpoint*> candidates_;  // scratch, reused per pick
+  TimerPtr dns_timer_;
+};
+
+}  // namespace sluice

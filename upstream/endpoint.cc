@@ -1,0 +1,41 @@
+#include "upstream/endpoint.h"
+
+#include "upstream/cluster.h"
+#include "upstream/connection_pool.h"
+#include "upstream/health_checker.h"
+
+namespace sluice {
+
+Endpoint::Endpoint(Dispatcher& dispatcher, Cluster& cluster, const EndpointConfig& config)
+    : cluster_(cluster), config_(config), address_(config.address) {
+  pool_ = std::make_unique<ConnectionPool>(dispatcher, *this);
+  if (cluster.config().health_check) {
+    health_checker_ = std::make_unique<HealthChecker>(dispatcher, *this, *cluster.config().health_check);
+  }
+}
+
+Endpoint::~Endpoint() { close(); }
+
+void Endpoint::startHealthChecks() {
+  if (health_checker_) health_checker_->start();
+}
+
+void Endpoint::recordCallResult(bool success) {
+  if (success) {
+    consecutive_failures_ = 0;
+    return;
+  }
+  ++consecutive_failures_;
+  const auto& od = cluster_.config().outlier_detection;
+  if (od && consecutive_failures_ >= od->consecutive_failures) {
+    cluster_.onEndpointFailing(*this);
+    consecutive_failures_ = 0;
+  }
+}
+
+void Endpoint::close() {
+  health_checker_.reset();
+  if (pool_) pool_->closeAll();
+}
+
+}  // namespace sluice

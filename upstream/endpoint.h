@@ -1,0 +1,75 @@
+// Endpoint: one backend address of a cluster, on one worker: its connection
+// pool, its health (active checks and outlier ejection) and its load.
+//
+// Owned by its Cluster for the worker's life. The pool and the health checker
+// it owns point back at it.
+#pragma once
+
+#include <chrono>
+#include <cstdint>
+#include <memory>
+#include <string>
+
+#include "core/cluster_config.h"
+
+namespace sluice {
+
+class Cluster;
+class ConnectionPool;
+class Dispatcher;
+class HealthChecker;
+
+class Endpoint {
+ public:
+  using Clock = std::chrono::steady_clock;
+
+  Endpoint(Dispatcher& dispatcher, Cluster& cluster, const EndpointConfig& config);
+  ~Endpoint();
+
+  Cluster& cluster() { return cluster_; }
+  ConnectionPool& pool() { return *pool_; }
+  const SocketAddress& address() const { return address_; }
+  void setAddress(const SocketAddress& address) { address_ = address; }
+  const std::string& host() const { return config_.host; }
+  uint32_t weight() const { return config_.weight; }
+  std::string describe() const { return address_.toString(); }
+
+  // Gets new streams: passes active health checks and is not ejected.
+  bool available(Clock::time_point now) const { return active_healthy_ && !ejected(now); }
+  bool activeHealthy() const { return active_healthy_; }
+  bool ejected(Clock::time_point now) const { return now < ejected_until_; }
+
+  // Active health checking results (HealthChecker).
+  void setActiveHealthy(bool healthy) { active_healthy_ = healthy; }
+  // Passive results of real calls (proxy): a connect failure, reset or
+  // UNAVAILABLE is a failure; any other answer a success.
+  void recordCallResult(bool success);
+  void eject(Clock::time_point until) { ejected_until_ = until; ++ejections_; }
+  uint32_t ejections() const { return ejections_; }
+  uint32_t consecutiveFailures() const { return consecutive_failures_; }
+
+  // Streams in flight on this endpoint (least_request, circuit breakers).
+  uint32_t activeRequests() const { return active_requests_; }
+  void onRequestStarted() { ++active_requests_; }
+  void onRequestFinished() { --active_requests_; }
+
+  // Smooth weighted round robin state (load balancer only).
+  int64_t rr_current = 0;
+
+  void startHealthChecks();
+  void close();
+
+ private:
+  Cluster& cluster_;
+  const EndpointConfig& config_;
+  SocketAddress address_;
+  std::unique_ptr<ConnectionPool> pool_;
+  std::unique_ptr<HealthChecker> health_checker_;
+  bool active_healthy_ = true;
+  Clock::time_point ejected_until_{};
+  uint32_t ejections_ = 0;
+  uint32_t consecutive_failures_ = 0;
+  uint32_t active_requests_ = 0;
+};
+
+}  // namespace sluice

@@ -1,0 +1,155 @@
+#include "upstream/health_checker.h"
+
+#include <fmt/format.h>
+#include <spdlog/spdlog.h>
+
+#include "codecs/grpc/grpc_headers.h"
+#include "upstream/cluster.h"
+#include "upstream/connection_pool.h"
+#include "upstream/endpoint.h"
+
+namespace sluice {
+namespace {
+
+constexpr int kServing = 1;
+
+bool readVarint(const std::string& s, size_t& pos, uint64_t& out) {
+  out = 0;
+  for (int shift = 0; shift < 64 && pos < s.size(); shift += 7) {
+    auto b = static_cast<uint8_t>(s[pos++]);
+    out |= uint64_t{b & 0x7fu} << shift;
+    if ((b & 0x80) == 0) return true;
+  }
+  return false;
+}
+
+}  // namespace
+
+std::string encodeHealthCheckRequest(const std::string& service) {
+  std::string out;
+  if (service.empty()) return out;
+  out += '\x0a';  // field 1, length-delimited
+  for (uint64_t n = service.size(); ; n >>= 7) {
+    if (n < 0x80) {
+      out += static_cast<char>(n);
+      break;
+    }
+    out += static_cast<char>((n & 0x7f) | 0x80);
+  }
+  return out + service;
+}
+
+std::optional<int> decodeHealthCheckStatus(const std::string& payload) {
+  size_t pos = 0;
+  int status = 0;  // proto3 default: UNKNOWN
+  while (pos < payload.size()) {
+    uint64_t tag;
+    if (!readVarint(payload, pos, tag)) return std::nullopt;
+    uint64_t value;
+    switch (tag & 7) {
+      case 0:
+        if (!readVarint(payload, pos, value)) return std::nullopt;
+        if ((tag >> 3) == 1) status = static_cast<int>(value);
+        break;
+      case 2:
+        if (!readVarint(payload, pos, value) || value > payload.size() - pos) return std::nullopt;
+        pos += value;
+        break;
+      default:
+        return std::nullopt;
+    }
+  }
+  return status;
+}
+
+HealthChecker::HealthChecker(Dispatcher& dispatcher, Endpoint& endpoint, const HealthCheckConfig& config)
+    : dispatcher_(dispatcher), endpoint_(endpoint), config_(config), decoder_(64 * 1024) {}
+
+HealthChecker::~HealthChecker() = default;
+
+void HealthChecker::start() {
+  interval_timer_ = std::make_unique<Timer>(dispatcher_, [this] { runCheck(); });
+  timeout_timer_ = std::make_unique<Timer>(dispatcher_, [this] {
+    finish(false, fmt::format("no answer within {} ms", config_.timeout_ms));
+  });
+  runCheck();
+}
+
+void HealthChecker::runCheck() {
+  interval_timer_->enable(std::chrono::milliseconds(config_.interval_ms));
+  if (in_flight_) return;
+  stream_.reset();  // the previous check's stream, long closed
+  decoder_ = GrpcFrameDecoder(64 * 1024);
+  serving_ = false;
+  HeaderMap headers;
+  headers.add(":method", "POST");
+  headers.add(":scheme", "http");
+  headers.add(":path", "/grpc.health.v1.Health/Check");
+  headers.add(":authority", endpoint_.host());
+  headers.add("content-type", "application/grpc");
+  headers.add("te", "trailers");
+  headers.add("user-agent", "sluice-health-check");
+  headers.add("grpc-timeout", grpc_headers::formatTimeout(std::chrono::milliseconds(config_.timeout_ms)));
+  stream_ = std::make_unique<UpstreamStream>(*this, std::move(headers));
+  in_flight_ = true;
+  timeout_timer_->enable(std::chrono::milliseconds(config_.timeout_ms));
+  Status placed = endpoint_.pool().newStream(*stream_, /*counted=*/false);
+  if (!placed.isOk()) {
+    finish(false, placed.message());
+    return;
+  }
+  Message request;
+  request.payload = encodeHealthCheckRequest(config_.service);
+  stream_->sendMessage(std::move(request));
+  stream_->endRequest();
+}
+
+void HealthChecker::onUpstreamHeaders(HeaderMap&& headers, bool end_stream) {
+  if (end_stream) onUpstreamEnd(std::move(headers));
+}
+
+void HealthChecker::onUpstreamData(const uint8_t* data, size_t len) {
+  if (stream_) stream_->consume(len);
+  Status s = decoder_.decode({reinterpret_cast<const char*>(data), len}, *this);
+  if (!s.isOk()) finish(false, s.message());
+}
+
+bool HealthChecker::onMessage(Message&& message) {
+  auto status = decodeHealthCheckStatus(message.payload);
+  serving_ = status && *status == kServing;
+  return true;
+}
+
+void HealthChecker::onUpstreamEnd(HeaderMap&& trailers) {
+  const std::string* code = trailers.get("grpc-status");
+  if (code == nullptr || *code != "0") {
+    const std::string* msg = trailers.get("grpc-message");
+    finish(false, fmt::format("grpc-status {}{}", code != nullptr ? *code : "missing",
+                              msg != nullptr ? ": " + grpc_headers::percentDecode(*msg) : ""));
+    return;
+  }
+  finish(serving_, serving_ ? "SERVING" : "not SERVING");
+}
+
+void HealthChecker::finish(bool ok, const std::string& why) {
+  if (!in_flight_) return;
+  in_flight_ = false;
+  timeout_timer_->disable();
+  if (stream_) stream_->reset();  // no-op when it completed; cancels a late one
+  if (ok) {
+    failures_ = 0;
+    if (++successes_ >= config_.healthy_threshold && !endpoint_.activeHealthy()) {
+      endpoint_.setActiveHealthy(true);
+      spdlog::info("cluster '{}': endpoint {} is healthy again", endpoint_.cluster().name(), endpoint_.describe());
+    }
+    return;
+  }
+  successes_ = 0;
+  spdlog::debug("cluster '{}': health check of {} failed: {}", endpoint_.cluster().name(), endpoint_.describe(), why);
+  if (++failures_ >= config_.unhealthy_threshold && endpoint_.activeHealthy()) {
+    endpoint_.setActiveHealthy(false);
+    spdlog::warn("cluster '{}': endpoint {} is unhealthy: {}", endpoint_.cluster().name(), endpoint_.describe(), why);
+  }
+}
+
+}  // namespace sluice

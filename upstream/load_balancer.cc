@@ -1,0 +1,120 @@
+#include "upstream/load_balancer.h"
+
+#include <algorithm>
+#include <map>
+
+#include <fmt/format.h>
+#include <xxhash.h>
+
+#include "upstream/endpoint.h"
+
+namespace sluice {
+namespace {
+
+uint32_t totalWeight(const std::vector<Endpoint*>& eps) {
+  uint32_t t = 0;
+  for (auto* e : eps) t += e->weight();
+  return t;
+}
+
+// Smooth weighted round robin (nginx's): each endpoint is picked in
+// proportion to its weight, interleaved rather than in bursts.
+class RoundRobin : public LoadBalancer {
+ public:
+  Endpoint* pick(const std::vector<Endpoint*>& candidates, const std::string*) override {
+    int64_t total = 0;
+    Endpoint* best = nullptr;
+    for (auto* e : candidates) {
+      e->rr_current += e->weight();
+      total += e->weight();
+      if (best == nullptr || e->rr_current > best->rr_current) best = e;
+    }
+    best->rr_current -= total;
+    return best;
+  }
+};
+
+class WeightedRandom : public LoadBalancer {
+ public:
+  Endpoint* pick(const std::vector<Endpoint*>& candidates, const std::string*) override {
+    return pickWeighted(candidates, rng_);
+  }
+  static Endpoint* pickWeighted(const std::vector<Endpoint*>& candidates, std::minstd_rand& rng) {
+    uint32_t total = totalWeight(candidates);
+    uint32_t r = std::uniform_int_distribution<uint32_t>(0, total - 1)(rng);
+    for (auto* e : candidates) {
+      if (r < e->weight()) return e;
+      r -= e->weight();
+    }
+    return candidates.back();
+  }
+
+ private:
+  std::minstd_rand rng_{std::random_device{}()};
+};
+
+// Power of two choices: two weighted-random candidates, the one with fewer
+// requests in flight per unit of weight wins.
+class LeastRequest : public LoadBalancer {
+ public:
+  Endpoint* pick(const std::vector<Endpoint*>& candidates, const std::string*) override {
+    if (candidates.size() == 1) return candidates[0];
+    Endpoint* a = WeightedRandom::pickWeighted(candidates, rng_);
+    Endpoint* b = WeightedRandom::pickWeighted(candidates, rng_);
+    if (a == b) {
+      // Retry once for a distinct second choice.
+      b = WeightedRandom::pickWeighted(candidates, rng_);
+    }
+    // a.active / a.weight <= b.active / b.weight, without division.
+    uint64_t la = uint64_t{a->activeRequests()} * b->weight();
+    uint64_t lb = uint64_t{b->activeRequests()} * a->weight();
+    return la <= lb ? a : b;
+  }
+
+ private:
+  std::minstd_rand rng_{std::random_device{}()};
+};
+
+// Consistent hashing on a ring of virtual nodes (more nodes for heavier
+// endpoints): the same key lands on the same endpoint while it is available,
+// and only its keys move when it is not.
+class RingHash : public LoadBalancer {
+ public:
+  explicit RingHash(const std::vector<Endpoint*>& all) {
+    for (auto* e : all) {
+      uint32_t nodes = 64 * e->weight();
+      for (uint32_t i = 0; i < nodes; ++i) {
+        std::string label = fmt::format("{}_{}", e->host() + ":" + std::to_string(e->address().port), i);
+        ring_.emplace(XXH64(label.data(), label.size(), 0), e);
+      }
+    }
+  }
+  Endpoint* pick(const std::vector<Endpoint*>& candidates, const std::string* key) override {
+    if (key == nullptr) return random_.pick(candidates, nullptr);
+    uint64_t h = XXH64(key->data(), key->size(), 0);
+    auto it = ring_.lower_bound(h);
+    for (size_t n = 0; n < ring_.size(); ++n, ++it) {
+      if (it == ring_.end()) it = ring_.begin();
+      if (std::find(candidates.begin(), candidates.end(), it->second) != candidates.end()) return it->second;
+    }
+    return candidates.front();
+  }
+
+ private:
+  std::multimap<uint64_t, Endpoint*> ring_;
+  WeightedRandom random_;
+};
+
+}  // namespace
+
+LoadBalancerPtr makeLoadBalancer(LbPolicy policy, const std::vector<Endpoint*>& all_endpoints) {
+  switch (policy) {
+    case LbPolicy::RoundRobin: return std::make_unique<RoundRobin>();
+    case LbPolicy::LeastRequest: return std::make_unique<LeastRequest>();
+    case LbPolicy::Random: return std::make_unique<WeightedRandom>();
+    case LbPolicy::RingHash: return std::make_unique<RingHash>(all_endpoints);
+  }
+  return std::make_unique<RoundRobin>();
+}
+
+}  // namespace sluice
