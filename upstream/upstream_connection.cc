@@ -56,14 +56,20 @@ void UpstreamConnection::connect() {
 }
 
 void UpstreamConnection::onConnected(int status) {
-  if (connect_timer_) connect_timer_->disable();
   if (status != 0) {
+    if (connect_timer_) connect_timer_->disable();
     pool_.onConnectFailed();
     close(fmt::format("connect to {} failed: {}", describe(), uvErrorText(status)));
     return;
   }
   connected_ = true;
-  pool_.onConnectSucceeded();
+  // The connect timer keeps running until the backend's SETTINGS arrive: a
+  // peer that accepts TCP but never speaks HTTP/2 fails like a refused connect.
+  connect_timer_ = std::make_unique<Timer>(dispatcher_, [this, ms = pool_.cluster().config().connect_timeout_ms] {
+    pool_.onConnectFailed();
+    close(fmt::format("{} accepted the connection but sent no HTTP/2 SETTINGS within {} ms", describe(), ms));
+  });
+  connect_timer_->enable(std::chrono::milliseconds(pool_.cluster().config().connect_timeout_ms));
   spdlog::debug("[U{}] connected to cluster '{}' {}", id_, pool_.cluster().name(), describe());
   socket_.startReading();
   std::vector<UpstreamStream*> pending;
@@ -89,6 +95,13 @@ void UpstreamConnection::sendKeepalive() {
   session_.ping();
   scheduleFlush();
   keepalive_timer_->enable(std::chrono::milliseconds(config.keepalive_timeout_ms));
+}
+
+void UpstreamConnection::onRemoteSettings() {
+  if (settings_received_) return;
+  settings_received_ = true;
+  if (connect_timer_) connect_timer_->disable();
+  pool_.onConnectSucceeded();
 }
 
 void UpstreamConnection::onPingAck() {

@@ -60,6 +60,7 @@ class UpstreamConnection final : public Http2SessionOwner,
   // ---- Http2SessionOwner ----
   void onGoaway(int32_t last_stream_id, uint32_t error_code) override;
   void onPingAck() override;
+  void onRemoteSettings() override;
   // ---- Flushable ----
   void flush() override;
 
@@ -81,6 +82,7 @@ class UpstreamConnection final : public Http2SessionOwner,
   TimerPtr keepalive_timer_;
   bool ping_outstanding_ = false;
   bool connected_ = false;
+  bool settings_received_ = false;
   bool closed_ = false;
   bool draining_ = false;  // the backend sent GOAWAY
   std::unordered_map<UpstreamStream*, bool> streams_;  // stream -> counted in the cluster's requests
