@@ -109,6 +109,12 @@ GatewayConfigConstPtr loadConfig(const std::string& text, const FilterRegistry& 
     if (kLevels.count(*level) == 0) errors.add("/log_level", fmt::format("unknown log level \"{}\"", *level));
     config->log_level = *level;
   }
+  if (const json* admin = obj.object("admin")) {
+    JsonObject a(*admin, "/admin", errors);
+    if (auto addr = readAddress(a, "address", true)) config->admin_address = *addr;
+    a.finish();
+  }
+  if (auto d = obj.unsignedInt("drain_timeout_ms", 0, 3600000)) config->drain_timeout_ms = static_cast<uint32_t>(*d);
   // Clusters first: routes name them.
   std::set<std::string> cluster_names;
   if (const json* clusters = obj.array("clusters", true)) {
@@ -128,6 +134,7 @@ GatewayConfigConstPtr loadConfig(const std::string& text, const FilterRegistry& 
   }
   obj.finish();
   if (!errors.empty()) return nullptr;
+  config->source_text = text;
   return config;
 }
 

@@ -6,6 +6,7 @@
 
 #include <cstdint>
 #include <memory>
+#include <optional>
 #include <string>
 #include <vector>
 
@@ -35,6 +36,9 @@ struct GatewayConfig {
   std::vector<ListenerConfig> listeners;
   std::vector<ClusterConfig> clusters;
   std::string log_level;  // empty: keep the command line's
+  std::optional<SocketAddress> admin_address;  // the admin listener; off when absent
+  uint32_t drain_timeout_ms = 10000;
+  std::string source_text;  // the JSON as loaded, for /config_dump
 
   const ClusterConfig* findCluster(std::string_view name) const;
 };

@@ -6,12 +6,14 @@ namespace sluice {
 
 class Dispatcher;
 class ClusterManager;
+class WorkerStats;
 
 class WorkerContext {
  public:
   virtual ~WorkerContext() = default;
   virtual Dispatcher& dispatcher() = 0;
   virtual ClusterManager& clusterManager() = 0;
+  virtual WorkerStats& stats() = 0;
 };
 
 }  // namespace sluice

@@ -5,7 +5,8 @@
 #include <spdlog/spdlog.h>
 
 #include "core/config.h"
-#include "core/worker_context.h"
+#include "core/stats.h"
+#include "listeners/worker.h"
 #include "listeners/downstream_stream.h"
 #include "listeners/grpc_listener.h"
 
@@ -37,15 +38,36 @@ int DownstreamConnection::accept(uv_stream_s* server) {
   return 0;
 }
 
-const ListenerConfig& DownstreamConnection::config() const { return listener_.config(); }
-
-WorkerContext& DownstreamConnection::worker() { return listener_.worker(); }
+ListenerStats& DownstreamConnection::stats() { return listener_.stats(); }
 
 Http2StreamHandler* DownstreamConnection::onNewStream(int32_t stream_id) {
   auto stream = std::make_unique<DownstreamStream>(*this, stream_id);
   DownstreamStream* raw = stream.get();
   streams_[stream_id] = std::move(stream);
   return raw;
+}
+
+void DownstreamConnection::startDrain() {
+  if (draining_ || closed_) return;
+  draining_ = true;
+  session_.shutdownNotice();
+  session_.ping();
+  // If the client never answers the PING, send the real GOAWAY anyway.
+  drain_timer_ = std::make_unique<Timer>(dispatcher_, [this] { sendFinalGoaway(); });
+  drain_timer_->enable(std::chrono::milliseconds(1000));
+  scheduleFlush();
+}
+
+void DownstreamConnection::onPingAck() {
+  if (draining_) sendFinalGoaway();
+}
+
+void DownstreamConnection::sendFinalGoaway() {
+  if (final_goaway_sent_ || closed_) return;
+  final_goaway_sent_ = true;
+  drain_timer_->disable();
+  session_.gracefulGoaway();
+  scheduleFlush();
 }
 
 void DownstreamConnection::onStreamClosed(DownstreamStream& stream) {
@@ -58,6 +80,7 @@ void DownstreamConnection::onStreamClosed(DownstreamStream& stream) {
 void DownstreamConnection::onRead(const uint8_t* data, size_t len) {
   if (closed_) return;
   Status s = session_.receive(data, len);
+  if (!s.isOk()) listener_.stats().downstream_protocol_errors.inc();
   if (!s.isOk()) spdlog::info("[C{}] {} from {}: closing the connection", id_, s.message(), peer_address_);
   scheduleFlush();
 }

@@ -14,6 +14,7 @@
 #include "codecs/http2/session.h"
 #include "core/dispatcher.h"
 #include "core/tcp_socket.h"
+#include "core/timer.h"
 
 struct uv_stream_s;
 
@@ -23,6 +24,7 @@ class DownstreamStream;
 class GrpcListener;
 class WorkerContext;
 struct ListenerConfig;
+struct ListenerStats;
 
 class DownstreamConnection final : public Http2SessionOwner,
                                    public TcpSocketCallbacks,
@@ -36,8 +38,13 @@ class DownstreamConnection final : public Http2SessionOwner,
 
   uint64_t id() const { return id_; }
   const std::string& peerAddress() const { return peer_address_; }
-  const ListenerConfig& config() const;
-  WorkerContext& worker();
+  GrpcListener& listener() { return listener_; }
+  ListenerStats& stats();
+  bool draining() const { return draining_; }
+  size_t activeStreams() const { return streams_.size(); }
+  // Graceful GOAWAY: a shutdown notice first, the real last stream id after a
+  // round trip (PING), then the connection closes when its streams are done.
+  void startDrain();
   Dispatcher& dispatcher() { return dispatcher_; }
   Http2Session& session() { return session_; }
 
@@ -48,6 +55,7 @@ class DownstreamConnection final : public Http2SessionOwner,
 
   // ---- Http2SessionOwner ----
   Http2StreamHandler* onNewStream(int32_t stream_id) override;
+  void onPingAck() override;
   // ---- TcpSocketCallbacks ----
   void onRead(const uint8_t* data, size_t len) override;
   void onDisconnected(int status) override;
@@ -64,6 +72,10 @@ class DownstreamConnection final : public Http2SessionOwner,
   std::string peer_address_;
   std::unordered_map<int32_t, std::unique_ptr<DownstreamStream>> streams_;
   bool closed_ = false;
+  bool draining_ = false;
+  bool final_goaway_sent_ = false;
+  std::unique_ptr<Timer> drain_timer_;
+  void sendFinalGoaway();
 };
 
 }  // namespace sluice

@@ -8,6 +8,8 @@
 #include "codecs/grpc/grpc_headers.h"
 #include "core/config.h"
 #include "core/worker_context.h"
+#include "listeners/grpc_listener.h"
+#include "listeners/worker.h"
 #include "listeners/downstream_connection.h"
 
 namespace sluice {
@@ -43,13 +45,15 @@ HeaderMap pseudoFirst(const HeaderMap& in) {
 
 DownstreamStream::DownstreamStream(DownstreamConnection& connection, int32_t stream_id)
     : connection_(connection),
+      generation_(connection.listener().worker().current()),
+      listener_config_(connection.listener().config()),
       chain_(*this, *this),
-      decoder_(connection.config().max_message_bytes),
+      decoder_(listener_config_.max_message_bytes),
       response_out_(kResponseHighWatermark, kResponseLowWatermark) {
   stream_id_ = stream_id;
   connection_id_ = connection.id();
   peer_address_ = connection.peerAddress();
-  max_message_bytes_ = connection.config().max_message_bytes;
+  max_message_bytes_ = listener_config_.max_message_bytes;
   response_out_.setWatermarkCallback([this](bool above) {
     if (watermark_callbacks_ == nullptr) return;
     if (above) {
@@ -63,7 +67,7 @@ DownstreamStream::DownstreamStream(DownstreamConnection& connection, int32_t str
 DownstreamStream::~DownstreamStream() = default;
 
 Dispatcher& DownstreamStream::dispatcher() { return connection_.dispatcher(); }
-WorkerContext& DownstreamStream::worker() { return connection_.worker(); }
+WorkerContext& DownstreamStream::worker() { return *generation_; }
 
 void DownstreamStream::onHeader(std::string_view name, std::string_view value) {
   if (!call_started_) request_headers_.add(std::string(name), std::string(value));
@@ -77,6 +81,8 @@ void DownstreamStream::onHeadersComplete(bool trailers, bool end_stream) {
 
 void DownstreamStream::startCall() {
   call_started_ = true;
+  connection_.stats().downstream_rq_total.inc();
+  connection_.stats().downstream_rq_active.inc();
   const std::string* method = request_headers_.get(":method");
   if (method == nullptr || *method != "POST") {
     sendHttpError(405, "gRPC requests must use POST\n");
@@ -91,21 +97,31 @@ void DownstreamStream::startCall() {
   auto slash = path_.find('/', 1);
   if (path_.size() < 4 || path_[0] != '/' || slash == std::string::npos || slash == 1 ||
       slash + 1 == path_.size()) {
-    sendLocalReply(StatusCode::Unimplemented, fmt::format("malformed method name \"{}\"", path_));
+    localReply(LocalReplyReason::BadRequest, StatusCode::Unimplemented,
+               fmt::format("malformed method name \"{}\"", path_));
     return;
   }
   service_ = std::string_view(path_).substr(1, slash - 1);
   method_ = std::string_view(path_).substr(slash + 1);
+  WorkerStats& stats = worker().stats();
+  method_stats_ = &stats.method(service_, method_, stats.learnedType(path_));
+  method_stats_->started.inc();
 
+  if (connection_.draining()) {
+    connection_.stats().downstream_rq_refused.inc();
+    localReply(LocalReplyReason::Draining, StatusCode::Unavailable, "the gateway is shutting down (draining)");
+    return;
+  }
   if (const std::string* timeout = request_headers_.get("grpc-timeout")) {
     auto parsed = grpc_headers::parseTimeout(*timeout);
     if (!parsed) {
-      sendLocalReply(StatusCode::Internal, fmt::format("malformed grpc-timeout \"{}\"", *timeout));
+      localReply(LocalReplyReason::BadRequest, StatusCode::Internal,
+                 fmt::format("malformed grpc-timeout \"{}\"", *timeout));
       return;
     }
     setDeadline(Clock::now() + std::chrono::duration_cast<Clock::duration>(*parsed));
   }
-  for (const auto& entry : connection_.config().filters) {
+  for (const auto& entry : listener_config_.filters) {
     chain_.addFilter(entry.factory->createFilter(*this));
   }
   spdlog::debug("[C{}][S{}] {} from {}", connection_id_, stream_id_, path_, peer_address_);
@@ -117,7 +133,7 @@ void DownstreamStream::setDeadline(Clock::time_point deadline) {
   if (ended_) return;
   if (!deadline_timer_) {
     deadline_timer_ = std::make_unique<Timer>(dispatcher(), [this] {
-      sendLocalReply(StatusCode::DeadlineExceeded, "deadline exceeded at the gateway");
+      localReply(LocalReplyReason::Deadline, StatusCode::DeadlineExceeded, "deadline exceeded at the gateway");
     });
   }
   // Rounded up: the gateway never gives up before the client's deadline.
@@ -135,7 +151,9 @@ void DownstreamStream::onData(const uint8_t* data, size_t len) {
   withheld_credit_ += len;
   Status s = decoder_.decode({reinterpret_cast<const char*>(data), len}, *this);
   if (!s.isOk() && !ended_) {
-    sendLocalReply(s.code(), s.message());
+    localReply(s.code() == StatusCode::ResourceExhausted ? LocalReplyReason::MessageTooLarge
+                                                         : LocalReplyReason::BadRequest,
+               s.code(), s.message());
     return;
   }
   releaseRequestCredit();
@@ -174,7 +192,7 @@ void DownstreamStream::onEndStream() {
   if (!call_started_ || ended_) return;
   Status s = decoder_.finish();
   if (!s.isOk()) {
-    sendLocalReply(s.code(), s.message());
+    localReply(LocalReplyReason::BadRequest, s.code(), s.message());
     return;
   }
   chain_.requestEnd();
@@ -225,8 +243,20 @@ void DownstreamStream::sendTrailers() {
   finish();
 }
 
+void DownstreamStream::localReply(LocalReplyReason reason, StatusCode code, std::string_view message) {
+  reply_reason_ = reason;
+  sendLocalReply(code, message);
+}
+
 void DownstreamStream::sendLocalReply(StatusCode code, std::string_view message, HeaderMap extra_trailers) {
   if (ended_) return;
+  // Replies asked for by filters are counted by what they say.
+  LocalReplyReason reason = reply_reason_.value_or(
+      code == StatusCode::Unimplemented ? LocalReplyReason::NoRoute
+      : code == StatusCode::Unavailable ? LocalReplyReason::UpstreamFailure
+      : code == StatusCode::DeadlineExceeded ? LocalReplyReason::Deadline
+                                            : LocalReplyReason::Filter);
+  connection_.stats().local_replies[static_cast<size_t>(reason)].inc();
   spdlog::debug("[C{}][S{}] local reply {}: {}", connection_id_, stream_id_, statusCodeName(code), message);
   response_trailers_.clear();
   response_trailers_.add("grpc-status", grpc_headers::formatGrpcStatus(code));
@@ -261,6 +291,21 @@ void DownstreamStream::finish() {
   if (finished_) return;
   finished_ = true;
   if (deadline_timer_) deadline_timer_->disable();
+  if (call_started_) connection_.stats().downstream_rq_active.dec();
+  if (method_stats_ != nullptr) {
+    method_stats_->handled[std::min<size_t>(static_cast<size_t>(status_), 16)].inc();
+    method_stats_->msg_received.inc(counters_.request_messages);
+    method_stats_->msg_sent.inc(counters_.response_messages);
+    method_stats_->handling_seconds.record(std::chrono::duration<double>(Clock::now() - start_time_).count());
+    if (status_ == StatusCode::Ok) {
+      bool client_streams = counters_.request_messages > 1;
+      bool server_streams = counters_.response_messages > 1;
+      worker().stats().learnType(path_, client_streams && server_streams ? "bidi_stream"
+                                        : client_streams                  ? "client_stream"
+                                        : server_streams                  ? "server_stream"
+                                                                          : "unary");
+    }
+  }
   chain_.streamDone();
 }
 

@@ -9,6 +9,7 @@
 
 #include <cstdint>
 #include <memory>
+#include <optional>
 #include <string>
 
 #include "codecs/grpc/frame_decoder.h"
@@ -16,8 +17,10 @@
 #include "codecs/http2/session.h"
 #include "core/dispatcher.h"
 #include "core/filter_chain.h"
+#include "core/stats.h"
 #include "core/stream_context.h"
 #include "core/timer.h"
+#include "listeners/generation.h"
 
 namespace sluice {
 
@@ -76,15 +79,20 @@ class DownstreamStream final : public StreamContext,
   // Answers a request that is not gRPC with a plain HTTP error.
   void sendHttpError(int status, std::string_view body);
   void releaseRequestCredit();
-  void finish();  // onStreamDone once, timers off
+  void finish();  // onStreamDone once, timers off, stats recorded
+  void localReply(LocalReplyReason reason, StatusCode code, std::string_view message);
 
   DownstreamConnection& connection_;
+  GenerationPtr generation_;  // the config this call runs on, kept alive until it ends
+  const ListenerConfig& listener_config_;
   FilterChain chain_;
   GrpcFrameDecoder decoder_;
   OutboundData response_out_;
   HeaderMap response_trailers_wire_;
   TimerPtr deadline_timer_;
   WatermarkCallbacks* watermark_callbacks_ = nullptr;
+  MethodStats* method_stats_ = nullptr;
+  std::optional<LocalReplyReason> reply_reason_;  // set by the gateway's own replies
   size_t withheld_credit_ = 0;  // request bytes not yet returned to the client's window
   bool backpressure_ = false;
   bool call_started_ = false;

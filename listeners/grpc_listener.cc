@@ -10,7 +10,8 @@
 
 #include "core/config.h"
 #include "core/dispatcher.h"
-#include "core/worker_context.h"
+#include "core/stats.h"
+#include "listeners/worker.h"
 #include "listeners/downstream_connection.h"
 
 namespace sluice {
@@ -23,8 +24,21 @@ void freeHandle(uv_handle_t* h) noexcept { delete reinterpret_cast<uv_tcp_t*>(h)
 
 }  // namespace
 
-GrpcListener::GrpcListener(WorkerContext& worker, const ListenerConfig& config)
-    : worker_(worker), config_(config) {}
+GrpcListener::GrpcListener(Worker& worker, std::string name, SocketAddress address)
+    : worker_(worker), name_(std::move(name)), address_(std::move(address)), stats_(worker.stats().listener(name_)) {}
+
+const ListenerConfig& GrpcListener::config() const { return *worker_.current()->listener(name_); }
+
+size_t GrpcListener::activeStreams() const {
+  size_t n = 0;
+  for (const auto& c : connections_) n += c->activeStreams();
+  return n;
+}
+
+void GrpcListener::startDrain() {
+  stopAccepting();
+  for (auto& c : connections_) c->startDrain();
+}
 
 GrpcListener::~GrpcListener() {
   stopAccepting();
@@ -33,8 +47,8 @@ GrpcListener::~GrpcListener() {
 
 Status GrpcListener::start() {
   sockaddr_storage ss;
-  if (!config_.address.toSockaddr(ss)) {
-    return {StatusCode::InvalidArgument, fmt::format("bad address {}", config_.address.toString())};
+  if (!address_.toSockaddr(ss)) {
+    return {StatusCode::InvalidArgument, fmt::format("bad address {}", address_.toString())};
   }
   handle_ = new uv_tcp_t;
   uv_tcp_init(worker_.dispatcher().loop(), handle_);
@@ -43,16 +57,16 @@ Status GrpcListener::start() {
   if (rv == 0) rv = uv_listen(reinterpret_cast<uv_stream_t*>(handle_), 1024, onConnection);
   if (rv != 0) {
     stopAccepting();
-    return {StatusCode::Unavailable, fmt::format("listener '{}' cannot listen on {}: {}", config_.name,
-                                                 config_.address.toString(), uv_strerror(rv))};
+    return {StatusCode::Unavailable, fmt::format("listener '{}' cannot listen on {}: {}", name_,
+                                                 address_.toString(), uv_strerror(rv))};
   }
   sockaddr_storage bound{};
   int len = sizeof(bound);
   uv_tcp_getsockname(handle_, reinterpret_cast<sockaddr*>(&bound), &len);
-  bound_ = config_.address;
+  bound_ = address_;
   bound_.port = ntohs(bound.ss_family == AF_INET6 ? reinterpret_cast<sockaddr_in6*>(&bound)->sin6_port
                                                   : reinterpret_cast<sockaddr_in*>(&bound)->sin_port);
-  spdlog::info("listener '{}' listening on {}", config_.name, bound_.toString());
+  spdlog::info("listener '{}' listening on {}", name_, bound_.toString());
   return Status::ok();
 }
 
@@ -69,11 +83,13 @@ void GrpcListener::closeConnections() {
 
 void GrpcListener::onNewConnection(int status) {
   if (status != 0) {
-    spdlog::warn("listener '{}': accept failed: {}", config_.name, uv_strerror(status));
+    spdlog::warn("listener '{}': accept failed: {}", name_, uv_strerror(status));
     return;
   }
   auto conn = std::make_unique<DownstreamConnection>(*this, next_connection_id_++);
   if (conn->accept(reinterpret_cast<uv_stream_t*>(handle_)) != 0) return;
+  stats_.downstream_cx_total.inc();
+  stats_.downstream_cx_active.inc();
   connections_.push_back(std::move(conn));
 }
 
@@ -81,6 +97,7 @@ void GrpcListener::onConnectionClosed(DownstreamConnection& connection) {
   auto it = std::find_if(connections_.begin(), connections_.end(),
                          [&](const auto& c) { return c.get() == &connection; });
   if (it == connections_.end()) return;
+  stats_.downstream_cx_active.dec();
   worker_.dispatcher().deferredDelete(std::move(*it));
   connections_.erase(it);
 }

@@ -1,12 +1,14 @@
 // GrpcListener: a listening TCP socket that accepts h2c gRPC connections for
 // one configured listener on one worker.
 //
-// Owned by the Worker; owns its DownstreamConnections. The config it reads is
-// kept alive by the worker for as long as the listener exists.
+// Owned by the Worker; owns its DownstreamConnections. Its settings come from
+// the worker's current config generation, looked up by name (a reload may
+// change filters and limits, not the name or address).
 #pragma once
 
 #include <cstdint>
 #include <memory>
+#include <string>
 #include <vector>
 
 #include "codecs/http2/session.h"
@@ -18,12 +20,13 @@ struct uv_tcp_s;
 namespace sluice {
 
 class DownstreamConnection;
-class WorkerContext;
+class Worker;
 struct ListenerConfig;
+struct ListenerStats;
 
 class GrpcListener {
  public:
-  GrpcListener(WorkerContext& worker, const ListenerConfig& config);
+  GrpcListener(Worker& worker, std::string name, SocketAddress address);
   ~GrpcListener();
 
   // Binds and listens; the bound address (real port when 0 was asked) after.
@@ -33,18 +36,26 @@ class GrpcListener {
   void stopAccepting();
   // Closes every connection now.
   void closeConnections();
+  // Graceful drain: stop accepting and GOAWAY every connection.
+  void startDrain();
   size_t connectionCount() const { return connections_.size(); }
+  size_t activeStreams() const;
 
-  WorkerContext& worker() { return worker_; }
-  const ListenerConfig& config() const { return config_; }
+  const std::string& name() const { return name_; }
+  Worker& worker() { return worker_; }
+  // This listener's entry in the current config generation.
+  const ListenerConfig& config() const;
   const Http2Settings& http2Settings() const { return settings_; }
+  ListenerStats& stats() { return stats_; }
 
   void onConnectionClosed(DownstreamConnection& connection);
   void onNewConnection(int status);  // libuv bridge only
 
  private:
-  WorkerContext& worker_;
-  const ListenerConfig& config_;
+  Worker& worker_;
+  std::string name_;
+  SocketAddress address_;
+  ListenerStats& stats_;
   Http2Settings settings_;
   uv_tcp_s* handle_ = nullptr;
   SocketAddress bound_;

@@ -1,22 +1,27 @@
 #include "listeners/worker.h"
 
+#include <fmt/format.h>
+
 #include "listeners/grpc_listener.h"
 #include "upstream/cluster_manager.h"
 
 namespace sluice {
 
 Worker::Worker(GatewayConfigConstPtr config)
-    : config_(std::move(config)),
-      dispatcher_(std::make_unique<Dispatcher>()),
-      clusters_(std::make_unique<ClusterManager>(*dispatcher_, *config_)) {
-  for (const auto& l : config_->listeners) listeners_.push_back(std::make_unique<GrpcListener>(*this, l));
+    : dispatcher_(std::make_unique<Dispatcher>()),
+      stats_(std::make_unique<WorkerStats>()),
+      current_(std::make_shared<Generation>(*dispatcher_, *stats_, std::move(config))) {
+  for (const auto& l : current_->config().listeners) {
+    listeners_.push_back(std::make_unique<GrpcListener>(*this, l.name, l.address));
+  }
 }
 
 Worker::~Worker() {
   shutdown();
   listeners_.clear();
   dispatcher_->drainPostedWork();
-  clusters_.reset();
+  current_.reset();
+  dispatcher_->drainPostedWork();
   dispatcher_.reset();
 }
 
@@ -30,11 +35,48 @@ Status Worker::start() {
 
 std::vector<std::pair<std::string, SocketAddress>> Worker::boundListeners() const {
   std::vector<std::pair<std::string, SocketAddress>> out;
-  for (const auto& l : listeners_) out.emplace_back(l->config().name, l->boundAddress());
+  for (const auto& l : listeners_) out.emplace_back(l->name(), l->boundAddress());
   return out;
 }
 
 void Worker::run() { dispatcher_->run(); }
+
+Status Worker::reload(GatewayConfigConstPtr config) {
+  const auto& old_listeners = current_->config().listeners;
+  if (config->listeners.size() != old_listeners.size()) {
+    return {StatusCode::FailedPrecondition, "listeners cannot be added or removed by a reload (restart instead)"};
+  }
+  for (size_t i = 0; i < old_listeners.size(); ++i) {
+    const auto& a = old_listeners[i];
+    const auto& b = config->listeners[i];
+    if (a.name != b.name || a.address.toString() != b.address.toString()) {
+      return {StatusCode::FailedPrecondition,
+              fmt::format("listener {} changed name or address ({} {} -> {} {}); restart instead", i, a.name,
+                          a.address.toString(), b.name, b.address.toString())};
+    }
+  }
+  // The old generation stays alive in the streams still using it.
+  current_ = std::make_shared<Generation>(*dispatcher_, *stats_, std::move(config));
+  return Status::ok();
+}
+
+void Worker::startDrain() {
+  if (draining_) return;
+  draining_ = true;
+  for (auto& l : listeners_) l->startDrain();
+}
+
+size_t Worker::activeStreams() const {
+  size_t n = 0;
+  for (const auto& l : listeners_) n += l->activeStreams();
+  return n;
+}
+
+size_t Worker::openConnections() const {
+  size_t n = 0;
+  for (const auto& l : listeners_) n += l->connectionCount();
+  return n;
+}
 
 void Worker::shutdown() {
   if (shut_down_) return;
@@ -43,10 +85,8 @@ void Worker::shutdown() {
     l->stopAccepting();
     l->closeConnections();
   }
-  clusters_->closeAll();
-  for (const auto& l : config_->listeners) {
-    for (const auto& f : l.filters) f.factory->close();
-  }
+  dispatcher_->drainPostedWork();
+  current_->close();
   dispatcher_->drainPostedWork();
 }
 

@@ -1,8 +1,9 @@
-// Worker: one event loop with its listeners and its upstream clusters.
+// Worker: one event loop with its listeners and the config generation(s) its
+// calls run on.
 //
-// Owns, in destruction order: listeners (and their connections), the cluster
-// manager (and its pools), then the dispatcher. Holds the config alive for
-// everything built from it. Runs on one thread; nothing in it is shared.
+// Owns, in destruction order: listeners (and their connections, whose streams
+// hold their generation), the current generation, the stats, then the
+// dispatcher. Runs on one thread; nothing in it is shared on the data path.
 #pragma once
 
 #include <memory>
@@ -12,35 +13,47 @@
 
 #include "core/config.h"
 #include "core/dispatcher.h"
+#include "core/stats.h"
 #include "core/status.h"
-#include "core/worker_context.h"
+#include "listeners/generation.h"
 
 namespace sluice {
 
 class GrpcListener;
 
-class Worker final : public WorkerContext {
+class Worker {
  public:
   explicit Worker(GatewayConfigConstPtr config);
-  ~Worker() override;
+  ~Worker();
 
   // Binds every listener; an error names the listener that failed.
   Status start();
   // (listener name, bound address) once started.
   std::vector<std::pair<std::string, SocketAddress>> boundListeners() const;
-  // Runs the loop until shutdown() let every handle close.
+  // Runs the loop until every handle is closed (after shutdown()).
   void run();
-  // Stops accepting, closes connections and upstream pools, releases filters.
+
+  // New streams use `config` from now on; running ones finish on theirs. The
+  // listeners (names and addresses) must be the same as before.
+  Status reload(GatewayConfigConstPtr config);
+  // Graceful drain: stop accepting, GOAWAY every connection, refuse new streams.
+  void startDrain();
+  size_t activeStreams() const;
+  size_t openConnections() const;
+  // Stops at once: closes connections and upstream pools, releases filters.
   void shutdown();
 
-  Dispatcher& dispatcher() override { return *dispatcher_; }
-  ClusterManager& clusterManager() override { return *clusters_; }
+  Dispatcher& dispatcher() { return *dispatcher_; }
+  WorkerStats& stats() { return *stats_; }
+  const GenerationPtr& current() const { return current_; }
+  bool draining() const { return draining_; }
 
  private:
-  GatewayConfigConstPtr config_;
   std::unique_ptr<Dispatcher> dispatcher_;
-  std::unique_ptr<ClusterManager> clusters_;
+  std::unique_ptr<WorkerStats> stats_;
+  GenerationPtr current_;
   std::vector<std::unique_ptr<GrpcListener>> listeners_;
+  bool draining_ = false;
   bool shut_down_ = false;
 };
 

@@ -7,6 +7,7 @@
 
 #include "core/dispatcher.h"
 #include "core/headers.h"
+#include "core/stats.h"
 #include "upstream/connection_pool.h"
 #include "upstream/endpoint.h"
 
@@ -18,7 +19,8 @@ constexpr int64_t kMaxEjectionMs = 300000;
 
 }  // namespace
 
-Cluster::Cluster(Dispatcher& dispatcher, const ClusterConfig& config) : dispatcher_(dispatcher), config_(config) {
+Cluster::Cluster(Dispatcher& dispatcher, const ClusterConfig& config, ClusterStats& stats)
+    : dispatcher_(dispatcher), config_(config), stats_(stats) {
   std::vector<Endpoint*> all;
   for (const auto& ep : config.endpoints) {
     endpoints_.push_back(std::make_unique<Endpoint>(dispatcher, *this, ep));
@@ -36,8 +38,9 @@ Cluster::Cluster(Dispatcher& dispatcher, const ClusterConfig& config) : dispatch
 
 Cluster::~Cluster() { closeAll(); }
 
-Status Cluster::admitRequest() const {
+Status Cluster::admitRequest() {
   if (active_requests >= config_.circuit_breakers.max_requests) {
+    stats_.upstream_rq_overflow.inc();
     return {StatusCode::Unavailable,
             fmt::format("cluster '{}': circuit breaker max_requests ({}) reached", config_.name,
                         config_.circuit_breakers.max_requests)};
@@ -87,6 +90,7 @@ void Cluster::onEndpointFailing(Endpoint& endpoint) {
   int64_t ms = std::min<int64_t>(int64_t{od.base_ejection_ms} * (endpoint.ejections() + 1),
                                  std::max<int64_t>(od.base_ejection_ms, kMaxEjectionMs));
   endpoint.eject(now + std::chrono::milliseconds(ms));
+  stats_.outlier_ejections.inc();
   spdlog::info("cluster '{}': ejected {} for {} ms after {} consecutive failures", config_.name,
                endpoint.describe(), ms, od.consecutive_failures);
 }

@@ -18,21 +18,23 @@
 namespace sluice {
 
 class Dispatcher;
+struct ClusterStats;
 class Endpoint;
 class HeaderMap;
 
 class Cluster {
  public:
-  Cluster(Dispatcher& dispatcher, const ClusterConfig& config);
+  Cluster(Dispatcher& dispatcher, const ClusterConfig& config, ClusterStats& stats);
   ~Cluster();
 
   const std::string& name() const { return config_.name; }
   const ClusterConfig& config() const { return config_; }
   Dispatcher& dispatcher() { return dispatcher_; }
+  ClusterStats& stats() { return stats_; }
   const std::vector<std::unique_ptr<Endpoint>>& endpoints() const { return endpoints_; }
 
   // max_requests: may one more stream start on this cluster?
-  Status admitRequest() const;
+  Status admitRequest();
   // The endpoint for a new stream, avoiding `avoid` (the last attempt's) when
   // another is available; UNAVAILABLE naming the cluster when none is.
   StatusOr<Endpoint*> chooseEndpoint(const HeaderMap& request_headers, const Endpoint* avoid);
@@ -52,6 +54,7 @@ class Cluster {
 
   Dispatcher& dispatcher_;
   const ClusterConfig& config_;
+  ClusterStats& stats_;
   std::vector<std::unique_ptr<Endpoint>> endpoints_;
   LoadBalancerPtr lb_;
   std::vector<Endpoint*> candidates_;  // scratch, reused per pick

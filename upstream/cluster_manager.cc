@@ -1,11 +1,14 @@
 #include "upstream/cluster_manager.h"
 
+#include "core/stats.h"
 #include "upstream/cluster.h"
 
 namespace sluice {
 
-ClusterManager::ClusterManager(Dispatcher& dispatcher, const GatewayConfig& config) {
-  for (const auto& c : config.clusters) clusters_.push_back(std::make_unique<Cluster>(dispatcher, c));
+ClusterManager::ClusterManager(Dispatcher& dispatcher, const GatewayConfig& config, WorkerStats& stats) {
+  for (const auto& c : config.clusters) {
+    clusters_.push_back(std::make_unique<Cluster>(dispatcher, c, stats.cluster(c.name)));
+  }
 }
 
 ClusterManager::~ClusterManager() = default;

@@ -14,10 +14,11 @@ namespace sluice {
 
 class Cluster;
 class Dispatcher;
+class WorkerStats;
 
 class ClusterManager {
  public:
-  ClusterManager(Dispatcher& dispatcher, const GatewayConfig& config);
+  ClusterManager(Dispatcher& dispatcher, const GatewayConfig& config, WorkerStats& stats);
   ~ClusterManager();
 
   Cluster* find(std::string_view name);

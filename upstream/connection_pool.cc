@@ -5,6 +5,7 @@
 #include <fmt/format.h>
 
 #include "core/dispatcher.h"
+#include "core/stats.h"
 #include "upstream/cluster.h"
 #include "upstream/endpoint.h"
 #include "upstream/upstream_connection.h"
@@ -30,6 +31,7 @@ Status ConnectionPool::newStream(UpstreamStream& stream, bool counted) {
   for (auto& conn : connections_) {
     if (!conn->usable()) continue;
     if (!conn->connected() && counted && c.pending_streams >= limits.max_pending_streams) {
+      c.stats().upstream_rq_overflow.inc();
       return {StatusCode::Unavailable, fmt::format("cluster '{}': circuit breaker max_pending_streams ({}) reached",
                                                    c.name(), limits.max_pending_streams)};
     }
@@ -43,10 +45,12 @@ Status ConnectionPool::newStream(UpstreamStream& stream, bool counted) {
                                                  "connect(s)", endpoint_.describe(), left, connect_failures_)};
   }
   if (c.connections >= limits.max_connections) {
+    c.stats().upstream_rq_overflow.inc();
     return {StatusCode::Unavailable, fmt::format("cluster '{}': circuit breaker max_connections ({}) reached",
                                                  c.name(), limits.max_connections)};
   }
   if (counted && c.pending_streams >= limits.max_pending_streams) {
+    c.stats().upstream_rq_overflow.inc();
     return {StatusCode::Unavailable, fmt::format("cluster '{}': circuit breaker max_pending_streams ({}) reached",
                                                  c.name(), limits.max_pending_streams)};
   }
@@ -60,6 +64,7 @@ Status ConnectionPool::newStream(UpstreamStream& stream, bool counted) {
 
 void ConnectionPool::onConnectFailed() {
   ++connect_failures_;
+  cluster().stats().upstream_cx_connect_fail.inc();
   // Exponential backoff with full jitter, so workers and gateways that lost
   // the same backend do not reconnect in lockstep.
   int64_t cap = std::min(kBackoffMaxMs, kBackoffBaseMs << std::min<uint32_t>(connect_failures_ - 1, 10));

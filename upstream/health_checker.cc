@@ -4,6 +4,7 @@
 #include <spdlog/spdlog.h>
 
 #include "codecs/grpc/grpc_headers.h"
+#include "core/stats.h"
 #include "upstream/cluster.h"
 #include "upstream/connection_pool.h"
 #include "upstream/endpoint.h"
@@ -137,6 +138,7 @@ void HealthChecker::finish(bool ok, const std::string& why) {
   timeout_timer_->disable();
   if (stream_) stream_->reset();  // no-op when it completed; cancels a late one
   if (ok) {
+    endpoint_.cluster().stats().health_check_success.inc();
     failures_ = 0;
     if (++successes_ >= config_.healthy_threshold && !endpoint_.activeHealthy()) {
       endpoint_.setActiveHealthy(true);
@@ -145,6 +147,7 @@ void HealthChecker::finish(bool ok, const std::string& why) {
     return;
   }
   successes_ = 0;
+  endpoint_.cluster().stats().health_check_failure.inc();
   spdlog::debug("cluster '{}': health check of {} failed: {}", endpoint_.cluster().name(), endpoint_.describe(), why);
   if (++failures_ >= config_.unhealthy_threshold && endpoint_.activeHealthy()) {
     endpoint_.setActiveHealthy(false);

@@ -5,6 +5,7 @@
 #include <fmt/format.h>
 #include <spdlog/spdlog.h>
 
+#include "core/stats.h"
 #include "upstream/cluster.h"
 #include "upstream/connection_pool.h"
 #include "upstream/endpoint.h"
@@ -32,6 +33,8 @@ UpstreamConnection::UpstreamConnection(Dispatcher& dispatcher, ConnectionPool& p
       socket_(dispatcher, *this),
       session_(Http2Session::Side::Client, *this, clientSettings()) {
   pool_.cluster().connections++;
+  pool_.cluster().stats().upstream_cx_total.inc();
+  pool_.cluster().stats().upstream_cx_active.inc();
 }
 
 UpstreamConnection::~UpstreamConnection() { close("connection destroyed"); }
@@ -247,6 +250,7 @@ void UpstreamConnection::close(const std::string& reason) {
   socket_.close();
   Cluster& cluster = pool_.cluster();
   cluster.connections--;
+  cluster.stats().upstream_cx_active.dec();
   if (!connected_) cluster.pending_streams -= static_cast<uint32_t>(pending_.size());
   pending_.clear();
   // Tell every stream, each once; they may call back into us (cancelStream),

@@ -237,6 +237,11 @@ void Http2Session::goaway(uint32_t error_code) { nghttp2_session_terminate_sessi
 
 void Http2Session::ping() { nghttp2_submit_ping(session_, NGHTTP2_FLAG_NONE, nullptr); }
 
+void Http2Session::gracefulGoaway() {
+  nghttp2_submit_goaway(session_, NGHTTP2_FLAG_NONE, nghttp2_session_get_last_proc_stream_id(session_),
+                        NGHTTP2_NO_ERROR, nullptr, 0);
+}
+
 void Http2Session::shutdownNotice() {
   if (side_ == Side::Server) nghttp2_submit_shutdown_notice(session_);
 }

@@ -102,8 +102,11 @@ class Http2Session {
   void detach(int32_t stream_id);
   void goaway(uint32_t error_code);
   void ping();
-  // Graceful GOAWAY: refuse streams newer than the last one seen.
+  // Server side: GOAWAY with the largest stream id ("finish up, more may come").
   void shutdownNotice();
+  // GOAWAY naming the last stream processed: newer streams are refused, open
+  // ones finish, and the session ends (alive() false) once they have.
+  void gracefulGoaway();
 
   uint32_t remoteMaxConcurrentStreams() const;
   size_t openStreams() const;

@@ -7,6 +7,7 @@
 #include <spdlog/spdlog.h>
 
 #include "codecs/grpc/grpc_headers.h"
+#include "core/stats.h"
 #include "core/route.h"
 #include "core/worker_context.h"
 #include "upstream/cluster.h"
@@ -102,6 +103,8 @@ void ProxyFilter::startAttempt() {
   }
   endpoint_ = chosen.value();
   ++attempts_;
+  cluster_->stats().upstream_rq_total.inc();
+  if (attempts_ > 1) cluster_->stats().upstream_rq_retry.inc();
   ctx_.setUpstreamAttempts(attempts_);
   ctx_.setUpstreamAddress(endpoint_->describe());
   response_decoder_ = GrpcFrameDecoder(ctx_.maxMessageBytes());
@@ -283,6 +286,7 @@ void ProxyFilter::onUpstreamEnd(HeaderMap&& trailers) {
 
 void ProxyFilter::onUpstreamReset(std::string detail) {
   if (ctx_.ended()) return;
+  cluster_->stats().upstream_rq_reset.inc();
   if (response_started_) {
     ctx_.sendLocalReply(StatusCode::Unavailable, describe(detail));
     return;

@@ -1,0 +1,69 @@
+#include "core/stats.h"
+
+namespace sluice {
+
+void Histogram::record(double seconds) {
+  size_t i = 0;
+  while (i < kBounds.size() && seconds > kBounds[i]) ++i;
+  buckets_[i].inc();
+  count_.inc();
+  sum_ns_.inc(static_cast<uint64_t>(seconds > 0 ? seconds * 1e9 : 0));
+}
+
+std::string_view localReplyReasonName(LocalReplyReason r) {
+  switch (r) {
+    case LocalReplyReason::NoRoute: return "no_route";
+    case LocalReplyReason::UpstreamFailure: return "upstream_failure";
+    case LocalReplyReason::Deadline: return "deadline";
+    case LocalReplyReason::BadRequest: return "bad_request";
+    case LocalReplyReason::MessageTooLarge: return "message_too_large";
+    case LocalReplyReason::Filter: return "filter";
+    case LocalReplyReason::Draining: return "draining";
+    case LocalReplyReason::Count: break;
+  }
+  return "unknown";
+}
+
+namespace {
+
+template <typename T, typename M>
+T& findOrCreate(std::mutex& mutex, M& map, std::string_view name) {
+  std::lock_guard<std::mutex> lock(mutex);
+  auto it = map.find(name);
+  if (it == map.end()) it = map.emplace(std::string(name), std::make_unique<T>()).first;
+  return *it->second;
+}
+
+}  // namespace
+
+ListenerStats& WorkerStats::listener(std::string_view name) {
+  return findOrCreate<ListenerStats>(mutex_, listeners_, name);
+}
+
+ClusterStats& WorkerStats::cluster(std::string_view name) { return findOrCreate<ClusterStats>(mutex_, clusters_, name); }
+
+MethodStats& WorkerStats::method(std::string_view service, std::string_view method, std::string_view type) {
+  std::lock_guard<std::mutex> lock(mutex_);
+  auto key = std::make_tuple(std::string(service), std::string(method), std::string(type));
+  auto it = methods_.find(key);
+  if (it == methods_.end()) it = methods_.emplace(std::move(key), std::make_unique<MethodStats>()).first;
+  return *it->second;
+}
+
+std::string_view WorkerStats::learnedType(std::string_view path) const {
+  std::lock_guard<std::mutex> lock(mutex_);
+  auto it = learned_types_.find(path);
+  return it == learned_types_.end() ? std::string_view("unknown") : std::string_view(it->second);
+}
+
+void WorkerStats::learnType(std::string_view path, std::string_view type) {
+  std::lock_guard<std::mutex> lock(mutex_);
+  auto it = learned_types_.find(path);
+  if (it == learned_types_.end()) {
+    learned_types_.emplace(std::string(path), std::string(type));
+  } else if (it->second != type) {
+    it->second = std::string(type);
+  }
+}
+
+}  // namespace sluice

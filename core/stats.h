@@ -1,0 +1,128 @@
+// Stats: the gateway's counters, gauges and histograms.
+//
+// Each worker owns one WorkerStats and is its only writer, so updates are plain
+// relaxed atomic stores (no lock prefix, no contention); readers (the admin
+// endpoint, any thread) load them and sum over workers. Named sections
+// (listeners, clusters, per-method call stats) are created on first use under a
+// mutex and never removed, so a pointer to one stays valid for the worker's life.
+#pragma once
+
+#include <array>
+#include <atomic>
+#include <cstdint>
+#include <map>
+#include <memory>
+#include <mutex>
+#include <string>
+#include <string_view>
+#include <tuple>
+
+namespace sluice {
+
+class Counter {
+ public:
+  void inc(uint64_t n = 1) { v_.store(v_.load(std::memory_order_relaxed) + n, std::memory_order_relaxed); }
+  uint64_t value() const { return v_.load(std::memory_order_relaxed); }
+
+ private:
+  std::atomic<uint64_t> v_{0};
+};
+
+class Gauge {
+ public:
+  void add(int64_t n) { v_.store(v_.load(std::memory_order_relaxed) + n, std::memory_order_relaxed); }
+  void inc() { add(1); }
+  void dec() { add(-1); }
+  int64_t value() const { return v_.load(std::memory_order_relaxed); }
+
+ private:
+  std::atomic<int64_t> v_{0};
+};
+
+// Fixed log-scale buckets (seconds), the same everywhere so that Prometheus
+// can aggregate across gateways.
+class Histogram {
+ public:
+  static constexpr std::array<double, 16> kBounds = {0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1,
+                                                     0.25,   0.5,   1,      2.5,   5,    10,   30,    60};
+  void record(double seconds);
+  uint64_t bucket(size_t i) const { return buckets_[i].value(); }  // i == kBounds.size(): +Inf
+  uint64_t count() const { return count_.value(); }
+  double sum() const { return static_cast<double>(sum_ns_.value()) / 1e9; }
+
+ private:
+  std::array<Counter, kBounds.size() + 1> buckets_;  // not cumulative
+  Counter count_;
+  Counter sum_ns_;
+};
+
+// Why the gateway answered a call itself.
+enum class LocalReplyReason { NoRoute, UpstreamFailure, Deadline, BadRequest, MessageTooLarge, Filter, Draining, Count };
+std::string_view localReplyReasonName(LocalReplyReason r);
+
+struct ListenerStats {
+  Counter downstream_cx_total;
+  Gauge downstream_cx_active;
+  Counter downstream_cx_refused;  // over a connection limit
+  Counter downstream_rq_total;
+  Gauge downstream_rq_active;
+  Counter downstream_rq_refused;  // over a stream limit, or while draining
+  Counter downstream_protocol_errors;
+  std::array<Counter, static_cast<size_t>(LocalReplyReason::Count)> local_replies;
+};
+
+struct ClusterStats {
+  Counter upstream_cx_total;
+  Counter upstream_cx_connect_fail;
+  Gauge upstream_cx_active;
+  Counter upstream_rq_total;
+  Counter upstream_rq_retry;
+  Counter upstream_rq_reset;
+  Counter upstream_rq_overflow;  // refused by a circuit breaker
+  Counter health_check_success;
+  Counter health_check_failure;
+  Counter outlier_ejections;
+};
+
+// go-grpc-prometheus's server metrics for one (service, method, type).
+struct MethodStats {
+  Counter started;
+  std::array<Counter, 17> handled;  // by grpc-status code
+  Counter msg_received;
+  Counter msg_sent;
+  Histogram handling_seconds;
+};
+
+class WorkerStats {
+ public:
+  ListenerStats& listener(std::string_view name);
+  ClusterStats& cluster(std::string_view name);
+  MethodStats& method(std::string_view service, std::string_view method, std::string_view type);
+  // The call type last seen for a method ("unary", "client_stream",
+  // "server_stream", "bidi_stream"), or "unknown": the gateway has no .proto, so
+  // it learns the type from the messages of finished calls.
+  std::string_view learnedType(std::string_view path) const;
+  void learnType(std::string_view path, std::string_view type);
+
+  // Readers: visit every section (under the creation lock).
+  template <typename F> void forEachListener(F f) const { visit(listeners_, f); }
+  template <typename F> void forEachCluster(F f) const { visit(clusters_, f); }
+  template <typename F> void forEachMethod(F f) const {
+    std::lock_guard<std::mutex> lock(mutex_);
+    for (const auto& [key, stats] : methods_) f(std::get<0>(key), std::get<1>(key), std::get<2>(key), *stats);
+  }
+
+ private:
+  template <typename M, typename F> void visit(const M& m, F f) const {
+    std::lock_guard<std::mutex> lock(mutex_);
+    for (const auto& [name, stats] : m) f(name, *stats);
+  }
+
+  mutable std::mutex mutex_;
+  std::map<std::string, std::unique_ptr<ListenerStats>, std::less<>> listeners_;
+  std::map<std::string, std::unique_ptr<ClusterStats>, std::less<>> clusters_;
+  std::map<std::tuple<std::string, std::string, std::string>, std::unique_ptr<MethodStats>> methods_;
+  std::map<std::string, std::string, std::less<>> learned_types_;
+};
+
+}  // namespace sluice

@@ -1,0 +1,213 @@
+#include "listeners/admin_listener.h"
+
+#include <http_parser.h>
+#include <netinet/in.h>
+#include <uv.h>
+
+#include <algorithm>
+
+#include <fmt/format.h>
+#include <spdlog/spdlog.h>
+
+#include "core/dispatcher.h"
+#include "core/tcp_socket.h"
+
+namespace sluice {
+namespace {
+
+// Requests larger than this (URL and headers) are refused: admin requests are small.
+constexpr size_t kMaxRequestBytes = 16 * 1024;
+constexpr size_t kMaxBodyBytes = 64 * 1024;
+
+const char* reasonPhrase(int status) {
+  switch (status) {
+    case 200: return "OK";
+    case 400: return "Bad Request";
+    case 404: return "Not Found";
+    case 405: return "Method Not Allowed";
+    case 413: return "Payload Too Large";
+    case 431: return "Request Header Fields Too Large";
+    case 500: return "Internal Server Error";
+    case 503: return "Service Unavailable";
+    default: return "Unknown";
+  }
+}
+
+}  // namespace
+
+// One admin connection: parse one request, answer, close.
+class AdminConnection final : public TcpSocketCallbacks, public DeferredDeletable {
+ public:
+  explicit AdminConnection(AdminListener& listener) : listener_(listener), socket_(listener.dispatcher(), *this) {
+    http_parser_init(&parser_, HTTP_REQUEST);
+    parser_.data = this;
+  }
+
+  int accept(uv_stream_t* server) {
+    int rv = socket_.accept(server);
+    if (rv == 0) socket_.startReading();
+    return rv;
+  }
+
+  // ---- http-parser bridges ----
+  static AdminConnection& self(http_parser* p) { return *static_cast<AdminConnection*>(p->data); }
+  int onUrl(const char* at, size_t len) {
+    url_.append(at, len);
+    return grow(len);
+  }
+  int grow(size_t len) {
+    header_bytes_ += len;
+    if (header_bytes_ > kMaxRequestBytes) {
+      too_large_ = true;
+      return 1;
+    }
+    return 0;
+  }
+  int onBody(size_t len) {
+    body_bytes_ += len;
+    if (body_bytes_ > kMaxBodyBytes) {
+      body_too_large_ = true;
+      return 1;
+    }
+    return 0;
+  }
+  int onMessageComplete() {
+    complete_ = true;
+    return 1;  // one request per connection: stop parsing here
+  }
+
+  // ---- TcpSocketCallbacks ----
+  void onRead(const uint8_t* data, size_t len) override {
+    if (answered_) return;
+    static const http_parser_settings settings = [] {
+      http_parser_settings s{};
+      s.on_url = [](http_parser* p, const char* at, size_t len) { return self(p).onUrl(at, len); };
+      s.on_header_field = [](http_parser* p, const char*, size_t len) { return self(p).grow(len); };
+      s.on_header_value = [](http_parser* p, const char*, size_t len) { return self(p).grow(len); };
+      s.on_body = [](http_parser* p, const char*, size_t len) { return self(p).onBody(len); };
+      s.on_message_complete = [](http_parser* p) { return self(p).onMessageComplete(); };
+      return s;
+    }();
+    http_parser_execute(&parser_, &settings, reinterpret_cast<const char*>(data), len);
+    if (complete_) {
+      dispatch();
+    } else if (too_large_) {
+      respond({431, "text/plain; charset=utf-8", "request headers too large\n", ""});
+    } else if (body_too_large_) {
+      respond({413, "text/plain; charset=utf-8", "request body too large\n", ""});
+    } else if (HTTP_PARSER_ERRNO(&parser_) != HPE_OK) {
+      respond({400, "text/plain; charset=utf-8",
+               fmt::format("bad request: {}\n", http_errno_description(HTTP_PARSER_ERRNO(&parser_))), ""});
+    }
+  }
+  void onDisconnected(int) override { done(); }
+  void onWriteDrained() override {
+    if (answered_) done();
+  }
+
+ private:
+  void dispatch() {
+    http_parser_url u;
+    http_parser_url_init(&u);
+    std::string path = url_;
+    if (http_parser_parse_url(url_.data(), url_.size(), 0, &u) == 0 && (u.field_set & (1 << UF_PATH))) {
+      path = url_.substr(u.field_data[UF_PATH].off, u.field_data[UF_PATH].len);
+    }
+    std::string method = http_method_str(static_cast<http_method>(parser_.method));
+    respond(listener_.handler().handleAdmin(method, path));
+  }
+
+  void respond(const AdminResponse& r) {
+    answered_ = true;
+    std::string head = fmt::format(
+        "HTTP/1.1 {} {}\r\ncontent-type: {}\r\ncontent-length: {}\r\ncache-control: no-cache\r\n"
+        "connection: close\r\n",
+        r.status, reasonPhrase(r.status), r.content_type, r.body.size());
+    if (!r.allow.empty()) head += fmt::format("allow: {}\r\n", r.allow);
+    head += "\r\n";
+    socket_.write(head + r.body);
+    if (socket_.bytesPending() == 0) done();
+  }
+
+  void done() {
+    if (finished_) return;
+    finished_ = true;
+    socket_.close();
+    listener_.onConnectionDone(*this);
+  }
+
+  AdminListener& listener_;
+  TcpSocket socket_;
+  http_parser parser_;
+  std::string url_;
+  size_t header_bytes_ = 0;
+  size_t body_bytes_ = 0;
+  bool too_large_ = false;
+  bool body_too_large_ = false;
+  bool complete_ = false;
+  bool answered_ = false;
+  bool finished_ = false;
+};
+
+namespace {
+
+void onConnection(uv_stream_t* server, int status) noexcept {
+  if (server->data != nullptr) static_cast<AdminListener*>(server->data)->onNewConnection(status);
+}
+void freeHandle(uv_handle_t* h) noexcept { delete reinterpret_cast<uv_tcp_t*>(h); }
+
+}  // namespace
+
+AdminListener::AdminListener(Dispatcher& dispatcher, AdminHandler& handler, SocketAddress address)
+    : dispatcher_(dispatcher), handler_(handler), address_(std::move(address)) {}
+
+AdminListener::~AdminListener() {
+  stop();
+  connections_.clear();
+}
+
+Status AdminListener::start() {
+  sockaddr_storage ss;
+  if (!address_.toSockaddr(ss)) return {StatusCode::InvalidArgument, "bad admin address"};
+  handle_ = new uv_tcp_t;
+  uv_tcp_init(dispatcher_.loop(), handle_);
+  handle_->data = this;
+  int rv = uv_tcp_bind(handle_, reinterpret_cast<const sockaddr*>(&ss), 0);
+  if (rv == 0) rv = uv_listen(reinterpret_cast<uv_stream_t*>(handle_), 128, onConnection);
+  if (rv != 0) {
+    stop();
+    return {StatusCode::Unavailable, fmt::format("admin cannot listen on {}: {}", address_.toString(), uv_strerror(rv))};
+  }
+  sockaddr_storage bound{};
+  int len = sizeof(bound);
+  uv_tcp_getsockname(handle_, reinterpret_cast<sockaddr*>(&bound), &len);
+  bound_ = address_;
+  bound_.port = ntohs(bound.ss_family == AF_INET6 ? reinterpret_cast<sockaddr_in6*>(&bound)->sin6_port
+                                                  : reinterpret_cast<sockaddr_in*>(&bound)->sin_port);
+  spdlog::info("admin listening on {}", bound_.toString());
+  return Status::ok();
+}
+
+void AdminListener::stop() {
+  if (handle_ == nullptr) return;
+  handle_->data = nullptr;
+  uv_close(reinterpret_cast<uv_handle_t*>(handle_), freeHandle);
+  handle_ = nullptr;
+}
+
+void AdminListener::onNewConnection(int status) {
+  if (status != 0) return;
+  auto conn = std::make_unique<AdminConnection>(*this);
+  if (conn->accept(reinterpret_cast<uv_stream_t*>(handle_)) != 0) return;
+  connections_.push_back(std::move(conn));
+}
+
+void AdminListener::onConnectionDone(AdminConnection& connection) {
+  auto it = std::find_if(connections_.begin(), connections_.end(),
+                         [&](const auto& c) { return c.get() == &connection; });
+  if (it == connections_.end()) return;
+  dispatcher_.deferredDelete(std::move(*it));
+  connections_.erase(it);
+}
+
+}  // namespace sluice

@@ -1,0 +1,264 @@
+#include "listeners/gateway.h"
+
+#include <signal.h>
+#include <uv.h>
+
+#include <cstdio>
+#include <cstring>
+#include <fstream>
+#include <regex>
+
+#include <nlohmann/json.hpp>
+#include <spdlog/spdlog.h>
+
+#include "core/registry.h"
+#include "listeners/stats_render.h"
+#include "listeners/worker.h"
+#include "upstream/cluster.h"
+#include "upstream/cluster_manager.h"
+#include "upstream/endpoint.h"
+
+namespace sluice {
+namespace {
+
+void onSignalBridge(uv_signal_t* h, int signum) noexcept {
+  if (h->data != nullptr) static_cast<Gateway*>(h->data)->onSignal(signum);
+}
+void freeSignal(uv_handle_t* h) noexcept { delete reinterpret_cast<uv_signal_t*>(h); }
+
+// Keys whose values are secrets in any filter's config.
+bool isSecretKey(const std::string& key) {
+  static const std::regex kSecret("(secret|password|token|api_?keys?|private|credential)", std::regex::icase);
+  return std::regex_search(key, kSecret);
+}
+
+void redact(nlohmann::json& j) {
+  if (j.is_object()) {
+    for (auto& [key, value] : j.items()) {
+      if (isSecretKey(key)) {
+        value = "[redacted]";
+      } else {
+        redact(value);
+      }
+    }
+  } else if (j.is_array()) {
+    for (auto& v : j) redact(v);
+  }
+}
+
+AdminResponse text(int status, std::string body) { return {status, "text/plain; charset=utf-8", std::move(body), ""}; }
+
+}  // namespace
+
+Gateway::Gateway(const FilterRegistry& registry, std::string config_file)
+    : registry_(registry), config_file_(std::move(config_file)) {}
+
+Gateway::~Gateway() {
+  for (auto* h : signals_) {
+    h->data = nullptr;
+    uv_close(reinterpret_cast<uv_handle_t*>(h), freeSignal);
+  }
+  signals_.clear();
+  drain_poll_timer_.reset();
+  drain_deadline_timer_.reset();
+  admin_.reset();
+  worker_.reset();
+}
+
+bool Gateway::load(ConfigErrors& errors) {
+  config_ = loadConfigFile(config_file_, registry_, errors);
+  if (!config_) return false;
+  if (!config_->log_level.empty()) spdlog::set_level(spdlog::level::from_str(config_->log_level));
+  return true;
+}
+
+Status Gateway::start() {
+  worker_ = std::make_unique<Worker>(config_);
+  Status s = worker_->start();
+  if (!s.isOk()) return s;
+  if (config_->admin_address) {
+    admin_ = std::make_unique<AdminListener>(worker_->dispatcher(), *this, *config_->admin_address);
+    s = admin_->start();
+    if (!s.isOk()) return s;
+  }
+  for (int signum : {SIGINT, SIGTERM, SIGHUP}) {
+    auto* h = new uv_signal_t;
+    uv_signal_init(worker_->dispatcher().loop(), h);
+    h->data = this;
+    uv_signal_start(h, onSignalBridge, signum);
+    uv_unref(reinterpret_cast<uv_handle_t*>(h));  // signals alone don't keep the loop running
+    signals_.push_back(h);
+  }
+  started_ = true;
+  return Status::ok();
+}
+
+bool Gateway::writeReadyFile(const std::string& path) const {
+  nlohmann::json doc;
+  doc["listeners"] = nlohmann::json::object();
+  for (const auto& [name, addr] : worker_->boundListeners()) doc["listeners"][name] = addr.toString();
+  if (admin_) doc["admin"] = admin_->boundAddress().toString();
+  std::string tmp = path + ".tmp";
+  {
+    std::ofstream out(tmp);
+    if (!out) return false;
+    out << doc.dump() << "\n";
+  }
+  return std::rename(tmp.c_str(), path.c_str()) == 0;
+}
+
+void Gateway::run() { worker_->run(); }
+
+bool Gateway::ready() const { return started_ && !draining_ && !finished_; }
+
+void Gateway::onSignal(int signum) {
+  if (signum == SIGHUP) {
+    Status s = reload();
+    if (!s.isOk()) spdlog::error("reload refused, the old config keeps serving: {}", s.message());
+    return;
+  }
+  if (draining_) {
+    spdlog::warn("second signal ({}): stopping now", strsignal(signum));
+    stopNow();
+    return;
+  }
+  startDrain(strsignal(signum));
+}
+
+void Gateway::startDrain(const std::string& why) {
+  if (draining_ || finished_) return;
+  draining_ = true;
+  spdlog::info("{}: draining {} active stream(s) on {} connection(s), up to {} ms", why, worker_->activeStreams(),
+               worker_->openConnections(), config_->drain_timeout_ms);
+  worker_->startDrain();
+  drain_poll_timer_ = std::make_unique<Timer>(worker_->dispatcher(), [this] { checkDrained(); });
+  drain_poll_timer_->enable(std::chrono::milliseconds(50));
+  drain_deadline_timer_ = std::make_unique<Timer>(worker_->dispatcher(), [this] {
+    spdlog::warn("drain timeout: closing {} stream(s) still active", worker_->activeStreams());
+    finish();
+  });
+  drain_deadline_timer_->enable(std::chrono::milliseconds(config_->drain_timeout_ms));
+}
+
+void Gateway::checkDrained() {
+  if (worker_->openConnections() == 0) {
+    spdlog::info("drained: no connection left");
+    finish();
+    return;
+  }
+  if (++drain_ticks_ % 20 == 0) spdlog::info("draining: {} active stream(s)", worker_->activeStreams());
+  drain_poll_timer_->enable(std::chrono::milliseconds(50));
+}
+
+void Gateway::stopNow() { finish(); }
+
+void Gateway::finish() {
+  if (finished_) return;
+  finished_ = true;
+  if (drain_poll_timer_) drain_poll_timer_->disable();
+  if (drain_deadline_timer_) drain_deadline_timer_->disable();
+  if (admin_) admin_->stop();
+  worker_->shutdown();
+  for (auto* h : signals_) uv_signal_stop(h);
+}
+
+Status Gateway::reload() {
+  if (draining_ || finished_) return {StatusCode::FailedPrecondition, "the gateway is shutting down"};
+  ConfigErrors errors;
+  auto config = loadConfigFile(config_file_, registry_, errors);
+  if (!config) {
+    std::string text = errors.format();
+    if (!text.empty() && text.back() == '\n') text.pop_back();
+    return {StatusCode::InvalidArgument, fmt::format("{} error(s) in {}:\n{}", errors.size(), config_file_, text)};
+  }
+  if (config->admin_address.has_value() != config_->admin_address.has_value() ||
+      (config->admin_address && config->admin_address->toString() != config_->admin_address->toString())) {
+    return {StatusCode::FailedPrecondition, "the admin address cannot change on reload (restart instead)"};
+  }
+  Status s = worker_->reload(config);
+  if (!s.isOk()) return s;
+  config_ = std::move(config);
+  if (!config_->log_level.empty()) spdlog::set_level(spdlog::level::from_str(config_->log_level));
+  spdlog::info("config reloaded from {}", config_file_);
+  return Status::ok();
+}
+
+std::string Gateway::clustersJson() const {
+  nlohmann::json out = nlohmann::json::array();
+  auto now = Endpoint::Clock::now();
+  for (const auto& c : worker_->current()->clusterManager().clusters()) {
+    nlohmann::json cj;
+    cj["name"] = c->name();
+    cj["active_requests"] = c->active_requests;
+    cj["connections"] = c->connections;
+    cj["endpoints"] = nlohmann::json::array();
+    for (const auto& ep : c->endpoints()) {
+      nlohmann::json e;
+      e["address"] = ep->describe();
+      e["host"] = ep->host();
+      e["weight"] = ep->weight();
+      e["healthy"] = ep->available(now);
+      e["health_check"] = ep->activeHealthy() ? "healthy" : "unhealthy";
+      e["ejected"] = ep->ejected(now);
+      e["ejections"] = ep->ejections();
+      e["active_requests"] = ep->activeRequests();
+      cj["endpoints"].push_back(std::move(e));
+    }
+    out.push_back(std::move(cj));
+  }
+  return out.dump(2) + "\n";
+}
+
+std::string Gateway::configDumpJson() const {
+  nlohmann::json j = nlohmann::json::parse(config_->source_text, nullptr, false);
+  redact(j);
+  return j.dump(2) + "\n";
+}
+
+AdminResponse Gateway::handleAdmin(const std::string& method, const std::string& path) {
+  struct Route {
+    const char* path;
+    const char* method;
+  };
+  static const Route kRoutes[] = {{"/stats", "GET"},       {"/stats/prometheus", "GET"}, {"/ready", "GET"},
+                                  {"/healthz", "GET"},     {"/clusters", "GET"},         {"/config_dump", "GET"},
+                                  {"/drain", "POST"},      {"/reload", "POST"},          {"/", "GET"}};
+  const Route* route = nullptr;
+  for (const auto& r : kRoutes) {
+    if (path == r.path) route = &r;
+  }
+  if (route == nullptr) return text(404, fmt::format("no admin endpoint {}\n", path));
+  bool head_like = method == "HEAD" && std::string(route->method) == "GET";
+  if (method != route->method && !head_like) {
+    AdminResponse r = text(405, fmt::format("{} needs {}\n", path, route->method));
+    r.allow = route->method;
+    return r;
+  }
+  std::vector<const WorkerStats*> stats = {&worker_->stats()};
+  if (path == "/stats") return text(200, renderStatsText(stats));
+  if (path == "/stats/prometheus") {
+    return {200, "text/plain; version=0.0.4; charset=utf-8",
+            renderPrometheus(stats, &worker_->current()->clusterManager()), ""};
+  }
+  if (path == "/ready") return ready() ? text(200, "ready\n") : text(503, draining_ ? "draining\n" : "not ready\n");
+  if (path == "/healthz") return text(200, "ok\n");
+  if (path == "/clusters") return {200, "application/json", clustersJson(), ""};
+  if (path == "/config_dump") return {200, "application/json", configDumpJson(), ""};
+  if (path == "/drain") {
+    startDrain("POST /drain");
+    return text(200, fmt::format("draining {} active stream(s)\n", worker_->activeStreams()));
+  }
+  if (path == "/reload") {
+    Status s = reload();
+    if (!s.isOk()) {
+      spdlog::error("reload refused, the old config keeps serving: {}", s.message());
+      return text(400, fmt::format("reload refused, the old config keeps serving:\n{}\n", s.message()));
+    }
+    return text(200, "reloaded\n");
+  }
+  return text(200,
+              "sluice admin: /stats /stats/prometheus /ready /healthz /clusters /config_dump "
+              "POST /drain POST /reload\n");
+}
+
+}  // namespace sluice

@@ -1,0 +1,71 @@
+// Gateway: the whole process's runtime: config loading, the worker, the admin
+// endpoint, signals, graceful drain and live reload. The `sluice` binary and
+// embedding applications create one, after registering their filters.
+//
+// Lifecycle: load() -> start() -> run() (returns once stopped). SIGTERM/SIGINT
+// or POST /drain start a graceful drain (GOAWAY, active streams finish up to
+// drain_timeout_ms, late streams get UNAVAILABLE); a second signal stops at
+// once. SIGHUP or POST /reload reload the config file: new streams use the new
+// routes, filters and clusters; a config with errors is refused and logged.
+#pragma once
+
+#include <memory>
+#include <string>
+#include <utility>
+#include <vector>
+
+#include "core/config.h"
+#include "core/config_errors.h"
+#include "core/status.h"
+#include "core/timer.h"
+#include "listeners/admin_listener.h"
+
+struct uv_signal_s;
+
+namespace sluice {
+
+class FilterRegistry;
+class Worker;
+
+class Gateway final : public AdminHandler {
+ public:
+  Gateway(const FilterRegistry& registry, std::string config_file);
+  ~Gateway() override;
+
+  // Reads and validates the config file; false with every error in `errors`.
+  bool load(ConfigErrors& errors);
+  // Binds listeners and the admin endpoint, installs signal handlers.
+  Status start();
+  // Writes {"listeners":{NAME:"IP:PORT"},"admin":"IP:PORT"} atomically.
+  bool writeReadyFile(const std::string& path) const;
+  void run();
+
+  void startDrain(const std::string& why);
+  void stopNow();
+  Status reload();
+  bool ready() const;
+
+  AdminResponse handleAdmin(const std::string& method, const std::string& path) override;
+  void onSignal(int signum);  // libuv bridge only
+
+ private:
+  void checkDrained();
+  void finish();
+  std::string clustersJson() const;
+  std::string configDumpJson() const;
+
+  const FilterRegistry& registry_;
+  std::string config_file_;
+  GatewayConfigConstPtr config_;
+  std::unique_ptr<Worker> worker_;
+  std::unique_ptr<AdminListener> admin_;
+  std::vector<uv_signal_s*> signals_;
+  TimerPtr drain_poll_timer_;
+  TimerPtr drain_deadline_timer_;
+  bool started_ = false;
+  bool draining_ = false;
+  bool finished_ = false;
+  int drain_ticks_ = 0;
+};
+
+}  // namespace sluice

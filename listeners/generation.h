@@ -1,0 +1,42 @@
+// Generation: one loaded config as a worker runs it: the config itself, and the
+// clusters (pools, health checks) built from it.
+//
+// Owned jointly by the worker (while it is the current config) and by every
+// stream that started under it (a call finishes on the routes, filters and
+// clusters it began with). After a reload the old generation lives on until its
+// last stream ends; then its pools close and its filter factories are released.
+#pragma once
+
+#include <memory>
+#include <string_view>
+
+#include "core/config.h"
+#include "core/worker_context.h"
+
+namespace sluice {
+
+class Generation final : public WorkerContext {
+ public:
+  Generation(Dispatcher& dispatcher, WorkerStats& stats, GatewayConfigConstPtr config);
+  ~Generation() override;
+
+  Dispatcher& dispatcher() override { return dispatcher_; }
+  ClusterManager& clusterManager() override { return *clusters_; }
+  WorkerStats& stats() override { return stats_; }
+
+  const GatewayConfig& config() const { return *config_; }
+  const GatewayConfigConstPtr& configPtr() const { return config_; }
+  const ListenerConfig* listener(std::string_view name) const;
+  // Gateway shutdown: close upstream connections and release filters now.
+  void close();
+
+ private:
+  Dispatcher& dispatcher_;
+  WorkerStats& stats_;
+  GatewayConfigConstPtr config_;
+  std::unique_ptr<ClusterManager> clusters_;
+  bool closed_ = false;
+};
+using GenerationPtr = std::shared_ptr<Generation>;
+
+}  // namespace sluice

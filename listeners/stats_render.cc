@@ -1,0 +1,209 @@
+#include "listeners/stats_render.h"
+
+#include <functional>
+#include <map>
+
+#include <fmt/format.h>
+
+#include "core/stats.h"
+#include "upstream/cluster.h"
+#include "upstream/cluster_manager.h"
+#include "upstream/endpoint.h"
+
+namespace sluice {
+namespace {
+
+using Labels = std::vector<std::pair<std::string, std::string>>;
+
+std::string escapeLabel(std::string_view v) {
+  std::string out;
+  for (char c : v) {
+    if (c == '\\') out += "\\\\";
+    else if (c == '"') out += "\\\"";
+    else if (c == '\n') out += "\\n";
+    else out += c;
+  }
+  return out;
+}
+
+std::string labelText(const Labels& labels) {
+  if (labels.empty()) return "";
+  std::string out = "{";
+  for (size_t i = 0; i < labels.size(); ++i) {
+    if (i > 0) out += ',';
+    out += fmt::format("{}=\"{}\"", labels[i].first, escapeLabel(labels[i].second));
+  }
+  return out + "}";
+}
+
+std::string formatValue(double v) {
+  if (v == static_cast<double>(static_cast<int64_t>(v))) return fmt::format("{}", static_cast<int64_t>(v));
+  return fmt::format("{}", v);
+}
+
+// One metric family: HELP/TYPE once, then every sample.
+class Family {
+ public:
+  Family(std::string name, std::string type, std::string help)
+      : name_(std::move(name)), type_(std::move(type)), help_(std::move(help)) {}
+  void add(const Labels& labels, double value, const std::string& suffix = "") {
+    samples_[name_ + suffix + labelText(labels)] += value;
+  }
+  void render(std::string& out) const {
+    if (samples_.empty()) return;
+    out += fmt::format("# HELP {} {}\n# TYPE {} {}\n", name_, help_, name_, type_);
+    for (const auto& [series, value] : samples_) out += fmt::format("{} {}\n", series, formatValue(value));
+  }
+
+ private:
+  std::string name_, type_, help_;
+  std::map<std::string, double> samples_;  // sums the workers' values per series
+};
+
+// The fixed set of families, in output order.
+struct Families {
+  Family started{"grpc_server_started_total", "counter", "Total number of RPCs started on the server."};
+  Family handled{"grpc_server_handled_total", "counter",
+                 "Total number of RPCs completed on the server, regardless of success or failure."};
+  Family received{"grpc_server_msg_received_total", "counter", "Total number of RPC stream messages received on the server."};
+  Family sent{"grpc_server_msg_sent_total", "counter", "Total number of gRPC stream messages sent by the server."};
+  Family handling{"grpc_server_handling_seconds", "histogram",
+                  "Histogram of response latency (seconds) of gRPC that had been application-level handled by the server."};
+  std::map<std::string, Family> sluice;  // by metric name
+
+  Family& gateway(const std::string& name, const std::string& type, const std::string& help) {
+    auto it = sluice.find(name);
+    if (it == sluice.end()) it = sluice.emplace(name, Family(name, type, help)).first;
+    return it->second;
+  }
+};
+
+void addListenerStats(Families& f, const std::string& name, const ListenerStats& s) {
+  Labels l = {{"listener", name}};
+  f.gateway("sluice_downstream_cx_total", "counter", "Downstream connections accepted.").add(l, s.downstream_cx_total.value());
+  f.gateway("sluice_downstream_cx_active", "gauge", "Downstream connections open.").add(l, s.downstream_cx_active.value());
+  f.gateway("sluice_downstream_cx_refused_total", "counter", "Downstream connections refused by a limit.").add(l, s.downstream_cx_refused.value());
+  f.gateway("sluice_downstream_rq_total", "counter", "Downstream streams (calls) started.").add(l, s.downstream_rq_total.value());
+  f.gateway("sluice_downstream_rq_active", "gauge", "Downstream streams (calls) in progress.").add(l, s.downstream_rq_active.value());
+  f.gateway("sluice_downstream_rq_refused_total", "counter", "Downstream streams refused by a limit or while draining.").add(l, s.downstream_rq_refused.value());
+  f.gateway("sluice_downstream_protocol_errors_total", "counter", "Downstream connections closed for an HTTP/2 protocol error.").add(l, s.downstream_protocol_errors.value());
+  for (size_t i = 0; i < s.local_replies.size(); ++i) {
+    Labels lr = {{"listener", name}, {"reason", std::string(localReplyReasonName(static_cast<LocalReplyReason>(i)))}};
+    f.gateway("sluice_local_replies_total", "counter", "Calls answered by the gateway itself, by reason.").add(lr, s.local_replies[i].value());
+  }
+}
+
+void addClusterStats(Families& f, const std::string& name, const ClusterStats& s) {
+  Labels l = {{"cluster", name}};
+  auto c = [&](const char* metric, const char* help, uint64_t v) { f.gateway(metric, "counter", help).add(l, v); };
+  c("sluice_upstream_cx_total", "Upstream connections opened.", s.upstream_cx_total.value());
+  c("sluice_upstream_cx_connect_fail_total", "Upstream connects that failed or timed out.", s.upstream_cx_connect_fail.value());
+  f.gateway("sluice_upstream_cx_active", "gauge", "Upstream connections open.").add(l, s.upstream_cx_active.value());
+  c("sluice_upstream_rq_total", "Upstream attempts (calls and retries).", s.upstream_rq_total.value());
+  c("sluice_upstream_rq_retry_total", "Upstream retries.", s.upstream_rq_retry.value());
+  c("sluice_upstream_rq_reset_total", "Upstream streams reset before completing.", s.upstream_rq_reset.value());
+  c("sluice_upstream_rq_overflow_total", "Calls refused by a circuit breaker.", s.upstream_rq_overflow.value());
+  c("sluice_health_check_success_total", "Active health checks that passed.", s.health_check_success.value());
+  c("sluice_health_check_failure_total", "Active health checks that failed.", s.health_check_failure.value());
+  c("sluice_outlier_ejections_total", "Endpoints ejected by outlier detection.", s.outlier_ejections.value());
+}
+
+void addMethodStats(Families& f, const std::string& service, const std::string& method, const std::string& type,
+                    const MethodStats& s) {
+  Labels l = {{"grpc_method", method}, {"grpc_service", service}, {"grpc_type", type}};
+  f.started.add(l, s.started.value());
+  for (size_t code = 0; code < s.handled.size(); ++code) {
+    uint64_t n = s.handled[code].value();
+    if (n == 0) continue;
+    Labels lc = {{"grpc_code", std::string(statusCodeName(static_cast<StatusCode>(code)))}, l[0], l[1], l[2]};
+    f.handled.add(lc, n);
+  }
+  f.received.add(l, s.msg_received.value());
+  f.sent.add(l, s.msg_sent.value());
+  uint64_t cumulative = 0;
+  for (size_t i = 0; i <= Histogram::kBounds.size(); ++i) {
+    cumulative += s.handling_seconds.bucket(i);
+    Labels lb = l;
+    lb.emplace_back("le", i < Histogram::kBounds.size() ? fmt::format("{}", Histogram::kBounds[i]) : "+Inf");
+    f.handling.add(lb, static_cast<double>(cumulative), "_bucket");
+  }
+  f.handling.add(l, s.handling_seconds.sum(), "_sum");
+  f.handling.add(l, static_cast<double>(s.handling_seconds.count()), "_count");
+}
+
+}  // namespace
+
+std::string renderPrometheus(const std::vector<const WorkerStats*>& workers, const ClusterManager* clusters) {
+  Families f;
+  for (const WorkerStats* w : workers) {
+    w->forEachListener([&](const std::string& n, const ListenerStats& s) { addListenerStats(f, n, s); });
+    w->forEachCluster([&](const std::string& n, const ClusterStats& s) { addClusterStats(f, n, s); });
+    w->forEachMethod([&](const std::string& svc, const std::string& m, const std::string& t, const MethodStats& s) {
+      addMethodStats(f, svc, m, t, s);
+    });
+  }
+  if (clusters != nullptr) {
+    auto now = Endpoint::Clock::now();
+    for (const auto& c : clusters->clusters()) {
+      for (const auto& ep : c->endpoints()) {
+        Labels l = {{"cluster", c->name()}, {"endpoint", ep->describe()}};
+        f.gateway("sluice_endpoint_healthy", "gauge", "1 if the endpoint takes new calls (healthy, not ejected).")
+            .add(l, ep->available(now) ? 1 : 0);
+        f.gateway("sluice_endpoint_rq_active", "gauge", "Calls in flight on the endpoint.").add(l, ep->activeRequests());
+      }
+    }
+  }
+  std::string out;
+  for (const Family* fam : {&f.started, &f.handled, &f.received, &f.sent, &f.handling}) fam->render(out);
+  for (const auto& [_, fam] : f.sluice) fam.render(out);
+  return out;
+}
+
+std::string renderStatsText(const std::vector<const WorkerStats*>& workers) {
+  std::map<std::string, int64_t> values;
+  for (const WorkerStats* w : workers) {
+    w->forEachListener([&](const std::string& n, const ListenerStats& s) {
+      auto p = "listener." + n + ".";
+      values[p + "downstream_cx_total"] += s.downstream_cx_total.value();
+      values[p + "downstream_cx_active"] += s.downstream_cx_active.value();
+      values[p + "downstream_cx_refused"] += s.downstream_cx_refused.value();
+      values[p + "downstream_rq_total"] += s.downstream_rq_total.value();
+      values[p + "downstream_rq_active"] += s.downstream_rq_active.value();
+      values[p + "downstream_rq_refused"] += s.downstream_rq_refused.value();
+      values[p + "downstream_protocol_errors"] += s.downstream_protocol_errors.value();
+      for (size_t i = 0; i < s.local_replies.size(); ++i) {
+        values[p + "local_reply." + std::string(localReplyReasonName(static_cast<LocalReplyReason>(i)))] +=
+            s.local_replies[i].value();
+      }
+    });
+    w->forEachCluster([&](const std::string& n, const ClusterStats& s) {
+      auto p = "cluster." + n + ".";
+      values[p + "upstream_cx_total"] += s.upstream_cx_total.value();
+      values[p + "upstream_cx_connect_fail"] += s.upstream_cx_connect_fail.value();
+      values[p + "upstream_cx_active"] += s.upstream_cx_active.value();
+      values[p + "upstream_rq_total"] += s.upstream_rq_total.value();
+      values[p + "upstream_rq_retry"] += s.upstream_rq_retry.value();
+      values[p + "upstream_rq_reset"] += s.upstream_rq_reset.value();
+      values[p + "upstream_rq_overflow"] += s.upstream_rq_overflow.value();
+      values[p + "health_check.success"] += s.health_check_success.value();
+      values[p + "health_check.failure"] += s.health_check_failure.value();
+      values[p + "outlier.ejections"] += s.outlier_ejections.value();
+    });
+    w->forEachMethod([&](const std::string& svc, const std::string& m, const std::string&, const MethodStats& s) {
+      auto p = "grpc." + svc + "." + m + ".";
+      values[p + "started"] += s.started.value();
+      for (size_t code = 0; code < s.handled.size(); ++code) {
+        if (s.handled[code].value() > 0) {
+          values[p + "handled." + std::string(statusCodeName(static_cast<StatusCode>(code)))] += s.handled[code].value();
+        }
+      }
+      values[p + "msg_received"] += s.msg_received.value();
+      values[p + "msg_sent"] += s.msg_sent.value();
+    });
+  }
+  std::string out;
+  for (const auto& [k, v] : values) out += fmt::format("{}: {}\n", k, v);
+  return out;
+}
+
+}  // namespace sluice

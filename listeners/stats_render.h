@@ -1,0 +1,20 @@
+// Renders the workers' stats, summed, as plain text (/stats) and in the
+// Prometheus exposition format (/stats/prometheus).
+#pragma once
+
+#include <string>
+#include <vector>
+
+namespace sluice {
+
+class ClusterManager;
+class WorkerStats;
+
+// "listener.grpc.downstream_cx_total: 3" lines, sorted by name.
+std::string renderStatsText(const std::vector<const WorkerStats*>& workers);
+// Prometheus text format 0.0.4. Per-method call metrics follow
+// go-grpc-prometheus (grpc_server_*); everything else is prefixed sluice_.
+// `clusters` (one worker's view) adds per-endpoint health gauges.
+std::string renderPrometheus(const std::vector<const WorkerStats*>& workers, const ClusterManager* clusters);
+
+}  // namespace sluice
