@@ -1,0 +1,356 @@
+// Upstream clusters end to end: load-balancing policies and weights, health
+// checks with retries when a backend dies, backend GOAWAY, the backend's
+// stream limit, circuit breakers, and backends that do not speak gRPC.
+#include <catch2/catch.hpp>
+
+#include <netinet/in.h>
+#include <sys/socket.h>
+#include <unistd.h>
+
+#include <atomic>
+#include <map>
+#include <thread>
+
+#include <grpcpp/health_check_service_interface.h>
+
+#include "test/support/e2e_fixture.h"
+
+namespace sluice::test {
+namespace {
+
+using example::EchoRequest;
+using example::EchoResponse;
+
+// Backends serve grpc.health.v1 (the gateway's active health checks use it).
+struct EnableHealthService {
+  EnableHealthService() { grpc::EnableDefaultHealthCheckService(true); }
+};
+const EnableHealthService kEnableHealth;
+
+nlohmann::json weighted(const std::string& address, int weight) {
+  return {{"address", address}, {"weight", weight}};
+}
+
+nlohmann::json configWith(const nlohmann::json& cluster_json, const nlohmann::json& route_extra = {}) {
+  nlohmann::json r = route("prefix", "/", cluster_json["name"]);
+  if (!route_extra.is_null()) r.update(route_extra);
+  return gatewayConfig(nlohmann::json::array({r}), nlohmann::json::array({cluster_json}));
+}
+
+// Backend name -> calls answered, over `n` sequential unary calls.
+std::map<std::string, int> distribution(example::Echo::Stub& stub, int n, const std::string& hash_key = "") {
+  std::map<std::string, int> seen;
+  for (int i = 0; i < n; ++i) {
+    grpc::ClientContext ctx;
+    setTimeout(ctx, kCallTimeout);
+    if (!hash_key.empty()) ctx.AddMetadata("x-user", hash_key);
+    EchoResponse resp;
+    auto status = stub.Unary(&ctx, EchoRequest(), &resp);
+    INFO(describe(status));
+    REQUIRE(status.ok());
+    seen[resp.backend()]++;
+  }
+  return seen;
+}
+
+grpc::Status unary(example::Echo::Stub& stub, uint32_t sleep_ms = 0, EchoResponse* out = nullptr) {
+  grpc::ClientContext ctx;
+  setTimeout(ctx, kCallTimeout);
+  EchoRequest req;
+  req.set_sleep_ms(sleep_ms);
+  EchoResponse resp;
+  auto s = stub.Unary(&ctx, req, &resp);
+  if (out != nullptr) *out = resp;
+  return s;
+}
+
+// A TCP server on loopback that accepts and then either stays silent or
+// answers with bytes that are not HTTP/2.
+class BadBackend {
+ public:
+  explicit BadBackend(std::string reply) : reply_(std::move(reply)) {
+    fd_ = ::socket(AF_INET, SOCK_STREAM, 0);
+    sockaddr_in a{};
+    a.sin_family = AF_INET;
+    a.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+    REQUIRE(::bind(fd_, reinterpret_cast<sockaddr*>(&a), sizeof(a)) == 0);
+    socklen_t len = sizeof(a);
+    ::getsockname(fd_, reinterpret_cast<sockaddr*>(&a), &len);
+    port_ = ntohs(a.sin_port);
+    REQUIRE(::listen(fd_, 16) == 0);
+    thread_ = std::thread([this] { serve(); });
+  }
+  ~BadBackend() {
+    stop_ = true;
+    ::shutdown(fd_, SHUT_RDWR);
+    ::close(fd_);
+    thread_.join();
+    for (int c : clients_) ::close(c);
+  }
+  std::string address() const { return "127.0.0.1:" + std::to_string(port_); }
+
+ private:
+  void serve() {
+    while (!stop_) {
+      int c = ::accept(fd_, nullptr, nullptr);
+      if (c < 0) return;
+      if (!reply_.empty()) (void)!::write(c, reply_.data(), reply_.size());
+      clients_.push_back(c);  // kept open: the gateway must not wait forever on it
+    }
+  }
+  std::string reply_;
+  int fd_ = -1;
+  int port_ = 0;
+  std::atomic<bool> stop_{false};
+  std::vector<int> clients_;
+  std::thread thread_;
+};
+
+}  // namespace
+
+TEST_CASE("round_robin and random honour endpoint weights", "[e2e][cluster]") {
+  TestBackend a("a");
+  TestBackend b("b");
+  std::string policy = GENERATE(std::string("round_robin"), std::string("random"), std::string("least_request"));
+  INFO("lb_policy " << policy);
+  nlohmann::json c = {{"name", "weighted"}, {"lb_policy", policy},
+                      {"endpoints", nlohmann::json::array({weighted(a.address(), 3), b.address()})}};
+  GatewayProcess gateway(configWith(c));
+  auto stub = example::Echo::NewStub(makeChannel(gateway.address()));
+  auto seen = distribution(*stub, 400);
+  // Expect 300 : 100. Round robin is exact; the random ones within a wide margin.
+  CHECK(seen["a"] + seen["b"] == 400);
+  CHECK(seen["a"] >= 255);
+  CHECK(seen["a"] <= 345);
+  if (policy == "round_robin") CHECK(seen["a"] == 300);
+}
+
+TEST_CASE("ring_hash sends the same key to the same endpoint", "[e2e][cluster]") {
+  TestBackend a("a");
+  TestBackend b("b");
+  TestBackend c("c");
+  nlohmann::json cl = {{"name", "sticky"}, {"lb_policy", "ring_hash"}, {"hash_header", "x-user"},
+                       {"endpoints", {a.address(), b.address(), c.address()}}};
+  GatewayProcess gateway(configWith(cl));
+  auto stub = example::Echo::NewStub(makeChannel(gateway.address()));
+  std::set<std::string> used;
+  for (int k = 0; k < 30; ++k) {
+    auto seen = distribution(*stub, 5, "user-" + std::to_string(k));
+    INFO("key user-" << k);
+    CHECK(seen.size() == 1);
+    used.insert(seen.begin()->first);
+  }
+  CHECK(used.size() >= 2);  // 30 keys over 3 endpoints do not all land on one
+}
+
+TEST_CASE("ring_hash without the header, and unknown policies are config errors", "[e2e][cluster]") {
+  auto bad = configWith({{"name", "x"}, {"lb_policy", "ring_hash"}, {"endpoints", {"127.0.0.1:1"}}});
+  auto r = runValidate(bad.dump());
+  CHECK(r.exitCode == 2);
+  CHECK_THAT(r.output, Catch::Contains("/clusters/0/hash_header"));
+  auto bad2 = configWith({{"name", "x"}, {"lb_policy", "fastest"}, {"endpoints", {"127.0.0.1:1"}}});
+  r = runValidate(bad2.dump());
+  CHECK(r.exitCode == 2);
+  CHECK_THAT(r.output, Catch::Contains("/clusters/0/lb_policy"));
+  auto bad3 = configWith({{"name", "x"}, {"endpoints", {"no-such-host.invalid:80"}},
+                          {"health_check", {{"interval_ms", 100}, {"timeout_ms", 500}}}});
+  r = runValidate(bad3.dump());
+  CHECK(r.exitCode == 2);
+  CHECK_THAT(r.output, Catch::Contains("/clusters/0/endpoints/0") && Catch::Contains("cannot resolve"));
+  CHECK_THAT(r.output, Catch::Contains("/clusters/0/health_check/timeout_ms"));
+}
+
+TEST_CASE("host-name endpoints are resolved", "[e2e][cluster]") {
+  TestBackend a("a");
+  nlohmann::json c = {{"name", "named"}, {"endpoints", {"localhost:" + std::to_string(a.port())}}};
+  GatewayProcess gateway(configWith(c));
+  auto stub = example::Echo::NewStub(makeChannel(gateway.address()));
+  EchoResponse resp;
+  REQUIRE_OK(unary(*stub, 0, &resp));
+  CHECK(resp.backend() == "a");
+}
+
+TEST_CASE("a backend killed under load: health checks and retries hide it, and it comes back", "[e2e][cluster]") {
+  TestBackend a("a");
+  TestBackend b("b");
+  nlohmann::json c = {{"name", "pair"},
+                      {"endpoints", {a.address(), b.address()}},
+                      {"health_check", {{"interval_ms", 200}, {"timeout_ms", 150}, {"unhealthy_threshold", 1},
+                                        {"healthy_threshold", 1}}}};
+  nlohmann::json retry = {{"retry", {{"retry_on", {"UNAVAILABLE"}}, {"num_retries", 2}}}};
+  GatewayProcess gateway(configWith(c, retry));
+  auto stub = example::Echo::NewStub(makeChannel(gateway.address()));
+
+  std::atomic<bool> stop{false};
+  std::atomic<int> ok{0};
+  std::atomic<int> failed{0};
+  std::string first_failure;
+  std::thread load([&] {
+    while (!stop) {
+      auto s = unary(*stub);
+      if (s.ok()) {
+        ok++;
+      } else if (failed++ == 0) {
+        first_failure = describe(s);
+      }
+    }
+  });
+  std::this_thread::sleep_for(std::chrono::milliseconds(700));
+  b.stop();
+  std::this_thread::sleep_for(std::chrono::milliseconds(1500));
+  int a_calls_mid = a.stats().calls;
+  b.start();  // same port
+  // After a health check passes, b takes calls again.
+  auto deadline = std::chrono::steady_clock::now() + std::chrono::seconds(5);
+  while (b.stats().calls < 5 && std::chrono::steady_clock::now() < deadline) {
+    std::this_thread::sleep_for(std::chrono::milliseconds(50));
+  }
+  stop = true;
+  load.join();
+  INFO("first failure: " << first_failure);
+  CHECK(failed == 0);
+  CHECK(ok > 50);
+  CHECK(a.stats().calls > a_calls_mid);
+  CHECK(b.stats().calls >= 5);
+}
+
+TEST_CASE("a backend shutting down gracefully (GOAWAY) loses none of its open streams", "[e2e][cluster]") {
+  TestBackend a("a");
+  TestBackend b("b");
+  nlohmann::json c = {{"name", "pair"}, {"endpoints", {a.address(), b.address()}}};
+  nlohmann::json retry = {{"retry", {{"retry_on", {"UNAVAILABLE"}}, {"num_retries", 1}}}};
+  GatewayProcess gateway(configWith(c, retry));
+  auto channel = makeChannel(gateway.address());
+  auto stub = example::Echo::NewStub(channel);
+  constexpr int kStreams = 16;
+  constexpr int kResponses = 4;
+  std::atomic<int> complete{0};
+  std::vector<std::string> problems(kStreams);
+  std::vector<std::thread> threads;
+  for (int i = 0; i < kStreams; ++i) {
+    threads.emplace_back([&, i] {
+      grpc::ClientContext ctx;
+      setTimeout(ctx, kCallTimeout);
+      EchoRequest req;
+      req.set_response_count(kResponses);
+      req.set_response_interval_ms(80);
+      auto reader = stub->ServerStream(&ctx, req);
+      EchoResponse resp;
+      int n = 0;
+      while (reader->Read(&resp)) ++n;
+      auto s = reader->Finish();
+      if (s.ok() && n == kResponses) {
+        complete++;
+      } else {
+        problems[i] = describe(s) + " after " + std::to_string(n) + " messages";
+      }
+    });
+  }
+  std::this_thread::sleep_for(std::chrono::milliseconds(100));
+  // grpc++ Shutdown sends GOAWAY and lets calls run until the grace deadline (500 ms).
+  b.stop();
+  for (auto& t : threads) t.join();
+  for (const auto& p : problems) CHECK(p.empty());
+  CHECK(complete == kStreams);
+  // New calls reach the remaining backend (the refused connect is retried there).
+  for (int i = 0; i < 5; ++i) REQUIRE_OK(unary(*stub));
+}
+
+TEST_CASE("more concurrent calls than the backend's stream limit open another connection", "[e2e][cluster]") {
+  example::EchoBackend backend("limited");
+  grpc::ServerBuilder builder;
+  int port = 0;
+  builder.AddListeningPort("127.0.0.1:0", grpc::InsecureServerCredentials(), &port);
+  builder.RegisterService(&backend.echoService());
+  builder.AddChannelArgument(GRPC_ARG_MAX_CONCURRENT_STREAMS, 4);
+  auto server = builder.BuildAndStart();
+  REQUIRE(port != 0);
+  nlohmann::json c = {{"name", "limited"}, {"endpoints", {"127.0.0.1:" + std::to_string(port)}}};
+  {
+    GatewayProcess gateway(configWith(c));
+    auto stub = example::Echo::NewStub(makeChannel(gateway.address()));
+    constexpr int kCalls = 20;
+    std::atomic<int> ok{0};
+    std::vector<std::thread> threads;
+    auto start = std::chrono::steady_clock::now();
+    for (int i = 0; i < kCalls; ++i) {
+      threads.emplace_back([&] {
+        if (unary(*stub, 400).ok()) ok++;
+      });
+    }
+    for (auto& t : threads) t.join();
+    auto took = std::chrono::steady_clock::now() - start;
+    CHECK(ok == kCalls);
+    // With one connection of 4 streams this would take 5 rounds (2 s).
+    CHECK(took < std::chrono::milliseconds(1800));
+  }
+  server->Shutdown(std::chrono::system_clock::now());
+}
+
+TEST_CASE("circuit breakers fail fast with UNAVAILABLE naming the limit", "[e2e][cluster]") {
+  TestBackend a("a");
+  nlohmann::json c = {{"name", "guarded"}, {"endpoints", {a.address()}},
+                      {"circuit_breakers", {{"max_requests", 2}}}};
+  GatewayProcess gateway(configWith(c));
+  auto stub = example::Echo::NewStub(makeChannel(gateway.address()));
+  std::atomic<int> ok{0};
+  std::atomic<int> refused{0};
+  std::atomic<int> other{0};
+  std::vector<std::thread> threads;
+  for (int i = 0; i < 6; ++i) {
+    threads.emplace_back([&] {
+      auto s = unary(*stub, 600);
+      if (s.ok()) {
+        ok++;
+      } else if (s.error_code() == grpc::StatusCode::UNAVAILABLE &&
+                 s.error_message().find("max_requests (2)") != std::string::npos) {
+        refused++;
+      } else {
+        other++;
+      }
+    });
+    std::this_thread::sleep_for(std::chrono::milliseconds(30));
+  }
+  for (auto& t : threads) t.join();
+  CHECK(ok == 2);
+  CHECK(refused == 4);
+  CHECK(other == 0);
+}
+
+TEST_CASE("backends that do not speak HTTP/2 fail their calls clearly; others keep serving", "[e2e][cluster]") {
+  TestBackend good("good");
+  BadBackend silent("");
+  BadBackend garbage("HTTP/1.1 400 Bad Request\r\ncontent-length: 0\r\n\r\n");
+  auto routes = nlohmann::json::array({route("service", "sluice.example.Other", "good"),
+                                       route("method", "/sluice.example.Echo/Unary", "silent"),
+                                       route("prefix", "/", "garbage")});
+  auto clusters = nlohmann::json::array({cluster("good", {good.address()}), cluster("silent", {silent.address()}),
+                                         cluster("garbage", {garbage.address()})});
+  clusters[1]["connect_timeout_ms"] = 400;
+  GatewayProcess gateway(gatewayConfig(routes, clusters));
+  auto channel = makeChannel(gateway.address());
+  auto echo = example::Echo::NewStub(channel);
+  auto other = example::Other::NewStub(channel);
+
+  auto s = unary(*echo);
+  REQUIRE_STATUS(s, grpc::StatusCode::UNAVAILABLE);
+  CHECK_THAT(s.error_message(), Catch::Contains("silent") && Catch::Contains("no HTTP/2 SETTINGS"));
+
+  grpc::ClientContext ctx;
+  setTimeout(ctx, kCallTimeout);
+  auto reader = echo->ServerStream(&ctx, EchoRequest());
+  EchoResponse resp;
+  while (reader->Read(&resp)) {
+  }
+  auto gs = reader->Finish();
+  REQUIRE_STATUS(gs, grpc::StatusCode::UNAVAILABLE);
+  CHECK_THAT(gs.error_message(), Catch::Contains("garbage"));
+
+  grpc::ClientContext octx;
+  setTimeout(octx, kCallTimeout);
+  EchoResponse oresp;
+  REQUIRE_OK(other->Unary(&octx, EchoRequest(), &oresp));
+  CHECK(oresp.backend() == "good");
+}
+
+}  // namespace sluice::test
