@@ -91,15 +91,11 @@ void DownstreamConnection::onDisconnected(int status) {
 
 void DownstreamConnection::flush() {
   if (closed_) return;
-  if (socket_.bytesPending() < kMaxPendingWrite) {
-    std::string out;
-    if (!session_.pullOutput(out, kMaxPendingWrite)) {
-      close("http/2 session failed");
-      return;
-    }
-    socket_.write(std::move(out));
-    if (closed_) return;
+  if (!session_.writeTo(socket_, kMaxPendingWrite)) {
+    close("http/2 session failed");
+    return;
   }
+  if (closed_) return;
   if (!session_.alive() && socket_.bytesPending() == 0) close("http/2 session ended");
 }
 

@@ -223,15 +223,11 @@ void UpstreamConnection::onGoaway(int32_t last_stream_id, uint32_t error_code) {
 
 void UpstreamConnection::flush() {
   if (closed_ || !connected_) return;
-  if (socket_.bytesPending() < kMaxPendingWrite) {
-    std::string out;
-    if (!session_.pullOutput(out, kMaxPendingWrite)) {
-      close(fmt::format("http/2 session with {} failed", describe()));
-      return;
-    }
-    socket_.write(std::move(out));
-    if (closed_) return;
+  if (!session_.writeTo(socket_, kMaxPendingWrite)) {
+    close(fmt::format("http/2 session with {} failed", describe()));
+    return;
   }
+  if (closed_) return;
   if (!session_.alive() && socket_.bytesPending() == 0) {
     close(fmt::format("http/2 session with {} ended", describe()));
   } else if (draining_ && streams_.empty()) {

@@ -5,6 +5,7 @@
 #include <fmt/format.h>
 
 #include "codecs/http2/outbound_data.h"
+#include "core/tcp_socket.h"
 
 namespace sluice {
 namespace {
@@ -189,6 +190,19 @@ bool Http2Session::pullOutput(std::string& out, size_t max_bytes) {
     if (n < 0) return false;
     if (n == 0) break;
     out.append(reinterpret_cast<const char*>(data), static_cast<size_t>(n));
+  }
+  return true;
+}
+
+bool Http2Session::writeTo(TcpSocket& socket, size_t max_pending) {
+  // A write that completes at once brings no callback: loop here rather than
+  // wait for one.
+  constexpr size_t kWriteChunk = 256 * 1024;
+  while (socket.bytesPending() < max_pending && !socket.closed()) {
+    std::string out;
+    if (!pullOutput(out, kWriteChunk)) return false;
+    if (out.empty()) break;
+    socket.write(std::move(out));
   }
   return true;
 }

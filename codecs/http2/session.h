@@ -29,6 +29,7 @@ struct nghttp2_session;
 namespace sluice {
 
 class OutboundData;
+class TcpSocket;
 
 class Http2StreamHandler {
  public:
@@ -84,6 +85,9 @@ class Http2Session {
   // Serialises pending frames into `out` (appending) until nghttp2 has nothing
   // more or `out` reaches `max_bytes`. Returns false on a fatal session error.
   bool pullOutput(std::string& out, size_t max_bytes);
+  // Serialises frames into `socket` until nghttp2 has nothing more or the
+  // socket holds `max_pending` unwritten bytes. False on a fatal session error.
+  bool writeTo(TcpSocket& socket, size_t max_pending);
   // True while the session still wants to read or write; false = close it.
   bool alive() const;
   bool wantWrite() const;
