@@ -1,0 +1,88 @@
+#include "message_counter.h"
+
+#include <chrono>
+
+#include <fmt/format.h>
+#include <nlohmann/json.hpp>
+
+#include "core/json_reader.h"
+#include "core/stream_context.h"
+
+namespace example::message_counter {
+namespace {
+
+using sluice::FilterStatus;
+using sluice::StatusCode;
+
+class Factory : public sluice::FilterFactory {
+ public:
+  explicit Factory(std::shared_ptr<const Config> config) : config_(std::move(config)) {}
+  sluice::FilterPtr createFilter(sluice::StreamContext&) const override { return std::make_unique<Filter>(*config_); }
+
+ private:
+  std::shared_ptr<const Config> config_;  // immutable, shared by every stream
+};
+
+}  // namespace
+
+FilterStatus Filter::onRequestHeaders(sluice::StreamContext& ctx) {
+  if (config_.hold_ms == 0) return FilterStatus::Continue;
+  // The timer runs on the stream's own loop: no locking, and the stream (and
+  // so this filter) is alive when it fires, or the timer was destroyed first.
+  hold_timer_ = std::make_unique<sluice::Timer>(ctx.dispatcher(), [&ctx] { ctx.continueRequest(); });
+  hold_timer_->enable(std::chrono::milliseconds(config_.hold_ms));
+  return FilterStatus::StopIteration;
+}
+
+FilterStatus Filter::onRequestMessage(sluice::StreamContext& ctx, sluice::Message& message) {
+  ++request_messages_;
+  if (!config_.reject_payload_containing.empty() &&
+      message.payload.find(config_.reject_payload_containing) != std::string::npos) {
+    ctx.sendLocalReply(StatusCode::InvalidArgument,
+                       fmt::format("request message {} contains a forbidden byte string", request_messages_));
+    return FilterStatus::StopIteration;
+  }
+  if (config_.max_request_messages && request_messages_ > *config_.max_request_messages) {
+    ctx.sendLocalReply(StatusCode::ResourceExhausted,
+                       fmt::format("more than {} request messages", *config_.max_request_messages));
+    return FilterStatus::StopIteration;
+  }
+  return FilterStatus::Continue;
+}
+
+FilterStatus Filter::onResponseMessage(sluice::StreamContext&, sluice::Message&) {
+  ++response_messages_;
+  return FilterStatus::Continue;
+}
+
+FilterStatus Filter::onResponseTrailers(sluice::StreamContext& ctx) {
+  ctx.responseTrailers().set(config_.trailer_prefix + "-request", std::to_string(request_messages_));
+  ctx.responseTrailers().set(config_.trailer_prefix + "-response", std::to_string(response_messages_));
+  return FilterStatus::Continue;
+}
+
+void Filter::onStreamDone(sluice::StreamContext&) { hold_timer_.reset(); }
+
+sluice::FilterFactorySharedPtr ConfigFactory::create(const nlohmann::json& config, const std::string& path,
+                                                     sluice::FilterBuildContext& ctx) const {
+  auto out = std::make_shared<Config>();
+  size_t errors_before = ctx.errors.size();
+  if (!config.is_null()) {
+    // JsonObject tracks JSON paths; finish() reports keys nobody read.
+    sluice::JsonObject obj(config, path, ctx.errors);
+    out->max_request_messages = obj.unsignedInt("max_request_messages", 0, UINT32_MAX);
+    out->reject_payload_containing = obj.string("reject_payload_containing").value_or("");
+    out->hold_ms = obj.unsignedInt("hold_ms", 0, 60'000).value_or(0);
+    if (auto prefix = obj.string("trailer_prefix")) {
+      if (prefix->empty() || prefix->starts_with("grpc-") || prefix->find_first_of(" :") != std::string::npos) {
+        ctx.errors.add(obj.pathOf("trailer_prefix"), fmt::format("\"{}\" cannot start a metadata key", *prefix));
+      }
+      out->trailer_prefix = *prefix;
+    }
+    obj.finish();
+  }
+  if (ctx.errors.size() != errors_before) return nullptr;
+  return std::make_shared<Factory>(std::move(out));
+}
+
+}  // namespace example::message_counter

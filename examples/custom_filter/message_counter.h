@@ -1,0 +1,61 @@
+// message_counter: an example filter written outside Sluice, by subclassing.
+//
+// It shows the four things a custom filter usually needs:
+//  - its own JSON config, validated at load with errors naming JSON paths;
+//  - looking at messages: it counts request and response messages, refuses a
+//    request message containing a configured byte string, and ends a call
+//    mid-stream with sendLocalReply() after too many request messages;
+//  - changing the response: the counts go back to the client as trailers;
+//  - asynchronous work: with "hold_ms" every call is paused at its headers
+//    (StopIteration) and resumed from a timer on the stream's own loop, as a
+//    filter waiting for an external check would.
+//
+// Config ("config" of a filter entry named "message_counter"):
+//   {"max_request_messages": 100, "reject_payload_containing": "forbidden",
+//    "hold_ms": 0, "trailer_prefix": "x-message-count"}
+#pragma once
+
+#include <cstdint>
+#include <memory>
+#include <optional>
+#include <string>
+
+#include "core/filter.h"
+#include "core/registry.h"
+#include "core/timer.h"
+
+namespace example::message_counter {
+
+struct Config {
+  std::optional<uint64_t> max_request_messages;
+  std::string reject_payload_containing;  // empty: no check
+  uint64_t hold_ms = 0;
+  std::string trailer_prefix = "x-message-count";
+};
+
+class Filter : public sluice::Filter {
+ public:
+  explicit Filter(const Config& config) : config_(config) {}
+
+  sluice::FilterStatus onRequestHeaders(sluice::StreamContext& ctx) override;
+  sluice::FilterStatus onRequestMessage(sluice::StreamContext& ctx, sluice::Message& message) override;
+  sluice::FilterStatus onResponseMessage(sluice::StreamContext& ctx, sluice::Message& message) override;
+  sluice::FilterStatus onResponseTrailers(sluice::StreamContext& ctx) override;
+  void onStreamDone(sluice::StreamContext& ctx) override;
+
+ private:
+  const Config& config_;
+  uint64_t request_messages_ = 0;
+  uint64_t response_messages_ = 0;
+  // The pending resume; destroying it (stream ended first) cancels it.
+  sluice::TimerPtr hold_timer_;
+};
+
+// Registered under the name the config uses: registry.add("message_counter", ...).
+class ConfigFactory : public sluice::FilterConfigFactory {
+ public:
+  sluice::FilterFactorySharedPtr create(const nlohmann::json& config, const std::string& path,
+                                        sluice::FilterBuildContext& ctx) const override;
+};
+
+}  // namespace example::message_counter

@@ -1,0 +1,73 @@
+#include "filters/access_log/config.h"
+
+#include <filesystem>
+
+#include <fmt/format.h>
+#include <nlohmann/json.hpp>
+
+#include "core/json_reader.h"
+#include "filters/access_log/filter.h"
+
+namespace sluice::filters::access_log {
+namespace {
+
+using json = nlohmann::json;
+
+class AccessLogFilterFactory : public FilterFactory {
+ public:
+  explicit AccessLogFilterFactory(std::shared_ptr<const AccessLogConfig> config)
+      : config_(std::move(config)), sink_(std::make_unique<LogSink>(config_->path)) {}
+  FilterPtr createFilter(StreamContext&) const override {
+    return std::make_unique<AccessLogFilter>(*config_, *sink_);
+  }
+  void close() const override { sink_->close(); }
+
+ private:
+  std::shared_ptr<const AccessLogConfig> config_;
+  // The sink is internally synchronised; the factory stays logically const.
+  std::unique_ptr<LogSink> sink_;
+};
+
+}  // namespace
+
+FilterFactorySharedPtr AccessLogConfigFactory::create(const json& config, const std::string& path,
+                                                      FilterBuildContext& ctx) const {
+  auto out = std::make_shared<AccessLogConfig>();
+  size_t errors_before = ctx.errors.size();
+  if (!config.is_null()) {
+    JsonObject obj(config, path, ctx.errors);
+    if (auto file = obj.string("path")) {
+      // The file itself is created on the first call; a directory that does
+      // not exist is a config mistake worth failing start-up for.
+      std::filesystem::path p(*file);
+      std::error_code ec;
+      if (file->empty()) {
+        ctx.errors.add(obj.pathOf("path"), "an empty path: omit \"path\" to log to stdout");
+      } else if (std::filesystem::is_directory(p, ec)) {
+        ctx.errors.add(obj.pathOf("path"), fmt::format("\"{}\" is a directory", *file));
+      } else if (auto dir = p.parent_path(); !dir.empty() && !std::filesystem::is_directory(dir, ec)) {
+        ctx.errors.add(obj.pathOf("path"), fmt::format("directory \"{}\" does not exist", dir.string()));
+      } else {
+        out->path = *file;
+      }
+    }
+    if (const json* keys = obj.array("request_metadata")) {
+      for (size_t i = 0; i < keys->size(); ++i) {
+        const json& k = (*keys)[i];
+        // Metadata keys are lower case on the wire (HTTP/2): an upper-case one would never match.
+        if (!k.is_string() || k.get<std::string>().empty() ||
+            k.get<std::string>().find_first_of("ABCDEFGHIJKLMNOPQRSTUVWXYZ :") != std::string::npos) {
+          ctx.errors.add(jsonPath(obj.pathOf("request_metadata"), i),
+                         "expected a metadata key (a non-empty lower-case string)");
+          continue;
+        }
+        out->request_metadata.push_back(k.get<std::string>());
+      }
+    }
+    obj.finish();
+  }
+  if (ctx.errors.size() != errors_before) return nullptr;
+  return std::make_shared<AccessLogFilterFactory>(std::move(out));
+}
+
+}  // namespace sluice::filters::access_log

@@ -1,0 +1,70 @@
+#include "filters/access_log/filter.h"
+
+#include <chrono>
+#include <ctime>
+
+#include <fmt/format.h>
+#include <nlohmann/json.hpp>
+
+#include "core/stream_context.h"
+
+namespace sluice::filters::access_log {
+namespace {
+
+// RFC 3339 in UTC with milliseconds: sortable, and what log shippers parse.
+std::string formatTime(std::chrono::system_clock::time_point t) {
+  auto ms = std::chrono::duration_cast<std::chrono::milliseconds>(t.time_since_epoch()).count();
+  std::time_t secs = static_cast<std::time_t>(ms / 1000);
+  std::tm utc{};
+  gmtime_r(&secs, &utc);
+  return fmt::format("{:04}-{:02}-{:02}T{:02}:{:02}:{:02}.{:03}Z", utc.tm_year + 1900, utc.tm_mon + 1, utc.tm_mday,
+                     utc.tm_hour, utc.tm_min, utc.tm_sec, ms % 1000);
+}
+
+}  // namespace
+
+std::string formatLine(const AccessLogConfig& config, StreamContext& ctx, std::chrono::steady_clock::time_point now) {
+  using namespace std::chrono;
+  // The call's start on the wall clock: startTime() is monotonic (durations
+  // must not jump with clock changes), so shift it by the elapsed time.
+  auto elapsed = now - ctx.startTime();
+  auto started = system_clock::now() - duration_cast<system_clock::duration>(elapsed);
+
+  nlohmann::ordered_json line;
+  line["time"] = formatTime(started);
+  line["method"] = ctx.path();
+  line["grpc_status"] = static_cast<int>(ctx.status());
+  line["status"] = std::string(statusCodeName(ctx.status()));
+  if (!ctx.statusMessage().empty()) line["grpc_message"] = ctx.statusMessage();
+  line["duration_ms"] = static_cast<double>(duration_cast<microseconds>(elapsed).count()) / 1000.0;
+  const StreamCounters& c = ctx.counters();
+  line["request_messages"] = c.request_messages;
+  line["request_bytes"] = c.request_bytes;
+  line["response_messages"] = c.response_messages;
+  line["response_bytes"] = c.response_bytes;
+  line["peer"] = ctx.peerAddress();
+  if (ctx.upstreamAddress().empty()) {
+    line["upstream"] = nullptr;
+  } else {
+    line["upstream"] = ctx.upstreamAddress();
+  }
+  line["attempts"] = ctx.upstreamAttempts();
+  line["retries"] = ctx.upstreamAttempts() > 0 ? ctx.upstreamAttempts() - 1 : 0;
+  line["connection"] = ctx.connectionId();
+  line["stream"] = ctx.streamId();
+  if (!config.request_metadata.empty()) {
+    auto& md = line["metadata"] = nlohmann::ordered_json::object();
+    for (const auto& key : config.request_metadata) {
+      if (const std::string* v = ctx.requestHeaders().get(key)) md[key] = *v;
+    }
+  }
+  // Method names and metadata come from the client: invalid UTF-8 is replaced,
+  // never thrown on.
+  return line.dump(-1, ' ', false, nlohmann::ordered_json::error_handler_t::replace) + "\n";
+}
+
+void AccessLogFilter::onStreamDone(StreamContext& ctx) {
+  sink_.write(formatLine(config_, ctx, std::chrono::steady_clock::now()));
+}
+
+}  // namespace sluice::filters::access_log

@@ -1,0 +1,240 @@
+#include "filters/auth/config.h"
+
+#include <fstream>
+#include <sstream>
+
+#include <fmt/format.h>
+#include <nlohmann/json.hpp>
+
+#include "core/json_reader.h"
+#include "filters/auth/filter.h"
+
+namespace sluice::filters::auth {
+namespace {
+
+using json = nlohmann::json;
+
+constexpr uint64_t kMaxTokenBytesLimit = 64 * 1024;  // HTTP/2 header lists rarely allow more anyway
+constexpr uint64_t kMaxClockSkewSeconds = 3600;
+
+class AuthFilterFactory : public FilterFactory {
+ public:
+  explicit AuthFilterFactory(std::shared_ptr<const AuthConfig> config) : config_(std::move(config)) {}
+  FilterPtr createFilter(StreamContext&) const override { return std::make_unique<AuthFilter>(*config_); }
+
+ private:
+  std::shared_ptr<const AuthConfig> config_;
+};
+
+bool isReservedName(std::string_view name) {
+  return name.starts_with(":") || name.starts_with("grpc-") || name == "content-type" || name == "te" ||
+         name == "host" || name == "connection";
+}
+
+// A metadata key the config names: lower-case, and not one gRPC owns.
+std::optional<std::string> readKey(JsonObject& obj, std::string_view key, bool required = false) {
+  auto name = obj.string(key, required);
+  if (!name) return std::nullopt;
+  bool ok = !name->empty();
+  for (char c : *name) {
+    ok = ok && ((c >= 'a' && c <= 'z') || (c >= '0' && c <= '9') || c == '-' || c == '_' || c == '.');
+  }
+  if (!ok || isReservedName(*name)) {
+    obj.errors().add(obj.pathOf(key), fmt::format("\"{}\" is not a metadata key this filter may use "
+                                                  "(lower-case letters, digits, '-', '_', '.'; not grpc-*)",
+                                                  *name));
+    return std::nullopt;
+  }
+  return name;
+}
+
+std::vector<std::string> readStrings(JsonObject& obj, std::string_view key) {
+  std::vector<std::string> out;
+  const json* list = obj.array(key);
+  if (list == nullptr) return out;
+  for (size_t i = 0; i < list->size(); ++i) {
+    const json& v = (*list)[i];
+    if (!v.is_string() || v.get<std::string>().empty()) {
+      obj.errors().add(jsonPath(obj.pathOf(key), i), "expected a non-empty string");
+      continue;
+    }
+    out.push_back(v.get<std::string>());
+  }
+  return out;
+}
+
+MethodMatch readMatch(JsonObject& parent) {
+  MethodMatch out;
+  const json* match = parent.object("match");
+  if (match == nullptr) return out;
+  JsonObject m(*match, parent.pathOf("match"), parent.errors());
+  auto service = m.string("service");
+  auto method = m.string("method");
+  auto prefix = m.string("prefix");
+  m.finish();
+  if ((service ? 1 : 0) + (method ? 1 : 0) + (prefix ? 1 : 0) != 1) {
+    parent.errors().add(m.path(), "give exactly one of \"service\", \"method\" or \"prefix\"");
+  } else if (service) {
+    out = {MethodMatch::Kind::Service, *service};
+  } else if (method) {
+    out = {MethodMatch::Kind::Method, *method};
+    if (method->size() < 4 || (*method)[0] != '/' || method->find('/', 1) == std::string::npos) {
+      parent.errors().add(m.pathOf("method"), "expected a full method name like \"/shop.v1.Orders/Place\"");
+    }
+  } else {
+    out = {MethodMatch::Kind::Prefix, *prefix};
+    if (prefix->empty() || (*prefix)[0] != '/') {
+      parent.errors().add(m.pathOf("prefix"), "a path prefix must start with \"/\"");
+    }
+  }
+  return out;
+}
+
+std::optional<ApiKeyConfig> readApiKeys(JsonObject& parent) {
+  const json* value = parent.object("api_keys");
+  if (value == nullptr) return std::nullopt;
+  ApiKeyConfig out;
+  JsonObject obj(*value, parent.pathOf("api_keys"), parent.errors());
+  if (auto key = readKey(obj, "metadata_key")) out.metadata_key = *key;
+  if (const json* keys = obj.array("keys")) out.keys.addEntries(*keys, obj.pathOf("keys"), obj.errors());
+  if (auto file = obj.string("file")) out.keys.addFile(*file, obj.pathOf("file"), obj.errors());
+  if (obj.isObject() && obj.value("keys") == nullptr && obj.value("file") == nullptr) {
+    obj.errors().add(obj.path(), "give \"keys\", \"file\" or both");
+  }
+  obj.finish();
+  return out;
+}
+
+std::shared_ptr<const Jwks> readJwks(JsonObject& obj) {
+  auto file = obj.string("jwks_file");
+  const json* inline_jwks = obj.object("jwks");
+  if (file.has_value() == (inline_jwks != nullptr)) {
+    obj.errors().add(obj.path(), "give exactly one of \"jwks_file\" or \"jwks\"");
+    return nullptr;
+  }
+  if (inline_jwks != nullptr) return Jwks::parse(*inline_jwks, "JWKS", obj.pathOf("jwks"), obj.errors());
+  std::ifstream in(*file);
+  if (!in) {
+    obj.errors().add(obj.pathOf("jwks_file"), fmt::format("cannot read JWKS file \"{}\"", *file));
+    return nullptr;
+  }
+  std::stringstream text;
+  text << in.rdbuf();
+  json doc = json::parse(text.str(), nullptr, /*allow_exceptions=*/false);
+  if (doc.is_discarded()) {
+    obj.errors().add(obj.pathOf("jwks_file"), fmt::format("JWKS file \"{}\" is not valid JSON", *file));
+    return nullptr;
+  }
+  return Jwks::parse(doc, fmt::format("JWKS file \"{}\"", *file), obj.pathOf("jwks_file"), obj.errors());
+}
+
+std::optional<JwtConfig> readJwt(JsonObject& parent) {
+  const json* value = parent.object("jwt");
+  if (value == nullptr) return std::nullopt;
+  JwtConfig out;
+  JsonObject obj(*value, parent.pathOf("jwt"), parent.errors());
+  out.jwks = readJwks(obj);
+  if (obj.value("algorithms") != nullptr) {
+    out.rules.algorithms.clear();
+    auto names = readStrings(obj, "algorithms");
+    for (size_t i = 0; i < names.size(); ++i) {
+      if (auto alg = parseJwtAlg(names[i])) {
+        out.rules.algorithms.push_back(*alg);
+      } else {
+        obj.errors().add(jsonPath(obj.pathOf("algorithms"), i),
+                         fmt::format("unsupported algorithm \"{}\" (HS256, RS256, ES256)", names[i]));
+      }
+    }
+    if (names.empty()) obj.errors().add(obj.pathOf("algorithms"), "at least one algorithm is needed");
+  }
+  out.rules.issuers = readStrings(obj, "issuers");
+  out.rules.audiences = readStrings(obj, "audiences");
+  if (auto v = obj.boolean("require_exp")) out.rules.require_exp = *v;
+  if (auto v = obj.unsignedInt("clock_skew_seconds", 0, kMaxClockSkewSeconds)) {
+    out.rules.clock_skew = std::chrono::seconds(*v);
+  }
+  if (auto v = obj.unsignedInt("max_token_bytes", 64, kMaxTokenBytesLimit)) out.rules.max_token_bytes = *v;
+  if (auto v = obj.string("scope_claim")) out.scope_claim = *v;
+  if (auto v = obj.string("principal_claim")) out.principal_claim = *v;
+  if (const json* claims = obj.object("claims_to_metadata")) {
+    JsonObject map(*claims, obj.pathOf("claims_to_metadata"), obj.errors());
+    for (const auto& [claim, _] : claims->items()) {
+      if (auto key = readKey(map, claim, true)) out.claims_to_metadata.emplace_back(claim, *key);
+    }
+    map.finish();
+  }
+  obj.finish();
+  return out;
+}
+
+AuthRule readRule(const json& value, const std::string& path, ConfigErrors& errors) {
+  AuthRule rule;
+  JsonObject obj(value, path, errors);
+  rule.match = readMatch(obj);
+  rule.is_public = obj.boolean("public").value_or(false);
+  rule.scopes = readStrings(obj, "scopes");
+  if (rule.is_public && !rule.scopes.empty()) {
+    errors.add(obj.pathOf("scopes"), "a public rule cannot require scopes");
+  }
+  obj.finish();
+  return rule;
+}
+
+}  // namespace
+
+bool MethodMatch::matches(std::string_view path, std::string_view service) const {
+  switch (kind) {
+    case Kind::Any: return true;
+    case Kind::Service: return service == value;
+    case Kind::Method: return path == value;
+    case Kind::Prefix: return path.starts_with(value);
+  }
+  return false;
+}
+
+const AuthRule* AuthConfig::ruleFor(std::string_view path, std::string_view service) const {
+  for (const auto& r : rules) {
+    if (r.match.matches(path, service)) return &r;
+  }
+  return nullptr;
+}
+
+FilterFactorySharedPtr AuthConfigFactory::create(const json& config, const std::string& path,
+                                                 FilterBuildContext& ctx) const {
+  auto out = std::make_shared<AuthConfig>();
+  size_t errors_before = ctx.errors.size();
+  JsonObject obj(config, path, ctx.errors);
+  out->api_keys = readApiKeys(obj);
+  out->jwt = readJwt(obj);
+  if (obj.isObject() && !out->api_keys && !out->jwt) {
+    ctx.errors.add(path, "give \"api_keys\", \"jwt\" or both: the credentials this filter accepts");
+  }
+  if (auto key = readKey(obj, "principal_metadata")) out->principal_metadata = *key;
+  if (auto v = obj.boolean("forward_credentials")) out->forward_credentials = *v;
+  if (const json* rules = obj.array("rules")) {
+    for (size_t i = 0; i < rules->size(); ++i) {
+      out->rules.push_back(readRule((*rules)[i], jsonPath(obj.pathOf("rules"), i), ctx.errors));
+    }
+  }
+  obj.finish();
+  // The keys the filter sets are cleared from every request first: one that
+  // is also a credential's key would erase the credential before the check.
+  auto credential = [&](const std::string& key) {
+    return key == "authorization" || (out->api_keys && key == out->api_keys->metadata_key);
+  };
+  if (credential(out->principal_metadata)) {
+    ctx.errors.add(obj.pathOf("principal_metadata"), "cannot be a key that carries credentials");
+  }
+  if (out->jwt) {
+    for (const auto& [claim, key] : out->jwt->claims_to_metadata) {
+      if (credential(key)) {
+        ctx.errors.add(jsonPath(jsonPath(obj.pathOf("jwt"), "claims_to_metadata"), claim),
+                       "cannot be a key that carries credentials");
+      }
+    }
+  }
+  if (ctx.errors.size() != errors_before) return nullptr;
+  return std::make_shared<AuthFilterFactory>(std::move(out));
+}
+
+}  // namespace sluice::filters::auth

@@ -1,0 +1,144 @@
+#include "filters/rate_limit/config.h"
+
+#include <fmt/format.h>
+#include <nlohmann/json.hpp>
+
+#include "core/json_reader.h"
+#include "filters/rate_limit/filter.h"
+
+namespace sluice::filters::rate_limit {
+namespace {
+
+using json = nlohmann::json;
+
+constexpr uint64_t kMaxRate = 1'000'000'000;
+constexpr uint64_t kMaxKeysLimit = 10'000'000;
+
+class RateLimitFilterFactory : public FilterFactory {
+ public:
+  explicit RateLimitFilterFactory(std::shared_ptr<const RateLimitConfig> config)
+      : config_(std::move(config)), table_(std::make_unique<BucketTable>(config_->max_keys)) {}
+  FilterPtr createFilter(StreamContext&) const override {
+    return std::make_unique<RateLimitFilter>(*config_, *table_);
+  }
+
+ private:
+  std::shared_ptr<const RateLimitConfig> config_;
+  // Buckets are state shared by every stream; the table synchronises itself.
+  std::unique_ptr<BucketTable> table_;
+};
+
+MethodMatch readMatch(JsonObject& parent) {
+  MethodMatch out;
+  const json* match = parent.object("match");
+  if (match == nullptr) return out;
+  JsonObject m(*match, parent.pathOf("match"), parent.errors());
+  auto service = m.string("service");
+  auto method = m.string("method");
+  auto prefix = m.string("prefix");
+  m.finish();
+  if ((service ? 1 : 0) + (method ? 1 : 0) + (prefix ? 1 : 0) != 1) {
+    parent.errors().add(m.path(), "give exactly one of \"service\", \"method\" or \"prefix\"");
+  } else if (service) {
+    out = {MethodMatch::Kind::Service, *service};
+  } else if (method) {
+    out = {MethodMatch::Kind::Method, *method};
+    if (method->size() < 4 || (*method)[0] != '/' || method->find('/', 1) == std::string::npos) {
+      parent.errors().add(m.pathOf("method"), "expected a full method name like \"/shop.v1.Orders/Place\"");
+    }
+  } else {
+    out = {MethodMatch::Kind::Prefix, *prefix};
+    if (prefix->empty() || (*prefix)[0] != '/') {
+      parent.errors().add(m.pathOf("prefix"), "a path prefix must start with \"/\"");
+    }
+  }
+  return out;
+}
+
+// {"rate": N, "per": "second"|"minute"|"hour", "burst": M (default N)}
+std::optional<Limit> readLimit(JsonObject& parent, std::string_view key, std::string_view unit) {
+  const json* value = parent.object(key);
+  if (value == nullptr) return std::nullopt;
+  JsonObject obj(*value, parent.pathOf(key), parent.errors());
+  auto rate = obj.unsignedInt("rate", 1, kMaxRate, true);
+  auto per = obj.string("per").value_or("second");
+  auto burst = obj.unsignedInt("burst", 1, kMaxRate);
+  obj.finish();
+  double seconds = 0;
+  if (per == "second") {
+    seconds = 1;
+  } else if (per == "minute") {
+    seconds = 60;
+  } else if (per == "hour") {
+    seconds = 3600;
+  } else {
+    parent.errors().add(obj.pathOf("per"), fmt::format("expected \"second\", \"minute\" or \"hour\", got \"{}\"", per));
+    return std::nullopt;
+  }
+  if (!rate) return std::nullopt;
+  Limit limit;
+  limit.bucket.refill_per_second = static_cast<double>(*rate) / seconds;
+  limit.bucket.capacity = static_cast<double>(burst.value_or(*rate));
+  limit.description = fmt::format("{} {} per {}", *rate, unit, per);
+  return limit;
+}
+
+RateLimitRule readRule(const json& value, const std::string& path, ConfigErrors& errors) {
+  RateLimitRule rule;
+  JsonObject obj(value, path, errors);
+  rule.match = readMatch(obj);
+  if (auto key = obj.string("key")) {
+    bool ok = !key->empty();
+    for (char c : *key) ok = ok && ((c >= 'a' && c <= 'z') || (c >= '0' && c <= '9') || c == '-' || c == '_' || c == '.');
+    if (!ok || key->starts_with(":")) {
+      errors.add(obj.pathOf("key"), fmt::format("\"{}\" is not a metadata key (lower-case letters, digits, '-', '_', '.')",
+                                               *key));
+    }
+    rule.key = *key;
+  }
+  rule.calls = readLimit(obj, "calls", "calls");
+  rule.messages = readLimit(obj, "messages", "messages");
+  if (obj.isObject() && obj.value("calls") == nullptr && obj.value("messages") == nullptr) {
+    errors.add(path, "a rule needs \"calls\", \"messages\" or both");
+  }
+  obj.finish();
+  return rule;
+}
+
+}  // namespace
+
+bool MethodMatch::matches(std::string_view path, std::string_view service) const {
+  switch (kind) {
+    case Kind::Any: return true;
+    case Kind::Service: return service == value;
+    case Kind::Method: return path == value;
+    case Kind::Prefix: return path.starts_with(value);
+  }
+  return false;
+}
+
+const RateLimitRule* RateLimitConfig::ruleFor(std::string_view path, std::string_view service) const {
+  for (const auto& r : rules) {
+    if (r.match.matches(path, service)) return &r;
+  }
+  return nullptr;
+}
+
+FilterFactorySharedPtr RateLimitConfigFactory::create(const json& config, const std::string& path,
+                                                      FilterBuildContext& ctx) const {
+  auto out = std::make_shared<RateLimitConfig>();
+  size_t errors_before = ctx.errors.size();
+  JsonObject obj(config, path, ctx.errors);
+  if (const json* rules = obj.array("rules", true)) {
+    if (rules->empty()) ctx.errors.add(obj.pathOf("rules"), "at least one rule is needed");
+    for (size_t i = 0; i < rules->size(); ++i) {
+      out->rules.push_back(readRule((*rules)[i], jsonPath(obj.pathOf("rules"), i), ctx.errors));
+    }
+  }
+  if (auto m = obj.unsignedInt("max_keys", 1, kMaxKeysLimit)) out->max_keys = *m;
+  obj.finish();
+  if (ctx.errors.size() != errors_before) return nullptr;
+  return std::make_shared<RateLimitFilterFactory>(std::move(out));
+}
+
+}  // namespace sluice::filters::rate_limit

@@ -1,0 +1,60 @@
+#include "filters/rate_limit/filter.h"
+
+#include <openssl/evp.h>
+
+#include <fmt/format.h>
+#include <spdlog/spdlog.h>
+
+#include "core/stream_context.h"
+
+namespace sluice::filters::rate_limit {
+namespace {
+
+// Longer metadata values are keyed by their digest, so what one table entry
+// costs is bounded whatever clients send.
+constexpr size_t kMaxKeyValueBytes = 64;
+
+std::string boundedKey(std::string_view value) {
+  if (value.size() <= kMaxKeyValueBytes) return std::string(value);
+  unsigned char digest[EVP_MAX_MD_SIZE];
+  unsigned int len = 0;
+  EVP_Digest(value.data(), value.size(), digest, &len, EVP_sha256(), nullptr);
+  return fmt::format("sha256:{:02x}", fmt::join(digest, digest + len, ""));
+}
+
+}  // namespace
+
+FilterStatus RateLimitFilter::onRequestHeaders(StreamContext& ctx) {
+  rule_ = config_.ruleFor(ctx.path(), ctx.service());
+  if (rule_ == nullptr) return FilterStatus::Continue;
+  rule_index_ = static_cast<size_t>(rule_ - config_.rules.data());
+  if (!rule_->key.empty()) {
+    // Callers without the key share one bucket (the empty value).
+    const std::string* value = ctx.requestHeaders().get(rule_->key);
+    key_value_ = value != nullptr ? boundedKey(*value) : std::string();
+  }
+  if (rule_->calls && !take(ctx, *rule_->calls, 'c')) return FilterStatus::StopIteration;
+  return FilterStatus::Continue;
+}
+
+FilterStatus RateLimitFilter::onRequestMessage(StreamContext& ctx, Message&) {
+  if (rule_ != nullptr && rule_->messages && !take(ctx, *rule_->messages, 'm')) return FilterStatus::StopIteration;
+  return FilterStatus::Continue;
+}
+
+bool RateLimitFilter::take(StreamContext& ctx, const Limit& limit, char kind) {
+  // Rule index, bucket kind, then the caller's value: one table for all rules.
+  std::string key = fmt::format("{}{}{}", rule_index_, kind, key_value_);
+  auto result = table_.take(key, limit.bucket, BucketTable::Clock::now());
+  if (result.allowed) return true;
+  spdlog::debug("[C{}][S{}] rate limited: {}", ctx.connectionId(), ctx.streamId(), limit.description);
+  HeaderMap trailers;
+  trailers.add(std::string(kRetryHintTrailer), std::to_string(result.retry_after.count()));
+  ctx.sendLocalReply(StatusCode::ResourceExhausted,
+                     fmt::format("rate limit exceeded ({}); retry in {} ms", limit.description,
+                                 result.retry_after.count()),
+                     std::move(trailers));
+  return false;
+}
+
+}  // namespace sluice::filters::rate_limit

@@ -1,0 +1,203 @@
+// The access_log filter through a real gateway: one JSON line per call with
+// its status, counters, peer and upstream; rotation on SIGUSR1; stdout.
+#include <catch2/catch.hpp>
+
+#include <signal.h>
+
+#include <filesystem>
+#include <fstream>
+#include <sstream>
+#include <thread>
+
+#include "test/support/e2e_fixture.h"
+
+namespace sluice::test {
+namespace {
+
+using example::EchoRequest;
+using example::EchoResponse;
+namespace fs = std::filesystem;
+
+struct TempDir {
+  fs::path path;
+  TempDir() {
+    std::string pattern = (fs::temp_directory_path() / "sluice-access-log-e2e-XXXXXX").string();
+    REQUIRE(mkdtemp(pattern.data()) != nullptr);
+    path = pattern;
+  }
+  ~TempDir() {
+    std::error_code ec;
+    fs::remove_all(path, ec);
+  }
+};
+
+nlohmann::json accessLogGateway(const std::string& backend, const nlohmann::json& logConfig) {
+  nlohmann::json config = catchAllConfig(backend);
+  auto& chain = config["listeners"][0]["filters"];
+  nlohmann::json entry = {{"name", "access_log"}, {"config", logConfig}};
+  chain.insert(chain.begin(), entry);
+  return config;
+}
+
+std::vector<nlohmann::json> jsonLines(const std::string& text) {
+  std::vector<nlohmann::json> out;
+  std::istringstream in(text);
+  for (std::string line; std::getline(in, line);) {
+    if (!line.empty() && line.front() == '{') out.push_back(nlohmann::json::parse(line));
+  }
+  return out;
+}
+
+std::string readFile(const fs::path& p) {
+  std::ifstream in(p);
+  std::stringstream s;
+  s << in.rdbuf();
+  return s.str();
+}
+
+// The line is written when the stream ends, which may be just after the
+// client saw its status: wait for it rather than race.
+std::vector<nlohmann::json> waitForLines(const std::function<std::string()>& read, size_t count) {
+  auto until = std::chrono::steady_clock::now() + std::chrono::seconds(5);
+  std::vector<nlohmann::json> lines;
+  while (std::chrono::steady_clock::now() < until) {
+    lines = jsonLines(read());
+    if (lines.size() >= count) break;
+    std::this_thread::sleep_for(std::chrono::milliseconds(20));
+  }
+  return lines;
+}
+
+}  // namespace
+
+TEST_CASE("access_log: one line per call with status, counters, peer and upstream", "[e2e][access_log]") {
+  TempDir dir;
+  fs::path file = dir.path / "access.log";
+  TestBackend backend("primary");
+  GatewayProcess gateway(accessLogGateway(backend.address(), {{"path", file.string()},
+                                                              {"request_metadata", {"x-request-id"}}}));
+  auto channel = makeChannel(gateway.address());
+  auto stub = example::Echo::NewStub(channel);
+
+  {  // 1: unary OK
+    grpc::ClientContext context;
+    setTimeout(context, kCallTimeout);
+    context.AddMetadata("x-request-id", "req-1");
+    EchoRequest request;
+    request.set_payload("12345");
+    EchoResponse response;
+    REQUIRE_OK(stub->Unary(&context, request, &response));
+  }
+  {  // 2: client streaming, 4 messages in, 1 out
+    grpc::ClientContext context;
+    setTimeout(context, kCallTimeout);
+    EchoResponse response;
+    auto writer = stub->ClientStream(&context, &response);
+    for (int i = 0; i < 4; ++i) {
+      EchoRequest request;
+      request.set_payload("abc");
+      REQUIRE(writer->Write(request));
+    }
+    REQUIRE(writer->WritesDone());
+    REQUIRE_OK(writer->Finish());
+  }
+  {  // 3: an error from the backend
+    grpc::ClientContext context;
+    setTimeout(context, kCallTimeout);
+    EchoRequest request;
+    request.set_status_code(grpc::StatusCode::FAILED_PRECONDITION);
+    request.set_status_message("nope");
+    EchoResponse response;
+    REQUIRE_STATUS(stub->Unary(&context, request, &response), grpc::StatusCode::FAILED_PRECONDITION);
+  }
+  {  // 4: server streaming, 3 messages out
+    grpc::ClientContext context;
+    setTimeout(context, kCallTimeout);
+    EchoRequest request;
+    request.set_response_count(3);
+    request.set_response_size(100);
+    auto reader = stub->ServerStream(&context, request);
+    EchoResponse response;
+    while (reader->Read(&response)) {
+    }
+    REQUIRE_OK(reader->Finish());
+  }
+
+  auto lines = waitForLines([&] { return readFile(file); }, 4);
+  INFO(readFile(file));
+  REQUIRE(lines.size() == 4);
+  for (const auto& l : lines) {
+    CHECK(l["peer"].get<std::string>().rfind("127.0.0.1:", 0) == 0);
+    CHECK(l["upstream"] == backend.address());
+    CHECK(l["attempts"] == 1);
+    CHECK(l["retries"] == 0);
+    CHECK(l["duration_ms"].get<double>() >= 0);
+    CHECK(l["time"].get<std::string>().size() == 24);
+  }
+  CHECK(lines[0]["method"] == "/sluice.example.Echo/Unary");
+  CHECK(lines[0]["status"] == "OK");
+  CHECK(lines[0]["grpc_status"] == 0);
+  CHECK(lines[0]["request_messages"] == 1);
+  CHECK(lines[0]["response_messages"] == 1);
+  CHECK(lines[0]["request_bytes"].get<int>() >= 5);
+  CHECK(lines[0]["metadata"]["x-request-id"] == "req-1");
+  CHECK(lines[1]["method"] == "/sluice.example.Echo/ClientStream");
+  CHECK(lines[1]["request_messages"] == 4);
+  CHECK(lines[1]["response_messages"] == 1);
+  CHECK(lines[2]["status"] == "FAILED_PRECONDITION");
+  CHECK(lines[2]["grpc_status"] == 9);
+  CHECK(lines[2]["grpc_message"] == "nope");
+  CHECK(lines[3]["method"] == "/sluice.example.Echo/ServerStream");
+  CHECK(lines[3]["response_messages"] == 3);
+  CHECK(lines[3]["response_bytes"].get<int>() >= 300);
+}
+
+TEST_CASE("access_log: SIGUSR1 reopens the file for log rotation", "[e2e][access_log]") {
+  TempDir dir;
+  fs::path file = dir.path / "access.log";
+  fs::path rotated = dir.path / "access.log.1";
+  TestBackend backend("primary");
+  GatewayProcess gateway(accessLogGateway(backend.address(), {{"path", file.string()}}));
+  auto stub = example::Echo::NewStub(makeChannel(gateway.address()));
+  auto unary = [&] {
+    grpc::ClientContext context;
+    setTimeout(context, kCallTimeout);
+    EchoRequest request;
+    EchoResponse response;
+    REQUIRE_OK(stub->Unary(&context, request, &response));
+  };
+  unary();
+  REQUIRE(waitForLines([&] { return readFile(file); }, 1).size() == 1);
+  fs::rename(file, rotated);  // what logrotate does
+  unary();
+  REQUIRE(waitForLines([&] { return readFile(rotated); }, 2).size() == 2);
+
+  gateway.signal(SIGUSR1);
+  std::this_thread::sleep_for(std::chrono::milliseconds(100));
+  REQUIRE(gateway.running());  // SIGUSR1 must not kill the gateway
+  unary();
+  unary();
+  CHECK(waitForLines([&] { return readFile(file); }, 2).size() == 2);
+  CHECK(jsonLines(readFile(rotated)).size() == 2);
+  CHECK(gateway.stop() == 0);
+}
+
+TEST_CASE("access_log: stdout when no path is given", "[e2e][access_log]") {
+  TestBackend backend("primary");
+  GatewayProcess::Options options;
+  options.logLevel = "warn";  // keep the gateway's own log lines out of the way
+  GatewayProcess gateway(accessLogGateway(backend.address(), nlohmann::json::object()), options);
+  auto stub = example::Echo::NewStub(makeChannel(gateway.address()));
+  grpc::ClientContext context;
+  setTimeout(context, kCallTimeout);
+  EchoRequest request;
+  EchoResponse response;
+  REQUIRE_OK(stub->Unary(&context, request, &response));
+  auto lines = waitForLines([&] { return gateway.logs(); }, 1);
+  INFO(gateway.logs());
+  REQUIRE(lines.size() == 1);
+  CHECK(lines[0]["method"] == "/sluice.example.Echo/Unary");
+  CHECK(lines[0]["status"] == "OK");
+}
+
+}  // namespace sluice::test

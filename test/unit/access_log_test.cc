@@ -1,0 +1,216 @@
+// access_log filter: the JSON line, the file sink, reopening on SIGUSR1.
+#include <catch2/catch.hpp>
+
+#include <signal.h>
+#include <unistd.h>
+
+#include <filesystem>
+#include <fstream>
+#include <sstream>
+
+#include <nlohmann/json.hpp>
+
+#include "core/config_errors.h"
+#include "core/registry.h"
+#include "core/stream_context.h"
+#include "filters/access_log/config.h"
+#include "filters/access_log/filter.h"
+#include "filters/access_log/reopen_signal.h"
+
+namespace sluice {
+namespace {
+
+using json = nlohmann::json;
+namespace fs = std::filesystem;
+
+class FakeContext : public StreamContext {
+ public:
+  FakeContext() {
+    path_ = "/pkg.Svc/Method";
+    service_ = std::string_view(path_).substr(1, 7);
+    method_ = std::string_view(path_).substr(9);
+    peer_address_ = "127.0.0.1:5555";
+    connection_id_ = 3;
+    stream_id_ = 7;
+  }
+  Dispatcher& dispatcher() override { throw std::logic_error("unused"); }
+  WorkerContext& worker() override { throw std::logic_error("unused"); }
+  void continueRequest() override {}
+  void continueResponse() override {}
+  using StreamContext::sendLocalReply;
+  void sendLocalReply(StatusCode code, std::string_view message, HeaderMap) override {
+    status_ = code;
+    status_message_ = std::string(message);
+  }
+  bool ended() const override { return false; }
+  void encodeResponseHeaders() override {}
+  void encodeResponseMessage(Message&&) override {}
+  void encodeResponseTrailers() override {}
+  void setRequestBackpressure(bool) override {}
+  void setWatermarkCallbacks(WatermarkCallbacks*) override {}
+
+  void finish(StatusCode code, std::string message) {
+    status_ = code;
+    status_message_ = std::move(message);
+  }
+  void setStart(Clock::time_point t) { start_time_ = t; }
+};
+
+struct TempDir {
+  fs::path path;
+  TempDir() {
+    std::string pattern = (fs::temp_directory_path() / "sluice-access-log-XXXXXX").string();
+    REQUIRE(mkdtemp(pattern.data()) != nullptr);
+    path = pattern;
+  }
+  ~TempDir() {
+    std::error_code ec;
+    fs::remove_all(path, ec);
+  }
+};
+
+std::string readAll(const fs::path& p) {
+  std::ifstream in(p);
+  std::stringstream s;
+  s << in.rdbuf();
+  return s.str();
+}
+
+std::vector<json> readLines(const fs::path& p) {
+  std::vector<json> out;
+  std::istringstream in(readAll(p));
+  for (std::string line; std::getline(in, line);) out.push_back(json::parse(line));
+  return out;
+}
+
+FilterFactorySharedPtr build(const json& config, ConfigErrors& errors) {
+  std::set<std::string> clusters;
+  FilterBuildContext ctx{errors, clusters};
+  return filters::access_log::AccessLogConfigFactory().create(config, "/f/config", ctx);
+}
+
+}  // namespace
+
+TEST_CASE("access_log: one JSON line with every field of a finished call", "[access_log]") {
+  filters::access_log::AccessLogConfig config;
+  config.request_metadata = {"x-request-id", "x-absent"};
+  FakeContext ctx;
+  auto now = StreamContext::Clock::now();
+  ctx.setStart(now - std::chrono::milliseconds(250));
+  ctx.counters() = {3, 30, 2, 2000};
+  ctx.setUpstreamAddress("127.0.0.1:50061");
+  ctx.setUpstreamAttempts(2);
+  ctx.requestHeaders().add("x-request-id", "r-1");
+  ctx.finish(StatusCode::Unavailable, "backend down");
+  std::string line = filters::access_log::formatLine(config, ctx, now);
+  REQUIRE(line.back() == '\n');
+  CHECK(line.find('\n') == line.size() - 1);
+  json j = json::parse(line);
+  CHECK(j["method"] == "/pkg.Svc/Method");
+  CHECK(j["grpc_status"] == 14);
+  CHECK(j["status"] == "UNAVAILABLE");
+  CHECK(j["grpc_message"] == "backend down");
+  CHECK(j["duration_ms"].get<double>() == Approx(250.0));
+  CHECK(j["request_messages"] == 3);
+  CHECK(j["request_bytes"] == 30);
+  CHECK(j["response_messages"] == 2);
+  CHECK(j["response_bytes"] == 2000);
+  CHECK(j["peer"] == "127.0.0.1:5555");
+  CHECK(j["upstream"] == "127.0.0.1:50061");
+  CHECK(j["attempts"] == 2);
+  CHECK(j["retries"] == 1);
+  CHECK(j["connection"] == 3);
+  CHECK(j["stream"] == 7);
+  CHECK(j["metadata"] == json{{"x-request-id", "r-1"}});
+  std::string time = j["time"];
+  CHECK(time.size() == 24);  // 2024-01-02T03:04:05.678Z
+  CHECK(time.back() == 'Z');
+}
+
+TEST_CASE("access_log: no upstream, invalid UTF-8 from the client", "[access_log]") {
+  filters::access_log::AccessLogConfig config;
+  config.request_metadata = {"x-odd"};
+  FakeContext ctx;
+  ctx.requestHeaders().add("x-odd", std::string("\xff\xfe", 2));
+  ctx.finish(StatusCode::Ok, "");
+  json j = json::parse(filters::access_log::formatLine(config, ctx, StreamContext::Clock::now()));
+  CHECK(j["upstream"].is_null());
+  CHECK(j["retries"] == 0);
+  CHECK(j["status"] == "OK");
+  CHECK_FALSE(j.contains("grpc_message"));
+  CHECK(j["metadata"]["x-odd"].is_string());
+}
+
+TEST_CASE("access_log: the filter writes a line to its file at stream end", "[access_log]") {
+  TempDir dir;
+  fs::path file = dir.path / "access.log";
+  ConfigErrors errors;
+  auto factory = build(json{{"path", file.string()}}, errors);
+  INFO(errors.format());
+  REQUIRE(factory);
+  for (int i = 0; i < 3; ++i) {
+    FakeContext ctx;
+    ctx.finish(StatusCode::Ok, "");
+    auto f = factory->createFilter(ctx);
+    f->onStreamDone(ctx);
+  }
+  auto lines = readLines(file);
+  REQUIRE(lines.size() == 3);
+  CHECK(lines[2]["status"] == "OK");
+  factory->close();
+}
+
+TEST_CASE("access_log: SIGUSR1 reopens the file (log rotation)", "[access_log]") {
+  TempDir dir;
+  fs::path file = dir.path / "access.log";
+  fs::path rotated = dir.path / "access.log.1";
+  ConfigErrors errors;
+  auto factory = build(json{{"path", file.string()}}, errors);
+  REQUIRE(factory);
+  auto log_one = [&] {
+    FakeContext ctx;
+    ctx.finish(StatusCode::Ok, "");
+    factory->createFilter(ctx)->onStreamDone(ctx);
+  };
+  log_one();
+  fs::rename(file, rotated);
+  log_one();  // still the old file: no signal yet
+  CHECK(readLines(rotated).size() == 2);
+  CHECK_FALSE(fs::exists(file));
+
+  auto before = filters::access_log::reopenGeneration();
+  REQUIRE(::raise(SIGUSR1) == 0);  // the factory installed the handler
+  CHECK(filters::access_log::reopenGeneration() == before + 1);
+  log_one();
+  CHECK(readLines(rotated).size() == 2);
+  REQUIRE(fs::exists(file));
+  CHECK(readLines(file).size() == 1);
+  factory->close();
+}
+
+TEST_CASE("access_log: config validation", "[access_log]") {
+  SECTION("no config logs to stdout") {
+    ConfigErrors errors;
+    CHECK(build(json(), errors));
+    CHECK(errors.empty());
+  }
+  SECTION("mistakes name their paths") {
+    ConfigErrors errors;
+    auto f = build(json{{"path", "/no/such/dir/access.log"}, {"request_metadata", {"ok", 3}}, {"color", true}},
+                   errors);
+    CHECK_FALSE(f);
+    INFO(errors.format());
+    REQUIRE(errors.size() == 3);
+    CHECK(errors.all()[0].path == "/f/config/path");
+    CHECK(errors.all()[0].message.find("does not exist") != std::string::npos);
+    CHECK(errors.all()[1].path == "/f/config/request_metadata/1");
+    CHECK(errors.all()[2].path == "/f/config/color");
+  }
+  SECTION("a directory is not a log file") {
+    ConfigErrors errors;
+    CHECK_FALSE(build(json{{"path", fs::temp_directory_path().string()}}, errors));
+    CHECK(errors.size() == 1);
+  }
+}
+
+}  // namespace sluice

@@ -1,0 +1,202 @@
+// rate_limit filter: token buckets, the bounded key table, calls and message
+// limits per route and per metadata value, the retry hint, config validation.
+#include <catch2/catch.hpp>
+
+#include <nlohmann/json.hpp>
+
+#include "core/config_errors.h"
+#include "core/registry.h"
+#include "core/stream_context.h"
+#include "filters/rate_limit/bucket_table.h"
+#include "filters/rate_limit/config.h"
+#include "filters/rate_limit/filter.h"
+
+namespace sluice {
+namespace {
+
+using json = nlohmann::json;
+using filters::rate_limit::BucketSpec;
+using filters::rate_limit::BucketTable;
+using namespace std::chrono_literals;
+
+class FakeContext : public StreamContext {
+ public:
+  FakeContext(const FakeContext&) = delete;
+  FakeContext& operator=(const FakeContext&) = delete;
+  explicit FakeContext(std::string path) {
+    path_ = std::move(path);
+    auto slash = path_.find('/', 1);
+    service_ = std::string_view(path_).substr(1, slash - 1);
+    method_ = std::string_view(path_).substr(slash + 1);
+  }
+  Dispatcher& dispatcher() override { throw std::logic_error("unused"); }
+  WorkerContext& worker() override { throw std::logic_error("unused"); }
+  void continueRequest() override {}
+  void continueResponse() override {}
+  using StreamContext::sendLocalReply;
+  void sendLocalReply(StatusCode code, std::string_view message, HeaderMap extra) override {
+    ended_ = true;
+    status_ = code;
+    status_message_ = std::string(message);
+    trailers = std::move(extra);
+  }
+  bool ended() const override { return ended_; }
+  void encodeResponseHeaders() override {}
+  void encodeResponseMessage(Message&&) override {}
+  void encodeResponseTrailers() override {}
+  void setRequestBackpressure(bool) override {}
+  void setWatermarkCallbacks(WatermarkCallbacks*) override {}
+  bool ended_ = false;
+  HeaderMap trailers;
+};
+
+FilterFactorySharedPtr build(const json& config, ConfigErrors& errors) {
+  std::set<std::string> clusters;
+  FilterBuildContext ctx{errors, clusters};
+  return filters::rate_limit::RateLimitConfigFactory().create(config, "/f/config", ctx);
+}
+
+bool hasError(const ConfigErrors& errors, const std::string& path, const std::string& fragment = "") {
+  for (const auto& e : errors.all()) {
+    if (e.path == path && e.message.find(fragment) != std::string::npos) return true;
+  }
+  return false;
+}
+
+// Starts a call; true if it was let through.
+bool call(const FilterFactory& factory, const std::string& path, const std::vector<Header>& headers = {},
+          FakeContext** out = nullptr) {
+  static std::vector<std::unique_ptr<FakeContext>> keep;  // contexts outlive filters in tests
+  keep.push_back(std::make_unique<FakeContext>(path));
+  FakeContext& ctx = *keep.back();
+  for (const auto& h : headers) ctx.requestHeaders().add(h.name, h.value);
+  auto f = factory.createFilter(ctx);
+  auto status = f->onRequestHeaders(ctx);
+  if (out != nullptr) *out = &ctx;
+  return status == FilterStatus::Continue && !ctx.ended();
+}
+
+}  // namespace
+
+TEST_CASE("rate_limit: a bucket allows its burst, then refills at its rate", "[rate_limit]") {
+  BucketTable table(10);
+  BucketSpec spec{3, 2};  // burst 3, 2 per second
+  auto t0 = BucketTable::Clock::now();
+  for (int i = 0; i < 3; ++i) CHECK(table.take("k", spec, t0).allowed);
+  auto refused = table.take("k", spec, t0);
+  CHECK_FALSE(refused.allowed);
+  CHECK(refused.retry_after == 500ms);
+  CHECK_FALSE(table.take("k", spec, t0 + 400ms).allowed);
+  CHECK(table.take("k", spec, t0 + 500ms).allowed);
+  // Idle for long: the bucket is full again, never fuller.
+  for (int i = 0; i < 3; ++i) CHECK(table.take("k", spec, t0 + 1h).allowed);
+  CHECK_FALSE(table.take("k", spec, t0 + 1h).allowed);
+  // Other keys have their own buckets.
+  CHECK(table.take("other", spec, t0).allowed);
+}
+
+TEST_CASE("rate_limit: a million distinct keys keep the table at its bound", "[rate_limit]") {
+  BucketTable table(1000);
+  BucketSpec spec{1, 0.001};
+  auto t0 = BucketTable::Clock::now();
+  CHECK(table.take("hot", spec, t0).allowed);
+  for (int i = 0; i < 1'000'000; ++i) {
+    (void)table.take("key-" + std::to_string(i), spec, t0);
+    if (i % 100 == 0) (void)table.take("hot", spec, t0);  // recently used: survives eviction
+  }
+  CHECK(table.size() == 1000);
+  CHECK_FALSE(table.take("hot", spec, t0).allowed);  // still remembered as empty
+  CHECK(table.take("key-0", spec, t0).allowed);       // evicted long ago: starts full
+}
+
+TEST_CASE("rate_limit: calls per route, RESOURCE_EXHAUSTED with a retry hint", "[rate_limit]") {
+  ConfigErrors errors;
+  auto factory = build(json::parse(R"({"rules": [
+      {"match": {"method": "/shop.Orders/Place"}, "calls": {"rate": 2, "per": "minute"}},
+      {"match": {"service": "shop.Orders"}, "calls": {"rate": 1000, "burst": 1000}}
+  ]})"),
+                       errors);
+  INFO(errors.format());
+  REQUIRE(factory);
+  CHECK(call(*factory, "/shop.Orders/Place"));
+  CHECK(call(*factory, "/shop.Orders/Place"));
+  FakeContext* ctx = nullptr;
+  CHECK_FALSE(call(*factory, "/shop.Orders/Place", {}, &ctx));
+  CHECK(ctx->status() == StatusCode::ResourceExhausted);
+  CHECK(ctx->statusMessage().find("2 calls per minute") != std::string::npos);
+  const std::string* hint = ctx->trailers.get("grpc-retry-pushback-ms");
+  REQUIRE(hint != nullptr);
+  auto ms = std::stoll(*hint);
+  CHECK(ms > 25'000);
+  CHECK(ms <= 30'000);
+  // Another route has its own bucket; unmatched methods are not limited.
+  CHECK(call(*factory, "/shop.Orders/Get"));
+  for (int i = 0; i < 50; ++i) CHECK(call(*factory, "/other.Svc/Do"));
+}
+
+TEST_CASE("rate_limit: one bucket per metadata value", "[rate_limit]") {
+  ConfigErrors errors;
+  auto factory = build(json::parse(R"({"rules": [{"key": "x-tenant", "calls": {"rate": 1, "per": "hour"}}]})"),
+                       errors);
+  REQUIRE(factory);
+  CHECK(call(*factory, "/a.B/C", {{"x-tenant", "acme"}}));
+  CHECK_FALSE(call(*factory, "/a.B/C", {{"x-tenant", "acme"}}));
+  CHECK(call(*factory, "/a.B/C", {{"x-tenant", "globex"}}));
+  // Callers without the key share one bucket.
+  CHECK(call(*factory, "/a.B/C"));
+  CHECK_FALSE(call(*factory, "/a.B/C"));
+  // Very long values are keyed by digest: still one bucket per value.
+  std::string long_a(5000, 'a');
+  std::string long_b = long_a + "b";
+  CHECK(call(*factory, "/a.B/C", {{"x-tenant", long_a}}));
+  CHECK_FALSE(call(*factory, "/a.B/C", {{"x-tenant", long_a}}));
+  CHECK(call(*factory, "/a.B/C", {{"x-tenant", long_b}}));
+}
+
+TEST_CASE("rate_limit: streamed request messages", "[rate_limit]") {
+  ConfigErrors errors;
+  auto factory = build(json::parse(R"({"rules": [{"messages": {"rate": 1, "per": "hour", "burst": 3}}]})"), errors);
+  REQUIRE(factory);
+  FakeContext ctx("/a.B/Stream");
+  auto f = factory->createFilter(ctx);
+  REQUIRE(f->onRequestHeaders(ctx) == FilterStatus::Continue);
+  Message m;
+  for (int i = 0; i < 3; ++i) CHECK(f->onRequestMessage(ctx, m) == FilterStatus::Continue);
+  CHECK_FALSE(ctx.ended());
+  CHECK(f->onRequestMessage(ctx, m) == FilterStatus::StopIteration);
+  CHECK(ctx.status() == StatusCode::ResourceExhausted);
+  CHECK(ctx.statusMessage().find("1 messages per hour") != std::string::npos);
+  CHECK(ctx.trailers.get("grpc-retry-pushback-ms") != nullptr);
+}
+
+TEST_CASE("rate_limit: config mistakes are all reported with their paths", "[rate_limit]") {
+  ConfigErrors errors;
+  auto factory = build(json::parse(R"({
+    "rules": [
+      {"match": {"prefix": "no-slash"}, "calls": {"rate": 0}},
+      {"key": "Not A Key", "messages": {"rate": 5, "per": "fortnight", "burst": -1}},
+      {"match": {"service": "a.B"}},
+      "text"
+    ],
+    "max_keys": 0,
+    "typo": 1
+  })"),
+                       errors);
+  CHECK_FALSE(factory);
+  INFO(errors.format());
+  CHECK(hasError(errors, "/f/config/rules/0/match/prefix", "start with"));
+  CHECK(hasError(errors, "/f/config/rules/0/calls/rate", "out of range"));
+  CHECK(hasError(errors, "/f/config/rules/1/key", "not a metadata key"));
+  CHECK(hasError(errors, "/f/config/rules/1/messages/per", "fortnight"));
+  CHECK(hasError(errors, "/f/config/rules/1/messages/burst"));
+  CHECK(hasError(errors, "/f/config/rules/2", "needs \"calls\", \"messages\" or both"));
+  CHECK(hasError(errors, "/f/config/rules/3", "expected an object"));
+  CHECK(hasError(errors, "/f/config/max_keys", "out of range"));
+  CHECK(hasError(errors, "/f/config/typo", "unknown key"));
+
+  ConfigErrors missing;
+  CHECK_FALSE(build(json::object(), missing));
+  CHECK(hasError(missing, "/f/config/rules", "required"));
+}
+
+}  // namespace sluice
