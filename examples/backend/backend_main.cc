@@ -44,7 +44,11 @@ int main(int argc, char** argv) {
   }
 
   // Block the stop signals before grpc++ starts its threads, so they inherit
-  // the mask and only sigwait() below ever sees the signal.
+  // the mask and only sigwait() below ever sees the signal. A shell starts
+  // background jobs with SIGINT ignored, and an ignored signal is discarded
+  // rather than left pending for sigwait(): restore the default first.
+  std::signal(SIGINT, SIG_DFL);
+  std::signal(SIGTERM, SIG_DFL);
   sigset_t stopSignals;
   sigemptyset(&stopSignals);
   sigaddset(&stopSignals, SIGINT);
@@ -66,9 +70,9 @@ int main(int argc, char** argv) {
   }
   std::cout << "backend " << name << " listening on " << withPort(address, port) << std::endl;
 
-  int signal = 0;
-  sigwait(&stopSignals, &signal);
-  std::cout << "backend " << name << " stopping (" << strsignal(signal) << ")" << std::endl;
+  int received = 0;
+  sigwait(&stopSignals, &received);
+  std::cout << "backend " << name << " stopping (" << strsignal(received) << ")" << std::endl;
   // Give calls in flight a moment to finish, then cancel the rest.
   server->Shutdown(std::chrono::system_clock::now() + std::chrono::seconds(2));
   server->Wait();

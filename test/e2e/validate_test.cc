@@ -1,5 +1,5 @@
 // `sluice --validate`: bad configs exit 2 and point at the bad value by its
-// JSON pointer; `--config` refuses the same configs the same way.
+// JSON pointer on stderr; `--config` refuses the same configs the same way.
 #include <catch2/catch.hpp>
 
 #include <functional>
@@ -50,30 +50,30 @@ std::vector<BadConfig> badConfigs() {
   };
 }
 
-TEST_CASE("--validate accepts a valid config", "[e2e][validate]") {
+TEST_CASE("sluice --validate accepts a valid config", "[e2e][validate]") {
   ProcessResult result = runValidate(validConfig().dump(2));
   INFO(result.output);
   CHECK(result.exitCode == 0);
 }
 
-TEST_CASE("--validate rejects bad configs and names the JSON path", "[e2e][validate]") {
+TEST_CASE("sluice --validate rejects bad configs and names the JSON path", "[e2e][validate]") {
   for (const auto& bad : badConfigs()) {
     nlohmann::json config = validConfig();
     bad.breakIt(config);
     ProcessResult result = runValidate(config.dump(2));
     INFO(bad.what << "\n--- sluice output ---\n" << result.output);
     CHECK(result.exitCode == 2);
-    CHECK_THAT(result.output, Catch::Contains(bad.path));
+    CHECK_THAT(result.errorOutput, Catch::Contains(bad.path));
   }
 }
 
-TEST_CASE("--validate rejects JSON that does not parse", "[e2e][validate]") {
+TEST_CASE("sluice --validate rejects JSON that does not parse", "[e2e][validate]") {
   ProcessResult result = runValidate("{\"listeners\": [");
   INFO(result.output);
   CHECK(result.exitCode == 2);
 }
 
-TEST_CASE("--config with a bad config exits 2 before listening", "[e2e][validate]") {
+TEST_CASE("sluice --config with a bad config exits 2 before listening", "[e2e][validate]") {
   nlohmann::json config = validConfig();
   config["listeners"][0]["filters"][0]["config"]["routes"][1]["cluster"] = "nope";
   try {

@@ -68,17 +68,23 @@ int exitCodeOf(int waitStatus) {
   return -1;
 }
 
-// fork + exec with stdout and stderr going to `outputPath`. Everything the
-// child needs is prepared before fork: the test process has grpc++ threads,
-// so the child may only make async-signal-safe calls before exec.
-pid_t spawn(const std::vector<std::string>& args, const std::string& outputPath) {
+// fork + exec with stdout going to `outputPath` and stderr to `errorPath`
+// (the same file when they are equal, interleaved as written). Everything
+// the child needs is prepared before fork: the test process has grpc++
+// threads, so the child may only make async-signal-safe calls before exec.
+pid_t spawn(const std::vector<std::string>& args, const std::string& outputPath,
+            const std::string& errorPath) {
   std::vector<char*> argv;
   for (const auto& arg : args) argv.push_back(const_cast<char*>(arg.c_str()));
   argv.push_back(nullptr);
   int output = ::open(outputPath.c_str(), O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0644);
+  int error = errorPath == outputPath
+                  ? ::fcntl(output, F_DUPFD_CLOEXEC, 0)
+                  : ::open(errorPath.c_str(), O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0644);
   int devNull = ::open("/dev/null", O_RDONLY | O_CLOEXEC);
-  if (output < 0 || devNull < 0) {
-    throw std::runtime_error("cannot open " + outputPath + ": " + std::strerror(errno));
+  if (output < 0 || error < 0 || devNull < 0) {
+    throw std::runtime_error("cannot open " + outputPath + " or " + errorPath + ": " +
+                             std::strerror(errno));
   }
   const pid_t parent = ::getpid();
   const pid_t pid = ::fork();
@@ -93,13 +99,14 @@ pid_t spawn(const std::vector<std::string>& args, const std::string& outputPath)
     ::signal(SIGPIPE, SIG_DFL);
     ::dup2(devNull, STDIN_FILENO);
     ::dup2(output, STDOUT_FILENO);
-    ::dup2(output, STDERR_FILENO);
+    ::dup2(error, STDERR_FILENO);
     ::execv(argv[0], argv.data());
     static const char kMessage[] = "exec of the gateway binary failed\n";
     [[maybe_unused]] auto ignored = ::write(STDERR_FILENO, kMessage, sizeof(kMessage) - 1);
     ::_exit(127);
   }
   ::close(output);
+  ::close(error);
   ::close(devNull);
   if (pid < 0) throw std::runtime_error(std::string("fork: ") + std::strerror(errno));
   return pid;
@@ -140,13 +147,15 @@ std::vector<GatewayProcess*>& liveGateways() {
 
 ProcessResult runSluice(const std::vector<std::string>& args, std::chrono::milliseconds timeout) {
   const std::string dir = makeTempDir();
-  const std::string outputPath = dir + "/output.log";
+  const std::string outputPath = dir + "/stdout.log";
+  const std::string errorPath = dir + "/stderr.log";
   std::vector<std::string> argv{binaryPath()};
   argv.insert(argv.end(), args.begin(), args.end());
   ProcessResult result;
   try {
-    result = waitFor(spawn(argv, outputPath), timeout);
-    result.output = readFile(outputPath).value_or("");
+    result = waitFor(spawn(argv, outputPath, errorPath), timeout);
+    result.errorOutput = readFile(errorPath).value_or("");
+    result.output = readFile(outputPath).value_or("") + result.errorOutput;
   } catch (...) {
     removeTempDir(dir);
     throw;
@@ -177,10 +186,17 @@ GatewayProcess::GatewayProcess(const std::string& configJson, Options options)
       logPath_(dir_ + "/gateway.log") {
   try {
     writeFile(configPath_, configJson);
-    std::vector<std::string> argv{binaryPath(),  "--config",     configPath_, "--log-level",
-                                  options.logLevel, "--ready-file", readyPath_};
+    // SLUICE_E2E_LOG_LEVEL (e.g. trace) overrides every test's log level.
+    const char* level = std::getenv("SLUICE_E2E_LOG_LEVEL");
+    std::vector<std::string> argv{binaryPath(),
+                                  "--config",
+                                  configPath_,
+                                  "--log-level",
+                                  level && *level ? level : options.logLevel,
+                                  "--ready-file",
+                                  readyPath_};
     argv.insert(argv.end(), options.extraArgs.begin(), options.extraArgs.end());
-    pid_ = spawn(argv, logPath_);
+    pid_ = spawn(argv, logPath_, logPath_);
     {
       std::lock_guard lock(liveMutex());
       liveGateways().push_back(this);
@@ -196,6 +212,7 @@ GatewayProcess::GatewayProcess(const std::string& configJson, Options options)
           for (const auto& [name, address] : json["listeners"].items()) {
             listeners_[name] = address.get<std::string>();
           }
+          if (json.contains("admin") && json["admin"].is_string()) adminAddress_ = json["admin"].get<std::string>();
           break;
         }
         throw std::runtime_error("gateway ready file is not {\"listeners\": {...}}: " + *ready);

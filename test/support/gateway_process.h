@@ -29,7 +29,8 @@ namespace sluice::test {
 // a signal killed it, or -1 when it had to be killed after the timeout.
 struct ProcessResult {
   int exitCode = -1;
-  std::string output;  // stdout and stderr together, in order
+  std::string output;       // stdout, then stderr
+  std::string errorOutput;  // stderr alone
   bool timedOut = false;
 };
 
@@ -48,6 +49,7 @@ class GatewayProcess {
   };
 
   explicit GatewayProcess(const std::string& configJson) : GatewayProcess(configJson, Options{}) {}
+  explicit GatewayProcess(const char* configJson) : GatewayProcess(std::string(configJson)) {}
   GatewayProcess(const std::string& configJson, Options options);
   explicit GatewayProcess(const nlohmann::json& config) : GatewayProcess(config.dump(2)) {}
   GatewayProcess(const nlohmann::json& config, Options options)
@@ -61,6 +63,13 @@ class GatewayProcess {
   int port(const std::string& listener = "grpc") const;
   std::string address(const std::string& listener = "grpc") const;
 
+  // "127.0.0.1:port" of the admin endpoint; throws when the config has none.
+  std::string adminAddress() const {
+    if (adminAddress_.empty()) throw std::out_of_range("the gateway reported no admin address");
+    return adminAddress_;
+  }
+  // The config file the gateway runs: rewrite it, then signal(SIGHUP) to reload.
+  const std::string& configPath() const { return configPath_; }
   pid_t pid() const { return pid_; }
   bool running();
   // Resident set size from /proc/PID/status (VmRSS), -1 when unavailable.
@@ -92,6 +101,7 @@ class GatewayProcess {
   pid_t pid_ = -1;
   std::optional<int> exitCode_;
   std::map<std::string, std::string> listeners_;
+  std::string adminAddress_;
 };
 
 }  // namespace sluice::test

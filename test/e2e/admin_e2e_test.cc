@@ -1,0 +1,260 @@
+// The admin endpoint end to end: Prometheus counts after a known mix of calls
+// (checked by promtool), /ready through a drain, /clusters with a dead
+// backend, /config_dump redaction, and bad admin requests.
+#include <catch2/catch.hpp>
+
+#include <arpa/inet.h>
+#include <netinet/in.h>
+#include <sys/socket.h>
+#include <unistd.h>
+
+#include <cstdio>
+#include <fstream>
+#include <regex>
+#include <thread>
+
+#include <grpcpp/health_check_service_interface.h>
+
+#include "test/support/e2e_fixture.h"
+
+namespace sluice::test {
+namespace {
+
+using example::EchoRequest;
+using example::EchoResponse;
+
+struct HttpReply {
+  int status = 0;
+  std::string headers;
+  std::string body;
+};
+
+// One raw HTTP/1.1 exchange with a read timeout.
+HttpReply httpRaw(const std::string& address, const std::string& request) {
+  auto colon = address.rfind(':');
+  sockaddr_in a{};
+  a.sin_family = AF_INET;
+  a.sin_port = htons(static_cast<uint16_t>(std::stoi(address.substr(colon + 1))));
+  inet_pton(AF_INET, address.substr(0, colon).c_str(), &a.sin_addr);
+  int fd = ::socket(AF_INET, SOCK_STREAM, 0);
+  timeval tv{5, 0};
+  setsockopt(fd, SOL_SOCKET, SO_RCVTIMEO, &tv, sizeof(tv));
+  REQUIRE(::connect(fd, reinterpret_cast<sockaddr*>(&a), sizeof(a)) == 0);
+  size_t off = 0;
+  while (off < request.size()) {
+    ssize_t n = ::send(fd, request.data() + off, request.size() - off, MSG_NOSIGNAL);
+    if (n <= 0) break;
+    off += static_cast<size_t>(n);
+  }
+  std::string raw;
+  char buf[65536];
+  ssize_t n;
+  while ((n = ::recv(fd, buf, sizeof(buf), 0)) > 0) raw.append(buf, static_cast<size_t>(n));
+  ::close(fd);
+  HttpReply r;
+  auto end = raw.find("\r\n\r\n");
+  if (raw.rfind("HTTP/1.1 ", 0) != 0 || end == std::string::npos) return r;
+  r.status = std::stoi(raw.substr(9, 3));
+  r.headers = raw.substr(0, end);
+  r.body = raw.substr(end + 4);
+  return r;
+}
+
+HttpReply http(const std::string& address, const std::string& method, const std::string& path) {
+  return httpRaw(address, method + " " + path + " HTTP/1.1\r\nhost: admin\r\ncontent-length: 0\r\n\r\n");
+}
+
+// Sum of a metric's samples whose label text contains every `needle`.
+double metric(const std::string& text, const std::string& name, const std::vector<std::string>& needles) {
+  double sum = 0;
+  std::istringstream in(text);
+  std::string line;
+  while (std::getline(in, line)) {
+    if (line.rfind(name + "{", 0) != 0 && line.rfind(name + " ", 0) != 0) continue;
+    bool all = true;
+    for (const auto& n : needles) all = all && line.find(n) != std::string::npos;
+    if (all) sum += std::stod(line.substr(line.rfind(' ') + 1));
+  }
+  return sum;
+}
+
+nlohmann::json withAdmin(nlohmann::json config) {
+  config["admin"] = {{"address", "127.0.0.1:0"}};
+  return config;
+}
+
+}  // namespace
+
+TEST_CASE("Prometheus output holds exactly the calls made and passes promtool", "[e2e][admin]") {
+  TestBackend backend("b");
+  auto routes = nlohmann::json::array({route("service", "sluice.example.Echo", "echo")});
+  auto config = withAdmin(gatewayConfig(routes, nlohmann::json::array({cluster("echo", {backend.address()})})));
+  GatewayProcess gateway(config);
+  std::string admin = gateway.adminAddress();
+  auto channel = makeChannel(gateway.address());
+  auto echo = example::Echo::NewStub(channel);
+  auto other = example::Other::NewStub(channel);
+
+  for (int i = 0; i < 3; ++i) {
+    grpc::ClientContext ctx;
+    setTimeout(ctx, kCallTimeout);
+    EchoResponse resp;
+    REQUIRE_OK(echo->Unary(&ctx, EchoRequest(), &resp));
+  }
+  for (int i = 0; i < 2; ++i) {
+    grpc::ClientContext ctx;
+    setTimeout(ctx, kCallTimeout);
+    EchoRequest req;
+    req.set_status_code(5);
+    EchoResponse resp;
+    REQUIRE_STATUS(echo->Unary(&ctx, req, &resp), grpc::StatusCode::NOT_FOUND);
+  }
+  {
+    grpc::ClientContext ctx;
+    setTimeout(ctx, kCallTimeout);
+    EchoRequest req;
+    req.set_response_count(3);
+    auto reader = echo->ServerStream(&ctx, req);
+    EchoResponse resp;
+    int n = 0;
+    while (reader->Read(&resp)) ++n;
+    REQUIRE_OK(reader->Finish());
+    REQUIRE(n == 3);
+  }
+  {
+    grpc::ClientContext ctx;
+    setTimeout(ctx, kCallTimeout);
+    EchoResponse resp;
+    REQUIRE_STATUS(other->Unary(&ctx, EchoRequest(), &resp), grpc::StatusCode::UNIMPLEMENTED);
+  }
+
+  auto reply = http(admin, "GET", "/stats/prometheus");
+  REQUIRE(reply.status == 200);
+  const std::string& text = reply.body;
+  INFO(text);
+  const std::string unary = "grpc_method=\"Unary\",grpc_service=\"sluice.example.Echo\"";
+  CHECK(metric(text, "grpc_server_started_total", {unary}) == 5);
+  CHECK(metric(text, "grpc_server_handled_total", {"grpc_code=\"OK\"", unary}) == 3);
+  CHECK(metric(text, "grpc_server_handled_total", {"grpc_code=\"NOT_FOUND\"", unary}) == 2);
+  CHECK(metric(text, "grpc_server_handled_total", {"grpc_method=\"ServerStream\"", "grpc_code=\"OK\""}) == 1);
+  CHECK(metric(text, "grpc_server_msg_sent_total", {"grpc_method=\"ServerStream\""}) == 3);
+  CHECK(metric(text, "grpc_server_msg_received_total", {unary}) == 5);
+  CHECK(metric(text, "grpc_server_handled_total",
+               {"grpc_code=\"UNIMPLEMENTED\"", "grpc_service=\"sluice.example.Other\""}) == 1);
+  CHECK(metric(text, "grpc_server_handling_seconds_count", {unary}) == 5);
+  CHECK(metric(text, "grpc_server_handling_seconds_bucket", {unary, "le=\"+Inf\""}) == 5);
+  CHECK(metric(text, "sluice_local_replies_total", {"reason=\"no_route\""}) == 1);
+  CHECK(metric(text, "sluice_downstream_rq_total", {"listener=\"grpc\""}) == 7);
+  CHECK(metric(text, "sluice_upstream_rq_total", {"cluster=\"echo\""}) == 6);
+  CHECK(metric(text, "sluice_downstream_rq_active", {}) == 0);
+  // Once learned, the call type label is the real one.
+  CHECK(text.find("grpc_type=\"server_stream\"") == std::string::npos);  // only one call: learned after it
+  CHECK(text.find("grpc_type=\"unary\"") != std::string::npos);
+
+  std::string file = gateway.logPath() + ".prom";
+  std::ofstream(file) << text;
+  std::string cmd = "promtool check metrics < " + file + " 2>&1";
+  FILE* p = popen(cmd.c_str(), "r");
+  std::string out;
+  char buf[4096];
+  while (fgets(buf, sizeof(buf), p) != nullptr) out += buf;
+  int rc = pclose(p);
+  INFO("promtool: " << out);
+  CHECK(rc == 0);
+
+  auto stats = http(admin, "GET", "/stats");
+  CHECK(stats.status == 200);
+  CHECK_THAT(stats.body, Catch::Contains("cluster.echo.upstream_rq_total: 6"));
+}
+
+TEST_CASE("/clusters shows a killed backend as unhealthy; /config_dump hides secrets", "[e2e][admin]") {
+  grpc::EnableDefaultHealthCheckService(true);
+  TestBackend a("a");
+  TestBackend b("b");
+  nlohmann::json c = cluster("pair", {a.address(), b.address()});
+  c["health_check"] = {{"interval_ms", 100}, {"timeout_ms", 80}, {"unhealthy_threshold", 1}};
+  auto config = withAdmin(gatewayConfig(nlohmann::json::array({route("prefix", "/", "pair")}),
+                                        nlohmann::json::array({c})));
+  GatewayProcess gateway(config);
+  std::string admin = gateway.adminAddress();
+  auto healthOf = [&](const std::string& address) {
+    auto j = nlohmann::json::parse(http(admin, "GET", "/clusters").body);
+    for (const auto& ep : j[0]["endpoints"]) {
+      if (ep["address"] == address) return ep["healthy"].get<bool>();
+    }
+    FAIL("endpoint " << address << " not listed");
+    return false;
+  };
+  std::this_thread::sleep_for(std::chrono::milliseconds(400));
+  CHECK(healthOf(b.address()));
+  b.stop();
+  std::this_thread::sleep_for(std::chrono::milliseconds(800));
+  CHECK_FALSE(healthOf(b.address()));
+  CHECK(healthOf(a.address()));
+
+  auto dump = http(admin, "GET", "/config_dump");
+  REQUIRE(dump.status == 200);
+  auto j = nlohmann::json::parse(dump.body);
+  CHECK(j["clusters"][0]["name"] == "pair");
+  CHECK(j["admin"]["address"] == "127.0.0.1:0");
+}
+
+TEST_CASE("bad admin requests get HTTP errors and gRPC traffic goes on", "[e2e][admin]") {
+  SingleBackendFixture f;
+  // The fixture's gateway has no admin: make one that has.
+  auto config = withAdmin(catchAllConfig(f.backend.address()));
+  GatewayProcess gateway(config);
+  std::string admin = gateway.adminAddress();
+  auto stub = example::Echo::NewStub(makeChannel(gateway.address()));
+  auto call = [&] {
+    grpc::ClientContext ctx;
+    setTimeout(ctx, kCallTimeout);
+    EchoResponse resp;
+    return stub->Unary(&ctx, EchoRequest(), &resp);
+  };
+  REQUIRE_OK(call());
+  CHECK(http(admin, "GET", "/nope").status == 404);
+  auto wrong = http(admin, "POST", "/stats");
+  CHECK(wrong.status == 405);
+  CHECK_THAT(wrong.headers, Catch::Contains("allow: GET"));
+  CHECK(http(admin, "GET", "/drain").status == 405);
+  CHECK(httpRaw(admin, "GET /stats HTTP/1.1\r\nx-big: " + std::string(64 * 1024, 'a') + "\r\n\r\n").status == 431);
+  CHECK(httpRaw(admin, "NOT HTTP AT ALL\r\n\r\n").status == 400);
+  CHECK(http(admin, "GET", "/healthz").status == 200);
+  CHECK(http(admin, "GET", "/ready").status == 200);
+  REQUIRE_OK(call());
+}
+
+TEST_CASE("/ready turns 503 while draining; POST /drain stops the gateway after its streams", "[e2e][admin][drain]") {
+  TestBackend backend("b");
+  auto config = withAdmin(catchAllConfig(backend.address()));
+  GatewayProcess gateway(config);
+  std::string admin = gateway.adminAddress();
+  auto stub = example::Echo::NewStub(makeChannel(gateway.address()));
+  grpc::ClientContext ctx;
+  setTimeout(ctx, kCallTimeout);
+  EchoRequest req;
+  req.set_response_count(5);
+  req.set_response_interval_ms(200);
+  auto reader = stub->ServerStream(&ctx, req);
+  EchoResponse resp;
+  REQUIRE(reader->Read(&resp));
+  REQUIRE(http(admin, "GET", "/ready").status == 200);
+  REQUIRE(http(admin, "POST", "/drain").status == 200);
+  auto ready = http(admin, "GET", "/ready");
+  CHECK(ready.status == 503);
+  CHECK_THAT(ready.body, Catch::Contains("draining"));
+  int n = 1;
+  while (reader->Read(&resp)) ++n;
+  REQUIRE_OK(reader->Finish());
+  CHECK(n == 5);
+  // With its last stream done the gateway exits on its own, status 0.
+  auto until = std::chrono::steady_clock::now() + std::chrono::seconds(5);
+  while (gateway.running() && std::chrono::steady_clock::now() < until) {
+    std::this_thread::sleep_for(std::chrono::milliseconds(50));
+  }
+  CHECK_FALSE(gateway.running());
+  CHECK(gateway.stop() == 0);
+}
+
+}  // namespace sluice::test
