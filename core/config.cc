@@ -69,6 +69,22 @@ ListenerConfig readListener(const json& value, const std::string& path, const Fi
   if (const json* filters = obj.array("filters", true)) {
     readFilters(*filters, obj.pathOf("filters"), registry, ctx, listener);
   }
+  auto limit = [&](std::string_view key, uint32_t& field, uint64_t min, uint64_t max) {
+    if (auto v = obj.unsignedInt(key, min, max)) field = static_cast<uint32_t>(*v);
+  };
+  constexpr uint64_t kDayMs = 24ull * 3600 * 1000;
+  limit("max_connections", listener.max_connections, 1, 10000000);
+  limit("max_concurrent_streams", listener.max_concurrent_streams, 1, 1u << 20);
+  limit("max_header_list_bytes", listener.max_header_list_bytes, 1024, 16u << 20);
+  limit("stream_buffer_bytes", listener.stream_buffer_bytes, 16 << 10, 1u << 30);
+  limit("connection_buffer_bytes", listener.connection_buffer_bytes, 16 << 10, 1u << 30);
+  limit("idle_timeout_ms", listener.idle_timeout_ms, 0, kDayMs);
+  limit("stream_idle_timeout_ms", listener.stream_idle_timeout_ms, 0, kDayMs);
+  limit("keepalive_interval_ms", listener.keepalive_interval_ms, 0, kDayMs);
+  limit("keepalive_timeout_ms", listener.keepalive_timeout_ms, 1, kDayMs);
+  limit("rst_stream_burst", listener.rst_stream_burst, 1, 1000000);
+  limit("rst_stream_rate", listener.rst_stream_rate, 1, 1000000);
+  limit("max_pending_acks", listener.max_pending_acks, 1, 1000000);
   obj.finish();
   return listener;
 }

@@ -29,6 +29,19 @@ struct ListenerConfig {
   SocketAddress address;
   uint32_t max_message_bytes = 16u << 20;
   std::vector<FilterEntryConfig> filters;
+  // Limits, with production defaults (see the README).
+  uint32_t max_connections = 10000;
+  uint32_t max_concurrent_streams = 1024;     // per connection (SETTINGS_MAX_CONCURRENT_STREAMS)
+  uint32_t max_header_list_bytes = 64 << 10;  // request headers of one call
+  uint32_t stream_buffer_bytes = 256 << 10;   // per stream and direction before the sender is slowed
+  uint32_t connection_buffer_bytes = 1 << 20; // output queued for one client's socket
+  uint32_t idle_timeout_ms = 300000;          // a connection with no stream; 0: never
+  uint32_t stream_idle_timeout_ms = 0;        // a stream with no message either way; 0: never
+  uint32_t keepalive_interval_ms = 60000;     // PING clients this often; 0: never
+  uint32_t keepalive_timeout_ms = 20000;      // ... and drop them if unanswered
+  uint32_t rst_stream_burst = 1000;           // RST_STREAMs a client may send at once ...
+  uint32_t rst_stream_rate = 33;              // ... and per second after that
+  uint32_t max_pending_acks = 1000;           // PING/SETTINGS acks owed to a client that does not read
 };
 
 

@@ -51,6 +51,10 @@ class FilterFactory {
   virtual FilterPtr createFilter(StreamContext& ctx) const = 0;
   // The gateway is stopping: release what the factory holds (files, sockets).
   virtual void close() const {}
+  // SIGUSR1 (log rotation): reopen the files the factory writes, by path, so
+  // that a file renamed away stops growing and a fresh one takes its place.
+  // Called on the main loop's thread while streams may be writing.
+  virtual void reopenLogs() const {}
 };
 using FilterFactorySharedPtr = std::shared_ptr<const FilterFactory>;
 

@@ -28,4 +28,17 @@ size_t HeaderMap::byteSize() const {
   return total;
 }
 
+bool isValidMetadataKey(std::string_view key) {
+  return !key.empty() && std::all_of(key.begin(), key.end(), [](char c) {
+    return (c >= 'a' && c <= 'z') || (c >= '0' && c <= '9') || c == '-' || c == '_' || c == '.';
+  });
+}
+
+bool isReservedMetadataKey(std::string_view key) {
+  static constexpr std::string_view kReserved[] = {"content-type",     "te",      "host", "connection", "keep-alive",
+                                                   "proxy-connection", "upgrade", "transfer-encoding"};
+  return key.starts_with(':') || key.starts_with("grpc-") ||
+         std::find(std::begin(kReserved), std::end(kReserved), key) != std::end(kReserved);
+}
+
 }  // namespace sluice

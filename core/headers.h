@@ -38,4 +38,12 @@ class HeaderMap {
   std::vector<Header> headers_;
 };
 
+// gRPC metadata key syntax: non-empty, lower-case letters, digits, '-', '_'
+// and '.' (so never a pseudo-header).
+bool isValidMetadataKey(std::string_view key);
+// Keys that gRPC or HTTP/2 itself owns (grpc-*, pseudo-headers, content-type,
+// te, host and the connection-specific headers): a filter that set or removed
+// one would break the call rather than change its metadata.
+bool isReservedMetadataKey(std::string_view key);
+
 }  // namespace sluice

@@ -8,9 +8,12 @@
 
 #include <chrono>
 #include <cstdint>
+#include <map>
+#include <memory>
 #include <optional>
 #include <string>
 #include <string_view>
+#include <type_traits>
 
 #include "core/headers.h"
 #include "core/message.h"
@@ -30,6 +33,17 @@ class WatermarkCallbacks {
   virtual void onAboveWriteBufferHighWatermark() = 0;
   virtual void onBelowWriteBufferLowWatermark() = 0;
 };
+
+// Per-call state one filter leaves in the context, under a key, for other
+// filters of the same call: e.g. an auth filter's verified identity for a
+// logger. Subclass it. The context owns the object until the context itself
+// is destroyed, after every filter's onStreamDone. (State a filter only reads
+// itself belongs in its own members: there is one filter object per call.)
+class FilterState {
+ public:
+  virtual ~FilterState() = default;
+};
+using FilterStatePtr = std::unique_ptr<FilterState>;
 
 struct StreamCounters {
   uint64_t request_messages = 0;
@@ -55,7 +69,10 @@ class StreamContext {
   uint64_t connectionId() const { return connection_id_; }
   int32_t streamId() const { return stream_id_; }
   StreamCounters& counters() { return counters_; }
+  // When the call started: monotonic, for durations and deadlines...
   Clock::time_point startTime() const { return start_time_; }
+  // ...and on the wall clock, for logs.
+  std::chrono::system_clock::time_point startSystemTime() const { return start_system_time_; }
   // The listener's limit on one message, applied both ways.
   uint32_t maxMessageBytes() const { return max_message_bytes_; }
 
@@ -72,6 +89,25 @@ class StreamContext {
   void setUpstreamAddress(std::string address) { upstream_address_ = std::move(address); }
   uint32_t upstreamAttempts() const { return upstream_attempts_; }
   void setUpstreamAttempts(uint32_t attempts) { upstream_attempts_ = attempts; }
+
+  // Typed per-call filter state: the object stored under `key` if there is one
+  // and it is a T, else nullptr. Keys are prefixed with the filter's name by
+  // convention ("auth.identity").
+  template <class T>
+  T* filterState(std::string_view key) {
+    static_assert(std::is_base_of_v<FilterState, T>, "filter state types derive from FilterState");
+    auto it = filter_state_.find(key);
+    return it == filter_state_.end() ? nullptr : dynamic_cast<T*>(it->second.get());
+  }
+  // Stores `state` under `key`, replacing (destroying) what was there; a null
+  // `state` removes the key.
+  void setFilterState(std::string key, FilterStatePtr state) {
+    if (state == nullptr) {
+      filter_state_.erase(key);
+    } else {
+      filter_state_.insert_or_assign(std::move(key), std::move(state));
+    }
+  }
 
   // The final status, known once trailers arrived or a local reply was sent.
   StatusCode status() const { return status_; }
@@ -117,6 +153,7 @@ class StreamContext {
   int32_t stream_id_ = 0;
   StreamCounters counters_;
   Clock::time_point start_time_ = Clock::now();
+  std::chrono::system_clock::time_point start_system_time_ = std::chrono::system_clock::now();
   uint32_t max_message_bytes_ = 16u << 20;
   std::optional<Clock::time_point> deadline_;
   const Route* route_ = nullptr;
@@ -124,6 +161,9 @@ class StreamContext {
   uint32_t upstream_attempts_ = 0;
   StatusCode status_ = StatusCode::Unknown;
   std::string status_message_;
+
+ private:
+  std::map<std::string, FilterStatePtr, std::less<>> filter_state_;
 };
 
 }  // namespace sluice

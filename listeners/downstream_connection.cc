@@ -1,5 +1,6 @@
 #include "listeners/downstream_connection.h"
 
+#include <nghttp2/nghttp2.h>
 #include <uv.h>
 
 #include <spdlog/spdlog.h>
@@ -11,20 +12,16 @@
 #include "listeners/grpc_listener.h"
 
 namespace sluice {
-namespace {
-
-// Frames serialised ahead of the socket before we wait for it to drain.
-constexpr size_t kMaxPendingWrite = 1 << 20;
-
-}  // namespace
-
 DownstreamConnection::DownstreamConnection(GrpcListener& listener, uint64_t id)
     : Flushable(listener.worker().dispatcher()),
       listener_(listener),
       dispatcher_(listener.worker().dispatcher()),
       id_(id),
       socket_(dispatcher_, *this),
-      session_(Http2Session::Side::Server, *this, listener.http2Settings()) {}
+      session_(Http2Session::Side::Server, *this, listener.http2Settings()),
+      timers_(dispatcher_, *this, listener.config().idle_timeout_ms, listener.config().keepalive_interval_ms,
+              listener.config().keepalive_timeout_ms),
+      max_pending_write_(listener.config().connection_buffer_bytes) {}
 
 DownstreamConnection::~DownstreamConnection() { close("connection destroyed"); }
 
@@ -34,6 +31,7 @@ int DownstreamConnection::accept(uv_stream_s* server) {
   peer_address_ = socket_.peerAddress();
   spdlog::debug("[C{}] accepted from {}", id_, peer_address_);
   socket_.startReading();
+  timers_.start(0);
   scheduleFlush();  // our SETTINGS
   return 0;
 }
@@ -44,6 +42,7 @@ Http2StreamHandler* DownstreamConnection::onNewStream(int32_t stream_id) {
   auto stream = std::make_unique<DownstreamStream>(*this, stream_id);
   DownstreamStream* raw = stream.get();
   streams_[stream_id] = std::move(stream);
+  timers_.onStreamCountChanged(streams_.size());
   return raw;
 }
 
@@ -59,7 +58,24 @@ void DownstreamConnection::startDrain() {
 }
 
 void DownstreamConnection::onPingAck() {
+  timers_.onPingAck();
   if (draining_) sendFinalGoaway();
+}
+
+void DownstreamConnection::sendKeepalivePing() {
+  session_.ping();
+  scheduleFlush();
+}
+
+void DownstreamConnection::onConnectionTimeout(const std::string& reason) {
+  spdlog::debug("[C{}] {}", id_, reason);
+  if (streams_.empty()) {
+    session_.goaway(NGHTTP2_NO_ERROR);
+    scheduleFlush();
+    // GOAWAY is queued; close once it is written (flush sees the session end).
+  } else {
+    close(reason);  // only the keepalive can fire with streams open: the peer is gone
+  }
 }
 
 void DownstreamConnection::sendFinalGoaway() {
@@ -75,6 +91,7 @@ void DownstreamConnection::onStreamClosed(DownstreamStream& stream) {
   if (it == streams_.end() || it->second.get() != &stream) return;
   dispatcher_.deferredDelete(std::move(it->second));
   streams_.erase(it);
+  timers_.onStreamCountChanged(streams_.size());
 }
 
 void DownstreamConnection::onRead(const uint8_t* data, size_t len) {
@@ -91,7 +108,7 @@ void DownstreamConnection::onDisconnected(int status) {
 
 void DownstreamConnection::flush() {
   if (closed_) return;
-  if (!session_.writeTo(socket_, kMaxPendingWrite)) {
+  if (!session_.writeTo(socket_, max_pending_write_)) {
     close("http/2 session failed");
     return;
   }
@@ -103,6 +120,8 @@ void DownstreamConnection::close(const std::string& reason) {
   if (closed_) return;
   closed_ = true;
   spdlog::debug("[C{}] closing: {}", id_, reason);
+  timers_.stop();
+  if (drain_timer_) drain_timer_->disable();
   socket_.close();
   auto streams = std::move(streams_);
   streams_.clear();

@@ -12,6 +12,7 @@
 #include <unordered_map>
 
 #include "codecs/http2/session.h"
+#include "core/connection_timers.h"
 #include "core/dispatcher.h"
 #include "core/tcp_socket.h"
 #include "core/timer.h"
@@ -28,6 +29,7 @@ struct ListenerStats;
 
 class DownstreamConnection final : public Http2SessionOwner,
                                    public TcpSocketCallbacks,
+                                   public ConnectionTimers::Callbacks,
                                    public Flushable,
                                    public DeferredDeletable {
  public:
@@ -60,6 +62,9 @@ class DownstreamConnection final : public Http2SessionOwner,
   void onRead(const uint8_t* data, size_t len) override;
   void onDisconnected(int status) override;
   void onWriteDrained() override { scheduleFlush(); }
+  // ---- ConnectionTimers::Callbacks ----
+  void sendKeepalivePing() override;
+  void onConnectionTimeout(const std::string& reason) override;
   // ---- Flushable ----
   void flush() override;
 
@@ -71,6 +76,8 @@ class DownstreamConnection final : public Http2SessionOwner,
   Http2Session session_;
   std::string peer_address_;
   std::unordered_map<int32_t, std::unique_ptr<DownstreamStream>> streams_;
+  ConnectionTimers timers_;
+  size_t max_pending_write_;
   bool closed_ = false;
   bool draining_ = false;
   bool final_goaway_sent_ = false;

@@ -15,12 +15,6 @@
 namespace sluice {
 namespace {
 
-// Response bytes queued for a slow client before the upstream is slowed down.
-constexpr size_t kResponseHighWatermark = 256 * 1024;
-constexpr size_t kResponseLowWatermark = 128 * 1024;
-// Request bytes held behind a paused filter before the client is slowed down.
-constexpr size_t kRequestQueueHighWatermark = 256 * 1024;
-
 bool isGrpcContentType(const std::string* ct) {
   if (ct == nullptr) return false;
   std::string_view v = *ct;
@@ -49,7 +43,8 @@ DownstreamStream::DownstreamStream(DownstreamConnection& connection, int32_t str
       listener_config_(connection.listener().config()),
       chain_(*this, *this),
       decoder_(listener_config_.max_message_bytes),
-      response_out_(kResponseHighWatermark, kResponseLowWatermark) {
+      // Response bytes queued for a slow client before the upstream is slowed down.
+      response_out_(listener_config_.stream_buffer_bytes, listener_config_.stream_buffer_bytes / 2) {
   stream_id_ = stream_id;
   connection_id_ = connection.id();
   peer_address_ = connection.peerAddress();
@@ -70,7 +65,14 @@ Dispatcher& DownstreamStream::dispatcher() { return connection_.dispatcher(); }
 WorkerContext& DownstreamStream::worker() { return *generation_; }
 
 void DownstreamStream::onHeader(std::string_view name, std::string_view value) {
-  if (!call_started_) request_headers_.add(std::string(name), std::string(value));
+  if (call_started_ || headers_too_large_) return;
+  // Counted as HTTP/2 counts a header list; past the limit nothing more is kept.
+  header_bytes_ += name.size() + value.size() + 32;
+  if (header_bytes_ > listener_config_.max_header_list_bytes) {
+    headers_too_large_ = true;
+    return;
+  }
+  request_headers_.add(std::string(name), std::string(value));
   // Request trailers carry nothing gRPC uses: dropped.
 }
 
@@ -83,6 +85,11 @@ void DownstreamStream::startCall() {
   call_started_ = true;
   connection_.stats().downstream_rq_total.inc();
   connection_.stats().downstream_rq_active.inc();
+  if (headers_too_large_) {
+    localReply(LocalReplyReason::BadRequest, StatusCode::ResourceExhausted,
+               fmt::format("request headers exceed the limit of {} bytes", listener_config_.max_header_list_bytes));
+    return;
+  }
   const std::string* method = request_headers_.get(":method");
   if (method == nullptr || *method != "POST") {
     sendHttpError(405, "gRPC requests must use POST\n");
@@ -121,6 +128,13 @@ void DownstreamStream::startCall() {
     }
     setDeadline(Clock::now() + std::chrono::duration_cast<Clock::duration>(*parsed));
   }
+  if (listener_config_.stream_idle_timeout_ms > 0) {
+    idle_timer_ = std::make_unique<Timer>(dispatcher(), [this] {
+      localReply(LocalReplyReason::Deadline, StatusCode::DeadlineExceeded,
+                 fmt::format("stream idle for {} ms (stream_idle_timeout_ms)", listener_config_.stream_idle_timeout_ms));
+    });
+    touch();
+  }
   for (const auto& entry : listener_config_.filters) {
     chain_.addFilter(entry.factory->createFilter(*this));
   }
@@ -149,6 +163,7 @@ void DownstreamStream::onData(const uint8_t* data, size_t len) {
     return;
   }
   withheld_credit_ += len;
+  touch();
   Status s = decoder_.decode({reinterpret_cast<const char*>(data), len}, *this);
   if (!s.isOk() && !ended_) {
     localReply(s.code() == StatusCode::ResourceExhausted ? LocalReplyReason::MessageTooLarge
@@ -170,7 +185,8 @@ void DownstreamStream::releaseRequestCredit() {
   // Window credit goes back only while the request side keeps up: when the
   // upstream (or a paused filter) holds too much, the client must wait.
   if (withheld_credit_ == 0 || closed_) return;
-  if (!ended_ && (backpressure_ || chain_.queuedRequestBytes() > kRequestQueueHighWatermark)) return;
+  // Request bytes held behind a paused filter count against the same budget.
+  if (!ended_ && (backpressure_ || chain_.queuedRequestBytes() > listener_config_.stream_buffer_bytes)) return;
   connection_.session().consume(stream_id_, withheld_credit_);
   withheld_credit_ = 0;
   connection_.wake();
@@ -211,6 +227,7 @@ void DownstreamStream::sendMessage(Message&& message) {
   if (!headers_sent_) sendHeaders();
   counters_.response_messages++;
   counters_.response_bytes += message.payload.size();
+  touch();
   response_out_.appendMessage(std::move(message));
   connection_.session().resumeData(stream_id_);
   connection_.wake();
@@ -287,10 +304,15 @@ void DownstreamStream::sendHttpError(int status, std::string_view body) {
   finish();
 }
 
+void DownstreamStream::touch() {
+  if (idle_timer_ && !ended_) idle_timer_->enable(std::chrono::milliseconds(listener_config_.stream_idle_timeout_ms));
+}
+
 void DownstreamStream::finish() {
   if (finished_) return;
   finished_ = true;
   if (deadline_timer_) deadline_timer_->disable();
+  if (idle_timer_) idle_timer_->disable();
   if (call_started_) connection_.stats().downstream_rq_active.dec();
   if (method_stats_ != nullptr) {
     method_stats_->handled[std::min<size_t>(static_cast<size_t>(status_), 16)].inc();

@@ -79,6 +79,8 @@ class DownstreamStream final : public StreamContext,
   // Answers a request that is not gRPC with a plain HTTP error.
   void sendHttpError(int status, std::string_view body);
   void releaseRequestCredit();
+  // Activity on the stream: restarts the stream idle clock.
+  void touch();
   void finish();  // onStreamDone once, timers off, stats recorded
   void localReply(LocalReplyReason reason, StatusCode code, std::string_view message);
 
@@ -90,6 +92,9 @@ class DownstreamStream final : public StreamContext,
   OutboundData response_out_;
   HeaderMap response_trailers_wire_;
   TimerPtr deadline_timer_;
+  TimerPtr idle_timer_;  // stream_idle_timeout_ms, when configured
+  size_t header_bytes_ = 0;
+  bool headers_too_large_ = false;
   WatermarkCallbacks* watermark_callbacks_ = nullptr;
   MethodStats* method_stats_ = nullptr;
   std::optional<LocalReplyReason> reply_reason_;  // set by the gateway's own replies

@@ -81,7 +81,7 @@ Status Gateway::start() {
     s = admin_->start();
     if (!s.isOk()) return s;
   }
-  for (int signum : {SIGINT, SIGTERM, SIGHUP}) {
+  for (int signum : {SIGINT, SIGTERM, SIGHUP, SIGUSR1}) {
     auto* h = new uv_signal_t;
     uv_signal_init(worker_->dispatcher().loop(), h);
     h->data = this;
@@ -112,6 +112,12 @@ void Gateway::run() { worker_->run(); }
 bool Gateway::ready() const { return started_ && !draining_ && !finished_; }
 
 void Gateway::onSignal(int signum) {
+  if (signum == SIGUSR1) {
+    if (finished_) return;  // the filters have closed their files
+    spdlog::info("{}: reopening log files", strsignal(signum));
+    reopenLogs();
+    return;
+  }
   if (signum == SIGHUP) {
     Status s = reload();
     if (!s.isOk()) spdlog::error("reload refused, the old config keeps serving: {}", s.message());
@@ -159,7 +165,24 @@ void Gateway::finish() {
   if (drain_deadline_timer_) drain_deadline_timer_->disable();
   if (admin_) admin_->stop();
   worker_->shutdown();
-  for (auto* h : signals_) uv_signal_stop(h);
+  // A third SIGTERM/SIGINT now kills at once; SIGUSR1 stays caught (ignored),
+  // so log rotation cannot kill a gateway that is finishing.
+  for (auto* h : signals_) {
+    if (h->signum != SIGUSR1) uv_signal_stop(h);
+  }
+}
+
+void Gateway::reopenLogs() {
+  std::erase_if(retired_configs_, [](const auto& c) { return c.expired(); });
+  auto reopen = [](const GatewayConfig& config) {
+    for (const auto& listener : config.listeners) {
+      for (const auto& filter : listener.filters) filter.factory->reopenLogs();
+    }
+  };
+  reopen(worker_->current()->config());
+  for (const auto& retired : retired_configs_) {
+    if (auto config = retired.lock()) reopen(*config);
+  }
 }
 
 Status Gateway::reload() {
@@ -177,6 +200,8 @@ Status Gateway::reload() {
   }
   Status s = worker_->reload(config);
   if (!s.isOk()) return s;
+  std::erase_if(retired_configs_, [](const auto& c) { return c.expired(); });
+  retired_configs_.push_back(config_);
   config_ = std::move(config);
   if (!config_->log_level.empty()) spdlog::set_level(spdlog::level::from_str(config_->log_level));
   spdlog::info("config reloaded from {}", config_file_);

@@ -7,6 +7,7 @@
 // drain_timeout_ms, late streams get UNAVAILABLE); a second signal stops at
 // once. SIGHUP or POST /reload reload the config file: new streams use the new
 // routes, filters and clusters; a config with errors is refused and logged.
+// SIGUSR1 asks every filter factory to reopen its log files (log rotation).
 #pragma once
 
 #include <memory>
@@ -43,6 +44,9 @@ class Gateway final : public AdminHandler {
   void startDrain(const std::string& why);
   void stopNow();
   Status reload();
+  // FilterFactory::reopenLogs() on every filter of the current config, and of
+  // older configs still serving calls started before a reload.
+  void reopenLogs();
   bool ready() const;
 
   AdminResponse handleAdmin(const std::string& method, const std::string& path) override;
@@ -57,6 +61,8 @@ class Gateway final : public AdminHandler {
   const FilterRegistry& registry_;
   std::string config_file_;
   GatewayConfigConstPtr config_;
+  // Configs replaced by reloads; alive while calls that began on them run.
+  std::vector<std::weak_ptr<const GatewayConfig>> retired_configs_;
   std::unique_ptr<Worker> worker_;
   std::unique_ptr<AdminListener> admin_;
   std::vector<uv_signal_s*> signals_;

@@ -29,6 +29,17 @@ GrpcListener::GrpcListener(Worker& worker, std::string name, SocketAddress addre
 
 const ListenerConfig& GrpcListener::config() const { return *worker_.current()->listener(name_); }
 
+Http2Settings GrpcListener::http2Settings() const {
+  const ListenerConfig& c = config();
+  Http2Settings s;
+  s.max_concurrent_streams = c.max_concurrent_streams;
+  s.max_header_list_bytes = c.max_header_list_bytes;
+  s.reset_burst = c.rst_stream_burst;
+  s.reset_rate_per_second = c.rst_stream_rate;
+  s.max_outbound_ack = c.max_pending_acks;
+  return s;
+}
+
 size_t GrpcListener::activeStreams() const {
   size_t n = 0;
   for (const auto& c : connections_) n += c->activeStreams();
@@ -88,6 +99,15 @@ void GrpcListener::onNewConnection(int status) {
   }
   auto conn = std::make_unique<DownstreamConnection>(*this, next_connection_id_++);
   if (conn->accept(reinterpret_cast<uv_stream_t*>(handle_)) != 0) return;
+  if (connections_.size() >= config().max_connections) {
+    // Accepted only to be closed at once: the client sees a reset, not a hang.
+    stats_.downstream_cx_refused.inc();
+    spdlog::warn("listener '{}': max_connections ({}) reached, refusing {}", name_, config().max_connections,
+                 conn->peerAddress());
+    conn->close("max_connections reached");
+    worker_.dispatcher().deferredDelete(std::move(conn));
+    return;
+  }
   stats_.downstream_cx_total.inc();
   stats_.downstream_cx_active.inc();
   connections_.push_back(std::move(conn));

@@ -45,7 +45,8 @@ class GrpcListener {
   Worker& worker() { return worker_; }
   // This listener's entry in the current config generation.
   const ListenerConfig& config() const;
-  const Http2Settings& http2Settings() const { return settings_; }
+  // HTTP/2 settings and abuse limits for a new connection, from the current config.
+  Http2Settings http2Settings() const;
   ListenerStats& stats() { return stats_; }
 
   void onConnectionClosed(DownstreamConnection& connection);
@@ -56,7 +57,6 @@ class GrpcListener {
   std::string name_;
   SocketAddress address_;
   ListenerStats& stats_;
-  Http2Settings settings_;
   uv_tcp_s* handle_ = nullptr;
   SocketAddress bound_;
   uint64_t next_connection_id_ = 1;

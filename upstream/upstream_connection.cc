@@ -31,7 +31,9 @@ UpstreamConnection::UpstreamConnection(Dispatcher& dispatcher, ConnectionPool& p
       pool_(pool),
       id_(id),
       socket_(dispatcher, *this),
-      session_(Http2Session::Side::Client, *this, clientSettings()) {
+      session_(Http2Session::Side::Client, *this, clientSettings()),
+      timers_(dispatcher, *this, pool.cluster().config().idle_timeout_ms,
+              pool.cluster().config().keepalive_interval_ms, pool.cluster().config().keepalive_timeout_ms) {
   pool_.cluster().connections++;
   pool_.cluster().stats().upstream_cx_total.inc();
   pool_.cluster().stats().upstream_cx_active.inc();
@@ -79,52 +81,22 @@ void UpstreamConnection::onConnected(int status) {
   pending.swap(pending_);
   pool_.cluster().pending_streams -= static_cast<uint32_t>(pending.size());
   for (UpstreamStream* s : pending) submit(*s);
-  const ClusterConfig& config = pool_.cluster().config();
-  if (config.keepalive_interval_ms > 0) {
-    keepalive_timer_ = std::make_unique<Timer>(dispatcher_, [this] { sendKeepalive(); });
-    keepalive_timer_->enable(std::chrono::milliseconds(config.keepalive_interval_ms));
-  }
-  updateIdleTimer();
+  timers_.start(streams_.size());
   scheduleFlush();
 }
 
-void UpstreamConnection::sendKeepalive() {
-  const ClusterConfig& config = pool_.cluster().config();
-  if (ping_outstanding_) {
-    close(fmt::format("{} did not answer a PING within {} ms", describe(), config.keepalive_timeout_ms));
-    return;
-  }
-  ping_outstanding_ = true;
+void UpstreamConnection::sendKeepalivePing() {
   session_.ping();
   scheduleFlush();
-  keepalive_timer_->enable(std::chrono::milliseconds(config.keepalive_timeout_ms));
 }
+
+void UpstreamConnection::onPingAck() { timers_.onPingAck(); }
 
 void UpstreamConnection::onRemoteSettings() {
   if (settings_received_) return;
   settings_received_ = true;
   if (connect_timer_) connect_timer_->disable();
   pool_.onConnectSucceeded();
-}
-
-void UpstreamConnection::onPingAck() {
-  if (!ping_outstanding_) return;
-  ping_outstanding_ = false;
-  if (keepalive_timer_) {
-    keepalive_timer_->enable(std::chrono::milliseconds(pool_.cluster().config().keepalive_interval_ms));
-  }
-}
-
-void UpstreamConnection::updateIdleTimer() {
-  if (closed_) return;
-  if (!streams_.empty()) {
-    if (idle_timer_) idle_timer_->disable();
-    return;
-  }
-  if (!idle_timer_) {
-    idle_timer_ = std::make_unique<Timer>(dispatcher_, [this] { close("idle timeout"); });
-  }
-  idle_timer_->enable(std::chrono::milliseconds(pool_.cluster().config().idle_timeout_ms));
 }
 
 bool UpstreamConnection::usable() const {
@@ -139,7 +111,7 @@ void UpstreamConnection::addStream(UpstreamStream& stream, bool counted) {
     pool_.cluster().active_requests++;
     pool_.endpoint().onRequestStarted();
   }
-  if (idle_timer_) idle_timer_->disable();
+  timers_.onStreamCountChanged(streams_.size());
   if (connected_) {
     submit(stream);
   } else {
@@ -163,7 +135,7 @@ bool UpstreamConnection::release(UpstreamStream& stream) {
       pool_.cluster().pending_streams--;
     }
   }
-  updateIdleTimer();
+  timers_.onStreamCountChanged(streams_.size());
   return true;
 }
 
@@ -240,9 +212,8 @@ void UpstreamConnection::close(const std::string& reason) {
   closed_ = true;
   spdlog::debug("[U{}] closing: {}", id_, reason);
   // Disabled, not destroyed: one of them may be the callback running now.
-  for (auto* t : {&connect_timer_, &idle_timer_, &keepalive_timer_}) {
-    if (*t) (*t)->disable();
-  }
+  if (connect_timer_) connect_timer_->disable();
+  timers_.stop();
   socket_.close();
   Cluster& cluster = pool_.cluster();
   cluster.connections--;

@@ -17,6 +17,7 @@
 #include <vector>
 
 #include "codecs/http2/session.h"
+#include "core/connection_timers.h"
 #include "core/dispatcher.h"
 #include "core/socket_address.h"
 #include "core/tcp_socket.h"
@@ -29,6 +30,7 @@ class UpstreamStream;
 
 class UpstreamConnection final : public Http2SessionOwner,
                                  public TcpSocketCallbacks,
+                                 public ConnectionTimers::Callbacks,
                                  public Flushable,
                                  public DeferredDeletable {
  public:
@@ -61,6 +63,9 @@ class UpstreamConnection final : public Http2SessionOwner,
   void onGoaway(int32_t last_stream_id, uint32_t error_code) override;
   void onPingAck() override;
   void onRemoteSettings() override;
+  // ---- ConnectionTimers::Callbacks ----
+  void sendKeepalivePing() override;
+  void onConnectionTimeout(const std::string& reason) override { close(reason); }
   // ---- Flushable ----
   void flush() override;
 
@@ -68,8 +73,6 @@ class UpstreamConnection final : public Http2SessionOwner,
   void submit(UpstreamStream& stream);
   // Stops tracking `stream` and updates the counters; false if it was not ours.
   bool release(UpstreamStream& stream);
-  void updateIdleTimer();
-  void sendKeepalive();
   std::string describe() const;
 
   Dispatcher& dispatcher_;
@@ -78,9 +81,7 @@ class UpstreamConnection final : public Http2SessionOwner,
   TcpSocket socket_;
   Http2Session session_;
   TimerPtr connect_timer_;
-  TimerPtr idle_timer_;
-  TimerPtr keepalive_timer_;
-  bool ping_outstanding_ = false;
+  ConnectionTimers timers_;
   bool connected_ = false;
   bool settings_received_ = false;
   bool closed_ = false;

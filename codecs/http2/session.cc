@@ -142,24 +142,32 @@ struct Http2Session::Bridge {
     return table;
   }
 
-  static const nghttp2_option* options() {
-    static const nghttp2_option* opts = [] {
-      nghttp2_option* o;
-      nghttp2_option_new(&o);
-      nghttp2_option_set_no_auto_window_update(o, 1);
-      return o;
-    }();
-    return opts;
-  }
 };
+
+namespace {
+
+// Options are per session: the abuse limits come from the listener's config.
+nghttp2_option* makeOptions(const Http2Settings& settings) {
+  nghttp2_option* o;
+  nghttp2_option_new(&o);
+  nghttp2_option_set_no_auto_window_update(o, 1);
+  nghttp2_option_set_stream_reset_rate_limit(o, settings.reset_burst, settings.reset_rate_per_second);
+  nghttp2_option_set_max_outbound_ack(o, settings.max_outbound_ack);
+  nghttp2_option_set_max_settings(o, settings.max_settings);
+  return o;
+}
+
+}  // namespace
 
 Http2Session::Http2Session(Side side, Http2SessionOwner& owner, const Http2Settings& settings)
     : side_(side), owner_(owner) {
+  nghttp2_option* options = makeOptions(settings);
   if (side == Side::Server) {
-    nghttp2_session_server_new2(&session_, Bridge::callbacks(), this, Bridge::options());
+    nghttp2_session_server_new2(&session_, Bridge::callbacks(), this, options);
   } else {
-    nghttp2_session_client_new2(&session_, Bridge::callbacks(), this, Bridge::options());
+    nghttp2_session_client_new2(&session_, Bridge::callbacks(), this, options);
   }
+  nghttp2_option_del(options);
   nghttp2_settings_entry entries[] = {
       {NGHTTP2_SETTINGS_MAX_CONCURRENT_STREAMS, settings.max_concurrent_streams},
       {NGHTTP2_SETTINGS_INITIAL_WINDOW_SIZE, settings.initial_stream_window},

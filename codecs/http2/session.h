@@ -68,6 +68,16 @@ struct Http2Settings {
   uint32_t initial_stream_window = 1 << 20;
   uint32_t connection_window = 16 << 20;
   uint32_t max_header_list_bytes = 64 << 10;
+  // Peer-abuse limits enforced by nghttp2; past them the session ends with
+  // GOAWAY (ENHANCE_YOUR_CALM) and receive() fails. RST_STREAM from the peer:
+  // a token bucket (the "rapid reset" attack, CVE-2023-44487).
+  uint64_t reset_burst = 1000;
+  uint64_t reset_rate_per_second = 33;
+  // PING and SETTINGS acknowledgements queued but unsent (a peer that floods
+  // PING/SETTINGS and does not read).
+  size_t max_outbound_ack = 1000;
+  // Entries in one SETTINGS frame.
+  size_t max_settings = 32;
 };
 
 class Http2Session {

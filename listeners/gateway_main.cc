@@ -1,0 +1,122 @@
+#include "listeners/gateway_main.h"
+
+#include <signal.h>
+
+#include <cstdio>
+#include <string>
+
+#include <spdlog/sinks/stdout_color_sinks.h>
+#include <spdlog/spdlog.h>
+
+#include "core/config_errors.h"
+#include "core/registry.h"
+#include "listeners/gateway.h"
+
+namespace sluice {
+namespace {
+
+struct Options {
+  std::string program = "sluice";  // argv[0] without its directory, for messages
+  std::string config_file;
+  std::string validate_file;
+  std::string log_level = "info";
+  std::string ready_file;
+  bool help = false;
+};
+
+void usage(FILE* out, const std::string& program) {
+  const char* p = program.c_str();
+  std::fprintf(out,
+               "usage: %s --config FILE [--log-level LEVEL] [--ready-file PATH]\n"
+               "       %s --validate FILE\n"
+               "  --config FILE      run the gateway with this JSON config\n"
+               "  --validate FILE    check the config, print every error, exit 0 (valid) or 2\n"
+               "  --log-level LEVEL  trace, debug, info (default), warn, error, off\n"
+               "  --ready-file PATH  once listening, write {\"listeners\":{NAME:\"IP:PORT\"}} there\n"
+               "signals: SIGTERM/SIGINT drain and stop (a second one stops at once), SIGHUP reloads,\n"
+               "SIGUSR1 reopens log files\n",
+               p, p);
+}
+
+bool parseArgs(int argc, char** argv, Options& opts) {
+  if (argc > 0 && argv[0] != nullptr) {
+    std::string name = argv[0];
+    opts.program = name.substr(name.find_last_of('/') + 1);
+  }
+  for (int i = 1; i < argc; ++i) {
+    std::string arg = argv[i];
+    auto value = [&](std::string& out) {
+      if (i + 1 >= argc) return false;
+      out = argv[++i];
+      return true;
+    };
+    if (arg == "--config") {
+      if (!value(opts.config_file)) return false;
+    } else if (arg == "--validate") {
+      if (!value(opts.validate_file)) return false;
+    } else if (arg == "--log-level") {
+      if (!value(opts.log_level)) return false;
+    } else if (arg == "--ready-file") {
+      if (!value(opts.ready_file)) return false;
+    } else if (arg == "--help" || arg == "-h") {
+      opts.help = true;
+      return true;
+    } else {
+      std::fprintf(stderr, "%s: unknown argument \"%s\"\n", opts.program.c_str(), arg.c_str());
+      return false;
+    }
+  }
+  return opts.config_file.empty() != opts.validate_file.empty();
+}
+
+}  // namespace
+
+int runGatewayMain(int argc, char** argv, const FilterRegistry& registry) {
+  Options opts;
+  if (!parseArgs(argc, argv, opts)) {
+    usage(stderr, opts.program);
+    return kExitConfigError;
+  }
+  if (opts.help) {
+    usage(stdout, opts.program);
+    return kExitOk;
+  }
+  auto logger = spdlog::get(opts.program);  // a second run in one process reuses it
+  spdlog::set_default_logger(logger ? logger : spdlog::stderr_color_mt(opts.program));
+  spdlog::set_pattern("[%Y-%m-%d %H:%M:%S.%e] [%l] %v");
+  auto level = spdlog::level::from_str(opts.log_level);
+  if (level == spdlog::level::off && opts.log_level != "off") {
+    std::fprintf(stderr, "%s: unknown log level \"%s\"\n", opts.program.c_str(), opts.log_level.c_str());
+    return kExitConfigError;
+  }
+  spdlog::set_level(level);
+
+  const std::string& file = opts.validate_file.empty() ? opts.config_file : opts.validate_file;
+  Gateway gateway(registry, file);
+  ConfigErrors errors;
+  if (!gateway.load(errors)) {
+    std::fprintf(stderr, "%s", errors.format().c_str());
+    std::fprintf(stderr, "%s: %zu error(s) in %s\n", opts.program.c_str(), errors.size(), file.c_str());
+    return kExitConfigError;
+  }
+  if (!opts.validate_file.empty()) {
+    std::printf("%s: valid\n", file.c_str());
+    return kExitOk;
+  }
+
+  signal(SIGPIPE, SIG_IGN);
+  Status started = gateway.start();
+  if (!started.isOk()) {
+    spdlog::error("{}", started.message());
+    return kExitRuntimeError;
+  }
+  if (!opts.ready_file.empty() && !gateway.writeReadyFile(opts.ready_file)) {
+    spdlog::error("cannot write the ready file {}", opts.ready_file);
+    return kExitRuntimeError;
+  }
+  gateway.run();
+  spdlog::info("stopped");
+  return kExitOk;
+}
+
+}  // namespace sluice

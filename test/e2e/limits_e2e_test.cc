@@ -1,0 +1,330 @@
+// Listener limits end to end: each one hit by a client gets its documented
+// answer, and abusive clients (rapid reset, PING floods, silent peers) lose
+// their own connection only.
+#include <catch2/catch.hpp>
+
+#include <arpa/inet.h>
+#include <netinet/in.h>
+#include <poll.h>
+#include <sys/socket.h>
+#include <unistd.h>
+
+#include <atomic>
+#include <thread>
+
+#include "test/support/e2e_fixture.h"
+#include "test/support/raw_h2_client.h"
+
+namespace sluice::test {
+namespace {
+
+using example::EchoRequest;
+using example::EchoResponse;
+
+constexpr uint8_t kHeaders = 1, kRstStream = 3, kSettings = 4, kPing = 6, kGoaway = 7;
+
+// A plain TCP client speaking hand-made HTTP/2 frames: for peers that break
+// the rules in ways a real HTTP/2 library will not.
+class FrameSocket {
+ public:
+  explicit FrameSocket(int port) {
+    fd_ = ::socket(AF_INET, SOCK_STREAM, 0);
+    sockaddr_in a{};
+    a.sin_family = AF_INET;
+    a.sin_port = htons(static_cast<uint16_t>(port));
+    a.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+    REQUIRE(::connect(fd_, reinterpret_cast<sockaddr*>(&a), sizeof(a)) == 0);
+    send("PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n");
+    send(frame(kSettings, 0, 0, ""));
+  }
+  ~FrameSocket() { ::close(fd_); }
+
+  static std::string frame(uint8_t type, uint8_t flags, uint32_t stream, const std::string& payload) {
+    std::string f;
+    uint32_t len = static_cast<uint32_t>(payload.size());
+    f += static_cast<char>(len >> 16);
+    f += static_cast<char>(len >> 8);
+    f += static_cast<char>(len);
+    f += static_cast<char>(type);
+    f += static_cast<char>(flags);
+    for (int s = 24; s >= 0; s -= 8) f += static_cast<char>((stream >> s) & 0xff);
+    return f + payload;
+  }
+  // HEADERS for a gRPC POST (HPACK: indexed :method POST, :scheme http,
+  // literal :path and content-type), without END_STREAM.
+  static std::string requestHeaders(uint32_t stream) {
+    std::string path = "/sluice.example.Echo/Unary";
+    std::string block = "\x83\x86";
+    block += '\x04';  // literal without indexing, name = static index 4 (:path)
+    block += static_cast<char>(path.size());
+    block += path;
+    block += "\x0f\x10";  // literal without indexing, name = static index 31 (content-type)
+    block += static_cast<char>(16);
+    block += "application/grpc";
+    return frame(kHeaders, 0x4, stream, block);
+  }
+
+  bool send(const std::string& bytes) {
+    size_t off = 0;
+    while (off < bytes.size()) {
+      ssize_t n = ::send(fd_, bytes.data() + off, bytes.size() - off, MSG_NOSIGNAL);
+      if (n <= 0) return false;
+      off += static_cast<size_t>(n);
+    }
+    return true;
+  }
+
+  struct Seen {
+    bool goaway = false;
+    uint32_t goaway_code = 0;
+    bool closed = false;
+    std::vector<std::pair<uint32_t, uint32_t>> resets;  // stream, code
+  };
+  // Reads frames until the peer closes or `limit` passes.
+  Seen readUntilClosed(std::chrono::milliseconds limit) {
+    Seen seen;
+    auto until = std::chrono::steady_clock::now() + limit;
+    std::string buf;
+    while (std::chrono::steady_clock::now() < until) {
+      pollfd p{fd_, POLLIN, 0};
+      if (::poll(&p, 1, 50) <= 0) continue;
+      char tmp[65536];
+      ssize_t n = ::recv(fd_, tmp, sizeof(tmp), 0);
+      if (n <= 0) {
+        seen.closed = true;
+        break;
+      }
+      buf.append(tmp, static_cast<size_t>(n));
+      while (buf.size() >= 9) {
+        size_t len = (uint8_t(buf[0]) << 16) | (uint8_t(buf[1]) << 8) | uint8_t(buf[2]);
+        if (buf.size() < 9 + len) break;
+        uint8_t type = static_cast<uint8_t>(buf[3]);
+        uint32_t stream = ((uint8_t(buf[5]) & 0x7f) << 24) | (uint8_t(buf[6]) << 16) | (uint8_t(buf[7]) << 8) | uint8_t(buf[8]);
+        auto u32 = [&](size_t at) {
+          return (uint32_t(uint8_t(buf[at])) << 24) | (uint8_t(buf[at + 1]) << 16) | (uint8_t(buf[at + 2]) << 8) |
+                 uint8_t(buf[at + 3]);
+        };
+        if (type == kGoaway && len >= 8) {
+          seen.goaway = true;
+          seen.goaway_code = u32(9 + 4);
+        } else if (type == kRstStream && len == 4) {
+          seen.resets.emplace_back(stream, u32(9));
+        }
+        buf.erase(0, 9 + len);
+      }
+    }
+    return seen;
+  }
+
+ private:
+  int fd_ = -1;
+};
+
+// A grpc++ client on its own connection that keeps calling; counts failures.
+class WellBehavedClient {
+ public:
+  explicit WellBehavedClient(const std::string& address)
+      : stub_(example::Echo::NewStub(makeChannel(address))), thread_([this] { run(); }) {}
+  ~WellBehavedClient() { finish(); }
+  void finish() {
+    stop_ = true;
+    if (thread_.joinable()) thread_.join();
+  }
+  int ok() const { return ok_; }
+  int failed() const { return failed_; }
+  std::string firstFailure;
+
+ private:
+  void run() {
+    while (!stop_) {
+      grpc::ClientContext ctx;
+      setTimeout(ctx, kCallTimeout);
+      EchoResponse resp;
+      auto s = stub_->Unary(&ctx, EchoRequest(), &resp);
+      if (s.ok()) {
+        ok_++;
+      } else if (failed_++ == 0) {
+        firstFailure = describe(s);
+      }
+      std::this_thread::sleep_for(std::chrono::milliseconds(5));
+    }
+  }
+  std::unique_ptr<example::Echo::Stub> stub_;
+  std::atomic<bool> stop_{false};
+  std::atomic<int> ok_{0};
+  std::atomic<int> failed_{0};
+  std::thread thread_;
+};
+
+nlohmann::json limited(const std::string& backend, const nlohmann::json& limits) {
+  auto config = catchAllConfig(backend);
+  config["listeners"][0].update(limits);
+  return config;
+}
+
+}  // namespace
+
+TEST_CASE("a rapid-reset client is disconnected; a well-behaved client sees no error", "[e2e][limits]") {
+  TestBackend backend("b");
+  GatewayProcess gateway(limited(backend.address(), {{"rst_stream_burst", 100}, {"rst_stream_rate", 10}}),
+                         GatewayProcess::Options{"info"});
+  WellBehavedClient good(gateway.address());
+  FrameSocket attacker(gateway.port());
+  std::string burst;
+  for (uint32_t i = 0; i < 2000; ++i) {
+    uint32_t stream = 1 + 2 * i;
+    burst += FrameSocket::requestHeaders(stream);
+    burst += FrameSocket::frame(kRstStream, 0, stream, std::string("\0\0\0\x08", 4));  // CANCEL
+  }
+  attacker.send(burst);
+  auto seen = attacker.readUntilClosed(std::chrono::seconds(5));
+  CHECK(seen.goaway);
+  // nghttp2's limiter ends the session with INTERNAL_ERROR; the flood check with ENHANCE_YOUR_CALM.
+  CHECK((seen.goaway_code == 2 || seen.goaway_code == 11));
+  CHECK(seen.closed);
+  std::this_thread::sleep_for(std::chrono::milliseconds(300));
+  good.finish();
+  INFO("first failure of the good client: " << good.firstFailure);
+  CHECK(good.failed() == 0);
+  CHECK(good.ok() > 10);
+}
+
+TEST_CASE("a PING flood from a client that does not read closes that connection only", "[e2e][limits]") {
+  TestBackend backend("b");
+  GatewayProcess gateway(limited(backend.address(), {{"max_pending_acks", 100}, {"connection_buffer_bytes", 16384}}),
+                         GatewayProcess::Options{"info"});
+  WellBehavedClient good(gateway.address());
+  FrameSocket attacker(gateway.port());
+  std::string ping = FrameSocket::frame(kPing, 0, 0, std::string(8, 'p'));
+  std::string flood;
+  for (int i = 0; i < 20000; ++i) flood += ping;
+  // The gateway's answers pile up unread; past the limit it gives up on us.
+  bool cut = false;
+  for (int i = 0; i < 40 && !cut; ++i) cut = !attacker.send(flood);
+  auto seen = attacker.readUntilClosed(std::chrono::seconds(5));
+  CHECK((cut || seen.closed));
+  good.finish();
+  INFO("first failure of the good client: " << good.firstFailure);
+  CHECK(good.failed() == 0);
+}
+
+TEST_CASE("max_concurrent_streams: grpc++ queues; a client ignoring it loses its connection", "[e2e][limits]") {
+  TestBackend backend("b");
+  GatewayProcess gateway(limited(backend.address(), {{"max_concurrent_streams", 2}}));
+  FrameSocket raw(gateway.port());
+  raw.send(FrameSocket::frame(kSettings, 0x1, 0, ""));  // ack the gateway's SETTINGS
+  std::this_thread::sleep_for(std::chrono::milliseconds(100));
+  raw.send(FrameSocket::requestHeaders(1) + FrameSocket::requestHeaders(3) + FrameSocket::requestHeaders(5));
+  auto seen = raw.readUntilClosed(std::chrono::milliseconds(800));
+  bool refused = false;
+  std::string resets;
+  for (auto [stream, code] : seen.resets) {
+    resets += std::to_string(stream) + ":" + std::to_string(code) + " ";
+    refused = refused || (stream == 5 && (code == 7 || code == 1));
+  }
+  INFO("resets: " << resets << (seen.goaway ? " goaway " + std::to_string(seen.goaway_code) : ""));
+  // Once our SETTINGS are acknowledged, nghttp2 treats the excess stream as a
+  // connection error (GOAWAY PROTOCOL_ERROR); before that, REFUSED_STREAM.
+  CHECK((refused || (seen.goaway && seen.goaway_code == 1)));
+
+  auto stub = example::Echo::NewStub(makeChannel(gateway.address()));
+  std::vector<std::thread> calls;
+  std::atomic<int> ok{0};
+  for (int i = 0; i < 6; ++i) {
+    calls.emplace_back([&] {
+      grpc::ClientContext ctx;
+      setTimeout(ctx, kCallTimeout);
+      EchoRequest req;
+      req.set_sleep_ms(150);
+      EchoResponse resp;
+      if (stub->Unary(&ctx, req, &resp).ok()) ok++;
+    });
+  }
+  int most = 0;
+  for (int i = 0; i < 30; ++i) {
+    most = std::max(most, backend.stats().active.load());
+    std::this_thread::sleep_for(std::chrono::milliseconds(10));
+  }
+  for (auto& t : calls) t.join();
+  CHECK(ok == 6);
+  CHECK(most <= 2);
+}
+
+TEST_CASE("request headers over max_header_list_bytes get RESOURCE_EXHAUSTED", "[e2e][limits]") {
+  TestBackend backend("b");
+  GatewayProcess gateway(limited(backend.address(), {{"max_header_list_bytes", 4096}}));
+  RawH2Client client("127.0.0.1", gateway.port());
+  auto req = RawRequest::grpc("/sluice.example.Echo/Unary", grpcFrame(""));
+  req.headers.emplace_back("x-big", std::string(8000, 'a'));
+  auto resp = client.request(req);
+  INFO(resp.describe());
+  CHECK(resp.grpcStatus() == 8);
+  CHECK_THAT(resp.grpcMessage(), Catch::Contains("4096"));
+  // The same connection goes on serving.
+  auto ok = client.request(RawRequest::grpc("/sluice.example.Echo/Unary", grpcFrame("")));
+  CHECK(ok.grpcStatus() == 0);
+}
+
+TEST_CASE("max_connections refuses the connection over the limit", "[e2e][limits]") {
+  TestBackend backend("b");
+  GatewayProcess gateway(limited(backend.address(), {{"max_connections", 2}}));
+  RawH2Client first("127.0.0.1", gateway.port());
+  RawH2Client second("127.0.0.1", gateway.port());
+  REQUIRE(first.request(RawRequest::grpc("/sluice.example.Echo/Unary", grpcFrame(""))).grpcStatus() == 0);
+  REQUIRE(second.request(RawRequest::grpc("/sluice.example.Echo/Unary", grpcFrame(""))).grpcStatus() == 0);
+  FrameSocket third(gateway.port());
+  CHECK(third.readUntilClosed(std::chrono::seconds(2)).closed);
+  CHECK_THAT(gateway.logs(), Catch::Contains("max_connections (2) reached"));
+  CHECK(first.request(RawRequest::grpc("/sluice.example.Echo/Unary", grpcFrame(""))).grpcStatus() == 0);
+}
+
+TEST_CASE("idle connections close, but never one with an active stream", "[e2e][limits]") {
+  TestBackend backend("b");
+  GatewayProcess gateway(limited(backend.address(), {{"idle_timeout_ms", 300}}));
+  auto stub = example::Echo::NewStub(makeChannel(gateway.address()));
+  grpc::ClientContext ctx;
+  setTimeout(ctx, kCallTimeout);
+  EchoRequest req;
+  req.set_response_count(5);
+  req.set_response_interval_ms(250);  // 1 s, over three idle periods
+  auto reader = stub->ServerStream(&ctx, req);
+  EchoResponse resp;
+  int n = 0;
+  while (reader->Read(&resp)) ++n;
+  REQUIRE_OK(reader->Finish());
+  CHECK(n == 5);
+
+  FrameSocket idle(gateway.port());
+  auto seen = idle.readUntilClosed(std::chrono::seconds(3));
+  CHECK(seen.goaway);
+  CHECK(seen.closed);
+}
+
+TEST_CASE("a client that stops answering PINGs is dropped", "[e2e][limits]") {
+  TestBackend backend("b");
+  GatewayProcess gateway(limited(backend.address(), {{"keepalive_interval_ms", 200}, {"keepalive_timeout_ms", 200},
+                                                     {"idle_timeout_ms", 0}}));
+  FrameSocket silent(gateway.port());  // reads, never answers
+  auto seen = silent.readUntilClosed(std::chrono::seconds(3));
+  CHECK(seen.closed);
+}
+
+TEST_CASE("stream_idle_timeout_ms ends a silent stream with DEADLINE_EXCEEDED", "[e2e][limits]") {
+  TestBackend backend("b");
+  GatewayProcess gateway(limited(backend.address(), {{"stream_idle_timeout_ms", 300}}));
+  auto stub = example::Echo::NewStub(makeChannel(gateway.address()));
+  grpc::ClientContext ctx;
+  setTimeout(ctx, kCallTimeout);
+  auto stream = stub->Bidi(&ctx);
+  REQUIRE(stream->Write(EchoRequest()));
+  EchoResponse resp;
+  REQUIRE(stream->Read(&resp));
+  std::this_thread::sleep_for(std::chrono::milliseconds(800));
+  while (stream->Read(&resp)) {
+  }
+  auto s = stream->Finish();
+  REQUIRE_STATUS(s, grpc::StatusCode::DEADLINE_EXCEEDED);
+  CHECK_THAT(s.error_message(), Catch::Contains("stream idle"));
+}
+
+}  // namespace sluice::test
