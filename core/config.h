@@ -51,6 +51,7 @@ struct GatewayConfig {
   std::string log_level;  // empty: keep the command line's
   std::optional<SocketAddress> admin_address;  // the admin listener; off when absent
   uint32_t drain_timeout_ms = 10000;
+  uint32_t workers = 0;  // worker threads; 0: one per core
   std::string source_text;  // the JSON as loaded, for /config_dump
 
   const ClusterConfig* findCluster(std::string_view name) const;

@@ -9,6 +9,7 @@ namespace {
 
 void onPrepare(uv_prepare_t* h) noexcept { static_cast<Dispatcher*>(h->data)->drainPostedWork(); }
 void onCheck(uv_check_t* h) noexcept { static_cast<Dispatcher*>(h->data)->drainPostedWork(); }
+void onAsync(uv_async_t* h) noexcept { static_cast<Dispatcher*>(h->data)->runPosted(); }
 void freeHandle(uv_handle_t* h) noexcept { delete reinterpret_cast<uv_any_handle*>(h); }
 
 }  // namespace
@@ -26,7 +27,8 @@ void Flushable::scheduleFlush() {
 Dispatcher::Dispatcher()
     : loop_(new uv_loop_t),
       prepare_(&(new uv_any_handle)->prepare),
-      check_(&(new uv_any_handle)->check) {
+      check_(&(new uv_any_handle)->check),
+      async_(&(new uv_any_handle)->async) {
   uv_loop_init(loop_);
   read_buffer_.resize(256 * 1024);
   loop_->data = &read_buffer_;
@@ -38,12 +40,16 @@ Dispatcher::Dispatcher()
   check_->data = this;
   uv_check_start(check_, onCheck);
   uv_unref(reinterpret_cast<uv_handle_t*>(check_));
+  uv_async_init(loop_, async_, onAsync);
+  async_->data = this;
+  uv_unref(reinterpret_cast<uv_handle_t*>(async_));  // posted work alone does not keep a loop alive
 }
 
 Dispatcher::~Dispatcher() {
   drainPostedWork();
   uv_close(reinterpret_cast<uv_handle_t*>(prepare_), freeHandle);
   uv_close(reinterpret_cast<uv_handle_t*>(check_), freeHandle);
+  uv_close(reinterpret_cast<uv_handle_t*>(async_), freeHandle);
   // Let every close callback run (ours and any handle closed by owners above).
   uv_run(loop_, UV_RUN_DEFAULT);
   uv_loop_close(loop_);
@@ -55,6 +61,23 @@ void Dispatcher::deferredDelete(DeferredDeletablePtr object) {
 }
 
 void Dispatcher::run() { uv_run(loop_, UV_RUN_DEFAULT); }
+
+void Dispatcher::post(std::function<void()> fn) {
+  {
+    std::lock_guard<std::mutex> lock(posted_mutex_);
+    posted_.push_back(std::move(fn));
+  }
+  uv_async_send(async_);
+}
+
+void Dispatcher::runPosted() {
+  std::vector<std::function<void()>> work;
+  {
+    std::lock_guard<std::mutex> lock(posted_mutex_);
+    work.swap(posted_);
+  }
+  for (auto& fn : work) fn();
+}
 
 void Dispatcher::stop() { uv_stop(loop_); }
 

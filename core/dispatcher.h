@@ -7,17 +7,21 @@
 //    ask for one flush; many events on one connection coalesce into one write;
 //  - deferred deletion: objects reachable from a running callback are handed
 //    over with deferredDelete() and destroyed after the flushes.
-// Everything here is used from the loop's own thread only.
+// Everything here is used from the loop's own thread only, except post(),
+// which any thread may call to run work on this loop.
 #pragma once
 
 #include <chrono>
+#include <functional>
 #include <memory>
+#include <mutex>
 #include <string>
 #include <vector>
 
 struct uv_loop_s;
 struct uv_prepare_s;
 struct uv_check_s;
+struct uv_async_s;
 
 namespace sluice {
 
@@ -55,6 +59,10 @@ class Dispatcher {
   std::chrono::steady_clock::time_point now() const { return std::chrono::steady_clock::now(); }
 
   void deferredDelete(DeferredDeletablePtr object);
+  // Runs `fn` on this dispatcher's loop thread soon. Thread-safe; work posted
+  // after the loop has stopped for good is dropped.
+  void post(std::function<void()> fn);
+  void runPosted();  // libuv bridge only
   // Runs until stop() or until no handle is active.
   void run();
   void stop();
@@ -70,6 +78,9 @@ class Dispatcher {
   uv_loop_s* loop_;
   uv_prepare_s* prepare_;
   uv_check_s* check_;
+  uv_async_s* async_;
+  std::mutex posted_mutex_;
+  std::vector<std::function<void()>> posted_;
   std::vector<Flushable*> flush_queue_;
   std::vector<DeferredDeletablePtr> delete_queue_;
   bool draining_ = false;

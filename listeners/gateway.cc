@@ -12,6 +12,7 @@
 #include <spdlog/spdlog.h>
 
 #include "core/registry.h"
+#include "core/stats.h"
 #include "listeners/stats_render.h"
 #include "listeners/worker.h"
 #include "upstream/cluster.h"
@@ -62,7 +63,10 @@ Gateway::~Gateway() {
   drain_poll_timer_.reset();
   drain_deadline_timer_.reset();
   admin_.reset();
-  worker_.reset();
+  for (auto& t : threads_) {
+    if (t.joinable()) t.join();
+  }
+  workers_.clear();
 }
 
 bool Gateway::load(ConfigErrors& errors) {
@@ -73,17 +77,29 @@ bool Gateway::load(ConfigErrors& errors) {
 }
 
 Status Gateway::start() {
-  worker_ = std::make_unique<Worker>(config_);
-  Status s = worker_->start();
+  size_t n = config_->workers != 0 ? config_->workers : std::max(1u, std::thread::hardware_concurrency());
+  connection_counts_ = std::vector<std::atomic<uint32_t>>(config_->listeners.size());
+  for (size_t i = 0; i < n; ++i) workers_.push_back(std::make_unique<Worker>(config_, connection_counts_));
+  Status s = mainWorker().start();
   if (!s.isOk()) return s;
+  // The others bind the very ports the first one got (port 0 picks one).
+  std::vector<uint16_t> ports;
+  for (const auto& [name, addr] : mainWorker().boundListeners()) ports.push_back(addr.port);
+  for (size_t i = 1; i < n; ++i) {
+    s = workers_[i]->start(&ports);
+    if (!s.isOk()) return s;
+  }
+  for (const auto& [name, addr] : mainWorker().boundListeners()) {
+    spdlog::info("listener '{}' listening on {} ({} worker(s))", name, addr.toString(), n);
+  }
   if (config_->admin_address) {
-    admin_ = std::make_unique<AdminListener>(worker_->dispatcher(), *this, *config_->admin_address);
+    admin_ = std::make_unique<AdminListener>(mainWorker().dispatcher(), *this, *config_->admin_address);
     s = admin_->start();
     if (!s.isOk()) return s;
   }
   for (int signum : {SIGINT, SIGTERM, SIGHUP, SIGUSR1}) {
     auto* h = new uv_signal_t;
-    uv_signal_init(worker_->dispatcher().loop(), h);
+    uv_signal_init(mainWorker().dispatcher().loop(), h);
     h->data = this;
     uv_signal_start(h, onSignalBridge, signum);
     uv_unref(reinterpret_cast<uv_handle_t*>(h));  // signals alone don't keep the loop running
@@ -96,7 +112,7 @@ Status Gateway::start() {
 bool Gateway::writeReadyFile(const std::string& path) const {
   nlohmann::json doc;
   doc["listeners"] = nlohmann::json::object();
-  for (const auto& [name, addr] : worker_->boundListeners()) doc["listeners"][name] = addr.toString();
+  for (const auto& [name, addr] : mainWorker().boundListeners()) doc["listeners"][name] = addr.toString();
   if (admin_) doc["admin"] = admin_->boundAddress().toString();
   std::string tmp = path + ".tmp";
   {
@@ -107,7 +123,38 @@ bool Gateway::writeReadyFile(const std::string& path) const {
   return std::rename(tmp.c_str(), path.c_str()) == 0;
 }
 
-void Gateway::run() { worker_->run(); }
+void Gateway::run() {
+  for (size_t i = 1; i < workers_.size(); ++i) {
+    threads_.emplace_back([w = workers_[i].get()] { w->run(); });
+  }
+  mainWorker().run();
+  for (auto& t : threads_) t.join();
+  threads_.clear();
+}
+
+void Gateway::forEachWorker(const std::function<void(Worker&)>& fn) {
+  for (size_t i = 1; i < workers_.size(); ++i) {
+    Worker* w = workers_[i].get();
+    w->dispatcher().post([w, fn] { fn(*w); });
+  }
+  fn(mainWorker());
+}
+
+int64_t Gateway::activeStreams() const {
+  int64_t n = 0;
+  for (const auto& w : workers_) {
+    w->stats().forEachListener([&](const std::string&, const ListenerStats& s) { n += s.downstream_rq_active.value(); });
+  }
+  return n;
+}
+
+int64_t Gateway::openConnections() const {
+  int64_t n = 0;
+  for (const auto& w : workers_) {
+    w->stats().forEachListener([&](const std::string&, const ListenerStats& s) { n += s.downstream_cx_active.value(); });
+  }
+  return n;
+}
 
 bool Gateway::ready() const { return started_ && !draining_ && !finished_; }
 
@@ -134,25 +181,25 @@ void Gateway::onSignal(int signum) {
 void Gateway::startDrain(const std::string& why) {
   if (draining_ || finished_) return;
   draining_ = true;
-  spdlog::info("{}: draining {} active stream(s) on {} connection(s), up to {} ms", why, worker_->activeStreams(),
-               worker_->openConnections(), config_->drain_timeout_ms);
-  worker_->startDrain();
-  drain_poll_timer_ = std::make_unique<Timer>(worker_->dispatcher(), [this] { checkDrained(); });
+  spdlog::info("{}: draining {} active stream(s) on {} connection(s), up to {} ms", why, activeStreams(),
+               openConnections(), config_->drain_timeout_ms);
+  forEachWorker([](Worker& w) { w.startDrain(); });
+  drain_poll_timer_ = std::make_unique<Timer>(mainWorker().dispatcher(), [this] { checkDrained(); });
   drain_poll_timer_->enable(std::chrono::milliseconds(50));
-  drain_deadline_timer_ = std::make_unique<Timer>(worker_->dispatcher(), [this] {
-    spdlog::warn("drain timeout: closing {} stream(s) still active", worker_->activeStreams());
+  drain_deadline_timer_ = std::make_unique<Timer>(mainWorker().dispatcher(), [this] {
+    spdlog::warn("drain timeout: closing {} stream(s) still active", activeStreams());
     finish();
   });
   drain_deadline_timer_->enable(std::chrono::milliseconds(config_->drain_timeout_ms));
 }
 
 void Gateway::checkDrained() {
-  if (worker_->openConnections() == 0) {
+  if (openConnections() == 0) {
     spdlog::info("drained: no connection left");
     finish();
     return;
   }
-  if (++drain_ticks_ % 20 == 0) spdlog::info("draining: {} active stream(s)", worker_->activeStreams());
+  if (++drain_ticks_ % 20 == 0) spdlog::info("draining: {} active stream(s)", activeStreams());
   drain_poll_timer_->enable(std::chrono::milliseconds(50));
 }
 
@@ -164,7 +211,7 @@ void Gateway::finish() {
   if (drain_poll_timer_) drain_poll_timer_->disable();
   if (drain_deadline_timer_) drain_deadline_timer_->disable();
   if (admin_) admin_->stop();
-  worker_->shutdown();
+  forEachWorker([](Worker& w) { w.shutdown(); });
   // A third SIGTERM/SIGINT now kills at once; SIGUSR1 stays caught (ignored),
   // so log rotation cannot kill a gateway that is finishing.
   for (auto* h : signals_) {
@@ -173,13 +220,12 @@ void Gateway::finish() {
 }
 
 void Gateway::reopenLogs() {
-  std::erase_if(retired_configs_, [](const auto& c) { return c.expired(); });
   auto reopen = [](const GatewayConfig& config) {
     for (const auto& listener : config.listeners) {
       for (const auto& filter : listener.filters) filter.factory->reopenLogs();
     }
   };
-  reopen(worker_->current()->config());
+  reopen(*config_);
   for (const auto& retired : retired_configs_) {
     if (auto config = retired.lock()) reopen(*config);
   }
@@ -198,8 +244,14 @@ Status Gateway::reload() {
       (config->admin_address && config->admin_address->toString() != config_->admin_address->toString())) {
     return {StatusCode::FailedPrecondition, "the admin address cannot change on reload (restart instead)"};
   }
-  Status s = worker_->reload(config);
+  // The main worker checks the new config against the running listeners;
+  // the others then take it too.
+  Status s = mainWorker().reload(config);
   if (!s.isOk()) return s;
+  for (size_t i = 1; i < workers_.size(); ++i) {
+    Worker* w = workers_[i].get();
+    w->dispatcher().post([w, config] { (void)w->reload(config); });
+  }
   std::erase_if(retired_configs_, [](const auto& c) { return c.expired(); });
   retired_configs_.push_back(config_);
   config_ = std::move(config);
@@ -211,7 +263,8 @@ Status Gateway::reload() {
 std::string Gateway::clustersJson() const {
   nlohmann::json out = nlohmann::json::array();
   auto now = Endpoint::Clock::now();
-  for (const auto& c : worker_->current()->clusterManager().clusters()) {
+  // The main worker's view: every worker checks health on its own.
+  for (const auto& c : mainWorker().current()->clusterManager().clusters()) {
     nlohmann::json cj;
     cj["name"] = c->name();
     cj["active_requests"] = c->active_requests;
@@ -259,11 +312,12 @@ AdminResponse Gateway::handleAdmin(const std::string& method, const std::string&
     r.allow = route->method;
     return r;
   }
-  std::vector<const WorkerStats*> stats = {&worker_->stats()};
+  std::vector<const WorkerStats*> stats;
+  for (const auto& w : workers_) stats.push_back(&w->stats());
   if (path == "/stats") return text(200, renderStatsText(stats));
   if (path == "/stats/prometheus") {
     return {200, "text/plain; version=0.0.4; charset=utf-8",
-            renderPrometheus(stats, &worker_->current()->clusterManager()), ""};
+            renderPrometheus(stats, &mainWorker().current()->clusterManager()), ""};
   }
   if (path == "/ready") return ready() ? text(200, "ready\n") : text(503, draining_ ? "draining\n" : "not ready\n");
   if (path == "/healthz") return text(200, "ok\n");
@@ -271,7 +325,7 @@ AdminResponse Gateway::handleAdmin(const std::string& method, const std::string&
   if (path == "/config_dump") return {200, "application/json", configDumpJson(), ""};
   if (path == "/drain") {
     startDrain("POST /drain");
-    return text(200, fmt::format("draining {} active stream(s)\n", worker_->activeStreams()));
+    return text(200, fmt::format("draining {} active stream(s)\n", activeStreams()));
   }
   if (path == "/reload") {
     Status s = reload();

@@ -10,7 +10,10 @@
 // SIGUSR1 asks every filter factory to reopen its log files (log rotation).
 #pragma once
 
+#include <atomic>
+#include <functional>
 #include <memory>
+#include <thread>
 #include <string>
 #include <utility>
 #include <vector>
@@ -54,6 +57,12 @@ class Gateway final : public AdminHandler {
 
  private:
   void checkDrained();
+  Worker& mainWorker() const { return *workers_[0]; }
+  // `fn` on every worker's own thread (at once for the main worker).
+  void forEachWorker(const std::function<void(Worker&)>& fn);
+  // Summed over workers from their stats (safe from any thread).
+  int64_t activeStreams() const;
+  int64_t openConnections() const;
   void finish();
   std::string clustersJson() const;
   std::string configDumpJson() const;
@@ -63,7 +72,11 @@ class Gateway final : public AdminHandler {
   GatewayConfigConstPtr config_;
   // Configs replaced by reloads; alive while calls that began on them run.
   std::vector<std::weak_ptr<const GatewayConfig>> retired_configs_;
-  std::unique_ptr<Worker> worker_;
+  // workers_[0] runs on the caller's thread (with the admin endpoint and the
+  // signals); the others each on a thread of their own.
+  std::vector<std::unique_ptr<Worker>> workers_;
+  std::vector<std::thread> threads_;
+  std::vector<std::atomic<uint32_t>> connection_counts_;  // per listener, across workers
   std::unique_ptr<AdminListener> admin_;
   std::vector<uv_signal_s*> signals_;
   TimerPtr drain_poll_timer_;

@@ -1,6 +1,10 @@
 #include "listeners/grpc_listener.h"
 
 #include <netinet/in.h>
+#include <sys/socket.h>
+#include <unistd.h>
+
+#include <cerrno>
 #include <uv.h>
 
 #include <algorithm>
@@ -24,8 +28,13 @@ void freeHandle(uv_handle_t* h) noexcept { delete reinterpret_cast<uv_tcp_t*>(h)
 
 }  // namespace
 
-GrpcListener::GrpcListener(Worker& worker, std::string name, SocketAddress address)
-    : worker_(worker), name_(std::move(name)), address_(std::move(address)), stats_(worker.stats().listener(name_)) {}
+GrpcListener::GrpcListener(Worker& worker, std::string name, SocketAddress address,
+                           std::atomic<uint32_t>& connections)
+    : worker_(worker),
+      name_(std::move(name)),
+      address_(std::move(address)),
+      stats_(worker.stats().listener(name_)),
+      shared_connections_(connections) {}
 
 const ListenerConfig& GrpcListener::config() const { return *worker_.current()->listener(name_); }
 
@@ -56,20 +65,37 @@ GrpcListener::~GrpcListener() {
   closeConnections();
 }
 
-Status GrpcListener::start() {
+Status GrpcListener::start(uint16_t port_override) {
+  SocketAddress addr = address_;
+  if (port_override != 0) addr.port = port_override;
   sockaddr_storage ss;
-  if (!address_.toSockaddr(ss)) {
-    return {StatusCode::InvalidArgument, fmt::format("bad address {}", address_.toString())};
+  if (!addr.toSockaddr(ss)) {
+    return {StatusCode::InvalidArgument, fmt::format("bad address {}", addr.toString())};
+  }
+  auto fail = [&](int err) {
+    return Status(StatusCode::Unavailable, fmt::format("listener '{}' cannot listen on {}: {}", name_,
+                                                       addr.toString(), uv_strerror(err)));
+  };
+  // libuv 1.44 cannot ask for SO_REUSEPORT: make the socket, then hand it over.
+  int fd = ::socket(ss.ss_family, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0);
+  if (fd < 0) return fail(-errno);
+  int one = 1;
+  ::setsockopt(fd, SOL_SOCKET, SO_REUSEADDR, &one, sizeof(one));
+  ::setsockopt(fd, SOL_SOCKET, SO_REUSEPORT, &one, sizeof(one));
+  socklen_t ss_len = ss.ss_family == AF_INET6 ? sizeof(sockaddr_in6) : sizeof(sockaddr_in);
+  if (::bind(fd, reinterpret_cast<const sockaddr*>(&ss), ss_len) != 0) {
+    int err = -errno;
+    ::close(fd);
+    return fail(err);
   }
   handle_ = new uv_tcp_t;
   uv_tcp_init(worker_.dispatcher().loop(), handle_);
   handle_->data = this;
-  int rv = uv_tcp_bind(handle_, reinterpret_cast<const sockaddr*>(&ss), 0);
+  int rv = uv_tcp_open(handle_, fd);
   if (rv == 0) rv = uv_listen(reinterpret_cast<uv_stream_t*>(handle_), 1024, onConnection);
   if (rv != 0) {
     stopAccepting();
-    return {StatusCode::Unavailable, fmt::format("listener '{}' cannot listen on {}: {}", name_,
-                                                 address_.toString(), uv_strerror(rv))};
+    return fail(rv);
   }
   sockaddr_storage bound{};
   int len = sizeof(bound);
@@ -77,7 +103,7 @@ Status GrpcListener::start() {
   bound_ = address_;
   bound_.port = ntohs(bound.ss_family == AF_INET6 ? reinterpret_cast<sockaddr_in6*>(&bound)->sin6_port
                                                   : reinterpret_cast<sockaddr_in*>(&bound)->sin_port);
-  spdlog::info("listener '{}' listening on {}", name_, bound_.toString());
+  spdlog::debug("listener '{}' listening on {}", name_, bound_.toString());
   return Status::ok();
 }
 
@@ -99,7 +125,8 @@ void GrpcListener::onNewConnection(int status) {
   }
   auto conn = std::make_unique<DownstreamConnection>(*this, next_connection_id_++);
   if (conn->accept(reinterpret_cast<uv_stream_t*>(handle_)) != 0) return;
-  if (connections_.size() >= config().max_connections) {
+  if (shared_connections_.fetch_add(1, std::memory_order_relaxed) >= config().max_connections) {
+    shared_connections_.fetch_sub(1, std::memory_order_relaxed);
     // Accepted only to be closed at once: the client sees a reset, not a hang.
     stats_.downstream_cx_refused.inc();
     spdlog::warn("listener '{}': max_connections ({}) reached, refusing {}", name_, config().max_connections,
@@ -118,6 +145,7 @@ void GrpcListener::onConnectionClosed(DownstreamConnection& connection) {
                          [&](const auto& c) { return c.get() == &connection; });
   if (it == connections_.end()) return;
   stats_.downstream_cx_active.dec();
+  shared_connections_.fetch_sub(1, std::memory_order_relaxed);
   worker_.dispatcher().deferredDelete(std::move(*it));
   connections_.erase(it);
 }

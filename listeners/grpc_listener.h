@@ -7,6 +7,7 @@
 #pragma once
 
 #include <cstdint>
+#include <atomic>
 #include <memory>
 #include <string>
 #include <vector>
@@ -26,11 +27,15 @@ struct ListenerStats;
 
 class GrpcListener {
  public:
-  GrpcListener(Worker& worker, std::string name, SocketAddress address);
+  // `connections` counts this listener's connections across every worker
+  // (max_connections is a per-listener limit, whichever worker accepted).
+  GrpcListener(Worker& worker, std::string name, SocketAddress address, std::atomic<uint32_t>& connections);
   ~GrpcListener();
 
-  // Binds and listens; the bound address (real port when 0 was asked) after.
-  Status start();
+  // Binds (with SO_REUSEPORT, so every worker has its own socket on the same
+  // port) and listens. `port_override` replaces the configured port: workers
+  // after the first bind the port the first one got for "port 0".
+  Status start(uint16_t port_override = 0);
   const SocketAddress& boundAddress() const { return bound_; }
   // Stops accepting; open connections go on.
   void stopAccepting();
@@ -57,6 +62,7 @@ class GrpcListener {
   std::string name_;
   SocketAddress address_;
   ListenerStats& stats_;
+  std::atomic<uint32_t>& shared_connections_;
   uv_tcp_s* handle_ = nullptr;
   SocketAddress bound_;
   uint64_t next_connection_id_ = 1;

@@ -7,12 +7,14 @@
 
 namespace sluice {
 
-Worker::Worker(GatewayConfigConstPtr config)
+Worker::Worker(GatewayConfigConstPtr config, std::vector<std::atomic<uint32_t>>& connection_counts)
     : dispatcher_(std::make_unique<Dispatcher>()),
       stats_(std::make_unique<WorkerStats>()),
       current_(std::make_shared<Generation>(*dispatcher_, *stats_, std::move(config))) {
-  for (const auto& l : current_->config().listeners) {
-    listeners_.push_back(std::make_unique<GrpcListener>(*this, l.name, l.address));
+  const auto& listeners = current_->config().listeners;
+  for (size_t i = 0; i < listeners.size(); ++i) {
+    listeners_.push_back(
+        std::make_unique<GrpcListener>(*this, listeners[i].name, listeners[i].address, connection_counts[i]));
   }
 }
 
@@ -25,9 +27,9 @@ Worker::~Worker() {
   dispatcher_.reset();
 }
 
-Status Worker::start() {
-  for (auto& l : listeners_) {
-    Status s = l->start();
+Status Worker::start(const std::vector<uint16_t>* ports) {
+  for (size_t i = 0; i < listeners_.size(); ++i) {
+    Status s = listeners_[i]->start(ports != nullptr ? (*ports)[i] : 0);
     if (!s.isOk()) return s;
   }
   return Status::ok();

@@ -1,11 +1,14 @@
 // Worker: one event loop with its listeners and the config generation(s) its
-// calls run on.
+// calls run on. The Gateway runs several (config "workers"), each on its own
+// thread with its own listening sockets on the same ports (SO_REUSEPORT), its
+// own upstream pools and its own stats; a connection lives on one worker.
 //
 // Owns, in destruction order: listeners (and their connections, whose streams
 // hold their generation), the current generation, the stats, then the
 // dispatcher. Runs on one thread; nothing in it is shared on the data path.
 #pragma once
 
+#include <atomic>
 #include <memory>
 #include <string>
 #include <utility>
@@ -23,11 +26,14 @@ class GrpcListener;
 
 class Worker {
  public:
-  explicit Worker(GatewayConfigConstPtr config);
+  // `connection_counts` holds one counter per configured listener, shared by
+  // every worker (for max_connections).
+  Worker(GatewayConfigConstPtr config, std::vector<std::atomic<uint32_t>>& connection_counts);
   ~Worker();
 
-  // Binds every listener; an error names the listener that failed.
-  Status start();
+  // Binds every listener; an error names the listener that failed. `ports`,
+  // when given, are the ports the first worker bound (for "port 0").
+  Status start(const std::vector<uint16_t>* ports = nullptr);
   // (listener name, bound address) once started.
   std::vector<std::pair<std::string, SocketAddress>> boundListeners() const;
   // Runs the loop until every handle is closed (after shutdown()).
