@@ -53,10 +53,19 @@ FilterStatus FilterChain::invokeResponse(Filter& f, Event& e) {
   return FilterStatus::Continue;
 }
 
+bool FilterChain::takeNext(Direction& d) {
+  if (d.has_active) return true;
+  if (d.queue.empty()) return false;
+  d.active = std::move(d.queue.front());
+  d.queue.pop_front();
+  d.has_active = true;
+  return true;
+}
+
 void FilterChain::runRequest() {
   Direction& d = request_;
-  while (!d.paused && !d.queue.empty()) {
-    Event& e = d.queue.front();
+  while (!d.paused && takeNext(d)) {
+    Event& e = d.active;
     while (e.next < filters_.size()) {
       Filter& f = *filters_[e.next++];
       d.iterating = true;
@@ -70,14 +79,14 @@ void FilterChain::runRequest() {
       d.resume_requested = false;
     }
     queued_request_bytes_ -= e.bytes;
-    d.queue.pop_front();
+    d.has_active = false;
   }
 }
 
 void FilterChain::runResponse() {
   Direction& d = response_;
-  while (!d.paused && !d.queue.empty()) {
-    Event& e = d.queue.front();
+  while (!d.paused && takeNext(d)) {
+    Event& e = d.active;
     while (e.next > 0) {
       Filter& f = *filters_[--e.next];
       d.iterating = true;
@@ -90,12 +99,11 @@ void FilterChain::runResponse() {
       }
       d.resume_requested = false;
     }
-    Event event = std::move(e);
-    d.queue.pop_front();
+    d.has_active = false;
     // The sink may end the stream (trailers); nothing of `d` is used after.
-    switch (event.kind) {
+    switch (e.kind) {
       case EventKind::Headers: sink_.sendHeaders(); break;
-      case EventKind::Message: sink_.sendMessage(std::move(event.message)); break;
+      case EventKind::Message: sink_.sendMessage(std::move(e.message)); break;
       case EventKind::End: sink_.sendTrailers(); break;
     }
     if (ctx_.ended()) return;

@@ -8,11 +8,11 @@
 #pragma once
 
 #include <cstddef>
-#include <deque>
 #include <vector>
 
 #include "core/filter.h"
 #include "core/message.h"
+#include "core/ring_queue.h"
 
 namespace sluice {
 
@@ -52,13 +52,18 @@ class FilterChain {
  private:
   enum class EventKind { Headers, Message, End };
   struct Event {
-    EventKind kind;
+    EventKind kind = EventKind::Headers;
     Message message;
-    size_t next;  // request: index of the next filter; response: one past it
+    size_t next = 0;  // request: index of the next filter; response: one past it
     size_t bytes = 0;  // wire size when queued (a filter may move the payload out)
   };
   struct Direction {
-    std::deque<Event> queue;
+    // Keeps its capacity: steady streaming does not allocate.
+    RingQueue<Event> queue;
+    // The event being delivered, moved out of the queue so that the Message&
+    // a hook holds stays valid even if the hook queues more events.
+    Event active;
+    bool has_active = false;
     bool paused = false;
     bool iterating = false;
     bool resume_requested = false;
@@ -66,6 +71,8 @@ class FilterChain {
 
   void pushRequest(Event e);
   void pushResponse(Event e);
+  // Moves the next queued event into d.active (if none is there yet).
+  bool takeNext(Direction& d);
   void runRequest();
   void runResponse();
   FilterStatus invokeRequest(Filter& f, Event& e);

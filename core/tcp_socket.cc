@@ -4,6 +4,8 @@
 #include <sys/socket.h>
 #include <uv.h>
 
+#include <algorithm>
+
 #include "core/dispatcher.h"
 
 namespace sluice {
@@ -99,6 +101,48 @@ void TcpSocket::write(std::string&& bytes) {
   }
   auto* w = new WriteRequest;
   w->bytes = offset == 0 ? std::move(bytes) : bytes.substr(offset);
+  uv_buf_t buf = uv_buf_init(w->bytes.data(), static_cast<unsigned>(w->bytes.size()));
+  pending_bytes_ += w->bytes.size();
+  if (uv_write(&w->req, stream, &buf, 1, onWrite) != 0) {
+    pending_bytes_ -= w->bytes.size();
+    delete w;
+    write_failed_ = true;
+    callbacks_.onDisconnected(UV_EPIPE);
+  }
+}
+
+void TcpSocket::write(const ByteSpan* spans, size_t count) {
+  if (handle_ == nullptr || write_failed_ || count == 0) return;
+  auto* stream = reinterpret_cast<uv_stream_t*>(handle_);
+  size_t total = 0;
+  for (size_t i = 0; i < count; ++i) total += spans[i].len;
+  size_t written = 0;
+  if (pending_bytes_ == 0) {
+    constexpr size_t kMaxBufs = 64;
+    uv_buf_t bufs[kMaxBufs];
+    size_t n = std::min(count, kMaxBufs);
+    for (size_t i = 0; i < n; ++i) {
+      bufs[i] = uv_buf_init(reinterpret_cast<char*>(const_cast<uint8_t*>(spans[i].data)),
+                            static_cast<unsigned>(spans[i].len));
+    }
+    int rv = uv_try_write(stream, bufs, static_cast<unsigned>(n));
+    if (rv > 0) written = static_cast<size_t>(rv);
+    if (written == total) return;
+  }
+  // Keep the rest, in order, in one owned buffer.
+  std::string rest;
+  rest.reserve(total - written);
+  size_t skip = written;
+  for (size_t i = 0; i < count; ++i) {
+    if (skip >= spans[i].len) {
+      skip -= spans[i].len;
+      continue;
+    }
+    rest.append(reinterpret_cast<const char*>(spans[i].data) + skip, spans[i].len - skip);
+    skip = 0;
+  }
+  auto* w = new WriteRequest;
+  w->bytes = std::move(rest);
   uv_buf_t buf = uv_buf_init(w->bytes.data(), static_cast<unsigned>(w->bytes.size()));
   pending_bytes_ += w->bytes.size();
   if (uv_write(&w->req, stream, &buf, 1, onWrite) != 0) {

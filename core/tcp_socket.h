@@ -11,6 +11,7 @@
 #include <cstddef>
 #include <string>
 
+#include "core/byte_span.h"
 #include "core/socket_address.h"
 
 struct uv_tcp_s;
@@ -45,6 +46,9 @@ class TcpSocket {
   void startReading();
 
   void write(std::string&& bytes);
+  // Gather write: tries the kernel at once; only what it did not take is
+  // copied (into one owned buffer) and queued.
+  void write(const ByteSpan* spans, size_t count);
   size_t bytesPending() const { return pending_bytes_; }
 
   // Idempotent; no callback follows.

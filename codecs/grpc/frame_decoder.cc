@@ -5,6 +5,8 @@
 
 #include <fmt/format.h>
 
+#include "core/buffer_pool.h"
+
 namespace sluice {
 namespace {
 
@@ -48,7 +50,7 @@ Status GrpcFrameDecoder::decode(std::string_view data, MessageSink& sink) {
                                        payload_len_, max_message_bytes_)));
       }
       current_.compressed = prefix_[0] == 1;
-      current_.payload.reserve(std::min<size_t>(payload_len_, kMaxReserveBytes));
+      current_.payload = buffer_pool::acquire(std::min<size_t>(payload_len_, kMaxReserveBytes));
       in_payload_ = true;
     }
 

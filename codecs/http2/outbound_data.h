@@ -1,19 +1,24 @@
 // OutboundData: the bytes one stream direction still has to hand to nghttp2.
 //
 // Messages are queued with their 5-byte prefix kept apart from the payload, so
-// the payload is never copied to prepend it. nghttp2 pulls bytes with read()
-// when the peer's flow-control window allows. The queue reports crossing its
-// watermarks so the other side can stop (and resume) acknowledging bytes: this
-// is what makes a slow reader slow down the writer instead of growing memory.
+// the payload is never copied to prepend it. nghttp2 asks how much is ready
+// (readable) and, when the peer's window allows, the session writes those
+// bytes straight from here to the socket (peek, then consume): after the one
+// copy out of nghttp2's receive callback, a message is not copied again. The
+// queue reports crossing its watermarks so the other side can stop (and
+// resume) acknowledging bytes: this is what makes a slow reader slow down the
+// writer instead of growing memory. Payload buffers go back to the
+// per-worker buffer pool once sent.
 #pragma once
 
 #include <cstddef>
 #include <cstdint>
-#include <deque>
 #include <functional>
 #include <string>
 
+#include "core/byte_span.h"
 #include "core/message.h"
+#include "core/ring_queue.h"
 
 namespace sluice {
 
@@ -25,6 +30,7 @@ class OutboundData {
 
   OutboundData(size_t high_watermark, size_t low_watermark)
       : high_(high_watermark), low_(low_watermark) {}
+  ~OutboundData();
 
   void setWatermarkCallback(WatermarkFn fn) { on_watermark_ = std::move(fn); }
 
@@ -32,8 +38,12 @@ class OutboundData {
   // Raw bytes (HTTP error bodies).
   void appendRaw(std::string bytes);
 
-  // Copies up to `max` bytes into `out`; returns how many.
-  size_t read(uint8_t* out, size_t max);
+  // How many of the first `max` bytes fit in `max_spans` contiguous pieces.
+  size_t readable(size_t max, size_t max_spans) const;
+  // The first `len` bytes (len <= readable(...)) as pieces; returns their count.
+  size_t peek(size_t len, ByteSpan* spans, size_t max_spans) const;
+  // Drops the first `len` bytes: they have been written.
+  void consume(size_t len);
 
   size_t size() const { return bytes_; }
   bool empty() const { return bytes_ == 0; }
@@ -42,14 +52,14 @@ class OutboundData {
  private:
   struct Chunk {
     uint8_t prefix[kGrpcPrefixBytes];
-    uint8_t prefix_len;  // 0 for raw chunks
+    uint8_t prefix_len = 0;  // 0 for raw chunks
     std::string payload;
-    size_t offset = 0;  // bytes of prefix+payload already read
+    size_t offset = 0;  // bytes of prefix+payload already consumed
     size_t size() const { return prefix_len + payload.size(); }
   };
   void grew();
 
-  std::deque<Chunk> chunks_;
+  RingQueue<Chunk> chunks_;
   size_t bytes_ = 0;
   size_t high_;
   size_t low_;

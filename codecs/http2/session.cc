@@ -21,6 +21,9 @@ std::vector<nghttp2_nv> toNv(const HeaderMap& headers) {
   return nv;
 }
 
+// Frame header, earlier frames, and the payload pieces of one DATA frame.
+constexpr size_t kMaxSpans = 16;
+
 Http2StreamHandler* handlerOf(nghttp2_session* s, int32_t stream_id) {
   return static_cast<Http2StreamHandler*>(nghttp2_session_get_stream_user_data(s, stream_id));
 }
@@ -107,13 +110,16 @@ struct Http2Session::Bridge {
     return 0;
   }
 
-  static ssize_t readData(nghttp2_session* s, int32_t stream_id, uint8_t* buf, size_t length,
+  // How much of the stream's queue goes into the next DATA frame. The bytes
+  // are not copied here (NO_COPY): sendData() writes them to the socket.
+  static ssize_t readData(nghttp2_session* s, int32_t stream_id, uint8_t*, size_t length,
                           uint32_t* data_flags, nghttp2_data_source*, void*) noexcept {
     auto* h = handlerOf(s, stream_id);
     if (h == nullptr) return NGHTTP2_ERR_TEMPORAL_CALLBACK_FAILURE;
-    size_t n = h->outbound().read(buf, length);
-    if (n > 0) h->onOutboundDrained(n);
-    if (h->outbound().empty() && h->outboundEnded()) {
+    OutboundData& out = h->outbound();
+    size_t n = out.readable(length, kMaxSpans - 2);
+    if (n > 0) *data_flags |= NGHTTP2_DATA_FLAG_NO_COPY;
+    if (n == out.size() && h->outboundEnded()) {
       *data_flags |= NGHTTP2_DATA_FLAG_EOF;
       if (const HeaderMap* trailers = h->outboundTrailers()) {
         auto nv = toNv(*trailers);
@@ -127,6 +133,27 @@ struct Http2Session::Bridge {
     return static_cast<ssize_t>(n);
   }
 
+  // One whole DATA frame: the frames serialised before it, its header, then
+  // the payload straight from the stream's queue, in one gather write.
+  static int sendData(nghttp2_session* s, nghttp2_frame* frame, const uint8_t* framehd, size_t length,
+                      nghttp2_data_source*, void* ud) noexcept {
+    Http2Session& session = self(ud);
+    auto* h = handlerOf(s, frame->hd.stream_id);
+    if (h == nullptr || session.sink_ == nullptr) return NGHTTP2_ERR_CALLBACK_FAILURE;
+    ByteSpan spans[kMaxSpans];
+    size_t n = 0;
+    if (!session.pending_frames_.empty()) {
+      spans[n++] = {reinterpret_cast<const uint8_t*>(session.pending_frames_.data()), session.pending_frames_.size()};
+    }
+    spans[n++] = {framehd, 9};
+    n += h->outbound().peek(length, spans + n, kMaxSpans - n);
+    session.sink_->write(spans, n);
+    session.pending_frames_.clear();
+    h->outbound().consume(length);
+    h->onOutboundDrained(length);
+    return 0;
+  }
+
   static const nghttp2_session_callbacks* callbacks() {
     // Built once for the process and never changed: shared by every session.
     static const nghttp2_session_callbacks* table = [] {
@@ -137,6 +164,7 @@ struct Http2Session::Bridge {
       nghttp2_session_callbacks_set_on_frame_recv_callback(cbs, onFrameRecv);
       nghttp2_session_callbacks_set_on_data_chunk_recv_callback(cbs, onDataChunk);
       nghttp2_session_callbacks_set_on_stream_close_callback(cbs, onStreamClose);
+      nghttp2_session_callbacks_set_send_data_callback(cbs, sendData);
       return cbs;
     }();
     return table;
@@ -191,28 +219,35 @@ Status Http2Session::receive(const uint8_t* data, size_t len) {
   return Status::ok();
 }
 
-bool Http2Session::pullOutput(std::string& out, size_t max_bytes) {
-  while (out.size() < max_bytes) {
+bool Http2Session::writeTo(TcpSocket& socket, size_t max_pending) {
+  // Small frames (HEADERS, WINDOW_UPDATE, ...) are gathered in pending_frames_
+  // (capacity kept: no allocation once warm) and go out with the next DATA
+  // frame or at the end. A write that completes at once brings no callback:
+  // loop here rather than wait for one.
+  constexpr size_t kGatherBytes = 64 * 1024;
+  sink_ = &socket;
+  bool ok = true;
+  while (socket.bytesPending() < max_pending && !socket.closed()) {
     const uint8_t* data;
     ssize_t n = nghttp2_session_mem_send(session_, &data);
-    if (n < 0) return false;
+    if (n < 0) {
+      ok = false;
+      break;
+    }
     if (n == 0) break;
-    out.append(reinterpret_cast<const char*>(data), static_cast<size_t>(n));
+    pending_frames_.append(reinterpret_cast<const char*>(data), static_cast<size_t>(n));
+    if (pending_frames_.size() >= kGatherBytes) flushPendingFrames(socket);
   }
-  return true;
+  flushPendingFrames(socket);
+  sink_ = nullptr;
+  return ok;
 }
 
-bool Http2Session::writeTo(TcpSocket& socket, size_t max_pending) {
-  // A write that completes at once brings no callback: loop here rather than
-  // wait for one.
-  constexpr size_t kWriteChunk = 256 * 1024;
-  while (socket.bytesPending() < max_pending && !socket.closed()) {
-    std::string out;
-    if (!pullOutput(out, kWriteChunk)) return false;
-    if (out.empty()) break;
-    socket.write(std::move(out));
-  }
-  return true;
+void Http2Session::flushPendingFrames(TcpSocket& socket) {
+  if (pending_frames_.empty()) return;
+  ByteSpan span{reinterpret_cast<const uint8_t*>(pending_frames_.data()), pending_frames_.size()};
+  socket.write(&span, 1);
+  pending_frames_.clear();
 }
 
 bool Http2Session::alive() const {

@@ -8,7 +8,8 @@
 //
 // Input: receive() feeds socket bytes in; callbacks fire synchronously inside.
 // Output: nothing is written from inside callbacks; the owner calls
-// pullOutput() after events (Dispatcher flush) and writes what it returns.
+// writeTo(socket) after events (Dispatcher flush). DATA payloads go from the
+// streams' queues to the socket without a copy (NGHTTP2_DATA_FLAG_NO_COPY).
 // Flow control: automatic WINDOW_UPDATEs are off. The connection window is
 // acknowledged as soon as bytes arrive (they are in our buffers, counted per
 // stream); the stream window only when the handler says the bytes moved on
@@ -92,9 +93,6 @@ class Http2Session {
   // Feeds received bytes. A non-OK status means the connection is broken
   // (a GOAWAY has been queued when the protocol allows one).
   Status receive(const uint8_t* data, size_t len);
-  // Serialises pending frames into `out` (appending) until nghttp2 has nothing
-  // more or `out` reaches `max_bytes`. Returns false on a fatal session error.
-  bool pullOutput(std::string& out, size_t max_bytes);
   // Serialises frames into `socket` until nghttp2 has nothing more or the
   // socket holds `max_pending` unwritten bytes. False on a fatal session error.
   bool writeTo(TcpSocket& socket, size_t max_pending);
@@ -131,11 +129,14 @@ class Http2Session {
 
  private:
   Http2StreamHandler* handler(int32_t stream_id) const;
+  void flushPendingFrames(TcpSocket& socket);
 
   Side side_;
   Http2SessionOwner& owner_;
   nghttp2_session* session_ = nullptr;
   size_t open_streams_ = 0;
+  TcpSocket* sink_ = nullptr;   // the socket writeTo() is filling, for DATA frames
+  std::string pending_frames_;  // serialised frames not yet written
 };
 
 }  // namespace sluice

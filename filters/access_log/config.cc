@@ -5,6 +5,7 @@
 #include <fmt/format.h>
 #include <nlohmann/json.hpp>
 
+#include "core/headers.h"
 #include "core/json_reader.h"
 #include "filters/access_log/filter.h"
 
@@ -21,6 +22,7 @@ class AccessLogFilterFactory : public FilterFactory {
     return std::make_unique<AccessLogFilter>(*config_, *sink_);
   }
   void close() const override { sink_->close(); }
+  void reopenLogs() const override { sink_->reopen(); }
 
  private:
   std::shared_ptr<const AccessLogConfig> config_;
@@ -55,10 +57,9 @@ FilterFactorySharedPtr AccessLogConfigFactory::create(const json& config, const 
       for (size_t i = 0; i < keys->size(); ++i) {
         const json& k = (*keys)[i];
         // Metadata keys are lower case on the wire (HTTP/2): an upper-case one would never match.
-        if (!k.is_string() || k.get<std::string>().empty() ||
-            k.get<std::string>().find_first_of("ABCDEFGHIJKLMNOPQRSTUVWXYZ :") != std::string::npos) {
+        if (!k.is_string() || !isValidMetadataKey(k.get<std::string>())) {
           ctx.errors.add(jsonPath(obj.pathOf("request_metadata"), i),
-                         "expected a metadata key (a non-empty lower-case string)");
+                         "expected a metadata key (lower-case letters, digits, '-', '_', '.')");
           continue;
         }
         out->request_metadata.push_back(k.get<std::string>());

@@ -25,13 +25,11 @@ std::string formatTime(std::chrono::system_clock::time_point t) {
 
 std::string formatLine(const AccessLogConfig& config, StreamContext& ctx, std::chrono::steady_clock::time_point now) {
   using namespace std::chrono;
-  // The call's start on the wall clock: startTime() is monotonic (durations
-  // must not jump with clock changes), so shift it by the elapsed time.
+  // The duration from the monotonic clock, which does not jump with clock changes.
   auto elapsed = now - ctx.startTime();
-  auto started = system_clock::now() - duration_cast<system_clock::duration>(elapsed);
 
   nlohmann::ordered_json line;
-  line["time"] = formatTime(started);
+  line["time"] = formatTime(ctx.startSystemTime());
   line["method"] = ctx.path();
   line["grpc_status"] = static_cast<int>(ctx.status());
   line["status"] = std::string(statusCodeName(ctx.status()));

@@ -8,18 +8,13 @@
 
 #include <spdlog/spdlog.h>
 
-#include "filters/access_log/reopen_signal.h"
-
 namespace sluice::filters::access_log {
 
-LogSink::LogSink(std::string path) : path_(std::move(path)) {
-  if (!path_.empty()) installReopenSignalHandler();
-}
+LogSink::LogSink(std::string path) : path_(std::move(path)) {}
 
 LogSink::~LogSink() { close(); }
 
 void LogSink::openLocked() {
-  generation_ = reopenGeneration();
   if (fd_ >= 0) ::close(fd_);
   fd_ = ::open(path_.c_str(), O_WRONLY | O_APPEND | O_CREAT | O_CLOEXEC, 0644);
   if (fd_ < 0) {
@@ -34,7 +29,7 @@ void LogSink::write(std::string_view line) {
   std::lock_guard lock(mutex_);
   int fd = STDOUT_FILENO;
   if (!path_.empty()) {
-    if (fd_ < 0 || generation_ != reopenGeneration()) openLocked();
+    if (fd_ < 0) openLocked();
     if (fd_ < 0) return;
     fd = fd_;
   }
@@ -55,6 +50,11 @@ void LogSink::close() {
   std::lock_guard lock(mutex_);
   if (fd_ >= 0) ::close(fd_);
   fd_ = -1;
+}
+
+void LogSink::reopen() {
+  std::lock_guard lock(mutex_);
+  if (fd_ >= 0) openLocked();  // a closed sink opens on its next write anyway
 }
 
 }  // namespace sluice::filters::access_log

@@ -3,12 +3,11 @@
 //
 // Each line goes out in one write(2) under a mutex, so lines from different
 // workers never interleave, and `tail -f` sees a call as soon as it ended.
-// Log rotation: SIGUSR1 bumps a process-wide generation (see reopen_signal.h);
-// the next write notices the change and reopens the path, so a file renamed
-// away by logrotate stops growing and a fresh one is created in its place.
+// Log rotation: on SIGUSR1 the gateway calls the factory's reopenLogs(), which
+// calls reopen(): a file renamed away by logrotate stops growing and a fresh
+// one is created in its place.
 #pragma once
 
-#include <cstdint>
 #include <mutex>
 #include <string>
 #include <string_view>
@@ -28,6 +27,9 @@ class LogSink {
   void write(std::string_view line);
   // Releases the file; a later write opens it again.
   void close();
+  // Closes the file and opens `path` again (a new file if it was renamed);
+  // an unopened or closed sink stays as it is.
+  void reopen();
 
   const std::string& path() const { return path_; }
 
@@ -37,7 +39,6 @@ class LogSink {
   const std::string path_;
   std::mutex mutex_;
   int fd_ = -1;
-  uint64_t generation_ = 0;
   bool error_reported_ = false;
 };
 

@@ -6,7 +6,9 @@
 #include <fmt/format.h>
 #include <nlohmann/json.hpp>
 
+#include "core/headers.h"
 #include "core/json_reader.h"
+#include "core/method_match.h"
 #include "filters/auth/filter.h"
 
 namespace sluice::filters::auth {
@@ -26,20 +28,11 @@ class AuthFilterFactory : public FilterFactory {
   std::shared_ptr<const AuthConfig> config_;
 };
 
-bool isReservedName(std::string_view name) {
-  return name.starts_with(":") || name.starts_with("grpc-") || name == "content-type" || name == "te" ||
-         name == "host" || name == "connection";
-}
-
 // A metadata key the config names: lower-case, and not one gRPC owns.
 std::optional<std::string> readKey(JsonObject& obj, std::string_view key, bool required = false) {
   auto name = obj.string(key, required);
   if (!name) return std::nullopt;
-  bool ok = !name->empty();
-  for (char c : *name) {
-    ok = ok && ((c >= 'a' && c <= 'z') || (c >= '0' && c <= '9') || c == '-' || c == '_' || c == '.');
-  }
-  if (!ok || isReservedName(*name)) {
+  if (!isValidMetadataKey(*name) || isReservedMetadataKey(*name)) {
     obj.errors().add(obj.pathOf(key), fmt::format("\"{}\" is not a metadata key this filter may use "
                                                   "(lower-case letters, digits, '-', '_', '.'; not grpc-*)",
                                                   *name));
@@ -59,33 +52,6 @@ std::vector<std::string> readStrings(JsonObject& obj, std::string_view key) {
       continue;
     }
     out.push_back(v.get<std::string>());
-  }
-  return out;
-}
-
-MethodMatch readMatch(JsonObject& parent) {
-  MethodMatch out;
-  const json* match = parent.object("match");
-  if (match == nullptr) return out;
-  JsonObject m(*match, parent.pathOf("match"), parent.errors());
-  auto service = m.string("service");
-  auto method = m.string("method");
-  auto prefix = m.string("prefix");
-  m.finish();
-  if ((service ? 1 : 0) + (method ? 1 : 0) + (prefix ? 1 : 0) != 1) {
-    parent.errors().add(m.path(), "give exactly one of \"service\", \"method\" or \"prefix\"");
-  } else if (service) {
-    out = {MethodMatch::Kind::Service, *service};
-  } else if (method) {
-    out = {MethodMatch::Kind::Method, *method};
-    if (method->size() < 4 || (*method)[0] != '/' || method->find('/', 1) == std::string::npos) {
-      parent.errors().add(m.pathOf("method"), "expected a full method name like \"/shop.v1.Orders/Place\"");
-    }
-  } else {
-    out = {MethodMatch::Kind::Prefix, *prefix};
-    if (prefix->empty() || (*prefix)[0] != '/') {
-      parent.errors().add(m.pathOf("prefix"), "a path prefix must start with \"/\"");
-    }
   }
   return out;
 }
@@ -170,7 +136,7 @@ std::optional<JwtConfig> readJwt(JsonObject& parent) {
 AuthRule readRule(const json& value, const std::string& path, ConfigErrors& errors) {
   AuthRule rule;
   JsonObject obj(value, path, errors);
-  rule.match = readMatch(obj);
+  rule.match = readMethodMatch(obj, "match", false);
   rule.is_public = obj.boolean("public").value_or(false);
   rule.scopes = readStrings(obj, "scopes");
   if (rule.is_public && !rule.scopes.empty()) {
@@ -182,19 +148,9 @@ AuthRule readRule(const json& value, const std::string& path, ConfigErrors& erro
 
 }  // namespace
 
-bool MethodMatch::matches(std::string_view path, std::string_view service) const {
-  switch (kind) {
-    case Kind::Any: return true;
-    case Kind::Service: return service == value;
-    case Kind::Method: return path == value;
-    case Kind::Prefix: return path.starts_with(value);
-  }
-  return false;
-}
-
 const AuthRule* AuthConfig::ruleFor(std::string_view path, std::string_view service) const {
   for (const auto& r : rules) {
-    if (r.match.matches(path, service)) return &r;
+    if (!r.match || r.match->matches(path, service)) return &r;
   }
   return nullptr;
 }

@@ -10,22 +10,15 @@
 #include <utility>
 #include <vector>
 
+#include "core/method_match.h"
 #include "core/registry.h"
 #include "filters/auth/api_keys.h"
 #include "filters/auth/jwt.h"
 
 namespace sluice::filters::auth {
 
-// Which calls a rule applies to; the same forms as the router's "match".
-struct MethodMatch {
-  enum class Kind { Any, Service, Method, Prefix };
-  Kind kind = Kind::Any;
-  std::string value;
-  bool matches(std::string_view path, std::string_view service) const;
-};
-
 struct AuthRule {
-  MethodMatch match;
+  std::optional<MethodMatch> match;  // absent: every call
   bool is_public = false;
   std::vector<std::string> scopes;  // every one is needed
 };

@@ -21,29 +21,18 @@ class MetadataFilterFactory : public FilterFactory {
   std::shared_ptr<const MetadataConfig> config_;
 };
 
-// Keys the gRPC protocol or HTTP/2 itself owns: editing them would break the
-// call rather than change its metadata.
-bool isReservedName(std::string_view name) {
-  return name.starts_with("grpc-") || name == "content-type" || name == "te" || name == "connection" ||
-         name == "keep-alive" || name == "proxy-connection" || name == "transfer-encoding" ||
-         name == "upgrade" || name == "host";
-}
-
-// gRPC metadata keys: lower-case letters, digits, '-', '_' and '.'.
+// A key the config edits: valid gRPC syntax, and not one gRPC or HTTP/2 owns.
 bool checkName(std::string_view name, const std::string& path, ConfigErrors& errors) {
   if (name.empty()) {
     errors.add(path, "a metadata key cannot be empty");
     return false;
   }
-  for (char c : name) {
-    bool ok = (c >= 'a' && c <= 'z') || (c >= '0' && c <= '9') || c == '-' || c == '_' || c == '.';
-    if (!ok) {
-      errors.add(path, fmt::format("\"{}\" is not a valid metadata key (lower-case letters, digits, '-', '_', '.')",
-                                   name));
-      return false;
-    }
+  if (!isValidMetadataKey(name)) {
+    errors.add(path, fmt::format("\"{}\" is not a valid metadata key (lower-case letters, digits, '-', '_', '.')",
+                                 name));
+    return false;
   }
-  if (isReservedName(name)) {
+  if (isReservedMetadataKey(name)) {
     errors.add(path, fmt::format("\"{}\" is reserved by gRPC/HTTP/2 and cannot be edited", name));
     return false;
   }
@@ -74,7 +63,11 @@ bool checkValue(std::string_view name, std::string_view value, const std::string
 void readPairs(const json* object, const std::string& path, bool multi, std::vector<Header>& out,
                ConfigErrors& errors) {
   if (object == nullptr) return;
-  for (const auto& [name, value] : object->items()) {
+  for (const auto& item : object->items()) {
+    // Named references, not structured bindings: clang before 16 cannot
+    // capture a structured binding in the lambda below.
+    const std::string& name = item.key();
+    const json& value = item.value();
     std::string value_path = jsonPath(path, name);
     bool name_ok = checkName(name, value_path, errors);
     auto take = [&](const json& v, const std::string& p) {

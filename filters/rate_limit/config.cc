@@ -3,7 +3,9 @@
 #include <fmt/format.h>
 #include <nlohmann/json.hpp>
 
+#include "core/headers.h"
 #include "core/json_reader.h"
+#include "core/method_match.h"
 #include "filters/rate_limit/filter.h"
 
 namespace sluice::filters::rate_limit {
@@ -27,33 +29,6 @@ class RateLimitFilterFactory : public FilterFactory {
   // Buckets are state shared by every stream; the table synchronises itself.
   std::unique_ptr<BucketTable> table_;
 };
-
-MethodMatch readMatch(JsonObject& parent) {
-  MethodMatch out;
-  const json* match = parent.object("match");
-  if (match == nullptr) return out;
-  JsonObject m(*match, parent.pathOf("match"), parent.errors());
-  auto service = m.string("service");
-  auto method = m.string("method");
-  auto prefix = m.string("prefix");
-  m.finish();
-  if ((service ? 1 : 0) + (method ? 1 : 0) + (prefix ? 1 : 0) != 1) {
-    parent.errors().add(m.path(), "give exactly one of \"service\", \"method\" or \"prefix\"");
-  } else if (service) {
-    out = {MethodMatch::Kind::Service, *service};
-  } else if (method) {
-    out = {MethodMatch::Kind::Method, *method};
-    if (method->size() < 4 || (*method)[0] != '/' || method->find('/', 1) == std::string::npos) {
-      parent.errors().add(m.pathOf("method"), "expected a full method name like \"/shop.v1.Orders/Place\"");
-    }
-  } else {
-    out = {MethodMatch::Kind::Prefix, *prefix};
-    if (prefix->empty() || (*prefix)[0] != '/') {
-      parent.errors().add(m.pathOf("prefix"), "a path prefix must start with \"/\"");
-    }
-  }
-  return out;
-}
 
 // {"rate": N, "per": "second"|"minute"|"hour", "burst": M (default N)}
 std::optional<Limit> readLimit(JsonObject& parent, std::string_view key, std::string_view unit) {
@@ -86,11 +61,9 @@ std::optional<Limit> readLimit(JsonObject& parent, std::string_view key, std::st
 RateLimitRule readRule(const json& value, const std::string& path, ConfigErrors& errors) {
   RateLimitRule rule;
   JsonObject obj(value, path, errors);
-  rule.match = readMatch(obj);
+  rule.match = readMethodMatch(obj, "match", false);
   if (auto key = obj.string("key")) {
-    bool ok = !key->empty();
-    for (char c : *key) ok = ok && ((c >= 'a' && c <= 'z') || (c >= '0' && c <= '9') || c == '-' || c == '_' || c == '.');
-    if (!ok || key->starts_with(":")) {
+    if (!isValidMetadataKey(*key)) {
       errors.add(obj.pathOf("key"), fmt::format("\"{}\" is not a metadata key (lower-case letters, digits, '-', '_', '.')",
                                                *key));
     }
@@ -107,19 +80,9 @@ RateLimitRule readRule(const json& value, const std::string& path, ConfigErrors&
 
 }  // namespace
 
-bool MethodMatch::matches(std::string_view path, std::string_view service) const {
-  switch (kind) {
-    case Kind::Any: return true;
-    case Kind::Service: return service == value;
-    case Kind::Method: return path == value;
-    case Kind::Prefix: return path.starts_with(value);
-  }
-  return false;
-}
-
 const RateLimitRule* RateLimitConfig::ruleFor(std::string_view path, std::string_view service) const {
   for (const auto& r : rules) {
-    if (r.match.matches(path, service)) return &r;
+    if (!r.match || r.match->matches(path, service)) return &r;
   }
   return nullptr;
 }

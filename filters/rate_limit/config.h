@@ -8,17 +8,11 @@
 #include <string>
 #include <vector>
 
+#include "core/method_match.h"
 #include "core/registry.h"
 #include "filters/rate_limit/bucket_table.h"
 
 namespace sluice::filters::rate_limit {
-
-struct MethodMatch {
-  enum class Kind { Any, Service, Method, Prefix };
-  Kind kind = Kind::Any;
-  std::string value;
-  bool matches(std::string_view path, std::string_view service) const;
-};
 
 struct Limit {
   BucketSpec bucket;
@@ -26,7 +20,7 @@ struct Limit {
 };
 
 struct RateLimitRule {
-  MethodMatch match;
+  std::optional<MethodMatch> match;  // absent: every call
   std::string key;  // metadata key; empty: one bucket for every caller
   std::optional<Limit> calls;
   std::optional<Limit> messages;

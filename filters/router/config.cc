@@ -4,6 +4,7 @@
 #include <nlohmann/json.hpp>
 
 #include "core/json_reader.h"
+#include "core/method_match.h"
 #include "filters/router/filter.h"
 
 namespace sluice::filters::router {
@@ -19,12 +20,6 @@ class RouterFilterFactory : public FilterFactory {
  private:
   std::shared_ptr<const RouterConfig> config_;
 };
-
-bool validMethodPath(std::string_view m) {
-  auto slash = m.find('/', 1);
-  return m.size() >= 4 && m[0] == '/' && slash != std::string_view::npos && slash > 1 &&
-         slash + 1 < m.size() && m.find('/', slash + 1) == std::string_view::npos;
-}
 
 std::optional<RetryPolicy> readRetry(const json& value, const std::string& path, FilterBuildContext& ctx) {
   size_t before = ctx.errors.size();
@@ -60,38 +55,8 @@ std::optional<RouteEntry> readRoute(const json& value, const std::string& path, 
   JsonObject obj(value, path, ctx.errors);
   RouteEntry entry{};
   bool ok = obj.isObject();
-  if (const json* match = obj.object("match", true)) {
-    JsonObject m(*match, obj.pathOf("match"), ctx.errors);
-    auto service = m.string("service");
-    auto method = m.string("method");
-    auto prefix = m.string("prefix");
-    m.finish();
-    int given = (service ? 1 : 0) + (method ? 1 : 0) + (prefix ? 1 : 0);
-    if (given != 1) {
-      ctx.errors.add(m.path(), "give exactly one of \"service\", \"method\" or \"prefix\"");
-      ok = false;
-    } else if (service) {
-      entry.kind = RouteEntry::MatchKind::Service;
-      entry.value = *service;
-      if (service->empty() || service->find('/') != std::string::npos) {
-        ctx.errors.add(m.pathOf("service"), "expected a service name like \"shop.v1.Catalog\"");
-        ok = false;
-      }
-    } else if (method) {
-      entry.kind = RouteEntry::MatchKind::Method;
-      entry.value = *method;
-      if (!validMethodPath(*method)) {
-        ctx.errors.add(m.pathOf("method"), "expected a full method name like \"/shop.v1.Orders/Place\"");
-        ok = false;
-      }
-    } else {
-      entry.kind = RouteEntry::MatchKind::Prefix;
-      entry.value = *prefix;
-      if (prefix->empty() || (*prefix)[0] != '/') {
-        ctx.errors.add(m.pathOf("prefix"), "a path prefix must start with \"/\"");
-        ok = false;
-      }
-    }
+  if (auto match = readMethodMatch(obj, "match", true)) {
+    entry.match = std::move(*match);
   } else {
     ok = false;
   }
@@ -121,17 +86,7 @@ std::optional<RouteEntry> readRoute(const json& value, const std::string& path, 
 
 const Route* RouterConfig::match(std::string_view path, std::string_view service) const {
   for (const auto& r : routes) {
-    switch (r.kind) {
-      case RouteEntry::MatchKind::Service:
-        if (service == r.value) return &r.route;
-        break;
-      case RouteEntry::MatchKind::Method:
-        if (path == r.value) return &r.route;
-        break;
-      case RouteEntry::MatchKind::Prefix:
-        if (path.substr(0, r.value.size()) == r.value) return &r.route;
-        break;
-    }
+    if (r.match.matches(path, service)) return &r.route;
   }
   return nullptr;
 }

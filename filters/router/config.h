@@ -5,15 +5,14 @@
 #include <string>
 #include <vector>
 
+#include "core/method_match.h"
 #include "core/registry.h"
 #include "core/route.h"
 
 namespace sluice::filters::router {
 
 struct RouteEntry {
-  enum class MatchKind { Service, Method, Prefix };
-  MatchKind kind;
-  std::string value;
+  MethodMatch match;
   Route route;
 };
 

@@ -14,47 +14,21 @@
 
 #include "core/config_errors.h"
 #include "core/registry.h"
-#include "core/stream_context.h"
 #include "filters/auth/config.h"
 #include "filters/auth/jwt.h"
 #include "filters/auth/jwt_signer.h"
+#include "test/unit/config_helpers.h"
+#include "test/unit/fake_context.h"
 
 namespace sluice {
 namespace {
 
+using test::FakeContext;
+using test::hasError;
 using json = nlohmann::json;
 using filters::auth::base64UrlDecode;
 using filters::auth::base64UrlEncode;
 using filters::auth::JwtSigner;
-
-class FakeContext : public StreamContext {
- public:
-  FakeContext(const FakeContext&) = delete;
-  FakeContext& operator=(const FakeContext&) = delete;
-  explicit FakeContext(std::string path = "/shop.Orders/Place") {
-    path_ = std::move(path);
-    auto slash = path_.find('/', 1);
-    service_ = std::string_view(path_).substr(1, slash - 1);
-    method_ = std::string_view(path_).substr(slash + 1);
-  }
-  Dispatcher& dispatcher() override { throw std::logic_error("unused"); }
-  WorkerContext& worker() override { throw std::logic_error("unused"); }
-  void continueRequest() override {}
-  void continueResponse() override {}
-  using StreamContext::sendLocalReply;
-  void sendLocalReply(StatusCode code, std::string_view message, HeaderMap) override {
-    ended_ = true;
-    status_ = code;
-    status_message_ = std::string(message);
-  }
-  bool ended() const override { return ended_; }
-  void encodeResponseHeaders() override {}
-  void encodeResponseMessage(Message&&) override {}
-  void encodeResponseTrailers() override {}
-  void setRequestBackpressure(bool) override {}
-  void setWatermarkCallbacks(WatermarkCallbacks*) override {}
-  bool ended_ = false;
-};
 
 // Generated once per test run: RSA key generation takes a moment.
 const JwtSigner& rsaSigner() {
@@ -109,25 +83,9 @@ json baseConfig() {
             {{"match", {{"service", "shop.Orders"}}}, {"scopes", {"orders.read"}}}}}};
 }
 
-struct Built {
-  FilterFactorySharedPtr factory;
-  ConfigErrors errors;
-};
+using Built = test::BuiltFilter;
 
-Built build(const json& config) {
-  Built out;
-  std::set<std::string> clusters;
-  FilterBuildContext ctx{out.errors, clusters};
-  out.factory = filters::auth::AuthConfigFactory().create(config, "/f/config", ctx);
-  return out;
-}
-
-bool hasError(const ConfigErrors& errors, const std::string& path, const std::string& fragment = "") {
-  for (const auto& e : errors.all()) {
-    if (e.path == path && e.message.find(fragment) != std::string::npos) return true;
-  }
-  return false;
-}
+Built build(const json& config) { return test::buildFilter(filters::auth::AuthConfigFactory(), config); }
 
 std::string hmacOver(const std::string& secret, const std::string& input) {
   unsigned char mac[EVP_MAX_MD_SIZE];

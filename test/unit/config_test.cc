@@ -5,9 +5,12 @@
 #include "core/config_errors.h"
 #include "core/registry.h"
 #include "filters/builtin.h"
+#include "test/unit/config_helpers.h"
 
 namespace sluice {
 namespace {
+
+using test::hasError;
 
 struct Loaded {
   GatewayConfigConstPtr config;
@@ -20,13 +23,6 @@ Loaded load(const std::string& text) {
   Loaded out;
   out.config = loadConfig(text, registry, out.errors);
   return out;
-}
-
-bool hasError(const ConfigErrors& errors, const std::string& path, const std::string& fragment = "") {
-  for (const auto& e : errors.all()) {
-    if (e.path == path && e.message.find(fragment) != std::string::npos) return true;
-  }
-  return false;
 }
 
 const char* kValid = R"({

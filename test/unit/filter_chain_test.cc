@@ -5,34 +5,12 @@
 #include <vector>
 
 #include "core/filter_chain.h"
-#include "core/stream_context.h"
+#include "test/unit/fake_context.h"
 
 namespace sluice {
 namespace {
 
-// A StreamContext that records what the chain asked of it.
-class FakeContext : public StreamContext {
- public:
-  Dispatcher& dispatcher() override { throw std::logic_error("unused"); }
-  WorkerContext& worker() override { throw std::logic_error("unused"); }
-  void continueRequest() override { chain->continueRequest(); }
-  void continueResponse() override { chain->continueResponse(); }
-  using StreamContext::sendLocalReply;
-  void sendLocalReply(StatusCode code, std::string_view message, HeaderMap) override {
-    ended_ = true;
-    status_ = code;
-    status_message_ = std::string(message);
-  }
-  bool ended() const override { return ended_; }
-  void encodeResponseHeaders() override { chain->responseHeaders(); }
-  void encodeResponseMessage(Message&& m) override { chain->responseMessage(std::move(m)); }
-  void encodeResponseTrailers() override { chain->responseTrailers(); }
-  void setRequestBackpressure(bool) override {}
-  void setWatermarkCallbacks(WatermarkCallbacks*) override {}
-
-  FilterChain* chain = nullptr;
-  bool ended_ = false;
-};
+using test::FakeContext;
 
 struct RecordingSink : ResponseSink {
   void sendHeaders() override { events.push_back("sink:headers"); }

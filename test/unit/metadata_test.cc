@@ -5,60 +5,20 @@
 
 #include "core/config_errors.h"
 #include "core/registry.h"
-#include "core/stream_context.h"
 #include "filters/metadata/config.h"
+#include "test/unit/config_helpers.h"
+#include "test/unit/fake_context.h"
 
 namespace sluice {
 namespace {
 
+using test::FakeContext;
+using test::hasError;
 using json = nlohmann::json;
 
-class FakeContext : public StreamContext {
- public:
-  explicit FakeContext(std::string peer = "10.0.0.7:41234") {
-    path_ = "/pkg.Svc/Method";
-    service_ = std::string_view(path_).substr(1, 7);
-    method_ = std::string_view(path_).substr(9);
-    peer_address_ = std::move(peer);
-  }
-  Dispatcher& dispatcher() override { throw std::logic_error("unused"); }
-  WorkerContext& worker() override { throw std::logic_error("unused"); }
-  void continueRequest() override {}
-  void continueResponse() override {}
-  using StreamContext::sendLocalReply;
-  void sendLocalReply(StatusCode code, std::string_view message, HeaderMap) override {
-    ended_ = true;
-    status_ = code;
-    status_message_ = std::string(message);
-  }
-  bool ended() const override { return ended_; }
-  void encodeResponseHeaders() override {}
-  void encodeResponseMessage(Message&&) override {}
-  void encodeResponseTrailers() override {}
-  void setRequestBackpressure(bool) override {}
-  void setWatermarkCallbacks(WatermarkCallbacks*) override {}
-  bool ended_ = false;
-};
+using Built = test::BuiltFilter;
 
-struct Built {
-  FilterFactorySharedPtr factory;
-  ConfigErrors errors;
-};
-
-Built build(const json& config) {
-  Built out;
-  std::set<std::string> clusters;
-  FilterBuildContext ctx{out.errors, clusters};
-  out.factory = filters::metadata::MetadataConfigFactory().create(config, "/f/config", ctx);
-  return out;
-}
-
-bool hasError(const ConfigErrors& errors, const std::string& path, const std::string& fragment = "") {
-  for (const auto& e : errors.all()) {
-    if (e.path == path && e.message.find(fragment) != std::string::npos) return true;
-  }
-  return false;
-}
+Built build(const json& config) { return test::buildFilter(filters::metadata::MetadataConfigFactory(), config); }
 
 std::vector<std::string> values(const HeaderMap& headers, const std::string& name) {
   std::vector<std::string> out;
@@ -137,7 +97,8 @@ TEST_CASE("metadata: x-forwarded-for", "[metadata]") {
   SECTION("append to what the client sent") {
     auto b = build(json{{"x_forwarded_for", "append"}});
     REQUIRE(b.factory);
-    FakeContext ctx("10.0.0.7:41234");
+    FakeContext ctx;
+    ctx.setPeerAddress("10.0.0.7:41234");
     ctx.requestHeaders().add("x-forwarded-for", "192.0.2.1");
     ctx.requestHeaders().add("x-forwarded-for", "198.51.100.2");
     auto f = b.factory->createFilter(ctx);
@@ -147,14 +108,16 @@ TEST_CASE("metadata: x-forwarded-for", "[metadata]") {
   }
   SECTION("append with nothing before") {
     auto b = build(json{{"x_forwarded_for", "append"}});
-    FakeContext ctx("[::1]:5000");
+    FakeContext ctx;
+    ctx.setPeerAddress("[::1]:5000");
     auto f = b.factory->createFilter(ctx);
     REQUIRE(f->onRequestHeaders(ctx) == FilterStatus::Continue);
     CHECK(values(ctx.requestHeaders(), "x-forwarded-for") == std::vector<std::string>{"::1"});
   }
   SECTION("replace ignores what the client claims") {
     auto b = build(json{{"x_forwarded_for", "replace"}});
-    FakeContext ctx("127.0.0.1:9");
+    FakeContext ctx;
+    ctx.setPeerAddress("127.0.0.1:9");
     ctx.requestHeaders().add("x-forwarded-for", "6.6.6.6");
     auto f = b.factory->createFilter(ctx);
     REQUIRE(f->onRequestHeaders(ctx) == FilterStatus::Continue);

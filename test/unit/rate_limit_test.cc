@@ -6,61 +6,24 @@
 
 #include "core/config_errors.h"
 #include "core/registry.h"
-#include "core/stream_context.h"
 #include "filters/rate_limit/bucket_table.h"
 #include "filters/rate_limit/config.h"
 #include "filters/rate_limit/filter.h"
+#include "test/unit/config_helpers.h"
+#include "test/unit/fake_context.h"
 
 namespace sluice {
 namespace {
 
+using test::FakeContext;
+using test::hasError;
 using json = nlohmann::json;
 using filters::rate_limit::BucketSpec;
 using filters::rate_limit::BucketTable;
 using namespace std::chrono_literals;
 
-class FakeContext : public StreamContext {
- public:
-  FakeContext(const FakeContext&) = delete;
-  FakeContext& operator=(const FakeContext&) = delete;
-  explicit FakeContext(std::string path) {
-    path_ = std::move(path);
-    auto slash = path_.find('/', 1);
-    service_ = std::string_view(path_).substr(1, slash - 1);
-    method_ = std::string_view(path_).substr(slash + 1);
-  }
-  Dispatcher& dispatcher() override { throw std::logic_error("unused"); }
-  WorkerContext& worker() override { throw std::logic_error("unused"); }
-  void continueRequest() override {}
-  void continueResponse() override {}
-  using StreamContext::sendLocalReply;
-  void sendLocalReply(StatusCode code, std::string_view message, HeaderMap extra) override {
-    ended_ = true;
-    status_ = code;
-    status_message_ = std::string(message);
-    trailers = std::move(extra);
-  }
-  bool ended() const override { return ended_; }
-  void encodeResponseHeaders() override {}
-  void encodeResponseMessage(Message&&) override {}
-  void encodeResponseTrailers() override {}
-  void setRequestBackpressure(bool) override {}
-  void setWatermarkCallbacks(WatermarkCallbacks*) override {}
-  bool ended_ = false;
-  HeaderMap trailers;
-};
-
 FilterFactorySharedPtr build(const json& config, ConfigErrors& errors) {
-  std::set<std::string> clusters;
-  FilterBuildContext ctx{errors, clusters};
-  return filters::rate_limit::RateLimitConfigFactory().create(config, "/f/config", ctx);
-}
-
-bool hasError(const ConfigErrors& errors, const std::string& path, const std::string& fragment = "") {
-  for (const auto& e : errors.all()) {
-    if (e.path == path && e.message.find(fragment) != std::string::npos) return true;
-  }
-  return false;
+  return test::buildFilter(filters::rate_limit::RateLimitConfigFactory(), config, errors);
 }
 
 // Starts a call; true if it was let through.
@@ -124,7 +87,7 @@ TEST_CASE("rate_limit: calls per route, RESOURCE_EXHAUSTED with a retry hint", "
   CHECK_FALSE(call(*factory, "/shop.Orders/Place", {}, &ctx));
   CHECK(ctx->status() == StatusCode::ResourceExhausted);
   CHECK(ctx->statusMessage().find("2 calls per minute") != std::string::npos);
-  const std::string* hint = ctx->trailers.get("grpc-retry-pushback-ms");
+  const std::string* hint = ctx->local_reply_trailers.get("grpc-retry-pushback-ms");
   REQUIRE(hint != nullptr);
   auto ms = std::stoll(*hint);
   CHECK(ms > 25'000);
@@ -166,7 +129,7 @@ TEST_CASE("rate_limit: streamed request messages", "[rate_limit]") {
   CHECK(f->onRequestMessage(ctx, m) == FilterStatus::StopIteration);
   CHECK(ctx.status() == StatusCode::ResourceExhausted);
   CHECK(ctx.statusMessage().find("1 messages per hour") != std::string::npos);
-  CHECK(ctx.trailers.get("grpc-retry-pushback-ms") != nullptr);
+  CHECK(ctx.local_reply_trailers.get("grpc-retry-pushback-ms") != nullptr);
 }
 
 TEST_CASE("rate_limit: config mistakes are all reported with their paths", "[rate_limit]") {
