@@ -91,18 +91,18 @@ void Dispatcher::drainPostedWork() {
   draining_ = true;
   // Deleting can schedule flushes (a reset stream tells its peer) and flushing
   // can queue deletions (a write error closes a connection): repeat until quiet.
+  // The spare vectors keep their capacity: no allocation per event batch.
   while (!flush_queue_.empty() || !delete_queue_.empty()) {
-    std::vector<Flushable*> flushes;
-    flushes.swap(flush_queue_);
-    for (size_t i = 0; i < flushes.size(); ++i) {
-      Flushable* f = flushes[i];
+    flushing_.swap(flush_queue_);
+    for (size_t i = 0; i < flushing_.size(); ++i) {
+      Flushable* f = flushing_[i];
       if (f == nullptr) continue;
       f->flush_scheduled_ = false;
       f->flush();
     }
-    std::vector<DeferredDeletablePtr> deletes;
-    deletes.swap(delete_queue_);
-    deletes.clear();
+    flushing_.clear();
+    deleting_.swap(delete_queue_);
+    deleting_.clear();
   }
   draining_ = false;
 }

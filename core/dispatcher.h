@@ -83,6 +83,8 @@ class Dispatcher {
   std::vector<std::function<void()>> posted_;
   std::vector<Flushable*> flush_queue_;
   std::vector<DeferredDeletablePtr> delete_queue_;
+  std::vector<Flushable*> flushing_;
+  std::vector<DeferredDeletablePtr> deleting_;
   bool draining_ = false;
   // Every socket of this loop reads into this buffer and consumes it at once.
   std::string read_buffer_;

@@ -5,6 +5,7 @@
 
 #include <fmt/format.h>
 
+#include "core/allocation_counter.h"
 #include "core/stats.h"
 #include "upstream/cluster.h"
 #include "upstream/cluster_manager.h"
@@ -153,6 +154,10 @@ std::string renderPrometheus(const std::vector<const WorkerStats*>& workers, con
       }
     }
   }
+  if (auto allocations = allocation_counter::current()) {
+    f.gateway("sluice_process_allocations_total", "counter", "Heap allocations made by the gateway process.")
+        .add({}, static_cast<double>(*allocations));
+  }
   std::string out;
   for (const Family* fam : {&f.started, &f.handled, &f.received, &f.sent, &f.handling}) fam->render(out);
   for (const auto& [_, fam] : f.sluice) fam.render(out);
@@ -201,6 +206,7 @@ std::string renderStatsText(const std::vector<const WorkerStats*>& workers) {
       values[p + "msg_sent"] += s.msg_sent.value();
     });
   }
+  if (auto allocations = allocation_counter::current()) values["process.allocations"] = static_cast<int64_t>(*allocations);
   std::string out;
   for (const auto& [k, v] : values) out += fmt::format("{}: {}\n", k, v);
   return out;

@@ -1,0 +1,7 @@
+// libFuzzer target "config": see fuzzConfig() in fuzz/fuzz_entry_points.h.
+#include "fuzz/fuzz_entry_points.h"
+
+extern "C" int LLVMFuzzerTestOneInput(const uint8_t* data, size_t size) {
+  sluice::fuzzConfig(data, size);
+  return 0;
+}
