@@ -41,52 +41,58 @@ void OutboundData::grew() {
   }
 }
 
+template <typename F>
+void OutboundData::forEachPiece(size_t skip, F fn) const {
+  for (size_t i = 0; i < chunks_.size(); ++i) {
+    const Chunk& c = chunks_.at(i);
+    size_t pos = c.offset;  // position within prefix+payload
+    size_t left = c.size() - pos;
+    if (skip >= left) {
+      skip -= left;
+      continue;
+    }
+    pos += skip;
+    skip = 0;
+    if (pos < c.prefix_len) {
+      if (!fn(c.prefix + pos, c.prefix_len - pos)) return;
+      pos = c.prefix_len;
+    }
+    if (pos < c.size()) {
+      const auto* p = reinterpret_cast<const uint8_t*>(c.payload.data()) + (pos - c.prefix_len);
+      if (!fn(p, c.size() - pos)) return;
+    }
+  }
+}
+
 size_t OutboundData::readable(size_t max, size_t max_spans) const {
   size_t total = 0;
   size_t spans = 0;
-  for (size_t i = 0; i < chunks_.size() && total < max && spans < max_spans; ++i) {
-    const Chunk& c = chunks_.at(i);
-    if (c.offset < c.prefix_len) {
-      total += c.prefix_len - c.offset;
-      ++spans;
-      if (spans < max_spans && total < max) {
-        total += c.payload.size();
-        if (!c.payload.empty()) ++spans;
-      }
-    } else {
-      total += c.size() - c.offset;
-      ++spans;
-    }
-  }
+  forEachPiece(taken_, [&](const uint8_t*, size_t len) {
+    if (spans == max_spans || total >= max) return false;
+    total += len;
+    ++spans;
+    return true;
+  });
   return std::min(total, max);
 }
 
-size_t OutboundData::peek(size_t len, ByteSpan* spans, size_t max_spans) const {
+size_t OutboundData::take(size_t len, ByteSpan* spans, size_t max_spans) {
   size_t n = 0;
-  for (size_t i = 0; i < chunks_.size() && len > 0 && n < max_spans; ++i) {
-    const Chunk& c = chunks_.at(i);
-    if (c.offset < c.prefix_len) {
-      size_t take = std::min(len, c.prefix_len - c.offset);
-      spans[n++] = {c.prefix + c.offset, take};
-      len -= take;
-      if (len == 0 || n == max_spans) break;
-      take = std::min(len, c.payload.size());
-      if (take > 0) {
-        spans[n++] = {reinterpret_cast<const uint8_t*>(c.payload.data()), take};
-        len -= take;
-      }
-    } else {
-      size_t in_payload = c.offset - c.prefix_len;
-      size_t take = std::min(len, c.payload.size() - in_payload);
-      spans[n++] = {reinterpret_cast<const uint8_t*>(c.payload.data()) + in_payload, take};
-      len -= take;
-    }
-  }
+  size_t want = len;
+  forEachPiece(taken_, [&](const uint8_t* data, size_t piece) {
+    if (want == 0 || n == max_spans) return false;
+    size_t use = std::min(piece, want);
+    spans[n++] = {data, use};
+    want -= use;
+    return want > 0;
+  });
+  taken_ += len - want;
   return n;
 }
 
 void OutboundData::consume(size_t len) {
   bytes_ -= len;
+  taken_ -= len;
   while (len > 0 && !chunks_.empty()) {
     Chunk& c = chunks_.front();
     size_t take = std::min(len, c.size() - c.offset);

@@ -38,13 +38,20 @@ class OutboundData {
   // Raw bytes (HTTP error bodies).
   void appendRaw(std::string bytes);
 
-  // How many of the first `max` bytes fit in `max_spans` contiguous pieces.
+  // Bytes go out in two steps: take() hands the next bytes to a write batch
+  // (they stay here, untouched, until it is written), consume() then drops
+  // the oldest taken bytes.
+  //
+  // How many of the next `max` untaken bytes fit in `max_spans` pieces.
   size_t readable(size_t max, size_t max_spans) const;
-  // The first `len` bytes (len <= readable(...)) as pieces; returns their count.
-  size_t peek(size_t len, ByteSpan* spans, size_t max_spans) const;
-  // Drops the first `len` bytes: they have been written.
+  // The next `len` untaken bytes (len <= readable(...)) as pieces, now taken;
+  // returns the number of pieces.
+  size_t take(size_t len, ByteSpan* spans, size_t max_spans);
+  // Drops the oldest `len` taken bytes: they have been written.
   void consume(size_t len);
 
+  // Bytes not yet taken.
+  size_t untaken() const { return bytes_ - taken_; }
   size_t size() const { return bytes_; }
   bool empty() const { return bytes_ == 0; }
   bool aboveHighWatermark() const { return above_; }
@@ -58,9 +65,13 @@ class OutboundData {
     size_t size() const { return prefix_len + payload.size(); }
   };
   void grew();
+  // Calls fn(data, len) for each contiguous piece after the first `skip` bytes,
+  // until it returns false.
+  template <typename F> void forEachPiece(size_t skip, F fn) const;
 
   RingQueue<Chunk> chunks_;
   size_t bytes_ = 0;
+  size_t taken_ = 0;
   size_t high_;
   size_t low_;
   bool above_ = false;

@@ -2,6 +2,8 @@
 
 #include <nghttp2/nghttp2.h>
 
+#include <cstring>
+
 #include <fmt/format.h>
 
 #include "codecs/http2/outbound_data.h"
@@ -21,8 +23,70 @@ std::vector<nghttp2_nv> toNv(const HeaderMap& headers) {
   return nv;
 }
 
-// Frame header, earlier frames, and the payload pieces of one DATA frame.
-constexpr size_t kMaxSpans = 16;
+// WriteBatch: what one writeTo() gathers for a single writev: serialised
+// control frames (copied: they are small) and DATA frames (9-byte header
+// copied, payload referenced in the streams' queues until written). One per
+// thread: writeTo() fills and flushes it before returning.
+struct WriteBatch {
+  static constexpr size_t kMaxPiecesPerFrame = 16;
+  static constexpr size_t kMaxSpans = 256;
+  static constexpr size_t kMaxFrames = 64;
+  static constexpr size_t kControlBytes = 64 * 1024;
+
+  TcpSocket* socket = nullptr;
+  ByteSpan spans[kMaxSpans];
+  size_t span_count = 0;
+  uint8_t headers[kMaxFrames][9];
+  struct Taken {
+    Http2StreamHandler* handler;
+    size_t len;
+  };
+  Taken taken[kMaxFrames];
+  size_t frames = 0;
+  std::string control;  // capacity reserved once: pointers into it stay valid
+
+  static WriteBatch& local() {
+    thread_local WriteBatch batch;
+    return batch;
+  }
+  WriteBatch() { control.reserve(kControlBytes); }
+
+  void addControl(const uint8_t* data, size_t len) {
+    if (control.size() + len > kControlBytes || span_count == kMaxSpans) flush();
+    if (len > kControlBytes) {  // a huge HEADERS block: written on its own
+      ByteSpan one{data, len};
+      socket->write(&one, 1);
+      return;
+    }
+    const char* at = control.data() + control.size();
+    control.append(reinterpret_cast<const char*>(data), len);
+    if (span_count > 0 && reinterpret_cast<const char*>(spans[span_count - 1].data) + spans[span_count - 1].len == at) {
+      spans[span_count - 1].len += len;  // contiguous with the previous control bytes
+    } else {
+      spans[span_count++] = {reinterpret_cast<const uint8_t*>(at), len};
+    }
+  }
+
+  void addData(const uint8_t* framehd, Http2StreamHandler& h, size_t len) {
+    if (frames == kMaxFrames || span_count + 1 + kMaxPiecesPerFrame > kMaxSpans) flush();
+    std::memcpy(headers[frames], framehd, 9);
+    spans[span_count++] = {headers[frames], 9};
+    span_count += h.outbound().take(len, spans + span_count, kMaxPiecesPerFrame);
+    taken[frames++] = {&h, len};
+  }
+
+  // Writes everything gathered, then lets the streams drop what was written.
+  void flush() {
+    if (span_count > 0) socket->write(spans, span_count);
+    for (size_t i = 0; i < frames; ++i) {
+      taken[i].handler->outbound().consume(taken[i].len);
+      taken[i].handler->onOutboundDrained(taken[i].len);
+    }
+    span_count = 0;
+    frames = 0;
+    control.clear();
+  }
+};
 
 Http2StreamHandler* handlerOf(nghttp2_session* s, int32_t stream_id) {
   return static_cast<Http2StreamHandler*>(nghttp2_session_get_stream_user_data(s, stream_id));
@@ -111,15 +175,15 @@ struct Http2Session::Bridge {
   }
 
   // How much of the stream's queue goes into the next DATA frame. The bytes
-  // are not copied here (NO_COPY): sendData() writes them to the socket.
+  // are not copied here (NO_COPY): sendData() adds them to the write batch.
   static ssize_t readData(nghttp2_session* s, int32_t stream_id, uint8_t*, size_t length,
                           uint32_t* data_flags, nghttp2_data_source*, void*) noexcept {
     auto* h = handlerOf(s, stream_id);
     if (h == nullptr) return NGHTTP2_ERR_TEMPORAL_CALLBACK_FAILURE;
     OutboundData& out = h->outbound();
-    size_t n = out.readable(length, kMaxSpans - 2);
+    size_t n = out.readable(length, WriteBatch::kMaxPiecesPerFrame);
     if (n > 0) *data_flags |= NGHTTP2_DATA_FLAG_NO_COPY;
-    if (n == out.size() && h->outboundEnded()) {
+    if (n == out.untaken() && h->outboundEnded()) {
       *data_flags |= NGHTTP2_DATA_FLAG_EOF;
       if (const HeaderMap* trailers = h->outboundTrailers()) {
         auto nv = toNv(*trailers);
@@ -133,24 +197,13 @@ struct Http2Session::Bridge {
     return static_cast<ssize_t>(n);
   }
 
-  // One whole DATA frame: the frames serialised before it, its header, then
-  // the payload straight from the stream's queue, in one gather write.
+  // One whole DATA frame: its header and payload join the write batch.
   static int sendData(nghttp2_session* s, nghttp2_frame* frame, const uint8_t* framehd, size_t length,
-                      nghttp2_data_source*, void* ud) noexcept {
-    Http2Session& session = self(ud);
+                      nghttp2_data_source*, void*) noexcept {
     auto* h = handlerOf(s, frame->hd.stream_id);
-    if (h == nullptr || session.sink_ == nullptr) return NGHTTP2_ERR_CALLBACK_FAILURE;
-    ByteSpan spans[kMaxSpans];
-    size_t n = 0;
-    if (!session.pending_frames_.empty()) {
-      spans[n++] = {reinterpret_cast<const uint8_t*>(session.pending_frames_.data()), session.pending_frames_.size()};
-    }
-    spans[n++] = {framehd, 9};
-    n += h->outbound().peek(length, spans + n, kMaxSpans - n);
-    session.sink_->write(spans, n);
-    session.pending_frames_.clear();
-    h->outbound().consume(length);
-    h->onOutboundDrained(length);
+    WriteBatch& batch = WriteBatch::local();
+    if (h == nullptr || batch.socket == nullptr) return NGHTTP2_ERR_CALLBACK_FAILURE;
+    batch.addData(framehd, *h, length);
     return 0;
   }
 
@@ -220,12 +273,11 @@ Status Http2Session::receive(const uint8_t* data, size_t len) {
 }
 
 bool Http2Session::writeTo(TcpSocket& socket, size_t max_pending) {
-  // Small frames (HEADERS, WINDOW_UPDATE, ...) are gathered in pending_frames_
-  // (capacity kept: no allocation once warm) and go out with the next DATA
-  // frame or at the end. A write that completes at once brings no callback:
-  // loop here rather than wait for one.
-  constexpr size_t kGatherBytes = 64 * 1024;
-  sink_ = &socket;
+  // Everything nghttp2 serialises goes into one gather write: DATA payloads
+  // straight from the streams' queues, no copy. A write that completes at
+  // once brings no callback: loop here rather than wait for one.
+  WriteBatch& batch = WriteBatch::local();
+  batch.socket = &socket;
   bool ok = true;
   while (socket.bytesPending() < max_pending && !socket.closed()) {
     const uint8_t* data;
@@ -234,20 +286,17 @@ bool Http2Session::writeTo(TcpSocket& socket, size_t max_pending) {
       ok = false;
       break;
     }
-    if (n == 0) break;
-    pending_frames_.append(reinterpret_cast<const char*>(data), static_cast<size_t>(n));
-    if (pending_frames_.size() >= kGatherBytes) flushPendingFrames(socket);
+    if (n == 0) {
+      // Nothing more right now: write, and go on if the kernel took it all.
+      if (batch.span_count == 0) break;
+      batch.flush();
+      continue;
+    }
+    batch.addControl(data, static_cast<size_t>(n));
   }
-  flushPendingFrames(socket);
-  sink_ = nullptr;
+  batch.flush();
+  batch.socket = nullptr;
   return ok;
-}
-
-void Http2Session::flushPendingFrames(TcpSocket& socket) {
-  if (pending_frames_.empty()) return;
-  ByteSpan span{reinterpret_cast<const uint8_t*>(pending_frames_.data()), pending_frames_.size()};
-  socket.write(&span, 1);
-  pending_frames_.clear();
 }
 
 bool Http2Session::alive() const {

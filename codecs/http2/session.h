@@ -129,14 +129,12 @@ class Http2Session {
 
  private:
   Http2StreamHandler* handler(int32_t stream_id) const;
-  void flushPendingFrames(TcpSocket& socket);
 
   Side side_;
   Http2SessionOwner& owner_;
   nghttp2_session* session_ = nullptr;
   size_t open_streams_ = 0;
-  TcpSocket* sink_ = nullptr;   // the socket writeTo() is filling, for DATA frames
-  std::string pending_frames_;  // serialised frames not yet written
+
 };
 
 }  // namespace sluice
