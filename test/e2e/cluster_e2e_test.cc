@@ -357,3 +357,92 @@ TEST_CASE("backends that do not speak HTTP/2 fail their calls clearly; others ke
 }
 
 }  // namespace sluice::test
+
+namespace sluice::test {
+
+TEST_CASE("outlier detection ejects an endpoint that keeps answering UNAVAILABLE", "[e2e][cluster]") {
+  TestBackend a("a");
+  TestBackend b("b");
+  nlohmann::json c = {{"name", "pair"},
+                      {"endpoints", {a.address(), b.address()}},
+                      {"outlier_detection", {{"consecutive_failures", 3}, {"base_ejection_ms", 60000},
+                                             {"max_ejection_percent", 50}}}};
+  auto config = gatewayConfig(nlohmann::json::array({route("prefix", "/", "pair")}), nlohmann::json::array({c}));
+  config["workers"] = 1;
+  GatewayProcess gateway(config);
+  auto stub = example::Echo::NewStub(makeChannel(gateway.address()));
+  auto call = [&](int status) {
+    grpc::ClientContext ctx;
+    setTimeout(ctx, kCallTimeout);
+    EchoRequest req;
+    req.set_status_code(status);
+    EchoResponse resp;
+    return stub->Unary(&ctx, req, &resp).error_code();
+  };
+  // Every backend answers these with UNAVAILABLE: both collect failures, the
+  // first to reach 3 is ejected, and 50% means the other one stays in.
+  for (int i = 0; i < 8; ++i) CHECK(call(14) == grpc::StatusCode::UNAVAILABLE);
+  auto logs = gateway.logs();
+  bool a_out = logs.find("ejected " + a.address()) != std::string::npos;
+  bool b_out = logs.find("ejected " + b.address()) != std::string::npos;
+  CHECK(a_out != b_out);
+  TestBackend& kept = a_out ? b : a;
+  TestBackend& ejected = a_out ? a : b;
+  int kept_before = kept.stats().calls;
+  int ejected_before = ejected.stats().calls;
+  for (int i = 0; i < 6; ++i) CHECK(call(0) == grpc::StatusCode::OK);
+  CHECK(kept.stats().calls - kept_before == 6);
+  CHECK(ejected.stats().calls == ejected_before);
+}
+
+TEST_CASE("a per-try timeout retries on another endpoint, within the attempts allowed", "[e2e][cluster]") {
+  TestBackend first("first");
+  TestBackend second("second");
+  nlohmann::json c = {{"name", "pair"}, {"endpoints", {first.address(), second.address()}}};
+  nlohmann::json r = route("prefix", "/", "pair");
+  r["retry"] = {{"retry_on", {"UNAVAILABLE"}}, {"num_retries", 1}, {"per_try_timeout_ms", 200}};
+  auto config = gatewayConfig(nlohmann::json::array({r}), nlohmann::json::array({c}));
+  config["workers"] = 1;
+  GatewayProcess gateway(config);
+  auto stub = example::Echo::NewStub(makeChannel(gateway.address()));
+  // Every try sleeps 1 s: the first (round robin: "first") is cut at 200 ms
+  // and retried on "second", which is cut too; the call ends after two tries.
+  grpc::ClientContext ctx;
+  setTimeout(ctx, kCallTimeout);
+  EchoRequest req;
+  req.set_sleep_ms(1000);
+  EchoResponse resp;
+  auto start = std::chrono::steady_clock::now();
+  auto s = stub->Unary(&ctx, req, &resp);
+  auto took = std::chrono::steady_clock::now() - start;
+  // Either side may call time: the backend gets the per-try deadline as its
+  // grpc-timeout, and the gateway's per-try timer backs it up.
+  REQUIRE_STATUS(s, grpc::StatusCode::DEADLINE_EXCEEDED);
+  CHECK(took < std::chrono::milliseconds(900));
+  CHECK(first.stats().calls == 1);
+  CHECK(second.stats().calls == 1);
+  grpc::ClientContext quick;
+  setTimeout(quick, kCallTimeout);
+  REQUIRE_OK(stub->Unary(&quick, EchoRequest(), &resp));
+}
+
+TEST_CASE("a route timeout caps the call's deadline", "[e2e][cluster]") {
+  TestBackend backend("b");
+  nlohmann::json r = route("prefix", "/", "one");
+  r["timeout_ms"] = 300;
+  GatewayProcess gateway(gatewayConfig(nlohmann::json::array({r}), nlohmann::json::array({cluster("one", {backend.address()})})));
+  auto stub = example::Echo::NewStub(makeChannel(gateway.address()));
+  grpc::ClientContext ctx;
+  setTimeout(ctx, kCallTimeout);  // 10 s from the client; the route says 300 ms
+  EchoRequest req;
+  req.set_sleep_ms(3000);
+  EchoResponse resp;
+  auto start = std::chrono::steady_clock::now();
+  auto s = stub->Unary(&ctx, req, &resp);
+  REQUIRE_STATUS(s, grpc::StatusCode::DEADLINE_EXCEEDED);
+  CHECK(std::chrono::steady_clock::now() - start < std::chrono::milliseconds(2000));
+  // The backend saw the shortened deadline (grpc-timeout) and the cancel.
+  CHECK(backend.stats().waitUntil([&] { return backend.stats().cancelled >= 1; }, std::chrono::seconds(3)));
+}
+
+}  // namespace sluice::test
