@@ -99,11 +99,15 @@ void TcpSocket::write(std::string&& bytes) {
     if (n > 0) offset = static_cast<size_t>(n);
     if (offset == bytes.size()) return;
   }
+  queueOwned(offset == 0 ? std::move(bytes) : bytes.substr(offset));
+}
+
+void TcpSocket::queueOwned(std::string bytes) {
   auto* w = new WriteRequest;
-  w->bytes = offset == 0 ? std::move(bytes) : bytes.substr(offset);
+  w->bytes = std::move(bytes);
   uv_buf_t buf = uv_buf_init(w->bytes.data(), static_cast<unsigned>(w->bytes.size()));
   pending_bytes_ += w->bytes.size();
-  if (uv_write(&w->req, stream, &buf, 1, onWrite) != 0) {
+  if (uv_write(&w->req, reinterpret_cast<uv_stream_t*>(handle_), &buf, 1, onWrite) != 0) {
     pending_bytes_ -= w->bytes.size();
     delete w;
     write_failed_ = true;
@@ -141,16 +145,7 @@ void TcpSocket::write(const ByteSpan* spans, size_t count) {
     rest.append(reinterpret_cast<const char*>(spans[i].data) + skip, spans[i].len - skip);
     skip = 0;
   }
-  auto* w = new WriteRequest;
-  w->bytes = std::move(rest);
-  uv_buf_t buf = uv_buf_init(w->bytes.data(), static_cast<unsigned>(w->bytes.size()));
-  pending_bytes_ += w->bytes.size();
-  if (uv_write(&w->req, stream, &buf, 1, onWrite) != 0) {
-    pending_bytes_ -= w->bytes.size();
-    delete w;
-    write_failed_ = true;
-    callbacks_.onDisconnected(UV_EPIPE);
-  }
+  queueOwned(std::move(rest));
 }
 
 void TcpSocket::onWriteDone(size_t bytes, int status) {

@@ -62,6 +62,9 @@ class TcpSocket {
   void onWriteDone(size_t bytes, int status);
 
  private:
+  // Queues bytes the kernel did not take yet, in order after earlier ones.
+  void queueOwned(std::string bytes);
+
   Dispatcher& dispatcher_;
   TcpSocketCallbacks& callbacks_;
   uv_tcp_s* handle_;

@@ -149,17 +149,14 @@ class AdminConnection final : public TcpSocketCallbacks, public DeferredDeletabl
   bool finished_ = false;
 };
 
-namespace {
-
-void onConnection(uv_stream_t* server, int status) noexcept {
-  if (server->data != nullptr) static_cast<AdminListener*>(server->data)->onNewConnection(status);
-}
-void freeHandle(uv_handle_t* h) noexcept { delete reinterpret_cast<uv_tcp_t*>(h); }
-
-}  // namespace
-
 AdminListener::AdminListener(Dispatcher& dispatcher, AdminHandler& handler, SocketAddress address)
-    : dispatcher_(dispatcher), handler_(handler), address_(std::move(address)) {}
+    : dispatcher_(dispatcher),
+      handler_(handler),
+      address_(std::move(address)),
+      socket_(dispatcher, [this](uv_stream_t* server) {
+        auto conn = std::make_unique<AdminConnection>(*this);
+        if (conn->accept(server) == 0) connections_.push_back(std::move(conn));
+      }) {}
 
 AdminListener::~AdminListener() {
   stop();
@@ -167,40 +164,12 @@ AdminListener::~AdminListener() {
 }
 
 Status AdminListener::start() {
-  sockaddr_storage ss;
-  if (!address_.toSockaddr(ss)) return {StatusCode::InvalidArgument, "bad admin address"};
-  handle_ = new uv_tcp_t;
-  uv_tcp_init(dispatcher_.loop(), handle_);
-  handle_->data = this;
-  int rv = uv_tcp_bind(handle_, reinterpret_cast<const sockaddr*>(&ss), 0);
-  if (rv == 0) rv = uv_listen(reinterpret_cast<uv_stream_t*>(handle_), 128, onConnection);
-  if (rv != 0) {
-    stop();
-    return {StatusCode::Unavailable, fmt::format("admin cannot listen on {}: {}", address_.toString(), uv_strerror(rv))};
-  }
-  sockaddr_storage bound{};
-  int len = sizeof(bound);
-  uv_tcp_getsockname(handle_, reinterpret_cast<sockaddr*>(&bound), &len);
-  bound_ = address_;
-  bound_.port = ntohs(bound.ss_family == AF_INET6 ? reinterpret_cast<sockaddr_in6*>(&bound)->sin6_port
-                                                  : reinterpret_cast<sockaddr_in*>(&bound)->sin_port);
-  spdlog::info("admin listening on {}", bound_.toString());
-  return Status::ok();
+  Status s = socket_.listen(address_, /*reuse_port=*/false, "admin");
+  if (s.isOk()) spdlog::info("admin listening on {}", boundAddress().toString());
+  return s;
 }
 
-void AdminListener::stop() {
-  if (handle_ == nullptr) return;
-  handle_->data = nullptr;
-  uv_close(reinterpret_cast<uv_handle_t*>(handle_), freeHandle);
-  handle_ = nullptr;
-}
-
-void AdminListener::onNewConnection(int status) {
-  if (status != 0) return;
-  auto conn = std::make_unique<AdminConnection>(*this);
-  if (conn->accept(reinterpret_cast<uv_stream_t*>(handle_)) != 0) return;
-  connections_.push_back(std::move(conn));
-}
+void AdminListener::stop() { socket_.close(); }
 
 void AdminListener::onConnectionDone(AdminConnection& connection) {
   auto it = std::find_if(connections_.begin(), connections_.end(),

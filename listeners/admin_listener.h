@@ -12,8 +12,9 @@
 
 #include "core/socket_address.h"
 #include "core/status.h"
+#include "core/tcp_listener.h"
 
-struct uv_tcp_s;
+struct uv_stream_s;
 
 namespace sluice {
 
@@ -39,20 +40,18 @@ class AdminListener {
   ~AdminListener();
 
   Status start();
-  const SocketAddress& boundAddress() const { return bound_; }
+  const SocketAddress& boundAddress() const { return socket_.boundAddress(); }
   void stop();
 
   AdminHandler& handler() { return handler_; }
   Dispatcher& dispatcher() { return dispatcher_; }
   void onConnectionDone(AdminConnection& connection);
-  void onNewConnection(int status);  // libuv bridge only
 
  private:
   Dispatcher& dispatcher_;
   AdminHandler& handler_;
   SocketAddress address_;
-  SocketAddress bound_;
-  uv_tcp_s* handle_ = nullptr;
+  TcpListener socket_;
   std::vector<std::unique_ptr<AdminConnection>> connections_;
 };
 

@@ -19,22 +19,14 @@
 #include "listeners/downstream_connection.h"
 
 namespace sluice {
-namespace {
-
-void onConnection(uv_stream_t* server, int status) noexcept {
-  if (server->data != nullptr) static_cast<GrpcListener*>(server->data)->onNewConnection(status);
-}
-void freeHandle(uv_handle_t* h) noexcept { delete reinterpret_cast<uv_tcp_t*>(h); }
-
-}  // namespace
-
 GrpcListener::GrpcListener(Worker& worker, std::string name, SocketAddress address,
                            std::atomic<uint32_t>& connections)
     : worker_(worker),
       name_(std::move(name)),
       address_(std::move(address)),
       stats_(worker.stats().listener(name_)),
-      shared_connections_(connections) {}
+      shared_connections_(connections),
+      socket_(worker.dispatcher(), [this](uv_stream_s* server) { onNewConnection(server); }) {}
 
 const ListenerConfig& GrpcListener::config() const { return *worker_.current()->listener(name_); }
 
@@ -68,63 +60,20 @@ GrpcListener::~GrpcListener() {
 Status GrpcListener::start(uint16_t port_override) {
   SocketAddress addr = address_;
   if (port_override != 0) addr.port = port_override;
-  sockaddr_storage ss;
-  if (!addr.toSockaddr(ss)) {
-    return {StatusCode::InvalidArgument, fmt::format("bad address {}", addr.toString())};
-  }
-  auto fail = [&](int err) {
-    return Status(StatusCode::Unavailable, fmt::format("listener '{}' cannot listen on {}: {}", name_,
-                                                       addr.toString(), uv_strerror(err)));
-  };
-  // libuv 1.44 cannot ask for SO_REUSEPORT: make the socket, then hand it over.
-  int fd = ::socket(ss.ss_family, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0);
-  if (fd < 0) return fail(-errno);
-  int one = 1;
-  ::setsockopt(fd, SOL_SOCKET, SO_REUSEADDR, &one, sizeof(one));
-  ::setsockopt(fd, SOL_SOCKET, SO_REUSEPORT, &one, sizeof(one));
-  socklen_t ss_len = ss.ss_family == AF_INET6 ? sizeof(sockaddr_in6) : sizeof(sockaddr_in);
-  if (::bind(fd, reinterpret_cast<const sockaddr*>(&ss), ss_len) != 0) {
-    int err = -errno;
-    ::close(fd);
-    return fail(err);
-  }
-  handle_ = new uv_tcp_t;
-  uv_tcp_init(worker_.dispatcher().loop(), handle_);
-  handle_->data = this;
-  int rv = uv_tcp_open(handle_, fd);
-  if (rv == 0) rv = uv_listen(reinterpret_cast<uv_stream_t*>(handle_), 1024, onConnection);
-  if (rv != 0) {
-    stopAccepting();
-    return fail(rv);
-  }
-  sockaddr_storage bound{};
-  int len = sizeof(bound);
-  uv_tcp_getsockname(handle_, reinterpret_cast<sockaddr*>(&bound), &len);
-  bound_ = address_;
-  bound_.port = ntohs(bound.ss_family == AF_INET6 ? reinterpret_cast<sockaddr_in6*>(&bound)->sin6_port
-                                                  : reinterpret_cast<sockaddr_in*>(&bound)->sin_port);
-  spdlog::debug("listener '{}' listening on {}", name_, bound_.toString());
-  return Status::ok();
+  Status s = socket_.listen(addr, /*reuse_port=*/true, fmt::format("listener '{}'", name_));
+  if (s.isOk()) spdlog::debug("listener '{}' listening on {}", name_, boundAddress().toString());
+  return s;
 }
 
-void GrpcListener::stopAccepting() {
-  if (handle_ == nullptr) return;
-  handle_->data = nullptr;
-  uv_close(reinterpret_cast<uv_handle_t*>(handle_), freeHandle);
-  handle_ = nullptr;
-}
+void GrpcListener::stopAccepting() { socket_.close(); }
 
 void GrpcListener::closeConnections() {
   while (!connections_.empty()) connections_.back()->close("listener closing");
 }
 
-void GrpcListener::onNewConnection(int status) {
-  if (status != 0) {
-    spdlog::warn("listener '{}': accept failed: {}", name_, uv_strerror(status));
-    return;
-  }
+void GrpcListener::onNewConnection(uv_stream_s* server) {
   auto conn = std::make_unique<DownstreamConnection>(*this, next_connection_id_++);
-  if (conn->accept(reinterpret_cast<uv_stream_t*>(handle_)) != 0) return;
+  if (conn->accept(server) != 0) return;
   if (shared_connections_.fetch_add(1, std::memory_order_relaxed) >= config().max_connections) {
     shared_connections_.fetch_sub(1, std::memory_order_relaxed);
     // Accepted only to be closed at once: the client sees a reset, not a hang.

@@ -15,8 +15,9 @@
 #include "codecs/http2/session.h"
 #include "core/socket_address.h"
 #include "core/status.h"
+#include "core/tcp_listener.h"
 
-struct uv_tcp_s;
+struct uv_stream_s;
 
 namespace sluice {
 
@@ -36,7 +37,7 @@ class GrpcListener {
   // port) and listens. `port_override` replaces the configured port: workers
   // after the first bind the port the first one got for "port 0".
   Status start(uint16_t port_override = 0);
-  const SocketAddress& boundAddress() const { return bound_; }
+  const SocketAddress& boundAddress() const { return socket_.boundAddress(); }
   // Stops accepting; open connections go on.
   void stopAccepting();
   // Closes every connection now.
@@ -55,16 +56,16 @@ class GrpcListener {
   ListenerStats& stats() { return stats_; }
 
   void onConnectionClosed(DownstreamConnection& connection);
-  void onNewConnection(int status);  // libuv bridge only
 
  private:
+  void onNewConnection(uv_stream_s* server);
+
   Worker& worker_;
   std::string name_;
   SocketAddress address_;
   ListenerStats& stats_;
   std::atomic<uint32_t>& shared_connections_;
-  uv_tcp_s* handle_ = nullptr;
-  SocketAddress bound_;
+  TcpListener socket_;
   uint64_t next_connection_id_ = 1;
   std::vector<std::unique_ptr<DownstreamConnection>> connections_;
 };

@@ -3,12 +3,9 @@
 // the admin endpoint), whatever their size.
 #include <catch2/catch.hpp>
 
-#include <arpa/inet.h>
-#include <netinet/in.h>
-#include <sys/socket.h>
-#include <unistd.h>
 
 #include "test/support/e2e_fixture.h"
+#include "test/support/http_client.h"
 
 namespace sluice::test {
 namespace {
@@ -18,23 +15,10 @@ using example::EchoResponse;
 
 // process.allocations from GET /stats.
 uint64_t gatewayAllocations(const std::string& admin) {
-  auto colon = admin.rfind(':');
-  sockaddr_in a{};
-  a.sin_family = AF_INET;
-  a.sin_port = htons(static_cast<uint16_t>(std::stoi(admin.substr(colon + 1))));
-  inet_pton(AF_INET, admin.substr(0, colon).c_str(), &a.sin_addr);
-  int fd = ::socket(AF_INET, SOCK_STREAM, 0);
-  REQUIRE(::connect(fd, reinterpret_cast<sockaddr*>(&a), sizeof(a)) == 0);
-  std::string req = "GET /stats HTTP/1.1\r\nhost: a\r\n\r\n";
-  REQUIRE(::send(fd, req.data(), req.size(), 0) == static_cast<ssize_t>(req.size()));
-  std::string body;
-  char buf[65536];
-  ssize_t n;
-  while ((n = ::recv(fd, buf, sizeof(buf), 0)) > 0) body.append(buf, static_cast<size_t>(n));
-  ::close(fd);
-  auto at = body.find("process.allocations: ");
+  auto reply = http(admin, "GET", "/stats");
+  auto at = reply.body.find("process.allocations: ");
   REQUIRE(at != std::string::npos);
-  return std::stoull(body.substr(at + 21));
+  return std::stoull(reply.body.substr(at + 21));
 }
 
 }  // namespace
