@@ -12,6 +12,8 @@
 #include <thread>
 
 #include <grpcpp/health_check_service_interface.h>
+#include <nghttp2/nghttp2.h>
+#include <poll.h>
 
 #include "test/support/e2e_fixture.h"
 
@@ -106,7 +108,105 @@ class BadBackend {
   std::thread thread_;
 };
 
+// An HTTP/2 server (nghttp2) that resets every stream it is sent.
+class ResettingBackend {
+ public:
+  ResettingBackend() {
+    fd_ = ::socket(AF_INET, SOCK_STREAM, 0);
+    sockaddr_in a{};
+    a.sin_family = AF_INET;
+    a.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+    REQUIRE(::bind(fd_, reinterpret_cast<sockaddr*>(&a), sizeof(a)) == 0);
+    socklen_t len = sizeof(a);
+    ::getsockname(fd_, reinterpret_cast<sockaddr*>(&a), &len);
+    port_ = ntohs(a.sin_port);
+    REQUIRE(::listen(fd_, 16) == 0);
+    thread_ = std::thread([this] { serve(); });
+  }
+  ~ResettingBackend() {
+    stop_ = true;
+    ::shutdown(fd_, SHUT_RDWR);
+    ::close(fd_);
+    thread_.join();
+  }
+  std::string address() const { return "127.0.0.1:" + std::to_string(port_); }
+  int resets() const { return resets_; }
+
+ private:
+  static int onBeginHeaders(nghttp2_session* s, const nghttp2_frame* frame, void* self) {
+    if (frame->hd.type == NGHTTP2_HEADERS && frame->headers.cat == NGHTTP2_HCAT_REQUEST) {
+      nghttp2_submit_rst_stream(s, NGHTTP2_FLAG_NONE, frame->hd.stream_id, NGHTTP2_INTERNAL_ERROR);
+      static_cast<ResettingBackend*>(self)->resets_++;
+    }
+    return 0;
+  }
+  void serve() {
+    while (!stop_) {
+      pollfd p{fd_, POLLIN, 0};
+      if (::poll(&p, 1, 100) <= 0) continue;
+      int c = ::accept(fd_, nullptr, nullptr);
+      if (c < 0) return;
+      nghttp2_session_callbacks* cbs;
+      nghttp2_session_callbacks_new(&cbs);
+      nghttp2_session_callbacks_set_on_begin_headers_callback(cbs, onBeginHeaders);
+      nghttp2_session* session;
+      nghttp2_session_server_new(&session, cbs, this);
+      nghttp2_session_callbacks_del(cbs);
+      nghttp2_submit_settings(session, NGHTTP2_FLAG_NONE, nullptr, 0);
+      // One connection at a time is enough: the gateway multiplexes.
+      while (!stop_) {
+        const uint8_t* out;
+        ssize_t n;
+        while ((n = nghttp2_session_mem_send(session, &out)) > 0) (void)!::send(c, out, static_cast<size_t>(n), MSG_NOSIGNAL);
+        pollfd cp{c, POLLIN, 0};
+        if (::poll(&cp, 1, 100) <= 0) continue;
+        uint8_t buf[16384];
+        ssize_t got = ::recv(c, buf, sizeof(buf), 0);
+        if (got <= 0 || nghttp2_session_mem_recv(session, buf, static_cast<size_t>(got)) < 0) break;
+      }
+      nghttp2_session_del(session);
+      ::close(c);
+    }
+  }
+  int fd_ = -1;
+  int port_ = 0;
+  std::atomic<bool> stop_{false};
+  std::atomic<int> resets_{0};
+  std::thread thread_;
+};
+
 }  // namespace
+
+TEST_CASE("a backend that resets every stream: UNAVAILABLE, outlier ejection, others keep serving", "[e2e][cluster]") {
+  TestBackend good("good");
+  ResettingBackend resetting;
+  auto routes = nlohmann::json::array({route("service", "sluice.example.Other", "good"),
+                                       route("prefix", "/", "mixed")});
+  auto mixed = cluster("mixed", {resetting.address(), good.address()});
+  mixed["outlier_detection"] = {{"consecutive_failures", 2}, {"base_ejection_ms", 60000}, {"max_ejection_percent", 50}};
+  auto config = gatewayConfig(routes, nlohmann::json::array({cluster("good", {good.address()}), mixed}));
+  config["workers"] = 1;
+  GatewayProcess gateway(config);
+  auto channel = makeChannel(gateway.address());
+  auto echo = example::Echo::NewStub(channel);
+  auto other = example::Other::NewStub(channel);
+  int reset_answers = 0;
+  for (int i = 0; i < 10; ++i) {
+    auto s = unary(*echo);
+    if (s.ok()) continue;
+    CHECK(s.error_code() == grpc::StatusCode::UNAVAILABLE);
+    CHECK_THAT(s.error_message(), Catch::Contains("mixed") && Catch::Contains("reset"));
+    ++reset_answers;
+  }
+  // Two resets eject the endpoint; every later call goes to the good one.
+  CHECK(reset_answers == 2);
+  CHECK(resetting.resets() == 2);
+  CHECK_THAT(gateway.logs(), Catch::Contains("ejected " + resetting.address()));
+  grpc::ClientContext ctx;
+  setTimeout(ctx, kCallTimeout);
+  EchoResponse resp;
+  REQUIRE_OK(other->Unary(&ctx, EchoRequest(), &resp));
+}
 
 TEST_CASE("round_robin and random honour endpoint weights", "[e2e][cluster]") {
   TestBackend a("a");
