@@ -92,7 +92,7 @@ TEST_CASE("SIGTERM drains 100 open calls of each kind; late calls get UNAVAILABL
   TestBackend backend("b");
   auto config = catchAllConfig(backend.address());
   config["drain_timeout_ms"] = 15000;
-  GatewayProcess gateway(config, GatewayProcess::Options{"info"});
+  GatewayProcess gateway(config, GatewayProcess::Options{"info", std::chrono::milliseconds{10000}, {}});
   auto channel = makeChannel(gateway.address());
   auto stub = example::Echo::NewStub(channel);
 
@@ -135,7 +135,7 @@ TEST_CASE("SIGHUP reloads routes for new calls while open streams keep their bac
   TestBackend b("b");
   auto clusters = nlohmann::json::array({cluster("a", {a.address()}), cluster("b", {b.address()})});
   auto to = [&](const std::string& c) { return gatewayConfig(nlohmann::json::array({route("prefix", "/", c)}), clusters); };
-  GatewayProcess gateway(to("a"), GatewayProcess::Options{"info"});
+  GatewayProcess gateway(to("a"), GatewayProcess::Options{"info", std::chrono::milliseconds{10000}, {}});
   auto stub = example::Echo::NewStub(makeChannel(gateway.address()));
   auto backendOfUnary = [&] {
     grpc::ClientContext ctx;
