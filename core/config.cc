@@ -114,7 +114,10 @@ GatewayConfigConstPtr loadConfig(const std::string& text, const FilterRegistry& 
   json root;
   try {
     root = json::parse(text);
-  } catch (const json::parse_error& e) {
+  } catch (const json::exception& e) {
+    // Not only parse_error: a number too large for a double ("1E999") is an
+    // out_of_range thrown by the parser, and must not end the process (a
+    // SIGHUP reload of such a file would otherwise kill a serving gateway).
     errors.add("", fmt::format("invalid JSON: {}", e.what()));
     return nullptr;
   }

@@ -30,6 +30,7 @@ class FilterChain {
  public:
   FilterChain(StreamContext& ctx, ResponseSink& sink) : ctx_(ctx), sink_(sink) {}
 
+  void reserve(size_t filters) { filters_.reserve(filters); }
   void addFilter(FilterPtr filter) { filters_.push_back(std::move(filter)); }
   size_t size() const { return filters_.size(); }
 

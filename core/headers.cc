@@ -22,6 +22,15 @@ size_t HeaderMap::remove(std::string_view name) {
   return before - headers_.size();
 }
 
+void HeaderMap::append(HeaderMap&& other) {
+  if (headers_.empty()) {
+    headers_ = std::move(other.headers_);
+  } else {
+    for (auto& h : other.headers_) headers_.push_back(std::move(h));
+  }
+  other.headers_.clear();
+}
+
 size_t HeaderMap::byteSize() const {
   size_t total = 0;
   for (const auto& h : headers_) total += h.name.size() + h.value.size() + 32;

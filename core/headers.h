@@ -5,6 +5,7 @@
 
 #include <string>
 #include <string_view>
+#include <utility>
 #include <vector>
 
 namespace sluice {
@@ -21,11 +22,16 @@ class HeaderMap {
   // First value for `name`, or nullptr.
   const std::string* get(std::string_view name) const;
   void add(std::string name, std::string value) { headers_.push_back({std::move(name), std::move(value)}); }
+  // Moves the fields out, leaving the map empty.
+  std::vector<Header> release() { return std::exchange(headers_, {}); }
   // Replaces every value of `name` by one.
   void set(std::string_view name, std::string value);
   // Removes every value of `name`; returns how many were removed.
   size_t remove(std::string_view name);
   void clear() { headers_.clear(); }
+  void reserve(size_t n) { headers_.reserve(n); }
+  // Moves every field of `other` to the end of this map.
+  void append(HeaderMap&& other);
 
   bool empty() const { return headers_.empty(); }
   size_t size() const { return headers_.size(); }

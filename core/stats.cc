@@ -44,26 +44,31 @@ ClusterStats& WorkerStats::cluster(std::string_view name) { return findOrCreate<
 
 MethodStats& WorkerStats::method(std::string_view service, std::string_view method, std::string_view type) {
   std::lock_guard<std::mutex> lock(mutex_);
+  return methodLocked(service, method, type);
+}
+
+MethodStats& WorkerStats::methodLocked(std::string_view service, std::string_view method, std::string_view type) {
   auto key = std::make_tuple(std::string(service), std::string(method), std::string(type));
   auto it = methods_.find(key);
   if (it == methods_.end()) it = methods_.emplace(std::move(key), std::make_unique<MethodStats>()).first;
   return *it->second;
 }
 
-std::string_view WorkerStats::learnedType(std::string_view path) const {
+MethodStats& WorkerStats::methodForCall(std::string_view path, std::string_view service, std::string_view method) {
   std::lock_guard<std::mutex> lock(mutex_);
-  auto it = learned_types_.find(path);
-  return it == learned_types_.end() ? std::string_view("unknown") : std::string_view(it->second);
+  auto it = paths_.find(path);
+  if (it == paths_.end()) it = paths_.emplace(std::string(path), PathEntry{}).first;
+  if (it->second.current == nullptr) it->second.current = &methodLocked(service, method, it->second.learned);
+  return *it->second.current;
 }
 
-void WorkerStats::learnType(std::string_view path, std::string_view type) {
+void WorkerStats::learnType(std::string_view path, std::string_view service, std::string_view method,
+                            std::string_view type) {
   std::lock_guard<std::mutex> lock(mutex_);
-  auto it = learned_types_.find(path);
-  if (it == learned_types_.end()) {
-    learned_types_.emplace(std::string(path), std::string(type));
-  } else if (it->second != type) {
-    it->second = std::string(type);
-  }
+  auto it = paths_.find(path);
+  if (it == paths_.end() || it->second.learned == type) return;
+  it->second.learned = std::string(type);
+  it->second.current = nullptr;  // made by the next call, so no empty series appears
 }
 
 }  // namespace sluice

@@ -98,11 +98,12 @@ class WorkerStats {
   ListenerStats& listener(std::string_view name);
   ClusterStats& cluster(std::string_view name);
   MethodStats& method(std::string_view service, std::string_view method, std::string_view type);
-  // The call type last seen for a method ("unary", "client_stream",
-  // "server_stream", "bidi_stream"), or "unknown": the gateway has no .proto, so
-  // it learns the type from the messages of finished calls.
-  std::string_view learnedType(std::string_view path) const;
-  void learnType(std::string_view path, std::string_view type);
+  // The stats a new call of `path` counts into: those of the call type last
+  // learned for it ("unary", "client_stream", "server_stream", "bidi_stream";
+  // "unknown" at first: the gateway has no .proto, so it learns the type from
+  // the messages of finished calls). No allocation once the path is known.
+  MethodStats& methodForCall(std::string_view path, std::string_view service, std::string_view method);
+  void learnType(std::string_view path, std::string_view service, std::string_view method, std::string_view type);
 
   // Readers: visit every section (under the creation lock).
   template <typename F> void forEachListener(F f) const { visit(listeners_, f); }
@@ -122,7 +123,12 @@ class WorkerStats {
   std::map<std::string, std::unique_ptr<ListenerStats>, std::less<>> listeners_;
   std::map<std::string, std::unique_ptr<ClusterStats>, std::less<>> clusters_;
   std::map<std::tuple<std::string, std::string, std::string>, std::unique_ptr<MethodStats>> methods_;
-  std::map<std::string, std::string, std::less<>> learned_types_;
+  struct PathEntry {
+    std::string learned = "unknown";
+    MethodStats* current = nullptr;
+  };
+  std::map<std::string, PathEntry, std::less<>> paths_;
+  MethodStats& methodLocked(std::string_view service, std::string_view method, std::string_view type);
 };
 
 }  // namespace sluice

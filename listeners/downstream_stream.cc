@@ -23,18 +23,6 @@ bool isGrpcContentType(const std::string* ct) {
   return v.size() == kGrpc.size() || v[kGrpc.size()] == '+' || v[kGrpc.size()] == ';';
 }
 
-// Pseudo-headers must come first in an HTTP/2 header block.
-HeaderMap pseudoFirst(const HeaderMap& in) {
-  HeaderMap out;
-  for (const auto& h : in) {
-    if (!h.name.empty() && h.name[0] == ':') out.add(h.name, h.value);
-  }
-  for (const auto& h : in) {
-    if (h.name.empty() || h.name[0] != ':') out.add(h.name, h.value);
-  }
-  return out;
-}
-
 }  // namespace
 
 DownstreamStream::DownstreamStream(DownstreamConnection& connection, int32_t stream_id)
@@ -72,6 +60,7 @@ void DownstreamStream::onHeader(std::string_view name, std::string_view value) {
     headers_too_large_ = true;
     return;
   }
+  if (request_headers_.empty()) request_headers_.reserve(16);
   request_headers_.add(std::string(name), std::string(value));
   // Request trailers carry nothing gRPC uses: dropped.
 }
@@ -110,8 +99,7 @@ void DownstreamStream::startCall() {
   }
   service_ = std::string_view(path_).substr(1, slash - 1);
   method_ = std::string_view(path_).substr(slash + 1);
-  WorkerStats& stats = worker().stats();
-  method_stats_ = &stats.method(service_, method_, stats.learnedType(path_));
+  method_stats_ = &worker().stats().methodForCall(path_, service_, method_);
   method_stats_->started.inc();
 
   if (connection_.draining()) {
@@ -135,6 +123,7 @@ void DownstreamStream::startCall() {
     });
     touch();
   }
+  chain_.reserve(listener_config_.filters.size());
   for (const auto& entry : listener_config_.filters) {
     chain_.addFilter(entry.factory->createFilter(*this));
   }
@@ -218,7 +207,7 @@ void DownstreamStream::sendHeaders() {
   if (ended_ || headers_sent_) return;
   if (response_headers_.get(":status") == nullptr) response_headers_.add(":status", "200");
   headers_sent_ = true;
-  connection_.session().submitResponse(stream_id_, pseudoFirst(response_headers_), false);
+  connection_.session().submitResponse(stream_id_, response_headers_, false);
   connection_.wake();
 }
 
@@ -249,9 +238,8 @@ void DownstreamStream::sendTrailers() {
     if (block.get("content-type") == nullptr) block.add("content-type", "application/grpc");
     for (const auto& h : response_trailers_) block.add(h.name, h.value);
     headers_sent_ = true;
-    connection_.session().submitResponse(stream_id_, pseudoFirst(block), true);
+    connection_.session().submitResponse(stream_id_, block, true);
   } else {
-    response_trailers_wire_ = response_trailers_;
     trailers_on_wire_ = true;
     response_end_queued_ = true;
     connection_.session().resumeData(stream_id_);
@@ -322,7 +310,8 @@ void DownstreamStream::finish() {
     if (status_ == StatusCode::Ok) {
       bool client_streams = counters_.request_messages > 1;
       bool server_streams = counters_.response_messages > 1;
-      worker().stats().learnType(path_, client_streams && server_streams ? "bidi_stream"
+      worker().stats().learnType(path_, service_, method_,
+                                 client_streams && server_streams ? "bidi_stream"
                                         : client_streams                  ? "client_stream"
                                         : server_streams                  ? "server_stream"
                                                                           : "unary");

@@ -48,7 +48,7 @@ class DownstreamStream final : public StreamContext,
   OutboundData& outbound() override { return response_out_; }
   bool outboundEnded() const override { return response_end_queued_; }
   const HeaderMap* outboundTrailers() const override {
-    return trailers_on_wire_ ? &response_trailers_wire_ : nullptr;
+    return trailers_on_wire_ ? &response_trailers_ : nullptr;
   }
 
   // ---- MessageSink (request decoder) ----
@@ -90,7 +90,6 @@ class DownstreamStream final : public StreamContext,
   FilterChain chain_;
   GrpcFrameDecoder decoder_;
   OutboundData response_out_;
-  HeaderMap response_trailers_wire_;
   TimerPtr deadline_timer_;
   TimerPtr idle_timer_;  // stream_idle_timeout_ms, when configured
   size_t header_bytes_ = 0;

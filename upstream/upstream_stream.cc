@@ -63,6 +63,7 @@ void UpstreamStream::onConnectionLost(const std::string& detail) {
 }
 
 void UpstreamStream::onHeader(std::string_view name, std::string_view value) {
+  if (incoming_.empty()) incoming_.reserve(8);
   incoming_.add(std::string(name), std::string(value));
 }
 

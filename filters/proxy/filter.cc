@@ -50,6 +50,7 @@ std::string ProxyFilter::describe(const std::string& detail) const {
 HeaderMap ProxyFilter::upstreamRequestHeaders() const {
   HeaderMap out;
   auto& request = const_cast<StreamContext&>(ctx_).requestHeaders();
+  out.reserve(request.size() + 4);
   out.add(":method", "POST");
   out.add(":scheme", "http");
   out.add(":path", ctx_.path());
@@ -219,11 +220,11 @@ void ProxyFilter::onUpstreamHeaders(HeaderMap&& headers, bool end_stream) {
     }
     if (per_try_timer_) per_try_timer_->disable();
     // Trailers-only: everything but :status and content-type is trailing metadata.
-    for (auto& h : headers) {
+    for (auto& h : headers.release()) {
       if (h.name == ":status" || h.name == "content-type") {
-        ctx_.responseHeaders().add(h.name, h.value);
+        ctx_.responseHeaders().add(std::move(h.name), std::move(h.value));
       } else {
-        ctx_.responseTrailers().add(h.name, h.value);
+        ctx_.responseTrailers().add(std::move(h.name), std::move(h.value));
       }
     }
     ctx_.encodeResponseTrailers();
@@ -233,7 +234,7 @@ void ProxyFilter::onUpstreamHeaders(HeaderMap&& headers, bool end_stream) {
   if (per_try_timer_) per_try_timer_->disable();
   response_started_ = true;
   replay_.clear();
-  for (auto& h : headers) ctx_.responseHeaders().add(h.name, h.value);
+  ctx_.responseHeaders().append(std::move(headers));
   ctx_.encodeResponseHeaders();
 }
 
@@ -280,7 +281,7 @@ void ProxyFilter::onUpstreamEnd(HeaderMap&& trailers) {
                      fmt::format("{} ended the call without grpc-status", endpoint_->describe()));
     return;
   }
-  for (auto& h : trailers) ctx_.responseTrailers().add(h.name, h.value);
+  ctx_.responseTrailers().append(std::move(trailers));
   ctx_.encodeResponseTrailers();
 }
 
