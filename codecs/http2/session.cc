@@ -12,13 +12,22 @@
 namespace sluice {
 namespace {
 
-std::vector<nghttp2_nv> toNv(const HeaderMap& headers) {
-  std::vector<nghttp2_nv> nv;
-  nv.reserve(headers.size());
-  for (const auto& h : headers) {
+// The header block as nghttp2 wants it, pseudo-headers first (HTTP/2
+// requires it, whatever order a filter added them in). nghttp2 copies the
+// block when it is submitted, so one vector per thread serves every call.
+const std::vector<nghttp2_nv>& toNv(const HeaderMap& headers) {
+  thread_local std::vector<nghttp2_nv> nv;
+  nv.clear();
+  auto add = [](const Header& h) {
     nv.push_back({reinterpret_cast<uint8_t*>(const_cast<char*>(h.name.data())),
-                  reinterpret_cast<uint8_t*>(const_cast<char*>(h.value.data())), h.name.size(),
-                  h.value.size(), NGHTTP2_NV_FLAG_NONE});
+                  reinterpret_cast<uint8_t*>(const_cast<char*>(h.value.data())), h.name.size(), h.value.size(),
+                  NGHTTP2_NV_FLAG_NONE});
+  };
+  for (const auto& h : headers) {
+    if (!h.name.empty() && h.name[0] == ':') add(h);
+  }
+  for (const auto& h : headers) {
+    if (h.name.empty() || h.name[0] != ':') add(h);
   }
   return nv;
 }
@@ -186,7 +195,7 @@ struct Http2Session::Bridge {
     if (n == out.untaken() && h->outboundEnded()) {
       *data_flags |= NGHTTP2_DATA_FLAG_EOF;
       if (const HeaderMap* trailers = h->outboundTrailers()) {
-        auto nv = toNv(*trailers);
+        const auto& nv = toNv(*trailers);
         if (nghttp2_submit_trailer(s, stream_id, nv.data(), nv.size()) == 0) {
           *data_flags |= NGHTTP2_DATA_FLAG_NO_END_STREAM;
         }
@@ -306,7 +315,7 @@ bool Http2Session::alive() const {
 bool Http2Session::wantWrite() const { return nghttp2_session_want_write(session_) != 0; }
 
 int32_t Http2Session::submitRequest(const HeaderMap& headers, Http2StreamHandler* handler) {
-  auto nv = toNv(headers);
+  const auto& nv = toNv(headers);
   nghttp2_data_provider provider{};
   provider.read_callback = Bridge::readData;
   int32_t id = nghttp2_submit_request(session_, nullptr, nv.data(), nv.size(), &provider, handler);
@@ -315,7 +324,7 @@ int32_t Http2Session::submitRequest(const HeaderMap& headers, Http2StreamHandler
 }
 
 bool Http2Session::submitResponse(int32_t stream_id, const HeaderMap& headers, bool end_stream) {
-  auto nv = toNv(headers);
+  const auto& nv = toNv(headers);
   nghttp2_data_provider provider{};
   provider.read_callback = Bridge::readData;
   return nghttp2_submit_response(session_, stream_id, nv.data(), nv.size(),
