@@ -69,6 +69,9 @@ struct Http2Settings {
   uint32_t initial_stream_window = 1 << 20;
   uint32_t connection_window = 16 << 20;
   uint32_t max_header_list_bytes = 64 << 10;
+  // Largest frame we accept (peers may send big DATA frames: fewer frames per
+  // message); ours are as large as the peer allows, up to 256 KiB.
+  uint32_t max_frame_size = 1 << 20;
   // Peer-abuse limits enforced by nghttp2; past them the session ends with
   // GOAWAY (ENHANCE_YOUR_CALM) and receive() fails. RST_STREAM from the peer:
   // a token bucket (the "rapid reset" attack, CVE-2023-44487).
