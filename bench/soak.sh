@@ -23,7 +23,10 @@
 # Environment: SLUICE_BIN (default: builds build-soak/gateway/sluice; e.g.
 # build-asan/sluice soaks the sanitizer build), THREADS (16), RESTART_EVERY
 # (20; 0: no restarts), RECONNECT_EVERY (200 calls per client thread),
-# SOAK_DIR (build-soak). Loopback only; everything started is stopped.
+# SOAK_DIR (build-soak), HEAP_STATS=1 (also reports the gateway's glibc heap
+# in use at the idle start and end: gdb attaches and calls malloc_stats(),
+# which separates live memory from allocator caching in the RSS).
+# Loopback only; everything started is stopped.
 # The gateway's /stats (admin endpoint) at the end is kept in
 # SOAK_DIR/run/stats.txt.
 set -euo pipefail
@@ -57,6 +60,7 @@ RUN="$ROOT/$SOAK_DIR/run"
 rm -rf "$RUN"
 mkdir -p "$RUN"
 : >"$RUN/restarts"
+: >"$RUN/heap"
 
 # ---- processes ---------------------------------------------------------------
 GATEWAY_PID=""
@@ -134,11 +138,20 @@ rss_kb() { awk '/^VmRSS/ {print $2}' "/proc/$GATEWAY_PID/status"; }
 fds() { ls "/proc/$GATEWAY_PID/fd" | wc -l; }
 conns() { ls -l "/proc/$GATEWAY_PID/fd" 2>/dev/null | grep -c socket || true; }
 sample() { printf '%-22s %8s %6s %8s\n' "$1" "$(rss_kb)" "$(fds)" "$(conns)" >>"$RUN/samples"; }
+# glibc's malloc_stats() prints to the gateway's stderr (its log); only called
+# while the gateway is idle, so no thread is inside malloc when gdb stops it.
+heap_in_use() {
+  [ "${HEAP_STATS:-0}" = 1 ] && command -v gdb >/dev/null 2>&1 || return 0
+  timeout 30 gdb -p "$GATEWAY_PID" -batch -ex 'call (void)malloc_stats()' >/dev/null 2>&1 || return 0
+  sleep 0.2
+  echo "$1: $(grep -a -A2 '^Total (incl. mmap)' "$RUN/sluice.log" | awk '/in use bytes/ {v=$5} END {print v}') bytes" >>"$RUN/heap"
+}
 
 echo "soak: gateway $SLUICE_BIN (pid $GATEWAY_PID) on $GW_ADDR, backends on $PORT_A and $PORT_B, ${DURATION}s, $THREADS threads"
 sleep 2  # health checks have run once
 printf '%-22s %8s %6s %8s\n' "when" "RSS_kB" "fds" "sockets" >"$RUN/samples"
 sample "start (idle)"
+heap_in_use "heap in use at the start (idle)"
 
 # ---- backend restarts, in the background ---------------------------------------
 (
@@ -151,6 +164,7 @@ sample "start (idle)"
     turn=$((turn + 1))
     pid=$(cat "$RUN/backend-$name.pid")
     stop_ms=$(date +%s%3N)
+    echo "$stop_ms" >>"$RUN/restarts"  # under way; the full line follows when it is back
     kill -TERM "$pid" 2>/dev/null || true
     while kill -0 "$pid" 2>/dev/null; do sleep 0.05; done
     sleep 1
@@ -186,6 +200,7 @@ gateway_alive=1
 kill -0 "$GATEWAY_PID" 2>/dev/null || gateway_alive=0
 if [ "$gateway_alive" -eq 1 ]; then
   sample "end (idle, +3s)"
+  heap_in_use "heap in use at the end (idle)"
   admin_get /stats >"$RUN/stats.txt" 2>/dev/null || true
 fi
 
@@ -199,11 +214,12 @@ fi
 GATEWAY_PID=""
 
 echo
-echo "== client ($(wc -l <"$RUN/restarts") backend restarts)"
+echo "== client ($(grep -c ' ' "$RUN/restarts" || true) backend restarts)"
 cat "$RUN/client.txt"
 echo
 echo "== gateway RSS and descriptors"
 cat "$RUN/samples"
+[ -s "$RUN/heap" ] && cat "$RUN/heap"
 echo
 echo "== gateway exit status after SIGTERM: $gateway_status"
 warnings=$(grep -Eac '\[(warning|error|critical)\]' "$RUN/sluice.log" || true)

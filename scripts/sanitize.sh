@@ -9,11 +9,11 @@
 #   bash scripts/sanitize.sh [extra ctest arguments, e.g. -R "unit: "]
 #
 # Takes about as long as the normal test run plus a full build (see the
-# timings it prints); BUILD_DIR overrides build-asan.
+# timings it prints); SANITIZE_BUILD_DIR overrides build-asan (not BUILD_DIR,
+# which scripts/test.sh uses for the normal build).
 set -euo pipefail
 cd "$(dirname "$0")/.."
-ROOT="$PWD"
-BUILD_DIR="${BUILD_DIR:-build-asan}"
+BUILD_DIR="${SANITIZE_BUILD_DIR:-build-asan}"
 
 bash scripts/install_deps.sh
 
@@ -23,16 +23,19 @@ if command -v ninja >/dev/null 2>&1; then GENERATOR=(-G Ninja); fi
 start=$(date +%s)
 if [ ! -f "$BUILD_DIR/CMakeCache.txt" ]; then
   cmake -S . -B "$BUILD_DIR" "${GENERATOR[@]}" -DSLUICE_SANITIZE=ON -DCMAKE_BUILD_TYPE=RelWithDebInfo
+else
+  cmake -S . -B "$BUILD_DIR" -DSLUICE_SANITIZE=ON >/dev/null  # whatever the cache said
 fi
 cmake --build "$BUILD_DIR" -j2
 built=$(date +%s)
+BUILD_ABS=$(cd "$BUILD_DIR" && pwd)
 
-LOG_DIR="$ROOT/$BUILD_DIR/sanitizer-logs"
+LOG_DIR="$BUILD_ABS/sanitizer-logs"
 rm -rf "$LOG_DIR"
 mkdir -p "$LOG_DIR"
 # grpc++ (the test peers) keeps a few process-wide allocations alive at exit
 # by design; they are not ours. Anything else that leaks is reported.
-SUPP="$ROOT/$BUILD_DIR/lsan.supp"
+SUPP="$BUILD_ABS/lsan.supp"
 cat >"$SUPP" <<'EOF'
 leak:libgrpc
 leak:libgpr

@@ -18,7 +18,8 @@
 // At the end, every outcome is one of: ok; expected (the code the kind is
 // meant to end with); restart (UNAVAILABLE or CANCELLED on a call that
 // overlapped a backend restart window from --restart-log, lines
-// "STOP_MS READY_MS" in Unix milliseconds); unexpected (anything else, listed).
+// "STOP_MS READY_MS" in Unix milliseconds, or "STOP_MS" alone while the
+// backend is not back yet); unexpected (anything else, listed).
 // Exit status: 0 when nothing was unexpected, 1 otherwise.
 #include <atomic>
 #include <chrono>
@@ -26,6 +27,7 @@
 #include <cstdlib>
 #include <fstream>
 #include <iostream>
+#include <limits>
 #include <map>
 #include <mutex>
 #include <random>
@@ -335,9 +337,16 @@ void worker(const Options& opt, int index, SysClock::time_point until, Recorder&
 std::vector<std::pair<int64_t, int64_t>> readRestarts(const std::string& file) {
   std::vector<std::pair<int64_t, int64_t>> out;
   if (file.empty()) return out;
+  // "STOP READY", or "STOP" alone for a restart still under way when the
+  // load ended (the backend is not back yet).
   std::ifstream in(file);
-  int64_t a, b;
-  while (in >> a >> b) out.emplace_back(a, b);
+  std::string line;
+  while (std::getline(in, line)) {
+    long long a = 0, b = 0;
+    int n = std::sscanf(line.c_str(), "%lld %lld", &a, &b);
+    if (n == 2) out.emplace_back(a, b);
+    if (n == 1) out.emplace_back(a, std::numeric_limits<int64_t>::max() / 2);
+  }
   return out;
 }
 
