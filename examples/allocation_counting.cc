@@ -8,6 +8,19 @@
 
 #include "core/allocation_counter.h"
 
+#ifdef SLUICE_WITH_MIMALLOC
+// mimalloc also replaces malloc for the whole process (it is linked ahead of
+// libc); C++ allocations call it directly.
+#include <mimalloc.h>
+#define SLUICE_MALLOC mi_malloc
+#define SLUICE_ALIGNED_ALLOC mi_aligned_alloc
+#define SLUICE_FREE mi_free
+#else
+#define SLUICE_MALLOC std::malloc
+#define SLUICE_ALIGNED_ALLOC std::aligned_alloc
+#define SLUICE_FREE std::free
+#endif
+
 namespace {
 
 // One slot per thread (workers, libuv's pool); threads past the slots share one.
@@ -40,14 +53,14 @@ uint64_t countAllocations() {
 
 void* allocate(std::size_t size) {
   countOne();
-  if (void* p = std::malloc(size == 0 ? 1 : size)) return p;
+  if (void* p = SLUICE_MALLOC(size == 0 ? 1 : size)) return p;
   throw std::bad_alloc();
 }
 
 void* allocateAligned(std::size_t size, std::align_val_t align) {
   countOne();
   std::size_t a = static_cast<std::size_t>(align);
-  if (void* p = std::aligned_alloc(a, (size + a - 1) / a * a)) return p;
+  if (void* p = SLUICE_ALIGNED_ALLOC(a, (size + a - 1) / a * a)) return p;
   throw std::bad_alloc();
 }
 
@@ -65,17 +78,17 @@ void* operator new(std::size_t size, std::align_val_t align) { return allocateAl
 void* operator new[](std::size_t size, std::align_val_t align) { return allocateAligned(size, align); }
 void* operator new(std::size_t size, const std::nothrow_t&) noexcept {
   countOne();
-  return std::malloc(size == 0 ? 1 : size);
+  return SLUICE_MALLOC(size == 0 ? 1 : size);
 }
 void* operator new[](std::size_t size, const std::nothrow_t&) noexcept {
   countOne();
-  return std::malloc(size == 0 ? 1 : size);
+  return SLUICE_MALLOC(size == 0 ? 1 : size);
 }
-void operator delete(void* p) noexcept { std::free(p); }
-void operator delete[](void* p) noexcept { std::free(p); }
-void operator delete(void* p, std::size_t) noexcept { std::free(p); }
-void operator delete[](void* p, std::size_t) noexcept { std::free(p); }
-void operator delete(void* p, std::align_val_t) noexcept { std::free(p); }
-void operator delete[](void* p, std::align_val_t) noexcept { std::free(p); }
-void operator delete(void* p, std::size_t, std::align_val_t) noexcept { std::free(p); }
-void operator delete[](void* p, std::size_t, std::align_val_t) noexcept { std::free(p); }
+void operator delete(void* p) noexcept { SLUICE_FREE(p); }
+void operator delete[](void* p) noexcept { SLUICE_FREE(p); }
+void operator delete(void* p, std::size_t) noexcept { SLUICE_FREE(p); }
+void operator delete[](void* p, std::size_t) noexcept { SLUICE_FREE(p); }
+void operator delete(void* p, std::align_val_t) noexcept { SLUICE_FREE(p); }
+void operator delete[](void* p, std::align_val_t) noexcept { SLUICE_FREE(p); }
+void operator delete(void* p, std::size_t, std::align_val_t) noexcept { SLUICE_FREE(p); }
+void operator delete[](void* p, std::size_t, std::align_val_t) noexcept { SLUICE_FREE(p); }
