@@ -122,15 +122,23 @@ void TcpSocket::write(const ByteSpan* spans, size_t count) {
   for (size_t i = 0; i < count; ++i) total += spans[i].len;
   size_t written = 0;
   if (pending_bytes_ == 0) {
-    constexpr size_t kMaxBufs = 64;
+    // Groups of up to kMaxBufs pieces (one writev each) while the kernel
+    // takes whole groups; copying starts only where it stopped taking.
+    constexpr size_t kMaxBufs = 256;
     uv_buf_t bufs[kMaxBufs];
-    size_t n = std::min(count, kMaxBufs);
-    for (size_t i = 0; i < n; ++i) {
-      bufs[i] = uv_buf_init(reinterpret_cast<char*>(const_cast<uint8_t*>(spans[i].data)),
-                            static_cast<unsigned>(spans[i].len));
+    for (size_t first = 0; first < count;) {
+      size_t n = std::min(count - first, kMaxBufs);
+      size_t group = 0;
+      for (size_t i = 0; i < n; ++i) {
+        const ByteSpan& s = spans[first + i];
+        bufs[i] = uv_buf_init(reinterpret_cast<char*>(const_cast<uint8_t*>(s.data)), static_cast<unsigned>(s.len));
+        group += s.len;
+      }
+      int rv = uv_try_write(stream, bufs, static_cast<unsigned>(n));
+      if (rv > 0) written += static_cast<size_t>(rv);
+      if (rv < 0 || static_cast<size_t>(rv) < group) break;
+      first += n;
     }
-    int rv = uv_try_write(stream, bufs, static_cast<unsigned>(n));
-    if (rv > 0) written = static_cast<size_t>(rv);
     if (written == total) return;
   }
   // Keep the rest, in order, in one owned buffer.

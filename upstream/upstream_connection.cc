@@ -152,11 +152,15 @@ void UpstreamConnection::submit(UpstreamStream& stream) {
 
 void UpstreamConnection::cancelStream(UpstreamStream& stream) {
   if (!release(stream)) return;
-  if (stream.streamId() > 0) {
-    session_.detach(stream.streamId());
-    session_.resetStream(stream.streamId(), NGHTTP2_CANCEL);
-    scheduleFlush();
-  }
+  int32_t id = stream.streamId();
+  if (id <= 0) return;
+  session_.detach(id);
+  // Both sides sent END_STREAM (the usual end of a call, seen from inside the
+  // callback that delivers the trailers): nghttp2 closes the stream when that
+  // callback returns. A RST_STREAM would only cost the backend work.
+  if (stream.responseComplete() && session_.localEnded(id)) return;
+  session_.resetStream(id, NGHTTP2_CANCEL);
+  scheduleFlush();
 }
 
 void UpstreamConnection::forgetStream(UpstreamStream& stream) {

@@ -51,6 +51,8 @@ class UpstreamStream final : public Http2StreamHandler {
   void onAttached(UpstreamConnection* connection) { connection_ = connection; }
   void onSubmitted(int32_t stream_id) { stream_id_ = stream_id; }
   int32_t streamId() const { return stream_id_; }
+  // The backend sent END_STREAM (trailers, or headers that end the call).
+  bool responseComplete() const { return response_complete_; }
   // The connection failed or closed before the stream completed.
   void onConnectionLost(const std::string& detail);
 

@@ -54,6 +54,8 @@ struct WriteBatch {
   };
   Taken taken[kMaxFrames];
   size_t frames = 0;
+  size_t bytes = 0;         // gathered since the last flush
+  bool took_data = false;   // a DATA frame joined during the current mem_send
   std::string control;  // capacity reserved once: pointers into it stay valid
 
   static WriteBatch& local() {
@@ -69,6 +71,7 @@ struct WriteBatch {
       socket->write(&one, 1);
       return;
     }
+    bytes += len;
     const char* at = control.data() + control.size();
     control.append(reinterpret_cast<const char*>(data), len);
     if (span_count > 0 && reinterpret_cast<const char*>(spans[span_count - 1].data) + spans[span_count - 1].len == at) {
@@ -84,6 +87,8 @@ struct WriteBatch {
     spans[span_count++] = {headers[frames], 9};
     span_count += h.outbound().take(len, spans + span_count, kMaxPiecesPerFrame);
     taken[frames++] = {&h, len};
+    bytes += 9 + len;
+    took_data = true;
   }
 
   // Writes everything gathered, then lets the streams drop what was written.
@@ -95,6 +100,7 @@ struct WriteBatch {
     }
     span_count = 0;
     frames = 0;
+    bytes = 0;
     control.clear();
   }
 };
@@ -301,25 +307,27 @@ Status Http2Session::receive(const uint8_t* data, size_t len) {
 
 bool Http2Session::writeTo(TcpSocket& socket, size_t max_pending) {
   // Everything nghttp2 serialises goes into one gather write: DATA payloads
-  // straight from the streams' queues, no copy. A write that completes at
+  // straight from the streams' queues, no copy. nghttp2 returns 0 from
+  // mem_send both when it has nothing more and after handing us a NO_COPY
+  // DATA frame (sendData): only the first ends the gathering, so a response's
+  // HEADERS, DATA and trailers leave in one writev. A write that completes at
   // once brings no callback: loop here rather than wait for one.
   WriteBatch& batch = WriteBatch::local();
   batch.socket = &socket;
   bool ok = true;
   while (socket.bytesPending() < max_pending && !socket.closed()) {
+    batch.took_data = false;
     const uint8_t* data;
     ssize_t n = nghttp2_session_mem_send(session_, &data);
     if (n < 0) {
       ok = false;
       break;
     }
-    if (n == 0) {
-      // Nothing more right now: write, and go on if the kernel took it all.
-      if (batch.span_count == 0) break;
-      batch.flush();
-      continue;
-    }
-    batch.addControl(data, static_cast<size_t>(n));
+    if (n > 0) batch.addControl(data, static_cast<size_t>(n));
+    bool more = n > 0 || batch.took_data;
+    if (more && batch.bytes < max_pending) continue;
+    if (batch.span_count == 0) break;
+    batch.flush();
   }
   batch.flush();
   batch.socket = nullptr;
@@ -353,6 +361,10 @@ void Http2Session::resumeData(int32_t stream_id) { nghttp2_session_resume_data(s
 
 void Http2Session::resetStream(int32_t stream_id, uint32_t error_code) {
   nghttp2_submit_rst_stream(session_, NGHTTP2_FLAG_NONE, stream_id, error_code);
+}
+
+bool Http2Session::localEnded(int32_t stream_id) const {
+  return nghttp2_session_get_stream_local_close(session_, stream_id) == 1;
 }
 
 void Http2Session::consume(int32_t stream_id, size_t n) {

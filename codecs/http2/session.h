@@ -111,6 +111,8 @@ class Http2Session {
   // Wakes the stream's data provider after data (or the end) was queued.
   void resumeData(int32_t stream_id);
   void resetStream(int32_t stream_id, uint32_t error_code);
+  // We have sent END_STREAM on this stream (its DATA or trailers went out).
+  bool localEnded(int32_t stream_id) const;
   // The handler's bytes moved on: return them to the peer's stream window.
   void consume(int32_t stream_id, size_t n);
   // Stops delivering callbacks for this stream to its handler.
