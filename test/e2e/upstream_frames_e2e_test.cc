@@ -1,0 +1,373 @@
+// What the gateway sends a backend, frame by frame, when calls end. A call
+// both sides finished must cost the backend nothing more (the gateway used to
+// follow every completed call with RST_STREAM(CANCEL)); a call the client
+// gives up on must still reach the backend as RST_STREAM(CANCEL). grpc++
+// backends hide RST_STREAM, so the backend here is raw nghttp2 and counts them.
+#include <catch2/catch.hpp>
+
+#include <netinet/in.h>
+#include <poll.h>
+#include <sys/socket.h>
+#include <unistd.h>
+
+#include <algorithm>
+#include <atomic>
+#include <cstring>
+#include <map>
+#include <memory>
+#include <mutex>
+#include <string>
+#include <string_view>
+#include <thread>
+#include <vector>
+
+#include <nghttp2/nghttp2.h>
+
+#include "test/support/e2e_fixture.h"
+
+namespace sluice::test {
+namespace {
+
+using namespace std::chrono_literals;
+using example::EchoRequest;
+using example::EchoResponse;
+using Clock = std::chrono::steady_clock;
+
+constexpr const char* kUnaryPath = "/sluice.example.Echo/Unary";
+constexpr const char* kServerStreamPath = "/sluice.example.Echo/ServerStream";
+
+// A listening socket on 127.0.0.1 with a free port (written to `port`).
+int listenOnLoopback(int& port) {
+  int fd = ::socket(AF_INET, SOCK_STREAM, 0);
+  REQUIRE(fd >= 0);
+  sockaddr_in a{};
+  a.sin_family = AF_INET;
+  a.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+  REQUIRE(::bind(fd, reinterpret_cast<sockaddr*>(&a), sizeof(a)) == 0);
+  socklen_t len = sizeof(a);
+  REQUIRE(::getsockname(fd, reinterpret_cast<sockaddr*>(&a), &len) == 0);
+  port = ntohs(a.sin_port);
+  REQUIRE(::listen(fd, 16) == 0);
+  return fd;
+}
+
+std::string grpcMessage(const std::string& bytes) {
+  std::string out(5, '\0');
+  const auto n = static_cast<uint32_t>(bytes.size());
+  out[1] = static_cast<char>(n >> 24);
+  out[2] = static_cast<char>(n >> 16);
+  out[3] = static_cast<char>(n >> 8);
+  out[4] = static_cast<char>(n);
+  return out + bytes;
+}
+
+nghttp2_nv header(const char* name, const char* value) {
+  return {reinterpret_cast<uint8_t*>(const_cast<char*>(name)), reinterpret_cast<uint8_t*>(const_cast<char*>(value)),
+          std::strlen(name), std::strlen(value), NGHTTP2_NV_FLAG_NONE};
+}
+
+// An HTTP/2 backend (nghttp2 server API) speaking just enough gRPC:
+// - kUnaryPath: once the request has ended, HEADERS, one DATA frame holding an
+//   EchoResponse (payload echoed, backend "frames"), then trailers grpc-status 0;
+// - kServerStreamPath: response HEADERS, and the stream is never ended;
+// - anything else: trailers-only UNIMPLEMENTED.
+// It counts every RST_STREAM frame it receives, with its error code. One
+// thread serves every connection with poll; every wait is bounded (100 ms) and
+// checks the stop flag.
+class FrameCountingBackend {
+ public:
+  FrameCountingBackend() {
+    fd_ = listenOnLoopback(port_);
+    thread_ = std::thread([this] { serve(); });
+  }
+  ~FrameCountingBackend() {
+    stop_ = true;
+    thread_.join();
+    ::close(fd_);
+  }
+  FrameCountingBackend(const FrameCountingBackend&) = delete;
+  FrameCountingBackend& operator=(const FrameCountingBackend&) = delete;
+
+  std::string address() const { return "127.0.0.1:" + std::to_string(port_); }
+  int rstStreams() const { return rst_streams_; }
+  int rstCancels() const { return rst_cancels_; }
+  int unaryAnswered() const { return unary_answered_; }
+  int streamsHeld() const { return streams_held_; }
+  int connections() const { return connections_; }
+  // The error codes of every RST_STREAM received, in order, for messages.
+  std::string rstCodes() const {
+    std::lock_guard<std::mutex> lock(mutex_);
+    std::string out;
+    for (uint32_t c : rst_codes_) out += std::string(out.empty() ? "" : ", ") + nghttp2_http2_strerror(c);
+    return out.empty() ? "none" : out;
+  }
+
+  struct Stream {
+    std::string path;
+    std::string request;   // request DATA, concatenated
+    std::string response;  // what the data provider has left to send
+    size_t sent = 0;
+  };
+  struct Connection {
+    FrameCountingBackend* backend;
+    int fd;
+    nghttp2_session* session = nullptr;
+    std::map<int32_t, Stream> streams;
+  };
+
+  // nghttp2 callbacks, through the trampolines below.
+  void onHeader(Connection& c, int32_t id, std::string_view name, std::string_view value) {
+    if (name == ":path") c.streams[id].path = value;
+  }
+  void onData(Connection& c, int32_t id, std::string_view data) { c.streams[id].request.append(data); }
+  void onFrame(Connection& c, const nghttp2_frame& frame) {
+    if (frame.hd.type == NGHTTP2_RST_STREAM) {
+      {
+        std::lock_guard<std::mutex> lock(mutex_);
+        rst_codes_.push_back(frame.rst_stream.error_code);
+      }
+      if (frame.rst_stream.error_code == NGHTTP2_CANCEL) rst_cancels_++;
+      rst_streams_++;
+      return;
+    }
+    const bool request_ended = (frame.hd.type == NGHTTP2_HEADERS || frame.hd.type == NGHTTP2_DATA) &&
+                               (frame.hd.flags & NGHTTP2_FLAG_END_STREAM) != 0;
+    if (request_ended) answer(c, frame.hd.stream_id);
+  }
+  void onStreamClose(Connection& c, int32_t id) { c.streams.erase(id); }
+  ssize_t readResponse(Connection& c, int32_t id, uint8_t* buf, size_t length, uint32_t* flags) {
+    auto it = c.streams.find(id);
+    if (it == c.streams.end()) return NGHTTP2_ERR_TEMPORAL_CALLBACK_FAILURE;
+    Stream& s = it->second;
+    const size_t n = std::min(length, s.response.size() - s.sent);
+    std::memcpy(buf, s.response.data() + s.sent, n);
+    s.sent += n;
+    if (s.sent == s.response.size()) {
+      *flags |= NGHTTP2_DATA_FLAG_EOF | NGHTTP2_DATA_FLAG_NO_END_STREAM;
+      // Trailers go after the DATA: submitted once the provider has given its last byte.
+      nghttp2_nv trailers[] = {header("grpc-status", "0")};
+      if (nghttp2_submit_trailer(c.session, id, trailers, 1) != 0) return NGHTTP2_ERR_CALLBACK_FAILURE;
+      unary_answered_++;
+    }
+    return static_cast<ssize_t>(n);
+  }
+
+ private:
+  void answer(Connection& c, int32_t id) {
+    auto it = c.streams.find(id);
+    if (it == c.streams.end()) return;
+    Stream& s = it->second;
+    nghttp2_nv head[] = {header(":status", "200"), header("content-type", "application/grpc")};
+    if (s.path == kUnaryPath) {
+      EchoRequest request;
+      if (s.request.size() >= 5) request.ParseFromString(s.request.substr(5));
+      EchoResponse response;
+      response.set_payload(request.payload());
+      response.set_backend("frames");
+      response.set_method(s.path);
+      s.response = grpcMessage(response.SerializeAsString());
+      nghttp2_data_provider provider{};
+      provider.read_callback = &FrameCountingBackend::readCallback;
+      nghttp2_submit_response(c.session, id, head, 2, &provider);
+    } else if (s.path == kServerStreamPath) {
+      // Headers, then nothing: the call stays open until someone resets it.
+      nghttp2_submit_headers(c.session, NGHTTP2_FLAG_NONE, id, nullptr, head, 2, nullptr);
+      streams_held_++;
+    } else {
+      nghttp2_nv only[] = {header(":status", "200"), header("content-type", "application/grpc"),
+                           header("grpc-status", "12")};
+      nghttp2_submit_response(c.session, id, only, 3, nullptr);
+    }
+  }
+
+  static ssize_t readCallback(nghttp2_session*, int32_t id, uint8_t* buf, size_t length, uint32_t* flags,
+                              nghttp2_data_source*, void* user) noexcept {
+    auto* c = static_cast<Connection*>(user);
+    return c->backend->readResponse(*c, id, buf, length, flags);
+  }
+
+  static nghttp2_session_callbacks* callbacks();
+
+  // Sends everything nghttp2 has queued; false when the connection is done.
+  static bool flush(Connection& c) {
+    const uint8_t* out;
+    ssize_t n;
+    while ((n = nghttp2_session_mem_send(c.session, &out)) > 0) {
+      size_t off = 0;
+      while (off < static_cast<size_t>(n)) {
+        pollfd p{c.fd, POLLOUT, 0};
+        if (::poll(&p, 1, 100) <= 0) return false;
+        ssize_t w = ::send(c.fd, out + off, static_cast<size_t>(n) - off, MSG_NOSIGNAL);
+        if (w <= 0) return false;
+        off += static_cast<size_t>(w);
+      }
+    }
+    return n == 0 && (nghttp2_session_want_read(c.session) || nghttp2_session_want_write(c.session));
+  }
+
+  void accept() {
+    int fd = ::accept(fd_, nullptr, nullptr);
+    if (fd < 0) return;
+    auto c = std::make_unique<Connection>();
+    c->backend = this;
+    c->fd = fd;
+    nghttp2_session_server_new(&c->session, callbacks(), c.get());
+    nghttp2_submit_settings(c->session, NGHTTP2_FLAG_NONE, nullptr, 0);
+    connections_++;
+    conns_.push_back(std::move(c));
+  }
+
+  static void drop(Connection& c) {
+    nghttp2_session_del(c.session);
+    ::close(c.fd);
+  }
+
+  void serve() {
+    while (!stop_) {
+      for (auto it = conns_.begin(); it != conns_.end();) {
+        if (flush(**it)) {
+          ++it;
+        } else {
+          drop(**it);
+          it = conns_.erase(it);
+        }
+      }
+      std::vector<pollfd> fds{{fd_, POLLIN, 0}};
+      for (auto& c : conns_) fds.push_back({c->fd, POLLIN, 0});
+      if (::poll(fds.data(), fds.size(), 100) <= 0) continue;
+      for (size_t i = conns_.size(); i > 0; --i) {
+        if (fds[i].revents == 0) continue;
+        Connection& c = *conns_[i - 1];
+        uint8_t buf[16384];
+        ssize_t got = ::recv(c.fd, buf, sizeof(buf), 0);
+        if (got <= 0 || nghttp2_session_mem_recv(c.session, buf, static_cast<size_t>(got)) < 0) {
+          drop(c);
+          conns_.erase(conns_.begin() + static_cast<long>(i - 1));
+        }
+      }
+      if (fds[0].revents & POLLIN) accept();
+    }
+    for (auto& c : conns_) drop(*c);
+    conns_.clear();
+  }
+
+  int fd_ = -1;
+  int port_ = 0;
+  std::atomic<bool> stop_{false};
+  std::atomic<int> rst_streams_{0};
+  std::atomic<int> rst_cancels_{0};
+  std::atomic<int> unary_answered_{0};
+  std::atomic<int> streams_held_{0};
+  std::atomic<int> connections_{0};
+  mutable std::mutex mutex_;
+  std::vector<uint32_t> rst_codes_;
+  std::vector<std::unique_ptr<Connection>> conns_;  // the serving thread's alone
+  std::thread thread_;
+};
+
+using Connection = FrameCountingBackend::Connection;
+
+Connection& conn(void* user) { return *static_cast<Connection*>(user); }
+
+int onHeaderCallback(nghttp2_session*, const nghttp2_frame* frame, const uint8_t* name, size_t namelen,
+                     const uint8_t* value, size_t valuelen, uint8_t, void* user) noexcept {
+  conn(user).backend->onHeader(conn(user), frame->hd.stream_id,
+                               {reinterpret_cast<const char*>(name), namelen},
+                               {reinterpret_cast<const char*>(value), valuelen});
+  return 0;
+}
+int onDataChunkCallback(nghttp2_session*, uint8_t, int32_t id, const uint8_t* data, size_t len,
+                        void* user) noexcept {
+  conn(user).backend->onData(conn(user), id, {reinterpret_cast<const char*>(data), len});
+  return 0;
+}
+int onFrameRecvCallback(nghttp2_session*, const nghttp2_frame* frame, void* user) noexcept {
+  conn(user).backend->onFrame(conn(user), *frame);
+  return 0;
+}
+int onStreamCloseCallback(nghttp2_session*, int32_t id, uint32_t, void* user) noexcept {
+  conn(user).backend->onStreamClose(conn(user), id);
+  return 0;
+}
+
+nghttp2_session_callbacks* FrameCountingBackend::callbacks() {
+  // Built once per process; never freed (like the gateway's own table).
+  static nghttp2_session_callbacks* table = [] {
+    nghttp2_session_callbacks* cbs;
+    nghttp2_session_callbacks_new(&cbs);
+    nghttp2_session_callbacks_set_on_header_callback(cbs, onHeaderCallback);
+    nghttp2_session_callbacks_set_on_data_chunk_recv_callback(cbs, onDataChunkCallback);
+    nghttp2_session_callbacks_set_on_frame_recv_callback(cbs, onFrameRecvCallback);
+    nghttp2_session_callbacks_set_on_stream_close_callback(cbs, onStreamCloseCallback);
+    return cbs;
+  }();
+  return table;
+}
+
+nlohmann::json singleConnectionConfig(const std::string& backend) {
+  auto config = catchAllConfig(backend);
+  config["workers"] = 1;  // one worker: one upstream connection to watch
+  return config;
+}
+
+template <typename Pred>
+bool waitFor(Pred pred, std::chrono::milliseconds limit) {
+  const auto deadline = Clock::now() + limit;
+  while (!pred()) {
+    if (Clock::now() >= deadline) return false;
+    std::this_thread::sleep_for(20ms);
+  }
+  return true;
+}
+
+}  // namespace
+
+TEST_CASE("a completed call sends the backend no RST_STREAM", "[e2e][upstream]") {
+  FrameCountingBackend backend;
+  GatewayProcess gateway(singleConnectionConfig(backend.address()));
+  auto stub = example::Echo::NewStub(makeChannel(gateway.address()));
+  constexpr int kCalls = 20;
+  for (int i = 0; i < kCalls; ++i) {
+    grpc::ClientContext ctx;
+    setTimeout(ctx, kCallTimeout);
+    EchoRequest request;
+    request.set_payload("call-" + std::to_string(i));
+    EchoResponse response;
+    INFO("call " << i);
+    REQUIRE_OK(stub->Unary(&ctx, request, &response));
+    CHECK(response.payload() == request.payload());
+    CHECK(response.backend() == "frames");
+  }
+  CHECK(backend.unaryAnswered() == kCalls);
+  // Give a late RST_STREAM time to arrive.
+  std::this_thread::sleep_for(300ms);
+  INFO("RST_STREAM codes: " << backend.rstCodes());
+  CHECK(backend.rstStreams() == 0);
+  CHECK(backend.connections() == 1);
+}
+
+TEST_CASE("a cancelled call reaches the backend as RST_STREAM(CANCEL)", "[e2e][upstream]") {
+  FrameCountingBackend backend;
+  GatewayProcess gateway(singleConnectionConfig(backend.address()));
+  auto stub = example::Echo::NewStub(makeChannel(gateway.address()));
+  {
+    grpc::ClientContext ctx;
+    setTimeout(ctx, 300ms);
+    auto reader = stub->ServerStream(&ctx, EchoRequest());
+    EchoResponse response;
+    CHECK_FALSE(reader->Read(&response));  // the backend never sends a message
+    const grpc::Status status = reader->Finish();
+    INFO("grpc status: " << describe(status));
+    CHECK((status.error_code() == grpc::StatusCode::DEADLINE_EXCEEDED ||
+           status.error_code() == grpc::StatusCode::CANCELLED));
+  }
+  CHECK(backend.streamsHeld() == 1);
+  CHECK(waitFor([&] { return backend.rstStreams() >= 1; }, 3s));
+  // A second reset for the same call would show up here.
+  std::this_thread::sleep_for(200ms);
+  INFO("RST_STREAM codes: " << backend.rstCodes());
+  CHECK(backend.rstStreams() == 1);
+  CHECK(backend.rstCancels() == 1);
+}
+
+}  // namespace sluice::test
