@@ -85,6 +85,11 @@ ListenerConfig readListener(const json& value, const std::string& path, const Fi
   limit("rst_stream_burst", listener.rst_stream_burst, 1, 1000000);
   limit("rst_stream_rate", listener.rst_stream_rate, 1, 1000000);
   limit("max_pending_acks", listener.max_pending_acks, 1, 1000000);
+  if (auto balance = obj.string("connection_balance")) {
+    if (*balance == "exact") listener.connection_balance = ConnectionBalance::Exact;
+    else if (*balance == "kernel") listener.connection_balance = ConnectionBalance::Kernel;
+    else ctx.errors.add(obj.pathOf("connection_balance"), fmt::format("unknown balance \"{}\" (known: exact, kernel)", *balance));
+  }
   obj.finish();
   return listener;
 }

@@ -24,6 +24,12 @@ struct FilterEntryConfig {
   FilterFactorySharedPtr factory;
 };
 
+// How a listener's connections are spread over the workers.
+enum class ConnectionBalance {
+  Exact,   // the accepting worker hands each one to the worker with the fewest
+  Kernel,  // wherever SO_REUSEPORT's hash puts it
+};
+
 struct ListenerConfig {
   std::string name;
   SocketAddress address;
@@ -42,6 +48,7 @@ struct ListenerConfig {
   uint32_t rst_stream_burst = 1000;           // RST_STREAMs a client may send at once ...
   uint32_t rst_stream_rate = 33;              // ... and per second after that
   uint32_t max_pending_acks = 1000;           // PING/SETTINGS acks owed to a client that does not read
+  ConnectionBalance connection_balance = ConnectionBalance::Exact;
 };
 
 

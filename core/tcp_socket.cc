@@ -1,7 +1,9 @@
 #include "core/tcp_socket.h"
 
+#include <fcntl.h>
 #include <netinet/in.h>
 #include <sys/socket.h>
+#include <unistd.h>
 #include <uv.h>
 
 #include <algorithm>
@@ -64,6 +66,28 @@ int TcpSocket::accept(uv_stream_t* server) {
   int rv = uv_accept(server, reinterpret_cast<uv_stream_t*>(handle_));
   if (rv == 0) uv_tcp_nodelay(handle_, 1);
   return rv;
+}
+
+int TcpSocket::open(int fd) {
+  int rv = uv_tcp_open(handle_, fd);
+  if (rv == 0) uv_tcp_nodelay(handle_, 1);
+  return rv;
+}
+
+int TcpSocket::acceptDetached(uv_stream_t* server) {
+  // libuv has already accepted the connection; uv_accept hands it to a handle
+  // of this loop. Its descriptor is duplicated and the handle closed, so the
+  // connection outlives it as a descriptor no loop watches yet.
+  auto* tmp = new uv_tcp_t;
+  uv_tcp_init(server->loop, tmp);
+  int fd = -1;
+  uv_os_fd_t accepted;
+  if (uv_accept(server, reinterpret_cast<uv_stream_t*>(tmp)) == 0 &&
+      uv_fileno(reinterpret_cast<uv_handle_t*>(tmp), &accepted) == 0) {
+    fd = ::fcntl(accepted, F_DUPFD_CLOEXEC, 0);
+  }
+  uv_close(reinterpret_cast<uv_handle_t*>(tmp), freeHandle);
+  return fd;
 }
 
 int TcpSocket::connect(const SocketAddress& address) {

@@ -42,6 +42,12 @@ class TcpSocket {
 
   // Takes the next pending connection of a listening socket; a libuv error code on failure.
   int accept(uv_stream_s* server);
+  // Takes over a connected socket's file descriptor (from acceptDetached() on
+  // another loop); a libuv error code on failure, the fd then still the caller's.
+  int open(int fd);
+  // Takes the next pending connection of a listening socket as a bare file
+  // descriptor the caller owns, for another loop to open(); -1 on failure.
+  static int acceptDetached(uv_stream_s* server);
   int connect(const SocketAddress& address);
   void startReading();
 

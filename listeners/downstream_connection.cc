@@ -28,12 +28,23 @@ DownstreamConnection::~DownstreamConnection() { close("connection destroyed"); }
 int DownstreamConnection::accept(uv_stream_s* server) {
   int rv = socket_.accept(server);
   if (rv != 0) return rv;
+  start();
+  return 0;
+}
+
+int DownstreamConnection::adopt(int fd) {
+  int rv = socket_.open(fd);
+  if (rv != 0) return rv;
+  start();
+  return 0;
+}
+
+void DownstreamConnection::start() {
   peer_address_ = socket_.peerAddress();
   spdlog::debug("[C{}] accepted from {}", id_, peer_address_);
   socket_.startReading();
   timers_.start(0);
   scheduleFlush();  // our SETTINGS
-  return 0;
 }
 
 ListenerStats& DownstreamConnection::stats() { return listener_.stats(); }

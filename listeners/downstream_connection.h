@@ -37,6 +37,8 @@ class DownstreamConnection final : public Http2SessionOwner,
   ~DownstreamConnection() override;
 
   int accept(uv_stream_s* server);
+  // Takes over a connection another worker accepted (connection balancing).
+  int adopt(int fd);
 
   uint64_t id() const { return id_; }
   const std::string& peerAddress() const { return peer_address_; }
@@ -69,6 +71,8 @@ class DownstreamConnection final : public Http2SessionOwner,
   void flush() override;
 
  private:
+  // Reading, timers and our SETTINGS, once the socket is ours.
+  void start();
   GrpcListener& listener_;
   Dispatcher& dispatcher_;
   uint64_t id_;

@@ -28,6 +28,7 @@ struct uv_signal_s;
 
 namespace sluice {
 
+class ConnectionBalancer;
 class FilterRegistry;
 class Worker;
 
@@ -77,6 +78,7 @@ class Gateway final : public AdminHandler {
   std::vector<std::unique_ptr<Worker>> workers_;
   std::vector<std::thread> threads_;
   std::vector<std::atomic<uint32_t>> connection_counts_;  // per listener, across workers
+  std::vector<std::unique_ptr<ConnectionBalancer>> balancers_;  // per listener; outlive the workers
   std::unique_ptr<AdminListener> admin_;
   std::vector<uv_signal_s*> signals_;
   TimerPtr drain_poll_timer_;

@@ -15,17 +15,20 @@
 #include "core/config.h"
 #include "core/dispatcher.h"
 #include "core/stats.h"
-#include "listeners/worker.h"
+#include "listeners/connection_balancer.h"
 #include "listeners/downstream_connection.h"
+#include "listeners/worker.h"
 
 namespace sluice {
 GrpcListener::GrpcListener(Worker& worker, std::string name, SocketAddress address,
-                           std::atomic<uint32_t>& connections)
+                           std::atomic<uint32_t>& connections, ConnectionBalancer& balancer)
     : worker_(worker),
       name_(std::move(name)),
       address_(std::move(address)),
       stats_(worker.stats().listener(name_)),
       shared_connections_(connections),
+      balancer_(balancer),
+      balancer_index_(balancer.add(*this)),
       socket_(worker.dispatcher(), [this](uv_stream_s* server) { onNewConnection(server); }) {}
 
 const ListenerConfig& GrpcListener::config() const { return *worker_.current()->listener(name_); }
@@ -72,10 +75,47 @@ void GrpcListener::closeConnections() {
 }
 
 void GrpcListener::onNewConnection(uv_stream_s* server) {
+  GrpcListener& owner = balancer_.pick(balancer_index_, config().connection_balance == ConnectionBalance::Exact);
+  if (&owner == this) {
+    auto conn = std::make_unique<DownstreamConnection>(*this, next_connection_id_++);
+    if (conn->accept(server) != 0) {
+      balancer_.release(balancer_index_);
+      return;
+    }
+    admit(std::move(conn));
+    return;
+  }
+  int fd = TcpSocket::acceptDetached(server);
+  if (fd < 0) {
+    balancer_.release(owner.balancer_index_);
+    return;
+  }
+  // The owner's worker outlives its loop, and work posted to a stopped loop
+  // is dropped (the descriptor then closes with the process).
+  GrpcListener* target = &owner;
+  owner.worker().dispatcher().post([target, fd] { target->adopt(fd); });
+}
+
+void GrpcListener::adopt(int fd) {
+  if (!socket_.listening()) {  // draining or closed since: no new connections here
+    ::close(fd);
+    balancer_.release(balancer_index_);
+    return;
+  }
   auto conn = std::make_unique<DownstreamConnection>(*this, next_connection_id_++);
-  if (conn->accept(server) != 0) return;
+  if (conn->adopt(fd) != 0) {
+    ::close(fd);
+    balancer_.release(balancer_index_);
+    worker_.dispatcher().deferredDelete(std::move(conn));
+    return;
+  }
+  admit(std::move(conn));
+}
+
+void GrpcListener::admit(std::unique_ptr<DownstreamConnection> conn) {
   if (shared_connections_.fetch_add(1, std::memory_order_relaxed) >= config().max_connections) {
     shared_connections_.fetch_sub(1, std::memory_order_relaxed);
+    balancer_.release(balancer_index_);
     // Accepted only to be closed at once: the client sees a reset, not a hang.
     stats_.downstream_cx_refused.inc();
     spdlog::warn("listener '{}': max_connections ({}) reached, refusing {}", name_, config().max_connections,
@@ -95,6 +135,7 @@ void GrpcListener::onConnectionClosed(DownstreamConnection& connection) {
   if (it == connections_.end()) return;
   stats_.downstream_cx_active.dec();
   shared_connections_.fetch_sub(1, std::memory_order_relaxed);
+  balancer_.release(balancer_index_);
   worker_.dispatcher().deferredDelete(std::move(*it));
   connections_.erase(it);
 }

@@ -21,6 +21,7 @@ struct uv_stream_s;
 
 namespace sluice {
 
+class ConnectionBalancer;
 class DownstreamConnection;
 class Worker;
 struct ListenerConfig;
@@ -29,8 +30,10 @@ struct ListenerStats;
 class GrpcListener {
  public:
   // `connections` counts this listener's connections across every worker
-  // (max_connections is a per-listener limit, whichever worker accepted).
-  GrpcListener(Worker& worker, std::string name, SocketAddress address, std::atomic<uint32_t>& connections);
+  // (max_connections is a per-listener limit, whichever worker accepted);
+  // `balancer` spreads them over the workers' listeners.
+  GrpcListener(Worker& worker, std::string name, SocketAddress address, std::atomic<uint32_t>& connections,
+               ConnectionBalancer& balancer);
   ~GrpcListener();
 
   // Binds (with SO_REUSEPORT, so every worker has its own socket on the same
@@ -56,15 +59,21 @@ class GrpcListener {
   ListenerStats& stats() { return stats_; }
 
   void onConnectionClosed(DownstreamConnection& connection);
+  // On this listener's loop: a connection another worker accepted for us.
+  void adopt(int fd);
 
  private:
   void onNewConnection(uv_stream_s* server);
+  // Counts a connection that is now ours and keeps it, or refuses it past max_connections.
+  void admit(std::unique_ptr<DownstreamConnection> conn);
 
   Worker& worker_;
   std::string name_;
   SocketAddress address_;
   ListenerStats& stats_;
   std::atomic<uint32_t>& shared_connections_;
+  ConnectionBalancer& balancer_;
+  size_t balancer_index_;
   TcpListener socket_;
   uint64_t next_connection_id_ = 1;
   std::vector<std::unique_ptr<DownstreamConnection>> connections_;

@@ -166,6 +166,12 @@ std::string renderPrometheus(const std::vector<const WorkerStats*>& workers, con
 
 std::string renderStatsText(const std::vector<const WorkerStats*>& workers) {
   std::map<std::string, int64_t> values;
+  for (size_t i = 0; i < workers.size(); ++i) {
+    // Per worker too: how evenly connections are spread (connection_balance).
+    workers[i]->forEachListener([&](const std::string& n, const ListenerStats& s) {
+      values[fmt::format("worker.{}.listener.{}.downstream_cx_active", i, n)] = s.downstream_cx_active.value();
+    });
+  }
   for (const WorkerStats* w : workers) {
     w->forEachListener([&](const std::string& n, const ListenerStats& s) {
       auto p = "listener." + n + ".";
