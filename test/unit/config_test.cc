@@ -153,4 +153,43 @@ TEST_CASE("error text is one line per error", "[config]") {
   CHECK(errors.format() == "config error at /a/0: first\nconfig error at /: second\n");
 }
 
+
+TEST_CASE("connection_balance is exact by default, kernel on request, anything else an error", "[config]") {
+  auto withBalance = [](const std::string& value) {
+    return std::string(R"({"listeners":[{"name":"l","address":"127.0.0.1:0",)") +
+           (value.empty() ? "" : R"("connection_balance":)" + value + ",") +
+           R"("filters":[{"name":"proxy"}]}],"clusters":[]})";
+  };
+  SECTION("default") {
+    auto r = load(withBalance(""));
+    INFO(r.errors.format());
+    REQUIRE(r.config);
+    CHECK(r.config->listeners[0].connection_balance == ConnectionBalance::Exact);
+  }
+  SECTION("exact") {
+    auto r = load(withBalance(R"("exact")"));
+    INFO(r.errors.format());
+    REQUIRE(r.config);
+    CHECK(r.config->listeners[0].connection_balance == ConnectionBalance::Exact);
+  }
+  SECTION("kernel") {
+    auto r = load(withBalance(R"("kernel")"));
+    INFO(r.errors.format());
+    REQUIRE(r.config);
+    CHECK(r.config->listeners[0].connection_balance == ConnectionBalance::Kernel);
+  }
+  SECTION("unknown value") {
+    auto r = load(withBalance(R"("round_robin")"));
+    INFO(r.errors.format());
+    CHECK_FALSE(r.config);
+    CHECK(hasError(r.errors, "/listeners/0/connection_balance", "unknown balance \"round_robin\""));
+  }
+  SECTION("wrong type") {
+    auto r = load(withBalance("2"));
+    INFO(r.errors.format());
+    CHECK_FALSE(r.config);
+    CHECK(hasError(r.errors, "/listeners/0/connection_balance", "expected a string"));
+  }
+}
+
 }  // namespace sluice
