@@ -151,6 +151,9 @@ ClusterConfig readClusterConfig(const json& value, const std::string& path, Conf
   readMs(obj, "keepalive_interval_ms", cluster.keepalive_interval_ms, 0);
   readMs(obj, "keepalive_timeout_ms", cluster.keepalive_timeout_ms);
   readMs(obj, "dns_refresh_ms", cluster.dns_refresh_ms);
+  if (auto v = obj.unsignedInt("max_concurrent_streams", 0, 1u << 31)) {
+    cluster.max_concurrent_streams = static_cast<uint32_t>(*v);
+  }
   if (const json* eps = obj.array("endpoints", true)) {
     if (eps->empty()) errors.add(obj.pathOf("endpoints"), "a cluster needs at least one endpoint");
     for (size_t i = 0; i < eps->size(); ++i) {

@@ -55,6 +55,10 @@ struct ClusterConfig {
   uint32_t keepalive_interval_ms = 30000; // PING an upstream connection this often (0: off)
   uint32_t keepalive_timeout_ms = 10000;  // and close it if the PING is not answered
   uint32_t dns_refresh_ms = 30000;        // re-resolve host-name endpoints
+  // Streams one upstream connection carries before the pool opens another
+  // (the backend's SETTINGS_MAX_CONCURRENT_STREAMS applies too); 0: only the
+  // backend's. More connections spread the calls over more backend threads.
+  uint32_t max_concurrent_streams = 0;
   std::optional<HealthCheckConfig> health_check;
   std::optional<OutlierDetectionConfig> outlier_detection;
   CircuitBreakerConfig circuit_breakers;

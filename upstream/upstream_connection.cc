@@ -2,6 +2,8 @@
 
 #include <nghttp2/nghttp2.h>
 
+#include <algorithm>
+
 #include <fmt/format.h>
 #include <spdlog/spdlog.h>
 
@@ -101,7 +103,9 @@ void UpstreamConnection::onRemoteSettings() {
 
 bool UpstreamConnection::usable() const {
   if (closed_ || draining_) return false;
-  return streams_.size() < session_.remoteMaxConcurrentStreams();
+  uint32_t limit = session_.remoteMaxConcurrentStreams();
+  if (uint32_t own = pool_.cluster().config().max_concurrent_streams; own != 0) limit = std::min(limit, own);
+  return streams_.size() < limit;
 }
 
 void UpstreamConnection::addStream(UpstreamStream& stream, bool counted) {

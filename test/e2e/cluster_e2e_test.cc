@@ -16,6 +16,7 @@
 #include <poll.h>
 
 #include "test/support/e2e_fixture.h"
+#include "test/support/http_client.h"
 
 namespace sluice::test {
 namespace {
@@ -541,6 +542,53 @@ TEST_CASE("a route timeout caps the call's deadline", "[e2e][cluster]") {
   CHECK(std::chrono::steady_clock::now() - start < std::chrono::milliseconds(2000));
   // The backend saw the shortened deadline (grpc-timeout) and the cancel.
   CHECK(backend.stats().waitUntil([&] { return backend.stats().cancelled >= 1; }, std::chrono::seconds(3)));
+}
+
+}  // namespace sluice::test
+
+namespace sluice::test {
+namespace {
+
+// upstream_cx_active for `cluster` from the admin /stats text.
+int upstreamConnections(const std::string& admin, const std::string& cluster) {
+  std::string body = http(admin, "GET", "/stats").body;
+  std::string key = "cluster." + cluster + ".upstream_cx_active: ";
+  auto at = body.find(key);
+  return at == std::string::npos ? -1 : std::stoi(body.substr(at + key.size()));
+}
+
+// Holds `calls` sleeping unary calls open at once and reads how many upstream
+// connections carry them.
+int connectionsForConcurrentCalls(const nlohmann::json& cluster_json, int calls) {
+  TestBackend backend("b");
+  nlohmann::json c = cluster_json;
+  c["endpoints"] = {backend.address()};
+  auto config = configWith(c);
+  config["workers"] = 1;
+  config["admin"] = {{"address", "127.0.0.1:0"}};
+  GatewayProcess gateway(config);
+  auto stub = example::Echo::NewStub(makeChannel(gateway.address()));
+  std::atomic<int> ok{0};
+  std::vector<std::thread> threads;
+  for (int i = 0; i < calls; ++i) {
+    threads.emplace_back([&] {
+      if (unary(*stub, 800).ok()) ok++;
+    });
+  }
+  std::this_thread::sleep_for(std::chrono::milliseconds(400));
+  int connections = upstreamConnections(gateway.adminAddress(), c["name"]);
+  for (auto& t : threads) t.join();
+  CHECK(ok == calls);
+  return connections;
+}
+
+}  // namespace
+
+TEST_CASE("cluster max_concurrent_streams opens another upstream connection past its cap", "[e2e][cluster]") {
+  // The grpc++ backend allows far more streams: one connection carries all nine...
+  CHECK(connectionsForConcurrentCalls({{"name", "uncapped"}}, 9) == 1);
+  // ... unless the cluster caps streams per connection.
+  CHECK(connectionsForConcurrentCalls({{"name", "capped"}, {"max_concurrent_streams", 3}}, 9) == 3);
 }
 
 }  // namespace sluice::test
