@@ -59,6 +59,9 @@ struct ClusterConfig {
   // (the backend's SETTINGS_MAX_CONCURRENT_STREAMS applies too); 0: only the
   // backend's. More connections spread the calls over more backend threads.
   uint32_t max_concurrent_streams = 0;
+  // Connections per endpoint (per worker) that calls are spread over, the
+  // least busy first; another opens only while all are carrying calls.
+  uint32_t connections_per_endpoint = 1;
   std::optional<HealthCheckConfig> health_check;
   std::optional<OutlierDetectionConfig> outlier_detection;
   CircuitBreakerConfig circuit_breakers;

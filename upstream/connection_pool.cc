@@ -28,16 +28,45 @@ Cluster& ConnectionPool::cluster() { return endpoint_.cluster(); }
 Status ConnectionPool::newStream(UpstreamStream& stream, bool counted) {
   Cluster& c = cluster();
   const auto& limits = c.config().circuit_breakers;
+  // The usable connection carrying the fewest calls. Another one opens when
+  // none is usable, or while there are fewer than connections_per_endpoint
+  // and all are busy: calls spread over that many backend connections.
+  UpstreamConnection* best = nullptr;
+  size_t usable = 0;
   for (auto& conn : connections_) {
     if (!conn->usable()) continue;
-    if (!conn->connected() && counted && c.pending_streams >= limits.max_pending_streams) {
-      c.stats().upstream_rq_overflow.inc();
-      return {StatusCode::Unavailable, fmt::format("cluster '{}': circuit breaker max_pending_streams ({}) reached",
-                                                   c.name(), limits.max_pending_streams)};
-    }
-    conn->addStream(stream, counted);
-    return Status::ok();
+    ++usable;
+    if (best == nullptr || conn->activeStreams() < best->activeStreams()) best = conn.get();
   }
+  Status open_status = Status::ok();
+  if (best != nullptr) {
+    bool spread = best->activeStreams() > 0 && usable < c.config().connections_per_endpoint;
+    // Spreading is optional: a breaker or backoff in the way is not an overflow.
+    if (spread) open_status = canOpenConnection(counted, /*record_overflow=*/false);
+    if (!spread || !open_status.isOk()) {
+      if (!best->connected() && counted && c.pending_streams >= limits.max_pending_streams) {
+        c.stats().upstream_rq_overflow.inc();
+        return {StatusCode::Unavailable, fmt::format("cluster '{}': circuit breaker max_pending_streams ({}) reached",
+                                                     c.name(), limits.max_pending_streams)};
+      }
+      best->addStream(stream, counted);
+      return Status::ok();
+    }
+  } else {
+    open_status = canOpenConnection(counted, /*record_overflow=*/true);
+    if (!open_status.isOk()) return open_status;
+  }
+  auto conn = std::make_unique<UpstreamConnection>(dispatcher_, *this, next_connection_id_++);
+  UpstreamConnection& ref = *conn;
+  connections_.push_back(std::move(conn));
+  ref.addStream(stream, counted);
+  ref.connect();
+  return Status::ok();
+}
+
+Status ConnectionPool::canOpenConnection(bool counted, bool record_overflow) {
+  Cluster& c = cluster();
+  const auto& limits = c.config().circuit_breakers;
   auto now = Clock::now();
   if (inBackoff(now)) {
     auto left = std::chrono::duration_cast<std::chrono::milliseconds>(backoff_until_ - now).count();
@@ -45,20 +74,15 @@ Status ConnectionPool::newStream(UpstreamStream& stream, bool counted) {
                                                  "connect(s)", endpoint_.describe(), left, connect_failures_)};
   }
   if (c.connections >= limits.max_connections) {
-    c.stats().upstream_rq_overflow.inc();
+    if (record_overflow) c.stats().upstream_rq_overflow.inc();
     return {StatusCode::Unavailable, fmt::format("cluster '{}': circuit breaker max_connections ({}) reached",
                                                  c.name(), limits.max_connections)};
   }
   if (counted && c.pending_streams >= limits.max_pending_streams) {
-    c.stats().upstream_rq_overflow.inc();
+    if (record_overflow) c.stats().upstream_rq_overflow.inc();
     return {StatusCode::Unavailable, fmt::format("cluster '{}': circuit breaker max_pending_streams ({}) reached",
                                                  c.name(), limits.max_pending_streams)};
   }
-  auto conn = std::make_unique<UpstreamConnection>(dispatcher_, *this, next_connection_id_++);
-  UpstreamConnection& ref = *conn;
-  connections_.push_back(std::move(conn));
-  ref.addStream(stream, counted);
-  ref.connect();
   return Status::ok();
 }
 

@@ -51,6 +51,9 @@ class ConnectionPool {
   size_t connectionCount() const { return connections_.size(); }
 
  private:
+  // Why no new connection may be opened now (reconnect backoff, circuit
+  // breakers), or ok; `record_overflow` counts a breaker in upstream_rq_overflow.
+  Status canOpenConnection(bool counted, bool record_overflow);
   Dispatcher& dispatcher_;
   Endpoint& endpoint_;
   uint64_t next_connection_id_ = 1;

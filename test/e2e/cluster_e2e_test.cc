@@ -592,3 +592,16 @@ TEST_CASE("cluster max_concurrent_streams opens another upstream connection past
 }
 
 }  // namespace sluice::test
+
+namespace sluice::test {
+
+TEST_CASE("cluster connections_per_endpoint spreads calls over that many upstream connections", "[e2e][cluster]") {
+  nlohmann::json spread = {{"name", "spread"}, {"connections_per_endpoint", 2}};
+  // A lone call needs no second connection ...
+  CHECK(connectionsForConcurrentCalls(spread, 1) == 1);
+  // ... two calls at once get one each, and more share those two.
+  CHECK(connectionsForConcurrentCalls(spread, 2) == 2);
+  CHECK(connectionsForConcurrentCalls(spread, 8) == 2);
+}
+
+}  // namespace sluice::test
