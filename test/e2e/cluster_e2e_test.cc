@@ -67,20 +67,6 @@ grpc::Status unary(example::Echo::Stub& stub, uint32_t sleep_ms = 0, EchoRespons
   return s;
 }
 
-// A listening socket on 127.0.0.1 and a free port, for the hand-made backends below.
-int listenOnLoopback(int& port) {
-  int fd = ::socket(AF_INET, SOCK_STREAM, 0);
-  sockaddr_in a{};
-  a.sin_family = AF_INET;
-  a.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
-  REQUIRE(::bind(fd, reinterpret_cast<sockaddr*>(&a), sizeof(a)) == 0);
-  socklen_t len = sizeof(a);
-  ::getsockname(fd, reinterpret_cast<sockaddr*>(&a), &len);
-  port = ntohs(a.sin_port);
-  REQUIRE(::listen(fd, 16) == 0);
-  return fd;
-}
-
 // A TCP server on loopback that accepts and then either stays silent or
 // answers with bytes that are not HTTP/2.
 class BadBackend {

@@ -36,21 +36,6 @@ using Clock = std::chrono::steady_clock;
 constexpr const char* kUnaryPath = "/sluice.example.Echo/Unary";
 constexpr const char* kServerStreamPath = "/sluice.example.Echo/ServerStream";
 
-// A listening socket on 127.0.0.1 with a free port (written to `port`).
-int listenOnLoopback(int& port) {
-  int fd = ::socket(AF_INET, SOCK_STREAM, 0);
-  REQUIRE(fd >= 0);
-  sockaddr_in a{};
-  a.sin_family = AF_INET;
-  a.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
-  REQUIRE(::bind(fd, reinterpret_cast<sockaddr*>(&a), sizeof(a)) == 0);
-  socklen_t len = sizeof(a);
-  REQUIRE(::getsockname(fd, reinterpret_cast<sockaddr*>(&a), &len) == 0);
-  port = ntohs(a.sin_port);
-  REQUIRE(::listen(fd, 16) == 0);
-  return fd;
-}
-
 std::string grpcMessage(const std::string& bytes) {
   std::string out(5, '\0');
   const auto n = static_cast<uint32_t>(bytes.size());

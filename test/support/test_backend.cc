@@ -11,6 +11,22 @@
 
 namespace sluice::test {
 
+int listenOnLoopback(int& port) {
+  int fd = ::socket(AF_INET, SOCK_STREAM, 0);
+  sockaddr_in a{};
+  a.sin_family = AF_INET;
+  a.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+  socklen_t len = sizeof(a);
+  if (fd < 0 || ::bind(fd, reinterpret_cast<sockaddr*>(&a), sizeof(a)) != 0 ||
+      ::getsockname(fd, reinterpret_cast<sockaddr*>(&a), &len) != 0 || ::listen(fd, 16) != 0) {
+    std::string why = std::strerror(errno);
+    if (fd >= 0) ::close(fd);
+    throw std::runtime_error("cannot listen on 127.0.0.1: " + why);
+  }
+  port = ntohs(a.sin_port);
+  return fd;
+}
+
 TestBackend::TestBackend(std::string name) : name_(std::move(name)) { start(); }
 
 TestBackend::~TestBackend() { stop(); }

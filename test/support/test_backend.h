@@ -15,6 +15,11 @@
 
 namespace sluice::test {
 
+// A listening TCP socket on 127.0.0.1 at a free port (written to `port`), for
+// the hand-made backends of some tests (raw HTTP/2, silent, garbage). Throws
+// std::runtime_error when the kernel refuses.
+int listenOnLoopback(int& port);
+
 class TestBackend {
  public:
   // Starts serving at once.
