@@ -373,6 +373,19 @@ struct Throughput {
   std::atomic<uint64_t> messages{0};
 };
 
+// The RESULT line of a streaming mode (bench/run.sh reads it) and the exit
+// code: a run whose calls did not all finish exits at once.
+int reportStreaming(const char* mode, double mbps, uint64_t bytes, const Throughput& tp,
+                    StatusCounts& statuses, bool drained) {
+  std::cout << "RESULT mode=" << mode << " mbps=" << mbps << " bytes=" << bytes
+            << " messages=" << tp.messages.load() << " ok=" << statuses.ok()
+            << " failed=" << statuses.failed() << " statuses=" << statuses.summary()
+            << " drained=" << (drained ? 1 : 0) << std::endl;
+  statuses.printFailures();
+  if (!drained) std::_Exit(1);
+  return statuses.failed() == 0 && bytes > 0 ? 0 : 1;
+}
+
 class ServerStreamCall final : public grpc::ClientReadReactor<EchoResponse> {
  public:
   ServerStreamCall(Echo::Stub& stub, const EchoRequest& request, RunClock& clock,
@@ -458,13 +471,7 @@ int runServerStream(const Options& o) {
   const double mbps = measureWindow(o, clock, tp, bytes);
   clock.stop = true;
   bool drained = waitForZero(active, o.timeout + 5);
-  std::cout << "RESULT mode=server-stream mbps=" << mbps << " bytes=" << bytes
-            << " messages=" << tp.messages.load() << " ok=" << statuses.ok()
-            << " failed=" << statuses.failed() << " statuses=" << statuses.summary()
-            << " drained=" << (drained ? 1 : 0) << std::endl;
-  statuses.printFailures();
-  if (!drained) std::_Exit(1);
-  return statuses.failed() == 0 && bytes > 0 ? 0 : 1;
+  return reportStreaming("server-stream", mbps, bytes, tp, statuses, drained);
 }
 
 // ---------------------------------------------------------------- bidi
@@ -558,13 +565,7 @@ int runBidi(const Options& o) {
   clock.stop = true;
   for (auto& c : calls) c->stop();
   bool drained = waitForZero(active, o.timeout + 5);
-  std::cout << "RESULT mode=bidi mbps=" << mbps << " bytes=" << bytes
-            << " messages=" << tp.messages.load() << " ok=" << statuses.ok()
-            << " failed=" << statuses.failed() << " statuses=" << statuses.summary()
-            << " drained=" << (drained ? 1 : 0) << std::endl;
-  statuses.printFailures();
-  if (!drained) std::_Exit(1);
-  return statuses.failed() == 0 && bytes > 0 ? 0 : 1;
+  return reportStreaming("bidi", mbps, bytes, tp, statuses, drained);
 }
 
 // ---------------------------------------------------------------- idle streams

@@ -264,4 +264,11 @@ grpc::Status EchoServiceImpl::Bidi(grpc::ServerContext* context,
   return grpc::Status::OK;
 }
 
+void EchoBackend::addTo(grpc::ServerBuilder& builder) {
+  builder.RegisterService(&echo_);
+  builder.RegisterService(&other_);
+  builder.SetMaxReceiveMessageSize(-1);
+  builder.SetMaxSendMessageSize(-1);
+}
+
 }  // namespace sluice::example

@@ -101,6 +101,8 @@ class EchoBackend {
   // Register both on a ServerBuilder; they stay owned by this object.
   EchoServiceImpl& echoService() { return echo_; }
   OtherServiceImpl& otherService() { return other_; }
+  // Registers both services on `builder`, with no message size limit either way.
+  void addTo(grpc::ServerBuilder& builder);
 
   // Shared by both services: Unary's behaviour for `method`.
   grpc::Status unary(grpc::ServerContext& context, const EchoRequest& request,

@@ -38,10 +38,7 @@ void TestBackend::start() {
   int selected = 0;
   builder.AddListeningPort("127.0.0.1:" + std::to_string(port_), grpc::InsecureServerCredentials(),
                            &selected);
-  builder.RegisterService(&backend->echoService());
-  builder.RegisterService(&backend->otherService());
-  builder.SetMaxReceiveMessageSize(-1);
-  builder.SetMaxSendMessageSize(-1);
+  backend->addTo(builder);
   // Without this a restarted backend could share a port with another
   // process's socket (grpc++ sets SO_REUSEPORT by default).
   builder.AddChannelArgument(GRPC_ARG_ALLOW_REUSEPORT, 0);
