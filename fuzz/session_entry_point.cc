@@ -253,10 +253,9 @@ void runSession(std::string_view input) {
     GatewayConfigConstPtr config = loadConfig(sessionConfig(inner_port, boundPort(refused.get())), registry, errors);
     FUZZ_CHECK(config != nullptr, "the session config does not load:\n%s", errors.format().c_str());
 
-    std::vector<std::atomic<uint32_t>> connection_counts(config->listeners.size());
     std::vector<std::unique_ptr<ConnectionBalancer>> balancers;
     for (size_t i = 0; i < config->listeners.size(); ++i) balancers.push_back(std::make_unique<ConnectionBalancer>());
-    auto worker = std::make_unique<Worker>(config, connection_counts, balancers);
+    auto worker = std::make_unique<Worker>(config, balancers);
     Status started = worker->start();
     if (!started.isOk()) {
       FUZZ_CHECK(attempt < 5, "cannot start the worker: %s", started.toString().c_str());

@@ -9,8 +9,9 @@ size_t ConnectionBalancer::add(GrpcListener& listener) {
   return listeners_.size() - 1;
 }
 
-GrpcListener& ConnectionBalancer::pick(size_t accepting, bool balance) {
+GrpcListener* ConnectionBalancer::pick(size_t accepting, bool balance, uint32_t max_connections) {
   std::lock_guard<std::mutex> lock(mutex_);
+  if (total_ >= max_connections) return nullptr;
   size_t best = accepting;
   if (balance) {
     for (size_t i = 0; i < owned_.size(); ++i) {
@@ -18,12 +19,15 @@ GrpcListener& ConnectionBalancer::pick(size_t accepting, bool balance) {
     }
   }
   ++owned_[best];
-  return *listeners_[best];
+  ++total_;
+  return listeners_[best];
 }
 
 void ConnectionBalancer::release(size_t index) {
   std::lock_guard<std::mutex> lock(mutex_);
-  if (owned_[index] > 0) --owned_[index];
+  if (owned_[index] == 0) return;
+  --owned_[index];
+  --total_;
 }
 
 uint32_t ConnectionBalancer::owned(size_t index) const {

@@ -1,5 +1,6 @@
-// ConnectionBalancer: spreads one listener's connections evenly over the
-// workers (listener key "connection_balance": "exact", the default).
+// ConnectionBalancer: counts one listener's connections across the workers
+// (for max_connections) and spreads them evenly over the workers (listener
+// key "connection_balance": "exact", the default).
 //
 // With SO_REUSEPORT alone the kernel hashes each new connection to a worker:
 // fine for thousands of short connections, lopsided for the few long-lived
@@ -29,8 +30,10 @@ class ConnectionBalancer {
   size_t add(GrpcListener& listener);
   // The listener that owns a connection the listener at `accepting` just
   // accepted: with `balance`, the one owning the fewest (`accepting` on a
-  // tie), otherwise `accepting` itself. Counted as that listener's from now on.
-  GrpcListener& pick(size_t accepting, bool balance);
+  // tie), otherwise `accepting` itself. Counted as that listener's from now
+  // on. nullptr, and nothing counted, when the listener already holds
+  // `max_connections` across all workers.
+  GrpcListener* pick(size_t accepting, bool balance, uint32_t max_connections);
   // A connection counted by pick() is gone (closed, refused, or not taken over).
   void release(size_t index);
   // Connections counted for the listener at `index`.
@@ -40,6 +43,7 @@ class ConnectionBalancer {
   mutable std::mutex mutex_;
   std::vector<GrpcListener*> listeners_;
   std::vector<uint32_t> owned_;
+  uint32_t total_ = 0;
 };
 
 }  // namespace sluice

@@ -79,9 +79,8 @@ bool Gateway::load(ConfigErrors& errors) {
 
 Status Gateway::start() {
   size_t n = config_->workers != 0 ? config_->workers : std::max(1u, std::thread::hardware_concurrency());
-  connection_counts_ = std::vector<std::atomic<uint32_t>>(config_->listeners.size());
   for (size_t i = 0; i < config_->listeners.size(); ++i) balancers_.push_back(std::make_unique<ConnectionBalancer>());
-  for (size_t i = 0; i < n; ++i) workers_.push_back(std::make_unique<Worker>(config_, connection_counts_, balancers_));
+  for (size_t i = 0; i < n; ++i) workers_.push_back(std::make_unique<Worker>(config_, balancers_));
   Status s = mainWorker().start();
   if (!s.isOk()) return s;
   // The others bind the very ports the first one got (port 0 picks one).

@@ -77,7 +77,6 @@ class Gateway final : public AdminHandler {
   // signals); the others each on a thread of their own.
   std::vector<std::unique_ptr<Worker>> workers_;
   std::vector<std::thread> threads_;
-  std::vector<std::atomic<uint32_t>> connection_counts_;  // per listener, across workers
   std::vector<std::unique_ptr<ConnectionBalancer>> balancers_;  // per listener; outlive the workers
   std::unique_ptr<AdminListener> admin_;
   std::vector<uv_signal_s*> signals_;

@@ -21,12 +21,11 @@
 
 namespace sluice {
 GrpcListener::GrpcListener(Worker& worker, std::string name, SocketAddress address,
-                           std::atomic<uint32_t>& connections, ConnectionBalancer& balancer)
+                           ConnectionBalancer& balancer)
     : worker_(worker),
       name_(std::move(name)),
       address_(std::move(address)),
       stats_(worker.stats().listener(name_)),
-      shared_connections_(connections),
       balancer_(balancer),
       balancer_index_(balancer.add(*this)),
       socket_(worker.dispatcher(), [this](uv_stream_s* server) { onNewConnection(server); }) {}
@@ -75,8 +74,13 @@ void GrpcListener::closeConnections() {
 }
 
 void GrpcListener::onNewConnection(uv_stream_s* server) {
-  GrpcListener& owner = balancer_.pick(balancer_index_, config().connection_balance == ConnectionBalance::Exact);
-  if (&owner == this) {
+  GrpcListener* owner = balancer_.pick(balancer_index_, config().connection_balance == ConnectionBalance::Exact,
+                                       config().max_connections);
+  if (owner == nullptr) {
+    refuse(server);
+    return;
+  }
+  if (owner == this) {
     auto conn = std::make_unique<DownstreamConnection>(*this, next_connection_id_++);
     if (conn->accept(server) != 0) {
       balancer_.release(balancer_index_);
@@ -87,13 +91,12 @@ void GrpcListener::onNewConnection(uv_stream_s* server) {
   }
   int fd = TcpSocket::acceptDetached(server);
   if (fd < 0) {
-    balancer_.release(owner.balancer_index_);
+    balancer_.release(owner->balancer_index_);
     return;
   }
   // The owner's worker outlives its loop, and work posted to a stopped loop
   // is dropped (the descriptor then closes with the process).
-  GrpcListener* target = &owner;
-  owner.worker().dispatcher().post([target, fd] { target->adopt(fd); });
+  owner->worker().dispatcher().post([owner, fd] { owner->adopt(fd); });
 }
 
 void GrpcListener::adopt(int fd) {
@@ -112,18 +115,18 @@ void GrpcListener::adopt(int fd) {
   admit(std::move(conn));
 }
 
-void GrpcListener::admit(std::unique_ptr<DownstreamConnection> conn) {
-  if (shared_connections_.fetch_add(1, std::memory_order_relaxed) >= config().max_connections) {
-    shared_connections_.fetch_sub(1, std::memory_order_relaxed);
-    balancer_.release(balancer_index_);
-    // Accepted only to be closed at once: the client sees a reset, not a hang.
+void GrpcListener::refuse(uv_stream_s* server) {
+  auto conn = std::make_unique<DownstreamConnection>(*this, next_connection_id_++);
+  if (conn->accept(server) == 0) {
     stats_.downstream_cx_refused.inc();
     spdlog::warn("listener '{}': max_connections ({}) reached, refusing {}", name_, config().max_connections,
                  conn->peerAddress());
     conn->close("max_connections reached");
-    worker_.dispatcher().deferredDelete(std::move(conn));
-    return;
   }
+  worker_.dispatcher().deferredDelete(std::move(conn));
+}
+
+void GrpcListener::admit(std::unique_ptr<DownstreamConnection> conn) {
   stats_.downstream_cx_total.inc();
   stats_.downstream_cx_active.inc();
   connections_.push_back(std::move(conn));
@@ -134,7 +137,6 @@ void GrpcListener::onConnectionClosed(DownstreamConnection& connection) {
                          [&](const auto& c) { return c.get() == &connection; });
   if (it == connections_.end()) return;
   stats_.downstream_cx_active.dec();
-  shared_connections_.fetch_sub(1, std::memory_order_relaxed);
   balancer_.release(balancer_index_);
   worker_.dispatcher().deferredDelete(std::move(*it));
   connections_.erase(it);

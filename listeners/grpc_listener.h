@@ -29,11 +29,10 @@ struct ListenerStats;
 
 class GrpcListener {
  public:
-  // `connections` counts this listener's connections across every worker
-  // (max_connections is a per-listener limit, whichever worker accepted);
-  // `balancer` spreads them over the workers' listeners.
-  GrpcListener(Worker& worker, std::string name, SocketAddress address, std::atomic<uint32_t>& connections,
-               ConnectionBalancer& balancer);
+  // `balancer`, shared by this listener's instances on every worker, counts
+  // their connections (max_connections is a per-listener limit, whichever
+  // worker accepted) and spreads them over the workers.
+  GrpcListener(Worker& worker, std::string name, SocketAddress address, ConnectionBalancer& balancer);
   ~GrpcListener();
 
   // Binds (with SO_REUSEPORT, so every worker has its own socket on the same
@@ -64,14 +63,16 @@ class GrpcListener {
 
  private:
   void onNewConnection(uv_stream_s* server);
-  // Counts a connection that is now ours and keeps it, or refuses it past max_connections.
+  // Keeps a connection that is now ours (already counted by the balancer).
   void admit(std::unique_ptr<DownstreamConnection> conn);
+  // Past max_connections: accepted only to be closed at once, so the client
+  // sees a reset, not a hang.
+  void refuse(uv_stream_s* server);
 
   Worker& worker_;
   std::string name_;
   SocketAddress address_;
   ListenerStats& stats_;
-  std::atomic<uint32_t>& shared_connections_;
   ConnectionBalancer& balancer_;
   size_t balancer_index_;
   TcpListener socket_;

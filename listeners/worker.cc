@@ -7,16 +7,14 @@
 
 namespace sluice {
 
-Worker::Worker(GatewayConfigConstPtr config, std::vector<std::atomic<uint32_t>>& connection_counts,
-               const std::vector<std::unique_ptr<ConnectionBalancer>>& balancers)
+Worker::Worker(GatewayConfigConstPtr config, const std::vector<std::unique_ptr<ConnectionBalancer>>& balancers)
     : dispatcher_(std::make_unique<Dispatcher>()),
       stats_(std::make_unique<WorkerStats>()),
       current_(std::make_shared<Generation>(*dispatcher_, *stats_, std::move(config))) {
   const auto& listeners = current_->config().listeners;
   for (size_t i = 0; i < listeners.size(); ++i) {
     listeners_.push_back(
-        std::make_unique<GrpcListener>(*this, listeners[i].name, listeners[i].address, connection_counts[i],
-                                       *balancers[i]));
+        std::make_unique<GrpcListener>(*this, listeners[i].name, listeners[i].address, *balancers[i]));
   }
 }
 

@@ -27,10 +27,9 @@ class GrpcListener;
 
 class Worker {
  public:
-  // `connection_counts` holds one counter per configured listener, shared by
-  // every worker (for max_connections); `balancers` one balancer per listener.
-  Worker(GatewayConfigConstPtr config, std::vector<std::atomic<uint32_t>>& connection_counts,
-         const std::vector<std::unique_ptr<ConnectionBalancer>>& balancers);
+  // `balancers` holds one per configured listener, shared by every worker
+  // (connection counts for max_connections, and their spread).
+  Worker(GatewayConfigConstPtr config, const std::vector<std::unique_ptr<ConnectionBalancer>>& balancers);
   ~Worker();
 
   // Binds every listener; an error names the listener that failed. `ports`,

@@ -267,7 +267,10 @@ TEST_CASE("request headers over max_header_list_bytes get RESOURCE_EXHAUSTED", "
 
 TEST_CASE("max_connections refuses the connection over the limit", "[e2e][limits]") {
   TestBackend backend("b");
-  GatewayProcess gateway(limited(backend.address(), {{"max_connections", 2}}));
+  // Two workers: the limit holds across them (each holds one of the two).
+  auto config = limited(backend.address(), {{"max_connections", 2}});
+  config["workers"] = 2;
+  GatewayProcess gateway(config);
   RawH2Client first("127.0.0.1", gateway.port());
   RawH2Client second("127.0.0.1", gateway.port());
   REQUIRE(first.request(RawRequest::grpc("/sluice.example.Echo/Unary", grpcFrame(""))).grpcStatus() == 0);
