@@ -26,6 +26,7 @@
 #include <grpcpp/grpcpp.h>
 
 #include "echo.grpc.pb.h"
+#include "steady_malloc.h"
 
 namespace {
 
@@ -193,6 +194,7 @@ class EchoService final : public Echo::CallbackService {
 }  // namespace
 
 int main(int argc, char** argv) {
+  sluice::bench::keepFreedMemory();
   std::string address = "127.0.0.1:0";
   std::string portFile;
   for (int i = 1; i < argc; ++i) {

@@ -60,6 +60,7 @@
 #include <grpcpp/grpcpp.h>
 
 #include "echo.grpc.pb.h"
+#include "steady_malloc.h"
 
 namespace {
 
@@ -840,6 +841,7 @@ int writeH2loadBody(const std::string& path, size_t payload) {
 }  // namespace
 
 int main(int argc, char** argv) {
+  sluice::bench::keepFreedMemory();
   Options o;
   for (int i = 1; i < argc; ++i) {
     std::string arg = argv[i];

@@ -390,6 +390,15 @@ cpu_snapshot() {  # -> "total_busy_ticks our_ticks"
   for name in "${!PID[@]}"; do ours=$((ours + $(proc_ticks "${PID[$name]}"))); done
   echo "$busy $ours"
 }
+# Where the CPU went during one measurement, by role: the gateway (target
+# process tree; none for direct), the backend, and the load clients (the
+# script's waited-for children: the client or h2load of this measurement).
+role_ticks() {  # TARGET -> "gateway_ticks backend_ticks client_ticks"
+  local gw=0
+  [ "$1" != direct ] && [ -n "${PID[$1]:-}" ] && gw=$(proc_ticks "${PID[$1]}")
+  echo "$gw $(proc_ticks "${PID[direct]}") $(awk '{sub(/^.*\) /, ""); print $14 + $15}' "/proc/$$/stat")"
+}
+core_percent() { awk -v t="$1" -v ns="$2" 'BEGIN {printf "%d", (ns > 0) ? t / (ns / 1e7) * 100 : 0}'; }  # ticks, ns -> % of one core
 declare -A FOREIGN=()  # FOREIGN[test/target] = % of one core used by other work (worst round)
 NOISE_LIMIT="${BENCH_NOISE_LIMIT:-20}"
 
@@ -408,10 +417,19 @@ for round in $(seq 1 "$ROUNDS"); do
       wait_quiet
       log "round $round/$ROUNDS: $test via $target"
       read -r busy0 ours0 <<<"$(cpu_snapshot)"
+      read -r gw0 be0 cl0 <<<"$(role_ticks "$target")"
       t0=$(date +%s%N)
       measure "$test" "$target"
       read -r busy1 ours1 <<<"$(cpu_snapshot)"
+      read -r gw1 be1 cl1 <<<"$(role_ticks "$target")"
       t1=$(date +%s%N)
+      case "$test" in
+        idle-*) ;;  # the target was restarted mid-measurement: its ticks start over
+        *)
+          record "$test" "$target" gw_cpu "$(core_percent $((gw1 - gw0)) $((t1 - t0)))"
+          record "$test" "$target" be_cpu "$(core_percent $((be1 - be0)) $((t1 - t0)))"
+          record "$test" "$target" cl_cpu "$(core_percent $((cl1 - cl0)) $((t1 - t0)))" ;;
+      esac
       foreign=$(awk -v b=$((busy1 - busy0)) -v o=$((ours1 - ours0)) -v ns=$((t1 - t0)) \
         'BEGIN {f = (b - o) / (ns / 1e7) * 100; if (f < 0) f = 0; printf "%d", f}')
       if [ "$foreign" -gt "${FOREIGN[$test/$target]:-0}" ]; then FOREIGN[$test/$target]=$foreign; fi
@@ -537,6 +555,39 @@ for test in "${TESTS[@]}"; do
       row "$test" bytes "RSS per idle connection ($IDLE_CONNS conns)" bytes lower "≤ 40 KiB" max:40960 ;;
   esac
 done
+# CPU by role, and throughput per core the gateway burned: how the 2 cores
+# were shared explains most ratios to direct (client and backend slow down
+# when a gateway takes its share).
+CPU_TABLE="$WORK/cpu.md"
+{
+  echo "| measurement | $(for t in "${TARGETS[@]}"; do printf '%s | ' "$t"; done)"
+  echo "|---|$(for t in "${TARGETS[@]}"; do printf -- '---:|'; done)"
+} >"$CPU_TABLE"
+cpu_rows() {  # cpu_rows TEST LABEL METRIC KIND
+  local test="$1" label="$2" metric="$3" kind="$4" t cells="" per="" g b c v
+  for t in "${TARGETS[@]}"; do
+    g=$(value "$test" "$t" gw_cpu); b=$(value "$test" "$t" be_cpu); c=$(value "$test" "$t" cl_cpu)
+    v=$(value "$test" "$t" "$metric")
+    if [ -z "$b" ]; then cells+="— | "; per+="— | "; continue; fi
+    if [ "$t" = direct ]; then cells+="— / $b / $c | "; per+="— | "; continue; fi
+    cells+="$g / $b / $c | "
+    per+="$(awk -v v="$v" -v g="$g" 'BEGIN {if (v=="" || g+0==0) print "—"; else print v / (g / 100)}' |
+      { read -r x; [ "$x" = — ] && echo — || fmt_num "$x" "$kind"; }) | "
+  done
+  echo "| $label: CPU % of a core, gateway / backend / client | $cells" >>"$CPU_TABLE"
+  echo "| $label per gateway core | $per" >>"$CPU_TABLE"
+}
+for test in "${TESTS[@]}"; do
+  case "$test" in
+    unary-h2load) cpu_rows "$test" "unary req/s (h2load)" rps rps ;;
+    unary-grpc) cpu_rows "$test" "unary req/s (grpc++)" rps rps ;;
+    server-stream) cpu_rows "$test" "server-streaming MB/s" mbps mbps ;;
+    bidi) cpu_rows "$test" "bidi MB/s" mbps mbps ;;
+    large-unary) cpu_rows "$test" "large unary req/s" rps rps ;;
+    large-stream) cpu_rows "$test" "large server-streaming MB/s" mbps mbps ;;
+  esac
+done
+
 errs=""
 for t in "${TARGETS[@]}"; do errs+="${ERR[$t]:-0} | "; done
 sluice_errs="${ERR[sluice]:-0}"
@@ -567,6 +618,11 @@ REPORT="$WORK/report.md"
   echo "each test on a freshly started target; direct's column is the grpc++ backend's own growth, for scale only."
   echo
   cat "$TABLE"
+  echo
+  echo "Where the CPU went (median of the rounds; % of one core averaged over the measurement and its warm-up;"
+  echo "$(nproc) cores = $(( $(nproc) * 100 ))%), and each gateway's throughput divided by the cores it used:"
+  echo
+  cat "$CPU_TABLE"
   echo
   echo "Targets of issue 6:"
   echo
