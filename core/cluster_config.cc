@@ -157,6 +157,12 @@ ClusterConfig readClusterConfig(const json& value, const std::string& path, Conf
   if (auto v = obj.unsignedInt("connections_per_endpoint", 1, 1024)) {
     cluster.connections_per_endpoint = static_cast<uint32_t>(*v);
   }
+  if (auto v = obj.unsignedInt("initial_stream_window_bytes", kMinWindow, kMaxWindow)) {
+    cluster.initial_stream_window_bytes = static_cast<uint32_t>(*v);
+  }
+  if (auto v = obj.unsignedInt("initial_connection_window_bytes", kMinWindow, kMaxWindow)) {
+    cluster.initial_connection_window_bytes = static_cast<uint32_t>(*v);
+  }
   if (const json* eps = obj.array("endpoints", true)) {
     if (eps->empty()) errors.add(obj.pathOf("endpoints"), "a cluster needs at least one endpoint");
     for (size_t i = 0; i < eps->size(); ++i) {

@@ -39,6 +39,12 @@ struct OutlierDetectionConfig {
   uint32_t max_ejection_percent = 10;
 };
 
+// The range a configured HTTP/2 receive window may take: from the protocol's
+// initial 65,535 bytes (a connection window cannot shrink below it) to its
+// maximum, 2^31 - 1.
+inline constexpr uint64_t kMinWindow = 65535;
+inline constexpr uint64_t kMaxWindow = (1ull << 31) - 1;
+
 struct CircuitBreakerConfig {
   uint32_t max_connections = 1024;
   uint32_t max_pending_streams = 4096;
@@ -62,6 +68,14 @@ struct ClusterConfig {
   // Connections per endpoint (per worker) that calls are spread over, the
   // least busy first; another opens only while all are carrying calls.
   uint32_t connections_per_endpoint = 1;
+  // HTTP/2 receive windows granted to the backend. The stream window is what
+  // a backend may send ahead of a slow client, so it bounds the gateway's
+  // memory per call; larger than the listener's by default because backends
+  // write in bursts of what the window allows, and each burst costs a wakeup
+  // of the backend, the gateway and the client (8 MiB streamed ~5% faster
+  // than 1 MiB through a 2-core benchmark; 256 KiB ~30% slower).
+  uint32_t initial_stream_window_bytes = 8 << 20;
+  uint32_t initial_connection_window_bytes = 16 << 20;
   std::optional<HealthCheckConfig> health_check;
   std::optional<OutlierDetectionConfig> outlier_detection;
   CircuitBreakerConfig circuit_breakers;

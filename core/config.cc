@@ -78,6 +78,8 @@ ListenerConfig readListener(const json& value, const std::string& path, const Fi
   limit("max_header_list_bytes", listener.max_header_list_bytes, 1024, 16u << 20);
   limit("stream_buffer_bytes", listener.stream_buffer_bytes, 16 << 10, 1u << 30);
   limit("connection_buffer_bytes", listener.connection_buffer_bytes, 16 << 10, 1u << 30);
+  limit("initial_stream_window_bytes", listener.initial_stream_window_bytes, kMinWindow, kMaxWindow);
+  limit("initial_connection_window_bytes", listener.initial_connection_window_bytes, kMinWindow, kMaxWindow);
   limit("idle_timeout_ms", listener.idle_timeout_ms, 0, kDayMs);
   limit("stream_idle_timeout_ms", listener.stream_idle_timeout_ms, 0, kDayMs);
   limit("keepalive_interval_ms", listener.keepalive_interval_ms, 0, kDayMs);

@@ -40,6 +40,11 @@ struct ListenerConfig {
   uint32_t max_concurrent_streams = 1024;     // per connection (SETTINGS_MAX_CONCURRENT_STREAMS)
   uint32_t max_header_list_bytes = 64 << 10;  // request headers of one call
   uint32_t stream_buffer_bytes = 256 << 10;   // per stream and direction before the sender is slowed
+  // HTTP/2 receive windows granted to clients. A stream's window bounds what
+  // a client may send ahead of the backend; the connection's is returned at
+  // once (see "Data path and flow control" in the README).
+  uint32_t initial_stream_window_bytes = 1 << 20;
+  uint32_t initial_connection_window_bytes = 16 << 20;
   uint32_t connection_buffer_bytes = 1 << 20; // output queued for one client's socket
   uint32_t idle_timeout_ms = 300000;          // a connection with no stream; 0: never
   uint32_t stream_idle_timeout_ms = 0;        // a stream with no message either way; 0: never

@@ -40,6 +40,8 @@ Http2Settings GrpcListener::http2Settings() const {
   s.reset_burst = c.rst_stream_burst;
   s.reset_rate_per_second = c.rst_stream_rate;
   s.max_outbound_ack = c.max_pending_acks;
+  s.initial_stream_window = c.initial_stream_window_bytes;
+  s.connection_window = c.initial_connection_window_bytes;
   return s;
 }
 

@@ -19,9 +19,11 @@ namespace {
 // Bytes handed to the kernel but not yet written before we stop serialising.
 constexpr size_t kMaxPendingWrite = 1 << 20;
 
-Http2Settings clientSettings() {
+Http2Settings clientSettings(const ClusterConfig& cluster) {
   Http2Settings s;
   s.max_concurrent_streams = 0;  // not sent by a client
+  s.initial_stream_window = cluster.initial_stream_window_bytes;
+  s.connection_window = cluster.initial_connection_window_bytes;
   return s;
 }
 
@@ -33,7 +35,7 @@ UpstreamConnection::UpstreamConnection(Dispatcher& dispatcher, ConnectionPool& p
       pool_(pool),
       id_(id),
       socket_(dispatcher, *this),
-      session_(Http2Session::Side::Client, *this, clientSettings()),
+      session_(Http2Session::Side::Client, *this, clientSettings(pool.cluster().config())),
       timers_(dispatcher, *this, pool.cluster().config().idle_timeout_ms,
               pool.cluster().config().keepalive_interval_ms, pool.cluster().config().keepalive_timeout_ms) {
   pool_.cluster().connections++;

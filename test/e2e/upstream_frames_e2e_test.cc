@@ -24,6 +24,7 @@
 #include <nghttp2/nghttp2.h>
 
 #include "test/support/e2e_fixture.h"
+#include "test/support/raw_h2_client.h"
 
 namespace sluice::test {
 namespace {
@@ -79,6 +80,10 @@ class FrameCountingBackend {
   int unaryAnswered() const { return unary_answered_; }
   int streamsHeld() const { return streams_held_; }
   int connections() const { return connections_; }
+  // What the gateway granted this backend, as of the last bytes received:
+  // its SETTINGS_INITIAL_WINDOW_SIZE, and the largest connection window seen.
+  uint32_t grantedStreamWindow() const { return granted_stream_window_; }
+  int32_t grantedConnectionWindow() const { return granted_connection_window_; }
   // The error codes of every RST_STREAM received, in order, for messages.
   std::string rstCodes() const {
     std::lock_guard<std::mutex> lock(mutex_);
@@ -228,7 +233,12 @@ class FrameCountingBackend {
         if (got <= 0 || nghttp2_session_mem_recv(c.session, buf, static_cast<size_t>(got)) < 0) {
           drop(c);
           conns_.erase(conns_.begin() + static_cast<long>(i - 1));
+          continue;
         }
+        granted_stream_window_ =
+            nghttp2_session_get_remote_settings(c.session, NGHTTP2_SETTINGS_INITIAL_WINDOW_SIZE);
+        granted_connection_window_ =
+            std::max<int32_t>(granted_connection_window_, nghttp2_session_get_remote_window_size(c.session));
       }
       if (fds[0].revents & POLLIN) accept();
     }
@@ -244,6 +254,8 @@ class FrameCountingBackend {
   std::atomic<int> unary_answered_{0};
   std::atomic<int> streams_held_{0};
   std::atomic<int> connections_{0};
+  std::atomic<uint32_t> granted_stream_window_{0};
+  std::atomic<int32_t> granted_connection_window_{0};
   mutable std::mutex mutex_;
   std::vector<uint32_t> rst_codes_;
   std::vector<std::unique_ptr<Connection>> conns_;  // the serving thread's alone
@@ -353,6 +365,39 @@ TEST_CASE("a cancelled call reaches the backend as RST_STREAM(CANCEL)", "[e2e][u
   INFO("RST_STREAM codes: " << backend.rstCodes());
   CHECK(backend.rstStreams() == 1);
   CHECK(backend.rstCancels() == 1);
+}
+
+TEST_CASE("the gateway grants the configured HTTP/2 windows to clients and backends", "[e2e][upstream]") {
+  constexpr uint32_t kDefaultClientStream = 1u << 20, kDefaultBackendStream = 8u << 20;
+  constexpr int32_t kDefaultConnection = 16 << 20;
+  FrameCountingBackend backend;
+  auto config = singleConnectionConfig(backend.address());
+  uint32_t client_stream = kDefaultClientStream, backend_stream = kDefaultBackendStream;
+  int32_t client_connection = kDefaultConnection, backend_connection = kDefaultConnection;
+  SECTION("defaults") {}
+  SECTION("configured") {
+    client_stream = 300000;
+    client_connection = 5000000;
+    backend_stream = 123456;
+    backend_connection = 40000000;
+    config["listeners"][0]["initial_stream_window_bytes"] = client_stream;
+    config["listeners"][0]["initial_connection_window_bytes"] = client_connection;
+    config["clusters"][0]["initial_stream_window_bytes"] = backend_stream;
+    config["clusters"][0]["initial_connection_window_bytes"] = backend_connection;
+  }
+  GatewayProcess gateway(config);
+  RawH2Client client("127.0.0.1", gateway.port());
+  EchoRequest request;
+  request.set_payload("windows");
+  const std::string body = grpcFrame(request.SerializeAsString());
+  auto response = client.request(RawRequest::grpc(kUnaryPath, body));
+  INFO(response.describe());
+  REQUIRE(response.grpcStatus() == 0);
+  CHECK(client.remoteSetting(NGHTTP2_SETTINGS_INITIAL_WINDOW_SIZE) == client_stream);
+  // The request's bytes are returned in batches (half the window at a time).
+  CHECK(client.remoteConnectionWindow() == client_connection - static_cast<int32_t>(body.size()));
+  CHECK(backend.grantedStreamWindow() == backend_stream);
+  CHECK(backend.grantedConnectionWindow() == backend_connection);
 }
 
 }  // namespace sluice::test

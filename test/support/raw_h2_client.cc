@@ -233,6 +233,12 @@ RawH2Client::RawH2Client(const std::string& host, int port,
   }
 }
 
+uint32_t RawH2Client::remoteSetting(int id) const {
+  return nghttp2_session_get_remote_settings(session_, static_cast<nghttp2_settings_id>(id));
+}
+
+int32_t RawH2Client::remoteConnectionWindow() const { return nghttp2_session_get_remote_window_size(session_); }
+
 RawH2Client::~RawH2Client() {
   nghttp2_session_del(session_);
   if (fd_ >= 0) ::close(fd_);

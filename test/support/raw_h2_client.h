@@ -93,6 +93,10 @@ class RawH2Client {
   bool goawayReceived() const { return goawayReceived_; }
   std::optional<uint32_t> goawayErrorCode() const { return goawayErrorCode_; }
   bool connectionClosed() const { return closed_; }
+  // What the gateway has granted this client so far: a SETTINGS value (e.g.
+  // NGHTTP2_SETTINGS_INITIAL_WINDOW_SIZE) and the connection-level window.
+  uint32_t remoteSetting(int id) const;
+  int32_t remoteConnectionWindow() const;
 
   // nghttp2 callbacks (public for the C trampolines only).
   void onBeginHeaders(int32_t streamId, int category);

@@ -192,4 +192,38 @@ TEST_CASE("connection_balance is exact by default, kernel on request, anything e
   }
 }
 
+TEST_CASE("HTTP/2 windows: defaults, configured values, and the protocol's range", "[config]") {
+  auto with = [](const std::string& listener_extra, const std::string& cluster_extra) {
+    return load(R"({"listeners":[{"name":"l","address":"127.0.0.1:0")" + listener_extra +
+                R"(,"filters":[{"name":"proxy"}]}],"clusters":[{"name":"c","endpoints":["127.0.0.1:1"])" +
+                cluster_extra + "}]}");
+  };
+  SECTION("defaults: 1 MiB per stream to clients, 8 MiB to backends, 16 MiB per connection") {
+    auto r = with("", "");
+    INFO(r.errors.format());
+    REQUIRE(r.config);
+    CHECK(r.config->listeners[0].initial_stream_window_bytes == 1u << 20);
+    CHECK(r.config->listeners[0].initial_connection_window_bytes == 16u << 20);
+    CHECK(r.config->clusters[0].initial_stream_window_bytes == 8u << 20);
+    CHECK(r.config->clusters[0].initial_connection_window_bytes == 16u << 20);
+  }
+  SECTION("configured") {
+    auto r = with(R"(,"initial_stream_window_bytes":65535,"initial_connection_window_bytes":2147483647)",
+                  R"(,"initial_stream_window_bytes":262144,"initial_connection_window_bytes":67108864)");
+    INFO(r.errors.format());
+    REQUIRE(r.config);
+    CHECK(r.config->listeners[0].initial_stream_window_bytes == 65535);
+    CHECK(r.config->listeners[0].initial_connection_window_bytes == 2147483647u);
+    CHECK(r.config->clusters[0].initial_stream_window_bytes == 262144);
+    CHECK(r.config->clusters[0].initial_connection_window_bytes == 64u << 20);
+  }
+  SECTION("outside 65535 .. 2^31-1 is an error naming the key") {
+    auto r = with(R"(,"initial_stream_window_bytes":1024)", R"(,"initial_connection_window_bytes":2147483648)");
+    INFO(r.errors.format());
+    CHECK_FALSE(r.config);
+    CHECK(hasError(r.errors, "/listeners/0/initial_stream_window_bytes"));
+    CHECK(hasError(r.errors, "/clusters/0/initial_connection_window_bytes"));
+  }
+}
+
 }  // namespace sluice
