@@ -18,7 +18,7 @@
 # Usage: bash bench/run.sh            (a full run takes a few minutes)
 # Knobs (environment, defaults in brackets):
 #   BENCH_DURATION [4]  BENCH_WARMUP [1]  seconds measured / warmed per measurement
-#   BENCH_ROUNDS [2]    repeat every throughput measurement; the table shows medians
+#   BENCH_ROUNDS [3]    repeat every throughput measurement; the table shows medians
 #   BENCH_MEMORY_ROUNDS [1]  rounds that also run the (slow, stable) memory tests
 #   BENCH_TARGETS ["direct sluice nginx haproxy"]
 #   BENCH_TESTS ["unary-h2load unary-grpc server-stream bidi idle-streams idle-conns"]
@@ -44,7 +44,7 @@ ROOT="$PWD"
 
 DURATION="${BENCH_DURATION:-4}"
 WARMUP="${BENCH_WARMUP:-1}"
-ROUNDS="${BENCH_ROUNDS:-2}"
+ROUNDS="${BENCH_ROUNDS:-3}"
 MEMORY_ROUNDS="${BENCH_MEMORY_ROUNDS:-1}"
 read -r -a TARGETS <<<"${BENCH_TARGETS:-direct sluice nginx haproxy}"
 read -r -a TESTS <<<"${BENCH_TESTS:-unary-h2load unary-grpc server-stream bidi idle-streams idle-conns}"
