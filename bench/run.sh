@@ -577,6 +577,34 @@ cpu_rows() {  # cpu_rows TEST LABEL METRIC KIND
   echo "| $label: CPU % of a core, gateway / backend / client | $cells" >>"$CPU_TABLE"
   echo "| $label per gateway core | $per" >>"$CPU_TABLE"
 }
+# Every round's figure, in the order measured: how far one run's medians can
+# be trusted (the peers' cells and sluice's move by ~10% between runs).
+ROUNDS_TABLE="$WORK/rounds.md"
+{
+  echo "| measurement | $(for t in "${TARGETS[@]}"; do printf '%s | ' "$t"; done)"
+  echo "|---|$(for t in "${TARGETS[@]}"; do printf -- '---:|'; done)"
+} >"$ROUNDS_TABLE"
+round_row() {  # round_row TEST METRIC LABEL KIND
+  local t cells="" v out
+  for t in "${TARGETS[@]}"; do
+    out=""
+    for v in ${R["$1/$t/$2"]:-}; do out+="${out:+, }$(fmt_num "$v" "$4")"; done
+    cells+="${out:-—} | "
+  done
+  echo "| $3 | $cells" >>"$ROUNDS_TABLE"
+}
+
+for test in "${TESTS[@]}"; do
+  case "$test" in
+    unary-h2load) round_row "$test" rps "unary req/s (h2load)" rps; round_row "$test" p99_us "unary p99 ms (h2load)" ms ;;
+    unary-grpc) round_row "$test" rps "unary req/s (grpc++)" rps; round_row "$test" p99_us "unary p99 ms (grpc++)" ms ;;
+    server-stream) round_row "$test" mbps "server-streaming MB/s" mbps ;;
+    bidi) round_row "$test" mbps "bidi MB/s" mbps ;;
+    large-unary) round_row "$test" rps "large unary req/s" rps ;;
+    large-stream) round_row "$test" mbps "large server-streaming MB/s" mbps ;;
+  esac
+done
+
 for test in "${TESTS[@]}"; do
   case "$test" in
     unary-h2load) cpu_rows "$test" "unary req/s (h2load)" rps rps ;;
@@ -623,6 +651,10 @@ REPORT="$WORK/report.md"
   echo "$(nproc) cores = $(( $(nproc) * 100 ))%), and each gateway's throughput divided by the cores it used:"
   echo
   cat "$CPU_TABLE"
+  echo
+  echo "Each round's figure, in the order measured:"
+  echo
+  cat "$ROUNDS_TABLE"
   echo
   echo "Targets of issue 6:"
   echo
