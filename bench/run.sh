@@ -38,6 +38,10 @@
 #                         build (build/) does not have them
 #                         [${TMPDIR:-/tmp}/sluice-bench-build]
 #   SLUICE_BIN [build/sluice]
+#   BENCH_GATEWAY_POLICY [other]  Linux scheduling policy of every gateway
+#                         (sluice, nginx, HAProxy alike): "other" (the default
+#                         policy) or "batch" (chrt -b 0: a gateway thread that
+#                         wakes does not preempt the client or backend)
 set -euo pipefail
 cd "$(dirname "$0")/.."
 ROOT="$PWD"
@@ -138,6 +142,11 @@ wait_port() {  # wait_port PORT NAME PID
 }
 
 read -r BACKEND_PORT SLUICE_PORT NGINX_PORT HAPROXY_PORT < <("$CLIENT" --free-ports 4)
+case "${BENCH_GATEWAY_POLICY:-other}" in
+  other) GATEWAY_RUN=(); GATEWAY_POLICY_NOTE="SCHED_OTHER (the default)" ;;
+  batch) GATEWAY_RUN=(chrt -b 0); GATEWAY_POLICY_NOTE="SCHED_BATCH (chrt -b 0, every gateway alike)" ;;
+  *) die "BENCH_GATEWAY_POLICY must be other or batch, not ${BENCH_GATEWAY_POLICY}" ;;
+esac
 declare -A PORT=([direct]=$BACKEND_PORT [sluice]=$SLUICE_PORT [nginx]=$NGINX_PORT [haproxy]=$HAPROXY_PORT)
 
 start_backend() {
@@ -162,7 +171,7 @@ write_sluice_config() {
 }
 start_sluice() {
   rm -f "$WORK/sluice.ready"
-  "$SLUICE_BIN" --config "$WORK/sluice.json" --log-level warn --ready-file "$WORK/sluice.ready" \
+  "${GATEWAY_RUN[@]}" "$SLUICE_BIN" --config "$WORK/sluice.json" --log-level warn --ready-file "$WORK/sluice.ready" \
     >>"$WORK/sluice.log" 2>&1 &
   PID[sluice]=$!
   local i
@@ -180,7 +189,7 @@ write_nginx_config() {
     die "nginx rejected its config ($WORK/nginx.conf)"
 }
 start_nginx() {
-  nginx -e "$WORK/nginx/error.log" -p "$WORK/nginx" -c "$WORK/nginx.conf" >>"$WORK/nginx.log" 2>&1 &
+  "${GATEWAY_RUN[@]}" nginx -e "$WORK/nginx/error.log" -p "$WORK/nginx" -c "$WORK/nginx.conf" >>"$WORK/nginx.log" 2>&1 &
   PID[nginx]=$!
   wait_port "$NGINX_PORT" nginx "${PID[nginx]}"
 }
@@ -191,7 +200,7 @@ write_haproxy_config() {
   haproxy -c -q -f "$WORK/haproxy.cfg" >&2 || die "haproxy rejected its config ($WORK/haproxy.cfg)"
 }
 start_haproxy() {
-  haproxy -db -f "$WORK/haproxy.cfg" >>"$WORK/haproxy.log" 2>&1 &
+  "${GATEWAY_RUN[@]}" haproxy -db -f "$WORK/haproxy.cfg" >>"$WORK/haproxy.log" 2>&1 &
   PID[haproxy]=$!
   wait_port "$HAPROXY_PORT" haproxy "${PID[haproxy]}"
 }
@@ -637,7 +646,7 @@ REPORT="$WORK/report.md"
   echo
   echo "Targets: direct = client → grpc++ backend (the ceiling); sluice ($SLUICE_BUILT, workers: $SLUICE_WORKERS_NOTE);"
   echo "nginx $(nginx -v 2>&1 | sed 's/.*nginx\///') (grpc_pass, $WORKERS workers); HAProxy $(haproxy -v | head -1 | awk '{print $3}') (h2c both sides, $WORKERS threads)."
-  echo "Configs: bench/configs/. Backend: bench/bench_backend.cc (grpc++ callback API)."
+  echo "Configs: bench/configs/. Backend: bench/bench_backend.cc (grpc++ callback API). Gateways' scheduling policy: $GATEWAY_POLICY_NOTE."
   echo
   echo "Cells: median of $ROUNDS round(s) (memory: $MEMORY_ROUNDS); (×) = ratio to direct. Unary: $CONCURRENCY calls in flight over $CONNECTIONS connections,"
   echo "$PAYLOAD-byte payload, ${DURATION}s measured after ${WARMUP}s warm-up. Streaming: $STREAMS streams over $CONNECTIONS connections,"

@@ -142,6 +142,9 @@ GatewayConfigConstPtr loadConfig(const std::string& text, const FilterRegistry& 
   }
   if (auto d = obj.unsignedInt("drain_timeout_ms", 0, 3600000)) config->drain_timeout_ms = static_cast<uint32_t>(*d);
   if (auto w = obj.unsignedInt("workers", 0, 256)) config->workers = static_cast<uint32_t>(*w);
+  if (auto p = obj.unsignedInt("worker_spin_polls", 0, kMaxWorkerSpinPolls)) {
+    config->worker_spin_polls = static_cast<uint32_t>(*p);
+  }
   // Clusters first: routes name them.
   std::set<std::string> cluster_names;
   if (const json* clusters = obj.array("clusters", true)) {

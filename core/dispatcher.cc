@@ -1,8 +1,12 @@
 #include "core/dispatcher.h"
 
+#include <sched.h>
+
 #include <algorithm>
 
 #include <uv.h>
+
+#include "core/stats.h"
 
 namespace sluice {
 namespace {
@@ -11,6 +15,18 @@ void onPrepare(uv_prepare_t* h) noexcept { static_cast<Dispatcher*>(h->data)->dr
 void onCheck(uv_check_t* h) noexcept { static_cast<Dispatcher*>(h->data)->drainPostedWork(); }
 void onAsync(uv_async_t* h) noexcept { static_cast<Dispatcher*>(h->data)->runPosted(); }
 void freeHandle(uv_handle_t* h) noexcept { delete reinterpret_cast<uv_any_handle*>(h); }
+
+// A sched_yield that finds no other runnable thread returns in about a
+// microsecond (a syscall and a look at the run queue); one that lets another
+// thread run takes at least that thread's slice of work, tens of microseconds.
+constexpr uint64_t kAnotherThreadRanNs = 5000;
+
+// Offers the core to any other runnable thread; true when one took it.
+bool yieldCore() {
+  uint64_t start = uv_hrtime();
+  sched_yield();
+  return uv_hrtime() - start >= kAnotherThreadRanNs;
+}
 
 }  // namespace
 
@@ -64,7 +80,33 @@ void Dispatcher::deferredDelete(DeferredDeletablePtr object) {
   delete_queue_.push_back(std::move(object));
 }
 
-void Dispatcher::run() { uv_run(loop_, UV_RUN_DEFAULT); }
+void Dispatcher::run() {
+  stop_requested_ = false;
+  uint32_t polls_left = 0;
+  for (;;) {
+    const bool spinning = polls_left > 0;
+    const uint64_t batches = flush_batches_;
+    // UV_RUN_ONCE sleeps until an event or a timer is due; UV_RUN_NOWAIT only polls.
+    const int alive = uv_run(loop_, spinning ? UV_RUN_NOWAIT : UV_RUN_ONCE);
+    if (alive == 0 || stop_requested_) return;
+    const bool worked = flush_batches_ != batches;
+    if (spinning && loop_stats_ != nullptr) {
+      loop_stats_->spin_polls.inc();
+      if (worked) loop_stats_->spin_polls_with_work.inc();
+    }
+    if (worked) {
+      polls_left = spin_polls_;
+    } else if (polls_left > 0) {
+      --polls_left;
+      if (!yieldCore()) polls_left = 0;  // nobody else will produce our next event sooner
+    }
+  }
+}
+
+void Dispatcher::setIdleSpin(uint32_t polls, LoopStats* stats) {
+  spin_polls_ = polls;
+  loop_stats_ = stats;
+}
 
 void Dispatcher::post(std::function<void()> fn) {
   {
@@ -83,7 +125,10 @@ void Dispatcher::runPosted() {
   for (auto& fn : work) fn();
 }
 
-void Dispatcher::stop() { uv_stop(loop_); }
+void Dispatcher::stop() {
+  stop_requested_ = true;
+  uv_stop(loop_);
+}
 
 void Dispatcher::cancelFlush(Flushable* f) {
   auto it = std::find(flush_queue_.begin(), flush_queue_.end(), f);
@@ -92,6 +137,7 @@ void Dispatcher::cancelFlush(Flushable* f) {
 
 void Dispatcher::drainPostedWork() {
   if (draining_) return;
+  if (!flush_queue_.empty()) ++flush_batches_;
   draining_ = true;
   // Deleting can schedule flushes (a reset stream tells its peer) and flushing
   // can queue deletions (a write error closes a connection): repeat until quiet.

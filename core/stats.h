@@ -84,6 +84,13 @@ struct ClusterStats {
   Counter outlier_ejections;
 };
 
+// How a worker's event loop waited for work (worker_spin_polls; see
+// core/dispatcher.h).
+struct LoopStats {
+  Counter spin_polls;            // polls made instead of going to sleep
+  Counter spin_polls_with_work;  // ... that found work: a sleep and a wake-up saved
+};
+
 // go-grpc-prometheus's server metrics for one (service, method, type).
 struct MethodStats {
   Counter started;
@@ -98,6 +105,8 @@ class WorkerStats {
   ListenerStats& listener(std::string_view name);
   ClusterStats& cluster(std::string_view name);
   MethodStats& method(std::string_view service, std::string_view method, std::string_view type);
+  LoopStats& loop() { return loop_; }
+  const LoopStats& loop() const { return loop_; }
   // The stats a new call of `path` counts into: those of the call type last
   // learned for it ("unary", "client_stream", "server_stream", "bidi_stream";
   // "unknown" at first: the gateway has no .proto, so it learns the type from
@@ -120,6 +129,7 @@ class WorkerStats {
   }
 
   mutable std::mutex mutex_;
+  LoopStats loop_;
   std::map<std::string, std::unique_ptr<ListenerStats>, std::less<>> listeners_;
   std::map<std::string, std::unique_ptr<ClusterStats>, std::less<>> clusters_;
   std::map<std::tuple<std::string, std::string, std::string>, std::unique_ptr<MethodStats>> methods_;

@@ -154,6 +154,15 @@ std::string renderPrometheus(const std::vector<const WorkerStats*>& workers, con
       }
     }
   }
+  uint64_t spin_polls = 0, spin_polls_with_work = 0;
+  for (const WorkerStats* w : workers) {
+    spin_polls += w->loop().spin_polls.value();
+    spin_polls_with_work += w->loop().spin_polls_with_work.value();
+  }
+  f.gateway("sluice_loop_spin_polls_total", "counter", "Polls the workers' loops made instead of sleeping.")
+      .add({}, static_cast<double>(spin_polls));
+  f.gateway("sluice_loop_spin_polls_with_work_total", "counter", "Polls instead of sleeping that found work.")
+      .add({}, static_cast<double>(spin_polls_with_work));
   if (auto allocations = allocation_counter::current()) {
     f.gateway("sluice_process_allocations_total", "counter", "Heap allocations made by the gateway process.")
         .add({}, static_cast<double>(*allocations));
@@ -211,6 +220,10 @@ std::string renderStatsText(const std::vector<const WorkerStats*>& workers) {
       values[p + "msg_received"] += s.msg_received.value();
       values[p + "msg_sent"] += s.msg_sent.value();
     });
+  }
+  for (const WorkerStats* w : workers) {
+    values["loop.spin_polls"] += static_cast<int64_t>(w->loop().spin_polls.value());
+    values["loop.spin_polls_with_work"] += static_cast<int64_t>(w->loop().spin_polls_with_work.value());
   }
   if (auto allocations = allocation_counter::current()) values["process.allocations"] = static_cast<int64_t>(*allocations);
   std::string out;

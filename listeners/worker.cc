@@ -11,6 +11,7 @@ Worker::Worker(GatewayConfigConstPtr config, const std::vector<std::unique_ptr<C
     : dispatcher_(std::make_unique<Dispatcher>()),
       stats_(std::make_unique<WorkerStats>()),
       current_(std::make_shared<Generation>(*dispatcher_, *stats_, std::move(config))) {
+  dispatcher_->setIdleSpin(current_->config().worker_spin_polls, &stats_->loop());
   const auto& listeners = current_->config().listeners;
   for (size_t i = 0; i < listeners.size(); ++i) {
     listeners_.push_back(
@@ -59,6 +60,7 @@ Status Worker::reload(GatewayConfigConstPtr config) {
   }
   // The old generation stays alive in the streams still using it.
   current_ = std::make_shared<Generation>(*dispatcher_, *stats_, std::move(config));
+  dispatcher_->setIdleSpin(current_->config().worker_spin_polls, &stats_->loop());
   return Status::ok();
 }
 

@@ -226,4 +226,34 @@ TEST_CASE("HTTP/2 windows: defaults, configured values, and the protocol's range
   }
 }
 
+
+TEST_CASE("worker_spin_polls: 8 by default, 0 turns spinning off, past 1024 an error", "[config]") {
+  auto withSpin = [](const std::string& value) {
+    return std::string("{") + (value.empty() ? "" : R"("worker_spin_polls":)" + value + ",") +
+           R"("listeners":[{"name":"l","address":"127.0.0.1:0","filters":[{"name":"proxy"}]}],"clusters":[]})";
+  };
+  SECTION("default") {
+    auto r = load(withSpin(""));
+    INFO(r.errors.format());
+    REQUIRE(r.config);
+    CHECK(r.config->worker_spin_polls == 8);
+  }
+  SECTION("off and the largest") {
+    for (uint32_t v : {0u, 1024u}) {
+      auto r = load(withSpin(std::to_string(v)));
+      INFO(r.errors.format());
+      REQUIRE(r.config);
+      CHECK(r.config->worker_spin_polls == v);
+    }
+  }
+  SECTION("out of range or not a count") {
+    for (const char* v : {"1025", "-1", "2.5", "\"8\""}) {
+      auto r = load(withSpin(v));
+      INFO(v << ": " << r.errors.format());
+      CHECK_FALSE(r.config);
+      CHECK(hasError(r.errors, "/worker_spin_polls"));
+    }
+  }
+}
+
 }  // namespace sluice
