@@ -3,9 +3,8 @@
 // the admin endpoint), whatever their size.
 #include <catch2/catch.hpp>
 
-
+#include "test/support/admin_stats.h"
 #include "test/support/e2e_fixture.h"
-#include "test/support/http_client.h"
 
 namespace sluice::test {
 namespace {
@@ -15,10 +14,7 @@ using example::EchoResponse;
 
 // process.allocations from GET /stats.
 uint64_t gatewayAllocations(const std::string& admin) {
-  auto reply = http(admin, "GET", "/stats");
-  auto at = reply.body.find("process.allocations: ");
-  REQUIRE(at != std::string::npos);
-  return std::stoull(reply.body.substr(at + 21));
+  return static_cast<uint64_t>(statValue(admin, "process.allocations"));
 }
 
 }  // namespace

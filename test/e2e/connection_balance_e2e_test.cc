@@ -11,13 +11,12 @@
 #include <cstdint>
 #include <map>
 #include <memory>
-#include <sstream>
 #include <string>
 #include <thread>
 #include <vector>
 
+#include "test/support/admin_stats.h"
 #include "test/support/e2e_fixture.h"
-#include "test/support/http_client.h"
 
 namespace sluice::test {
 namespace {
@@ -31,28 +30,6 @@ const std::string kActive = "listener.grpc.downstream_cx_active";
 
 std::string workerActive(int worker) {
   return "worker." + std::to_string(worker) + ".listener.grpc.downstream_cx_active";
-}
-
-// GET /stats as name -> value.
-std::map<std::string, int64_t> readStats(const std::string& admin) {
-  HttpReply reply = http(admin, "GET", "/stats");
-  REQUIRE(reply.status == 200);
-  std::map<std::string, int64_t> values;
-  std::istringstream in(reply.body);
-  std::string line;
-  while (std::getline(in, line)) {
-    auto colon = line.find(": ");
-    if (colon == std::string::npos) continue;
-    values[line.substr(0, colon)] = std::stoll(line.substr(colon + 2));
-  }
-  return values;
-}
-
-int64_t valueOf(const std::map<std::string, int64_t>& stats, const std::string& name) {
-  auto it = stats.find(name);
-  INFO("stat " << name);
-  REQUIRE(it != stats.end());
-  return it->second;
 }
 
 nlohmann::json balancedConfig(const std::string& backend, const char* balance) {
@@ -101,8 +78,8 @@ std::map<std::string, int64_t> waitForNoConnections(const std::string& admin) {
   std::map<std::string, int64_t> stats;
   for (;;) {
     stats = readStats(admin);
-    bool idle = valueOf(stats, kActive) == 0;
-    for (int w = 0; w < kWorkers; ++w) idle = idle && valueOf(stats, workerActive(w)) == 0;
+    bool idle = statValue(stats, kActive) == 0;
+    for (int w = 0; w < kWorkers; ++w) idle = idle && statValue(stats, workerActive(w)) == 0;
     if (idle || std::chrono::steady_clock::now() > deadline) return stats;
     std::this_thread::sleep_for(std::chrono::milliseconds(20));
   }
@@ -110,8 +87,8 @@ std::map<std::string, int64_t> waitForNoConnections(const std::string& admin) {
 
 void checkNoConnections(const std::string& admin) {
   auto stats = waitForNoConnections(admin);
-  CHECK(valueOf(stats, kActive) == 0);
-  for (int w = 0; w < kWorkers; ++w) CHECK(valueOf(stats, workerActive(w)) == 0);
+  CHECK(statValue(stats, kActive) == 0);
+  for (int w = 0; w < kWorkers; ++w) CHECK(statValue(stats, workerActive(w)) == 0);
 }
 
 }  // namespace
@@ -126,9 +103,9 @@ TEST_CASE("exact balance spreads long-lived connections evenly over the workers"
     {
       std::vector<Client> clients = connectAll(gateway.address());
       auto stats = readStats(admin);
-      CHECK(valueOf(stats, kActive) == kConnections);
-      CHECK(valueOf(stats, workerActive(0)) == kConnections / kWorkers);
-      CHECK(valueOf(stats, workerActive(1)) == kConnections / kWorkers);
+      CHECK(statValue(stats, kActive) == kConnections);
+      CHECK(statValue(stats, workerActive(0)) == kConnections / kWorkers);
+      CHECK(statValue(stats, workerActive(1)) == kConnections / kWorkers);
       // Every connection, wherever it was handed to, keeps serving calls.
       for (int i = 0; i < kConnections; ++i) callOnce(clients[i], i, "second");
     }
@@ -146,8 +123,8 @@ TEST_CASE("kernel balance still serves every connection", "[e2e][balance]") {
   {
     std::vector<Client> clients = connectAll(gateway.address());
     auto stats = readStats(admin);
-    CHECK(valueOf(stats, kActive) == kConnections);
-    CHECK(valueOf(stats, workerActive(0)) + valueOf(stats, workerActive(1)) == kConnections);
+    CHECK(statValue(stats, kActive) == kConnections);
+    CHECK(statValue(stats, workerActive(0)) + statValue(stats, workerActive(1)) == kConnections);
     for (int i = 0; i < kConnections; ++i) callOnce(clients[i], i, "second");
   }
   checkNoConnections(admin);

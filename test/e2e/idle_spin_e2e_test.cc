@@ -10,14 +10,13 @@
 #include <chrono>
 #include <cstdint>
 #include <fstream>
-#include <map>
 #include <sstream>
 #include <string>
 #include <thread>
 #include <vector>
 
+#include "test/support/admin_stats.h"
 #include "test/support/e2e_fixture.h"
-#include "test/support/http_client.h"
 
 namespace sluice::test {
 namespace {
@@ -34,18 +33,6 @@ nlohmann::json spinConfig(const std::string& backend, const nlohmann::json& spin
   config["admin"] = {{"address", "127.0.0.1:0"}};
   if (!spin_polls.is_null()) config["worker_spin_polls"] = spin_polls;
   return config;
-}
-
-int64_t stat(const std::string& admin, const std::string& name) {
-  HttpReply reply = http(admin, "GET", "/stats");
-  REQUIRE(reply.status == 200);
-  std::istringstream in(reply.body);
-  std::string line;
-  while (std::getline(in, line)) {
-    if (line.rfind(name + ": ", 0) == 0) return std::stoll(line.substr(name.size() + 2));
-  }
-  FAIL("no stat " << name << " in /stats:\n" << reply.body);
-  return -1;
 }
 
 // Unary calls from kClientThreads threads at once, each on its own connection,
@@ -96,10 +83,10 @@ TEST_CASE("by default a busy worker polls before sleeping, and an idle one sleep
 
   CHECK(callConcurrently(gateway.address()) == 0);
   CHECK(backend.stats().calls.load() == kClientThreads * kCallsPerThread);
-  CHECK(stat(admin, "loop.spin_polls") > 0);
+  CHECK(statValue(admin, "loop.spin_polls") > 0);
   // Some polls found the next request or answer already there: sleeps saved.
-  CHECK(stat(admin, "loop.spin_polls_with_work") > 0);
-  CHECK(stat(admin, "loop.spin_polls_with_work") <= stat(admin, "loop.spin_polls"));
+  CHECK(statValue(admin, "loop.spin_polls_with_work") > 0);
+  CHECK(statValue(admin, "loop.spin_polls_with_work") <= statValue(admin, "loop.spin_polls"));
 
   // At rest the loop sleeps: a worker that kept polling would burn a core.
   std::this_thread::sleep_for(std::chrono::milliseconds(200));
@@ -118,8 +105,8 @@ TEST_CASE("worker_spin_polls 0: a worker sleeps as soon as it has nothing to do"
 
   CHECK(callConcurrently(gateway.address()) == 0);
   CHECK(backend.stats().calls.load() == kClientThreads * kCallsPerThread);
-  CHECK(stat(admin, "loop.spin_polls") == 0);
-  CHECK(stat(admin, "loop.spin_polls_with_work") == 0);
+  CHECK(statValue(admin, "loop.spin_polls") == 0);
+  CHECK(statValue(admin, "loop.spin_polls_with_work") == 0);
 }
 
 TEST_CASE("worker_spin_polls out of range is a config error at its path", "[e2e][spin]") {
