@@ -23,6 +23,15 @@ bool isGrpcContentType(const std::string* ct) {
   return v.size() == kGrpc.size() || v[kGrpc.size()] == '+' || v[kGrpc.size()] == ';';
 }
 
+// now + timeout, saturating: grpc-timeout goes up to 99999999H, 11,000 years,
+// which overflows the clock's 64-bit nanoseconds.
+StreamContext::Clock::time_point deadlineAfter(std::chrono::nanoseconds timeout) {
+  using Clock = StreamContext::Clock;
+  const auto now = Clock::now();
+  if (timeout >= Clock::time_point::max() - now) return Clock::time_point::max();
+  return now + std::chrono::duration_cast<Clock::duration>(timeout);
+}
+
 }  // namespace
 
 DownstreamStream::DownstreamStream(DownstreamConnection& connection, int32_t stream_id)
@@ -114,7 +123,7 @@ void DownstreamStream::startCall() {
                  fmt::format("malformed grpc-timeout \"{}\"", *timeout));
       return;
     }
-    setDeadline(Clock::now() + std::chrono::duration_cast<Clock::duration>(*parsed));
+    setDeadline(deadlineAfter(*parsed));
   }
   if (listener_config_.stream_idle_timeout_ms > 0) {
     idle_timer_ = std::make_unique<Timer>(dispatcher(), [this] {

@@ -99,6 +99,9 @@ void ProxyFilter::startAttempt() {
   if (ctx_.ended()) return;
   auto chosen = cluster_->chooseEndpoint(ctx_.requestHeaders(), endpoint_);
   if (!chosen.isOk()) {
+    // Finding no endpoint uses up an attempt too, or a call with no deadline
+    // would wait for one forever.
+    ++attempts_;
     attemptFailed(chosen.status().code(), chosen.status().message(), false);
     return;
   }
@@ -115,6 +118,10 @@ void ProxyFilter::startAttempt() {
     attemptFailed(placed.code(), placed.message(), false);
     return;
   }
+  // The pool may fail the stream before newStream returns (a connect that
+  // fails at once, a request nghttp2 refuses): attemptFailed has then retired
+  // it and chosen between a retry and a reply.
+  if (!upstream_) return;
   for (const Message& m : replay_) upstream_->sendMessage(Message(m));
   if (request_ended_) upstream_->endRequest();
   if (retry_ != nullptr && retry_->per_try_timeout_ms > 0) {
@@ -162,6 +169,7 @@ void ProxyFilter::attemptFailed(StatusCode code, const std::string& detail, bool
   uint32_t wait = std::uniform_int_distribution<uint32_t>(0, window)(rng);
   spdlog::debug("[C{}][S{}] attempt {} failed ({}), retrying in {} ms", ctx_.connectionId(), ctx_.streamId(),
                 attempts_, detail, wait);
+  retry_reason_ = {code, detail};
   if (!backoff_timer_) backoff_timer_ = std::make_unique<Timer>(ctx_.dispatcher(), [this] { startAttempt(); });
   backoff_timer_->enable(std::chrono::milliseconds(wait));
 }
@@ -173,6 +181,16 @@ FilterStatus ProxyFilter::onRequestMessage(StreamContext&, Message& message) {
       // Too big to replay: this call gets no more retries.
       replayable_ = false;
       replay_.clear();
+      if (!upstream_) {
+        // Waiting to retry: what the client sent so far was only in the
+        // replay buffer, so no attempt can carry the whole request any more.
+        if (backoff_timer_) backoff_timer_->disable();
+        ctx_.sendLocalReply(retry_reason_.code(),
+                            describe(fmt::format("{}; not retried: the request outgrew the replay buffer "
+                                                 "(replay_buffer_bytes {}) while waiting to retry",
+                                                 retry_reason_.message(), retry_->replay_buffer_bytes)));
+        return FilterStatus::StopIteration;
+      }
     } else {
       replay_.push_back(message);
     }

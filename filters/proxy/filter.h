@@ -73,6 +73,7 @@ class ProxyFilter final : public Filter,
   std::deque<Message> replay_;
   size_t replay_bytes_ = 0;
   bool replayable_ = true;
+  Status retry_reason_ = Status::ok();  // why the attempt being retried failed
   bool request_ended_ = false;
   bool response_started_ = false;
   TimerPtr per_try_timer_;

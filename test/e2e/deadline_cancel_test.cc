@@ -59,6 +59,47 @@ TEST_CASE_METHOD(SingleBackendFixture, "gateway enforces grpc-timeout from the r
   CHECK(backendSawCancel(backend));
 }
 
+// grpc-timeout allows up to 99999999H (11,000 years); added to the clock it
+// must saturate, not wrap into the past.
+TEST_CASE_METHOD(SingleBackendFixture, "the largest grpc-timeout is a deadline far away, not one passed",
+                 "[e2e][deadline]") {
+  for (const char* timeout : {"99999999H", "2562047H", "99999999S"}) {
+    RawH2Client raw("127.0.0.1", gateway.port());
+    EchoRequest request;
+    request.set_payload("far");
+    RawRequest rawRequest =
+        RawRequest::grpc("/sluice.example.Echo/Unary", grpcFrame(request.SerializeAsString()));
+    rawRequest.headers.emplace_back("grpc-timeout", timeout);
+    RawResponse response = raw.request(rawRequest, 5s);
+    INFO(timeout << ": " << response.describe());
+    CHECK(response.grpcStatus() == 0);
+    auto frames = parseGrpcFrames(response.body);
+    REQUIRE(frames.has_value());
+    REQUIRE(frames->size() == 1);
+    EchoResponse echoed;
+    REQUIRE(echoed.ParseFromString(frames->front()));
+    CHECK(echoed.payload() == "far");
+  }
+}
+
+TEST_CASE("a route timeout still caps a call that sends the largest grpc-timeout", "[e2e][deadline]") {
+  TestBackend backend("b");
+  nlohmann::json r = route("prefix", "/", "one");
+  r["timeout_ms"] = 300;
+  GatewayProcess gateway(
+      gatewayConfig(nlohmann::json::array({r}), nlohmann::json::array({cluster("one", {backend.address()})})));
+  RawH2Client raw("127.0.0.1", gateway.port());
+  EchoRequest request;
+  request.set_sleep_ms(3000);
+  RawRequest rawRequest = RawRequest::grpc("/sluice.example.Echo/Unary", grpcFrame(request.SerializeAsString()));
+  rawRequest.headers.emplace_back("grpc-timeout", "99999999H");
+  const auto start = Clock::now();
+  RawResponse response = raw.request(rawRequest, 5s);
+  INFO(response.describe());
+  CHECK(response.grpcStatus() == 4);
+  CHECK(Clock::now() - start < 2s);
+}
+
 TEST_CASE_METHOD(SingleBackendFixture, "client cancels before the first response",
                  "[e2e][cancel]") {
   grpc::ClientContext context;

@@ -1,0 +1,137 @@
+// Route retries at their edges: an attempt that fails before the pool has
+// even returned it, a cluster with no endpoint left to try, and a streamed
+// request that outgrows the replay buffer while the call waits to retry.
+// In each the client must get an answer that is true to what the backend
+// received: never a crash, a hang, or an OK for a request cut short.
+#include <catch2/catch.hpp>
+
+#include <netinet/in.h>
+#include <sys/socket.h>
+#include <unistd.h>
+
+#include <thread>
+
+#include <grpcpp/health_check_service_interface.h>
+
+#include "test/support/e2e_fixture.h"
+
+namespace sluice::test {
+namespace {
+
+using example::EchoRequest;
+using example::EchoResponse;
+using Clock = std::chrono::steady_clock;
+using namespace std::chrono_literals;
+
+// Linux refuses a TCP connect to a multicast address at once (ENETUNREACH),
+// so the pool fails a stream to it inside newStream, before it returns.
+constexpr const char* kUnreachableA = "224.0.0.1:50051";
+constexpr const char* kUnreachableB = "224.0.0.2:50051";
+
+struct EnableHealthService {
+  EnableHealthService() { grpc::EnableDefaultHealthCheckService(true); }
+};
+const EnableHealthService kEnableHealth;
+
+// A loopback port nothing listens on (bound, read back, closed).
+int closedPort() {
+  int fd = ::socket(AF_INET, SOCK_STREAM, 0);
+  REQUIRE(fd >= 0);
+  sockaddr_in addr{};
+  addr.sin_family = AF_INET;
+  addr.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+  REQUIRE(::bind(fd, reinterpret_cast<sockaddr*>(&addr), sizeof addr) == 0);
+  socklen_t len = sizeof addr;
+  REQUIRE(::getsockname(fd, reinterpret_cast<sockaddr*>(&addr), &len) == 0);
+  ::close(fd);
+  return ntohs(addr.sin_port);
+}
+
+nlohmann::json retryConfig(const nlohmann::json& cluster_json, const nlohmann::json& retry) {
+  nlohmann::json r = route("prefix", "/", cluster_json["name"]);
+  r["retry"] = retry;
+  auto config = gatewayConfig(nlohmann::json::array({r}), nlohmann::json::array({cluster_json}));
+  config["workers"] = 1;  // round robin then starts at the first endpoint
+  return config;
+}
+
+grpc::Status unaryCall(example::Echo::Stub& stub, std::chrono::milliseconds timeout = kCallTimeout) {
+  grpc::ClientContext ctx;
+  setTimeout(ctx, timeout);
+  EchoResponse resp;
+  return stub.Unary(&ctx, EchoRequest(), &resp);
+}
+
+TEST_CASE("an attempt that fails before the pool returns it is retried, then answered", "[e2e][retry]") {
+  nlohmann::json c = cluster("void", {kUnreachableA, kUnreachableB});
+  GatewayProcess gateway(retryConfig(c, {{"retry_on", {"UNAVAILABLE"}}, {"num_retries", 1}}));
+  auto stub = example::Echo::NewStub(makeChannel(gateway.address()));
+  // The retry finds the request's message and end already buffered; its
+  // attempt fails inside newStream like the first one did.
+  for (int i = 0; i < 3; ++i) {
+    auto s = unaryCall(*stub);
+    INFO(describe(s));
+    CHECK(s.error_code() == grpc::StatusCode::UNAVAILABLE);
+    CHECK_THAT(s.error_message(), Catch::Contains("224.0.0."));
+  }
+  CHECK(gateway.running());
+}
+
+TEST_CASE("a cluster with no endpoint to try answers UNAVAILABLE once the retries are used up", "[e2e][retry]") {
+  nlohmann::json c = cluster("gone", {"127.0.0.1:" + std::to_string(closedPort())});
+  c["health_check"] = {{"interval_ms", 100}, {"timeout_ms", 100}, {"unhealthy_threshold", 1}};
+  GatewayProcess gateway(retryConfig(c, {{"retry_on", {"UNAVAILABLE"}}, {"num_retries", 2}}));
+  auto stub = example::Echo::NewStub(makeChannel(gateway.address()));
+  // Until the first health check fails the calls try (and fail) to connect;
+  // after it, no endpoint can be chosen at all.
+  bool saw_no_endpoint = false;
+  for (auto until = Clock::now() + 5s; !saw_no_endpoint && Clock::now() < until;) {
+    auto start = Clock::now();
+    auto s = unaryCall(*stub, 5s);
+    INFO(describe(s));
+    REQUIRE(s.error_code() == grpc::StatusCode::UNAVAILABLE);
+    // Two retries with backoffs of at most 250 ms each, not the client's 5 s.
+    CHECK(Clock::now() - start < 2s);
+    saw_no_endpoint = s.error_message().find("no healthy endpoint") != std::string::npos;
+  }
+  CHECK(saw_no_endpoint);
+}
+
+TEST_CASE("a streamed request that outgrows the replay buffer while waiting to retry is not cut short",
+          "[e2e][retry]") {
+  TestBackend backend("alive");
+  nlohmann::json c = cluster("pair", {kUnreachableA, backend.address()});
+  // A long backoff (full jitter over 5 s), so the second message arrives
+  // while the call waits to retry on "alive".
+  GatewayProcess gateway(retryConfig(c, {{"retry_on", {"UNAVAILABLE"}},
+                                         {"num_retries", 1},
+                                         {"backoff_base_ms", 5000},
+                                         {"backoff_max_ms", 5000}}));
+  auto stub = example::Echo::NewStub(makeChannel(gateway.address()));
+  grpc::ClientContext ctx;
+  setTimeout(ctx, kCallTimeout);
+  EchoResponse resp;
+  auto writer = stub->ClientStream(&ctx, &resp);
+  // Two 40 KiB messages: together past the default 64 KiB replay buffer.
+  EchoRequest req;
+  req.set_payload(std::string(40 * 1024, 'a'));
+  REQUIRE(writer->Write(req));
+  std::this_thread::sleep_for(100ms);
+  req.set_payload(std::string(40 * 1024, 'b'));
+  writer->Write(req);
+  writer->WritesDone();
+  auto s = writer->Finish();
+  INFO(describe(s) << "; backend received " << resp.received_messages() << " message(s)");
+  if (s.ok()) {
+    // Only when the backoff drew less than 100 ms: the retry started before
+    // the second message and carried both.
+    CHECK(resp.received_messages() == 2);
+  } else {
+    CHECK(s.error_code() == grpc::StatusCode::UNAVAILABLE);
+    CHECK_THAT(s.error_message(), Catch::Contains("replay buffer") && Catch::Contains("224.0.0.1"));
+    CHECK(backend.stats().calls.load() == 0);
+  }
+}
+
+}  // namespace
+}  // namespace sluice::test
