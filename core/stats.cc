@@ -57,7 +57,12 @@ MethodStats& WorkerStats::methodLocked(std::string_view service, std::string_vie
 MethodStats& WorkerStats::methodForCall(std::string_view path, std::string_view service, std::string_view method) {
   std::lock_guard<std::mutex> lock(mutex_);
   auto it = paths_.find(path);
-  if (it == paths_.end()) it = paths_.emplace(std::string(path), PathEntry{}).first;
+  if (it == paths_.end()) {
+    if (paths_.size() >= kMaxMethodPaths || path.size() > kMaxMethodPathBytes) {
+      return methodLocked(kOtherMethod, kOtherMethod, "unknown");
+    }
+    it = paths_.emplace(std::string(path), PathEntry{}).first;
+  }
   if (it->second.current == nullptr) it->second.current = &methodLocked(service, method, it->second.learned);
   return *it->second.current;
 }

@@ -111,7 +111,14 @@ class WorkerStats {
   // learned for it ("unary", "client_stream", "server_stream", "bidi_stream";
   // "unknown" at first: the gateway has no .proto, so it learns the type from
   // the messages of finished calls). No allocation once the path is known.
+  // Past kMaxMethodPaths distinct paths, and for paths longer than
+  // kMaxMethodPathBytes, calls count under service and method kOtherMethod:
+  // a client spraying made-up method names must not grow the gateway's
+  // memory or its metrics without bound.
   MethodStats& methodForCall(std::string_view path, std::string_view service, std::string_view method);
+  static constexpr size_t kMaxMethodPaths = 1000;
+  static constexpr size_t kMaxMethodPathBytes = 512;
+  static constexpr std::string_view kOtherMethod = "(other)";
   void learnType(std::string_view path, std::string_view service, std::string_view method, std::string_view type);
 
   // Readers: visit every section (under the creation lock).

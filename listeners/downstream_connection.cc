@@ -12,6 +12,14 @@
 #include "listeners/grpc_listener.h"
 
 namespace sluice {
+namespace {
+
+// How long an ending connection may go without the client reading any of
+// what is left to write before it is closed anyway.
+constexpr std::chrono::milliseconds kLingerWithoutProgress{2000};
+
+}  // namespace
+
 DownstreamConnection::DownstreamConnection(GrpcListener& listener, uint64_t id)
     : Flushable(listener.worker().dispatcher()),
       listener_(listener),
@@ -82,6 +90,7 @@ void DownstreamConnection::onConnectionTimeout(const std::string& reason) {
   spdlog::debug("[C{}] {}", id_, reason);
   if (streams_.empty()) {
     session_.goaway(NGHTTP2_NO_ERROR);
+    ending_ = true;
     scheduleFlush();
     // GOAWAY is queued; close once it is written (flush sees the session end).
   } else {
@@ -108,8 +117,11 @@ void DownstreamConnection::onStreamClosed(DownstreamStream& stream) {
 void DownstreamConnection::onRead(const uint8_t* data, size_t len) {
   if (closed_) return;
   Status s = session_.receive(data, len);
-  if (!s.isOk()) listener_.stats().downstream_protocol_errors.inc();
-  if (!s.isOk()) spdlog::info("[C{}] {} from {}: closing the connection", id_, s.message(), peer_address_);
+  if (!s.isOk()) {
+    listener_.stats().downstream_protocol_errors.inc();
+    spdlog::info("[C{}] {} from {}: closing the connection", id_, s.message(), peer_address_);
+    ending_ = true;
+  }
   scheduleFlush();
 }
 
@@ -124,7 +136,30 @@ void DownstreamConnection::flush() {
     return;
   }
   if (closed_) return;
-  if (!session_.alive() && socket_.bytesPending() == 0) close("http/2 session ended");
+  if (!session_.alive() && socket_.bytesPending() == 0) {
+    close("http/2 session ended");
+    return;
+  }
+  if (ending_ || !session_.alive()) lingerWhileClientReads();
+}
+
+void DownstreamConnection::lingerWhileClientReads() {
+  if (linger_timer_) return;  // already watching
+  linger_pending_ = socket_.bytesPending();
+  linger_timer_ = std::make_unique<Timer>(dispatcher_, [this] { onLingerCheck(); });
+  linger_timer_->enable(kLingerWithoutProgress);
+}
+
+void DownstreamConnection::onLingerCheck() {
+  const size_t pending = socket_.bytesPending();
+  if (pending < linger_pending_) {
+    linger_pending_ = pending;
+    linger_timer_->enable(kLingerWithoutProgress);
+    return;
+  }
+  spdlog::info("[C{}] {} stopped reading: closing the connection with {} bytes unwritten", id_, peer_address_,
+               pending);
+  close("the client stopped reading");
 }
 
 void DownstreamConnection::close(const std::string& reason) {
@@ -133,6 +168,7 @@ void DownstreamConnection::close(const std::string& reason) {
   spdlog::debug("[C{}] closing: {}", id_, reason);
   timers_.stop();
   if (drain_timer_) drain_timer_->disable();
+  if (linger_timer_) linger_timer_->disable();
   socket_.close();
   auto streams = std::move(streams_);
   streams_.clear();

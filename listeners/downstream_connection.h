@@ -87,6 +87,14 @@ class DownstreamConnection final : public Http2SessionOwner,
   bool final_goaway_sent_ = false;
   std::unique_ptr<Timer> drain_timer_;
   void sendFinalGoaway();
+  // An ending connection (its GOAWAY queued, or its session over with bytes
+  // still to write) waits for the client to read them, but only while it
+  // does: one that stops reading would otherwise hold the connection forever.
+  void lingerWhileClientReads();
+  void onLingerCheck();
+  bool ending_ = false;
+  size_t linger_pending_ = 0;  // bytes unwritten at the last check
+  std::unique_ptr<Timer> linger_timer_;
 };
 
 }  // namespace sluice

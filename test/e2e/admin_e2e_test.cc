@@ -11,6 +11,7 @@
 #include <cstdio>
 #include <fstream>
 #include <regex>
+#include <set>
 #include <thread>
 
 #include <grpcpp/health_check_service_interface.h>
@@ -125,6 +126,57 @@ TEST_CASE("Prometheus output holds exactly the calls made and passes promtool", 
   auto stats = http(admin, "GET", "/stats");
   CHECK(stats.status == 200);
   CHECK_THAT(stats.body, Catch::Contains("cluster.echo.upstream_rq_total: 6"));
+}
+
+TEST_CASE("calls to ever new method names keep the per-method metrics bounded", "[e2e][admin]") {
+  TestBackend backend("b");
+  auto routes = nlohmann::json::array({route("service", "sluice.example.Echo", "echo")});
+  auto config = withAdmin(gatewayConfig(routes, nlohmann::json::array({cluster("echo", {backend.address()})})));
+  config["workers"] = 1;  // the bound is per worker
+  GatewayProcess gateway(config);
+  auto channel = makeChannel(gateway.address());
+  auto echo = example::Echo::NewStub(channel);
+  {
+    grpc::ClientContext ctx;
+    setTimeout(ctx, kCallTimeout);
+    EchoResponse resp;
+    REQUIRE_OK(echo->Unary(&ctx, EchoRequest(), &resp));
+  }
+  // More made-up methods than the gateway keeps series for, each unrouted,
+  // and one name longer than it keeps at all.
+  constexpr int kMadeUp = 1100;
+  for (int i = 0; i <= kMadeUp; ++i) {
+    grpc::ClientContext ctx;
+    setTimeout(ctx, kCallTimeout);
+    EchoResponse resp;
+    std::string method = i < kMadeUp ? "/spray.Service/M" + std::to_string(i) : "/spray.Service/" + std::string(600, 'x');
+    auto s = callUnaryMethod(*channel, method, ctx, EchoRequest(), &resp);
+    REQUIRE(s.error_code() == grpc::StatusCode::UNIMPLEMENTED);
+  }
+  auto reply = http(gateway.adminAddress(), "GET", "/stats/prometheus");
+  REQUIRE(reply.status == 200);
+  const std::string& text = reply.body;
+  std::set<std::string> methods;
+  std::regex label("grpc_method=\"([^\"]*)\"");
+  for (auto it = std::sregex_iterator(text.begin(), text.end(), label); it != std::sregex_iterator(); ++it) {
+    methods.insert((*it)[1]);
+  }
+  CHECK(methods.count("Unary") == 1);
+  CHECK(methods.count("(other)") == 1);
+  // The echo call's path, then made-up ones up to the bound; the rest in "(other)".
+  CHECK(methods.size() == 1000 + 1);
+  const double other = metric(text, "grpc_server_started_total", {"grpc_method=\"(other)\""});
+  CHECK(other == kMadeUp + 1 - (1000 - 1));
+  CHECK(metric(text, "grpc_server_handled_total", {"grpc_service=\"spray.Service\""}) + other == kMadeUp + 1);
+  // A known method keeps its own series past the bound.
+  {
+    grpc::ClientContext ctx;
+    setTimeout(ctx, kCallTimeout);
+    EchoResponse resp;
+    REQUIRE_OK(echo->Unary(&ctx, EchoRequest(), &resp));
+  }
+  auto again = http(gateway.adminAddress(), "GET", "/stats/prometheus");
+  CHECK(metric(again.body, "grpc_server_started_total", {"grpc_method=\"Unary\""}) == 2);
 }
 
 TEST_CASE("/clusters shows a killed backend as unhealthy; /config_dump hides secrets", "[e2e][admin]") {

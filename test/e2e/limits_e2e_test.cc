@@ -12,6 +12,7 @@
 #include <atomic>
 #include <thread>
 
+#include "test/support/admin_stats.h"
 #include "test/support/e2e_fixture.h"
 #include "test/support/raw_h2_client.h"
 
@@ -21,7 +22,7 @@ namespace {
 using example::EchoRequest;
 using example::EchoResponse;
 
-constexpr uint8_t kHeaders = 1, kRstStream = 3, kSettings = 4, kPing = 6, kGoaway = 7;
+constexpr uint8_t kData = 0, kHeaders = 1, kRstStream = 3, kSettings = 4, kPing = 6, kGoaway = 7, kWindowUpdate = 8;
 
 // A plain TCP client speaking hand-made HTTP/2 frames: for peers that break
 // the rules in ways a real HTTP/2 library will not.
@@ -52,15 +53,19 @@ class FrameSocket {
   }
   // HEADERS for a gRPC POST (HPACK: indexed :method POST, :scheme http,
   // literal :path and content-type), without END_STREAM.
-  static std::string requestHeaders(uint32_t stream) {
-    std::string path = "/sluice.example.Echo/Unary";
+  // With `complete`, also :authority and te: trailers, which a request needs
+  // to reach a grpc++ backend.
+  static std::string requestHeaders(uint32_t stream, const std::string& path = "/sluice.example.Echo/Unary",
+                                    bool complete = false) {
     std::string block = "\x83\x86";
+    if (complete) block += std::string("\x01\x01x", 3);  // literal :authority (static index 1)
     block += '\x04';  // literal without indexing, name = static index 4 (:path)
     block += static_cast<char>(path.size());
     block += path;
     block += "\x0f\x10";  // literal without indexing, name = static index 31 (content-type)
     block += static_cast<char>(16);
     block += "application/grpc";
+    if (complete) block += std::string(1, '\0') + "\x02te\x08trailers";  // literal, new name
     return frame(kHeaders, 0x4, stream, block);
   }
 
@@ -206,6 +211,42 @@ TEST_CASE("a PING flood from a client that does not read closes that connection 
   good.finish();
   INFO("first failure of the good client: " << good.firstFailure);
   CHECK(good.failed() == 0);
+}
+
+TEST_CASE("a client that stops reading loses its connection once the gateway has given up on it",
+          "[e2e][limits]") {
+  TestBackend backend("b");
+  auto config = limited(backend.address(), {{"idle_timeout_ms", 300}, {"keepalive_interval_ms", 0}});
+  config["admin"] = {{"address", "127.0.0.1:0"}};
+  GatewayProcess gateway(config);
+  const std::string admin = gateway.adminAddress();
+  FrameSocket client(gateway.port());
+  // Windows wide open, then a server-streaming call of 64 MB that the client
+  // never reads: the kernel's buffers and the gateway's fill up.
+  std::string settings;
+  settings += std::string("\x00\x04", 2) + std::string("\x7f\xff\xff\xff", 4);  // INITIAL_WINDOW_SIZE
+  client.send(FrameSocket::frame(kSettings, 0x1, 0, ""));  // ack the gateway's SETTINGS
+  client.send(FrameSocket::frame(kSettings, 0, 0, settings));
+  uint32_t increment = 0x7fffffff - 65535;
+  std::string wu;
+  for (int s = 24; s >= 0; s -= 8) wu += static_cast<char>((increment >> s) & 0xff);
+  client.send(FrameSocket::frame(kWindowUpdate, 0, 0, wu));
+  EchoRequest req;
+  req.set_response_count(1000);
+  req.set_response_size(65536);
+  client.send(FrameSocket::requestHeaders(1, "/sluice.example.Echo/ServerStream", true));
+  client.send(FrameSocket::frame(kData, 0x1, 1, grpcFrame(req.SerializeAsString())));
+  std::this_thread::sleep_for(std::chrono::milliseconds(1500));
+  // The call ends (the client cancels it); the connection, now idle, is
+  // told GOAWAY, which cannot reach a client that does not read.
+  client.send(FrameSocket::frame(kRstStream, 0, 1, std::string("\0\0\0\x08", 4)));
+  const std::string active = "listener.grpc.downstream_cx_active";
+  auto until = std::chrono::steady_clock::now() + std::chrono::seconds(10);
+  while (statValue(admin, active) != 0 && std::chrono::steady_clock::now() < until) {
+    std::this_thread::sleep_for(std::chrono::milliseconds(100));
+  }
+  CHECK(statValue(admin, active) == 0);
+  CHECK_THAT(gateway.logs(), Catch::Contains("stopped reading"));
 }
 
 TEST_CASE("max_concurrent_streams: grpc++ queues; a client ignoring it loses its connection", "[e2e][limits]") {

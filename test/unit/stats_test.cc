@@ -1,0 +1,51 @@
+// WorkerStats' per-method series: one per path, bounded against clients that
+// invent method names.
+#include <catch2/catch.hpp>
+
+#include <set>
+#include <string>
+
+#include "core/stats.h"
+
+namespace sluice {
+namespace {
+
+TEST_CASE("methodForCall keeps one series per path, up to the bound", "[stats]") {
+  WorkerStats stats;
+  MethodStats& first = stats.methodForCall("/a.S/M0", "a.S", "M0");
+  CHECK(&stats.methodForCall("/a.S/M0", "a.S", "M0") == &first);
+  std::set<MethodStats*> distinct{&first};
+  for (size_t i = 1; i < WorkerStats::kMaxMethodPaths; ++i) {
+    std::string method = "M" + std::to_string(i);
+    distinct.insert(&stats.methodForCall("/a.S/" + method, "a.S", method));
+  }
+  CHECK(distinct.size() == WorkerStats::kMaxMethodPaths);
+
+  MethodStats& past = stats.methodForCall("/a.S/Mnew", "a.S", "Mnew");
+  CHECK(distinct.count(&past) == 0);
+  CHECK(&stats.methodForCall("/b.S/Other", "b.S", "Other") == &past);
+  CHECK(&stats.methodForCall("/a.S/M0", "a.S", "M0") == &first);  // known paths keep theirs
+
+  std::set<std::string> services;
+  stats.forEachMethod([&](const std::string& service, const std::string& method, const std::string&,
+                          const MethodStats&) { services.insert(service + "/" + method); });
+  CHECK(services.size() == WorkerStats::kMaxMethodPaths + 1);
+  CHECK(services.count("(other)/(other)") == 1);
+}
+
+TEST_CASE("methodForCall counts an overlong path under (other) without keeping it", "[stats]") {
+  WorkerStats stats;
+  std::string method(WorkerStats::kMaxMethodPathBytes, 'x');
+  MethodStats& longOne = stats.methodForCall("/a.S/" + method, "a.S", method);
+  MethodStats& other = stats.methodForCall("/a.S/" + method + "y", "a.S", method + "y");
+  CHECK(&longOne == &other);
+  size_t series = 0;
+  stats.forEachMethod([&](const std::string& service, const std::string&, const std::string&, const MethodStats&) {
+    CHECK(service == "(other)");
+    ++series;
+  });
+  CHECK(series == 1);
+}
+
+}  // namespace
+}  // namespace sluice
