@@ -1,60 +1,159 @@
 #include "filters/access_log/log_sink.h"
 
 #include <fcntl.h>
+#include <limits.h>
+#include <poll.h>
+#include <sys/stat.h>
 #include <unistd.h>
 
+#include <algorithm>
 #include <cerrno>
+#include <chrono>
 #include <cstring>
+#include <utility>
 
 #include <spdlog/spdlog.h>
 
 namespace sluice::filters::access_log {
+namespace {
 
-LogSink::LogSink(std::string path) : path_(std::move(path)) {}
+// How long the writer waits for a target to take bytes before it looks at
+// whether the sink is stopping.
+constexpr int kPollStepMs = 100;
+// A stopping sink gives up on a target that took nothing for this long.
+constexpr auto kStopGrace = std::chrono::seconds(1);
 
-LogSink::~LogSink() { close(); }
+uint64_t countLines(std::string_view text) {
+  return static_cast<uint64_t>(std::count(text.begin(), text.end(), '\n'));
+}
 
-void LogSink::openLocked() {
-  if (fd_ >= 0) ::close(fd_);
-  fd_ = ::open(path_.c_str(), O_WRONLY | O_APPEND | O_CREAT | O_CLOEXEC, 0644);
-  if (fd_ < 0) {
-    if (!error_reported_) spdlog::error("access_log: cannot open {}: {}", path_, std::strerror(errno));
-    error_reported_ = true;
-    return;
-  }
-  error_reported_ = false;
+}  // namespace
+
+LogSink::LogSink(std::string path) : path_(std::move(path)) {
+  writer_ = std::thread([this] { run(); });
+}
+
+LogSink::~LogSink() {
+  stopping_ = true;
+  wake_.notify_one();
+  writer_.join();
+  closeTarget();
 }
 
 void LogSink::write(std::string_view line) {
-  std::lock_guard lock(mutex_);
-  int fd = STDOUT_FILENO;
-  if (!path_.empty()) {
-    if (fd_ < 0) openLocked();
-    if (fd_ < 0) return;
-    fd = fd_;
-  }
-  while (!line.empty()) {
-    ssize_t n = ::write(fd, line.data(), line.size());
-    if (n < 0 && errno == EINTR) continue;
-    if (n <= 0) {
-      if (!error_reported_) spdlog::error("access_log: write to {} failed: {}", path_.empty() ? "stdout" : path_,
-                                          std::strerror(errno));
-      error_reported_ = true;
+  {
+    std::lock_guard lock(mutex_);
+    if (queued_.size() + line.size() > kMaxBufferedBytes) {
+      ++dropped_unreported_;
+      dropped_total_.fetch_add(1, std::memory_order_relaxed);
       return;
     }
-    line.remove_prefix(static_cast<size_t>(n));
+    queued_.append(line);
   }
+  wake_.notify_one();
 }
 
 void LogSink::close() {
-  std::lock_guard lock(mutex_);
-  if (fd_ >= 0) ::close(fd_);
-  fd_ = -1;
+  {
+    std::lock_guard lock(mutex_);
+    requests_ |= kClose;
+  }
+  wake_.notify_one();
 }
 
 void LogSink::reopen() {
-  std::lock_guard lock(mutex_);
-  if (fd_ >= 0) openLocked();  // a closed sink opens on its next write anyway
+  {
+    std::lock_guard lock(mutex_);
+    requests_ |= kReopen;
+  }
+  wake_.notify_one();
+}
+
+std::string LogSink::target() const { return path_.empty() ? "stdout" : path_; }
+
+void LogSink::run() {
+  std::string batch;
+  std::unique_lock lock(mutex_);
+  for (;;) {
+    wake_.wait(lock, [&] { return stopping_ || !queued_.empty() || requests_ != 0; });
+    if (queued_.empty() && requests_ == 0 && stopping_) return;
+    const unsigned requests = std::exchange(requests_, 0);
+    const uint64_t dropped = std::exchange(dropped_unreported_, 0);
+    batch.clear();
+    batch.swap(queued_);  // the writer keeps the larger buffer for next time
+    lock.unlock();
+
+    // Requests first: lines queued before a close or reopen go to the file
+    // opened afterwards, which is where rotation wants them.
+    if (requests & kClose) closeTarget();
+    if ((requests & kReopen) && fd_ >= 0 && !path_.empty()) openTarget();
+    if (dropped > 0) {
+      spdlog::warn("access_log: {} was not taking lines; dropped {} line(s)", target(), dropped);
+    }
+    if (!batch.empty()) writeOut(batch);
+    lock.lock();
+  }
+}
+
+bool LogSink::openTarget() {
+  closeTarget();
+  if (path_.empty()) {
+    fd_ = STDOUT_FILENO;
+  } else {
+    // O_NONBLOCK: opening a FIFO with no reader fails (ENXIO) instead of
+    // waiting for one, and writes to a full pipe return EAGAIN.
+    fd_ = ::open(path_.c_str(), O_WRONLY | O_APPEND | O_CREAT | O_CLOEXEC | O_NONBLOCK, 0644);
+    if (fd_ < 0) {
+      if (!error_reported_) spdlog::error("access_log: cannot open {}: {}", path_, std::strerror(errno));
+      error_reported_ = true;
+      return false;
+    }
+  }
+  struct stat st {};
+  fd_is_regular_ = ::fstat(fd_, &st) == 0 && S_ISREG(st.st_mode);
+  error_reported_ = false;
+  return true;
+}
+
+void LogSink::closeTarget() {
+  if (fd_ >= 0 && fd_ != STDOUT_FILENO) ::close(fd_);
+  fd_ = -1;
+}
+
+void LogSink::writeOut(std::string_view batch) {
+  if (fd_ < 0 && !openTarget()) {
+    dropped_total_.fetch_add(countLines(batch), std::memory_order_relaxed);
+    return;
+  }
+  auto last_progress = std::chrono::steady_clock::now();
+  while (!batch.empty()) {
+    // A pipe or FIFO: wait until it takes bytes. stdout is shared with other
+    // processes and stays blocking, so it gets at most PIPE_BUF bytes per
+    // write, which a pipe reporting POLLOUT takes without blocking.
+    size_t chunk = batch.size();
+    if (!fd_is_regular_) {
+      pollfd p{fd_, POLLOUT, 0};
+      int ready = ::poll(&p, 1, kPollStepMs);
+      if (ready == 0 || (ready < 0 && errno == EINTR)) {
+        if (stopping_ && std::chrono::steady_clock::now() - last_progress > kStopGrace) {
+          dropped_total_.fetch_add(countLines(batch), std::memory_order_relaxed);
+          return;
+        }
+        continue;
+      }
+      if (fd_ == STDOUT_FILENO) chunk = std::min<size_t>(chunk, PIPE_BUF);
+    }
+    ssize_t n = ::write(fd_, batch.data(), chunk);
+    if (n < 0 && (errno == EINTR || errno == EAGAIN)) continue;
+    if (n <= 0) {
+      if (!error_reported_) spdlog::error("access_log: write to {} failed: {}", target(), std::strerror(errno));
+      error_reported_ = true;
+      dropped_total_.fetch_add(countLines(batch), std::memory_order_relaxed);
+      return;
+    }
+    batch.remove_prefix(static_cast<size_t>(n));
+    last_progress = std::chrono::steady_clock::now();
+  }
 }
 
 }  // namespace sluice::filters::access_log

@@ -1,45 +1,80 @@
 // LogSink: appends whole lines to a file (or stdout), shared by every stream
 // and worker of one access_log filter entry; the factory owns it.
 //
-// Each line goes out in one write(2) under a mutex, so lines from different
-// workers never interleave, and `tail -f` sees a call as soon as it ended.
+// Workers never wait for the log's target. write() appends the line to a
+// buffer under a mutex and returns; the sink's own writer thread writes the
+// buffer out. A target that stops taking lines (stdout piped to a reader that
+// is stuck, a FIFO with no reader) would otherwise stop every call of every
+// worker. When kMaxBufferedBytes are waiting, further lines are dropped and
+// counted, and the writer logs how many once the target takes lines again:
+// an access log never slows, stops or fails a call.
+//
+// Lines go out whole and in order; a line never interleaves with another.
 // Log rotation: on SIGUSR1 the gateway calls the factory's reopenLogs(), which
 // calls reopen(): a file renamed away by logrotate stops growing and a fresh
 // one is created in its place.
 #pragma once
 
+#include <atomic>
+#include <condition_variable>
+#include <cstdint>
 #include <mutex>
 #include <string>
 #include <string_view>
+#include <thread>
 
 namespace sluice::filters::access_log {
 
 class LogSink {
  public:
+  // Lines waiting for the writer, past which new ones are dropped.
+  static constexpr size_t kMaxBufferedBytes = 4u << 20;
+
   // An empty path writes to stdout (never reopened).
   explicit LogSink(std::string path);
+  // Stops the writer, after it has written what is buffered (giving up on a
+  // target that takes nothing for a second).
   ~LogSink();
   LogSink(const LogSink&) = delete;
   LogSink& operator=(const LogSink&) = delete;
 
-  // `line` must end with '\n'. Failures are logged once per open attempt, and
-  // the line is dropped: an access log never fails a call.
+  // `line` must end with '\n'. Never blocks on I/O.
   void write(std::string_view line);
-  // Releases the file; a later write opens it again.
+  // Releases the file; a later line opens it again.
   void close();
   // Closes the file and opens `path` again (a new file if it was renamed);
   // an unopened or closed sink stays as it is.
   void reopen();
+  // Lines dropped so far because the target was not taking them.
+  uint64_t dropped() const { return dropped_total_.load(std::memory_order_relaxed); }
 
   const std::string& path() const { return path_; }
 
  private:
-  void openLocked();
+  enum Request : unsigned { kClose = 1, kReopen = 2 };
+  void run();  // the writer thread
+  // Writer thread only: the target's descriptor, and writing to it.
+  bool openTarget();
+  void closeTarget();
+  // Writes `batch` out. On an error, or when stopping and the target took
+  // nothing for a second, the rest counts as dropped.
+  void writeOut(std::string_view batch);
+  std::string target() const;
 
   const std::string path_;
+  // Shared with workers, under mutex_.
   std::mutex mutex_;
+  std::condition_variable wake_;
+  std::string queued_;
+  unsigned requests_ = 0;
+  uint64_t dropped_unreported_ = 0;
+  std::atomic<bool> stopping_{false};
+  std::atomic<uint64_t> dropped_total_{0};
+  // Writer thread only.
   int fd_ = -1;
+  bool fd_is_regular_ = false;
   bool error_reported_ = false;
+  std::thread writer_;
 };
 
 }  // namespace sluice::filters::access_log

@@ -3,6 +3,7 @@
 #include <catch2/catch.hpp>
 
 #include <signal.h>
+#include <sys/stat.h>
 
 #include <filesystem>
 #include <fstream>
@@ -198,6 +199,30 @@ TEST_CASE("access_log: stdout when no path is given", "[e2e][access_log]") {
   REQUIRE(lines.size() == 1);
   CHECK(lines[0]["method"] == "/sluice.example.Echo/Unary");
   CHECK(lines[0]["status"] == "OK");
+}
+
+}  // namespace sluice::test
+
+namespace sluice::test {
+
+TEST_CASE("access_log: a log target that takes nothing never stops the calls", "[e2e][access_log]") {
+  TestBackend backend("b");
+  TempDir dir;
+  fs::path fifo = dir.path / "access.fifo";
+  REQUIRE(::mkfifo(fifo.c_str(), 0600) == 0);  // and nobody ever reads it
+  auto config = accessLogGateway(backend.address(), {{"path", fifo.string()}});
+  config["workers"] = 1;
+  GatewayProcess gateway(config);
+  auto stub = example::Echo::NewStub(makeChannel(gateway.address()));
+  for (int i = 0; i < 200; ++i) {
+    grpc::ClientContext context;
+    setTimeout(context, std::chrono::milliseconds(2000));
+    EchoRequest request;
+    EchoResponse response;
+    REQUIRE_OK(stub->Unary(&context, request, &response));
+  }
+  CHECK_THAT(gateway.logs(), Catch::Contains("access_log: cannot open"));
+  CHECK(gateway.stop() == 0);
 }
 
 }  // namespace sluice::test

@@ -1,11 +1,13 @@
 // access_log filter: the JSON line, the file sink, reopening for log rotation.
 #include <catch2/catch.hpp>
 
+#include <sys/stat.h>
 #include <unistd.h>
 
 #include <filesystem>
 #include <fstream>
 #include <sstream>
+#include <thread>
 
 #include <nlohmann/json.hpp>
 
@@ -13,6 +15,7 @@
 #include "core/registry.h"
 #include "filters/access_log/config.h"
 #include "filters/access_log/filter.h"
+#include "filters/access_log/log_sink.h"
 #include "test/unit/config_helpers.h"
 #include "test/unit/fake_context.h"
 
@@ -48,6 +51,25 @@ std::vector<json> readLines(const fs::path& p) {
   std::istringstream in(readAll(p));
   for (std::string line; std::getline(in, line);) out.push_back(json::parse(line));
   return out;
+}
+
+// The sink writes from its own thread: wait (up to 5 s) for `count` lines.
+std::vector<json> waitForLines(const fs::path& p, size_t count) {
+  auto until = std::chrono::steady_clock::now() + std::chrono::seconds(5);
+  auto lines = readLines(p);
+  while (lines.size() < count && std::chrono::steady_clock::now() < until) {
+    std::this_thread::sleep_for(std::chrono::milliseconds(5));
+    lines = readLines(p);
+  }
+  return lines;
+}
+
+bool waitForFile(const fs::path& p) {
+  auto until = std::chrono::steady_clock::now() + std::chrono::seconds(5);
+  while (!fs::exists(p) && std::chrono::steady_clock::now() < until) {
+    std::this_thread::sleep_for(std::chrono::milliseconds(5));
+  }
+  return fs::exists(p);
 }
 
 FilterFactorySharedPtr build(const json& config, ConfigErrors& errors) {
@@ -120,7 +142,7 @@ TEST_CASE("access_log: the filter writes a line to its file at stream end", "[ac
     auto f = factory->createFilter(ctx);
     f->onStreamDone(ctx);
   }
-  auto lines = readLines(file);
+  auto lines = waitForLines(file, 3);
   REQUIRE(lines.size() == 3);
   CHECK(lines[2]["status"] == "OK");
   factory->close();
@@ -139,17 +161,17 @@ TEST_CASE("access_log: reopenLogs (SIGUSR1) reopens the file for log rotation", 
     factory->createFilter(ctx)->onStreamDone(ctx);
   };
   log_one();
+  REQUIRE(waitForLines(file, 1).size() == 1);  // the file is open
   fs::rename(file, rotated);
   log_one();  // still the old file: no signal yet
-  CHECK(readLines(rotated).size() == 2);
+  CHECK(waitForLines(rotated, 2).size() == 2);
   CHECK_FALSE(fs::exists(file));
 
   factory->reopenLogs();  // what the gateway does on SIGUSR1
-  CHECK(fs::exists(file));
+  CHECK(waitForFile(file));
   log_one();
+  CHECK(waitForLines(file, 1).size() == 1);
   CHECK(readLines(rotated).size() == 2);
-  REQUIRE(fs::exists(file));
-  CHECK(readLines(file).size() == 1);
   factory->close();
 }
 
@@ -176,6 +198,26 @@ TEST_CASE("access_log: config validation", "[access_log]") {
     CHECK_FALSE(build(json{{"path", fs::temp_directory_path().string()}}, errors));
     CHECK(errors.size() == 1);
   }
+}
+
+TEST_CASE("access_log: a target that takes no lines never blocks the caller; lines are dropped and counted",
+          "[access_log]") {
+  TempDir dir;
+  fs::path fifo = dir.path / "access.fifo";
+  REQUIRE(::mkfifo(fifo.c_str(), 0600) == 0);
+  filters::access_log::LogSink sink(fifo.string());
+  // Nobody reads the FIFO (so it cannot even be opened for writing): more
+  // lines than the sink buffers, written as fast as a worker would.
+  const std::string line(1000, 'x');
+  const size_t count = 2 * filters::access_log::LogSink::kMaxBufferedBytes / (line.size() + 1);
+  auto start = std::chrono::steady_clock::now();
+  for (size_t i = 0; i < count; ++i) sink.write(line + "\n");
+  CHECK(std::chrono::steady_clock::now() - start < std::chrono::seconds(2));
+  auto until = std::chrono::steady_clock::now() + std::chrono::seconds(5);
+  while (sink.dropped() < count / 2 && std::chrono::steady_clock::now() < until) {
+    std::this_thread::sleep_for(std::chrono::milliseconds(5));
+  }
+  CHECK(sink.dropped() >= count / 2);
 }
 
 }  // namespace sluice
