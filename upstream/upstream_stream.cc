@@ -59,15 +59,35 @@ void UpstreamStream::consume(size_t n) {
 
 void UpstreamStream::onConnectionLost(const std::string& detail) {
   connection_ = nullptr;
-  if (!response_complete_) callbacks_.onUpstreamReset(detail);
+  if (!response_complete_ && !incoming_too_large_) callbacks_.onUpstreamReset(detail);
 }
 
 void UpstreamStream::onHeader(std::string_view name, std::string_view value) {
+  // nghttp2 does not enforce the SETTINGS_MAX_HEADER_LIST_SIZE it sends: a
+  // backend could make us keep any amount (HPACK turns each byte of a block
+  // into a whole indexed field).
+  if (incoming_too_large_) return;
+  incoming_bytes_ += name.size() + value.size() + 32;
+  if (incoming_bytes_ > Http2Settings{}.max_header_list_bytes) {
+    incoming_too_large_ = true;
+    incoming_.clear();
+    return;
+  }
   if (incoming_.empty()) incoming_.reserve(8);
   incoming_.add(std::string(name), std::string(value));
 }
 
 void UpstreamStream::onHeadersComplete(bool trailers, bool end_stream) {
+  if (incoming_too_large_) {
+    // The client could not be sent such a block either (it would exceed what
+    // nghttp2 sends in one): the call fails here, and the backend's stream is
+    // reset when the proxy lets go of it. Reported once (see onClose).
+    callbacks_.onUpstreamReset(fmt::format("the backend sent a {} block over the limit of {} bytes",
+                                           trailers || headers_done_ ? "trailer" : "header",
+                                           Http2Settings{}.max_header_list_bytes));
+    return;
+  }
+  incoming_bytes_ = 0;
   HeaderMap block = std::move(incoming_);
   incoming_.clear();
   if (!trailers && !headers_done_) {
@@ -96,7 +116,7 @@ void UpstreamStream::onClose(uint32_t error_code) {
     connection_->forgetStream(*this);
     connection_ = nullptr;
   }
-  if (!response_complete_) callbacks_.onUpstreamReset(describeReset(error_code));
+  if (!response_complete_ && !incoming_too_large_) callbacks_.onUpstreamReset(describeReset(error_code));
 }
 
 }  // namespace sluice

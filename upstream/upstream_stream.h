@@ -78,6 +78,10 @@ class UpstreamStream final : public Http2StreamHandler {
   bool response_complete_ = false;
   bool headers_done_ = false;
   HeaderMap incoming_;
+  // The block being received, counted as HTTP/2 counts a header list; past
+  // the limit we advertise nothing more is kept and the call fails.
+  size_t incoming_bytes_ = 0;
+  bool incoming_too_large_ = false;
 };
 
 }  // namespace sluice

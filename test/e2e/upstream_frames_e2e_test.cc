@@ -36,6 +36,11 @@ using Clock = std::chrono::steady_clock;
 
 constexpr const char* kUnaryPath = "/sluice.example.Echo/Unary";
 constexpr const char* kServerStreamPath = "/sluice.example.Echo/ServerStream";
+// Answered with a header block (kBigHeadersPath) or a trailer block
+// (kBigTrailersPath) of 80,000 bytes of metadata: more than the 64 KiB the
+// gateway accepts in one block, and than it could send a client.
+constexpr const char* kBigHeadersPath = "/big.Blocks/Headers";
+constexpr const char* kBigTrailersPath = "/big.Blocks/Trailers";
 
 std::string grpcMessage(const std::string& bytes) {
   std::string out(5, '\0');
@@ -56,6 +61,7 @@ nghttp2_nv header(const char* name, const char* value) {
 // - kUnaryPath: once the request has ended, HEADERS, one DATA frame holding an
 //   EchoResponse (payload echoed, backend "frames"), then trailers grpc-status 0;
 // - kServerStreamPath: response HEADERS, and the stream is never ended;
+// - kBigHeadersPath, kBigTrailersPath: see above;
 // - anything else: trailers-only UNIMPLEMENTED.
 // It counts every RST_STREAM frame it receives, with its error code. One
 // thread serves every connection with poll; every wait is bounded (100 ms) and
@@ -159,6 +165,18 @@ class FrameCountingBackend {
       nghttp2_data_provider provider{};
       provider.read_callback = &FrameCountingBackend::readCallback;
       nghttp2_submit_response(c.session, id, head, 2, &provider);
+    } else if (s.path == kBigHeadersPath || s.path == kBigTrailersPath) {
+      static const std::string big(40000, 'b');
+      nghttp2_nv bigs[] = {header("x-big-1", big.c_str()), header("x-big-2", big.c_str())};
+      nghttp2_nv trailers[] = {header("grpc-status", "0"), bigs[0], bigs[1]};
+      if (s.path == kBigHeadersPath) {
+        nghttp2_nv fat[] = {head[0], head[1], bigs[0], bigs[1]};
+        nghttp2_submit_headers(c.session, NGHTTP2_FLAG_NONE, id, nullptr, fat, 4, nullptr);
+        streams_held_++;
+      } else {
+        nghttp2_submit_headers(c.session, NGHTTP2_FLAG_NONE, id, nullptr, head, 2, nullptr);
+        nghttp2_submit_headers(c.session, NGHTTP2_FLAG_END_STREAM, id, nullptr, trailers, 3, nullptr);
+      }
     } else if (s.path == kServerStreamPath) {
       // Headers, then nothing: the call stays open until someone resets it.
       nghttp2_submit_headers(c.session, NGHTTP2_FLAG_NONE, id, nullptr, head, 2, nullptr);
@@ -201,7 +219,12 @@ class FrameCountingBackend {
     auto c = std::make_unique<Connection>();
     c->backend = this;
     c->fd = fd;
-    nghttp2_session_server_new(&c->session, callbacks(), c.get());
+    // Blocks past nghttp2's default 64 KiB, for the big-block paths.
+    nghttp2_option* option = nullptr;
+    nghttp2_option_new(&option);
+    nghttp2_option_set_max_send_header_block_length(option, 1 << 20);
+    nghttp2_session_server_new2(&c->session, callbacks(), c.get(), option);
+    nghttp2_option_del(option);
     nghttp2_submit_settings(c->session, NGHTTP2_FLAG_NONE, nullptr, 0);
     connections_++;
     conns_.push_back(std::move(c));
@@ -340,6 +363,32 @@ TEST_CASE("a completed call sends the backend no RST_STREAM", "[e2e][upstream]")
   std::this_thread::sleep_for(300ms);
   INFO("RST_STREAM codes: " << backend.rstCodes());
   CHECK(backend.rstStreams() == 0);
+  CHECK(backend.connections() == 1);
+}
+
+TEST_CASE("a backend's header or trailer block over the limit fails the call at once, and is reset",
+          "[e2e][upstream]") {
+  FrameCountingBackend backend;
+  GatewayProcess gateway(singleConnectionConfig(backend.address()));
+  auto channel = makeChannel(gateway.address());
+  for (const char* path : {kBigHeadersPath, kBigTrailersPath}) {
+    grpc::ClientContext ctx;
+    setTimeout(ctx, 5s);
+    EchoResponse response;
+    const auto start = Clock::now();
+    const grpc::Status status = callUnaryMethod(*channel, path, ctx, EchoRequest(), &response);
+    INFO(path << ": " << describe(status));
+    CHECK(status.error_code() == grpc::StatusCode::UNAVAILABLE);
+    CHECK_THAT(status.error_message(), Catch::Contains("over the limit of 65536 bytes"));
+    CHECK(Clock::now() - start < 2s);
+  }
+  // The backend's stream that sent oversized headers (and would go on) is reset.
+  CHECK(waitFor([&] { return backend.rstStreams() >= 1; }, 2s));
+  // The connection goes on serving.
+  grpc::ClientContext ctx;
+  setTimeout(ctx, kCallTimeout);
+  EchoResponse response;
+  REQUIRE_OK(example::Echo::NewStub(channel)->Unary(&ctx, EchoRequest(), &response));
   CHECK(backend.connections() == 1);
 }
 
