@@ -77,20 +77,23 @@ void UpstreamStream::onHeader(std::string_view name, std::string_view value) {
   incoming_.add(std::string(name), std::string(value));
 }
 
-void UpstreamStream::onHeadersComplete(bool trailers, bool end_stream) {
+// nghttp2's "trailers" flag is not used: it files the block after a 1xx under
+// the same category as trailers, so the order of blocks decides instead.
+void UpstreamStream::onHeadersComplete(bool /*trailers*/, bool end_stream) {
   if (incoming_too_large_) {
     // The client could not be sent such a block either (it would exceed what
     // nghttp2 sends in one): the call fails here, and the backend's stream is
     // reset when the proxy lets go of it. Reported once (see onClose).
     callbacks_.onUpstreamReset(fmt::format("the backend sent a {} block over the limit of {} bytes",
-                                           trailers || headers_done_ ? "trailer" : "header",
+                                           headers_done_ ? "trailer" : "header",
                                            Http2Settings{}.max_header_list_bytes));
     return;
   }
   incoming_bytes_ = 0;
   HeaderMap block = std::move(incoming_);
   incoming_.clear();
-  if (!trailers && !headers_done_) {
+  // The first block that is not informational is the response's headers.
+  if (!headers_done_) {
     const std::string* status = block.get(":status");
     if (status != nullptr && !status->empty() && (*status)[0] == '1') return;  // 1xx: informational
     headers_done_ = true;

@@ -39,6 +39,8 @@ constexpr const char* kServerStreamPath = "/sluice.example.Echo/ServerStream";
 // Answered with a header block (kBigHeadersPath) or a trailer block
 // (kBigTrailersPath) of 80,000 bytes of metadata: more than the 64 KiB the
 // gateway accepts in one block, and than it could send a client.
+// Answered like kUnaryPath, after an informational 103 (Early Hints) block.
+constexpr const char* kEarlyHintsPath = "/sluice.example.Echo/UnaryAfterEarlyHints";
 constexpr const char* kBigHeadersPath = "/big.Blocks/Headers";
 constexpr const char* kBigTrailersPath = "/big.Blocks/Trailers";
 
@@ -60,6 +62,7 @@ nghttp2_nv header(const char* name, const char* value) {
 // An HTTP/2 backend (nghttp2 server API) speaking just enough gRPC:
 // - kUnaryPath: once the request has ended, HEADERS, one DATA frame holding an
 //   EchoResponse (payload echoed, backend "frames"), then trailers grpc-status 0;
+// - kEarlyHintsPath: as kUnaryPath, after a 103 response;
 // - kServerStreamPath: response HEADERS, and the stream is never ended;
 // - kBigHeadersPath, kBigTrailersPath: see above;
 // - anything else: trailers-only UNIMPLEMENTED.
@@ -154,7 +157,11 @@ class FrameCountingBackend {
     if (it == c.streams.end()) return;
     Stream& s = it->second;
     nghttp2_nv head[] = {header(":status", "200"), header("content-type", "application/grpc")};
-    if (s.path == kUnaryPath) {
+    if (s.path == kUnaryPath || s.path == kEarlyHintsPath) {
+      if (s.path == kEarlyHintsPath) {
+        nghttp2_nv hints[] = {header(":status", "103"), header("link", "</style.css>; rel=preload")};
+        nghttp2_submit_headers(c.session, NGHTTP2_FLAG_NONE, id, nullptr, hints, 2, nullptr);
+      }
       EchoRequest request;
       if (s.request.size() >= 5) request.ParseFromString(s.request.substr(5));
       EchoResponse response;
@@ -390,6 +397,20 @@ TEST_CASE("a backend's header or trailer block over the limit fails the call at 
   EchoResponse response;
   REQUIRE_OK(example::Echo::NewStub(channel)->Unary(&ctx, EchoRequest(), &response));
   CHECK(backend.connections() == 1);
+}
+
+TEST_CASE("an informational (1xx) response before the real one is skipped", "[e2e][upstream]") {
+  FrameCountingBackend backend;
+  GatewayProcess gateway(singleConnectionConfig(backend.address()));
+  auto channel = makeChannel(gateway.address());
+  grpc::ClientContext ctx;
+  setTimeout(ctx, kCallTimeout);
+  EchoRequest request;
+  request.set_payload("after-103");
+  EchoResponse response;
+  REQUIRE_OK(callUnaryMethod(*channel, kEarlyHintsPath, ctx, request, &response));
+  CHECK(response.payload() == "after-103");
+  CHECK(response.backend() == "frames");
 }
 
 TEST_CASE("a cancelled call reaches the backend as RST_STREAM(CANCEL)", "[e2e][upstream]") {
