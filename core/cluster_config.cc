@@ -154,6 +154,9 @@ ClusterConfig readClusterConfig(const json& value, const std::string& path, Conf
   if (auto v = obj.unsignedInt("max_concurrent_streams", 0, 1u << 31)) {
     cluster.max_concurrent_streams = static_cast<uint32_t>(*v);
   }
+  if (auto v = obj.unsignedInt("max_requests_per_connection", 0, ClusterConfig::kMaxStreamsPerConnection)) {
+    cluster.max_requests_per_connection = static_cast<uint32_t>(*v);
+  }
   if (auto v = obj.unsignedInt("connections_per_endpoint", 1, 1024)) {
     cluster.connections_per_endpoint = static_cast<uint32_t>(*v);
   }

@@ -153,6 +153,16 @@ void UpstreamConnection::submit(UpstreamStream& stream) {
     return;
   }
   stream.onSubmitted(id);
+  // Retired after its share of streams, and always before nghttp2 runs out of
+  // stream IDs (past them every new call on this connection would fail).
+  const auto& config = pool_.cluster().config();
+  uint32_t share = config.max_requests_per_connection != 0 ? config.max_requests_per_connection
+                                                           : ClusterConfig::kMaxStreamsPerConnection;
+  if (++streams_opened_ >= std::min(share, ClusterConfig::kMaxStreamsPerConnection) && !draining_) {
+    draining_ = true;
+    spdlog::debug("[U{}] {} opened {} streams: retired, new calls go to a fresh connection", id_, describe(),
+                  streams_opened_);
+  }
   scheduleFlush();
 }
 
@@ -213,7 +223,7 @@ void UpstreamConnection::flush() {
   if (!session_.alive() && socket_.bytesPending() == 0) {
     close(fmt::format("http/2 session with {} ended", describe()));
   } else if (draining_ && streams_.empty()) {
-    close("drained after GOAWAY");
+    close("drained (GOAWAY from the backend, or retired)");
   }
 }
 

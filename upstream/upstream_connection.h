@@ -85,7 +85,10 @@ class UpstreamConnection final : public Http2SessionOwner,
   bool connected_ = false;
   bool settings_received_ = false;
   bool closed_ = false;
-  bool draining_ = false;  // the backend sent GOAWAY
+  // No new streams; closes once its streams are done: the backend sent
+  // GOAWAY, or the connection opened its share (max_requests_per_connection).
+  bool draining_ = false;
+  uint32_t streams_opened_ = 0;
   std::unordered_map<UpstreamStream*, bool> streams_;  // stream -> counted in the cluster's requests
   std::vector<UpstreamStream*> pending_;
 };

@@ -413,6 +413,35 @@ TEST_CASE("an informational (1xx) response before the real one is skipped", "[e2
   CHECK(response.backend() == "frames");
 }
 
+TEST_CASE("max_requests_per_connection retires a connection after its share of calls", "[e2e][upstream]") {
+  FrameCountingBackend backend;
+  auto config = singleConnectionConfig(backend.address());
+  config["clusters"][0]["max_requests_per_connection"] = 3;
+  GatewayProcess gateway(config);
+  auto stub = example::Echo::NewStub(makeChannel(gateway.address()));
+  // A call held open on the first connection outlives its retirement.
+  grpc::ClientContext held;
+  setTimeout(held, kCallTimeout);
+  auto reader = stub->ServerStream(&held, EchoRequest());
+  REQUIRE(waitFor([&] { return backend.streamsHeld() == 1; }, 5s));
+  for (int i = 0; i < 8; ++i) {
+    grpc::ClientContext ctx;
+    setTimeout(ctx, kCallTimeout);
+    EchoResponse response;
+    INFO("call " << i);
+    REQUIRE_OK(stub->Unary(&ctx, EchoRequest(), &response));
+  }
+  // 9 calls, 3 per connection.
+  CHECK(backend.connections() == 3);
+  CHECK(backend.unaryAnswered() == 8);
+  INFO("RST_STREAM codes: " << backend.rstCodes());
+  CHECK(backend.rstStreams() == 0);  // the held call was not cut
+  held.TryCancel();
+  EchoResponse response;
+  CHECK_FALSE(reader->Read(&response));
+  reader->Finish();
+}
+
 TEST_CASE("a cancelled call reaches the backend as RST_STREAM(CANCEL)", "[e2e][upstream]") {
   FrameCountingBackend backend;
   GatewayProcess gateway(singleConnectionConfig(backend.address()));

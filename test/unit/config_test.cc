@@ -227,6 +227,25 @@ TEST_CASE("HTTP/2 windows: defaults, configured values, and the protocol's range
 }
 
 
+TEST_CASE("max_requests_per_connection: 0 by default (the stream IDs' 2^30), at most 2^30", "[config]") {
+  auto with = [](const std::string& cluster_extra) {
+    return load(R"({"listeners":[{"name":"l","address":"127.0.0.1:0","filters":[{"name":"proxy"}]}],)"
+                R"("clusters":[{"name":"c","endpoints":["127.0.0.1:1"])" + cluster_extra + "}]}");
+  };
+  auto r = with("");
+  REQUIRE(r.config);
+  CHECK(r.config->clusters[0].max_requests_per_connection == 0);
+  r = with(R"(,"max_requests_per_connection":1000)");
+  REQUIRE(r.config);
+  CHECK(r.config->clusters[0].max_requests_per_connection == 1000);
+  r = with(R"(,"max_requests_per_connection":1073741825)");
+  CHECK_FALSE(r.config);
+  CHECK(hasError(r.errors, "/clusters/0/max_requests_per_connection"));
+  r = with(R"(,"max_requests_per_connection":-1)");
+  CHECK_FALSE(r.config);
+  CHECK(hasError(r.errors, "/clusters/0/max_requests_per_connection"));
+}
+
 TEST_CASE("worker_spin_polls: 8 by default, 0 turns spinning off, past 1024 an error", "[config]") {
   auto withSpin = [](const std::string& value) {
     return std::string("{") + (value.empty() ? "" : R"("worker_spin_polls":)" + value + ",") +
