@@ -77,6 +77,11 @@ ListenerConfig readListener(const json& value, const std::string& path, const Fi
   limit("max_concurrent_streams", listener.max_concurrent_streams, 1, 1u << 20);
   limit("max_header_list_bytes", listener.max_header_list_bytes, 1024, 16u << 20);
   limit("stream_buffer_bytes", listener.stream_buffer_bytes, 16 << 10, 1u << 30);
+  // At least one whole message of the largest size, or such calls could never complete.
+  if (auto v = obj.unsignedInt("max_incomplete_request_bytes", listener.max_message_bytes, 1ull << 40)) {
+    listener.max_incomplete_request_bytes = *v;
+  }
+
   limit("connection_buffer_bytes", listener.connection_buffer_bytes, 16 << 10, 1u << 30);
   limit("initial_stream_window_bytes", listener.initial_stream_window_bytes, kMinWindow, kMaxWindow);
   limit("initial_connection_window_bytes", listener.initial_connection_window_bytes, kMinWindow, kMaxWindow);

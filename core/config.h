@@ -40,6 +40,14 @@ struct ListenerConfig {
   uint32_t max_concurrent_streams = 1024;     // per connection (SETTINGS_MAX_CONCURRENT_STREAMS)
   uint32_t max_header_list_bytes = 64 << 10;  // request headers of one call
   uint32_t stream_buffer_bytes = 256 << 10;   // per stream and direction before the sender is slowed
+  // Memory one connection's calls may hold in request messages still
+  // arriving (a message is reassembled whole before the filters see it); the
+  // call that goes past it fails with RESOURCE_EXHAUSTED. 0: the default,
+  // 4 × max_message_bytes.
+  uint64_t max_incomplete_request_bytes = 0;
+  uint64_t incompleteRequestLimit() const {
+    return max_incomplete_request_bytes != 0 ? max_incomplete_request_bytes : 4ull * max_message_bytes;
+  }
   // HTTP/2 receive windows granted to clients. A stream's window bounds what
   // a client may send ahead of the backend; the connection's is returned at
   // once (see "Data path and flow control" in the README).

@@ -55,6 +55,10 @@ class DownstreamConnection final : public Http2SessionOwner,
   // Output for the session is pending: write it after this event.
   void wake() { scheduleFlush(); }
   void onStreamClosed(DownstreamStream& stream);
+  // Memory held by this connection's request messages still arriving
+  // (max_incomplete_request_bytes); streams report their changes.
+  uint64_t incompleteRequestBytes() const { return incomplete_request_bytes_; }
+  void adjustIncompleteRequestBytes(int64_t delta) { incomplete_request_bytes_ += delta; }
   void close(const std::string& reason);
 
   // ---- Http2SessionOwner ----
@@ -93,6 +97,7 @@ class DownstreamConnection final : public Http2SessionOwner,
   void lingerWhileClientReads();
   void onLingerCheck();
   bool ending_ = false;
+  uint64_t incomplete_request_bytes_ = 0;
   size_t linger_pending_ = 0;  // bytes unwritten at the last check
   std::unique_ptr<Timer> linger_timer_;
 };

@@ -169,7 +169,29 @@ void DownstreamStream::onData(const uint8_t* data, size_t len) {
                s.code(), s.message());
     return;
   }
+  if (!countIncompleteRequest()) return;
   releaseRequestCredit();
+}
+
+bool DownstreamStream::countIncompleteRequest() {
+  // Window credit for a message still arriving goes back at once (a message
+  // may be larger than the window), so without this a client could make one
+  // connection hold max_message_bytes per stream.
+  const size_t held = decoder_.heldBytes();
+  connection_.adjustIncompleteRequestBytes(static_cast<int64_t>(held) - static_cast<int64_t>(incomplete_counted_));
+  incomplete_counted_ = held;
+  const uint64_t limit = listener_config_.incompleteRequestLimit();
+  if (ended_ || connection_.incompleteRequestBytes() <= limit) return true;
+  localReply(LocalReplyReason::MessageTooLarge, StatusCode::ResourceExhausted,
+             fmt::format("request messages still arriving on this connection would hold more than {} bytes "
+                         "(max_incomplete_request_bytes)",
+                         limit));
+  // The call is over: its message will never be completed, so let it go now
+  // rather than when the client closes the stream.
+  decoder_ = GrpcFrameDecoder(max_message_bytes_);
+  connection_.adjustIncompleteRequestBytes(-static_cast<int64_t>(incomplete_counted_));
+  incomplete_counted_ = 0;
+  return false;
 }
 
 bool DownstreamStream::onMessage(Message&& message) {

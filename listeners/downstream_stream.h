@@ -43,6 +43,8 @@ class DownstreamStream final : public StreamContext,
   void onHeader(std::string_view name, std::string_view value) override;
   void onHeadersComplete(bool trailers, bool end_stream) override;
   void onData(const uint8_t* data, size_t len) override;
+  // What this stream adds to its connection's incompleteRequestBytes().
+  size_t incompleteRequestBytesCounted() const { return incomplete_counted_; }
   void onEndStream() override;
   void onClose(uint32_t error_code) override;
   OutboundData& outbound() override { return response_out_; }
@@ -79,6 +81,9 @@ class DownstreamStream final : public StreamContext,
   // Answers a request that is not gRPC with a plain HTTP error.
   void sendHttpError(int status, std::string_view body);
   void releaseRequestCredit();
+  // Updates the connection's incompleteRequestBytes(); false when that is
+  // over the limit and this call was ended for it.
+  bool countIncompleteRequest();
   // Activity on the stream: restarts the stream idle clock.
   void touch();
   void finish();  // onStreamDone once, timers off, stats recorded
@@ -98,6 +103,7 @@ class DownstreamStream final : public StreamContext,
   MethodStats* method_stats_ = nullptr;
   std::optional<LocalReplyReason> reply_reason_;  // set by the gateway's own replies
   size_t withheld_credit_ = 0;  // request bytes not yet returned to the client's window
+  size_t incomplete_counted_ = 0;  // decoder_.heldBytes() as last added to the connection's total
   bool backpressure_ = false;
   bool call_started_ = false;
   bool request_ended_ = false;

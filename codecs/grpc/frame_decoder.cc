@@ -91,6 +91,8 @@ Status GrpcFrameDecoder::finish() const {
 
 size_t GrpcFrameDecoder::bufferedBytes() const { return prefix_have_ + current_.payload.size(); }
 
+size_t GrpcFrameDecoder::heldBytes() const { return prefix_have_ + (in_payload_ ? current_.payload.capacity() : 0); }
+
 void encodeGrpcPrefix(uint8_t out[kGrpcPrefixBytes], bool compressed, uint32_t length) {
   out[0] = compressed ? 1 : 0;
   out[1] = static_cast<uint8_t>(length >> 24);

@@ -36,6 +36,9 @@ class GrpcFrameDecoder {
 
   // Bytes of the message being reassembled (prefix included), for accounting.
   size_t bufferedBytes() const;
+  // Memory that message holds: its buffer's capacity, reserved when the
+  // prefix announced the length (up to kMaxReserveBytes) and grown since.
+  size_t heldBytes() const;
   bool failed() const { return failed_; }
 
  private:

@@ -10,6 +10,7 @@
 #include <unistd.h>
 
 #include <atomic>
+#include <optional>
 #include <thread>
 
 #include "test/support/admin_stats.h"
@@ -320,6 +321,42 @@ TEST_CASE("max_connections refuses the connection over the limit", "[e2e][limits
   CHECK(third.readUntilClosed(std::chrono::seconds(2)).closed);
   CHECK_THAT(gateway.logs(), Catch::Contains("max_connections (2) reached"));
   CHECK(first.request(RawRequest::grpc("/sluice.example.Echo/Unary", grpcFrame(""))).grpcStatus() == 0);
+}
+
+TEST_CASE("request messages left unfinished on many streams are bounded per connection", "[e2e][limits]") {
+  TestBackend backend("b");
+  GatewayProcess gateway(
+      limited(backend.address(), {{"max_message_bytes", 1 << 20}, {"max_incomplete_request_bytes", 2 << 20}}));
+  RawH2Client raw("127.0.0.1", gateway.port());
+  // Each stream announces a 1 MiB message and sends 600 KB of it, then waits.
+  std::string partial(5, '\0');
+  partial[2] = '\x10';  // length 0x00100000: 1 MiB
+  partial += std::string(600000, 'p');
+  std::optional<RawResponse> refused;
+  int open_streams = 0;
+  for (int i = 0; i < 8 && !refused; ++i) {
+    RawRequest request = RawRequest::grpc("/sluice.example.Echo/ClientStream", partial);
+    request.endStream = false;
+    // The stream stays open either way (the client has not ended it): a
+    // refused call shows as a status.
+    RawResponse response = raw.request(request, std::chrono::milliseconds(300));
+    if (response.grpcStatus().has_value()) {
+      refused = response;
+    } else {
+      ++open_streams;
+    }
+  }
+  REQUIRE(refused.has_value());
+  INFO(refused->describe());
+  CHECK(open_streams >= 1);  // one such message alone is within the limit
+  CHECK(refused->grpcStatus() == 8);  // RESOURCE_EXHAUSTED
+  CHECK_THAT(refused->grpcMessage(), Catch::Contains("max_incomplete_request_bytes"));
+  // Other connections are not affected.
+  auto stub = example::Echo::NewStub(makeChannel(gateway.address()));
+  grpc::ClientContext ctx;
+  setTimeout(ctx, kCallTimeout);
+  EchoResponse resp;
+  REQUIRE_OK(stub->Unary(&ctx, EchoRequest(), &resp));
 }
 
 TEST_CASE("idle connections close, but never one with an active stream", "[e2e][limits]") {
