@@ -34,7 +34,12 @@ LogSink::LogSink(std::string path) : path_(std::move(path)) {
 }
 
 LogSink::~LogSink() {
-  stopping_ = true;
+  {
+    // Under the mutex, or the writer could check its wait condition just
+    // before this and sleep through the notification.
+    std::lock_guard lock(mutex_);
+    stopping_ = true;
+  }
   wake_.notify_one();
   writer_.join();
   closeTarget();
