@@ -23,6 +23,9 @@ Pool& pool() {
 }  // namespace
 
 std::string acquire(size_t size_hint) {
+  // An empty message needs no buffer; a pooled one would sit idle in it for
+  // as long as the message is queued.
+  if (size_hint == 0) return std::string();
   Pool& p = pool();
   // Most recently released first: it is warm in cache and likely the right size.
   for (size_t i = p.free.size(); i > 0; --i) {

@@ -1,4 +1,5 @@
 #include "codecs/grpc/frame_decoder.h"
+#include "core/buffer_pool.h"
 
 #include <algorithm>
 #include <limits>
@@ -117,6 +118,18 @@ TEST_CASE("empty messages are delivered, without waiting for more bytes", "[fram
   CHECK(sink.messages[2].payload.empty());
   CHECK(sink.messages[2].compressed);
   CHECK(decoder.finish().isOk());
+}
+
+TEST_CASE("an empty message takes no pooled buffer", "[frame_decoder]") {
+  std::string big;
+  big.reserve(64 << 10);
+  buffer_pool::release(std::move(big));
+  GrpcFrameDecoder decoder(1 << 20);
+  RecordingSink sink;
+  REQUIRE(decoder.decode(frame("") + frame(std::string(100, 'x')), sink).isOk());
+  REQUIRE(sink.messages.size() == 2);
+  CHECK(sink.messages[0].payload.capacity() < 64);        // no heap buffer at all
+  CHECK(sink.messages[1].payload.capacity() >= 64 << 10);  // the pooled one went to the real message
 }
 
 TEST_CASE("the compressed flag is carried per message", "[frame_decoder]") {
