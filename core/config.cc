@@ -81,7 +81,6 @@ ListenerConfig readListener(const json& value, const std::string& path, const Fi
   if (auto v = obj.unsignedInt("max_incomplete_request_bytes", listener.max_message_bytes, 1ull << 40)) {
     listener.max_incomplete_request_bytes = *v;
   }
-
   limit("connection_buffer_bytes", listener.connection_buffer_bytes, 16 << 10, 1u << 30);
   limit("initial_stream_window_bytes", listener.initial_stream_window_bytes, kMinWindow, kMaxWindow);
   limit("initial_connection_window_bytes", listener.initial_connection_window_bytes, kMinWindow, kMaxWindow);

@@ -59,7 +59,8 @@ MethodStats& WorkerStats::methodForCall(std::string_view path, std::string_view 
   auto it = paths_.find(path);
   if (it == paths_.end()) {
     if (paths_.size() >= kMaxMethodPaths || path.size() > kMaxMethodPathBytes) {
-      return methodLocked(kOtherMethod, kOtherMethod, "unknown");
+      if (other_ == nullptr) other_ = &methodLocked(kOtherMethod, kOtherMethod, "unknown");
+      return *other_;
     }
     it = paths_.emplace(std::string(path), PathEntry{}).first;
   }

@@ -145,6 +145,7 @@ class WorkerStats {
     MethodStats* current = nullptr;
   };
   std::map<std::string, PathEntry, std::less<>> paths_;
+  MethodStats* other_ = nullptr;  // the kOtherMethod series, once made
   MethodStats& methodLocked(std::string_view service, std::string_view method, std::string_view type);
 };
 

@@ -109,7 +109,6 @@ void DownstreamConnection::sendFinalGoaway() {
 void DownstreamConnection::onStreamClosed(DownstreamStream& stream) {
   auto it = streams_.find(stream.streamId());
   if (it == streams_.end() || it->second.get() != &stream) return;
-  incomplete_request_bytes_ -= stream.incompleteRequestBytesCounted();
   dispatcher_.deferredDelete(std::move(it->second));
   streams_.erase(it);
   timers_.onStreamCountChanged(streams_.size());

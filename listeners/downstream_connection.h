@@ -56,7 +56,8 @@ class DownstreamConnection final : public Http2SessionOwner,
   void wake() { scheduleFlush(); }
   void onStreamClosed(DownstreamStream& stream);
   // Memory held by this connection's request messages still arriving
-  // (max_incomplete_request_bytes); streams report their changes.
+  // (max_incomplete_request_bytes); each stream reports its changes and
+  // takes its share back when it closes.
   uint64_t incompleteRequestBytes() const { return incomplete_request_bytes_; }
   void adjustIncompleteRequestBytes(int64_t delta) { incomplete_request_bytes_ += delta; }
   void close(const std::string& reason);

@@ -64,7 +64,7 @@ WorkerContext& DownstreamStream::worker() { return *generation_; }
 void DownstreamStream::onHeader(std::string_view name, std::string_view value) {
   if (call_started_ || headers_too_large_) return;
   // Counted as HTTP/2 counts a header list; past the limit nothing more is kept.
-  header_bytes_ += name.size() + value.size() + 32;
+  header_bytes_ += headerListBytes(name, value);
   if (header_bytes_ > listener_config_.max_header_list_bytes) {
     headers_too_large_ = true;
     return;
@@ -177,21 +177,26 @@ bool DownstreamStream::countIncompleteRequest() {
   // Window credit for a message still arriving goes back at once (a message
   // may be larger than the window), so without this a client could make one
   // connection hold max_message_bytes per stream.
-  const size_t held = decoder_.heldBytes();
-  connection_.adjustIncompleteRequestBytes(static_cast<int64_t>(held) - static_cast<int64_t>(incomplete_counted_));
-  incomplete_counted_ = held;
+  recountIncompleteRequest();
   const uint64_t limit = listener_config_.incompleteRequestLimit();
   if (ended_ || connection_.incompleteRequestBytes() <= limit) return true;
   localReply(LocalReplyReason::MessageTooLarge, StatusCode::ResourceExhausted,
              fmt::format("request messages still arriving on this connection would hold more than {} bytes "
                          "(max_incomplete_request_bytes)",
                          limit));
-  // The call is over: its message will never be completed, so let it go now
-  // rather than when the client closes the stream.
-  decoder_ = GrpcFrameDecoder(max_message_bytes_);
-  connection_.adjustIncompleteRequestBytes(-static_cast<int64_t>(incomplete_counted_));
-  incomplete_counted_ = 0;
+  releaseIncompleteRequest();  // it will never be completed
   return false;
+}
+
+void DownstreamStream::recountIncompleteRequest() {
+  const size_t held = decoder_.heldBytes();
+  connection_.adjustIncompleteRequestBytes(static_cast<int64_t>(held) - static_cast<int64_t>(incomplete_counted_));
+  incomplete_counted_ = held;
+}
+
+void DownstreamStream::releaseIncompleteRequest() {
+  decoder_ = GrpcFrameDecoder(max_message_bytes_);
+  recountIncompleteRequest();
 }
 
 bool DownstreamStream::onMessage(Message&& message) {
@@ -363,6 +368,7 @@ void DownstreamStream::onClose(uint32_t error_code) {
     spdlog::debug("[C{}][S{}] {}", connection_id_, stream_id_, status_message_);
   }
   finish();
+  releaseIncompleteRequest();
   connection_.onStreamClosed(*this);
 }
 

@@ -43,8 +43,6 @@ class DownstreamStream final : public StreamContext,
   void onHeader(std::string_view name, std::string_view value) override;
   void onHeadersComplete(bool trailers, bool end_stream) override;
   void onData(const uint8_t* data, size_t len) override;
-  // What this stream adds to its connection's incompleteRequestBytes().
-  size_t incompleteRequestBytesCounted() const { return incomplete_counted_; }
   void onEndStream() override;
   void onClose(uint32_t error_code) override;
   OutboundData& outbound() override { return response_out_; }
@@ -84,6 +82,10 @@ class DownstreamStream final : public StreamContext,
   // Updates the connection's incompleteRequestBytes(); false when that is
   // over the limit and this call was ended for it.
   bool countIncompleteRequest();
+  // What this stream adds to that total follows decoder_.heldBytes();
+  // releasing frees the partial message (the stream is done with it).
+  void recountIncompleteRequest();
+  void releaseIncompleteRequest();
   // Activity on the stream: restarts the stream idle clock.
   void touch();
   void finish();  // onStreamDone once, timers off, stats recorded

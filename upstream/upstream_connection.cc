@@ -155,10 +155,10 @@ void UpstreamConnection::submit(UpstreamStream& stream) {
   stream.onSubmitted(id);
   // Retired after its share of streams, and always before nghttp2 runs out of
   // stream IDs (past them every new call on this connection would fail).
-  const auto& config = pool_.cluster().config();
-  uint32_t share = config.max_requests_per_connection != 0 ? config.max_requests_per_connection
-                                                           : ClusterConfig::kMaxStreamsPerConnection;
-  if (++streams_opened_ >= std::min(share, ClusterConfig::kMaxStreamsPerConnection) && !draining_) {
+  // The config keeps max_requests_per_connection within the IDs.
+  const uint32_t configured = pool_.cluster().config().max_requests_per_connection;
+  const uint32_t share = configured != 0 ? configured : ClusterConfig::kMaxStreamsPerConnection;
+  if (++streams_opened_ >= share && !draining_) {
     draining_ = true;
     spdlog::debug("[U{}] {} opened {} streams: retired, new calls go to a fresh connection", id_, describe(),
                   streams_opened_);

@@ -67,8 +67,8 @@ void UpstreamStream::onHeader(std::string_view name, std::string_view value) {
   // backend could make us keep any amount (HPACK turns each byte of a block
   // into a whole indexed field).
   if (incoming_too_large_) return;
-  incoming_bytes_ += name.size() + value.size() + 32;
-  if (incoming_bytes_ > Http2Settings{}.max_header_list_bytes) {
+  incoming_bytes_ += headerListBytes(name, value);
+  if (incoming_bytes_ > kDefaultMaxHeaderListBytes) {
     incoming_too_large_ = true;
     incoming_.clear();
     return;
@@ -86,7 +86,7 @@ void UpstreamStream::onHeadersComplete(bool /*trailers*/, bool end_stream) {
     // reset when the proxy lets go of it. Reported once (see onClose).
     callbacks_.onUpstreamReset(fmt::format("the backend sent a {} block over the limit of {} bytes",
                                            headers_done_ ? "trailer" : "header",
-                                           Http2Settings{}.max_header_list_bytes));
+                                           kDefaultMaxHeaderListBytes));
     return;
   }
   incoming_bytes_ = 0;

@@ -64,11 +64,17 @@ class Http2SessionOwner {
   virtual void onPingAck() {}
 };
 
+// What one header field counts toward SETTINGS_MAX_HEADER_LIST_SIZE (RFC 9113).
+inline size_t headerListBytes(std::string_view name, std::string_view value) {
+  return name.size() + value.size() + 32;
+}
+inline constexpr uint32_t kDefaultMaxHeaderListBytes = 64 << 10;
+
 struct Http2Settings {
   uint32_t max_concurrent_streams = 1024;
   uint32_t initial_stream_window = 1 << 20;
   uint32_t connection_window = 16 << 20;
-  uint32_t max_header_list_bytes = 64 << 10;
+  uint32_t max_header_list_bytes = kDefaultMaxHeaderListBytes;
   // Largest frame we accept (peers may send big DATA frames: fewer frames per
   // message); ours are as large as the peer allows, up to 256 KiB.
   uint32_t max_frame_size = 1 << 20;
