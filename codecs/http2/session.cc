@@ -191,6 +191,19 @@ struct Http2Session::Bridge {
     return 0;
   }
 
+  // Server side: a response that ends before its request did ends the stream
+  // too (RST_STREAM NO_ERROR, RFC 9113 §8.1): otherwise the stream stays
+  // half-open, holding a slot of max_concurrent_streams, until the client
+  // thinks to end it, and whatever it still sends would be read for nothing.
+  static int onFrameSend(nghttp2_session* s, const nghttp2_frame* frame, void* ud) noexcept {
+    if ((frame->hd.flags & NGHTTP2_FLAG_END_STREAM) == 0 || self(ud).side_ != Side::Server) return 0;
+    if (frame->hd.type != NGHTTP2_HEADERS && frame->hd.type != NGHTTP2_DATA) return 0;
+    if (nghttp2_session_get_stream_remote_close(s, frame->hd.stream_id) == 0) {
+      nghttp2_submit_rst_stream(s, NGHTTP2_FLAG_NONE, frame->hd.stream_id, NGHTTP2_NO_ERROR);
+    }
+    return 0;
+  }
+
   // How much of the stream's queue goes into the next DATA frame. The bytes
   // are not copied here (NO_COPY): sendData() adds them to the write batch.
   static ssize_t readData(nghttp2_session* s, int32_t stream_id, uint8_t*, size_t length,
@@ -243,6 +256,7 @@ struct Http2Session::Bridge {
       nghttp2_session_callbacks_set_on_frame_recv_callback(cbs, onFrameRecv);
       nghttp2_session_callbacks_set_on_data_chunk_recv_callback(cbs, onDataChunk);
       nghttp2_session_callbacks_set_on_stream_close_callback(cbs, onStreamClose);
+      nghttp2_session_callbacks_set_on_frame_send_callback(cbs, onFrameSend);
       nghttp2_session_callbacks_set_send_data_callback(cbs, sendData);
       nghttp2_session_callbacks_set_data_source_read_length_callback(cbs, readLength);
       return cbs;

@@ -90,6 +90,32 @@ TEST_CASE_METHOD(SingleBackendFixture, "bidirectional streaming call", "[e2e][ca
   REQUIRE_OK(stream->Finish());
 }
 
+TEST_CASE_METHOD(SingleBackendFixture, "bidi: the backend ends the call while the client is still sending",
+                 "[e2e][call-kinds]") {
+  grpc::ClientContext context;
+  setTimeout(context, kCallTimeout);
+  auto stream = stub->Bidi(&context);
+  EchoRequest request;
+  request.set_payload("first");
+  REQUIRE(stream->Write(request));
+  EchoResponse response;
+  REQUIRE(stream->Read(&response));
+  request.set_status_code(static_cast<int>(grpc::StatusCode::FAILED_PRECONDITION));
+  request.set_status_message("the backend had enough");
+  REQUIRE(stream->Write(request));
+  // The client never half-closes: the backend's status still arrives whole
+  // (the gateway then resets the stream with NO_ERROR, which must not turn it
+  // into an error), and the client's later writes fail instead of hanging.
+  while (stream->Read(&response)) {
+  }
+  bool wrote_after_end = true;
+  for (int i = 0; i < 20 && wrote_after_end; ++i) wrote_after_end = stream->Write(request);
+  CHECK_FALSE(wrote_after_end);
+  auto status = stream->Finish();
+  REQUIRE_STATUS(status, grpc::StatusCode::FAILED_PRECONDITION);
+  CHECK(status.error_message() == "the backend had enough");
+}
+
 TEST_CASE_METHOD(SingleBackendFixture,
                  "bidi: client half-closes while the backend keeps sending", "[e2e][call-kinds]") {
   grpc::ClientContext context;

@@ -359,6 +359,38 @@ TEST_CASE("request messages left unfinished on many streams are bounded per conn
   REQUIRE_OK(stub->Unary(&ctx, EchoRequest(), &resp));
 }
 
+TEST_CASE("a response that ends before its request frees the stream slot (RST_STREAM NO_ERROR)",
+          "[e2e][limits]") {
+  TestBackend backend("b");
+  GatewayProcess gateway(limited(backend.address(), {{"max_concurrent_streams", 2}}));
+  RawH2Client raw("127.0.0.1", gateway.port());
+  // The backend ends a bidi call at a message that asks for a status, while
+  // the client is still sending; the gateway itself ends a malformed path.
+  EchoRequest failing;
+  failing.set_status_code(9);
+  failing.set_status_message("stop here");
+  RawRequest proxied = RawRequest::grpc("/sluice.example.Echo/Bidi", grpcFrame(failing.SerializeAsString()));
+  proxied.endStream = false;
+  RawRequest local = RawRequest::grpc("/nomethod", grpcFrame(""));
+  local.endStream = false;
+  // Three times the stream limit on one connection: each stream must be
+  // closed by the gateway, or the client runs out of streams.
+  for (int i = 0; i < 3; ++i) {
+    for (const RawRequest* request : {&proxied, &local}) {
+      RawResponse response = raw.request(*request, std::chrono::seconds(3));
+      INFO("round " << i << ", " << request->path << ": " << response.describe());
+      REQUIRE_FALSE(response.timedOut);
+      CHECK(response.streamClosed);
+      CHECK(response.rstStreamCode == std::optional<uint32_t>(0));  // NO_ERROR, after the status
+      CHECK(response.grpcStatus() == (request == &proxied ? 9 : 12));
+    }
+  }
+  RawResponse ok = raw.request(RawRequest::grpc("/sluice.example.Echo/Unary", grpcFrame("")));
+  INFO(ok.describe());
+  CHECK(ok.grpcStatus() == 0);
+  CHECK_FALSE(ok.rstStreamCode.has_value());  // a finished request gets no reset
+}
+
 TEST_CASE("idle connections close, but never one with an active stream", "[e2e][limits]") {
   TestBackend backend("b");
   GatewayProcess gateway(limited(backend.address(), {{"idle_timeout_ms", 300}}));
