@@ -142,6 +142,10 @@ GatewayConfigConstPtr loadConfig(const std::string& text, const FilterRegistry& 
   if (const json* admin = obj.object("admin")) {
     JsonObject a(*admin, "/admin", errors);
     if (auto addr = readAddress(a, "address", true)) config->admin_address = *addr;
+    if (auto n = a.unsignedInt("max_connections", 1, 100000)) config->admin_max_connections = static_cast<uint32_t>(*n);
+    if (auto t = a.unsignedInt("request_timeout_ms", 1, 3600000)) {
+      config->admin_request_timeout_ms = static_cast<uint32_t>(*t);
+    }
     a.finish();
   }
   if (auto d = obj.unsignedInt("drain_timeout_ms", 0, 3600000)) config->drain_timeout_ms = static_cast<uint32_t>(*d);

@@ -76,6 +76,11 @@ struct GatewayConfig {
   std::vector<ClusterConfig> clusters;
   std::string log_level;  // empty: keep the command line's
   std::optional<SocketAddress> admin_address;  // the admin listener; off when absent
+  // Admin connections open at once; past it new ones are closed at once (the
+  // admin loop is worker 0's: a flood must not take its descriptors and time).
+  uint32_t admin_max_connections = 32;
+  // From accept to the answer written: a client slower than this is cut off.
+  uint32_t admin_request_timeout_ms = 5000;
   uint32_t drain_timeout_ms = 10000;
   uint32_t workers = 0;  // worker threads; 0: one per core
   // Polls a worker's loop makes before sleeping (core/dispatcher.h).

@@ -11,6 +11,7 @@
 
 #include "core/dispatcher.h"
 #include "core/tcp_socket.h"
+#include "core/timer.h"
 
 namespace sluice {
 namespace {
@@ -25,6 +26,7 @@ const char* reasonPhrase(int status) {
     case 400: return "Bad Request";
     case 404: return "Not Found";
     case 405: return "Method Not Allowed";
+    case 408: return "Request Timeout";
     case 413: return "Payload Too Large";
     case 431: return "Request Header Fields Too Large";
     case 500: return "Internal Server Error";
@@ -38,14 +40,28 @@ const char* reasonPhrase(int status) {
 // One admin connection: parse one request, answer, close.
 class AdminConnection final : public TcpSocketCallbacks, public DeferredDeletable {
  public:
-  explicit AdminConnection(AdminListener& listener) : listener_(listener), socket_(listener.dispatcher(), *this) {
+  explicit AdminConnection(AdminListener& listener)
+      : listener_(listener), socket_(listener.dispatcher(), *this), timer_(listener.dispatcher(), [this] { onTimeout(); }) {
     http_parser_init(&parser_, HTTP_REQUEST);
     parser_.data = this;
   }
 
   int accept(uv_stream_t* server) {
     int rv = socket_.accept(server);
-    if (rv == 0) socket_.startReading();
+    if (rv == 0) {
+      socket_.startReading();
+      timer_.enable(std::chrono::milliseconds(listener_.limits().request_timeout_ms));
+    }
+    return rv;
+  }
+
+  // Over max_connections: accepted only to be closed at once.
+  int acceptAndClose(uv_stream_t* server) {
+    int rv = socket_.accept(server);
+    if (rv == 0) spdlog::warn("admin: max_connections ({}) reached, refusing {}", listener_.limits().max_connections,
+                              socket_.peerAddress());
+    finished_ = true;
+    socket_.close();
     return rv;
   }
 
@@ -106,6 +122,18 @@ class AdminConnection final : public TcpSocketCallbacks, public DeferredDeletabl
   }
 
  private:
+  // request_timeout_ms passed: a request still arriving gets 408 (and a short
+  // grace to take it); an answer the client is not reading is dropped.
+  void onTimeout() {
+    if (answered_) {
+      done();
+      return;
+    }
+    respond({408, "text/plain; charset=utf-8",
+             fmt::format("no complete request within {} ms\n", listener_.limits().request_timeout_ms), ""});
+    if (!finished_) timer_.enable(std::chrono::seconds(1));
+  }
+
   void dispatch() {
     http_parser_url u;
     http_parser_url_init(&u);
@@ -132,12 +160,14 @@ class AdminConnection final : public TcpSocketCallbacks, public DeferredDeletabl
   void done() {
     if (finished_) return;
     finished_ = true;
+    timer_.disable();
     socket_.close();
     listener_.onConnectionDone(*this);
   }
 
   AdminListener& listener_;
   TcpSocket socket_;
+  Timer timer_;
   http_parser parser_;
   std::string url_;
   size_t header_bytes_ = 0;
@@ -149,14 +179,27 @@ class AdminConnection final : public TcpSocketCallbacks, public DeferredDeletabl
   bool finished_ = false;
 };
 
-AdminListener::AdminListener(Dispatcher& dispatcher, AdminHandler& handler, SocketAddress address)
+AdminListener::AdminListener(Dispatcher& dispatcher, AdminHandler& handler, SocketAddress address,
+                             AdminLimits limits)
     : dispatcher_(dispatcher),
       handler_(handler),
       address_(std::move(address)),
-      socket_(dispatcher, [this](uv_stream_t* server) {
-        auto conn = std::make_unique<AdminConnection>(*this);
-        if (conn->accept(server) == 0) connections_.push_back(std::move(conn));
-      }) {}
+      limits_(limits),
+      socket_(dispatcher, [this](uv_stream_t* server) { onAccept(server); }) {}
+
+void AdminListener::onAccept(uv_stream_t* server) {
+  auto conn = std::make_unique<AdminConnection>(*this);
+  if (connections_.size() >= limits_.max_connections) {
+    conn->acceptAndClose(server);
+    dispatcher_.deferredDelete(std::move(conn));
+    return;
+  }
+  if (conn->accept(server) == 0) {
+    connections_.push_back(std::move(conn));
+  } else {
+    dispatcher_.deferredDelete(std::move(conn));
+  }
+}
 
 AdminListener::~AdminListener() {
   stop();

@@ -3,6 +3,9 @@
 // Owned by the Gateway; runs on the loop it is given. Requests are parsed with
 // http-parser (Debian's libhttp-parser), answered, and the connection closed.
 // What the endpoints show and do comes from an AdminHandler (the Gateway).
+// That loop also serves gRPC (worker 0), so admin clients are bounded: at most
+// AdminLimits::max_connections at once (more are closed on accept), and each
+// gets request_timeout_ms to send its request and take the answer.
 #pragma once
 
 #include <cstdint>
@@ -34,9 +37,14 @@ class AdminHandler {
   virtual AdminResponse handleAdmin(const std::string& method, const std::string& path) = 0;
 };
 
+struct AdminLimits {
+  uint32_t max_connections = 32;
+  uint32_t request_timeout_ms = 5000;
+};
+
 class AdminListener {
  public:
-  AdminListener(Dispatcher& dispatcher, AdminHandler& handler, SocketAddress address);
+  AdminListener(Dispatcher& dispatcher, AdminHandler& handler, SocketAddress address, AdminLimits limits);
   ~AdminListener();
 
   Status start();
@@ -45,12 +53,18 @@ class AdminListener {
 
   AdminHandler& handler() { return handler_; }
   Dispatcher& dispatcher() { return dispatcher_; }
+  const AdminLimits& limits() const { return limits_; }
+  // A reload's new limits: for connections accepted from now on.
+  void setLimits(AdminLimits limits) { limits_ = limits; }
   void onConnectionDone(AdminConnection& connection);
 
  private:
+  void onAccept(uv_stream_s* server);
+
   Dispatcher& dispatcher_;
   AdminHandler& handler_;
   SocketAddress address_;
+  AdminLimits limits_;
   TcpListener socket_;
   std::vector<std::unique_ptr<AdminConnection>> connections_;
 };

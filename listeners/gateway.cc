@@ -48,6 +48,10 @@ void redact(nlohmann::json& j) {
   }
 }
 
+AdminLimits adminLimits(const GatewayConfig& config) {
+  return {config.admin_max_connections, config.admin_request_timeout_ms};
+}
+
 AdminResponse text(int status, std::string body) { return {status, "text/plain; charset=utf-8", std::move(body), ""}; }
 
 }  // namespace
@@ -94,7 +98,8 @@ Status Gateway::start() {
     spdlog::info("listener '{}' listening on {} ({} worker(s))", name, addr.toString(), n);
   }
   if (config_->admin_address) {
-    admin_ = std::make_unique<AdminListener>(mainWorker().dispatcher(), *this, *config_->admin_address);
+    admin_ = std::make_unique<AdminListener>(mainWorker().dispatcher(), *this, *config_->admin_address,
+                                             adminLimits(*config_));
     s = admin_->start();
     if (!s.isOk()) return s;
   }
@@ -253,6 +258,7 @@ Status Gateway::reload() {
     Worker* w = workers_[i].get();
     w->dispatcher().post([w, config] { (void)w->reload(config); });
   }
+  if (admin_) admin_->setLimits(adminLimits(*config));
   std::erase_if(retired_configs_, [](const auto& c) { return c.expired(); });
   retired_configs_.push_back(config_);
   config_ = std::move(config);

@@ -10,6 +10,7 @@
 
 #include <cstdio>
 #include <fstream>
+#include <optional>
 #include <regex>
 #include <set>
 #include <thread>
@@ -235,6 +236,90 @@ TEST_CASE("bad admin requests get HTTP errors and gRPC traffic goes on", "[e2e][
   CHECK(http(admin, "GET", "/healthz").status == 200);
   CHECK(http(admin, "GET", "/ready").status == 200);
   REQUIRE_OK(call());
+}
+
+namespace {
+
+// A TCP connection to "IP:port" that sends nothing unless told to.
+int connectTo(const std::string& address) {
+  auto colon = address.rfind(':');
+  int fd = ::socket(AF_INET, SOCK_STREAM, 0);
+  sockaddr_in a{};
+  a.sin_family = AF_INET;
+  a.sin_port = htons(static_cast<uint16_t>(std::stoi(address.substr(colon + 1))));
+  ::inet_pton(AF_INET, address.substr(0, colon).c_str(), &a.sin_addr);
+  REQUIRE(::connect(fd, reinterpret_cast<sockaddr*>(&a), sizeof(a)) == 0);
+  return fd;
+}
+
+// Everything the peer sends until it closes, or nullopt if it has not closed
+// within `timeout`.
+std::optional<std::string> readUntilClosed(int fd, std::chrono::milliseconds timeout) {
+  timeval tv{static_cast<time_t>(timeout.count() / 1000), static_cast<suseconds_t>(timeout.count() % 1000 * 1000)};
+  ::setsockopt(fd, SOL_SOCKET, SO_RCVTIMEO, &tv, sizeof(tv));
+  std::string got;
+  char buf[4096];
+  const auto deadline = std::chrono::steady_clock::now() + timeout;
+  while (std::chrono::steady_clock::now() < deadline) {
+    ssize_t n = ::recv(fd, buf, sizeof(buf), 0);
+    if (n == 0) return got;
+    if (n < 0) return std::nullopt;  // timed out (or reset: not expected here)
+    got.append(buf, static_cast<size_t>(n));
+  }
+  return std::nullopt;
+}
+
+}  // namespace
+
+TEST_CASE("admin connections are bounded in number and time; gRPC traffic goes on", "[e2e][admin]") {
+  SingleBackendFixture f;
+  auto config = catchAllConfig(f.backend.address());
+  config["admin"] = {{"address", "127.0.0.1:0"}, {"max_connections", 3}, {"request_timeout_ms", 600}};
+  GatewayProcess gateway(config);
+  const std::string admin = gateway.adminAddress();
+  auto stub = example::Echo::NewStub(makeChannel(gateway.address()));
+
+  // Three clients that connect and never send a request (a slowloris, a stuck
+  // probe) take every admin slot.
+  std::vector<int> silent;
+  for (int i = 0; i < 3; ++i) silent.push_back(connectTo(admin));
+  std::this_thread::sleep_for(std::chrono::milliseconds(100));  // accepted
+  // A fourth is closed at once, before its request is read.
+  const auto refused_at = std::chrono::steady_clock::now();
+  int fourth = connectTo(admin);
+  auto refused = readUntilClosed(fourth, std::chrono::milliseconds(400));
+  ::close(fourth);
+  REQUIRE(refused.has_value());
+  CHECK(refused->empty());
+  CHECK(std::chrono::steady_clock::now() - refused_at < std::chrono::milliseconds(400));
+  CHECK_THAT(gateway.logs(), Catch::Contains("admin: max_connections (3) reached"));
+  {
+    grpc::ClientContext ctx;
+    setTimeout(ctx, kCallTimeout);
+    EchoResponse resp;
+    REQUIRE_OK(stub->Unary(&ctx, EchoRequest(), &resp));
+  }
+
+  // The silent ones get 408 once request_timeout_ms has passed, and are closed.
+  for (int fd : silent) {
+    auto answer = readUntilClosed(fd, std::chrono::seconds(3));
+    ::close(fd);
+    REQUIRE(answer.has_value());
+    CHECK_THAT(*answer, Catch::StartsWith("HTTP/1.1 408"));
+  }
+  // Their slots are free again.
+  CHECK(http(admin, "GET", "/healthz").status == 200);
+  // A request sent slowly but in time is answered.
+  int slow = connectTo(admin);
+  const std::string request = "GET /ready HTTP/1.1\r\nhost: x\r\n\r\n";
+  for (char c : request) {
+    REQUIRE(::send(slow, &c, 1, MSG_NOSIGNAL) == 1);
+    std::this_thread::sleep_for(std::chrono::milliseconds(5));
+  }
+  auto answer = readUntilClosed(slow, std::chrono::seconds(3));
+  ::close(slow);
+  REQUIRE(answer.has_value());
+  CHECK_THAT(*answer, Catch::StartsWith("HTTP/1.1 200"));
 }
 
 TEST_CASE("/ready turns 503 while draining; POST /drain stops the gateway after its streams", "[e2e][admin][drain]") {

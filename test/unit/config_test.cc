@@ -294,4 +294,24 @@ TEST_CASE("worker_spin_polls: 8 by default, 0 turns spinning off, past 1024 an e
   }
 }
 
+TEST_CASE("admin limits: 32 connections and 5 s by default; 0 is an error", "[config]") {
+  auto withAdmin = [](const std::string& extra) {
+    return R"({"admin":{"address":"127.0.0.1:0")" + extra +
+           R"(},"listeners":[{"name":"l","address":"127.0.0.1:0","filters":[{"name":"proxy"}]}],"clusters":[]})";
+  };
+  auto r = load(withAdmin(""));
+  INFO(r.errors.format());
+  REQUIRE(r.config);
+  CHECK(r.config->admin_max_connections == 32);
+  CHECK(r.config->admin_request_timeout_ms == 5000);
+  r = load(withAdmin(R"(,"max_connections":2,"request_timeout_ms":250)"));
+  REQUIRE(r.config);
+  CHECK(r.config->admin_max_connections == 2);
+  CHECK(r.config->admin_request_timeout_ms == 250);
+  r = load(withAdmin(R"(,"max_connections":0,"request_timeout_ms":0)"));
+  CHECK_FALSE(r.config);
+  CHECK(hasError(r.errors, "/admin/max_connections"));
+  CHECK(hasError(r.errors, "/admin/request_timeout_ms"));
+}
+
 }  // namespace sluice
