@@ -111,19 +111,7 @@ std::optional<SocketAddress> resolveHost(const std::string& host, uint16_t port)
   hints.ai_socktype = SOCK_STREAM;
   addrinfo* res = nullptr;
   if (getaddrinfo(host.c_str(), nullptr, &hints, &res) != 0 || res == nullptr) return std::nullopt;
-  std::optional<SocketAddress> out;
-  for (addrinfo* ai = res; ai != nullptr; ai = ai->ai_next) {
-    char ip[INET6_ADDRSTRLEN] = {};
-    if (ai->ai_family == AF_INET) {
-      inet_ntop(AF_INET, &reinterpret_cast<sockaddr_in*>(ai->ai_addr)->sin_addr, ip, sizeof(ip));
-      out = SocketAddress{ip, port, false};
-      break;  // IPv4 preferred: loopback backends usually listen there
-    }
-    if (ai->ai_family == AF_INET6 && !out) {
-      inet_ntop(AF_INET6, &reinterpret_cast<sockaddr_in6*>(ai->ai_addr)->sin6_addr, ip, sizeof(ip));
-      out = SocketAddress{ip, port, true};
-    }
-  }
+  std::optional<SocketAddress> out = pickResolvedAddress(res, port);
   freeaddrinfo(res);
   return out;
 }

@@ -1,6 +1,7 @@
 #include "core/socket_address.h"
 
 #include <arpa/inet.h>
+#include <netdb.h>
 #include <netinet/in.h>
 #include <sys/socket.h>
 
@@ -61,6 +62,22 @@ StatusOr<SocketAddress> parseSocketAddress(std::string_view text, bool allow_por
   sockaddr_storage ss;
   if (!addr.toSockaddr(ss)) return bad("host is not an IP address");
   return addr;
+}
+
+std::optional<SocketAddress> pickResolvedAddress(const addrinfo* answers, uint16_t port) {
+  std::optional<SocketAddress> out;
+  for (const addrinfo* ai = answers; ai != nullptr; ai = ai->ai_next) {
+    char ip[INET6_ADDRSTRLEN] = {};
+    if (ai->ai_family == AF_INET) {
+      inet_ntop(AF_INET, &reinterpret_cast<const sockaddr_in*>(ai->ai_addr)->sin_addr, ip, sizeof(ip));
+      return SocketAddress{ip, port, false};
+    }
+    if (ai->ai_family == AF_INET6 && !out) {
+      inet_ntop(AF_INET6, &reinterpret_cast<const sockaddr_in6*>(ai->ai_addr)->sin6_addr, ip, sizeof(ip));
+      out = SocketAddress{ip, port, true};
+    }
+  }
+  return out;
 }
 
 }  // namespace sluice

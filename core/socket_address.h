@@ -2,11 +2,13 @@
 #pragma once
 
 #include <cstdint>
+#include <optional>
 #include <string>
 #include <string_view>
 
 #include "core/status.h"
 
+struct addrinfo;
 struct sockaddr_storage;
 
 namespace sluice {
@@ -23,5 +25,9 @@ struct SocketAddress {
 
 // Accepts "IPv4:port" and "[IPv6]:port"; port 0 only when allow_port_zero.
 StatusOr<SocketAddress> parseSocketAddress(std::string_view text, bool allow_port_zero);
+
+// The address to use from a getaddrinfo() answer: the first IPv4 one (loopback
+// backends usually listen there), else the first IPv6 one; nullopt if none.
+std::optional<SocketAddress> pickResolvedAddress(const addrinfo* answers, uint16_t port);
 
 }  // namespace sluice

@@ -28,9 +28,14 @@ Cluster::Cluster(Dispatcher& dispatcher, const ClusterConfig& config, ClusterSta
   }
   lb_ = makeLoadBalancer(config.lb_policy, all);
   for (auto& ep : endpoints_) ep->startHealthChecks();
-  bool any_host_name = std::any_of(config.endpoints.begin(), config.endpoints.end(),
-                                   [](const EndpointConfig& e) { return e.isHostName(); });
-  if (any_host_name) {
+  for (size_t i = 0; i < endpoints_.size(); ++i) {
+    if (!config.endpoints[i].isHostName()) continue;
+    Endpoint* endpoint = endpoints_[i].get();
+    named_.push_back({endpoint, std::make_unique<HostResolver>(dispatcher, [this, endpoint](auto address) {
+                        onResolved(*endpoint, address);
+                      })});
+  }
+  if (!named_.empty()) {
     dns_timer_ = std::make_unique<Timer>(dispatcher, [this] { refreshDns(); });
     dns_timer_->enable(std::chrono::milliseconds(config.dns_refresh_ms));
   }
@@ -96,23 +101,31 @@ void Cluster::onEndpointFailing(Endpoint& endpoint) {
 }
 
 void Cluster::refreshDns() {
-  // Resolution happens on this worker's loop but is quick for the local
-  // resolver; a changed address applies to new connections only, so open
-  // streams are never dropped.
-  for (auto& ep : endpoints_) {
-    if (ep->host() == ep->address().host) continue;
-    if (auto addr = resolveHost(ep->host(), ep->address().port)) {
-      if (addr->host != ep->address().host) {
-        spdlog::info("cluster '{}': {} now resolves to {}", config_.name, ep->host(), addr->toString());
-        ep->setAddress(*addr);
-      }
-    }
+  // Each lookup runs off the loop (HostResolver): a resolver that does not
+  // answer delays only the next address change, never a call. One still in
+  // flight from the last round is left to finish.
+  for (auto& [endpoint, lookup] : named_) {
+    if (!lookup->busy()) lookup->resolve(endpoint->host(), endpoint->address().port);
   }
   dns_timer_->enable(std::chrono::milliseconds(config_.dns_refresh_ms));
 }
 
+void Cluster::onResolved(Endpoint& endpoint, const std::optional<SocketAddress>& address) {
+  // A name that stopped resolving keeps its last address: better than none.
+  if (!address) {
+    spdlog::debug("cluster '{}': cannot resolve {}, keeping {}", config_.name, endpoint.host(),
+                  endpoint.address().toString());
+    return;
+  }
+  if (address->host == endpoint.address().host) return;
+  // New connections only: open streams are never dropped.
+  spdlog::info("cluster '{}': {} now resolves to {}", config_.name, endpoint.host(), address->toString());
+  endpoint.setAddress(*address);
+}
+
 void Cluster::closeAll() {
   if (dns_timer_) dns_timer_->disable();
+  named_.clear();  // answers still coming are dropped
   for (auto& ep : endpoints_) ep->close();
 }
 

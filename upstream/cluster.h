@@ -11,6 +11,7 @@
 #include <vector>
 
 #include "core/cluster_config.h"
+#include "core/host_resolver.h"
 #include "core/status.h"
 #include "core/timer.h"
 #include "upstream/load_balancer.h"
@@ -51,6 +52,7 @@ class Cluster {
 
  private:
   void refreshDns();
+  void onResolved(Endpoint& endpoint, const std::optional<SocketAddress>& address);
 
   Dispatcher& dispatcher_;
   const ClusterConfig& config_;
@@ -58,6 +60,13 @@ class Cluster {
   std::vector<std::unique_ptr<Endpoint>> endpoints_;
   LoadBalancerPtr lb_;
   std::vector<Endpoint*> candidates_;  // scratch, reused per pick
+  // Each host-name endpoint with its lookup; declared after endpoints_, so
+  // the lookups (and their callbacks) go first.
+  struct NamedEndpoint {
+    Endpoint* endpoint;
+    std::unique_ptr<HostResolver> lookup;
+  };
+  std::vector<NamedEndpoint> named_;
   TimerPtr dns_timer_;
 };
 

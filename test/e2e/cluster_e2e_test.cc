@@ -8,6 +8,8 @@
 #include <unistd.h>
 
 #include <atomic>
+#include <fstream>
+#include <cstdio>
 #include <map>
 #include <thread>
 
@@ -253,6 +255,85 @@ TEST_CASE("host-name endpoints are resolved", "[e2e][cluster]") {
   EchoResponse resp;
   REQUIRE_OK(unary(*stub, 0, &resp));
   CHECK(resp.backend() == "a");
+}
+
+// The answers of the resolver preloaded into a gateway (test/preload/): a
+// file of "NAME IPV4 DELAY_MS" lines, replaced whole on every change.
+class ScriptedResolver {
+ public:
+  ScriptedResolver()
+      : path_("/tmp/sluice-resolver-" + std::to_string(::getpid()) + "-" + std::to_string(next_++)) {}
+  ~ScriptedResolver() {
+    std::remove(path_.c_str());
+    std::remove((path_ + ".new").c_str());
+  }
+  void answer(const std::string& name, const std::string& ip, int delay_ms) {
+    {
+      std::ofstream out(path_ + ".new");
+      out << name << " " << ip << " " << delay_ms << "\n";
+    }
+    REQUIRE(std::rename((path_ + ".new").c_str(), path_.c_str()) == 0);
+  }
+  // What the gateway's environment needs for it.
+  std::vector<std::string> env() const {
+    const char* asan = std::getenv("ASAN_OPTIONS");
+    return {std::string("LD_PRELOAD=") + SLUICE_SCRIPTED_RESOLVER_PATH, "SLUICE_TEST_RESOLVER_FILE=" + path_,
+            // Under ASan the preloaded library comes before ASan's runtime.
+            std::string("ASAN_OPTIONS=") + (asan != nullptr ? std::string(asan) + ":" : "") +
+                "verify_asan_link_order=0"};
+  }
+
+ private:
+  static inline int next_ = 0;
+  std::string path_;
+};
+
+TEST_CASE("host names are re-resolved off the loop: a hung resolver delays no call; a new address gets new connections",
+          "[e2e][cluster]") {
+  TestBackend a("a");
+  TestBackend b("b", "127.0.0.2", a.port());  // same port, the address the name moves to
+  ScriptedResolver resolver;
+  resolver.answer("svc.sluice-test", "127.0.0.1", 0);
+  auto config = configWith({{"name", "named"},
+                            {"endpoints", {"svc.sluice-test:" + std::to_string(a.port())}},
+                            {"dns_refresh_ms", 100}});
+  config["workers"] = 1;  // every call on the worker doing the lookups
+  GatewayProcess::Options options;
+  options.extraEnv = resolver.env();
+  GatewayProcess gateway(config, options);
+  auto stub = example::Echo::NewStub(makeChannel(gateway.address()));
+  EchoResponse resp;
+  REQUIRE_OK(unary(*stub, 0, &resp));
+  CHECK(resp.backend() == "a");
+
+  // The resolver now takes 1.5 s per lookup, and the name has a new address.
+  resolver.answer("svc.sluice-test", "127.0.0.2", 1500);
+  auto slowest = std::chrono::steady_clock::duration::zero();
+  const auto until = std::chrono::steady_clock::now() + std::chrono::milliseconds(2500);
+  int calls = 0;
+  while (std::chrono::steady_clock::now() < until) {
+    const auto start = std::chrono::steady_clock::now();
+    auto status = unary(*stub, 0, &resp);
+    slowest = std::max(slowest, std::chrono::steady_clock::now() - start);
+    INFO(describe(status));
+    REQUIRE(status.ok());
+    CHECK(resp.backend() == "a");  // the open connection stays where it is
+    ++calls;
+  }
+  INFO(calls << " calls");
+  CHECK(std::chrono::duration_cast<std::chrono::milliseconds>(slowest).count() < 500);
+  REQUIRE(waitFor([&] { return gateway.logs().find("now resolves to 127.0.0.2") != std::string::npos; },
+                     std::chrono::seconds(5)));
+
+  // Once the old backend goes, the next connection is to the new address.
+  a.stop();
+  bool reached_b = waitFor(
+      [&] {
+        EchoResponse r;
+        return unary(*stub, 0, &r).ok() && r.backend() == "b";
+      },
+      std::chrono::seconds(10));
+  CHECK(reached_b);
 }
 
 TEST_CASE("a backend killed under load: health checks and retries hide it, and it comes back", "[e2e][cluster]") {

@@ -19,15 +19,6 @@ using example::EchoResponse;
 constexpr int kPerKind = 100;
 constexpr uint32_t kStepMs = 250;  // each call takes about 4 steps
 
-bool waitFor(const std::function<bool()>& done, std::chrono::milliseconds limit) {
-  auto until = std::chrono::steady_clock::now() + limit;
-  while (!done()) {
-    if (std::chrono::steady_clock::now() > until) return false;
-    std::this_thread::sleep_for(std::chrono::milliseconds(20));
-  }
-  return true;
-}
-
 // One call of each kind, each lasting about 4 * kStepMs; returns "" or what went wrong.
 std::string unaryCall(example::Echo::Stub& stub) {
   grpc::ClientContext ctx;
@@ -92,7 +83,7 @@ TEST_CASE("SIGTERM drains 100 open calls of each kind; late calls get UNAVAILABL
   TestBackend backend("b");
   auto config = catchAllConfig(backend.address());
   config["drain_timeout_ms"] = 15000;
-  GatewayProcess gateway(config, GatewayProcess::Options{"info", std::chrono::milliseconds{10000}, {}});
+  GatewayProcess gateway(config, GatewayProcess::Options{"info", std::chrono::milliseconds{10000}, {}, {}});
   auto channel = makeChannel(gateway.address());
   auto stub = example::Echo::NewStub(channel);
 
@@ -135,7 +126,7 @@ TEST_CASE("SIGHUP reloads routes for new calls while open streams keep their bac
   TestBackend b("b");
   auto clusters = nlohmann::json::array({cluster("a", {a.address()}), cluster("b", {b.address()})});
   auto to = [&](const std::string& c) { return gatewayConfig(nlohmann::json::array({route("prefix", "/", c)}), clusters); };
-  GatewayProcess gateway(to("a"), GatewayProcess::Options{"info", std::chrono::milliseconds{10000}, {}});
+  GatewayProcess gateway(to("a"), GatewayProcess::Options{"info", std::chrono::milliseconds{10000}, {}, {}});
   auto stub = example::Echo::NewStub(makeChannel(gateway.address()));
   auto backendOfUnary = [&] {
     grpc::ClientContext ctx;

@@ -337,16 +337,6 @@ nlohmann::json singleConnectionConfig(const std::string& backend) {
   return config;
 }
 
-template <typename Pred>
-bool waitFor(Pred pred, std::chrono::milliseconds limit) {
-  const auto deadline = Clock::now() + limit;
-  while (!pred()) {
-    if (Clock::now() >= deadline) return false;
-    std::this_thread::sleep_for(20ms);
-  }
-  return true;
-}
-
 }  // namespace
 
 TEST_CASE("a completed call sends the backend no RST_STREAM", "[e2e][upstream]") {

@@ -3,7 +3,9 @@
 #pragma once
 
 #include <chrono>
+#include <functional>
 #include <memory>
+#include <thread>
 
 #include <grpcpp/grpcpp.h>
 
@@ -18,6 +20,16 @@ namespace sluice::test {
 // Deadline for ordinary calls: generous on a loaded machine, but a hang
 // still ends the test.
 inline constexpr std::chrono::milliseconds kCallTimeout{10'000};
+
+// Polls `condition` every 20 ms until it holds (true) or `timeout` passes (false).
+inline bool waitFor(const std::function<bool()>& condition, std::chrono::milliseconds timeout) {
+  const auto until = std::chrono::steady_clock::now() + timeout;
+  while (!condition()) {
+    if (std::chrono::steady_clock::now() >= until) return false;
+    std::this_thread::sleep_for(std::chrono::milliseconds(20));
+  }
+  return true;
+}
 
 struct SingleBackendFixture {
   TestBackend backend{"primary"};

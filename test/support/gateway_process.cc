@@ -15,6 +15,7 @@
 #include <mutex>
 #include <sstream>
 #include <stdexcept>
+#include <string_view>
 #include <thread>
 
 #ifndef SLUICE_BINARY_PATH
@@ -72,11 +73,22 @@ int exitCodeOf(int waitStatus) {
 // (the same file when they are equal, interleaved as written). Everything
 // the child needs is prepared before fork: the test process has grpc++
 // threads, so the child may only make async-signal-safe calls before exec.
+// `extraEnv` ("NAME=value") is added to this process's environment for the child.
 pid_t spawn(const std::vector<std::string>& args, const std::string& outputPath,
-            const std::string& errorPath) {
+            const std::string& errorPath, const std::vector<std::string>& extraEnv = {}) {
   std::vector<char*> argv;
   for (const auto& arg : args) argv.push_back(const_cast<char*>(arg.c_str()));
   argv.push_back(nullptr);
+  std::vector<char*> envp;
+  for (char** e = environ; *e != nullptr; ++e) {
+    std::string_view entry(*e);
+    bool replaced = std::any_of(extraEnv.begin(), extraEnv.end(), [&](const std::string& extra) {
+      return entry.substr(0, entry.find('=') + 1) == std::string_view(extra).substr(0, extra.find('=') + 1);
+    });
+    if (!replaced) envp.push_back(*e);
+  }
+  for (const auto& extra : extraEnv) envp.push_back(const_cast<char*>(extra.c_str()));
+  envp.push_back(nullptr);
   int output = ::open(outputPath.c_str(), O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0644);
   int error = errorPath == outputPath
                   ? ::fcntl(output, F_DUPFD_CLOEXEC, 0)
@@ -100,7 +112,7 @@ pid_t spawn(const std::vector<std::string>& args, const std::string& outputPath,
     ::dup2(devNull, STDIN_FILENO);
     ::dup2(output, STDOUT_FILENO);
     ::dup2(error, STDERR_FILENO);
-    ::execv(argv[0], argv.data());
+    ::execve(argv[0], argv.data(), envp.data());
     static const char kMessage[] = "exec of the gateway binary failed\n";
     [[maybe_unused]] auto ignored = ::write(STDERR_FILENO, kMessage, sizeof(kMessage) - 1);
     ::_exit(127);
@@ -196,7 +208,7 @@ GatewayProcess::GatewayProcess(const std::string& configJson, Options options)
                                   "--ready-file",
                                   readyPath_};
     argv.insert(argv.end(), options.extraArgs.begin(), options.extraArgs.end());
-    pid_ = spawn(argv, logPath_, logPath_);
+    pid_ = spawn(argv, logPath_, logPath_, options.extraEnv);
     {
       std::lock_guard lock(liveMutex());
       liveGateways().push_back(this);

@@ -46,6 +46,8 @@ class GatewayProcess {
     std::string logLevel = "debug";
     std::chrono::milliseconds readyTimeout{10'000};
     std::vector<std::string> extraArgs;
+    // "NAME=value" entries added to (or replacing in) the gateway's environment.
+    std::vector<std::string> extraEnv;
   };
 
   explicit GatewayProcess(const std::string& configJson) : GatewayProcess(configJson, Options{}) {}

@@ -27,7 +27,12 @@ int listenOnLoopback(int& port) {
   return fd;
 }
 
-TestBackend::TestBackend(std::string name) : name_(std::move(name)) { start(); }
+TestBackend::TestBackend(std::string name) : TestBackend(std::move(name), "127.0.0.1", 0) {}
+
+TestBackend::TestBackend(std::string name, std::string ip, int port)
+    : name_(std::move(name)), ip_(std::move(ip)), port_(port) {
+  start();
+}
 
 TestBackend::~TestBackend() { stop(); }
 
@@ -36,7 +41,7 @@ void TestBackend::start() {
   auto backend = std::make_unique<example::EchoBackend>(name_);
   grpc::ServerBuilder builder;
   int selected = 0;
-  builder.AddListeningPort("127.0.0.1:" + std::to_string(port_), grpc::InsecureServerCredentials(),
+  builder.AddListeningPort(ip_ + ":" + std::to_string(port_), grpc::InsecureServerCredentials(),
                            &selected);
   backend->addTo(builder);
   // Without this a restarted backend could share a port with another
@@ -44,8 +49,7 @@ void TestBackend::start() {
   builder.AddChannelArgument(GRPC_ARG_ALLOW_REUSEPORT, 0);
   auto server = builder.BuildAndStart();
   if (!server || selected == 0) {
-    throw std::runtime_error("backend " + name_ + ": cannot listen on 127.0.0.1:" +
-                             std::to_string(port_));
+    throw std::runtime_error("backend " + name_ + ": cannot listen on " + ip_ + ":" + std::to_string(port_));
   }
   port_ = selected;
   backend_ = std::move(backend);

@@ -1,6 +1,6 @@
 // An in-process example backend (sluice.example.Echo and .Other) for e2e tests.
 //
-// TestBackend runs a grpc::Server on 127.0.0.1 with the services of one
+// TestBackend runs a grpc::Server on 127.0.0.1 (or another loopback address) with the services of one
 // example::EchoBackend; the first start() picks a free port and restarts reuse
 // it, so a gateway config written once stays valid across stop()/start(). Each
 // start() makes a fresh EchoBackend: stats() counts from zero again.
@@ -24,6 +24,9 @@ class TestBackend {
  public:
   // Starts serving at once.
   explicit TestBackend(std::string name);
+  // On another loopback address (127.0.0.2, ...) and a given port (0: a free
+  // one): two backends on one port, told apart by address.
+  TestBackend(std::string name, std::string ip, int port);
   ~TestBackend();
   TestBackend(const TestBackend&) = delete;
   TestBackend& operator=(const TestBackend&) = delete;
@@ -35,11 +38,12 @@ class TestBackend {
 
   const std::string& name() const { return name_; }
   int port() const { return port_; }
-  std::string address() const { return "127.0.0.1:" + std::to_string(port_); }
+  std::string address() const { return ip_ + ":" + std::to_string(port_); }
   example::BackendStats& stats() { return backend_->stats(); }
 
  private:
   std::string name_;
+  std::string ip_;
   int port_ = 0;
   std::unique_ptr<example::EchoBackend> backend_;
   std::unique_ptr<grpc::Server> server_;
