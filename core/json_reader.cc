@@ -60,7 +60,10 @@ std::optional<uint64_t> JsonObject::unsignedInt(std::string_view key, uint64_t m
                                                 bool required) {
   const auto* v = value(key, required);
   if (v == nullptr) return std::nullopt;
-  if (!v->is_number_integer() || (v->is_number_integer() && !v->is_number_unsigned())) {
+  // Parsed text holds 3 as unsigned; JSON built in code (embedders, tests)
+  // holds it as signed: both are the count 3.
+  const bool non_negative = v->is_number_unsigned() || (v->is_number_integer() && v->get<int64_t>() >= 0);
+  if (!non_negative) {
     errors_.add(pathOf(key), fmt::format("expected a non-negative integer, got {}",
                                          v->is_number() ? v->dump() : v->type_name()));
     return std::nullopt;

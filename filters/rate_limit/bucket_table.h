@@ -1,11 +1,16 @@
-// BucketTable: token buckets by key, bounded, least recently used evicted.
+// BucketTable: the token buckets of one rate_limit filter entry.
 //
-// One table per rate_limit filter entry, owned by its factory and shared by
-// every worker, hence the mutex (held for a hash lookup and a few flops). The
-// bound matters: keys come from client metadata, so a client cycling through
-// a million values would otherwise grow memory without limit. An evicted key
-// starts again with a full bucket, which only ever helps a key that has been
-// idle longer than every other key in the table.
+// Shared by every worker (and by the configs of consecutive reloads that left
+// the entry unchanged), hence the mutex (held for a hash lookup and a few
+// flops). Two kinds of bucket:
+// - shared ones, a fixed number (one per rule and kind, for callers a rule
+//   does not tell apart), never evicted;
+// - keyed ones (one per metadata value), bounded, least recently used
+//   evicted. The bound matters: keys come from client metadata, so a client
+//   cycling through a million values would otherwise grow memory without
+//   limit. An evicted key starts again with a full bucket, which only ever
+//   helps a key that has been idle longer than every other key in the table;
+//   a client cycling keys can never refill a shared bucket that way.
 #pragma once
 
 #include <chrono>
@@ -15,6 +20,7 @@
 #include <string>
 #include <string_view>
 #include <unordered_map>
+#include <vector>
 
 namespace sluice::filters::rate_limit {
 
@@ -27,29 +33,37 @@ class BucketTable {
  public:
   using Clock = std::chrono::steady_clock;
 
-  explicit BucketTable(size_t max_keys) : max_keys_(max_keys) {}
+  BucketTable(size_t max_keys, size_t shared_buckets = 0) : max_keys_(max_keys), shared_(shared_buckets) {}
 
   struct Result {
-    bool allowed;
+    bool allowed = false;
     // When refused: how long until one token is back.
     std::chrono::milliseconds retry_after{0};
   };
   // Takes one token from `key`'s bucket (new keys start full).
   Result take(std::string_view key, const BucketSpec& spec, Clock::time_point now);
+  // Takes one token from shared bucket `slot` (< shared_buckets; full at first).
+  Result takeShared(size_t slot, const BucketSpec& spec, Clock::time_point now);
 
   size_t size() const;
   size_t maxKeys() const { return max_keys_; }
 
  private:
+  struct Bucket {
+    double tokens = -1;  // < 0: never used (full)
+    Clock::time_point updated;
+  };
   struct Entry {
     std::string key;
-    double tokens;
-    Clock::time_point updated;
+    Bucket bucket;
   };
   using List = std::list<Entry>;
 
+  static Result takeFrom(Bucket& bucket, const BucketSpec& spec, Clock::time_point now);
+
   const size_t max_keys_;
   mutable std::mutex mutex_;
+  std::vector<Bucket> shared_;
   List lru_;  // most recently used first
   // Views into the list's keys: list nodes never move.
   std::unordered_map<std::string_view, List::iterator> index_;

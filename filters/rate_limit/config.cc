@@ -1,5 +1,8 @@
 #include "filters/rate_limit/config.h"
 
+#include <map>
+#include <mutex>
+
 #include <fmt/format.h>
 #include <nlohmann/json.hpp>
 
@@ -16,10 +19,30 @@ using json = nlohmann::json;
 constexpr uint64_t kMaxRate = 1'000'000'000;
 constexpr uint64_t kMaxKeysLimit = 10'000'000;
 
+// The bucket table for the filter entry at `path` with config `text`: the one
+// a live config already uses for the same entry unchanged (a reload that
+// changed routes or clusters must not hand every caller a full bucket), else
+// a new one. Tables are shared only this way, by the factories of the
+// configs a reload overlaps; the last one to go frees it.
+std::shared_ptr<BucketTable> tableFor(const std::string& path, const std::string& text,
+                                      const RateLimitConfig& config) {
+  static std::mutex mutex;
+  static std::map<std::string, std::weak_ptr<BucketTable>> live;
+  std::lock_guard lock(mutex);
+  std::erase_if(live, [](const auto& entry) { return entry.second.expired(); });
+  std::string identity = path + "\n" + text;
+  if (auto it = live.find(identity); it != live.end()) {
+    if (auto table = it->second.lock()) return table;
+  }
+  auto table = std::make_shared<BucketTable>(config.max_keys, config.rules.size() * 2);
+  live[identity] = table;
+  return table;
+}
+
 class RateLimitFilterFactory : public FilterFactory {
  public:
-  explicit RateLimitFilterFactory(std::shared_ptr<const RateLimitConfig> config)
-      : config_(std::move(config)), table_(std::make_unique<BucketTable>(config_->max_keys)) {}
+  RateLimitFilterFactory(std::shared_ptr<const RateLimitConfig> config, std::shared_ptr<BucketTable> table)
+      : config_(std::move(config)), table_(std::move(table)) {}
   FilterPtr createFilter(StreamContext&) const override {
     return std::make_unique<RateLimitFilter>(*config_, *table_);
   }
@@ -27,7 +50,7 @@ class RateLimitFilterFactory : public FilterFactory {
  private:
   std::shared_ptr<const RateLimitConfig> config_;
   // Buckets are state shared by every stream; the table synchronises itself.
-  std::unique_ptr<BucketTable> table_;
+  std::shared_ptr<BucketTable> table_;
 };
 
 // {"rate": N, "per": "second"|"minute"|"hour", "burst": M (default N)}
@@ -101,7 +124,8 @@ FilterFactorySharedPtr RateLimitConfigFactory::create(const json& config, const 
   if (auto m = obj.unsignedInt("max_keys", 1, kMaxKeysLimit)) out->max_keys = *m;
   obj.finish();
   if (ctx.errors.size() != errors_before) return nullptr;
-  return std::make_shared<RateLimitFilterFactory>(std::move(out));
+  auto table = tableFor(path, config.dump(), *out);
+  return std::make_shared<RateLimitFilterFactory>(std::move(out), std::move(table));
 }
 
 }  // namespace sluice::filters::rate_limit

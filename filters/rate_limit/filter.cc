@@ -43,9 +43,16 @@ FilterStatus RateLimitFilter::onRequestMessage(StreamContext& ctx, Message&) {
 }
 
 bool RateLimitFilter::take(StreamContext& ctx, const Limit& limit, char kind) {
-  // Rule index, bucket kind, then the caller's value: one table for all rules.
-  std::string key = fmt::format("{}{}{}", rule_index_, kind, key_value_);
-  auto result = table_.take(key, limit.bucket, BucketTable::Clock::now());
+  const auto now = BucketTable::Clock::now();
+  BucketTable::Result result;
+  if (key_value_.empty()) {
+    // A rule without a key, or a caller without the key's metadata: the
+    // rule's shared bucket of this kind.
+    result = table_.takeShared(rule_index_ * 2 + (kind == 'm' ? 1 : 0), limit.bucket, now);
+  } else {
+    // Rule index, bucket kind, then the caller's value: one table for all rules.
+    result = table_.take(fmt::format("{}{}{}", rule_index_, kind, key_value_), limit.bucket, now);
+  }
   if (result.allowed) return true;
   spdlog::debug("[C{}][S{}] rate limited: {}", ctx.connectionId(), ctx.streamId(), limit.description);
   HeaderMap trailers;

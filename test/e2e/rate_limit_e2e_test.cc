@@ -5,6 +5,9 @@
 #include "test/support/e2e_fixture.h"
 #include "test/support/raw_h2_client.h"
 
+#include <csignal>
+#include <fstream>
+
 namespace sluice::test {
 namespace {
 
@@ -112,6 +115,60 @@ TEST_CASE("rate_limit: streamed messages over the limit end the call mid-stream"
   grpc::Status status = stream->Finish();
   REQUIRE_STATUS(status, grpc::StatusCode::RESOURCE_EXHAUSTED);
   CHECK(status.error_message().find("messages per hour") != std::string::npos);
+}
+
+TEST_CASE("rate_limit: callers cycling keys cannot refill another rule's shared bucket", "[e2e][rate_limit]") {
+  TestBackend backend("primary");
+  // max_keys is 100: 150 tenants on the keyed rule evict every keyed bucket.
+  GatewayProcess gateway(rateLimitGateway(backend.address(), nlohmann::json::parse(R"([
+      {"match": {"service": "sluice.example.Other"}, "key": "x-tenant", "calls": {"rate": 1000, "per": "second"}},
+      {"calls": {"rate": 3, "per": "hour"}}
+  ])")));
+  auto channel = makeChannel(gateway.address());
+  auto stub = example::Echo::NewStub(channel);
+  for (int i = 0; i < 3; ++i) REQUIRE_OK(unary(*stub));
+  REQUIRE_STATUS(unary(*stub), grpc::StatusCode::RESOURCE_EXHAUSTED);
+  for (int i = 0; i < 150; ++i) {
+    grpc::ClientContext ctx;
+    setTimeout(ctx, kCallTimeout);
+    ctx.AddMetadata("x-tenant", "tenant-" + std::to_string(i));
+    EchoResponse resp;
+    REQUIRE_OK(callUnaryMethod(*channel, "/sluice.example.Other/Unary", ctx, EchoRequest(), &resp));
+  }
+  REQUIRE_STATUS(unary(*stub), grpc::StatusCode::RESOURCE_EXHAUSTED);
+}
+
+TEST_CASE("rate_limit: a reload that leaves the filter unchanged keeps its buckets", "[e2e][rate_limit]") {
+  TestBackend backend("primary");
+  auto config = rateLimitGateway(backend.address(), nlohmann::json::parse(R"([
+      {"calls": {"rate": 3, "per": "hour"}}
+  ])"));
+  GatewayProcess gateway(config);
+  auto stub = example::Echo::NewStub(makeChannel(gateway.address()));
+  for (int i = 0; i < 3; ++i) REQUIRE_OK(unary(*stub));
+  REQUIRE_STATUS(unary(*stub), grpc::StatusCode::RESOURCE_EXHAUSTED);
+  auto reload = [&](const nlohmann::json& next, int nth) {
+    std::ofstream(gateway.configPath()) << next.dump(2);
+    gateway.signal(SIGHUP);
+    REQUIRE(waitFor(
+        [&] {
+          std::string logs = gateway.logs();
+          size_t count = 0;
+          for (size_t at = logs.find("config reloaded"); at != std::string::npos; at = logs.find("config reloaded", at + 1)) {
+            ++count;
+          }
+          return count >= static_cast<size_t>(nth);
+        },
+        std::chrono::seconds(5)));
+  };
+  // Something else changes (the drain timeout): the callers' buckets stay empty.
+  config["drain_timeout_ms"] = 5000;
+  reload(config, 1);
+  REQUIRE_STATUS(unary(*stub), grpc::StatusCode::RESOURCE_EXHAUSTED);
+  // The limit itself changes: a new entry, full buckets.
+  config["listeners"][0]["filters"][0]["config"]["rules"][0]["calls"]["rate"] = 4;
+  reload(config, 2);
+  REQUIRE_OK(unary(*stub));
 }
 
 }  // namespace sluice::test

@@ -72,6 +72,44 @@ TEST_CASE("rate_limit: a million distinct keys keep the table at its bound", "[r
   CHECK(table.take("key-0", spec, t0).allowed);       // evicted long ago: starts full
 }
 
+TEST_CASE("rate_limit: shared buckets are never evicted by keys", "[rate_limit]") {
+  BucketTable table(2, 1);  // room for two keys, one shared bucket
+  BucketSpec spec{2, 1.0 / 3600};
+  auto t0 = BucketTable::Clock::now();
+  CHECK(table.takeShared(0, spec, t0).allowed);
+  CHECK(table.takeShared(0, spec, t0).allowed);
+  CHECK_FALSE(table.takeShared(0, spec, t0).allowed);
+  for (int i = 0; i < 1000; ++i) CHECK(table.take("key-" + std::to_string(i), spec, t0).allowed);
+  CHECK(table.size() == 2);
+  CHECK_FALSE(table.takeShared(0, spec, t0).allowed);
+}
+
+TEST_CASE("rate_limit: an entry loaded again unchanged keeps its buckets; a changed one starts full", "[rate_limit]") {
+  const json config = json::parse(R"({"rules": [{"calls": {"rate": 2, "per": "hour"}}]})");
+  ConfigErrors errors;
+  auto first = build(config, errors);
+  INFO(errors.format());
+  REQUIRE(first);
+  CHECK(call(*first, "/a.S/M"));
+  CHECK(call(*first, "/a.S/M"));
+  CHECK_FALSE(call(*first, "/a.S/M"));
+  // A reload: the new config is built while the old one still serves.
+  auto reloaded = build(config, errors);
+  REQUIRE(reloaded);
+  CHECK_FALSE(call(*reloaded, "/a.S/M"));
+  json changed = config;
+  changed["rules"][0]["calls"]["rate"] = 3;  // a signed 3 in nlohmann's terms: still a count
+  auto other = build(changed, errors);
+  INFO(errors.format());
+  REQUIRE(other);
+  CHECK(call(*other, "/a.S/M"));
+  // Once no config uses the entry, its buckets are gone.
+  first.reset();
+  reloaded.reset();
+  auto fresh = build(config, errors);
+  CHECK(call(*fresh, "/a.S/M"));
+}
+
 TEST_CASE("rate_limit: calls per route, RESOURCE_EXHAUSTED with a retry hint", "[rate_limit]") {
   ConfigErrors errors;
   auto factory = build(json::parse(R"({"rules": [
