@@ -57,7 +57,10 @@ bool sleepUnlessCancelled(grpc::ServerContext& context, uint32_t ms) {
 
 // Must run before the first message is written: initial metadata goes out
 // with it.
+// The per-call options of the first request that shape the response stream:
+// metadata echo and compression.
 void applyMetadataEcho(grpc::ServerContext& context, const EchoRequest& request) {
+  if (request.compress_response()) context.set_compression_algorithm(GRPC_COMPRESS_GZIP);
   if (!request.echo_metadata()) return;
   for (const auto& [key, value] : context.client_metadata()) {
     std::string_view name(key.data(), key.size());
