@@ -3,6 +3,7 @@
 #include <nghttp2/nghttp2.h>
 #include <uv.h>
 
+#include <fmt/format.h>
 #include <spdlog/spdlog.h>
 
 #include "core/config.h"
@@ -52,7 +53,8 @@ void DownstreamConnection::start() {
   spdlog::debug("[C{}] accepted from {}", id_, peer_address_);
   socket_.startReading();
   timers_.start(0);
-  scheduleFlush();  // our SETTINGS
+  // Our SETTINGS go out with the answer to the client's first bytes, not
+  // before: an HTTP/1 client must get a readable HTTP/1 error, not a frame.
 }
 
 ListenerStats& DownstreamConnection::stats() { return listener_.stats(); }
@@ -115,7 +117,39 @@ void DownstreamConnection::onStreamClosed(DownstreamStream& stream) {
 }
 
 void DownstreamConnection::onRead(const uint8_t* data, size_t len) {
-  if (closed_) return;
+  if (closed_ || http1_refused_) return;  // the rest of a refused HTTP/1 request is dropped
+  if (start_checked_) {
+    receive(data, len);
+    return;
+  }
+  start_.append(reinterpret_cast<const char*>(data), len);
+  const ClientStart kind = classifyClientStart(start_);
+  if (kind == ClientStart::Undecided) return;
+  start_checked_ = true;
+  const std::string first = std::move(start_);
+  start_ = std::string();
+  if (kind == ClientStart::Http1) {
+    refuseHttp1();
+    return;
+  }
+  receive(reinterpret_cast<const uint8_t*>(first.data()), first.size());
+}
+
+void DownstreamConnection::refuseHttp1() {
+  // Someone pointed curl or a browser at a gRPC port: say what it speaks,
+  // in a language the client reads (RFC 9113 §3.3: prior knowledge only).
+  static constexpr std::string_view kBody =
+      "this is a gRPC listener: it speaks HTTP/2 with prior knowledge (h2c) only, not HTTP/1.1\n";
+  listener_.stats().downstream_protocol_errors.inc();
+  spdlog::info("[C{}] HTTP/1 request from {}: answered 505, closing the connection", id_, peer_address_);
+  http1_refused_ = true;
+  socket_.write(fmt::format("HTTP/1.1 505 HTTP Version Not Supported\r\ncontent-type: text/plain\r\n"
+                            "content-length: {}\r\nconnection: close\r\n\r\n{}",
+                            kBody.size(), kBody));
+  scheduleFlush();
+}
+
+void DownstreamConnection::receive(const uint8_t* data, size_t len) {
   Status s = session_.receive(data, len);
   if (!s.isOk()) {
     listener_.stats().downstream_protocol_errors.inc();
@@ -131,6 +165,12 @@ void DownstreamConnection::onDisconnected(int status) {
 
 void DownstreamConnection::flush() {
   if (closed_) return;
+  if (http1_refused_) {
+    // The answer written, the client closes (connection: close); one that
+    // does not is closed by the linger check.
+    lingerWhileClientReads();
+    return;
+  }
   if (!session_.writeTo(socket_, max_pending_write_)) {
     close("http/2 session failed");
     return;
@@ -155,6 +195,10 @@ void DownstreamConnection::onLingerCheck() {
   if (pending < linger_pending_) {
     linger_pending_ = pending;
     linger_timer_->enable(kLingerWithoutProgress);
+    return;
+  }
+  if (http1_refused_) {
+    close("HTTP/1 client answered");
     return;
   }
   spdlog::info("[C{}] {} stopped reading: closing the connection with {} bytes unwritten", id_, peer_address_,

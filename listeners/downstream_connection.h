@@ -98,6 +98,13 @@ class DownstreamConnection final : public Http2SessionOwner,
   void lingerWhileClientReads();
   void onLingerCheck();
   bool ending_ = false;
+  // The connection's first bytes, held until they tell HTTP/2 from HTTP/1
+  // (at most the 24-byte preface's worth, plus what arrived with it).
+  void receive(const uint8_t* data, size_t len);
+  void refuseHttp1();
+  std::string start_;
+  bool start_checked_ = false;
+  bool http1_refused_ = false;
   uint64_t incomplete_request_bytes_ = 0;
   size_t linger_pending_ = 0;  // bytes unwritten at the last check
   std::unique_ptr<Timer> linger_timer_;

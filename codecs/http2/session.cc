@@ -286,6 +286,19 @@ nghttp2_option* makeOptions(const Http2Settings& settings) {
 
 }  // namespace
 
+ClientStart classifyClientStart(std::string_view first_bytes) {
+  const std::string_view preface(NGHTTP2_CLIENT_MAGIC, NGHTTP2_CLIENT_MAGIC_LEN);
+  const size_t n = std::min(first_bytes.size(), preface.size());
+  if (first_bytes.substr(0, n) == preface.substr(0, n)) {
+    return n == preface.size() ? ClientStart::Http2 : ClientStart::Undecided;
+  }
+  // A method token (upper-case letters) and a space: the start of a request line.
+  size_t i = 0;
+  while (i < first_bytes.size() && i < preface.size() && first_bytes[i] >= 'A' && first_bytes[i] <= 'Z') ++i;
+  if (i == first_bytes.size()) return ClientStart::Undecided;
+  return i > 0 && first_bytes[i] == ' ' ? ClientStart::Http1 : ClientStart::Other;
+}
+
 Http2Session::Http2Session(Side side, Http2SessionOwner& owner, const Http2Settings& settings)
     : side_(side), owner_(owner) {
   nghttp2_option* options = makeOptions(settings);

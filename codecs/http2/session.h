@@ -64,6 +64,15 @@ class Http2SessionOwner {
   virtual void onPingAck() {}
 };
 
+// How the first bytes a client sent compare with the HTTP/2 client preface.
+enum class ClientStart {
+  Undecided,  // too few bytes to tell (a beginning of the preface or of a method name)
+  Http2,      // the preface
+  Http1,      // an HTTP/1.x request line ("GET / HTTP/1.1"): curl, a browser, an h2c upgrade
+  Other,      // anything else (TLS, garbage): nghttp2 rejects it
+};
+ClientStart classifyClientStart(std::string_view first_bytes);
+
 // What one header field counts toward SETTINGS_MAX_HEADER_LIST_SIZE (RFC 9113).
 inline size_t headerListBytes(std::string_view name, std::string_view value) {
   return name.size() + value.size() + 32;

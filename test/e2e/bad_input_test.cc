@@ -3,7 +3,15 @@
 // answer and must not disturb anyone else's calls.
 #include <catch2/catch.hpp>
 
+#include <arpa/inet.h>
+#include <netinet/in.h>
+#include <sys/socket.h>
+#include <unistd.h>
+
+#include <thread>
+
 #include "test/support/e2e_fixture.h"
+#include "test/support/http_client.h"
 #include "test/support/raw_h2_client.h"
 
 namespace sluice::test {
@@ -76,6 +84,48 @@ TEST_CASE_METHOD(SingleBackendFixture,
   grpc::ClientContext context;
   setTimeout(context, kCallTimeout);
   REQUIRE_OK(fresh->Unary(&context, EchoRequest(), &response));
+}
+
+TEST_CASE_METHOD(SingleBackendFixture, "an HTTP/1.1 request gets a readable 505 saying the port speaks h2c",
+                 "[e2e][bad-input]") {
+  auto expectRefusal = [](const std::string& answer) {
+    INFO(answer);
+    CHECK_THAT(answer, Catch::StartsWith("HTTP/1.1 505 "));
+    CHECK_THAT(answer, Catch::Contains("connection: close") && Catch::Contains("h2c"));
+  };
+  SECTION("curl's request") {
+    HttpReply reply = httpRaw(gateway.address(), "GET / HTTP/1.1\r\nhost: x\r\n\r\n");
+    expectRefusal(reply.headers + "\r\n\r\n" + reply.body);
+  }
+  SECTION("an h2c upgrade, sent a few bytes at a time, with a body") {
+    int fd = ::socket(AF_INET, SOCK_STREAM, 0);
+    sockaddr_in a{};
+    a.sin_family = AF_INET;
+    a.sin_port = htons(static_cast<uint16_t>(gateway.port()));
+    a.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+    REQUIRE(::connect(fd, reinterpret_cast<sockaddr*>(&a), sizeof(a)) == 0);
+    const std::string request =
+        "POST /sluice.example.Echo/Unary HTTP/1.1\r\nhost: x\r\nconnection: Upgrade, HTTP2-Settings\r\n"
+        "upgrade: h2c\r\nhttp2-settings: AAMAAABkAAQAAP__\r\ncontent-length: 5\r\n\r\nhello";
+    for (size_t at = 0; at < request.size(); at += 3) {
+      REQUIRE(::send(fd, request.data() + at, std::min<size_t>(3, request.size() - at), MSG_NOSIGNAL) > 0);
+      std::this_thread::sleep_for(1ms);
+    }
+    timeval tv{3, 0};
+    ::setsockopt(fd, SOL_SOCKET, SO_RCVTIMEO, &tv, sizeof(tv));
+    std::string answer;
+    char buf[1024];
+    ssize_t n;
+    while ((n = ::recv(fd, buf, sizeof(buf), 0)) > 0) answer.append(buf, static_cast<size_t>(n));
+    ::close(fd);
+    CHECK(n == 0);  // the gateway closed the connection
+    expectRefusal(answer);
+  }
+  // gRPC on the same port is untouched.
+  grpc::ClientContext context;
+  setTimeout(context, kCallTimeout);
+  EchoResponse response;
+  REQUIRE_OK(stub->Unary(&context, EchoRequest(), &response));
 }
 
 }  // namespace
