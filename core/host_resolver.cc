@@ -1,29 +1,38 @@
 #include "core/host_resolver.h"
 
 #include <netdb.h>
-#include <uv.h>
+#include <sys/socket.h>
+
+#include <mutex>
+#include <system_error>
+#include <thread>
+
+#include <spdlog/spdlog.h>
 
 #include "core/dispatcher.h"
 
 namespace sluice {
 
-// The libuv request and what the answer needs; freed by the bridge, after
-// libuv has called it, whether or not its resolver still exists.
-struct HostResolver::Request {
-  uv_getaddrinfo_t req{};
-  HostResolver* owner = nullptr;  // nullptr once the resolver is gone
-  uint16_t port = 0;
+// Shared by the resolver and its lookup's thread, the only shared ownership
+// here: the thread may outlive the resolver (and its loop) by as long as the
+// system resolver takes.
+struct HostResolver::Lookup {
+  std::mutex mutex;
+  HostResolver* owner = nullptr;  // guarded by mutex; nullptr once nobody waits
+  Dispatcher* dispatcher = nullptr;
 };
 
 namespace {
 
-void onResolvedBridge(uv_getaddrinfo_t* req, int status, addrinfo* answers) noexcept {
-  auto* request = static_cast<HostResolver::Request*>(req->data);
-  if (request->owner != nullptr) {
-    request->owner->onResolved(status == 0 ? pickResolvedAddress(answers, request->port) : std::nullopt);
-  }
-  uv_freeaddrinfo(answers);
-  delete request;
+std::optional<SocketAddress> lookUp(const std::string& host, uint16_t port) {
+  addrinfo hints{};
+  hints.ai_family = AF_UNSPEC;
+  hints.ai_socktype = SOCK_STREAM;
+  addrinfo* answers = nullptr;
+  if (getaddrinfo(host.c_str(), nullptr, &hints, &answers) != 0) return std::nullopt;
+  std::optional<SocketAddress> address = pickResolvedAddress(answers, port);
+  freeaddrinfo(answers);
+  return address;
 }
 
 }  // namespace
@@ -32,32 +41,43 @@ HostResolver::HostResolver(Dispatcher& dispatcher, Callback on_resolved)
     : dispatcher_(dispatcher), on_resolved_(std::move(on_resolved)) {}
 
 HostResolver::~HostResolver() {
-  if (in_flight_ == nullptr) return;
+  if (!in_flight_) return;
+  // Under the lookup's mutex: once this returns its thread posts nothing,
+  // so the loop (which outlives this resolver) is never reached afterwards.
+  std::lock_guard lock(in_flight_->mutex);
   in_flight_->owner = nullptr;
-  // Only a lookup still queued can be cancelled; a running one finishes on
-  // its pool thread and its answer is dropped by the bridge.
-  uv_cancel(reinterpret_cast<uv_req_t*>(&in_flight_->req));
 }
 
 bool HostResolver::resolve(const std::string& host, uint16_t port) {
-  if (in_flight_ != nullptr) return false;
-  auto* request = new Request;
-  request->owner = this;
-  request->port = port;
-  request->req.data = request;
-  addrinfo hints{};
-  hints.ai_family = AF_UNSPEC;
-  hints.ai_socktype = SOCK_STREAM;
-  if (uv_getaddrinfo(dispatcher_.loop(), &request->req, onResolvedBridge, host.c_str(), nullptr, &hints) != 0) {
-    delete request;
+  if (in_flight_) return false;
+  auto lookup = std::make_shared<Lookup>();
+  lookup->owner = this;
+  lookup->dispatcher = &dispatcher_;
+  try {
+    std::thread([lookup, host, port] {
+      std::optional<SocketAddress> address = lookUp(host, port);
+      std::lock_guard lock(lookup->mutex);
+      if (lookup->owner == nullptr) return;
+      lookup->dispatcher->post([lookup, address = std::move(address)] {
+        // On the loop: the resolver may have gone since the post.
+        HostResolver* owner;
+        {
+          std::lock_guard lock(lookup->mutex);
+          owner = lookup->owner;
+        }
+        if (owner != nullptr && owner->in_flight_ == lookup) owner->onResolved(address);
+      });
+    }).detach();
+  } catch (const std::system_error& e) {
+    spdlog::warn("cannot start a lookup of {}: {}", host, e.what());
     return false;
   }
-  in_flight_ = request;
+  in_flight_ = std::move(lookup);
   return true;
 }
 
 void HostResolver::onResolved(std::optional<SocketAddress> address) {
-  in_flight_ = nullptr;
+  in_flight_.reset();
   on_resolved_(std::move(address));
 }
 

@@ -1,16 +1,19 @@
 // HostResolver: looks up one host name at a time without blocking the loop.
 //
 // getaddrinfo() can block for seconds (a resolver that does not answer waits
-// out its timeouts and retries), so the lookup runs on libuv's thread pool
-// (uv_getaddrinfo) and the answer comes back on the Dispatcher's loop.
+// out its timeouts and retries, per name server and address family), so each
+// lookup runs on a thread of its own and the answer is posted back to the
+// Dispatcher's loop. Not libuv's thread pool: a lookup running there cannot
+// be abandoned, and the loop could not stop (nor the gateway exit) until the
+// resolver gave up; its four threads would also be shared by every worker.
 //
 // Owned by whoever asks. Destroying it with a lookup in flight is safe: the
-// lookup is cancelled if it has not started, and its answer is dropped either
-// way (the libuv request lives apart and is freed when libuv is done with it).
+// lookup's thread finishes on its own and its answer is dropped.
 #pragma once
 
 #include <cstdint>
 #include <functional>
+#include <memory>
 #include <optional>
 #include <string>
 
@@ -23,7 +26,7 @@ class Dispatcher;
 class HostResolver {
  public:
   // `on_resolved` gets the address (see pickResolvedAddress), or nullopt when
-  // the name did not resolve.
+  // the name did not resolve; always on the Dispatcher's loop.
   using Callback = std::function<void(std::optional<SocketAddress>)>;
 
   HostResolver(Dispatcher& dispatcher, Callback on_resolved);
@@ -32,18 +35,19 @@ class HostResolver {
   HostResolver& operator=(const HostResolver&) = delete;
 
   // Starts a lookup; false (and nothing started) while one is in flight or
-  // when libuv refuses.
+  // when no thread could be started.
   bool resolve(const std::string& host, uint16_t port);
   bool busy() const { return in_flight_ != nullptr; }
 
-  // Called by the libuv bridge only.
-  struct Request;
-  void onResolved(std::optional<SocketAddress> address);
+  // What a lookup's thread shares with the resolver (host_resolver.cc).
+  struct Lookup;
 
  private:
+  void onResolved(std::optional<SocketAddress> address);
+
   Dispatcher& dispatcher_;
   Callback on_resolved_;
-  Request* in_flight_ = nullptr;
+  std::shared_ptr<Lookup> in_flight_;
 };
 
 }  // namespace sluice

@@ -192,6 +192,16 @@ void TcpSocket::onWriteDone(size_t bytes, int status) {
   if (pending_bytes_ == 0) callbacks_.onWriteDrained();
 }
 
+void TcpSocket::shutdownWrite() {
+  if (handle_ == nullptr || write_shut_ || pending_bytes_ > 0) return;
+  uv_os_fd_t fd;
+  if (uv_fileno(reinterpret_cast<uv_handle_t*>(handle_), &fd) != 0) return;
+  // Nothing is queued in libuv (pending_bytes_ is 0), so the kernel has every
+  // byte already: a plain shutdown(2) orders the FIN after them.
+  ::shutdown(fd, SHUT_WR);
+  write_shut_ = true;
+}
+
 void TcpSocket::close() {
   if (handle_ == nullptr) return;
   handle_->data = nullptr;

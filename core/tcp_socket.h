@@ -57,6 +57,10 @@ class TcpSocket {
   void write(const ByteSpan* spans, size_t count);
   size_t bytesPending() const { return pending_bytes_; }
 
+  // Sends FIN once nothing is left to write (call it when bytesPending() is
+  // 0): the peer reads to the end, then sees the connection closed. Reading
+  // goes on. Idempotent.
+  void shutdownWrite();
   // Idempotent; no callback follows.
   void close();
   bool closed() const { return handle_ == nullptr; }
@@ -76,6 +80,7 @@ class TcpSocket {
   uv_tcp_s* handle_;
   size_t pending_bytes_ = 0;
   bool write_failed_ = false;
+  bool write_shut_ = false;
 };
 
 // An error text for a libuv error code ("connection refused").

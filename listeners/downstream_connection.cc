@@ -122,16 +122,27 @@ void DownstreamConnection::onRead(const uint8_t* data, size_t len) {
     receive(data, len);
     return;
   }
-  start_.append(reinterpret_cast<const char*>(data), len);
-  const ClientStart kind = classifyClientStart(start_);
-  if (kind == ClientStart::Undecided) return;
+  // Usually the whole preface comes in the first read: nothing is copied.
+  const std::string_view chunk(reinterpret_cast<const char*>(data), len);
+  const bool held = !start_.empty();
+  if (held) start_.append(chunk);
+  const ClientStart kind = classifyClientStart(held ? std::string_view(start_) : chunk);
+  if (kind == ClientStart::Undecided) {
+    if (!held) start_.assign(chunk);  // under 24 bytes
+    return;
+  }
   start_checked_ = true;
-  const std::string first = std::move(start_);
-  start_ = std::string();
   if (kind == ClientStart::Http1) {
+    start_ = std::string();
     refuseHttp1();
     return;
   }
+  if (!held) {
+    receive(data, len);
+    return;
+  }
+  const std::string first = std::move(start_);
+  start_ = std::string();
   receive(reinterpret_cast<const uint8_t*>(first.data()), first.size());
 }
 
@@ -166,8 +177,10 @@ void DownstreamConnection::onDisconnected(int status) {
 void DownstreamConnection::flush() {
   if (closed_) return;
   if (http1_refused_) {
-    // The answer written, the client closes (connection: close); one that
-    // does not is closed by the linger check.
+    // Once the answer is written our side is done (the client reads to the
+    // end, then closes); a client that does not close is closed by the
+    // linger check.
+    if (socket_.bytesPending() == 0) socket_.shutdownWrite();
     lingerWhileClientReads();
     return;
   }

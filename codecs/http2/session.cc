@@ -195,8 +195,9 @@ struct Http2Session::Bridge {
   // too (RST_STREAM NO_ERROR, RFC 9113 §8.1): otherwise the stream stays
   // half-open, holding a slot of max_concurrent_streams, until the client
   // thinks to end it, and whatever it still sends would be read for nothing.
-  static int onFrameSend(nghttp2_session* s, const nghttp2_frame* frame, void* ud) noexcept {
-    if ((frame->hd.flags & NGHTTP2_FLAG_END_STREAM) == 0 || self(ud).side_ != Side::Server) return 0;
+  // Registered for server sessions only (it runs for every frame sent).
+  static int onFrameSend(nghttp2_session* s, const nghttp2_frame* frame, void*) noexcept {
+    if ((frame->hd.flags & NGHTTP2_FLAG_END_STREAM) == 0) return 0;
     if (frame->hd.type != NGHTTP2_HEADERS && frame->hd.type != NGHTTP2_DATA) return 0;
     if (nghttp2_session_get_stream_remote_close(s, frame->hd.stream_id) == 0) {
       nghttp2_submit_rst_stream(s, NGHTTP2_FLAG_NONE, frame->hd.stream_id, NGHTTP2_NO_ERROR);
@@ -246,22 +247,25 @@ struct Http2Session::Bridge {
     return std::max<int32_t>(n, 1);
   }
 
-  static const nghttp2_session_callbacks* callbacks() {
-    // Built once for the process and never changed: shared by every session.
-    static const nghttp2_session_callbacks* table = [] {
-      nghttp2_session_callbacks* cbs;
-      nghttp2_session_callbacks_new(&cbs);
-      nghttp2_session_callbacks_set_on_begin_headers_callback(cbs, onBeginHeaders);
-      nghttp2_session_callbacks_set_on_header_callback(cbs, onHeader);
-      nghttp2_session_callbacks_set_on_frame_recv_callback(cbs, onFrameRecv);
-      nghttp2_session_callbacks_set_on_data_chunk_recv_callback(cbs, onDataChunk);
-      nghttp2_session_callbacks_set_on_stream_close_callback(cbs, onStreamClose);
-      nghttp2_session_callbacks_set_on_frame_send_callback(cbs, onFrameSend);
-      nghttp2_session_callbacks_set_send_data_callback(cbs, sendData);
-      nghttp2_session_callbacks_set_data_source_read_length_callback(cbs, readLength);
-      return cbs;
-    }();
-    return table;
+  static nghttp2_session_callbacks* makeCallbacks(Side side) {
+    nghttp2_session_callbacks* cbs;
+    nghttp2_session_callbacks_new(&cbs);
+    nghttp2_session_callbacks_set_on_begin_headers_callback(cbs, onBeginHeaders);
+    nghttp2_session_callbacks_set_on_header_callback(cbs, onHeader);
+    nghttp2_session_callbacks_set_on_frame_recv_callback(cbs, onFrameRecv);
+    nghttp2_session_callbacks_set_on_data_chunk_recv_callback(cbs, onDataChunk);
+    nghttp2_session_callbacks_set_on_stream_close_callback(cbs, onStreamClose);
+    nghttp2_session_callbacks_set_send_data_callback(cbs, sendData);
+    nghttp2_session_callbacks_set_data_source_read_length_callback(cbs, readLength);
+    if (side == Side::Server) nghttp2_session_callbacks_set_on_frame_send_callback(cbs, onFrameSend);
+    return cbs;
+  }
+
+  static const nghttp2_session_callbacks* callbacks(Side side) {
+    // Built once per side for the process and never changed: shared by every session.
+    static const nghttp2_session_callbacks* server = makeCallbacks(Side::Server);
+    static const nghttp2_session_callbacks* client = makeCallbacks(Side::Client);
+    return side == Side::Server ? server : client;
   }
 
 };
@@ -303,9 +307,9 @@ Http2Session::Http2Session(Side side, Http2SessionOwner& owner, const Http2Setti
     : side_(side), owner_(owner) {
   nghttp2_option* options = makeOptions(settings);
   if (side == Side::Server) {
-    nghttp2_session_server_new2(&session_, Bridge::callbacks(), this, options);
+    nghttp2_session_server_new2(&session_, Bridge::callbacks(side), this, options);
   } else {
-    nghttp2_session_client_new2(&session_, Bridge::callbacks(), this, options);
+    nghttp2_session_client_new2(&session_, Bridge::callbacks(side), this, options);
   }
   nghttp2_option_del(options);
   nghttp2_settings_entry entries[] = {

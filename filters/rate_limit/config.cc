@@ -23,7 +23,9 @@ constexpr uint64_t kMaxKeysLimit = 10'000'000;
 // a live config already uses for the same entry unchanged (a reload that
 // changed routes or clusters must not hand every caller a full bucket), else
 // a new one. Tables are shared only this way, by the factories of the
-// configs a reload overlaps; the last one to go frees it.
+// configs a reload overlaps; the last one to go frees it. The registry is
+// per process: an application embedding two gateways with the same filter at
+// the same config path would have them share buckets.
 std::shared_ptr<BucketTable> tableFor(const std::string& path, const std::string& text,
                                       const RateLimitConfig& config) {
   static std::mutex mutex;

@@ -274,7 +274,7 @@ std::optional<std::string> readUntilClosed(int fd, std::chrono::milliseconds tim
 TEST_CASE("admin connections are bounded in number and time; gRPC traffic goes on", "[e2e][admin]") {
   SingleBackendFixture f;
   auto config = catchAllConfig(f.backend.address());
-  config["admin"] = {{"address", "127.0.0.1:0"}, {"max_connections", 3}, {"request_timeout_ms", 600}};
+  config["admin"] = {{"address", "127.0.0.1:0"}, {"max_connections", 3}, {"request_timeout_ms", 1500}};
   GatewayProcess gateway(config);
   const std::string admin = gateway.adminAddress();
   auto stub = example::Echo::NewStub(makeChannel(gateway.address()));
@@ -284,14 +284,13 @@ TEST_CASE("admin connections are bounded in number and time; gRPC traffic goes o
   std::vector<int> silent;
   for (int i = 0; i < 3; ++i) silent.push_back(connectTo(admin));
   std::this_thread::sleep_for(std::chrono::milliseconds(100));  // accepted
-  // A fourth is closed at once, before its request is read.
-  const auto refused_at = std::chrono::steady_clock::now();
+  // A fourth is closed at once (well before request_timeout_ms), before its
+  // request is read.
   int fourth = connectTo(admin);
-  auto refused = readUntilClosed(fourth, std::chrono::milliseconds(400));
+  auto refused = readUntilClosed(fourth, std::chrono::milliseconds(1000));
   ::close(fourth);
   REQUIRE(refused.has_value());
   CHECK(refused->empty());
-  CHECK(std::chrono::steady_clock::now() - refused_at < std::chrono::milliseconds(400));
   CHECK_THAT(gateway.logs(), Catch::Contains("admin: max_connections (3) reached"));
   {
     grpc::ClientContext ctx;
@@ -302,14 +301,14 @@ TEST_CASE("admin connections are bounded in number and time; gRPC traffic goes o
 
   // The silent ones get 408 once request_timeout_ms has passed, and are closed.
   for (int fd : silent) {
-    auto answer = readUntilClosed(fd, std::chrono::seconds(3));
+    auto answer = readUntilClosed(fd, std::chrono::seconds(5));
     ::close(fd);
     REQUIRE(answer.has_value());
     CHECK_THAT(*answer, Catch::StartsWith("HTTP/1.1 408"));
   }
   // Their slots are free again.
   CHECK(http(admin, "GET", "/healthz").status == 200);
-  // A request sent slowly but in time is answered.
+  // A request sent slowly (about 200 ms) but in time is answered.
   int slow = connectTo(admin);
   const std::string request = "GET /ready HTTP/1.1\r\nhost: x\r\n\r\n";
   for (char c : request) {
