@@ -1,10 +1,5 @@
 #include "core/cluster_config.h"
 
-#include <netdb.h>
-#include <netinet/in.h>
-#include <arpa/inet.h>
-#include <sys/socket.h>
-
 #include <charconv>
 
 #include <fmt/format.h>
@@ -104,17 +99,6 @@ CircuitBreakerConfig readBreakers(const json& value, const std::string& path, Co
 }
 
 }  // namespace
-
-std::optional<SocketAddress> resolveHost(const std::string& host, uint16_t port) {
-  addrinfo hints{};
-  hints.ai_family = AF_UNSPEC;
-  hints.ai_socktype = SOCK_STREAM;
-  addrinfo* res = nullptr;
-  if (getaddrinfo(host.c_str(), nullptr, &hints, &res) != 0 || res == nullptr) return std::nullopt;
-  std::optional<SocketAddress> out = pickResolvedAddress(res, port);
-  freeaddrinfo(res);
-  return out;
-}
 
 ClusterConfig readClusterConfig(const json& value, const std::string& path, ConfigErrors& errors) {
   ClusterConfig cluster;

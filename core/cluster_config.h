@@ -91,7 +91,4 @@ struct ClusterConfig {
 // Reads one entry of "clusters" at JSON pointer `path`; mistakes go to `errors`.
 ClusterConfig readClusterConfig(const nlohmann::json& value, const std::string& path, ConfigErrors& errors);
 
-// Resolves "host" to an address (IPv4 preferred); nullopt if it cannot.
-std::optional<SocketAddress> resolveHost(const std::string& host, uint16_t port);
-
 }  // namespace sluice

@@ -1,8 +1,5 @@
 #include "core/host_resolver.h"
 
-#include <netdb.h>
-#include <sys/socket.h>
-
 #include <mutex>
 #include <system_error>
 #include <thread>
@@ -22,21 +19,6 @@ struct HostResolver::Lookup {
   Dispatcher* dispatcher = nullptr;
 };
 
-namespace {
-
-std::optional<SocketAddress> lookUp(const std::string& host, uint16_t port) {
-  addrinfo hints{};
-  hints.ai_family = AF_UNSPEC;
-  hints.ai_socktype = SOCK_STREAM;
-  addrinfo* answers = nullptr;
-  if (getaddrinfo(host.c_str(), nullptr, &hints, &answers) != 0) return std::nullopt;
-  std::optional<SocketAddress> address = pickResolvedAddress(answers, port);
-  freeaddrinfo(answers);
-  return address;
-}
-
-}  // namespace
-
 HostResolver::HostResolver(Dispatcher& dispatcher, Callback on_resolved)
     : dispatcher_(dispatcher), on_resolved_(std::move(on_resolved)) {}
 
@@ -55,7 +37,7 @@ bool HostResolver::resolve(const std::string& host, uint16_t port) {
   lookup->dispatcher = &dispatcher_;
   try {
     std::thread([lookup, host, port] {
-      std::optional<SocketAddress> address = lookUp(host, port);
+      std::optional<SocketAddress> address = resolveHost(host, port);
       std::lock_guard lock(lookup->mutex);
       if (lookup->owner == nullptr) return;
       lookup->dispatcher->post([lookup, address = std::move(address)] {

@@ -25,7 +25,7 @@ class Dispatcher;
 
 class HostResolver {
  public:
-  // `on_resolved` gets the address (see pickResolvedAddress), or nullopt when
+  // `on_resolved` gets the address (see resolveHost), or nullopt when
   // the name did not resolve; always on the Dispatcher's loop.
   using Callback = std::function<void(std::optional<SocketAddress>)>;
 

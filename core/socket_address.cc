@@ -64,6 +64,8 @@ StatusOr<SocketAddress> parseSocketAddress(std::string_view text, bool allow_por
   return addr;
 }
 
+namespace {
+
 std::optional<SocketAddress> pickResolvedAddress(const addrinfo* answers, uint16_t port) {
   std::optional<SocketAddress> out;
   for (const addrinfo* ai = answers; ai != nullptr; ai = ai->ai_next) {
@@ -78,6 +80,19 @@ std::optional<SocketAddress> pickResolvedAddress(const addrinfo* answers, uint16
     }
   }
   return out;
+}
+
+}  // namespace
+
+std::optional<SocketAddress> resolveHost(const std::string& host, uint16_t port) {
+  addrinfo hints{};
+  hints.ai_family = AF_UNSPEC;
+  hints.ai_socktype = SOCK_STREAM;
+  addrinfo* answers = nullptr;
+  if (getaddrinfo(host.c_str(), nullptr, &hints, &answers) != 0 || answers == nullptr) return std::nullopt;
+  std::optional<SocketAddress> address = pickResolvedAddress(answers, port);
+  freeaddrinfo(answers);
+  return address;
 }
 
 }  // namespace sluice

@@ -8,7 +8,6 @@
 
 #include "core/status.h"
 
-struct addrinfo;
 struct sockaddr_storage;
 
 namespace sluice {
@@ -26,8 +25,9 @@ struct SocketAddress {
 // Accepts "IPv4:port" and "[IPv6]:port"; port 0 only when allow_port_zero.
 StatusOr<SocketAddress> parseSocketAddress(std::string_view text, bool allow_port_zero);
 
-// The address to use from a getaddrinfo() answer: the first IPv4 one (loopback
-// backends usually listen there), else the first IPv6 one; nullopt if none.
-std::optional<SocketAddress> pickResolvedAddress(const addrinfo* answers, uint16_t port);
+// Looks `host` up (getaddrinfo: it blocks, up to the resolver's timeouts) and
+// picks the first IPv4 address (loopback backends usually listen there), else
+// the first IPv6 one; nullopt if it does not resolve.
+std::optional<SocketAddress> resolveHost(const std::string& host, uint16_t port);
 
 }  // namespace sluice

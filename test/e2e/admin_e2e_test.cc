@@ -238,39 +238,6 @@ TEST_CASE("bad admin requests get HTTP errors and gRPC traffic goes on", "[e2e][
   REQUIRE_OK(call());
 }
 
-namespace {
-
-// A TCP connection to "IP:port" that sends nothing unless told to.
-int connectTo(const std::string& address) {
-  auto colon = address.rfind(':');
-  int fd = ::socket(AF_INET, SOCK_STREAM, 0);
-  sockaddr_in a{};
-  a.sin_family = AF_INET;
-  a.sin_port = htons(static_cast<uint16_t>(std::stoi(address.substr(colon + 1))));
-  ::inet_pton(AF_INET, address.substr(0, colon).c_str(), &a.sin_addr);
-  REQUIRE(::connect(fd, reinterpret_cast<sockaddr*>(&a), sizeof(a)) == 0);
-  return fd;
-}
-
-// Everything the peer sends until it closes, or nullopt if it has not closed
-// within `timeout`.
-std::optional<std::string> readUntilClosed(int fd, std::chrono::milliseconds timeout) {
-  timeval tv{static_cast<time_t>(timeout.count() / 1000), static_cast<suseconds_t>(timeout.count() % 1000 * 1000)};
-  ::setsockopt(fd, SOL_SOCKET, SO_RCVTIMEO, &tv, sizeof(tv));
-  std::string got;
-  char buf[4096];
-  const auto deadline = std::chrono::steady_clock::now() + timeout;
-  while (std::chrono::steady_clock::now() < deadline) {
-    ssize_t n = ::recv(fd, buf, sizeof(buf), 0);
-    if (n == 0) return got;
-    if (n < 0) return std::nullopt;  // timed out (or reset: not expected here)
-    got.append(buf, static_cast<size_t>(n));
-  }
-  return std::nullopt;
-}
-
-}  // namespace
-
 TEST_CASE("admin connections are bounded in number and time; gRPC traffic goes on", "[e2e][admin]") {
   SingleBackendFixture f;
   auto config = catchAllConfig(f.backend.address());
@@ -282,11 +249,11 @@ TEST_CASE("admin connections are bounded in number and time; gRPC traffic goes o
   // Three clients that connect and never send a request (a slowloris, a stuck
   // probe) take every admin slot.
   std::vector<int> silent;
-  for (int i = 0; i < 3; ++i) silent.push_back(connectTo(admin));
+  for (int i = 0; i < 3; ++i) silent.push_back(connectTcp(admin));
   std::this_thread::sleep_for(std::chrono::milliseconds(100));  // accepted
   // A fourth is closed at once (well before request_timeout_ms), before its
   // request is read.
-  int fourth = connectTo(admin);
+  int fourth = connectTcp(admin);
   auto refused = readUntilClosed(fourth, std::chrono::milliseconds(1000));
   ::close(fourth);
   REQUIRE(refused.has_value());
@@ -309,7 +276,7 @@ TEST_CASE("admin connections are bounded in number and time; gRPC traffic goes o
   // Their slots are free again.
   CHECK(http(admin, "GET", "/healthz").status == 200);
   // A request sent slowly (about 200 ms) but in time is answered.
-  int slow = connectTo(admin);
+  int slow = connectTcp(admin);
   const std::string request = "GET /ready HTTP/1.1\r\nhost: x\r\n\r\n";
   for (char c : request) {
     REQUIRE(::send(slow, &c, 1, MSG_NOSIGNAL) == 1);

@@ -3,8 +3,6 @@
 // answer and must not disturb anyone else's calls.
 #include <catch2/catch.hpp>
 
-#include <arpa/inet.h>
-#include <netinet/in.h>
 #include <sys/socket.h>
 #include <unistd.h>
 
@@ -98,12 +96,7 @@ TEST_CASE_METHOD(SingleBackendFixture, "an HTTP/1.1 request gets a readable 505 
     expectRefusal(reply.headers + "\r\n\r\n" + reply.body);
   }
   SECTION("an h2c upgrade, sent a few bytes at a time, with a body") {
-    int fd = ::socket(AF_INET, SOCK_STREAM, 0);
-    sockaddr_in a{};
-    a.sin_family = AF_INET;
-    a.sin_port = htons(static_cast<uint16_t>(gateway.port()));
-    a.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
-    REQUIRE(::connect(fd, reinterpret_cast<sockaddr*>(&a), sizeof(a)) == 0);
+    int fd = connectTcp(gateway.address());
     const std::string request =
         "POST /sluice.example.Echo/Unary HTTP/1.1\r\nhost: x\r\nconnection: Upgrade, HTTP2-Settings\r\n"
         "upgrade: h2c\r\nhttp2-settings: AAMAAABkAAQAAP__\r\ncontent-length: 5\r\n\r\nhello";
@@ -111,15 +104,10 @@ TEST_CASE_METHOD(SingleBackendFixture, "an HTTP/1.1 request gets a readable 505 
       REQUIRE(::send(fd, request.data() + at, std::min<size_t>(3, request.size() - at), MSG_NOSIGNAL) > 0);
       std::this_thread::sleep_for(1ms);
     }
-    timeval tv{5, 0};
-    ::setsockopt(fd, SOL_SOCKET, SO_RCVTIMEO, &tv, sizeof(tv));
-    std::string answer;
-    char buf[1024];
-    ssize_t n;
-    while ((n = ::recv(fd, buf, sizeof(buf), 0)) > 0) answer.append(buf, static_cast<size_t>(n));
+    auto answer = readUntilClosed(fd, 5s);
     ::close(fd);
-    CHECK(n == 0);  // the gateway ended the connection (its FIN right after the answer)
-    expectRefusal(answer);
+    REQUIRE(answer.has_value());  // the gateway ended the connection (its FIN right after the answer)
+    expectRefusal(*answer);
   }
   // gRPC on the same port is untouched.
   grpc::ClientContext context;
