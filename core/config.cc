@@ -153,6 +153,15 @@ GatewayConfigConstPtr loadConfig(const std::string& text, const FilterRegistry& 
   if (auto p = obj.unsignedInt("worker_spin_polls", 0, kMaxWorkerSpinPolls)) {
     config->worker_spin_polls = static_cast<uint32_t>(*p);
   }
+  if (auto us = obj.unsignedInt("worker_sched_slice_us", 0, kMaxWorkerSchedSliceUs)) {
+    if (*us != 0 && *us < kMinWorkerSchedSliceUs) {
+      errors.add(obj.pathOf("worker_sched_slice_us"),
+                 fmt::format("{} is below the kernel's minimum slice, {} us (0 keeps the kernel's default)", *us,
+                             kMinWorkerSchedSliceUs));
+    } else {
+      config->worker_sched_slice_us = static_cast<uint32_t>(*us);
+    }
+  }
   // Clusters first: routes name them.
   std::set<std::string> cluster_names;
   if (const json* clusters = obj.array("clusters", true)) {

@@ -13,6 +13,7 @@
 
 #include "core/registry.h"
 #include "core/stats.h"
+#include "core/thread_scheduling.h"
 #include "listeners/connection_balancer.h"
 #include "listeners/stats_render.h"
 #include "listeners/worker.h"
@@ -131,7 +132,10 @@ bool Gateway::writeReadyFile(const std::string& path) const {
 
 void Gateway::run() {
   for (size_t i = 1; i < workers_.size(); ++i) {
-    threads_.emplace_back([w = workers_[i].get()] { w->run(); });
+    threads_.emplace_back([w = workers_[i].get(), i] {
+      nameCurrentThread(fmt::format("sluice-w{}", i));  // worker 0 is the process's own thread
+      w->run();
+    });
   }
   mainWorker().run();
   for (auto& t : threads_) t.join();

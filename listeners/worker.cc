@@ -1,7 +1,11 @@
 #include "listeners/worker.h"
 
-#include <fmt/format.h>
+#include <atomic>
 
+#include <fmt/format.h>
+#include <spdlog/spdlog.h>
+
+#include "core/thread_scheduling.h"
 #include "listeners/grpc_listener.h"
 #include "upstream/cluster_manager.h"
 
@@ -42,7 +46,39 @@ std::vector<std::pair<std::string, SocketAddress>> Worker::boundListeners() cons
   return out;
 }
 
-void Worker::run() { dispatcher_->run(); }
+void Worker::run() {
+  applySchedSlice(current_->config().worker_sched_slice_us);
+  dispatcher_->run();
+}
+
+void Worker::applySchedSlice(uint32_t slice_us) {
+  bool first = !sched_slice_us_.has_value();
+  sched_slice_us_ = slice_us;
+  if (first && slice_us == 0) return;  // never touched: the kernel's default stands
+  SchedSliceResult r = setCurrentThreadSlice(slice_us);
+  // Every worker gets the same answer; one line per process is enough.
+  static std::atomic<bool> explained{false};
+  switch (r.kind) {
+    case SchedSliceResult::Kind::Applied:
+      spdlog::debug("worker thread: scheduler slice {} us", r.slice_ns / 1000);
+      break;
+    case SchedSliceResult::Kind::Unsupported:
+      if (!explained.exchange(true)) {
+        spdlog::info("worker_sched_slice_us {}: this kernel keeps its own slice (custom slices need Linux 6.12+)",
+                     slice_us);
+      }
+      break;
+    case SchedSliceResult::Kind::NotFairPolicy:
+      if (!explained.exchange(true)) {
+        spdlog::info("worker_sched_slice_us {}: the workers run under a real-time or idle policy, which has no "
+                     "slice to set", slice_us);
+      }
+      break;
+    case SchedSliceResult::Kind::Failed:
+      spdlog::warn("worker_sched_slice_us {}: {}", slice_us, r.error);
+      break;
+  }
+}
 
 Status Worker::reload(GatewayConfigConstPtr config) {
   const auto& old_listeners = current_->config().listeners;
@@ -61,6 +97,9 @@ Status Worker::reload(GatewayConfigConstPtr config) {
   // The old generation stays alive in the streams still using it.
   current_ = std::make_shared<Generation>(*dispatcher_, *stats_, std::move(config));
   dispatcher_->setIdleSpin(current_->config().worker_spin_polls, &stats_->loop());
+  // Reloads run on the loop's thread; before run() there is nothing to change yet.
+  uint32_t slice_us = current_->config().worker_sched_slice_us;
+  if (sched_slice_us_.has_value() && *sched_slice_us_ != slice_us) applySchedSlice(slice_us);
   return Status::ok();
 }
 

@@ -10,6 +10,7 @@
 
 #include <atomic>
 #include <memory>
+#include <optional>
 #include <string>
 #include <utility>
 #include <vector>
@@ -37,7 +38,8 @@ class Worker {
   Status start(const std::vector<uint16_t>* ports = nullptr);
   // (listener name, bound address) once started.
   std::vector<std::pair<std::string, SocketAddress>> boundListeners() const;
-  // Runs the loop until every handle is closed (after shutdown()).
+  // Runs the loop until every handle is closed (after shutdown()), on the
+  // calling thread, which takes the configured scheduler slice.
   void run();
 
   // New streams use `config` from now on; running ones finish on theirs. The
@@ -56,12 +58,18 @@ class Worker {
   bool draining() const { return draining_; }
 
  private:
+  // Asks the kernel for worker_sched_slice_us for the loop's thread (called
+  // on it); logs what could not be done.
+  void applySchedSlice(uint32_t slice_us);
+
   std::unique_ptr<Dispatcher> dispatcher_;
   std::unique_ptr<WorkerStats> stats_;
   GenerationPtr current_;
   std::vector<std::unique_ptr<GrpcListener>> listeners_;
   bool draining_ = false;
   bool shut_down_ = false;
+  // The slice last asked for on the loop's thread; unset until run().
+  std::optional<uint32_t> sched_slice_us_;
 };
 
 }  // namespace sluice

@@ -294,6 +294,35 @@ TEST_CASE("worker_spin_polls: 8 by default, 0 turns spinning off, past 1024 an e
   }
 }
 
+TEST_CASE("worker_sched_slice_us: 200 by default, 0 or 100 to 100000", "[config]") {
+  auto withSlice = [](const std::string& value) {
+    return std::string("{") + (value.empty() ? "" : R"("worker_sched_slice_us":)" + value + ",") +
+           R"("listeners":[{"name":"l","address":"127.0.0.1:0","filters":[{"name":"proxy"}]}],"clusters":[]})";
+  };
+  SECTION("default") {
+    auto r = load(withSlice(""));
+    INFO(r.errors.format());
+    REQUIRE(r.config);
+    CHECK(r.config->worker_sched_slice_us == 200);
+  }
+  SECTION("the kernel's default, and the bounds the kernel accepts") {
+    for (uint32_t v : {0u, 100u, 100000u}) {
+      auto r = load(withSlice(std::to_string(v)));
+      INFO(r.errors.format());
+      REQUIRE(r.config);
+      CHECK(r.config->worker_sched_slice_us == v);
+    }
+  }
+  SECTION("outside what the kernel accepts, or not a count") {
+    for (const char* v : {"1", "99", "100001", "-1", "\"200\""}) {
+      auto r = load(withSlice(v));
+      INFO(v << ": " << r.errors.format());
+      CHECK_FALSE(r.config);
+      CHECK(hasError(r.errors, "/worker_sched_slice_us"));
+    }
+  }
+}
+
 TEST_CASE("admin limits: 32 connections and 5 s by default; 0 is an error", "[config]") {
   auto withAdmin = [](const std::string& extra) {
     return R"({"admin":{"address":"127.0.0.1:0")" + extra +
