@@ -1,5 +1,6 @@
 #include "core/cluster_config.h"
 
+#include <algorithm>
 #include <charconv>
 
 #include <fmt/format.h>
@@ -14,26 +15,42 @@ using json = nlohmann::json;
 
 constexpr uint64_t kMaxMs = 24ull * 3600 * 1000;
 
+enum class HostPortError { None, NotHostPort, BadPort };
+
+// Splits "name:port" (IP literals are parsed before this).
+HostPortError splitHostPort(const std::string& text, std::string& host, uint16_t& port) {
+  auto colon = text.rfind(':');
+  if (colon == std::string::npos || colon == 0 || text[0] == '[') return HostPortError::NotHostPort;
+  std::string_view port_text = std::string_view(text).substr(colon + 1);
+  unsigned value = 0;
+  auto [end, ec] = std::from_chars(port_text.data(), port_text.data() + port_text.size(), value);
+  if (port_text.empty() || ec != std::errc() || end != port_text.data() + port_text.size() || value == 0 ||
+      value > 65535) {
+    return HostPortError::BadPort;
+  }
+  host = text.substr(0, colon);
+  port = static_cast<uint16_t>(value);
+  return HostPortError::None;
+}
+
 std::optional<EndpointConfig> readEndpointAddress(const std::string& text, const std::string& path,
-                                                  ConfigErrors& errors) {
+                                                  ConfigErrors& errors, const HostLookup& lookup) {
   // IP literals parse directly; anything else is "host:port" resolved now.
   auto literal = parseSocketAddress(text, false);
   if (literal.isOk()) return EndpointConfig{literal->host, literal.value(), 1};
-  auto colon = text.rfind(':');
-  unsigned port = 0;
-  if (colon == std::string::npos || colon == 0 || text[0] == '[') {
-    errors.add(path, literal.status().message());
-    return std::nullopt;
+  std::string host;
+  uint16_t port = 0;
+  switch (splitHostPort(text, host, port)) {
+    case HostPortError::NotHostPort:
+      errors.add(path, literal.status().message());
+      return std::nullopt;
+    case HostPortError::BadPort:
+      errors.add(path, fmt::format("\"{}\": port must be a number from 1 to 65535", text));
+      return std::nullopt;
+    case HostPortError::None:
+      break;
   }
-  std::string_view port_text = std::string_view(text).substr(colon + 1);
-  auto [end, ec] = std::from_chars(port_text.data(), port_text.data() + port_text.size(), port);
-  if (port_text.empty() || ec != std::errc() || end != port_text.data() + port_text.size() || port == 0 ||
-      port > 65535) {
-    errors.add(path, fmt::format("\"{}\": port must be a number from 1 to 65535", text));
-    return std::nullopt;
-  }
-  std::string host = text.substr(0, colon);
-  auto resolved = resolveHost(host, static_cast<uint16_t>(port));
+  auto resolved = lookup ? lookup(host, port) : resolveHost(host, port);
   if (!resolved) {
     errors.add(path, fmt::format("cannot resolve host \"{}\"", host));
     return std::nullopt;
@@ -41,8 +58,17 @@ std::optional<EndpointConfig> readEndpointAddress(const std::string& text, const
   return EndpointConfig{host, *resolved, 1};
 }
 
-std::optional<EndpointConfig> readEndpoint(const json& ep, const std::string& path, ConfigErrors& errors) {
-  if (ep.is_string()) return readEndpointAddress(ep.get<std::string>(), path, errors);
+// An endpoint's address text: the string itself or its "address"; null when neither.
+const std::string* endpointAddressText(const json& ep) {
+  if (ep.is_string()) return ep.get_ptr<const std::string*>();
+  if (!ep.is_object()) return nullptr;
+  auto it = ep.find("address");
+  return it != ep.end() && it->is_string() ? it->get_ptr<const std::string*>() : nullptr;
+}
+
+std::optional<EndpointConfig> readEndpoint(const json& ep, const std::string& path, ConfigErrors& errors,
+                                           const HostLookup& lookup) {
+  if (ep.is_string()) return readEndpointAddress(ep.get<std::string>(), path, errors, lookup);
   if (!ep.is_object()) {
     errors.add(path, fmt::format("expected an address string or an object, got {}", ep.type_name()));
     return std::nullopt;
@@ -52,7 +78,7 @@ std::optional<EndpointConfig> readEndpoint(const json& ep, const std::string& pa
   auto weight = obj.unsignedInt("weight", 1, 1000);
   obj.finish();
   if (!address) return std::nullopt;
-  auto out = readEndpointAddress(*address, obj.pathOf("address"), errors);
+  auto out = readEndpointAddress(*address, obj.pathOf("address"), errors, lookup);
   if (out && weight) out->weight = static_cast<uint32_t>(*weight);
   return out;
 }
@@ -100,7 +126,8 @@ CircuitBreakerConfig readBreakers(const json& value, const std::string& path, Co
 
 }  // namespace
 
-ClusterConfig readClusterConfig(const json& value, const std::string& path, ConfigErrors& errors) {
+ClusterConfig readClusterConfig(const json& value, const std::string& path, ConfigErrors& errors,
+                                const HostLookup& lookup) {
   ClusterConfig cluster;
   JsonObject obj(value, path, errors);
   cluster.name = obj.string("name", true).value_or("");
@@ -141,7 +168,7 @@ ClusterConfig readClusterConfig(const json& value, const std::string& path, Conf
   if (const json* eps = obj.array("endpoints", true)) {
     if (eps->empty()) errors.add(obj.pathOf("endpoints"), "a cluster needs at least one endpoint");
     for (size_t i = 0; i < eps->size(); ++i) {
-      if (auto ep = readEndpoint((*eps)[i], jsonPath(obj.pathOf("endpoints"), i), errors)) {
+      if (auto ep = readEndpoint((*eps)[i], jsonPath(obj.pathOf("endpoints"), i), errors, lookup)) {
         cluster.endpoints.push_back(std::move(*ep));
       }
     }
@@ -157,6 +184,24 @@ ClusterConfig readClusterConfig(const json& value, const std::string& path, Conf
   }
   obj.finish();
   return cluster;
+}
+
+std::vector<std::pair<std::string, uint16_t>> endpointHostNames(const json& root) {
+  std::vector<std::pair<std::string, uint16_t>> names;
+  auto clusters = root.is_object() ? root.find("clusters") : root.end();
+  if (!root.is_object() || clusters == root.end() || !clusters->is_array()) return names;
+  for (const auto& cluster : *clusters) {
+    auto eps = cluster.is_object() ? cluster.find("endpoints") : cluster.end();
+    if (!cluster.is_object() || eps == cluster.end() || !eps->is_array()) continue;
+    for (const auto& ep : *eps) {
+      const std::string* text = endpointAddressText(ep);
+      if (text == nullptr || parseSocketAddress(*text, false).isOk()) continue;
+      std::pair<std::string, uint16_t> name;
+      if (splitHostPort(*text, name.first, name.second) != HostPortError::None) continue;
+      if (std::find(names.begin(), names.end(), name) == names.end()) names.push_back(std::move(name));
+    }
+  }
+  return names;
 }
 
 }  // namespace sluice

@@ -4,6 +4,7 @@
 #pragma once
 
 #include <cstdint>
+#include <functional>
 #include <optional>
 #include <string>
 #include <vector>
@@ -88,7 +89,18 @@ struct ClusterConfig {
   CircuitBreakerConfig circuit_breakers;
 };
 
+// How an endpoint's host name becomes an address while a config loads. Empty:
+// resolveHost() on the spot, which blocks; a reload passes the answers it got
+// off the loop beforehand (listeners/reload_resolver.h).
+using HostLookup = std::function<std::optional<SocketAddress>(const std::string& host, uint16_t port)>;
+
 // Reads one entry of "clusters" at JSON pointer `path`; mistakes go to `errors`.
-ClusterConfig readClusterConfig(const nlohmann::json& value, const std::string& path, ConfigErrors& errors);
+ClusterConfig readClusterConfig(const nlohmann::json& value, const std::string& path, ConfigErrors& errors,
+                                const HostLookup& lookup = {});
+
+// The distinct (host name, port) pairs among the endpoints of `root`'s
+// "clusters": what loading `root` would resolve. IP literals and malformed
+// entries are left out (loading reports those).
+std::vector<std::pair<std::string, uint16_t>> endpointHostNames(const nlohmann::json& root);
 
 }  // namespace sluice

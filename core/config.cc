@@ -121,7 +121,7 @@ const ClusterConfig* GatewayConfig::findCluster(std::string_view name) const {
 }
 
 GatewayConfigConstPtr loadConfig(const std::string& text, const FilterRegistry& registry,
-                                 ConfigErrors& errors) {
+                                 ConfigErrors& errors, const HostLookup& lookup) {
   json root;
   try {
     root = json::parse(text);
@@ -166,7 +166,7 @@ GatewayConfigConstPtr loadConfig(const std::string& text, const FilterRegistry& 
   std::set<std::string> cluster_names;
   if (const json* clusters = obj.array("clusters", true)) {
     for (size_t i = 0; i < clusters->size(); ++i) {
-      config->clusters.push_back(readClusterConfig((*clusters)[i], jsonPath("/clusters", i), errors));
+      config->clusters.push_back(readClusterConfig((*clusters)[i], jsonPath("/clusters", i), errors, lookup));
       cluster_names.insert(config->clusters.back().name);
     }
     checkUniqueNames(config->clusters, "/clusters", errors);
@@ -185,16 +185,21 @@ GatewayConfigConstPtr loadConfig(const std::string& text, const FilterRegistry& 
   return config;
 }
 
-GatewayConfigConstPtr loadConfigFile(const std::string& file, const FilterRegistry& registry,
-                                     ConfigErrors& errors) {
+std::optional<std::string> readConfigFile(const std::string& file, ConfigErrors& errors) {
   std::ifstream in(file);
   if (!in) {
     errors.add("", fmt::format("cannot read config file \"{}\"", file));
-    return nullptr;
+    return std::nullopt;
   }
   std::stringstream ss;
   ss << in.rdbuf();
-  return loadConfig(ss.str(), registry, errors);
+  return ss.str();
+}
+
+GatewayConfigConstPtr loadConfigFile(const std::string& file, const FilterRegistry& registry,
+                                     ConfigErrors& errors) {
+  auto text = readConfigFile(file, errors);
+  return text ? loadConfig(*text, registry, errors) : nullptr;
 }
 
 }  // namespace sluice

@@ -102,9 +102,12 @@ struct GatewayConfig {
 using GatewayConfigConstPtr = std::shared_ptr<const GatewayConfig>;
 
 // Parses `text` (JSON). On mistakes adds every one found to `errors` (each
-// naming its JSON path) and returns nullptr.
+// naming its JSON path) and returns nullptr. Endpoint host names go through
+// `lookup` (empty: resolved on the spot, blocking).
 GatewayConfigConstPtr loadConfig(const std::string& text, const FilterRegistry& registry,
-                                 ConfigErrors& errors);
+                                 ConfigErrors& errors, const HostLookup& lookup = {});
+// The file's text; nullopt (and an error) when it cannot be read.
+std::optional<std::string> readConfigFile(const std::string& file, ConfigErrors& errors);
 GatewayConfigConstPtr loadConfigFile(const std::string& file, const FilterRegistry& registry,
                                      ConfigErrors& errors);
 

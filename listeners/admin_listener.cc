@@ -27,6 +27,7 @@ const char* reasonPhrase(int status) {
     case 404: return "Not Found";
     case 405: return "Method Not Allowed";
     case 408: return "Request Timeout";
+    case 409: return "Conflict";
     case 413: return "Payload Too Large";
     case 431: return "Request Header Fields Too Large";
     case 500: return "Internal Server Error";
@@ -40,8 +41,11 @@ const char* reasonPhrase(int status) {
 // One admin connection: parse one request, answer, close.
 class AdminConnection final : public TcpSocketCallbacks, public DeferredDeletable {
  public:
-  explicit AdminConnection(AdminListener& listener)
-      : listener_(listener), socket_(listener.dispatcher(), *this), timer_(listener.dispatcher(), [this] { onTimeout(); }) {
+  AdminConnection(AdminListener& listener, uint64_t id)
+      : listener_(listener),
+        id_(id),
+        socket_(listener.dispatcher(), *this),
+        timer_(listener.dispatcher(), [this] { onTimeout(); }) {
     http_parser_init(&parser_, HTTP_REQUEST);
     parser_.data = this;
   }
@@ -117,6 +121,13 @@ class AdminConnection final : public TcpSocketCallbacks, public DeferredDeletabl
     }
   }
   void onDisconnected(int) override { done(); }
+
+  uint64_t id() const { return id_; }
+  // The handler's answer, now or later.
+  void answer(const AdminResponse& r) {
+    if (answered_ || finished_) return;
+    respond(r);
+  }
   void onWriteDrained() override {
     if (answered_) done();
   }
@@ -129,8 +140,17 @@ class AdminConnection final : public TcpSocketCallbacks, public DeferredDeletabl
       done();
       return;
     }
-    respond({408, "text/plain; charset=utf-8",
-             fmt::format("no complete request within {} ms\n", listener_.limits().request_timeout_ms), ""});
+    if (dispatched_) {
+      // The handler is still working (a reload looking up host names): it
+      // goes on, and logs its outcome.
+      respond({503, "text/plain; charset=utf-8",
+               fmt::format("no answer within {} ms; the request goes on and its outcome is logged\n",
+                           listener_.limits().request_timeout_ms),
+               ""});
+    } else {
+      respond({408, "text/plain; charset=utf-8",
+               fmt::format("no complete request within {} ms\n", listener_.limits().request_timeout_ms), ""});
+    }
     if (!finished_) timer_.enable(std::chrono::seconds(1));
   }
 
@@ -142,7 +162,8 @@ class AdminConnection final : public TcpSocketCallbacks, public DeferredDeletabl
       path = url_.substr(u.field_data[UF_PATH].off, u.field_data[UF_PATH].len);
     }
     std::string method = http_method_str(static_cast<http_method>(parser_.method));
-    respond(listener_.handler().handleAdmin(method, path));
+    dispatched_ = true;
+    listener_.handler().handleAdmin(method, path, listener_.replyTo(id_));
   }
 
   void respond(const AdminResponse& r) {
@@ -166,6 +187,7 @@ class AdminConnection final : public TcpSocketCallbacks, public DeferredDeletabl
   }
 
   AdminListener& listener_;
+  const uint64_t id_;
   TcpSocket socket_;
   Timer timer_;
   http_parser parser_;
@@ -175,6 +197,7 @@ class AdminConnection final : public TcpSocketCallbacks, public DeferredDeletabl
   bool too_large_ = false;
   bool body_too_large_ = false;
   bool complete_ = false;
+  bool dispatched_ = false;  // handed to the AdminHandler
   bool answered_ = false;
   bool finished_ = false;
 };
@@ -188,7 +211,7 @@ AdminListener::AdminListener(Dispatcher& dispatcher, AdminHandler& handler, Sock
       socket_(dispatcher, [this](uv_stream_t* server) { onAccept(server); }) {}
 
 void AdminListener::onAccept(uv_stream_t* server) {
-  auto conn = std::make_unique<AdminConnection>(*this);
+  auto conn = std::make_unique<AdminConnection>(*this, next_connection_id_++);
   if (connections_.size() >= limits_.max_connections) {
     conn->acceptAndClose(server);
     dispatcher_.deferredDelete(std::move(conn));
@@ -213,6 +236,17 @@ Status AdminListener::start() {
 }
 
 void AdminListener::stop() { socket_.close(); }
+
+AdminReply AdminListener::replyTo(uint64_t connection_id) {
+  return [this, connection_id](const AdminResponse& response) {
+    for (auto& c : connections_) {
+      if (c->id() == connection_id) {
+        c->answer(response);
+        return;
+      }
+    }
+  };
+}
 
 void AdminListener::onConnectionDone(AdminConnection& connection) {
   auto it = std::find_if(connections_.begin(), connections_.end(),

@@ -9,6 +9,7 @@
 #pragma once
 
 #include <cstdint>
+#include <functional>
 #include <memory>
 #include <string>
 #include <vector>
@@ -31,10 +32,15 @@ struct AdminResponse {
   std::string allow;  // for 405
 };
 
+// Delivers the answer to one request, at once or later on the admin loop.
+// Once the client has gone (or its request_timeout_ms has passed) it does
+// nothing.
+using AdminReply = std::function<void(const AdminResponse&)>;
+
 class AdminHandler {
  public:
   virtual ~AdminHandler() = default;
-  virtual AdminResponse handleAdmin(const std::string& method, const std::string& path) = 0;
+  virtual void handleAdmin(const std::string& method, const std::string& path, AdminReply reply) = 0;
 };
 
 struct AdminLimits {
@@ -57,6 +63,9 @@ class AdminListener {
   // A reload's new limits: for connections accepted from now on.
   void setLimits(AdminLimits limits) { limits_ = limits; }
   void onConnectionDone(AdminConnection& connection);
+  // The AdminReply for a request on `connection`; it finds the connection by
+  // id, so it stays safe to call after the connection is gone.
+  AdminReply replyTo(uint64_t connection_id);
 
  private:
   void onAccept(uv_stream_s* server);
@@ -67,6 +76,7 @@ class AdminListener {
   AdminLimits limits_;
   TcpListener socket_;
   std::vector<std::unique_ptr<AdminConnection>> connections_;
+  uint64_t next_connection_id_ = 1;
 };
 
 }  // namespace sluice

@@ -15,6 +15,7 @@
 #include "core/stats.h"
 #include "core/thread_scheduling.h"
 #include "listeners/connection_balancer.h"
+#include "listeners/reload_resolver.h"
 #include "listeners/stats_render.h"
 #include "listeners/worker.h"
 #include "upstream/cluster.h"
@@ -61,6 +62,7 @@ Gateway::Gateway(const FilterRegistry& registry, std::string config_file)
     : registry_(registry), config_file_(std::move(config_file)) {}
 
 Gateway::~Gateway() {
+  reload_resolver_.reset();  // its lookups' answers are dropped
   for (auto* h : signals_) {
     h->data = nullptr;
     uv_close(reinterpret_cast<uv_handle_t*>(h), freeSignal);
@@ -176,8 +178,7 @@ void Gateway::onSignal(int signum) {
     return;
   }
   if (signum == SIGHUP) {
-    Status s = reload();
-    if (!s.isOk()) spdlog::error("reload refused, the old config keeps serving: {}", s.message());
+    reload({});
     return;
   }
   if (draining_) {
@@ -241,15 +242,43 @@ void Gateway::reopenLogs() {
   }
 }
 
-Status Gateway::reload() {
+Status Gateway::configErrorsStatus(const ConfigErrors& errors) const {
+  std::string detail = errors.format();
+  if (!detail.empty() && detail.back() == '\n') detail.pop_back();
+  return {StatusCode::InvalidArgument, fmt::format("{} error(s) in {}:\n{}", errors.size(), config_file_, detail)};
+}
+
+void Gateway::reload(ReloadDone done) {
+  auto report = [this, done = std::move(done)](const Status& s) {
+    if (!s.isOk()) spdlog::error("reload refused, the old config keeps serving: {}", s.message());
+    if (done) done(s);
+  };
+  if (draining_ || finished_) return report({StatusCode::FailedPrecondition, "the gateway is shutting down"});
+  if (reload_resolver_) {
+    return report({StatusCode::Aborted, "another reload is still looking up host names; try again once it is done"});
+  }
+  ConfigErrors errors;
+  auto text = readConfigFile(config_file_, errors);
+  if (!text) return report(configErrorsStatus(errors));
+  std::vector<ReloadResolver::Name> names;
+  auto root = nlohmann::json::parse(*text, nullptr, false);  // invalid JSON: loading it reports the error
+  if (!root.is_discarded()) names = endpointHostNames(root);
+  auto resolver = std::make_unique<ReloadResolver>(
+      mainWorker().dispatcher(), [this, text = *text, report](ReloadResolver::Answers answers) {
+        mainWorker().dispatcher().deferredDelete(std::move(reload_resolver_));
+        report(applyReload(text, ReloadResolver::lookupFrom(answers)));
+      });
+  size_t lookups = names.empty() ? 0 : resolver->start(names);
+  if (lookups == 0) return report(applyReload(*text, {}));
+  spdlog::info("reload: looking up {} host name(s) before loading {}", lookups, config_file_);
+  reload_resolver_ = std::move(resolver);
+}
+
+Status Gateway::applyReload(const std::string& text, const HostLookup& lookup) {
   if (draining_ || finished_) return {StatusCode::FailedPrecondition, "the gateway is shutting down"};
   ConfigErrors errors;
-  auto config = loadConfigFile(config_file_, registry_, errors);
-  if (!config) {
-    std::string text = errors.format();
-    if (!text.empty() && text.back() == '\n') text.pop_back();
-    return {StatusCode::InvalidArgument, fmt::format("{} error(s) in {}:\n{}", errors.size(), config_file_, text)};
-  }
+  auto config = loadConfig(text, registry_, errors, lookup);
+  if (!config) return configErrorsStatus(errors);
   if (config->admin_address.has_value() != config_->admin_address.has_value() ||
       (config->admin_address && config->admin_address->toString() != config_->admin_address->toString())) {
     return {StatusCode::FailedPrecondition, "the admin address cannot change on reload (restart instead)"};
@@ -304,7 +333,23 @@ std::string Gateway::configDumpJson() const {
   return j.dump(2) + "\n";
 }
 
-AdminResponse Gateway::handleAdmin(const std::string& method, const std::string& path) {
+void Gateway::handleAdmin(const std::string& method, const std::string& path, AdminReply reply) {
+  if (path != "/reload" || method != "POST") {
+    reply(answerAdmin(method, path));
+    return;
+  }
+  reload([reply = std::move(reply)](const Status& s) {
+    if (s.isOk()) {
+      reply(text(200, "reloaded\n"));
+      return;
+    }
+    // Another reload under way is a conflict to retry; anything else is the config's fault.
+    reply(text(s.code() == StatusCode::Aborted ? 409 : 400,
+               fmt::format("reload refused, the old config keeps serving:\n{}\n", s.message())));
+  });
+}
+
+AdminResponse Gateway::answerAdmin(const std::string& method, const std::string& path) {
   struct Route {
     const char* path;
     const char* method;
@@ -337,14 +382,6 @@ AdminResponse Gateway::handleAdmin(const std::string& method, const std::string&
   if (path == "/drain") {
     startDrain("POST /drain");
     return text(200, fmt::format("draining {} active stream(s)\n", activeStreams()));
-  }
-  if (path == "/reload") {
-    Status s = reload();
-    if (!s.isOk()) {
-      spdlog::error("reload refused, the old config keeps serving: {}", s.message());
-      return text(400, fmt::format("reload refused, the old config keeps serving:\n{}\n", s.message()));
-    }
-    return text(200, "reloaded\n");
   }
   return text(200,
               "sluice admin: /stats /stats/prometheus /ready /healthz /clusters /config_dump "

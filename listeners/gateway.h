@@ -30,6 +30,7 @@ namespace sluice {
 
 class ConnectionBalancer;
 class FilterRegistry;
+class ReloadResolver;
 class Worker;
 
 class Gateway final : public AdminHandler {
@@ -47,17 +48,29 @@ class Gateway final : public AdminHandler {
 
   void startDrain(const std::string& why);
   void stopNow();
-  Status reload();
+  // Reloads the config file (SIGHUP, POST /reload). Its endpoints' host names
+  // are looked up off the loop first (ReloadResolver), so a slow resolver
+  // delays the reload, not the calls; `done` (may be empty) gets the outcome
+  // on worker 0's loop, which is also logged. One reload at a time: another
+  // asked for meanwhile is refused with ABORTED.
+  using ReloadDone = std::function<void(const Status&)>;
+  void reload(ReloadDone done);
   // FilterFactory::reopenLogs() on every filter of the current config, and of
   // older configs still serving calls started before a reload.
   void reopenLogs();
   bool ready() const;
 
-  AdminResponse handleAdmin(const std::string& method, const std::string& path) override;
+  void handleAdmin(const std::string& method, const std::string& path, AdminReply reply) override;
   void onSignal(int signum);  // libuv bridge only
 
  private:
   void checkDrained();
+  // Loads `text` as the new config (host names through `lookup`) and hands
+  // it to every worker.
+  Status applyReload(const std::string& text, const HostLookup& lookup);
+  Status configErrorsStatus(const ConfigErrors& errors) const;
+  // Every admin endpoint but POST /reload, which answers later.
+  AdminResponse answerAdmin(const std::string& method, const std::string& path);
   Worker& mainWorker() const { return *workers_[0]; }
   // `fn` on every worker's own thread (at once for the main worker).
   void forEachWorker(const std::function<void(Worker&)>& fn);
@@ -79,6 +92,9 @@ class Gateway final : public AdminHandler {
   std::vector<std::thread> threads_;
   std::vector<std::unique_ptr<ConnectionBalancer>> balancers_;  // per listener; outlive the workers
   std::unique_ptr<AdminListener> admin_;
+  // A reload waiting for its host names; declared after admin_ and the
+  // workers so that it goes first (its answer uses both).
+  std::unique_ptr<ReloadResolver> reload_resolver_;
   std::vector<uv_signal_s*> signals_;
   TimerPtr drain_poll_timer_;
   TimerPtr drain_deadline_timer_;

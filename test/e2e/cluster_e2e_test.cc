@@ -19,6 +19,7 @@
 
 #include "test/support/e2e_fixture.h"
 #include "test/support/http_client.h"
+#include "test/support/scripted_resolver.h"
 
 namespace sluice::test {
 namespace {
@@ -256,37 +257,6 @@ TEST_CASE("host-name endpoints are resolved", "[e2e][cluster]") {
   REQUIRE_OK(unary(*stub, 0, &resp));
   CHECK(resp.backend() == "a");
 }
-
-// The answers of the resolver preloaded into a gateway (test/preload/): a
-// file of "NAME IPV4 DELAY_MS" lines, replaced whole on every change.
-class ScriptedResolver {
- public:
-  ScriptedResolver()
-      : path_("/tmp/sluice-resolver-" + std::to_string(::getpid()) + "-" + std::to_string(next_++)) {}
-  ~ScriptedResolver() {
-    std::remove(path_.c_str());
-    std::remove((path_ + ".new").c_str());
-  }
-  void answer(const std::string& name, const std::string& ip, int delay_ms) {
-    {
-      std::ofstream out(path_ + ".new");
-      out << name << " " << ip << " " << delay_ms << "\n";
-    }
-    REQUIRE(std::rename((path_ + ".new").c_str(), path_.c_str()) == 0);
-  }
-  // What the gateway's environment needs for it.
-  std::vector<std::string> env() const {
-    const char* asan = std::getenv("ASAN_OPTIONS");
-    return {std::string("LD_PRELOAD=") + SLUICE_SCRIPTED_RESOLVER_PATH, "SLUICE_TEST_RESOLVER_FILE=" + path_,
-            // Under ASan the preloaded library comes before ASan's runtime.
-            std::string("ASAN_OPTIONS=") + (asan != nullptr ? std::string(asan) + ":" : "") +
-                "verify_asan_link_order=0"};
-  }
-
- private:
-  static inline int next_ = 0;
-  std::string path_;
-};
 
 TEST_CASE("host names are re-resolved off the loop: a hung resolver delays no call; a new address gets new connections",
           "[e2e][cluster]") {

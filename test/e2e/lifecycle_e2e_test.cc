@@ -9,6 +9,8 @@
 #include <thread>
 
 #include "test/support/e2e_fixture.h"
+#include "test/support/http_client.h"
+#include "test/support/scripted_resolver.h"
 
 namespace sluice::test {
 namespace {
@@ -165,6 +167,94 @@ TEST_CASE("SIGHUP reloads routes for new calls while open streams keep their bac
   }
   REQUIRE(stream->WritesDone());
   REQUIRE_OK(stream->Finish());
+}
+
+TEST_CASE("a reload looks its host names up off the loop: calls go on meanwhile, then reach the new endpoint",
+          "[e2e][lifecycle][dns]") {
+  TestBackend a("a");
+  TestBackend b("b");
+  ScriptedResolver resolver;
+  resolver.answer("moved.sluice-test", "127.0.0.1", 2000);  // every lookup takes 2 s
+  auto configTo = [&](const std::string& endpoint, int admin_timeout_ms) {
+    auto config = gatewayConfig(nlohmann::json::array({route("prefix", "/", "c")}),
+                                nlohmann::json::array({cluster("c", {endpoint})}));
+    config["workers"] = 1;  // the reload runs on the loop serving every call
+    config["admin"] = {{"address", "127.0.0.1:0"}, {"request_timeout_ms", admin_timeout_ms}};
+    return config;
+  };
+  GatewayProcess::Options options{"info", std::chrono::milliseconds{10000}, {}, resolver.env()};
+  GatewayProcess gateway(configTo(a.address(), 5000), options);
+  auto stub = example::Echo::NewStub(makeChannel(gateway.address()));
+  auto call = [&](EchoResponse& resp) {
+    grpc::ClientContext ctx;
+    setTimeout(ctx, kCallTimeout);
+    return stub->Unary(&ctx, EchoRequest(), &resp);
+  };
+  EchoResponse resp;
+  REQUIRE_OK(call(resp));
+  REQUIRE(resp.backend() == "a");
+
+  const std::string moved = "moved.sluice-test:" + std::to_string(b.port());
+  std::ofstream(gateway.configPath()) << configTo(moved, 5000).dump(2);
+  const auto started = std::chrono::steady_clock::now();
+  HttpReply first;
+  std::jthread reloading([&] { first = http(gateway.adminAddress(), "POST", "/reload"); });
+  CHECK(waitFor([&] { return gateway.logs().find("looking up 1 host name(s)") != std::string::npos; },
+                std::chrono::seconds(5)));
+  // A second reload while the first waits for its lookup is refused, at once.
+  HttpReply second = http(gateway.adminAddress(), "POST", "/reload");
+  CHECK(second.status == 409);
+  CHECK_THAT(second.body, Catch::Contains("another reload is still looking up host names"));
+  // Calls on the same loop are not held up by the lookup (a lookup on the
+  // loop stalled them for its whole 2 s), and still go to the old backend.
+  auto slowest = std::chrono::steady_clock::duration::zero();
+  int calls = 0;
+  int elsewhere = 0;
+  while (std::chrono::steady_clock::now() - started < std::chrono::milliseconds(1500)) {
+    const auto start = std::chrono::steady_clock::now();
+    auto status = call(resp);
+    slowest = std::max(slowest, std::chrono::steady_clock::now() - start);
+    INFO(describe(status));
+    REQUIRE(status.ok());
+    if (resp.backend() != "a") ++elsewhere;
+    ++calls;
+  }
+  reloading.join();
+  INFO(calls << " calls during the reload; its answer: " << first.status << " " << first.body);
+  CHECK(elsewhere == 0);
+  CHECK(std::chrono::duration_cast<std::chrono::milliseconds>(slowest).count() < 1000);
+  CHECK(first.status == 200);
+  CHECK(std::chrono::steady_clock::now() - started >= std::chrono::milliseconds(1900));
+  REQUIRE_OK(call(resp));
+  CHECK(resp.backend() == "b");
+
+  SECTION("an admin client that stops waiting gets 503, and the reload still happens") {
+    std::ofstream(gateway.configPath()) << configTo(moved, 500).dump(2);
+    REQUIRE(http(gateway.adminAddress(), "POST", "/reload").status == 200);  // 2 s; new admin limit
+    std::ofstream(gateway.configPath()) << configTo(moved, 500).dump(2);
+    HttpReply late = http(gateway.adminAddress(), "POST", "/reload");
+    CHECK(late.status == 503);
+    CHECK_THAT(late.body, Catch::Contains("the request goes on"));
+    auto reloads = [&] {
+      std::string logs = gateway.logs();
+      int n = 0;
+      for (size_t at = logs.find("config reloaded"); at != std::string::npos; at = logs.find("config reloaded", at + 1)) {
+        ++n;
+      }
+      return n;
+    };
+    CHECK(waitFor([&] { return reloads() == 3; }, std::chrono::seconds(5)));
+  }
+
+  SECTION("a name that does not resolve refuses the reload, naming its path") {
+    std::ofstream(gateway.configPath()) << configTo("gone.sluice-test:1", 5000).dump(2);
+    HttpReply refused = http(gateway.adminAddress(), "POST", "/reload");
+    CHECK(refused.status == 400);
+    CHECK_THAT(refused.body, Catch::Contains("/clusters/0/endpoints/0"));
+    CHECK_THAT(refused.body, Catch::Contains("cannot resolve host \"gone.sluice-test\""));
+    REQUIRE_OK(call(resp));
+    CHECK(resp.backend() == "b");  // the old config keeps serving
+  }
 }
 
 }  // namespace sluice::test

@@ -1,0 +1,47 @@
+// The answers of the resolver preloaded into a gateway (test/preload/): a
+// file of "NAME IPV4 DELAY_MS" lines, replaced whole on every change. Tests
+// pass env() to GatewayProcess::Options::extraEnv.
+#pragma once
+
+#include <unistd.h>
+
+#include <cstdio>
+#include <cstdlib>
+#include <fstream>
+#include <string>
+#include <vector>
+
+#include <catch2/catch.hpp>
+
+namespace sluice::test {
+
+class ScriptedResolver {
+ public:
+  ScriptedResolver()
+      : path_("/tmp/sluice-resolver-" + std::to_string(::getpid()) + "-" + std::to_string(next_++)) {}
+  ~ScriptedResolver() {
+    std::remove(path_.c_str());
+    std::remove((path_ + ".new").c_str());
+  }
+  void answer(const std::string& name, const std::string& ip, int delay_ms) {
+    {
+      std::ofstream out(path_ + ".new");
+      out << name << " " << ip << " " << delay_ms << "\n";
+    }
+    REQUIRE(std::rename((path_ + ".new").c_str(), path_.c_str()) == 0);
+  }
+  // What the gateway's environment needs for it.
+  std::vector<std::string> env() const {
+    const char* asan = std::getenv("ASAN_OPTIONS");
+    return {std::string("LD_PRELOAD=") + SLUICE_SCRIPTED_RESOLVER_PATH, "SLUICE_TEST_RESOLVER_FILE=" + path_,
+            // Under ASan the preloaded library comes before ASan's runtime.
+            std::string("ASAN_OPTIONS=") + (asan != nullptr ? std::string(asan) + ":" : "") +
+                "verify_asan_link_order=0"};
+  }
+
+ private:
+  static inline int next_ = 0;
+  std::string path_;
+};
+
+}  // namespace sluice::test
