@@ -90,6 +90,10 @@ struct GatewayConfig {
   // From accept to the answer written: a client slower than this is cut off.
   uint32_t admin_request_timeout_ms = 5000;
   uint32_t drain_timeout_ms = 10000;
+  // How long a reload waits for its host names' lookups (ReloadResolver); a
+  // name not answered by then makes the reload fail like one that does not
+  // resolve, so a resolver that hangs cannot block every later reload.
+  uint32_t reload_resolve_timeout_ms = 30000;
   uint32_t workers = 0;  // worker threads; 0: one per core
   // Polls a worker's loop makes before sleeping (core/dispatcher.h).
   uint32_t worker_spin_polls = kDefaultWorkerSpinPolls;

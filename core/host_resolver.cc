@@ -7,6 +7,7 @@
 #include <spdlog/spdlog.h>
 
 #include "core/dispatcher.h"
+#include "core/thread_scheduling.h"
 
 namespace sluice {
 
@@ -37,6 +38,7 @@ bool HostResolver::resolve(const std::string& host, uint16_t port) {
   lookup->dispatcher = &dispatcher_;
   try {
     std::thread([lookup, host, port] {
+      nameCurrentThread("sluice-dns");  // not the worker's name it would inherit
       std::optional<SocketAddress> address = resolveHost(host, port);
       std::lock_guard lock(lookup->mutex);
       if (lookup->owner == nullptr) return;

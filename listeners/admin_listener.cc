@@ -98,7 +98,9 @@ class AdminConnection final : public TcpSocketCallbacks, public DeferredDeletabl
 
   // ---- TcpSocketCallbacks ----
   void onRead(const uint8_t* data, size_t len) override {
-    if (answered_) return;
+    // One request per connection: bytes after it (a stray CRLF, a pipelined
+    // request) must not hand it to the handler twice.
+    if (answered_ || dispatched_) return;
     static const http_parser_settings settings = [] {
       http_parser_settings s{};
       s.on_url = [](http_parser* p, const char* at, size_t len) { return self(p).onUrl(at, len); };

@@ -178,6 +178,12 @@ void Gateway::onSignal(int signum) {
     return;
   }
   if (signum == SIGHUP) {
+    if (reload_resolver_) {
+      // The reload under way read the file before this signal: read it again after.
+      spdlog::info("SIGHUP while a reload looks up host names: reloading again once it is done");
+      reload_again_ = true;
+      return;
+    }
     reload({});
     return;
   }
@@ -264,9 +270,14 @@ void Gateway::reload(ReloadDone done) {
   auto root = nlohmann::json::parse(*text, nullptr, false);  // invalid JSON: loading it reports the error
   if (!root.is_discarded()) names = endpointHostNames(root);
   auto resolver = std::make_unique<ReloadResolver>(
-      mainWorker().dispatcher(), [this, text = *text, report](ReloadResolver::Answers answers) {
+      mainWorker().dispatcher(), std::chrono::milliseconds(config_->reload_resolve_timeout_ms),
+      [this, text = *text, report](ReloadResolver::Answers answers) {
         mainWorker().dispatcher().deferredDelete(std::move(reload_resolver_));
         report(applyReload(text, ReloadResolver::lookupFrom(answers)));
+        if (reload_again_) {
+          reload_again_ = false;
+          reload({});
+        }
       });
   size_t lookups = names.empty() ? 0 : resolver->start(names);
   if (lookups == 0) return report(applyReload(*text, {}));

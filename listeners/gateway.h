@@ -52,7 +52,8 @@ class Gateway final : public AdminHandler {
   // are looked up off the loop first (ReloadResolver), so a slow resolver
   // delays the reload, not the calls; `done` (may be empty) gets the outcome
   // on worker 0's loop, which is also logged. One reload at a time: another
-  // asked for meanwhile is refused with ABORTED.
+  // asked for meanwhile is refused with ABORTED (a SIGHUP meanwhile is kept
+  // and reloads again once the first is done).
   using ReloadDone = std::function<void(const Status&)>;
   void reload(ReloadDone done);
   // FilterFactory::reopenLogs() on every filter of the current config, and of
@@ -95,6 +96,7 @@ class Gateway final : public AdminHandler {
   // A reload waiting for its host names; declared after admin_ and the
   // workers so that it goes first (its answer uses both).
   std::unique_ptr<ReloadResolver> reload_resolver_;
+  bool reload_again_ = false;  // a SIGHUP came while reload_resolver_ was busy
   std::vector<uv_signal_s*> signals_;
   TimerPtr drain_poll_timer_;
   TimerPtr drain_deadline_timer_;

@@ -1,8 +1,11 @@
 #include "listeners/reload_resolver.h"
 
+#include <spdlog/spdlog.h>
+
 namespace sluice {
 
-ReloadResolver::ReloadResolver(Dispatcher& dispatcher, Done done) : dispatcher_(dispatcher), done_(std::move(done)) {}
+ReloadResolver::ReloadResolver(Dispatcher& dispatcher, std::chrono::milliseconds timeout, Done done)
+    : dispatcher_(dispatcher), timeout_(timeout), done_(std::move(done)), timer_(dispatcher, [this] { onTimeout(); }) {}
 
 ReloadResolver::~ReloadResolver() = default;
 
@@ -13,14 +16,33 @@ size_t ReloadResolver::start(const std::vector<Name>& names) {
     });
     if (!resolver->resolve(name.first, name.second)) continue;  // loading resolves it instead
     resolvers_.push_back(std::move(resolver));
+    asked_.push_back(name);
     ++waiting_;
   }
+  if (waiting_ > 0) timer_.enable(timeout_);
   return waiting_;
 }
 
 void ReloadResolver::onAnswer(const Name& name, std::optional<SocketAddress> address) {
   answers_[name] = std::move(address);
-  if (--waiting_ == 0) done_(std::move(answers_));
+  if (--waiting_ == 0) finish();
+}
+
+void ReloadResolver::onTimeout() {
+  for (const Name& name : asked_) {
+    if (answers_.count(name) != 0) continue;
+    spdlog::warn("reload: no answer for host \"{}\" within {} ms (reload_resolve_timeout_ms)", name.first,
+                 timeout_.count());
+    answers_[name] = std::nullopt;
+  }
+  resolvers_.clear();  // answers still to come are dropped
+  waiting_ = 0;
+  finish();
+}
+
+void ReloadResolver::finish() {
+  timer_.disable();
+  done_(std::move(answers_));
 }
 
 HostLookup ReloadResolver::lookupFrom(const Answers& answers) {

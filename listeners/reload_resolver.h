@@ -7,9 +7,12 @@
 // then loads the config from the answers without blocking.
 //
 // Owned by the Gateway while the lookups run; destroying it drops answers
-// still to come (their threads finish on their own).
+// still to come (their threads finish on their own). A name with no answer
+// within the timeout (reload_resolve_timeout_ms) counts as not resolving, so
+// a resolver that hangs fails one reload instead of blocking every later one.
 #pragma once
 
+#include <chrono>
 #include <cstdint>
 #include <functional>
 #include <map>
@@ -22,6 +25,7 @@
 #include "core/cluster_config.h"
 #include "core/dispatcher.h"
 #include "core/host_resolver.h"
+#include "core/timer.h"
 
 namespace sluice {
 
@@ -31,7 +35,7 @@ class ReloadResolver final : public DeferredDeletable {
   using Answers = std::map<Name, std::optional<SocketAddress>>;
   using Done = std::function<void(Answers)>;
 
-  ReloadResolver(Dispatcher& dispatcher, Done done);
+  ReloadResolver(Dispatcher& dispatcher, std::chrono::milliseconds timeout, Done done);
   ~ReloadResolver() override;
 
   // Starts a lookup per name; returns how many are under way. `done` runs on
@@ -45,10 +49,15 @@ class ReloadResolver final : public DeferredDeletable {
 
  private:
   void onAnswer(const Name& name, std::optional<SocketAddress> address);
+  void onTimeout();
+  void finish();
 
   Dispatcher& dispatcher_;
+  std::chrono::milliseconds timeout_;
   Done done_;
+  std::vector<Name> asked_;
   std::vector<std::unique_ptr<HostResolver>> resolvers_;
+  Timer timer_;
   Answers answers_;
   size_t waiting_ = 0;
 };

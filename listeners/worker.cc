@@ -74,8 +74,8 @@ void Worker::applySchedSlice(uint32_t slice_us) {
                      "slice to set", slice_us);
       }
       break;
-    case SchedSliceResult::Kind::Failed:
-      spdlog::warn("worker_sched_slice_us {}: {}", slice_us, r.error);
+    case SchedSliceResult::Kind::Failed:  // e.g. a sandbox without sched_setattr
+      if (!explained.exchange(true)) spdlog::warn("worker_sched_slice_us {}: {}", slice_us, r.error);
       break;
   }
 }

@@ -149,20 +149,7 @@ TEST_CASE("rate_limit: a reload that leaves the filter unchanged keeps its bucke
   auto stub = example::Echo::NewStub(makeChannel(gateway.address()));
   for (int i = 0; i < 3; ++i) REQUIRE_OK(unary(*stub));
   REQUIRE_STATUS(unary(*stub), grpc::StatusCode::RESOURCE_EXHAUSTED);
-  auto reload = [&](const nlohmann::json& next, int nth) {
-    std::ofstream(gateway.configPath()) << next.dump(2);
-    gateway.signal(SIGHUP);
-    REQUIRE(waitFor(
-        [&] {
-          std::string logs = gateway.logs();
-          size_t count = 0;
-          for (size_t at = logs.find("config reloaded"); at != std::string::npos; at = logs.find("config reloaded", at + 1)) {
-            ++count;
-          }
-          return count >= static_cast<size_t>(nth);
-        },
-        std::chrono::seconds(5)));
-  };
+  auto reload = [&](const nlohmann::json& next, size_t nth) { REQUIRE(reloadWithSighup(gateway, next.dump(2), nth)); };
   // Something else changes (the drain timeout): the callers' buckets stay empty.
   config["drain_timeout_ms"] = 5000;
   reload(config, 1);

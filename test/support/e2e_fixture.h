@@ -2,9 +2,14 @@
 // call to it, and a grpc++ channel to the gateway.
 #pragma once
 
+#include <signal.h>
+
 #include <chrono>
+#include <cstddef>
+#include <fstream>
 #include <functional>
 #include <memory>
+#include <string>
 #include <thread>
 
 #include <grpcpp/grpcpp.h>
@@ -29,6 +34,23 @@ inline bool waitFor(const std::function<bool()>& condition, std::chrono::millise
     std::this_thread::sleep_for(std::chrono::milliseconds(20));
   }
   return true;
+}
+
+// How many times `text` occurs in the gateway's log so far.
+inline size_t logCount(const GatewayProcess& gateway, const std::string& text) {
+  const std::string logs = gateway.logs();
+  size_t n = 0;
+  for (size_t at = logs.find(text); at != std::string::npos; at = logs.find(text, at + 1)) ++n;
+  return n;
+}
+
+// Writes `config` to the gateway's config file, sends SIGHUP, and waits up to
+// 5 s for the log's `nth` "config reloaded" (worker 0 logs it once it has the
+// config; other workers take it a moment later). False on timeout.
+inline bool reloadWithSighup(GatewayProcess& gateway, const std::string& config, size_t nth) {
+  std::ofstream(gateway.configPath()) << config;
+  gateway.signal(SIGHUP);
+  return waitFor([&] { return logCount(gateway, "config reloaded") >= nth; }, std::chrono::seconds(5));
 }
 
 struct SingleBackendFixture {

@@ -265,11 +265,17 @@ TEST_CASE("max_requests_per_connection: 0 by default (the stream IDs' 2^30), at 
   CHECK(hasError(r.errors, "/clusters/0/max_requests_per_connection"));
 }
 
+// A minimal config with the top-level `key` set to `value` (JSON text); an
+// empty value leaves the key out.
+namespace {
+std::string withTopLevel(const std::string& key, const std::string& value) {
+  return std::string("{") + (value.empty() ? "" : "\"" + key + "\":" + value + ",") +
+         R"("listeners":[{"name":"l","address":"127.0.0.1:0","filters":[{"name":"proxy"}]}],"clusters":[]})";
+}
+}  // namespace
+
 TEST_CASE("worker_spin_polls: 8 by default, 0 turns spinning off, past 1024 an error", "[config]") {
-  auto withSpin = [](const std::string& value) {
-    return std::string("{") + (value.empty() ? "" : R"("worker_spin_polls":)" + value + ",") +
-           R"("listeners":[{"name":"l","address":"127.0.0.1:0","filters":[{"name":"proxy"}]}],"clusters":[]})";
-  };
+  auto withSpin = [](const std::string& value) { return withTopLevel("worker_spin_polls", value); };
   SECTION("default") {
     auto r = load(withSpin(""));
     INFO(r.errors.format());
@@ -295,10 +301,7 @@ TEST_CASE("worker_spin_polls: 8 by default, 0 turns spinning off, past 1024 an e
 }
 
 TEST_CASE("worker_sched_slice_us: 200 by default, 0 or 100 to 100000", "[config]") {
-  auto withSlice = [](const std::string& value) {
-    return std::string("{") + (value.empty() ? "" : R"("worker_sched_slice_us":)" + value + ",") +
-           R"("listeners":[{"name":"l","address":"127.0.0.1:0","filters":[{"name":"proxy"}]}],"clusters":[]})";
-  };
+  auto withSlice = [](const std::string& value) { return withTopLevel("worker_sched_slice_us", value); };
   SECTION("default") {
     auto r = load(withSlice(""));
     INFO(r.errors.format());
@@ -320,6 +323,22 @@ TEST_CASE("worker_sched_slice_us: 200 by default, 0 or 100 to 100000", "[config]
       CHECK_FALSE(r.config);
       CHECK(hasError(r.errors, "/worker_sched_slice_us"));
     }
+  }
+}
+
+TEST_CASE("reload_resolve_timeout_ms: 30 s by default, 1 ms to an hour", "[config]") {
+  auto r = load(withTopLevel("reload_resolve_timeout_ms", ""));
+  INFO(r.errors.format());
+  REQUIRE(r.config);
+  CHECK(r.config->reload_resolve_timeout_ms == 30000);
+  r = load(withTopLevel("reload_resolve_timeout_ms", "250"));
+  REQUIRE(r.config);
+  CHECK(r.config->reload_resolve_timeout_ms == 250);
+  for (const char* v : {"0", "3600001", "-5"}) {
+    r = load(withTopLevel("reload_resolve_timeout_ms", v));
+    INFO(v);
+    CHECK_FALSE(r.config);
+    CHECK(hasError(r.errors, "/reload_resolve_timeout_ms"));
   }
 }
 
