@@ -269,6 +269,7 @@ void Gateway::reload(ReloadDone done) {
   std::vector<ReloadResolver::Name> names;
   auto root = nlohmann::json::parse(*text, nullptr, false);  // invalid JSON: loading it reports the error
   if (!root.is_discarded()) names = endpointHostNames(root);
+  if (names.empty()) return report(applyReload(*text, {}));
   auto resolver = std::make_unique<ReloadResolver>(
       mainWorker().dispatcher(), std::chrono::milliseconds(config_->reload_resolve_timeout_ms),
       [this, text = *text, report](ReloadResolver::Answers answers) {
@@ -279,8 +280,8 @@ void Gateway::reload(ReloadDone done) {
           reload({});
         }
       });
-  size_t lookups = names.empty() ? 0 : resolver->start(names);
-  if (lookups == 0) return report(applyReload(*text, {}));
+  size_t lookups = resolver->start(names);
+  if (lookups == 0) return report(applyReload(*text, {}));  // no thread could start: loading resolves
   spdlog::info("reload: looking up {} host name(s) before loading {}", lookups, config_file_);
   reload_resolver_ = std::move(resolver);
 }
