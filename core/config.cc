@@ -152,6 +152,7 @@ GatewayConfigConstPtr loadConfig(const std::string& text, const FilterRegistry& 
   if (auto t = obj.unsignedInt("reload_resolve_timeout_ms", 1, 3600000)) {
     config->reload_resolve_timeout_ms = static_cast<uint32_t>(*t);
   }
+  if (auto n = obj.unsignedInt("dns_lookup_threads", 1, 1024)) config->dns_lookup_threads = static_cast<uint32_t>(*n);
   if (auto w = obj.unsignedInt("workers", 0, 256)) config->workers = static_cast<uint32_t>(*w);
   if (auto p = obj.unsignedInt("worker_spin_polls", 0, kMaxWorkerSpinPolls)) {
     config->worker_spin_polls = static_cast<uint32_t>(*p);

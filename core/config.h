@@ -94,6 +94,9 @@ struct GatewayConfig {
   // name not answered by then makes the reload fail like one that does not
   // resolve, so a resolver that hangs cannot block every later reload.
   uint32_t reload_resolve_timeout_ms = 30000;
+  // Host name lookups the process runs at once, each on a thread of its own
+  // (core/host_resolver.h); more wait their turn.
+  uint32_t dns_lookup_threads = 16;
   uint32_t workers = 0;  // worker threads; 0: one per core
   // Polls a worker's loop makes before sleeping (core/dispatcher.h).
   uint32_t worker_spin_polls = kDefaultWorkerSpinPolls;

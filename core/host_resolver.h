@@ -1,16 +1,26 @@
 // HostResolver: looks up one host name at a time without blocking the loop.
 //
 // getaddrinfo() can block for seconds (a resolver that does not answer waits
-// out its timeouts and retries, per name server and address family), so each
-// lookup runs on a thread of its own and the answer is posted back to the
-// Dispatcher's loop. Not libuv's thread pool: a lookup running there cannot
-// be abandoned, and the loop could not stop (nor the gateway exit) until the
-// resolver gave up; its four threads would also be shared by every worker.
+// out its timeouts and retries, per name server and address family), so
+// lookups run on threads of their own and each answer is posted back to the
+// asking Dispatcher's loop. Not libuv's thread pool: a lookup running there
+// cannot be abandoned, and the loop could not stop (nor the gateway exit)
+// until the resolver gave up; its four threads would also be shared by every
+// worker.
+//
+// The lookup threads are one bounded set for the whole process (top-level
+// config key dns_lookup_threads): a config naming hundreds of hosts, refreshed
+// by every worker, starts at most that many threads; further lookups wait in
+// order. A name already being looked up (by another worker's cluster, or a
+// reload) is not looked up twice: the later asker shares the answer. Threads
+// start when there is a lookup waiting and end when there is none.
 //
 // Owned by whoever asks. Destroying it with a lookup in flight is safe: the
-// lookup's thread finishes on its own and its answer is dropped.
+// lookup's thread finishes on its own and its answer is dropped; a lookup
+// nobody waits for any more is dropped before it starts.
 #pragma once
 
+#include <cstddef>
 #include <cstdint>
 #include <functional>
 #include <memory>
@@ -34,16 +44,26 @@ class HostResolver {
   HostResolver(const HostResolver&) = delete;
   HostResolver& operator=(const HostResolver&) = delete;
 
-  // Starts a lookup; false (and nothing started) while one is in flight or
-  // when no thread could be started.
+  // Starts a lookup (which may wait for a lookup thread, or join one of the
+  // same name under way); false (and nothing started) while one is in flight
+  // or when no thread could be started.
   bool resolve(const std::string& host, uint16_t port);
   bool busy() const { return in_flight_ != nullptr; }
+
+  // Lookup threads the process may run at once (at least 1); lookups past it
+  // wait. Thread-safe; a lower cap lets running threads finish their lookup.
+  static void setMaxThreads(size_t max_threads);
+  // Lookup threads running now.
+  static size_t runningThreads();
 
   // What a lookup's thread shares with the resolver (host_resolver.cc).
   struct Lookup;
 
  private:
-  void onResolved(std::optional<SocketAddress> address);
+  static void runLookups();
+  static void deliver(const std::shared_ptr<Lookup>& lookup, const std::optional<SocketAddress>& address);
+  // On the loop: `lookup` answered (ignored unless it is the one in flight).
+  void onResolved(const std::shared_ptr<Lookup>& lookup, std::optional<SocketAddress> address);
 
   Dispatcher& dispatcher_;
   Callback on_resolved_;

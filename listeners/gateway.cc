@@ -81,6 +81,7 @@ bool Gateway::load(ConfigErrors& errors) {
   config_ = loadConfigFile(config_file_, registry_, errors);
   if (!config_) return false;
   if (!config_->log_level.empty()) spdlog::set_level(spdlog::level::from_str(config_->log_level));
+  HostResolver::setMaxThreads(config_->dns_lookup_threads);
   return true;
 }
 
@@ -308,6 +309,7 @@ Status Gateway::applyReload(const std::string& text, const HostLookup& lookup) {
   retired_configs_.push_back(config_);
   config_ = std::move(config);
   if (!config_->log_level.empty()) spdlog::set_level(spdlog::level::from_str(config_->log_level));
+  HostResolver::setMaxThreads(config_->dns_lookup_threads);
   spdlog::info("config reloaded from {}", config_file_);
   return Status::ok();
 }

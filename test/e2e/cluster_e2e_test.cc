@@ -8,6 +8,7 @@
 #include <unistd.h>
 
 #include <atomic>
+#include <filesystem>
 #include <fstream>
 #include <cstdio>
 #include <map>
@@ -313,6 +314,89 @@ TEST_CASE("host names are re-resolved off the loop: a hung resolver delays no ca
   const auto stopping = std::chrono::steady_clock::now();
   CHECK(gateway.stop() == 0);
   CHECK(std::chrono::steady_clock::now() - stopping < std::chrono::seconds(5));
+}
+
+// Threads of `pid` named "sluice-dns" (HostResolver's lookup threads) now.
+int lookupThreads(pid_t pid) {
+  int n = 0;
+  std::error_code ec;
+  for (const auto& task : std::filesystem::directory_iterator("/proc/" + std::to_string(pid) + "/task", ec)) {
+    std::ifstream in(task.path() / "comm");
+    std::string name;
+    if (std::getline(in, name) && name == "sluice-dns") ++n;
+  }
+  return n;
+}
+
+// The most lookup threads seen at once over `window`, sampled every 5 ms.
+int mostLookupThreads(pid_t pid, std::chrono::milliseconds window) {
+  int most = 0;
+  const auto until = std::chrono::steady_clock::now() + window;
+  while (std::chrono::steady_clock::now() < until) {
+    most = std::max(most, lookupThreads(pid));
+    std::this_thread::sleep_for(std::chrono::milliseconds(5));
+  }
+  return most;
+}
+
+TEST_CASE("host name lookups run on at most dns_lookup_threads threads, and a name is looked up once for all workers",
+          "[e2e][cluster][dns]") {
+  TestBackend a("a");
+  ScriptedResolver resolver;
+  std::vector<std::string> names;
+  nlohmann::json endpoints = nlohmann::json::array();
+  for (int i = 0; i < 6; ++i) {
+    names.push_back("n" + std::to_string(i) + ".sluice-test");
+    endpoints.push_back(names.back() + ":" + std::to_string(a.port()));
+  }
+  resolver.answerAll(names, "127.0.0.1", 0);
+
+  SECTION("6 names refreshed by 2 workers every 100 ms, slow to answer: never more than 2 threads") {
+    auto config = configWith({{"name", "named"}, {"endpoints", endpoints}, {"dns_refresh_ms", 100}});
+    config["workers"] = 2;
+    config["dns_lookup_threads"] = 2;
+    GatewayProcess::Options options;
+    options.extraEnv = resolver.env();
+    GatewayProcess gateway(config, options);
+    auto stub = example::Echo::NewStub(makeChannel(gateway.address()));
+    EchoResponse resp;
+    REQUIRE_OK(unary(*stub, 0, &resp));
+
+    // 12 lookups per round (6 names, 2 workers) taking 300 ms each: one
+    // thread per lookup would be 12 at once.
+    resolver.answerAll(names, "127.0.0.1", 300);
+    int most = mostLookupThreads(gateway.pid(), std::chrono::milliseconds(2000));
+    CHECK(most >= 1);
+    CHECK(most <= 2);
+    REQUIRE_OK(unary(*stub, 0, &resp));
+
+    // Every name still gets its turn: all six moves are seen.
+    resolver.answerAll(names, "127.0.0.2", 20);
+    for (const auto& name : names) {
+      INFO(name);
+      CHECK(waitFor([&] { return gateway.logs().find(name + " now resolves to 127.0.0.2") != std::string::npos; },
+                    std::chrono::seconds(10)));
+    }
+  }
+
+  SECTION("1 name refreshed by 4 workers: one lookup at a time, shared") {
+    auto config = configWith({{"name", "named"}, {"endpoints", {endpoints[0]}}, {"dns_refresh_ms", 100}});
+    config["workers"] = 4;
+    GatewayProcess::Options options;
+    options.extraEnv = resolver.env();
+    GatewayProcess gateway(config, options);
+    auto stub = example::Echo::NewStub(makeChannel(gateway.address()));
+    EchoResponse resp;
+    REQUIRE_OK(unary(*stub, 0, &resp));
+
+    resolver.answerAll(names, "127.0.0.1", 300);
+    int most = mostLookupThreads(gateway.pid(), std::chrono::milliseconds(2000));
+    CHECK(most == 1);
+    // Each worker's cluster still gets the answer.
+    resolver.answerAll(names, "127.0.0.2", 20);
+    CHECK(waitFor([&] { return logCount(gateway, names[0] + " now resolves to 127.0.0.2") == 4; },
+                  std::chrono::seconds(10)));
+  }
 }
 
 TEST_CASE("a backend killed under load: health checks and retries hide it, and it comes back", "[e2e][cluster]") {

@@ -23,10 +23,12 @@ class ScriptedResolver {
     std::remove(path_.c_str());
     std::remove((path_ + ".new").c_str());
   }
-  void answer(const std::string& name, const std::string& ip, int delay_ms) {
+  void answer(const std::string& name, const std::string& ip, int delay_ms) { answerAll({name}, ip, delay_ms); }
+  // Every name in `names` answers `ip` after `delay_ms`; no other name resolves.
+  void answerAll(const std::vector<std::string>& names, const std::string& ip, int delay_ms) {
     {
       std::ofstream out(path_ + ".new");
-      out << name << " " << ip << " " << delay_ms << "\n";
+      for (const auto& name : names) out << name << " " << ip << " " << delay_ms << "\n";
     }
     REQUIRE(std::rename((path_ + ".new").c_str(), path_.c_str()) == 0);
   }

@@ -342,6 +342,22 @@ TEST_CASE("reload_resolve_timeout_ms: 30 s by default, 1 ms to an hour", "[confi
   }
 }
 
+TEST_CASE("dns_lookup_threads: 16 by default, 1 to 1024", "[config]") {
+  auto r = load(withTopLevel("dns_lookup_threads", ""));
+  INFO(r.errors.format());
+  REQUIRE(r.config);
+  CHECK(r.config->dns_lookup_threads == 16);
+  r = load(withTopLevel("dns_lookup_threads", "3"));
+  REQUIRE(r.config);
+  CHECK(r.config->dns_lookup_threads == 3);
+  for (const char* v : {"0", "1025", "\"4\""}) {
+    r = load(withTopLevel("dns_lookup_threads", v));
+    INFO(v);
+    CHECK_FALSE(r.config);
+    CHECK(hasError(r.errors, "/dns_lookup_threads"));
+  }
+}
+
 TEST_CASE("admin limits: 32 connections and 5 s by default; 0 is an error", "[config]") {
   auto withAdmin = [](const std::string& extra) {
     return R"({"admin":{"address":"127.0.0.1:0")" + extra +
