@@ -1,6 +1,8 @@
 #include "core/host_resolver.h"
 
 #include <algorithm>
+#include <chrono>
+#include <condition_variable>
 #include <deque>
 #include <map>
 #include <mutex>
@@ -13,6 +15,7 @@
 
 #include "core/dispatcher.h"
 #include "core/thread_scheduling.h"
+#include "core/timer.h"
 
 namespace sluice {
 
@@ -28,23 +31,50 @@ struct HostResolver::Lookup {
 namespace {
 
 using Name = std::pair<std::string, uint16_t>;
+using Clock = std::chrono::steady_clock;
+
+// How long a thread with nothing to do waits for another lookup before it
+// ends: a cluster refreshing its names every few seconds keeps its threads.
+constexpr std::chrono::seconds kIdleLinger{5};
+// A lookup running longer than this no longer counts against the cap: a few
+// names whose lookups hang must not stop every other name (and every reload)
+// from being looked up. getaddrinfo() gives up on its own eventually.
+constexpr std::chrono::seconds kStuckAfter{5};
 
 // One name to look up, and everyone waiting for its answer.
 struct Job {
   Name name;
   std::vector<std::shared_ptr<HostResolver::Lookup>> waiters;
+  bool started = false;
+  Clock::time_point started_at;
 };
 
 // The process's lookup threads and the lookups waiting for one. Never
 // destroyed: a detached thread may still be inside getaddrinfo() while the
-// process exits.
+// process exits. Shared by every Gateway of the process.
 struct LookupThreads {
   std::mutex mutex;
+  std::condition_variable work;  // a lookup was queued
   size_t max_threads = 16;
   size_t running = 0;
-  size_t looking_up = 0;  // of the running threads, those inside getaddrinfo()
+  std::vector<std::shared_ptr<Job>> under_way;  // inside getaddrinfo(), one per busy thread
   std::deque<std::shared_ptr<Job>> waiting;
-  std::map<Name, std::shared_ptr<Job>> by_name;  // waiting or being looked up
+  std::map<Name, std::shared_ptr<Job>> latest;  // the newest job of each name, waiting or under way
+
+  size_t stuck(Clock::time_point now) const {
+    size_t n = 0;
+    for (const auto& job : under_way) n += now - job->started_at > kStuckAfter ? 1 : 0;
+    return n;
+  }
+  // Threads the cap counts: all but those stuck in a lookup.
+  size_t counted(Clock::time_point now) const { return running - stuck(now); }
+  // Starts threads while waiting jobs outnumber the threads free to take
+  // them (idle, or handing an answer over) and the cap allows; each runs
+  // `body`. False when none could be started and none runs.
+  bool startThreads(void (*body)());
+  void forget(const std::shared_ptr<Job>& job) {
+    if (auto it = latest.find(job->name); it != latest.end() && it->second == job) latest.erase(it);
+  }
 };
 
 LookupThreads& lookupThreads() {
@@ -59,28 +89,30 @@ bool abandoned(HostResolver::Lookup& lookup) {
 
 }  // namespace
 
-// A lookup thread: takes waiting jobs in order until there are none (or the
-// cap was lowered below the threads running).
+// A lookup thread: takes waiting jobs in order until there has been none for
+// kIdleLinger (or the cap was lowered below the threads running).
 void HostResolver::runLookups() {
   nameCurrentThread("sluice-dns");  // not the worker's name it would inherit
   LookupThreads& threads = lookupThreads();
   for (;;) {
     std::shared_ptr<Job> job;
     {
-      std::lock_guard lock(threads.mutex);
-      if (threads.waiting.empty() || threads.running > threads.max_threads) {
+      std::unique_lock lock(threads.mutex);
+      threads.work.wait_for(lock, kIdleLinger, [&] { return !threads.waiting.empty(); });
+      if (threads.waiting.empty() || threads.counted(Clock::now()) > threads.max_threads) {
         --threads.running;
         return;
       }
       job = std::move(threads.waiting.front());
       threads.waiting.pop_front();
-      bool wanted = false;
-      for (auto& waiter : job->waiters) wanted = wanted || !abandoned(*waiter);
-      if (!wanted) {
-        threads.by_name.erase(job->name);
+      std::erase_if(job->waiters, [](const auto& waiter) { return abandoned(*waiter); });
+      if (job->waiters.empty()) {
+        threads.forget(job);
         continue;
       }
-      ++threads.looking_up;
+      job->started = true;
+      job->started_at = Clock::now();
+      threads.under_way.push_back(job);
     }
     std::optional<SocketAddress> address = resolveHost(job->name.first, job->name.second);
     std::vector<std::shared_ptr<HostResolver::Lookup>> waiters;
@@ -88,12 +120,29 @@ void HostResolver::runLookups() {
       // Askers arriving from now on start a fresh lookup, which this thread
       // takes once it has handed this answer over.
       std::lock_guard lock(threads.mutex);
-      --threads.looking_up;
-      threads.by_name.erase(job->name);
+      std::erase(threads.under_way, job);
+      threads.forget(job);
       waiters = std::move(job->waiters);
     }
     for (auto& waiter : waiters) deliver(waiter, address);
   }
+}
+
+bool LookupThreads::startThreads(void (*body)()) {
+  const size_t free_threads = running - under_way.size();
+  size_t want = waiting.size() > free_threads ? waiting.size() - free_threads : 0;
+  const auto now = Clock::now();
+  while (want > 0 && counted(now) < max_threads) {
+    try {
+      std::thread(body).detach();
+    } catch (const std::system_error& e) {
+      spdlog::warn("cannot start a host name lookup thread: {}", e.what());
+      break;
+    }
+    ++running;
+    --want;
+  }
+  return running > 0;
 }
 
 void HostResolver::deliver(const std::shared_ptr<Lookup>& lookup, const std::optional<SocketAddress>& address) {
@@ -114,6 +163,7 @@ HostResolver::HostResolver(Dispatcher& dispatcher, Callback on_resolved)
     : dispatcher_(dispatcher), on_resolved_(std::move(on_resolved)) {}
 
 HostResolver::~HostResolver() {
+  recheck_.reset();
   if (!in_flight_) return;
   // Under the lookup's mutex: once this returns no thread posts for it, so
   // the loop (which outlives this resolver) is never reached afterwards.
@@ -121,7 +171,7 @@ HostResolver::~HostResolver() {
   in_flight_->owner = nullptr;
 }
 
-bool HostResolver::resolve(const std::string& host, uint16_t port) {
+bool HostResolver::resolve(const std::string& host, uint16_t port, bool fresh) {
   if (in_flight_) return false;
   auto lookup = std::make_shared<Lookup>();
   lookup->owner = this;
@@ -129,38 +179,47 @@ bool HostResolver::resolve(const std::string& host, uint16_t port) {
   LookupThreads& threads = lookupThreads();
   std::lock_guard lock(threads.mutex);
   Name name{host, port};
-  if (auto it = threads.by_name.find(name); it != threads.by_name.end()) {
-    it->second->waiters.push_back(lookup);
+  if (auto it = threads.latest.find(name); it != threads.latest.end() && !(fresh && it->second->started)) {
+    Job& job = *it->second;
+    std::erase_if(job.waiters, [](const auto& waiter) { return abandoned(*waiter); });
+    job.waiters.push_back(lookup);
     in_flight_ = std::move(lookup);
     return true;
   }
   auto job = std::make_shared<Job>();
   job->name = name;
   job->waiters.push_back(lookup);
-  // A thread that is not inside a lookup takes the job when it next looks.
-  const size_t free_threads = threads.running - threads.looking_up;
-  if (threads.waiting.size() >= free_threads && threads.running < threads.max_threads) {
-    try {
-      std::thread(&HostResolver::runLookups).detach();
-      ++threads.running;
-    } catch (const std::system_error& e) {
-      // With a thread running, it takes the job when it is done; with none,
-      // nothing would.
-      if (threads.running == 0) {
-        spdlog::warn("cannot start a lookup of {}: {}", host, e.what());
-        return false;
-      }
-    }
-  }
   threads.waiting.push_back(job);
-  threads.by_name.emplace(std::move(name), std::move(job));
+  threads.latest[std::move(name)] = job;
+  if (!threads.startThreads(&HostResolver::runLookups)) {
+    threads.waiting.pop_back();
+    threads.forget(job);
+    return false;
+  }
+  threads.work.notify_one();
   in_flight_ = std::move(lookup);
+  // Every thread may be inside a lookup that hangs, and nothing else would
+  // look again once they count as stuck.
+  if (threads.running == threads.under_way.size()) {
+    if (!recheck_) recheck_ = std::make_unique<Timer>(dispatcher_, [this] { onRecheck(); });
+    recheck_->enable(kStuckAfter);
+  }
   return true;
+}
+
+void HostResolver::onRecheck() {
+  if (!in_flight_) return;
+  LookupThreads& threads = lookupThreads();
+  std::lock_guard lock(threads.mutex);
+  threads.startThreads(&HostResolver::runLookups);
+  threads.work.notify_one();
+  if (threads.running == threads.under_way.size()) recheck_->enable(kStuckAfter);
 }
 
 void HostResolver::onResolved(const std::shared_ptr<Lookup>& lookup, std::optional<SocketAddress> address) {
   if (in_flight_ != lookup) return;
   in_flight_.reset();
+  if (recheck_) recheck_->disable();
   on_resolved_(std::move(address));
 }
 
@@ -168,6 +227,7 @@ void HostResolver::setMaxThreads(size_t max_threads) {
   LookupThreads& threads = lookupThreads();
   std::lock_guard lock(threads.mutex);
   threads.max_threads = std::max<size_t>(1, max_threads);
+  threads.startThreads(&HostResolver::runLookups);  // a higher cap serves lookups already waiting
 }
 
 size_t HostResolver::runningThreads() {

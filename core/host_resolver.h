@@ -11,9 +11,11 @@
 // The lookup threads are one bounded set for the whole process (top-level
 // config key dns_lookup_threads): a config naming hundreds of hosts, refreshed
 // by every worker, starts at most that many threads; further lookups wait in
-// order. A name already being looked up (by another worker's cluster, or a
-// reload) is not looked up twice: the later asker shares the answer. Threads
-// start when there is a lookup waiting and end when there is none.
+// order. A lookup stuck for over 5 s no longer counts, so names that hang do
+// not hold up the others. A name already being looked up (by another
+// worker's cluster) is not looked up twice: the later asker shares the
+// answer. Threads start when a lookup finds none free, and end after 5 s
+// without one.
 //
 // Owned by whoever asks. Destroying it with a lookup in flight is safe: the
 // lookup's thread finishes on its own and its answer is dropped; a lookup
@@ -32,6 +34,7 @@
 namespace sluice {
 
 class Dispatcher;
+class Timer;
 
 class HostResolver {
  public:
@@ -44,10 +47,12 @@ class HostResolver {
   HostResolver(const HostResolver&) = delete;
   HostResolver& operator=(const HostResolver&) = delete;
 
-  // Starts a lookup (which may wait for a lookup thread, or join one of the
-  // same name under way); false (and nothing started) while one is in flight
-  // or when no thread could be started.
-  bool resolve(const std::string& host, uint16_t port);
+  // Starts a lookup, which may wait for a lookup thread, or share the answer
+  // of a lookup of the same name already asked for. With `fresh`, only one
+  // not yet started is shared (an answer from before the ask will not do: a
+  // reload after a DNS change must see it). False (and nothing started)
+  // while one is in flight, or when no lookup thread runs nor could start.
+  bool resolve(const std::string& host, uint16_t port, bool fresh = false);
   bool busy() const { return in_flight_ != nullptr; }
 
   // Lookup threads the process may run at once (at least 1); lookups past it
@@ -61,6 +66,9 @@ class HostResolver {
 
  private:
   static void runLookups();
+  // While this resolver's lookup waits for a thread: every kStuckAfter, let
+  // lookups stuck that long make room for it.
+  void onRecheck();
   static void deliver(const std::shared_ptr<Lookup>& lookup, const std::optional<SocketAddress>& address);
   // On the loop: `lookup` answered (ignored unless it is the one in flight).
   void onResolved(const std::shared_ptr<Lookup>& lookup, std::optional<SocketAddress> address);
@@ -68,6 +76,7 @@ class HostResolver {
   Dispatcher& dispatcher_;
   Callback on_resolved_;
   std::shared_ptr<Lookup> in_flight_;
+  std::unique_ptr<Timer> recheck_;
 };
 
 }  // namespace sluice

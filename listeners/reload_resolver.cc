@@ -14,7 +14,7 @@ size_t ReloadResolver::start(const std::vector<Name>& names) {
     auto resolver = std::make_unique<HostResolver>(dispatcher_, [this, name](std::optional<SocketAddress> address) {
       onAnswer(name, std::move(address));
     });
-    if (!resolver->resolve(name.first, name.second)) continue;  // loading resolves it instead
+    if (!resolver->resolve(name.first, name.second, /*fresh=*/true)) continue;  // loading resolves it instead
     resolvers_.push_back(std::move(resolver));
     asked_.push_back(name);
     ++waiting_;

@@ -3,7 +3,7 @@
 //
 // Loading a config resolves every endpoint name, and getaddrinfo() can block
 // for seconds. A reload runs on worker 0's loop, which also serves calls, so
-// the Gateway first looks every name up here (one HostResolver thread each),
+// the Gateway first looks every name up here (a fresh HostResolver lookup each),
 // then loads the config from the answers without blocking.
 //
 // Owned by the Gateway while the lookups run; destroying it drops answers

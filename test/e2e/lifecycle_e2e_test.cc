@@ -23,6 +23,13 @@ using example::EchoResponse;
 constexpr int kPerKind = 100;
 constexpr uint32_t kStepMs = 250;  // each call takes about 4 steps
 
+// A plain unary call; the backend's name in `resp`.
+grpc::Status quickCall(example::Echo::Stub& stub, EchoResponse& resp) {
+  grpc::ClientContext ctx;
+  setTimeout(ctx, kCallTimeout);
+  return stub.Unary(&ctx, EchoRequest(), &resp);
+}
+
 // One call of each kind, each lasting about 4 * kStepMs; returns "" or what went wrong.
 std::string unaryCall(example::Echo::Stub& stub) {
   grpc::ClientContext ctx;
@@ -303,6 +310,76 @@ TEST_CASE("a reload whose lookups outlast reload_resolve_timeout_ms fails, and t
   // The next reload starts at once: nothing is left waiting.
   std::ofstream(gateway.configPath()) << configTo(a.address()).dump(2);
   CHECK(http(gateway.adminAddress(), "POST", "/reload").status == 200);
+}
+
+TEST_CASE("a reload takes a fresh answer, not one from a refresh lookup that started before the DNS change",
+          "[e2e][lifecycle][dns]") {
+  TestBackend a("a");
+  TestBackend b("b", "127.0.0.2", a.port());  // the address the name moves to
+  ScriptedResolver resolver;
+  resolver.answer("svc.sluice-test", "127.0.0.1", 0);
+  auto configWithRefresh = [&](int refresh_ms) {
+    auto c = cluster("c", {"svc.sluice-test:" + std::to_string(a.port())});
+    c["dns_refresh_ms"] = refresh_ms;
+    auto config = gatewayConfig(nlohmann::json::array({route("prefix", "/", "c")}), nlohmann::json::array({c}));
+    config["workers"] = 1;
+    return config;
+  };
+  GatewayProcess::Options options{"info", std::chrono::milliseconds{10000}, {}, resolver.env()};
+  GatewayProcess gateway(configWithRefresh(100), options);
+  auto stub = example::Echo::NewStub(makeChannel(gateway.address()));
+  EchoResponse resp;
+  REQUIRE_OK(quickCall(*stub, resp));
+  REQUIRE(resp.backend() == "a");
+
+  // A refresh lookup starts and takes 2 s to say 127.0.0.1; meanwhile the
+  // name moves, and the operator reloads.
+  resolver.answer("svc.sluice-test", "127.0.0.1", 2000);
+  std::this_thread::sleep_for(std::chrono::milliseconds(400));
+  resolver.answer("svc.sluice-test", "127.0.0.2", 0);
+  REQUIRE(reloadWithSighup(gateway, configWithRefresh(60000).dump(2), 1));
+  // The reloaded cluster (refreshing only every minute) uses what its own
+  // lookup found: the new address, not the refresh's stale answer.
+  REQUIRE_OK(quickCall(*stub, resp));
+  CHECK(resp.backend() == "b");
+}
+
+TEST_CASE("lookups that hang do not hold up other names for long, even with dns_lookup_threads 1",
+          "[e2e][lifecycle][dns]") {
+  TestBackend a("a");
+  ScriptedResolver resolver;
+  resolver.script({{"hang.sluice-test", "127.0.0.1", 0}, {"ok.sluice-test", "127.0.0.1", 0}});
+  auto configTo = [&](const std::string& host) {
+    auto c = cluster("c", {host + ":" + std::to_string(a.port())});
+    c["dns_refresh_ms"] = 100;
+    auto config = gatewayConfig(nlohmann::json::array({route("prefix", "/", "c")}), nlohmann::json::array({c}));
+    config["dns_lookup_threads"] = 1;
+    config["reload_resolve_timeout_ms"] = 15000;
+    return config;
+  };
+  GatewayProcess::Options options{"info", std::chrono::milliseconds{10000}, {}, resolver.env()};
+  GatewayProcess gateway(configTo("hang.sluice-test"), options);
+
+  // The refresh lookup of hang.sluice-test now hangs, on the one lookup thread.
+  resolver.script({{"hang.sluice-test", "127.0.0.1", 30000}, {"ok.sluice-test", "127.0.0.1", 20}});
+  std::this_thread::sleep_for(std::chrono::milliseconds(300));
+  // A reload naming only ok.sluice-test: its lookup waits until the hung one
+  // counts as stuck (5 s), not for the hung one to end (30 s, past the 15 s
+  // reload_resolve_timeout_ms).
+  const auto started = std::chrono::steady_clock::now();
+  std::ofstream(gateway.configPath()) << configTo("ok.sluice-test").dump(2);
+  gateway.signal(SIGHUP);
+  CHECK(waitFor([&] { return logCount(gateway, "config reloaded") >= 1; }, std::chrono::seconds(12)));
+  const auto took = std::chrono::steady_clock::now() - started;
+  CHECK(took < std::chrono::seconds(9));
+  CHECK(gateway.logs().find("no answer for host") == std::string::npos);
+  auto stub = example::Echo::NewStub(makeChannel(gateway.address()));
+  EchoResponse resp;
+  REQUIRE_OK(quickCall(*stub, resp));
+  // And the hung lookup does not hold up a stop.
+  const auto stopping = std::chrono::steady_clock::now();
+  CHECK(gateway.stop() == 0);
+  CHECK(std::chrono::steady_clock::now() - stopping < std::chrono::seconds(5));
 }
 
 }  // namespace sluice::test

@@ -23,12 +23,23 @@ class ScriptedResolver {
     std::remove(path_.c_str());
     std::remove((path_ + ".new").c_str());
   }
-  void answer(const std::string& name, const std::string& ip, int delay_ms) { answerAll({name}, ip, delay_ms); }
+  struct Line {
+    std::string name;
+    std::string ip;
+    int delay_ms;
+  };
+  void answer(const std::string& name, const std::string& ip, int delay_ms) { script({{name, ip, delay_ms}}); }
   // Every name in `names` answers `ip` after `delay_ms`; no other name resolves.
   void answerAll(const std::vector<std::string>& names, const std::string& ip, int delay_ms) {
+    std::vector<Line> lines;
+    for (const auto& name : names) lines.push_back({name, ip, delay_ms});
+    script(lines);
+  }
+  // Exactly these answers; no other name resolves.
+  void script(const std::vector<Line>& lines) {
     {
       std::ofstream out(path_ + ".new");
-      for (const auto& name : names) out << name << " " << ip << " " << delay_ms << "\n";
+      for (const auto& l : lines) out << l.name << " " << l.ip << " " << l.delay_ms << "\n";
     }
     REQUIRE(std::rename((path_ + ".new").c_str(), path_.c_str()) == 0);
   }
