@@ -184,6 +184,7 @@ bool HostResolver::resolve(const std::string& host, uint16_t port, bool fresh) {
     std::erase_if(job.waiters, [](const auto& waiter) { return abandoned(*waiter); });
     job.waiters.push_back(lookup);
     in_flight_ = std::move(lookup);
+    if (!job.started) watchForStuckThreads(threads.running == threads.under_way.size());
     return true;
   }
   auto job = std::make_shared<Job>();
@@ -198,13 +199,16 @@ bool HostResolver::resolve(const std::string& host, uint16_t port, bool fresh) {
   }
   threads.work.notify_one();
   in_flight_ = std::move(lookup);
+  watchForStuckThreads(threads.running == threads.under_way.size());
+  return true;
+}
+
+void HostResolver::watchForStuckThreads(bool all_busy) {
   // Every thread may be inside a lookup that hangs, and nothing else would
   // look again once they count as stuck.
-  if (threads.running == threads.under_way.size()) {
-    if (!recheck_) recheck_ = std::make_unique<Timer>(dispatcher_, [this] { onRecheck(); });
-    recheck_->enable(kStuckAfter);
-  }
-  return true;
+  if (!all_busy) return;
+  if (!recheck_) recheck_ = std::make_unique<Timer>(dispatcher_, [this] { onRecheck(); });
+  recheck_->enable(kStuckAfter);
 }
 
 void HostResolver::onRecheck() {
@@ -213,7 +217,9 @@ void HostResolver::onRecheck() {
   std::lock_guard lock(threads.mutex);
   threads.startThreads(&HostResolver::runLookups);
   threads.work.notify_one();
-  if (threads.running == threads.under_way.size()) recheck_->enable(kStuckAfter);
+  // Until the answer comes: the lookup may still wait behind threads that
+  // become stuck later.
+  recheck_->enable(kStuckAfter);
 }
 
 void HostResolver::onResolved(const std::shared_ptr<Lookup>& lookup, std::optional<SocketAddress> address) {
