@@ -12,6 +12,8 @@
 #include <fstream>
 #include <cstdio>
 #include <map>
+#include <memory>
+#include <optional>
 #include <thread>
 
 #include <grpcpp/health_check_service_interface.h>
@@ -350,17 +352,25 @@ TEST_CASE("host name lookups run on at most dns_lookup_threads threads, and a na
     endpoints.push_back(names.back() + ":" + std::to_string(a.port()));
   }
   resolver.answerAll(names, "127.0.0.1", 0);
-
-  SECTION("6 names refreshed by 2 workers every 100 ms, slow to answer: never more than 2 threads") {
-    auto config = configWith({{"name", "named"}, {"endpoints", endpoints}, {"dns_refresh_ms", 100}});
-    config["workers"] = 2;
-    config["dns_lookup_threads"] = 2;
+  // A gateway whose one cluster names `named` (refreshed every 100 ms), after a first call through it.
+  auto start = [&](const nlohmann::json& named, int workers, std::optional<int> lookup_threads) {
+    auto config = configWith({{"name", "named"}, {"endpoints", named}, {"dns_refresh_ms", 100}});
+    config["workers"] = workers;
+    if (lookup_threads) config["dns_lookup_threads"] = *lookup_threads;
     GatewayProcess::Options options;
     options.extraEnv = resolver.env();
-    GatewayProcess gateway(config, options);
-    auto stub = example::Echo::NewStub(makeChannel(gateway.address()));
+    auto gateway = std::make_unique<GatewayProcess>(config, options);
+    auto stub = example::Echo::NewStub(makeChannel(gateway->address()));
     EchoResponse resp;
     REQUIRE_OK(unary(*stub, 0, &resp));
+    return gateway;
+  };
+
+  SECTION("6 names refreshed by 2 workers every 100 ms, slow to answer: never more than 2 threads") {
+    auto gateway_ptr = start(endpoints, 2, 2);
+    GatewayProcess& gateway = *gateway_ptr;
+    auto stub = example::Echo::NewStub(makeChannel(gateway.address()));
+    EchoResponse resp;
 
     // 12 lookups per round (6 names, 2 workers) taking 300 ms each: one
     // thread per lookup would be 12 at once.
@@ -380,14 +390,8 @@ TEST_CASE("host name lookups run on at most dns_lookup_threads threads, and a na
   }
 
   SECTION("1 name refreshed by 4 workers: one lookup at a time, shared") {
-    auto config = configWith({{"name", "named"}, {"endpoints", {endpoints[0]}}, {"dns_refresh_ms", 100}});
-    config["workers"] = 4;
-    GatewayProcess::Options options;
-    options.extraEnv = resolver.env();
-    GatewayProcess gateway(config, options);
-    auto stub = example::Echo::NewStub(makeChannel(gateway.address()));
-    EchoResponse resp;
-    REQUIRE_OK(unary(*stub, 0, &resp));
+    auto gateway_ptr = start(nlohmann::json::array({endpoints[0]}), 4, std::nullopt);
+    GatewayProcess& gateway = *gateway_ptr;
 
     resolver.answerAll(names, "127.0.0.1", 300);
     int most = mostLookupThreads(gateway.pid(), std::chrono::milliseconds(2000));
