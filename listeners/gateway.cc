@@ -77,8 +77,49 @@ Gateway::~Gateway() {
   workers_.clear();
 }
 
+namespace {
+
+// A top-level unsigned number of the config, if it is one in range (the
+// loader reports it otherwise).
+std::optional<uint64_t> topLevelNumber(const nlohmann::json& root, const char* key, uint64_t min, uint64_t max) {
+  if (!root.is_object()) return std::nullopt;
+  auto it = root.find(key);
+  if (it == root.end() || !it->is_number_unsigned()) return std::nullopt;
+  uint64_t v = it->get<uint64_t>();
+  return v >= min && v <= max ? std::optional<uint64_t>(v) : std::nullopt;
+}
+
+}  // namespace
+
+ReloadResolver::Answers Gateway::lookUpAtStart(const std::string& text) {
+  auto root = nlohmann::json::parse(text, nullptr, false);  // invalid JSON: loading it reports the error
+  if (root.is_discarded()) return {};
+  std::vector<ReloadResolver::Name> names = endpointHostNames(root);
+  if (names.size() < 2) return {};  // one name: looked up as the config loads, just as fast
+  HostResolver::setMaxThreads(topLevelNumber(root, "dns_lookup_threads", 1, 1024).value_or(16));
+  const auto timeout = std::chrono::milliseconds(topLevelNumber(root, "reload_resolve_timeout_ms", 1, 3600000).value_or(30000));
+  // No worker runs yet: a loop of its own waits for the answers.
+  Dispatcher dispatcher;
+  ReloadResolver::Answers answers;
+  ReloadResolver resolver(dispatcher, timeout, [&](ReloadResolver::Answers a) {
+    answers = std::move(a);
+    dispatcher.stop();
+  });
+  size_t lookups = resolver.start(names);
+  if (lookups == 0) return {};  // no thread could start: loading resolves them
+  spdlog::info("looking up {} host name(s) before loading {}", lookups, config_file_);
+  dispatcher.run();
+  return answers;
+}
+
 bool Gateway::load(ConfigErrors& errors) {
-  config_ = loadConfigFile(config_file_, registry_, errors);
+  auto text = readConfigFile(config_file_, errors);
+  if (!text) return false;
+  // Endpoint names are looked up all at once (not one after the other as the
+  // config loads them): a config naming many hosts starts in the time of the
+  // slowest lookup, bounded by reload_resolve_timeout_ms.
+  ReloadResolver::Answers answers = lookUpAtStart(*text);
+  config_ = loadConfig(*text, registry_, errors, answers.empty() ? HostLookup{} : ReloadResolver::lookupFrom(answers));
   if (!config_) return false;
   if (!config_->log_level.empty()) spdlog::set_level(spdlog::level::from_str(config_->log_level));
   HostResolver::setMaxThreads(config_->dns_lookup_threads);

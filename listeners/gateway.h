@@ -23,6 +23,7 @@
 #include "core/status.h"
 #include "core/timer.h"
 #include "listeners/admin_listener.h"
+#include "listeners/reload_resolver.h"
 
 struct uv_signal_s;
 
@@ -30,7 +31,6 @@ namespace sluice {
 
 class ConnectionBalancer;
 class FilterRegistry;
-class ReloadResolver;
 class Worker;
 
 class Gateway final : public AdminHandler {
@@ -69,6 +69,9 @@ class Gateway final : public AdminHandler {
   // Loads `text` as the new config (host names through `lookup`) and hands
   // it to every worker.
   Status applyReload(const std::string& text, const HostLookup& lookup);
+  // Before the first load: looks every endpoint host name of `text` up at
+  // once, on a loop of its own; the answers for loading it.
+  ReloadResolver::Answers lookUpAtStart(const std::string& text);
   Status configErrorsStatus(const ConfigErrors& errors) const;
   // Every admin endpoint but POST /reload, which answers later.
   AdminResponse answerAdmin(const std::string& method, const std::string& path);

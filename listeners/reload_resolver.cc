@@ -31,7 +31,7 @@ void ReloadResolver::onAnswer(const Name& name, std::optional<SocketAddress> add
 void ReloadResolver::onTimeout() {
   for (const Name& name : asked_) {
     if (answers_.count(name) != 0) continue;
-    spdlog::warn("reload: no answer for host \"{}\" within {} ms (reload_resolve_timeout_ms)", name.first,
+    spdlog::warn("no answer for host \"{}\" within {} ms (reload_resolve_timeout_ms)", name.first,
                  timeout_.count());
     answers_[name] = std::nullopt;
   }

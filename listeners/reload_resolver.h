@@ -1,5 +1,7 @@
 // ReloadResolver: looks up the host names a config about to be reloaded names
-// (its clusters' endpoints) off the loop, then hands the answers over.
+// (its clusters' endpoints) off the loop, then hands the answers over. The
+// first load at start uses it too, on a loop of its own, to look the names up
+// all at once.
 //
 // Loading a config resolves every endpoint name, and getaddrinfo() can block
 // for seconds. A reload runs on worker 0's loop, which also serves calls, so

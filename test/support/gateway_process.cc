@@ -157,7 +157,8 @@ std::vector<GatewayProcess*>& liveGateways() {
 
 }  // namespace
 
-ProcessResult runSluice(const std::vector<std::string>& args, std::chrono::milliseconds timeout) {
+ProcessResult runSluice(const std::vector<std::string>& args, std::chrono::milliseconds timeout,
+                        const std::vector<std::string>& extraEnv) {
   const std::string dir = makeTempDir();
   const std::string outputPath = dir + "/stdout.log";
   const std::string errorPath = dir + "/stderr.log";
@@ -165,7 +166,7 @@ ProcessResult runSluice(const std::vector<std::string>& args, std::chrono::milli
   argv.insert(argv.end(), args.begin(), args.end());
   ProcessResult result;
   try {
-    result = waitFor(spawn(argv, outputPath, errorPath), timeout);
+    result = waitFor(spawn(argv, outputPath, errorPath, extraEnv), timeout);
     result.errorOutput = readFile(errorPath).value_or("");
     result.output = readFile(outputPath).value_or("") + result.errorOutput;
   } catch (...) {
@@ -176,13 +177,13 @@ ProcessResult runSluice(const std::vector<std::string>& args, std::chrono::milli
   return result;
 }
 
-ProcessResult runValidate(const std::string& configJson) {
+ProcessResult runValidate(const std::string& configJson, const std::vector<std::string>& extraEnv) {
   const std::string dir = makeTempDir();
   const std::string configPath = dir + "/config.json";
   ProcessResult result;
   try {
     writeFile(configPath, configJson);
-    result = runSluice({"--validate", configPath});
+    result = runSluice({"--validate", configPath}, std::chrono::seconds(10), extraEnv);
   } catch (...) {
     removeTempDir(dir);
     throw;

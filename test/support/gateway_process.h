@@ -36,9 +36,11 @@ struct ProcessResult {
 
 // Runs `sluice args...` to completion (at most `timeout`).
 ProcessResult runSluice(const std::vector<std::string>& args,
-                        std::chrono::milliseconds timeout = std::chrono::seconds(10));
+                        std::chrono::milliseconds timeout = std::chrono::seconds(10),
+                        const std::vector<std::string>& extraEnv = {});
 // `sluice --validate FILE` with `configJson` written to FILE.
-ProcessResult runValidate(const std::string& configJson);
+// `extraEnv`: "NAME=value" entries added to the gateway's environment.
+ProcessResult runValidate(const std::string& configJson, const std::vector<std::string>& extraEnv = {});
 
 class GatewayProcess {
  public:
