@@ -69,6 +69,8 @@ struct ListenerConfig {
 // 0, and no change at one call in flight (README, Performance). Past 1024 a
 // worker could spin for milliseconds.
 constexpr uint32_t kDefaultWorkerSpinPolls = 8;
+constexpr uint32_t kDefaultDnsLookupThreads = 16;
+constexpr uint32_t kDefaultReloadResolveTimeoutMs = 30000;
 constexpr uint32_t kMaxWorkerSpinPolls = 1024;
 
 // worker_sched_slice_us (core/thread_scheduling.h). The kernel accepts 100 us
@@ -93,10 +95,10 @@ struct GatewayConfig {
   // How long a reload waits for its host names' lookups (ReloadResolver); a
   // name not answered by then makes the reload fail like one that does not
   // resolve, so a resolver that hangs cannot block every later reload.
-  uint32_t reload_resolve_timeout_ms = 30000;
+  uint32_t reload_resolve_timeout_ms = kDefaultReloadResolveTimeoutMs;
   // Host name lookups the process runs at once, each on a thread of its own
   // (core/host_resolver.h); more wait their turn.
-  uint32_t dns_lookup_threads = 16;
+  uint32_t dns_lookup_threads = kDefaultDnsLookupThreads;
   uint32_t workers = 0;  // worker threads; 0: one per core
   // Polls a worker's loop makes before sleeping (core/dispatcher.h).
   uint32_t worker_spin_polls = kDefaultWorkerSpinPolls;

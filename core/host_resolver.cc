@@ -101,6 +101,8 @@ void HostResolver::runLookups() {
       threads.work.wait_for(lock, kIdleLinger, [&] { return !threads.waiting.empty(); });
       if (threads.waiting.empty() || threads.counted(Clock::now()) > threads.max_threads) {
         --threads.running;
+        // A wake-up meant for a thread that takes the job: pass it on.
+        if (!threads.waiting.empty()) threads.work.notify_one();
         return;
       }
       job = std::move(threads.waiting.front());
@@ -135,7 +137,7 @@ bool LookupThreads::startThreads(void (*body)()) {
   while (want > 0 && counted(now) < max_threads) {
     try {
       std::thread(body).detach();
-    } catch (const std::system_error& e) {
+    } catch (const std::exception& e) {
       spdlog::warn("cannot start a host name lookup thread: {}", e.what());
       break;
     }
@@ -184,7 +186,7 @@ bool HostResolver::resolve(const std::string& host, uint16_t port, bool fresh) {
     std::erase_if(job.waiters, [](const auto& waiter) { return abandoned(*waiter); });
     job.waiters.push_back(lookup);
     in_flight_ = std::move(lookup);
-    if (!job.started) watchForStuckThreads(threads.running == threads.under_way.size());
+    if (!job.started) watchForStuckThreads();
     return true;
   }
   auto job = std::make_shared<Job>();
@@ -199,14 +201,13 @@ bool HostResolver::resolve(const std::string& host, uint16_t port, bool fresh) {
   }
   threads.work.notify_one();
   in_flight_ = std::move(lookup);
-  watchForStuckThreads(threads.running == threads.under_way.size());
+  watchForStuckThreads();
   return true;
 }
 
-void HostResolver::watchForStuckThreads(bool all_busy) {
-  // Every thread may be inside a lookup that hangs, and nothing else would
-  // look again once they count as stuck.
-  if (!all_busy) return;
+void HostResolver::watchForStuckThreads() {
+  // The threads may all be inside lookups that hang (or be about to enter
+  // them), and nothing else would look again once they count as stuck.
   if (!recheck_) recheck_ = std::make_unique<Timer>(dispatcher_, [this] { onRecheck(); });
   recheck_->enable(kStuckAfter);
 }

@@ -69,8 +69,8 @@ class HostResolver {
   // While this resolver's lookup waits for a thread: every kStuckAfter, let
   // lookups stuck that long make room for it.
   void onRecheck();
-  // Arms onRecheck when `all_busy` (every lookup thread is inside a lookup).
-  void watchForStuckThreads(bool all_busy);
+  // Arms onRecheck (kStuckAfter from now).
+  void watchForStuckThreads();
   static void deliver(const std::shared_ptr<Lookup>& lookup, const std::optional<SocketAddress>& address);
   // On the loop: `lookup` answered (ignored unless it is the one in flight).
   void onResolved(const std::shared_ptr<Lookup>& lookup, std::optional<SocketAddress> address);

@@ -95,9 +95,11 @@ ReloadResolver::Answers Gateway::lookUpAtStart(const std::string& text) {
   auto root = nlohmann::json::parse(text, nullptr, false);  // invalid JSON: loading it reports the error
   if (root.is_discarded()) return {};
   std::vector<ReloadResolver::Name> names = endpointHostNames(root);
-  if (names.size() < 2) return {};  // one name: looked up as the config loads, just as fast
-  HostResolver::setMaxThreads(topLevelNumber(root, "dns_lookup_threads", 1, 1024).value_or(16));
-  const auto timeout = std::chrono::milliseconds(topLevelNumber(root, "reload_resolve_timeout_ms", 1, 3600000).value_or(30000));
+  if (names.empty()) return {};
+  HostResolver::setMaxThreads(
+      topLevelNumber(root, "dns_lookup_threads", 1, 1024).value_or(kDefaultDnsLookupThreads));
+  const auto timeout = std::chrono::milliseconds(
+      topLevelNumber(root, "reload_resolve_timeout_ms", 1, 3600000).value_or(kDefaultReloadResolveTimeoutMs));
   // No worker runs yet: a loop of its own waits for the answers.
   Dispatcher dispatcher;
   ReloadResolver::Answers answers;

@@ -423,6 +423,30 @@ TEST_CASE("at start the endpoints' host names are looked up all at once, and a n
     CHECK_THAT(result.output, Catch::Contains("cannot resolve host \"s3.sluice-test\""));
     CHECK(took < std::chrono::seconds(5));
   }
+
+  SECTION("one name, hanging: the same") {
+    resolver.answer(names[0], "127.0.0.1", 30000);
+    auto one = gatewayConfig(nlohmann::json::array({route("prefix", "/", "c")}),
+                             nlohmann::json::array({cluster("c", {endpoints[0]})}));
+    one["reload_resolve_timeout_ms"] = 1000;
+    ProcessResult result = runValidate(one.dump(2), resolver.env());
+    CHECK_FALSE(result.timedOut);
+    CHECK(result.exitCode == 2);
+    CHECK_THAT(result.output, Catch::Contains("cannot resolve host \"s0.sluice-test\""));
+  }
+
+  SECTION("one lookup thread, its first name hanging: the others still get their turn") {
+    std::vector<ScriptedResolver::Line> lines;
+    for (const auto& name : names) lines.push_back({name, "127.0.0.1", name == names[0] ? 30000 : 0});
+    resolver.script(lines);
+    config["dns_lookup_threads"] = 1;
+    config["reload_resolve_timeout_ms"] = 7000;  // the hung lookup counts as stuck after 5 s
+    ProcessResult result = runValidate(config.dump(2), resolver.env());
+    CHECK_FALSE(result.timedOut);
+    CHECK(result.exitCode == 2);
+    CHECK_THAT(result.output, Catch::Contains("cannot resolve host \"s0.sluice-test\""));
+    for (size_t i = 1; i < names.size(); ++i) CHECK_THAT(result.output, !Catch::Contains(names[i]));
+  }
 }
 
 }  // namespace sluice::test
