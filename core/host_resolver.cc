@@ -66,6 +66,16 @@ struct LookupThreads {
     for (const auto& job : under_way) n += now - job->started_at > kStuckAfter ? 1 : 0;
     return n;
   }
+  // When the next lookup under way becomes stuck (just after), or a whole
+  // kStuckAfter from now when none is under way yet.
+  Clock::duration untilNextStuck(Clock::time_point now) const {
+    Clock::duration next = kStuckAfter;
+    for (const auto& job : under_way) {
+      const auto at = job->started_at + kStuckAfter - now;
+      if (at >= Clock::duration::zero()) next = std::min<Clock::duration>(next, at);
+    }
+    return next + std::chrono::milliseconds(10);
+  }
   // Threads the cap counts: all but those stuck in a lookup.
   size_t counted(Clock::time_point now) const { return running - stuck(now); }
   // Starts threads while waiting jobs outnumber the threads free to take
@@ -186,7 +196,7 @@ bool HostResolver::resolve(const std::string& host, uint16_t port, bool fresh) {
     std::erase_if(job.waiters, [](const auto& waiter) { return abandoned(*waiter); });
     job.waiters.push_back(lookup);
     in_flight_ = std::move(lookup);
-    if (!job.started) watchForStuckThreads();
+    if (!job.started) watchForStuckThreads(threads.untilNextStuck(Clock::now()));
     return true;
   }
   auto job = std::make_shared<Job>();
@@ -201,15 +211,15 @@ bool HostResolver::resolve(const std::string& host, uint16_t port, bool fresh) {
   }
   threads.work.notify_one();
   in_flight_ = std::move(lookup);
-  watchForStuckThreads();
+  watchForStuckThreads(threads.untilNextStuck(Clock::now()));
   return true;
 }
 
-void HostResolver::watchForStuckThreads() {
+void HostResolver::watchForStuckThreads(Clock::duration delay) {
   // The threads may all be inside lookups that hang (or be about to enter
   // them), and nothing else would look again once they count as stuck.
   if (!recheck_) recheck_ = std::make_unique<Timer>(dispatcher_, [this] { onRecheck(); });
-  recheck_->enable(kStuckAfter);
+  recheck_->enable(std::chrono::ceil<std::chrono::milliseconds>(delay));
 }
 
 void HostResolver::onRecheck() {
@@ -220,7 +230,7 @@ void HostResolver::onRecheck() {
   threads.work.notify_one();
   // Until the answer comes: the lookup may still wait behind threads that
   // become stuck later.
-  recheck_->enable(kStuckAfter);
+  watchForStuckThreads(threads.untilNextStuck(Clock::now()));
 }
 
 void HostResolver::onResolved(const std::shared_ptr<Lookup>& lookup, std::optional<SocketAddress> address) {

@@ -22,6 +22,7 @@
 // nobody waits for any more is dropped before it starts.
 #pragma once
 
+#include <chrono>
 #include <cstddef>
 #include <cstdint>
 #include <functional>
@@ -69,8 +70,9 @@ class HostResolver {
   // While this resolver's lookup waits for a thread: every kStuckAfter, let
   // lookups stuck that long make room for it.
   void onRecheck();
-  // Arms onRecheck (kStuckAfter from now).
-  void watchForStuckThreads();
+  // Arms onRecheck `delay` from now (when the next lookup under way counts
+  // as stuck).
+  void watchForStuckThreads(std::chrono::steady_clock::duration delay);
   static void deliver(const std::shared_ptr<Lookup>& lookup, const std::optional<SocketAddress>& address);
   // On the loop: `lookup` answered (ignored unless it is the one in flight).
   void onResolved(const std::shared_ptr<Lookup>& lookup, std::optional<SocketAddress> address);
