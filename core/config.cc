@@ -149,10 +149,10 @@ GatewayConfigConstPtr loadConfig(const std::string& text, const FilterRegistry& 
     a.finish();
   }
   if (auto d = obj.unsignedInt("drain_timeout_ms", 0, 3600000)) config->drain_timeout_ms = static_cast<uint32_t>(*d);
-  if (auto t = obj.unsignedInt("reload_resolve_timeout_ms", 1, 3600000)) {
+  if (auto t = obj.unsignedInt("reload_resolve_timeout_ms", 1, kMaxReloadResolveTimeoutMs)) {
     config->reload_resolve_timeout_ms = static_cast<uint32_t>(*t);
   }
-  if (auto n = obj.unsignedInt("dns_lookup_threads", 1, 1024)) config->dns_lookup_threads = static_cast<uint32_t>(*n);
+  if (auto n = obj.unsignedInt("dns_lookup_threads", 1, kMaxDnsLookupThreads)) config->dns_lookup_threads = static_cast<uint32_t>(*n);
   if (auto w = obj.unsignedInt("workers", 0, 256)) config->workers = static_cast<uint32_t>(*w);
   if (auto p = obj.unsignedInt("worker_spin_polls", 0, kMaxWorkerSpinPolls)) {
     config->worker_spin_polls = static_cast<uint32_t>(*p);

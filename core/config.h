@@ -70,7 +70,9 @@ struct ListenerConfig {
 // worker could spin for milliseconds.
 constexpr uint32_t kDefaultWorkerSpinPolls = 8;
 constexpr uint32_t kDefaultDnsLookupThreads = 16;
+constexpr uint32_t kMaxDnsLookupThreads = 1024;
 constexpr uint32_t kDefaultReloadResolveTimeoutMs = 30000;
+constexpr uint32_t kMaxReloadResolveTimeoutMs = 3600000;
 constexpr uint32_t kMaxWorkerSpinPolls = 1024;
 
 // worker_sched_slice_us (core/thread_scheduling.h). The kernel accepts 100 us

@@ -97,9 +97,9 @@ ReloadResolver::Answers Gateway::lookUpAtStart(const std::string& text) {
   std::vector<ReloadResolver::Name> names = endpointHostNames(root);
   if (names.empty()) return {};
   HostResolver::setMaxThreads(
-      topLevelNumber(root, "dns_lookup_threads", 1, 1024).value_or(kDefaultDnsLookupThreads));
+      topLevelNumber(root, "dns_lookup_threads", 1, kMaxDnsLookupThreads).value_or(kDefaultDnsLookupThreads));
   const auto timeout = std::chrono::milliseconds(
-      topLevelNumber(root, "reload_resolve_timeout_ms", 1, 3600000).value_or(kDefaultReloadResolveTimeoutMs));
+      topLevelNumber(root, "reload_resolve_timeout_ms", 1, kMaxReloadResolveTimeoutMs).value_or(kDefaultReloadResolveTimeoutMs));
   // No worker runs yet: a loop of its own waits for the answers.
   Dispatcher dispatcher;
   ReloadResolver::Answers answers;
