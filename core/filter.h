@@ -49,6 +49,14 @@ class FilterFactory {
  public:
   virtual ~FilterFactory() = default;
   virtual FilterPtr createFilter(StreamContext& ctx) const = 0;
+  // Whether this entry also sees calls the gateway refuses before the chain
+  // runs (not a POST, not gRPC, a malformed path or grpc-timeout, headers over
+  // the limit, a draining gateway). Its filter for such a call gets
+  // onStreamDone and no other hook; ctx.status(), ctx.statusMessage() and
+  // ctx.httpStatus() say why. For observers (logs, metrics): off by default,
+  // so a filter that pairs onStreamDone with work done in an earlier hook
+  // never sees an end without a start.
+  virtual bool observesRefusedCalls() const { return false; }
   // The gateway is stopping: release what the factory holds (files, sockets).
   virtual void close() const {}
   // SIGUSR1 (log rotation): reopen the files the factory writes, by path, so

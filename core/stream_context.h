@@ -112,6 +112,9 @@ class StreamContext {
   // The final status, known once trailers arrived or a local reply was sent.
   StatusCode status() const { return status_; }
   const std::string& statusMessage() const { return status_message_; }
+  // The response's HTTP :status: 200 for every gRPC reply; 405 or 415 when the
+  // gateway refused a request that was not gRPC at all.
+  int httpStatus() const { return http_status_; }
 
   // ---- actions ----
   virtual Dispatcher& dispatcher() = 0;
@@ -161,6 +164,7 @@ class StreamContext {
   uint32_t upstream_attempts_ = 0;
   StatusCode status_ = StatusCode::Unknown;
   std::string status_message_;
+  int http_status_ = 200;
 
  private:
   std::map<std::string, FilterStatePtr, std::less<>> filter_state_;

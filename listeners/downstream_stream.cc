@@ -83,9 +83,13 @@ void DownstreamStream::startCall() {
   call_started_ = true;
   connection_.stats().downstream_rq_total.inc();
   connection_.stats().downstream_rq_active.inc();
+  // Kept before any check, so that a refused request's log line names it too
+  // (pseudo-headers come first, so even an oversized list has its :path).
+  if (const std::string* path = request_headers_.get(":path")) path_ = *path;
   if (headers_too_large_) {
     localReply(LocalReplyReason::BadRequest, StatusCode::ResourceExhausted,
-               fmt::format("request headers exceed the limit of {} bytes", listener_config_.max_header_list_bytes));
+               fmt::format("request headers exceed the limit of {} bytes (max_header_list_bytes)",
+                           listener_config_.max_header_list_bytes));
     return;
   }
   const std::string* method = request_headers_.get(":method");
@@ -97,8 +101,6 @@ void DownstreamStream::startCall() {
     sendHttpError(415, "content-type must be application/grpc\n");
     return;
   }
-  const std::string* path = request_headers_.get(":path");
-  path_ = path != nullptr ? *path : std::string();
   auto slash = path_.find('/', 1);
   if (path_.size() < 4 || path_[0] != '/' || slash == std::string::npos || slash == 1 ||
       slash + 1 == path_.size()) {
@@ -132,6 +134,7 @@ void DownstreamStream::startCall() {
     });
     touch();
   }
+  chain_built_ = true;
   chain_.reserve(listener_config_.filters.size());
   for (const auto& entry : listener_config_.filters) {
     chain_.addFilter(entry.factory->createFilter(*this));
@@ -316,6 +319,7 @@ void DownstreamStream::sendHttpError(int status, std::string_view body) {
   ended_ = true;
   status_ = StatusCode::Unknown;
   status_message_ = fmt::format("HTTP {}", status);
+  http_status_ = status;
   HeaderMap headers;
   headers.add(":status", std::to_string(status));
   headers.add("content-type", "text/plain");
@@ -353,7 +357,15 @@ void DownstreamStream::finish() {
                                                                           : "unary");
     }
   }
+  if (call_started_ && !chain_built_) addRefusalObservers();
   chain_.streamDone();
+}
+
+void DownstreamStream::addRefusalObservers() {
+  chain_built_ = true;
+  for (const auto& entry : listener_config_.filters) {
+    if (entry.factory->observesRefusedCalls()) chain_.addFilter(entry.factory->createFilter(*this));
+  }
 }
 
 void DownstreamStream::onClose(uint32_t error_code) {

@@ -89,6 +89,8 @@ class DownstreamStream final : public StreamContext,
   // Activity on the stream: restarts the stream idle clock.
   void touch();
   void finish();  // onStreamDone once, timers off, stats recorded
+  // The chain for a call refused before it ran: only the observers.
+  void addRefusalObservers();
   void localReply(LocalReplyReason reason, StatusCode code, std::string_view message);
 
   DownstreamConnection& connection_;
@@ -108,6 +110,7 @@ class DownstreamStream final : public StreamContext,
   size_t incomplete_counted_ = 0;  // decoder_.heldBytes() as last added to the connection's total
   bool backpressure_ = false;
   bool call_started_ = false;
+  bool chain_built_ = false;
   bool request_ended_ = false;
   bool headers_sent_ = false;
   bool response_end_queued_ = false;

@@ -21,6 +21,8 @@ class AccessLogFilterFactory : public FilterFactory {
   FilterPtr createFilter(StreamContext&) const override {
     return std::make_unique<AccessLogFilter>(*config_, *sink_);
   }
+  // Every request gets a line, refused ones included.
+  bool observesRefusedCalls() const override { return true; }
   void close() const override { sink_->close(); }
   void reopenLogs() const override { sink_->reopen(); }
 

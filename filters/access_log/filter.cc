@@ -34,6 +34,8 @@ std::string formatLine(const AccessLogConfig& config, StreamContext& ctx, std::c
   line["grpc_status"] = static_cast<int>(ctx.status());
   line["status"] = std::string(statusCodeName(ctx.status()));
   if (!ctx.statusMessage().empty()) line["grpc_message"] = ctx.statusMessage();
+  // Only requests refused as not gRPC get a plain HTTP error.
+  if (ctx.httpStatus() != 200) line["http_status"] = ctx.httpStatus();
   line["duration_ms"] = static_cast<double>(duration_cast<microseconds>(elapsed).count()) / 1000.0;
   const StreamCounters& c = ctx.counters();
   line["request_messages"] = c.request_messages;

@@ -11,6 +11,7 @@
 #include <thread>
 
 #include "test/support/e2e_fixture.h"
+#include "test/support/raw_h2_client.h"
 
 namespace sluice::test {
 namespace {
@@ -151,6 +152,64 @@ TEST_CASE("access_log: one line per call with status, counters, peer and upstrea
   CHECK(lines[3]["method"] == "/sluice.example.Echo/ServerStream");
   CHECK(lines[3]["response_messages"] == 3);
   CHECK(lines[3]["response_bytes"].get<int>() >= 300);
+}
+
+TEST_CASE("access_log: requests the gateway refuses before the filters run get a line too", "[e2e][access_log]") {
+  TempDir dir;
+  fs::path file = dir.path / "access.log";
+  TestBackend backend("primary");
+  nlohmann::json config = accessLogGateway(backend.address(), {{"path", file.string()}});
+  config["listeners"][0]["max_header_list_bytes"] = 4096;
+  GatewayProcess gateway(config);
+
+  RawH2Client raw("127.0.0.1", gateway.port());
+  const std::string unary = "/sluice.example.Echo/Unary";
+  RawRequest get = RawRequest::grpc(unary);
+  get.method = "GET";
+  CHECK(raw.request(get).status == 405);
+  RawRequest text = RawRequest::grpc(unary);
+  text.headers = {{"content-type", "text/plain"}, {"te", "trailers"}};
+  CHECK(raw.request(text).status == 415);
+  CHECK(raw.request(RawRequest::grpc("/nomethod")).grpcStatus() == 12);
+  RawRequest timeout = RawRequest::grpc(unary);
+  timeout.headers.emplace_back("grpc-timeout", "soon");
+  CHECK(raw.request(timeout).grpcStatus() == 13);
+  {  // a real client whose metadata is over the listener's limit
+    auto stub = example::Echo::NewStub(makeChannel(gateway.address()));
+    grpc::ClientContext context;
+    setTimeout(context, kCallTimeout);
+    context.AddMetadata("x-big", std::string(8192, 'b'));
+    EchoResponse response;
+    REQUIRE_STATUS(stub->Unary(&context, EchoRequest(), &response), grpc::StatusCode::RESOURCE_EXHAUSTED);
+  }
+  // And a call that goes through, after them on the same connection.
+  CHECK(raw.request(RawRequest::grpc(unary, grpcFrame(""))).grpcStatus() == 0);
+
+  auto lines = waitForLines([&] { return readFile(file); }, 6);
+  INFO(readFile(file));
+  REQUIRE(lines.size() == 6);
+  CHECK(lines[0]["method"] == unary);
+  CHECK(lines[0]["http_status"] == 405);
+  CHECK(lines[0]["grpc_message"] == "HTTP 405");
+  CHECK(lines[1]["http_status"] == 415);
+  CHECK(lines[2]["method"] == "/nomethod");
+  CHECK(lines[2]["status"] == "UNIMPLEMENTED");
+  CHECK(lines[2]["grpc_message"].get<std::string>().find("malformed method name") != std::string::npos);
+  CHECK(lines[3]["status"] == "INTERNAL");
+  CHECK(lines[3]["grpc_message"].get<std::string>().find("malformed grpc-timeout") != std::string::npos);
+  CHECK(lines[4]["method"] == unary);
+  CHECK(lines[4]["status"] == "RESOURCE_EXHAUSTED");
+  CHECK(lines[4]["grpc_message"] == "request headers exceed the limit of 4096 bytes (max_header_list_bytes)");
+  CHECK(lines[5]["status"] == "OK");
+  CHECK(lines[5]["upstream"] == backend.address());
+  for (size_t i = 0; i < 5; ++i) {
+    INFO("line " << i);
+    CHECK(lines[i]["upstream"].is_null());
+    CHECK(lines[i]["attempts"] == 0);
+    CHECK(lines[i]["peer"].get<std::string>().rfind("127.0.0.1:", 0) == 0);
+  }
+  for (size_t i = 2; i < 6; ++i) CHECK_FALSE(lines[i].contains("http_status"));
+  CHECK(backend.stats().calls.load() == 1);
 }
 
 TEST_CASE("access_log: SIGUSR1 reopens the file for log rotation", "[e2e][access_log]") {
