@@ -33,6 +33,20 @@ HostPortError splitHostPort(const std::string& text, std::string& host, uint16_t
   return HostPortError::None;
 }
 
+}  // namespace
+
+Status hostNotFound(const std::string& host) {
+  return Status(StatusCode::NotFound, fmt::format("cannot resolve host \"{}\"", host));
+}
+
+StatusOr<SocketAddress> lookUpHostNow(const std::string& host, uint16_t port) {
+  auto address = resolveHost(host, port);
+  if (!address) return hostNotFound(host);
+  return *address;
+}
+
+namespace {
+
 std::optional<EndpointConfig> readEndpointAddress(const std::string& text, const std::string& path,
                                                   ConfigErrors& errors, const HostLookup& lookup) {
   // IP literals parse directly; anything else is "host:port" resolved now.
@@ -50,12 +64,12 @@ std::optional<EndpointConfig> readEndpointAddress(const std::string& text, const
     case HostPortError::None:
       break;
   }
-  auto resolved = lookup ? lookup(host, port) : resolveHost(host, port);
-  if (!resolved) {
-    errors.add(path, fmt::format("cannot resolve host \"{}\"", host));
+  auto resolved = lookup ? lookup(host, port) : lookUpHostNow(host, port);
+  if (!resolved.isOk()) {
+    errors.add(path, resolved.status().message());
     return std::nullopt;
   }
-  return EndpointConfig{host, *resolved, 1};
+  return EndpointConfig{host, resolved.value(), 1};
 }
 
 // An endpoint's address text: the string itself or its "address"; null when neither.

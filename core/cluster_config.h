@@ -90,9 +90,15 @@ struct ClusterConfig {
 };
 
 // How an endpoint's host name becomes an address while a config loads. Empty:
-// resolveHost() on the spot, which blocks; a reload passes the answers it got
-// off the loop beforehand (listeners/reload_resolver.h).
-using HostLookup = std::function<std::optional<SocketAddress>(const std::string& host, uint16_t port)>;
+// lookUpHostNow(), which blocks; a reload passes the answers it got off the
+// loop beforehand (listeners/reload_resolver.h). A failure's message is the
+// config error: it names the host and says why.
+using HostLookup = std::function<StatusOr<SocketAddress>(const std::string& host, uint16_t port)>;
+
+// resolveHost() on the spot, failing with hostNotFound().
+StatusOr<SocketAddress> lookUpHostNow(const std::string& host, uint16_t port);
+// The error for a name the resolver says does not exist: cannot resolve host "name".
+Status hostNotFound(const std::string& host);
 
 // Reads one entry of "clusters" at JSON pointer `path`; mistakes go to `errors`.
 ClusterConfig readClusterConfig(const nlohmann::json& value, const std::string& path, ConfigErrors& errors,

@@ -1,5 +1,6 @@
 #include "listeners/reload_resolver.h"
 
+#include <fmt/format.h>
 #include <spdlog/spdlog.h>
 
 namespace sluice {
@@ -23,17 +24,22 @@ size_t ReloadResolver::start(const std::vector<Name>& names) {
   return waiting_;
 }
 
-void ReloadResolver::onAnswer(const Name& name, std::optional<SocketAddress> address) {
-  answers_[name] = std::move(address);
+void ReloadResolver::onAnswer(const Name& name, const std::optional<SocketAddress>& address) {
+  if (address) {
+    answers_.insert_or_assign(name, *address);
+  } else {
+    answers_.insert_or_assign(name, hostNotFound(name.first));
+  }
   if (--waiting_ == 0) finish();
 }
 
 void ReloadResolver::onTimeout() {
   for (const Name& name : asked_) {
     if (answers_.count(name) != 0) continue;
-    spdlog::warn("no answer for host \"{}\" within {} ms (reload_resolve_timeout_ms)", name.first,
-                 timeout_.count());
-    answers_[name] = std::nullopt;
+    auto why = fmt::format("no answer for host \"{}\" within {} ms (reload_resolve_timeout_ms)", name.first,
+                           timeout_.count());
+    spdlog::warn("{}", why);
+    answers_.insert_or_assign(name, Status(StatusCode::DeadlineExceeded, std::move(why)));
   }
   resolvers_.clear();  // answers still to come are dropped
   waiting_ = 0;
@@ -46,9 +52,9 @@ void ReloadResolver::finish() {
 }
 
 HostLookup ReloadResolver::lookupFrom(const Answers& answers) {
-  return [&answers](const std::string& host, uint16_t port) -> std::optional<SocketAddress> {
+  return [&answers](const std::string& host, uint16_t port) -> StatusOr<SocketAddress> {
     auto it = answers.find({host, port});
-    return it != answers.end() ? it->second : resolveHost(host, port);
+    return it != answers.end() ? it->second : lookUpHostNow(host, port);
   };
 }
 

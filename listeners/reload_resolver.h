@@ -10,8 +10,8 @@
 //
 // Owned by the Gateway while the lookups run; destroying it drops answers
 // still to come (their threads finish on their own). A name with no answer
-// within the timeout (reload_resolve_timeout_ms) counts as not resolving, so
-// a resolver that hangs fails one reload instead of blocking every later one.
+// within the timeout (reload_resolve_timeout_ms) fails with an error saying so,
+// so a resolver that hangs fails one reload instead of blocking every later one.
 #pragma once
 
 #include <chrono>
@@ -34,7 +34,8 @@ namespace sluice {
 class ReloadResolver final : public DeferredDeletable {
  public:
   using Name = std::pair<std::string, uint16_t>;
-  using Answers = std::map<Name, std::optional<SocketAddress>>;
+  // An address, or why there is none (the config error to report).
+  using Answers = std::map<Name, StatusOr<SocketAddress>>;
   using Done = std::function<void(Answers)>;
 
   ReloadResolver(Dispatcher& dispatcher, std::chrono::milliseconds timeout, Done done);
@@ -50,7 +51,7 @@ class ReloadResolver final : public DeferredDeletable {
   static HostLookup lookupFrom(const Answers& answers);
 
  private:
-  void onAnswer(const Name& name, std::optional<SocketAddress> address);
+  void onAnswer(const Name& name, const std::optional<SocketAddress>& address);
   void onTimeout();
   void finish();
 

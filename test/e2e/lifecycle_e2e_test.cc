@@ -303,7 +303,8 @@ TEST_CASE("a reload whose lookups outlast reload_resolve_timeout_ms fails, and t
   const auto took = std::chrono::steady_clock::now() - started;
   CHECK(refused.status == 400);
   CHECK_THAT(refused.body, Catch::Contains("/clusters/0/endpoints/0"));
-  CHECK_THAT(refused.body, Catch::Contains("cannot resolve host \"slow.sluice-test\""));
+  CHECK_THAT(refused.body,
+             Catch::Contains("no answer for host \"slow.sluice-test\" within 500 ms (reload_resolve_timeout_ms)"));
   CHECK(took < std::chrono::milliseconds(2500));  // the timeout, not the 3 s lookup
   CHECK(gateway.logs().find("no answer for host \"slow.sluice-test\" within 500 ms") != std::string::npos);
 
@@ -420,7 +421,7 @@ TEST_CASE("at start the endpoints' host names are looked up all at once, and a n
     CHECK_FALSE(result.timedOut);
     CHECK(result.exitCode == 2);
     CHECK_THAT(result.output, Catch::Contains("/clusters/0/endpoints/3"));
-    CHECK_THAT(result.output, Catch::Contains("cannot resolve host \"s3.sluice-test\""));
+    CHECK_THAT(result.output, Catch::Contains("no answer for host \"s3.sluice-test\" within 1000 ms"));
     CHECK(took < std::chrono::seconds(5));
   }
 
@@ -432,7 +433,7 @@ TEST_CASE("at start the endpoints' host names are looked up all at once, and a n
     ProcessResult result = runValidate(one.dump(2), resolver.env());
     CHECK_FALSE(result.timedOut);
     CHECK(result.exitCode == 2);
-    CHECK_THAT(result.output, Catch::Contains("cannot resolve host \"s0.sluice-test\""));
+    CHECK_THAT(result.output, Catch::Contains("no answer for host \"s0.sluice-test\" within 1000 ms"));
   }
 
   SECTION("one lookup thread, its first name hanging: the others still get their turn") {
@@ -444,7 +445,7 @@ TEST_CASE("at start the endpoints' host names are looked up all at once, and a n
     ProcessResult result = runValidate(config.dump(2), resolver.env());
     CHECK_FALSE(result.timedOut);
     CHECK(result.exitCode == 2);
-    CHECK_THAT(result.output, Catch::Contains("cannot resolve host \"s0.sluice-test\""));
+    CHECK_THAT(result.output, Catch::Contains("no answer for host \"s0.sluice-test\" within 7000 ms"));
     for (size_t i = 1; i < names.size(); ++i) CHECK_THAT(result.output, !Catch::Contains(names[i]));
   }
 }
