@@ -228,8 +228,14 @@ void ProxyFilter::onUpstreamHeaders(HeaderMap&& headers, bool end_stream) {
     return;
   }
   if (end_stream) {
-    StatusCode code = grpc_status != nullptr ? grpc_headers::parseGrpcStatus(*grpc_status).value_or(StatusCode::Unknown)
-                                             : StatusCode::Unknown;
+    if (grpc_status == nullptr) {
+      // As a call that ends after its messages without grpc-status: the
+      // backend is not speaking gRPC, and the client must not take it for one.
+      failFromUpstream(StatusCode::Internal,
+                       fmt::format("{} ended the call without grpc-status", endpoint_->describe()));
+      return;
+    }
+    StatusCode code = grpc_headers::parseGrpcStatus(*grpc_status).value_or(StatusCode::Unknown);
     endpoint_->recordCallResult(code != StatusCode::Unavailable);
     if (code != StatusCode::Ok && canRetry(code)) {
       const std::string* msg = headers.get("grpc-message");

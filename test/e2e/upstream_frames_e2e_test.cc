@@ -43,6 +43,9 @@ constexpr const char* kServerStreamPath = "/sluice.example.Echo/ServerStream";
 constexpr const char* kEarlyHintsPath = "/sluice.example.Echo/UnaryAfterEarlyHints";
 constexpr const char* kBigHeadersPath = "/big.Blocks/Headers";
 constexpr const char* kBigTrailersPath = "/big.Blocks/Trailers";
+// Answered with one HEADERS frame ending the stream, :status 200 and no
+// grpc-status: not a gRPC answer, though it looks like a trailers-only one.
+constexpr const char* kNoStatusPath = "/no.Status/TrailersOnly";
 
 std::string grpcMessage(const std::string& bytes) {
   std::string out(5, '\0');
@@ -64,7 +67,7 @@ nghttp2_nv header(const char* name, const char* value) {
 //   EchoResponse (payload echoed, backend "frames"), then trailers grpc-status 0;
 // - kEarlyHintsPath: as kUnaryPath, after a 103 response;
 // - kServerStreamPath: response HEADERS, and the stream is never ended;
-// - kBigHeadersPath, kBigTrailersPath: see above;
+// - kBigHeadersPath, kBigTrailersPath, kNoStatusPath: see above;
 // - anything else: trailers-only UNIMPLEMENTED.
 // It counts every RST_STREAM frame it receives, with its error code. One
 // thread serves every connection with poll; every wait is bounded (100 ms) and
@@ -184,6 +187,8 @@ class FrameCountingBackend {
         nghttp2_submit_headers(c.session, NGHTTP2_FLAG_NONE, id, nullptr, head, 2, nullptr);
         nghttp2_submit_headers(c.session, NGHTTP2_FLAG_END_STREAM, id, nullptr, trailers, 3, nullptr);
       }
+    } else if (s.path == kNoStatusPath) {
+      nghttp2_submit_response(c.session, id, head, 2, nullptr);
     } else if (s.path == kServerStreamPath) {
       // Headers, then nothing: the call stays open until someone resets it.
       nghttp2_submit_headers(c.session, NGHTTP2_FLAG_NONE, id, nullptr, head, 2, nullptr);
@@ -387,6 +392,19 @@ TEST_CASE("a backend's header or trailer block over the limit fails the call at 
   EchoResponse response;
   REQUIRE_OK(example::Echo::NewStub(channel)->Unary(&ctx, EchoRequest(), &response));
   CHECK(backend.connections() == 1);
+}
+
+TEST_CASE("a backend's trailers-only answer without grpc-status is INTERNAL, not passed on", "[e2e][upstream]") {
+  FrameCountingBackend backend;
+  GatewayProcess gateway(singleConnectionConfig(backend.address()));
+  auto channel = makeChannel(gateway.address());
+  grpc::ClientContext ctx;
+  setTimeout(ctx, kCallTimeout);
+  EchoResponse response;
+  const grpc::Status status = callUnaryMethod(*channel, kNoStatusPath, ctx, EchoRequest(), &response);
+  INFO(describe(status));
+  CHECK(status.error_code() == grpc::StatusCode::INTERNAL);
+  CHECK_THAT(status.error_message(), Catch::Contains("ended the call without grpc-status"));
 }
 
 TEST_CASE("an informational (1xx) response before the real one is skipped", "[e2e][upstream]") {
