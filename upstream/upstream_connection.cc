@@ -52,14 +52,12 @@ std::string UpstreamConnection::describe() const {
 void UpstreamConnection::connect() {
   int rv = socket_.connect(pool_.endpoint().address());
   if (rv != 0) {
-    pool_.onConnectFailed();
-    close(fmt::format("connect to {} failed: {}", describe(), uvErrorText(rv)));
+    fail(fmt::format("connect to {} failed: {}", describe(), uvErrorText(rv)));
     return;
   }
   const ClusterConfig& config = pool_.cluster().config();
   connect_timer_ = std::make_unique<Timer>(dispatcher_, [this, ms = config.connect_timeout_ms] {
-    pool_.onConnectFailed();
-    close(fmt::format("connect to {} timed out after {} ms", describe(), ms));
+    fail(fmt::format("connect to {} timed out after {} ms", describe(), ms));
   });
   connect_timer_->enable(std::chrono::milliseconds(config.connect_timeout_ms));
 }
@@ -67,16 +65,14 @@ void UpstreamConnection::connect() {
 void UpstreamConnection::onConnected(int status) {
   if (status != 0) {
     if (connect_timer_) connect_timer_->disable();
-    pool_.onConnectFailed();
-    close(fmt::format("connect to {} failed: {}", describe(), uvErrorText(status)));
+    fail(fmt::format("connect to {} failed: {}", describe(), uvErrorText(status)));
     return;
   }
   connected_ = true;
   // The connect timer keeps running until the backend's SETTINGS arrive: a
   // peer that accepts TCP but never speaks HTTP/2 fails like a refused connect.
   connect_timer_ = std::make_unique<Timer>(dispatcher_, [this, ms = pool_.cluster().config().connect_timeout_ms] {
-    pool_.onConnectFailed();
-    close(fmt::format("{} accepted the connection but sent no HTTP/2 SETTINGS within {} ms", describe(), ms));
+    fail(fmt::format("{} accepted the connection but sent no HTTP/2 SETTINGS within {} ms", describe(), ms));
   });
   connect_timer_->enable(std::chrono::milliseconds(pool_.cluster().config().connect_timeout_ms));
   spdlog::debug("[U{}] connected to cluster '{}' {}", id_, pool_.cluster().name(), describe());
@@ -203,7 +199,7 @@ void UpstreamConnection::onRead(const uint8_t* data, size_t len) {
 }
 
 void UpstreamConnection::onDisconnected(int status) {
-  close(fmt::format("connection to {} closed: {}", describe(), uvErrorText(status)));
+  fail(fmt::format("connection to {} closed: {}", describe(), uvErrorText(status)));
 }
 
 void UpstreamConnection::onGoaway(int32_t last_stream_id, uint32_t error_code) {
@@ -216,15 +212,24 @@ void UpstreamConnection::onGoaway(int32_t last_stream_id, uint32_t error_code) {
 void UpstreamConnection::flush() {
   if (closed_ || !connected_) return;
   if (!session_.writeTo(socket_, kMaxPendingWrite)) {
-    close(fmt::format("http/2 session with {} failed", describe()));
+    fail(fmt::format("http/2 session with {} failed", describe()));
     return;
   }
   if (closed_) return;
   if (!session_.alive() && socket_.bytesPending() == 0) {
-    close(fmt::format("http/2 session with {} ended", describe()));
+    fail(fmt::format("http/2 session with {} ended", describe()));
   } else if (draining_ && streams_.empty()) {
     close("drained (GOAWAY from the backend, or retired)");
   }
+}
+
+void UpstreamConnection::fail(const std::string& reason) {
+  // Until the backend's SETTINGS arrive, any end is a failed connect: a
+  // backend that accepts and then closes, or answers with bytes that are not
+  // HTTP/2, puts its endpoint in reconnect backoff like a refused connect
+  // (else every call would open a new connection to it and fail).
+  if (!closed_ && !settings_received_) pool_.onConnectFailed();
+  close(reason);
 }
 
 void UpstreamConnection::close(const std::string& reason) {

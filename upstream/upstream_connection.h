@@ -53,6 +53,9 @@ class UpstreamConnection final : public Http2SessionOwner,
   size_t activeStreams() const { return streams_.size(); }
   // Closes now; every stream still carried is told.
   void close(const std::string& reason);
+  // Closes because the connection failed (not by our choice): before the
+  // backend's SETTINGS that counts as a failed connect for the pool's backoff.
+  void fail(const std::string& reason);
 
   // ---- TcpSocketCallbacks ----
   void onConnected(int status) override;

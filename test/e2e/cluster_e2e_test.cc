@@ -74,10 +74,12 @@ grpc::Status unary(example::Echo::Stub& stub, uint32_t sleep_ms = 0, EchoRespons
 }
 
 // A TCP server on loopback that accepts and then either stays silent or
-// answers with bytes that are not HTTP/2.
+// answers with bytes that are not HTTP/2, and closes the connection at once
+// if told to. It counts the connections it accepted.
 class BadBackend {
  public:
-  explicit BadBackend(std::string reply) : reply_(std::move(reply)) {
+  explicit BadBackend(std::string reply, bool close_at_once = false)
+      : reply_(std::move(reply)), close_at_once_(close_at_once) {
     fd_ = listenOnLoopback(port_);
     thread_ = std::thread([this] { serve(); });
   }
@@ -89,17 +91,25 @@ class BadBackend {
     for (int c : clients_) ::close(c);
   }
   std::string address() const { return "127.0.0.1:" + std::to_string(port_); }
+  int accepted() const { return accepted_; }
 
  private:
   void serve() {
     while (!stop_) {
       int c = ::accept(fd_, nullptr, nullptr);
       if (c < 0) return;
+      accepted_++;
       if (!reply_.empty()) (void)!::write(c, reply_.data(), reply_.size());
-      clients_.push_back(c);  // kept open: the gateway must not wait forever on it
+      if (close_at_once_) {
+        ::close(c);
+      } else {
+        clients_.push_back(c);  // kept open: the gateway must not wait forever on it
+      }
     }
   }
   std::string reply_;
+  bool close_at_once_ = false;
+  std::atomic<int> accepted_{0};
   int fd_ = -1;
   int port_ = 0;
   std::atomic<bool> stop_{false};
@@ -553,6 +563,23 @@ TEST_CASE("circuit breakers fail fast with UNAVAILABLE naming the limit", "[e2e]
   CHECK(other == 0);
 }
 
+// Five calls in a row to a cluster of only `bad`: the first failure puts the
+// endpoint in reconnect backoff (50-100 ms, doubling), so the calls right
+// after it fail fast without a connection each.
+void checkBackedOff(BadBackend& bad) {
+  GatewayProcess gateway(configWith({{"name", "bad"}, {"endpoints", {bad.address()}}}));
+  auto stub = example::Echo::NewStub(makeChannel(gateway.address()));
+  int backed_off = 0;
+  for (int i = 0; i < 5; ++i) {
+    auto s = unary(*stub);
+    INFO("call " << i << ": " << s.error_message());
+    REQUIRE_STATUS(s, grpc::StatusCode::UNAVAILABLE);
+    if (s.error_message().find("reconnect backoff") != std::string::npos) backed_off++;
+  }
+  CHECK(backed_off >= 3);
+  CHECK(bad.accepted() <= 2);
+}
+
 TEST_CASE("backends that do not speak HTTP/2 fail their calls clearly; others keep serving", "[e2e][cluster]") {
   TestBackend good("good");
   BadBackend silent("");
@@ -587,6 +614,18 @@ TEST_CASE("backends that do not speak HTTP/2 fail their calls clearly; others ke
   EchoResponse oresp;
   REQUIRE_OK(other->Unary(&octx, EchoRequest(), &oresp));
   CHECK(oresp.backend() == "good");
+}
+
+TEST_CASE("a backend that accepts and then fails before HTTP/2 SETTINGS is backed off like a refused connect",
+          "[e2e][cluster]") {
+  SECTION("it closes the connection at once") {
+    BadBackend closing("", /*close_at_once=*/true);
+    checkBackedOff(closing);
+  }
+  SECTION("it answers with bytes that are not HTTP/2") {
+    BadBackend garbage("HTTP/1.1 400 Bad Request\r\ncontent-length: 0\r\n\r\n");
+    checkBackedOff(garbage);
+  }
 }
 
 }  // namespace sluice::test
