@@ -14,11 +14,16 @@ void FilterChain::pushRequest(Event e) {
 
 void FilterChain::pushResponse(Event e) {
   if (ctx_.ended()) return;
+  e.bytes = e.kind == EventKind::Message ? e.message.wireSize() : 0;
+  queued_response_bytes_ += e.bytes;
   response_.queue.push_back(std::move(e));
   if (!response_.iterating) runResponse();
 }
 
 void FilterChain::resume(Direction& d, void (FilterChain::*run)()) {
+  // A filter's late resume (a timer it did not cancel) must not run hooks
+  // after the call ended.
+  if (ctx_.ended()) return;
   if (d.iterating) {
     // Called from inside the hook that is about to return StopIteration.
     d.resume_requested = true;
@@ -99,6 +104,7 @@ void FilterChain::runResponse() {
       }
       d.resume_requested = false;
     }
+    queued_response_bytes_ -= e.bytes;
     d.has_active = false;
     // The sink may end the stream (trailers); nothing of `d` is used after.
     switch (e.kind) {

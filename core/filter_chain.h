@@ -49,6 +49,9 @@ class FilterChain {
 
   // Bytes of request messages waiting behind a paused filter.
   size_t queuedRequestBytes() const { return queued_request_bytes_; }
+  // Bytes of response messages not yet through every filter (waiting behind
+  // a paused one): the terminal must stop reading when these pile up.
+  size_t queuedResponseBytes() const { return queued_response_bytes_; }
 
  private:
   enum class EventKind { Headers, Message, End };
@@ -86,6 +89,7 @@ class FilterChain {
   Direction request_;
   Direction response_;
   size_t queued_request_bytes_ = 0;
+  size_t queued_response_bytes_ = 0;
   bool done_ = false;
 };
 

@@ -47,12 +47,8 @@ DownstreamStream::DownstreamStream(DownstreamConnection& connection, int32_t str
   peer_address_ = connection.peerAddress();
   max_message_bytes_ = listener_config_.max_message_bytes;
   response_out_.setWatermarkCallback([this](bool above) {
-    if (watermark_callbacks_ == nullptr) return;
-    if (above) {
-      watermark_callbacks_->onAboveWriteBufferHighWatermark();
-    } else {
-      watermark_callbacks_->onBelowWriteBufferLowWatermark();
-    }
+    out_above_ = above;
+    updateResponseWatermark();
   });
 }
 
@@ -200,6 +196,37 @@ void DownstreamStream::recountIncompleteRequest() {
 void DownstreamStream::releaseIncompleteRequest() {
   decoder_ = GrpcFrameDecoder(max_message_bytes_);
   recountIncompleteRequest();
+}
+
+void DownstreamStream::encodeResponseMessage(Message&& message) {
+  chain_.responseMessage(std::move(message));
+  // Usually the message went straight through to response_out_, which keeps
+  // its own watermark; only a paused response filter leaves bytes behind.
+  if (chain_.queuedResponseBytes() != 0 || held_above_) updateResponseWatermark();
+}
+
+void DownstreamStream::continueResponse() {
+  chain_.continueResponse();
+  if (held_above_) updateResponseWatermark();
+}
+
+void DownstreamStream::updateResponseWatermark() {
+  // Held bytes count like bytes queued for a slow client, with the same
+  // marks: else a filter that pauses responses lets the backend fill memory.
+  const size_t held = chain_.queuedResponseBytes();
+  if (held > listener_config_.stream_buffer_bytes) {
+    held_above_ = true;
+  } else if (held <= listener_config_.stream_buffer_bytes / 2) {
+    held_above_ = false;
+  }
+  const bool above = out_above_ || held_above_;
+  if (above == told_above_ || watermark_callbacks_ == nullptr) return;
+  told_above_ = above;
+  if (above) {
+    watermark_callbacks_->onAboveWriteBufferHighWatermark();
+  } else {
+    watermark_callbacks_->onBelowWriteBufferLowWatermark();
+  }
 }
 
 bool DownstreamStream::onMessage(Message&& message) {

@@ -64,12 +64,12 @@ class DownstreamStream final : public StreamContext,
   WorkerContext& worker() override;
   void setDeadline(Clock::time_point deadline) override;
   void continueRequest() override;
-  void continueResponse() override { chain_.continueResponse(); }
+  void continueResponse() override;
   using StreamContext::sendLocalReply;
   void sendLocalReply(StatusCode code, std::string_view message, HeaderMap extra_trailers) override;
   bool ended() const override { return ended_; }
   void encodeResponseHeaders() override { chain_.responseHeaders(); }
-  void encodeResponseMessage(Message&& message) override { chain_.responseMessage(std::move(message)); }
+  void encodeResponseMessage(Message&& message) override;
   void encodeResponseTrailers() override { chain_.responseTrailers(); }
   void setRequestBackpressure(bool blocked) override;
   void setWatermarkCallbacks(WatermarkCallbacks* callbacks) override { watermark_callbacks_ = callbacks; }
@@ -89,6 +89,9 @@ class DownstreamStream final : public StreamContext,
   // Activity on the stream: restarts the stream idle clock.
   void touch();
   void finish();  // onStreamDone once, timers off, stats recorded
+  // Tells the terminal filter whether the response side is full: the bytes
+  // queued for the client, or those held behind a paused response filter.
+  void updateResponseWatermark();
   // The chain for a call refused before it ran: only the observers.
   void addRefusalObservers();
   void localReply(LocalReplyReason reason, StatusCode code, std::string_view message);
@@ -104,6 +107,9 @@ class DownstreamStream final : public StreamContext,
   size_t header_bytes_ = 0;
   bool headers_too_large_ = false;
   WatermarkCallbacks* watermark_callbacks_ = nullptr;
+  bool out_above_ = false;   // response_out_ is past its high watermark
+  bool held_above_ = false;  // response messages held by a paused filter are past stream_buffer_bytes
+  bool told_above_ = false;  // what watermark_callbacks_ was last told
   MethodStats* method_stats_ = nullptr;
   std::optional<LocalReplyReason> reply_reason_;  // set by the gateway's own replies
   size_t withheld_credit_ = 0;  // request bytes not yet returned to the client's window

@@ -50,6 +50,13 @@ FilterStatus Filter::onRequestMessage(sluice::StreamContext& ctx, sluice::Messag
   return FilterStatus::Continue;
 }
 
+FilterStatus Filter::onResponseHeaders(sluice::StreamContext& ctx) {
+  if (config_.hold_response_ms == 0) return FilterStatus::Continue;
+  response_hold_timer_ = std::make_unique<sluice::Timer>(ctx.dispatcher(), [&ctx] { ctx.continueResponse(); });
+  response_hold_timer_->enable(std::chrono::milliseconds(config_.hold_response_ms));
+  return FilterStatus::StopIteration;
+}
+
 FilterStatus Filter::onResponseMessage(sluice::StreamContext&, sluice::Message&) {
   ++response_messages_;
   return FilterStatus::Continue;
@@ -61,7 +68,10 @@ FilterStatus Filter::onResponseTrailers(sluice::StreamContext& ctx) {
   return FilterStatus::Continue;
 }
 
-void Filter::onStreamDone(sluice::StreamContext&) { hold_timer_.reset(); }
+void Filter::onStreamDone(sluice::StreamContext&) {
+  hold_timer_.reset();
+  response_hold_timer_.reset();
+}
 
 sluice::FilterFactorySharedPtr ConfigFactory::create(const nlohmann::json& config, const std::string& path,
                                                      sluice::FilterBuildContext& ctx) const {
@@ -73,6 +83,7 @@ sluice::FilterFactorySharedPtr ConfigFactory::create(const nlohmann::json& confi
     out->max_request_messages = obj.unsignedInt("max_request_messages", 0, UINT32_MAX);
     out->reject_payload_containing = obj.string("reject_payload_containing").value_or("");
     out->hold_ms = obj.unsignedInt("hold_ms", 0, 60'000).value_or(0);
+    out->hold_response_ms = obj.unsignedInt("hold_response_ms", 0, 60'000).value_or(0);
     if (auto prefix = obj.string("trailer_prefix")) {
       if (prefix->empty() || prefix->starts_with("grpc-") || prefix->find_first_of(" :") != std::string::npos) {
         ctx.errors.add(obj.pathOf("trailer_prefix"), fmt::format("\"{}\" cannot start a metadata key", *prefix));

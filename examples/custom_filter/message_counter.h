@@ -8,11 +8,13 @@
 //  - changing the response: the counts go back to the client as trailers;
 //  - asynchronous work: with "hold_ms" every call is paused at its headers
 //    (StopIteration) and resumed from a timer on the stream's own loop, as a
-//    filter waiting for an external check would.
+//    filter waiting for an external check would; "hold_response_ms" does the
+//    same to the response, at its headers (the gateway stops reading from the
+//    backend while the held response messages pile up).
 //
 // Config ("config" of a filter entry named "message_counter"):
 //   {"max_request_messages": 100, "reject_payload_containing": "forbidden",
-//    "hold_ms": 0, "trailer_prefix": "x-message-count"}
+//    "hold_ms": 0, "hold_response_ms": 0, "trailer_prefix": "x-message-count"}
 #pragma once
 
 #include <cstdint>
@@ -30,6 +32,7 @@ struct Config {
   std::optional<uint64_t> max_request_messages;
   std::string reject_payload_containing;  // empty: no check
   uint64_t hold_ms = 0;
+  uint64_t hold_response_ms = 0;
   std::string trailer_prefix = "x-message-count";
 };
 
@@ -39,6 +42,7 @@ class Filter : public sluice::Filter {
 
   sluice::FilterStatus onRequestHeaders(sluice::StreamContext& ctx) override;
   sluice::FilterStatus onRequestMessage(sluice::StreamContext& ctx, sluice::Message& message) override;
+  sluice::FilterStatus onResponseHeaders(sluice::StreamContext& ctx) override;
   sluice::FilterStatus onResponseMessage(sluice::StreamContext& ctx, sluice::Message& message) override;
   sluice::FilterStatus onResponseTrailers(sluice::StreamContext& ctx) override;
   void onStreamDone(sluice::StreamContext& ctx) override;
@@ -49,6 +53,7 @@ class Filter : public sluice::Filter {
   uint64_t response_messages_ = 0;
   // The pending resume; destroying it (stream ended first) cancels it.
   sluice::TimerPtr hold_timer_;
+  sluice::TimerPtr response_hold_timer_;
 };
 
 // Registered under the name the config uses: registry.add("message_counter", ...).

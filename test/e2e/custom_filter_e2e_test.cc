@@ -7,6 +7,9 @@
 // with SLUICE_E2E_BINARY pointing at it.
 #include <catch2/catch.hpp>
 
+#include <chrono>
+#include <thread>
+
 #include "test/support/e2e_fixture.h"
 
 namespace sluice::test {
@@ -128,6 +131,35 @@ TEST_CASE("custom filter: pauses calls and resumes them from a timer", "[.][cust
   REQUIRE(stream->WritesDone());
   REQUIRE_OK(stream->Finish());
   CHECK(metadataValue(context.GetServerTrailingMetadata(), "x-message-count-request") == "3");
+}
+
+TEST_CASE("custom filter: a response it holds stops the backend, not the gateway's memory", "[.][custom_filter]") {
+  // 128 MiB of responses, held for 2 s at the response headers. Meanwhile the
+  // gateway stops returning the backend's window once stream_buffer_bytes
+  // (256 KiB) wait behind the filter, so it holds about one stream window
+  // (8 MiB), not everything the backend would send.
+  CounterFixture f(nlohmann::json{{"hold_response_ms", 2000}});
+  const long before = f.gateway.rssKiB();
+  grpc::ClientContext context;
+  setTimeout(context, std::chrono::seconds(60));
+  EchoRequest request;
+  request.set_response_count(2048);
+  request.set_response_size(65536);
+  auto reader = f.stub->ServerStream(&context, request);
+  std::this_thread::sleep_for(std::chrono::milliseconds(1500));
+  const long grown = f.gateway.rssKiB() - before;
+  INFO("gateway RSS grew by " << grown << " KiB while the response was held");
+  CHECK(grown < 48 * 1024);
+  // Released, everything arrives, in order and whole.
+  EchoResponse response;
+  int count = 0;
+  while (reader->Read(&response)) {
+    if (response.payload().size() != 65536) break;
+    ++count;
+  }
+  REQUIRE_OK(reader->Finish());
+  CHECK(count == 2048);
+  CHECK(metadataValue(context.GetServerTrailingMetadata(), "x-message-count-response") == "2048");
 }
 
 TEST_CASE("custom filter: its config is validated with JSON paths", "[.][custom_filter]") {
