@@ -15,6 +15,10 @@
 namespace sluice {
 namespace {
 
+// A local reply's grpc-message, before percent-encoding (at most 3 bytes per
+// byte): plenty for a status message, far below HTTP/2's 64 KiB header block.
+constexpr size_t kMaxLocalReplyMessage = 1024;
+
 bool isGrpcContentType(const std::string* ct) {
   if (ct == nullptr) return false;
   std::string_view v = *ct;
@@ -331,7 +335,10 @@ void DownstreamStream::sendLocalReply(StatusCode code, std::string_view message,
   spdlog::debug("[C{}][S{}] local reply {}: {}", connection_id_, stream_id_, statusCodeName(code), message);
   response_trailers_.clear();
   response_trailers_.add("grpc-status", grpc_headers::formatGrpcStatus(code));
-  if (!message.empty()) response_trailers_.add("grpc-message", grpc_headers::percentEncode(message));
+  if (!message.empty()) {
+    response_trailers_.add("grpc-message",
+                           grpc_headers::percentEncode(grpc_headers::truncateMessage(message, kMaxLocalReplyMessage)));
+  }
   for (const auto& h : extra_trailers) response_trailers_.add(h.name, h.value);
   if (!headers_sent_) {
     response_headers_.clear();

@@ -73,6 +73,14 @@ std::string percentEncode(std::string_view message) {
   return out;
 }
 
+std::string truncateMessage(std::string_view message, size_t max_bytes) {
+  if (message.size() <= max_bytes) return std::string(message);
+  size_t cut = max_bytes;
+  // Back off over continuation bytes (10xxxxxx) to the start of a sequence.
+  while (cut > 0 && (static_cast<unsigned char>(message[cut]) & 0xC0) == 0x80) --cut;
+  return std::string(message.substr(0, cut)) + " [truncated]";
+}
+
 std::string percentDecode(std::string_view value) {
   std::string out;
   out.reserve(value.size());

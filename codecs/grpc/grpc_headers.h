@@ -21,6 +21,11 @@ std::string formatGrpcStatus(StatusCode code);
 std::string percentEncode(std::string_view message);
 // Lenient decode: a '%' not followed by two hex digits is kept as is.
 std::string percentDecode(std::string_view value);
+// At most `max_bytes` of `message`, cut before a UTF-8 sequence rather than
+// inside one, with " [truncated]" added when anything was cut. Messages the
+// gateway makes can quote client input (a path, a grpc-timeout): uncut, one
+// percent-encoded could outgrow the 64 KiB header block HTTP/2 can send.
+std::string truncateMessage(std::string_view message, size_t max_bytes);
 
 // grpc-timeout: 1 to 8 ASCII digits and a unit (H M S m u n). nullopt if malformed.
 std::optional<std::chrono::nanoseconds> parseTimeout(std::string_view value);

@@ -41,6 +41,35 @@ TEST_CASE_METHOD(SingleBackendFixture, "wrong content-type is HTTP 415", "[e2e][
   CHECK(next.grpcStatus() == 0);
 }
 
+TEST_CASE_METHOD(SingleBackendFixture, "a reply quoting a huge client value is cut short, and still sent",
+                 "[e2e][bad-input]") {
+  // 22,000 '%' are 22 KB of path, within max_header_list_bytes, but quoted in
+  // grpc-message each becomes "%25": 66 KB, more than one HTTP/2 header block
+  // may carry. Uncut, the reply was never sent and the call hung.
+  RawH2Client raw("127.0.0.1", gateway.port());
+  SECTION("a malformed path") {
+    RawResponse response = raw.request(RawRequest::grpc("/" + std::string(22000, '%')), 5s);
+    INFO(response.describe());
+    CHECK_FALSE(response.timedOut);
+    CHECK(response.grpcStatus() == 12);
+    CHECK_THAT(response.grpcMessage(), Catch::StartsWith("malformed method name \"/%%%"));
+    CHECK_THAT(response.grpcMessage(), Catch::EndsWith(" [truncated]"));
+    CHECK(response.grpcMessage().size() <= 1024 + 12);
+  }
+  SECTION("a malformed grpc-timeout") {
+    RawRequest request = RawRequest::grpc("/sluice.example.Echo/Unary", validUnaryBody("x"));
+    request.headers.emplace_back("grpc-timeout", std::string(22000, '%'));
+    RawResponse response = raw.request(request, 5s);
+    INFO(response.describe());
+    CHECK_FALSE(response.timedOut);
+    CHECK(response.grpcStatus() == 13);
+    CHECK_THAT(response.grpcMessage(), Catch::EndsWith(" [truncated]"));
+  }
+  // The connection goes on serving.
+  RawResponse next = raw.request(RawRequest::grpc("/sluice.example.Echo/Unary", validUnaryBody("ok")));
+  CHECK(next.grpcStatus() == 0);
+}
+
 TEST_CASE_METHOD(SingleBackendFixture, "malformed gRPC frame is INTERNAL", "[e2e][bad-input]") {
   RawH2Client raw("127.0.0.1", gateway.port());
   // Flags byte 7: reserved bits set. Only bit 0 (compressed) means anything.

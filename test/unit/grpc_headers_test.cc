@@ -105,6 +105,17 @@ TEST_CASE("percentDecode is lenient", "[grpc_headers]") {
   CHECK(percentDecode("%4g") == "%4g");
 }
 
+TEST_CASE("truncateMessage cuts long messages between UTF-8 sequences and says so", "[grpc_headers]") {
+  CHECK(truncateMessage("short", 10) == "short");
+  CHECK(truncateMessage("exactly10!", 10) == "exactly10!");
+  CHECK(truncateMessage("abcdefghijkl", 4) == "abcd [truncated]");
+  // "é" is 2 bytes (C3 A9): a cut after its first byte backs off before it.
+  CHECK(truncateMessage("abc\xC3\xA9" "def", 4) == "abc [truncated]");
+  CHECK(truncateMessage("abc\xC3\xA9" "def", 5) == "abc\xC3\xA9 [truncated]");
+  // "€" is 3 bytes (E2 82 AC).
+  CHECK(truncateMessage("\xE2\x82\xAC\xE2\x82\xAC", 5) == "\xE2\x82\xAC [truncated]");
+}
+
 TEST_CASE("isBinaryHeader looks for the -bin suffix", "[grpc_headers]") {
   CHECK(isBinaryHeader("trace-bin"));
   CHECK(isBinaryHeader("grpc-status-details-bin"));
