@@ -6,6 +6,14 @@
 #include "core/buffer_pool.h"
 
 namespace sluice {
+namespace {
+
+// Payloads up to this size are packed when they queue up behind others...
+constexpr size_t kPackMaxPayload = 256;
+// ...into buffers of this size (from the pool, like any payload buffer).
+constexpr size_t kPackBufferBytes = 16 * 1024;
+
+}  // namespace
 
 OutboundData::~OutboundData() {
   while (!chunks_.empty()) {
@@ -15,12 +23,39 @@ OutboundData::~OutboundData() {
 }
 
 void OutboundData::appendMessage(Message&& message) {
+  const size_t n = message.payload.size();
+  if (n <= kPackMaxPayload && !chunks_.empty()) {
+    packMessage(message);
+    return;
+  }
   Chunk& c = chunks_.emplace_back();
   encodeGrpcPrefix(c.prefix, message.compressed, static_cast<uint32_t>(message.payload.size()));
   c.prefix_len = kGrpcPrefixBytes;
+  c.packed = false;
   c.payload = std::move(message.payload);
   c.offset = 0;
   bytes_ += c.size();
+  grew();
+}
+
+void OutboundData::packMessage(Message& message) {
+  const size_t wire = kGrpcPrefixBytes + message.payload.size();
+  Chunk* tail = &chunks_.back();
+  // Appended only within capacity: bytes of the tail already handed to a
+  // write batch must not move.
+  if (!tail->packed || tail->payload.capacity() - tail->payload.size() < wire) {
+    tail = &chunks_.emplace_back();
+    tail->prefix_len = 0;
+    tail->packed = true;
+    tail->offset = 0;
+    tail->payload = buffer_pool::acquire(kPackBufferBytes);
+  }
+  uint8_t prefix[kGrpcPrefixBytes];
+  encodeGrpcPrefix(prefix, message.compressed, static_cast<uint32_t>(message.payload.size()));
+  tail->payload.append(reinterpret_cast<const char*>(prefix), kGrpcPrefixBytes);
+  tail->payload.append(message.payload);
+  buffer_pool::release(std::move(message.payload));
+  bytes_ += wire;
   grew();
 }
 
@@ -28,6 +63,7 @@ void OutboundData::appendRaw(std::string bytes) {
   if (bytes.empty()) return;
   Chunk& c = chunks_.emplace_back();
   c.prefix_len = 0;
+  c.packed = false;
   c.payload = std::move(bytes);
   c.offset = 0;
   bytes_ += c.size();

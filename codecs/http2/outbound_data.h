@@ -9,6 +9,14 @@
 // resume) acknowledging bytes: this is what makes a slow reader slow down the
 // writer instead of growing memory. Payload buffers go back to the
 // per-worker buffer pool once sent.
+//
+// Small messages that arrive while others are still queued are packed: their
+// prefix and payload are copied into one shared buffer instead of taking a
+// Chunk (and perhaps a heap buffer) each. Flow control counts wire bytes, and
+// an empty message is 5 of them: unpacked, a client streaming empty messages
+// to a backend that does not read made the gateway hold about 48 bytes of
+// Chunk per 5 bytes it counted. A message alone in the queue (the common,
+// fast case) is never copied.
 #pragma once
 
 #include <cstddef>
@@ -59,11 +67,15 @@ class OutboundData {
  private:
   struct Chunk {
     uint8_t prefix[kGrpcPrefixBytes];
-    uint8_t prefix_len = 0;  // 0 for raw chunks
+    uint8_t prefix_len = 0;  // 0 for raw and packed chunks
+    bool packed = false;     // payload holds whole small messages, prefixes included
     std::string payload;
     size_t offset = 0;  // bytes of prefix+payload already consumed
     size_t size() const { return prefix_len + payload.size(); }
   };
+  // Copies a small message into the packed chunk at the tail (a new one if
+  // the tail is not packed or is full).
+  void packMessage(Message& message);
   void grew();
   // Calls fn(data, len) for each contiguous piece after the first `skip` bytes,
   // until it returns false.

@@ -210,3 +210,44 @@ TEST_CASE_METHOD(SingleBackendFixture, "512 MiB bidi stream to a slow reader kee
 
 }  // namespace
 }  // namespace sluice::test
+
+namespace sluice::test {
+
+TEST_CASE_METHOD(SingleBackendFixture, "a flood of empty messages to a backend that is not reading stays within flow control's bytes",
+                 "[e2e][volume]") {
+  // Empty messages are 5 bytes on the wire each. Flow control bounds the
+  // wire bytes the gateway holds for one call (the client's window plus
+  // stream_buffer_bytes, about 1.25 MiB: some 260,000 empty messages), so
+  // what each held message costs beyond its bytes is what this measures.
+  std::this_thread::sleep_for(std::chrono::milliseconds(300));
+  const long idleKiB = gateway.rssKiB();
+  grpc::ClientContext context;
+  setTimeout(context, std::chrono::seconds(60));
+  auto stream = stub->Bidi(&context);
+  EchoRequest first;
+  first.set_sleep_ms(30000);  // the backend answers the first message, and reads no more, for 30 s
+  REQUIRE(stream->Write(first));
+  std::atomic<uint64_t> written{0};
+  std::atomic<bool> stop{false};
+  std::thread writer([&] {
+    const EchoRequest empty;
+    while (!stop && written < 2'000'000 && stream->Write(empty)) written++;
+  });
+  // Until the writer is held up by flow control (no progress for 1 s).
+  uint64_t seen = 0;
+  const auto until = std::chrono::steady_clock::now() + std::chrono::seconds(40);
+  while (std::chrono::steady_clock::now() < until) {
+    std::this_thread::sleep_for(std::chrono::seconds(1));
+    if (written == seen) break;
+    seen = written;
+  }
+  const long grownKiB = gateway.rssKiB() - idleKiB;
+  INFO(written.load() << " empty messages written; the gateway grew by " << grownKiB << " KiB");
+  stop = true;
+  context.TryCancel();
+  writer.join();
+  CHECK(written > 100'000);
+  CHECK(grownKiB < 6 * 1024);
+}
+
+}  // namespace sluice::test
