@@ -114,6 +114,31 @@ TEST_CASE("StopIteration holds later events until continueRequest", "[filter_cha
   CHECK(f.chain.queuedRequestBytes() == 0);
 }
 
+TEST_CASE("a resume that comes after the call ended runs no more hooks", "[filter_chain]") {
+  Fixture f;
+  f.a->stop_at = "req_headers";
+  f.chain.requestHeaders();
+  f.chain.requestMessage(msg("1"));
+  // The call ends (a deadline, say) while filter a is paused; a's timer then
+  // fires anyway and resumes.
+  f.ctx.sendLocalReply(StatusCode::DeadlineExceeded, "late");
+  f.chain.streamDone();
+  f.ctx.continueRequest();
+  CHECK(f.log == std::vector<std::string>{"a:req_headers", "a:done", "b:done"});
+}
+
+TEST_CASE("response messages held behind a paused filter are counted until they pass", "[filter_chain]") {
+  Fixture f;
+  f.a->stop_at = "resp_headers";
+  f.chain.responseHeaders();
+  f.chain.responseMessage(msg("1"));
+  f.chain.responseMessage(msg("22"));
+  CHECK(f.chain.queuedResponseBytes() == 5 + 1 + 5 + 2);
+  f.ctx.continueResponse();
+  CHECK(f.chain.queuedResponseBytes() == 0);
+  CHECK(f.log.back() == "sink:msg:22");
+}
+
 TEST_CASE("a paused message resumes at the next filter", "[filter_chain]") {
   Fixture f;
   f.b->stop_at = "req_msg:1";
