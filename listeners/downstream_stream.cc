@@ -402,6 +402,15 @@ void DownstreamStream::addRefusalObservers() {
   }
 }
 
+void DownstreamStream::onHeadersNotSent(std::string_view why) {
+  // What the log and stats say; the client sees the reset that follows.
+  ended_ = true;
+  status_ = StatusCode::Internal;
+  status_message_ = fmt::format("the response's header block could not be sent ({}); HTTP/2 allows at most 64 KiB",
+                                why);
+  spdlog::warn("[C{}][S{}] {}", connection_id_, stream_id_, status_message_);
+}
+
 void DownstreamStream::onClose(uint32_t error_code) {
   closed_ = true;
   if (!ended_) {

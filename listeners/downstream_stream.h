@@ -47,6 +47,7 @@ class DownstreamStream final : public StreamContext,
   void onClose(uint32_t error_code) override;
   OutboundData& outbound() override { return response_out_; }
   bool outboundEnded() const override { return response_end_queued_; }
+  void onHeadersNotSent(std::string_view why) override;
   const HeaderMap* outboundTrailers() const override {
     return trailers_on_wire_ ? &response_trailers_ : nullptr;
   }

@@ -205,6 +205,19 @@ struct Http2Session::Bridge {
     return 0;
   }
 
+  // A HEADERS frame nghttp2 could not send, its block being over the 64 KiB
+  // HTTP/2 lets it send: nghttp2 drops it and leaves the stream open, so the
+  // client would wait for an answer that never comes. The stream is reset
+  // (its handler hears why first). Client side, nghttp2 closes the stream
+  // itself, so this is registered for servers only.
+  static int onFrameNotSend(nghttp2_session* s, const nghttp2_frame* frame, int lib_error, void*) noexcept {
+    if (frame->hd.type != NGHTTP2_HEADERS) return 0;
+    if (nghttp2_session_find_stream(s, frame->hd.stream_id) == nullptr) return 0;
+    if (auto* h = handlerOf(s, frame->hd.stream_id)) h->onHeadersNotSent(nghttp2_strerror(lib_error));
+    nghttp2_submit_rst_stream(s, NGHTTP2_FLAG_NONE, frame->hd.stream_id, NGHTTP2_INTERNAL_ERROR);
+    return 0;
+  }
+
   // How much of the stream's queue goes into the next DATA frame. The bytes
   // are not copied here (NO_COPY): sendData() adds them to the write batch.
   static ssize_t readData(nghttp2_session* s, int32_t stream_id, uint8_t*, size_t length,
@@ -257,7 +270,10 @@ struct Http2Session::Bridge {
     nghttp2_session_callbacks_set_on_stream_close_callback(cbs, onStreamClose);
     nghttp2_session_callbacks_set_send_data_callback(cbs, sendData);
     nghttp2_session_callbacks_set_data_source_read_length_callback(cbs, readLength);
-    if (side == Side::Server) nghttp2_session_callbacks_set_on_frame_send_callback(cbs, onFrameSend);
+    if (side == Side::Server) {
+      nghttp2_session_callbacks_set_on_frame_send_callback(cbs, onFrameSend);
+      nghttp2_session_callbacks_set_on_frame_not_send_callback(cbs, onFrameNotSend);
+    }
     return cbs;
   }
 

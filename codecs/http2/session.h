@@ -51,6 +51,9 @@ class Http2StreamHandler {
   virtual const HeaderMap* outboundTrailers() const = 0;
   // nghttp2 took `n` bytes out of outbound() (they are on their way).
   virtual void onOutboundDrained(size_t n) {}
+  // Server side: a response HEADERS (or trailers) block could not be sent
+  // (`why`, from nghttp2): the stream is being reset, onClose follows.
+  virtual void onHeadersNotSent(std::string_view why) {}
 };
 
 class Http2SessionOwner {

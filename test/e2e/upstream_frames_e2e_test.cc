@@ -46,6 +46,10 @@ constexpr const char* kBigTrailersPath = "/big.Blocks/Trailers";
 // Answered with one HEADERS frame ending the stream, :status 200 and no
 // grpc-status: not a gRPC answer, though it looks like a trailers-only one.
 constexpr const char* kNoStatusPath = "/no.Status/TrailersOnly";
+// Answered like kUnaryPath, with 60,000 bytes of metadata in the response
+// headers: within what the gateway accepts, but with a little more added by
+// a filter, more than one HTTP/2 header block may carry.
+constexpr const char* kNearLimitHeadersPath = "/big.Blocks/NearLimitHeaders";
 
 std::string grpcMessage(const std::string& bytes) {
   std::string out(5, '\0');
@@ -160,7 +164,7 @@ class FrameCountingBackend {
     if (it == c.streams.end()) return;
     Stream& s = it->second;
     nghttp2_nv head[] = {header(":status", "200"), header("content-type", "application/grpc")};
-    if (s.path == kUnaryPath || s.path == kEarlyHintsPath) {
+    if (s.path == kUnaryPath || s.path == kEarlyHintsPath || s.path == kNearLimitHeadersPath) {
       if (s.path == kEarlyHintsPath) {
         nghttp2_nv hints[] = {header(":status", "103"), header("link", "</style.css>; rel=preload")};
         nghttp2_submit_headers(c.session, NGHTTP2_FLAG_NONE, id, nullptr, hints, 2, nullptr);
@@ -174,7 +178,13 @@ class FrameCountingBackend {
       s.response = grpcMessage(response.SerializeAsString());
       nghttp2_data_provider provider{};
       provider.read_callback = &FrameCountingBackend::readCallback;
-      nghttp2_submit_response(c.session, id, head, 2, &provider);
+      static const std::string near_limit(60000, 'n');
+      nghttp2_nv fat[] = {head[0], head[1], header("x-near-limit", near_limit.c_str())};
+      if (s.path == kNearLimitHeadersPath) {
+        nghttp2_submit_response(c.session, id, fat, 3, &provider);
+      } else {
+        nghttp2_submit_response(c.session, id, head, 2, &provider);
+      }
     } else if (s.path == kBigHeadersPath || s.path == kBigTrailersPath) {
       static const std::string big(40000, 'b');
       nghttp2_nv bigs[] = {header("x-big-1", big.c_str()), header("x-big-2", big.c_str())};
@@ -405,6 +415,30 @@ TEST_CASE("a backend's trailers-only answer without grpc-status is INTERNAL, not
   INFO(describe(status));
   CHECK(status.error_code() == grpc::StatusCode::INTERNAL);
   CHECK_THAT(status.error_message(), Catch::Contains("ended the call without grpc-status"));
+}
+
+TEST_CASE("response headers that grow past what HTTP/2 can send fail the call at once instead of hanging it",
+          "[e2e][upstream]") {
+  FrameCountingBackend backend;
+  nlohmann::json config = singleConnectionConfig(backend.address());
+  auto& chain = config["listeners"][0]["filters"];
+  chain.insert(chain.begin(), nlohmann::json{{"name", "metadata"},
+                                             {"config", {{"response", {{"set", {{"x-extra", std::string(8000, 'e')}}}}}}}});
+  GatewayProcess gateway(config);
+  auto channel = makeChannel(gateway.address());
+  grpc::ClientContext ctx;
+  setTimeout(ctx, 10s);
+  EchoResponse response;
+  const auto start = Clock::now();
+  const grpc::Status status = callUnaryMethod(*channel, kNearLimitHeadersPath, ctx, EchoRequest(), &response);
+  INFO(describe(status));
+  CHECK(status.error_code() == grpc::StatusCode::INTERNAL);
+  CHECK(Clock::now() - start < 3s);
+  CHECK(waitFor([&] { return gateway.logs().find("header block could not be sent") != std::string::npos; }, 2s));
+  // The connection goes on serving.
+  grpc::ClientContext next;
+  setTimeout(next, kCallTimeout);
+  REQUIRE_OK(example::Echo::NewStub(channel)->Unary(&next, EchoRequest(), &response));
 }
 
 TEST_CASE("an informational (1xx) response before the real one is skipped", "[e2e][upstream]") {
