@@ -26,6 +26,7 @@ ConnectionPool::~ConnectionPool() { closeAll(); }
 Cluster& ConnectionPool::cluster() { return endpoint_.cluster(); }
 
 Status ConnectionPool::newStream(UpstreamStream& stream, bool counted) {
+  if (Status refused = refusesStreams(); !refused.isOk()) return refused;
   Cluster& c = cluster();
   const auto& limits = c.config().circuit_breakers;
   // The usable connection carrying the fewest calls. Another one opens when
@@ -44,7 +45,7 @@ Status ConnectionPool::newStream(UpstreamStream& stream, bool counted) {
     // Spreading is optional: a breaker or backoff in the way is not an overflow.
     if (spread) open_status = canOpenConnection(counted, /*record_overflow=*/false);
     if (!spread || !open_status.isOk()) {
-      if (!best->connected() && counted && c.pending_streams >= limits.max_pending_streams) {
+      if (!best->ready() && counted && c.pending_streams >= limits.max_pending_streams) {
         c.stats().upstream_rq_overflow.inc();
         return {StatusCode::Unavailable, fmt::format("cluster '{}': circuit breaker max_pending_streams ({}) reached",
                                                      c.name(), limits.max_pending_streams)};
@@ -82,6 +83,19 @@ Status ConnectionPool::canOpenConnection(bool counted, bool record_overflow) {
     if (record_overflow) c.stats().upstream_rq_overflow.inc();
     return {StatusCode::Unavailable, fmt::format("cluster '{}': circuit breaker max_pending_streams ({}) reached",
                                                  c.name(), limits.max_pending_streams)};
+  }
+  return Status::ok();
+}
+
+Status ConnectionPool::refusesStreams() const {
+  // Known only while a connection that heard it is open: once they have all
+  // closed, the next call tries again.
+  if (advertised_stream_limit_ != 0u) return Status::ok();
+  for (const auto& conn : connections_) {
+    if (conn->ready()) {
+      return {StatusCode::Unavailable, fmt::format("endpoint {} takes no calls now: its backend advertises "
+                                                   "SETTINGS_MAX_CONCURRENT_STREAMS 0", endpoint_.describe())};
+    }
   }
   return Status::ok();
 }

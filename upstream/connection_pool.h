@@ -11,6 +11,7 @@
 #include <chrono>
 #include <cstdint>
 #include <memory>
+#include <optional>
 #include <random>
 #include <string>
 #include <vector>
@@ -41,6 +42,10 @@ class ConnectionPool {
   // Called by connections.
   void onConnectionClosed(UpstreamConnection& connection);
   void onConnectSucceeded() { connect_failures_ = 0; }
+  // A backend's SETTINGS_MAX_CONCURRENT_STREAMS, from any connection: new
+  // connections assume it until their own SETTINGS arrive.
+  void onStreamLimitAdvertised(uint32_t limit) { advertised_stream_limit_ = limit; }
+  std::optional<uint32_t> advertisedStreamLimit() const { return advertised_stream_limit_; }
   void onConnectFailed();
 
   // Gateway shutdown: close every connection.
@@ -54,11 +59,15 @@ class ConnectionPool {
   // Why no new connection may be opened now (reconnect backoff, circuit
   // breakers), or ok; `record_overflow` counts a breaker in upstream_rq_overflow.
   Status canOpenConnection(bool counted, bool record_overflow);
+  // UNAVAILABLE while a connection that heard the backend's SETTINGS says it
+  // takes no streams at all (SETTINGS_MAX_CONCURRENT_STREAMS 0).
+  Status refusesStreams() const;
   Dispatcher& dispatcher_;
   Endpoint& endpoint_;
   uint64_t next_connection_id_ = 1;
   std::vector<std::unique_ptr<UpstreamConnection>> connections_;
   uint32_t connect_failures_ = 0;
+  std::optional<uint32_t> advertised_stream_limit_;
   Clock::time_point backoff_until_{};
   std::minstd_rand rng_{std::random_device{}()};
 };

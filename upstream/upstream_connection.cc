@@ -77,10 +77,8 @@ void UpstreamConnection::onConnected(int status) {
   connect_timer_->enable(std::chrono::milliseconds(pool_.cluster().config().connect_timeout_ms));
   spdlog::debug("[U{}] connected to cluster '{}' {}", id_, pool_.cluster().name(), describe());
   socket_.startReading();
-  std::vector<UpstreamStream*> pending;
-  pending.swap(pending_);
-  pool_.cluster().pending_streams -= static_cast<uint32_t>(pending.size());
-  for (UpstreamStream* s : pending) submit(*s);
+  // Pending streams wait for the backend's SETTINGS (onRemoteSettings); the
+  // flush sends our preface and SETTINGS.
   timers_.start(streams_.size());
   scheduleFlush();
 }
@@ -93,17 +91,56 @@ void UpstreamConnection::sendKeepalivePing() {
 void UpstreamConnection::onPingAck() { timers_.onPingAck(); }
 
 void UpstreamConnection::onRemoteSettings() {
+  // Every SETTINGS, not only the first: a backend may change its limit.
+  pool_.onStreamLimitAdvertised(session_.remoteMaxConcurrentStreams());
   if (settings_received_) return;
   settings_received_ = true;
   if (connect_timer_) connect_timer_->disable();
   pool_.onConnectSucceeded();
+  // Until now only the pool's guess bounded how many streams came here. As
+  // many as the backend allows are opened; the rest go back to the pool,
+  // which places them on other connections (or fails them, naming why).
+  std::vector<UpstreamStream*> waiting;
+  waiting.swap(pending_);
+  pool_.cluster().pending_streams -= static_cast<uint32_t>(waiting.size());
+  const uint32_t limit = streamLimit();
+  size_t opened = 0;
+  for (UpstreamStream* s : waiting) {
+    if (opened < limit) {
+      submit(*s);
+      ++opened;
+    } else {
+      rehome(*s, limit);
+    }
+  }
+  scheduleFlush();
+}
+
+void UpstreamConnection::rehome(UpstreamStream& stream, uint32_t limit) {
+  auto it = streams_.find(&stream);
+  if (it == streams_.end()) return;
+  const bool counted = it->second;
+  release(stream);
+  stream.onAttached(nullptr);
+  spdlog::debug("[U{}] {} allows {} concurrent streams: a waiting call moves to another connection", id_,
+                describe(), limit);
+  Status placed = pool_.newStream(stream, counted);
+  if (!placed.isOk()) {
+    stream.onConnectionLost(fmt::format("{} allows {} concurrent streams per connection and the call could not "
+                                        "move to another: {}", describe(), limit, placed.message()));
+  }
+}
+
+uint32_t UpstreamConnection::streamLimit() const {
+  uint32_t limit = session_.remoteMaxConcurrentStreams();
+  if (!settings_received_) limit = pool_.advertisedStreamLimit().value_or(limit);
+  if (uint32_t own = pool_.cluster().config().max_concurrent_streams; own != 0) limit = std::min(limit, own);
+  return limit;
 }
 
 bool UpstreamConnection::usable() const {
   if (closed_ || draining_) return false;
-  uint32_t limit = session_.remoteMaxConcurrentStreams();
-  if (uint32_t own = pool_.cluster().config().max_concurrent_streams; own != 0) limit = std::min(limit, own);
-  return streams_.size() < limit;
+  return streams_.size() < streamLimit();
 }
 
 void UpstreamConnection::addStream(UpstreamStream& stream, bool counted) {
@@ -114,7 +151,7 @@ void UpstreamConnection::addStream(UpstreamStream& stream, bool counted) {
     pool_.endpoint().onRequestStarted();
   }
   timers_.onStreamCountChanged(streams_.size());
-  if (connected_) {
+  if (settings_received_) {
     submit(stream);
   } else {
     pending_.push_back(&stream);
@@ -130,12 +167,9 @@ bool UpstreamConnection::release(UpstreamStream& stream) {
     pool_.endpoint().onRequestFinished();
   }
   streams_.erase(it);
-  if (!connected_) {
-    auto p = std::find(pending_.begin(), pending_.end(), &stream);
-    if (p != pending_.end()) {
-      pending_.erase(p);
-      pool_.cluster().pending_streams--;
-    }
+  if (auto p = std::find(pending_.begin(), pending_.end(), &stream); p != pending_.end()) {
+    pending_.erase(p);
+    pool_.cluster().pending_streams--;
   }
   timers_.onStreamCountChanged(streams_.size());
   return true;
@@ -243,7 +277,7 @@ void UpstreamConnection::close(const std::string& reason) {
   Cluster& cluster = pool_.cluster();
   cluster.connections--;
   cluster.stats().upstream_cx_active.dec();
-  if (!connected_) cluster.pending_streams -= static_cast<uint32_t>(pending_.size());
+  cluster.pending_streams -= static_cast<uint32_t>(pending_.size());
   pending_.clear();
   // Tell every stream, each once; they may call back into us (cancelStream),
   // which finds nothing left to release.

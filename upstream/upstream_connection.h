@@ -2,8 +2,11 @@
 // multiplexing many UpstreamStreams.
 //
 // Owned by its ConnectionPool. Streams are not owned: the connection keeps raw
-// pointers to the streams it carries (pending ones wait for the connect) and
-// tells each one when the connection is lost. It keeps the cluster's breaker
+// pointers to the streams it carries and tells each one when the connection is
+// lost. Streams wait (pending) until the backend's SETTINGS arrive, so that no
+// more are opened than the backend allows: those past its
+// SETTINGS_MAX_CONCURRENT_STREAMS go back to the pool for another connection
+// instead of queueing inside nghttp2 behind calls that may never end. It keeps the cluster's breaker
 // counters (connections, pending streams, requests) and the endpoint's load
 // up to date, PINGs an idle backend to find dead ones, and closes itself when
 // idle too long. A closed connection asks the pool to delete it at the end of
@@ -49,7 +52,8 @@ class UpstreamConnection final : public Http2SessionOwner,
 
   // Accepts new streams: not draining, not closed, below the backend's limit.
   bool usable() const;
-  bool connected() const { return connected_; }
+  // The backend's SETTINGS arrived: streams added now are opened at once.
+  bool ready() const { return settings_received_; }
   size_t activeStreams() const { return streams_.size(); }
   // Closes now; every stream still carried is told.
   void close(const std::string& reason);
@@ -74,6 +78,12 @@ class UpstreamConnection final : public Http2SessionOwner,
 
  private:
   void submit(UpstreamStream& stream);
+  // How many streams this connection may carry: the backend's advertised
+  // limit (before its SETTINGS, what the pool learned from other connections
+  // to it), capped by the cluster's own max_concurrent_streams.
+  uint32_t streamLimit() const;
+  // A pending stream the backend has no room for here goes back to the pool.
+  void rehome(UpstreamStream& stream, uint32_t limit);
   // Stops tracking `stream` and updates the counters; false if it was not ours.
   bool release(UpstreamStream& stream);
   std::string describe() const;
@@ -93,7 +103,7 @@ class UpstreamConnection final : public Http2SessionOwner,
   bool draining_ = false;
   uint32_t streams_opened_ = 0;
   std::unordered_map<UpstreamStream*, bool> streams_;  // stream -> counted in the cluster's requests
-  std::vector<UpstreamStream*> pending_;
+  std::vector<UpstreamStream*> pending_;  // waiting for the backend's SETTINGS
 };
 
 }  // namespace sluice

@@ -3,6 +3,8 @@
 // follow every completed call with RST_STREAM(CANCEL)); a call the client
 // gives up on must still reach the backend as RST_STREAM(CANCEL). grpc++
 // backends hide RST_STREAM, so the backend here is raw nghttp2 and counts them.
+// The same backend sends what grpc++ never would (blocks over the limit, no
+// grpc-status, a late or zero SETTINGS_MAX_CONCURRENT_STREAMS).
 #include <catch2/catch.hpp>
 
 #include <netinet/in.h>
@@ -12,10 +14,12 @@
 
 #include <algorithm>
 #include <atomic>
+#include <chrono>
 #include <cstring>
 #include <map>
 #include <memory>
 #include <mutex>
+#include <optional>
 #include <string>
 #include <string_view>
 #include <thread>
@@ -78,7 +82,17 @@ nghttp2_nv header(const char* name, const char* value) {
 // checks the stop flag.
 class FrameCountingBackend {
  public:
-  FrameCountingBackend() {
+  struct Options {
+    // Advertised as SETTINGS_MAX_CONCURRENT_STREAMS (nghttp2 refuses streams
+    // past it); nullopt advertises none.
+    std::optional<uint32_t> max_concurrent_streams;
+    // How long after accepting a connection its SETTINGS are sent (and its
+    // input read, so that nothing is answered before them).
+    std::chrono::milliseconds settings_delay{0};
+  };
+
+  FrameCountingBackend() : FrameCountingBackend(Options{}) {}
+  explicit FrameCountingBackend(Options options) : options_(options) {
     fd_ = listenOnLoopback(port_);
     thread_ = std::thread([this] { serve(); });
   }
@@ -118,6 +132,8 @@ class FrameCountingBackend {
     FrameCountingBackend* backend;
     int fd;
     nghttp2_session* session = nullptr;
+    Clock::time_point settings_due;
+    bool settings_sent = false;
     std::map<int32_t, Stream> streams;
   };
 
@@ -247,7 +263,7 @@ class FrameCountingBackend {
     nghttp2_option_set_max_send_header_block_length(option, 1 << 20);
     nghttp2_session_server_new2(&c->session, callbacks(), c.get(), option);
     nghttp2_option_del(option);
-    nghttp2_submit_settings(c->session, NGHTTP2_FLAG_NONE, nullptr, 0);
+    c->settings_due = Clock::now() + options_.settings_delay;
     connections_++;
     conns_.push_back(std::move(c));
   }
@@ -257,9 +273,17 @@ class FrameCountingBackend {
     ::close(c.fd);
   }
 
+  void sendSettingsWhenDue(Connection& c) {
+    if (c.settings_sent || Clock::now() < c.settings_due) return;
+    c.settings_sent = true;
+    nghttp2_settings_entry limit{NGHTTP2_SETTINGS_MAX_CONCURRENT_STREAMS, options_.max_concurrent_streams.value_or(0)};
+    nghttp2_submit_settings(c.session, NGHTTP2_FLAG_NONE, &limit, options_.max_concurrent_streams ? 1 : 0);
+  }
+
   void serve() {
     while (!stop_) {
       for (auto it = conns_.begin(); it != conns_.end();) {
+        sendSettingsWhenDue(**it);
         if (flush(**it)) {
           ++it;
         } else {
@@ -268,8 +292,11 @@ class FrameCountingBackend {
         }
       }
       std::vector<pollfd> fds{{fd_, POLLIN, 0}};
-      for (auto& c : conns_) fds.push_back({c->fd, POLLIN, 0});
-      if (::poll(fds.data(), fds.size(), 100) <= 0) continue;
+      // Input waits until our SETTINGS have gone: nghttp2 would otherwise
+      // acknowledge the gateway's SETTINGS before sending its own.
+      for (auto& c : conns_) fds.push_back({c->fd, static_cast<short>(c->settings_sent ? POLLIN : 0), 0});
+      const int wait_ms = options_.settings_delay.count() > 0 ? 10 : 100;
+      if (::poll(fds.data(), fds.size(), wait_ms) <= 0) continue;
       for (size_t i = conns_.size(); i > 0; --i) {
         if (fds[i].revents == 0) continue;
         Connection& c = *conns_[i - 1];
@@ -291,6 +318,7 @@ class FrameCountingBackend {
     conns_.clear();
   }
 
+  const Options options_;
   int fd_ = -1;
   int port_ = 0;
   std::atomic<bool> stop_{false};
@@ -539,6 +567,62 @@ TEST_CASE("the gateway grants the configured HTTP/2 windows to clients and backe
   CHECK(client.remoteConnectionWindow() == client_connection - static_cast<int32_t>(body.size()));
   CHECK(backend.grantedStreamWindow() == backend_stream);
   CHECK(backend.grantedConnectionWindow() == backend_connection);
+}
+
+TEST_CASE("calls past a backend's SETTINGS_MAX_CONCURRENT_STREAMS go to other connections instead of waiting",
+          "[e2e][upstream]") {
+  // The backend allows 2 streams per connection and tells so only 300 ms
+  // after accepting: all 5 calls reach the gateway before it knows.
+  FrameCountingBackend backend({.max_concurrent_streams = 2, .settings_delay = 300ms});
+  GatewayProcess gateway(singleConnectionConfig(backend.address()));
+  auto stub = example::Echo::NewStub(makeChannel(gateway.address()));
+  constexpr int kCalls = 5;
+  std::vector<std::unique_ptr<grpc::ClientContext>> contexts;
+  std::vector<std::unique_ptr<grpc::ClientReader<EchoResponse>>> readers;
+  for (int i = 0; i < kCalls; ++i) {
+    contexts.push_back(std::make_unique<grpc::ClientContext>());
+    setTimeout(*contexts.back(), kCallTimeout);
+    readers.push_back(stub->ServerStream(contexts.back().get(), EchoRequest()));
+  }
+  // Every long-lived call is open at the backend (2 + 2 + 1 over three
+  // connections); none waits behind another or is refused.
+  CHECK(waitFor([&] { return backend.streamsHeld() == kCalls; }, 3s));
+  CHECK(backend.streamsHeld() == kCalls);
+  CHECK(backend.connections() == 3);
+  // A sixth fits on the third connection: new connections assume the limit
+  // the backend advertised on the others.
+  grpc::ClientContext sixth;
+  setTimeout(sixth, kCallTimeout);
+  auto sixth_reader = stub->ServerStream(&sixth, EchoRequest());
+  CHECK(waitFor([&] { return backend.streamsHeld() == kCalls + 1; }, 3s));
+  CHECK(backend.connections() == 3);
+  sixth.TryCancel();
+  sixth_reader->Finish();
+  for (int i = 0; i < kCalls; ++i) {
+    contexts[i]->TryCancel();
+    const grpc::Status status = readers[i]->Finish();
+    INFO("call " << i << ": " << describe(status));
+    CHECK(status.error_code() == grpc::StatusCode::CANCELLED);
+  }
+}
+
+TEST_CASE("a backend that allows no streams fails calls at once, without a connection per call",
+          "[e2e][upstream]") {
+  FrameCountingBackend backend({.max_concurrent_streams = 0});
+  GatewayProcess gateway(singleConnectionConfig(backend.address()));
+  auto stub = example::Echo::NewStub(makeChannel(gateway.address()));
+  for (int i = 0; i < 3; ++i) {
+    grpc::ClientContext ctx;
+    setTimeout(ctx, kCallTimeout);
+    EchoResponse response;
+    const auto start = Clock::now();
+    const grpc::Status status = stub->Unary(&ctx, EchoRequest(), &response);
+    INFO("call " << i << ": " << describe(status));
+    CHECK(status.error_code() == grpc::StatusCode::UNAVAILABLE);
+    CHECK_THAT(status.error_message(), Catch::Contains("SETTINGS_MAX_CONCURRENT_STREAMS 0"));
+    CHECK(Clock::now() - start < 2s);
+  }
+  CHECK(backend.connections() == 1);
 }
 
 }  // namespace sluice::test
