@@ -111,6 +111,40 @@ void checkUniqueNames(const std::vector<T>& items, const std::string& path, Conf
   }
 }
 
+// Whether two listening addresses would share incoming connections: the same
+// port and the same IP, or a wildcard on either side ("::" also takes IPv4
+// unless the socket is IPv6-only, which ours are not). Two gRPC listeners
+// there would each get a random share of the connections (SO_REUSEPORT), so
+// some callers would run another listener's filters.
+bool addressesOverlap(const SocketAddress& a, const SocketAddress& b) {
+  if (a.port != b.port) return false;
+  auto wildcard = [](const SocketAddress& s) { return s.host == "0.0.0.0" || s.host == "::"; };
+  if (a.host == "::" || b.host == "::") return true;
+  if (a.ipv6 != b.ipv6) return false;
+  return a.host == b.host || wildcard(a) || wildcard(b);
+}
+
+void checkDistinctAddresses(const GatewayConfig& config, ConfigErrors& errors) {
+  struct Bound {
+    std::string what;
+    const SocketAddress* address;
+  };
+  std::vector<Bound> seen;
+  if (config.admin_address) seen.push_back({"the admin listener", &*config.admin_address});
+  for (size_t i = 0; i < config.listeners.size(); ++i) {
+    const ListenerConfig& listener = config.listeners[i];
+    if (listener.address.port == 0) continue;  // unset (already an error) or a port the kernel picks
+    for (const Bound& other : seen) {
+      if (!addressesOverlap(listener.address, *other.address)) continue;
+      errors.add(jsonPath(jsonPath("/listeners", i), "address"),
+                 fmt::format("{} overlaps {} at {}: connections would be split between them", listener.address.toString(),
+                             other.what, other.address->toString()));
+      break;
+    }
+    seen.push_back({fmt::format("listener \"{}\"", listener.name), &listener.address});
+  }
+}
+
 }  // namespace
 
 const ClusterConfig* GatewayConfig::findCluster(std::string_view name) const {
@@ -182,6 +216,7 @@ GatewayConfigConstPtr loadConfig(const std::string& text, const FilterRegistry& 
       config->listeners.push_back(readListener((*listeners)[i], jsonPath("/listeners", i), registry, ctx));
     }
     checkUniqueNames(config->listeners, "/listeners", errors);
+    checkDistinctAddresses(*config, errors);
   }
   obj.finish();
   if (!errors.empty()) return nullptr;

@@ -44,6 +44,14 @@ std::vector<BadConfig> badConfigs() {
        [](auto& c) { c["listeners"][0]["address"] = "127.0.0.1"; }, "/listeners/0/address"},
       {"listener address with a port out of range",
        [](auto& c) { c["listeners"][0]["address"] = "127.0.0.1:99999"; }, "/listeners/0/address"},
+      {"two listeners on one address",
+       [](auto& c) {
+         c["listeners"][0]["address"] = "127.0.0.1:50990";
+         auto second = c["listeners"][0];
+         second["name"] = "second";
+         c["listeners"].push_back(second);
+       },
+       "/listeners/1/address"},
       {"endpoint address that is not one",
        [](auto& c) { c["clusters"][0]["endpoints"][1] = "not an address"; },
        "/clusters/0/endpoints/1"},

@@ -378,4 +378,42 @@ TEST_CASE("admin limits: 32 connections and 5 s by default; 0 is an error", "[co
   CHECK(hasError(r.errors, "/admin/request_timeout_ms"));
 }
 
+TEST_CASE("two listeners that would share connections are an error at the second's address", "[config]") {
+  auto twoListeners = [](const std::string& a, const std::string& b, const std::string& admin = "") {
+    std::string admin_json = admin.empty() ? "" : R"("admin":{"address":")" + admin + R"("},)";
+    return "{" + admin_json + R"("listeners":[{"name":"public","address":")" + a +
+           R"(","filters":[{"name":"proxy"}]},{"name":"internal","address":")" + b +
+           R"(","filters":[{"name":"proxy"}]}],"clusters":[]})";
+  };
+  struct Case {
+    std::string a, b, admin;
+    bool overlap;
+  };
+  const std::vector<Case> cases = {
+      {"127.0.0.1:8080", "127.0.0.1:8080", "", true},
+      {"0.0.0.0:8080", "127.0.0.1:8080", "", true},
+      {"127.0.0.1:8080", "0.0.0.0:8080", "", true},
+      {"[::]:8080", "127.0.0.1:8080", "", true},
+      {"[::1]:8080", "[::1]:8080", "", true},
+      {"127.0.0.1:8080", "127.0.0.2:8080", "", false},
+      {"127.0.0.1:8080", "127.0.0.1:8081", "", false},
+      {"[::1]:8080", "127.0.0.1:8080", "", false},
+      {"127.0.0.1:0", "127.0.0.1:0", "", false},  // the kernel picks two ports
+      {"127.0.0.1:9901", "127.0.0.1:8080", "0.0.0.0:9901", true},
+  };
+  for (const auto& c : cases) {
+    auto r = load(twoListeners(c.a, c.b, c.admin));
+    INFO(c.a << " and " << c.b << " (admin " << c.admin << "): " << r.errors.format());
+    if (c.overlap) {
+      CHECK_FALSE(r.config);
+      const std::string at = c.admin.empty() ? "/listeners/1/address" : "/listeners/0/address";
+      CHECK(hasError(r.errors, at, "connections would be split"));
+    } else {
+      CHECK(r.config);
+    }
+  }
+  auto r = load(twoListeners("127.0.0.1:8080", "127.0.0.1:8080"));
+  CHECK(hasError(r.errors, "/listeners/1/address", "overlaps listener \"public\" at 127.0.0.1:8080"));
+}
+
 }  // namespace sluice
