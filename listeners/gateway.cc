@@ -7,6 +7,7 @@
 #include <cstring>
 #include <fstream>
 #include <regex>
+#include <set>
 
 #include <nlohmann/json.hpp>
 #include <spdlog/spdlog.h>
@@ -30,16 +31,26 @@ void onSignalBridge(uv_signal_t* h, int signum) noexcept {
 }
 void freeSignal(uv_handle_t* h) noexcept { delete reinterpret_cast<uv_signal_t*>(h); }
 
-// Keys whose values are secrets in any filter's config.
+// Keys whose values are secrets in any filter's config, including header
+// names whose values a filter sets (metadata's `authorization`, `x-api-key`).
 bool isSecretKey(const std::string& key) {
-  static const std::regex kSecret("(secret|password|token|api_?keys?|private|credential)", std::regex::icase);
+  static const std::regex kSecret("(secret|password|passwd|token|api[_-]?keys?|private|credential|authorization|cookie)",
+                                  std::regex::icase);
   return std::regex_search(key, kSecret);
+}
+
+// A JSON Web Key's private or symmetric members (RFC 7518 §6): "k" of an
+// inline HS256 key, "d", "p", ... of an RSA or EC private key.
+bool isPrivateJwkMember(const std::string& key) {
+  static const std::set<std::string> kPrivate = {"k", "d", "p", "q", "dp", "dq", "qi", "oth"};
+  return kPrivate.count(key) != 0;
 }
 
 void redact(nlohmann::json& j) {
   if (j.is_object()) {
+    const bool jwk = j.contains("kty");
     for (auto& [key, value] : j.items()) {
-      if (isSecretKey(key)) {
+      if (isSecretKey(key) || (jwk && isPrivateJwkMember(key))) {
         value = "[redacted]";
       } else {
         redact(value);

@@ -188,6 +188,16 @@ TEST_CASE("/clusters shows a killed backend as unhealthy; /config_dump hides sec
   c["health_check"] = {{"interval_ms", 100}, {"timeout_ms", 80}, {"unhealthy_threshold", 1}};
   auto config = withAdmin(gatewayConfig(nlohmann::json::array({route("prefix", "/", "pair")}),
                                         nlohmann::json::array({c})));
+  // Secrets in the places filters keep them: an inline HS256 key, API keys,
+  // and credentials the metadata filter adds to every call.
+  const std::string hs256_secret = "c2VjcmV0LXNpZ25pbmcta2V5LW9mLWF0LWxlYXN0LTMyLWJ5dGVz";
+  auto& chain = config["listeners"][0]["filters"];
+  chain.insert(chain.begin(), nlohmann::json::parse(R"({"name": "metadata", "config": {"request": {"set": {
+      "authorization": "Bearer backend-bearer-secret", "x-api-key": "backend-api-key-secret",
+      "x-team": "payments"}}}})"));
+  chain.insert(chain.begin(), nlohmann::json::parse(R"({"name": "auth", "config": {
+      "jwt": {"jwks": {"keys": [{"kty": "oct", "kid": "hs", "k": ")" + hs256_secret + R"("}]}},
+      "api_keys": {"keys": [{"key": "client-api-key-secret", "name": "batch"}]}}})"));
   GatewayProcess gateway(config);
   std::string admin = gateway.adminAddress();
   auto healthOf = [&](const std::string& address) {
@@ -210,6 +220,17 @@ TEST_CASE("/clusters shows a killed backend as unhealthy; /config_dump hides sec
   auto j = nlohmann::json::parse(dump.body);
   CHECK(j["clusters"][0]["name"] == "pair");
   CHECK(j["admin"]["address"] == "127.0.0.1:0");
+  for (const std::string& secret : {hs256_secret, std::string("backend-bearer-secret"),
+                                    std::string("backend-api-key-secret"), std::string("client-api-key-secret")}) {
+    INFO(secret);
+    CHECK(dump.body.find(secret) == std::string::npos);
+  }
+  // What is not secret stays readable.
+  const auto& dumped_chain = j["listeners"][0]["filters"];
+  CHECK(dumped_chain[0]["config"]["jwt"]["jwks"]["keys"][0]["kid"] == "hs");
+  CHECK(dumped_chain[0]["config"]["jwt"]["jwks"]["keys"][0]["k"] == "[redacted]");
+  CHECK(dumped_chain[1]["config"]["request"]["set"]["x-team"] == "payments");
+  CHECK(dumped_chain[1]["config"]["request"]["set"]["authorization"] == "[redacted]");
 }
 
 TEST_CASE("bad admin requests get HTTP errors and gRPC traffic goes on", "[e2e][admin]") {
