@@ -233,6 +233,10 @@ void Gateway::onSignal(int signum) {
     return;
   }
   if (signum == SIGHUP) {
+    if (finished_) {
+      spdlog::info("SIGHUP ignored: the gateway is stopping");
+      return;
+    }
     if (reload_resolver_) {
       // The reload under way read the file before this signal: read it again after.
       spdlog::info("SIGHUP while a reload looks up host names: reloading again once it is done");
@@ -283,11 +287,16 @@ void Gateway::finish() {
   if (drain_poll_timer_) drain_poll_timer_->disable();
   if (drain_deadline_timer_) drain_deadline_timer_->disable();
   if (admin_) admin_->stop();
+  // A reload still looking up host names would keep the loop (its timers)
+  // and so the process alive until reload_resolve_timeout_ms; it is moot now.
+  reload_again_ = false;
+  if (reload_resolver_) mainWorker().dispatcher().deferredDelete(std::move(reload_resolver_));
   forEachWorker([](Worker& w) { w.shutdown(); });
-  // A third SIGTERM/SIGINT now kills at once; SIGUSR1 stays caught (ignored),
-  // so log rotation cannot kill a gateway that is finishing.
+  // A third SIGTERM/SIGINT now kills at once; SIGUSR1 and SIGHUP stay caught
+  // (ignored), so log rotation or config management cannot kill a gateway
+  // that is finishing.
   for (auto* h : signals_) {
-    if (h->signum != SIGUSR1) uv_signal_stop(h);
+    if (h->signum != SIGUSR1 && h->signum != SIGHUP) uv_signal_stop(h);
   }
 }
 

@@ -313,6 +313,30 @@ TEST_CASE("a reload whose lookups outlast reload_resolve_timeout_ms fails, and t
   CHECK(http(gateway.adminAddress(), "POST", "/reload").status == 200);
 }
 
+TEST_CASE("a stop does not wait for a reload's lookups", "[e2e][lifecycle][dns]") {
+  TestBackend a("a");
+  ScriptedResolver resolver;
+  resolver.answer("slow.sluice-test", "127.0.0.1", 20000);
+  auto configTo = [&](const std::string& endpoint) {
+    auto config = gatewayConfig(nlohmann::json::array({route("prefix", "/", "c")}),
+                                nlohmann::json::array({cluster("c", {endpoint})}));
+    config["reload_resolve_timeout_ms"] = 15000;
+    return config;
+  };
+  GatewayProcess::Options options{"info", std::chrono::milliseconds{10000}, {}, resolver.env()};
+  GatewayProcess gateway(configTo(a.address()), options);
+  std::ofstream(gateway.configPath()) << configTo("slow.sluice-test:" + std::to_string(a.port())).dump(2);
+  gateway.signal(SIGHUP);
+  REQUIRE(waitFor([&] { return logCount(gateway, "reload: looking up 1 host name(s)") >= 1; }, std::chrono::seconds(5)));
+  // The reload's lookup has 15 s left; the stop drains (nothing is open) and
+  // exits without waiting for it.
+  const auto stopping = std::chrono::steady_clock::now();
+  CHECK(gateway.stop() == 0);
+  const auto took = std::chrono::steady_clock::now() - stopping;
+  INFO(std::chrono::duration_cast<std::chrono::milliseconds>(took).count() << " ms to stop");
+  CHECK(took < std::chrono::seconds(3));
+}
+
 TEST_CASE("a reload takes a fresh answer, not one from a refresh lookup that started before the DNS change",
           "[e2e][lifecycle][dns]") {
   TestBackend a("a");
