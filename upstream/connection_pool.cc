@@ -74,7 +74,11 @@ Status ConnectionPool::canOpenConnection(bool counted, bool record_overflow) {
     return {StatusCode::Unavailable, fmt::format("endpoint {} is in reconnect backoff for {} ms after {} failed "
                                                  "connect(s)", endpoint_.describe(), left, connect_failures_)};
   }
-  if (c.connections >= limits.max_connections) {
+  // Health checks (uncounted) pass the connection breaker: otherwise the
+  // connections of busy endpoints would stop another's checks, and it would
+  // be marked unhealthy without ever being asked. They open at most one
+  // connection per endpoint beyond the limit.
+  if (counted && c.connections >= limits.max_connections) {
     if (record_overflow) c.stats().upstream_rq_overflow.inc();
     return {StatusCode::Unavailable, fmt::format("cluster '{}': circuit breaker max_connections ({}) reached",
                                                  c.name(), limits.max_connections)};

@@ -460,6 +460,31 @@ TEST_CASE("a backend killed under load: health checks and retries hide it, and i
   CHECK(b.stats().calls >= 5);
 }
 
+TEST_CASE("health checks are not stopped by the max_connections circuit breaker", "[e2e][cluster]") {
+  grpc::EnableDefaultHealthCheckService(true);
+  TestBackend a("a");
+  TestBackend b("b");
+  // One connection allowed per worker: the checks of one endpoint keep it
+  // busy, and the other's checks must still get through.
+  nlohmann::json c = {{"name", "pair"},
+                      {"endpoints", {a.address(), b.address()}},
+                      {"circuit_breakers", {{"max_connections", 1}}},
+                      {"health_check", {{"interval_ms", 100}, {"timeout_ms", 80}, {"unhealthy_threshold", 1}}}};
+  auto config = configWith(c);
+  config["workers"] = 1;
+  config["admin"] = {{"address", "127.0.0.1:0"}};
+  GatewayProcess gateway(config);
+  std::this_thread::sleep_for(std::chrono::milliseconds(1000));
+  auto clusters = nlohmann::json::parse(http(gateway.adminAddress(), "GET", "/clusters").body);
+  INFO(clusters.dump(2));
+  REQUIRE(clusters[0]["endpoints"].size() == 2);
+  for (const auto& ep : clusters[0]["endpoints"]) CHECK(ep["healthy"] == true);
+  CHECK(gateway.logs().find("circuit breaker max_connections") == std::string::npos);
+  // Calls still go through (to whichever endpoint the breaker leaves them).
+  auto stub = example::Echo::NewStub(makeChannel(gateway.address()));
+  CHECK(unary(*stub).ok());
+}
+
 TEST_CASE("a backend shutting down gracefully (GOAWAY) loses none of its open streams", "[e2e][cluster]") {
   TestBackend a("a");
   TestBackend b("b");
