@@ -137,8 +137,9 @@ StatusOr<Identity> AuthFilter::verifyBearer(std::string_view authorization) cons
   auto claims = verifyJwt(token, *jwt.jwks, jwt.rules, now.count());
   if (!claims.isOk()) return claims.status();
   Identity identity;
-  if (auto p = claims->find(jwt.principal_claim); p != claims->end() && p->is_string()) {
-    identity.principal = p->get<std::string>();
+  // A number ("uid": 123) names a caller as well as a string does.
+  if (auto p = claims->find(jwt.principal_claim); p != claims->end() && (p->is_string() || p->is_number())) {
+    identity.principal = p->is_string() ? p->get<std::string>() : p->dump();
   }
   identity.scopes = scopesFromClaim(*claims, jwt.scope_claim);
   identity.claims = std::move(claims).value();
@@ -146,8 +147,13 @@ StatusOr<Identity> AuthFilter::verifyBearer(std::string_view authorization) cons
 }
 
 void AuthFilter::addIdentity(HeaderMap& headers, const Identity& identity) const {
-  if (!config_.principal_metadata.empty() && !identity.principal.empty() && isPrintableAscii(identity.principal)) {
-    headers.set(config_.principal_metadata, identity.principal);
+  if (!config_.principal_metadata.empty() && !identity.principal.empty()) {
+    // Every caller keeps a distinct value (rate limits key on it): a name
+    // outside printable ASCII ("José", a UTF-8 sub) is percent-encoded as
+    // grpc-message is, or base64-encoded for a -bin key.
+    const std::string& key = config_.principal_metadata;
+    headers.set(key, grpc_headers::isBinaryHeader(key) ? grpc_headers::base64Encode(identity.principal)
+                                                       : grpc_headers::percentEncode(identity.principal));
   }
   if (!config_.jwt || !identity.claims) return;
   for (const auto& [claim, key] : config_.jwt->claims_to_metadata) {

@@ -19,6 +19,7 @@ using filters::auth::JwtSigner;
 namespace fs = std::filesystem;
 
 constexpr const char* kApiKey = "e2e-api-key-6f1c2b";
+constexpr const char* kUnicodeNamedKey = "e2e-api-key-9d04e7";
 
 int64_t now() {
   return std::chrono::duration_cast<std::chrono::seconds>(std::chrono::system_clock::now().time_since_epoch())
@@ -48,7 +49,9 @@ struct AuthFixture {
     std::ofstream(dir / "jwks.json") << nlohmann::json{
         {"keys", {rsa.publicJwk(), ec.publicJwk(), hmac.publicJwk()}}}.dump();
     std::ofstream(dir / "keys.json")
-        << nlohmann::json::array({{{"key", kApiKey}, {"name", "batch-job"}, {"scopes", {"echo.read"}}}}).dump();
+        << nlohmann::json::array({{{"key", kApiKey}, {"name", "batch-job"}, {"scopes", {"echo.read"}}},
+                                  {{"key", kUnicodeNamedKey}, {"name", "José batch"}, {"scopes", {"echo.read"}}}})
+               .dump();
 
     nlohmann::json config = catchAllConfig(backend.address());
     nlohmann::json auth = {
@@ -105,6 +108,26 @@ TEST_CASE_METHOD(AuthFixture, "auth: valid JWTs of each algorithm pass, claims r
     CHECK(seen.at("x-auth-principal") == "alice");
     CHECK(seen.count("authorization") == 0);
   }
+}
+
+TEST_CASE_METHOD(AuthFixture, "auth: callers named outside printable ASCII, or by a number, keep a principal",
+                 "[e2e][auth]") {
+  // Each caller needs its own principal_metadata value (rate limits key on
+  // it); these used to get none and so shared one bucket.
+  EchoResponse response;
+  REQUIRE_OK(unary({{"x-api-key", kUnicodeNamedKey}}, &response));
+  CHECK(response.request_metadata().at("x-auth-principal") == "Jos%C3%A9 batch");
+
+  nlohmann::json unicode = claims();
+  unicode["sub"] = "Zoë";
+  REQUIRE_OK(unary({bearer(rsa.sign(unicode))}, &response));
+  CHECK(response.request_metadata().at("x-auth-principal") == "Zo%C3%AB");
+  CHECK(response.request_metadata().count("x-user") == 0);  // claims_to_metadata leaves non-ASCII out
+
+  nlohmann::json numeric = claims();
+  numeric["sub"] = 12345;
+  REQUIRE_OK(unary({bearer(rsa.sign(numeric))}, &response));
+  CHECK(response.request_metadata().at("x-auth-principal") == "12345");
 }
 
 TEST_CASE_METHOD(AuthFixture, "auth: API keys from a file", "[e2e][auth]") {
