@@ -343,6 +343,18 @@ TEST_CASE("auth: forward_credentials keeps the token for the backend", "[auth]")
   CHECK(*c->ctx.requestHeaders().get("authorization") == "Bearer " + token);
 }
 
+TEST_CASE("auth: without jwt, authorization is not the gateway's and passes on; the API key does not", "[auth]") {
+  json config = baseConfig();
+  config.erase("jwt");
+  auto b = build(config);
+  REQUIRE(b.factory);
+  auto c = run(b, "/shop.Orders/Get", {{"x-api-key", kApiKey}, {"authorization", "Basic backend-own"}});
+  CHECK_FALSE(c->ctx.ended());
+  REQUIRE(c->ctx.requestHeaders().get("authorization") != nullptr);
+  CHECK(*c->ctx.requestHeaders().get("authorization") == "Basic backend-own");
+  CHECK(c->ctx.requestHeaders().get("x-api-key") == nullptr);
+}
+
 TEST_CASE("auth: API keys from a file, JWKS from a file", "[auth]") {
   auto dir = std::filesystem::temp_directory_path() / ("sluice-auth-test-" + std::to_string(::getpid()));
   std::filesystem::create_directories(dir);
