@@ -1,6 +1,7 @@
 #include "core/cluster_config.h"
 
 #include <algorithm>
+#include <cctype>
 #include <charconv>
 
 #include <fmt/format.h>
@@ -14,6 +15,7 @@ namespace {
 using json = nlohmann::json;
 
 constexpr uint64_t kMaxMs = 24ull * 3600 * 1000;
+constexpr uint64_t kMinDnsRefreshMs = 100;
 
 enum class HostPortError { None, NotHostPort, BadPort };
 
@@ -64,6 +66,14 @@ std::optional<EndpointConfig> readEndpointAddress(const std::string& text, const
     case HostPortError::None:
       break;
   }
+  // Digits and dots that are not a strict IPv4 literal ("010.001.002.003",
+  // "1234") would reach getaddrinfo, which reads them the old inet_aton way:
+  // octal, or a single number (010.1.2.3 is 8.1.2.3).
+  if (std::all_of(host.begin(), host.end(), [](char ch) { return ch == '.' || (ch >= '0' && ch <= '9'); })) {
+    errors.add(path, fmt::format("\"{}\" is neither an IPv4 address as written (four numbers 0-255, no leading "
+                                 "zeros) nor a host name", host));
+    return std::nullopt;
+  }
   auto resolved = lookup ? lookup(host, port) : lookUpHostNow(host, port);
   if (!resolved.isOk()) {
     errors.add(path, resolved.status().message());
@@ -112,8 +122,15 @@ HealthCheckConfig readHealthCheck(const json& value, const std::string& path, Co
   if (auto v = obj.string("service")) hc.service = *v;
   obj.finish();
   if (hc.timeout_ms > hc.interval_ms) {
-    errors.add(obj.pathOf("timeout_ms"), fmt::format("timeout_ms ({}) must not exceed interval_ms ({})",
-                                                     hc.timeout_ms, hc.interval_ms));
+    // Point at the key the user wrote: an interval alone meets the default timeout.
+    if (value.is_object() && value.contains("timeout_ms")) {
+      errors.add(obj.pathOf("timeout_ms"), fmt::format("timeout_ms ({}) must not exceed interval_ms ({})",
+                                                       hc.timeout_ms, hc.interval_ms));
+    } else {
+      errors.add(obj.pathOf("interval_ms"),
+                 fmt::format("interval_ms ({}) is below timeout_ms ({}, the default): set timeout_ms too",
+                             hc.interval_ms, hc.timeout_ms));
+    }
   }
   return hc;
 }
@@ -155,7 +172,15 @@ ClusterConfig readClusterConfig(const json& value, const std::string& path, Conf
                                                       "least_request, random, ring_hash)", *policy));
     }
   }
-  if (auto h = obj.string("hash_header")) cluster.hash_header = *h;
+  if (auto h = obj.string("hash_header")) {
+    // Header names arrive in lower case (HTTP/2): "X-User-Id" means x-user-id.
+    cluster.hash_header = *h;
+    std::transform(cluster.hash_header.begin(), cluster.hash_header.end(), cluster.hash_header.begin(),
+                   [](unsigned char ch) { return static_cast<char>(std::tolower(ch)); });
+    if (cluster.lb_policy != LbPolicy::RingHash) {
+      errors.add(obj.pathOf("hash_header"), "only lb_policy \"ring_hash\" hashes on a header");
+    }
+  }
   if (cluster.lb_policy == LbPolicy::RingHash && cluster.hash_header.empty()) {
     errors.add(obj.pathOf("hash_header"), "ring_hash needs the request header to hash on");
   }
@@ -163,7 +188,8 @@ ClusterConfig readClusterConfig(const json& value, const std::string& path, Conf
   readMs(obj, "idle_timeout_ms", cluster.idle_timeout_ms);
   readMs(obj, "keepalive_interval_ms", cluster.keepalive_interval_ms, 0);
   readMs(obj, "keepalive_timeout_ms", cluster.keepalive_timeout_ms);
-  readMs(obj, "dns_refresh_ms", cluster.dns_refresh_ms);
+  // Faster than this is a resolver under constant load, never a fresher answer.
+  readMs(obj, "dns_refresh_ms", cluster.dns_refresh_ms, kMinDnsRefreshMs);
   if (auto v = obj.unsignedInt("max_concurrent_streams", 0, 1u << 31)) {
     cluster.max_concurrent_streams = static_cast<uint32_t>(*v);
   }

@@ -45,7 +45,20 @@ std::optional<RetryPolicy> readRetry(const json& value, const std::string& path,
   if (auto v = obj.unsignedInt("replay_buffer_bytes", 0, 64ull << 20)) p.replay_buffer_bytes = static_cast<uint32_t>(*v);
   obj.finish();
   if (p.backoff_max_ms < p.backoff_base_ms) {
-    ctx.errors.add(obj.pathOf("backoff_max_ms"), "must not be less than backoff_base_ms");
+    // Point at the key the user wrote: a base alone meets the default maximum.
+    if (value.is_object() && value.contains("backoff_max_ms")) {
+      ctx.errors.add(obj.pathOf("backoff_max_ms"),
+                     fmt::format("{} must not be less than backoff_base_ms ({})", p.backoff_max_ms, p.backoff_base_ms));
+    } else {
+      ctx.errors.add(obj.pathOf("backoff_base_ms"),
+                     fmt::format("{} exceeds backoff_max_ms ({}, the default): set backoff_max_ms too",
+                                 p.backoff_base_ms, p.backoff_max_ms));
+    }
+  }
+  if (p.per_try_timeout_ms == 0 && p.retriable(StatusCode::DeadlineExceeded)) {
+    // A deadline without per-try timeouts is the call's own: no time is left to retry in.
+    ctx.errors.add(obj.pathOf("retry_on"),
+                   "DEADLINE_EXCEEDED is retried only after a per-try timeout: set per_try_timeout_ms");
   }
   if (ctx.errors.size() != before) return std::nullopt;
   return p;

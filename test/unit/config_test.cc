@@ -105,6 +105,50 @@ TEST_CASE("config mistakes name their JSON path", "[config]") {
     auto r = with("", good_route, R"({"name":"c","endpoints":["127.0.0.1:0"]})");
     CHECK(hasError(r.errors, "/clusters/0/endpoints/0", "1 to 65535"));
   }
+  SECTION("endpoint digits that are not a strict IPv4 literal are not looked up") {
+    for (const char* ep : {"010.001.002.003:50051", "1234:80", "127.1:80"}) {
+      auto r = with("", good_route, std::string(R"({"name":"c","endpoints":[")") + ep + R"("]})");
+      INFO(ep << ": " << r.errors.format());
+      CHECK(hasError(r.errors, "/clusters/0/endpoints/0", "neither an IPv4 address as written"));
+    }
+  }
+  SECTION("hash_header: any case means the lower-case name; only ring_hash hashes") {
+    auto r = with("", good_route,
+                  R"({"name":"c","lb_policy":"ring_hash","hash_header":"X-User-Id","endpoints":["127.0.0.1:1"]})");
+    INFO(r.errors.format());
+    REQUIRE(r.config);
+    CHECK(r.config->clusters[0].hash_header == "x-user-id");
+    r = with("", good_route, R"({"name":"c","hash_header":"x-user","endpoints":["127.0.0.1:1"]})");
+    CHECK(hasError(r.errors, "/clusters/0/hash_header", "only lb_policy \"ring_hash\""));
+  }
+  SECTION("dns_refresh_ms below 100 ms") {
+    auto r = with("", good_route, R"({"name":"c","dns_refresh_ms":5,"endpoints":["127.0.0.1:1"]})");
+    CHECK(hasError(r.errors, "/clusters/0/dns_refresh_ms"));
+    r = with("", good_route, R"({"name":"c","dns_refresh_ms":100,"endpoints":["127.0.0.1:1"]})");
+    CHECK(r.config);
+  }
+  SECTION("a health-check interval alone below the default timeout is reported where it was written") {
+    auto r = with("", good_route, R"({"name":"c","health_check":{"interval_ms":500},"endpoints":["127.0.0.1:1"]})");
+    CHECK(hasError(r.errors, "/clusters/0/health_check/interval_ms", "(1000, the default): set timeout_ms too"));
+    r = with("", good_route,
+             R"({"name":"c","health_check":{"interval_ms":500,"timeout_ms":600},"endpoints":["127.0.0.1:1"]})");
+    CHECK(hasError(r.errors, "/clusters/0/health_check/timeout_ms", "must not exceed interval_ms (500)"));
+  }
+  SECTION("retry: a backoff base alone above the default maximum; DEADLINE_EXCEEDED without per-try timeouts") {
+    auto retry = [&](const std::string& policy) {
+      return with("", R"({"match":{"prefix":"/"},"cluster":"c","retry":)" + policy + "}", good_cluster);
+    };
+    auto r = retry(R"({"retry_on":["UNAVAILABLE"],"backoff_base_ms":500})");
+    CHECK(hasError(r.errors, "/listeners/0/filters/0/config/routes/0/retry/backoff_base_ms",
+                   "(250, the default): set backoff_max_ms too"));
+    r = retry(R"({"retry_on":["UNAVAILABLE"],"backoff_base_ms":500,"backoff_max_ms":400})");
+    CHECK(hasError(r.errors, "/listeners/0/filters/0/config/routes/0/retry/backoff_max_ms"));
+    r = retry(R"({"retry_on":["DEADLINE_EXCEEDED"]})");
+    CHECK(hasError(r.errors, "/listeners/0/filters/0/config/routes/0/retry/retry_on", "set per_try_timeout_ms"));
+    r = retry(R"({"retry_on":["DEADLINE_EXCEEDED"],"per_try_timeout_ms":200})");
+    INFO(r.errors.format());
+    CHECK(r.config);
+  }
   SECTION("several mistakes are all reported") {
     auto r = with(R"(,"colour":"blue")", R"({"match":{"prefix":"x"},"cluster":"nope"})",
                   R"({"name":"c","endpoints":[42]})");
