@@ -81,8 +81,16 @@ class LeastRequest : public LoadBalancer {
 class RingHash : public LoadBalancer {
  public:
   explicit RingHash(const std::vector<Endpoint*>& all) {
+    // 64 nodes per unit of weight, scaled down past kMaxNodes so that a big
+    // cluster of heavy endpoints (1000 × weight 1000) costs a bounded ring
+    // per worker, still in proportion to the weights.
+    constexpr uint64_t kNodesPerWeight = 64;
+    constexpr uint64_t kMaxNodes = 1 << 16;
+    uint64_t total = 0;
+    for (auto* e : all) total += kNodesPerWeight * e->weight();
     for (auto* e : all) {
-      uint32_t nodes = 64 * e->weight();
+      uint64_t wanted = kNodesPerWeight * e->weight();
+      uint32_t nodes = static_cast<uint32_t>(total <= kMaxNodes ? wanted : std::max<uint64_t>(1, wanted * kMaxNodes / total));
       for (uint32_t i = 0; i < nodes; ++i) {
         std::string label = fmt::format("{}_{}", e->host() + ":" + std::to_string(e->address().port), i);
         ring_.emplace(XXH64(label.data(), label.size(), 0), e);

@@ -244,6 +244,37 @@ TEST_CASE("ring_hash sends the same key to the same endpoint", "[e2e][cluster]")
   CHECK(used.size() >= 2);  // 30 keys over 3 endpoints do not all land on one
 }
 
+TEST_CASE("ring_hash over many heavy endpoints keeps a bounded ring", "[e2e][cluster]") {
+  TestBackend a("a");
+  // 200 endpoints of weight 1000: 12.8 million ring nodes at 64 per unit of
+  // weight, per worker, if nothing bounded them.
+  nlohmann::json endpoints = nlohmann::json::array({{{"address", a.address()}, {"weight", 1000}}});
+  for (int i = 1; i < 200; ++i) {
+    endpoints.push_back({{"address", "127.0.0.1:" + std::to_string(40000 + i)}, {"weight", 1000}});
+  }
+  nlohmann::json cl = {{"name", "big"}, {"lb_policy", "ring_hash"}, {"hash_header", "x-user"}, {"endpoints", endpoints}};
+  auto config = configWith(cl);
+  config["workers"] = 2;
+  const auto started = std::chrono::steady_clock::now();
+  GatewayProcess gateway(config);
+  const auto took = std::chrono::steady_clock::now() - started;
+  INFO(gateway.rssKiB() << " KiB resident, "
+                        << std::chrono::duration_cast<std::chrono::milliseconds>(took).count() << " ms to start");
+  CHECK(gateway.rssKiB() < 64 * 1024);
+  CHECK(took < std::chrono::seconds(3));
+  // Keys still spread over the endpoints: some land on the live one.
+  auto stub = example::Echo::NewStub(makeChannel(gateway.address()));
+  int answered = 0;
+  for (int i = 0; i < 400 && answered == 0; ++i) {
+    grpc::ClientContext ctx;
+    setTimeout(ctx, kCallTimeout);
+    ctx.AddMetadata("x-user", "user-" + std::to_string(i));
+    EchoResponse response;
+    if (stub->Unary(&ctx, EchoRequest(), &response).ok()) answered++;
+  }
+  CHECK(answered == 1);
+}
+
 TEST_CASE("ring_hash without the header, and unknown policies are config errors", "[e2e][cluster]") {
   auto bad = configWith({{"name", "x"}, {"lb_policy", "ring_hash"}, {"endpoints", {"127.0.0.1:1"}}});
   auto r = runValidate(bad.dump());
