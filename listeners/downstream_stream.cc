@@ -108,8 +108,22 @@ void DownstreamStream::startCall() {
                fmt::format("malformed method name \"{}\"", path_));
     return;
   }
-  service_ = std::string_view(path_).substr(1, slash - 1);
-  method_ = std::string_view(path_).substr(slash + 1);
+  // Routes and auth rules match /Service/Method as written. A path that
+  // something behind the gateway could normalise into another method (more
+  // segments, dot segments, %-escapes) would be judged as one method and
+  // served as another; no gRPC client sends one.
+  const std::string_view service_name = std::string_view(path_).substr(1, slash - 1);
+  const std::string_view method_name = std::string_view(path_).substr(slash + 1);
+  auto dots = [](std::string_view segment) { return segment == "." || segment == ".."; };
+  if (method_name.find('/') != std::string_view::npos || path_.find('%') != std::string::npos ||
+      dots(service_name) || dots(method_name)) {
+    localReply(LocalReplyReason::BadRequest, StatusCode::Unimplemented,
+               fmt::format("malformed method name \"{}\": a gRPC path is /Service/Method, with no further "
+                           "'/', dot segment or '%'-escape", path_));
+    return;
+  }
+  service_ = service_name;
+  method_ = method_name;
   method_stats_ = &worker().stats().methodForCall(path_, service_, method_);
   method_stats_->started.inc();
 

@@ -70,6 +70,23 @@ TEST_CASE_METHOD(SingleBackendFixture, "a reply quoting a huge client value is c
   CHECK(next.grpcStatus() == 0);
 }
 
+TEST_CASE_METHOD(SingleBackendFixture, "paths that could be normalised into another method are refused",
+                 "[e2e][bad-input]") {
+  // A route or auth rule judges /Service/Method as written; a proxy behind
+  // the gateway that normalises paths could serve these as another method.
+  RawH2Client raw("127.0.0.1", gateway.port());
+  for (const char* path : {"/sluice.example.Other/../sluice.example.Echo/Unary", "/sluice.example.Echo/Un%61ry",
+                           "/sluice.example.Echo/Unary/", "/../Unary", "/sluice.example.Echo/.."}) {
+    RawResponse response = raw.request(RawRequest::grpc(path, validUnaryBody("x")));
+    INFO(path << ": " << response.describe());
+    CHECK(response.grpcStatus() == 12);
+    CHECK_THAT(response.grpcMessage(), Catch::Contains("a gRPC path is /Service/Method"));
+  }
+  CHECK(backend.stats().calls.load() == 0);
+  RawResponse next = raw.request(RawRequest::grpc("/sluice.example.Echo/Unary", validUnaryBody("ok")));
+  CHECK(next.grpcStatus() == 0);
+}
+
 TEST_CASE_METHOD(SingleBackendFixture, "malformed gRPC frame is INTERNAL", "[e2e][bad-input]") {
   RawH2Client raw("127.0.0.1", gateway.port());
   // Flags byte 7: reserved bits set. Only bit 0 (compressed) means anything.
