@@ -57,7 +57,12 @@ class FilterFactory {
   // so a filter that pairs onStreamDone with work done in an earlier hook
   // never sees an end without a start.
   virtual bool observesRefusedCalls() const { return false; }
-  // The gateway is stopping: release what the factory holds (files, sockets).
+  // The gateway is stopping: release what the factory holds (files, sockets),
+  // finishing what is pending (buffered lines). Called once, on the thread
+  // that ran Gateway::run(), after every worker has stopped: no filter of it
+  // runs any more. A factory a reload retired is not closed but destroyed,
+  // after its config's last call, on that call's worker thread: release in
+  // the destructor too, without blocking.
   virtual void close() const {}
   // SIGUSR1 (log rotation): reopen the files the factory writes, by path, so
   // that a file renamed away stops growing and a fresh one takes its place.

@@ -197,6 +197,11 @@ void Gateway::run() {
   mainWorker().run();
   for (auto& t : threads_) t.join();
   threads_.clear();
+  // Every worker has stopped: no filter runs any more. Each factory is closed
+  // once, here, rather than by each worker while the others still use it.
+  for (const auto& listener : config_->listeners) {
+    for (const auto& filter : listener.filters) filter.factory->close();
+  }
 }
 
 void Gateway::forEachWorker(const std::function<void(Worker&)>& fn) {

@@ -22,10 +22,10 @@ const ListenerConfig* Generation::listener(std::string_view name) const {
 void Generation::close() {
   if (closed_) return;
   closed_ = true;
+  // Only the clusters, which are this worker's own. The filter factories are
+  // shared by every worker (and by calls still running on them): the Gateway
+  // closes them once, after all workers have stopped.
   clusters_->closeAll();
-  for (const auto& l : config_->listeners) {
-    for (const auto& f : l.filters) f.factory->close();
-  }
 }
 
 }  // namespace sluice

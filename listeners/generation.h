@@ -4,7 +4,8 @@
 // Owned jointly by the worker (while it is the current config) and by every
 // stream that started under it (a call finishes on the routes, filters and
 // clusters it began with). After a reload the old generation lives on until its
-// last stream ends; then its pools close and its filter factories are released.
+// last stream ends; then its pools close and it lets go of the config (whose
+// filter factories are destroyed with the last generation holding it).
 #pragma once
 
 #include <memory>
@@ -27,7 +28,7 @@ class Generation final : public WorkerContext {
   const GatewayConfig& config() const { return *config_; }
   const GatewayConfigConstPtr& configPtr() const { return config_; }
   const ListenerConfig* listener(std::string_view name) const;
-  // Gateway shutdown: close upstream connections and release filters now.
+  // Gateway shutdown: close upstream connections now.
   void close();
 
  private:

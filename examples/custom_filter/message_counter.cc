@@ -1,6 +1,8 @@
 #include "message_counter.h"
 
+#include <atomic>
 #include <chrono>
+#include <cstdio>
 
 #include <fmt/format.h>
 #include <nlohmann/json.hpp>
@@ -17,10 +19,20 @@ using sluice::StatusCode;
 class Factory : public sluice::FilterFactory {
  public:
   explicit Factory(std::shared_ptr<const Config> config) : config_(std::move(config)) {}
-  sluice::FilterPtr createFilter(sluice::StreamContext&) const override { return std::make_unique<Filter>(*config_); }
+  sluice::FilterPtr createFilter(sluice::StreamContext&) const override {
+    // Factories are shared by every worker thread: state in them is atomic.
+    calls_.fetch_add(1, std::memory_order_relaxed);
+    return std::make_unique<Filter>(*config_);
+  }
+  // Once, when the gateway stops, after its workers: a factory holding files
+  // or sockets releases them here. This one reports what it saw.
+  void close() const override {
+    fmt::print(stderr, "message_counter: closed after {} call(s)\n", calls_.load(std::memory_order_relaxed));
+  }
 
  private:
   std::shared_ptr<const Config> config_;  // immutable, shared by every stream
+  mutable std::atomic<uint64_t> calls_{0};
 };
 
 }  // namespace

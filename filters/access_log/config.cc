@@ -1,6 +1,7 @@
 #include "filters/access_log/config.h"
 
 #include <filesystem>
+#include <thread>
 
 #include <fmt/format.h>
 #include <nlohmann/json.hpp>
@@ -20,6 +21,13 @@ class AccessLogFilterFactory : public FilterFactory {
       : config_(std::move(config)), sink_(std::make_unique<LogSink>(config_->path)) {}
   FilterPtr createFilter(StreamContext&) const override {
     return std::make_unique<AccessLogFilter>(*config_, *sink_);
+  }
+  // A factory a reload retired is destroyed on the worker that ran its last
+  // call. A sink still writing to a target that takes nothing would hold
+  // that worker for up to a second before giving up: it finishes on a thread
+  // of its own instead.
+  ~AccessLogFilterFactory() override {
+    if (!sink_->idle()) std::thread([sink = std::move(sink_)]() mutable { sink.reset(); }).detach();
   }
   // Every request gets a line, refused ones included.
   bool observesRefusedCalls() const override { return true; }

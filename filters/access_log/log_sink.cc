@@ -59,11 +59,16 @@ void LogSink::write(std::string_view line) {
 }
 
 void LogSink::close() {
-  {
-    std::lock_guard lock(mutex_);
-    requests_ |= kClose;
-  }
+  std::unique_lock lock(mutex_);
+  const uint64_t ticket = ++close_requests_;
+  requests_ |= kClose;
   wake_.notify_one();
+  closed_.wait_for(lock, kStopGrace + std::chrono::seconds(1), [&] { return closes_done_ >= ticket; });
+}
+
+bool LogSink::idle() {
+  std::lock_guard lock(mutex_);
+  return queued_.empty() && !writing_;
 }
 
 void LogSink::reopen() {
@@ -83,20 +88,28 @@ void LogSink::run() {
     wake_.wait(lock, [&] { return stopping_ || !queued_.empty() || requests_ != 0; });
     if (queued_.empty() && requests_ == 0 && stopping_) return;
     const unsigned requests = std::exchange(requests_, 0);
+    const uint64_t close_ticket = close_requests_;
     const uint64_t dropped = std::exchange(dropped_unreported_, 0);
     batch.clear();
     batch.swap(queued_);  // the writer keeps the larger buffer for next time
+    writing_ = true;
     lock.unlock();
 
-    // Requests first: lines queued before a close or reopen go to the file
-    // opened afterwards, which is where rotation wants them.
-    if (requests & kClose) closeTarget();
+    // A reopen first: lines queued before it go to the file opened
+    // afterwards, which is where rotation wants them. A close last: the lines
+    // before it are written out first.
     if ((requests & kReopen) && fd_ >= 0 && !path_.empty()) openTarget();
     if (dropped > 0) {
       spdlog::warn("access_log: {} was not taking lines; dropped {} line(s)", target(), dropped);
     }
     if (!batch.empty()) writeOut(batch);
+    if (requests & kClose) closeTarget();
     lock.lock();
+    writing_ = false;
+    if (requests & kClose) {
+      closes_done_ = close_ticket;
+      closed_.notify_all();
+    }
   }
 }
 

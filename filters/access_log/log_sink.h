@@ -40,8 +40,14 @@ class LogSink {
 
   // `line` must end with '\n'. Never blocks on I/O.
   void write(std::string_view line);
-  // Releases the file; a later line opens it again.
+  // Writes out what is buffered and releases the file (a later line opens it
+  // again). Waits for the writer, at most about a second more than it takes
+  // to give up on a target that takes nothing: for the gateway's stop, so
+  // that the last lines are out before the process exits.
   void close();
+  // Nothing is buffered or being written: destroying the sink now would not
+  // wait on its target.
+  bool idle();
   // Closes the file and opens `path` again (a new file if it was renamed);
   // an unopened or closed sink stays as it is.
   void reopen();
@@ -67,6 +73,10 @@ class LogSink {
   std::condition_variable wake_;
   std::string queued_;
   unsigned requests_ = 0;
+  uint64_t close_requests_ = 0;  // close() calls so far, and how many the writer has done
+  uint64_t closes_done_ = 0;
+  bool writing_ = false;  // the writer holds a batch
+  std::condition_variable closed_;
   uint64_t dropped_unreported_ = 0;
   std::atomic<bool> stopping_{false};
   std::atomic<uint64_t> dropped_total_{0};

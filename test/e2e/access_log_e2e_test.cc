@@ -4,7 +4,10 @@
 
 #include <signal.h>
 #include <sys/stat.h>
+#include <unistd.h>
+#include <fcntl.h>
 
+#include <atomic>
 #include <filesystem>
 #include <fstream>
 #include <sstream>
@@ -282,6 +285,61 @@ TEST_CASE("access_log: a log target that takes nothing never stops the calls", "
   }
   CHECK_THAT(gateway.logs(), Catch::Contains("access_log: cannot open"));
   CHECK(gateway.stop() == 0);
+}
+
+TEST_CASE("access_log: a reload that retires a log stuck on its target does not hold up the worker",
+          "[e2e][access_log]") {
+  TestBackend backend("b");
+  TempDir dir;
+  fs::path fifo = dir.path / "access.fifo";
+  REQUIRE(::mkfifo(fifo.c_str(), 0600) == 0);
+  // A reader that never reads: the gateway can open the FIFO, and its pipe
+  // fills after some 64 KiB of lines.
+  const int reader = ::open(fifo.c_str(), O_RDONLY | O_NONBLOCK);
+  REQUIRE(reader >= 0);
+  auto config = accessLogGateway(backend.address(), {{"path", fifo.string()}});
+  config["workers"] = 1;
+  GatewayProcess gateway(config);
+  auto stub = example::Echo::NewStub(makeChannel(gateway.address()));
+  auto timedCall = [&] {
+    grpc::ClientContext context;
+    setTimeout(context, std::chrono::milliseconds(5000));
+    EchoResponse response;
+    const auto start = std::chrono::steady_clock::now();
+    REQUIRE_OK(stub->Unary(&context, EchoRequest(), &response));
+    return std::chrono::steady_clock::now() - start;
+  };
+  // A call that keeps the first config alive across the reload.
+  grpc::ClientContext held;
+  setTimeout(held, kCallTimeout);
+  auto stream = stub->Bidi(&held);
+  REQUIRE(stream->Write(EchoRequest()));
+  EchoResponse echoed;
+  REQUIRE(stream->Read(&echoed));
+  for (int i = 0; i < 400; ++i) timedCall();  // the pipe is full; more lines wait in the sink
+  gateway.signal(SIGHUP);
+  REQUIRE(waitFor([&] { return logCount(gateway, "config reloaded") >= 1; }, std::chrono::seconds(5)));
+  // The first config's last call ends: its access log is let go of while its
+  // writer is stuck on the pipe. That must not stall the worker's next calls.
+  REQUIRE(stream->WritesDone());
+  REQUIRE_OK(stream->Finish());
+  std::chrono::steady_clock::duration slowest{};
+  for (int i = 0; i < 5; ++i) slowest = std::max(slowest, timedCall());
+  INFO("slowest call after the retirement: "
+       << std::chrono::duration_cast<std::chrono::milliseconds>(slowest).count() << " ms");
+  CHECK(slowest < std::chrono::milliseconds(500));
+  // Let the lines out, so the stop does not wait on the pipe either.
+  std::atomic<bool> draining{true};
+  std::thread drain([&] {
+    char buf[65536];
+    while (draining) {
+      if (::read(reader, buf, sizeof(buf)) <= 0) std::this_thread::sleep_for(std::chrono::milliseconds(5));
+    }
+  });
+  CHECK(gateway.stop() == 0);
+  draining = false;
+  drain.join();
+  ::close(reader);
 }
 
 }  // namespace sluice::test

@@ -8,6 +8,7 @@
 #include <catch2/catch.hpp>
 
 #include <chrono>
+#include <csignal>
 #include <thread>
 
 #include "test/support/e2e_fixture.h"
@@ -131,6 +132,47 @@ TEST_CASE("custom filter: pauses calls and resumes them from a timer", "[.][cust
   REQUIRE(stream->WritesDone());
   REQUIRE_OK(stream->Finish());
   CHECK(metadataValue(context.GetServerTrailingMetadata(), "x-message-count-request") == "3");
+}
+
+TEST_CASE("custom filter: its factory is closed once, at stop, after the workers", "[.][custom_filter]") {
+  TestBackend backend{"primary"};
+  nlohmann::json config = counterGateway(backend.address(), nlohmann::json::object());
+  config["workers"] = 2;
+  GatewayProcess gateway(config);
+  auto stub = example::Echo::NewStub(makeChannel(gateway.address()));
+  auto call = [&] {
+    grpc::ClientContext context;
+    setTimeout(context, kCallTimeout);
+    EchoResponse response;
+    return stub->Unary(&context, EchoRequest(), &response);
+  };
+  // A call held open across a reload keeps the old config alive; when it
+  // ends, that config's factory is let go of, not closed.
+  grpc::ClientContext held;
+  setTimeout(held, kCallTimeout);
+  auto stream = stub->Bidi(&held);
+  EchoRequest request;
+  REQUIRE(stream->Write(request));
+  EchoResponse echoed;
+  REQUIRE(stream->Read(&echoed));
+  gateway.signal(SIGHUP);
+  REQUIRE(waitFor([&] { return gateway.logs().find("config reloaded") != std::string::npos; }, std::chrono::seconds(5)));
+  REQUIRE_OK(call());
+  REQUIRE(stream->WritesDone());
+  REQUIRE_OK(stream->Finish());
+  REQUIRE_OK(call());
+  std::this_thread::sleep_for(std::chrono::milliseconds(200));
+  CHECK(gateway.logs().find("message_counter: closed") == std::string::npos);
+  CHECK(gateway.stop() == 0);
+  const std::string logs = gateway.logs();
+  size_t closes = 0;
+  for (size_t at = logs.find("message_counter: closed"); at != std::string::npos;
+       at = logs.find("message_counter: closed", at + 1)) {
+    ++closes;
+  }
+  INFO(logs);
+  CHECK(closes == 1);
+  CHECK(logs.find("message_counter: closed after 2 call(s)") != std::string::npos);  // the current config's
 }
 
 TEST_CASE("custom filter: a response it holds stops the backend, not the gateway's memory", "[.][custom_filter]") {
