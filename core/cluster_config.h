@@ -59,7 +59,11 @@ struct ClusterConfig {
   std::vector<EndpointConfig> endpoints;
   uint32_t connect_timeout_ms = 5000;
   uint32_t idle_timeout_ms = 300000;      // close an upstream connection idle this long
-  uint32_t keepalive_interval_ms = 30000; // PING an upstream connection this often (0: off)
+  // PING an upstream connection this often (0: off, the default). gRPC
+  // servers allow a PING only every 5 min by default (2 h with no call open)
+  // and answer more with GOAWAY ENHANCE_YOUR_CALM, closing the connection
+  // and its calls: turn it on only for backends configured to permit it.
+  uint32_t keepalive_interval_ms = 0;
   uint32_t keepalive_timeout_ms = 10000;  // and close it if the PING is not answered
   uint32_t dns_refresh_ms = 30000;        // re-resolve host-name endpoints
   // Streams one upstream connection carries before the pool opens another

@@ -239,8 +239,20 @@ void UpstreamConnection::onDisconnected(int status) {
 void UpstreamConnection::onGoaway(int32_t last_stream_id, uint32_t error_code) {
   // Streams up to last_stream_id finish here; new ones go to a new connection.
   draining_ = true;
-  spdlog::debug("[U{}] GOAWAY from {} (last stream {}, {})", id_, describe(), last_stream_id,
-                nghttp2_http2_strerror(error_code));
+  if (error_code == NGHTTP2_NO_ERROR) {
+    spdlog::debug("[U{}] GOAWAY from {} (last stream {}, {})", id_, describe(), last_stream_id,
+                  nghttp2_http2_strerror(error_code));
+    return;
+  }
+  // Not a graceful shutdown: the backend is closing on us, calls included.
+  // ENHANCE_YOUR_CALM is how gRPC servers refuse PINGs more often than they
+  // permit: the cluster's keepalive_interval_ms is shorter than they allow.
+  spdlog::warn("[U{}] GOAWAY {} from {} (last stream {}){}", id_, nghttp2_http2_strerror(error_code), describe(),
+               last_stream_id,
+               error_code == NGHTTP2_ENHANCE_YOUR_CALM && pool_.cluster().config().keepalive_interval_ms != 0
+                   ? fmt::format(": PINGs every {} ms (keepalive_interval_ms) are more than the backend permits",
+                                 pool_.cluster().config().keepalive_interval_ms)
+                   : std::string());
 }
 
 void UpstreamConnection::flush() {

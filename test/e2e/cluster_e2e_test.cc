@@ -833,4 +833,66 @@ TEST_CASE("cluster connections_per_endpoint spreads calls over that many upstrea
   CHECK(connectionsForConcurrentCalls(spread, 8) == 2);
 }
 
+// A Bidi call that says something, stays quiet for `quiet`, then says
+// something again; the status of the whole call.
+static grpc::Status quietBidi(example::Echo::Stub& stub, std::chrono::milliseconds quiet) {
+  grpc::ClientContext context;
+  setTimeout(context, std::chrono::seconds(30));
+  auto stream = stub.Bidi(&context);
+  EchoRequest request;
+  EchoResponse response;
+  request.set_payload("first");
+  if (!stream->Write(request) || !stream->Read(&response)) return stream->Finish();
+  std::this_thread::sleep_for(quiet);
+  request.set_payload("after");
+  if (!stream->Write(request) || !stream->Read(&response)) return stream->Finish();
+  stream->WritesDone();
+  return stream->Finish();
+}
+
+TEST_CASE("upstream keepalive PINGs: off by default; on, a backend that permits them keeps quiet calls",
+          "[e2e][cluster]") {
+  SECTION("a backend that permits PINGs this often keeps a quiet call going") {
+    example::EchoBackend echo("permissive");
+    grpc::ServerBuilder builder;
+    int port = 0;
+    builder.AddListeningPort("127.0.0.1:0", grpc::InsecureServerCredentials(), &port);
+    builder.RegisterService(&echo.echoService());
+    builder.AddChannelArgument(GRPC_ARG_HTTP2_MIN_RECV_PING_INTERVAL_WITHOUT_DATA_MS, 500);
+    builder.AddChannelArgument(GRPC_ARG_KEEPALIVE_PERMIT_WITHOUT_CALLS, 1);
+    auto server = builder.BuildAndStart();
+    REQUIRE(port != 0);
+    nlohmann::json c = {{"name", "b"}, {"endpoints", {"127.0.0.1:" + std::to_string(port)}},
+                        {"keepalive_interval_ms", 1000}};
+    {
+      GatewayProcess gateway(configWith(c));
+      auto stub = example::Echo::NewStub(makeChannel(gateway.address()));
+      REQUIRE_OK(quietBidi(*stub, std::chrono::seconds(6)));
+      CHECK(gateway.logs().find("GOAWAY") == std::string::npos);
+    }
+    server->Shutdown(std::chrono::system_clock::now());
+  }
+  SECTION("a grpc++ backend with its default policy: PINGs every second end the connection, and the log says why") {
+    TestBackend backend("b");
+    nlohmann::json c = {{"name", "b"}, {"endpoints", {backend.address()}}, {"keepalive_interval_ms", 1000}};
+    GatewayProcess gateway(configWith(c));
+    auto stub = example::Echo::NewStub(makeChannel(gateway.address()));
+    const grpc::Status status = quietBidi(*stub, std::chrono::seconds(6));
+    INFO(describe(status));
+    CHECK_FALSE(status.ok());
+    CHECK(waitFor([&] {
+      return gateway.logs().find("GOAWAY ENHANCE_YOUR_CALM") != std::string::npos &&
+             gateway.logs().find("PINGs every 1000 ms (keepalive_interval_ms) are more than the backend permits") !=
+                 std::string::npos;
+    }, std::chrono::seconds(2)));
+  }
+  SECTION("by default no PING goes out: a quiet call to that backend is never cut") {
+    TestBackend backend("b");
+    GatewayProcess gateway(configWith({{"name", "b"}, {"endpoints", {backend.address()}}}));
+    auto stub = example::Echo::NewStub(makeChannel(gateway.address()));
+    REQUIRE_OK(quietBidi(*stub, std::chrono::seconds(4)));
+    CHECK(gateway.logs().find("GOAWAY") == std::string::npos);
+  }
+}
+
 }  // namespace sluice::test

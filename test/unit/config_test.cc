@@ -57,6 +57,8 @@ TEST_CASE("the issue's example config loads", "[config]") {
   CHECK(r.config->clusters[0].endpoints.size() == 2);
   CHECK(r.config->clusters[1].endpoints[0].address.ipv6);
   CHECK(r.config->findCluster("orders") != nullptr);
+  // No PINGs to backends unless asked: gRPC servers refuse frequent ones.
+  CHECK(r.config->clusters[0].keepalive_interval_ms == 0);
 }
 
 TEST_CASE("max_message_bytes defaults to 16 MiB", "[config]") {
