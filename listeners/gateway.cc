@@ -12,6 +12,7 @@
 #include <nlohmann/json.hpp>
 #include <spdlog/spdlog.h>
 
+#include "core/open_file_limit.h"
 #include "core/registry.h"
 #include "core/stats.h"
 #include "core/thread_scheduling.h"
@@ -139,7 +140,24 @@ bool Gateway::load(ConfigErrors& errors) {
   return true;
 }
 
+void Gateway::raiseOpenFileLimitFor(const GatewayConfig& config) {
+  const OpenFileLimit limit = raiseOpenFileLimit();
+  if (!limit.error.empty()) {
+    spdlog::warn("could not raise the open-file limit from {}: {}", limit.before, limit.error);
+  } else if (limit.after != limit.before) {
+    spdlog::info("raised the open-file limit from {} to {} (the hard limit)", limit.before, limit.after);
+  }
+  uint64_t wanted = 0;
+  for (const auto& listener : config.listeners) wanted += listener.max_connections;
+  if (limit.after < wanted) {
+    spdlog::warn("the open-file limit ({}) is below the listeners' max_connections ({} in all): past it, "
+                 "connections are refused (raise the hard limit, e.g. LimitNOFILE= or ulimit -Hn)",
+                 limit.after, wanted);
+  }
+}
+
 Status Gateway::start() {
+  raiseOpenFileLimitFor(*config_);
   size_t n = config_->workers != 0 ? config_->workers : std::max(1u, std::thread::hardware_concurrency());
   for (size_t i = 0; i < config_->listeners.size(); ++i) balancers_.push_back(std::make_unique<ConnectionBalancer>());
   for (size_t i = 0; i < n; ++i) workers_.push_back(std::make_unique<Worker>(config_, balancers_));

@@ -40,7 +40,9 @@ class Gateway final : public AdminHandler {
 
   // Reads and validates the config file; false with every error in `errors`.
   bool load(ConfigErrors& errors);
-  // Binds listeners and the admin endpoint, installs signal handlers.
+  // Raises the process's open-file limit to its hard limit (a process-wide
+  // change, logged), binds listeners and the admin endpoint, installs signal
+  // handlers.
   Status start();
   // Writes {"listeners":{NAME:"IP:PORT"},"admin":"IP:PORT"} atomically.
   bool writeReadyFile(const std::string& path) const;
@@ -65,6 +67,9 @@ class Gateway final : public AdminHandler {
   void onSignal(int signum);  // libuv bridge only
 
  private:
+  // Raises RLIMIT_NOFILE to the hard limit; warns when even that is below
+  // what the listeners' max_connections could need.
+  static void raiseOpenFileLimitFor(const GatewayConfig& config);
   void checkDrained();
   // Loads `text` as the new config (host names through `lookup`) and hands
   // it to every worker.

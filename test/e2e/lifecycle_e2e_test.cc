@@ -3,11 +3,14 @@
 #include <catch2/catch.hpp>
 
 #include <signal.h>
+#include <sys/resource.h>
 #include <unistd.h>
 
 #include <atomic>
+#include <cstring>
 #include <fstream>
 #include <optional>
+#include <sstream>
 #include <thread>
 
 #include "test/support/e2e_fixture.h"
@@ -472,6 +475,53 @@ TEST_CASE("at start the endpoints' host names are looked up all at once, and a n
     CHECK_THAT(result.output, Catch::Contains("no answer for host \"s0.sluice-test\" within 7000 ms"));
     for (size_t i = 1; i < names.size(); ++i) CHECK_THAT(result.output, !Catch::Contains(names[i]));
   }
+}
+
+// The soft and hard "Max open files" of a process, from /proc/PID/limits.
+std::pair<uint64_t, uint64_t> openFileLimits(pid_t pid) {
+  std::ifstream in("/proc/" + std::to_string(pid) + "/limits");
+  for (std::string line; std::getline(in, line);) {
+    if (line.rfind("Max open files", 0) != 0) continue;
+    std::istringstream fields(line.substr(std::strlen("Max open files")));
+    uint64_t soft = 0, hard = 0;
+    fields >> soft >> hard;
+    return {soft, hard};
+  }
+  return {0, 0};
+}
+
+TEST_CASE("the gateway raises its open-file limit to the hard limit, and says when even that is too low",
+          "[e2e][lifecycle]") {
+  TestBackend a("a");
+  rlimit mine{};
+  REQUIRE(::getrlimit(RLIMIT_NOFILE, &mine) == 0);
+  if (mine.rlim_max <= 1024) {
+    WARN("the hard limit is 1024 or less: nothing to raise");
+    return;
+  }
+  // The gateway inherits a soft limit of 1024, as from a default shell.
+  rlimit lowered = mine;
+  lowered.rlim_cur = 1024;
+  REQUIRE(::setrlimit(RLIMIT_NOFILE, &lowered) == 0);
+  auto config = gatewayConfig(nlohmann::json::array({route("prefix", "/", "c")}),
+                              nlohmann::json::array({cluster("c", {a.address()})}));
+  config["listeners"][0]["max_connections"] = static_cast<uint64_t>(mine.rlim_max) + 1;
+  std::unique_ptr<GatewayProcess> gateway;
+  try {
+    gateway = std::make_unique<GatewayProcess>(config);
+  } catch (...) {
+    ::setrlimit(RLIMIT_NOFILE, &mine);
+    throw;
+  }
+  ::setrlimit(RLIMIT_NOFILE, &mine);
+  const auto [soft, hard] = openFileLimits(gateway->pid());
+  CHECK(hard == mine.rlim_max);
+  CHECK(soft == std::min<uint64_t>(mine.rlim_max, uint64_t{1} << 20));
+  CHECK_THAT(gateway->logs(), Catch::Contains("raised the open-file limit from 1024 to"));
+  CHECK_THAT(gateway->logs(), Catch::Contains("is below the listeners' max_connections"));
+  auto stub = example::Echo::NewStub(makeChannel(gateway->address()));
+  EchoResponse resp;
+  REQUIRE_OK(quickCall(*stub, resp));
 }
 
 }  // namespace sluice::test
