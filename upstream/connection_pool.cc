@@ -121,6 +121,10 @@ void ConnectionPool::onConnectionClosed(UpstreamConnection& connection) {
   // We may be inside one of its callbacks: delete it after this event.
   dispatcher_.deferredDelete(std::move(*it));
   connections_.erase(it);
+  // What the backend advertised is known only while a connection that heard
+  // it is open: the next connection asks afresh (it may have restarted with
+  // another limit, or stopped refusing streams).
+  if (connections_.empty()) advertised_stream_limit_.reset();
 }
 
 void ConnectionPool::closeAll() {

@@ -31,7 +31,7 @@ class HealthChecker final : public UpstreamCallbacks, public MessageSink {
   void onUpstreamHeaders(HeaderMap&& headers, bool end_stream) override;
   void onUpstreamData(const uint8_t* data, size_t len) override;
   void onUpstreamEnd(HeaderMap&& trailers) override;
-  void onUpstreamReset(std::string detail) override { finish(false, detail); }
+  void onUpstreamReset(UpstreamReset reset) override { finish(false, reset.detail); }
   void onUpstreamRequestWatermark(bool) override {}
   // ---- MessageSink ----
   bool onMessage(Message&& message) override;

@@ -126,14 +126,19 @@ void UpstreamConnection::rehome(UpstreamStream& stream, uint32_t limit) {
                 describe(), limit);
   Status placed = pool_.newStream(stream, counted);
   if (!placed.isOk()) {
+    // Like a circuit breaker met by a new call: no fault of the endpoint.
     stream.onConnectionLost(fmt::format("{} allows {} concurrent streams per connection and the call could not "
-                                        "move to another: {}", describe(), limit, placed.message()));
+                                        "move to another: {}", describe(), limit, placed.message()),
+                            /*endpoint_fault=*/false);
   }
 }
 
 uint32_t UpstreamConnection::streamLimit() const {
   uint32_t limit = session_.remoteMaxConcurrentStreams();
-  if (!settings_received_) limit = pool_.advertisedStreamLimit().value_or(limit);
+  // Before its own SETTINGS, what the backend told other connections, but at
+  // least one stream: a connection is opened for a call, and a remembered 0
+  // would make every concurrent call open another.
+  if (!settings_received_) limit = std::max(1u, pool_.advertisedStreamLimit().value_or(limit));
   if (uint32_t own = pool_.cluster().config().max_concurrent_streams; own != 0) limit = std::min(limit, own);
   return limit;
 }

@@ -13,11 +13,21 @@ namespace {
 constexpr size_t kRequestHighWatermark = 256 * 1024;
 constexpr size_t kRequestLowWatermark = 128 * 1024;
 
-std::string describeReset(uint32_t code) {
+// A backend's RST_STREAM as the gRPC status a client talking to it directly
+// would see (gRPC over HTTP/2, "Errors"): only a refused stream, which the
+// backend never processed, is UNAVAILABLE (what retry policies retry); it is
+// also no fault of the endpoint (a backend shedding load or shutting down).
+UpstreamReset resetFromBackend(uint32_t code) {
   switch (code) {
-    case NGHTTP2_REFUSED_STREAM: return "upstream refused the stream (REFUSED_STREAM)";
-    case NGHTTP2_CANCEL: return "upstream cancelled the stream (CANCEL)";
-    default: return fmt::format("upstream reset the stream ({})", nghttp2_http2_strerror(code));
+    case NGHTTP2_REFUSED_STREAM:
+      return {StatusCode::Unavailable, "upstream refused the stream (REFUSED_STREAM)", true, false};
+    case NGHTTP2_CANCEL:
+      return {StatusCode::Cancelled, "upstream cancelled the stream (CANCEL)", true, true};
+    case NGHTTP2_ENHANCE_YOUR_CALM:
+      return {StatusCode::ResourceExhausted, "upstream reset the stream (ENHANCE_YOUR_CALM)", true, true};
+    default:
+      return {StatusCode::Internal, fmt::format("upstream reset the stream ({})", nghttp2_http2_strerror(code)),
+              true, true};
   }
 }
 
@@ -57,9 +67,12 @@ void UpstreamStream::consume(size_t n) {
   if (connection_ != nullptr && stream_id_ > 0) connection_->consume(stream_id_, n);
 }
 
-void UpstreamStream::onConnectionLost(const std::string& detail) {
+void UpstreamStream::onConnectionLost(const std::string& detail, bool endpoint_fault) {
   connection_ = nullptr;
-  if (!response_complete_ && !incoming_too_large_) callbacks_.onUpstreamReset(detail);
+  if (!response_complete_ && !incoming_too_large_) {
+    // A stream the pool could not place was never the backend's.
+    callbacks_.onUpstreamReset({StatusCode::Unavailable, detail, endpoint_fault, endpoint_fault});
+  }
 }
 
 void UpstreamStream::onHeader(std::string_view name, std::string_view value) {
@@ -84,9 +97,10 @@ void UpstreamStream::onHeadersComplete(bool /*trailers*/, bool end_stream) {
     // The client could not be sent such a block either (it would exceed what
     // nghttp2 sends in one): the call fails here, and the backend's stream is
     // reset when the proxy lets go of it. Reported once (see onClose).
-    callbacks_.onUpstreamReset(fmt::format("the backend sent a {} block over the limit of {} bytes",
-                                           headers_done_ ? "trailer" : "header",
-                                           kDefaultMaxHeaderListBytes));
+    callbacks_.onUpstreamReset({StatusCode::Unavailable,
+                                fmt::format("the backend sent a {} block over the limit of {} bytes",
+                                            headers_done_ ? "trailer" : "header", kDefaultMaxHeaderListBytes),
+                                true, true});
     return;
   }
   incoming_bytes_ = 0;
@@ -119,7 +133,7 @@ void UpstreamStream::onClose(uint32_t error_code) {
     connection_->forgetStream(*this);
     connection_ = nullptr;
   }
-  if (!response_complete_ && !incoming_too_large_) callbacks_.onUpstreamReset(describeReset(error_code));
+  if (!response_complete_ && !incoming_too_large_) callbacks_.onUpstreamReset(resetFromBackend(error_code));
 }
 
 }  // namespace sluice

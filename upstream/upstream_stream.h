@@ -14,10 +14,21 @@
 #include "codecs/http2/session.h"
 #include "core/headers.h"
 #include "core/message.h"
+#include "core/status.h"
 
 namespace sluice {
 
 class UpstreamConnection;
+
+// Why a call ended without a complete response: the status for the client,
+// what to tell it, whether the backend reset the stream (upstream_rq_reset),
+// and whether that counts against the endpoint (outlier detection).
+struct UpstreamReset {
+  StatusCode code = StatusCode::Unavailable;
+  std::string detail;
+  bool by_backend = true;
+  bool endpoint_fault = true;
+};
 
 class UpstreamCallbacks {
  public:
@@ -27,8 +38,8 @@ class UpstreamCallbacks {
   // Raw DATA bytes; hand back flow-control credit with UpstreamStream::consume().
   virtual void onUpstreamData(const uint8_t* data, size_t len) = 0;
   virtual void onUpstreamEnd(HeaderMap&& trailers) = 0;
-  // The call is over without a complete response. `detail` says why, for the client.
-  virtual void onUpstreamReset(std::string detail) = 0;
+  // The call is over without a complete response.
+  virtual void onUpstreamReset(UpstreamReset reset) = 0;
   // The request buffer passed its high watermark (true) or drained (false).
   virtual void onUpstreamRequestWatermark(bool above) = 0;
 };
@@ -53,8 +64,9 @@ class UpstreamStream final : public Http2StreamHandler {
   int32_t streamId() const { return stream_id_; }
   // The backend sent END_STREAM (trailers, or headers that end the call).
   bool responseComplete() const { return response_complete_; }
-  // The connection failed or closed before the stream completed.
-  void onConnectionLost(const std::string& detail);
+  // The connection failed or closed before the stream completed (the
+  // endpoint's fault), or the stream could not be placed on one (not).
+  void onConnectionLost(const std::string& detail, bool endpoint_fault = true);
 
   // ---- Http2StreamHandler ----
   void onHeader(std::string_view name, std::string_view value) override;

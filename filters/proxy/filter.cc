@@ -309,14 +309,14 @@ void ProxyFilter::onUpstreamEnd(HeaderMap&& trailers) {
   ctx_.encodeResponseTrailers();
 }
 
-void ProxyFilter::onUpstreamReset(std::string detail) {
+void ProxyFilter::onUpstreamReset(UpstreamReset reset) {
   if (ctx_.ended()) return;
-  cluster_->stats().upstream_rq_reset.inc();
+  if (reset.by_backend) cluster_->stats().upstream_rq_reset.inc();
   if (response_started_) {
-    ctx_.sendLocalReply(StatusCode::Unavailable, describe(detail));
+    ctx_.sendLocalReply(reset.code, describe(reset.detail));
     return;
   }
-  attemptFailed(StatusCode::Unavailable, detail, true);
+  attemptFailed(reset.code, reset.detail, reset.endpoint_fault);
 }
 
 }  // namespace sluice::filters::proxy

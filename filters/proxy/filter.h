@@ -44,7 +44,7 @@ class ProxyFilter final : public Filter,
   void onUpstreamHeaders(HeaderMap&& headers, bool end_stream) override;
   void onUpstreamData(const uint8_t* data, size_t len) override;
   void onUpstreamEnd(HeaderMap&& trailers) override;
-  void onUpstreamReset(std::string detail) override;
+  void onUpstreamReset(UpstreamReset reset) override;
   void onUpstreamRequestWatermark(bool above) override { ctx_.setRequestBackpressure(above); }
   // ---- WatermarkCallbacks (downstream response buffer) ----
   void onAboveWriteBufferHighWatermark() override { downstream_full_ = true; }

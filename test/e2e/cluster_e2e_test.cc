@@ -117,10 +117,10 @@ class BadBackend {
   std::thread thread_;
 };
 
-// An HTTP/2 server (nghttp2) that resets every stream it is sent.
+// An HTTP/2 server (nghttp2) that resets every stream it is sent, with `code`.
 class ResettingBackend {
  public:
-  ResettingBackend() {
+  explicit ResettingBackend(uint32_t code = NGHTTP2_INTERNAL_ERROR) : code_(code) {
     fd_ = listenOnLoopback(port_);
     thread_ = std::thread([this] { serve(); });
   }
@@ -136,8 +136,9 @@ class ResettingBackend {
  private:
   static int onBeginHeaders(nghttp2_session* s, const nghttp2_frame* frame, void* self) {
     if (frame->hd.type == NGHTTP2_HEADERS && frame->headers.cat == NGHTTP2_HCAT_REQUEST) {
-      nghttp2_submit_rst_stream(s, NGHTTP2_FLAG_NONE, frame->hd.stream_id, NGHTTP2_INTERNAL_ERROR);
-      static_cast<ResettingBackend*>(self)->resets_++;
+      auto* backend = static_cast<ResettingBackend*>(self);
+      nghttp2_submit_rst_stream(s, NGHTTP2_FLAG_NONE, frame->hd.stream_id, backend->code_);
+      backend->resets_++;
     }
     return 0;
   }
@@ -169,6 +170,7 @@ class ResettingBackend {
       ::close(c);
     }
   }
+  const uint32_t code_;
   int fd_ = -1;
   int port_ = 0;
   std::atomic<bool> stop_{false};
@@ -178,7 +180,7 @@ class ResettingBackend {
 
 }  // namespace
 
-TEST_CASE("a backend that resets every stream: UNAVAILABLE, outlier ejection, others keep serving", "[e2e][cluster]") {
+TEST_CASE("a backend that resets every stream: INTERNAL, outlier ejection, others keep serving", "[e2e][cluster]") {
   TestBackend good("good");
   ResettingBackend resetting;
   auto routes = nlohmann::json::array({route("service", "sluice.example.Other", "good"),
@@ -195,7 +197,7 @@ TEST_CASE("a backend that resets every stream: UNAVAILABLE, outlier ejection, ot
   for (int i = 0; i < 10; ++i) {
     auto s = unary(*echo);
     if (s.ok()) continue;
-    CHECK(s.error_code() == grpc::StatusCode::UNAVAILABLE);
+    CHECK(s.error_code() == grpc::StatusCode::INTERNAL);  // RST_STREAM(INTERNAL_ERROR), as gRPC maps it
     CHECK_THAT(s.error_message(), Catch::Contains("mixed") && Catch::Contains("reset"));
     ++reset_answers;
   }
@@ -207,6 +209,36 @@ TEST_CASE("a backend that resets every stream: UNAVAILABLE, outlier ejection, ot
   setTimeout(ctx, kCallTimeout);
   EchoResponse resp;
   REQUIRE_OK(other->Unary(&ctx, EchoRequest(), &resp));
+}
+
+TEST_CASE("a backend's RST_STREAM reaches the client as the status gRPC maps it to; a refusal is no fault",
+          "[e2e][cluster]") {
+  struct Case {
+    uint32_t h2_code;
+    grpc::StatusCode expected;
+  };
+  for (const Case& c : {Case{NGHTTP2_CANCEL, grpc::StatusCode::CANCELLED},
+                        Case{NGHTTP2_ENHANCE_YOUR_CALM, grpc::StatusCode::RESOURCE_EXHAUSTED},
+                        Case{NGHTTP2_PROTOCOL_ERROR, grpc::StatusCode::INTERNAL},
+                        Case{NGHTTP2_REFUSED_STREAM, grpc::StatusCode::UNAVAILABLE}}) {
+    ResettingBackend resetting(c.h2_code);
+    auto cl = cluster("r", {resetting.address()});
+    cl["outlier_detection"] = {{"consecutive_failures", 2}, {"base_ejection_ms", 60000}, {"max_ejection_percent", 100}};
+    auto config = configWith(cl);
+    config["workers"] = 1;
+    GatewayProcess gateway(config);
+    auto stub = example::Echo::NewStub(makeChannel(gateway.address()));
+    for (int i = 0; i < 2; ++i) {
+      auto s = unary(*stub);
+      INFO(nghttp2_http2_strerror(c.h2_code) << ", call " << i << ": " << describe(s));
+      CHECK(s.error_code() == c.expected);
+    }
+    // Two resets in a row eject the endpoint, but not two refusals: a
+    // backend shedding load or shutting down never processed those calls.
+    const bool ejected = gateway.logs().find("ejected " + resetting.address()) != std::string::npos;
+    INFO(nghttp2_http2_strerror(c.h2_code));
+    CHECK(ejected == (c.h2_code != NGHTTP2_REFUSED_STREAM));
+  }
 }
 
 TEST_CASE("round_robin and random honour endpoint weights", "[e2e][cluster]") {

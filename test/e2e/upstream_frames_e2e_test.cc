@@ -92,7 +92,7 @@ class FrameCountingBackend {
   };
 
   FrameCountingBackend() : FrameCountingBackend(Options{}) {}
-  explicit FrameCountingBackend(Options options) : options_(options) {
+  explicit FrameCountingBackend(Options options) : options_(options), max_concurrent_streams_(options.max_concurrent_streams) {
     fd_ = listenOnLoopback(port_);
     thread_ = std::thread([this] { serve(); });
   }
@@ -105,6 +105,11 @@ class FrameCountingBackend {
   FrameCountingBackend& operator=(const FrameCountingBackend&) = delete;
 
   std::string address() const { return "127.0.0.1:" + std::to_string(port_); }
+  // What connections accepted from now on advertise (as the option does).
+  void setMaxConcurrentStreams(std::optional<uint32_t> n) {
+    std::lock_guard<std::mutex> lock(mutex_);
+    max_concurrent_streams_ = n;
+  }
   int rstStreams() const { return rst_streams_; }
   int rstCancels() const { return rst_cancels_; }
   int unaryAnswered() const { return unary_answered_; }
@@ -276,8 +281,13 @@ class FrameCountingBackend {
   void sendSettingsWhenDue(Connection& c) {
     if (c.settings_sent || Clock::now() < c.settings_due) return;
     c.settings_sent = true;
-    nghttp2_settings_entry limit{NGHTTP2_SETTINGS_MAX_CONCURRENT_STREAMS, options_.max_concurrent_streams.value_or(0)};
-    nghttp2_submit_settings(c.session, NGHTTP2_FLAG_NONE, &limit, options_.max_concurrent_streams ? 1 : 0);
+    std::optional<uint32_t> max;
+    {
+      std::lock_guard<std::mutex> lock(mutex_);
+      max = max_concurrent_streams_;
+    }
+    nghttp2_settings_entry limit{NGHTTP2_SETTINGS_MAX_CONCURRENT_STREAMS, max.value_or(0)};
+    nghttp2_submit_settings(c.session, NGHTTP2_FLAG_NONE, &limit, max ? 1 : 0);
   }
 
   void serve() {
@@ -331,6 +341,7 @@ class FrameCountingBackend {
   std::atomic<int32_t> granted_connection_window_{0};
   mutable std::mutex mutex_;
   std::vector<uint32_t> rst_codes_;
+  std::optional<uint32_t> max_concurrent_streams_;  // under mutex_
   std::vector<std::unique_ptr<Connection>> conns_;  // the serving thread's alone
   std::thread thread_;
 };
@@ -608,8 +619,10 @@ TEST_CASE("calls past a backend's SETTINGS_MAX_CONCURRENT_STREAMS go to other co
 
 TEST_CASE("a backend that allows no streams fails calls at once, without a connection per call",
           "[e2e][upstream]") {
-  FrameCountingBackend backend({.max_concurrent_streams = 0});
-  GatewayProcess gateway(singleConnectionConfig(backend.address()));
+  FrameCountingBackend backend({.max_concurrent_streams = 0, .settings_delay = 300ms});
+  auto config = singleConnectionConfig(backend.address());
+  config["clusters"][0]["idle_timeout_ms"] = 500;
+  GatewayProcess gateway(config);
   auto stub = example::Echo::NewStub(makeChannel(gateway.address()));
   for (int i = 0; i < 3; ++i) {
     grpc::ClientContext ctx;
@@ -623,6 +636,25 @@ TEST_CASE("a backend that allows no streams fails calls at once, without a conne
     CHECK(Clock::now() - start < 2s);
   }
   CHECK(backend.connections() == 1);
+
+  // That connection closes (idle); the backend now takes streams again. What
+  // it said before is forgotten: five calls at once (all before the new
+  // connection's SETTINGS, 300 ms late) share it instead of each opening its own.
+  backend.setMaxConcurrentStreams(100);
+  REQUIRE(waitFor([&] { return gateway.logs().find("closing: idle") != std::string::npos; }, 5s));
+  std::vector<std::thread> calls;
+  std::atomic<int> ok{0};
+  for (int i = 0; i < 5; ++i) {
+    calls.emplace_back([&] {
+      grpc::ClientContext ctx;
+      setTimeout(ctx, kCallTimeout);
+      EchoResponse response;
+      if (stub->Unary(&ctx, EchoRequest(), &response).ok()) ok++;
+    });
+  }
+  for (auto& t : calls) t.join();
+  CHECK(ok == 5);
+  CHECK(backend.connections() == 2);
 }
 
 }  // namespace sluice::test
