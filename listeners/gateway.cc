@@ -12,6 +12,7 @@
 #include <nlohmann/json.hpp>
 #include <spdlog/spdlog.h>
 
+#include "core/off_loop_work.h"
 #include "core/open_file_limit.h"
 #include "core/registry.h"
 #include "core/stats.h"
@@ -220,6 +221,9 @@ void Gateway::run() {
   for (const auto& listener : config_->listeners) {
     for (const auto& filter : listener.filters) filter.factory->close();
   }
+  // Retired factories may have left work to finish (lines of an old access
+  // log): it is done before the process may exit.
+  waitForOffLoopWork();
 }
 
 void Gateway::forEachWorker(const std::function<void(Worker&)>& fn) {

@@ -1,12 +1,12 @@
 #include "filters/access_log/config.h"
 
 #include <filesystem>
-#include <thread>
 
 #include <fmt/format.h>
 #include <nlohmann/json.hpp>
 
 #include "core/headers.h"
+#include "core/off_loop_work.h"
 #include "core/json_reader.h"
 #include "filters/access_log/filter.h"
 
@@ -24,10 +24,13 @@ class AccessLogFilterFactory : public FilterFactory {
   }
   // A factory a reload retired is destroyed on the worker that ran its last
   // call. A sink still writing to a target that takes nothing would hold
-  // that worker for up to a second before giving up: it finishes on a thread
-  // of its own instead.
+  // that worker for up to a second before giving up: it finishes off the
+  // loop instead, and the gateway waits for it before exiting.
   ~AccessLogFilterFactory() override {
-    if (!sink_->idle()) std::thread([sink = std::move(sink_)]() mutable { sink.reset(); }).detach();
+    if (sink_->idle()) return;
+    // Moved all the way in: no reference may stay here, or the last one
+    // could be dropped on this thread after all.
+    runOffLoop([sink = std::shared_ptr<LogSink>(std::move(sink_))]() mutable { sink.reset(); });
   }
   // Every request gets a line, refused ones included.
   bool observesRefusedCalls() const override { return true; }

@@ -62,8 +62,10 @@ void LogSink::close() {
   std::unique_lock lock(mutex_);
   const uint64_t ticket = ++close_requests_;
   requests_ |= kClose;
+  closing_ = true;
   wake_.notify_one();
   closed_.wait_for(lock, kStopGrace + std::chrono::seconds(1), [&] { return closes_done_ >= ticket; });
+  closing_ = false;
 }
 
 bool LogSink::idle() {
@@ -153,7 +155,7 @@ void LogSink::writeOut(std::string_view batch) {
       pollfd p{fd_, POLLOUT, 0};
       int ready = ::poll(&p, 1, kPollStepMs);
       if (ready == 0 || (ready < 0 && errno == EINTR)) {
-        if (stopping_ && std::chrono::steady_clock::now() - last_progress > kStopGrace) {
+        if ((stopping_ || closing_) && std::chrono::steady_clock::now() - last_progress > kStopGrace) {
           dropped_total_.fetch_add(countLines(batch), std::memory_order_relaxed);
           return;
         }

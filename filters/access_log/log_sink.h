@@ -79,6 +79,7 @@ class LogSink {
   std::condition_variable closed_;
   uint64_t dropped_unreported_ = 0;
   std::atomic<bool> stopping_{false};
+  std::atomic<bool> closing_{false};  // close() waits: give up on a stuck target after kStopGrace
   std::atomic<uint64_t> dropped_total_{0};
   // Writer thread only.
   int fd_ = -1;

@@ -327,7 +327,7 @@ TEST_CASE("access_log: a reload that retires a log stuck on its target does not 
   for (int i = 0; i < 5; ++i) slowest = std::max(slowest, timedCall());
   INFO("slowest call after the retirement: "
        << std::chrono::duration_cast<std::chrono::milliseconds>(slowest).count() << " ms");
-  CHECK(slowest < std::chrono::milliseconds(500));
+  CHECK(slowest < std::chrono::milliseconds(900));  // held by the retired log: about 2 s
   // Let the lines out, so the stop does not wait on the pipe either.
   std::atomic<bool> draining{true};
   std::thread drain([&] {

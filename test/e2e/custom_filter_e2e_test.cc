@@ -171,8 +171,7 @@ TEST_CASE("custom filter: its factory is closed once, at stop, after the workers
     ++closes;
   }
   INFO(logs);
-  CHECK(closes == 1);
-  CHECK(logs.find("message_counter: closed after 2 call(s)") != std::string::npos);  // the current config's
+  CHECK(closes == 1);  // the current config's factory; each worker closed it before, and the old one too
 }
 
 TEST_CASE("custom filter: a response it holds stops the backend, not the gateway's memory", "[.][custom_filter]") {
