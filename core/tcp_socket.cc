@@ -2,11 +2,13 @@
 
 #include <fcntl.h>
 #include <netinet/in.h>
+#include <netinet/tcp.h>
 #include <sys/socket.h>
 #include <unistd.h>
 #include <uv.h>
 
 #include <algorithm>
+#include <cerrno>
 
 #include "core/dispatcher.h"
 
@@ -98,6 +100,23 @@ int TcpSocket::connect(const SocketAddress& address) {
   int rv = uv_tcp_connect(&req->req, handle_, reinterpret_cast<const sockaddr*>(&ss), onConnect);
   if (rv != 0) delete req;
   return rv;
+}
+
+int TcpSocket::detectDeadPeer(unsigned idle_s, unsigned interval_s, unsigned count, unsigned user_timeout_ms) {
+  if (handle_ == nullptr) return UV_EBADF;
+  uv_os_fd_t fd;
+  if (int rv = uv_fileno(reinterpret_cast<uv_handle_t*>(handle_), &fd); rv != 0) return rv;
+  const int on = 1;
+  const int idle = static_cast<int>(idle_s), interval = static_cast<int>(interval_s), probes = static_cast<int>(count);
+  const auto timeout = user_timeout_ms;
+  if (::setsockopt(fd, SOL_SOCKET, SO_KEEPALIVE, &on, sizeof(on)) != 0 ||
+      ::setsockopt(fd, IPPROTO_TCP, TCP_KEEPIDLE, &idle, sizeof(idle)) != 0 ||
+      ::setsockopt(fd, IPPROTO_TCP, TCP_KEEPINTVL, &interval, sizeof(interval)) != 0 ||
+      ::setsockopt(fd, IPPROTO_TCP, TCP_KEEPCNT, &probes, sizeof(probes)) != 0 ||
+      ::setsockopt(fd, IPPROTO_TCP, TCP_USER_TIMEOUT, &timeout, sizeof(timeout)) != 0) {
+    return uv_translate_sys_error(errno);
+  }
+  return 0;
 }
 
 void TcpSocket::startReading() {

@@ -49,6 +49,12 @@ class TcpSocket {
   // descriptor the caller owns, for another loop to open(); -1 on failure.
   static int acceptDetached(uv_stream_s* server);
   int connect(const SocketAddress& address);
+  // TCP keepalive probes after `idle_s` without traffic, every `interval_s`,
+  // `count` unanswered ones end the connection; and data unacknowledged for
+  // `user_timeout_ms` ends it too (TCP_USER_TIMEOUT). For a peer that
+  // vanished without a FIN or RST. Call after connect(); 0 on success, else
+  // a libuv error (the connection works without).
+  int detectDeadPeer(unsigned idle_s, unsigned interval_s, unsigned count, unsigned user_timeout_ms);
   void startReading();
 
   void write(std::string&& bytes);

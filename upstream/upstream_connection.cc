@@ -19,6 +19,12 @@ namespace {
 // Bytes handed to the kernel but not yet written before we stop serialising.
 constexpr size_t kMaxPendingWrite = 1 << 20;
 
+// TCP-level detection of a backend host that is gone (see connect()).
+constexpr unsigned kKeepaliveIdleS = 30;
+constexpr unsigned kKeepaliveIntervalS = 10;
+constexpr unsigned kKeepaliveProbes = 3;
+constexpr unsigned kUnackedTimeoutMs = 30000;
+
 Http2Settings clientSettings(const ClusterConfig& cluster) {
   Http2Settings s;
   s.max_concurrent_streams = 0;  // not sent by a client
@@ -54,6 +60,15 @@ void UpstreamConnection::connect() {
   if (rv != 0) {
     fail(fmt::format("connect to {} failed: {}", describe(), uvErrorText(rv)));
     return;
+  }
+  // A backend host that vanishes (no FIN, no RST) is found by the kernel,
+  // invisibly to the backend's gRPC stack (HTTP/2 PINGs are off by default:
+  // gRPC servers refuse frequent ones): probes start after 30 s of silence
+  // and the connection ends when they go unanswered for 30 s; with a request
+  // unacknowledged, after 30 s.
+  if (int ka = socket_.detectDeadPeer(kKeepaliveIdleS, kKeepaliveIntervalS, kKeepaliveProbes, kUnackedTimeoutMs);
+      ka != 0) {
+    spdlog::debug("[U{}] TCP keepalive not set on the connection to {}: {}", id_, describe(), uvErrorText(ka));
   }
   const ClusterConfig& config = pool_.cluster().config();
   connect_timer_ = std::make_unique<Timer>(dispatcher_, [this, ms = config.connect_timeout_ms] {

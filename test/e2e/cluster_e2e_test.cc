@@ -14,6 +14,7 @@
 #include <map>
 #include <memory>
 #include <optional>
+#include <sstream>
 #include <thread>
 
 #include <grpcpp/health_check_service_interface.h>
@@ -928,6 +929,40 @@ TEST_CASE("upstream keepalive PINGs: off by default; on, a backend that permits 
     REQUIRE_OK(quietBidi(*stub, std::chrono::seconds(4)));
     CHECK(gateway.logs().find("GOAWAY") == std::string::npos);
   }
+}
+
+// The kernel's timer state ("tr" of /proc/net/tcp: 2 is keepalive) of every
+// established IPv4 socket whose remote port is `port`.
+static std::vector<int> tcpTimersTo(int port) {
+  std::vector<int> out;
+  std::ifstream in("/proc/net/tcp");
+  std::string line;
+  std::getline(in, line);  // header
+  while (std::getline(in, line)) {
+    std::istringstream fields(line);
+    std::string slot, local, remote, state, queues, timer;
+    fields >> slot >> local >> remote >> state >> queues >> timer;
+    if (state != "01" || remote.size() < 5) continue;
+    if (std::stoi(remote.substr(remote.find(':') + 1), nullptr, 16) != port) continue;
+    out.push_back(std::stoi(timer.substr(0, timer.find(':')), nullptr, 16));
+  }
+  return out;
+}
+
+TEST_CASE("backend connections carry TCP keepalive, for a backend host that vanishes", "[e2e][cluster]") {
+  TestBackend backend("b");
+  auto config = configWith({{"name", "b"}, {"endpoints", {backend.address()}}});
+  config["workers"] = 1;
+  GatewayProcess gateway(config);
+  auto stub = example::Echo::NewStub(makeChannel(gateway.address()));
+  REQUIRE_OK(unary(*stub));
+  // The gateway's connection to the backend is the one socket whose remote
+  // port is the backend's; idle, its kernel timer is the keepalive one.
+  std::vector<int> timers;
+  REQUIRE(waitFor([&] {
+    timers = tcpTimersTo(backend.port());
+    return timers.size() == 1 && timers[0] == 2;
+  }, std::chrono::seconds(3)));
 }
 
 }  // namespace sluice::test
