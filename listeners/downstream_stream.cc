@@ -129,7 +129,7 @@ void DownstreamStream::startCall() {
 
   if (connection_.draining()) {
     connection_.stats().downstream_rq_refused.inc();
-    localReply(LocalReplyReason::Draining, StatusCode::Unavailable, "the gateway is shutting down (draining)");
+    refuse(LocalReplyReason::Draining, "the gateway is shutting down (draining)");
     return;
   }
   if (const std::string* timeout = request_headers_.get("grpc-timeout")) {
@@ -330,6 +330,21 @@ void DownstreamStream::sendTrailers() {
   }
   connection_.wake();
   finish();
+}
+
+void DownstreamStream::refuse(LocalReplyReason reason, std::string_view why) {
+  // RST_STREAM(REFUSED_STREAM), not a gRPC reply: it tells the client the
+  // call was never processed, so its gRPC library retries it by itself, on
+  // another connection (the client has our GOAWAY). An UNAVAILABLE answer
+  // would count as processed and fail the call. The log and stats say why.
+  ended_ = true;
+  status_ = StatusCode::Unavailable;
+  status_message_ = std::string(why);
+  connection_.stats().local_replies[static_cast<size_t>(reason)].inc();
+  spdlog::debug("[C{}][S{}] refused (REFUSED_STREAM): {}", connection_id_, stream_id_, why);
+  connection_.session().resetStream(stream_id_, NGHTTP2_REFUSED_STREAM);
+  releaseRequestCredit();
+  connection_.wake();
 }
 
 void DownstreamStream::localReply(LocalReplyReason reason, StatusCode code, std::string_view message) {

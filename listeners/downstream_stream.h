@@ -95,6 +95,9 @@ class DownstreamStream final : public StreamContext,
   void updateResponseWatermark();
   // The chain for a call refused before it ran: only the observers.
   void addRefusalObservers();
+  // Resets the stream with REFUSED_STREAM (the client may retry it
+  // elsewhere); the access log and stats record `why` as UNAVAILABLE.
+  void refuse(LocalReplyReason reason, std::string_view why);
   void localReply(LocalReplyReason reason, StatusCode code, std::string_view message);
 
   DownstreamConnection& connection_;

@@ -15,6 +15,7 @@
 
 #include "test/support/e2e_fixture.h"
 #include "test/support/http_client.h"
+#include "test/support/raw_h2_client.h"
 #include "test/support/scripted_resolver.h"
 
 namespace sluice::test {
@@ -133,6 +134,33 @@ TEST_CASE("SIGTERM drains 100 open calls of each kind; late calls get UNAVAILABL
   CHECK(std::chrono::steady_clock::now() - signalled < std::chrono::seconds(15));
   CHECK(gateway.stop() == 0);
   CHECK_THAT(gateway.logs(), Catch::Contains("draining 400 active stream(s)"));
+}
+
+TEST_CASE("a call that reaches a draining connection before the final GOAWAY is refused for the client to retry",
+          "[e2e][lifecycle]") {
+  TestBackend backend("b");
+  auto config = catchAllConfig(backend.address());
+  config["drain_timeout_ms"] = 5000;
+  GatewayProcess gateway(config, GatewayProcess::Options{"debug", std::chrono::milliseconds{10000}, {}, {}});
+  RawH2Client raw("127.0.0.1", gateway.port());
+  EchoRequest request;
+  const std::string body = grpcFrame(request.SerializeAsString());
+  REQUIRE(raw.request(RawRequest::grpc("/sluice.example.Echo/Unary", body)).grpcStatus() == 0);
+  gateway.signal(SIGTERM);
+  // The gateway's first GOAWAY (and its PING) are on their way; this client
+  // has not read them yet, so its next call goes out on this connection, as
+  // a busy client's may. It was never processed: REFUSED_STREAM lets the
+  // client's gRPC library retry it elsewhere (a gRPC answer would not).
+  REQUIRE(waitFor([&] { return gateway.logs().find("draining") != std::string::npos; }, std::chrono::seconds(5)));
+  std::this_thread::sleep_for(std::chrono::milliseconds(300));  // every worker has begun draining
+  RawResponse late = raw.request(RawRequest::grpc("/sluice.example.Echo/Unary", body), std::chrono::seconds(3));
+  INFO(late.describe());
+  CHECK(late.rstStreamCode == std::optional<uint32_t>(7));  // REFUSED_STREAM
+  CHECK_FALSE(late.grpcStatus().has_value());
+  CHECK(backend.stats().calls.load() == 1);
+  CHECK(waitFor([&] { return gateway.logs().find("refused (REFUSED_STREAM): the gateway is shutting down") !=
+                             std::string::npos; }, std::chrono::seconds(2)));
+  CHECK(gateway.stop() == 0);
 }
 
 TEST_CASE("SIGHUP reloads routes for new calls while open streams keep their backend", "[e2e][lifecycle]") {
