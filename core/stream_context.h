@@ -132,6 +132,11 @@ class StreamContext {
   virtual bool ended() const = 0;
 
   // ---- for the terminal filter (the one that produces the response) ----
+  // The backend refused the call unprocessed (RST_STREAM REFUSED_STREAM):
+  // end it the same way toward the client, whose gRPC library then retries
+  // it once by itself (gRFC A6, transparent retry). Once response headers
+  // went out, the same as sendLocalReply(UNAVAILABLE, message).
+  virtual void refuseCall(std::string_view message) = 0;
   // Send responseHeaders() through the response hooks to the client.
   virtual void encodeResponseHeaders() = 0;
   virtual void encodeResponseMessage(Message&& message) = 0;

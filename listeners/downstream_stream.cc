@@ -347,6 +347,15 @@ void DownstreamStream::refuse(LocalReplyReason reason, std::string_view why) {
   connection_.wake();
 }
 
+void DownstreamStream::refuseCall(std::string_view message) {
+  if (ended_) return;
+  if (headers_sent_) {
+    sendLocalReply(StatusCode::Unavailable, message);
+    return;
+  }
+  refuse(LocalReplyReason::UpstreamFailure, message);
+}
+
 void DownstreamStream::localReply(LocalReplyReason reason, StatusCode code, std::string_view message) {
   reply_reason_ = reason;
   sendLocalReply(code, message);

@@ -67,6 +67,7 @@ class DownstreamStream final : public StreamContext,
   void continueRequest() override;
   void continueResponse() override;
   using StreamContext::sendLocalReply;
+  void refuseCall(std::string_view message) override;
   void sendLocalReply(StatusCode code, std::string_view message, HeaderMap extra_trailers) override;
   bool ended() const override { return ended_; }
   void encodeResponseHeaders() override { chain_.responseHeaders(); }

@@ -20,7 +20,7 @@ constexpr size_t kRequestLowWatermark = 128 * 1024;
 UpstreamReset resetFromBackend(uint32_t code) {
   switch (code) {
     case NGHTTP2_REFUSED_STREAM:
-      return {StatusCode::Unavailable, "upstream refused the stream (REFUSED_STREAM)", true, false};
+      return {StatusCode::Unavailable, "upstream refused the stream (REFUSED_STREAM)", true, false, true};
     case NGHTTP2_CANCEL:
       return {StatusCode::Cancelled, "upstream cancelled the stream (CANCEL)", true, true};
     case NGHTTP2_ENHANCE_YOUR_CALM:

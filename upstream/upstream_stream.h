@@ -28,6 +28,7 @@ struct UpstreamReset {
   std::string detail;
   bool by_backend = true;
   bool endpoint_fault = true;
+  bool refused = false;  // REFUSED_STREAM: the backend never processed the call
 };
 
 class UpstreamCallbacks {

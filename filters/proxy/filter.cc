@@ -154,12 +154,18 @@ void ProxyFilter::retireAttempt() {
   }
 }
 
-void ProxyFilter::attemptFailed(StatusCode code, const std::string& detail, bool endpoint_fault) {
+void ProxyFilter::attemptFailed(StatusCode code, const std::string& detail, bool endpoint_fault, bool refused) {
   if (ctx_.ended()) return;
   if (endpoint_fault && endpoint_ != nullptr) endpoint_->recordCallResult(false);
   retireAttempt();
   if (!canRetry(code)) {
-    ctx_.sendLocalReply(code, describe(detail));
+    // Refused unprocessed, and nothing of the response sent: the client may
+    // retry it itself, as it would had it talked to the backend directly.
+    if (refused) {
+      ctx_.refuseCall(describe(detail));
+    } else {
+      ctx_.sendLocalReply(code, describe(detail));
+    }
     return;
   }
   // Full jitter over an exponentially growing window.
@@ -316,7 +322,7 @@ void ProxyFilter::onUpstreamReset(UpstreamReset reset) {
     ctx_.sendLocalReply(reset.code, describe(reset.detail));
     return;
   }
-  attemptFailed(reset.code, reset.detail, reset.endpoint_fault);
+  attemptFailed(reset.code, reset.detail, reset.endpoint_fault, reset.refused);
 }
 
 }  // namespace sluice::filters::proxy

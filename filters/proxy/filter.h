@@ -55,7 +55,7 @@ class ProxyFilter final : public Filter,
  private:
   void startAttempt();
   // The attempt is over without an answer for the client: retry or reply.
-  void attemptFailed(StatusCode code, const std::string& detail, bool endpoint_fault);
+  void attemptFailed(StatusCode code, const std::string& detail, bool endpoint_fault, bool refused = false);
   bool canRetry(StatusCode code) const;
   void retireAttempt();
   HeaderMap upstreamRequestHeaders() const;

@@ -89,6 +89,8 @@ class FrameCountingBackend {
     // How long after accepting a connection its SETTINGS are sent (and its
     // input read, so that nothing is answered before them).
     std::chrono::milliseconds settings_delay{0};
+    // The first this many calls are reset with REFUSED_STREAM unprocessed.
+    int refuse_first = 0;
   };
 
   FrameCountingBackend() : FrameCountingBackend(Options{}) {}
@@ -159,8 +161,15 @@ class FrameCountingBackend {
     }
     const bool request_ended = (frame.hd.type == NGHTTP2_HEADERS || frame.hd.type == NGHTTP2_DATA) &&
                                (frame.hd.flags & NGHTTP2_FLAG_END_STREAM) != 0;
-    if (request_ended) answer(c, frame.hd.stream_id);
+    if (!request_ended) return;
+    if (refused_ < options_.refuse_first) {
+      refused_++;
+      nghttp2_submit_rst_stream(c.session, NGHTTP2_FLAG_NONE, frame.hd.stream_id, NGHTTP2_REFUSED_STREAM);
+      return;
+    }
+    answer(c, frame.hd.stream_id);
   }
+  int refused() const { return refused_; }
   void onStreamClose(Connection& c, int32_t id) { c.streams.erase(id); }
   ssize_t readResponse(Connection& c, int32_t id, uint8_t* buf, size_t length, uint32_t* flags) {
     auto it = c.streams.find(id);
@@ -337,6 +346,7 @@ class FrameCountingBackend {
   std::atomic<int> unary_answered_{0};
   std::atomic<int> streams_held_{0};
   std::atomic<int> connections_{0};
+  std::atomic<int> refused_{0};
   std::atomic<uint32_t> granted_stream_window_{0};
   std::atomic<int32_t> granted_connection_window_{0};
   mutable std::mutex mutex_;
@@ -655,6 +665,31 @@ TEST_CASE("a backend that allows no streams fails calls at once, without a conne
   for (auto& t : calls) t.join();
   CHECK(ok == 5);
   CHECK(backend.connections() == 2);
+}
+
+TEST_CASE("a call the backend refuses unprocessed is refused to the client the same way", "[e2e][upstream]") {
+  // No retry policy on the route: the gateway passes the refusal on as
+  // RST_STREAM(REFUSED_STREAM), which tells the client the call was never
+  // processed. grpc-go and grpc-java then retry it once by themselves (gRFC
+  // A6); Debian 12's grpc++ (1.51) reports UNAVAILABLE.
+  FrameCountingBackend backend({.refuse_first = 2});
+  GatewayProcess gateway(singleConnectionConfig(backend.address()));
+  RawH2Client raw("127.0.0.1", gateway.port());
+  RawResponse refused = raw.request(RawRequest::grpc(kUnaryPath, grpcMessage(EchoRequest().SerializeAsString())));
+  INFO(refused.describe());
+  CHECK(refused.rstStreamCode == std::optional<uint32_t>(NGHTTP2_REFUSED_STREAM));
+  CHECK_FALSE(refused.grpcStatus().has_value());
+
+  auto stub = example::Echo::NewStub(grpc::CreateChannel(gateway.address(), grpc::InsecureChannelCredentials()));
+  grpc::ClientContext ctx;
+  setTimeout(ctx, kCallTimeout);
+  EchoResponse response;
+  const grpc::Status status = stub->Unary(&ctx, EchoRequest(), &response);
+  INFO(describe(status));
+  CHECK(status.error_code() == grpc::StatusCode::UNAVAILABLE);
+  CHECK(backend.refused() == 2);
+  // The gateway's log says why.
+  CHECK(gateway.logs().find("refused (REFUSED_STREAM): upstream cluster") != std::string::npos);
 }
 
 }  // namespace sluice::test

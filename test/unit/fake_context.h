@@ -41,6 +41,10 @@ class FakeContext : public StreamContext {
     finish(code, std::string(message));
     local_reply_trailers = std::move(extra_trailers);
   }
+  void refuseCall(std::string_view message) override {
+    refused = true;
+    sendLocalReply(StatusCode::Unavailable, message, HeaderMap{});
+  }
   bool ended() const override { return ended_; }
   void encodeResponseHeaders() override {
     if (chain != nullptr) chain->responseHeaders();
@@ -54,6 +58,7 @@ class FakeContext : public StreamContext {
   void setRequestBackpressure(bool) override {}
   void setWatermarkCallbacks(WatermarkCallbacks*) override {}
 
+  bool refused = false;  // refuseCall() was used
   // What the downstream stream would have set.
   void setPeerAddress(std::string peer) { peer_address_ = std::move(peer); }
   void setIds(uint64_t connection, int32_t stream) {
