@@ -83,6 +83,20 @@ void DownstreamConnection::onPingAck() {
   if (draining_) sendFinalGoaway();
 }
 
+void DownstreamConnection::onErrorGoawaySent(uint32_t error_code) {
+  // A session that failed in receive() was counted and logged there. This is
+  // nghttp2 ending it on its own, which says nothing else: e.g. a client past
+  // rst_stream_burst and rst_stream_rate.
+  if (ending_) return;
+  ending_ = true;
+  listener_.stats().downstream_protocol_errors.inc();
+  spdlog::warn("[C{}] closing the connection from {} with GOAWAY {}{}", id_, peer_address_,
+               nghttp2_http2_strerror(error_code),
+               error_code == NGHTTP2_INTERNAL_ERROR
+                   ? " (nghttp2's limits: e.g. RST_STREAMs past rst_stream_burst and rst_stream_rate)"
+                   : "");
+}
+
 void DownstreamConnection::sendKeepalivePing() {
   session_.ping();
   scheduleFlush();

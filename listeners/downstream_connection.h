@@ -65,6 +65,7 @@ class DownstreamConnection final : public Http2SessionOwner,
   // ---- Http2SessionOwner ----
   Http2StreamHandler* onNewStream(int32_t stream_id) override;
   void onPingAck() override;
+  void onErrorGoawaySent(uint32_t error_code) override;
   // ---- TcpSocketCallbacks ----
   void onRead(const uint8_t* data, size_t len) override;
   void onDisconnected(int status) override;

@@ -196,7 +196,11 @@ struct Http2Session::Bridge {
   // half-open, holding a slot of max_concurrent_streams, until the client
   // thinks to end it, and whatever it still sends would be read for nothing.
   // Registered for server sessions only (it runs for every frame sent).
-  static int onFrameSend(nghttp2_session* s, const nghttp2_frame* frame, void*) noexcept {
+  static int onFrameSend(nghttp2_session* s, const nghttp2_frame* frame, void* ud) noexcept {
+    if (frame->hd.type == NGHTTP2_GOAWAY && frame->goaway.error_code != NGHTTP2_NO_ERROR) {
+      self(ud).owner_.onErrorGoawaySent(frame->goaway.error_code);
+      return 0;
+    }
     if ((frame->hd.flags & NGHTTP2_FLAG_END_STREAM) == 0) return 0;
     if (frame->hd.type != NGHTTP2_HEADERS && frame->hd.type != NGHTTP2_DATA) return 0;
     if (nghttp2_session_get_stream_remote_close(s, frame->hd.stream_id) == 0) {

@@ -63,6 +63,9 @@ class Http2SessionOwner {
   virtual Http2StreamHandler* onNewStream(int32_t stream_id) { return nullptr; }
   virtual void onGoaway(int32_t last_stream_id, uint32_t error_code) {}
   virtual void onRemoteSettings() {}
+  // A GOAWAY with an error went out (server sessions): nghttp2 sends one of
+  // its own for a peer past its limits (e.g. RST_STREAMs past the bucket).
+  virtual void onErrorGoawaySent(uint32_t /*error_code*/) {}
   // Our PING came back.
   virtual void onPingAck() {}
 };
@@ -90,9 +93,11 @@ struct Http2Settings {
   // Largest frame we accept (peers may send big DATA frames: fewer frames per
   // message); ours are as large as the peer allows, up to 256 KiB.
   uint32_t max_frame_size = 1 << 20;
-  // Peer-abuse limits enforced by nghttp2; past them the session ends with
-  // GOAWAY (ENHANCE_YOUR_CALM) and receive() fails. RST_STREAM from the peer:
-  // a token bucket (the "rapid reset" attack, CVE-2023-44487).
+  // Peer-abuse limits enforced by nghttp2. RST_STREAM from the peer: a token
+  // bucket (the "rapid reset" attack, CVE-2023-44487) that counts every
+  // RST_STREAM received, a client's cancels and its RST_STREAM(NO_ERROR)
+  // after an early server close included; past it nghttp2 queues GOAWAY
+  // (INTERNAL_ERROR) and the session ends (onErrorGoawaySent tells the owner).
   uint64_t reset_burst = 1000;
   uint64_t reset_rate_per_second = 33;
   // PING and SETTINGS acknowledgements queued but unsent (a peer that floods
