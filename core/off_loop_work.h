@@ -8,6 +8,7 @@
 // current factories are closed.
 #pragma once
 
+#include <cstddef>
 #include <functional>
 
 namespace sluice {
@@ -16,5 +17,8 @@ namespace sluice {
 void runOffLoop(std::function<void()> work);
 // Waits until everything handed to runOffLoop() so far has finished.
 void waitForOffLoopWork();
+// Threads started by runOffLoop() and not joined yet (finished ones are
+// joined by the next runOffLoop()).
+size_t offLoopThreadsKept();
 
 }  // namespace sluice

@@ -157,11 +157,13 @@ void ProxyFilter::retireAttempt() {
 void ProxyFilter::attemptFailed(StatusCode code, const std::string& detail, bool endpoint_fault, bool refused) {
   if (ctx_.ended()) return;
   if (endpoint_fault && endpoint_ != nullptr) endpoint_->recordCallResult(false);
+  if (!refused) only_refusals_ = false;
   retireAttempt();
   if (!canRetry(code)) {
-    // Refused unprocessed, and nothing of the response sent: the client may
-    // retry it itself, as it would had it talked to the backend directly.
-    if (refused) {
+    // Every attempt refused unprocessed, and nothing of the response sent:
+    // the client may retry it itself, as it would had it talked to the
+    // backend directly. One attempt that may have run rules that out.
+    if (refused && only_refusals_) {
       ctx_.refuseCall(describe(detail));
     } else {
       ctx_.sendLocalReply(code, describe(detail));

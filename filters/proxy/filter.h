@@ -76,6 +76,9 @@ class ProxyFilter final : public Filter,
   Status retry_reason_ = Status::ok();  // why the attempt being retried failed
   bool request_ended_ = false;
   bool response_started_ = false;
+  // Every failed attempt so far was refused unprocessed (REFUSED_STREAM):
+  // only then may the client be told the call was never processed.
+  bool only_refusals_ = true;
   TimerPtr per_try_timer_;
   TimerPtr backoff_timer_;
   GrpcFrameDecoder response_decoder_;
