@@ -69,6 +69,24 @@ AdminLimits adminLimits(const GatewayConfig& config) {
 
 AdminResponse text(int status, std::string body) { return {status, "text/plain; charset=utf-8", std::move(body), ""}; }
 
+// Raises RLIMIT_NOFILE to the hard limit; warns when even that is below what
+// the listeners' max_connections could need.
+void raiseOpenFileLimitFor(const GatewayConfig& config) {
+  const OpenFileLimit limit = raiseOpenFileLimit();
+  if (!limit.error.empty()) {
+    spdlog::warn("could not raise the open-file limit from {}: {}", limit.before, limit.error);
+  } else if (limit.after != limit.before) {
+    spdlog::info("raised the open-file limit from {} to {} (the hard limit)", limit.before, limit.after);
+  }
+  uint64_t wanted = 0;
+  for (const auto& listener : config.listeners) wanted += listener.max_connections;
+  if (limit.after < wanted) {
+    spdlog::warn("the open-file limit ({}) is below the listeners' max_connections ({} in all): past it, "
+                 "connections are refused (raise the hard limit, e.g. LimitNOFILE= or ulimit -Hn)",
+                 limit.after, wanted);
+  }
+}
+
 }  // namespace
 
 Gateway::Gateway(const FilterRegistry& registry, std::string config_file)
@@ -139,22 +157,6 @@ bool Gateway::load(ConfigErrors& errors) {
   if (!config_->log_level.empty()) spdlog::set_level(spdlog::level::from_str(config_->log_level));
   HostResolver::setMaxThreads(config_->dns_lookup_threads);
   return true;
-}
-
-void Gateway::raiseOpenFileLimitFor(const GatewayConfig& config) {
-  const OpenFileLimit limit = raiseOpenFileLimit();
-  if (!limit.error.empty()) {
-    spdlog::warn("could not raise the open-file limit from {}: {}", limit.before, limit.error);
-  } else if (limit.after != limit.before) {
-    spdlog::info("raised the open-file limit from {} to {} (the hard limit)", limit.before, limit.after);
-  }
-  uint64_t wanted = 0;
-  for (const auto& listener : config.listeners) wanted += listener.max_connections;
-  if (limit.after < wanted) {
-    spdlog::warn("the open-file limit ({}) is below the listeners' max_connections ({} in all): past it, "
-                 "connections are refused (raise the hard limit, e.g. LimitNOFILE= or ulimit -Hn)",
-                 limit.after, wanted);
-  }
 }
 
 Status Gateway::start() {

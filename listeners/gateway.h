@@ -67,9 +67,6 @@ class Gateway final : public AdminHandler {
   void onSignal(int signum);  // libuv bridge only
 
  private:
-  // Raises RLIMIT_NOFILE to the hard limit; warns when even that is below
-  // what the listeners' max_connections could need.
-  static void raiseOpenFileLimitFor(const GatewayConfig& config);
   void checkDrained();
   // Loads `text` as the new config (host names through `lookup`) and hands
   // it to every worker.
