@@ -24,6 +24,7 @@ namespace sluice {
 class Dispatcher;
 class WorkerContext;
 struct Route;
+enum class LocalReplyReason;  // core/stats.h
 
 // Told when the downstream response buffer fills and drains, so the terminal
 // filter can stop and resume acknowledging upstream bytes.
@@ -128,6 +129,12 @@ class StreamContext {
   void sendLocalReply(StatusCode code, std::string_view message) { sendLocalReply(code, message, HeaderMap{}); }
   // The same, with extra trailing metadata (e.g. a retry hint).
   virtual void sendLocalReply(StatusCode code, std::string_view message, HeaderMap extra_trailers) = 0;
+  // The same, saying why for the gateway's local-reply counters. Without a
+  // reason it follows the code: UNIMPLEMENTED no_route, UNAVAILABLE
+  // upstream_failure, DEADLINE_EXCEEDED deadline, any other filter. A
+  // terminal filter passing on a backend's failure (a reset mapped to
+  // INTERNAL or CANCELLED, a response over the limit) says so here.
+  virtual void sendLocalReply(LocalReplyReason reason, StatusCode code, std::string_view message) = 0;
   // True once the call has ended (local reply, reset or complete).
   virtual bool ended() const = 0;
 

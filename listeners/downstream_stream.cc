@@ -87,9 +87,9 @@ void DownstreamStream::startCall() {
   // (pseudo-headers come first, so even an oversized list has its :path).
   if (const std::string* path = request_headers_.get(":path")) path_ = *path;
   if (headers_too_large_) {
-    localReply(LocalReplyReason::BadRequest, StatusCode::ResourceExhausted,
-               fmt::format("request headers exceed the limit of {} bytes (max_header_list_bytes)",
-                           listener_config_.max_header_list_bytes));
+    sendLocalReply(LocalReplyReason::BadRequest, StatusCode::ResourceExhausted,
+                   fmt::format("request headers exceed the limit of {} bytes (max_header_list_bytes)",
+                               listener_config_.max_header_list_bytes));
     return;
   }
   const std::string* method = request_headers_.get(":method");
@@ -104,8 +104,8 @@ void DownstreamStream::startCall() {
   auto slash = path_.find('/', 1);
   if (path_.size() < 4 || path_[0] != '/' || slash == std::string::npos || slash == 1 ||
       slash + 1 == path_.size()) {
-    localReply(LocalReplyReason::BadRequest, StatusCode::Unimplemented,
-               fmt::format("malformed method name \"{}\"", path_));
+    sendLocalReply(LocalReplyReason::BadRequest, StatusCode::Unimplemented,
+                   fmt::format("malformed method name \"{}\"", path_));
     return;
   }
   // Routes and auth rules match /Service/Method as written. A path that
@@ -117,9 +117,9 @@ void DownstreamStream::startCall() {
   auto dots = [](std::string_view segment) { return segment == "." || segment == ".."; };
   if (method_name.find('/') != std::string_view::npos || path_.find('%') != std::string::npos ||
       dots(service_name) || dots(method_name)) {
-    localReply(LocalReplyReason::BadRequest, StatusCode::Unimplemented,
-               fmt::format("malformed method name \"{}\": a gRPC path is /Service/Method, with no further "
-                           "'/', dot segment or '%'-escape", path_));
+    sendLocalReply(LocalReplyReason::BadRequest, StatusCode::Unimplemented,
+                   fmt::format("malformed method name \"{}\": a gRPC path is /Service/Method, with no further "
+                               "'/', dot segment or '%'-escape", path_));
     return;
   }
   service_ = service_name;
@@ -135,16 +135,16 @@ void DownstreamStream::startCall() {
   if (const std::string* timeout = request_headers_.get("grpc-timeout")) {
     auto parsed = grpc_headers::parseTimeout(*timeout);
     if (!parsed) {
-      localReply(LocalReplyReason::BadRequest, StatusCode::Internal,
-                 fmt::format("malformed grpc-timeout \"{}\"", *timeout));
+      sendLocalReply(LocalReplyReason::BadRequest, StatusCode::Internal,
+                     fmt::format("malformed grpc-timeout \"{}\"", *timeout));
       return;
     }
     setDeadline(deadlineAfter(*parsed));
   }
   if (listener_config_.stream_idle_timeout_ms > 0) {
     idle_timer_ = std::make_unique<Timer>(dispatcher(), [this] {
-      localReply(LocalReplyReason::Deadline, StatusCode::DeadlineExceeded,
-                 fmt::format("stream idle for {} ms (stream_idle_timeout_ms)", listener_config_.stream_idle_timeout_ms));
+      sendLocalReply(LocalReplyReason::Deadline, StatusCode::DeadlineExceeded,
+                     fmt::format("stream idle for {} ms (stream_idle_timeout_ms)", listener_config_.stream_idle_timeout_ms));
     });
     touch();
   }
@@ -162,7 +162,7 @@ void DownstreamStream::setDeadline(Clock::time_point deadline) {
   if (ended_) return;
   if (!deadline_timer_) {
     deadline_timer_ = std::make_unique<Timer>(dispatcher(), [this] {
-      localReply(LocalReplyReason::Deadline, StatusCode::DeadlineExceeded, "deadline exceeded at the gateway");
+      sendLocalReply(LocalReplyReason::Deadline, StatusCode::DeadlineExceeded, "deadline exceeded at the gateway");
     });
   }
   // Rounded up: the gateway never gives up before the client's deadline.
@@ -181,9 +181,9 @@ void DownstreamStream::onData(const uint8_t* data, size_t len) {
   touch();
   Status s = decoder_.decode({reinterpret_cast<const char*>(data), len}, *this);
   if (!s.isOk() && !ended_) {
-    localReply(s.code() == StatusCode::ResourceExhausted ? LocalReplyReason::MessageTooLarge
-                                                         : LocalReplyReason::BadRequest,
-               s.code(), s.message());
+    sendLocalReply(s.code() == StatusCode::ResourceExhausted ? LocalReplyReason::MessageTooLarge
+                                                             : LocalReplyReason::BadRequest,
+                   s.code(), s.message());
     return;
   }
   if (!countIncompleteRequest()) return;
@@ -197,10 +197,10 @@ bool DownstreamStream::countIncompleteRequest() {
   recountIncompleteRequest();
   const uint64_t limit = listener_config_.incompleteRequestLimit();
   if (ended_ || connection_.incompleteRequestBytes() <= limit) return true;
-  localReply(LocalReplyReason::MessageTooLarge, StatusCode::ResourceExhausted,
-             fmt::format("request messages still arriving on this connection would hold more than {} bytes "
-                         "(max_incomplete_request_bytes)",
-                         limit));
+  sendLocalReply(LocalReplyReason::MessageTooLarge, StatusCode::ResourceExhausted,
+                 fmt::format("request messages still arriving on this connection would hold more than {} bytes "
+                             "(max_incomplete_request_bytes)",
+                             limit));
   releaseIncompleteRequest();  // it will never be completed
   return false;
 }
@@ -281,7 +281,7 @@ void DownstreamStream::onEndStream() {
   if (!call_started_ || ended_) return;
   Status s = decoder_.finish();
   if (!s.isOk()) {
-    localReply(LocalReplyReason::BadRequest, s.code(), s.message());
+    sendLocalReply(LocalReplyReason::BadRequest, s.code(), s.message());
     return;
   }
   chain_.requestEnd();
@@ -356,7 +356,7 @@ void DownstreamStream::refuseCall(std::string_view message) {
   refuse(LocalReplyReason::UpstreamFailure, message);
 }
 
-void DownstreamStream::localReply(LocalReplyReason reason, StatusCode code, std::string_view message) {
+void DownstreamStream::sendLocalReply(LocalReplyReason reason, StatusCode code, std::string_view message) {
   reply_reason_ = reason;
   sendLocalReply(code, message);
 }

@@ -69,6 +69,7 @@ class DownstreamStream final : public StreamContext,
   using StreamContext::sendLocalReply;
   void refuseCall(std::string_view message) override;
   void sendLocalReply(StatusCode code, std::string_view message, HeaderMap extra_trailers) override;
+  void sendLocalReply(LocalReplyReason reason, StatusCode code, std::string_view message) override;
   bool ended() const override { return ended_; }
   void encodeResponseHeaders() override { chain_.responseHeaders(); }
   void encodeResponseMessage(Message&& message) override;
@@ -99,7 +100,6 @@ class DownstreamStream final : public StreamContext,
   // Resets the stream with REFUSED_STREAM (the client may retry it
   // elsewhere); the access log and stats record `why` as UNAVAILABLE.
   void refuse(LocalReplyReason reason, std::string_view why);
-  void localReply(LocalReplyReason reason, StatusCode code, std::string_view message);
 
   DownstreamConnection& connection_;
   GenerationPtr generation_;  // the config this call runs on, kept alive until it ends

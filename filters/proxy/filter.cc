@@ -166,7 +166,7 @@ void ProxyFilter::attemptFailed(StatusCode code, const std::string& detail, bool
     if (refused && only_refusals_) {
       ctx_.refuseCall(describe(detail));
     } else {
-      ctx_.sendLocalReply(code, describe(detail));
+      ctx_.sendLocalReply(LocalReplyReason::UpstreamFailure, code, describe(detail));
     }
     return;
   }
@@ -193,7 +193,7 @@ FilterStatus ProxyFilter::onRequestMessage(StreamContext&, Message& message) {
         // Waiting to retry: what the client sent so far was only in the
         // replay buffer, so no attempt can carry the whole request any more.
         if (backoff_timer_) backoff_timer_->disable();
-        ctx_.sendLocalReply(retry_reason_.code(),
+        ctx_.sendLocalReply(LocalReplyReason::UpstreamFailure, retry_reason_.code(),
                             describe(fmt::format("{}; not retried: the request outgrew the replay buffer "
                                                  "(replay_buffer_bytes {}) while waiting to retry",
                                                  retry_reason_.message(), retry_->replay_buffer_bytes)));
@@ -222,7 +222,11 @@ void ProxyFilter::onStreamDone(StreamContext&) {
 
 void ProxyFilter::failFromUpstream(StatusCode code, const std::string& detail) {
   if (upstream_) upstream_->reset();
-  ctx_.sendLocalReply(code, describe(detail));
+  // A response message over the listener's limit is counted with those of
+  // requests; anything else the backend got wrong is its failure.
+  ctx_.sendLocalReply(code == StatusCode::ResourceExhausted ? LocalReplyReason::MessageTooLarge
+                                                            : LocalReplyReason::UpstreamFailure,
+                      code, describe(detail));
 }
 
 void ProxyFilter::onUpstreamHeaders(HeaderMap&& headers, bool end_stream) {
@@ -321,7 +325,7 @@ void ProxyFilter::onUpstreamReset(UpstreamReset reset) {
   if (ctx_.ended()) return;
   if (reset.by_backend) cluster_->stats().upstream_rq_reset.inc();
   if (response_started_) {
-    ctx_.sendLocalReply(reset.code, describe(reset.detail));
+    ctx_.sendLocalReply(LocalReplyReason::UpstreamFailure, reset.code, describe(reset.detail));
     return;
   }
   attemptFailed(reset.code, reset.detail, reset.endpoint_fault, reset.refused);

@@ -21,6 +21,7 @@
 #include <nghttp2/nghttp2.h>
 #include <poll.h>
 
+#include "test/support/admin_stats.h"
 #include "test/support/e2e_fixture.h"
 #include "test/support/http_client.h"
 #include "test/support/scripted_resolver.h"
@@ -227,6 +228,7 @@ TEST_CASE("a backend's RST_STREAM reaches the client as the status gRPC maps it 
     cl["outlier_detection"] = {{"consecutive_failures", 2}, {"base_ejection_ms", 60000}, {"max_ejection_percent", 100}};
     auto config = configWith(cl);
     config["workers"] = 1;
+    config["admin"] = {{"address", "127.0.0.1:0"}};
     GatewayProcess gateway(config);
     auto stub = example::Echo::NewStub(makeChannel(gateway.address()));
     for (int i = 0; i < 2; ++i) {
@@ -234,6 +236,11 @@ TEST_CASE("a backend's RST_STREAM reaches the client as the status gRPC maps it 
       INFO(nghttp2_http2_strerror(c.h2_code) << ", call " << i << ": " << describe(s));
       CHECK(s.error_code() == c.expected);
     }
+    // Whatever code it maps to, the reply is counted as the backend's failure.
+    auto stats = readStats(gateway.adminAddress());
+    INFO(nghttp2_http2_strerror(c.h2_code));
+    CHECK(statValue(stats, "listener.grpc.local_reply.upstream_failure") == 2);
+    CHECK(statValue(stats, "listener.grpc.local_reply.filter") == 0);
     // Two resets in a row eject the endpoint, but not two refusals: a
     // backend shedding load or shutting down never processed those calls.
     const bool ejected = gateway.logs().find("ejected " + resetting.address()) != std::string::npos;

@@ -328,6 +328,38 @@ TEST_CASE("max_connections refuses the connection over the limit", "[e2e][limits
   CHECK(first.request(RawRequest::grpc("/sluice.example.Echo/Unary", grpcFrame(""))).grpcStatus() == 0);
 }
 
+TEST_CASE("max_message_bytes holds both ways, and the calls over it are counted as message_too_large",
+          "[e2e][limits]") {
+  TestBackend backend("b");
+  auto config = limited(backend.address(), {{"max_message_bytes", 4096}});
+  config["admin"] = {{"address", "127.0.0.1:0"}};
+  GatewayProcess gateway(config);
+  auto stub = example::Echo::NewStub(makeChannel(gateway.address()));
+  auto call = [&](size_t request_bytes, uint32_t response_bytes) {
+    EchoRequest request;
+    request.set_payload(std::string(request_bytes, 'q'));
+    request.set_response_size(response_bytes);
+    grpc::ClientContext ctx;
+    setTimeout(ctx, kCallTimeout);
+    EchoResponse response;
+    return stub->Unary(&ctx, request, &response);
+  };
+  // Just under the limit both ways (a few bytes of protobuf framing on top).
+  REQUIRE_OK(call(4000, 4000));
+  grpc::Status big_request = call(5000, 10);
+  REQUIRE_STATUS(big_request, grpc::StatusCode::RESOURCE_EXHAUSTED);
+  CHECK_THAT(big_request.error_message(), Catch::Contains("exceeds the limit of 4096 bytes"));
+  grpc::Status big_response = call(10, 5000);
+  REQUIRE_STATUS(big_response, grpc::StatusCode::RESOURCE_EXHAUSTED);
+  CHECK_THAT(big_response.error_message(), Catch::Contains("upstream cluster") &&
+                                               Catch::Contains("exceeds the limit of 4096 bytes"));
+  REQUIRE_OK(call(10, 10));
+  auto stats = readStats(gateway.adminAddress());
+  CHECK(statValue(stats, "listener.grpc.local_reply.message_too_large") == 2);
+  CHECK(statValue(stats, "listener.grpc.local_reply.filter") == 0);
+  CHECK(statValue(stats, "listener.grpc.local_reply.upstream_failure") == 0);
+}
+
 TEST_CASE("request messages left unfinished on many streams are bounded per connection", "[e2e][limits]") {
   TestBackend backend("b");
   GatewayProcess gateway(

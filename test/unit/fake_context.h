@@ -6,11 +6,13 @@
 // method() view into it, so a context is neither copied nor moved.
 #pragma once
 
+#include <optional>
 #include <stdexcept>
 #include <string>
 #include <string_view>
 
 #include "core/filter_chain.h"
+#include "core/stats.h"
 #include "core/stream_context.h"
 
 namespace sluice::test {
@@ -41,6 +43,10 @@ class FakeContext : public StreamContext {
     finish(code, std::string(message));
     local_reply_trailers = std::move(extra_trailers);
   }
+  void sendLocalReply(LocalReplyReason reason, StatusCode code, std::string_view message) override {
+    local_reply_reason = reason;
+    sendLocalReply(code, message, HeaderMap{});
+  }
   void refuseCall(std::string_view message) override {
     refused = true;
     sendLocalReply(StatusCode::Unavailable, message, HeaderMap{});
@@ -59,6 +65,7 @@ class FakeContext : public StreamContext {
   void setWatermarkCallbacks(WatermarkCallbacks*) override {}
 
   bool refused = false;  // refuseCall() was used
+  std::optional<LocalReplyReason> local_reply_reason;  // the reason the last local reply gave, if any
   // What the downstream stream would have set.
   void setPeerAddress(std::string peer) { peer_address_ = std::move(peer); }
   void setIds(uint64_t connection, int32_t stream) {
