@@ -84,6 +84,7 @@ void FilterChain::runRequest() {
       d.resume_requested = false;
     }
     queued_request_bytes_ -= e.bytes;
+    if (e.kind == EventKind::Headers) request_headers_passed_ = true;
     d.has_active = false;
   }
 }

@@ -47,6 +47,9 @@ class FilterChain {
   // onStreamDone on every filter, once.
   void streamDone();
 
+  // True once the request headers went through every filter, the terminal
+  // one included: no filter refused the call (it was routed, authorised...).
+  bool requestHeadersPassed() const { return request_headers_passed_; }
   // Bytes of request messages waiting behind a paused filter.
   size_t queuedRequestBytes() const { return queued_request_bytes_; }
   // Bytes of response messages not yet through every filter (waiting behind
@@ -91,6 +94,7 @@ class FilterChain {
   size_t queued_request_bytes_ = 0;
   size_t queued_response_bytes_ = 0;
   bool done_ = false;
+  bool request_headers_passed_ = false;
 };
 
 }  // namespace sluice

@@ -54,18 +54,27 @@ MethodStats& WorkerStats::methodLocked(std::string_view service, std::string_vie
   return *it->second;
 }
 
-MethodStats& WorkerStats::methodForCall(std::string_view path, std::string_view service, std::string_view method) {
+MethodStats* WorkerStats::methodForCall(std::string_view path, std::string_view service, std::string_view method,
+                                        bool admit) {
   std::lock_guard<std::mutex> lock(mutex_);
   auto it = paths_.find(path);
   if (it == paths_.end()) {
-    if (paths_.size() >= kMaxMethodPaths || path.size() > kMaxMethodPathBytes) {
-      if (other_ == nullptr) other_ = &methodLocked(kOtherMethod, kOtherMethod, "unknown");
-      return *other_;
-    }
+    if (!admit) return nullptr;
+    if (paths_.size() >= kMaxMethodPaths || path.size() > kMaxMethodPathBytes) return &otherLocked();
     it = paths_.emplace(std::string(path), PathEntry{}).first;
   }
   if (it->second.current == nullptr) it->second.current = &methodLocked(service, method, it->second.learned);
-  return *it->second.current;
+  return it->second.current;
+}
+
+MethodStats& WorkerStats::otherMethod() {
+  std::lock_guard<std::mutex> lock(mutex_);
+  return otherLocked();
+}
+
+MethodStats& WorkerStats::otherLocked() {
+  if (other_ == nullptr) other_ = &methodLocked(kOtherMethod, kOtherMethod, "unknown");
+  return *other_;
 }
 
 void WorkerStats::learnType(std::string_view path, std::string_view service, std::string_view method,

@@ -111,11 +111,16 @@ class WorkerStats {
   // learned for it ("unary", "client_stream", "server_stream", "bidi_stream";
   // "unknown" at first: the gateway has no .proto, so it learns the type from
   // the messages of finished calls). No allocation once the path is known.
-  // Past kMaxMethodPaths distinct paths, and for paths longer than
+  // A path not seen before gets its own series only when `admit` (its call
+  // passed every filter: routed, authorised), else nullptr. Past
+  // kMaxMethodPaths distinct paths, and for paths longer than
   // kMaxMethodPathBytes, calls count under service and method kOtherMethod:
   // a client spraying made-up method names must not grow the gateway's
-  // memory or its metrics without bound.
-  MethodStats& methodForCall(std::string_view path, std::string_view service, std::string_view method);
+  // memory or its metrics without bound, nor take the series of methods
+  // first called after it.
+  MethodStats* methodForCall(std::string_view path, std::string_view service, std::string_view method, bool admit);
+  // Where calls of paths without their own series count.
+  MethodStats& otherMethod();
   static constexpr size_t kMaxMethodPaths = 1000;
   static constexpr size_t kMaxMethodPathBytes = 512;
   static constexpr std::string_view kOtherMethod = "(other)";
@@ -147,6 +152,7 @@ class WorkerStats {
   std::map<std::string, PathEntry, std::less<>> paths_;
   MethodStats* other_ = nullptr;  // the kOtherMethod series, once made
   MethodStats& methodLocked(std::string_view service, std::string_view method, std::string_view type);
+  MethodStats& otherLocked();
 };
 
 }  // namespace sluice

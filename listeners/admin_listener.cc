@@ -176,7 +176,9 @@ class AdminConnection final : public TcpSocketCallbacks, public DeferredDeletabl
         r.status, reasonPhrase(r.status), r.content_type, r.body.size());
     if (!r.allow.empty()) head += fmt::format("allow: {}\r\n", r.allow);
     head += "\r\n";
-    socket_.write(head + r.body);
+    // A HEAD answer has the GET answer's headers and no body (RFC 9110 9.3.2).
+    const bool head_request = dispatched_ && parser_.method == HTTP_HEAD;
+    socket_.write(head_request ? head : head + r.body);
     if (socket_.bytesPending() == 0) done();
   }
 

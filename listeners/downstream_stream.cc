@@ -1,5 +1,7 @@
 #include "listeners/downstream_stream.h"
 
+#include <algorithm>
+
 #include <nghttp2/nghttp2.h>
 
 #include <fmt/format.h>
@@ -111,21 +113,27 @@ void DownstreamStream::startCall() {
   // Routes and auth rules match /Service/Method as written. A path that
   // something behind the gateway could normalise into another method (more
   // segments, dot segments, %-escapes) would be judged as one method and
-  // served as another; no gRPC client sends one.
+  // served as another; no gRPC client sends one. Names are protobuf
+  // identifiers, printable ASCII: other bytes would also reach the metrics'
+  // labels, where one invalid UTF-8 sequence fails every Prometheus scrape.
   const std::string_view service_name = std::string_view(path_).substr(1, slash - 1);
   const std::string_view method_name = std::string_view(path_).substr(slash + 1);
   auto dots = [](std::string_view segment) { return segment == "." || segment == ".."; };
+  auto unprintable = [](char c) { return c <= ' ' || c > '~'; };
   if (method_name.find('/') != std::string_view::npos || path_.find('%') != std::string::npos ||
-      dots(service_name) || dots(method_name)) {
+      dots(service_name) || dots(method_name) || std::any_of(path_.begin(), path_.end(), unprintable)) {
     sendLocalReply(LocalReplyReason::BadRequest, StatusCode::Unimplemented,
                    fmt::format("malformed method name \"{}\": a gRPC path is /Service/Method, with no further "
-                               "'/', dot segment or '%'-escape", path_));
+                               "'/', dot segment, '%'-escape or byte outside printable ASCII", path_));
     return;
   }
   service_ = service_name;
   method_ = method_name;
-  method_stats_ = &worker().stats().methodForCall(path_, service_, method_);
-  method_stats_->started.inc();
+  // A path seen before counts from here; a new one once its call passed
+  // every filter (countAcceptedCall), or else under "(other)".
+  counts_method_ = true;
+  method_stats_ = worker().stats().methodForCall(path_, service_, method_, false);
+  if (method_stats_ != nullptr) method_stats_->started.inc();
 
   if (connection_.draining()) {
     connection_.stats().downstream_rq_refused.inc();
@@ -155,6 +163,13 @@ void DownstreamStream::startCall() {
   }
   spdlog::debug("[C{}][S{}] {} from {}", connection_id_, stream_id_, path_, peer_address_);
   chain_.requestHeaders();
+  countAcceptedCall();
+}
+
+void DownstreamStream::countAcceptedCall() {
+  if (method_stats_ != nullptr || !counts_method_ || !chain_.requestHeadersPassed()) return;
+  method_stats_ = worker().stats().methodForCall(path_, service_, method_, true);
+  method_stats_->started.inc();
 }
 
 void DownstreamStream::setDeadline(Clock::time_point deadline) {
@@ -272,6 +287,7 @@ void DownstreamStream::setRequestBackpressure(bool blocked) {
 
 void DownstreamStream::continueRequest() {
   chain_.continueRequest();
+  countAcceptedCall();
   releaseRequestCredit();
 }
 
@@ -414,6 +430,10 @@ void DownstreamStream::finish() {
   if (deadline_timer_) deadline_timer_->disable();
   if (idle_timer_) idle_timer_->disable();
   if (call_started_) connection_.stats().downstream_rq_active.dec();
+  if (counts_method_ && method_stats_ == nullptr) {
+    method_stats_ = &worker().stats().otherMethod();
+    method_stats_->started.inc();
+  }
   if (method_stats_ != nullptr) {
     method_stats_->handled[std::min<size_t>(static_cast<size_t>(status_), 16)].inc();
     method_stats_->msg_received.inc(counters_.request_messages);

@@ -95,6 +95,9 @@ class DownstreamStream final : public StreamContext,
   // Tells the terminal filter whether the response side is full: the bytes
   // queued for the client, or those held behind a paused response filter.
   void updateResponseWatermark();
+  // Gives a call of a path new to the metrics its own series once every
+  // filter let it through, so made-up method names cannot use them up.
+  void countAcceptedCall();
   // The chain for a call refused before it ran: only the observers.
   void addRefusalObservers();
   // Resets the stream with REFUSED_STREAM (the client may retry it
@@ -116,6 +119,7 @@ class DownstreamStream final : public StreamContext,
   bool held_above_ = false;  // response messages held by a paused filter are past stream_buffer_bytes
   bool told_above_ = false;  // what watermark_callbacks_ was last told
   MethodStats* method_stats_ = nullptr;
+  bool counts_method_ = false;  // the path is a method name: the call is counted in the method metrics
   std::optional<LocalReplyReason> reply_reason_;  // set by the gateway's own replies
   size_t withheld_credit_ = 0;  // request bytes not yet returned to the client's window
   size_t incomplete_counted_ = 0;  // decoder_.heldBytes() as last added to the connection's total

@@ -101,8 +101,9 @@ TEST_CASE("Prometheus output holds exactly the calls made and passes promtool", 
   CHECK(metric(text, "grpc_server_handled_total", {"grpc_method=\"ServerStream\"", "grpc_code=\"OK\""}) == 1);
   CHECK(metric(text, "grpc_server_msg_sent_total", {"grpc_method=\"ServerStream\""}) == 3);
   CHECK(metric(text, "grpc_server_msg_received_total", {unary}) == 5);
-  CHECK(metric(text, "grpc_server_handled_total",
-               {"grpc_code=\"UNIMPLEMENTED\"", "grpc_service=\"sluice.example.Other\""}) == 1);
+  // No route: a method seen first in a call no filter let through gets no
+  // series of its own.
+  CHECK(metric(text, "grpc_server_handled_total", {"grpc_code=\"UNIMPLEMENTED\"", "grpc_method=\"(other)\""}) == 1);
   CHECK(metric(text, "grpc_server_handling_seconds_count", {unary}) == 5);
   CHECK(metric(text, "grpc_server_handling_seconds_bucket", {unary, "le=\"+Inf\""}) == 5);
   CHECK(metric(text, "sluice_local_replies_total", {"reason=\"no_route\""}) == 1);
@@ -131,53 +132,81 @@ TEST_CASE("Prometheus output holds exactly the calls made and passes promtool", 
 
 TEST_CASE("calls to ever new method names keep the per-method metrics bounded", "[e2e][admin]") {
   TestBackend backend("b");
-  auto routes = nlohmann::json::array({route("service", "sluice.example.Echo", "echo")});
+  // spray.Service is routed (the backend answers UNIMPLEMENTED), junk.Service is not.
+  auto routes = nlohmann::json::array(
+      {route("service", "sluice.example.Echo", "echo"), route("service", "spray.Service", "echo")});
   auto config = withAdmin(gatewayConfig(routes, nlohmann::json::array({cluster("echo", {backend.address()})})));
   config["workers"] = 1;  // the bound is per worker
   GatewayProcess gateway(config);
   auto channel = makeChannel(gateway.address());
   auto echo = example::Echo::NewStub(channel);
-  {
+  auto echoUnary = [&] {
     grpc::ClientContext ctx;
     setTimeout(ctx, kCallTimeout);
     EchoResponse resp;
     REQUIRE_OK(echo->Unary(&ctx, EchoRequest(), &resp));
-  }
-  // More made-up methods than the gateway keeps series for, each unrouted,
-  // and one name longer than it keeps at all.
-  constexpr int kMadeUp = 1100;
-  for (int i = 0; i <= kMadeUp; ++i) {
+  };
+  auto call = [&](const std::string& method) {
     grpc::ClientContext ctx;
     setTimeout(ctx, kCallTimeout);
     EchoResponse resp;
-    std::string method = i < kMadeUp ? "/spray.Service/M" + std::to_string(i) : "/spray.Service/" + std::string(600, 'x');
     auto s = callUnaryMethod(*channel, method, ctx, EchoRequest(), &resp);
     REQUIRE(s.error_code() == grpc::StatusCode::UNIMPLEMENTED);
-  }
-  auto reply = http(gateway.adminAddress(), "GET", "/stats/prometheus");
-  REQUIRE(reply.status == 200);
-  const std::string& text = reply.body;
-  std::set<std::string> methods;
-  std::regex label("grpc_method=\"([^\"]*)\"");
-  for (auto it = std::sregex_iterator(text.begin(), text.end(), label); it != std::sregex_iterator(); ++it) {
-    methods.insert((*it)[1]);
-  }
-  CHECK(methods.count("Unary") == 1);
-  CHECK(methods.count("(other)") == 1);
-  // The echo call's path, then made-up ones up to the bound; the rest in "(other)".
-  CHECK(methods.size() == 1000 + 1);
-  const double other = metric(text, "grpc_server_started_total", {"grpc_method=\"(other)\""});
-  CHECK(other == kMadeUp + 1 - (1000 - 1));
-  CHECK(metric(text, "grpc_server_handled_total", {"grpc_service=\"spray.Service\""}) + other == kMadeUp + 1);
-  // A known method keeps its own series past the bound.
+  };
+  auto scrape = [&] {
+    auto reply = http(gateway.adminAddress(), "GET", "/stats/prometheus");
+    REQUIRE(reply.status == 200);
+    return reply.body;
+  };
+  auto methodsIn = [](const std::string& text) {
+    std::set<std::string> methods;
+    std::regex label("grpc_method=\"([^\"]*)\"");
+    for (auto it = std::sregex_iterator(text.begin(), text.end(), label); it != std::sregex_iterator(); ++it) {
+      methods.insert((*it)[1]);
+    }
+    return methods;
+  };
+  echoUnary();
+  // More unrouted made-up methods than the gateway keeps series for: calls
+  // no filter let through take no series, so they cannot crowd out methods
+  // first called later.
+  constexpr int kMadeUp = 1100;
+  for (int i = 0; i < kMadeUp; ++i) call("/junk.Service/M" + std::to_string(i));
   {
     grpc::ClientContext ctx;
     setTimeout(ctx, kCallTimeout);
+    EchoRequest request;
+    request.set_response_count(2);
+    auto reader = echo->ServerStream(&ctx, request);
     EchoResponse resp;
-    REQUIRE_OK(echo->Unary(&ctx, EchoRequest(), &resp));
+    while (reader->Read(&resp)) {
+    }
+    REQUIRE_OK(reader->Finish());
   }
-  auto again = http(gateway.adminAddress(), "GET", "/stats/prometheus");
-  CHECK(metric(again.body, "grpc_server_started_total", {"grpc_method=\"Unary\""}) == 2);
+  std::string text = scrape();
+  INFO(text.substr(0, 4000));
+  CHECK(methodsIn(text) == std::set<std::string>{"Unary", "ServerStream", "(other)"});
+  CHECK(metric(text, "grpc_server_started_total", {"grpc_method=\"(other)\""}) == kMadeUp);
+  CHECK(metric(text, "grpc_server_handled_total", {"grpc_method=\"(other)\"", "grpc_code=\"UNIMPLEMENTED\""}) ==
+        kMadeUp);
+
+  // Routed made-up methods do get series, up to the bound, and one name
+  // longer than the gateway keeps at all; the rest count under "(other)".
+  for (int i = 0; i <= kMadeUp; ++i) {
+    call(i < kMadeUp ? "/spray.Service/M" + std::to_string(i) : "/spray.Service/" + std::string(600, 'x'));
+  }
+  text = scrape();
+  auto methods = methodsIn(text);
+  CHECK(methods.count("Unary") == 1);
+  CHECK(methods.count("(other)") == 1);
+  CHECK(methods.size() == 1000 + 1);  // the bound, and "(other)"
+  const double other = metric(text, "grpc_server_started_total", {"grpc_method=\"(other)\""});
+  CHECK(other == kMadeUp + (kMadeUp + 1) - (1000 - 2));
+  CHECK(metric(text, "grpc_server_handled_total", {"grpc_service=\"spray.Service\""}) + other ==
+        kMadeUp + (kMadeUp + 1));
+  // A known method keeps its own series past the bound.
+  echoUnary();
+  CHECK(metric(scrape(), "grpc_server_started_total", {"grpc_method=\"Unary\""}) == 2);
 }
 
 TEST_CASE("/clusters shows a killed backend as unhealthy; /config_dump hides secrets", "[e2e][admin]") {
@@ -256,6 +285,11 @@ TEST_CASE("bad admin requests get HTTP errors and gRPC traffic goes on", "[e2e][
   CHECK(httpRaw(admin, "NOT HTTP AT ALL\r\n\r\n").status == 400);
   CHECK(http(admin, "GET", "/healthz").status == 200);
   CHECK(http(admin, "GET", "/ready").status == 200);
+  // HEAD: the GET answer's headers, no body.
+  auto head = httpRaw(admin, "HEAD /healthz HTTP/1.1\r\n\r\n");
+  CHECK(head.status == 200);
+  CHECK_THAT(head.headers, Catch::Contains("content-length: 3"));
+  CHECK(head.body.empty());
   REQUIRE_OK(call());
 }
 

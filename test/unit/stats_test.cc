@@ -12,19 +12,19 @@ namespace {
 
 TEST_CASE("methodForCall keeps one series per path, up to the bound", "[stats]") {
   WorkerStats stats;
-  MethodStats& first = stats.methodForCall("/a.S/M0", "a.S", "M0");
-  CHECK(&stats.methodForCall("/a.S/M0", "a.S", "M0") == &first);
+  MethodStats& first = *stats.methodForCall("/a.S/M0", "a.S", "M0", true);
+  CHECK(stats.methodForCall("/a.S/M0", "a.S", "M0", true) == &first);
   std::set<MethodStats*> distinct{&first};
   for (size_t i = 1; i < WorkerStats::kMaxMethodPaths; ++i) {
     std::string method = "M" + std::to_string(i);
-    distinct.insert(&stats.methodForCall("/a.S/" + method, "a.S", method));
+    distinct.insert(stats.methodForCall("/a.S/" + method, "a.S", method, true));
   }
   CHECK(distinct.size() == WorkerStats::kMaxMethodPaths);
 
-  MethodStats& past = stats.methodForCall("/a.S/Mnew", "a.S", "Mnew");
+  MethodStats& past = *stats.methodForCall("/a.S/Mnew", "a.S", "Mnew", true);
   CHECK(distinct.count(&past) == 0);
-  CHECK(&stats.methodForCall("/b.S/Other", "b.S", "Other") == &past);
-  CHECK(&stats.methodForCall("/a.S/M0", "a.S", "M0") == &first);  // known paths keep theirs
+  CHECK(stats.methodForCall("/b.S/Other", "b.S", "Other", true) == &past);
+  CHECK(stats.methodForCall("/a.S/M0", "a.S", "M0", true) == &first);  // known paths keep theirs
 
   std::set<std::string> services;
   stats.forEachMethod([&](const std::string& service, const std::string& method, const std::string&,
@@ -33,11 +33,20 @@ TEST_CASE("methodForCall keeps one series per path, up to the bound", "[stats]")
   CHECK(services.count("(other)/(other)") == 1);
 }
 
+TEST_CASE("methodForCall gives a new path its own series only when admitted", "[stats]") {
+  WorkerStats stats;
+  CHECK(stats.methodForCall("/a.S/M", "a.S", "M", false) == nullptr);
+  MethodStats* admitted = stats.methodForCall("/a.S/M", "a.S", "M", true);
+  REQUIRE(admitted != nullptr);
+  CHECK(admitted != &stats.otherMethod());
+  CHECK(stats.methodForCall("/a.S/M", "a.S", "M", false) == admitted);  // known now
+}
+
 TEST_CASE("methodForCall counts an overlong path under (other) without keeping it", "[stats]") {
   WorkerStats stats;
   std::string method(WorkerStats::kMaxMethodPathBytes, 'x');
-  MethodStats& longOne = stats.methodForCall("/a.S/" + method, "a.S", method);
-  MethodStats& other = stats.methodForCall("/a.S/" + method + "y", "a.S", method + "y");
+  MethodStats& longOne = *stats.methodForCall("/a.S/" + method, "a.S", method, true);
+  MethodStats& other = *stats.methodForCall("/a.S/" + method + "y", "a.S", method + "y", true);
   CHECK(&longOne == &other);
   size_t series = 0;
   stats.forEachMethod([&](const std::string& service, const std::string&, const std::string&, const MethodStats&) {
