@@ -208,7 +208,20 @@ ClusterConfig readClusterConfig(const json& value, const std::string& path, Conf
   if (const json* eps = obj.array("endpoints", true)) {
     if (eps->empty()) errors.add(obj.pathOf("endpoints"), "a cluster needs at least one endpoint");
     for (size_t i = 0; i < eps->size(); ++i) {
-      if (auto ep = readEndpoint((*eps)[i], jsonPath(obj.pathOf("endpoints"), i), errors, lookup)) {
+      const std::string path = jsonPath(obj.pathOf("endpoints"), i);
+      if (auto ep = readEndpoint((*eps)[i], path, errors, lookup)) {
+        // The same endpoint twice would be two pools and two health views of
+        // one backend, and its metrics' series would add up (healthy 2); a
+        // share of the traffic is what `weight` is for.
+        auto same = std::find_if(cluster.endpoints.begin(), cluster.endpoints.end(), [&](const EndpointConfig& e) {
+          return e.host == ep->host && e.address.port == ep->address.port;
+        });
+        if (same != cluster.endpoints.end()) {
+          errors.add(path, fmt::format("endpoint {}:{} is listed twice in this cluster; give one entry a weight "
+                                       "instead",
+                                       ep->host, ep->address.port));
+          continue;
+        }
         cluster.endpoints.push_back(std::move(*ep));
       }
     }

@@ -24,6 +24,8 @@ struct EndpointConfig {
   SocketAddress address;  // resolved at load time (host names are re-resolved later)
   uint32_t weight = 1;
   bool isHostName() const { return address.host != host; }
+  // "host:port" as written: names the endpoint across workers and reloads.
+  std::string key() const { return host + ":" + std::to_string(address.port); }
 };
 
 struct HealthCheckConfig {

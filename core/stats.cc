@@ -42,6 +42,25 @@ ListenerStats& WorkerStats::listener(std::string_view name) {
 
 ClusterStats& WorkerStats::cluster(std::string_view name) { return findOrCreate<ClusterStats>(mutex_, clusters_, name); }
 
+namespace {
+std::string endpointKey(std::string_view cluster, std::string_view endpoint) {
+  std::string key(cluster);
+  key += '\0';
+  key += endpoint;
+  return key;
+}
+}  // namespace
+
+Gauge& WorkerStats::endpointGauge(std::string_view cluster, std::string_view endpoint) {
+  return findOrCreate<Gauge>(mutex_, endpoints_, endpointKey(cluster, endpoint));
+}
+
+int64_t WorkerStats::endpointActive(std::string_view cluster, std::string_view endpoint) const {
+  std::lock_guard<std::mutex> lock(mutex_);
+  auto it = endpoints_.find(endpointKey(cluster, endpoint));
+  return it == endpoints_.end() ? 0 : it->second->value();
+}
+
 MethodStats& WorkerStats::method(std::string_view service, std::string_view method, std::string_view type) {
   std::lock_guard<std::mutex> lock(mutex_);
   return methodLocked(service, method, type);

@@ -16,6 +16,7 @@
 #include <string>
 #include <string_view>
 #include <tuple>
+#include <vector>
 
 namespace sluice {
 
@@ -102,8 +103,15 @@ struct MethodStats {
 
 class WorkerStats {
  public:
+  using MethodKey = std::tuple<std::string, std::string, std::string>;  // service, method, type
   ListenerStats& listener(std::string_view name);
   ClusterStats& cluster(std::string_view name);
+  // Calls in flight on one endpoint of a cluster, `endpoint` as configured
+  // (EndpointConfig::key()); shared by the worker's config generations, so a
+  // call that started before a reload still counts. Read with
+  // endpointActive(), which adds nothing for an unknown endpoint.
+  Gauge& endpointGauge(std::string_view cluster, std::string_view endpoint);
+  int64_t endpointActive(std::string_view cluster, std::string_view endpoint) const;
   MethodStats& method(std::string_view service, std::string_view method, std::string_view type);
   LoopStats& loop() { return loop_; }
   const LoopStats& loop() const { return loop_; }
@@ -129,9 +137,17 @@ class WorkerStats {
   // Readers: visit every section (under the creation lock).
   template <typename F> void forEachListener(F f) const { visit(listeners_, f); }
   template <typename F> void forEachCluster(F f) const { visit(clusters_, f); }
+  // Visits the method series outside the lock, which new calls of the worker
+  // take: a scrape formatting thousands of series must not hold them up.
+  // (Series are never removed, and a map's nodes stay where they are.)
   template <typename F> void forEachMethod(F f) const {
-    std::lock_guard<std::mutex> lock(mutex_);
-    for (const auto& [key, stats] : methods_) f(std::get<0>(key), std::get<1>(key), std::get<2>(key), *stats);
+    std::vector<std::pair<const MethodKey*, const MethodStats*>> series;
+    {
+      std::lock_guard<std::mutex> lock(mutex_);
+      series.reserve(methods_.size());
+      for (const auto& [key, stats] : methods_) series.emplace_back(&key, stats.get());
+    }
+    for (const auto& [key, stats] : series) f(std::get<0>(*key), std::get<1>(*key), std::get<2>(*key), *stats);
   }
 
  private:
@@ -144,7 +160,8 @@ class WorkerStats {
   LoopStats loop_;
   std::map<std::string, std::unique_ptr<ListenerStats>, std::less<>> listeners_;
   std::map<std::string, std::unique_ptr<ClusterStats>, std::less<>> clusters_;
-  std::map<std::tuple<std::string, std::string, std::string>, std::unique_ptr<MethodStats>> methods_;
+  std::map<std::string, std::unique_ptr<Gauge>, std::less<>> endpoints_;  // by "cluster\0endpoint"
+  std::map<MethodKey, std::unique_ptr<MethodStats>> methods_;
   struct PathEntry {
     std::string learned = "unknown";
     MethodStats* current = nullptr;

@@ -425,7 +425,9 @@ std::string Gateway::clustersJson() const {
       e["health_check"] = ep->activeHealthy() ? "healthy" : "unhealthy";
       e["ejected"] = ep->ejected(now);
       e["ejections"] = ep->ejections();
-      e["active_requests"] = ep->activeRequests();
+      int64_t active = 0;  // every worker's
+      for (const auto& w : workers_) active += w->stats().endpointActive(c->name(), ep->configKey());
+      e["active_requests"] = active;
       cj["endpoints"].push_back(std::move(e));
     }
     out.push_back(std::move(cj));

@@ -148,9 +148,12 @@ std::string renderPrometheus(const std::vector<const WorkerStats*>& workers, con
     for (const auto& c : clusters->clusters()) {
       for (const auto& ep : c->endpoints()) {
         Labels l = {{"cluster", c->name()}, {"endpoint", ep->describe()}};
-        f.gateway("sluice_endpoint_healthy", "gauge", "1 if the endpoint takes new calls (healthy, not ejected).")
+        f.gateway("sluice_endpoint_healthy", "gauge",
+                  "1 if the endpoint takes new calls (healthy, not ejected), as the first worker sees it.")
             .add(l, ep->available(now) ? 1 : 0);
-        f.gateway("sluice_endpoint_rq_active", "gauge", "Calls in flight on the endpoint.").add(l, ep->activeRequests());
+        int64_t active = 0;
+        for (const WorkerStats* w : workers) active += w->endpointActive(c->name(), ep->configKey());
+        f.gateway("sluice_endpoint_rq_active", "gauge", "Calls in flight on the endpoint, on every worker.").add(l, active);
       }
     }
   }

@@ -14,7 +14,8 @@ class WorkerStats;
 std::string renderStatsText(const std::vector<const WorkerStats*>& workers);
 // Prometheus text format 0.0.4. Per-method call metrics follow
 // go-grpc-prometheus (grpc_server_*); everything else is prefixed sluice_.
-// `clusters` (one worker's view) adds per-endpoint health gauges.
+// `clusters` (the first worker's, whose view of health is shown) lists the
+// endpoints; their calls in flight are summed over `workers`.
 std::string renderPrometheus(const std::vector<const WorkerStats*>& workers, const ClusterManager* clusters);
 
 }  // namespace sluice

@@ -19,11 +19,11 @@ constexpr int64_t kMaxEjectionMs = 300000;
 
 }  // namespace
 
-Cluster::Cluster(Dispatcher& dispatcher, const ClusterConfig& config, ClusterStats& stats)
-    : dispatcher_(dispatcher), config_(config), stats_(stats) {
+Cluster::Cluster(Dispatcher& dispatcher, const ClusterConfig& config, WorkerStats& stats)
+    : dispatcher_(dispatcher), config_(config), stats_(stats.cluster(config.name)) {
   std::vector<Endpoint*> all;
   for (const auto& ep : config.endpoints) {
-    endpoints_.push_back(std::make_unique<Endpoint>(dispatcher, *this, ep));
+    endpoints_.push_back(std::make_unique<Endpoint>(dispatcher, *this, ep, stats.endpointGauge(config.name, ep.key())));
     all.push_back(endpoints_.back().get());
   }
   lb_ = makeLoadBalancer(config.lb_policy, all);

@@ -20,12 +20,14 @@ namespace sluice {
 
 class Dispatcher;
 struct ClusterStats;
+class WorkerStats;
 class Endpoint;
 class HeaderMap;
 
 class Cluster {
  public:
-  Cluster(Dispatcher& dispatcher, const ClusterConfig& config, ClusterStats& stats);
+  // Its stats and its endpoints' live in `stats`, the worker's.
+  Cluster(Dispatcher& dispatcher, const ClusterConfig& config, WorkerStats& stats);
   ~Cluster();
 
   const std::string& name() const { return config_.name; }

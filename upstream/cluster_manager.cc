@@ -7,7 +7,7 @@ namespace sluice {
 
 ClusterManager::ClusterManager(Dispatcher& dispatcher, const GatewayConfig& config, WorkerStats& stats) {
   for (const auto& c : config.clusters) {
-    clusters_.push_back(std::make_unique<Cluster>(dispatcher, c, stats.cluster(c.name)));
+    clusters_.push_back(std::make_unique<Cluster>(dispatcher, c, stats));
   }
 }
 

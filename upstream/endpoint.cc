@@ -1,13 +1,14 @@
 #include "upstream/endpoint.h"
 
+#include "core/stats.h"
 #include "upstream/cluster.h"
 #include "upstream/connection_pool.h"
 #include "upstream/health_checker.h"
 
 namespace sluice {
 
-Endpoint::Endpoint(Dispatcher& dispatcher, Cluster& cluster, const EndpointConfig& config)
-    : cluster_(cluster), config_(config), address_(config.address) {
+Endpoint::Endpoint(Dispatcher& dispatcher, Cluster& cluster, const EndpointConfig& config, Gauge& active_gauge)
+    : cluster_(cluster), config_(config), address_(config.address), active_gauge_(active_gauge) {
   pool_ = std::make_unique<ConnectionPool>(dispatcher, *this);
   if (cluster.config().health_check) {
     health_checker_ = std::make_unique<HealthChecker>(dispatcher, *this, *cluster.config().health_check);
@@ -15,6 +16,16 @@ Endpoint::Endpoint(Dispatcher& dispatcher, Cluster& cluster, const EndpointConfi
 }
 
 Endpoint::~Endpoint() { close(); }
+
+void Endpoint::onRequestStarted() {
+  ++active_requests_;
+  active_gauge_.inc();
+}
+
+void Endpoint::onRequestFinished() {
+  --active_requests_;
+  active_gauge_.dec();
+}
 
 void Endpoint::startHealthChecks() {
   if (health_checker_) health_checker_->start();

@@ -17,13 +17,15 @@ namespace sluice {
 class Cluster;
 class ConnectionPool;
 class Dispatcher;
+class Gauge;
 class HealthChecker;
 
 class Endpoint {
  public:
   using Clock = std::chrono::steady_clock;
 
-  Endpoint(Dispatcher& dispatcher, Cluster& cluster, const EndpointConfig& config);
+  // `active_gauge` follows activeRequests() for the metrics (summed over workers).
+  Endpoint(Dispatcher& dispatcher, Cluster& cluster, const EndpointConfig& config, Gauge& active_gauge);
   ~Endpoint();
 
   Cluster& cluster() { return cluster_; }
@@ -31,6 +33,7 @@ class Endpoint {
   const SocketAddress& address() const { return address_; }
   void setAddress(const SocketAddress& address) { address_ = address; }
   const std::string& host() const { return config_.host; }
+  std::string configKey() const { return config_.key(); }
   uint32_t weight() const { return config_.weight; }
   std::string describe() const { return address_.toString(); }
 
@@ -50,8 +53,8 @@ class Endpoint {
 
   // Streams in flight on this endpoint (least_request, circuit breakers).
   uint32_t activeRequests() const { return active_requests_; }
-  void onRequestStarted() { ++active_requests_; }
-  void onRequestFinished() { --active_requests_; }
+  void onRequestStarted();
+  void onRequestFinished();
 
   // Smooth weighted round robin state (load balancer only).
   int64_t rr_current = 0;
@@ -70,6 +73,7 @@ class Endpoint {
   uint32_t ejections_ = 0;
   uint32_t consecutive_failures_ = 0;
   uint32_t active_requests_ = 0;
+  Gauge& active_gauge_;
 };
 
 }  // namespace sluice

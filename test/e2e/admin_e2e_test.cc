@@ -17,6 +17,7 @@
 
 #include <grpcpp/health_check_service_interface.h>
 
+#include "test/support/admin_stats.h"
 #include "test/support/e2e_fixture.h"
 #include "test/support/http_client.h"
 
@@ -207,6 +208,43 @@ TEST_CASE("calls to ever new method names keep the per-method metrics bounded", 
   // A known method keeps its own series past the bound.
   echoUnary();
   CHECK(metric(scrape(), "grpc_server_started_total", {"grpc_method=\"Unary\""}) == 2);
+}
+
+TEST_CASE("an endpoint's calls in flight are counted over every worker", "[e2e][admin]") {
+  TestBackend backend("b");
+  auto config = withAdmin(catchAllConfig(backend.address()));
+  config["workers"] = 2;
+  GatewayProcess gateway(config);
+  // Four connections (two per worker), two slow calls on each.
+  constexpr int kConnections = 4, kCallsEach = 2, kCalls = kConnections * kCallsEach;
+  std::vector<std::shared_ptr<grpc::Channel>> channels;
+  for (int i = 0; i < kConnections; ++i) channels.push_back(makeChannel(gateway.address()));
+  std::vector<std::unique_ptr<grpc::ClientContext>> contexts;
+  std::vector<std::thread> calls;
+  for (int i = 0; i < kCalls; ++i) {
+    contexts.push_back(std::make_unique<grpc::ClientContext>());
+    setTimeout(*contexts.back(), kCallTimeout);
+    calls.emplace_back([&, i, ctx = contexts.back().get()] {
+      auto stub = example::Echo::NewStub(channels[i % kConnections]);
+      EchoRequest request;
+      request.set_sleep_ms(20000);
+      EchoResponse resp;
+      (void)stub->Unary(ctx, request, &resp);
+    });
+  }
+  bool all_running = waitFor([&] { return backend.stats().active.load() == kCalls; }, std::chrono::seconds(5));
+  auto text = http(gateway.adminAddress(), "GET", "/stats/prometheus").body;
+  auto clusters = nlohmann::json::parse(http(gateway.adminAddress(), "GET", "/clusters").body);
+  auto per_worker = readStats(gateway.adminAddress());
+  for (auto& ctx : contexts) ctx->TryCancel();
+  for (auto& t : calls) t.join();
+  REQUIRE(all_running);
+  INFO(text);
+  // Both workers carry calls, and the endpoint's gauge holds them all.
+  CHECK(statValue(per_worker, "worker.0.listener.grpc.downstream_cx_active") == 2);
+  CHECK(statValue(per_worker, "worker.1.listener.grpc.downstream_cx_active") == 2);
+  CHECK(metric(text, "sluice_endpoint_rq_active", {"endpoint=\"" + backend.address() + "\""}) == kCalls);
+  CHECK(clusters[0]["endpoints"][0]["active_requests"] == kCalls);
 }
 
 TEST_CASE("/clusters shows a killed backend as unhealthy; /config_dump hides secrets", "[e2e][admin]") {

@@ -55,6 +55,9 @@ std::vector<BadConfig> badConfigs() {
       {"endpoint address that is not one",
        [](auto& c) { c["clusters"][0]["endpoints"][1] = "not an address"; },
        "/clusters/0/endpoints/1"},
+      {"one endpoint listed twice in a cluster",
+       [](auto& c) { c["clusters"][0]["endpoints"][1] = c["clusters"][0]["endpoints"][0]; },
+       "/clusters/0/endpoints/1"},
   };
 }
 
