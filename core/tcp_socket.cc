@@ -123,6 +123,10 @@ void TcpSocket::startReading() {
   if (handle_ != nullptr) uv_read_start(reinterpret_cast<uv_stream_t*>(handle_), onAlloc, onRead);
 }
 
+void TcpSocket::stopReading() {
+  if (handle_ != nullptr) uv_read_stop(reinterpret_cast<uv_stream_t*>(handle_));
+}
+
 void TcpSocket::onReadDone(long nread, const char* data) {
   if (nread > 0) {
     callbacks_.onRead(reinterpret_cast<const uint8_t*>(data), static_cast<size_t>(nread));

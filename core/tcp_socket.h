@@ -56,6 +56,9 @@ class TcpSocket {
   // a libuv error (the connection works without).
   int detectDeadPeer(unsigned idle_s, unsigned interval_s, unsigned count, unsigned user_timeout_ms);
   void startReading();
+  // Until startReading(): the peer's bytes wait in the kernel, and TCP flow
+  // control slows the peer down.
+  void stopReading();
 
   void write(std::string&& bytes);
   // Gather write: tries the kernel at once; only what it did not take is

@@ -18,6 +18,9 @@ namespace {
 // How long an ending connection may go without the client reading any of
 // what is left to write before it is closed anyway.
 constexpr std::chrono::milliseconds kLingerWithoutProgress{2000};
+// Frames queued behind a backed-up socket past which the client is no longer
+// read (a few hundred bytes each).
+constexpr size_t kMaxQueuedFramesWhileBackedUp = 256;
 
 }  // namespace
 
@@ -203,6 +206,22 @@ void DownstreamConnection::flush() {
     return;
   }
   if (closed_) return;
+  // A client that does not read must not make us queue without end the
+  // frames its requests provoke (replies, RST_STREAMs, ACKs): while our
+  // writes to it are backed up and such frames pile up behind them, we stop
+  // reading from it. Response DATA alone does not count: it is bounded by
+  // flow control, and a slow reader's WINDOW_UPDATEs and requests must
+  // still come in.
+  const bool backed_up =
+      socket_.bytesPending() >= max_pending_write_ && session_.queuedFrames() >= kMaxQueuedFramesWhileBackedUp;
+  if (backed_up != read_paused_) {
+    read_paused_ = backed_up;
+    if (backed_up) {
+      socket_.stopReading();
+    } else {
+      socket_.startReading();
+    }
+  }
   if (!session_.alive() && socket_.bytesPending() == 0) {
     close("http/2 session ended");
     return;

@@ -89,6 +89,7 @@ class DownstreamConnection final : public Http2SessionOwner,
   ConnectionTimers timers_;
   size_t max_pending_write_;
   bool closed_ = false;
+  bool read_paused_ = false;  // our writes to the client are backed up (flush())
   bool draining_ = false;
   bool final_goaway_sent_ = false;
   std::unique_ptr<Timer> drain_timer_;

@@ -5,6 +5,7 @@
 #include <algorithm>
 #include <cstring>
 #include <iterator>
+#include <random>
 
 #include <fmt/format.h>
 
@@ -162,7 +163,9 @@ struct Http2Session::Bridge {
         session.owner_.onGoaway(frame->goaway.last_stream_id, frame->goaway.error_code);
         return 0;
       case NGHTTP2_PING:
-        if ((frame->hd.flags & NGHTTP2_FLAG_ACK) != 0) session.owner_.onPingAck();
+        if ((frame->hd.flags & NGHTTP2_FLAG_ACK) != 0 && session.isOurPing(frame->ping.opaque_data)) {
+          session.owner_.onPingAck();
+        }
         return 0;
       case NGHTTP2_SETTINGS:
         if ((frame->hd.flags & NGHTTP2_FLAG_ACK) == 0) session.owner_.onRemoteSettings();
@@ -391,6 +394,8 @@ bool Http2Session::alive() const {
 
 bool Http2Session::wantWrite() const { return nghttp2_session_want_write(session_) != 0; }
 
+size_t Http2Session::queuedFrames() const { return nghttp2_session_get_outbound_queue_size(session_); }
+
 int32_t Http2Session::submitRequest(const HeaderMap& headers, Http2StreamHandler* handler) {
   const auto& nv = toNv(headers);
   nghttp2_data_provider provider{};
@@ -431,7 +436,19 @@ void Http2Session::detach(int32_t stream_id) {
 
 void Http2Session::goaway(uint32_t error_code) { nghttp2_session_terminate_session(session_, error_code); }
 
-void Http2Session::ping() { nghttp2_submit_ping(session_, NGHTTP2_FLAG_NONE, nullptr); }
+void Http2Session::ping() {
+  if (pings_sent_ == 0) ping_base_ = std::random_device{}() | (uint64_t{std::random_device{}()} << 32);
+  const uint64_t payload = ping_base_ + pings_sent_++;
+  uint8_t opaque[8];
+  std::memcpy(opaque, &payload, sizeof(opaque));
+  nghttp2_submit_ping(session_, NGHTTP2_FLAG_NONE, opaque);
+}
+
+bool Http2Session::isOurPing(const uint8_t* opaque) const {
+  uint64_t payload;
+  std::memcpy(&payload, opaque, sizeof(payload));
+  return payload - ping_base_ < pings_sent_;  // unsigned: wraps for payloads before the base
+}
 
 void Http2Session::gracefulGoaway() {
   nghttp2_submit_goaway(session_, NGHTTP2_FLAG_NONE, nghttp2_session_get_last_proc_stream_id(session_),

@@ -66,7 +66,9 @@ class Http2SessionOwner {
   // A GOAWAY with an error went out (server sessions): nghttp2 sends one of
   // its own for a peer past its limits (e.g. RST_STREAMs past the bucket).
   virtual void onErrorGoawaySent(uint32_t /*error_code*/) {}
-  // Our PING came back.
+  // A PING we sent came back (ACKs carrying any other payload are ignored:
+  // a peer must not keep itself alive, or end a drain early, with ACKs it
+  // was never asked for).
   virtual void onPingAck() {}
 };
 
@@ -125,6 +127,9 @@ class Http2Session {
   // True while the session still wants to read or write; false = close it.
   bool alive() const;
   bool wantWrite() const;
+  // Frames nghttp2 holds unserialised, DATA waiting for window not counted:
+  // HEADERS, RST_STREAM, WINDOW_UPDATE, acknowledgements.
+  size_t queuedFrames() const;
 
   // Client side: opens a stream; returns its id or a negative nghttp2 error.
   int32_t submitRequest(const HeaderMap& headers, Http2StreamHandler* handler);
@@ -157,12 +162,17 @@ class Http2Session {
 
  private:
   Http2StreamHandler* handler(int32_t stream_id) const;
+  // The payload of a PING ACK is one of our PINGs'.
+  bool isOurPing(const uint8_t* opaque) const;
 
   Side side_;
   Http2SessionOwner& owner_;
   nghttp2_session* session_ = nullptr;
   size_t open_streams_ = 0;
-
+  // Our PINGs carry ping_base_ + n, n counting them: an ACK is ours if its
+  // payload is among those.
+  uint64_t ping_base_ = 0;
+  uint64_t pings_sent_ = 0;
 };
 
 }  // namespace sluice

@@ -10,6 +10,7 @@
 #include <unistd.h>
 
 #include <atomic>
+#include <functional>
 #include <optional>
 #include <thread>
 
@@ -29,8 +30,11 @@ constexpr uint8_t kData = 0, kHeaders = 1, kRstStream = 3, kSettings = 4, kPing 
 // the rules in ways a real HTTP/2 library will not.
 class FrameSocket {
  public:
-  explicit FrameSocket(int port) {
+  // `receive_buffer`: the kernel's receive buffer for this socket (0: the
+  // system's, which grows), for a client that reads little or nothing.
+  explicit FrameSocket(int port, int receive_buffer = 0) {
     fd_ = ::socket(AF_INET, SOCK_STREAM, 0);
+    if (receive_buffer > 0) ::setsockopt(fd_, SOL_SOCKET, SO_RCVBUF, &receive_buffer, sizeof(receive_buffer));
     sockaddr_in a{};
     a.sin_family = AF_INET;
     a.sin_port = htons(static_cast<uint16_t>(port));
@@ -70,6 +74,12 @@ class FrameSocket {
     return frame(kHeaders, 0x4, stream, block);
   }
 
+  // Sends what the kernel takes at once; how many bytes that was.
+  size_t sendSome(const std::string& bytes) {
+    ssize_t n = ::send(fd_, bytes.data(), bytes.size(), MSG_NOSIGNAL | MSG_DONTWAIT);
+    return n > 0 ? static_cast<size_t>(n) : 0;
+  }
+
   bool send(const std::string& bytes) {
     size_t off = 0;
     while (off < bytes.size()) {
@@ -86,8 +96,10 @@ class FrameSocket {
     bool closed = false;
     std::vector<std::pair<uint32_t, uint32_t>> resets;  // stream, code
   };
-  // Reads frames until the peer closes or `limit` passes.
-  Seen readUntilClosed(std::chrono::milliseconds limit) {
+  // Reads frames until the peer closes or `limit` passes. `on_ping` gets
+  // the payload of each PING (not ACK) that arrives.
+  Seen readUntilClosed(std::chrono::milliseconds limit,
+                       const std::function<void(const std::string&)>& on_ping = {}) {
     Seen seen;
     auto until = std::chrono::steady_clock::now() + limit;
     std::string buf;
@@ -115,6 +127,8 @@ class FrameSocket {
           seen.goaway_code = u32(9 + 4);
         } else if (type == kRstStream && len == 4) {
           seen.resets.emplace_back(stream, u32(9));
+        } else if (type == kPing && len == 8 && (uint8_t(buf[4]) & 0x1) == 0 && on_ping) {
+          on_ping(buf.substr(9, 8));
         }
         buf.erase(0, 9 + len);
       }
@@ -457,6 +471,65 @@ TEST_CASE("a client that stops answering PINGs is dropped", "[e2e][limits]") {
   FrameSocket silent(gateway.port());  // reads, never answers
   auto seen = silent.readUntilClosed(std::chrono::seconds(3));
   CHECK(seen.closed);
+}
+
+TEST_CASE("keepalive counts only acknowledgements of the gateway's own PINGs", "[e2e][limits]") {
+  TestBackend backend("b");
+  GatewayProcess gateway(limited(backend.address(), {{"keepalive_interval_ms", 200}, {"keepalive_timeout_ms", 200},
+                                                     {"idle_timeout_ms", 0}}));
+  FrameSocket honest(gateway.port());
+  int answered = 0;
+  auto kept = honest.readUntilClosed(std::chrono::milliseconds(1500), [&](const std::string& payload) {
+    honest.send(FrameSocket::frame(kPing, 0x1, 0, payload));
+    ++answered;
+  });
+  CHECK(answered >= 3);
+  CHECK_FALSE(kept.closed);
+  // Prompt ACKs, but not of the PINGs the gateway sent: a client must not
+  // keep a connection alive with them (e.g. one that never reads).
+  FrameSocket forger(gateway.port());
+  int forged = 0;
+  auto dropped = forger.readUntilClosed(std::chrono::milliseconds(1500), [&](const std::string&) {
+    forger.send(FrameSocket::frame(kPing, 0x1, 0, std::string(8, '\x5a')));
+    ++forged;
+  });
+  CHECK(forged >= 1);
+  CHECK(dropped.closed);
+}
+
+TEST_CASE("a client that sends without reading stops being read: the gateway's queue stays bounded",
+          "[e2e][limits]") {
+  TestBackend backend("b");
+  GatewayProcess gateway(limited(backend.address(), {{"keepalive_interval_ms", 0}, {"idle_timeout_ms", 0}}));
+  FrameSocket flooder(gateway.port(), 4096);
+  // Requests for a malformed path, each answered by the gateway itself (a
+  // trailers-only reply larger than the request), on ever new streams.
+  size_t sent_by_2s = 0, sent = 0;
+  uint32_t stream = 1;
+  std::string pending;
+  const auto start = std::chrono::steady_clock::now();
+  for (auto now = start; now - start < std::chrono::seconds(4); now = std::chrono::steady_clock::now()) {
+    if (pending.empty()) {
+      pending = FrameSocket::requestHeaders(stream, "/x");
+      pending[4] = 0x5;  // END_HEADERS | END_STREAM
+      stream += 2;
+    }
+    size_t n = flooder.sendSome(pending);
+    pending.erase(0, n);
+    sent += n;
+    if (n == 0) std::this_thread::sleep_for(std::chrono::milliseconds(5));
+    if (now - start < std::chrono::seconds(2)) sent_by_2s = sent;
+  }
+  INFO("sent " << sent << " bytes, " << sent_by_2s << " in the first 2 s");
+  // Once the gateway's writes back up it reads no more, and the kernel's
+  // buffers fill: the client can send (almost) nothing after that.
+  CHECK(sent - sent_by_2s < (1u << 20));
+  // The gateway and its other clients go on.
+  auto stub = example::Echo::NewStub(makeChannel(gateway.address()));
+  grpc::ClientContext ctx;
+  setTimeout(ctx, kCallTimeout);
+  EchoResponse resp;
+  REQUIRE_OK(stub->Unary(&ctx, EchoRequest(), &resp));
 }
 
 TEST_CASE("stream_idle_timeout_ms ends a silent stream with DEADLINE_EXCEEDED", "[e2e][limits]") {
