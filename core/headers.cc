@@ -44,8 +44,9 @@ bool isValidMetadataKey(std::string_view key) {
 }
 
 bool isReservedMetadataKey(std::string_view key) {
-  static constexpr std::string_view kReserved[] = {"content-type",     "te",      "host", "connection", "keep-alive",
-                                                   "proxy-connection", "upgrade", "transfer-encoding"};
+  static constexpr std::string_view kReserved[] = {"content-type",     "te",      "host",
+                                                   "connection",       "keep-alive", "proxy-connection",
+                                                   "upgrade",          "transfer-encoding", "content-length"};
   return key.starts_with(':') || key.starts_with("grpc-") ||
          std::find(std::begin(kReserved), std::end(kReserved), key) != std::end(kReserved);
 }

@@ -1,5 +1,8 @@
 #include "core/method_match.h"
 
+#include <algorithm>
+
+#include <fmt/format.h>
 #include <nlohmann/json.hpp>
 
 #include "core/json_reader.h"
@@ -12,6 +15,18 @@ bool validMethodPath(std::string_view m) {
   auto slash = m.find('/', 1);
   return m.size() >= 4 && m[0] == '/' && slash != std::string_view::npos && slash > 1 && slash + 1 < m.size() &&
          m.find('/', slash + 1) == std::string_view::npos;
+}
+
+// Only name characters, and '/' where `slashes` allows.
+bool onlyNameChars(std::string_view s, bool slashes) {
+  return std::all_of(s.begin(), s.end(), [&](char c) { return isMethodNameChar(c) || (slashes && c == '/'); });
+}
+
+// What a value with other characters gets told.
+std::string badCharacters(std::string_view value, std::string_view expected) {
+  if (value.find('*') != std::string_view::npos) return "wildcards are not supported; use \"prefix\"";
+  return fmt::format("{}; names hold only letters, digits, '_', '.' and '-' (a call to any other path is refused)",
+                     expected);
 }
 
 }  // namespace
@@ -39,17 +54,27 @@ std::optional<MethodMatch> readMethodMatch(JsonObject& parent, std::string_view 
     m.errors().add(m.path(), "give exactly one of \"service\", \"method\" or \"prefix\"");
   } else if (service) {
     out = {MethodMatch::Kind::Service, std::move(*service)};
+    constexpr std::string_view kExpected = "expected a service name like \"shop.v1.Catalog\"";
     if (out.value.empty() || out.value.find('/') != std::string::npos) {
-      m.errors().add(m.pathOf("service"), "expected a service name like \"shop.v1.Catalog\"");
+      m.errors().add(m.pathOf("service"), std::string(kExpected));
+    } else if (!onlyNameChars(out.value, false)) {
+      m.errors().add(m.pathOf("service"), badCharacters(out.value, kExpected));
     }
   } else if (method) {
     out = {MethodMatch::Kind::Method, std::move(*method)};
+    constexpr std::string_view kExpected = "expected a full method name like \"/shop.v1.Orders/Place\"";
     if (!validMethodPath(out.value)) {
-      m.errors().add(m.pathOf("method"), "expected a full method name like \"/shop.v1.Orders/Place\"");
+      m.errors().add(m.pathOf("method"), std::string(kExpected));
+    } else if (!onlyNameChars(out.value, true)) {
+      m.errors().add(m.pathOf("method"), badCharacters(out.value, kExpected));
     }
   } else {
     out = {MethodMatch::Kind::Prefix, std::move(*prefix)};
-    if (!out.value.starts_with('/')) m.errors().add(m.pathOf("prefix"), "a path prefix must start with \"/\"");
+    if (!out.value.starts_with('/')) {
+      m.errors().add(m.pathOf("prefix"), "a path prefix must start with \"/\"");
+    } else if (!onlyNameChars(out.value, true)) {
+      m.errors().add(m.pathOf("prefix"), badCharacters(out.value, "expected a path prefix like \"/shop.v1.\""));
+    }
   }
   if (m.errors().size() != errors_before) return std::nullopt;
   return out;

@@ -9,6 +9,7 @@
 
 #include "codecs/grpc/grpc_headers.h"
 #include "core/config.h"
+#include "core/method_match.h"
 #include "core/worker_context.h"
 #include "listeners/grpc_listener.h"
 #include "listeners/worker.h"
@@ -111,20 +112,20 @@ void DownstreamStream::startCall() {
     return;
   }
   // Routes and auth rules match /Service/Method as written. A path that
-  // something behind the gateway could normalise into another method (more
-  // segments, dot segments, %-escapes) would be judged as one method and
-  // served as another; no gRPC client sends one. Names are protobuf
-  // identifiers, printable ASCII: other bytes would also reach the metrics'
-  // labels, where one invalid UTF-8 sequence fails every Prometheus scrape.
+  // something behind the gateway could read as another method (more
+  // segments, dot segments, %-escapes, a query after '?') would be judged as
+  // one method and served as another; no gRPC client sends one. Names are
+  // protobuf identifiers: other bytes would also reach the metrics' labels,
+  // where one invalid UTF-8 sequence fails every Prometheus scrape.
   const std::string_view service_name = std::string_view(path_).substr(1, slash - 1);
   const std::string_view method_name = std::string_view(path_).substr(slash + 1);
   auto dots = [](std::string_view segment) { return segment == "." || segment == ".."; };
-  auto unprintable = [](char c) { return c <= ' ' || c > '~'; };
-  if (method_name.find('/') != std::string_view::npos || path_.find('%') != std::string::npos ||
-      dots(service_name) || dots(method_name) || std::any_of(path_.begin(), path_.end(), unprintable)) {
+  auto names = [](std::string_view segment) { return std::all_of(segment.begin(), segment.end(), isMethodNameChar); };
+  if (!names(service_name) || !names(method_name) || dots(service_name) || dots(method_name)) {
     sendLocalReply(LocalReplyReason::BadRequest, StatusCode::Unimplemented,
-                   fmt::format("malformed method name \"{}\": a gRPC path is /Service/Method, with no further "
-                               "'/', dot segment, '%'-escape or byte outside printable ASCII", path_));
+                   fmt::format("malformed method name \"{}\": a gRPC path is /Service/Method, names of letters, "
+                               "digits, '_', '.' and '-' (no further '/', dot segment, '%'-escape or query)",
+                               path_));
     return;
   }
   service_ = service_name;

@@ -56,6 +56,11 @@ bool checkValue(std::string_view name, std::string_view value, const std::string
       return false;
     }
   }
+  // HTTP/2 forbids it (RFC 9113 8.2.1): nghttp2 peers reset the stream.
+  if (!value.empty() && (value.front() == ' ' || value.back() == ' ')) {
+    errors.add(path, "a metadata value cannot begin or end with a space (HTTP/2 peers reject the call)");
+    return false;
+  }
   return true;
 }
 

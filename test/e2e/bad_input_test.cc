@@ -78,7 +78,9 @@ TEST_CASE_METHOD(SingleBackendFixture, "paths that could be normalised into anot
   for (const char* path : {"/sluice.example.Other/../sluice.example.Echo/Unary", "/sluice.example.Echo/Un%61ry",
                            "/sluice.example.Echo/Unary/", "/../Unary", "/sluice.example.Echo/..",
                            // Bytes no protobuf name has (one would break every metrics scrape).
-                           "/sluice.example.Echo/Unar\xc3\xa9", "/bad\xff\xfe.Svc/M"}) {
+                           "/sluice.example.Echo/Unar\xc3\xa9", "/bad\xff\xfe.Svc/M",
+                           // A query or fragment, which servers behind the gateway may strip.
+                           "/sluice.example.Echo/Unary?x", "/sluice.example.Echo/Unary#f", "/sluice.example.Echo/Un;ary"}) {
     RawResponse response = raw.request(RawRequest::grpc(path, validUnaryBody("x")));
     INFO(path << ": " << response.describe());
     CHECK(response.grpcStatus() == 12);

@@ -56,6 +56,17 @@ TEST_CASE("method match: absent, required, and every mistake with its path", "[m
     CHECK_FALSE(read(json{{"match", {{"method", bad}}}}, e));
     CHECK(hasError(e, "/r/match/method", "full method name"));
   }
+  // Characters no gRPC path the gateway lets through has: a match naming
+  // them could never match (in an auth rule, a requirement silently gone).
+  for (const auto& [form, bad] : std::vector<std::pair<std::string, std::string>>{
+           {"service", "shop.v1.*"}, {"service", " shop.v1.Catalog"}, {"method", "/shop.Orders/Place?x"},
+           {"prefix", "/shop.Orders/%50"}, {"prefix", "/shop.*"}}) {
+    ConfigErrors e;
+    INFO(form << " " << bad);
+    CHECK_FALSE(read(json{{"match", {{form, bad}}}}, e));
+    CHECK(hasError(e, "/r/match/" + form, bad.find('*') != std::string::npos ? "wildcards are not supported"
+                                                                             : "letters, digits, '_', '.' and '-'"));
+  }
   CHECK_FALSE(read(json::parse(R"({"match": {"prefix": "shop"}})"), errors));
   CHECK(hasError(errors, "/r/match/prefix", "must start with \"/\""));
   CHECK_FALSE(read(json::parse(R"({"match": {"prefix": "/", "typo": 1}})"), errors));
@@ -72,7 +83,8 @@ TEST_CASE("metadata keys: gRPC syntax, and the keys gRPC/HTTP/2 own", "[method_m
     CHECK_FALSE(isValidMetadataKey(bad));
   }
   for (const char* reserved : {":authority", "grpc-status", "grpc-timeout", "content-type", "te", "host",
-                               "connection", "keep-alive", "proxy-connection", "upgrade", "transfer-encoding"}) {
+                               "connection", "keep-alive", "proxy-connection", "upgrade", "transfer-encoding",
+                               "content-length"}) {
     CHECK(isReservedMetadataKey(reserved));
   }
   for (const char* free : {"x-grpc-note", "authorization", "x-api-key", "user-agent"}) {
