@@ -71,6 +71,7 @@ class DownstreamStream final : public StreamContext,
   void sendLocalReply(StatusCode code, std::string_view message, HeaderMap extra_trailers) override;
   void sendLocalReply(LocalReplyReason reason, StatusCode code, std::string_view message) override;
   bool ended() const override { return ended_; }
+  bool requestHeadersPassed() const override { return chain_.requestHeadersPassed(); }
   void encodeResponseHeaders() override { chain_.responseHeaders(); }
   void encodeResponseMessage(Message&& message) override;
   void encodeResponseTrailers() override { chain_.responseTrailers(); }

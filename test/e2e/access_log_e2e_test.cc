@@ -161,7 +161,8 @@ TEST_CASE("access_log: requests the gateway refuses before the filters run get a
   TempDir dir;
   fs::path file = dir.path / "access.log";
   TestBackend backend("primary");
-  nlohmann::json config = accessLogGateway(backend.address(), {{"path", file.string()}});
+  nlohmann::json config =
+      accessLogGateway(backend.address(), {{"path", file.string()}, {"request_metadata", {"x-auth-principal"}}});
   config["listeners"][0]["max_header_list_bytes"] = 4096;
   GatewayProcess gateway(config);
 
@@ -176,6 +177,7 @@ TEST_CASE("access_log: requests the gateway refuses before the filters run get a
   CHECK(raw.request(RawRequest::grpc("/nomethod")).grpcStatus() == 12);
   RawRequest timeout = RawRequest::grpc(unary);
   timeout.headers.emplace_back("grpc-timeout", "soon");
+  timeout.headers.emplace_back("x-auth-principal", "admin");  // forged: no filter ever looked at it
   CHECK(raw.request(timeout).grpcStatus() == 13);
   {  // a real client whose metadata is over the listener's limit
     auto stub = example::Echo::NewStub(makeChannel(gateway.address()));
@@ -186,7 +188,9 @@ TEST_CASE("access_log: requests the gateway refuses before the filters run get a
     REQUIRE_STATUS(stub->Unary(&context, EchoRequest(), &response), grpc::StatusCode::RESOURCE_EXHAUSTED);
   }
   // And a call that goes through, after them on the same connection.
-  CHECK(raw.request(RawRequest::grpc(unary, grpcFrame(""))).grpcStatus() == 0);
+  RawRequest ok = RawRequest::grpc(unary, grpcFrame(""));
+  ok.headers.emplace_back("x-auth-principal", "svc");
+  CHECK(raw.request(ok).grpcStatus() == 0);
 
   auto lines = waitForLines([&] { return readFile(file); }, 6);
   INFO(readFile(file));
@@ -200,6 +204,11 @@ TEST_CASE("access_log: requests the gateway refuses before the filters run get a
   CHECK(lines[2]["grpc_message"].get<std::string>().find("malformed method name") != std::string::npos);
   CHECK(lines[3]["status"] == "INTERNAL");
   CHECK(lines[3]["grpc_message"].get<std::string>().find("malformed grpc-timeout") != std::string::npos);
+  // Metadata of a refused call is logged as the client's, not as vouched for.
+  CHECK(lines[3]["client_metadata"]["x-auth-principal"] == "admin");
+  CHECK_FALSE(lines[3].contains("metadata"));
+  CHECK(lines[5]["metadata"]["x-auth-principal"] == "svc");
+  CHECK_FALSE(lines[5].contains("client_metadata"));
   CHECK(lines[4]["method"] == unary);
   CHECK(lines[4]["status"] == "RESOURCE_EXHAUSTED");
   CHECK(lines[4]["grpc_message"] == "request headers exceed the limit of 4096 bytes (max_header_list_bytes)");

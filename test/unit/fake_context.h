@@ -52,6 +52,7 @@ class FakeContext : public StreamContext {
     sendLocalReply(StatusCode::Unavailable, message, HeaderMap{});
   }
   bool ended() const override { return ended_; }
+  bool requestHeadersPassed() const override { return chain != nullptr ? chain->requestHeadersPassed() : headers_passed; }
   void encodeResponseHeaders() override {
     if (chain != nullptr) chain->responseHeaders();
   }
@@ -65,6 +66,7 @@ class FakeContext : public StreamContext {
   void setWatermarkCallbacks(WatermarkCallbacks*) override {}
 
   bool refused = false;  // refuseCall() was used
+  bool headers_passed = true;  // requestHeadersPassed() without a chain
   std::optional<LocalReplyReason> local_reply_reason;  // the reason the last local reply gave, if any
   // What the downstream stream would have set.
   void setPeerAddress(std::string peer) { peer_address_ = std::move(peer); }
