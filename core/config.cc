@@ -82,6 +82,9 @@ ListenerConfig readListener(const json& value, const std::string& path, const Fi
     listener.max_incomplete_request_bytes = *v;
   }
   limit("connection_buffer_bytes", listener.connection_buffer_bytes, 16 << 10, 1u << 30);
+  if (auto v = obj.unsignedInt("max_buffered_response_bytes", 64 << 10, 1ull << 40)) {
+    listener.max_buffered_response_bytes = *v;
+  }
   limit("initial_stream_window_bytes", listener.initial_stream_window_bytes, kMinWindow, kMaxWindow);
   limit("initial_connection_window_bytes", listener.initial_connection_window_bytes, kMinWindow, kMaxWindow);
   limit("idle_timeout_ms", listener.idle_timeout_ms, 0, kDayMs);

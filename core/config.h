@@ -48,6 +48,11 @@ struct ListenerConfig {
   uint64_t incompleteRequestLimit() const {
     return max_incomplete_request_bytes != 0 ? max_incomplete_request_bytes : 4ull * max_message_bytes;
   }
+  // Response bytes one connection's calls may hold queued for the client
+  // (each call's backend may send its whole window ahead of a client that
+  // does not read); past it, a call so backed up is reset
+  // (RST_STREAM ENHANCE_YOUR_CALM: RESOURCE_EXHAUSTED at the client).
+  uint64_t max_buffered_response_bytes = 64ull << 20;
   // HTTP/2 receive windows granted to clients. A stream's window bounds what
   // a client may send ahead of the backend; the connection's is returned at
   // once (see "Data path and flow control" in the README).

@@ -19,6 +19,7 @@ std::string_view localReplyReasonName(LocalReplyReason r) {
     case LocalReplyReason::MessageTooLarge: return "message_too_large";
     case LocalReplyReason::Filter: return "filter";
     case LocalReplyReason::Draining: return "draining";
+    case LocalReplyReason::SlowReader: return "slow_reader";
     case LocalReplyReason::Count: break;
   }
   return "unknown";

@@ -58,7 +58,17 @@ class Histogram {
 };
 
 // Why the gateway answered a call itself.
-enum class LocalReplyReason { NoRoute, UpstreamFailure, Deadline, BadRequest, MessageTooLarge, Filter, Draining, Count };
+enum class LocalReplyReason {
+  NoRoute,
+  UpstreamFailure,
+  Deadline,
+  BadRequest,
+  MessageTooLarge,
+  Filter,
+  Draining,
+  SlowReader,  // reset: the client's connection buffered past max_buffered_response_bytes
+  Count
+};
 std::string_view localReplyReasonName(LocalReplyReason r);
 
 struct ListenerStats {

@@ -3,6 +3,8 @@
 #include <nghttp2/nghttp2.h>
 #include <uv.h>
 
+#include <vector>
+
 #include <fmt/format.h>
 #include <spdlog/spdlog.h>
 
@@ -252,6 +254,25 @@ void DownstreamConnection::onLingerCheck() {
   close("the client stopped reading");
 }
 
+void DownstreamConnection::onResponseBufferFull() {
+  if (slow_reader_timer_ && slow_reader_timer_->enabled()) return;
+  if (!slow_reader_timer_) slow_reader_timer_ = std::make_unique<Timer>(dispatcher_, [this] { checkSlowReaders(); });
+  for (auto& [id, stream] : streams_) stream->markResponseProgress();
+  slow_reader_timer_->enable(kSlowReaderGrace);
+}
+
+void DownstreamConnection::checkSlowReaders() {
+  // A client reading slowly still takes bytes: only calls that did not move
+  // at all in the grace go (a stuck or malicious reader's), not the others.
+  if (closed_ || buffered_response_bytes_ <= listener_.config().max_buffered_response_bytes) return;
+  std::vector<DownstreamStream*> stalled;
+  for (auto& [id, stream] : streams_) {
+    if (stream->responseStalled()) stalled.push_back(stream.get());
+  }
+  for (DownstreamStream* stream : stalled) stream->abortSlowReader();
+  if (stalled.empty()) onResponseBufferFull();  // still over: watch the next grace
+}
+
 void DownstreamConnection::close(const std::string& reason) {
   if (closed_) return;
   closed_ = true;
@@ -259,6 +280,7 @@ void DownstreamConnection::close(const std::string& reason) {
   timers_.stop();
   if (drain_timer_) drain_timer_->disable();
   if (linger_timer_) linger_timer_->disable();
+  if (slow_reader_timer_) slow_reader_timer_->disable();
   socket_.close();
   auto streams = std::move(streams_);
   streams_.clear();

@@ -6,6 +6,7 @@
 // inside the callback that ended them.
 #pragma once
 
+#include <chrono>
 #include <cstdint>
 #include <memory>
 #include <string>
@@ -60,6 +61,15 @@ class DownstreamConnection final : public Http2SessionOwner,
   // takes its share back when it closes.
   uint64_t incompleteRequestBytes() const { return incomplete_request_bytes_; }
   void adjustIncompleteRequestBytes(int64_t delta) { incomplete_request_bytes_ += delta; }
+  // Response bytes its streams hold queued for the client (their
+  // OutboundData count into it; max_buffered_response_bytes).
+  size_t* bufferedResponseTotal() { return &buffered_response_bytes_; }
+  size_t bufferedResponseBytes() const { return buffered_response_bytes_; }
+  // A stream queued a response while the total is over the limit: in
+  // kSlowReaderGrace, the calls whose backed-up response did not move at
+  // all are reset, if the total is still over it.
+  void onResponseBufferFull();
+  static constexpr std::chrono::milliseconds kSlowReaderGrace{2000};
   void close(const std::string& reason);
 
   // ---- Http2SessionOwner ----
@@ -108,8 +118,11 @@ class DownstreamConnection final : public Http2SessionOwner,
   bool start_checked_ = false;
   bool http1_refused_ = false;
   uint64_t incomplete_request_bytes_ = 0;
+  size_t buffered_response_bytes_ = 0;
   size_t linger_pending_ = 0;  // bytes unwritten at the last check
   std::unique_ptr<Timer> linger_timer_;
+  std::unique_ptr<Timer> slow_reader_timer_;  // onResponseBufferFull()
+  void checkSlowReaders();
 };
 
 }  // namespace sluice

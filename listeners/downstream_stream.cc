@@ -57,6 +57,7 @@ DownstreamStream::DownstreamStream(DownstreamConnection& connection, int32_t str
     out_above_ = above;
     updateResponseWatermark();
   });
+  response_out_.shareTotal(connection.bufferedResponseTotal());
 }
 
 DownstreamStream::~DownstreamStream() = default;
@@ -319,7 +320,46 @@ void DownstreamStream::sendMessage(Message&& message) {
   counters_.response_bytes += message.payload.size();
   touch();
   response_out_.appendMessage(std::move(message));
+  if (connection_.bufferedResponseBytes() > listener_config_.max_buffered_response_bytes) {
+    connection_.onResponseBufferFull();
+  }
   connection_.session().resumeData(stream_id_);
+  connection_.wake();
+}
+
+void DownstreamStream::markResponseProgress() { progress_mark_ = response_out_.consumedTotal(); }
+
+bool DownstreamStream::responseStalled() const {
+  return !closed_ && response_out_.aboveHighWatermark() && response_out_.consumedTotal() == progress_mark_;
+}
+
+void DownstreamStream::abortSlowReader() {
+  // Each call's backend may send a whole stream window ahead of a client
+  // that does not read: without a cap per connection, one client holding
+  // many such calls open could make the gateway buffer gigabytes. Its
+  // queued bytes are freed when the reset stream closes, and the client
+  // sees RESOURCE_EXHAUSTED.
+  if (ended_) {
+    // The reply is queued behind the bytes the client does not take.
+    spdlog::info("[C{}][S{}] reset (ENHANCE_YOUR_CALM): the client took no response byte for {} ms while its "
+                 "connection's calls held {} response bytes (max_buffered_response_bytes {})",
+                 connection_id_, stream_id_, DownstreamConnection::kSlowReaderGrace.count(), connection_.bufferedResponseBytes(),
+                 listener_config_.max_buffered_response_bytes);
+    connection_.session().resetStream(stream_id_, NGHTTP2_ENHANCE_YOUR_CALM);
+    connection_.wake();
+    return;
+  }
+  ended_ = true;
+  status_ = StatusCode::ResourceExhausted;
+  status_message_ = fmt::format(
+      "the client took no response byte for {} ms while its connection's calls held {} response bytes, over "
+      "max_buffered_response_bytes ({}); this call had {} queued",
+      DownstreamConnection::kSlowReaderGrace.count(), connection_.bufferedResponseBytes(), listener_config_.max_buffered_response_bytes,
+      response_out_.size());
+  connection_.stats().local_replies[static_cast<size_t>(LocalReplyReason::SlowReader)].inc();
+  spdlog::info("[C{}][S{}] reset (ENHANCE_YOUR_CALM): {}", connection_id_, stream_id_, status_message_);
+  connection_.session().resetStream(stream_id_, NGHTTP2_ENHANCE_YOUR_CALM);
+  releaseRequestCredit();
   connection_.wake();
 }
 
@@ -483,6 +523,7 @@ void DownstreamStream::onClose(uint32_t error_code) {
   }
   finish();
   releaseIncompleteRequest();
+  response_out_.shareTotal(nullptr);  // the connection may be gone before this stream is deleted
   connection_.onStreamClosed(*this);
 }
 

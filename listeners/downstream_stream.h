@@ -72,6 +72,14 @@ class DownstreamStream final : public StreamContext,
   void sendLocalReply(LocalReplyReason reason, StatusCode code, std::string_view message) override;
   bool ended() const override { return ended_; }
   bool requestHeadersPassed() const override { return chain_.requestHeadersPassed(); }
+
+  // ---- for the connection's max_buffered_response_bytes check ----
+  // Remembers how far the response has been written...
+  void markResponseProgress();
+  // ... true if, since then, none of it was while it is backed up.
+  bool responseStalled() const;
+  // Resets the call (RST_STREAM ENHANCE_YOUR_CALM), freeing what it queued.
+  void abortSlowReader();
   void encodeResponseHeaders() override { chain_.responseHeaders(); }
   void encodeResponseMessage(Message&& message) override;
   void encodeResponseTrailers() override { chain_.responseTrailers(); }
@@ -105,6 +113,7 @@ class DownstreamStream final : public StreamContext,
   // elsewhere); the access log and stats record `why` as UNAVAILABLE.
   void refuse(LocalReplyReason reason, std::string_view why);
 
+
   DownstreamConnection& connection_;
   GenerationPtr generation_;  // the config this call runs on, kept alive until it ends
   const ListenerConfig& listener_config_;
@@ -122,6 +131,7 @@ class DownstreamStream final : public StreamContext,
   MethodStats* method_stats_ = nullptr;
   bool counts_method_ = false;  // the path is a method name: the call is counted in the method metrics
   std::optional<LocalReplyReason> reply_reason_;  // set by the gateway's own replies
+  uint64_t progress_mark_ = 0;  // response_out_.consumedTotal() at markResponseProgress()
   size_t withheld_credit_ = 0;  // request bytes not yet returned to the client's window
   size_t incomplete_counted_ = 0;  // decoder_.heldBytes() as last added to the connection's total
   bool backpressure_ = false;

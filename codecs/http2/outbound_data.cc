@@ -16,6 +16,7 @@ constexpr size_t kPackBufferBytes = 16 * 1024;
 }  // namespace
 
 OutboundData::~OutboundData() {
+  if (shared_total_ != nullptr) *shared_total_ -= bytes_;
   while (!chunks_.empty()) {
     buffer_pool::release(std::move(chunks_.front().payload));
     chunks_.pop_front();
@@ -34,7 +35,7 @@ void OutboundData::appendMessage(Message&& message) {
   c.packed = false;
   c.payload = std::move(message.payload);
   c.offset = 0;
-  bytes_ += c.size();
+  added(c.size());
   grew();
 }
 
@@ -55,7 +56,7 @@ void OutboundData::packMessage(Message& message) {
   tail->payload.append(reinterpret_cast<const char*>(prefix), kGrpcPrefixBytes);
   tail->payload.append(message.payload);
   buffer_pool::release(std::move(message.payload));
-  bytes_ += wire;
+  added(wire);
   grew();
 }
 
@@ -66,8 +67,19 @@ void OutboundData::appendRaw(std::string bytes) {
   c.packed = false;
   c.payload = std::move(bytes);
   c.offset = 0;
-  bytes_ += c.size();
+  added(c.size());
   grew();
+}
+
+void OutboundData::shareTotal(size_t* total) {
+  if (shared_total_ != nullptr) *shared_total_ -= bytes_;
+  shared_total_ = total;
+  if (shared_total_ != nullptr) *shared_total_ += bytes_;
+}
+
+void OutboundData::added(size_t n) {
+  bytes_ += n;
+  if (shared_total_ != nullptr) *shared_total_ += n;
 }
 
 void OutboundData::grew() {
@@ -128,6 +140,8 @@ size_t OutboundData::take(size_t len, ByteSpan* spans, size_t max_spans) {
 
 void OutboundData::consume(size_t len) {
   bytes_ -= len;
+  consumed_total_ += len;
+  if (shared_total_ != nullptr) *shared_total_ -= len;
   taken_ -= len;
   while (len > 0 && !chunks_.empty()) {
     Chunk& c = chunks_.front();

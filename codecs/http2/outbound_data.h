@@ -41,6 +41,10 @@ class OutboundData {
   ~OutboundData();
 
   void setWatermarkCallback(WatermarkFn fn) { on_watermark_ = std::move(fn); }
+  // Keeps `*total` counting this queue's bytes too (until the queue is
+  // destroyed): one count over all the queues of a connection. It must
+  // outlive the queue.
+  void shareTotal(size_t* total);
 
   void appendMessage(Message&& message);
   // Raw bytes (HTTP error bodies).
@@ -61,6 +65,8 @@ class OutboundData {
   // Bytes not yet taken.
   size_t untaken() const { return bytes_ - taken_; }
   size_t size() const { return bytes_; }
+  // Bytes written since the queue was made: progress, for a reader that stalls.
+  uint64_t consumedTotal() const { return consumed_total_; }
   bool empty() const { return bytes_ == 0; }
   bool aboveHighWatermark() const { return above_; }
 
@@ -76,6 +82,7 @@ class OutboundData {
   // Copies a small message into the packed chunk at the tail (a new one if
   // the tail is not packed or is full).
   void packMessage(Message& message);
+  void added(size_t n);
   void grew();
   // Calls fn(data, len) for each contiguous piece after the first `skip` bytes,
   // until it returns false.
@@ -87,6 +94,8 @@ class OutboundData {
   size_t high_;
   size_t low_;
   bool above_ = false;
+  size_t* shared_total_ = nullptr;
+  uint64_t consumed_total_ = 0;
   WatermarkFn on_watermark_;
 };
 

@@ -12,7 +12,10 @@
 #include <atomic>
 #include <functional>
 #include <optional>
+#include <set>
 #include <thread>
+
+#include <nghttp2/nghttp2.h>
 
 #include "test/support/admin_stats.h"
 #include "test/support/e2e_fixture.h"
@@ -530,6 +533,50 @@ TEST_CASE("a client that sends without reading stops being read: the gateway's q
   setTimeout(ctx, kCallTimeout);
   EchoResponse resp;
   REQUIRE_OK(stub->Unary(&ctx, EchoRequest(), &resp));
+}
+
+TEST_CASE("calls of a client that does not read are reset past max_buffered_response_bytes", "[e2e][limits]") {
+  TestBackend backend("b");
+  auto config = limited(backend.address(), {{"max_buffered_response_bytes", 4 << 20}, {"keepalive_interval_ms", 0}});
+  config["admin"] = {{"address", "127.0.0.1:0"}};
+  GatewayProcess gateway(config);
+  FrameSocket stuck(gateway.port());
+  // Stream windows of 0: the client takes no response byte, while each
+  // backend may send its whole 8 MiB window ahead.
+  stuck.send(FrameSocket::frame(kSettings, 0, 0, std::string("\x00\x04\x00\x00\x00\x00", 6)));
+  EchoRequest request;
+  request.set_response_count(1000);
+  request.set_response_size(65536);
+  constexpr int kCalls = 3;
+  for (uint32_t stream = 1; stream < 2 * kCalls; stream += 2) {
+    stuck.send(FrameSocket::requestHeaders(stream, "/sluice.example.Echo/ServerStream", true));
+    stuck.send(FrameSocket::frame(kData, 0x1, stream, grpcFrame(request.SerializeAsString())));
+  }
+  // After a grace of 2 s without any progress.
+  auto seen = stuck.readUntilClosed(std::chrono::seconds(4));
+  CHECK_FALSE(seen.closed);
+  std::set<uint32_t> reset;
+  for (const auto& [stream, code] : seen.resets) {
+    CHECK(code == NGHTTP2_ENHANCE_YOUR_CALM);
+    reset.insert(stream);
+  }
+  CHECK(reset == std::set<uint32_t>{1, 3, 5});
+  CHECK(statValue(gateway.adminAddress(), "listener.grpc.local_reply.slow_reader") == kCalls);
+  CHECK_THAT(gateway.logs(), Catch::Contains("max_buffered_response_bytes"));
+  // A client that reads gets the whole stream, though the gateway holds
+  // more than the limit for it (the backend's window, 8 MiB, runs ahead).
+  auto stub = example::Echo::NewStub(makeChannel(gateway.address()));
+  grpc::ClientContext ctx;
+  setTimeout(ctx, kCallTimeout);
+  EchoRequest big;
+  big.set_response_count(200);
+  big.set_response_size(65536);
+  auto reader = stub->ServerStream(&ctx, big);
+  EchoResponse resp;
+  int got = 0;
+  while (reader->Read(&resp)) ++got;
+  REQUIRE_OK(reader->Finish());
+  CHECK(got == 200);
 }
 
 TEST_CASE("stream_idle_timeout_ms ends a silent stream with DEADLINE_EXCEEDED", "[e2e][limits]") {
