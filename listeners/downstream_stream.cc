@@ -179,6 +179,25 @@ void DownstreamStream::setDeadline(Clock::time_point deadline) {
   if (ended_) return;
   if (!deadline_timer_) {
     deadline_timer_ = std::make_unique<Timer>(dispatcher(), [this] {
+      if (closed_) return;
+      if (headers_sent_ && !response_out_.empty()) {
+        // The client's deadline passed too: what is queued for it is of no
+        // use, and a status queued behind bytes it does not take would keep
+        // the call's memory until the connection ends. Reset, as gRPC
+        // servers do at a deadline.
+        if (ended_) {
+          // The call ended (its status is counted and logged), but the
+          // client has not taken its last messages and status.
+          spdlog::debug("[C{}][S{}] deadline passed with the response not taken: stream reset", connection_id_,
+                        stream_id_);
+          connection_.session().resetStream(stream_id_, NGHTTP2_CANCEL);
+          connection_.wake();
+          return;
+        }
+        resetCall(LocalReplyReason::Deadline, StatusCode::DeadlineExceeded,
+                  "deadline exceeded at the gateway, response still queued: stream reset", NGHTTP2_CANCEL);
+        return;
+      }
       sendLocalReply(LocalReplyReason::Deadline, StatusCode::DeadlineExceeded, "deadline exceeded at the gateway");
     });
   }
@@ -349,24 +368,20 @@ void DownstreamStream::abortSlowReader() {
     connection_.wake();
     return;
   }
-  ended_ = true;
-  status_ = StatusCode::ResourceExhausted;
-  status_message_ = fmt::format(
+  std::string why = fmt::format(
       "the client took no response byte for {} ms while its connection's calls held {} response bytes, over "
       "max_buffered_response_bytes ({}); this call had {} queued",
-      DownstreamConnection::kSlowReaderGrace.count(), connection_.bufferedResponseBytes(), listener_config_.max_buffered_response_bytes,
-      response_out_.size());
-  connection_.stats().local_replies[static_cast<size_t>(LocalReplyReason::SlowReader)].inc();
-  spdlog::info("[C{}][S{}] reset (ENHANCE_YOUR_CALM): {}", connection_id_, stream_id_, status_message_);
-  connection_.session().resetStream(stream_id_, NGHTTP2_ENHANCE_YOUR_CALM);
-  releaseRequestCredit();
-  connection_.wake();
+      DownstreamConnection::kSlowReaderGrace.count(), connection_.bufferedResponseBytes(),
+      listener_config_.max_buffered_response_bytes, response_out_.size());
+  spdlog::info("[C{}][S{}] reset (ENHANCE_YOUR_CALM): {}", connection_id_, stream_id_, why);
+  resetCall(LocalReplyReason::SlowReader, StatusCode::ResourceExhausted, why, NGHTTP2_ENHANCE_YOUR_CALM);
 }
 
 void DownstreamStream::sendTrailers() {
   if (ended_) return;
   ended_ = true;
-  if (deadline_timer_) deadline_timer_->disable();
+  // The deadline still bounds delivering what is queued (see its timer).
+  if (deadline_timer_ && response_out_.empty()) deadline_timer_->disable();
   const std::string* code = response_trailers_.get("grpc-status");
   status_ = code != nullptr ? grpc_headers::parseGrpcStatus(*code).value_or(StatusCode::Unknown)
                             : StatusCode::Unknown;
@@ -394,12 +409,17 @@ void DownstreamStream::refuse(LocalReplyReason reason, std::string_view why) {
   // call was never processed, so its gRPC library retries it by itself, on
   // another connection (the client has our GOAWAY). An UNAVAILABLE answer
   // would count as processed and fail the call. The log and stats say why.
+  resetCall(reason, StatusCode::Unavailable, why, NGHTTP2_REFUSED_STREAM);
+}
+
+void DownstreamStream::resetCall(LocalReplyReason reason, StatusCode status, std::string_view why,
+                                 uint32_t h2_error) {
   ended_ = true;
-  status_ = StatusCode::Unavailable;
+  status_ = status;
   status_message_ = std::string(why);
   connection_.stats().local_replies[static_cast<size_t>(reason)].inc();
-  spdlog::debug("[C{}][S{}] refused (REFUSED_STREAM): {}", connection_id_, stream_id_, why);
-  connection_.session().resetStream(stream_id_, NGHTTP2_REFUSED_STREAM);
+  spdlog::debug("[C{}][S{}] reset ({}): {}", connection_id_, stream_id_, nghttp2_http2_strerror(h2_error), why);
+  connection_.session().resetStream(stream_id_, h2_error);
   releaseRequestCredit();
   connection_.wake();
 }
@@ -468,7 +488,8 @@ void DownstreamStream::touch() {
 void DownstreamStream::finish() {
   if (finished_) return;
   finished_ = true;
-  if (deadline_timer_) deadline_timer_->disable();
+  // Kept while response bytes wait for the client: its deadline still ends them.
+  if (deadline_timer_ && (closed_ || response_out_.empty())) deadline_timer_->disable();
   if (idle_timer_) idle_timer_->disable();
   if (call_started_) connection_.stats().downstream_rq_active.dec();
   if (counts_method_ && method_stats_ == nullptr) {
@@ -522,6 +543,7 @@ void DownstreamStream::onClose(uint32_t error_code) {
     spdlog::debug("[C{}][S{}] {}", connection_id_, stream_id_, status_message_);
   }
   finish();
+  if (deadline_timer_) deadline_timer_->disable();
   releaseIncompleteRequest();
   response_out_.shareTotal(nullptr);  // the connection may be gone before this stream is deleted
   connection_.onStreamClosed(*this);

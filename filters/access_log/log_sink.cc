@@ -161,7 +161,14 @@ void LogSink::writeOut(std::string_view batch) {
         }
         continue;
       }
-      if (fd_ == STDOUT_FILENO) chunk = std::min<size_t>(chunk, PIPE_BUF);
+      if (fd_ == STDOUT_FILENO && chunk > PIPE_BUF) {
+        // Whole lines per write: another sink (another listener's log, the
+        // old config's during a reload) writes to the same stdout, and a
+        // write of up to PIPE_BUF bytes is never mixed with another's.
+        chunk = PIPE_BUF;
+        auto line_end = batch.substr(0, chunk).rfind('\n');
+        if (line_end != std::string_view::npos) chunk = line_end + 1;
+      }
     }
     ssize_t n = ::write(fd_, batch.data(), chunk);
     if (n < 0 && (errno == EINTR || errno == EAGAIN)) continue;

@@ -160,7 +160,7 @@ TEST_CASE("a call that reaches a draining connection before the final GOAWAY is 
   CHECK(late.rstStreamCode == std::optional<uint32_t>(7));  // REFUSED_STREAM
   CHECK_FALSE(late.grpcStatus().has_value());
   CHECK(backend.stats().calls.load() == 1);
-  CHECK(waitFor([&] { return gateway.logs().find("refused (REFUSED_STREAM): the gateway is shutting down") !=
+  CHECK(waitFor([&] { return gateway.logs().find("reset (REFUSED_STREAM): the gateway is shutting down") !=
                              std::string::npos; }, std::chrono::seconds(2)));
   CHECK(gateway.stop() == 0);
 }

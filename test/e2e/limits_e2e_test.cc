@@ -11,6 +11,7 @@
 
 #include <atomic>
 #include <functional>
+#include <map>
 #include <optional>
 #include <set>
 #include <thread>
@@ -63,8 +64,9 @@ class FrameSocket {
   // literal :path and content-type), without END_STREAM.
   // With `complete`, also :authority and te: trailers, which a request needs
   // to reach a grpc++ backend.
+  // `extra`: more header block (literal() fields).
   static std::string requestHeaders(uint32_t stream, const std::string& path = "/sluice.example.Echo/Unary",
-                                    bool complete = false) {
+                                    bool complete = false, const std::string& extra = "") {
     std::string block = "\x83\x86";
     if (complete) block += std::string("\x01\x01x", 3);  // literal :authority (static index 1)
     block += '\x04';  // literal without indexing, name = static index 4 (:path)
@@ -74,7 +76,11 @@ class FrameSocket {
     block += static_cast<char>(16);
     block += "application/grpc";
     if (complete) block += std::string(1, '\0') + "\x02te\x08trailers";  // literal, new name
-    return frame(kHeaders, 0x4, stream, block);
+    return frame(kHeaders, 0x4, stream, block + extra);
+  }
+  // A literal header field with a new name (HPACK), names and values under 128 bytes.
+  static std::string literal(const std::string& name, const std::string& value) {
+    return std::string(1, '\0') + static_cast<char>(name.size()) + name + static_cast<char>(value.size()) + value;
   }
 
   // Sends what the kernel takes at once; how many bytes that was.
@@ -577,6 +583,33 @@ TEST_CASE("calls of a client that does not read are reset past max_buffered_resp
   while (reader->Read(&resp)) ++got;
   REQUIRE_OK(reader->Finish());
   CHECK(got == 200);
+}
+
+TEST_CASE("a deadline passing with response bytes the client has not taken resets the stream", "[e2e][limits]") {
+  TestBackend backend("b");
+  auto config = limited(backend.address(), {{"keepalive_interval_ms", 0}});
+  config["admin"] = {{"address", "127.0.0.1:0"}};
+  GatewayProcess gateway(config);
+  FrameSocket stuck(gateway.port());
+  stuck.send(FrameSocket::frame(kSettings, 0, 0, std::string("\x00\x04\x00\x00\x00\x00", 6)));  // windows of 0
+  // Stream 1: the backend finishes (its status waits behind its messages);
+  // stream 3: the backend is still sending at the deadline.
+  for (auto [stream, count] : {std::pair<uint32_t, uint32_t>{1, 10}, {3, 100000}}) {
+    EchoRequest request;
+    request.set_response_count(count);
+    request.set_response_size(1000);
+    stuck.send(FrameSocket::requestHeaders(stream, "/sluice.example.Echo/ServerStream", true,
+                                           FrameSocket::literal("grpc-timeout", "500m")));
+    stuck.send(FrameSocket::frame(kData, 0x1, stream, grpcFrame(request.SerializeAsString())));
+  }
+  auto seen = stuck.readUntilClosed(std::chrono::seconds(2));
+  // Not a status queued behind messages the client does not take (the call
+  // would hold its memory until the connection ends): RST_STREAM.
+  std::map<uint32_t, uint32_t> resets(seen.resets.begin(), seen.resets.end());
+  CHECK(resets == std::map<uint32_t, uint32_t>{{1, NGHTTP2_CANCEL}, {3, NGHTTP2_CANCEL}});
+  auto stats = readStats(gateway.adminAddress());
+  CHECK(statValue(stats, "listener.grpc.local_reply.deadline") == 1);  // stream 1 ended with the backend's OK
+  CHECK(statValue(stats, "listener.grpc.downstream_rq_active") == 0);
 }
 
 TEST_CASE("stream_idle_timeout_ms ends a silent stream with DEADLINE_EXCEEDED", "[e2e][limits]") {

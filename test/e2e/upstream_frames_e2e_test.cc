@@ -694,7 +694,7 @@ TEST_CASE("a call the backend refuses unprocessed is refused to the client the s
     CHECK(status.error_code() == grpc::StatusCode::UNAVAILABLE);
   }
   // The gateway's log says why.
-  CHECK(gateway.logs().find("refused (REFUSED_STREAM): upstream cluster") != std::string::npos);
+  CHECK(gateway.logs().find("reset (REFUSED_STREAM): upstream cluster") != std::string::npos);
 }
 
 TEST_CASE("a call an earlier attempt may have run is never passed on as refused", "[e2e][upstream]") {

@@ -4,6 +4,7 @@
 #include <sys/stat.h>
 #include <unistd.h>
 
+#include <cstdio>
 #include <filesystem>
 #include <fstream>
 #include <sstream>
@@ -218,6 +219,51 @@ TEST_CASE("access_log: a target that takes no lines never blocks the caller; lin
     std::this_thread::sleep_for(std::chrono::milliseconds(5));
   }
   CHECK(sink.dropped() >= count / 2);
+}
+
+TEST_CASE("access_log: two sinks writing to one stdout pipe never mix within a line", "[access_log]") {
+  int pipe_fds[2];
+  REQUIRE(::pipe(pipe_fds) == 0);
+  std::fflush(stdout);
+  const int saved_stdout = ::dup(STDOUT_FILENO);
+  REQUIRE(::dup2(pipe_fds[1], STDOUT_FILENO) >= 0);
+  ::close(pipe_fds[1]);
+  std::string out;
+  std::thread reader([&] {
+    char buf[65536];
+    for (ssize_t n; (n = ::read(pipe_fds[0], buf, sizeof(buf))) > 0;) out.append(buf, static_cast<size_t>(n));
+  });
+  {
+    // Lines whose length does not divide PIPE_BUF, so cutting writes at
+    // PIPE_BUF would split them.
+    filters::access_log::LogSink a("");
+    filters::access_log::LogSink b("");
+    const std::string line_a = std::string(299, 'a') + "\n";
+    const std::string line_b = std::string(299, 'b') + "\n";
+    for (int i = 0; i < 20000; ++i) {
+      a.write(line_a);
+      b.write(line_b);
+    }
+    a.close();
+    b.close();
+  }
+  std::fflush(stdout);
+  ::dup2(saved_stdout, STDOUT_FILENO);  // the reader sees end of file
+  ::close(saved_stdout);
+  reader.join();
+  ::close(pipe_fds[0]);
+  size_t lines = 0, mixed = 0;
+  for (size_t pos = 0; pos < out.size();) {
+    size_t end = out.find('\n', pos);
+    if (end == std::string::npos) end = out.size();
+    std::string_view line(out.data() + pos, end - pos);
+    ++lines;
+    if (line.size() != 299 || line.find_first_not_of(line[0]) != std::string_view::npos) ++mixed;
+    pos = end + 1;
+  }
+  INFO(lines << " lines");
+  CHECK(lines > 1000);
+  CHECK(mixed == 0);
 }
 
 TEST_CASE("access_log: a sink destroyed right after it was made stops its writer", "[access_log]") {
