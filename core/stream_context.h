@@ -155,6 +155,10 @@ class StreamContext {
   // Send responseTrailers() (with grpc-status). Without headers first, the
   // reply is trailers-only.
   virtual void encodeResponseTrailers() = 0;
+  // Where the terminal counts the request bytes it holds for its backend
+  // (queued, not yet written): the connection's total of request bytes held,
+  // which max_incomplete_request_bytes caps. Stop counting by onStreamDone.
+  virtual size_t* heldRequestBytes() = 0;
   // Stop (true) or resume (false) returning request bytes to the client's
   // flow-control window: the terminal's outgoing buffer is full or drained.
   virtual void setRequestBackpressure(bool blocked) = 0;

@@ -56,11 +56,14 @@ class DownstreamConnection final : public Http2SessionOwner,
   // Output for the session is pending: write it after this event.
   void wake() { scheduleFlush(); }
   void onStreamClosed(DownstreamStream& stream);
-  // Memory held by this connection's request messages still arriving
-  // (max_incomplete_request_bytes); each stream reports its changes and
-  // takes its share back when it closes.
+  // Memory held by this connection's request messages, still arriving or
+  // waiting to be written to their backend (max_incomplete_request_bytes):
+  // each stream reports its partial message's changes and takes its share
+  // back when it closes; the terminal filters' queues count themselves in
+  // through heldRequestBytesTotal().
   uint64_t incompleteRequestBytes() const { return incomplete_request_bytes_; }
   void adjustIncompleteRequestBytes(int64_t delta) { incomplete_request_bytes_ += delta; }
+  size_t* heldRequestBytesTotal() { return &incomplete_request_bytes_; }
   // Response bytes its streams hold queued for the client (their
   // OutboundData count into it; max_buffered_response_bytes).
   size_t* bufferedResponseTotal() { return &buffered_response_bytes_; }
@@ -117,7 +120,7 @@ class DownstreamConnection final : public Http2SessionOwner,
   std::string start_;
   bool start_checked_ = false;
   bool http1_refused_ = false;
-  uint64_t incomplete_request_bytes_ = 0;
+  size_t incomplete_request_bytes_ = 0;
   size_t buffered_response_bytes_ = 0;
   size_t linger_pending_ = 0;  // bytes unwritten at the last check
   std::unique_ptr<Timer> linger_timer_;

@@ -229,13 +229,14 @@ void DownstreamStream::onData(const uint8_t* data, size_t len) {
 bool DownstreamStream::countIncompleteRequest() {
   // Window credit for a message still arriving goes back at once (a message
   // may be larger than the window), so without this a client could make one
-  // connection hold max_message_bytes per stream.
+  // connection hold max_message_bytes per stream. Once complete, a message
+  // may wait whole for a backend that is not reading: it still counts.
   recountIncompleteRequest();
   const uint64_t limit = listener_config_.incompleteRequestLimit();
   if (ended_ || connection_.incompleteRequestBytes() <= limit) return true;
   sendLocalReply(LocalReplyReason::MessageTooLarge, StatusCode::ResourceExhausted,
-                 fmt::format("request messages still arriving on this connection would hold more than {} bytes "
-                             "(max_incomplete_request_bytes)",
+                 fmt::format("request messages on this connection, arriving or waiting for their backend, would "
+                             "hold more than {} bytes (max_incomplete_request_bytes)",
                              limit));
   releaseIncompleteRequest();  // it will never be completed
   return false;
@@ -300,6 +301,8 @@ void DownstreamStream::releaseRequestCredit() {
   withheld_credit_ = 0;
   connection_.wake();
 }
+
+size_t* DownstreamStream::heldRequestBytes() { return connection_.heldRequestBytesTotal(); }
 
 void DownstreamStream::setRequestBackpressure(bool blocked) {
   backpressure_ = blocked;

@@ -84,6 +84,7 @@ class DownstreamStream final : public StreamContext,
   void encodeResponseMessage(Message&& message) override;
   void encodeResponseTrailers() override { chain_.responseTrailers(); }
   void setRequestBackpressure(bool blocked) override;
+  size_t* heldRequestBytes() override;
   void setWatermarkCallbacks(WatermarkCallbacks* callbacks) override { watermark_callbacks_ = callbacks; }
 
  private:

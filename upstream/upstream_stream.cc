@@ -51,6 +51,8 @@ void UpstreamStream::sendMessage(Message&& message) {
   wakeConnection();
 }
 
+void UpstreamStream::countQueuedInto(size_t* total) { outbound_.shareTotal(total); }
+
 void UpstreamStream::endRequest() {
   request_ended_ = true;
   wakeConnection();

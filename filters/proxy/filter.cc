@@ -113,6 +113,7 @@ void ProxyFilter::startAttempt() {
   ctx_.setUpstreamAddress(endpoint_->describe());
   response_decoder_ = GrpcFrameDecoder(ctx_.maxMessageBytes());
   upstream_ = std::make_unique<UpstreamStream>(*this, upstreamRequestHeaders());
+  upstream_->countQueuedInto(ctx_.heldRequestBytes());
   Status placed = endpoint_->pool().newStream(*upstream_);
   if (!placed.isOk()) {
     attemptFailed(placed.code(), placed.message(), false);
@@ -150,6 +151,7 @@ void ProxyFilter::retireAttempt() {
   if (per_try_timer_) per_try_timer_->disable();
   if (upstream_) {
     upstream_->reset();
+    upstream_->countQueuedInto(nullptr);
     retired_.push_back(std::move(upstream_));
   }
 }
@@ -217,7 +219,10 @@ void ProxyFilter::onStreamDone(StreamContext&) {
   // Finished, failed or cancelled downstream: nothing more goes upstream.
   if (per_try_timer_) per_try_timer_->disable();
   if (backoff_timer_) backoff_timer_->disable();
-  if (upstream_) upstream_->reset();
+  if (upstream_) {
+    upstream_->reset();
+    upstream_->countQueuedInto(nullptr);  // the connection it counts into may go first
+  }
 }
 
 void ProxyFilter::failFromUpstream(StatusCode code, const std::string& detail) {

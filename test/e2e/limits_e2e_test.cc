@@ -335,6 +335,60 @@ TEST_CASE("request headers over max_header_list_bytes get RESOURCE_EXHAUSTED", "
   CHECK(ok.grpcStatus() == 0);
 }
 
+TEST_CASE("request messages waiting for their backend count against max_incomplete_request_bytes", "[e2e][limits]") {
+  // A backend host whose listening socket never accepts: the gateway's
+  // connection is made (by the kernel) but no SETTINGS come, so every
+  // message of every call waits in the gateway until connect_timeout_ms.
+  int mute = ::socket(AF_INET, SOCK_STREAM, 0);
+  sockaddr_in a{};
+  a.sin_family = AF_INET;
+  a.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+  REQUIRE(::bind(mute, reinterpret_cast<sockaddr*>(&a), sizeof(a)) == 0);
+  REQUIRE(::listen(mute, 16) == 0);
+  socklen_t len = sizeof(a);
+  ::getsockname(mute, reinterpret_cast<sockaddr*>(&a), &len);
+  auto config = limited("127.0.0.1:" + std::to_string(ntohs(a.sin_port)),
+                        {{"max_message_bytes", 4 << 20}, {"max_incomplete_request_bytes", 8 << 20}});
+  config["clusters"][0]["connect_timeout_ms"] = 4000;
+  GatewayProcess gateway(config);
+  auto stub = example::Echo::NewStub(makeChannel(gateway.address()));
+  // Each call sends a small message, then a whole 3.5 MB one, which the
+  // gateway receives (credit for a message still arriving goes back at
+  // once) and can only queue. One connection, five calls, one after the
+  // other so that no two messages are arriving at once: 17.5 MB held.
+  constexpr int kCalls = 5;
+  std::vector<grpc::Status> statuses(kCalls);
+  std::vector<std::thread> calls;
+  for (int i = 0; i < kCalls; ++i) {
+    calls.emplace_back([&, i] {
+      grpc::ClientContext ctx;
+      setTimeout(ctx, kCallTimeout);
+      EchoResponse resp;
+      auto writer = stub->ClientStream(&ctx, &resp);
+      EchoRequest big;
+      big.set_payload(std::string(3500000, 'r'));
+      if (writer->Write(EchoRequest()) && writer->Write(big)) writer->WritesDone();
+      statuses[i] = writer->Finish();
+    });
+    std::this_thread::sleep_for(std::chrono::milliseconds(300));
+  }
+  for (auto& t : calls) t.join();
+  ::close(mute);
+  int exhausted = 0;
+  for (int i = 0; i < kCalls; ++i) {
+    INFO("call " << i << ": " << describe(statuses[i]));
+    if (statuses[i].error_code() == grpc::StatusCode::RESOURCE_EXHAUSTED) {
+      CHECK_THAT(statuses[i].error_message(), Catch::Contains("max_incomplete_request_bytes"));
+      ++exhausted;
+    } else {
+      CHECK(statuses[i].error_code() == grpc::StatusCode::UNAVAILABLE);  // the backend never spoke
+    }
+  }
+  // 8 MiB hold two such calls, not five.
+  CHECK(exhausted >= 2);
+  CHECK(exhausted <= 3);
+}
+
 TEST_CASE("max_connections refuses the connection over the limit", "[e2e][limits]") {
   TestBackend backend("b");
   // Two workers: the limit holds across them (each holds one of the two).

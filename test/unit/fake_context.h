@@ -63,10 +63,12 @@ class FakeContext : public StreamContext {
     if (chain != nullptr) chain->responseTrailers();
   }
   void setRequestBackpressure(bool) override {}
+  size_t* heldRequestBytes() override { return &held_request_bytes; }
   void setWatermarkCallbacks(WatermarkCallbacks*) override {}
 
   bool refused = false;  // refuseCall() was used
   bool headers_passed = true;  // requestHeadersPassed() without a chain
+  size_t held_request_bytes = 0;
   std::optional<LocalReplyReason> local_reply_reason;  // the reason the last local reply gave, if any
   // What the downstream stream would have set.
   void setPeerAddress(std::string peer) { peer_address_ = std::move(peer); }
