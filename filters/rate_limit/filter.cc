@@ -29,9 +29,14 @@ FilterStatus RateLimitFilter::onRequestHeaders(StreamContext& ctx) {
   if (rule_ == nullptr) return FilterStatus::Continue;
   rule_index_ = static_cast<size_t>(rule_ - config_.rules.data());
   if (!rule_->key.empty()) {
-    // Callers without the key share one bucket (the empty value).
+    // Callers without the key share one bucket (the rule's shared one).
     const std::string* value = ctx.requestHeaders().get(rule_->key);
-    key_value_ = value != nullptr ? boundedKey(*value) : std::string();
+    if (value != nullptr && !value->empty()) {
+      table_key_ = std::to_string(rule_index_);
+      kind_at_ = table_key_.size();
+      table_key_ += '?';
+      table_key_ += boundedKey(*value);
+    }
   }
   if (rule_->calls && !take(ctx, *rule_->calls, 'c')) return FilterStatus::StopIteration;
   return FilterStatus::Continue;
@@ -45,13 +50,14 @@ FilterStatus RateLimitFilter::onRequestMessage(StreamContext& ctx, Message&) {
 bool RateLimitFilter::take(StreamContext& ctx, const Limit& limit, char kind) {
   const auto now = BucketTable::Clock::now();
   BucketTable::Result result;
-  if (key_value_.empty()) {
+  if (table_key_.empty()) {
     // A rule without a key, or a caller without the key's metadata: the
     // rule's shared bucket of this kind.
     result = table_.takeShared(rule_index_ * 2 + (kind == 'm' ? 1 : 0), limit.bucket, now);
   } else {
-    // Rule index, bucket kind, then the caller's value: one table for all rules.
-    result = table_.take(fmt::format("{}{}{}", rule_index_, kind, key_value_), limit.bucket, now);
+    // One table for all rules and both kinds; no allocation per message.
+    table_key_[kind_at_] = kind;
+    result = table_.take(table_key_, limit.bucket, now);
   }
   if (result.allowed) return true;
   spdlog::debug("[C{}][S{}] rate limited: {}", ctx.connectionId(), ctx.streamId(), limit.description);

@@ -13,6 +13,7 @@
 
 #include <grpcpp/health_check_service_interface.h>
 
+#include "test/support/admin_stats.h"
 #include "test/support/e2e_fixture.h"
 
 namespace sluice::test {
@@ -64,7 +65,9 @@ grpc::Status unaryCall(example::Echo::Stub& stub, std::chrono::milliseconds time
 
 TEST_CASE("an attempt that fails before the pool returns it is retried, then answered", "[e2e][retry]") {
   nlohmann::json c = cluster("void", {kUnreachableA, kUnreachableB});
-  GatewayProcess gateway(retryConfig(c, {{"retry_on", {"UNAVAILABLE"}}, {"num_retries", 1}}));
+  auto config = retryConfig(c, {{"retry_on", {"UNAVAILABLE"}}, {"num_retries", 1}});
+  config["admin"] = {{"address", "127.0.0.1:0"}};
+  GatewayProcess gateway(config);
   auto stub = example::Echo::NewStub(makeChannel(gateway.address()));
   // The retry finds the request's message and end already buffered; its
   // attempt fails inside newStream like the first one did.
@@ -75,6 +78,10 @@ TEST_CASE("an attempt that fails before the pool returns it is retried, then ans
     CHECK_THAT(s.error_message(), Catch::Contains("224.0.0."));
   }
   CHECK(gateway.running());
+  // Each call was retried once: two attempts per call.
+  auto stats = readStats(gateway.adminAddress());
+  CHECK(statValue(stats, "cluster.void.upstream_rq_retry") == 3);
+  CHECK(statValue(stats, "cluster.void.upstream_rq_total") == 6);
 }
 
 TEST_CASE("a cluster with no endpoint to try answers UNAVAILABLE once the retries are used up", "[e2e][retry]") {

@@ -1,5 +1,7 @@
 #include "test/support/gateway_process.h"
 
+#include <catch2/catch.hpp>
+
 #include <fcntl.h>
 #include <signal.h>
 #include <sys/prctl.h>
@@ -254,7 +256,17 @@ GatewayProcess::GatewayProcess(const std::string& configJson, Options options)
 }
 
 GatewayProcess::~GatewayProcess() {
-  stop();
+  // A test that does not stop the gateway itself still expects a clean exit
+  // at SIGTERM: a crash or a hang at the end (or earlier) fails it.
+  if (!stop_called_) {
+    const int code = stop();
+    if (code != 0) {
+      FAIL_CHECK("the gateway (pid " << pid_ << ") did not exit cleanly at the end of the test: "
+                                     << (code < 0 ? std::string("killed after 10 s") : "status " + std::to_string(code))
+                                     << "; its log:\n"
+                                     << logs(8000));
+    }
+  }
   {
     std::lock_guard lock(liveMutex());
     std::erase(liveGateways(), this);
@@ -301,6 +313,7 @@ long GatewayProcess::rssKiB() const {
 }
 
 int GatewayProcess::stop() {
+  stop_called_ = true;
   if (pid_ <= 0) return -1;
   if (auto code = reap(false)) return *code;
   ::kill(pid_, SIGTERM);

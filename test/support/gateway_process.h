@@ -104,6 +104,7 @@ class GatewayProcess {
   std::string logPath_;
   pid_t pid_ = -1;
   std::optional<int> exitCode_;
+  bool stop_called_ = false;  // the test stopped it (and judges the exit code itself)
   std::map<std::string, std::string> listeners_;
   std::string adminAddress_;
 };

@@ -211,9 +211,9 @@ TEST_CASE("access_log: a target that takes no lines never blocks the caller; lin
   // lines than the sink buffers, written as fast as a worker would.
   const std::string line(1000, 'x');
   const size_t count = 2 * filters::access_log::LogSink::kMaxBufferedBytes / (line.size() + 1);
-  auto start = std::chrono::steady_clock::now();
+  // A write that waited for the FIFO would hang here (the unit tests' ctest
+  // timeout ends it).
   for (size_t i = 0; i < count; ++i) sink.write(line + "\n");
-  CHECK(std::chrono::steady_clock::now() - start < std::chrono::seconds(2));
   auto until = std::chrono::steady_clock::now() + std::chrono::seconds(5);
   while (sink.dropped() < count / 2 && std::chrono::steady_clock::now() < until) {
     std::this_thread::sleep_for(std::chrono::milliseconds(5));
