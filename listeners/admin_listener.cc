@@ -62,11 +62,19 @@ class AdminConnection final : public TcpSocketCallbacks, public DeferredDeletabl
   // Over max_connections: accepted only to be closed at once.
   int acceptAndClose(uv_stream_t* server) {
     int rv = socket_.accept(server);
-    if (rv == 0) spdlog::warn("admin: max_connections ({}) reached, refusing {}", listener_.limits().max_connections,
-                              socket_.peerAddress());
+    if (rv == 0) listener_.logRefusal(socket_.peerAddress());
     finished_ = true;
     socket_.close();
     return rv;
+  }
+
+  // Nothing received yet: the slot may go to a newer connection.
+  bool silent() const { return !received_any_ && !answered_ && !finished_; }
+  // Closes a silent connection to make room for a new one: idle or stuck
+  // clients holding every slot must not keep health probes out.
+  void evict() {
+    respond({408, "text/plain; charset=utf-8",
+             "no request received; closed to make room for a newer connection (admin max_connections)\n", ""});
   }
 
   // ---- http-parser bridges ----
@@ -101,6 +109,7 @@ class AdminConnection final : public TcpSocketCallbacks, public DeferredDeletabl
     // One request per connection: bytes after it (a stray CRLF, a pipelined
     // request) must not hand it to the handler twice.
     if (answered_ || dispatched_) return;
+    received_any_ = true;
     static const http_parser_settings settings = [] {
       http_parser_settings s{};
       s.on_url = [](http_parser* p, const char* at, size_t len) { return self(p).onUrl(at, len); };
@@ -204,6 +213,7 @@ class AdminConnection final : public TcpSocketCallbacks, public DeferredDeletabl
   bool dispatched_ = false;  // handed to the AdminHandler
   bool answered_ = false;
   bool finished_ = false;
+  bool received_any_ = false;
 };
 
 AdminListener::AdminListener(Dispatcher& dispatcher, AdminHandler& handler, SocketAddress address,
@@ -216,7 +226,17 @@ AdminListener::AdminListener(Dispatcher& dispatcher, AdminHandler& handler, Sock
 
 void AdminListener::onAccept(uv_stream_t* server) {
   auto conn = std::make_unique<AdminConnection>(*this, next_connection_id_++);
-  if (connections_.size() >= limits_.max_connections) {
+  bool room = connections_.size() < limits_.max_connections;
+  if (!room) {
+    // The oldest connection that sent nothing yet gives up its slot (it is
+    // answered 408 and closes once that is written).
+    auto silent = std::find_if(connections_.begin(), connections_.end(), [](const auto& c) { return c->silent(); });
+    if (silent != connections_.end()) {
+      (*silent)->evict();
+      room = true;
+    }
+  }
+  if (!room) {
     conn->acceptAndClose(server);
     dispatcher_.deferredDelete(std::move(conn));
     return;
@@ -250,6 +270,19 @@ AdminReply AdminListener::replyTo(uint64_t connection_id) {
       }
     }
   };
+}
+
+void AdminListener::logRefusal(const std::string& peer) {
+  // At most one line a second: a client reconnecting in a loop must not
+  // flood the log.
+  ++refusals_unlogged_;
+  const auto now = std::chrono::steady_clock::now();
+  if (now - last_refusal_log_ < std::chrono::seconds(1)) return;
+  spdlog::warn("admin: max_connections ({}) reached, every connection busy with a request: refused {} ({} "
+               "refused since the last such line)",
+               limits_.max_connections, peer, refusals_unlogged_);
+  refusals_unlogged_ = 0;
+  last_refusal_log_ = now;
 }
 
 void AdminListener::onConnectionDone(AdminConnection& connection) {

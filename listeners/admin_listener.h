@@ -8,6 +8,7 @@
 // gets request_timeout_ms to send its request and take the answer.
 #pragma once
 
+#include <chrono>
 #include <cstdint>
 #include <functional>
 #include <memory>
@@ -63,6 +64,8 @@ class AdminListener {
   // A reload's new limits: for connections accepted from now on.
   void setLimits(AdminLimits limits) { limits_ = limits; }
   void onConnectionDone(AdminConnection& connection);
+  // A connection refused at max_connections (all busy with requests).
+  void logRefusal(const std::string& peer);
   // The AdminReply for a request on `connection`; it finds the connection by
   // id, so it stays safe to call after the connection is gone.
   AdminReply replyTo(uint64_t connection_id);
@@ -77,6 +80,8 @@ class AdminListener {
   TcpListener socket_;
   std::vector<std::unique_ptr<AdminConnection>> connections_;
   uint64_t next_connection_id_ = 1;
+  std::chrono::steady_clock::time_point last_refusal_log_{};
+  uint64_t refusals_unlogged_ = 0;
 };
 
 }  // namespace sluice

@@ -339,13 +339,35 @@ TEST_CASE("admin connections are bounded in number and time; gRPC traffic goes o
   const std::string admin = gateway.adminAddress();
   auto stub = example::Echo::NewStub(makeChannel(gateway.address()));
 
-  // Three clients that connect and never send a request (a slowloris, a stuck
-  // probe) take every admin slot.
+  // Three clients that connect and never send a request (idle, or a stuck
+  // probe) take every admin slot...
   std::vector<int> silent;
   for (int i = 0; i < 3; ++i) silent.push_back(connectTcp(admin));
   std::this_thread::sleep_for(std::chrono::milliseconds(100));  // accepted
-  // A fourth is closed at once (well before request_timeout_ms), before its
-  // request is read.
+  // ... but a probe still gets in: the oldest silent one gives up its slot.
+  CHECK(http(admin, "GET", "/healthz").status == 200);
+  auto evicted = readUntilClosed(silent[0], std::chrono::seconds(1));
+  ::close(silent[0]);
+  REQUIRE(evicted.has_value());
+  CHECK_THAT(*evicted, Catch::StartsWith("HTTP/1.1 408"));
+  CHECK_THAT(*evicted, Catch::Contains("make room"));
+  // Clients in the middle of a request keep their slots: with every slot
+  // taken by one, a new connection is closed at once (well before
+  // request_timeout_ms), before its request is read.
+  std::vector<int> busy;
+  for (int i = 0; i < 3; ++i) {
+    busy.push_back(connectTcp(admin));
+    const std::string partial = "GET /stats HTTP/1.1\r\n";
+    REQUIRE(::send(busy.back(), partial.data(), partial.size(), MSG_NOSIGNAL) == static_cast<ssize_t>(partial.size()));
+    std::this_thread::sleep_for(std::chrono::milliseconds(50));  // read before the next one comes
+  }
+  // (The two silent ones left made room for the last two busy ones.)
+  for (int i = 1; i < 3; ++i) {
+    auto answer = readUntilClosed(silent[i], std::chrono::seconds(1));
+    ::close(silent[i]);
+    REQUIRE(answer.has_value());
+    CHECK_THAT(*answer, Catch::StartsWith("HTTP/1.1 408"));
+  }
   int fourth = connectTcp(admin);
   auto refused = readUntilClosed(fourth, std::chrono::milliseconds(1000));
   ::close(fourth);
@@ -359,8 +381,8 @@ TEST_CASE("admin connections are bounded in number and time; gRPC traffic goes o
     REQUIRE_OK(stub->Unary(&ctx, EchoRequest(), &resp));
   }
 
-  // The silent ones get 408 once request_timeout_ms has passed, and are closed.
-  for (int fd : silent) {
+  // The busy ones get 408 once request_timeout_ms has passed, and are closed.
+  for (int fd : busy) {
     auto answer = readUntilClosed(fd, std::chrono::seconds(5));
     ::close(fd);
     REQUIRE(answer.has_value());
