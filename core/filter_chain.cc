@@ -72,6 +72,7 @@ void FilterChain::runRequest() {
   while (!d.paused && takeNext(d)) {
     Event& e = d.active;
     while (e.next < filters_.size()) {
+      if (e.kind == EventKind::Headers && e.next + 1 == filters_.size()) request_headers_at_terminal_ = true;
       Filter& f = *filters_[e.next++];
       d.iterating = true;
       FilterStatus status = invokeRequest(f, e);

@@ -47,8 +47,10 @@ class FilterChain {
   // onStreamDone on every filter, once.
   void streamDone();
 
-  // True once the request headers went through every filter, the terminal
-  // one included: no filter refused the call (it was routed, authorised...).
+  // True once the request headers reached the last (terminal) filter: every
+  // filter before it let them through (routing, auth, rate limits)...
+  bool requestHeadersAtTerminal() const { return request_headers_at_terminal_; }
+  // ... and once they went through it too (it forwarded the call).
   bool requestHeadersPassed() const { return request_headers_passed_; }
   // Bytes of request messages waiting behind a paused filter.
   size_t queuedRequestBytes() const { return queued_request_bytes_; }
@@ -94,6 +96,7 @@ class FilterChain {
   size_t queued_request_bytes_ = 0;
   size_t queued_response_bytes_ = 0;
   bool done_ = false;
+  bool request_headers_at_terminal_ = false;
   bool request_headers_passed_ = false;
 };
 

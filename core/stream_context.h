@@ -137,11 +137,12 @@ class StreamContext {
   virtual void sendLocalReply(LocalReplyReason reason, StatusCode code, std::string_view message) = 0;
   // True once the call has ended (local reply, reset or complete).
   virtual bool ended() const = 0;
-  // True once the request headers went through every filter, none refusing
-  // the call: their metadata is what the filters (auth stripping identity
-  // keys, metadata replacing x-forwarded-for...) made of it. Until then, or
-  // for a call refused on the way, it may be as the client sent it.
-  virtual bool requestHeadersPassed() const = 0;
+  // True once the request headers went through every filter before the
+  // terminal one, none refusing the call: their metadata is what the filters
+  // (auth stripping identity keys, metadata replacing x-forwarded-for...)
+  // made of it. Until then, or for a call refused on the way, it may be as
+  // the client sent it.
+  virtual bool requestHeadersFiltered() const = 0;
 
   // ---- for the terminal filter (the one that produces the response) ----
   // The backend refused the call unprocessed (RST_STREAM REFUSED_STREAM):

@@ -7,10 +7,10 @@
 #include <unistd.h>
 #include <uv.h>
 
-#include <algorithm>
 #include <cerrno>
 
 #include "core/dispatcher.h"
+#include "core/tcp_info.h"
 
 namespace sluice {
 namespace {
@@ -201,6 +201,14 @@ void TcpSocket::write(const ByteSpan* spans, size_t count) {
     skip = 0;
   }
   queueOwned(std::move(rest));
+}
+
+uint64_t TcpSocket::bytesAcked() const {
+  // Not the bytes written: a socket stays unwritable until half its (large)
+  // kernel buffer drained, so a slow reader would seem to take nothing.
+  uv_os_fd_t fd;
+  if (handle_ == nullptr || uv_fileno(reinterpret_cast<const uv_handle_t*>(handle_), &fd) != 0) return 0;
+  return tcpBytesAcked(fd);
 }
 
 void TcpSocket::onWriteDone(size_t bytes, int status) {

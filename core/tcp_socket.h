@@ -65,6 +65,9 @@ class TcpSocket {
   // copied (into one owned buffer) and queued.
   void write(const ByteSpan* spans, size_t count);
   size_t bytesPending() const { return pending_bytes_; }
+  // Bytes the peer has acknowledged so far (TCP_INFO): whether it is reading
+  // at all, however slowly; 0 when the kernel does not say.
+  uint64_t bytesAcked() const;
 
   // Sends FIN once nothing is left to write (call it when bytesPending() is
   // 0): the peer reads to the end, then sees the connection closed. Reading

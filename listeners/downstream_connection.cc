@@ -258,6 +258,7 @@ void DownstreamConnection::onResponseBufferFull() {
   if (slow_reader_timer_ && slow_reader_timer_->enabled()) return;
   if (!slow_reader_timer_) slow_reader_timer_ = std::make_unique<Timer>(dispatcher_, [this] { checkSlowReaders(); });
   for (auto& [id, stream] : streams_) stream->markResponseProgress();
+  acked_mark_ = socket_.bytesAcked();
   slow_reader_timer_->enable(kSlowReaderGrace);
 }
 
@@ -265,9 +266,10 @@ void DownstreamConnection::checkSlowReaders() {
   // A client reading slowly still takes bytes: only calls that did not move
   // at all in the grace go (a stuck or malicious reader's), not the others.
   if (closed_ || buffered_response_bytes_ <= listener_.config().max_buffered_response_bytes) return;
+  const bool moved = socket_.bytesAcked() != acked_mark_;
   std::vector<DownstreamStream*> stalled;
   for (auto& [id, stream] : streams_) {
-    if (stream->responseStalled()) stalled.push_back(stream.get());
+    if (stream->responseStalled(moved)) stalled.push_back(stream.get());
   }
   for (DownstreamStream* stream : stalled) stream->abortSlowReader();
   if (stalled.empty()) onResponseBufferFull();  // still over: watch the next grace

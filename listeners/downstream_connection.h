@@ -125,6 +125,7 @@ class DownstreamConnection final : public Http2SessionOwner,
   size_t linger_pending_ = 0;  // bytes unwritten at the last check
   std::unique_ptr<Timer> linger_timer_;
   std::unique_ptr<Timer> slow_reader_timer_;  // onResponseBufferFull()
+  uint64_t acked_mark_ = 0;                   // socket_.bytesAcked() when it was armed
   void checkSlowReaders();
 };
 

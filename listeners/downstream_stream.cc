@@ -149,7 +149,8 @@ void DownstreamStream::startCall() {
                      fmt::format("malformed grpc-timeout \"{}\"", *timeout));
       return;
     }
-    setDeadline(deadlineAfter(*parsed));
+    client_deadline_ = deadlineAfter(*parsed);
+    setDeadline(*client_deadline_);
   }
   if (listener_config_.stream_idle_timeout_ms > 0) {
     idle_timer_ = std::make_unique<Timer>(dispatcher(), [this] {
@@ -168,8 +169,15 @@ void DownstreamStream::startCall() {
   countAcceptedCall();
 }
 
+bool DownstreamStream::admitsMethodSeries() const {
+  // Every filter let the call through; or every one before the terminal
+  // did and it was routed, whatever became of it then (no healthy endpoint,
+  // a circuit breaker): the method is real, the backend just failed it.
+  return chain_.requestHeadersPassed() || (chain_.requestHeadersAtTerminal() && route() != nullptr);
+}
+
 void DownstreamStream::countAcceptedCall() {
-  if (method_stats_ != nullptr || !counts_method_ || !chain_.requestHeadersPassed()) return;
+  if (method_stats_ != nullptr || !counts_method_ || !admitsMethodSeries()) return;
   method_stats_ = worker().stats().methodForCall(path_, service_, method_, true);
   method_stats_->started.inc();
 }
@@ -178,32 +186,49 @@ void DownstreamStream::setDeadline(Clock::time_point deadline) {
   deadline_ = deadline;
   if (ended_) return;
   if (!deadline_timer_) {
-    deadline_timer_ = std::make_unique<Timer>(dispatcher(), [this] {
-      if (closed_) return;
-      if (headers_sent_ && !response_out_.empty()) {
-        // The client's deadline passed too: what is queued for it is of no
-        // use, and a status queued behind bytes it does not take would keep
-        // the call's memory until the connection ends. Reset, as gRPC
-        // servers do at a deadline.
-        if (ended_) {
-          // The call ended (its status is counted and logged), but the
-          // client has not taken its last messages and status.
-          spdlog::debug("[C{}][S{}] deadline passed with the response not taken: stream reset", connection_id_,
-                        stream_id_);
-          connection_.session().resetStream(stream_id_, NGHTTP2_CANCEL);
-          connection_.wake();
-          return;
-        }
-        resetCall(LocalReplyReason::Deadline, StatusCode::DeadlineExceeded,
-                  "deadline exceeded at the gateway, response still queued: stream reset", NGHTTP2_CANCEL);
-        return;
-      }
-      sendLocalReply(LocalReplyReason::Deadline, StatusCode::DeadlineExceeded, "deadline exceeded at the gateway");
-    });
+    deadline_timer_ = std::make_unique<Timer>(dispatcher(), [this] { onDeadline(); });
   }
+  armDeadlineTimer();
+}
+
+void DownstreamStream::armDeadlineTimer() {
   // Rounded up: the gateway never gives up before the client's deadline.
-  auto left = std::chrono::ceil<std::chrono::milliseconds>(deadline - Clock::now());
+  auto left = std::chrono::ceil<std::chrono::milliseconds>(*deadline_ - Clock::now());
   deadline_timer_->enable(std::max(left, std::chrono::milliseconds(0)));
+}
+
+void DownstreamStream::onDeadline() {
+  if (closed_) return;
+  const bool response_queued = headers_sent_ && !response_out_.empty();
+  // The client's own deadline (not only a route's timeout_ms) has passed.
+  const bool clients = client_deadline_ && deadline_ && *deadline_ >= *client_deadline_;
+  if (response_queued && clients) {
+    // What is queued for the client is of no use to it now, and a status
+    // queued behind bytes it does not take would keep the call's memory
+    // until the connection ends. Reset, as gRPC servers do at a deadline.
+    if (ended_) {
+      // The call ended (its status is counted and logged), but the client
+      // has not taken its last messages and status.
+      spdlog::debug("[C{}][S{}] deadline passed with the response not taken: stream reset", connection_id_,
+                    stream_id_);
+      connection_.session().resetStream(stream_id_, NGHTTP2_CANCEL);
+      response_out_.abandon();
+      connection_.wake();
+      return;
+    }
+    resetCall(LocalReplyReason::Deadline, StatusCode::DeadlineExceeded,
+              "deadline exceeded at the gateway, response still queued: stream reset", NGHTTP2_CANCEL);
+    return;
+  }
+  if (!ended_) {
+    sendLocalReply(LocalReplyReason::Deadline, StatusCode::DeadlineExceeded, "deadline exceeded at the gateway");
+  }
+  // A gateway-imposed deadline ended the call; the status waits behind
+  // what the client has not taken yet, until the client's own deadline.
+  if (client_deadline_ && headers_sent_ && !response_out_.empty() && !closed_) {
+    deadline_ = client_deadline_;
+    armDeadlineTimer();
+  }
 }
 
 void DownstreamStream::onData(const uint8_t* data, size_t len) {
@@ -349,10 +374,21 @@ void DownstreamStream::sendMessage(Message&& message) {
   connection_.wake();
 }
 
-void DownstreamStream::markResponseProgress() { progress_mark_ = response_out_.consumedTotal(); }
+void DownstreamStream::markResponseProgress() {
+  progress_mark_ = response_out_.consumedTotal();
+  progress_marked_ = true;
+}
 
-bool DownstreamStream::responseStalled() const {
-  return !closed_ && response_out_.aboveHighWatermark() && response_out_.consumedTotal() == progress_mark_;
+bool DownstreamStream::responseStalled(bool connection_moved) const {
+  if (!progress_marked_ || closed_ || !response_out_.aboveHighWatermark() ||
+      response_out_.consumedTotal() != progress_mark_) {
+    return false;
+  }
+  // Nothing of it went out. If the client took nothing at all, it is not
+  // reading; if it took other bytes, this call waits only for its own
+  // window, which the client keeps shut (a slow reader's calls may just be
+  // waiting their turn behind a backed-up socket).
+  return !connection_moved || connection_.session().sendWindow(stream_id_) == 0;
 }
 
 void DownstreamStream::abortSlowReader() {
@@ -363,17 +399,18 @@ void DownstreamStream::abortSlowReader() {
   // sees RESOURCE_EXHAUSTED.
   if (ended_) {
     // The reply is queued behind the bytes the client does not take.
-    spdlog::info("[C{}][S{}] reset (ENHANCE_YOUR_CALM): the client took no response byte for {} ms while its "
-                 "connection's calls held {} response bytes (max_buffered_response_bytes {})",
-                 connection_id_, stream_id_, DownstreamConnection::kSlowReaderGrace.count(), connection_.bufferedResponseBytes(),
-                 listener_config_.max_buffered_response_bytes);
+    spdlog::info("[C{}][S{}] reset (ENHANCE_YOUR_CALM): the client took none of the call's response for {} ms "
+                 "while its connection's calls held {} response bytes (max_buffered_response_bytes {})",
+                 connection_id_, stream_id_, DownstreamConnection::kSlowReaderGrace.count(),
+                 connection_.bufferedResponseBytes(), listener_config_.max_buffered_response_bytes);
     connection_.session().resetStream(stream_id_, NGHTTP2_ENHANCE_YOUR_CALM);
+    response_out_.abandon();
     connection_.wake();
     return;
   }
   std::string why = fmt::format(
-      "the client took no response byte for {} ms while its connection's calls held {} response bytes, over "
-      "max_buffered_response_bytes ({}); this call had {} queued",
+      "the client took none of the call's response for {} ms while its connection's calls held {} response "
+      "bytes, over max_buffered_response_bytes ({}); this call had {} queued",
       DownstreamConnection::kSlowReaderGrace.count(), connection_.bufferedResponseBytes(),
       listener_config_.max_buffered_response_bytes, response_out_.size());
   spdlog::info("[C{}][S{}] reset (ENHANCE_YOUR_CALM): {}", connection_id_, stream_id_, why);
@@ -424,6 +461,11 @@ void DownstreamStream::resetCall(LocalReplyReason reason, StatusCode status, std
   spdlog::debug("[C{}][S{}] reset ({}): {}", connection_id_, stream_id_, nghttp2_http2_strerror(h2_error), why);
   connection_.session().resetStream(stream_id_, h2_error);
   releaseRequestCredit();
+  // Done now, not when the RST_STREAM is written (a client that does not
+  // read may hold it up for long): what was queued for the client is freed,
+  // the filters are told, and the proxy cancels the backend's call.
+  response_out_.abandon();
+  finish();
   connection_.wake();
 }
 
@@ -496,7 +538,8 @@ void DownstreamStream::finish() {
   if (idle_timer_) idle_timer_->disable();
   if (call_started_) connection_.stats().downstream_rq_active.dec();
   if (counts_method_ && method_stats_ == nullptr) {
-    method_stats_ = &worker().stats().otherMethod();
+    method_stats_ = admitsMethodSeries() ? worker().stats().methodForCall(path_, service_, method_, true)
+                                         : &worker().stats().otherMethod();
     method_stats_->started.inc();
   }
   if (method_stats_ != nullptr) {

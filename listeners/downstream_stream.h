@@ -71,13 +71,15 @@ class DownstreamStream final : public StreamContext,
   void sendLocalReply(StatusCode code, std::string_view message, HeaderMap extra_trailers) override;
   void sendLocalReply(LocalReplyReason reason, StatusCode code, std::string_view message) override;
   bool ended() const override { return ended_; }
-  bool requestHeadersPassed() const override { return chain_.requestHeadersPassed(); }
+  bool requestHeadersFiltered() const override { return chain_.requestHeadersAtTerminal(); }
 
   // ---- for the connection's max_buffered_response_bytes check ----
   // Remembers how far the response has been written...
   void markResponseProgress();
-  // ... true if, since then, none of it was while it is backed up.
-  bool responseStalled() const;
+  // ... true if, since then, none of it was while it is backed up, and the
+  // client either took no byte of the connection (`connection_moved`
+  // false) or keeps this call's window shut.
+  bool responseStalled(bool connection_moved) const;
   // Resets the call (RST_STREAM ENHANCE_YOUR_CALM), freeing what it queued.
   void abortSlowReader();
   void encodeResponseHeaders() override { chain_.responseHeaders(); }
@@ -101,6 +103,8 @@ class DownstreamStream final : public StreamContext,
   void releaseIncompleteRequest();
   // Activity on the stream: restarts the stream idle clock.
   void touch();
+  void armDeadlineTimer();  // for deadline_
+  void onDeadline();
   void finish();  // onStreamDone once, timers off, stats recorded
   // Tells the terminal filter whether the response side is full: the bytes
   // queued for the client, or those held behind a paused response filter.
@@ -108,6 +112,7 @@ class DownstreamStream final : public StreamContext,
   // Gives a call of a path new to the metrics its own series once every
   // filter let it through, so made-up method names cannot use them up.
   void countAcceptedCall();
+  bool admitsMethodSeries() const;
   // The chain for a call refused before it ran: only the observers.
   void addRefusalObservers();
   // Resets the stream with REFUSED_STREAM (the client may retry it
@@ -125,6 +130,7 @@ class DownstreamStream final : public StreamContext,
   GrpcFrameDecoder decoder_;
   OutboundData response_out_;
   TimerPtr deadline_timer_;
+  std::optional<Clock::time_point> client_deadline_;  // from grpc-timeout; deadline_ may be a route's, earlier
   TimerPtr idle_timer_;  // stream_idle_timeout_ms, when configured
   size_t header_bytes_ = 0;
   bool headers_too_large_ = false;
@@ -136,6 +142,7 @@ class DownstreamStream final : public StreamContext,
   bool counts_method_ = false;  // the path is a method name: the call is counted in the method metrics
   std::optional<LocalReplyReason> reply_reason_;  // set by the gateway's own replies
   uint64_t progress_mark_ = 0;  // response_out_.consumedTotal() at markResponseProgress()
+  bool progress_marked_ = false;
   size_t withheld_credit_ = 0;  // request bytes not yet returned to the client's window
   size_t incomplete_counted_ = 0;  // decoder_.heldBytes() as last added to the connection's total
   bool backpressure_ = false;

@@ -71,6 +71,19 @@ void OutboundData::appendRaw(std::string bytes) {
   grew();
 }
 
+void OutboundData::abandon() {
+  // Taken bytes belong to a write batch until it returns; between writes,
+  // when this is called, there are none.
+  if (taken_ != 0) return;
+  if (shared_total_ != nullptr) *shared_total_ -= bytes_;
+  while (!chunks_.empty()) {
+    buffer_pool::release(std::move(chunks_.front().payload));
+    chunks_.pop_front();
+  }
+  bytes_ = 0;
+  above_ = false;
+}
+
 void OutboundData::shareTotal(size_t* total) {
   if (shared_total_ != nullptr) *shared_total_ -= bytes_;
   shared_total_ = total;

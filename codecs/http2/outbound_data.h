@@ -61,6 +61,9 @@ class OutboundData {
   size_t take(size_t len, ByteSpan* spans, size_t max_spans);
   // Drops the oldest `len` taken bytes: they have been written.
   void consume(size_t len);
+  // Frees what is queued and not taken (the stream was reset: it will never
+  // go out), without a watermark callback.
+  void abandon();
 
   // Bytes not yet taken.
   size_t untaken() const { return bytes_ - taken_; }

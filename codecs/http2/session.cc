@@ -394,6 +394,12 @@ bool Http2Session::alive() const {
 
 bool Http2Session::wantWrite() const { return nghttp2_session_want_write(session_) != 0; }
 
+int32_t Http2Session::sendWindow(int32_t stream_id) const {
+  const int32_t stream = nghttp2_session_get_stream_remote_window_size(session_, stream_id);
+  const int32_t connection = nghttp2_session_get_remote_window_size(session_);
+  return std::max(0, std::min(stream, connection));
+}
+
 size_t Http2Session::queuedFrames() const { return nghttp2_session_get_outbound_queue_size(session_); }
 
 int32_t Http2Session::submitRequest(const HeaderMap& headers, Http2StreamHandler* handler) {

@@ -143,6 +143,9 @@ class Http2Session {
   bool localEnded(int32_t stream_id) const;
   // The handler's bytes moved on: return them to the peer's stream window.
   void consume(int32_t stream_id, size_t n);
+  // What the peer lets us send on the stream now (its window and the
+  // connection's); 0 when it has not made room.
+  int32_t sendWindow(int32_t stream_id) const;
   // Stops delivering callbacks for this stream to its handler.
   void detach(int32_t stream_id);
   void goaway(uint32_t error_code);

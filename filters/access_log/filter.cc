@@ -56,7 +56,7 @@ std::string formatLine(const AccessLogConfig& config, StreamContext& ctx, std::c
     // A call some filter refused (or that was refused before its filters
     // ran) carries metadata no filter vouched for: a client's own
     // x-auth-principal or x-forwarded-for must not pass for the gateway's.
-    auto& md = line[ctx.requestHeadersPassed() ? "metadata" : "client_metadata"] = nlohmann::ordered_json::object();
+    auto& md = line[ctx.requestHeadersFiltered() ? "metadata" : "client_metadata"] = nlohmann::ordered_json::object();
     for (const auto& key : config.request_metadata) {
       if (const std::string* v = ctx.requestHeaders().get(key)) md[key] = *v;
     }

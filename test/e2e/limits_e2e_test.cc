@@ -106,9 +106,11 @@ class FrameSocket {
     std::vector<std::pair<uint32_t, uint32_t>> resets;  // stream, code
   };
   // Reads frames until the peer closes or `limit` passes. `on_ping` gets
-  // the payload of each PING (not ACK) that arrives.
+  // the payload of each PING (not ACK) that arrives. A slow reader takes at
+  // most `max_read` bytes, then pauses `pause`.
   Seen readUntilClosed(std::chrono::milliseconds limit,
-                       const std::function<void(const std::string&)>& on_ping = {}) {
+                       const std::function<void(const std::string&)>& on_ping = {}, size_t max_read = 65536,
+                       std::chrono::milliseconds pause = std::chrono::milliseconds(0)) {
     Seen seen;
     auto until = std::chrono::steady_clock::now() + limit;
     std::string buf;
@@ -116,11 +118,12 @@ class FrameSocket {
       pollfd p{fd_, POLLIN, 0};
       if (::poll(&p, 1, 50) <= 0) continue;
       char tmp[65536];
-      ssize_t n = ::recv(fd_, tmp, sizeof(tmp), 0);
+      ssize_t n = ::recv(fd_, tmp, std::min(sizeof(tmp), max_read), 0);
       if (n <= 0) {
         seen.closed = true;
         break;
       }
+      if (pause.count() > 0) std::this_thread::sleep_for(pause);
       buf.append(tmp, static_cast<size_t>(n));
       while (buf.size() >= 9) {
         size_t len = (uint8_t(buf[0]) << 16) | (uint8_t(buf[1]) << 8) | uint8_t(buf[2]);
@@ -538,7 +541,7 @@ TEST_CASE("a client that stops answering PINGs is dropped", "[e2e][limits]") {
 
 TEST_CASE("keepalive counts only acknowledgements of the gateway's own PINGs", "[e2e][limits]") {
   TestBackend backend("b");
-  GatewayProcess gateway(limited(backend.address(), {{"keepalive_interval_ms", 200}, {"keepalive_timeout_ms", 200},
+  GatewayProcess gateway(limited(backend.address(), {{"keepalive_interval_ms", 200}, {"keepalive_timeout_ms", 600},
                                                      {"idle_timeout_ms", 0}}));
   FrameSocket honest(gateway.port());
   int answered = 0;
@@ -552,7 +555,7 @@ TEST_CASE("keepalive counts only acknowledgements of the gateway's own PINGs", "
   // keep a connection alive with them (e.g. one that never reads).
   FrameSocket forger(gateway.port());
   int forged = 0;
-  auto dropped = forger.readUntilClosed(std::chrono::milliseconds(1500), [&](const std::string&) {
+  auto dropped = forger.readUntilClosed(std::chrono::milliseconds(3000), [&](const std::string&) {
     forger.send(FrameSocket::frame(kPing, 0x1, 0, std::string(8, '\x5a')));
     ++forged;
   });
@@ -566,12 +569,12 @@ TEST_CASE("a client that sends without reading stops being read: the gateway's q
   GatewayProcess gateway(limited(backend.address(), {{"keepalive_interval_ms", 0}, {"idle_timeout_ms", 0}}));
   FrameSocket flooder(gateway.port(), 4096);
   // Requests for a malformed path, each answered by the gateway itself (a
-  // trailers-only reply larger than the request), on ever new streams.
-  size_t sent_by_2s = 0, sent = 0;
+  // trailers-only reply), on ever new streams.
+  size_t sent_by_4s = 0, sent = 0;
   uint32_t stream = 1;
   std::string pending;
   const auto start = std::chrono::steady_clock::now();
-  for (auto now = start; now - start < std::chrono::seconds(4); now = std::chrono::steady_clock::now()) {
+  for (auto now = start; now - start < std::chrono::seconds(6); now = std::chrono::steady_clock::now()) {
     if (pending.empty()) {
       pending = FrameSocket::requestHeaders(stream, "/x");
       pending[4] = 0x5;  // END_HEADERS | END_STREAM
@@ -581,12 +584,12 @@ TEST_CASE("a client that sends without reading stops being read: the gateway's q
     pending.erase(0, n);
     sent += n;
     if (n == 0) std::this_thread::sleep_for(std::chrono::milliseconds(5));
-    if (now - start < std::chrono::seconds(2)) sent_by_2s = sent;
+    if (now - start < std::chrono::seconds(4)) sent_by_4s = sent;
   }
-  INFO("sent " << sent << " bytes, " << sent_by_2s << " in the first 2 s");
+  INFO("sent " << sent << " bytes, " << sent_by_4s << " in the first 4 s");
   // Once the gateway's writes back up it reads no more, and the kernel's
   // buffers fill: the client can send (almost) nothing after that.
-  CHECK(sent - sent_by_2s < (1u << 20));
+  CHECK(sent - sent_by_4s < (1u << 20));
   // The gateway and its other clients go on.
   auto stub = example::Echo::NewStub(makeChannel(gateway.address()));
   grpc::ClientContext ctx;
@@ -639,11 +642,98 @@ TEST_CASE("calls of a client that does not read are reset past max_buffered_resp
   CHECK(got == 200);
 }
 
+TEST_CASE("a client that stops reading altogether has its calls reset and their backend calls cancelled",
+          "[e2e][limits]") {
+  TestBackend backend("b");
+  auto config = limited(backend.address(), {{"max_buffered_response_bytes", 4 << 20}, {"keepalive_interval_ms", 0}});
+  config["admin"] = {{"address", "127.0.0.1:0"}};
+  config["workers"] = 1;
+  GatewayProcess gateway(config);
+  FrameSocket stuck(gateway.port(), 4096);  // reads nothing from here on
+  // Windows wide open: the gateway writes until its socket is backed up,
+  // and the resets then wait behind what the client does not read.
+  stuck.send(FrameSocket::frame(kSettings, 0, 0, std::string("\x00\x04\x01\x00\x00\x00", 6)));
+  stuck.send(FrameSocket::frame(kWindowUpdate, 0, 0, std::string("\x00\xff\x00\x00", 4)));
+  EchoRequest request;
+  request.set_response_count(100000);
+  request.set_response_size(65536);
+  constexpr int kCalls = 3;
+  for (uint32_t stream = 1; stream < 2 * kCalls; stream += 2) {
+    stuck.send(FrameSocket::requestHeaders(stream, "/sluice.example.Echo/ServerStream", true));
+    stuck.send(FrameSocket::frame(kData, 0x1, stream, grpcFrame(request.SerializeAsString())));
+  }
+  // The resets cannot reach this client (its socket is full), but they end
+  // the calls at once: the backend's calls are cancelled, not left
+  // streaming into a gateway that throws the bytes away.
+  const bool cancelled = waitFor([&] { return backend.stats().cancelled.load() == kCalls; }, std::chrono::seconds(8));
+  auto stats = readStats(gateway.adminAddress());
+  INFO("backend: " << backend.stats().active.load() << " active, " << backend.stats().cancelled.load()
+                   << " cancelled");
+  CHECK(cancelled);
+  CHECK(statValue(stats, "listener.grpc.local_reply.slow_reader") == kCalls);
+  CHECK(statValue(stats, "listener.grpc.downstream_rq_active") == 0);
+}
+
+TEST_CASE("a client that reads slowly keeps its calls past max_buffered_response_bytes", "[e2e][limits]") {
+  TestBackend backend("b");
+  auto config = limited(backend.address(), {{"max_buffered_response_bytes", 4 << 20}, {"keepalive_interval_ms", 0}});
+  config["admin"] = {{"address", "127.0.0.1:0"}};
+  GatewayProcess gateway(config);
+  FrameSocket slow(gateway.port(), 16384);
+  // Windows wide open (16 MiB per stream and for the connection), so the
+  // calls wait only for this client's reading: 16 KB every 100 ms.
+  slow.send(FrameSocket::frame(kSettings, 0, 0, std::string("\x00\x04\x01\x00\x00\x00", 6)));
+  slow.send(FrameSocket::frame(kWindowUpdate, 0, 0, std::string("\x00\xff\x00\x00", 4)));
+  EchoRequest request;
+  request.set_response_count(100000);
+  request.set_response_size(65536);
+  for (uint32_t stream : {1u, 3u}) {
+    slow.send(FrameSocket::requestHeaders(stream, "/sluice.example.Echo/ServerStream", true));
+    slow.send(FrameSocket::frame(kData, 0x1, stream, grpcFrame(request.SerializeAsString())));
+  }
+  auto seen = slow.readUntilClosed(std::chrono::seconds(5), {}, 16384, std::chrono::milliseconds(100));
+  CHECK_FALSE(seen.closed);
+  CHECK(seen.resets.empty());
+  CHECK(statValue(gateway.adminAddress(), "listener.grpc.local_reply.slow_reader") == 0);
+}
+
+TEST_CASE("a route's timeout ends the call with DEADLINE_EXCEEDED after what is queued, not a reset",
+          "[e2e][limits]") {
+  TestBackend backend("b");
+  auto config = limited(backend.address(), {{"keepalive_interval_ms", 0}});
+  config["admin"] = {{"address", "127.0.0.1:0"}};
+  config["listeners"][0]["filters"][0]["config"]["routes"][0]["timeout_ms"] = 300;
+  GatewayProcess gateway(config);
+  FrameSocket stuck(gateway.port());
+  stuck.send(FrameSocket::frame(kSettings, 0, 0, std::string("\x00\x04\x00\x00\x00\x00", 6)));  // windows of 0
+  EchoRequest request;
+  request.set_response_count(100000);
+  request.set_response_size(1000);
+  // No grpc-timeout: the client has no deadline of its own and may still
+  // read what is queued, then the status.
+  stuck.send(FrameSocket::requestHeaders(1, "/sluice.example.Echo/ServerStream", true));
+  stuck.send(FrameSocket::frame(kData, 0x1, 1, grpcFrame(request.SerializeAsString())));
+  auto seen = stuck.readUntilClosed(std::chrono::milliseconds(1500));
+  CHECK(seen.resets.empty());
+  auto stats = readStats(gateway.adminAddress());
+  CHECK(statValue(stats, "listener.grpc.local_reply.deadline") == 1);
+  CHECK(statValue(stats, "listener.grpc.downstream_rq_active") == 0);
+  CHECK(waitFor([&] { return backend.stats().active.load() == 0; }, std::chrono::seconds(2)));  // cancelled
+}
+
 TEST_CASE("a deadline passing with response bytes the client has not taken resets the stream", "[e2e][limits]") {
   TestBackend backend("b");
   auto config = limited(backend.address(), {{"keepalive_interval_ms", 0}});
   config["admin"] = {{"address", "127.0.0.1:0"}};
+  config["workers"] = 1;
   GatewayProcess gateway(config);
+  {  // the backend connection is up before the timed calls
+    auto stub = example::Echo::NewStub(makeChannel(gateway.address()));
+    grpc::ClientContext ctx;
+    setTimeout(ctx, kCallTimeout);
+    EchoResponse resp;
+    REQUIRE_OK(stub->Unary(&ctx, EchoRequest(), &resp));
+  }
   FrameSocket stuck(gateway.port());
   stuck.send(FrameSocket::frame(kSettings, 0, 0, std::string("\x00\x04\x00\x00\x00\x00", 6)));  // windows of 0
   // Stream 1: the backend finishes (its status waits behind its messages);
@@ -653,17 +743,17 @@ TEST_CASE("a deadline passing with response bytes the client has not taken reset
     request.set_response_count(count);
     request.set_response_size(1000);
     stuck.send(FrameSocket::requestHeaders(stream, "/sluice.example.Echo/ServerStream", true,
-                                           FrameSocket::literal("grpc-timeout", "500m")));
+                                           FrameSocket::literal("grpc-timeout", "1000m")));
     stuck.send(FrameSocket::frame(kData, 0x1, stream, grpcFrame(request.SerializeAsString())));
   }
-  auto seen = stuck.readUntilClosed(std::chrono::seconds(2));
+  auto seen = stuck.readUntilClosed(std::chrono::seconds(3));
   // Not a status queued behind messages the client does not take (the call
   // would hold its memory until the connection ends): RST_STREAM.
   std::map<uint32_t, uint32_t> resets(seen.resets.begin(), seen.resets.end());
   CHECK(resets == std::map<uint32_t, uint32_t>{{1, NGHTTP2_CANCEL}, {3, NGHTTP2_CANCEL}});
-  auto stats = readStats(gateway.adminAddress());
-  CHECK(statValue(stats, "listener.grpc.local_reply.deadline") == 1);  // stream 1 ended with the backend's OK
-  CHECK(statValue(stats, "listener.grpc.downstream_rq_active") == 0);
+  // (Stream 3 ends either by the gateway's deadline or, a moment earlier, by
+  // the backend's: it got what was left of the deadline as grpc-timeout.)
+  CHECK(statValue(gateway.adminAddress(), "listener.grpc.downstream_rq_active") == 0);
 }
 
 TEST_CASE("stream_idle_timeout_ms ends a silent stream with DEADLINE_EXCEEDED", "[e2e][limits]") {

@@ -52,7 +52,9 @@ class FakeContext : public StreamContext {
     sendLocalReply(StatusCode::Unavailable, message, HeaderMap{});
   }
   bool ended() const override { return ended_; }
-  bool requestHeadersPassed() const override { return chain != nullptr ? chain->requestHeadersPassed() : headers_passed; }
+  bool requestHeadersFiltered() const override {
+    return chain != nullptr ? chain->requestHeadersAtTerminal() : headers_filtered;
+  }
   void encodeResponseHeaders() override {
     if (chain != nullptr) chain->responseHeaders();
   }
@@ -67,7 +69,7 @@ class FakeContext : public StreamContext {
   void setWatermarkCallbacks(WatermarkCallbacks*) override {}
 
   bool refused = false;  // refuseCall() was used
-  bool headers_passed = true;  // requestHeadersPassed() without a chain
+  bool headers_filtered = true;  // requestHeadersFiltered() without a chain
   size_t held_request_bytes = 0;
   std::optional<LocalReplyReason> local_reply_reason;  // the reason the last local reply gave, if any
   // What the downstream stream would have set.
