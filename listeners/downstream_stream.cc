@@ -205,17 +205,9 @@ void DownstreamStream::onDeadline() {
   if (response_queued && clients) {
     // What is queued for the client is of no use to it now, and a status
     // queued behind bytes it does not take would keep the call's memory
-    // until the connection ends. Reset, as gRPC servers do at a deadline.
-    if (ended_) {
-      // The call ended (its status is counted and logged), but the client
-      // has not taken its last messages and status.
-      spdlog::debug("[C{}][S{}] deadline passed with the response not taken: stream reset", connection_id_,
-                    stream_id_);
-      connection_.session().resetStream(stream_id_, NGHTTP2_CANCEL);
-      response_out_.abandon();
-      connection_.wake();
-      return;
-    }
+    // until the connection ends. Reset, as gRPC servers do at a deadline;
+    // also a call that ended, whose client has not taken its last messages
+    // and status.
     resetCall(LocalReplyReason::Deadline, StatusCode::DeadlineExceeded,
               "deadline exceeded at the gateway, response still queued: stream reset", NGHTTP2_CANCEL);
     return;
@@ -394,20 +386,9 @@ bool DownstreamStream::responseStalled(bool connection_moved) const {
 void DownstreamStream::abortSlowReader() {
   // Each call's backend may send a whole stream window ahead of a client
   // that does not read: without a cap per connection, one client holding
-  // many such calls open could make the gateway buffer gigabytes. Its
-  // queued bytes are freed when the reset stream closes, and the client
-  // sees RESOURCE_EXHAUSTED.
-  if (ended_) {
-    // The reply is queued behind the bytes the client does not take.
-    spdlog::info("[C{}][S{}] reset (ENHANCE_YOUR_CALM): the client took none of the call's response for {} ms "
-                 "while its connection's calls held {} response bytes (max_buffered_response_bytes {})",
-                 connection_id_, stream_id_, DownstreamConnection::kSlowReaderGrace.count(),
-                 connection_.bufferedResponseBytes(), listener_config_.max_buffered_response_bytes);
-    connection_.session().resetStream(stream_id_, NGHTTP2_ENHANCE_YOUR_CALM);
-    response_out_.abandon();
-    connection_.wake();
-    return;
-  }
+  // many such calls open could make the gateway buffer gigabytes. The
+  // client sees RESOURCE_EXHAUSTED (unless the call had ended already, its
+  // status queued behind the bytes the client does not take).
   std::string why = fmt::format(
       "the client took none of the call's response for {} ms while its connection's calls held {} response "
       "bytes, over max_buffered_response_bytes ({}); this call had {} queued",
@@ -454,10 +435,12 @@ void DownstreamStream::refuse(LocalReplyReason reason, std::string_view why) {
 
 void DownstreamStream::resetCall(LocalReplyReason reason, StatusCode status, std::string_view why,
                                  uint32_t h2_error) {
-  ended_ = true;
-  status_ = status;
-  status_message_ = std::string(why);
-  connection_.stats().local_replies[static_cast<size_t>(reason)].inc();
+  if (!ended_) {  // an ended call was counted and logged with its own status
+    ended_ = true;
+    status_ = status;
+    status_message_ = std::string(why);
+    connection_.stats().local_replies[static_cast<size_t>(reason)].inc();
+  }
   spdlog::debug("[C{}][S{}] reset ({}): {}", connection_id_, stream_id_, nghttp2_http2_strerror(h2_error), why);
   connection_.session().resetStream(stream_id_, h2_error);
   releaseRequestCredit();

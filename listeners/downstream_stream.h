@@ -118,8 +118,9 @@ class DownstreamStream final : public StreamContext,
   // Resets the stream with REFUSED_STREAM (the client may retry it
   // elsewhere); the access log and stats record `why` as UNAVAILABLE.
   void refuse(LocalReplyReason reason, std::string_view why);
-  // Ends the call with RST_STREAM(h2_error); the access log and stats record
-  // `status` and `why`.
+  // Ends the call with RST_STREAM(h2_error), freeing what is queued for the
+  // client; the access log and stats record `status` and `why`, unless the
+  // call had ended already (its status waiting behind that queue).
   void resetCall(LocalReplyReason reason, StatusCode status, std::string_view why, uint32_t h2_error);
 
 
