@@ -9,6 +9,7 @@
 
 #include "core/json_reader.h"
 #include "core/registry.h"
+#include "core/user_code.h"
 
 namespace sluice {
 namespace {
@@ -52,7 +53,21 @@ void readFilters(const json& filters, const std::string& path, const FilterRegis
                          : fmt::format("the last filter must end the chain (e.g. \"proxy\"), not \"{}\"", *name));
     }
     static const json kNull;
-    auto built = factory->create(config != nullptr ? *config : kNull, entry.pathOf("config"), ctx);
+    const std::string config_path = entry.pathOf("config");
+    const size_t errors_before = ctx.errors.size();
+    FilterFactorySharedPtr built;
+    try {
+      built = factory->create(config != nullptr ? *config : kNull, config_path, ctx);
+    } catch (...) {
+      // A filter's own parser (nlohmann's get<>() throws on a wrong type):
+      // an error to report, never the end of a gateway reloading its config.
+      ctx.errors.add(config_path, fmt::format("filter \"{}\" failed reading its config: {}", *name,
+                                              currentExceptionText()));
+      continue;
+    }
+    if (built == nullptr && ctx.errors.size() == errors_before) {
+      ctx.errors.add(config_path, fmt::format("filter \"{}\" refused its config without saying why", *name));
+    }
     if (built) listener.filters.push_back({*name, std::move(built)});
   }
 }

@@ -7,6 +7,7 @@
 #include <uv.h>
 
 #include "core/stats.h"
+#include "core/user_code.h"
 
 namespace sluice {
 namespace {
@@ -122,7 +123,8 @@ void Dispatcher::runPosted() {
     std::lock_guard<std::mutex> lock(posted_mutex_);
     work.swap(posted_);
   }
-  for (auto& fn : work) fn();
+  // Posted by filters too, from their own threads: one that throws is logged.
+  for (auto& fn : work) runUserCode("work posted to a worker (Dispatcher::post)", fn);
 }
 
 void Dispatcher::stop() {

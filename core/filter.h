@@ -9,8 +9,14 @@
 // direction wait until it calls ctx.continueRequest() / continueResponse().
 // Every hook passes through by default, so a filter overrides only what it needs.
 // A filter may end the call from any hook with ctx.sendLocalReply(); the chain
-// then stops and onStreamDone still runs, exactly once, on every filter.
-// Gateway-generated replies (sendLocalReply) do not pass through response hooks.
+// then stops and onStreamDone still runs, exactly once, on every filter, before
+// sendLocalReply returns (and likewise inside continueRequest() when a later
+// filter refuses the call). Gateway-generated replies (sendLocalReply) do not
+// pass through response hooks, and neither does a trailers-only backend reply
+// through onResponseHeaders: only onResponseTrailers sees it.
+//
+// A hook that throws ends its call with INTERNAL (local reply filter_error);
+// the exception is logged, and other calls never notice (core/user_code.h).
 #pragma once
 
 #include <memory>
@@ -48,6 +54,8 @@ using FilterPtr = std::unique_ptr<Filter>;
 class FilterFactory {
  public:
   virtual ~FilterFactory() = default;
+  // nullptr: this entry sits the call out (a filter for some methods only);
+  // the terminal must always make one. Throwing ends the call with INTERNAL.
   virtual FilterPtr createFilter(StreamContext& ctx) const = 0;
   // Whether this entry also sees calls the gateway refuses before the chain
   // runs (not a POST, not gRPC, a malformed path or grpc-timeout, headers over

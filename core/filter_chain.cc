@@ -1,6 +1,10 @@
 #include "core/filter_chain.h"
 
+#include <fmt/format.h>
+
+#include "core/stats.h"
 #include "core/stream_context.h"
+#include "core/user_code.h"
 
 namespace sluice {
 
@@ -20,10 +24,11 @@ void FilterChain::pushResponse(Event e) {
   if (!response_.iterating) runResponse();
 }
 
-void FilterChain::resume(Direction& d, void (FilterChain::*run)()) {
+void FilterChain::resume(Direction& d, void (FilterChain::*run)(), const Filter* from) {
   // A filter's late resume (a timer it did not cancel) must not run hooks
   // after the call ended.
   if (ctx_.ended()) return;
+  if (from != nullptr && from != d.current) return;
   if (d.iterating) {
     // Called from inside the hook that is about to return StopIteration.
     d.resume_requested = true;
@@ -34,11 +39,33 @@ void FilterChain::resume(Direction& d, void (FilterChain::*run)()) {
   (this->*run)();
 }
 
-void FilterChain::continueRequest() {
-  resume(request_, &FilterChain::runRequest);
+void FilterChain::continueRequest(const Filter* from) { resume(request_, &FilterChain::runRequest, from); }
+
+void FilterChain::continueResponse(const Filter* from) { resume(response_, &FilterChain::runResponse, from); }
+
+namespace {
+
+std::string_view hookName(bool request, int kind) {
+  static constexpr std::string_view kRequest[] = {"onRequestHeaders", "onRequestMessage", "onRequestEnd"};
+  static constexpr std::string_view kResponse[] = {"onResponseHeaders", "onResponseMessage", "onResponseTrailers"};
+  return request ? kRequest[kind] : kResponse[kind];
 }
 
-void FilterChain::continueResponse() { resume(response_, &FilterChain::runResponse); }
+}  // namespace
+
+void FilterChain::failHook(const Entry& entry, const Event& e, bool request) {
+  logUserCodeFailure(fmt::format("filter \"{}\" in {}", entry.name, hookName(request, static_cast<int>(e.kind))),
+                     currentExceptionText());
+  // The filter may have ended the call before throwing.
+  if (!ctx_.ended()) {
+    ctx_.sendLocalReply(LocalReplyReason::FilterError, StatusCode::Internal,
+                        fmt::format("filter \"{}\" failed", entry.name));
+  }
+}
+
+void FilterChain::logCreateFailure(std::string_view name) {
+  logUserCodeFailure(fmt::format("filter \"{}\" creating its filter for a call", name), currentExceptionText());
+}
 
 FilterStatus FilterChain::invokeRequest(Filter& f, Event& e) {
   switch (e.kind) {
@@ -73,9 +100,17 @@ void FilterChain::runRequest() {
     Event& e = d.active;
     while (e.next < filters_.size()) {
       if (e.kind == EventKind::Headers && e.next + 1 == filters_.size()) request_headers_at_terminal_ = true;
-      Filter& f = *filters_[e.next++];
+      const Entry& entry = filters_[e.next++];
       d.iterating = true;
-      FilterStatus status = invokeRequest(f, e);
+      d.current = entry.filter.get();
+      FilterStatus status;
+      try {
+        status = invokeRequest(*entry.filter, e);
+      } catch (...) {
+        d.iterating = false;
+        failHook(entry, e, true);
+        return;
+      }
       d.iterating = false;
       if (ctx_.ended()) return;
       if (status == FilterStatus::StopIteration && !d.resume_requested) {
@@ -95,9 +130,17 @@ void FilterChain::runResponse() {
   while (!d.paused && takeNext(d)) {
     Event& e = d.active;
     while (e.next > 0) {
-      Filter& f = *filters_[--e.next];
+      const Entry& entry = filters_[--e.next];
       d.iterating = true;
-      FilterStatus status = invokeResponse(f, e);
+      d.current = entry.filter.get();
+      FilterStatus status;
+      try {
+        status = invokeResponse(*entry.filter, e);
+      } catch (...) {
+        d.iterating = false;
+        failHook(entry, e, false);
+        return;
+      }
       d.iterating = false;
       if (ctx_.ended()) return;
       if (status == FilterStatus::StopIteration && !d.resume_requested) {
@@ -121,7 +164,13 @@ void FilterChain::runResponse() {
 void FilterChain::streamDone() {
   if (done_) return;
   done_ = true;
-  for (auto& f : filters_) f->onStreamDone(ctx_);
+  for (auto& entry : filters_) {
+    try {
+      entry.filter->onStreamDone(ctx_);
+    } catch (...) {
+      logUserCodeFailure(fmt::format("filter \"{}\" in onStreamDone", entry.name), currentExceptionText());
+    }
+  }
 }
 
 }  // namespace sluice

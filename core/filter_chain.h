@@ -5,9 +5,14 @@
 // the filter after the one that paused, and every later event of that direction
 // waits behind it until continueRequest()/continueResponse(). Response events
 // that pass the first filter go to the ResponseSink (the downstream codec).
+//
+// A hook that throws ends the call with INTERNAL (reason filter_error) and is
+// logged; an onStreamDone that throws is logged and the other filters still
+// get theirs. Exceptions never reach the C callbacks below (core/user_code.h).
 #pragma once
 
 #include <cstddef>
+#include <string_view>
 #include <vector>
 
 #include "core/filter.h"
@@ -31,21 +36,30 @@ class FilterChain {
   FilterChain(StreamContext& ctx, ResponseSink& sink) : ctx_(ctx), sink_(sink) {}
 
   void reserve(size_t filters) { filters_.reserve(filters); }
-  void addFilter(FilterPtr filter) { filters_.push_back(std::move(filter)); }
+  // `name` (the config's, for logs and replies) must outlive the chain.
+  void addFilter(FilterPtr filter, std::string_view name = {}) {
+    filters_.push_back({std::move(filter), name});
+  }
   size_t size() const { return filters_.size(); }
 
   void requestHeaders() { pushRequest({EventKind::Headers, {}, 0}); }
   void requestMessage(Message&& m) { pushRequest({EventKind::Message, std::move(m), 0}); }
   void requestEnd() { pushRequest({EventKind::End, {}, 0}); }
-  void continueRequest();
+  // Resumes the request direction. With `from`, only if that filter is the
+  // one that paused it (or is pausing it now): a late or second resume from
+  // a filter already passed must not release a later filter's pause.
+  void continueRequest(const Filter* from = nullptr);
 
   void responseHeaders() { pushResponse({EventKind::Headers, {}, filters_.size()}); }
   void responseMessage(Message&& m) { pushResponse({EventKind::Message, std::move(m), filters_.size()}); }
   void responseTrailers() { pushResponse({EventKind::End, {}, filters_.size()}); }
-  void continueResponse();
+  void continueResponse(const Filter* from = nullptr);
 
   // onStreamDone on every filter, once.
   void streamDone();
+  // Logs that the factory of filter `name` threw while creating a filter
+  // (currentExceptionText() says what), for the stream to end the call.
+  static void logCreateFailure(std::string_view name);
 
   // True once the request headers reached the last (terminal) filter: every
   // filter before it let them through (routing, auth, rate limits)...
@@ -59,6 +73,10 @@ class FilterChain {
   size_t queuedResponseBytes() const { return queued_response_bytes_; }
 
  private:
+  struct Entry {
+    FilterPtr filter;
+    std::string_view name;
+  };
   enum class EventKind { Headers, Message, End };
   struct Event {
     EventKind kind = EventKind::Headers;
@@ -76,6 +94,7 @@ class FilterChain {
     bool paused = false;
     bool iterating = false;
     bool resume_requested = false;
+    const Filter* current = nullptr;  // whose hook runs (iterating) or paused (paused)
   };
 
   void pushRequest(Event e);
@@ -86,11 +105,13 @@ class FilterChain {
   void runResponse();
   FilterStatus invokeRequest(Filter& f, Event& e);
   FilterStatus invokeResponse(Filter& f, Event& e);
-  void resume(Direction& d, void (FilterChain::*run)());
+  // The hook of `entry` for `e` threw: log it and end the call.
+  void failHook(const Entry& entry, const Event& e, bool request);
+  void resume(Direction& d, void (FilterChain::*run)(), const Filter* from);
 
   StreamContext& ctx_;
   ResponseSink& sink_;
-  std::vector<FilterPtr> filters_;
+  std::vector<Entry> filters_;
   Direction request_;
   Direction response_;
   size_t queued_request_bytes_ = 0;

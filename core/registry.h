@@ -31,7 +31,8 @@ class FilterConfigFactory {
   virtual ~FilterConfigFactory() = default;
   // Parses and validates the entry's "config" value (null when absent) found
   // at JSON pointer `path`. On mistakes: adds them to ctx.errors (naming their
-  // path) and returns nullptr.
+  // path) and returns nullptr. Returning nullptr without an error, or
+  // throwing, is reported as an error at `path` for it.
   virtual FilterFactorySharedPtr create(const nlohmann::json& config, const std::string& path,
                                         FilterBuildContext& ctx) const = 0;
   // A terminal filter produces the response (the proxy); it must be last.

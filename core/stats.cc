@@ -20,6 +20,7 @@ std::string_view localReplyReasonName(LocalReplyReason r) {
     case LocalReplyReason::Filter: return "filter";
     case LocalReplyReason::Draining: return "draining";
     case LocalReplyReason::SlowReader: return "slow_reader";
+    case LocalReplyReason::FilterError: return "filter_error";
     case LocalReplyReason::Count: break;
   }
   return "unknown";

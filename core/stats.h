@@ -65,6 +65,7 @@ enum class LocalReplyReason {
   BadRequest,
   MessageTooLarge,
   Filter,
+  FilterError,  // a filter threw (core/user_code.h)
   Draining,
   SlowReader,  // reset: the client's connection buffered past max_buffered_response_bytes
   Count

@@ -22,6 +22,7 @@
 namespace sluice {
 
 class Dispatcher;
+class Filter;
 class WorkerContext;
 struct Route;
 enum class LocalReplyReason;  // core/stats.h
@@ -121,9 +122,17 @@ class StreamContext {
   virtual Dispatcher& dispatcher() = 0;
   virtual WorkerContext& worker() = 0;
 
-  // Resume a chain paused by StopIteration, from the filter after the one that paused.
-  virtual void continueRequest() = 0;
-  virtual void continueResponse() = 0;
+  // Resume a chain paused by StopIteration, from the filter after the one
+  // that paused. Pass the filter itself (continueRequest(*this)): then it
+  // resumes only if that filter is the one holding the chain, so a second or
+  // late call from it (a result and a fail-open timer both firing) cannot
+  // release a later filter's pause, such as an auth check still waiting.
+  // Without it, whichever filter paused is resumed. May end the call before
+  // it returns (a later filter refusing it): every onStreamDone has run then.
+  void continueRequest(const Filter& self) { resumeRequest(&self); }
+  void continueResponse(const Filter& self) { resumeResponse(&self); }
+  void continueRequest() { resumeRequest(nullptr); }
+  void continueResponse() { resumeResponse(nullptr); }
   // End the call with a gRPC status (trailers-only if nothing was sent yet).
   // The request is abandoned; filters get onStreamDone.
   void sendLocalReply(StatusCode code, std::string_view message) { sendLocalReply(code, message, HeaderMap{}); }
@@ -143,6 +152,12 @@ class StreamContext {
   // made of it. Until then, or for a call refused on the way, it may be as
   // the client sent it.
   virtual bool requestHeadersFiltered() const = 0;
+
+  // ---- what the stream implements ----
+  // continueRequest()/continueResponse(): `from` is the filter resuming, or
+  // nullptr for whichever one paused.
+  virtual void resumeRequest(const Filter* from) = 0;
+  virtual void resumeResponse(const Filter* from) = 0;
 
   // ---- for the terminal filter (the one that produces the response) ----
   // The backend refused the call unprocessed (RST_STREAM REFUSED_STREAM):

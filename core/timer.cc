@@ -3,34 +3,42 @@
 #include <uv.h>
 
 #include "core/dispatcher.h"
+#include "core/user_code.h"
 
 namespace sluice {
+
+struct Timer::Handle {
+  uv_timer_t uv;  // its data points back here
+  std::function<void()> on_fire;
+};
+
 namespace {
 
 void onTimer(uv_timer_t* h) noexcept {
-  if (h->data != nullptr) static_cast<Timer*>(h->data)->fire();
+  auto* handle = static_cast<Timer::Handle*>(h->data);
+  runUserCode("a timer callback", handle->on_fire);
 }
-void freeHandle(uv_handle_t* h) noexcept { delete reinterpret_cast<uv_timer_t*>(h); }
+void freeHandle(uv_handle_t* h) noexcept { delete static_cast<Timer::Handle*>(h->data); }
 
 }  // namespace
 
-Timer::Timer(Dispatcher& dispatcher, std::function<void()> on_fire)
-    : handle_(new uv_timer_t), on_fire_(std::move(on_fire)) {
-  uv_timer_init(dispatcher.loop(), handle_);
-  handle_->data = this;
+Timer::Timer(Dispatcher& dispatcher, std::function<void()> on_fire) : handle_(new Handle{{}, std::move(on_fire)}) {
+  uv_timer_init(dispatcher.loop(), &handle_->uv);
+  handle_->uv.data = handle_;
 }
 
 Timer::~Timer() {
-  handle_->data = nullptr;
-  uv_close(reinterpret_cast<uv_handle_t*>(handle_), freeHandle);
+  // Stops it (a closing handle never fires) and frees the callback only once
+  // libuv is done with the handle: after any callback running now returns.
+  uv_close(reinterpret_cast<uv_handle_t*>(&handle_->uv), freeHandle);
 }
 
 void Timer::enable(std::chrono::milliseconds timeout) {
-  uv_timer_start(handle_, onTimer, static_cast<uint64_t>(std::max<int64_t>(timeout.count(), 0)), 0);
+  uv_timer_start(&handle_->uv, onTimer, static_cast<uint64_t>(std::max<int64_t>(timeout.count(), 0)), 0);
 }
 
-void Timer::disable() { uv_timer_stop(handle_); }
+void Timer::disable() { uv_timer_stop(&handle_->uv); }
 
-bool Timer::enabled() const { return uv_is_active(reinterpret_cast<uv_handle_t*>(handle_)) != 0; }
+bool Timer::enabled() const { return uv_is_active(reinterpret_cast<const uv_handle_t*>(&handle_->uv)) != 0; }
 
 }  // namespace sluice

@@ -1,14 +1,16 @@
 // Timer: a one-shot timer on a Dispatcher's loop, owned by whoever arms it.
 //
-// The libuv handle lives apart from the Timer and is freed in its close
-// callback, so a Timer may be destroyed at any time, even from its own callback.
+// The libuv handle and the callback live apart from the Timer and are freed in
+// the handle's close callback, so a Timer may be destroyed at any time, even
+// from its own callback: one that ends the call (sendLocalReply) destroys its
+// filter's timers in onStreamDone, and the lambda running (its captures) must
+// outlive that. A callback that throws is logged (core/user_code.h).
 #pragma once
 
 #include <chrono>
 #include <functional>
 #include <memory>
 
-struct uv_timer_s;
 
 namespace sluice {
 
@@ -25,11 +27,10 @@ class Timer {
   void disable();
   bool enabled() const;
 
-  void fire() { on_fire_(); }  // called by the libuv bridge only
+  struct Handle;  // the libuv handle and the callback (timer.cc)
 
  private:
-  uv_timer_s* handle_;
-  std::function<void()> on_fire_;
+  Handle* handle_;
 };
 using TimerPtr = std::unique_ptr<Timer>;
 

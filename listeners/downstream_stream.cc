@@ -160,9 +160,10 @@ void DownstreamStream::startCall() {
     touch();
   }
   chain_built_ = true;
-  chain_.reserve(listener_config_.filters.size());
-  for (const auto& entry : listener_config_.filters) {
-    chain_.addFilter(entry.factory->createFilter(*this));
+  const auto& entries = listener_config_.filters;
+  chain_.reserve(entries.size());
+  for (size_t i = 0; i < entries.size(); ++i) {
+    if (!addFilter(entries[i], i + 1 == entries.size())) return;
   }
   spdlog::debug("[C{}][S{}] {} from {}", connection_id_, stream_id_, path_, peer_address_);
   chain_.requestHeaders();
@@ -277,8 +278,8 @@ void DownstreamStream::encodeResponseMessage(Message&& message) {
   if (chain_.queuedResponseBytes() != 0 || held_above_) updateResponseWatermark();
 }
 
-void DownstreamStream::continueResponse() {
-  chain_.continueResponse();
+void DownstreamStream::resumeResponse(const Filter* from) {
+  chain_.continueResponse(from);
   if (held_above_) updateResponseWatermark();
 }
 
@@ -326,8 +327,8 @@ void DownstreamStream::setRequestBackpressure(bool blocked) {
   if (!blocked) releaseRequestCredit();
 }
 
-void DownstreamStream::continueRequest() {
-  chain_.continueRequest();
+void DownstreamStream::resumeRequest(const Filter* from) {
+  chain_.continueRequest(from);
   countAcceptedCall();
   releaseRequestCredit();
 }
@@ -544,10 +545,40 @@ void DownstreamStream::finish() {
   chain_.streamDone();
 }
 
+bool DownstreamStream::addFilter(const FilterEntryConfig& entry, bool terminal) {
+  FilterPtr filter;
+  bool threw = false;
+  try {
+    filter = entry.factory->createFilter(*this);
+  } catch (...) {
+    FilterChain::logCreateFailure(entry.name);
+    threw = true;
+  }
+  if (ended_) return false;  // the factory ended the call itself
+  if (filter != nullptr) {
+    chain_.addFilter(std::move(filter), entry.name);
+    return true;
+  }
+  if (!threw && !terminal) return true;  // it sits this call out
+  if (!threw) {
+    spdlog::error("[C{}][S{}] filter \"{}\" made no filter for {}, and the chain cannot go on without it: it ends the chain",
+                  connection_id_, stream_id_, entry.name, path_);
+  }
+  sendLocalReply(LocalReplyReason::FilterError, StatusCode::Internal, fmt::format("filter \"{}\" failed", entry.name));
+  return false;
+}
+
 void DownstreamStream::addRefusalObservers() {
   chain_built_ = true;
   for (const auto& entry : listener_config_.filters) {
-    if (entry.factory->observesRefusedCalls()) chain_.addFilter(entry.factory->createFilter(*this));
+    if (!entry.factory->observesRefusedCalls()) continue;
+    // The call is refused already: a factory failing here only loses its
+    // observer (logged).
+    try {
+      if (FilterPtr filter = entry.factory->createFilter(*this)) chain_.addFilter(std::move(filter), entry.name);
+    } catch (...) {
+      FilterChain::logCreateFailure(entry.name);
+    }
   }
 }
 

@@ -64,8 +64,8 @@ class DownstreamStream final : public StreamContext,
   Dispatcher& dispatcher() override;
   WorkerContext& worker() override;
   void setDeadline(Clock::time_point deadline) override;
-  void continueRequest() override;
-  void continueResponse() override;
+  void resumeRequest(const Filter* from) override;
+  void resumeResponse(const Filter* from) override;
   using StreamContext::sendLocalReply;
   void refuseCall(std::string_view message) override;
   void sendLocalReply(StatusCode code, std::string_view message, HeaderMap extra_trailers) override;
@@ -115,6 +115,11 @@ class DownstreamStream final : public StreamContext,
   bool admitsMethodSeries() const;
   // The chain for a call refused before it ran: only the observers.
   void addRefusalObservers();
+  // Creates `entry`'s filter for this call and adds it to the chain (none if
+  // its factory returns nullptr: it sits the call out). False when the call
+  // cannot go on: the factory threw, or the terminal made no filter; the
+  // call has then ended with INTERNAL (filter_error).
+  bool addFilter(const FilterEntryConfig& entry, bool terminal);
   // Resets the stream with REFUSED_STREAM (the client may retry it
   // elsewhere); the access log and stats record `why` as UNAVAILABLE.
   void refuse(LocalReplyReason reason, std::string_view why);

@@ -41,7 +41,8 @@ FilterStatus Filter::onRequestHeaders(sluice::StreamContext& ctx) {
   if (config_.hold_ms == 0) return FilterStatus::Continue;
   // The timer runs on the stream's own loop: no locking, and the stream (and
   // so this filter) is alive when it fires, or the timer was destroyed first.
-  hold_timer_ = std::make_unique<sluice::Timer>(ctx.dispatcher(), [&ctx] { ctx.continueRequest(); });
+  // Resuming as *this: only this filter's own pause is released.
+  hold_timer_ = std::make_unique<sluice::Timer>(ctx.dispatcher(), [this, &ctx] { ctx.continueRequest(*this); });
   hold_timer_->enable(std::chrono::milliseconds(config_.hold_ms));
   return FilterStatus::StopIteration;
 }
@@ -64,7 +65,8 @@ FilterStatus Filter::onRequestMessage(sluice::StreamContext& ctx, sluice::Messag
 
 FilterStatus Filter::onResponseHeaders(sluice::StreamContext& ctx) {
   if (config_.hold_response_ms == 0) return FilterStatus::Continue;
-  response_hold_timer_ = std::make_unique<sluice::Timer>(ctx.dispatcher(), [&ctx] { ctx.continueResponse(); });
+  response_hold_timer_ =
+      std::make_unique<sluice::Timer>(ctx.dispatcher(), [this, &ctx] { ctx.continueResponse(*this); });
   response_hold_timer_->enable(std::chrono::milliseconds(config_.hold_response_ms));
   return FilterStatus::StopIteration;
 }

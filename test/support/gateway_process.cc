@@ -20,6 +20,9 @@
 #include <string_view>
 #include <thread>
 
+#ifndef SLUICE_TEST_GATEWAY_PATH
+#error "SLUICE_TEST_GATEWAY_PATH must name the test gateway binary (test/CMakeLists.txt defines it)"
+#endif
 #ifndef SLUICE_BINARY_PATH
 #error "SLUICE_BINARY_PATH must name the gateway binary (test/CMakeLists.txt defines it)"
 #endif
@@ -159,12 +162,14 @@ std::vector<GatewayProcess*>& liveGateways() {
 
 }  // namespace
 
+std::string testGatewayBinary() { return SLUICE_TEST_GATEWAY_PATH; }
+
 ProcessResult runSluice(const std::vector<std::string>& args, std::chrono::milliseconds timeout,
-                        const std::vector<std::string>& extraEnv) {
+                        const std::vector<std::string>& extraEnv, const std::string& binary) {
   const std::string dir = makeTempDir();
   const std::string outputPath = dir + "/stdout.log";
   const std::string errorPath = dir + "/stderr.log";
-  std::vector<std::string> argv{binaryPath()};
+  std::vector<std::string> argv{binary.empty() ? binaryPath() : binary};
   argv.insert(argv.end(), args.begin(), args.end());
   ProcessResult result;
   try {
@@ -179,13 +184,14 @@ ProcessResult runSluice(const std::vector<std::string>& args, std::chrono::milli
   return result;
 }
 
-ProcessResult runValidate(const std::string& configJson, const std::vector<std::string>& extraEnv) {
+ProcessResult runValidate(const std::string& configJson, const std::vector<std::string>& extraEnv,
+                          const std::string& binary) {
   const std::string dir = makeTempDir();
   const std::string configPath = dir + "/config.json";
   ProcessResult result;
   try {
     writeFile(configPath, configJson);
-    result = runSluice({"--validate", configPath}, std::chrono::seconds(10), extraEnv);
+    result = runSluice({"--validate", configPath}, std::chrono::seconds(10), extraEnv, binary);
   } catch (...) {
     removeTempDir(dir);
     throw;
@@ -203,7 +209,7 @@ GatewayProcess::GatewayProcess(const std::string& configJson, Options options)
     writeFile(configPath_, configJson);
     // SLUICE_E2E_LOG_LEVEL (e.g. trace) overrides every test's log level.
     const char* level = std::getenv("SLUICE_E2E_LOG_LEVEL");
-    std::vector<std::string> argv{binaryPath(),
+    std::vector<std::string> argv{options.binary.empty() ? binaryPath() : options.binary,
                                   "--config",
                                   configPath_,
                                   "--log-level",

@@ -34,13 +34,17 @@ struct ProcessResult {
   bool timedOut = false;
 };
 
-// Runs `sluice args...` to completion (at most `timeout`).
+// build/sluice plus the test-only filters of test/gateway/ (test_faults).
+std::string testGatewayBinary();
+
+// Runs `sluice args...` (or `binary args...`) to completion (at most `timeout`).
 ProcessResult runSluice(const std::vector<std::string>& args,
                         std::chrono::milliseconds timeout = std::chrono::seconds(10),
-                        const std::vector<std::string>& extraEnv = {});
+                        const std::vector<std::string>& extraEnv = {}, const std::string& binary = {});
 // `sluice --validate FILE` with `configJson` written to FILE.
 // `extraEnv`: "NAME=value" entries added to the gateway's environment.
-ProcessResult runValidate(const std::string& configJson, const std::vector<std::string>& extraEnv = {});
+ProcessResult runValidate(const std::string& configJson, const std::vector<std::string>& extraEnv = {},
+                          const std::string& binary = {});
 
 class GatewayProcess {
  public:
@@ -50,6 +54,8 @@ class GatewayProcess {
     std::vector<std::string> extraArgs;
     // "NAME=value" entries added to (or replacing in) the gateway's environment.
     std::vector<std::string> extraEnv;
+    // The gateway binary; empty: build/sluice (or SLUICE_E2E_BINARY).
+    std::string binary;
   };
 
   explicit GatewayProcess(const std::string& configJson) : GatewayProcess(configJson, Options{}) {}

@@ -31,11 +31,11 @@ class FakeContext : public StreamContext {
 
   Dispatcher& dispatcher() override { throw std::logic_error("FakeContext has no dispatcher"); }
   WorkerContext& worker() override { throw std::logic_error("FakeContext has no worker"); }
-  void continueRequest() override {
-    if (chain != nullptr) chain->continueRequest();
+  void resumeRequest(const Filter* from) override {
+    if (chain != nullptr) chain->continueRequest(from);
   }
-  void continueResponse() override {
-    if (chain != nullptr) chain->continueResponse();
+  void resumeResponse(const Filter* from) override {
+    if (chain != nullptr) chain->continueResponse(from);
   }
   using StreamContext::sendLocalReply;
   void sendLocalReply(StatusCode code, std::string_view message, HeaderMap extra_trailers) override {

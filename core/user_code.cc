@@ -1,0 +1,43 @@
+#include "core/user_code.h"
+
+#include <chrono>
+#include <cstdint>
+#include <exception>
+
+#include <spdlog/spdlog.h>
+
+namespace sluice {
+
+std::string currentExceptionText() {
+  try {
+    throw;
+  } catch (const std::exception& e) {
+    return e.what();
+  } catch (...) {
+    return "an exception that is not a std::exception";
+  }
+}
+
+void logUserCodeFailure(std::string_view where, std::string_view what) noexcept {
+  // Per thread: workers log without sharing state.
+  thread_local std::chrono::steady_clock::time_point last_logged{};
+  thread_local uint64_t not_logged = 0;
+  auto now = std::chrono::steady_clock::now();
+  if (last_logged != std::chrono::steady_clock::time_point{} && now - last_logged < std::chrono::seconds(1)) {
+    ++not_logged;
+    return;
+  }
+  try {
+    if (not_logged > 0) {
+      spdlog::error("{} threw: {} ({} more such failures not logged in the last second)", where, what, not_logged);
+    } else {
+      spdlog::error("{} threw: {}", where, what);
+    }
+  } catch (...) {
+    // Logging itself failed (out of memory): nothing more to do.
+  }
+  last_logged = now;
+  not_logged = 0;
+}
+
+}  // namespace sluice

@@ -1,0 +1,170 @@
+// A user's filter that goes wrong, through sluice_test_gateway (build/sluice
+// plus test/gateway's test_faults filter) with a real grpc++ client and
+// backend: a throwing hook ends only its own call, with INTERNAL; a throwing
+// factory is a config error; a timer may end its call from its callback; a
+// second resume does not release a later filter's pause.
+#include <catch2/catch.hpp>
+
+#include <chrono>
+#include <csignal>
+#include <fstream>
+#include <string>
+#include <vector>
+
+#include "test/support/admin_stats.h"
+#include "test/support/e2e_fixture.h"
+
+namespace sluice::test {
+namespace {
+
+using example::EchoRequest;
+using example::EchoResponse;
+
+// test_faults (then `extra` entries) in front of the router and proxy, with an
+// admin endpoint for the counters.
+nlohmann::json faultConfig(const std::string& backend, const std::vector<nlohmann::json>& extra = {}) {
+  nlohmann::json config = catchAllConfig(backend);
+  auto& chain = config["listeners"][0]["filters"];
+  for (auto it = extra.rbegin(); it != extra.rend(); ++it) chain.insert(chain.begin(), *it);
+  chain.insert(chain.begin(), nlohmann::json{{"name", "test_faults"}});
+  config["admin"] = {{"address", "127.0.0.1:0"}};
+  return config;
+}
+
+GatewayProcess::Options testGatewayOptions() {
+  GatewayProcess::Options options;
+  options.binary = testGatewayBinary();
+  return options;
+}
+
+// A unary call with x-test-fault: `fault` (none when empty) and any extra metadata.
+grpc::Status unaryWithFault(example::Echo::Stub& stub, const std::string& fault,
+                            std::multimap<std::string, std::string> metadata = {},
+                            grpc::ClientContext* out_context = nullptr) {
+  grpc::ClientContext local;
+  grpc::ClientContext& context = out_context != nullptr ? *out_context : local;
+  setTimeout(context, kCallTimeout);
+  if (!fault.empty()) context.AddMetadata("x-test-fault", fault);
+  for (const auto& [key, value] : metadata) context.AddMetadata(key, value);
+  EchoRequest request;
+  request.set_payload("hello");
+  EchoResponse response;
+  return stub.Unary(&context, request, &response);
+}
+
+struct FaultFixture {
+  explicit FaultFixture(const std::vector<nlohmann::json>& extra = {})
+      : gateway(faultConfig(backend.address(), extra), testGatewayOptions()),
+        stub(example::Echo::NewStub(makeChannel(gateway.address()))) {}
+  TestBackend backend{"primary"};
+  GatewayProcess gateway;
+  std::unique_ptr<example::Echo::Stub> stub;
+};
+
+}  // namespace
+
+TEST_CASE("a filter that throws ends its own call with INTERNAL, and the gateway serves on", "[filter_faults]") {
+  FaultFixture f;
+  const std::vector<std::string> faults = {"create",           "create_non_std",   "request_headers",
+                                           "request_message",  "request_end",      "response_headers",
+                                           "response_message", "response_trailers"};
+  for (const auto& fault : faults) {
+    INFO("fault: " << fault);
+    grpc::Status status = unaryWithFault(*f.stub, fault);
+    CHECK(status.error_code() == grpc::StatusCode::INTERNAL);
+    CHECK(status.error_message() == "filter \"test_faults\" failed");
+    // The gateway is still there, and so is the call after it.
+    grpc::ClientContext context;
+    REQUIRE_OK(unaryWithFault(*f.stub, "", {}, &context));
+    CHECK(metadataValue(context.GetServerTrailingMetadata(), "x-test-faults") == "seen");
+  }
+  // Thrown before the request went on: the backend saw only the calls that
+  // got past the request hooks (response_*) and the good ones.
+  CHECK(f.backend.stats().calls == 3 + static_cast<int>(faults.size()));
+  CHECK(statValue(f.gateway.adminAddress(), "listener.grpc.local_reply.filter_error") ==
+        static_cast<int64_t>(faults.size()));
+  // The first is logged; the rest fall in the same second (one line a second
+  // per worker, with a count of those left out).
+  CHECK(logCount(f.gateway, "filter \"test_faults\" creating its filter for a call threw: test_faults: thrown in "
+                            "createFilter") == 1);
+}
+
+TEST_CASE("an onStreamDone, a timer or posted work that throws is logged, and the call is unharmed",
+          "[filter_faults]") {
+  FaultFixture f;
+  for (const std::string fault : {"stream_done", "timer_throw", "posted_throw"}) {
+    INFO("fault: " << fault);
+    REQUIRE_OK(unaryWithFault(*f.stub, fault));
+  }
+  // One line a second at most per worker: wait out the throttle between them
+  // would slow the test; at least the first is there, naming what threw.
+  CHECK(waitFor([&] { return logCount(f.gateway, "threw: test_faults: thrown in") >= 1; }, std::chrono::seconds(2)));
+  REQUIRE_OK(unaryWithFault(*f.stub, ""));
+  CHECK(f.gateway.running());
+}
+
+TEST_CASE("a timer callback may end its call, which destroys the timer running it", "[filter_faults]") {
+  FaultFixture f;
+  for (int i = 0; i < 3; ++i) {
+    grpc::Status status = unaryWithFault(*f.stub, "deny_after_hold");
+    CHECK(status.error_code() == grpc::StatusCode::PERMISSION_DENIED);
+    CHECK(status.error_message() == "denied after a hold");
+  }
+  REQUIRE_OK(unaryWithFault(*f.stub, ""));
+  CHECK(f.backend.stats().calls == 1);
+}
+
+TEST_CASE("a filter resuming twice does not release a later filter's pause", "[filter_faults]") {
+  // The second test_faults entry is a gate: it holds calls marked x-test-gate
+  // for 400 ms, then refuses them.
+  const nlohmann::json gate = {{"name", "test_faults"}, {"config", {{"gate_ms", 400}}}};
+  FaultFixture f(std::vector<nlohmann::json>{gate});
+  grpc::Status status = unaryWithFault(*f.stub, "double_continue", {{"x-test-gate", "1"}});
+  CHECK(status.error_code() == grpc::StatusCode::PERMISSION_DENIED);
+  CHECK(status.error_message() == "gate closed");
+  CHECK(f.backend.stats().calls == 0);
+  // Without the gate, the one resume that counts lets the call through.
+  REQUIRE_OK(unaryWithFault(*f.stub, "double_continue"));
+  CHECK(f.backend.stats().calls == 1);
+}
+
+TEST_CASE("a factory returning no filter leaves that call to the rest of the chain", "[filter_faults]") {
+  FaultFixture f;
+  grpc::ClientContext context;
+  REQUIRE_OK(unaryWithFault(*f.stub, "no_filter", {}, &context));
+  CHECK_FALSE(metadataValue(context.GetServerTrailingMetadata(), "x-test-faults").has_value());
+  CHECK(f.backend.stats().calls == 1);
+}
+
+TEST_CASE("a filter config factory that throws or fails silently is a config error at its entry", "[filter_faults]") {
+  TestBackend backend("primary");
+  struct Case {
+    std::string fault;
+    std::string message;
+  };
+  for (const auto& c : std::vector<Case>{
+           {"throw", "filter \"test_faults\" failed reading its config: test_faults: thrown reading its config"},
+           {"json", "filter \"test_faults\" failed reading its config: [json.exception.out_of_range.403]"},
+           {"null", "filter \"test_faults\" refused its config without saying why"}}) {
+    INFO("config_fault: " << c.fault);
+    nlohmann::json config = faultConfig(backend.address());
+    config["listeners"][0]["filters"][0]["config"] = {{"config_fault", c.fault}};
+    ProcessResult r = runValidate(config.dump(), {}, testGatewayBinary());
+    CHECK(r.exitCode == 2);
+    CHECK(r.output.find("/listeners/0/filters/0/config: " + c.message) != std::string::npos);
+  }
+
+  SECTION("a reload to such a config keeps the running one") {
+    GatewayProcess gateway(faultConfig(backend.address()), testGatewayOptions());
+    auto stub = example::Echo::NewStub(makeChannel(gateway.address()));
+    nlohmann::json bad = faultConfig(backend.address());
+    bad["listeners"][0]["filters"][0]["config"] = {{"config_fault", "throw"}};
+    std::ofstream(gateway.configPath()) << bad.dump();
+    gateway.signal(SIGHUP);
+    CHECK(waitFor([&] { return logCount(gateway, "failed reading its config") >= 1; }, std::chrono::seconds(5)));
+    REQUIRE_OK(unaryWithFault(*stub, ""));
+    CHECK(gateway.running());
+  }
+}
+
+}  // namespace sluice::test

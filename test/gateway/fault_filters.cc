@@ -1,0 +1,167 @@
+#include "test/gateway/fault_filters.h"
+
+#include <chrono>
+#include <cstdint>
+#include <cstdlib>
+#include <memory>
+#include <stdexcept>
+#include <string>
+
+#include <nlohmann/json.hpp>
+
+#include "core/config_errors.h"
+#include "core/dispatcher.h"
+#include "core/json_reader.h"
+#include "core/stream_context.h"
+#include "core/timer.h"
+
+namespace sluice::test {
+namespace {
+
+// Values of x-test-fault:
+//   create, create_non_std   the factory throws (a std::exception, an int)
+//   no_filter                the factory returns nullptr: the filter sits out
+//   request_headers, request_message, request_end,
+//   response_headers, response_message, response_trailers, stream_done
+//                            that hook throws
+//   deny_after_hold          a timer ends the call, then reads its captures
+//   double_continue          a timer resumes the call twice
+//   timer_throw              a timer resumes the call, then throws
+//   posted_throw             work posted to the dispatcher throws
+// Calls it sees without a fault get the trailer x-test-faults: seen.
+constexpr std::string_view kFaultHeader = "x-test-fault";
+constexpr std::string_view kGateHeader = "x-test-gate";
+
+// Written by its destructor: reading it afterwards finds kDead (or whatever
+// reused the memory), never kAlive.
+struct Canary {
+  static constexpr uint64_t kAlive = 0x5AFE5AFE5AFE5AFEull;
+  static constexpr uint64_t kDead = 0xDEADDEADDEADDEADull;
+  uint64_t word = kAlive;
+  Canary() = default;
+  Canary(const Canary&) = default;
+  ~Canary() { word = kDead; }
+};
+
+void throwIf(bool cond, std::string_view where) {
+  if (cond) throw std::runtime_error("test_faults: thrown in " + std::string(where));
+}
+
+class FaultFilter : public Filter {
+ public:
+  explicit FaultFilter(std::string fault) : fault_(std::move(fault)) {}
+
+  FilterStatus onRequestHeaders(StreamContext& ctx) override {
+    throwIf(fault_ == "request_headers", "onRequestHeaders");
+    if (fault_ == "posted_throw") {
+      ctx.dispatcher().post([] { throw std::runtime_error("test_faults: thrown in posted work"); });
+    }
+    if (fault_ == "deny_after_hold") {
+      // The reply runs every onStreamDone, ours included, which destroys the
+      // timer running this lambda; its captures must still be there.
+      timer_ = std::make_unique<Timer>(ctx.dispatcher(), [this, &ctx, canary = Canary()] {
+        ctx.sendLocalReply(StatusCode::PermissionDenied, "denied after a hold");
+        if (canary.word != Canary::kAlive) std::abort();
+        ++timer_runs_;
+      });
+    } else if (fault_ == "double_continue") {
+      timer_ = std::make_unique<Timer>(ctx.dispatcher(), [this, &ctx] {
+        ctx.continueRequest(*this);
+        ctx.continueRequest(*this);  // a second path of the same check also resumes
+      });
+    } else if (fault_ == "timer_throw") {
+      timer_ = std::make_unique<Timer>(ctx.dispatcher(), [this, &ctx] {
+        ctx.continueRequest(*this);
+        throw std::runtime_error("test_faults: thrown in a timer callback");
+      });
+    } else {
+      return FilterStatus::Continue;
+    }
+    timer_->enable(std::chrono::milliseconds(30));
+    return FilterStatus::StopIteration;
+  }
+  FilterStatus onRequestMessage(StreamContext&, Message&) override {
+    throwIf(fault_ == "request_message", "onRequestMessage");
+    return FilterStatus::Continue;
+  }
+  FilterStatus onRequestEnd(StreamContext&) override {
+    throwIf(fault_ == "request_end", "onRequestEnd");
+    return FilterStatus::Continue;
+  }
+  FilterStatus onResponseHeaders(StreamContext&) override {
+    throwIf(fault_ == "response_headers", "onResponseHeaders");
+    return FilterStatus::Continue;
+  }
+  FilterStatus onResponseMessage(StreamContext&, Message&) override {
+    throwIf(fault_ == "response_message", "onResponseMessage");
+    return FilterStatus::Continue;
+  }
+  FilterStatus onResponseTrailers(StreamContext& ctx) override {
+    throwIf(fault_ == "response_trailers", "onResponseTrailers");
+    if (fault_.empty()) ctx.responseTrailers().set("x-test-faults", "seen");
+    return FilterStatus::Continue;
+  }
+  void onStreamDone(StreamContext&) override {
+    timer_.reset();
+    throwIf(fault_ == "stream_done", "onStreamDone");
+  }
+
+ private:
+  std::string fault_;
+  TimerPtr timer_;
+  int timer_runs_ = 0;
+};
+
+// Holds calls carrying x-test-gate, then refuses them: an async check.
+class GateFilter : public Filter {
+ public:
+  explicit GateFilter(uint64_t hold_ms) : hold_ms_(hold_ms) {}
+  FilterStatus onRequestHeaders(StreamContext& ctx) override {
+    if (ctx.requestHeaders().get(kGateHeader) == nullptr) return FilterStatus::Continue;
+    timer_ = std::make_unique<Timer>(ctx.dispatcher(),
+                                     [&ctx] { ctx.sendLocalReply(StatusCode::PermissionDenied, "gate closed"); });
+    timer_->enable(std::chrono::milliseconds(hold_ms_));
+    return FilterStatus::StopIteration;
+  }
+  void onStreamDone(StreamContext&) override { timer_.reset(); }
+
+ private:
+  uint64_t hold_ms_;
+  TimerPtr timer_;
+};
+
+class FaultFactory : public FilterFactory {
+ public:
+  explicit FaultFactory(uint64_t gate_ms) : gate_ms_(gate_ms) {}
+  FilterPtr createFilter(StreamContext& ctx) const override {
+    if (gate_ms_ > 0) return std::make_unique<GateFilter>(gate_ms_);
+    const std::string* fault = ctx.requestHeaders().get(kFaultHeader);
+    std::string which = fault != nullptr ? *fault : std::string();
+    if (which == "create") throw std::runtime_error("test_faults: thrown in createFilter");
+    if (which == "create_non_std") throw 42;
+    if (which == "no_filter") return nullptr;
+    return std::make_unique<FaultFilter>(std::move(which));
+  }
+
+ private:
+  uint64_t gate_ms_;
+};
+
+}  // namespace
+
+FilterFactorySharedPtr FaultFilterConfigFactory::create(const nlohmann::json& config, const std::string& path,
+                                                        FilterBuildContext& ctx) const {
+  uint64_t gate_ms = 0;
+  if (!config.is_null()) {
+    JsonObject obj(config, path, ctx.errors);
+    gate_ms = obj.unsignedInt("gate_ms", 0, 60'000).value_or(0);
+    const std::string fault = obj.string("config_fault").value_or("");
+    obj.finish();
+    if (fault == "throw") throw std::runtime_error("test_faults: thrown reading its config");
+    if (fault == "json") (void)config.at("no_such_key").get<int>();
+    if (fault == "null") return nullptr;
+  }
+  return std::make_shared<FaultFactory>(gate_ms);
+}
+
+}  // namespace sluice::test
