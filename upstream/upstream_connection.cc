@@ -267,6 +267,8 @@ void UpstreamConnection::onGoaway(int32_t last_stream_id, uint32_t error_code) {
   // Not a graceful shutdown: the backend is closing on us, calls included.
   // ENHANCE_YOUR_CALM is how gRPC servers refuse PINGs more often than they
   // permit: the cluster's keepalive_interval_ms is shorter than they allow.
+  // Once per connection: a backend may repeat its GOAWAY, at 17 bytes a line.
+  if (std::exchange(goaway_logged_, true)) return;
   spdlog::warn("[U{}] GOAWAY {} from {} (last stream {}){}", id_, nghttp2_http2_strerror(error_code), describe(),
                last_stream_id,
                error_code == NGHTTP2_ENHANCE_YOUR_CALM && pool_.cluster().config().keepalive_interval_ms != 0

@@ -101,6 +101,7 @@ class UpstreamConnection final : public Http2SessionOwner,
   // No new streams; closes once its streams are done: the backend sent
   // GOAWAY, or the connection opened its share (max_requests_per_connection).
   bool draining_ = false;
+  bool goaway_logged_ = false;  // an error GOAWAY was logged (once per connection)
   uint32_t streams_opened_ = 0;
   std::unordered_map<UpstreamStream*, bool> streams_;  // stream -> counted in the cluster's requests
   std::vector<UpstreamStream*> pending_;  // waiting for the backend's SETTINGS

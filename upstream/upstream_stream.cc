@@ -25,6 +25,8 @@ UpstreamReset resetFromBackend(uint32_t code) {
       return {StatusCode::Cancelled, "upstream cancelled the stream (CANCEL)", true, true};
     case NGHTTP2_ENHANCE_YOUR_CALM:
       return {StatusCode::ResourceExhausted, "upstream reset the stream (ENHANCE_YOUR_CALM)", true, true};
+    case NGHTTP2_INADEQUATE_SECURITY:
+      return {StatusCode::PermissionDenied, "upstream reset the stream (INADEQUATE_SECURITY)", true, true};
     default:
       return {StatusCode::Internal, fmt::format("upstream reset the stream ({})", nghttp2_http2_strerror(code)),
               true, true};

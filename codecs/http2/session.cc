@@ -335,15 +335,19 @@ Http2Session::Http2Session(Side side, Http2SessionOwner& owner, const Http2Setti
     nghttp2_session_client_new2(&session_, Bridge::callbacks(side), this, options);
   }
   nghttp2_option_del(options);
+  // A client turns server push off (nghttp2 allows it by default): a pushed
+  // stream would never be read or reset, and a backend pushing in a loop
+  // would grow the gateway's memory a stream at a time until the connection
+  // closed. With push off, a PUSH_PROMISE is a connection error.
   nghttp2_settings_entry entries[] = {
-      {NGHTTP2_SETTINGS_MAX_CONCURRENT_STREAMS, settings.max_concurrent_streams},
+      side == Side::Server ? nghttp2_settings_entry{NGHTTP2_SETTINGS_MAX_CONCURRENT_STREAMS,
+                                                    settings.max_concurrent_streams}
+                           : nghttp2_settings_entry{NGHTTP2_SETTINGS_ENABLE_PUSH, 0},
       {NGHTTP2_SETTINGS_INITIAL_WINDOW_SIZE, settings.initial_stream_window},
       {NGHTTP2_SETTINGS_MAX_HEADER_LIST_SIZE, settings.max_header_list_bytes},
       {NGHTTP2_SETTINGS_MAX_FRAME_SIZE, settings.max_frame_size},
   };
-  // A client does not limit the streams its server may push: push is off anyway.
-  size_t first = side == Side::Client ? 1 : 0;
-  nghttp2_submit_settings(session_, NGHTTP2_FLAG_NONE, entries + first, std::size(entries) - first);
+  nghttp2_submit_settings(session_, NGHTTP2_FLAG_NONE, entries, std::size(entries));
   nghttp2_session_set_local_window_size(session_, NGHTTP2_FLAG_NONE, 0,
                                         static_cast<int32_t>(settings.connection_window));
 }
@@ -434,8 +438,19 @@ void Http2Session::consume(int32_t stream_id, size_t n) {
 }
 
 void Http2Session::detach(int32_t stream_id) {
-  if (handlerOf(session_, stream_id) != nullptr) {
-    nghttp2_session_set_stream_user_data(session_, stream_id, nullptr);
+  if (nghttp2_session_find_stream(session_, stream_id) != nullptr) {
+    if (handlerOf(session_, stream_id) != nullptr) {
+      nghttp2_session_set_stream_user_data(session_, stream_id, nullptr);
+      --open_streams_;
+    }
+    return;
+  }
+  // Client side: a request whose HEADERS nghttp2 still queues (a backend not
+  // reading holds them behind the socket) has no stream yet, and would open
+  // with the handler given to submitRequest, then call it back (frame not
+  // sent, stream closed) after it died. This clears the queued HEADERS' copy;
+  // it fails for a stream that is gone already.
+  if (side_ == Side::Client && nghttp2_session_set_stream_user_data(session_, stream_id, nullptr) == 0) {
     --open_streams_;
   }
 }

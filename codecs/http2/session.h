@@ -146,7 +146,8 @@ class Http2Session {
   // What the peer lets us send on the stream now (its window and the
   // connection's); 0 when it has not made room.
   int32_t sendWindow(int32_t stream_id) const;
-  // Stops delivering callbacks for this stream to its handler.
+  // Stops delivering callbacks for this stream to its handler, also for a
+  // request still queued (not yet sent). Once per stream.
   void detach(int32_t stream_id);
   void goaway(uint32_t error_code);
   void ping();

@@ -222,6 +222,7 @@ TEST_CASE("a backend's RST_STREAM reaches the client as the status gRPC maps it 
   for (const Case& c : {Case{NGHTTP2_CANCEL, grpc::StatusCode::CANCELLED},
                         Case{NGHTTP2_ENHANCE_YOUR_CALM, grpc::StatusCode::RESOURCE_EXHAUSTED},
                         Case{NGHTTP2_PROTOCOL_ERROR, grpc::StatusCode::INTERNAL},
+                        Case{NGHTTP2_INADEQUATE_SECURITY, grpc::StatusCode::PERMISSION_DENIED},
                         Case{NGHTTP2_REFUSED_STREAM, grpc::StatusCode::UNAVAILABLE}}) {
     ResettingBackend resetting(c.h2_code);
     auto cl = cluster("r", {resetting.address()});

@@ -91,6 +91,9 @@ class FrameCountingBackend {
     std::chrono::milliseconds settings_delay{0};
     // The first this many calls are reset with REFUSED_STREAM unprocessed.
     int refuse_first = 0;
+    // Grant the largest windows HTTP/2 has (stream and connection), so the
+    // gateway can send whatever it has until the socket stops it.
+    bool largest_windows = false;
   };
 
   FrameCountingBackend() : FrameCountingBackend(Options{}) {}
@@ -112,6 +115,17 @@ class FrameCountingBackend {
     std::lock_guard<std::mutex> lock(mutex_);
     max_concurrent_streams_ = n;
   }
+  // While paused, nothing is read from any connection: the gateway's writes
+  // back up in the kernel, then in its own buffers.
+  void pauseReading(bool paused) { reading_paused_ = paused; }
+  // Each connection holding a kServerStreamPath call gets one PUSH_PROMISE
+  // on it (raw bytes: nghttp2 will not send one to a peer that disabled push).
+  void pushPromise() { push_requested_ = true; }
+  // `n` GOAWAY(ENHANCE_YOUR_CALM) frames on every connection, each naming
+  // the last stream it opened (so that its calls go on).
+  void goawayFlood(int n) { goaway_flood_ = n; }
+  int goaways() const { return goaways_; }
+  uint32_t lastGoawayCode() const { return last_goaway_code_; }
   int rstStreams() const { return rst_streams_; }
   int rstCancels() const { return rst_cancels_; }
   int unaryAnswered() const { return unary_answered_; }
@@ -150,6 +164,11 @@ class FrameCountingBackend {
   }
   void onData(Connection& c, int32_t id, std::string_view data) { c.streams[id].request.append(data); }
   void onFrame(Connection& c, const nghttp2_frame& frame) {
+    if (frame.hd.type == NGHTTP2_GOAWAY) {
+      last_goaway_code_ = frame.goaway.error_code;
+      goaways_++;
+      return;
+    }
     if (frame.hd.type == NGHTTP2_RST_STREAM) {
       {
         std::lock_guard<std::mutex> lock(mutex_);
@@ -295,12 +314,56 @@ class FrameCountingBackend {
       std::lock_guard<std::mutex> lock(mutex_);
       max = max_concurrent_streams_;
     }
-    nghttp2_settings_entry limit{NGHTTP2_SETTINGS_MAX_CONCURRENT_STREAMS, max.value_or(0)};
-    nghttp2_submit_settings(c.session, NGHTTP2_FLAG_NONE, &limit, max ? 1 : 0);
+    std::vector<nghttp2_settings_entry> settings;
+    if (max) settings.push_back({NGHTTP2_SETTINGS_MAX_CONCURRENT_STREAMS, *max});
+    if (options_.largest_windows) {
+      settings.push_back({NGHTTP2_SETTINGS_INITIAL_WINDOW_SIZE, NGHTTP2_MAX_WINDOW_SIZE});
+      nghttp2_session_set_local_window_size(c.session, NGHTTP2_FLAG_NONE, 0, NGHTTP2_MAX_WINDOW_SIZE);
+    }
+    nghttp2_submit_settings(c.session, NGHTTP2_FLAG_NONE, settings.data(), settings.size());
+  }
+
+  // A PUSH_PROMISE for stream 2 on every held kServerStreamPath stream; its
+  // header block uses the static table only, so nghttp2's HPACK state on
+  // this side stays valid.
+  void sendPushPromises(Connection& c) {
+    for (const auto& [id, stream] : c.streams) {
+      if (stream.path != kServerStreamPath) continue;
+      const std::string block = {'\x82', '\x86', '\x84', '\x01', '\x01', 'x'};  // GET http / authority x
+      std::string payload = {0, 0, 0, 2};
+      payload += block;
+      std::string frame = {0, 0, static_cast<char>(payload.size()), 0x5 /* PUSH_PROMISE */, 0x4 /* END_HEADERS */,
+                           static_cast<char>(id >> 24), static_cast<char>(id >> 16), static_cast<char>(id >> 8),
+                           static_cast<char>(id)};
+      frame += payload;
+      (void)::send(c.fd, frame.data(), frame.size(), MSG_NOSIGNAL);
+    }
+  }
+
+  static void sendGoaways(Connection& c, int n) {
+    const int32_t last = nghttp2_session_get_last_proc_stream_id(c.session);
+    std::string frame = {0, 0, 8, 0x7 /* GOAWAY */, 0, 0, 0, 0, 0};
+    frame += {static_cast<char>(last >> 24), static_cast<char>(last >> 16), static_cast<char>(last >> 8),
+              static_cast<char>(last), 0, 0, 0, static_cast<char>(NGHTTP2_ENHANCE_YOUR_CALM)};
+    std::string frames;
+    for (int i = 0; i < n; ++i) frames += frame;
+    for (size_t off = 0; off < frames.size();) {
+      pollfd p{c.fd, POLLOUT, 0};
+      if (::poll(&p, 1, 100) <= 0) return;
+      ssize_t w = ::send(c.fd, frames.data() + off, frames.size() - off, MSG_NOSIGNAL);
+      if (w <= 0) return;
+      off += static_cast<size_t>(w);
+    }
   }
 
   void serve() {
     while (!stop_) {
+      if (push_requested_.exchange(false)) {
+        for (auto& c : conns_) sendPushPromises(*c);
+      }
+      if (const int n = goaway_flood_.exchange(0); n > 0) {
+        for (auto& c : conns_) sendGoaways(*c, n);
+      }
       for (auto it = conns_.begin(); it != conns_.end();) {
         sendSettingsWhenDue(**it);
         if (flush(**it)) {
@@ -313,7 +376,9 @@ class FrameCountingBackend {
       std::vector<pollfd> fds{{fd_, POLLIN, 0}};
       // Input waits until our SETTINGS have gone: nghttp2 would otherwise
       // acknowledge the gateway's SETTINGS before sending its own.
-      for (auto& c : conns_) fds.push_back({c->fd, static_cast<short>(c->settings_sent ? POLLIN : 0), 0});
+      for (auto& c : conns_) {
+        fds.push_back({c->fd, static_cast<short>(c->settings_sent && !reading_paused_ ? POLLIN : 0), 0});
+      }
       const int wait_ms = options_.settings_delay.count() > 0 ? 10 : 100;
       if (::poll(fds.data(), fds.size(), wait_ms) <= 0) continue;
       for (size_t i = conns_.size(); i > 0; --i) {
@@ -341,6 +406,11 @@ class FrameCountingBackend {
   int fd_ = -1;
   int port_ = 0;
   std::atomic<bool> stop_{false};
+  std::atomic<bool> reading_paused_{false};
+  std::atomic<bool> push_requested_{false};
+  std::atomic<int> goaway_flood_{0};
+  std::atomic<int> goaways_{0};
+  std::atomic<uint32_t> last_goaway_code_{0};
   std::atomic<int> rst_streams_{0};
   std::atomic<int> rst_cancels_{0};
   std::atomic<int> unary_answered_{0};
@@ -720,6 +790,118 @@ TEST_CASE("a call an earlier attempt may have run is never passed on as refused"
   }
   CHECK(answered_with_status == 6);
   CHECK(refusing.refused() >= 3);  // round robin: half the calls tried it
+}
+
+}  // namespace sluice::test
+
+namespace sluice::test {
+
+TEST_CASE("calls cancelled while a backend that stopped reading holds their HEADERS cost nothing later",
+          "[e2e][upstream]") {
+  // The HEADERS of a call wait in nghttp2's queue while the backend
+  // connection's socket is backed up; a call cancelled then is deleted. When
+  // the backend reads again, nghttp2 sends nothing for it but reports the
+  // stream closed: to the deleted call, before the fix (a crash, or under
+  // ASan a use-after-free).
+  FrameCountingBackend::Options options;
+  options.largest_windows = true;
+  FrameCountingBackend backend(options);
+  GatewayProcess gateway(singleConnectionConfig(backend.address()));
+  auto stub = example::Echo::NewStub(makeChannel(gateway.address()));
+  {
+    grpc::ClientContext warm;
+    setTimeout(warm, kCallTimeout);
+    EchoRequest request;
+    EchoResponse response;
+    REQUIRE_OK(stub->Unary(&warm, request, &response));
+  }
+  backend.pauseReading(true);
+  // 24 MiB of request toward a backend that reads nothing: the kernel's
+  // buffers fill, then the gateway's (past 1 MiB it stops serialising frames).
+  grpc::ClientContext filler;
+  setTimeout(filler, kCallTimeout);
+  EchoResponse filler_response;
+  auto writer = stub->ClientStream(&filler, &filler_response);
+  EchoRequest big;
+  big.set_payload(std::string(1 << 20, 'x'));
+  std::thread filling([&] {
+    for (int i = 0; i < 24; ++i) {
+      if (!writer->Write(big)) break;
+    }
+  });
+  std::this_thread::sleep_for(1500ms);
+  // Calls whose HEADERS queue behind it, each given up on by its client.
+  for (int i = 0; i < 6; ++i) {
+    grpc::ClientContext ctx;
+    setTimeout(ctx, 200ms);
+    EchoRequest request;
+    EchoResponse response;
+    grpc::Status status = stub->Unary(&ctx, request, &response);
+    CHECK(status.error_code() == grpc::StatusCode::DEADLINE_EXCEEDED);
+  }
+  backend.pauseReading(false);
+  filler.TryCancel();
+  filling.join();
+  // The backend took the backlog, queued HEADERS of dead calls included.
+  std::this_thread::sleep_for(1000ms);
+  REQUIRE(gateway.running());
+  grpc::ClientContext after;
+  setTimeout(after, kCallTimeout);
+  EchoRequest request;
+  request.set_payload("after");
+  EchoResponse response;
+  REQUIRE_OK(stub->Unary(&after, request, &response));
+  CHECK(response.payload() == "after");
+}
+
+}  // namespace sluice::test
+
+namespace sluice::test {
+
+TEST_CASE("a backend's PUSH_PROMISE is a protocol error: push is off toward backends", "[e2e][upstream]") {
+  FrameCountingBackend backend;
+  GatewayProcess gateway(singleConnectionConfig(backend.address()));
+  auto stub = example::Echo::NewStub(makeChannel(gateway.address()));
+  grpc::ClientContext ctx;
+  setTimeout(ctx, kCallTimeout);
+  EchoRequest request;
+  auto reader = stub->ServerStream(&ctx, request);
+  REQUIRE(waitFor([&] { return backend.streamsHeld() == 1; }, 5s));
+  backend.pushPromise();
+  // nghttp2 would otherwise keep every pushed stream until the connection ends.
+  REQUIRE(waitFor([&] { return backend.goaways() >= 1; }, 5s));
+  CHECK(backend.lastGoawayCode() == NGHTTP2_PROTOCOL_ERROR);
+  EchoResponse response;
+  CHECK_FALSE(reader->Read(&response));
+  grpc::Status status = reader->Finish();
+  CHECK(status.error_code() != grpc::StatusCode::OK);
+}
+
+}  // namespace sluice::test
+
+namespace sluice::test {
+
+TEST_CASE("a backend repeating its GOAWAY is logged once, and its open call goes on", "[e2e][upstream]") {
+  FrameCountingBackend backend;
+  GatewayProcess gateway(singleConnectionConfig(backend.address()));
+  auto stub = example::Echo::NewStub(makeChannel(gateway.address()));
+  grpc::ClientContext ctx;
+  setTimeout(ctx, kCallTimeout);
+  EchoRequest request;
+  auto reader = stub->ServerStream(&ctx, request);
+  REQUIRE(waitFor([&] { return backend.streamsHeld() == 1; }, 5s));
+  backend.goawayFlood(5000);
+  const std::string line = "GOAWAY ENHANCE_YOUR_CALM from";
+  REQUIRE(waitFor([&] { return logCount(gateway, line) >= 1; }, 5s));
+  std::this_thread::sleep_for(500ms);
+  CHECK(logCount(gateway, line) == 1);
+  // The call named in the GOAWAYs is still open; a new one takes a new connection.
+  grpc::ClientContext next;
+  setTimeout(next, kCallTimeout);
+  EchoResponse response;
+  REQUIRE_OK(stub->Unary(&next, request, &response));
+  CHECK(backend.connections() == 2);
+  ctx.TryCancel();
 }
 
 }  // namespace sluice::test
