@@ -160,6 +160,11 @@ uint32_t UpstreamConnection::streamLimit() const {
 
 bool UpstreamConnection::usable() const {
   if (closed_ || draining_) return false;
+  // A backend not reading this connection (stuck, or just slower than the
+  // requests streaming to it): a new call's HEADERS would wait behind the
+  // backlog, for as long as the backend does not read. It goes to another
+  // connection instead; this one takes calls again once it drains.
+  if (socket_.bytesPending() >= kMaxPendingWrite) return false;
   return streams_.size() < streamLimit();
 }
 
