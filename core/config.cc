@@ -93,6 +93,9 @@ ListenerConfig readListener(const json& value, const std::string& path, const Fi
   limit("max_header_list_bytes", listener.max_header_list_bytes, 1024, 16u << 20);
   limit("stream_buffer_bytes", listener.stream_buffer_bytes, 16 << 10, 1u << 30);
   // At least one whole message of the largest size, or such calls could never complete.
+  if (auto v = obj.unsignedInt("max_incomplete_response_bytes", listener.max_message_bytes, 1ull << 40)) {
+    listener.max_incomplete_response_bytes = *v;
+  }
   if (auto v = obj.unsignedInt("max_incomplete_request_bytes", listener.max_message_bytes, 1ull << 40)) {
     listener.max_incomplete_request_bytes = *v;
   }

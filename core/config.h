@@ -48,6 +48,13 @@ struct ListenerConfig {
   uint64_t incompleteRequestLimit() const {
     return max_incomplete_request_bytes != 0 ? max_incomplete_request_bytes : 4ull * max_message_bytes;
   }
+  // The same for response messages still arriving from backends: a backend
+  // announcing a large message and sending it slowly (or never finishing it)
+  // makes the call hold what arrived. 0: 4 × max_message_bytes.
+  uint64_t max_incomplete_response_bytes = 0;
+  uint64_t incompleteResponseLimit() const {
+    return max_incomplete_response_bytes != 0 ? max_incomplete_response_bytes : 4ull * max_message_bytes;
+  }
   // Response bytes one connection's calls may hold queued for the client
   // (each call's backend may send its whole window ahead of a client that
   // does not read); past it, a call so backed up is reset

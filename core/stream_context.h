@@ -175,6 +175,11 @@ class StreamContext {
   // (queued, not yet written): the connection's total of request bytes held,
   // which max_incomplete_request_bytes caps. Stop counting by onStreamDone.
   virtual size_t* heldRequestBytes() = 0;
+  // The terminal's response messages still arriving (reassembled whole
+  // before they go on) changed by `delta` bytes; counted per connection. False
+  // when that takes the connection past max_incomplete_response_bytes: end
+  // the call. Count back to 0 by onStreamDone.
+  virtual bool adjustIncompleteResponseBytes(int64_t delta) = 0;
   // Stop (true) or resume (false) returning request bytes to the client's
   // flow-control window: the terminal's outgoing buffer is full or drained.
   virtual void setRequestBackpressure(bool blocked) = 0;

@@ -64,6 +64,10 @@ class DownstreamConnection final : public Http2SessionOwner,
   uint64_t incompleteRequestBytes() const { return incomplete_request_bytes_; }
   void adjustIncompleteRequestBytes(int64_t delta) { incomplete_request_bytes_ += delta; }
   size_t* heldRequestBytesTotal() { return &incomplete_request_bytes_; }
+  // Response messages its calls' backends are still sending
+  // (max_incomplete_response_bytes).
+  uint64_t incompleteResponseBytes() const { return incomplete_response_bytes_; }
+  void adjustIncompleteResponseBytes(int64_t delta) { incomplete_response_bytes_ += delta; }
   // Response bytes its streams hold queued for the client (their
   // OutboundData count into it; max_buffered_response_bytes).
   size_t* bufferedResponseTotal() { return &buffered_response_bytes_; }
@@ -121,6 +125,7 @@ class DownstreamConnection final : public Http2SessionOwner,
   bool start_checked_ = false;
   bool http1_refused_ = false;
   size_t incomplete_request_bytes_ = 0;
+  size_t incomplete_response_bytes_ = 0;
   size_t buffered_response_bytes_ = 0;
   size_t linger_pending_ = 0;  // bytes unwritten at the last check
   std::unique_ptr<Timer> linger_timer_;

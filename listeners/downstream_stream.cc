@@ -322,6 +322,11 @@ void DownstreamStream::releaseRequestCredit() {
 
 size_t* DownstreamStream::heldRequestBytes() { return connection_.heldRequestBytesTotal(); }
 
+bool DownstreamStream::adjustIncompleteResponseBytes(int64_t delta) {
+  connection_.adjustIncompleteResponseBytes(delta);
+  return delta <= 0 || connection_.incompleteResponseBytes() <= listener_config_.incompleteResponseLimit();
+}
+
 void DownstreamStream::setRequestBackpressure(bool blocked) {
   backpressure_ = blocked;
   if (!blocked) releaseRequestCredit();

@@ -65,6 +65,7 @@ class DownstreamStream final : public StreamContext,
   WorkerContext& worker() override;
   void setDeadline(Clock::time_point deadline) override;
   void resumeRequest(const Filter* from) override;
+  bool adjustIncompleteResponseBytes(int64_t delta) override;
   void resumeResponse(const Filter* from) override;
   using StreamContext::sendLocalReply;
   void refuseCall(std::string_view message) override;

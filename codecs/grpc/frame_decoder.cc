@@ -2,6 +2,7 @@
 
 #include <algorithm>
 #include <cstring>
+#include <utility>
 
 #include <fmt/format.h>
 
@@ -55,6 +56,16 @@ Status GrpcFrameDecoder::decode(std::string_view data, MessageSink& sink) {
     }
 
     size_t n = std::min<size_t>(payload_len_ - current_.payload.size(), data.size());
+    if (const size_t need = current_.payload.size() + n; need > current_.payload.capacity()) {
+      // Geometric growth, but never past the announced length: the memory a
+      // message holds (heldBytes, which the per-connection limits count) is
+      // at most its size, not up to twice it. (reserve() on a non-empty
+      // string would double anyway; on an empty one it is exact.)
+      std::string grown;
+      grown.reserve(std::min<size_t>(payload_len_, std::max(need, 2 * current_.payload.capacity())));
+      grown.append(current_.payload);
+      buffer_pool::release(std::exchange(current_.payload, std::move(grown)));
+    }
     current_.payload.append(data.data(), n);
     data.remove_prefix(n);
     // Checked even when `data` is now empty: an empty message is complete as
@@ -91,7 +102,7 @@ Status GrpcFrameDecoder::finish() const {
 
 size_t GrpcFrameDecoder::bufferedBytes() const { return prefix_have_ + current_.payload.size(); }
 
-size_t GrpcFrameDecoder::heldBytes() const { return prefix_have_ + (in_payload_ ? current_.payload.capacity() : 0); }
+size_t GrpcFrameDecoder::heldBytes() const { return in_payload_ ? current_.payload.capacity() : prefix_have_; }
 
 void encodeGrpcPrefix(uint8_t out[kGrpcPrefixBytes], bool compressed, uint32_t length) {
   out[0] = compressed ? 1 : 0;

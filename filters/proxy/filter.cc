@@ -223,6 +223,7 @@ void ProxyFilter::onStreamDone(StreamContext&) {
     upstream_->reset();
     upstream_->countQueuedInto(nullptr);  // the connection it counts into may go first
   }
+  releaseIncompleteResponse();
 }
 
 void ProxyFilter::failFromUpstream(StatusCode code, const std::string& detail) {
@@ -290,10 +291,35 @@ void ProxyFilter::onUpstreamData(const uint8_t* data, size_t len) {
     failFromUpstream(s.code(), fmt::format("{} sent a bad message: {}", endpoint_->describe(), s.message()));
     return;
   }
+  if (!countIncompleteResponse()) return;
   if (!downstream_full_ && upstream_) {
     upstream_->consume(withheld_credit_);
     withheld_credit_ = 0;
   }
+}
+
+bool ProxyFilter::countIncompleteResponse() {
+  // Window credit for a message still arriving goes back at once (a message
+  // may be larger than the window), so without this a backend could make
+  // each call hold max_message_bytes by announcing a large message and never
+  // finishing it. Usually 0 and unchanged: one comparison per chunk.
+  const size_t held = response_decoder_.heldBytes();
+  if (held == incomplete_response_counted_) return true;
+  const int64_t delta = static_cast<int64_t>(held) - static_cast<int64_t>(incomplete_response_counted_);
+  incomplete_response_counted_ = held;
+  if (ctx_.adjustIncompleteResponseBytes(delta)) return true;
+  releaseIncompleteResponse();  // it will never be completed
+  failFromUpstream(StatusCode::ResourceExhausted,
+                   fmt::format("response messages still arriving from backends on this connection would hold more "
+                               "than max_incomplete_response_bytes (this one {} bytes, from {})",
+                               held, endpoint_->describe()));
+  return false;
+}
+
+void ProxyFilter::releaseIncompleteResponse() {
+  if (incomplete_response_counted_ == 0) return;
+  ctx_.adjustIncompleteResponseBytes(-static_cast<int64_t>(incomplete_response_counted_));
+  incomplete_response_counted_ = 0;
 }
 
 bool ProxyFilter::onMessage(Message&& message) {

@@ -59,6 +59,10 @@ class ProxyFilter final : public Filter,
   bool canRetry(StatusCode code) const;
   void retireAttempt();
   HeaderMap upstreamRequestHeaders() const;
+  // Tells ctx_ how many bytes the partial response message holds; false
+  // (the call ended) when that takes the connection past its limit.
+  bool countIncompleteResponse();
+  void releaseIncompleteResponse();
   void failFromUpstream(StatusCode code, const std::string& detail);
   std::string describe(const std::string& detail) const;
 
@@ -83,6 +87,7 @@ class ProxyFilter final : public Filter,
   TimerPtr backoff_timer_;
   GrpcFrameDecoder response_decoder_;
   size_t withheld_credit_ = 0;  // response bytes not yet returned to the backend's window
+  size_t incomplete_response_counted_ = 0;  // response_decoder_'s held bytes, as told to ctx_
   bool downstream_full_ = false;
 };
 

@@ -27,6 +27,7 @@
 
 #include <nghttp2/nghttp2.h>
 
+#include "test/support/admin_stats.h"
 #include "test/support/e2e_fixture.h"
 #include "test/support/raw_h2_client.h"
 
@@ -54,6 +55,11 @@ constexpr const char* kNoStatusPath = "/no.Status/TrailersOnly";
 // headers: within what the gateway accepts, but with a little more added by
 // a filter, more than one HTTP/2 header block may carry.
 constexpr const char* kNearLimitHeadersPath = "/big.Blocks/NearLimitHeaders";
+// Answered with HEADERS and a message announced as kDripAnnounced bytes of
+// which only kDripSent arrive; the stream then stays open.
+constexpr const char* kDripPath = "/slow.Big/Drip";
+constexpr uint32_t kDripAnnounced = 3u << 20;
+constexpr size_t kDripSent = 5u << 19;  // 2.5 MiB
 
 std::string grpcMessage(const std::string& bytes) {
   std::string out(5, '\0');
@@ -196,10 +202,11 @@ class FrameCountingBackend {
     auto it = c.streams.find(id);
     if (it == c.streams.end()) return NGHTTP2_ERR_TEMPORAL_CALLBACK_FAILURE;
     Stream& s = it->second;
+    if (s.path == kDripPath && s.sent == s.response.size()) return NGHTTP2_ERR_DEFERRED;  // never finishes
     const size_t n = std::min(length, s.response.size() - s.sent);
     std::memcpy(buf, s.response.data() + s.sent, n);
     s.sent += n;
-    if (s.sent == s.response.size()) {
+    if (s.sent == s.response.size() && s.path != kDripPath) {
       *flags |= NGHTTP2_DATA_FLAG_EOF | NGHTTP2_DATA_FLAG_NO_END_STREAM;
       // Trailers go after the DATA: submitted once the provider has given its last byte.
       nghttp2_nv trailers[] = {header("grpc-status", "0")};
@@ -248,6 +255,17 @@ class FrameCountingBackend {
         nghttp2_submit_headers(c.session, NGHTTP2_FLAG_NONE, id, nullptr, head, 2, nullptr);
         nghttp2_submit_headers(c.session, NGHTTP2_FLAG_END_STREAM, id, nullptr, trailers, 3, nullptr);
       }
+    } else if (s.path == kDripPath) {
+      s.response = std::string(5, '\0');
+      s.response[1] = static_cast<char>(kDripAnnounced >> 24);
+      s.response[2] = static_cast<char>(kDripAnnounced >> 16);
+      s.response[3] = static_cast<char>(kDripAnnounced >> 8);
+      s.response[4] = static_cast<char>(kDripAnnounced);
+      s.response += std::string(kDripSent, 'd');
+      nghttp2_data_provider provider{};
+      provider.read_callback = &FrameCountingBackend::readCallback;
+      nghttp2_submit_response(c.session, id, head, 2, &provider);
+      streams_held_++;
     } else if (s.path == kNoStatusPath) {
       nghttp2_submit_response(c.session, id, head, 2, nullptr);
     } else if (s.path == kServerStreamPath) {
@@ -889,6 +907,44 @@ TEST_CASE("a new call does not wait behind a backend connection that stopped rea
   filler.TryCancel();
   filling.join();
   backend.pauseReading(false);
+}
+
+}  // namespace sluice::test
+
+namespace sluice::test {
+
+TEST_CASE("response messages a backend leaves unfinished are capped per connection (max_incomplete_response_bytes)",
+          "[e2e][upstream]") {
+  FrameCountingBackend backend;
+  auto config = singleConnectionConfig(backend.address());
+  config["listeners"][0]["max_message_bytes"] = 4 << 20;
+  config["listeners"][0]["max_incomplete_response_bytes"] = 4 << 20;
+  config["admin"] = {{"address", "127.0.0.1:0"}};
+  GatewayProcess gateway(config);
+  auto channel = makeChannel(gateway.address());
+  // Each call's backend announces a 3 MiB message and sends 2.5 MiB of it.
+  grpc::ClientContext first;
+  setTimeout(first, kCallTimeout);
+  grpc::ClientContext second;
+  setTimeout(second, kCallTimeout);
+  EchoResponse response;
+  grpc::Status first_status;
+  std::thread first_call([&] { first_status = callUnaryMethod(*channel, kDripPath, first, EchoRequest(), &response); });
+  REQUIRE(waitFor([&] { return backend.streamsHeld() == 1; }, 5s));
+  std::this_thread::sleep_for(300ms);  // its 2.5 MiB arrived
+  EchoResponse second_response;
+  grpc::Status status = callUnaryMethod(*channel, kDripPath, second, EchoRequest(), &second_response);
+  CHECK(status.error_code() == grpc::StatusCode::RESOURCE_EXHAUSTED);
+  CHECK_THAT(status.error_message(), Catch::Contains("max_incomplete_response_bytes"));
+  // The first call is untouched; once it is gone, its bytes no longer count.
+  first.TryCancel();
+  first_call.join();
+  CHECK(first_status.error_code() == grpc::StatusCode::CANCELLED);
+  grpc::ClientContext third;
+  setTimeout(third, 1500ms);
+  status = callUnaryMethod(*channel, kDripPath, third, EchoRequest(), &second_response);
+  CHECK(status.error_code() == grpc::StatusCode::DEADLINE_EXCEEDED);  // held, not refused
+  CHECK(statValue(gateway.adminAddress(), "listener.grpc.local_reply.message_too_large") == 1);
 }
 
 }  // namespace sluice::test

@@ -31,6 +31,11 @@ class FakeContext : public StreamContext {
 
   Dispatcher& dispatcher() override { throw std::logic_error("FakeContext has no dispatcher"); }
   WorkerContext& worker() override { throw std::logic_error("FakeContext has no worker"); }
+  bool adjustIncompleteResponseBytes(int64_t delta) override {
+    incomplete_response_bytes += delta;
+    return true;
+  }
+  int64_t incomplete_response_bytes = 0;
   void resumeRequest(const Filter* from) override {
     if (chain != nullptr) chain->continueRequest(from);
   }

@@ -239,3 +239,27 @@ TEST_CASE("a sink returning false stops decoding and drops the rest", "[frame_de
 }
 
 }  // namespace sluice
+
+namespace sluice {
+
+TEST_CASE("a message being reassembled holds at most its own size", "[frame_decoder]") {
+  // heldBytes is what max_incomplete_request_bytes / _response_bytes count: a
+  // 3 MiB message arriving in 16 KiB chunks must not count (or take) 4 MiB,
+  // as string doubling would make it; a limit of one max message then holds
+  // a max-size message.
+  const size_t size = 3u << 20;
+  GrpcFrameDecoder decoder(size);
+  RecordingSink sink;
+  const std::string wire = prefixOnly(0, static_cast<uint32_t>(size)) + std::string(size, 'p');
+  size_t most = 0;
+  for (size_t at = 0; at < wire.size(); at += 16384) {
+    REQUIRE(decoder.decode(std::string_view(wire).substr(at, 16384), sink).isOk());
+    if (sink.messages.empty()) most = std::max(most, decoder.heldBytes());
+  }
+  REQUIRE(sink.messages.size() == 1);
+  CHECK(most <= size);
+  CHECK(most >= size - 16384);
+  CHECK(decoder.heldBytes() == 0);
+}
+
+}  // namespace sluice
