@@ -78,6 +78,18 @@ class FrameSocket {
     if (complete) block += std::string(1, '\0') + "\x02te\x08trailers";  // literal, new name
     return frame(kHeaders, 0x4, stream, block + extra);
   }
+  // Opens a ServerStream call on `stream`: complete request headers, then
+  // `request` as its one message, ending the request.
+  void openServerStream(uint32_t stream, const EchoRequest& request, const std::string& extra_headers = "") {
+    send(requestHeaders(stream, "/sluice.example.Echo/ServerStream", true, extra_headers));
+    send(frame(kData, 0x1, stream, grpcFrame(request.SerializeAsString())));
+  }
+  // SETTINGS_INITIAL_WINDOW_SIZE: every stream's window toward this client.
+  void setStreamWindow(uint32_t bytes) {
+    std::string payload("\x00\x04", 2);
+    for (int s = 24; s >= 0; s -= 8) payload += static_cast<char>((bytes >> s) & 0xff);
+    send(frame(kSettings, 0, 0, payload));
+  }
   // A literal header field with a new name (HPACK), names and values under 128 bytes.
   static std::string literal(const std::string& name, const std::string& value) {
     return std::string(1, '\0') + static_cast<char>(name.size()) + name + static_cast<char>(value.size()) + value;
@@ -266,8 +278,7 @@ TEST_CASE("a client that stops reading loses its connection once the gateway has
   EchoRequest req;
   req.set_response_count(1000);
   req.set_response_size(65536);
-  client.send(FrameSocket::requestHeaders(1, "/sluice.example.Echo/ServerStream", true));
-  client.send(FrameSocket::frame(kData, 0x1, 1, grpcFrame(req.SerializeAsString())));
+  client.openServerStream(1, req);
   std::this_thread::sleep_for(std::chrono::milliseconds(1500));
   // The call ends (the client cancels it); the connection, now idle, is
   // told GOAWAY, which cannot reach a client that does not read.
@@ -606,14 +617,13 @@ TEST_CASE("calls of a client that does not read are reset past max_buffered_resp
   FrameSocket stuck(gateway.port());
   // Stream windows of 0: the client takes no response byte, while each
   // backend may send its whole 8 MiB window ahead.
-  stuck.send(FrameSocket::frame(kSettings, 0, 0, std::string("\x00\x04\x00\x00\x00\x00", 6)));
+  stuck.setStreamWindow(0);
   EchoRequest request;
   request.set_response_count(1000);
   request.set_response_size(65536);
   constexpr int kCalls = 3;
   for (uint32_t stream = 1; stream < 2 * kCalls; stream += 2) {
-    stuck.send(FrameSocket::requestHeaders(stream, "/sluice.example.Echo/ServerStream", true));
-    stuck.send(FrameSocket::frame(kData, 0x1, stream, grpcFrame(request.SerializeAsString())));
+    stuck.openServerStream(stream, request);
   }
   // After a grace of 2 s without any progress.
   auto seen = stuck.readUntilClosed(std::chrono::seconds(4));
@@ -652,15 +662,14 @@ TEST_CASE("a client that stops reading altogether has its calls reset and their 
   FrameSocket stuck(gateway.port(), 4096);  // reads nothing from here on
   // Windows wide open: the gateway writes until its socket is backed up,
   // and the resets then wait behind what the client does not read.
-  stuck.send(FrameSocket::frame(kSettings, 0, 0, std::string("\x00\x04\x01\x00\x00\x00", 6)));
+  stuck.setStreamWindow(16u << 20);
   stuck.send(FrameSocket::frame(kWindowUpdate, 0, 0, std::string("\x00\xff\x00\x00", 4)));
   EchoRequest request;
   request.set_response_count(100000);
   request.set_response_size(65536);
   constexpr int kCalls = 3;
   for (uint32_t stream = 1; stream < 2 * kCalls; stream += 2) {
-    stuck.send(FrameSocket::requestHeaders(stream, "/sluice.example.Echo/ServerStream", true));
-    stuck.send(FrameSocket::frame(kData, 0x1, stream, grpcFrame(request.SerializeAsString())));
+    stuck.openServerStream(stream, request);
   }
   // The resets cannot reach this client (its socket is full), but they end
   // the calls at once: the backend's calls are cancelled, not left
@@ -682,14 +691,13 @@ TEST_CASE("a client that reads slowly keeps its calls past max_buffered_response
   FrameSocket slow(gateway.port(), 16384);
   // Windows wide open (16 MiB per stream and for the connection), so the
   // calls wait only for this client's reading: 16 KB every 100 ms.
-  slow.send(FrameSocket::frame(kSettings, 0, 0, std::string("\x00\x04\x01\x00\x00\x00", 6)));
+  slow.setStreamWindow(16u << 20);
   slow.send(FrameSocket::frame(kWindowUpdate, 0, 0, std::string("\x00\xff\x00\x00", 4)));
   EchoRequest request;
   request.set_response_count(100000);
   request.set_response_size(65536);
   for (uint32_t stream : {1u, 3u}) {
-    slow.send(FrameSocket::requestHeaders(stream, "/sluice.example.Echo/ServerStream", true));
-    slow.send(FrameSocket::frame(kData, 0x1, stream, grpcFrame(request.SerializeAsString())));
+    slow.openServerStream(stream, request);
   }
   auto seen = slow.readUntilClosed(std::chrono::seconds(5), {}, 16384, std::chrono::milliseconds(100));
   CHECK_FALSE(seen.closed);
@@ -705,14 +713,13 @@ TEST_CASE("a route's timeout ends the call with DEADLINE_EXCEEDED after what is 
   config["listeners"][0]["filters"][0]["config"]["routes"][0]["timeout_ms"] = 300;
   GatewayProcess gateway(config);
   FrameSocket stuck(gateway.port());
-  stuck.send(FrameSocket::frame(kSettings, 0, 0, std::string("\x00\x04\x00\x00\x00\x00", 6)));  // windows of 0
+  stuck.setStreamWindow(0);  // windows of 0
   EchoRequest request;
   request.set_response_count(100000);
   request.set_response_size(1000);
   // No grpc-timeout: the client has no deadline of its own and may still
   // read what is queued, then the status.
-  stuck.send(FrameSocket::requestHeaders(1, "/sluice.example.Echo/ServerStream", true));
-  stuck.send(FrameSocket::frame(kData, 0x1, 1, grpcFrame(request.SerializeAsString())));
+  stuck.openServerStream(1, request);
   auto seen = stuck.readUntilClosed(std::chrono::milliseconds(1500));
   CHECK(seen.resets.empty());
   auto stats = readStats(gateway.adminAddress());
@@ -735,16 +742,14 @@ TEST_CASE("a deadline passing with response bytes the client has not taken reset
     REQUIRE_OK(stub->Unary(&ctx, EchoRequest(), &resp));
   }
   FrameSocket stuck(gateway.port());
-  stuck.send(FrameSocket::frame(kSettings, 0, 0, std::string("\x00\x04\x00\x00\x00\x00", 6)));  // windows of 0
+  stuck.setStreamWindow(0);  // windows of 0
   // Stream 1: the backend finishes (its status waits behind its messages);
   // stream 3: the backend is still sending at the deadline.
   for (auto [stream, count] : {std::pair<uint32_t, uint32_t>{1, 10}, {3, 100000}}) {
     EchoRequest request;
     request.set_response_count(count);
     request.set_response_size(1000);
-    stuck.send(FrameSocket::requestHeaders(stream, "/sluice.example.Echo/ServerStream", true,
-                                           FrameSocket::literal("grpc-timeout", "1000m")));
-    stuck.send(FrameSocket::frame(kData, 0x1, stream, grpcFrame(request.SerializeAsString())));
+    stuck.openServerStream(stream, request, FrameSocket::literal("grpc-timeout", "1000m"));
   }
   auto seen = stuck.readUntilClosed(std::chrono::seconds(3));
   // Not a status queued behind messages the client does not take (the call

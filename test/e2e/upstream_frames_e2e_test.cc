@@ -813,42 +813,42 @@ TEST_CASE("a call an earlier attempt may have run is never passed on as refused"
   CHECK(refusing.refused() >= 3);  // round robin: half the calls tried it
 }
 
-}  // namespace sluice::test
+namespace {
 
-namespace sluice::test {
+// A server-streaming call that the backend answered with headers and holds open.
+struct HeldStream {
+  HeldStream(example::Echo::Stub& stub, FrameCountingBackend& backend) {
+    setTimeout(ctx, kCallTimeout);
+    const int before = backend.streamsHeld();
+    reader = stub.ServerStream(&ctx, EchoRequest());
+    REQUIRE(waitFor([&] { return backend.streamsHeld() > before; }, 5s));
+  }
+  grpc::ClientContext ctx;
+  std::unique_ptr<grpc::ClientReader<EchoResponse>> reader;
+};
+
+}  // namespace
 
 TEST_CASE("a backend's PUSH_PROMISE is a protocol error: push is off toward backends", "[e2e][upstream]") {
   FrameCountingBackend backend;
   GatewayProcess gateway(singleConnectionConfig(backend.address()));
   auto stub = example::Echo::NewStub(makeChannel(gateway.address()));
-  grpc::ClientContext ctx;
-  setTimeout(ctx, kCallTimeout);
-  EchoRequest request;
-  auto reader = stub->ServerStream(&ctx, request);
-  REQUIRE(waitFor([&] { return backend.streamsHeld() == 1; }, 5s));
+  HeldStream held(*stub, backend);
   backend.pushPromise();
   // nghttp2 would otherwise keep every pushed stream until the connection ends.
   REQUIRE(waitFor([&] { return backend.goaways() >= 1; }, 5s));
   CHECK(backend.lastGoawayCode() == NGHTTP2_PROTOCOL_ERROR);
   EchoResponse response;
-  CHECK_FALSE(reader->Read(&response));
-  grpc::Status status = reader->Finish();
+  CHECK_FALSE(held.reader->Read(&response));
+  grpc::Status status = held.reader->Finish();
   CHECK(status.error_code() != grpc::StatusCode::OK);
 }
-
-}  // namespace sluice::test
-
-namespace sluice::test {
 
 TEST_CASE("a backend repeating its GOAWAY is logged once, and its open call goes on", "[e2e][upstream]") {
   FrameCountingBackend backend;
   GatewayProcess gateway(singleConnectionConfig(backend.address()));
   auto stub = example::Echo::NewStub(makeChannel(gateway.address()));
-  grpc::ClientContext ctx;
-  setTimeout(ctx, kCallTimeout);
-  EchoRequest request;
-  auto reader = stub->ServerStream(&ctx, request);
-  REQUIRE(waitFor([&] { return backend.streamsHeld() == 1; }, 5s));
+  HeldStream held(*stub, backend);
   backend.goawayFlood(5000);
   const std::string line = "GOAWAY ENHANCE_YOUR_CALM from";
   REQUIRE(waitFor([&] { return logCount(gateway, line) >= 1; }, 5s));
@@ -858,14 +858,10 @@ TEST_CASE("a backend repeating its GOAWAY is logged once, and its open call goes
   grpc::ClientContext next;
   setTimeout(next, kCallTimeout);
   EchoResponse response;
-  REQUIRE_OK(stub->Unary(&next, request, &response));
+  REQUIRE_OK(stub->Unary(&next, EchoRequest(), &response));
   CHECK(backend.connections() == 2);
-  ctx.TryCancel();
+  held.ctx.TryCancel();
 }
-
-}  // namespace sluice::test
-
-namespace sluice::test {
 
 TEST_CASE("a new call does not wait behind a backend connection that stopped reading", "[e2e][upstream]") {
   // Its HEADERS would queue in nghttp2 behind the backlog for as long as the
@@ -908,10 +904,6 @@ TEST_CASE("a new call does not wait behind a backend connection that stopped rea
   filling.join();
   backend.pauseReading(false);
 }
-
-}  // namespace sluice::test
-
-namespace sluice::test {
 
 TEST_CASE("response messages a backend leaves unfinished are capped per connection (max_incomplete_response_bytes)",
           "[e2e][upstream]") {

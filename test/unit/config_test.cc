@@ -273,39 +273,30 @@ TEST_CASE("HTTP/2 windows: defaults, configured values, and the protocol's range
 }
 
 
-TEST_CASE("max_incomplete_request_bytes: 4 max messages by default, never below one", "[config]") {
+TEST_CASE("max_incomplete_request_bytes and _response_bytes: 4 max messages by default, never below one",
+          "[config]") {
   auto with = [](const std::string& listener_extra) {
     return load(R"({"listeners":[{"name":"l","address":"127.0.0.1:0")" + listener_extra +
                 R"(,"filters":[{"name":"proxy"}]}],"clusters":[{"name":"c","endpoints":["127.0.0.1:1"]}]})");
   };
-  auto r = with("");
-  REQUIRE(r.config);
-  CHECK(r.config->listeners[0].incompleteRequestLimit() == 64u << 20);
-  r = with(R"(,"max_message_bytes":1048576)");
-  REQUIRE(r.config);
-  CHECK(r.config->listeners[0].incompleteRequestLimit() == 4u << 20);
-  r = with(R"(,"max_message_bytes":1048576,"max_incomplete_request_bytes":1048576)");
-  REQUIRE(r.config);
-  CHECK(r.config->listeners[0].incompleteRequestLimit() == 1u << 20);
-  r = with(R"(,"max_message_bytes":1048576,"max_incomplete_request_bytes":1048575)");
-  CHECK_FALSE(r.config);
-  CHECK(hasError(r.errors, "/listeners/0/max_incomplete_request_bytes"));
-}
-
-TEST_CASE("max_incomplete_response_bytes: 4 max messages by default, never below one", "[config]") {
-  auto with = [](const std::string& listener_extra) {
-    return load(R"({"listeners":[{"name":"l","address":"127.0.0.1:0")" + listener_extra +
-                R"(,"filters":[{"name":"proxy"}]}],"clusters":[{"name":"c","endpoints":["127.0.0.1:1"]}]})");
-  };
-  auto r = with(R"(,"max_message_bytes":1048576)");
-  REQUIRE(r.config);
-  CHECK(r.config->listeners[0].incompleteResponseLimit() == 4u << 20);
-  r = with(R"(,"max_message_bytes":1048576,"max_incomplete_response_bytes":2097152)");
-  REQUIRE(r.config);
-  CHECK(r.config->listeners[0].incompleteResponseLimit() == 2u << 20);
-  r = with(R"(,"max_message_bytes":1048576,"max_incomplete_response_bytes":1048575)");
-  CHECK_FALSE(r.config);
-  CHECK(hasError(r.errors, "/listeners/0/max_incomplete_response_bytes"));
+  for (const std::string key : {"max_incomplete_request_bytes", "max_incomplete_response_bytes"}) {
+    INFO(key);
+    auto limit = [&](const ListenerConfig& l) {
+      return key == "max_incomplete_request_bytes" ? l.incompleteRequestLimit() : l.incompleteResponseLimit();
+    };
+    auto r = with("");
+    REQUIRE(r.config);
+    CHECK(limit(r.config->listeners[0]) == 64u << 20);
+    r = with(R"(,"max_message_bytes":1048576)");
+    REQUIRE(r.config);
+    CHECK(limit(r.config->listeners[0]) == 4u << 20);
+    r = with(R"(,"max_message_bytes":1048576,")" + key + R"(":1048576)");
+    REQUIRE(r.config);
+    CHECK(limit(r.config->listeners[0]) == 1u << 20);
+    r = with(R"(,"max_message_bytes":1048576,")" + key + R"(":1048575)");
+    CHECK_FALSE(r.config);
+    CHECK(hasError(r.errors, "/listeners/0/" + key));
+  }
 }
 
 TEST_CASE("max_requests_per_connection: 0 by default (the stream IDs' 2^30), at most 2^30", "[config]") {
