@@ -235,6 +235,9 @@ ClusterConfig readClusterConfig(const json& value, const std::string& path, Conf
   if (const json* cb = obj.object("circuit_breakers")) {
     cluster.circuit_breakers = readBreakers(*cb, obj.pathOf("circuit_breakers"), errors);
   }
+  if (auto v = obj.unsignedInt("panic_threshold_percent", 0, 100)) {
+    cluster.panic_threshold_percent = static_cast<uint32_t>(*v);
+  }
   obj.finish();
   return cluster;
 }

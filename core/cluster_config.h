@@ -93,6 +93,12 @@ struct ClusterConfig {
   std::optional<HealthCheckConfig> health_check;
   std::optional<OutlierDetectionConfig> outlier_detection;
   CircuitBreakerConfig circuit_breakers;
+  // Panic routing (Envoy's healthy panic threshold): when fewer than this
+  // percentage of the endpoints are available (healthy and not ejected),
+  // calls go to every endpoint as if all were: health checks pointed at the
+  // wrong service, or one backend ejected from a cluster of one, must not
+  // turn into a whole cluster answering "no healthy endpoint". 0: off.
+  uint32_t panic_threshold_percent = 50;
 };
 
 // How an endpoint's host name becomes an address while a config loads. Empty:

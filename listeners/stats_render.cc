@@ -107,6 +107,8 @@ void addClusterStats(Families& f, const std::string& name, const ClusterStats& s
   c("sluice_health_check_success_total", "Active health checks that passed.", s.health_check_success.value());
   c("sluice_health_check_failure_total", "Active health checks that failed.", s.health_check_failure.value());
   c("sluice_outlier_ejections_total", "Endpoints ejected by outlier detection.", s.outlier_ejections.value());
+  c("sluice_lb_healthy_panic_total", "Calls routed ignoring endpoint health (panic_threshold_percent).",
+    s.lb_healthy_panic.value());
 }
 
 void addMethodStats(Families& f, const std::string& service, const std::string& method, const std::string& type,
@@ -211,6 +213,7 @@ std::string renderStatsText(const std::vector<const WorkerStats*>& workers) {
       values[p + "health_check.success"] += s.health_check_success.value();
       values[p + "health_check.failure"] += s.health_check_failure.value();
       values[p + "outlier.ejections"] += s.outlier_ejections.value();
+      values[p + "lb_healthy_panic"] += s.lb_healthy_panic.value();
     });
     w->forEachMethod([&](const std::string& svc, const std::string& m, const std::string&, const MethodStats& s) {
       auto p = "grpc." + svc + "." + m + ".";

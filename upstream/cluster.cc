@@ -55,19 +55,26 @@ Status Cluster::admitRequest() {
 
 StatusOr<Endpoint*> Cluster::chooseEndpoint(const HeaderMap& request_headers, const Endpoint* avoid) {
   auto now = Endpoint::Clock::now();
+  size_t available = 0;
+  for (auto& ep : endpoints_) available += ep->available(now) ? 1 : 0;
+  // Too few available: health and ejection are ignored (each endpoint counts
+  // as available), rather than the few left taking all, or none answering.
+  const bool panic = available * 100 < endpoints_.size() * config_.panic_threshold_percent;
+  auto usable = [&](const Endpoint& ep) { return panic || ep.available(now); };
   candidates_.clear();
   for (auto& ep : endpoints_) {
-    if (ep->available(now) && !ep->pool().inBackoff(now) && ep.get() != avoid) candidates_.push_back(ep.get());
+    if (usable(*ep) && !ep->pool().inBackoff(now) && ep.get() != avoid) candidates_.push_back(ep.get());
   }
-  if (candidates_.empty() && avoid != nullptr && avoid->available(now)) {
+  if (candidates_.empty() && avoid != nullptr && usable(*avoid)) {
     candidates_.push_back(const_cast<Endpoint*>(avoid));
   }
   if (candidates_.empty()) {
     // Endpoints only waiting to reconnect are better than none.
     for (auto& ep : endpoints_) {
-      if (ep->available(now)) candidates_.push_back(ep.get());
+      if (usable(*ep)) candidates_.push_back(ep.get());
     }
   }
+  if (panic) stats_.lb_healthy_panic.inc();
   if (candidates_.empty()) {
     return Status(StatusCode::Unavailable,
                   fmt::format("no healthy endpoint in cluster '{}' ({} endpoint(s), all unhealthy or ejected)",

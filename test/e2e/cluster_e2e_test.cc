@@ -974,3 +974,64 @@ TEST_CASE("backend connections carry TCP keepalive, for a backend host that vani
 }
 
 }  // namespace sluice::test
+
+namespace sluice::test {
+
+TEST_CASE("with too few endpoints available, calls go to every endpoint (panic_threshold_percent)",
+          "[e2e][cluster]") {
+  TestBackend a("a");
+  TestBackend b("b");
+  // Checks of a service neither backend serves: both end up unhealthy, as
+  // with a health check pointed at the wrong service.
+  nlohmann::json c = {{"name", "pair"},
+                      {"endpoints", {a.address(), b.address()}},
+                      {"health_check",
+                       {{"interval_ms", 100}, {"timeout_ms", 100}, {"unhealthy_threshold", 1},
+                        {"service", "no.such.Service"}}}};
+  SECTION("by default (50%) the calls still reach both backends") {
+    auto config = configWith(c);
+    config["admin"] = {{"address", "127.0.0.1:0"}};
+    GatewayProcess gateway(config);
+    REQUIRE(waitFor([&] { return statValue(gateway.adminAddress(), "cluster.pair.health_check.failure") >= 4; },
+                    std::chrono::seconds(5)));
+    auto stub = example::Echo::NewStub(makeChannel(gateway.address()));
+    auto seen = distribution(*stub, 10);
+    CHECK(seen["a"] == 5);
+    CHECK(seen["b"] == 5);
+    CHECK(statValue(gateway.adminAddress(), "cluster.pair.lb_healthy_panic") >= 10);
+  }
+  SECTION("with panic_threshold_percent 0, no endpoint is chosen") {
+    c["panic_threshold_percent"] = 0;
+    auto config = configWith(c);
+    config["admin"] = {{"address", "127.0.0.1:0"}};
+    GatewayProcess gateway(config);
+    REQUIRE(waitFor([&] { return statValue(gateway.adminAddress(), "cluster.pair.health_check.failure") >= 4; },
+                    std::chrono::seconds(5)));
+    auto stub = example::Echo::NewStub(makeChannel(gateway.address()));
+    auto s = unary(*stub);
+    CHECK(s.error_code() == grpc::StatusCode::UNAVAILABLE);
+    CHECK_THAT(s.error_message(), Catch::Contains("no healthy endpoint"));
+  }
+}
+
+TEST_CASE("the one endpoint of a cluster, ejected, still gets calls (panic)", "[e2e][cluster]") {
+  TestBackend a("a");
+  nlohmann::json c = {{"name", "solo"},
+                      {"endpoints", {a.address()}},
+                      {"outlier_detection", {{"consecutive_failures", 2}, {"base_ejection_ms", 60000}}}};
+  GatewayProcess gateway(configWith(c));
+  auto stub = example::Echo::NewStub(makeChannel(gateway.address()));
+  for (int i = 0; i < 2; ++i) {
+    grpc::ClientContext ctx;
+    setTimeout(ctx, kCallTimeout);
+    EchoRequest req;
+    req.set_status_code(14);  // UNAVAILABLE: a failure outlier detection counts
+    EchoResponse resp;
+    CHECK(stub->Unary(&ctx, req, &resp).error_code() == grpc::StatusCode::UNAVAILABLE);
+  }
+  REQUIRE(waitFor([&] { return logCount(gateway, "ejected " + a.address()) == 1; }, std::chrono::seconds(2)));
+  REQUIRE_OK(unary(*stub));
+  CHECK(a.stats().calls == 3);
+}
+
+}  // namespace sluice::test
