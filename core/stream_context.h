@@ -127,6 +127,9 @@ class StreamContext {
   // resumes only if that filter is the one holding the chain, so a second or
   // late call from it (a result and a fail-open timer both firing) cannot
   // release a later filter's pause, such as an auth check still waiting.
+  // (A filter that pauses again is itself the one holding the chain: a
+  // stale resume of its own earlier pause is its to cancel, with the timer
+  // or request it came from.)
   // Without it, whichever filter paused is resumed. May end the call before
   // it returns (a later filter refusing it): every onStreamDone has run then.
   void continueRequest(const Filter& self) { resumeRequest(&self); }

@@ -10,13 +10,16 @@ namespace sluice {
 struct Timer::Handle {
   uv_timer_t uv;  // its data points back here
   std::function<void()> on_fire;
+  bool firing = false;
 };
 
 namespace {
 
 void onTimer(uv_timer_t* h) noexcept {
   auto* handle = static_cast<Timer::Handle*>(h->data);
+  handle->firing = true;
   runUserCode("a timer callback", handle->on_fire);
+  handle->firing = false;  // the handle outlives its Timer until closed
 }
 void freeHandle(uv_handle_t* h) noexcept { delete static_cast<Timer::Handle*>(h->data); }
 
@@ -28,8 +31,10 @@ Timer::Timer(Dispatcher& dispatcher, std::function<void()> on_fire) : handle_(ne
 }
 
 Timer::~Timer() {
-  // Stops it (a closing handle never fires) and frees the callback only once
-  // libuv is done with the handle: after any callback running now returns.
+  // Stops it (a closing handle never fires). The callback goes now, with the
+  // Timer, unless it is the one running: then when libuv is done with the
+  // handle, after it returns.
+  if (!handle_->firing) handle_->on_fire = nullptr;
   uv_close(reinterpret_cast<uv_handle_t*>(&handle_->uv), freeHandle);
 }
 

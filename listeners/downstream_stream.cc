@@ -163,7 +163,7 @@ void DownstreamStream::startCall() {
   const auto& entries = listener_config_.filters;
   chain_.reserve(entries.size());
   for (size_t i = 0; i < entries.size(); ++i) {
-    if (!addFilter(entries[i], i + 1 == entries.size())) return;
+    if (!addFilter(i)) return;
   }
   spdlog::debug("[C{}][S{}] {} from {}", connection_id_, stream_id_, path_, peer_address_);
   chain_.requestHeaders();
@@ -550,7 +550,9 @@ void DownstreamStream::finish() {
   chain_.streamDone();
 }
 
-bool DownstreamStream::addFilter(const FilterEntryConfig& entry, bool terminal) {
+bool DownstreamStream::addFilter(size_t index) {
+  const FilterEntryConfig& entry = listener_config_.filters[index];
+  const bool terminal = index + 1 == listener_config_.filters.size();
   FilterPtr filter;
   bool threw = false;
   try {
@@ -569,13 +571,16 @@ bool DownstreamStream::addFilter(const FilterEntryConfig& entry, bool terminal) 
     spdlog::error("[C{}][S{}] filter \"{}\" made no filter for {}, and the chain cannot go on without it: it ends the chain",
                   connection_id_, stream_id_, entry.name, path_);
   }
+  // Observers further down the chain (access logs, metrics) still see the call.
+  addRefusalObservers(index + 1);
   sendLocalReply(LocalReplyReason::FilterError, StatusCode::Internal, fmt::format("filter \"{}\" failed", entry.name));
   return false;
 }
 
-void DownstreamStream::addRefusalObservers() {
+void DownstreamStream::addRefusalObservers(size_t from) {
   chain_built_ = true;
-  for (const auto& entry : listener_config_.filters) {
+  for (size_t i = from; i < listener_config_.filters.size(); ++i) {
+    const FilterEntryConfig& entry = listener_config_.filters[i];
     if (!entry.factory->observesRefusedCalls()) continue;
     // The call is refused already: a factory failing here only loses its
     // observer (logged).

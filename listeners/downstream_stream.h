@@ -115,12 +115,14 @@ class DownstreamStream final : public StreamContext,
   void countAcceptedCall();
   bool admitsMethodSeries() const;
   // The chain for a call refused before it ran: only the observers.
-  void addRefusalObservers();
-  // Creates `entry`'s filter for this call and adds it to the chain (none if
-  // its factory returns nullptr: it sits the call out). False when the call
-  // cannot go on: the factory threw, or the terminal made no filter; the
-  // call has then ended with INTERNAL (filter_error).
-  bool addFilter(const FilterEntryConfig& entry, bool terminal);
+  // The filters of entries from `from` on that observe refused calls.
+  void addRefusalObservers(size_t from = 0);
+  // Creates the filter of entry `index` for this call and adds it to the
+  // chain (none if its factory returns nullptr: it sits the call out). False
+  // when the call cannot go on: the factory threw, or the terminal made no
+  // filter; the call has then ended with INTERNAL (filter_error), seen by the
+  // filters made so far and the observers of refused calls after it.
+  bool addFilter(size_t index);
   // Resets the stream with REFUSED_STREAM (the client may retry it
   // elsewhere); the access log and stats record `why` as UNAVAILABLE.
   void refuse(LocalReplyReason reason, std::string_view why);

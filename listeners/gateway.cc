@@ -17,6 +17,7 @@
 #include "core/registry.h"
 #include "core/stats.h"
 #include "core/thread_scheduling.h"
+#include "core/user_code.h"
 #include "listeners/connection_balancer.h"
 #include "listeners/reload_resolver.h"
 #include "listeners/stats_render.h"
@@ -221,7 +222,9 @@ void Gateway::run() {
   // Every worker has stopped: no filter runs any more. Each factory is closed
   // once, here, rather than by each worker while the others still use it.
   for (const auto& listener : config_->listeners) {
-    for (const auto& filter : listener.filters) filter.factory->close();
+    for (const auto& filter : listener.filters) {
+      runUserCode(fmt::format("filter \"{}\" closing", filter.name), [&] { filter.factory->close(); });
+    }
   }
   // Retired factories may have left work to finish (lines of an old access
   // log): it is done before the process may exit.
@@ -332,7 +335,10 @@ void Gateway::finish() {
 void Gateway::reopenLogs() {
   auto reopen = [](const GatewayConfig& config) {
     for (const auto& listener : config.listeners) {
-      for (const auto& filter : listener.filters) filter.factory->reopenLogs();
+      for (const auto& filter : listener.filters) {
+        runUserCode(fmt::format("filter \"{}\" reopening its logs", filter.name),
+                    [&] { filter.factory->reopenLogs(); });
+      }
     }
   };
   reopen(*config_);

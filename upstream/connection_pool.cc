@@ -32,12 +32,24 @@ Status ConnectionPool::newStream(UpstreamStream& stream, bool counted) {
   // The usable connection carrying the fewest calls. Another one opens when
   // none is usable, or while there are fewer than connections_per_endpoint
   // and all are busy: calls spread over that many backend connections.
+  // A backed-up connection (its backend not taking what is written) is used
+  // only when no other can be opened: a new call's HEADERS would wait behind
+  // the backlog, for as long as the backend does not read.
   UpstreamConnection* best = nullptr;
+  UpstreamConnection* backed_up = nullptr;
   size_t usable = 0;
   for (auto& conn : connections_) {
     if (!conn->usable()) continue;
+    if (conn->backedUp()) {
+      if (backed_up == nullptr || conn->activeStreams() < backed_up->activeStreams()) backed_up = conn.get();
+      continue;
+    }
     ++usable;
     if (best == nullptr || conn->activeStreams() < best->activeStreams()) best = conn.get();
+  }
+  if (best == nullptr && backed_up != nullptr &&
+      !canOpenConnection(counted, /*record_overflow=*/false).isOk()) {
+    best = backed_up;  // better late than refused
   }
   Status open_status = Status::ok();
   if (best != nullptr) {

@@ -160,13 +160,10 @@ uint32_t UpstreamConnection::streamLimit() const {
 
 bool UpstreamConnection::usable() const {
   if (closed_ || draining_) return false;
-  // A backend not reading this connection (stuck, or just slower than the
-  // requests streaming to it): a new call's HEADERS would wait behind the
-  // backlog, for as long as the backend does not read. It goes to another
-  // connection instead; this one takes calls again once it drains.
-  if (socket_.bytesPending() >= kMaxPendingWrite) return false;
   return streams_.size() < streamLimit();
 }
+
+bool UpstreamConnection::backedUp() const { return socket_.bytesPending() >= kMaxPendingWrite; }
 
 void UpstreamConnection::addStream(UpstreamStream& stream, bool counted) {
   streams_.emplace(&stream, counted);
@@ -272,8 +269,10 @@ void UpstreamConnection::onGoaway(int32_t last_stream_id, uint32_t error_code) {
   // Not a graceful shutdown: the backend is closing on us, calls included.
   // ENHANCE_YOUR_CALM is how gRPC servers refuse PINGs more often than they
   // permit: the cluster's keepalive_interval_ms is shorter than they allow.
-  // Once per connection: a backend may repeat its GOAWAY, at 17 bytes a line.
-  if (std::exchange(goaway_logged_, true)) return;
+  // Once per connection and code: a backend may repeat its GOAWAY, at 17
+  // bytes a line.
+  if (goaway_logged_code_ == error_code) return;
+  goaway_logged_code_ = error_code;
   spdlog::warn("[U{}] GOAWAY {} from {} (last stream {}){}", id_, nghttp2_http2_strerror(error_code), describe(),
                last_stream_id,
                error_code == NGHTTP2_ENHANCE_YOUR_CALM && pool_.cluster().config().keepalive_interval_ms != 0

@@ -52,6 +52,10 @@ class UpstreamConnection final : public Http2SessionOwner,
 
   // Accepts new streams: not draining, not closed, below the backend's limit.
   bool usable() const;
+  // Holds kMaxPendingWrite bytes the backend has not taken (a stuck backend,
+  // or requests streaming faster than it reads): a new stream's HEADERS
+  // would wait behind them. The pool prefers another connection.
+  bool backedUp() const;
   // The backend's SETTINGS arrived: streams added now are opened at once.
   bool ready() const { return settings_received_; }
   size_t activeStreams() const { return streams_.size(); }
@@ -101,7 +105,7 @@ class UpstreamConnection final : public Http2SessionOwner,
   // No new streams; closes once its streams are done: the backend sent
   // GOAWAY, or the connection opened its share (max_requests_per_connection).
   bool draining_ = false;
-  bool goaway_logged_ = false;  // an error GOAWAY was logged (once per connection)
+  uint32_t goaway_logged_code_ = 0;  // the error GOAWAY last logged (each code once per connection)
   uint32_t streams_opened_ = 0;
   std::unordered_map<UpstreamStream*, bool> streams_;  // stream -> counted in the cluster's requests
   std::vector<UpstreamStream*> pending_;  // waiting for the backend's SETTINGS

@@ -102,7 +102,12 @@ Status GrpcFrameDecoder::finish() const {
 
 size_t GrpcFrameDecoder::bufferedBytes() const { return prefix_have_ + current_.payload.size(); }
 
-size_t GrpcFrameDecoder::heldBytes() const { return in_payload_ ? current_.payload.capacity() : prefix_have_; }
+size_t GrpcFrameDecoder::heldBytes() const {
+  // Capped at the announced length: a pooled buffer may be larger than the
+  // message it took (up to the pool's largest), which must not count against
+  // the limits as if the peer had sent that much.
+  return in_payload_ ? std::min<size_t>(current_.payload.capacity(), payload_len_) : prefix_have_;
+}
 
 void encodeGrpcPrefix(uint8_t out[kGrpcPrefixBytes], bool compressed, uint32_t length) {
   out[0] = compressed ? 1 : 0;

@@ -5,8 +5,11 @@
 // second resume does not release a later filter's pause.
 #include <catch2/catch.hpp>
 
+#include <unistd.h>
+
 #include <chrono>
 #include <csignal>
+#include <filesystem>
 #include <fstream>
 #include <string>
 #include <vector>
@@ -165,6 +168,35 @@ TEST_CASE("a filter config factory that throws or fails silently is a config err
     REQUIRE_OK(unaryWithFault(*stub, ""));
     CHECK(gateway.running());
   }
+}
+
+}  // namespace sluice::test
+
+namespace sluice::test {
+
+TEST_CASE("a call whose filter could not be created is still seen by the access log after it", "[filter_faults]") {
+  TestBackend backend("primary");
+  const std::string dir = std::filesystem::temp_directory_path() / ("sluice-faults-" + std::to_string(::getpid()));
+  std::filesystem::create_directories(dir);
+  const std::string log = dir + "/access.log";
+  nlohmann::json access_log = {{"name", "access_log"}, {"config", {{"path", log}}}};
+  GatewayProcess gateway(faultConfig(backend.address(), {access_log}), testGatewayOptions());
+  auto stub = example::Echo::NewStub(makeChannel(gateway.address()));
+  CHECK(unaryWithFault(*stub, "create").error_code() == grpc::StatusCode::INTERNAL);
+  REQUIRE_OK(unaryWithFault(*stub, ""));
+  std::vector<nlohmann::json> lines;
+  REQUIRE(waitFor(
+      [&] {
+        lines.clear();
+        std::ifstream in(log);
+        for (std::string line; std::getline(in, line);) lines.push_back(nlohmann::json::parse(line));
+        return lines.size() >= 2;
+      },
+      std::chrono::seconds(5)));
+  CHECK(lines[0]["grpc_status"] == 13);
+  CHECK(lines[0]["grpc_message"] == "filter \"test_faults\" failed");
+  CHECK(lines[1]["grpc_status"] == 0);
+  std::filesystem::remove_all(dir);
 }
 
 }  // namespace sluice::test

@@ -870,7 +870,13 @@ TEST_CASE("a new call does not wait behind a backend connection that stopped rea
   FrameCountingBackend::Options options;
   options.largest_windows = true;
   FrameCountingBackend backend(options);
-  GatewayProcess gateway(singleConnectionConfig(backend.address()));
+  auto config = singleConnectionConfig(backend.address());
+  const bool one_connection = GENERATE(false, true);
+  // With no second connection allowed, the call waits on the backed-up one
+  // rather than being refused.
+  if (one_connection) config["clusters"][0]["circuit_breakers"] = {{"max_connections", 1}};
+  INFO("max_connections 1: " << one_connection);
+  GatewayProcess gateway(config);
   auto stub = example::Echo::NewStub(makeChannel(gateway.address()));
   EchoRequest request;
   request.set_payload("warm");
@@ -893,13 +899,22 @@ TEST_CASE("a new call does not wait behind a backend connection that stopped rea
     }
   });
   std::this_thread::sleep_for(1500ms);
+  std::thread resume;
+  if (one_connection) {
+    resume = std::thread([&] {
+      std::this_thread::sleep_for(1000ms);
+      filler.TryCancel();
+      backend.pauseReading(false);
+    });
+  }
   grpc::ClientContext ctx;
-  setTimeout(ctx, 3000ms);
+  setTimeout(ctx, 5000ms);
   request.set_payload("around the backlog");
   grpc::Status status = stub->Unary(&ctx, request, &response);
   CHECK(status.ok());
   CHECK(response.payload() == "around the backlog");
-  CHECK(backend.connections() == 2);
+  CHECK(backend.connections() == (one_connection ? 1 : 2));
+  if (resume.joinable()) resume.join();
   filler.TryCancel();
   filling.join();
   backend.pauseReading(false);

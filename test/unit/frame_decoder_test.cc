@@ -263,3 +263,21 @@ TEST_CASE("a message being reassembled holds at most its own size", "[frame_deco
 }
 
 }  // namespace sluice
+
+namespace sluice {
+
+TEST_CASE("a small message split over chunks counts its size, not a large pooled buffer's", "[frame_decoder]") {
+  std::string large;
+  large.reserve(200 * 1024);
+  buffer_pool::release(std::move(large));  // the pool now offers a 200 KiB buffer first
+  GrpcFrameDecoder decoder(1 << 20);
+  RecordingSink sink;
+  const std::string wire = frame(std::string(100, 'm'));
+  REQUIRE(decoder.decode(std::string_view(wire).substr(0, 50), sink).isOk());
+  CHECK(decoder.heldBytes() <= 100);
+  REQUIRE(decoder.decode(std::string_view(wire).substr(50), sink).isOk());
+  CHECK(sink.messages.size() == 1);
+  CHECK(decoder.heldBytes() == 0);
+}
+
+}  // namespace sluice
