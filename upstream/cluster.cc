@@ -89,6 +89,7 @@ void Cluster::onEndpointFailing(Endpoint& endpoint) {
   const auto& od = *config_.outlier_detection;
   auto now = Endpoint::Clock::now();
   if (endpoint.ejected(now)) return;
+  endpoint.forgiveEjections(now, std::chrono::milliseconds(od.base_ejection_ms));
   size_t ejected = 0;
   for (auto& ep : endpoints_) ejected += ep->ejected(now) ? 1 : 0;
   size_t allowed = od.max_ejection_percent == 0

@@ -81,7 +81,10 @@ Status ConnectionPool::canOpenConnection(bool counted, bool record_overflow) {
   Cluster& c = cluster();
   const auto& limits = c.config().circuit_breakers;
   auto now = Clock::now();
-  if (inBackoff(now)) {
+  // Health checks (uncounted) connect whatever the backoff: a check that
+  // failed without asking would keep a restarted backend unhealthy until the
+  // backoff (up to 10 s) ran out; one connect per check interval is cheap.
+  if (counted && inBackoff(now)) {
     auto left = std::chrono::duration_cast<std::chrono::milliseconds>(backoff_until_ - now).count();
     return {StatusCode::Unavailable, fmt::format("endpoint {} is in reconnect backoff for {} ms after {} failed "
                                                  "connect(s)", endpoint_.describe(), left, connect_failures_)};

@@ -41,7 +41,12 @@ class ConnectionPool {
 
   // Called by connections.
   void onConnectionClosed(UpstreamConnection& connection);
-  void onConnectSucceeded() { connect_failures_ = 0; }
+  // A connection reached the backend (its SETTINGS came): calls need not
+  // wait out a backoff a health check's connect has just proved stale.
+  void onConnectSucceeded() {
+    connect_failures_ = 0;
+    backoff_until_ = {};
+  }
   // A backend's SETTINGS_MAX_CONCURRENT_STREAMS, from any connection: new
   // connections assume it until their own SETTINGS arrive.
   void onStreamLimitAdvertised(uint32_t limit) { advertised_stream_limit_ = limit; }

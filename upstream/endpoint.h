@@ -48,6 +48,14 @@ class Endpoint {
   // UNAVAILABLE is a failure; any other answer a success.
   void recordCallResult(bool success);
   void eject(Clock::time_point until) { ejected_until_ = until; ++ejections_; }
+  // Each `period` spent back in service since the last ejection ended takes
+  // one off the count (the multiplier of the next ejection's length), as in
+  // Envoy: an endpoint ejected often last week is not ejected for 5 min now.
+  void forgiveEjections(Clock::time_point now, std::chrono::milliseconds period) {
+    if (ejections_ == 0 || now <= ejected_until_ || period.count() <= 0) return;
+    const auto periods = static_cast<uint64_t>((now - ejected_until_) / period);
+    ejections_ = periods >= ejections_ ? 0 : ejections_ - static_cast<uint32_t>(periods);
+  }
   uint32_t ejections() const { return ejections_; }
   uint32_t consecutiveFailures() const { return consecutive_failures_; }
 

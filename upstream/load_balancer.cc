@@ -81,15 +81,20 @@ class LeastRequest : public LoadBalancer {
 class RingHash : public LoadBalancer {
  public:
   explicit RingHash(const std::vector<Endpoint*>& all) {
-    // 64 nodes per unit of weight, scaled down past kMaxNodes so that a big
-    // cluster of heavy endpoints (1000 × weight 1000) costs a bounded ring
-    // per worker, still in proportion to the weights.
-    constexpr uint64_t kNodesPerWeight = 64;
+    // At least 64 nodes per unit of weight and 1024 in all (Envoy's minimum
+    // ring size: with 64 per endpoint, three endpoints split keys 38/32/30),
+    // scaled down past kMaxNodes so that a big cluster of heavy endpoints
+    // (1000 × weight 1000) costs a bounded ring per worker, still in
+    // proportion to the weights.
+    constexpr uint64_t kMinNodesPerWeight = 64;
+    constexpr uint64_t kMinNodes = 1024;
     constexpr uint64_t kMaxNodes = 1 << 16;
-    uint64_t total = 0;
-    for (auto* e : all) total += kNodesPerWeight * e->weight();
+    uint64_t weights = 0;
+    for (auto* e : all) weights += e->weight();
+    const uint64_t per_weight = std::max(kMinNodesPerWeight, (kMinNodes + weights - 1) / std::max<uint64_t>(weights, 1));
+    const uint64_t total = per_weight * weights;
     for (auto* e : all) {
-      uint64_t wanted = kNodesPerWeight * e->weight();
+      uint64_t wanted = per_weight * e->weight();
       uint32_t nodes = static_cast<uint32_t>(total <= kMaxNodes ? wanted : std::max<uint64_t>(1, wanted * kMaxNodes / total));
       for (uint32_t i = 0; i < nodes; ++i) {
         std::string label = fmt::format("{}_{}", e->host() + ":" + std::to_string(e->address().port), i);

@@ -272,7 +272,9 @@ void ProxyFilter::onUpstreamHeaders(HeaderMap&& headers, bool end_stream) {
     ctx_.encodeResponseTrailers();
     return;
   }
-  endpoint_->recordCallResult(true);
+  // The call's outcome for outlier detection is its grpc-status, in the
+  // trailers (onUpstreamEnd): headers alone say nothing of a stream that
+  // then ends UNAVAILABLE or is reset.
   if (per_try_timer_) per_try_timer_->disable();
   response_started_ = true;
   replay_.clear();
@@ -339,15 +341,19 @@ void ProxyFilter::onUpstreamEnd(HeaderMap&& trailers) {
   if (ctx_.ended()) return;
   Status s = response_decoder_.finish();
   if (!s.isOk()) {
+    endpoint_->recordCallResult(false);
     failFromUpstream(StatusCode::Internal, fmt::format("{} ended inside a message: {}", endpoint_->describe(),
                                                        s.message()));
     return;
   }
-  if (trailers.get("grpc-status") == nullptr) {
+  const std::string* grpc_status = trailers.get("grpc-status");
+  if (grpc_status == nullptr) {
+    endpoint_->recordCallResult(false);
     failFromUpstream(StatusCode::Internal,
                      fmt::format("{} ended the call without grpc-status", endpoint_->describe()));
     return;
   }
+  endpoint_->recordCallResult(grpc_headers::parseGrpcStatus(*grpc_status) != StatusCode::Unavailable);
   ctx_.responseTrailers().append(std::move(trailers));
   ctx_.encodeResponseTrailers();
 }
@@ -356,6 +362,7 @@ void ProxyFilter::onUpstreamReset(UpstreamReset reset) {
   if (ctx_.ended()) return;
   if (reset.by_backend) cluster_->stats().upstream_rq_reset.inc();
   if (response_started_) {
+    if (reset.endpoint_fault) endpoint_->recordCallResult(false);
     ctx_.sendLocalReply(LocalReplyReason::UpstreamFailure, reset.code, describe(reset.detail));
     return;
   }

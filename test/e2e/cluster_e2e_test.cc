@@ -1035,3 +1035,92 @@ TEST_CASE("the one endpoint of a cluster, ejected, still gets calls (panic)", "[
 }
 
 }  // namespace sluice::test
+
+namespace sluice::test {
+
+TEST_CASE("a stream that fails after its response began counts against its endpoint in outlier detection",
+          "[e2e][cluster]") {
+  TestBackend a("a");
+  TestBackend b("b");
+  nlohmann::json c = {{"name", "pair"},
+                      {"endpoints", {a.address(), b.address()}},
+                      {"outlier_detection",
+                       {{"consecutive_failures", 3}, {"base_ejection_ms", 60000}, {"max_ejection_percent", 50}}}};
+  GatewayProcess gateway(configWith(c));
+  auto stub = example::Echo::NewStub(makeChannel(gateway.address()));
+  // One message, then UNAVAILABLE in the trailers: the response headers came
+  // first and said nothing of how the call ends.
+  for (int i = 0; i < 6; ++i) {
+    grpc::ClientContext ctx;
+    setTimeout(ctx, kCallTimeout);
+    EchoRequest req;
+    req.set_response_count(1);
+    req.set_status_code(14);
+    auto reader = stub->ServerStream(&ctx, req);
+    EchoResponse resp;
+    CHECK(reader->Read(&resp));
+    CHECK(reader->Finish().error_code() == grpc::StatusCode::UNAVAILABLE);
+  }
+  CHECK(waitFor([&] { return logCount(gateway, "ejected ") == 1; }, std::chrono::seconds(2)));
+}
+
+}  // namespace sluice::test
+
+namespace sluice::test {
+
+TEST_CASE("an endpoint back in service long enough is ejected for the base time again", "[e2e][cluster]") {
+  TestBackend a("a");
+  nlohmann::json c = {{"name", "solo"},
+                      {"endpoints", {a.address()}},
+                      {"outlier_detection", {{"consecutive_failures", 1}, {"base_ejection_ms", 200}}}};
+  GatewayProcess gateway(configWith(c));
+  auto stub = example::Echo::NewStub(makeChannel(gateway.address()));
+  auto fail = [&] {
+    grpc::ClientContext ctx;
+    setTimeout(ctx, kCallTimeout);
+    EchoRequest req;
+    req.set_status_code(14);
+    EchoResponse resp;
+    CHECK(stub->Unary(&ctx, req, &resp).error_code() == grpc::StatusCode::UNAVAILABLE);
+  };
+  // The lone endpoint still gets calls while ejected (panic routing).
+  fail();
+  REQUIRE(waitFor([&] { return logCount(gateway, "for 200 ms") == 1; }, std::chrono::seconds(2)));
+  std::this_thread::sleep_for(std::chrono::milliseconds(300));  // the ejection ended
+  fail();  // at once: the second ejection is twice as long
+  REQUIRE(waitFor([&] { return logCount(gateway, "for 400 ms") == 1; }, std::chrono::seconds(2)));
+  // Four base periods back in service: forgiven, the next is 200 ms again.
+  std::this_thread::sleep_for(std::chrono::milliseconds(400 + 4 * 200 + 100));
+  fail();
+  CHECK(waitFor([&] { return logCount(gateway, "for 200 ms") == 2; }, std::chrono::seconds(2)));
+  CHECK(logCount(gateway, "for 600 ms") == 0);
+}
+
+TEST_CASE("a restarted backend passes its next health check, whatever the reconnect backoff", "[e2e][cluster]") {
+  TestBackend a("a");
+  TestBackend b("b");
+  nlohmann::json c = {{"name", "pair"},
+                      {"endpoints", {a.address(), b.address()}},
+                      {"health_check",
+                       {{"interval_ms", 100}, {"timeout_ms", 100}, {"unhealthy_threshold", 1}, {"healthy_threshold", 1}}}};
+  auto config = configWith(c);
+  config["workers"] = 1;
+  GatewayProcess gateway(config);
+  auto stub = example::Echo::NewStub(makeChannel(gateway.address()));
+  REQUIRE_OK(unary(*stub));
+  b.stop();
+  // Failed connects push the endpoint's reconnect backoff toward its 10 s cap.
+  std::this_thread::sleep_for(std::chrono::seconds(5));
+  b.start();  // same port
+  const auto restarted = std::chrono::steady_clock::now();
+  const bool back = waitFor(
+      [&] {
+        REQUIRE_OK(unary(*stub));
+        return b.stats().calls > 0;
+      },
+      std::chrono::seconds(5));
+  CHECK(back);
+  CHECK(std::chrono::steady_clock::now() - restarted < std::chrono::milliseconds(800));
+}
+
+}  // namespace sluice::test

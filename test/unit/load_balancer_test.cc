@@ -1,0 +1,52 @@
+// Load balancing policies through a real Cluster on a Dispatcher (no
+// connection is made: endpoints are only chosen).
+#include <catch2/catch.hpp>
+
+#include <cmath>
+#include <map>
+#include <string>
+
+#include <nlohmann/json.hpp>
+
+#include "core/cluster_config.h"
+#include "core/config_errors.h"
+#include "core/dispatcher.h"
+#include "core/headers.h"
+#include "core/stats.h"
+#include "upstream/cluster.h"
+#include "upstream/endpoint.h"
+
+namespace sluice {
+
+TEST_CASE("ring_hash spreads keys evenly over its endpoints", "[load_balancer]") {
+  // 64 ring nodes per endpoint split two endpoints 54/46 and three 38/32/30;
+  // with at least 1024 nodes in all each gets its share within a few percent.
+  for (int endpoints : {2, 3, 5}) {
+    INFO(endpoints << " endpoints");
+    nlohmann::json config = {{"name", "ring"}, {"lb_policy", "ring_hash"}, {"hash_header", "x-user"}};
+    for (int i = 0; i < endpoints; ++i) config["endpoints"].push_back("127.0.0.1:" + std::to_string(9001 + i));
+    ConfigErrors errors;
+    ClusterConfig cluster_config = readClusterConfig(config, "/clusters/0", errors);
+    REQUIRE(errors.empty());
+    Dispatcher dispatcher;
+    WorkerStats stats;
+    Cluster cluster(dispatcher, cluster_config, stats);
+    std::map<uint16_t, int> seen;
+    constexpr int kKeys = 20000;
+    for (int k = 0; k < kKeys; ++k) {
+      HeaderMap headers;
+      headers.add("x-user", "user-" + std::to_string(k));
+      auto chosen = cluster.chooseEndpoint(headers, nullptr);
+      REQUIRE(chosen.isOk());
+      seen[(*chosen)->address().port]++;
+    }
+    REQUIRE(seen.size() == static_cast<size_t>(endpoints));
+    for (const auto& [port, n] : seen) {
+      INFO("port " << port << ": " << n << " of " << kKeys);
+      CHECK(std::abs(static_cast<double>(n) / kKeys - 1.0 / endpoints) < 0.04);
+    }
+    cluster.closeAll();
+  }
+}
+
+}  // namespace sluice
