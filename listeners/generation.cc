@@ -4,11 +4,14 @@
 
 namespace sluice {
 
-Generation::Generation(Dispatcher& dispatcher, WorkerStats& stats, GatewayConfigConstPtr config)
+Generation::Generation(Dispatcher& dispatcher, WorkerStats& stats, GatewayConfigConstPtr config,
+                       Generation* previous)
     : dispatcher_(dispatcher),
       stats_(stats),
       config_(std::move(config)),
-      clusters_(std::make_unique<ClusterManager>(dispatcher, *config_, stats)) {}
+      clusters_(std::make_unique<ClusterManager>(dispatcher, *config_, stats)) {
+  if (previous != nullptr) clusters_->adoptStateOf(*previous->clusters_);
+}
 
 Generation::~Generation() { close(); }
 
@@ -18,6 +21,8 @@ const ListenerConfig* Generation::listener(std::string_view name) const {
   }
   return nullptr;
 }
+
+void Generation::retire() { clusters_->retire(); }
 
 void Generation::close() {
   if (closed_) return;

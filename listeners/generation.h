@@ -18,7 +18,10 @@ namespace sluice {
 
 class Generation final : public WorkerContext {
  public:
-  Generation(Dispatcher& dispatcher, WorkerStats& stats, GatewayConfigConstPtr config);
+  // `previous`: the generation a reload replaces; its clusters pass on what
+  // they knew of their endpoints (health, ejection, backoff).
+  Generation(Dispatcher& dispatcher, WorkerStats& stats, GatewayConfigConstPtr config,
+             Generation* previous = nullptr);
   ~Generation() override;
 
   Dispatcher& dispatcher() override { return dispatcher_; }
@@ -30,6 +33,9 @@ class Generation final : public WorkerContext {
   const ListenerConfig* listener(std::string_view name) const;
   // Gateway shutdown: close upstream connections now.
   void close();
+  // A reload replaced it: no more health checks or DNS refreshes; the calls
+  // still running on it finish on its connections.
+  void retire();
 
  private:
   Dispatcher& dispatcher_;

@@ -94,8 +94,11 @@ Status Worker::reload(GatewayConfigConstPtr config) {
                           a.address.toString(), b.name, b.address.toString())};
     }
   }
-  // The old generation stays alive in the streams still using it.
-  current_ = std::make_shared<Generation>(*dispatcher_, *stats_, std::move(config));
+  // The old generation stays alive in the streams still using it, without
+  // health checks; the new one starts from what it knew of the backends.
+  auto next = std::make_shared<Generation>(*dispatcher_, *stats_, std::move(config), current_.get());
+  current_->retire();
+  current_ = std::move(next);
   dispatcher_->setIdleSpin(current_->config().worker_spin_polls, &stats_->loop());
   // Reloads run on the loop's thread; before run() there is nothing to change yet.
   uint32_t slice_us = current_->config().worker_sched_slice_us;

@@ -131,6 +131,23 @@ void Cluster::onResolved(Endpoint& endpoint, const std::optional<SocketAddress>&
   endpoint.setAddress(*address);
 }
 
+void Cluster::adoptStateOf(Cluster& old) {
+  for (auto& ep : endpoints_) {
+    for (auto& old_ep : old.endpoints_) {
+      if (old_ep->configKey() == ep->configKey()) {
+        ep->adoptStateOf(*old_ep);
+        break;
+      }
+    }
+  }
+}
+
+void Cluster::retire() {
+  if (dns_timer_) dns_timer_->disable();
+  named_.clear();
+  for (auto& ep : endpoints_) ep->stopHealthChecks();
+}
+
 void Cluster::closeAll() {
   if (dns_timer_) dns_timer_->disable();
   named_.clear();  // answers still coming are dropped

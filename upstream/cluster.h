@@ -50,6 +50,12 @@ class Cluster {
   // Outlier detection: `endpoint` reached its consecutive-failure threshold.
   void onEndpointFailing(Endpoint& endpoint);
 
+  // A reload: carry over what the old config's cluster of the same name knew
+  // of each endpoint it shares with this one (Endpoint::adoptStateOf).
+  void adoptStateOf(Cluster& old);
+  // A reload retired this cluster's config: stop health checks and DNS
+  // refreshes (its calls still running keep their connections).
+  void retire();
   void closeAll();
 
  private:

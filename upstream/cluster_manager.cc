@@ -20,6 +20,16 @@ Cluster* ClusterManager::find(std::string_view name) {
   return nullptr;
 }
 
+void ClusterManager::adoptStateOf(ClusterManager& old) {
+  for (auto& c : clusters_) {
+    if (Cluster* before = old.find(c->name())) c->adoptStateOf(*before);
+  }
+}
+
+void ClusterManager::retire() {
+  for (auto& c : clusters_) c->retire();
+}
+
 void ClusterManager::closeAll() {
   for (auto& c : clusters_) c->closeAll();
 }

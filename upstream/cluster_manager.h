@@ -25,6 +25,11 @@ class ClusterManager {
   const std::vector<std::unique_ptr<Cluster>>& clusters() const { return clusters_; }
   // Gateway shutdown: close every upstream connection, stop health checks.
   void closeAll();
+  // A reload: each cluster takes over what the old config's cluster of the
+  // same name knew of its endpoints (Cluster::adoptStateOf)...
+  void adoptStateOf(ClusterManager& old);
+  // ... and the old config's clusters stop their health checks and DNS refreshes.
+  void retire();
 
  private:
   std::vector<std::unique_ptr<Cluster>> clusters_;

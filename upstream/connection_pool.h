@@ -52,6 +52,11 @@ class ConnectionPool {
   void onStreamLimitAdvertised(uint32_t limit) { advertised_stream_limit_ = limit; }
   std::optional<uint32_t> advertisedStreamLimit() const { return advertised_stream_limit_; }
   void onConnectFailed();
+  // A reload: the backoff of the pool the old config had for this endpoint.
+  void adoptBackoffOf(const ConnectionPool& old) {
+    connect_failures_ = old.connect_failures_;
+    backoff_until_ = old.backoff_until_;
+  }
 
   // Gateway shutdown: close every connection.
   void closeAll();

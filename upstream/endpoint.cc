@@ -44,6 +44,18 @@ void Endpoint::recordCallResult(bool success) {
   }
 }
 
+void Endpoint::stopHealthChecks() { health_checker_.reset(); }
+
+void Endpoint::adoptStateOf(Endpoint& old) {
+  pool_->adoptBackoffOf(*old.pool_);
+  if (cluster_.config().health_check && old.cluster_.config().health_check) active_healthy_ = old.active_healthy_;
+  if (cluster_.config().outlier_detection) {
+    ejected_until_ = old.ejected_until_;
+    ejections_ = old.ejections_;
+    consecutive_failures_ = old.consecutive_failures_;
+  }
+}
+
 void Endpoint::close() {
   health_checker_.reset();
   if (pool_) pool_->closeAll();

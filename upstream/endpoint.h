@@ -68,6 +68,14 @@ class Endpoint {
   int64_t rr_current = 0;
 
   void startHealthChecks();
+  // A reload replaced this endpoint's config: its checks stop (calls still
+  // running on the old config need none; the new endpoint checks the backend).
+  void stopHealthChecks();
+  // What the gateway learned of the backend, from the same endpoint in the
+  // config a reload replaced: its reconnect backoff; its health if this
+  // cluster checks health (else nothing would ever clear it); its ejection
+  // and failure count if it has outlier detection.
+  void adoptStateOf(Endpoint& old);
   void close();
 
  private:

@@ -1124,3 +1124,44 @@ TEST_CASE("a restarted backend passes its next health check, whatever the reconn
 }
 
 }  // namespace sluice::test
+
+namespace sluice::test {
+
+TEST_CASE("a reload keeps what the gateway knew of endpoint health, and the old config stops checking",
+          "[e2e][cluster]") {
+  TestBackend a("a");
+  BadBackend silent("");  // accepts connections and never speaks HTTP/2
+  nlohmann::json c = {{"name", "pair"},
+                      {"endpoints", {a.address(), silent.address()}},
+                      {"connect_timeout_ms", 3000},
+                      {"health_check", {{"interval_ms", 100}, {"timeout_ms", 80}, {"unhealthy_threshold", 1}}}};
+  auto config = configWith(c);
+  config["workers"] = 1;
+  GatewayProcess gateway(config);
+  auto stub = example::Echo::NewStub(makeChannel(gateway.address()));
+  REQUIRE(waitFor([&] { return logCount(gateway, silent.address() + " is unhealthy") == 1; }, std::chrono::seconds(3)));
+  // A call that keeps the old config's generation alive across the reload.
+  std::thread held([&] { CHECK(unary(*stub, 2500).ok()); });
+  std::this_thread::sleep_for(std::chrono::milliseconds(200));
+  REQUIRE(reloadWithSighup(gateway, config.dump(), 1));
+  // The new config starts out knowing the silent endpoint is unhealthy: no
+  // call waits on it (each would hang until connect_timeout_ms).
+  for (int i = 0; i < 10; ++i) {
+    INFO("call " << i);
+    grpc::ClientContext ctx;
+    setTimeout(ctx, std::chrono::milliseconds(1000));
+    EchoResponse resp;
+    CHECK(stub->Unary(&ctx, EchoRequest(), &resp).ok());
+  }
+  // Only the new config checks it (about 10 failed checks a second, 20
+  // with the old config's checks still running beside them).
+  const std::string failed = "health check of " + silent.address() + " failed";
+  const size_t before = logCount(gateway, failed);
+  std::this_thread::sleep_for(std::chrono::seconds(1));
+  const size_t in_a_second = logCount(gateway, failed) - before;
+  CHECK(in_a_second >= 5);
+  CHECK(in_a_second <= 14);
+  held.join();
+}
+
+}  // namespace sluice::test
