@@ -20,6 +20,7 @@ struct SocketAddress {
   std::string toString() const;  // "[::1]:80" / "127.0.0.1:80"
   // Fills a sockaddr for libuv; false if the host is not an IP literal.
   bool toSockaddr(sockaddr_storage& out) const;
+  bool operator==(const SocketAddress&) const = default;
 };
 
 // Accepts "IPv4:port" and "[IPv6]:port"; port 0 only when allow_port_zero.

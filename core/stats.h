@@ -94,7 +94,7 @@ struct ClusterStats {
   Counter health_check_success;
   Counter health_check_failure;
   Counter outlier_ejections;
-  Counter lb_healthy_panic;  // calls routed in panic (too few endpoints available)
+  Counter lb_healthy_panic;  // attempts routed in panic (too few endpoints available)
 };
 
 // How a worker's event loop waited for work (worker_spin_polls; see

@@ -9,9 +9,8 @@ Generation::Generation(Dispatcher& dispatcher, WorkerStats& stats, GatewayConfig
     : dispatcher_(dispatcher),
       stats_(stats),
       config_(std::move(config)),
-      clusters_(std::make_unique<ClusterManager>(dispatcher, *config_, stats)) {
-  if (previous != nullptr) clusters_->adoptStateOf(*previous->clusters_);
-}
+      clusters_(std::make_unique<ClusterManager>(dispatcher, *config_, stats,
+                                                 previous != nullptr ? previous->clusters_.get() : nullptr)) {}
 
 Generation::~Generation() { close(); }
 

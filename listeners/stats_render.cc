@@ -107,7 +107,7 @@ void addClusterStats(Families& f, const std::string& name, const ClusterStats& s
   c("sluice_health_check_success_total", "Active health checks that passed.", s.health_check_success.value());
   c("sluice_health_check_failure_total", "Active health checks that failed.", s.health_check_failure.value());
   c("sluice_outlier_ejections_total", "Endpoints ejected by outlier detection.", s.outlier_ejections.value());
-  c("sluice_lb_healthy_panic_total", "Calls routed ignoring endpoint health (panic_threshold_percent).",
+  c("sluice_lb_healthy_panic_total", "Attempts routed ignoring endpoint health (panic_threshold_percent).",
     s.lb_healthy_panic.value());
 }
 

@@ -27,7 +27,6 @@ Cluster::Cluster(Dispatcher& dispatcher, const ClusterConfig& config, WorkerStat
     all.push_back(endpoints_.back().get());
   }
   lb_ = makeLoadBalancer(config.lb_policy, all);
-  for (auto& ep : endpoints_) ep->startHealthChecks();
   for (size_t i = 0; i < endpoints_.size(); ++i) {
     if (!config.endpoints[i].isHostName()) continue;
     Endpoint* endpoint = endpoints_[i].get();
@@ -131,10 +130,16 @@ void Cluster::onResolved(Endpoint& endpoint, const std::optional<SocketAddress>&
   endpoint.setAddress(*address);
 }
 
+void Cluster::startHealthChecks() {
+  for (auto& ep : endpoints_) ep->startHealthChecks();
+}
+
 void Cluster::adoptStateOf(Cluster& old) {
   for (auto& ep : endpoints_) {
     for (auto& old_ep : old.endpoints_) {
-      if (old_ep->configKey() == ep->configKey()) {
+      // The same backend: a host name now resolving elsewhere is another
+      // one, and starts afresh.
+      if (old_ep->configKey() == ep->configKey() && old_ep->address() == ep->address()) {
         ep->adoptStateOf(*old_ep);
         break;
       }

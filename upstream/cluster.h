@@ -50,6 +50,9 @@ class Cluster {
   // Outlier detection: `endpoint` reached its consecutive-failure threshold.
   void onEndpointFailing(Endpoint& endpoint);
 
+  // After adoptStateOf (a reload), so that a first check failing at once
+  // is not overwritten by the old state.
+  void startHealthChecks();
   // A reload: carry over what the old config's cluster of the same name knew
   // of each endpoint it shares with this one (Endpoint::adoptStateOf).
   void adoptStateOf(Cluster& old);

@@ -5,9 +5,14 @@
 
 namespace sluice {
 
-ClusterManager::ClusterManager(Dispatcher& dispatcher, const GatewayConfig& config, WorkerStats& stats) {
+ClusterManager::ClusterManager(Dispatcher& dispatcher, const GatewayConfig& config, WorkerStats& stats,
+                               ClusterManager* previous) {
   for (const auto& c : config.clusters) {
     clusters_.push_back(std::make_unique<Cluster>(dispatcher, c, stats));
+    if (previous != nullptr) {
+      if (Cluster* before = previous->find(c.name)) clusters_.back()->adoptStateOf(*before);
+    }
+    clusters_.back()->startHealthChecks();
   }
 }
 
@@ -18,12 +23,6 @@ Cluster* ClusterManager::find(std::string_view name) {
     if (c->name() == name) return c.get();
   }
   return nullptr;
-}
-
-void ClusterManager::adoptStateOf(ClusterManager& old) {
-  for (auto& c : clusters_) {
-    if (Cluster* before = old.find(c->name())) c->adoptStateOf(*before);
-  }
 }
 
 void ClusterManager::retire() {

@@ -18,17 +18,19 @@ class WorkerStats;
 
 class ClusterManager {
  public:
-  ClusterManager(Dispatcher& dispatcher, const GatewayConfig& config, WorkerStats& stats);
+  // `previous`: the clusters of the config a reload replaces, whose knowledge
+  // of the endpoints carries over (Cluster::adoptStateOf) before health
+  // checks start.
+  ClusterManager(Dispatcher& dispatcher, const GatewayConfig& config, WorkerStats& stats,
+                 ClusterManager* previous = nullptr);
   ~ClusterManager();
 
   Cluster* find(std::string_view name);
   const std::vector<std::unique_ptr<Cluster>>& clusters() const { return clusters_; }
   // Gateway shutdown: close every upstream connection, stop health checks.
   void closeAll();
-  // A reload: each cluster takes over what the old config's cluster of the
-  // same name knew of its endpoints (Cluster::adoptStateOf)...
-  void adoptStateOf(ClusterManager& old);
-  // ... and the old config's clusters stop their health checks and DNS refreshes.
+  // A reload replaced this config: its clusters stop their health checks
+  // and DNS refreshes.
   void retire();
 
  private:

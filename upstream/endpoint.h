@@ -55,6 +55,9 @@ class Endpoint {
     if (ejections_ == 0 || now <= ejected_until_ || period.count() <= 0) return;
     const auto periods = static_cast<uint64_t>((now - ejected_until_) / period);
     ejections_ = periods >= ejections_ ? 0 : ejections_ - static_cast<uint32_t>(periods);
+    // Periods forgiven are spent: a later call (this ejection refused by
+    // max_ejection_percent) counts from here. Still past: not ejected.
+    ejected_until_ += periods * period;
   }
   uint32_t ejections() const { return ejections_; }
   uint32_t consecutiveFailures() const { return consecutive_failures_; }

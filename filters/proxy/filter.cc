@@ -106,6 +106,7 @@ void ProxyFilter::startAttempt() {
     return;
   }
   endpoint_ = chosen.value();
+  outcome_recorded_ = false;
   ++attempts_;
   cluster_->stats().upstream_rq_total.inc();
   if (attempts_ > 1) cluster_->stats().upstream_rq_retry.inc();
@@ -224,6 +225,14 @@ void ProxyFilter::onStreamDone(StreamContext&) {
     upstream_->countQueuedInto(nullptr);  // the connection it counts into may go first
   }
   releaseIncompleteResponse();
+  // A response the backend began and that ended without a verdict of its own
+  // (the client cancelled, a deadline, our limits): the backend answered.
+  if (response_started_ && !outcome_recorded_) recordOutcome(true);
+}
+
+void ProxyFilter::recordOutcome(bool success) {
+  outcome_recorded_ = true;
+  if (endpoint_ != nullptr) endpoint_->recordCallResult(success);
 }
 
 void ProxyFilter::failFromUpstream(StatusCode code, const std::string& detail) {
@@ -249,12 +258,13 @@ void ProxyFilter::onUpstreamHeaders(HeaderMap&& headers, bool end_stream) {
     if (grpc_status == nullptr) {
       // As a call that ends after its messages without grpc-status: the
       // backend is not speaking gRPC, and the client must not take it for one.
+      recordOutcome(false);
       failFromUpstream(StatusCode::Internal,
                        fmt::format("{} ended the call without grpc-status", endpoint_->describe()));
       return;
     }
     StatusCode code = grpc_headers::parseGrpcStatus(*grpc_status).value_or(StatusCode::Unknown);
-    endpoint_->recordCallResult(code != StatusCode::Unavailable);
+    recordOutcome(code != StatusCode::Unavailable);
     if (code != StatusCode::Ok && canRetry(code)) {
       const std::string* msg = headers.get("grpc-message");
       attemptFailed(code, msg != nullptr ? grpc_headers::percentDecode(*msg) : std::string(statusCodeName(code)), false);
@@ -290,6 +300,8 @@ void ProxyFilter::onUpstreamData(const uint8_t* data, size_t len) {
   withheld_credit_ += len;
   Status s = response_decoder_.decode({reinterpret_cast<const char*>(data), len}, *this);
   if (!s.isOk()) {
+    // A malformed message is the backend's fault; one over our limit is not.
+    if (s.code() != StatusCode::ResourceExhausted) recordOutcome(false);
     failFromUpstream(s.code(), fmt::format("{} sent a bad message: {}", endpoint_->describe(), s.message()));
     return;
   }
@@ -341,19 +353,19 @@ void ProxyFilter::onUpstreamEnd(HeaderMap&& trailers) {
   if (ctx_.ended()) return;
   Status s = response_decoder_.finish();
   if (!s.isOk()) {
-    endpoint_->recordCallResult(false);
+    recordOutcome(false);
     failFromUpstream(StatusCode::Internal, fmt::format("{} ended inside a message: {}", endpoint_->describe(),
                                                        s.message()));
     return;
   }
   const std::string* grpc_status = trailers.get("grpc-status");
   if (grpc_status == nullptr) {
-    endpoint_->recordCallResult(false);
+    recordOutcome(false);
     failFromUpstream(StatusCode::Internal,
                      fmt::format("{} ended the call without grpc-status", endpoint_->describe()));
     return;
   }
-  endpoint_->recordCallResult(grpc_headers::parseGrpcStatus(*grpc_status) != StatusCode::Unavailable);
+  recordOutcome(grpc_headers::parseGrpcStatus(*grpc_status) != StatusCode::Unavailable);
   ctx_.responseTrailers().append(std::move(trailers));
   ctx_.encodeResponseTrailers();
 }
@@ -362,7 +374,7 @@ void ProxyFilter::onUpstreamReset(UpstreamReset reset) {
   if (ctx_.ended()) return;
   if (reset.by_backend) cluster_->stats().upstream_rq_reset.inc();
   if (response_started_) {
-    if (reset.endpoint_fault) endpoint_->recordCallResult(false);
+    if (reset.endpoint_fault) recordOutcome(false);
     ctx_.sendLocalReply(LocalReplyReason::UpstreamFailure, reset.code, describe(reset.detail));
     return;
   }

@@ -61,6 +61,9 @@ class ProxyFilter final : public Filter,
   HeaderMap upstreamRequestHeaders() const;
   // Tells ctx_ how many bytes the partial response message holds; false
   // (the call ended) when that takes the connection past its limit.
+  // The call's result for outlier detection (Endpoint::recordCallResult):
+  // once per call, when it ends, by its grpc-status or how it failed.
+  void recordOutcome(bool success);
   bool countIncompleteResponse();
   void releaseIncompleteResponse();
   void failFromUpstream(StatusCode code, const std::string& detail);
@@ -80,6 +83,7 @@ class ProxyFilter final : public Filter,
   Status retry_reason_ = Status::ok();  // why the attempt being retried failed
   bool request_ended_ = false;
   bool response_started_ = false;
+  bool outcome_recorded_ = false;  // the call's result went to outlier detection
   // Every failed attempt so far was refused unprocessed (REFUSED_STREAM):
   // only then may the client be told the call was never processed.
   bool only_refusals_ = true;

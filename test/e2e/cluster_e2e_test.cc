@@ -1072,7 +1072,7 @@ TEST_CASE("an endpoint back in service long enough is ejected for the base time 
   TestBackend a("a");
   nlohmann::json c = {{"name", "solo"},
                       {"endpoints", {a.address()}},
-                      {"outlier_detection", {{"consecutive_failures", 1}, {"base_ejection_ms", 200}}}};
+                      {"outlier_detection", {{"consecutive_failures", 1}, {"base_ejection_ms", 500}}}};
   GatewayProcess gateway(configWith(c));
   auto stub = example::Echo::NewStub(makeChannel(gateway.address()));
   auto fail = [&] {
@@ -1084,16 +1084,19 @@ TEST_CASE("an endpoint back in service long enough is ejected for the base time 
     CHECK(stub->Unary(&ctx, req, &resp).error_code() == grpc::StatusCode::UNAVAILABLE);
   };
   // The lone endpoint still gets calls while ejected (panic routing).
+  const auto first = std::chrono::steady_clock::now();
   fail();
-  REQUIRE(waitFor([&] { return logCount(gateway, "for 200 ms") == 1; }, std::chrono::seconds(2)));
-  std::this_thread::sleep_for(std::chrono::milliseconds(300));  // the ejection ended
-  fail();  // at once: the second ejection is twice as long
-  REQUIRE(waitFor([&] { return logCount(gateway, "for 400 ms") == 1; }, std::chrono::seconds(2)));
-  // Four base periods back in service: forgiven, the next is 200 ms again.
-  std::this_thread::sleep_for(std::chrono::milliseconds(400 + 4 * 200 + 100));
+  REQUIRE(waitFor([&] { return logCount(gateway, "for 500 ms") == 1; }, std::chrono::seconds(2)));
+  // Soon after the ejection ended (less than a period in service): the
+  // second ejection is twice as long.
+  std::this_thread::sleep_until(first + std::chrono::milliseconds(600));
   fail();
-  CHECK(waitFor([&] { return logCount(gateway, "for 200 ms") == 2; }, std::chrono::seconds(2)));
-  CHECK(logCount(gateway, "for 600 ms") == 0);
+  REQUIRE(waitFor([&] { return logCount(gateway, "for 1000 ms") == 1; }, std::chrono::seconds(2)));
+  // Four base periods back in service: forgiven, the next is 500 ms again.
+  std::this_thread::sleep_for(std::chrono::milliseconds(1000 + 4 * 500 + 200));
+  fail();
+  CHECK(waitFor([&] { return logCount(gateway, "for 500 ms") == 2; }, std::chrono::seconds(2)));
+  CHECK(logCount(gateway, "for 1500 ms") == 0);
 }
 
 TEST_CASE("a restarted backend passes its next health check, whatever the reconnect backoff", "[e2e][cluster]") {
@@ -1143,7 +1146,12 @@ TEST_CASE("a reload keeps what the gateway knew of endpoint health, and the old 
   // A call that keeps the old config's generation alive across the reload.
   std::thread held([&] { CHECK(unary(*stub, 2500).ok()); });
   std::this_thread::sleep_for(std::chrono::milliseconds(200));
-  REQUIRE(reloadWithSighup(gateway, config.dump(), 1));
+  // Checks that take 900 ms to fail: without what the old config knew, the
+  // silent endpoint would look healthy that long after the reload.
+  auto reloaded = config;
+  reloaded["clusters"][0]["health_check"]["interval_ms"] = 1000;
+  reloaded["clusters"][0]["health_check"]["timeout_ms"] = 900;
+  REQUIRE(reloadWithSighup(gateway, reloaded.dump(), 1));
   // The new config starts out knowing the silent endpoint is unhealthy: no
   // call waits on it (each would hang until connect_timeout_ms).
   for (int i = 0; i < 10; ++i) {
@@ -1153,15 +1161,59 @@ TEST_CASE("a reload keeps what the gateway knew of endpoint health, and the old 
     EchoResponse resp;
     CHECK(stub->Unary(&ctx, EchoRequest(), &resp).ok());
   }
-  // Only the new config checks it (about 10 failed checks a second, 20
-  // with the old config's checks still running beside them).
+  // Only the new config checks it (about one failed check a second, each
+  // waiting 900 ms; the old config's checks, had they gone on, fail ten a
+  // second).
   const std::string failed = "health check of " + silent.address() + " failed";
   const size_t before = logCount(gateway, failed);
   std::this_thread::sleep_for(std::chrono::seconds(1));
   const size_t in_a_second = logCount(gateway, failed) - before;
-  CHECK(in_a_second >= 5);
-  CHECK(in_a_second <= 14);
+  CHECK(in_a_second <= 3);
   held.join();
+}
+
+}  // namespace sluice::test
+
+namespace sluice::test {
+
+TEST_CASE("a stream the client cancels after the backend answered counts as a success for outlier detection",
+          "[e2e][cluster]") {
+  TestBackend a("a");
+  nlohmann::json c = {{"name", "solo"},
+                      {"endpoints", {a.address()}},
+                      {"outlier_detection", {{"consecutive_failures", 3}, {"base_ejection_ms", 60000}}}};
+  GatewayProcess gateway(configWith(c));
+  auto stub = example::Echo::NewStub(makeChannel(gateway.address()));
+  auto fail = [&] {
+    grpc::ClientContext ctx;
+    setTimeout(ctx, kCallTimeout);
+    EchoRequest req;
+    req.set_status_code(14);
+    EchoResponse resp;
+    CHECK(stub->Unary(&ctx, req, &resp).error_code() == grpc::StatusCode::UNAVAILABLE);
+  };
+  fail();
+  fail();
+  {
+    // A long stream the client leaves after its first message: the backend
+    // did its part, and the failure count starts again.
+    grpc::ClientContext ctx;
+    setTimeout(ctx, kCallTimeout);
+    EchoRequest req;
+    req.set_response_count(1000);
+    req.set_response_interval_ms(10);
+    auto reader = stub->ServerStream(&ctx, req);
+    EchoResponse resp;
+    REQUIRE(reader->Read(&resp));
+    ctx.TryCancel();
+    while (reader->Read(&resp)) {
+    }
+    CHECK(reader->Finish().error_code() == grpc::StatusCode::CANCELLED);
+  }
+  fail();
+  fail();
+  std::this_thread::sleep_for(std::chrono::milliseconds(200));
+  CHECK(logCount(gateway, "ejected ") == 0);
 }
 
 }  // namespace sluice::test

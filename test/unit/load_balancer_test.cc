@@ -50,3 +50,32 @@ TEST_CASE("ring_hash spreads keys evenly over its endpoints", "[load_balancer]")
 }
 
 }  // namespace sluice
+
+namespace sluice {
+
+TEST_CASE("ejections are forgiven once per period back in service, each period once", "[load_balancer]") {
+  nlohmann::json config = {{"name", "c"},
+                           {"endpoints", {"127.0.0.1:9001"}},
+                           {"outlier_detection", {{"consecutive_failures", 1}, {"base_ejection_ms", 1000}}}};
+  ConfigErrors errors;
+  ClusterConfig cluster_config = readClusterConfig(config, "/clusters/0", errors);
+  REQUIRE(errors.empty());
+  Dispatcher dispatcher;
+  WorkerStats stats;
+  Cluster cluster(dispatcher, cluster_config, stats);
+  Endpoint& ep = *cluster.endpoints()[0];
+  const auto t0 = Endpoint::Clock::now();
+  for (int i = 0; i < 5; ++i) ep.eject(t0);  // five ejections, the last ended at t0
+  REQUIRE(ep.ejections() == 5);
+  const std::chrono::milliseconds period(1000);
+  ep.forgiveEjections(t0 + 2 * period + std::chrono::milliseconds(10), period);
+  CHECK(ep.ejections() == 3);
+  // No new ejection came of it (max_ejection_percent): a later look forgives
+  // only the periods since, not the first two again.
+  ep.forgiveEjections(t0 + 3 * period + std::chrono::milliseconds(20), period);
+  CHECK(ep.ejections() == 2);
+  CHECK_FALSE(ep.ejected(t0 + 3 * period + std::chrono::milliseconds(20)));
+  cluster.closeAll();
+}
+
+}  // namespace sluice
