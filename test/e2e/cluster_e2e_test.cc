@@ -75,6 +75,16 @@ grpc::Status unary(example::Echo::Stub& stub, uint32_t sleep_ms = 0, EchoRespons
   return s;
 }
 
+// A unary call the backend answers UNAVAILABLE: a failure outlier detection counts.
+void failUnavailable(example::Echo::Stub& stub) {
+  grpc::ClientContext ctx;
+  setTimeout(ctx, kCallTimeout);
+  EchoRequest req;
+  req.set_status_code(14);
+  EchoResponse resp;
+  CHECK(stub.Unary(&ctx, req, &resp).error_code() == grpc::StatusCode::UNAVAILABLE);
+}
+
 // A TCP server on loopback that accepts and then either stays silent or
 // answers with bytes that are not HTTP/2, and closes the connection at once
 // if told to. It counts the connections it accepted.
@@ -728,10 +738,6 @@ TEST_CASE("a backend that accepts and then fails before HTTP/2 SETTINGS is backe
   }
 }
 
-}  // namespace sluice::test
-
-namespace sluice::test {
-
 TEST_CASE("outlier detection ejects an endpoint that keeps answering UNAVAILABLE", "[e2e][cluster]") {
   TestBackend a("a");
   TestBackend b("b");
@@ -864,10 +870,6 @@ TEST_CASE("cluster max_concurrent_streams opens another upstream connection past
   CHECK(connectionsForConcurrentCalls({{"name", "capped"}, {"max_concurrent_streams", 3}}, 9) == 3);
 }
 
-}  // namespace sluice::test
-
-namespace sluice::test {
-
 TEST_CASE("cluster connections_per_endpoint spreads calls over that many upstream connections", "[e2e][cluster]") {
   nlohmann::json spread = {{"name", "spread"}, {"connections_per_endpoint", 2}};
   // A lone call needs no second connection ...
@@ -973,10 +975,6 @@ TEST_CASE("backend connections carry TCP keepalive, for a backend host that vani
   }, std::chrono::seconds(3)));
 }
 
-}  // namespace sluice::test
-
-namespace sluice::test {
-
 TEST_CASE("with too few endpoints available, calls go to every endpoint (panic_threshold_percent)",
           "[e2e][cluster]") {
   TestBackend a("a");
@@ -1021,22 +1019,11 @@ TEST_CASE("the one endpoint of a cluster, ejected, still gets calls (panic)", "[
                       {"outlier_detection", {{"consecutive_failures", 2}, {"base_ejection_ms", 60000}}}};
   GatewayProcess gateway(configWith(c));
   auto stub = example::Echo::NewStub(makeChannel(gateway.address()));
-  for (int i = 0; i < 2; ++i) {
-    grpc::ClientContext ctx;
-    setTimeout(ctx, kCallTimeout);
-    EchoRequest req;
-    req.set_status_code(14);  // UNAVAILABLE: a failure outlier detection counts
-    EchoResponse resp;
-    CHECK(stub->Unary(&ctx, req, &resp).error_code() == grpc::StatusCode::UNAVAILABLE);
-  }
+  for (int i = 0; i < 2; ++i) failUnavailable(*stub);
   REQUIRE(waitFor([&] { return logCount(gateway, "ejected " + a.address()) == 1; }, std::chrono::seconds(2)));
   REQUIRE_OK(unary(*stub));
   CHECK(a.stats().calls == 3);
 }
-
-}  // namespace sluice::test
-
-namespace sluice::test {
 
 TEST_CASE("a stream that fails after its response began counts against its endpoint in outlier detection",
           "[e2e][cluster]") {
@@ -1064,10 +1051,6 @@ TEST_CASE("a stream that fails after its response began counts against its endpo
   CHECK(waitFor([&] { return logCount(gateway, "ejected ") == 1; }, std::chrono::seconds(2)));
 }
 
-}  // namespace sluice::test
-
-namespace sluice::test {
-
 TEST_CASE("an endpoint back in service long enough is ejected for the base time again", "[e2e][cluster]") {
   TestBackend a("a");
   nlohmann::json c = {{"name", "solo"},
@@ -1075,14 +1058,7 @@ TEST_CASE("an endpoint back in service long enough is ejected for the base time 
                       {"outlier_detection", {{"consecutive_failures", 1}, {"base_ejection_ms", 500}}}};
   GatewayProcess gateway(configWith(c));
   auto stub = example::Echo::NewStub(makeChannel(gateway.address()));
-  auto fail = [&] {
-    grpc::ClientContext ctx;
-    setTimeout(ctx, kCallTimeout);
-    EchoRequest req;
-    req.set_status_code(14);
-    EchoResponse resp;
-    CHECK(stub->Unary(&ctx, req, &resp).error_code() == grpc::StatusCode::UNAVAILABLE);
-  };
+  auto fail = [&] { failUnavailable(*stub); };
   // The lone endpoint still gets calls while ejected (panic routing).
   const auto first = std::chrono::steady_clock::now();
   fail();
@@ -1126,10 +1102,6 @@ TEST_CASE("a restarted backend passes its next health check, whatever the reconn
   CHECK(std::chrono::steady_clock::now() - restarted < std::chrono::milliseconds(800));
 }
 
-}  // namespace sluice::test
-
-namespace sluice::test {
-
 TEST_CASE("a reload keeps what the gateway knew of endpoint health, and the old config stops checking",
           "[e2e][cluster]") {
   TestBackend a("a");
@@ -1172,10 +1144,6 @@ TEST_CASE("a reload keeps what the gateway knew of endpoint health, and the old 
   held.join();
 }
 
-}  // namespace sluice::test
-
-namespace sluice::test {
-
 TEST_CASE("a stream the client cancels after the backend answered counts as a success for outlier detection",
           "[e2e][cluster]") {
   TestBackend a("a");
@@ -1184,14 +1152,7 @@ TEST_CASE("a stream the client cancels after the backend answered counts as a su
                       {"outlier_detection", {{"consecutive_failures", 3}, {"base_ejection_ms", 60000}}}};
   GatewayProcess gateway(configWith(c));
   auto stub = example::Echo::NewStub(makeChannel(gateway.address()));
-  auto fail = [&] {
-    grpc::ClientContext ctx;
-    setTimeout(ctx, kCallTimeout);
-    EchoRequest req;
-    req.set_status_code(14);
-    EchoResponse resp;
-    CHECK(stub->Unary(&ctx, req, &resp).error_code() == grpc::StatusCode::UNAVAILABLE);
-  };
+  auto fail = [&] { failUnavailable(*stub); };
   fail();
   fail();
   {

@@ -17,6 +17,26 @@
 #include "upstream/endpoint.h"
 
 namespace sluice {
+namespace {
+
+// A cluster read from `config` as the config loader would, on a loop of its own.
+struct TestCluster {
+  explicit TestCluster(const nlohmann::json& config)
+      : cluster_config(read(config)), cluster(dispatcher, cluster_config, stats) {}
+  ~TestCluster() { cluster.closeAll(); }
+  static ClusterConfig read(const nlohmann::json& config) {
+    ConfigErrors errors;
+    ClusterConfig c = readClusterConfig(config, "/clusters/0", errors);
+    REQUIRE(errors.empty());
+    return c;
+  }
+  Dispatcher dispatcher;
+  WorkerStats stats;
+  ClusterConfig cluster_config;
+  Cluster cluster;
+};
+
+}  // namespace
 
 TEST_CASE("ring_hash spreads keys evenly over its endpoints", "[load_balancer]") {
   // 64 ring nodes per endpoint split two endpoints 54/46 and three 38/32/30;
@@ -25,12 +45,8 @@ TEST_CASE("ring_hash spreads keys evenly over its endpoints", "[load_balancer]")
     INFO(endpoints << " endpoints");
     nlohmann::json config = {{"name", "ring"}, {"lb_policy", "ring_hash"}, {"hash_header", "x-user"}};
     for (int i = 0; i < endpoints; ++i) config["endpoints"].push_back("127.0.0.1:" + std::to_string(9001 + i));
-    ConfigErrors errors;
-    ClusterConfig cluster_config = readClusterConfig(config, "/clusters/0", errors);
-    REQUIRE(errors.empty());
-    Dispatcher dispatcher;
-    WorkerStats stats;
-    Cluster cluster(dispatcher, cluster_config, stats);
+    TestCluster test(config);
+    Cluster& cluster = test.cluster;
     std::map<uint16_t, int> seen;
     constexpr int kKeys = 20000;
     for (int k = 0; k < kKeys; ++k) {
@@ -45,25 +61,15 @@ TEST_CASE("ring_hash spreads keys evenly over its endpoints", "[load_balancer]")
       INFO("port " << port << ": " << n << " of " << kKeys);
       CHECK(std::abs(static_cast<double>(n) / kKeys - 1.0 / endpoints) < 0.04);
     }
-    cluster.closeAll();
   }
 }
-
-}  // namespace sluice
-
-namespace sluice {
 
 TEST_CASE("ejections are forgiven once per period back in service, each period once", "[load_balancer]") {
   nlohmann::json config = {{"name", "c"},
                            {"endpoints", {"127.0.0.1:9001"}},
                            {"outlier_detection", {{"consecutive_failures", 1}, {"base_ejection_ms", 1000}}}};
-  ConfigErrors errors;
-  ClusterConfig cluster_config = readClusterConfig(config, "/clusters/0", errors);
-  REQUIRE(errors.empty());
-  Dispatcher dispatcher;
-  WorkerStats stats;
-  Cluster cluster(dispatcher, cluster_config, stats);
-  Endpoint& ep = *cluster.endpoints()[0];
+  TestCluster test(config);
+  Endpoint& ep = *test.cluster.endpoints()[0];
   const auto t0 = Endpoint::Clock::now();
   for (int i = 0; i < 5; ++i) ep.eject(t0);  // five ejections, the last ended at t0
   REQUIRE(ep.ejections() == 5);
@@ -75,7 +81,6 @@ TEST_CASE("ejections are forgiven once per period back in service, each period o
   ep.forgiveEjections(t0 + 3 * period + std::chrono::milliseconds(20), period);
   CHECK(ep.ejections() == 2);
   CHECK_FALSE(ep.ejected(t0 + 3 * period + std::chrono::milliseconds(20)));
-  cluster.closeAll();
 }
 
 }  // namespace sluice
