@@ -568,7 +568,8 @@ bool DownstreamStream::addFilter(size_t index) {
   }
   if (!threw && !terminal) return true;  // it sits this call out
   if (!threw) {
-    spdlog::error("[C{}][S{}] filter \"{}\" made no filter for {}, and the chain cannot go on without it: it ends the chain",
+    spdlog::error("[C{}][S{}] filter \"{}\" made no filter for {}, and the chain cannot go on without it: it "
+                  "ends the chain",
                   connection_id_, stream_id_, entry.name, path_);
   }
   // Observers further down the chain (access logs, metrics) still see the call.
