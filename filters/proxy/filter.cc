@@ -159,7 +159,7 @@ void ProxyFilter::retireAttempt() {
 
 void ProxyFilter::attemptFailed(StatusCode code, const std::string& detail, bool endpoint_fault, bool refused) {
   if (ctx_.ended()) return;
-  if (endpoint_fault && endpoint_ != nullptr) endpoint_->recordCallResult(false);
+  if (endpoint_fault) recordOutcome(false);
   if (!refused) only_refusals_ = false;
   retireAttempt();
   if (!canRetry(code)) {

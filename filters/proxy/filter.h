@@ -59,11 +59,11 @@ class ProxyFilter final : public Filter,
   bool canRetry(StatusCode code) const;
   void retireAttempt();
   HeaderMap upstreamRequestHeaders() const;
+  // An attempt's result for outlier detection (Endpoint::recordCallResult):
+  // once per attempt, when it ends, by its grpc-status or how it failed.
+  void recordOutcome(bool success);
   // Tells ctx_ how many bytes the partial response message holds; false
   // (the call ended) when that takes the connection past its limit.
-  // The call's result for outlier detection (Endpoint::recordCallResult):
-  // once per call, when it ends, by its grpc-status or how it failed.
-  void recordOutcome(bool success);
   bool countIncompleteResponse();
   void releaseIncompleteResponse();
   void failFromUpstream(StatusCode code, const std::string& detail);

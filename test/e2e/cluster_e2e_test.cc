@@ -1065,7 +1065,7 @@ TEST_CASE("an endpoint back in service long enough is ejected for the base time 
   REQUIRE(waitFor([&] { return logCount(gateway, "for 500 ms") == 1; }, std::chrono::seconds(2)));
   // Soon after the ejection ended (less than a period in service): the
   // second ejection is twice as long.
-  std::this_thread::sleep_until(first + std::chrono::milliseconds(600));
+  std::this_thread::sleep_until(first + std::chrono::milliseconds(750));
   fail();
   REQUIRE(waitFor([&] { return logCount(gateway, "for 1000 ms") == 1; }, std::chrono::seconds(2)));
   // Four base periods back in service: forgiven, the next is 500 ms again.
@@ -1141,6 +1141,8 @@ TEST_CASE("a reload keeps what the gateway knew of endpoint health, and the old 
   std::this_thread::sleep_for(std::chrono::seconds(1));
   const size_t in_a_second = logCount(gateway, failed) - before;
   CHECK(in_a_second <= 3);
+  // ... and the new config does check it.
+  CHECK(waitFor([&] { return logCount(gateway, failed) > before + in_a_second; }, std::chrono::seconds(3)));
   held.join();
 }
 
