@@ -26,7 +26,7 @@ TEST_CASE("a warm stream allocates nothing per message in the gateway", "[e2e][a
   auto config = catchAllConfig(backend.address());
   config["admin"] = {{"address", "127.0.0.1:0"}};
   config["workers"] = 1;
-  GatewayProcess gateway(config, GatewayProcess::Options{"info", std::chrono::milliseconds{10000}, {}, {}});
+  GatewayProcess gateway(config, GatewayProcess::Options{"info", std::chrono::milliseconds{10000}, {}, {}, {}});
   auto stub = example::Echo::NewStub(makeChannel(gateway.address()));
   grpc::ClientContext ctx;
   setTimeout(ctx, std::chrono::seconds(60));

@@ -98,7 +98,7 @@ TEST_CASE("SIGTERM drains 100 open calls of each kind; late calls get UNAVAILABL
   TestBackend backend("b");
   auto config = catchAllConfig(backend.address());
   config["drain_timeout_ms"] = 15000;
-  GatewayProcess gateway(config, GatewayProcess::Options{"info", std::chrono::milliseconds{10000}, {}, {}});
+  GatewayProcess gateway(config, GatewayProcess::Options{"info", std::chrono::milliseconds{10000}, {}, {}, {}});
   auto channel = makeChannel(gateway.address());
   auto stub = example::Echo::NewStub(channel);
 
@@ -142,7 +142,7 @@ TEST_CASE("a call that reaches a draining connection before the final GOAWAY is 
   auto config = catchAllConfig(backend.address());
   config["drain_timeout_ms"] = 5000;
   config["workers"] = 1;  // the one worker drains as the log says so, not later
-  GatewayProcess gateway(config, GatewayProcess::Options{"debug", std::chrono::milliseconds{10000}, {}, {}});
+  GatewayProcess gateway(config, GatewayProcess::Options{"debug", std::chrono::milliseconds{10000}, {}, {}, {}});
   RawH2Client raw("127.0.0.1", gateway.port());
   EchoRequest request;
   const std::string body = grpcFrame(request.SerializeAsString());
@@ -170,7 +170,7 @@ TEST_CASE("SIGHUP reloads routes for new calls while open streams keep their bac
   TestBackend b("b");
   auto clusters = nlohmann::json::array({cluster("a", {a.address()}), cluster("b", {b.address()})});
   auto to = [&](const std::string& c) { return gatewayConfig(nlohmann::json::array({route("prefix", "/", c)}), clusters); };
-  GatewayProcess gateway(to("a"), GatewayProcess::Options{"info", std::chrono::milliseconds{10000}, {}, {}});
+  GatewayProcess gateway(to("a"), GatewayProcess::Options{"info", std::chrono::milliseconds{10000}, {}, {}, {}});
   auto stub = example::Echo::NewStub(makeChannel(gateway.address()));
   auto backendOfUnary = [&] {
     grpc::ClientContext ctx;
@@ -224,7 +224,7 @@ TEST_CASE("a reload looks its host names up off the loop: calls go on meanwhile,
     config["admin"] = {{"address", "127.0.0.1:0"}, {"request_timeout_ms", admin_timeout_ms}};
     return config;
   };
-  GatewayProcess::Options options{"info", std::chrono::milliseconds{10000}, {}, resolver.env()};
+  GatewayProcess::Options options{"info", std::chrono::milliseconds{10000}, {}, resolver.env(), {}};
   GatewayProcess gateway(configTo(a.address(), 5000), options);
   auto stub = example::Echo::NewStub(makeChannel(gateway.address()));
   auto call = [&](EchoResponse& resp) {
@@ -327,7 +327,7 @@ TEST_CASE("a reload whose lookups outlast reload_resolve_timeout_ms fails, and t
     config["reload_resolve_timeout_ms"] = 500;
     return config;
   };
-  GatewayProcess::Options options{"info", std::chrono::milliseconds{10000}, {}, resolver.env()};
+  GatewayProcess::Options options{"info", std::chrono::milliseconds{10000}, {}, resolver.env(), {}};
   GatewayProcess gateway(configTo(a.address()), options);
 
   std::ofstream(gateway.configPath()) << configTo("slow.sluice-test:" + std::to_string(a.port())).dump(2);
@@ -356,7 +356,7 @@ TEST_CASE("a stop does not wait for a reload's lookups", "[e2e][lifecycle][dns]"
     config["reload_resolve_timeout_ms"] = 15000;
     return config;
   };
-  GatewayProcess::Options options{"info", std::chrono::milliseconds{10000}, {}, resolver.env()};
+  GatewayProcess::Options options{"info", std::chrono::milliseconds{10000}, {}, resolver.env(), {}};
   GatewayProcess gateway(configTo(a.address()), options);
   std::ofstream(gateway.configPath()) << configTo("slow.sluice-test:" + std::to_string(a.port())).dump(2);
   gateway.signal(SIGHUP);
@@ -383,7 +383,7 @@ TEST_CASE("a reload takes a fresh answer, not one from a refresh lookup that sta
     config["workers"] = 1;
     return config;
   };
-  GatewayProcess::Options options{"info", std::chrono::milliseconds{10000}, {}, resolver.env()};
+  GatewayProcess::Options options{"info", std::chrono::milliseconds{10000}, {}, resolver.env(), {}};
   GatewayProcess gateway(configWithRefresh(100), options);
   auto stub = example::Echo::NewStub(makeChannel(gateway.address()));
   EchoResponse resp;
@@ -415,7 +415,7 @@ TEST_CASE("lookups that hang do not hold up other names for long, even with dns_
     config["reload_resolve_timeout_ms"] = 15000;
     return config;
   };
-  GatewayProcess::Options options{"info", std::chrono::milliseconds{10000}, {}, resolver.env()};
+  GatewayProcess::Options options{"info", std::chrono::milliseconds{10000}, {}, resolver.env(), {}};
   GatewayProcess gateway(configTo("hang.sluice-test"), options);
 
   // The refresh lookup of hang.sluice-test now hangs, on the one lookup thread.
@@ -455,7 +455,7 @@ TEST_CASE("at start the endpoints' host names are looked up all at once, and a n
 
   SECTION("6 names taking 700 ms each: the gateway is up in about 700 ms, not 4.2 s") {
     resolver.answerAll(names, "127.0.0.1", 700);
-    GatewayProcess::Options options{"info", std::chrono::milliseconds{10000}, {}, resolver.env()};
+    GatewayProcess::Options options{"info", std::chrono::milliseconds{10000}, {}, resolver.env(), {}};
     const auto started = std::chrono::steady_clock::now();
     GatewayProcess gateway(config.dump(2), options);
     const auto took = std::chrono::steady_clock::now() - started;

@@ -211,7 +211,7 @@ nlohmann::json limited(const std::string& backend, const nlohmann::json& limits)
 TEST_CASE("a rapid-reset client is disconnected; a well-behaved client sees no error", "[e2e][limits]") {
   TestBackend backend("b");
   GatewayProcess gateway(limited(backend.address(), {{"rst_stream_burst", 100}, {"rst_stream_rate", 10}}),
-                         GatewayProcess::Options{"info", std::chrono::milliseconds{10000}, {}, {}});
+                         GatewayProcess::Options{"info", std::chrono::milliseconds{10000}, {}, {}, {}});
   WellBehavedClient good(gateway.address());
   FrameSocket attacker(gateway.port());
   std::string burst;
@@ -241,7 +241,7 @@ TEST_CASE("a rapid-reset client is disconnected; a well-behaved client sees no e
 TEST_CASE("a PING flood from a client that does not read closes that connection only", "[e2e][limits]") {
   TestBackend backend("b");
   GatewayProcess gateway(limited(backend.address(), {{"max_pending_acks", 100}, {"connection_buffer_bytes", 16384}}),
-                         GatewayProcess::Options{"info", std::chrono::milliseconds{10000}, {}, {}});
+                         GatewayProcess::Options{"info", std::chrono::milliseconds{10000}, {}, {}, {}});
   WellBehavedClient good(gateway.address());
   FrameSocket attacker(gateway.port());
   std::string ping = FrameSocket::frame(kPing, 0, 0, std::string(8, 'p'));
