@@ -85,6 +85,21 @@ FilterStatus FilterChain::invokeResponse(Filter& f, Event& e) {
   return FilterStatus::Continue;
 }
 
+std::optional<FilterStatus> FilterChain::invoke(Direction& d, const Entry& entry, Event& e) {
+  const bool request = &d == &request_;
+  d.iterating = true;
+  d.current = entry.filter.get();
+  try {
+    FilterStatus status = request ? invokeRequest(*entry.filter, e) : invokeResponse(*entry.filter, e);
+    d.iterating = false;
+    return status;
+  } catch (...) {
+    d.iterating = false;
+    failHook(entry, e, request);
+  }
+  return std::nullopt;
+}
+
 bool FilterChain::takeNext(Direction& d) {
   if (d.has_active) return true;
   if (d.queue.empty()) return false;
@@ -100,20 +115,9 @@ void FilterChain::runRequest() {
     Event& e = d.active;
     while (e.next < filters_.size()) {
       if (e.kind == EventKind::Headers && e.next + 1 == filters_.size()) request_headers_at_terminal_ = true;
-      const Entry& entry = filters_[e.next++];
-      d.iterating = true;
-      d.current = entry.filter.get();
-      FilterStatus status;
-      try {
-        status = invokeRequest(*entry.filter, e);
-      } catch (...) {
-        d.iterating = false;
-        failHook(entry, e, true);
-        return;
-      }
-      d.iterating = false;
-      if (ctx_.ended()) return;
-      if (status == FilterStatus::StopIteration && !d.resume_requested) {
+      std::optional<FilterStatus> status = invoke(d, filters_[e.next++], e);
+      if (!status || ctx_.ended()) return;
+      if (*status == FilterStatus::StopIteration && !d.resume_requested) {
         d.paused = true;
         return;
       }
@@ -130,20 +134,9 @@ void FilterChain::runResponse() {
   while (!d.paused && takeNext(d)) {
     Event& e = d.active;
     while (e.next > 0) {
-      const Entry& entry = filters_[--e.next];
-      d.iterating = true;
-      d.current = entry.filter.get();
-      FilterStatus status;
-      try {
-        status = invokeResponse(*entry.filter, e);
-      } catch (...) {
-        d.iterating = false;
-        failHook(entry, e, false);
-        return;
-      }
-      d.iterating = false;
-      if (ctx_.ended()) return;
-      if (status == FilterStatus::StopIteration && !d.resume_requested) {
+      std::optional<FilterStatus> status = invoke(d, filters_[--e.next], e);
+      if (!status || ctx_.ended()) return;
+      if (*status == FilterStatus::StopIteration && !d.resume_requested) {
         d.paused = true;
         return;
       }

@@ -12,6 +12,7 @@
 #pragma once
 
 #include <cstddef>
+#include <optional>
 #include <string_view>
 #include <vector>
 
@@ -105,6 +106,9 @@ class FilterChain {
   void runResponse();
   FilterStatus invokeRequest(Filter& f, Event& e);
   FilterStatus invokeResponse(Filter& f, Event& e);
+  // Runs `entry`'s hook for `e` in direction `d`; nullopt when it threw (the
+  // call has then ended, failHook).
+  std::optional<FilterStatus> invoke(Direction& d, const Entry& entry, Event& e);
   // The hook of `entry` for `e` threw: log it and end the call.
   void failHook(const Entry& entry, const Event& e, bool request);
   void resume(Direction& d, void (FilterChain::*run)(), const Filter* from);

@@ -553,14 +553,8 @@ void DownstreamStream::finish() {
 bool DownstreamStream::addFilter(size_t index) {
   const FilterEntryConfig& entry = listener_config_.filters[index];
   const bool terminal = index + 1 == listener_config_.filters.size();
-  FilterPtr filter;
   bool threw = false;
-  try {
-    filter = entry.factory->createFilter(*this);
-  } catch (...) {
-    FilterChain::logCreateFailure(entry.name);
-    threw = true;
-  }
+  FilterPtr filter = createFilterOf(entry, threw);
   if (ended_) return false;  // the factory ended the call itself
   if (filter != nullptr) {
     chain_.addFilter(std::move(filter), entry.name);
@@ -585,12 +579,19 @@ void DownstreamStream::addRefusalObservers(size_t from) {
     if (!entry.factory->observesRefusedCalls()) continue;
     // The call is refused already: a factory failing here only loses its
     // observer (logged).
-    try {
-      if (FilterPtr filter = entry.factory->createFilter(*this)) chain_.addFilter(std::move(filter), entry.name);
-    } catch (...) {
-      FilterChain::logCreateFailure(entry.name);
-    }
+    bool threw = false;
+    if (FilterPtr filter = createFilterOf(entry, threw)) chain_.addFilter(std::move(filter), entry.name);
   }
+}
+
+FilterPtr DownstreamStream::createFilterOf(const FilterEntryConfig& entry, bool& threw) {
+  try {
+    return entry.factory->createFilter(*this);
+  } catch (...) {
+    FilterChain::logCreateFailure(entry.name);
+    threw = true;
+  }
+  return nullptr;
 }
 
 void DownstreamStream::onHeadersNotSent(std::string_view why) {

@@ -123,6 +123,9 @@ class DownstreamStream final : public StreamContext,
   // filter; the call has then ended with INTERNAL (filter_error), seen by the
   // filters made so far and the observers of refused calls after it.
   bool addFilter(size_t index);
+  // `entry`'s filter for this call: nullptr when it sits the call out, or
+  // when its factory threw (then logged, and `threw` set).
+  FilterPtr createFilterOf(const FilterEntryConfig& entry, bool& threw);
   // Resets the stream with REFUSED_STREAM (the client may retry it
   // elsewhere); the access log and stats record `why` as UNAVAILABLE.
   void refuse(LocalReplyReason reason, std::string_view why);
