@@ -300,8 +300,9 @@ TEST_CASE("ring_hash over many heavy endpoints keeps a bounded ring", "[e2e][clu
   // 200 endpoints of weight 1000: 12.8 million ring nodes at 64 per unit of
   // weight, per worker, if nothing bounded them.
   nlohmann::json endpoints = nlohmann::json::array({{{"address", a.address()}, {"weight", 1000}}});
+  // Nobody listens on 127.0.0.3; on 127.0.0.1 these ports could be `a`'s.
   for (int i = 1; i < 200; ++i) {
-    endpoints.push_back({{"address", "127.0.0.1:" + std::to_string(40000 + i)}, {"weight", 1000}});
+    endpoints.push_back({{"address", "127.0.0.3:" + std::to_string(40000 + i)}, {"weight", 1000}});
   }
   nlohmann::json cl = {{"name", "big"}, {"lb_policy", "ring_hash"}, {"hash_header", "x-user"}, {"endpoints", endpoints}};
   auto config = configWith(cl);
@@ -606,8 +607,9 @@ TEST_CASE("a backend shutting down gracefully (GOAWAY) loses none of its open st
     });
   }
   std::this_thread::sleep_for(std::chrono::milliseconds(100));
-  // grpc++ Shutdown sends GOAWAY and lets calls run until the grace deadline (500 ms).
-  b.stop();
+  // grpc++ Shutdown sends GOAWAY and lets calls run until the grace deadline:
+  // 3 s, ample for streams of 320 ms that a slow machine started late.
+  b.stop(std::chrono::seconds(3));
   for (auto& t : threads) t.join();
   for (const auto& p : problems) CHECK(p.empty());
   CHECK(complete == kStreams);
@@ -631,17 +633,15 @@ TEST_CASE("more concurrent calls than the backend's stream limit open another co
     constexpr int kCalls = 20;
     std::atomic<int> ok{0};
     std::vector<std::thread> threads;
-    auto start = std::chrono::steady_clock::now();
     for (int i = 0; i < kCalls; ++i) {
       threads.emplace_back([&] {
-        if (unary(*stub, 400).ok()) ok++;
+        if (unary(*stub, 3000).ok()) ok++;
       });
     }
+    // One connection of 4 streams would hold at most 4 at the backend at once.
+    CHECK(waitFor([&] { return backend.stats().active == kCalls; }, std::chrono::milliseconds(2500)));
     for (auto& t : threads) t.join();
-    auto took = std::chrono::steady_clock::now() - start;
     CHECK(ok == kCalls);
-    // With one connection of 4 streams this would take 5 rounds (2 s).
-    CHECK(took < std::chrono::milliseconds(1800));
   }
   server->Shutdown(std::chrono::system_clock::now());
 }
@@ -658,7 +658,7 @@ TEST_CASE("circuit breakers fail fast with UNAVAILABLE naming the limit", "[e2e]
   std::vector<std::thread> threads;
   for (int i = 0; i < 6; ++i) {
     threads.emplace_back([&] {
-      auto s = unary(*stub, 600);
+      auto s = unary(*stub, 2000);  // the first two hold the breaker while the rest start
       if (s.ok()) {
         ok++;
       } else if (s.error_code() == grpc::StatusCode::UNAVAILABLE &&
@@ -786,12 +786,12 @@ TEST_CASE("a per-try timeout retries on another endpoint, within the attempts al
   config["workers"] = 1;
   GatewayProcess gateway(config);
   auto stub = example::Echo::NewStub(makeChannel(gateway.address()));
-  // Every try sleeps 1 s: the first (round robin: "first") is cut at 200 ms
+  // Every try sleeps 5 s: the first (round robin: "first") is cut at 200 ms
   // and retried on "second", which is cut too; the call ends after two tries.
   grpc::ClientContext ctx;
   setTimeout(ctx, kCallTimeout);
   EchoRequest req;
-  req.set_sleep_ms(1000);
+  req.set_sleep_ms(5000);
   EchoResponse resp;
   auto start = std::chrono::steady_clock::now();
   auto s = stub->Unary(&ctx, req, &resp);
@@ -799,7 +799,7 @@ TEST_CASE("a per-try timeout retries on another endpoint, within the attempts al
   // Either side may call time: the backend gets the per-try deadline as its
   // grpc-timeout, and the gateway's per-try timer backs it up.
   REQUIRE_STATUS(s, grpc::StatusCode::DEADLINE_EXCEEDED);
-  CHECK(took < std::chrono::milliseconds(900));
+  CHECK(took < std::chrono::milliseconds(3000));  // about 400 ms; 5 s had a try run out
   CHECK(first.stats().calls == 1);
   CHECK(second.stats().calls == 1);
   grpc::ClientContext quick;
@@ -854,10 +854,10 @@ int connectionsForConcurrentCalls(const nlohmann::json& cluster_json, int calls)
   std::vector<std::thread> threads;
   for (int i = 0; i < calls; ++i) {
     threads.emplace_back([&] {
-      if (unary(*stub, 800).ok()) ok++;
+      if (unary(*stub, 3000).ok()) ok++;
     });
   }
-  std::this_thread::sleep_for(std::chrono::milliseconds(400));
+  CHECK(waitFor([&] { return backend.stats().active == calls; }, std::chrono::milliseconds(2500)));
   int connections = upstreamConnections(gateway.adminAddress(), c["name"]);
   for (auto& t : threads) t.join();
   CHECK(ok == calls);
@@ -992,6 +992,7 @@ TEST_CASE("with too few endpoints available, calls go to every endpoint (panic_t
   SECTION("by default (50%) the calls still reach both backends") {
     auto config = configWith(c);
     config["admin"] = {{"address", "127.0.0.1:0"}};
+    config["workers"] = 1;  // the failures counted are the serving worker's
     GatewayProcess gateway(config);
     REQUIRE(waitFor([&] { return statValue(gateway.adminAddress(), "cluster.pair.health_check.failure") >= 4; },
                     std::chrono::seconds(5)));
@@ -1005,6 +1006,7 @@ TEST_CASE("with too few endpoints available, calls go to every endpoint (panic_t
     c["panic_threshold_percent"] = 0;
     auto config = configWith(c);
     config["admin"] = {{"address", "127.0.0.1:0"}};
+    config["workers"] = 1;  // the failures counted are the serving worker's
     GatewayProcess gateway(config);
     REQUIRE(waitFor([&] { return statValue(gateway.adminAddress(), "cluster.pair.health_check.failure") >= 4; },
                     std::chrono::seconds(5)));
@@ -1058,24 +1060,28 @@ TEST_CASE("an endpoint back in service long enough is ejected for the base time 
   TestBackend a("a");
   nlohmann::json c = {{"name", "solo"},
                       {"endpoints", {a.address()}},
-                      {"outlier_detection", {{"consecutive_failures", 1}, {"base_ejection_ms", 500}}}};
+                      {"outlier_detection", {{"consecutive_failures", 1}, {"base_ejection_ms", 1000}}}};
   GatewayProcess gateway(configWith(c));
   auto stub = example::Echo::NewStub(makeChannel(gateway.address()));
   auto fail = [&] { failUnavailable(*stub); };
+  // Connections up first, so the two timed failures take alike long: the
+  // second must land within ±500 ms of the middle of its window.
+  REQUIRE(unary(*stub).ok());
   // The lone endpoint still gets calls while ejected (panic routing).
   const auto first = std::chrono::steady_clock::now();
   fail();
-  REQUIRE(waitFor([&] { return logCount(gateway, "for 500 ms") == 1; }, std::chrono::seconds(2)));
+  REQUIRE(waitFor([&] { return logCount(gateway, "for 1000 ms") == 1; }, std::chrono::seconds(2)));
   // Soon after the ejection ended (less than a period in service): the
   // second ejection is twice as long.
-  std::this_thread::sleep_until(first + std::chrono::milliseconds(750));
+  std::this_thread::sleep_until(first + std::chrono::milliseconds(1500));
   fail();
-  REQUIRE(waitFor([&] { return logCount(gateway, "for 1000 ms") == 1; }, std::chrono::seconds(2)));
-  // Four base periods back in service: forgiven, the next is 500 ms again.
-  std::this_thread::sleep_for(std::chrono::milliseconds(1000 + 4 * 500 + 200));
+  REQUIRE(waitFor([&] { return logCount(gateway, "for 2000 ms") == 1; }, std::chrono::seconds(2)));
+  // Three base periods back in service (two would do): forgiven, the next
+  // is 1000 ms again.
+  std::this_thread::sleep_for(std::chrono::milliseconds(2000 + 3 * 1000 + 300));
   fail();
-  CHECK(waitFor([&] { return logCount(gateway, "for 500 ms") == 2; }, std::chrono::seconds(2)));
-  CHECK(logCount(gateway, "for 1500 ms") == 0);
+  CHECK(waitFor([&] { return logCount(gateway, "for 1000 ms") == 2; }, std::chrono::seconds(2)));
+  CHECK(logCount(gateway, "for 3000 ms") == 0);
 }
 
 TEST_CASE("a restarted backend passes its next health check, whatever the reconnect backoff", "[e2e][cluster]") {
@@ -1084,7 +1090,7 @@ TEST_CASE("a restarted backend passes its next health check, whatever the reconn
   nlohmann::json c = {{"name", "pair"},
                       {"endpoints", {a.address(), b.address()}},
                       {"health_check",
-                       {{"interval_ms", 100}, {"timeout_ms", 100}, {"unhealthy_threshold", 1}, {"healthy_threshold", 1}}}};
+                       {{"interval_ms", 100}, {"timeout_ms", 100}, {"unhealthy_threshold", 2}, {"healthy_threshold", 1}}}};
   auto config = configWith(c);
   config["workers"] = 1;
   GatewayProcess gateway(config);
@@ -1112,7 +1118,7 @@ TEST_CASE("a reload keeps what the gateway knew of endpoint health, and the old 
   nlohmann::json c = {{"name", "pair"},
                       {"endpoints", {a.address(), silent.address()}},
                       {"connect_timeout_ms", 3000},
-                      {"health_check", {{"interval_ms", 100}, {"timeout_ms", 80}, {"unhealthy_threshold", 1}}}};
+                      {"health_check", {{"interval_ms", 100}, {"timeout_ms", 80}, {"unhealthy_threshold", 2}}}};
   auto config = configWith(c);
   config["workers"] = 1;
   GatewayProcess gateway(config);

@@ -5,10 +5,6 @@
 // received: never a crash, a hang, or an OK for a request cut short.
 #include <catch2/catch.hpp>
 
-#include <netinet/in.h>
-#include <sys/socket.h>
-#include <unistd.h>
-
 #include <thread>
 
 #include <grpcpp/health_check_service_interface.h>
@@ -33,20 +29,6 @@ struct EnableHealthService {
   EnableHealthService() { grpc::EnableDefaultHealthCheckService(true); }
 };
 const EnableHealthService kEnableHealth;
-
-// A loopback port nothing listens on (bound, read back, closed).
-int closedPort() {
-  int fd = ::socket(AF_INET, SOCK_STREAM, 0);
-  REQUIRE(fd >= 0);
-  sockaddr_in addr{};
-  addr.sin_family = AF_INET;
-  addr.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
-  REQUIRE(::bind(fd, reinterpret_cast<sockaddr*>(&addr), sizeof addr) == 0);
-  socklen_t len = sizeof addr;
-  REQUIRE(::getsockname(fd, reinterpret_cast<sockaddr*>(&addr), &len) == 0);
-  ::close(fd);
-  return ntohs(addr.sin_port);
-}
 
 nlohmann::json retryConfig(const nlohmann::json& cluster_json, const nlohmann::json& retry) {
   nlohmann::json r = route("prefix", "/", cluster_json["name"]);
@@ -85,7 +67,8 @@ TEST_CASE("an attempt that fails before the pool returns it is retried, then ans
 }
 
 TEST_CASE("a cluster with no endpoint to try answers UNAVAILABLE once the retries are used up", "[e2e][retry]") {
-  nlohmann::json c = cluster("gone", {"127.0.0.1:" + std::to_string(closedPort())});
+  ClosedPort gone;
+  nlohmann::json c = cluster("gone", {gone.address()});
   c["health_check"] = {{"interval_ms", 100}, {"timeout_ms", 100}, {"unhealthy_threshold", 1}};
   c["panic_threshold_percent"] = 0;  // else its one endpoint is tried anyway, in panic
   GatewayProcess gateway(retryConfig(c, {{"retry_on", {"UNAVAILABLE"}}, {"num_retries", 2}}));

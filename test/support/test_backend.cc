@@ -56,9 +56,9 @@ void TestBackend::start() {
   server_ = std::move(server);
 }
 
-void TestBackend::stop() {
+void TestBackend::stop(std::chrono::milliseconds grace) {
   if (!server_) return;
-  server_->Shutdown(std::chrono::system_clock::now() + std::chrono::milliseconds(500));
+  server_->Shutdown(std::chrono::system_clock::now() + grace);
   server_->Wait();
   server_.reset();
   // backend_ stays: its stats remain readable until the next start().

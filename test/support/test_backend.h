@@ -32,8 +32,8 @@ class TestBackend {
   TestBackend& operator=(const TestBackend&) = delete;
 
   void start();
-  // Cancels calls still running after a short grace period.
-  void stop();
+  // Sends GOAWAY and cancels calls still running after `grace`.
+  void stop(std::chrono::milliseconds grace = std::chrono::milliseconds(500));
   bool running() const { return server_ != nullptr; }
 
   const std::string& name() const { return name_; }
