@@ -29,6 +29,8 @@
 #include <string>
 #include <vector>
 
+#include "core/call_handle.h"
+
 struct uv_loop_s;
 struct uv_prepare_s;
 struct uv_check_s;
@@ -84,6 +86,8 @@ class Dispatcher {
 
   // Runs pending flushes and deletions now (also called by the loop hooks).
   void drainPostedWork();
+  // Which of this loop's calls are still going, for CallHandles.
+  CallSlots& callSlots() { return call_slots_; }
 
  private:
   friend class Flushable;
@@ -96,6 +100,7 @@ class Dispatcher {
   uv_async_s* async_;
   std::mutex posted_mutex_;
   std::vector<std::function<void()>> posted_;
+  CallSlots call_slots_;
   std::vector<Flushable*> flush_queue_;
   std::vector<DeferredDeletablePtr> delete_queue_;
   std::vector<Flushable*> flushing_;

@@ -17,6 +17,9 @@
 //
 // A hook that throws ends its call with INTERNAL (local reply filter_error);
 // the exception is logged, and other calls never notice (core/user_code.h).
+//
+// Hooks run on the call's worker thread. A filter working on threads of its
+// own comes back to the call through ctx.handle() (core/call_handle.h).
 #pragma once
 
 #include <memory>

@@ -15,6 +15,7 @@
 #include <string_view>
 #include <type_traits>
 
+#include "core/call_handle.h"
 #include "core/headers.h"
 #include "core/message.h"
 #include "core/status.h"
@@ -121,6 +122,10 @@ class StreamContext {
   // ---- actions ----
   virtual Dispatcher& dispatcher() = 0;
   virtual WorkerContext& worker() = 0;
+  // The way back to this call from a thread of the filter's own: work posted
+  // through it runs on this call's worker only if the call is still going
+  // (core/call_handle.h). Once the call has ended, an empty handle.
+  virtual CallHandle handle() = 0;
 
   // Resume a chain paused by StopIteration, from the filter after the one
   // that paused. Pass the filter itself (continueRequest(*this)): then it

@@ -60,7 +60,22 @@ DownstreamStream::DownstreamStream(DownstreamConnection& connection, int32_t str
   response_out_.shareTotal(connection.bufferedResponseTotal());
 }
 
-DownstreamStream::~DownstreamStream() = default;
+DownstreamStream::~DownstreamStream() { releaseCallSlot(); }
+
+CallHandle DownstreamStream::handle() {
+  if (finished_) return {};
+  if (call_slots_ == nullptr) {
+    call_slots_ = &dispatcher().callSlots();
+    call_slot_ = call_slots_->open();
+  }
+  return {dispatcher(), *call_slots_, call_slot_};
+}
+
+void DownstreamStream::releaseCallSlot() {
+  // Work posted through this call's handles is dropped from now on.
+  if (call_slots_ != nullptr) call_slots_->close(call_slot_);
+  call_slots_ = nullptr;
+}
 
 Dispatcher& DownstreamStream::dispatcher() { return connection_.dispatcher(); }
 WorkerContext& DownstreamStream::worker() { return *generation_; }
@@ -522,6 +537,7 @@ void DownstreamStream::touch() {
 void DownstreamStream::finish() {
   if (finished_) return;
   finished_ = true;
+  releaseCallSlot();
   // Kept while response bytes wait for the client: its deadline still ends them.
   if (deadline_timer_ && (closed_ || response_out_.empty())) deadline_timer_->disable();
   if (idle_timer_) idle_timer_->disable();

@@ -63,6 +63,7 @@ class DownstreamStream final : public StreamContext,
   // ---- StreamContext actions ----
   Dispatcher& dispatcher() override;
   WorkerContext& worker() override;
+  CallHandle handle() override;
   void setDeadline(Clock::time_point deadline) override;
   void resumeRequest(const Filter* from) override;
   bool adjustIncompleteResponseBytes(int64_t delta) override;
@@ -107,6 +108,7 @@ class DownstreamStream final : public StreamContext,
   void armDeadlineTimer();  // for deadline_
   void onDeadline();
   void finish();  // onStreamDone once, timers off, stats recorded
+  void releaseCallSlot();  // this call's handles drop their work from now on
   // Tells the terminal filter whether the response side is full: the bytes
   // queued for the client, or those held behind a paused response filter.
   void updateResponseWatermark();
@@ -133,7 +135,6 @@ class DownstreamStream final : public StreamContext,
   // client; the access log and stats record `status` and `why`, unless the
   // call had ended already (its status waiting behind that queue).
   void resetCall(LocalReplyReason reason, StatusCode status, std::string_view why, uint32_t h2_error);
-
 
   DownstreamConnection& connection_;
   GenerationPtr generation_;  // the config this call runs on, kept alive until it ends
@@ -167,6 +168,9 @@ class DownstreamStream final : public StreamContext,
   bool ended_ = false;
   bool finished_ = false;
   bool closed_ = false;
+  // The slot CallHandles check, from the first handle() to finish().
+  CallSlots* call_slots_ = nullptr;
+  CallSlots::Id call_slot_;
 };
 
 }  // namespace sluice

@@ -31,6 +31,7 @@ class FakeContext : public StreamContext {
 
   Dispatcher& dispatcher() override { throw std::logic_error("FakeContext has no dispatcher"); }
   WorkerContext& worker() override { throw std::logic_error("FakeContext has no worker"); }
+  CallHandle handle() override { return {}; }
   bool adjustIncompleteResponseBytes(int64_t delta) override {
     incomplete_response_bytes += delta;
     return true;

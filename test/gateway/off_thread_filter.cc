@@ -1,0 +1,132 @@
+#include "test/gateway/off_thread_filter.h"
+
+#include <atomic>
+#include <chrono>
+#include <condition_variable>
+#include <cstdint>
+#include <functional>
+#include <map>
+#include <memory>
+#include <mutex>
+#include <string>
+#include <thread>
+
+#include "core/call_handle.h"
+#include "core/stream_context.h"
+
+namespace sluice::test {
+namespace {
+
+constexpr std::string_view kVerdictHeader = "x-test-off-thread";
+
+// One thread running work at given times; work still waiting at stop() is
+// dropped unrun.
+class DelayedWork {
+ public:
+  using Clock = std::chrono::steady_clock;
+  DelayedWork() : thread_([this] { run(); }) {}
+  ~DelayedWork() { stop(); }
+  DelayedWork(const DelayedWork&) = delete;
+  DelayedWork& operator=(const DelayedWork&) = delete;
+
+  void after(std::chrono::milliseconds delay, std::function<void()> work) {
+    {
+      std::lock_guard lock(mutex_);
+      if (stopping_) return;
+      jobs_.emplace(Clock::now() + delay, std::move(work));
+    }
+    wake_.notify_one();
+  }
+  void stop() {
+    {
+      std::lock_guard lock(mutex_);
+      stopping_ = true;
+      jobs_.clear();
+    }
+    wake_.notify_one();
+    if (thread_.joinable()) thread_.join();
+  }
+
+ private:
+  void run() {
+    std::unique_lock lock(mutex_);
+    while (!stopping_) {
+      if (jobs_.empty()) {
+        wake_.wait(lock);
+        continue;
+      }
+      auto first = jobs_.begin();
+      if (Clock::now() < first->first) {
+        wake_.wait_until(lock, first->first);
+        continue;
+      }
+      auto work = std::move(first->second);
+      jobs_.erase(first);
+      lock.unlock();
+      work();
+      lock.lock();
+    }
+  }
+
+  std::mutex mutex_;
+  std::condition_variable wake_;
+  std::multimap<Clock::time_point, std::function<void()>> jobs_;
+  bool stopping_ = false;
+  std::thread thread_;  // last: starts once the rest is built
+};
+
+class OffThreadFactory;
+
+class OffThreadFilter : public Filter {
+ public:
+  explicit OffThreadFilter(const OffThreadFactory& factory) : factory_(factory) {}
+  FilterStatus onRequestHeaders(StreamContext& ctx) override;
+  FilterStatus onResponseTrailers(StreamContext& ctx) override;
+
+ private:
+  const OffThreadFactory& factory_;
+};
+
+class OffThreadFactory : public FilterFactory {
+ public:
+  FilterPtr createFilter(StreamContext&) const override { return std::make_unique<OffThreadFilter>(*this); }
+  void close() const override { work_.stop(); }
+
+  mutable DelayedWork work_;
+  mutable std::atomic<uint64_t> verdicts_run_{0};
+};
+
+FilterStatus OffThreadFilter::onRequestHeaders(StreamContext& ctx) {
+  const std::string* spec = ctx.requestHeaders().get(kVerdictHeader);
+  if (spec == nullptr) return FilterStatus::Continue;
+  const auto colon = spec->find(':');
+  const bool allow = spec->substr(0, colon) == "allow";
+  const auto ms = colon == std::string::npos ? 0 : std::stoul(spec->substr(colon + 1));
+  // Only the handle is used on the other thread; `this` and `ctx` only in
+  // the work posted back, which runs while the call is still going.
+  factory_.work_.after(std::chrono::milliseconds(ms), [handle = ctx.handle(), this, &ctx, allow] {
+    handle.post([this, &ctx, allow] {
+      factory_.verdicts_run_++;
+      if (allow) {
+        ctx.continueRequest(*this);
+      } else {
+        ctx.sendLocalReply(StatusCode::PermissionDenied, "denied off the loop");
+      }
+    });
+  });
+  return FilterStatus::StopIteration;
+}
+
+FilterStatus OffThreadFilter::onResponseTrailers(StreamContext& ctx) {
+  ctx.responseTrailers().set("x-test-off-thread-ran", std::to_string(factory_.verdicts_run_.load()));
+  return FilterStatus::Continue;
+}
+
+}  // namespace
+
+FilterFactorySharedPtr OffThreadFilterConfigFactory::create(const nlohmann::json&, const std::string&,
+                                                            FilterBuildContext&) const {
+  return std::make_shared<OffThreadFactory>();
+}
+
+}  // namespace sluice::test

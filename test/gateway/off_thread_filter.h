@@ -1,0 +1,23 @@
+// test_off_thread: a filter that decides each call on a thread of its own, as
+// a filter asking a remote service would, and comes back to the call through
+// its CallHandle (core/call_handle.h). Only in sluice_test_gateway.
+//
+// Per call, the request header `x-test-off-thread: VERDICT:MS` holds the call
+// while the factory's thread waits MS milliseconds, then posts the verdict:
+// "allow" resumes the call, "deny" ends it with PERMISSION_DENIED. Calls
+// without the header pass. Every reply that reaches the filter's response
+// hooks gets the trailer `x-test-off-thread-ran`: how many posted verdicts
+// have run so far. A verdict for a call that ended meanwhile must not run.
+#pragma once
+
+#include "core/registry.h"
+
+namespace sluice::test {
+
+class OffThreadFilterConfigFactory : public FilterConfigFactory {
+ public:
+  FilterFactorySharedPtr create(const nlohmann::json& config, const std::string& path,
+                                FilterBuildContext& ctx) const override;
+};
+
+}  // namespace sluice::test
