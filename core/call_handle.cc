@@ -3,33 +3,45 @@
 #include <utility>
 
 #include "core/dispatcher.h"
+#include "core/stats.h"
+#include "core/stream_context.h"
+#include "core/user_code.h"
 
 namespace sluice {
 
-CallSlots::Id CallSlots::open() {
+CallSlots::Id CallSlots::open(StreamContext& call) {
   uint32_t slot;
   if (free_.empty()) {
-    slot = static_cast<uint32_t>(generations_.size());
-    generations_.push_back(0);
+    slot = static_cast<uint32_t>(slots_.size());
+    slots_.emplace_back();
   } else {
     slot = free_.back();
     free_.pop_back();
   }
-  return {slot, ++generations_[slot]};
+  slots_[slot].call = &call;
+  return {slot, ++slots_[slot].generation};
 }
 
 void CallSlots::close(Id id) {
-  if (!live(id)) return;
-  ++generations_[id.slot];
+  if (find(id) == nullptr) return;
+  ++slots_[id.slot].generation;
+  slots_[id.slot].call = nullptr;
   free_.push_back(id.slot);
 }
 
+void CallSlots::run(Id id, const std::function<void()>& work) {
+  if (find(id) == nullptr) return;  // the call ended: dropped
+  if (runUserCode("work a filter posted to its call (CallHandle::post)", work)) return;
+  // Like a hook that throws: the call ends rather than wait, paused, for its
+  // deadline. Unless the work ended it before throwing.
+  if (StreamContext* call = find(id)) {
+    call->sendLocalReply(LocalReplyReason::FilterError, StatusCode::Internal,
+                         "work a filter posted to the call (CallHandle::post) failed");
+  }
+}
+
 void CallHandle::post(std::function<void()> work) const {
-  if (dispatcher_ == nullptr) return;
-  // Checked on the worker, where calls end: no race with the call ending.
-  dispatcher_->post([slots = slots_, id = id_, work = std::move(work)] {
-    if (slots->live(id)) work();
-  });
+  if (dispatcher_ != nullptr) dispatcher_->postToCall(id_, std::move(work));
 }
 
 }  // namespace sluice

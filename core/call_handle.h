@@ -8,7 +8,7 @@
 //
 //   CallHandle handle = ctx.handle();            // on the worker, in a hook
 //   pool.submit([handle, this, &ctx] {           // on the filter's own thread
-//     bool allowed = askTheService();
+//     bool allowed = askTheService();            // (`this`, `ctx`: not here)
 //     handle.post([this, &ctx, allowed] {        // back on the worker
 //       if (allowed) ctx.continueRequest(*this);
 //       else ctx.sendLocalReply(StatusCode::PermissionDenied, "denied");
@@ -16,16 +16,21 @@
 //   });
 //
 // post() runs the work on the call's worker thread if the call is still going
-// when it gets there, and drops it otherwise (the work is then destroyed
-// unrun, on the worker): captures of the filter and its StreamContext are
-// safe to use inside. A handle is a few words, copyable, and valid on any
-// thread for as long as the gateway runs: threads of a filter's own must be
-// stopped by its factory's close() or destructor.
+// when it gets there, and drops it unrun otherwise: captures of the filter and
+// its StreamContext are safe to use inside. Work that throws is logged and
+// ends the call with INTERNAL, as a hook that throws does (else the call
+// would wait, paused, for its deadline). A handle is two words and an id,
+// copyable, usable from any thread while the gateway runs. A factory's threads
+// must not post once the gateway is gone: its close() (or, for a factory a
+// reload retired, its destructor, which runs on a worker and must not block)
+// stops them, cancelling what they wait on, or hands the joining to
+// runOffLoop() (core/off_loop_work.h).
 //
-// CallSlots is what a handle checks: per worker (its Dispatcher owns one),
+// CallSlots is what the worker checks: per worker (its Dispatcher owns one),
 // loop thread only, one slot per call that asked for a handle, reused with a
 // new generation once the call ends. No allocation once the table has grown
-// to the most such calls open at once.
+// to the most such calls open at once; a post allocates what std::function
+// needs for the work, as Dispatcher::post does.
 #pragma once
 
 #include <cstddef>
@@ -36,39 +41,47 @@
 namespace sluice {
 
 class Dispatcher;
+class StreamContext;
 
 class CallSlots {
  public:
   struct Id {
     uint32_t slot = 0;
-    uint32_t generation = 0;
+    uint64_t generation = 0;
   };
-  Id open();
+  Id open(StreamContext& call);
   void close(Id id);
-  bool live(Id id) const { return id.slot < generations_.size() && generations_[id.slot] == id.generation; }
-  size_t openCount() const { return generations_.size() - free_.size(); }
+  // The call if `id`'s is still going, else nullptr.
+  StreamContext* find(Id id) const {
+    return id.slot < slots_.size() && slots_[id.slot].generation == id.generation ? slots_[id.slot].call : nullptr;
+  }
+  size_t openCount() const { return slots_.size() - free_.size(); }
+  // Runs work posted for `id`'s call (Dispatcher::postToCall), if it is
+  // still going; work that throws is logged and ends the call with INTERNAL.
+  void run(Id id, const std::function<void()>& work);
 
  private:
-  // Odd while the slot's call is going, even once it ended.
-  std::vector<uint32_t> generations_;
+  struct Slot {
+    uint64_t generation = 0;  // odd while its call is going
+    StreamContext* call = nullptr;
+  };
+  std::vector<Slot> slots_;
   std::vector<uint32_t> free_;
 };
 
 class CallHandle {
  public:
-  // An empty handle (a call that had already ended): post() drops the work.
+  // An empty handle (the call had already ended): post() drops the work.
   CallHandle() = default;
-  CallHandle(Dispatcher& dispatcher, CallSlots& slots, CallSlots::Id id)
-      : dispatcher_(&dispatcher), slots_(&slots), id_(id) {}
+  CallHandle(Dispatcher& dispatcher, CallSlots::Id id) : dispatcher_(&dispatcher), id_(id) {}
 
   // Thread-safe. Runs `work` on the call's worker if the call has not ended
-  // by then. Work that throws is logged, as any work posted to a worker.
+  // by then; otherwise it is destroyed unrun.
   void post(std::function<void()> work) const;
   bool empty() const { return dispatcher_ == nullptr; }
 
  private:
   Dispatcher* dispatcher_ = nullptr;
-  CallSlots* slots_ = nullptr;
   CallSlots::Id id_;
 };
 

@@ -112,19 +112,33 @@ void Dispatcher::setIdleSpin(uint32_t polls, LoopStats* stats) {
 void Dispatcher::post(std::function<void()> fn) {
   {
     std::lock_guard<std::mutex> lock(posted_mutex_);
-    posted_.push_back(std::move(fn));
+    posted_.push_back({std::move(fn), std::nullopt});
+  }
+  uv_async_send(async_);
+}
+
+void Dispatcher::postToCall(CallSlots::Id call, std::function<void()> fn) {
+  {
+    std::lock_guard<std::mutex> lock(posted_mutex_);
+    posted_.push_back({std::move(fn), call});
   }
   uv_async_send(async_);
 }
 
 void Dispatcher::runPosted() {
-  std::vector<std::function<void()>> work;
+  std::vector<PostedWork> work;
   {
     std::lock_guard<std::mutex> lock(posted_mutex_);
     work.swap(posted_);
   }
   // Posted by filters too, from their own threads: one that throws is logged.
-  for (auto& fn : work) runUserCode("work posted to a worker (Dispatcher::post)", fn);
+  for (auto& w : work) {
+    if (w.call) {
+      call_slots_.run(*w.call, w.fn);
+    } else {
+      runUserCode("work posted to a worker (Dispatcher::post)", w.fn);
+    }
+  }
 }
 
 void Dispatcher::stop() {

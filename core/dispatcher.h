@@ -26,6 +26,7 @@
 #include <functional>
 #include <memory>
 #include <mutex>
+#include <optional>
 #include <string>
 #include <vector>
 
@@ -76,6 +77,9 @@ class Dispatcher {
   // Runs `fn` on this dispatcher's loop thread soon. Thread-safe; work posted
   // after the loop has stopped for good is dropped.
   void post(std::function<void()> fn);
+  // The same for work of one call (CallHandle::post): it runs only if the
+  // call is still going, and ends the call if it throws (CallSlots::run).
+  void postToCall(CallSlots::Id call, std::function<void()> fn);
   void runPosted();  // libuv bridge only
   // Runs until stop() or until no handle is active.
   void run();
@@ -99,7 +103,11 @@ class Dispatcher {
   uv_check_s* check_;
   uv_async_s* async_;
   std::mutex posted_mutex_;
-  std::vector<std::function<void()>> posted_;
+  struct PostedWork {
+    std::function<void()> fn;
+    std::optional<CallSlots::Id> call;  // postToCall's
+  };
+  std::vector<PostedWork> posted_;
   CallSlots call_slots_;
   std::vector<Flushable*> flush_queue_;
   std::vector<DeferredDeletablePtr> delete_queue_;

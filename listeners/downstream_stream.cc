@@ -66,9 +66,9 @@ CallHandle DownstreamStream::handle() {
   if (finished_) return {};
   if (call_slots_ == nullptr) {
     call_slots_ = &dispatcher().callSlots();
-    call_slot_ = call_slots_->open();
+    call_slot_ = call_slots_->open(*this);
   }
-  return {dispatcher(), *call_slots_, call_slot_};
+  return {dispatcher(), call_slot_};
 }
 
 void DownstreamStream::releaseCallSlot() {

@@ -1,15 +1,19 @@
 // A filter that decides calls on a thread of its own and comes back through
 // the call's CallHandle (test/gateway's test_off_thread, in
-// sluice_test_gateway), with a real grpc++ client and backend: verdicts reach
-// their calls, and a verdict for a call that ended meanwhile is dropped
-// rather than run on a deleted filter.
+// sluice_test_gateway), with real grpc++ clients and backend: verdicts reach
+// their calls on every worker, a verdict for a call that ended meanwhile is
+// dropped rather than run on a deleted filter, one that throws ends its call,
+// and verdicts still pending do not trouble a stop.
 #include <catch2/catch.hpp>
 
+#include <atomic>
 #include <chrono>
+#include <memory>
 #include <string>
 #include <thread>
 #include <vector>
 
+#include "test/support/admin_stats.h"
 #include "test/support/e2e_fixture.h"
 
 namespace sluice::test {
@@ -26,6 +30,7 @@ struct OffThreadFixture {
     auto& chain = c["listeners"][0]["filters"];
     chain.insert(chain.begin(), nlohmann::json{{"name", "test_off_thread"}});
     c["workers"] = 2;
+    c["admin"] = {{"address", "127.0.0.1:0"}};
     return c;
   }
   static GatewayProcess::Options options() {
@@ -33,20 +38,33 @@ struct OffThreadFixture {
     o.binary = testGatewayBinary();
     return o;
   }
-  // A unary call whose verdict comes `spec` ("allow:MS", "deny:MS") later;
-  // `ran` gets the trailer saying how many verdicts had run by its reply.
-  grpc::Status call(const std::string& spec, std::chrono::milliseconds timeout = kCallTimeout,
-                    std::string* ran = nullptr) {
+  // The trailers the filter adds: verdicts posted and run so far.
+  struct Counts {
+    std::string posted = "(none)";
+    std::string ran = "(none)";
+  };
+  // A unary call whose verdict comes `spec` ("allow:MS", "deny:MS") later.
+  static grpc::Status call(example::Echo::Stub& stub, const std::string& spec,
+                           std::chrono::milliseconds timeout = kCallTimeout, Counts* counts = nullptr) {
     grpc::ClientContext ctx;
     setTimeout(ctx, timeout);
     if (!spec.empty()) ctx.AddMetadata("x-test-off-thread", spec);
     EchoResponse resp;
-    grpc::Status s = stub->Unary(&ctx, EchoRequest(), &resp);
-    if (ran != nullptr) {
-      auto it = ctx.GetServerTrailingMetadata().find("x-test-off-thread-ran");
-      *ran = it == ctx.GetServerTrailingMetadata().end() ? "(none)" : std::string(it->second.data(), it->second.size());
+    grpc::Status s = stub.Unary(&ctx, EchoRequest(), &resp);
+    if (counts != nullptr) {
+      const auto& trailers = ctx.GetServerTrailingMetadata();
+      auto value = [&](const char* key) {
+        auto it = trailers.find(key);
+        return it == trailers.end() ? std::string("(none)") : std::string(it->second.data(), it->second.size());
+      };
+      counts->posted = value("x-test-off-thread-posted");
+      counts->ran = value("x-test-off-thread-ran");
     }
     return s;
+  }
+  grpc::Status call(const std::string& spec, std::chrono::milliseconds timeout = kCallTimeout,
+                    Counts* counts = nullptr) {
+    return call(*stub, spec, timeout, counts);
   }
   TestBackend backend{"b"};
   GatewayProcess gateway;
@@ -63,17 +81,25 @@ TEST_CASE("a verdict posted through the call's handle from another thread resume
   grpc::Status denied = f.call("deny:50");
   CHECK(denied.error_code() == grpc::StatusCode::PERMISSION_DENIED);
   CHECK(denied.error_message() == "denied off the loop");
+  // A verdict that throws ends its call, as a hook that throws would, rather
+  // than leave it paused until its deadline.
+  grpc::Status threw = f.call("throw:50");
+  CHECK(threw.error_code() == grpc::StatusCode::INTERNAL);
+  CHECK_THAT(threw.error_message(), Catch::Contains("CallHandle::post"));
   CHECK(f.backend.stats().calls == 1);
-  // Many at once, on both workers' calls.
+  // Many at once, over connections of their own (spread over both workers).
+  std::vector<std::unique_ptr<example::Echo::Stub>> stubs;
+  for (int c = 0; c < 8; ++c) stubs.push_back(example::Echo::NewStub(makeChannel(f.gateway.address())));
   std::vector<std::thread> threads;
   std::atomic<int> ok{0};
   for (int i = 0; i < 40; ++i) {
     threads.emplace_back([&, i] {
-      if (f.call("allow:" + std::to_string(10 + i % 7 * 10)).ok()) ok++;
+      if (OffThreadFixture::call(*stubs[i % 8], "allow:" + std::to_string(10 + i % 7 * 10)).ok()) ok++;
     });
   }
   for (auto& t : threads) t.join();
   CHECK(ok == 40);
+  CHECK(f.backend.stats().calls == 41);
   CHECK(f.gateway.running());
 }
 
@@ -84,15 +110,36 @@ TEST_CASE("a verdict for a call that ended before it came is dropped, not run", 
     grpc::Status s = f.call(i % 2 == 0 ? "allow:400" : "deny:400", std::chrono::milliseconds(100));
     CHECK(s.error_code() == grpc::StatusCode::DEADLINE_EXCEEDED);
   }
-  // Every one of those verdicts has been posted by now (the last at about
-  // 1.4 s from the first call).
-  std::this_thread::sleep_for(std::chrono::milliseconds(800));
-  std::string ran;
-  REQUIRE_OK(f.call("allow:10", kCallTimeout, &ran));
-  CHECK(ran == "1");  // this call's own verdict only
-  CHECK(f.backend.stats().calls == 1);
+  // Calls without a verdict pass, and report the counts: wait until all ten
+  // verdicts have been posted, and give the worker a moment to take them.
+  OffThreadFixture::Counts counts;
+  CHECK(waitFor([&] {
+    REQUIRE_OK(f.call("", kCallTimeout, &counts));
+    return counts.posted == "10";
+  }, std::chrono::seconds(5)));
+  std::this_thread::sleep_for(std::chrono::milliseconds(200));
+  REQUIRE_OK(f.call("allow:10", kCallTimeout, &counts));
+  CHECK(counts.posted == "11");
+  CHECK(counts.ran == "1");  // this call's own verdict only
   CHECK(f.gateway.running());
+  // Verdicts still due when the gateway stops: those of calls already given
+  // up on, due long after (the factory's close() drops them), and those of
+  // calls a drain waits for (due at 500 ms, they let the calls finish).
+  for (int i = 0; i < 4; ++i) {
+    CHECK(f.call("allow:5000", std::chrono::milliseconds(50)).error_code() == grpc::StatusCode::DEADLINE_EXCEEDED);
+  }
+  std::vector<std::thread> threads;
+  std::atomic<int> ok{0};
+  for (int i = 0; i < 4; ++i) {
+    threads.emplace_back([&] {
+      if (f.call("allow:500").ok()) ok++;
+    });
+  }
+  CHECK(waitFor([&] { return statValue(f.gateway.adminAddress(), "listener.grpc.downstream_rq_active") == 4; },
+                std::chrono::seconds(5)));
   CHECK(f.gateway.stop() == 0);
+  for (auto& t : threads) t.join();
+  CHECK(ok == 4);
 }
 
 }  // namespace sluice::test

@@ -1,6 +1,7 @@
 #include "test/gateway/off_thread_filter.h"
 
 #include <atomic>
+#include <charconv>
 #include <chrono>
 #include <condition_variable>
 #include <cstdint>
@@ -8,6 +9,7 @@
 #include <map>
 #include <memory>
 #include <mutex>
+#include <stdexcept>
 #include <string>
 #include <thread>
 
@@ -93,24 +95,37 @@ class OffThreadFactory : public FilterFactory {
   void close() const override { work_.stop(); }
 
   mutable DelayedWork work_;
-  mutable std::atomic<uint64_t> verdicts_run_{0};
+  mutable std::atomic<uint64_t> verdicts_posted_{0};  // handed to CallHandle::post
+  mutable std::atomic<uint64_t> verdicts_run_{0};     // run on the worker
 };
 
 FilterStatus OffThreadFilter::onRequestHeaders(StreamContext& ctx) {
   const std::string* spec = ctx.requestHeaders().get(kVerdictHeader);
   if (spec == nullptr) return FilterStatus::Continue;
   const auto colon = spec->find(':');
-  const bool allow = spec->substr(0, colon) == "allow";
-  const auto ms = colon == std::string::npos ? 0 : std::stoul(spec->substr(colon + 1));
-  // Only the handle is used on the other thread; `this` and `ctx` only in
-  // the work posted back, which runs while the call is still going.
-  factory_.work_.after(std::chrono::milliseconds(ms), [handle = ctx.handle(), this, &ctx, allow] {
-    handle.post([this, &ctx, allow] {
+  const std::string verdict = spec->substr(0, colon);
+  uint32_t ms = 0;
+  const char* digits = colon == std::string::npos ? spec->data() + spec->size() : spec->data() + colon + 1;
+  auto [end, error] = std::from_chars(digits, spec->data() + spec->size(), ms);
+  if (colon == std::string::npos || error != std::errc() || end != spec->data() + spec->size() || ms > 60'000 ||
+      (verdict != "allow" && verdict != "deny" && verdict != "throw")) {
+    ctx.sendLocalReply(StatusCode::InvalidArgument, "x-test-off-thread: allow|deny|throw:MS (MS at most 60000)");
+    return FilterStatus::StopIteration;
+  }
+  // Only the handle and the factory are used on the other thread; `this`
+  // and `ctx` only in the work posted back, which runs while the call is
+  // still going.
+  const OffThreadFactory* factory = &factory_;
+  factory_.work_.after(std::chrono::milliseconds(ms), [handle = ctx.handle(), factory, this, &ctx, verdict] {
+    factory->verdicts_posted_++;
+    handle.post([this, &ctx, verdict] {
       factory_.verdicts_run_++;
-      if (allow) {
+      if (verdict == "allow") {
         ctx.continueRequest(*this);
-      } else {
+      } else if (verdict == "deny") {
         ctx.sendLocalReply(StatusCode::PermissionDenied, "denied off the loop");
+      } else {
+        throw std::runtime_error("test_off_thread: the verdict threw");
       }
     });
   });
@@ -119,6 +134,7 @@ FilterStatus OffThreadFilter::onRequestHeaders(StreamContext& ctx) {
 
 FilterStatus OffThreadFilter::onResponseTrailers(StreamContext& ctx) {
   ctx.responseTrailers().set("x-test-off-thread-ran", std::to_string(factory_.verdicts_run_.load()));
+  ctx.responseTrailers().set("x-test-off-thread-posted", std::to_string(factory_.verdicts_posted_.load()));
   return FilterStatus::Continue;
 }
 

@@ -3,11 +3,13 @@
 // its CallHandle (core/call_handle.h). Only in sluice_test_gateway.
 //
 // Per call, the request header `x-test-off-thread: VERDICT:MS` holds the call
-// while the factory's thread waits MS milliseconds, then posts the verdict:
-// "allow" resumes the call, "deny" ends it with PERMISSION_DENIED. Calls
-// without the header pass. Every reply that reaches the filter's response
-// hooks gets the trailer `x-test-off-thread-ran`: how many posted verdicts
-// have run so far. A verdict for a call that ended meanwhile must not run.
+// while the factory's thread waits MS milliseconds (at most 60000), then
+// posts the verdict: "allow" resumes the call, "deny" ends it with
+// PERMISSION_DENIED, "throw" throws. Calls without the header pass. Every
+// reply that reaches the filter's response hooks gets the trailers
+// `x-test-off-thread-posted` and `x-test-off-thread-ran`: how many verdicts
+// have been posted, and run, so far. A verdict for a call that ended
+// meanwhile must not run.
 #pragma once
 
 #include "core/registry.h"
