@@ -151,6 +151,12 @@ CircuitBreakerConfig readBreakers(const json& value, const std::string& path, Co
   if (auto v = obj.unsignedInt("max_connections", 1, 1000000)) cb.max_connections = static_cast<uint32_t>(*v);
   if (auto v = obj.unsignedInt("max_pending_streams", 0, 10000000)) cb.max_pending_streams = static_cast<uint32_t>(*v);
   if (auto v = obj.unsignedInt("max_requests", 1, 10000000)) cb.max_requests = static_cast<uint32_t>(*v);
+  if (const json* budget = obj.object("retry_budget")) {
+    JsonObject b(*budget, obj.pathOf("retry_budget"), errors);
+    if (auto v = b.unsignedInt("budget_percent", 0, 100)) cb.retry_budget_percent = static_cast<uint32_t>(*v);
+    if (auto v = b.unsignedInt("min_retry_concurrency", 0, 10000000)) cb.min_retry_concurrency = static_cast<uint32_t>(*v);
+    b.finish();
+  }
   obj.finish();
   return cb;
 }

@@ -52,6 +52,12 @@ struct CircuitBreakerConfig {
   uint32_t max_connections = 1024;
   uint32_t max_pending_streams = 4096;
   uint32_t max_requests = 65536;
+  // Retry budget (Envoy's): calls waiting for or running a retry, at most
+  // this percentage of the requests in flight, or min_retry_concurrency when
+  // that is more. Retries past it are not made: a failing backend is not
+  // sent a second wave of every call.
+  uint32_t retry_budget_percent = 20;
+  uint32_t min_retry_concurrency = 3;
 };
 
 struct ClusterConfig {

@@ -91,6 +91,7 @@ struct ClusterStats {
   Counter upstream_rq_retry;
   Counter upstream_rq_reset;
   Counter upstream_rq_overflow;  // refused by a circuit breaker
+  Counter upstream_rq_retry_overflow;  // retries not made: the retry budget was used up
   Counter health_check_success;
   Counter health_check_failure;
   Counter outlier_ejections;

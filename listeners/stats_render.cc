@@ -104,6 +104,8 @@ void addClusterStats(Families& f, const std::string& name, const ClusterStats& s
   c("sluice_upstream_rq_retry_total", "Upstream retries.", s.upstream_rq_retry.value());
   c("sluice_upstream_rq_reset_total", "Upstream streams reset before completing.", s.upstream_rq_reset.value());
   c("sluice_upstream_rq_overflow_total", "Calls refused by a circuit breaker.", s.upstream_rq_overflow.value());
+  c("sluice_upstream_rq_retry_overflow_total", "Retries not made: the cluster's retry budget was used up.",
+    s.upstream_rq_retry_overflow.value());
   c("sluice_health_check_success_total", "Active health checks that passed.", s.health_check_success.value());
   c("sluice_health_check_failure_total", "Active health checks that failed.", s.health_check_failure.value());
   c("sluice_outlier_ejections_total", "Endpoints ejected by outlier detection.", s.outlier_ejections.value());
@@ -210,6 +212,7 @@ std::string renderStatsText(const std::vector<const WorkerStats*>& workers) {
       values[p + "upstream_rq_retry"] += s.upstream_rq_retry.value();
       values[p + "upstream_rq_reset"] += s.upstream_rq_reset.value();
       values[p + "upstream_rq_overflow"] += s.upstream_rq_overflow.value();
+      values[p + "upstream_rq_retry_overflow"] += s.upstream_rq_retry_overflow.value();
       values[p + "health_check.success"] += s.health_check_success.value();
       values[p + "health_check.failure"] += s.health_check_failure.value();
       values[p + "outlier.ejections"] += s.outlier_ejections.value();

@@ -52,6 +52,20 @@ Status Cluster::admitRequest() {
   return Status::ok();
 }
 
+bool Cluster::admitRetry(std::string& why) {
+  const auto& cb = config_.circuit_breakers;
+  const uint64_t allowed = std::max<uint64_t>(cb.min_retry_concurrency,
+                                              uint64_t{active_requests} * cb.retry_budget_percent / 100);
+  if (active_retries < allowed) {
+    ++active_retries;
+    return true;
+  }
+  stats_.upstream_rq_retry_overflow.inc();
+  why = fmt::format("cluster '{}': retry budget used up ({} call(s) retrying, {} request(s) in flight)", config_.name,
+                    active_retries, active_requests);
+  return false;
+}
+
 StatusOr<Endpoint*> Cluster::chooseEndpoint(const HeaderMap& request_headers, const Endpoint* avoid) {
   auto now = Endpoint::Clock::now();
   size_t available = 0;

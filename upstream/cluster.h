@@ -38,6 +38,11 @@ class Cluster {
 
   // max_requests: may one more stream start on this cluster?
   Status admitRequest();
+  // The retry budget: may one more call go on to retry? If so it counts
+  // among active_retries until it gives the place back with retryDone().
+  // If not, counted in upstream_rq_retry_overflow, and `why` says so.
+  bool admitRetry(std::string& why);
+  void retryDone() { --active_retries; }
   // The endpoint for a new stream, avoiding `avoid` (the last attempt's) when
   // another is available; UNAVAILABLE naming the cluster when none is.
   StatusOr<Endpoint*> chooseEndpoint(const HeaderMap& request_headers, const Endpoint* avoid);
@@ -46,6 +51,7 @@ class Cluster {
   uint32_t connections = 0;
   uint32_t pending_streams = 0;
   uint32_t active_requests = 0;
+  uint32_t active_retries = 0;  // calls waiting for or running a retry
 
   // Outlier detection: `endpoint` reached its consecutive-failure threshold.
   void onEndpointFailing(Endpoint& endpoint);

@@ -148,6 +148,13 @@ bool ProxyFilter::canRetry(StatusCode code) const {
   return !deadline || StreamContext::Clock::now() + std::chrono::milliseconds(retry_->backoff_base_ms) < *deadline;
 }
 
+bool ProxyFilter::holdRetryPlace(std::string& why) {
+  // One place per call, from its first retry to its end: a call retrying
+  // twice is one call retrying.
+  if (!holds_retry_place_) holds_retry_place_ = cluster_->admitRetry(why);
+  return holds_retry_place_;
+}
+
 void ProxyFilter::retireAttempt() {
   if (per_try_timer_) per_try_timer_->disable();
   if (upstream_) {
@@ -162,14 +169,17 @@ void ProxyFilter::attemptFailed(StatusCode code, const std::string& detail, bool
   if (endpoint_fault) recordOutcome(false);
   if (!refused) only_refusals_ = false;
   retireAttempt();
-  if (!canRetry(code)) {
+  std::string over_budget;
+  if (!canRetry(code) || !holdRetryPlace(over_budget)) {
+    std::string message = describe(detail);
+    if (!over_budget.empty()) message += "; not retried: " + over_budget;
     // Every attempt refused unprocessed, and nothing of the response sent:
     // the client may retry it itself, as it would had it talked to the
     // backend directly. One attempt that may have run rules that out.
     if (refused && only_refusals_) {
-      ctx_.refuseCall(describe(detail));
+      ctx_.refuseCall(message);
     } else {
-      ctx_.sendLocalReply(LocalReplyReason::UpstreamFailure, code, describe(detail));
+      ctx_.sendLocalReply(LocalReplyReason::UpstreamFailure, code, message);
     }
     return;
   }
@@ -225,6 +235,10 @@ void ProxyFilter::onStreamDone(StreamContext&) {
     upstream_->countQueuedInto(nullptr);  // the connection it counts into may go first
   }
   releaseIncompleteResponse();
+  if (holds_retry_place_) {
+    holds_retry_place_ = false;
+    cluster_->retryDone();
+  }
   // A response the backend began and that ended without a verdict of its own
   // (the client cancelled, a deadline, our limits): the backend answered.
   if (response_started_ && !outcome_recorded_) recordOutcome(true);

@@ -6,7 +6,8 @@
 // With a route retry policy, a failed attempt (connect failure, reset, a
 // retriable status, a per-try timeout) is retried on another endpoint while
 // nothing of the response has reached the client and the request so far fits
-// the replay buffer, never past the call's deadline.
+// the replay buffer, never past the call's deadline, and while the cluster's
+// retry budget allows (circuit_breakers.retry_budget).
 #pragma once
 
 #include <deque>
@@ -57,6 +58,9 @@ class ProxyFilter final : public Filter,
   // The attempt is over without an answer for the client: retry or reply.
   void attemptFailed(StatusCode code, const std::string& detail, bool endpoint_fault, bool refused = false);
   bool canRetry(StatusCode code) const;
+  // The cluster's retry budget (Cluster::admitRetry): false, with why, when
+  // this call may not retry.
+  bool holdRetryPlace(std::string& why);
   void retireAttempt();
   HeaderMap upstreamRequestHeaders() const;
   // An attempt's result for outlier detection (Endpoint::recordCallResult):
@@ -87,6 +91,7 @@ class ProxyFilter final : public Filter,
   // Every failed attempt so far was refused unprocessed (REFUSED_STREAM):
   // only then may the client be told the call was never processed.
   bool only_refusals_ = true;
+  bool holds_retry_place_ = false;  // counted in the cluster's active_retries
   TimerPtr per_try_timer_;
   TimerPtr backoff_timer_;
   GrpcFrameDecoder response_decoder_;

@@ -124,5 +124,65 @@ TEST_CASE("a streamed request that outgrows the replay buffer while waiting to r
   }
 }
 
+TEST_CASE("retries past the cluster's retry budget are not made, and say so", "[e2e][retry]") {
+  TestBackend backend("failing");
+  nlohmann::json c = cluster("one", {backend.address()});
+  const bool wide = GENERATE(false, true);
+  INFO("min_retry_concurrency 10: " << wide);
+  if (wide) c["circuit_breakers"] = {{"retry_budget", {{"min_retry_concurrency", 10}}}};
+  auto config = retryConfig(c, {{"retry_on", {"UNAVAILABLE"}}, {"num_retries", 1}});
+  config["admin"] = {{"address", "127.0.0.1:0"}};
+  GatewayProcess gateway(config);
+  auto stub = example::Echo::NewStub(makeChannel(gateway.address()));
+  // Ten calls at once, each attempt failing after 300 ms: their retries would
+  // all overlap. The default budget (20% of requests in flight, at least 3)
+  // lets three of them retry.
+  constexpr int kCalls = 10;
+  std::vector<grpc::Status> results(kCalls);
+  std::vector<std::thread> threads;
+  for (int i = 0; i < kCalls; ++i) {
+    threads.emplace_back([&, i] {
+      grpc::ClientContext ctx;
+      setTimeout(ctx, kCallTimeout);
+      EchoRequest req;
+      req.set_sleep_ms(300);
+      req.set_status_code(14);
+      req.set_status_message("overloaded");
+      EchoResponse resp;
+      results[i] = stub->Unary(&ctx, req, &resp);
+    });
+  }
+  for (auto& t : threads) t.join();
+  int over_budget = 0;
+  for (const auto& s : results) {
+    INFO(describe(s));
+    CHECK(s.error_code() == grpc::StatusCode::UNAVAILABLE);
+    if (s.error_message().find("not retried: cluster 'one': retry budget used up") != std::string::npos) ++over_budget;
+  }
+  const int retried = wide ? kCalls : 3;
+  CHECK(over_budget == kCalls - retried);
+  CHECK(backend.stats().calls == kCalls + retried);
+  auto stats = readStats(gateway.adminAddress());
+  CHECK(statValue(stats, "cluster.one.upstream_rq_retry") == retried);
+  CHECK(statValue(stats, "cluster.one.upstream_rq_retry_overflow") == kCalls - retried);
+  // The places are given back: a later failing call retries again.
+  grpc::ClientContext ctx;
+  setTimeout(ctx, kCallTimeout);
+  EchoRequest req;
+  req.set_status_code(14);
+  EchoResponse resp;
+  CHECK(stub->Unary(&ctx, req, &resp).error_code() == grpc::StatusCode::UNAVAILABLE);
+  CHECK(statValue(gateway.adminAddress(), "cluster.one.upstream_rq_retry") == retried + 1);
+}
+
+TEST_CASE("a retry budget out of range is a config error at its path", "[e2e][retry]") {
+  nlohmann::json c = cluster("one", {"127.0.0.1:1"});
+  c["circuit_breakers"] = {{"retry_budget", {{"budget_percent", 101}, {"min_retry_concurency", 3}}}};
+  auto r = runValidate(retryConfig(c, {{"retry_on", {"UNAVAILABLE"}}}).dump());
+  CHECK(r.exitCode == 2);
+  CHECK_THAT(r.output, Catch::Contains("/clusters/0/circuit_breakers/retry_budget/budget_percent"));
+  CHECK_THAT(r.output, Catch::Contains("/clusters/0/circuit_breakers/retry_budget/min_retry_concurency"));
+}
+
 }  // namespace
 }  // namespace sluice::test
