@@ -15,6 +15,7 @@
 
 #include "test/support/admin_stats.h"
 #include "test/support/e2e_fixture.h"
+#include "test/support/frame_socket.h"
 
 namespace sluice::test {
 namespace {
@@ -140,6 +141,27 @@ TEST_CASE("a verdict for a call that ended before it came is dropped, not run", 
   CHECK(f.gateway.stop() == 0);
   for (auto& t : threads) t.join();
   CHECK(ok == 4);
+}
+
+TEST_CASE("work posted after a call ended does not run while its stream is still open", "[e2e][call_handle]") {
+  OffThreadFixture f;
+  // A client that grants no window: the reply's message and trailers wait in
+  // the gateway, so the call has ended but its stream lives on.
+  FrameSocket stuck(f.gateway.port());
+  stuck.setStreamWindow(0);
+  EchoRequest request;
+  request.set_response_count(1);
+  request.set_response_size(100);
+  stuck.openServerStream(1, request, FrameSocket::literal("x-test-off-thread-late", "300"));
+  OffThreadFixture::Counts counts;
+  CHECK(waitFor([&] {
+    REQUIRE_OK(f.call("", kCallTimeout, &counts));
+    return counts.posted == "1";
+  }, std::chrono::seconds(5)));
+  std::this_thread::sleep_for(std::chrono::milliseconds(200));
+  REQUIRE_OK(f.call("", kCallTimeout, &counts));
+  CHECK(counts.ran == "0");
+  CHECK(f.gateway.running());
 }
 
 }  // namespace sluice::test

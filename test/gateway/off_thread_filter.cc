@@ -1,5 +1,6 @@
 #include "test/gateway/off_thread_filter.h"
 
+#include <algorithm>
 #include <atomic>
 #include <charconv>
 #include <chrono>
@@ -20,6 +21,7 @@ namespace sluice::test {
 namespace {
 
 constexpr std::string_view kVerdictHeader = "x-test-off-thread";
+constexpr std::string_view kLateHeader = "x-test-off-thread-late";
 
 // One thread running work at given times; work still waiting at stop() is
 // dropped unrun.
@@ -133,6 +135,17 @@ FilterStatus OffThreadFilter::onRequestHeaders(StreamContext& ctx) {
 }
 
 FilterStatus OffThreadFilter::onResponseTrailers(StreamContext& ctx) {
+  if (const std::string* late = ctx.requestHeaders().get(kLateHeader)) {
+    // Work posted after the call ends (its trailers are on their way), while
+    // its stream may still be open: it must not run.
+    uint32_t ms = 0;
+    std::from_chars(late->data(), late->data() + late->size(), ms);
+    const OffThreadFactory* factory = &factory_;
+    factory_.work_.after(std::chrono::milliseconds(std::min<uint32_t>(ms, 60'000)), [handle = ctx.handle(), factory] {
+      factory->verdicts_posted_++;
+      handle.post([factory] { factory->verdicts_run_++; });
+    });
+  }
   ctx.responseTrailers().set("x-test-off-thread-ran", std::to_string(factory_.verdicts_run_.load()));
   ctx.responseTrailers().set("x-test-off-thread-posted", std::to_string(factory_.verdicts_posted_.load()));
   return FilterStatus::Continue;

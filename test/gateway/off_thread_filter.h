@@ -9,7 +9,9 @@
 // reply that reaches the filter's response hooks gets the trailers
 // `x-test-off-thread-posted` and `x-test-off-thread-ran`: how many verdicts
 // have been posted, and run, so far. A verdict for a call that ended
-// meanwhile must not run.
+// meanwhile must not run. `x-test-off-thread-late: MS` posts work MS after
+// the response trailers passed the filter, when the call has ended: it must
+// not run either, even while the call's stream is still open.
 #pragma once
 
 #include "core/registry.h"
