@@ -420,6 +420,7 @@ std::string Gateway::clustersJson() const {
     nlohmann::json cj;
     cj["name"] = c->name();
     cj["active_requests"] = c->active_requests;
+    cj["active_retries"] = c->active_retries;
     cj["connections"] = c->connections;
     cj["endpoints"] = nlohmann::json::array();
     for (const auto& ep : c->endpoints()) {

@@ -75,7 +75,7 @@ void UpstreamStream::onConnectionLost(const std::string& detail, bool endpoint_f
   connection_ = nullptr;
   if (!response_complete_ && !incoming_too_large_) {
     // A stream the pool could not place was never the backend's.
-    callbacks_.onUpstreamReset({StatusCode::Unavailable, detail, endpoint_fault, endpoint_fault});
+    callbacks_.onUpstreamReset({StatusCode::Unavailable, detail, endpoint_fault, endpoint_fault, false, stream_id_ > 0});
   }
 }
 

@@ -29,6 +29,7 @@ struct UpstreamReset {
   bool by_backend = true;
   bool endpoint_fault = true;
   bool refused = false;  // REFUSED_STREAM: the backend never processed the call
+  bool sent = true;      // false: lost before it was handed to the connection (no backend saw it)
 };
 
 class UpstreamCallbacks {

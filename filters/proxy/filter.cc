@@ -102,7 +102,7 @@ void ProxyFilter::startAttempt() {
     // Finding no endpoint uses up an attempt too, or a call with no deadline
     // would wait for one forever.
     ++attempts_;
-    attemptFailed(chosen.status().code(), chosen.status().message(), false);
+    attemptFailed(chosen.status().code(), chosen.status().message(), false, Reach::Unsent);
     return;
   }
   endpoint_ = chosen.value();
@@ -117,7 +117,7 @@ void ProxyFilter::startAttempt() {
   upstream_->countQueuedInto(ctx_.heldRequestBytes());
   Status placed = endpoint_->pool().newStream(*upstream_);
   if (!placed.isOk()) {
-    attemptFailed(placed.code(), placed.message(), false);
+    attemptFailed(placed.code(), placed.message(), false, Reach::Unsent);
     return;
   }
   // The pool may fail the stream before newStream returns (a connect that
@@ -149,10 +149,15 @@ bool ProxyFilter::canRetry(StatusCode code) const {
 }
 
 bool ProxyFilter::holdRetryPlace(std::string& why) {
-  // One place per call, from its first retry to its end: a call retrying
-  // twice is one call retrying.
+  // One place per call: a call retrying twice is one call retrying.
   if (!holds_retry_place_) holds_retry_place_ = cluster_->admitRetry(why);
   return holds_retry_place_;
+}
+
+void ProxyFilter::releaseRetryPlace() {
+  if (!holds_retry_place_) return;
+  holds_retry_place_ = false;
+  cluster_->retryDone();
 }
 
 void ProxyFilter::retireAttempt() {
@@ -164,13 +169,16 @@ void ProxyFilter::retireAttempt() {
   }
 }
 
-void ProxyFilter::attemptFailed(StatusCode code, const std::string& detail, bool endpoint_fault, bool refused) {
+void ProxyFilter::attemptFailed(StatusCode code, const std::string& detail, bool endpoint_fault, Reach reach) {
   if (ctx_.ended()) return;
   if (endpoint_fault) recordOutcome(false);
+  const bool refused = reach == Reach::Refused;
   if (!refused) only_refusals_ = false;
   retireAttempt();
+  // An attempt no backend processed retries outside the budget: retrying it
+  // adds no load to a backend beyond what the call would have anyway.
   std::string over_budget;
-  if (!canRetry(code) || !holdRetryPlace(over_budget)) {
+  if (!canRetry(code) || (reach == Reach::Backend && !holdRetryPlace(over_budget))) {
     std::string message = describe(detail);
     if (!over_budget.empty()) message += "; not retried: " + over_budget;
     // Every attempt refused unprocessed, and nothing of the response sent:
@@ -235,10 +243,7 @@ void ProxyFilter::onStreamDone(StreamContext&) {
     upstream_->countQueuedInto(nullptr);  // the connection it counts into may go first
   }
   releaseIncompleteResponse();
-  if (holds_retry_place_) {
-    holds_retry_place_ = false;
-    cluster_->retryDone();
-  }
+  releaseRetryPlace();
   // A response the backend began and that ended without a verdict of its own
   // (the client cancelled, a deadline, our limits): the backend answered.
   if (response_started_ && !outcome_recorded_) recordOutcome(true);
@@ -279,10 +284,17 @@ void ProxyFilter::onUpstreamHeaders(HeaderMap&& headers, bool end_stream) {
     }
     StatusCode code = grpc_headers::parseGrpcStatus(*grpc_status).value_or(StatusCode::Unknown);
     recordOutcome(code != StatusCode::Unavailable);
+    std::string over_budget;
     if (code != StatusCode::Ok && canRetry(code)) {
-      const std::string* msg = headers.get("grpc-message");
-      attemptFailed(code, msg != nullptr ? grpc_headers::percentDecode(*msg) : std::string(statusCodeName(code)), false);
-      return;
+      if (holdRetryPlace(over_budget)) {
+        const std::string* msg = headers.get("grpc-message");
+        attemptFailed(code, msg != nullptr ? grpc_headers::percentDecode(*msg) : std::string(statusCodeName(code)),
+                      false);
+        return;
+      }
+      // Not retried: the backend's own reply goes to the client, as when the
+      // retries are used up (its trailing metadata, a pushback hint).
+      spdlog::debug("[C{}][S{}] not retried: {}", ctx_.connectionId(), ctx_.streamId(), over_budget);
     }
     if (per_try_timer_) per_try_timer_->disable();
     // Trailers-only: everything but :status and content-type is trailing metadata.
@@ -302,6 +314,7 @@ void ProxyFilter::onUpstreamHeaders(HeaderMap&& headers, bool end_stream) {
   if (per_try_timer_) per_try_timer_->disable();
   response_started_ = true;
   replay_.clear();
+  releaseRetryPlace();  // no retry once the response has begun
   ctx_.responseHeaders().append(std::move(headers));
   ctx_.encodeResponseHeaders();
 }
@@ -392,7 +405,8 @@ void ProxyFilter::onUpstreamReset(UpstreamReset reset) {
     ctx_.sendLocalReply(LocalReplyReason::UpstreamFailure, reset.code, describe(reset.detail));
     return;
   }
-  attemptFailed(reset.code, reset.detail, reset.endpoint_fault, reset.refused);
+  attemptFailed(reset.code, reset.detail, reset.endpoint_fault,
+                reset.refused ? Reach::Refused : !reset.sent ? Reach::Unsent : Reach::Backend);
 }
 
 }  // namespace sluice::filters::proxy

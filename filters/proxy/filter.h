@@ -55,12 +55,19 @@ class ProxyFilter final : public Filter,
 
  private:
   void startAttempt();
+  // How far a failed attempt got: a backend may have processed it; it never
+  // left the gateway (no endpoint, a pool or connect failure before the
+  // request was handed to a connection); or the backend refused it
+  // unprocessed (REFUSED_STREAM).
+  enum class Reach { Backend, Unsent, Refused };
   // The attempt is over without an answer for the client: retry or reply.
-  void attemptFailed(StatusCode code, const std::string& detail, bool endpoint_fault, bool refused = false);
+  void attemptFailed(StatusCode code, const std::string& detail, bool endpoint_fault, Reach reach = Reach::Backend);
   bool canRetry(StatusCode code) const;
   // The cluster's retry budget (Cluster::admitRetry): false, with why, when
-  // this call may not retry.
+  // this call may not retry. Held from the first retry of an attempt that
+  // reached a backend until the response begins or the call ends.
   bool holdRetryPlace(std::string& why);
+  void releaseRetryPlace();
   void retireAttempt();
   HeaderMap upstreamRequestHeaders() const;
   // An attempt's result for outlier detection (Endpoint::recordCallResult):
