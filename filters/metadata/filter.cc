@@ -19,6 +19,12 @@ FilterStatus MetadataFilter::onRequestHeaders(StreamContext& ctx) {
       }
     }
     if (!joined.empty()) joined += ", ";
+    if (config_.forwarded_for == ForwardedFor::Replace) {
+      // This gateway is where trust begins: no header a backend reads for
+      // the client's address may come from the client.
+      headers.remove("forwarded");
+      headers.set("x-real-ip", ip);
+    }
     headers.set("x-forwarded-for", joined + ip);
   }
   config_.request.apply(headers);

@@ -92,6 +92,31 @@ TEST_CASE_METHOD(MetadataFixture, "metadata filter: response edits reach the cli
   }
 }
 
+TEST_CASE("metadata filter: x_forwarded_for replace leaves the backend no client-made address header",
+          "[e2e][metadata-filter]") {
+  TestBackend backend("primary");
+  nlohmann::json config = catchAllConfig(backend.address());
+  auto& chain = config["listeners"][0]["filters"];
+  chain.insert(chain.begin(), nlohmann::json{{"name", "metadata"}, {"config", {{"x_forwarded_for", "replace"}}}});
+  GatewayProcess gateway(config);
+  auto stub = example::Echo::NewStub(makeChannel(gateway.address()));
+  grpc::ClientContext context;
+  setTimeout(context, kCallTimeout);
+  context.AddMetadata("x-forwarded-for", "203.0.113.66");
+  context.AddMetadata("x-real-ip", "203.0.113.66");
+  context.AddMetadata("forwarded", "for=203.0.113.66");
+  EchoRequest request;
+  request.set_echo_metadata(true);
+  EchoResponse response;
+  REQUIRE_OK(stub->Unary(&context, request, &response));
+  const auto& seen = response.request_metadata();
+  REQUIRE(seen.count("x-forwarded-for") == 1);
+  CHECK(seen.at("x-forwarded-for") == "127.0.0.1");
+  REQUIRE(seen.count("x-real-ip") == 1);
+  CHECK(seen.at("x-real-ip") == "127.0.0.1");
+  CHECK(seen.count("forwarded") == 0);
+}
+
 TEST_CASE("metadata filter: --validate reports every mistake with its path", "[e2e][metadata-filter]") {
   nlohmann::json config = metadataGateway("127.0.0.1:1");
   auto& md = config["listeners"][0]["filters"][0]["config"];

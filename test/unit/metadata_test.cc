@@ -114,14 +114,27 @@ TEST_CASE("metadata: x-forwarded-for", "[metadata]") {
     REQUIRE(f->onRequestHeaders(ctx) == FilterStatus::Continue);
     CHECK(values(ctx.requestHeaders(), "x-forwarded-for") == std::vector<std::string>{"::1"});
   }
-  SECTION("replace ignores what the client claims") {
+  SECTION("replace ignores what the client claims, in every address header") {
     auto b = build(json{{"x_forwarded_for", "replace"}});
     FakeContext ctx;
     ctx.setPeerAddress("127.0.0.1:9");
     ctx.requestHeaders().add("x-forwarded-for", "6.6.6.6");
+    ctx.requestHeaders().add("x-real-ip", "6.6.6.6");
+    ctx.requestHeaders().add("forwarded", "for=6.6.6.6");
     auto f = b.factory->createFilter(ctx);
     REQUIRE(f->onRequestHeaders(ctx) == FilterStatus::Continue);
     CHECK(values(ctx.requestHeaders(), "x-forwarded-for") == std::vector<std::string>{"127.0.0.1"});
+    CHECK(values(ctx.requestHeaders(), "x-real-ip") == std::vector<std::string>{"127.0.0.1"});
+    CHECK(values(ctx.requestHeaders(), "forwarded").empty());
+  }
+  SECTION("append leaves the other address headers to the proxies it trusts") {
+    auto b = build(json{{"x_forwarded_for", "append"}});
+    FakeContext ctx;
+    ctx.setPeerAddress("10.0.0.7:9");
+    ctx.requestHeaders().add("x-real-ip", "192.0.2.1");
+    auto f = b.factory->createFilter(ctx);
+    REQUIRE(f->onRequestHeaders(ctx) == FilterStatus::Continue);
+    CHECK(values(ctx.requestHeaders(), "x-real-ip") == std::vector<std::string>{"192.0.2.1"});
   }
 }
 
