@@ -45,6 +45,16 @@ grpc::Status unaryCall(example::Echo::Stub& stub, std::chrono::milliseconds time
   return stub.Unary(&ctx, EchoRequest(), &resp);
 }
 
+// A call the backend answers UNAVAILABLE at once (trailers-only).
+grpc::Status unavailableCall(example::Echo::Stub& stub) {
+  grpc::ClientContext ctx;
+  setTimeout(ctx, kCallTimeout);
+  EchoRequest req;
+  req.set_status_code(14);
+  EchoResponse resp;
+  return stub.Unary(&ctx, req, &resp);
+}
+
 TEST_CASE("an attempt that fails before the pool returns it is retried, then answered", "[e2e][retry]") {
   nlohmann::json c = cluster("void", {kUnreachableA, kUnreachableB});
   auto config = retryConfig(c, {{"retry_on", {"UNAVAILABLE"}}, {"num_retries", 1}});
@@ -165,12 +175,7 @@ TEST_CASE("retries past the cluster's retry budget are not made; the backend's r
   CHECK(statValue(stats, "cluster.one.upstream_rq_retry") == retried);
   CHECK(statValue(stats, "cluster.one.upstream_rq_retry_overflow") == kCalls - retried);
   // The places are given back: a later failing call retries again.
-  grpc::ClientContext ctx;
-  setTimeout(ctx, kCallTimeout);
-  EchoRequest req;
-  req.set_status_code(14);
-  EchoResponse resp;
-  CHECK(stub->Unary(&ctx, req, &resp).error_code() == grpc::StatusCode::UNAVAILABLE);
+  CHECK(unavailableCall(*stub).error_code() == grpc::StatusCode::UNAVAILABLE);
   CHECK(statValue(gateway.adminAddress(), "cluster.one.upstream_rq_retry") == retried + 1);
 }
 
@@ -188,12 +193,7 @@ TEST_CASE("an attempt no backend processed retries outside the retry budget", "[
   CHECK(statValue(gateway.adminAddress(), "cluster.pair.upstream_rq_retry") == 1);
   // A reply that the backend did process is not (whether or not this call
   // first met the unreachable endpoint again, once its backoff ran out).
-  grpc::ClientContext ctx;
-  setTimeout(ctx, kCallTimeout);
-  EchoRequest req;
-  req.set_status_code(14);
-  EchoResponse resp;
-  CHECK(stub->Unary(&ctx, req, &resp).error_code() == grpc::StatusCode::UNAVAILABLE);
+  CHECK(unavailableCall(*stub).error_code() == grpc::StatusCode::UNAVAILABLE);
   CHECK(statValue(gateway.adminAddress(), "cluster.pair.upstream_rq_retry_overflow") == 1);
 }
 
