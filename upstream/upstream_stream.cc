@@ -71,11 +71,13 @@ void UpstreamStream::consume(size_t n) {
   if (connection_ != nullptr && stream_id_ > 0) connection_->consume(stream_id_, n);
 }
 
-void UpstreamStream::onConnectionLost(const std::string& detail, bool endpoint_fault) {
+bool UpstreamStream::sent() const { return connection_ != nullptr && connection_->streamSent(stream_id_); }
+
+void UpstreamStream::onConnectionLost(const std::string& detail, bool endpoint_fault, bool sent) {
   connection_ = nullptr;
   if (!response_complete_ && !incoming_too_large_) {
     // A stream the pool could not place was never the backend's.
-    callbacks_.onUpstreamReset({StatusCode::Unavailable, detail, endpoint_fault, endpoint_fault, false, stream_id_ > 0});
+    callbacks_.onUpstreamReset({StatusCode::Unavailable, detail, endpoint_fault, endpoint_fault, false, sent});
   }
 }
 

@@ -29,7 +29,7 @@ struct UpstreamReset {
   bool by_backend = true;
   bool endpoint_fault = true;
   bool refused = false;  // REFUSED_STREAM: the backend never processed the call
-  bool sent = true;      // false: lost before it was handed to the connection (no backend saw it)
+  bool sent = true;      // false: its HEADERS never went out (no backend saw the request)
 };
 
 class UpstreamCallbacks {
@@ -68,9 +68,12 @@ class UpstreamStream final : public Http2StreamHandler {
   int32_t streamId() const { return stream_id_; }
   // The backend sent END_STREAM (trailers, or headers that end the call).
   bool responseComplete() const { return response_complete_; }
+  // Whether a backend may have seen this request: its HEADERS went out.
+  bool sent() const;
   // The connection failed or closed before the stream completed (the
   // endpoint's fault), or the stream could not be placed on one (not).
-  void onConnectionLost(const std::string& detail, bool endpoint_fault = true);
+  // `sent`: as sent(), asked before the connection let go of the stream.
+  void onConnectionLost(const std::string& detail, bool endpoint_fault = true, bool sent = false);
 
   // ---- Http2StreamHandler ----
   void onHeader(std::string_view name, std::string_view value) override;

@@ -433,6 +433,10 @@ bool Http2Session::localEnded(int32_t stream_id) const {
   return nghttp2_session_get_stream_local_close(session_, stream_id) == 1;
 }
 
+bool Http2Session::streamOpen(int32_t stream_id) const {
+  return nghttp2_session_find_stream(session_, stream_id) != nullptr;
+}
+
 void Http2Session::consume(int32_t stream_id, size_t n) {
   if (n > 0) nghttp2_session_consume_stream(session_, stream_id, n);
 }

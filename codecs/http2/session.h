@@ -141,6 +141,10 @@ class Http2Session {
   void resetStream(int32_t stream_id, uint32_t error_code);
   // We have sent END_STREAM on this stream (its DATA or trailers went out).
   bool localEnded(int32_t stream_id) const;
+  // nghttp2 has the stream open: on the client side, its HEADERS left the
+  // queue for the wire (a request still queued behind a backed-up socket has
+  // an id but no stream yet).
+  bool streamOpen(int32_t stream_id) const;
   // The handler's bytes moved on: return them to the peer's stream window.
   void consume(int32_t stream_id, size_t n);
   // What the peer lets us send on the stream now (its window and the

@@ -129,10 +129,13 @@ void ProxyFilter::startAttempt() {
   if (retry_ != nullptr && retry_->per_try_timeout_ms > 0) {
     if (!per_try_timer_) {
       per_try_timer_ = std::make_unique<Timer>(ctx_.dispatcher(), [this] {
+        // Still connecting, or queued behind a backed-up connection: no
+        // backend saw it (asked before attemptFailed lets go of the stream).
+        const Reach reach = upstream_ && upstream_->sent() ? Reach::Backend : Reach::Unsent;
         attemptFailed(StatusCode::DeadlineExceeded,
                       fmt::format("no answer from {} within the per-try timeout ({} ms)",
                                   endpoint_->describe(), retry_->per_try_timeout_ms),
-                      true);
+                      true, reach);
       });
     }
     per_try_timer_->enable(std::chrono::milliseconds(retry_->per_try_timeout_ms));

@@ -82,4 +82,26 @@ TEST_CASE("a request detached while its HEADERS are still queued gets no callbac
   ::close(fds[1]);
 }
 
+TEST_CASE("a request is open in the session only once its HEADERS leave the queue", "[http2_session]") {
+  // What the retry budget asks of a lost request: could a backend have seen
+  // it? Queued HEADERS (an id, but nothing written) say no.
+  int fds[2];
+  REQUIRE(socketpair(AF_UNIX, SOCK_STREAM, 0, fds) == 0);
+  Dispatcher dispatcher;
+  QuietSocket callbacks;
+  TcpSocket socket(dispatcher, callbacks);
+  REQUIRE(socket.open(fds[0]) == 0);
+  Http2SessionOwner owner;
+  Http2Session session(Http2Session::Side::Client, owner, Http2Settings{});
+  CountingHandler handler;
+  const int32_t id = session.submitRequest(requestHeaders(), &handler);
+  REQUIRE(id > 0);
+  CHECK_FALSE(session.streamOpen(id));
+  REQUIRE(session.writeTo(socket, 1 << 20));
+  CHECK(session.streamOpen(id));
+  session.detach(id);
+  socket.close();
+  ::close(fds[1]);
+}
+
 }  // namespace sluice
