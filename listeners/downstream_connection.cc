@@ -76,16 +76,18 @@ void DownstreamConnection::startDrain() {
   if (draining_ || closed_) return;
   draining_ = true;
   session_.shutdownNotice();
-  session_.ping();
+  drain_ping_ = session_.ping();
   // If the client never answers the PING, send the real GOAWAY anyway.
   drain_timer_ = std::make_unique<Timer>(dispatcher_, [this] { sendFinalGoaway(); });
   drain_timer_->enable(std::chrono::milliseconds(1000));
   scheduleFlush();
 }
 
-void DownstreamConnection::onPingAck() {
+void DownstreamConnection::onPingAck(uint64_t sequence) {
   timers_.onPingAck();
-  if (draining_) sendFinalGoaway();
+  // Only the drain's own PING says the client has seen the first GOAWAY: the
+  // ACK of a keepalive PING sent before it may arrive first.
+  if (draining_ && sequence >= drain_ping_) sendFinalGoaway();
 }
 
 void DownstreamConnection::onErrorGoawaySent(uint32_t error_code) {

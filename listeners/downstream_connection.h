@@ -81,7 +81,7 @@ class DownstreamConnection final : public Http2SessionOwner,
 
   // ---- Http2SessionOwner ----
   Http2StreamHandler* onNewStream(int32_t stream_id) override;
-  void onPingAck() override;
+  void onPingAck(uint64_t sequence) override;
   void onErrorGoawaySent(uint32_t error_code) override;
   // ---- TcpSocketCallbacks ----
   void onRead(const uint8_t* data, size_t len) override;
@@ -110,6 +110,7 @@ class DownstreamConnection final : public Http2SessionOwner,
   bool draining_ = false;
   bool final_goaway_sent_ = false;
   std::unique_ptr<Timer> drain_timer_;
+  uint64_t drain_ping_ = 0;  // the PING whose ACK ends the drain's first phase
   void sendFinalGoaway();
   // An ending connection (its GOAWAY queued, or its session over with bytes
   // still to write) waits for the client to read them, but only while it

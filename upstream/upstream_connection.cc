@@ -103,7 +103,7 @@ void UpstreamConnection::sendKeepalivePing() {
   scheduleFlush();
 }
 
-void UpstreamConnection::onPingAck() { timers_.onPingAck(); }
+void UpstreamConnection::onPingAck(uint64_t) { timers_.onPingAck(); }
 
 void UpstreamConnection::onRemoteSettings() {
   // Every SETTINGS, not only the first: a backend may change its limit.

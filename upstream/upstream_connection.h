@@ -74,7 +74,7 @@ class UpstreamConnection final : public Http2SessionOwner,
   void onWriteDrained() override { scheduleFlush(); }
   // ---- Http2SessionOwner ----
   void onGoaway(int32_t last_stream_id, uint32_t error_code) override;
-  void onPingAck() override;
+  void onPingAck(uint64_t sequence) override;
   void onRemoteSettings() override;
   // ---- ConnectionTimers::Callbacks ----
   void sendKeepalivePing() override;

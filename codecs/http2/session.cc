@@ -163,8 +163,8 @@ struct Http2Session::Bridge {
         session.owner_.onGoaway(frame->goaway.last_stream_id, frame->goaway.error_code);
         return 0;
       case NGHTTP2_PING:
-        if ((frame->hd.flags & NGHTTP2_FLAG_ACK) != 0 && session.isOurPing(frame->ping.opaque_data)) {
-          session.owner_.onPingAck();
+        if ((frame->hd.flags & NGHTTP2_FLAG_ACK) != 0) {
+          if (auto sequence = session.ourPing(frame->ping.opaque_data)) session.owner_.onPingAck(*sequence);
         }
         return 0;
       case NGHTTP2_SETTINGS:
@@ -461,18 +461,22 @@ void Http2Session::detach(int32_t stream_id) {
 
 void Http2Session::goaway(uint32_t error_code) { nghttp2_session_terminate_session(session_, error_code); }
 
-void Http2Session::ping() {
+uint64_t Http2Session::ping() {
   if (pings_sent_ == 0) ping_base_ = std::random_device{}() | (uint64_t{std::random_device{}()} << 32);
-  const uint64_t payload = ping_base_ + pings_sent_++;
+  const uint64_t sequence = pings_sent_++;
+  const uint64_t payload = ping_base_ + sequence;
   uint8_t opaque[8];
   std::memcpy(opaque, &payload, sizeof(opaque));
   nghttp2_submit_ping(session_, NGHTTP2_FLAG_NONE, opaque);
+  return sequence;
 }
 
-bool Http2Session::isOurPing(const uint8_t* opaque) const {
+std::optional<uint64_t> Http2Session::ourPing(const uint8_t* opaque) const {
   uint64_t payload;
   std::memcpy(&payload, opaque, sizeof(payload));
-  return payload - ping_base_ < pings_sent_;  // unsigned: wraps for payloads before the base
+  const uint64_t sequence = payload - ping_base_;  // unsigned: wraps for payloads before the base
+  if (sequence >= pings_sent_) return std::nullopt;
+  return sequence;
 }
 
 void Http2Session::gracefulGoaway() {

@@ -18,6 +18,7 @@
 
 #include <cstdint>
 #include <memory>
+#include <optional>
 #include <string>
 #include <string_view>
 #include <vector>
@@ -66,10 +67,10 @@ class Http2SessionOwner {
   // A GOAWAY with an error went out (server sessions): nghttp2 sends one of
   // its own for a peer past its limits (e.g. RST_STREAMs past the bucket).
   virtual void onErrorGoawaySent(uint32_t /*error_code*/) {}
-  // A PING we sent came back (ACKs carrying any other payload are ignored:
-  // a peer must not keep itself alive, or end a drain early, with ACKs it
-  // was never asked for).
-  virtual void onPingAck() {}
+  // A PING we sent came back: `sequence` is what ping() returned for it
+  // (ACKs carrying any other payload are ignored: a peer must not keep itself
+  // alive, or end a drain early, with ACKs it was never asked for).
+  virtual void onPingAck(uint64_t /*sequence*/) {}
 };
 
 // How the first bytes a client sent compare with the HTTP/2 client preface.
@@ -154,7 +155,8 @@ class Http2Session {
   // request still queued (not yet sent). Once per stream.
   void detach(int32_t stream_id);
   void goaway(uint32_t error_code);
-  void ping();
+  // Sends a PING; its sequence number (0, 1, ...), which onPingAck gives back.
+  uint64_t ping();
   // Server side: GOAWAY with the largest stream id ("finish up, more may come").
   void shutdownNotice();
   // GOAWAY naming the last stream processed: newer streams are refused, open
@@ -170,8 +172,9 @@ class Http2Session {
 
  private:
   Http2StreamHandler* handler(int32_t stream_id) const;
-  // The payload of a PING ACK is one of our PINGs'.
-  bool isOurPing(const uint8_t* opaque) const;
+  // The sequence number of our PING whose payload a PING ACK carries; none
+  // for a payload we never sent.
+  std::optional<uint64_t> ourPing(const uint8_t* opaque) const;
 
   Side side_;
   Http2SessionOwner& owner_;

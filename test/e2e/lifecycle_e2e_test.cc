@@ -14,6 +14,7 @@
 #include <thread>
 
 #include "test/support/e2e_fixture.h"
+#include "test/support/frame_socket.h"
 #include "test/support/http_client.h"
 #include "test/support/raw_h2_client.h"
 #include "test/support/scripted_resolver.h"
@@ -166,6 +167,51 @@ TEST_CASE("a call that reaches a draining connection before the final GOAWAY is 
   CHECK(backend.stats().calls.load() == 1);
   CHECK(waitFor([&] { return gateway.logs().find("reset (REFUSED_STREAM): the gateway is shutting down") !=
                              std::string::npos; }, std::chrono::seconds(2)));
+  CHECK(gateway.stop() == 0);
+}
+
+TEST_CASE("a late answer to a keepalive PING does not end a drain's first phase early", "[e2e][lifecycle]") {
+  TestBackend backend("b");
+  auto config = catchAllConfig(backend.address());
+  config["drain_timeout_ms"] = 5000;
+  config["workers"] = 1;
+  config["listeners"][0]["keepalive_interval_ms"] = 200;
+  GatewayProcess gateway(config);
+  FrameSocket client(gateway.port());
+  // Every frame up to the first one of `type` that is not an ACK, or nothing.
+  auto until = [&](uint8_t type, std::chrono::milliseconds limit) -> std::optional<FrameSocket::Frame> {
+    const auto end = std::chrono::steady_clock::now() + limit;
+    while (std::chrono::steady_clock::now() < end) {
+      auto f = client.nextFrame(std::chrono::milliseconds(50));
+      if (f && f->type == type && (f->flags & 0x1) == 0) return f;
+    }
+    return std::nullopt;
+  };
+  auto ack = [&](const std::string& payload) { client.send(FrameSocket::frame(kPing, 0x1, 0, payload)); };
+  // A keepalive PING, left unanswered for now.
+  auto keepalive = until(kPing, std::chrono::seconds(5));
+  REQUIRE(keepalive);
+  gateway.signal(SIGTERM);
+  // The first GOAWAY ("finish up") and the drain's own PING, in either
+  // order (nghttp2 sends PINGs ahead of other frames).
+  bool first_goaway = false;
+  std::optional<FrameSocket::Frame> drain_ping;
+  for (auto end = std::chrono::steady_clock::now() + std::chrono::seconds(5);
+       (!first_goaway || !drain_ping) && std::chrono::steady_clock::now() < end;) {
+    auto f = client.nextFrame(std::chrono::milliseconds(50));
+    if (f && f->type == kGoaway) first_goaway = true;
+    if (f && f->type == kPing && (f->flags & 0x1) == 0) drain_ping = f;
+  }
+  REQUIRE(first_goaway);
+  REQUIRE(drain_ping);
+  REQUIRE(drain_ping->payload != keepalive->payload);
+  // The keepalive's answer comes late: the client has not seen the GOAWAY
+  // by it, so the final GOAWAY must still wait.
+  ack(keepalive->payload);
+  CHECK_FALSE(until(kGoaway, std::chrono::milliseconds(500)));
+  // The drain PING's answer: now the final GOAWAY.
+  ack(drain_ping->payload);
+  CHECK(until(kGoaway, std::chrono::milliseconds(500)));
   CHECK(gateway.stop() == 0);
 }
 

@@ -86,12 +86,39 @@ bool FrameSocket::send(const std::string& bytes) {
   return true;
 }
 
+std::optional<FrameSocket::Frame> FrameSocket::nextFrame(std::chrono::milliseconds limit) {
+  const auto until = std::chrono::steady_clock::now() + limit;
+  for (;;) {
+    if (buffered_.size() >= 9) {
+      const size_t len = (uint8_t(buffered_[0]) << 16) | (uint8_t(buffered_[1]) << 8) | uint8_t(buffered_[2]);
+      if (buffered_.size() >= 9 + len) {
+        Frame f;
+        f.type = static_cast<uint8_t>(buffered_[3]);
+        f.flags = static_cast<uint8_t>(buffered_[4]);
+        f.stream = ((uint8_t(buffered_[5]) & 0x7f) << 24) | (uint8_t(buffered_[6]) << 16) |
+                   (uint8_t(buffered_[7]) << 8) | uint8_t(buffered_[8]);
+        f.payload = buffered_.substr(9, len);
+        buffered_.erase(0, 9 + len);
+        return f;
+      }
+    }
+    const auto left = std::chrono::duration_cast<std::chrono::milliseconds>(until - std::chrono::steady_clock::now());
+    if (left.count() <= 0) return std::nullopt;
+    pollfd p{fd_, POLLIN, 0};
+    if (::poll(&p, 1, static_cast<int>(std::min<int64_t>(left.count(), 50))) <= 0) continue;
+    char tmp[65536];
+    ssize_t n = ::recv(fd_, tmp, sizeof(tmp), 0);
+    if (n <= 0) return std::nullopt;
+    buffered_.append(tmp, static_cast<size_t>(n));
+  }
+}
+
 FrameSocket::Seen FrameSocket::readUntilClosed(std::chrono::milliseconds limit,
                                                 const std::function<void(const std::string&)>& on_ping,
                                                 size_t max_read, std::chrono::milliseconds pause) {
   Seen seen;
   auto until = std::chrono::steady_clock::now() + limit;
-  std::string buf;
+  std::string& buf = buffered_;
   while (std::chrono::steady_clock::now() < until) {
     pollfd p{fd_, POLLIN, 0};
     if (::poll(&p, 1, 50) <= 0) continue;

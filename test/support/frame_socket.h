@@ -7,6 +7,7 @@
 #include <cstddef>
 #include <cstdint>
 #include <functional>
+#include <optional>
 #include <string>
 #include <utility>
 #include <vector>
@@ -56,6 +57,15 @@ class FrameSocket {
     bool closed = false;
     std::vector<std::pair<uint32_t, uint32_t>> resets;  // stream, code
   };
+  struct Frame {
+    uint8_t type = 0;
+    uint8_t flags = 0;
+    uint32_t stream = 0;
+    std::string payload;
+  };
+  // The next whole frame the peer sends, or nothing if none came within
+  // `limit` (or the connection closed).
+  std::optional<Frame> nextFrame(std::chrono::milliseconds limit);
   // Reads frames until the peer closes or `limit` passes. `on_ping` gets
   // the payload of each PING (not ACK) that arrives. A slow reader takes at
   // most `max_read` bytes, then pauses `pause`.
@@ -65,6 +75,7 @@ class FrameSocket {
 
  private:
   int fd_ = -1;
+  std::string buffered_;  // bytes read, not yet a whole frame
 };
 
 }  // namespace sluice::test
