@@ -33,6 +33,16 @@ UpstreamReset resetFromBackend(uint32_t code) {
   }
 }
 
+// Our own nghttp2 reset the stream: the backend's response broke an HTTP/2
+// rule (a malformed header, a bad content-length...). The backend's fault,
+// but not a reset it sent (upstream_rq_reset counts those).
+UpstreamReset resetByGateway(uint32_t code) {
+  return {StatusCode::Internal,
+          fmt::format("the gateway reset the stream ({}): the backend's response broke HTTP/2 rules",
+                      nghttp2_http2_strerror(code)),
+          false, true};
+}
+
 }  // namespace
 
 UpstreamStream::UpstreamStream(UpstreamCallbacks& callbacks, HeaderMap request_headers)
@@ -139,7 +149,11 @@ void UpstreamStream::onClose(uint32_t error_code) {
     connection_->forgetStream(*this);
     connection_ = nullptr;
   }
-  if (!response_complete_ && !incoming_too_large_) callbacks_.onUpstreamReset(resetFromBackend(error_code));
+  if (response_complete_ || incoming_too_large_) return;
+  // A refusal nghttp2 makes itself (streams past a GOAWAY's last id) is the
+  // backend's refusal all the same: unprocessed, and retried as such.
+  const bool ours = !peer_reset_ && error_code != NGHTTP2_NO_ERROR && error_code != NGHTTP2_REFUSED_STREAM;
+  callbacks_.onUpstreamReset(ours ? resetByGateway(error_code) : resetFromBackend(error_code));
 }
 
 }  // namespace sluice

@@ -80,6 +80,7 @@ class UpstreamStream final : public Http2StreamHandler {
   void onHeadersComplete(bool trailers, bool end_stream) override;
   void onData(const uint8_t* data, size_t len) override;
   void onEndStream() override;
+  void onPeerReset(uint32_t) override { peer_reset_ = true; }
   void onClose(uint32_t error_code) override;
   OutboundData& outbound() override { return outbound_; }
   bool outboundEnded() const override { return request_ended_; }
@@ -95,6 +96,7 @@ class UpstreamStream final : public Http2StreamHandler {
   OutboundData outbound_;
   bool request_ended_ = false;
   bool response_complete_ = false;
+  bool peer_reset_ = false;  // the backend sent RST_STREAM
   bool headers_done_ = false;
   HeaderMap incoming_;
   // The block being received, counted as HTTP/2 counts a header list; past

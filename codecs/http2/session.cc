@@ -162,6 +162,9 @@ struct Http2Session::Bridge {
       case NGHTTP2_GOAWAY:
         session.owner_.onGoaway(frame->goaway.last_stream_id, frame->goaway.error_code);
         return 0;
+      case NGHTTP2_RST_STREAM:
+        if (auto* h = handlerOf(s, frame->hd.stream_id)) h->onPeerReset(frame->rst_stream.error_code);
+        return 0;
       case NGHTTP2_PING:
         if ((frame->hd.flags & NGHTTP2_FLAG_ACK) != 0) {
           if (auto sequence = session.ourPing(frame->ping.opaque_data)) session.owner_.onPingAck(*sequence);

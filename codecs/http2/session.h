@@ -42,6 +42,10 @@ class Http2StreamHandler {
   virtual void onData(const uint8_t* data, size_t len) = 0;
   // The peer half-closed (END_STREAM on a DATA frame; HEADERS report it above).
   virtual void onEndStream() = 0;
+  // The peer sent RST_STREAM (onClose follows). A close with an error and
+  // no such frame before it is our own nghttp2's reset (the peer broke a
+  // protocol rule) or a GOAWAY's refusal.
+  virtual void onPeerReset(uint32_t /*error_code*/) {}
   // The stream is gone: after a normal end (error_code 0) or a reset.
   virtual void onClose(uint32_t error_code) = 0;
   // Where nghttp2 pulls this stream's outgoing DATA from.

@@ -51,6 +51,9 @@ constexpr const char* kBigTrailersPath = "/big.Blocks/Trailers";
 // Answered with one HEADERS frame ending the stream, :status 200 and no
 // grpc-status: not a gRPC answer, though it looks like a trailers-only one.
 constexpr const char* kNoStatusPath = "/no.Status/TrailersOnly";
+// Answered with a header block that ends the stream without :status, which
+// HTTP/2 forbids: the gateway's nghttp2 resets the stream itself.
+constexpr const char* kBadHeaderPath = "/bad.Header/NoStatus";
 // Answered like kUnaryPath, with 60,000 bytes of metadata in the response
 // headers: within what the gateway accepts, but with a little more added by
 // a filter, more than one HTTP/2 header block may carry.
@@ -271,6 +274,9 @@ class FrameCountingBackend {
       streams_held_++;
     } else if (s.path == kNoStatusPath) {
       nghttp2_submit_response(c.session, id, head, 2, nullptr);
+    } else if (s.path == kBadHeaderPath) {
+      nghttp2_nv bad[] = {head[1], header("grpc-status", "0")};
+      nghttp2_submit_headers(c.session, NGHTTP2_FLAG_END_STREAM, id, nullptr, bad, 2, nullptr);
     } else if (s.path == kServerStreamPath) {
       // Headers, then nothing: the call stays open until someone resets it.
       nghttp2_submit_headers(c.session, NGHTTP2_FLAG_NONE, id, nullptr, head, 2, nullptr);
@@ -567,6 +573,25 @@ TEST_CASE("a backend's trailers-only answer without grpc-status is INTERNAL, not
   INFO(describe(status));
   CHECK(status.error_code() == grpc::StatusCode::INTERNAL);
   CHECK_THAT(status.error_message(), Catch::Contains("ended the call without grpc-status"));
+}
+
+TEST_CASE("a response the gateway's own HTTP/2 layer rejects is reported as the gateway's reset, not the backend's",
+          "[e2e][upstream]") {
+  FrameCountingBackend backend;
+  auto config = singleConnectionConfig(backend.address());
+  config["admin"] = {{"address", "127.0.0.1:0"}};
+  GatewayProcess gateway(config);
+  auto channel = makeChannel(gateway.address());
+  grpc::ClientContext ctx;
+  setTimeout(ctx, kCallTimeout);
+  EchoResponse response;
+  const grpc::Status status = callUnaryMethod(*channel, kBadHeaderPath, ctx, EchoRequest(), &response);
+  INFO(describe(status));
+  CHECK(status.error_code() == grpc::StatusCode::INTERNAL);
+  CHECK_THAT(status.error_message(), Catch::Contains("the gateway reset the stream (PROTOCOL_ERROR)"));
+  // The backend got the reset; it did not send one.
+  CHECK(waitFor([&] { return backend.rstStreams() == 1; }, 2s));
+  CHECK(statValue(gateway.adminAddress(), "cluster.echo.upstream_rq_reset") == 0);
 }
 
 TEST_CASE("response headers that grow past what HTTP/2 can send fail the call at once instead of hanging it",
