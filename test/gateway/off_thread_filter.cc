@@ -60,8 +60,9 @@ class DelayedWork {
         continue;
       }
       auto first = jobs_.begin();
-      if (Clock::now() < first->first) {
-        wake_.wait_until(lock, first->first);
+      if (const Clock::time_point due = first->first; Clock::now() < due) {
+        // A copy: stop() may free the job (its key) while this waits.
+        wake_.wait_until(lock, due);
         continue;
       }
       auto work = std::move(first->second);
