@@ -67,6 +67,17 @@ struct OffThreadFixture {
                     Counts* counts = nullptr) {
     return call(*stub, spec, timeout, counts);
   }
+  // Waits (calls without a verdict report the counts) until `posted`
+  // verdicts have been posted, then gives the worker a moment to take them.
+  bool waitForPosted(const std::string& posted) {
+    Counts counts;
+    const bool seen = waitFor([&] {
+      REQUIRE_OK(call("", kCallTimeout, &counts));
+      return counts.posted == posted;
+    }, std::chrono::seconds(5));
+    std::this_thread::sleep_for(std::chrono::milliseconds(200));
+    return seen;
+  }
   TestBackend backend{"b"};
   GatewayProcess gateway;
   std::unique_ptr<example::Echo::Stub> stub;
@@ -111,14 +122,8 @@ TEST_CASE("a verdict for a call that ended before it came is dropped, not run", 
     grpc::Status s = f.call(i % 2 == 0 ? "allow:400" : "deny:400", std::chrono::milliseconds(100));
     CHECK(s.error_code() == grpc::StatusCode::DEADLINE_EXCEEDED);
   }
-  // Calls without a verdict pass, and report the counts: wait until all ten
-  // verdicts have been posted, and give the worker a moment to take them.
+  CHECK(f.waitForPosted("10"));
   OffThreadFixture::Counts counts;
-  CHECK(waitFor([&] {
-    REQUIRE_OK(f.call("", kCallTimeout, &counts));
-    return counts.posted == "10";
-  }, std::chrono::seconds(5)));
-  std::this_thread::sleep_for(std::chrono::milliseconds(200));
   REQUIRE_OK(f.call("allow:10", kCallTimeout, &counts));
   CHECK(counts.posted == "11");
   CHECK(counts.ran == "1");  // this call's own verdict only
@@ -153,12 +158,8 @@ TEST_CASE("work posted after a call ended does not run while its stream is still
   request.set_response_count(1);
   request.set_response_size(100);
   stuck.openServerStream(1, request, FrameSocket::literal("x-test-off-thread-late", "300"));
+  CHECK(f.waitForPosted("1"));
   OffThreadFixture::Counts counts;
-  CHECK(waitFor([&] {
-    REQUIRE_OK(f.call("", kCallTimeout, &counts));
-    return counts.posted == "1";
-  }, std::chrono::seconds(5)));
-  std::this_thread::sleep_for(std::chrono::milliseconds(200));
   REQUIRE_OK(f.call("", kCallTimeout, &counts));
   CHECK(counts.ran == "0");
   CHECK(f.gateway.running());

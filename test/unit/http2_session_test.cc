@@ -44,6 +44,25 @@ HeaderMap requestHeaders() {
   return h;
 }
 
+// A client session whose socket is one end of a socket pair; nobody reads
+// the other end.
+struct ClientOnSocketPair {
+  ClientOnSocketPair() {
+    REQUIRE(socketpair(AF_UNIX, SOCK_STREAM, 0, fds) == 0);
+    REQUIRE(socket.open(fds[0]) == 0);
+  }
+  ~ClientOnSocketPair() {
+    socket.close();
+    ::close(fds[1]);
+  }
+  int fds[2] = {-1, -1};
+  Dispatcher dispatcher;
+  QuietSocket callbacks;
+  TcpSocket socket{dispatcher, callbacks};
+  Http2SessionOwner owner;
+  Http2Session session{Http2Session::Side::Client, owner, Http2Settings{}};
+};
+
 }  // namespace
 
 TEST_CASE("a request detached while its HEADERS are still queued gets no callback", "[http2_session]") {
@@ -52,14 +71,9 @@ TEST_CASE("a request detached while its HEADERS are still queued gets no callbac
   // timeout) detaches and is deleted. When the queue finally moves, nghttp2
   // opens the stream with the pointer submitRequest gave it and reports it
   // closed: the handler must not hear of it.
-  int fds[2];
-  REQUIRE(socketpair(AF_UNIX, SOCK_STREAM, 0, fds) == 0);
-  Dispatcher dispatcher;
-  QuietSocket callbacks;
-  TcpSocket socket(dispatcher, callbacks);
-  REQUIRE(socket.open(fds[0]) == 0);
-  Http2SessionOwner owner;
-  Http2Session session(Http2Session::Side::Client, owner, Http2Settings{});
+  ClientOnSocketPair pair;
+  Http2Session& session = pair.session;
+  TcpSocket& socket = pair.socket;
 
   CountingHandler cancelled;
   CountingHandler kept;
@@ -78,21 +92,14 @@ TEST_CASE("a request detached while its HEADERS are still queued gets no callbac
   CHECK(session.openStreams() == 1);
   session.detach(kept_id);
   CHECK(session.openStreams() == 0);
-  socket.close();
-  ::close(fds[1]);
 }
 
 TEST_CASE("a request is open in the session only once its HEADERS leave the queue", "[http2_session]") {
   // What the retry budget asks of a lost request: could a backend have seen
   // it? Queued HEADERS (an id, but nothing written) say no.
-  int fds[2];
-  REQUIRE(socketpair(AF_UNIX, SOCK_STREAM, 0, fds) == 0);
-  Dispatcher dispatcher;
-  QuietSocket callbacks;
-  TcpSocket socket(dispatcher, callbacks);
-  REQUIRE(socket.open(fds[0]) == 0);
-  Http2SessionOwner owner;
-  Http2Session session(Http2Session::Side::Client, owner, Http2Settings{});
+  ClientOnSocketPair pair;
+  Http2Session& session = pair.session;
+  TcpSocket& socket = pair.socket;
   CountingHandler handler;
   const int32_t id = session.submitRequest(requestHeaders(), &handler);
   REQUIRE(id > 0);
@@ -100,8 +107,6 @@ TEST_CASE("a request is open in the session only once its HEADERS leave the queu
   REQUIRE(session.writeTo(socket, 1 << 20));
   CHECK(session.streamOpen(id));
   session.detach(id);
-  socket.close();
-  ::close(fds[1]);
 }
 
 }  // namespace sluice
