@@ -326,9 +326,8 @@ void UpstreamConnection::close(const std::string& reason) {
       cluster.active_requests--;
       pool_.endpoint().onRequestFinished();
     }
-    const bool sent = s->sent();
     if (s->streamId() > 0) session_.detach(s->streamId());
-    s->onConnectionLost(reason, true, sent);
+    s->onConnectionLost(reason);
   }
   pool_.onConnectionClosed(*this);
 }

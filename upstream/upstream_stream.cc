@@ -83,7 +83,10 @@ void UpstreamStream::consume(size_t n) {
 
 bool UpstreamStream::sent() const { return connection_ != nullptr && connection_->streamSent(stream_id_); }
 
-void UpstreamStream::onConnectionLost(const std::string& detail, bool endpoint_fault, bool sent) {
+void UpstreamStream::onConnectionLost(const std::string& detail, bool endpoint_fault) {
+  // Asked while the connection still holds the stream (detach leaves it in
+  // nghttp2's session; only its handler is cleared).
+  const bool sent = this->sent();
   connection_ = nullptr;
   if (!response_complete_ && !incoming_too_large_) {
     // A stream the pool could not place was never the backend's.

@@ -72,8 +72,7 @@ class UpstreamStream final : public Http2StreamHandler {
   bool sent() const;
   // The connection failed or closed before the stream completed (the
   // endpoint's fault), or the stream could not be placed on one (not).
-  // `sent`: as sent(), asked before the connection let go of the stream.
-  void onConnectionLost(const std::string& detail, bool endpoint_fault = true, bool sent = false);
+  void onConnectionLost(const std::string& detail, bool endpoint_fault = true);
 
   // ---- Http2StreamHandler ----
   void onHeader(std::string_view name, std::string_view value) override;
