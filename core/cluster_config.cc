@@ -41,10 +41,10 @@ Status hostNotFound(const std::string& host) {
   return Status(StatusCode::NotFound, fmt::format("cannot resolve host \"{}\"", host));
 }
 
-StatusOr<SocketAddress> lookUpHostNow(const std::string& host, uint16_t port) {
-  auto address = resolveHost(host, port);
-  if (!address) return hostNotFound(host);
-  return *address;
+StatusOr<std::vector<SocketAddress>> lookUpHostNow(const std::string& host, uint16_t port) {
+  auto addresses = resolveHost(host, port);
+  if (addresses.empty()) return hostNotFound(host);
+  return addresses;
 }
 
 namespace {
@@ -53,7 +53,7 @@ std::optional<EndpointConfig> readEndpointAddress(const std::string& text, const
                                                   ConfigErrors& errors, const HostLookup& lookup) {
   // IP literals parse directly; anything else is "host:port" resolved now.
   auto literal = parseSocketAddress(text, false);
-  if (literal.isOk()) return EndpointConfig{literal->host, literal.value(), 1};
+  if (literal.isOk()) return EndpointConfig{literal->host, literal.value(), {literal.value()}, 1};
   std::string host;
   uint16_t port = 0;
   switch (splitHostPort(text, host, port)) {
@@ -75,11 +75,11 @@ std::optional<EndpointConfig> readEndpointAddress(const std::string& text, const
     return std::nullopt;
   }
   auto resolved = lookup ? lookup(host, port) : lookUpHostNow(host, port);
-  if (!resolved.isOk()) {
-    errors.add(path, resolved.status().message());
+  if (!resolved.isOk() || resolved->empty()) {
+    errors.add(path, resolved.isOk() ? hostNotFound(host).message() : resolved.status().message());
     return std::nullopt;
   }
-  return EndpointConfig{host, resolved.value(), 1};
+  return EndpointConfig{host, resolved->front(), resolved.value(), 1};
 }
 
 // An endpoint's address text: the string itself or its "address"; null when neither.
@@ -196,6 +196,11 @@ ClusterConfig readClusterConfig(const json& value, const std::string& path, Conf
   readMs(obj, "keepalive_timeout_ms", cluster.keepalive_timeout_ms);
   // Faster than this is a resolver under constant load, never a fresher answer.
   readMs(obj, "dns_refresh_ms", cluster.dns_refresh_ms, kMinDnsRefreshMs);
+  if (auto v = obj.string("dns_addresses")) {
+    if (*v == "first") cluster.dns_addresses = ClusterConfig::DnsAddresses::First;
+    else if (*v == "all") cluster.dns_addresses = ClusterConfig::DnsAddresses::All;
+    else errors.add(obj.pathOf("dns_addresses"), fmt::format("unknown value \"{}\" (known: first, all)", *v));
+  }
   if (auto v = obj.unsignedInt("max_concurrent_streams", 0, 1u << 31)) {
     cluster.max_concurrent_streams = static_cast<uint32_t>(*v);
   }

@@ -22,6 +22,9 @@ enum class LbPolicy { RoundRobin, LeastRequest, Random, RingHash };
 struct EndpointConfig {
   std::string host;       // as written: an IP literal or a host name
   SocketAddress address;  // resolved at load time (host names are re-resolved later)
+  // A host name's every address at load time, `address` first (see
+  // ClusterConfig::DnsAddresses); an IP literal's is `address` alone.
+  std::vector<SocketAddress> addresses;
   uint32_t weight = 1;
   bool isHostName() const { return address.host != host; }
   // "host:port" as written: names the endpoint across workers and reloads.
@@ -74,6 +77,12 @@ struct ClusterConfig {
   uint32_t keepalive_interval_ms = 0;
   uint32_t keepalive_timeout_ms = 10000;  // and close it if the PING is not answered
   uint32_t dns_refresh_ms = 30000;        // re-resolve host-name endpoints
+  // What a host name's addresses become (Envoy's LOGICAL_DNS and STRICT_DNS
+  // clusters). First: one endpoint, which connects to the first address (a
+  // name for one backend, or a load balancer). All: an endpoint per address,
+  // added and removed as the answers change (a Kubernetes headless service).
+  enum class DnsAddresses { First, All };
+  DnsAddresses dns_addresses = DnsAddresses::First;
   // Streams one upstream connection carries before the pool opens another
   // (the backend's SETTINGS_MAX_CONCURRENT_STREAMS applies too); 0: only the
   // backend's. More connections spread the calls over more backend threads.
@@ -107,14 +116,14 @@ struct ClusterConfig {
   uint32_t panic_threshold_percent = 50;
 };
 
-// How an endpoint's host name becomes an address while a config loads. Empty:
-// lookUpHostNow(), which blocks; a reload passes the answers it got off the
-// loop beforehand (listeners/reload_resolver.h). A failure's message is the
-// config error: it names the host and says why.
-using HostLookup = std::function<StatusOr<SocketAddress>(const std::string& host, uint16_t port)>;
+// How an endpoint's host name becomes addresses while a config loads (never
+// none). Empty: lookUpHostNow(), which blocks; a reload passes the answers it
+// got off the loop beforehand (listeners/reload_resolver.h). A failure's
+// message is the config error: it names the host and says why.
+using HostLookup = std::function<StatusOr<std::vector<SocketAddress>>(const std::string& host, uint16_t port)>;
 
 // resolveHost() on the spot, failing with hostNotFound().
-StatusOr<SocketAddress> lookUpHostNow(const std::string& host, uint16_t port);
+StatusOr<std::vector<SocketAddress>> lookUpHostNow(const std::string& host, uint16_t port);
 // The error for a name the resolver says does not exist: cannot resolve host "name".
 Status hostNotFound(const std::string& host);
 

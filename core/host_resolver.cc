@@ -126,7 +126,7 @@ void HostResolver::runLookups() {
       job->started_at = Clock::now();
       threads.under_way.push_back(job);
     }
-    std::optional<SocketAddress> address = resolveHost(job->name.first, job->name.second);
+    std::vector<SocketAddress> addresses = resolveHost(job->name.first, job->name.second);
     std::vector<std::shared_ptr<HostResolver::Lookup>> waiters;
     {
       // Askers arriving from now on start a fresh lookup, which this thread
@@ -136,7 +136,7 @@ void HostResolver::runLookups() {
       threads.forget(job);
       waiters = std::move(job->waiters);
     }
-    for (auto& waiter : waiters) deliver(waiter, address);
+    for (auto& waiter : waiters) deliver(waiter, addresses);
   }
 }
 
@@ -157,17 +157,17 @@ bool LookupThreads::startThreads(void (*body)()) {
   return running > 0;
 }
 
-void HostResolver::deliver(const std::shared_ptr<Lookup>& lookup, const std::optional<SocketAddress>& address) {
+void HostResolver::deliver(const std::shared_ptr<Lookup>& lookup, const std::vector<SocketAddress>& addresses) {
   std::lock_guard lock(lookup->mutex);
   if (lookup->owner == nullptr) return;
-  lookup->dispatcher->post([lookup, address] {
+  lookup->dispatcher->post([lookup, addresses] {
     // On the loop: the resolver may have gone since the post.
     HostResolver* owner;
     {
       std::lock_guard lock(lookup->mutex);
       owner = lookup->owner;
     }
-    if (owner != nullptr) owner->onResolved(lookup, address);
+    if (owner != nullptr) owner->onResolved(lookup, addresses);
   });
 }
 
@@ -233,11 +233,11 @@ void HostResolver::onRecheck() {
   watchForStuckThreads(threads.untilNextStuck(Clock::now()));
 }
 
-void HostResolver::onResolved(const std::shared_ptr<Lookup>& lookup, std::optional<SocketAddress> address) {
+void HostResolver::onResolved(const std::shared_ptr<Lookup>& lookup, std::vector<SocketAddress> addresses) {
   if (in_flight_ != lookup) return;
   in_flight_.reset();
   if (recheck_) recheck_->disable();
-  on_resolved_(std::move(address));
+  on_resolved_(std::move(addresses));
 }
 
 void HostResolver::setMaxThreads(size_t max_threads) {

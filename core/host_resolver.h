@@ -27,8 +27,8 @@
 #include <cstdint>
 #include <functional>
 #include <memory>
-#include <optional>
 #include <string>
+#include <vector>
 
 #include "core/socket_address.h"
 
@@ -39,9 +39,9 @@ class Timer;
 
 class HostResolver {
  public:
-  // `on_resolved` gets the address (see resolveHost), or nullopt when
-  // the name did not resolve; always on the Dispatcher's loop.
-  using Callback = std::function<void(std::optional<SocketAddress>)>;
+  // `on_resolved` gets the addresses (see resolveHost), none when the name
+  // did not resolve; always on the Dispatcher's loop.
+  using Callback = std::function<void(std::vector<SocketAddress>)>;
 
   HostResolver(Dispatcher& dispatcher, Callback on_resolved);
   ~HostResolver();
@@ -73,9 +73,9 @@ class HostResolver {
   // Arms onRecheck `delay` from now (when the next lookup under way counts
   // as stuck).
   void watchForStuckThreads(std::chrono::steady_clock::duration delay);
-  static void deliver(const std::shared_ptr<Lookup>& lookup, const std::optional<SocketAddress>& address);
+  static void deliver(const std::shared_ptr<Lookup>& lookup, const std::vector<SocketAddress>& addresses);
   // On the loop: `lookup` answered (ignored unless it is the one in flight).
-  void onResolved(const std::shared_ptr<Lookup>& lookup, std::optional<SocketAddress> address);
+  void onResolved(const std::shared_ptr<Lookup>& lookup, std::vector<SocketAddress> addresses);
 
   Dispatcher& dispatcher_;
   Callback on_resolved_;

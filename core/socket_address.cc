@@ -5,6 +5,7 @@
 #include <netinet/in.h>
 #include <sys/socket.h>
 
+#include <algorithm>
 #include <charconv>
 #include <cstring>
 
@@ -66,33 +67,39 @@ StatusOr<SocketAddress> parseSocketAddress(std::string_view text, bool allow_por
 
 namespace {
 
-std::optional<SocketAddress> pickResolvedAddress(const addrinfo* answers, uint16_t port) {
-  std::optional<SocketAddress> out;
+// The IPv4 answers in the resolver's order, else the IPv6 ones; each address
+// once (getaddrinfo may repeat one, per protocol or per source of answers).
+std::vector<SocketAddress> pickResolvedAddresses(const addrinfo* answers, uint16_t port) {
+  std::vector<SocketAddress> v4, v6;
   for (const addrinfo* ai = answers; ai != nullptr; ai = ai->ai_next) {
     char ip[INET6_ADDRSTRLEN] = {};
+    SocketAddress address;
     if (ai->ai_family == AF_INET) {
       inet_ntop(AF_INET, &reinterpret_cast<const sockaddr_in*>(ai->ai_addr)->sin_addr, ip, sizeof(ip));
-      return SocketAddress{ip, port, false};
-    }
-    if (ai->ai_family == AF_INET6 && !out) {
+      address = SocketAddress{ip, port, false};
+    } else if (ai->ai_family == AF_INET6) {
       inet_ntop(AF_INET6, &reinterpret_cast<const sockaddr_in6*>(ai->ai_addr)->sin6_addr, ip, sizeof(ip));
-      out = SocketAddress{ip, port, true};
+      address = SocketAddress{ip, port, true};
+    } else {
+      continue;
     }
+    auto& family = address.ipv6 ? v6 : v4;
+    if (std::find(family.begin(), family.end(), address) == family.end()) family.push_back(std::move(address));
   }
-  return out;
+  return v4.empty() ? v6 : v4;
 }
 
 }  // namespace
 
-std::optional<SocketAddress> resolveHost(const std::string& host, uint16_t port) {
+std::vector<SocketAddress> resolveHost(const std::string& host, uint16_t port) {
   addrinfo hints{};
   hints.ai_family = AF_UNSPEC;
   hints.ai_socktype = SOCK_STREAM;
   addrinfo* answers = nullptr;
-  if (getaddrinfo(host.c_str(), nullptr, &hints, &answers) != 0 || answers == nullptr) return std::nullopt;
-  std::optional<SocketAddress> address = pickResolvedAddress(answers, port);
+  if (getaddrinfo(host.c_str(), nullptr, &hints, &answers) != 0 || answers == nullptr) return {};
+  std::vector<SocketAddress> addresses = pickResolvedAddresses(answers, port);
   freeaddrinfo(answers);
-  return address;
+  return addresses;
 }
 
 }  // namespace sluice

@@ -2,9 +2,9 @@
 #pragma once
 
 #include <cstdint>
-#include <optional>
 #include <string>
 #include <string_view>
+#include <vector>
 
 #include "core/status.h"
 
@@ -26,9 +26,9 @@ struct SocketAddress {
 // Accepts "IPv4:port" and "[IPv6]:port"; port 0 only when allow_port_zero.
 StatusOr<SocketAddress> parseSocketAddress(std::string_view text, bool allow_port_zero);
 
-// Looks `host` up (getaddrinfo: it blocks, up to the resolver's timeouts) and
-// picks the first IPv4 address (loopback backends usually listen there), else
-// the first IPv6 one; nullopt if it does not resolve.
-std::optional<SocketAddress> resolveHost(const std::string& host, uint16_t port);
+// Looks `host` up (getaddrinfo: it blocks, up to the resolver's timeouts):
+// its IPv4 addresses in the resolver's order (loopback backends usually
+// listen there), else its IPv6 ones, each once; empty if it does not resolve.
+std::vector<SocketAddress> resolveHost(const std::string& host, uint16_t port);
 
 }  // namespace sluice

@@ -433,7 +433,7 @@ std::string Gateway::clustersJson() const {
       e["ejected"] = ep->ejected(now);
       e["ejections"] = ep->ejections();
       int64_t active = 0;  // every worker's
-      for (const auto& w : workers_) active += w->stats().endpointActive(c->name(), ep->configKey());
+      for (const auto& w : workers_) active += w->stats().endpointActive(c->name(), ep->key());
       e["active_requests"] = active;
       cj["endpoints"].push_back(std::move(e));
     }

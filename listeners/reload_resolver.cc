@@ -12,8 +12,8 @@ ReloadResolver::~ReloadResolver() = default;
 
 size_t ReloadResolver::start(const std::vector<Name>& names) {
   for (const Name& name : names) {
-    auto resolver = std::make_unique<HostResolver>(dispatcher_, [this, name](std::optional<SocketAddress> address) {
-      onAnswer(name, std::move(address));
+    auto resolver = std::make_unique<HostResolver>(dispatcher_, [this, name](std::vector<SocketAddress> addresses) {
+      onAnswer(name, std::move(addresses));
     });
     if (!resolver->resolve(name.first, name.second, /*fresh=*/true)) continue;  // loading resolves it instead
     resolvers_.push_back(std::move(resolver));
@@ -24,9 +24,9 @@ size_t ReloadResolver::start(const std::vector<Name>& names) {
   return waiting_;
 }
 
-void ReloadResolver::onAnswer(const Name& name, const std::optional<SocketAddress>& address) {
-  if (address) {
-    answers_.insert_or_assign(name, *address);
+void ReloadResolver::onAnswer(const Name& name, std::vector<SocketAddress> addresses) {
+  if (!addresses.empty()) {
+    answers_.insert_or_assign(name, std::move(addresses));
   } else {
     answers_.insert_or_assign(name, hostNotFound(name.first));
   }
@@ -52,7 +52,7 @@ void ReloadResolver::finish() {
 }
 
 HostLookup ReloadResolver::lookupFrom(const Answers& answers) {
-  return [&answers](const std::string& host, uint16_t port) -> StatusOr<SocketAddress> {
+  return [&answers](const std::string& host, uint16_t port) -> StatusOr<std::vector<SocketAddress>> {
     auto it = answers.find({host, port});
     return it != answers.end() ? it->second : lookUpHostNow(host, port);
   };

@@ -19,7 +19,6 @@
 #include <functional>
 #include <map>
 #include <memory>
-#include <optional>
 #include <string>
 #include <utility>
 #include <vector>
@@ -34,8 +33,8 @@ namespace sluice {
 class ReloadResolver final : public DeferredDeletable {
  public:
   using Name = std::pair<std::string, uint16_t>;
-  // An address, or why there is none (the config error to report).
-  using Answers = std::map<Name, StatusOr<SocketAddress>>;
+  // The addresses, or why there are none (the config error to report).
+  using Answers = std::map<Name, StatusOr<std::vector<SocketAddress>>>;
   using Done = std::function<void(Answers)>;
 
   ReloadResolver(Dispatcher& dispatcher, std::chrono::milliseconds timeout, Done done);
@@ -51,7 +50,7 @@ class ReloadResolver final : public DeferredDeletable {
   static HostLookup lookupFrom(const Answers& answers);
 
  private:
-  void onAnswer(const Name& name, const std::optional<SocketAddress>& address);
+  void onAnswer(const Name& name, std::vector<SocketAddress> addresses);
   void onTimeout();
   void finish();
 

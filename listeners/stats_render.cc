@@ -156,7 +156,7 @@ std::string renderPrometheus(const std::vector<const WorkerStats*>& workers, con
                   "1 if the endpoint takes new calls (healthy, not ejected), as the first worker sees it.")
             .add(l, ep->available(now) ? 1 : 0);
         int64_t active = 0;
-        for (const WorkerStats* w : workers) active += w->endpointActive(c->name(), ep->configKey());
+        for (const WorkerStats* w : workers) active += w->endpointActive(c->name(), ep->key());
         f.gateway("sluice_endpoint_rq_active", "gauge", "Calls in flight on the endpoint, on every worker.").add(l, active);
       }
     }

@@ -20,20 +20,28 @@ constexpr int64_t kMaxEjectionMs = 300000;
 }  // namespace
 
 Cluster::Cluster(Dispatcher& dispatcher, const ClusterConfig& config, WorkerStats& stats)
-    : dispatcher_(dispatcher), config_(config), stats_(stats.cluster(config.name)) {
-  std::vector<Endpoint*> all;
+    : dispatcher_(dispatcher), config_(config), worker_stats_(stats), stats_(stats.cluster(config.name)) {
+  const bool every_address = config.dns_addresses == ClusterConfig::DnsAddresses::All;
   for (const auto& ep : config.endpoints) {
-    endpoints_.push_back(std::make_unique<Endpoint>(dispatcher, *this, ep, stats.endpointGauge(config.name, ep.key())));
-    all.push_back(endpoints_.back().get());
-  }
-  lb_ = makeLoadBalancer(config.lb_policy, all);
-  for (size_t i = 0; i < endpoints_.size(); ++i) {
-    if (!config.endpoints[i].isHostName()) continue;
-    Endpoint* endpoint = endpoints_[i].get();
-    named_.push_back({endpoint, std::make_unique<HostResolver>(dispatcher, [this, endpoint](auto address) {
-                        onResolved(*endpoint, address);
+    if (!ep.isHostName()) {
+      addEndpoint(ep, ep.address, false);
+      continue;
+    }
+    Endpoint* first = nullptr;
+    if (every_address) {
+      for (const auto& address : ep.addresses) addEndpoint(ep, address, true);
+    } else {
+      first = &addEndpoint(ep, ep.address, false);
+    }
+    named_.push_back({&ep, first, std::make_unique<HostResolver>(dispatcher, [this, &ep, first](auto addresses) {
+                        if (first != nullptr) {
+                          onResolved(*first, addresses);
+                        } else {
+                          onResolvedAll(ep, addresses);
+                        }
                       })});
   }
+  rebuildBalancer();
   if (!named_.empty()) {
     dns_timer_ = std::make_unique<Timer>(dispatcher, [this] { refreshDns(); });
     dns_timer_->enable(std::chrono::milliseconds(config.dns_refresh_ms));
@@ -41,6 +49,18 @@ Cluster::Cluster(Dispatcher& dispatcher, const ClusterConfig& config, WorkerStat
 }
 
 Cluster::~Cluster() { closeAll(); }
+
+Endpoint& Cluster::addEndpoint(const EndpointConfig& config, const SocketAddress& address, bool one_of_many) {
+  Gauge& active = worker_stats_.endpointGauge(config_.name, Endpoint::keyFor(config, address, one_of_many));
+  endpoints_.push_back(std::make_unique<Endpoint>(dispatcher_, *this, config, address, one_of_many, active));
+  return *endpoints_.back();
+}
+
+void Cluster::rebuildBalancer() {
+  std::vector<Endpoint*> all;
+  for (auto& ep : endpoints_) all.push_back(ep.get());
+  lb_ = makeLoadBalancer(config_.lb_policy, all);
+}
 
 Status Cluster::admitRequest() {
   if (active_requests >= config_.circuit_breakers.max_requests) {
@@ -78,7 +98,7 @@ StatusOr<Endpoint*> Cluster::chooseEndpoint(const HeaderMap& request_headers, co
   for (auto& ep : endpoints_) {
     if (usable(*ep) && !ep->pool().inBackoff(now) && ep.get() != avoid) candidates_.push_back(ep.get());
   }
-  if (candidates_.empty() && avoid != nullptr && usable(*avoid)) {
+  if (candidates_.empty() && avoid != nullptr && !avoid->removed() && usable(*avoid)) {
     candidates_.push_back(const_cast<Endpoint*>(avoid));
   }
   if (candidates_.empty()) {
@@ -125,26 +145,80 @@ void Cluster::refreshDns() {
   // Each lookup runs off the loop (HostResolver): a resolver that does not
   // answer delays only the next address change, never a call. One still in
   // flight from the last round is left to finish.
-  for (auto& [endpoint, lookup] : named_) {
-    if (!lookup->busy()) lookup->resolve(endpoint->host(), endpoint->address().port);
+  for (auto& named : named_) {
+    if (!named.lookup->busy()) named.lookup->resolve(named.config->host, named.config->address.port);
   }
+  sweepRemoved();
   dns_timer_->enable(std::chrono::milliseconds(config_.dns_refresh_ms));
 }
 
-void Cluster::onResolved(Endpoint& endpoint, const std::optional<SocketAddress>& address) {
+void Cluster::onResolved(Endpoint& endpoint, const std::vector<SocketAddress>& addresses) {
   // A name that stopped resolving keeps its last address: better than none.
-  if (!address) {
+  if (addresses.empty()) {
     spdlog::debug("cluster '{}': cannot resolve {}, keeping {}", config_.name, endpoint.host(),
                   endpoint.address().toString());
     return;
   }
-  if (address->host == endpoint.address().host) return;
+  // An address still answered is kept: a resolver that rotates its answers
+  // must not move the endpoint's new connections on every refresh.
+  if (std::find(addresses.begin(), addresses.end(), endpoint.address()) != addresses.end()) return;
   // New connections only: open streams are never dropped.
-  spdlog::info("cluster '{}': {} now resolves to {}", config_.name, endpoint.host(), address->toString());
-  endpoint.setAddress(*address);
+  spdlog::info("cluster '{}': {} now resolves to {}", config_.name, endpoint.host(), addresses.front().toString());
+  endpoint.setAddress(addresses.front());
+}
+
+void Cluster::onResolvedAll(const EndpointConfig& config, const std::vector<SocketAddress>& addresses) {
+  if (addresses.empty()) {
+    spdlog::debug("cluster '{}': cannot resolve {}, keeping its endpoints", config_.name, config.host);
+    return;
+  }
+  bool changed = false;
+  for (auto it = endpoints_.begin(); it != endpoints_.end();) {
+    Endpoint& ep = **it;
+    if (&ep.config() != &config || std::find(addresses.begin(), addresses.end(), ep.address()) != addresses.end()) {
+      ++it;
+      continue;
+    }
+    // Its calls finish where they are; it takes no new ones.
+    spdlog::info("cluster '{}': {} no longer resolves to {}: endpoint removed ({} call(s) still on it)",
+                 config_.name, config.host, ep.address().host, ep.activeRequests());
+    ep.remove();
+    removed_.push_back(std::move(*it));
+    it = endpoints_.erase(it);
+    changed = true;
+  }
+  for (const auto& address : addresses) {
+    auto same = std::find_if(endpoints_.begin(), endpoints_.end(), [&](const auto& ep) {
+      return &ep->config() == &config && ep->address() == address;
+    });
+    if (same != endpoints_.end()) continue;
+    spdlog::info("cluster '{}': {} now also resolves to {}: endpoint added", config_.name, config.host,
+                 address.host);
+    Endpoint& added = addEndpoint(config, address, true);
+    if (health_checks_started_) added.startHealthChecks();
+    changed = true;
+  }
+  if (changed) rebuildBalancer();
+  sweepRemoved();
+}
+
+void Cluster::sweepRemoved() {
+  for (auto it = removed_.begin(); it != removed_.end();) {
+    if (!(*it)->unused()) {
+      ++it;
+      continue;
+    }
+    spdlog::info("cluster '{}': removed endpoint {} ({}) is gone: its calls and connections have ended",
+                 config_.name, (*it)->describe(), (*it)->host());
+    // After the deletions already queued: its last connection, closed in
+    // this loop iteration, may still be waiting for its own.
+    dispatcher_.deferredDelete(std::move(*it));
+    it = removed_.erase(it);
+  }
 }
 
 void Cluster::startHealthChecks() {
+  health_checks_started_ = true;
   for (auto& ep : endpoints_) ep->startHealthChecks();
 }
 
@@ -164,6 +238,7 @@ void Cluster::adoptStateOf(Cluster& old) {
 void Cluster::retire() {
   if (dns_timer_) dns_timer_->disable();
   named_.clear();
+  health_checks_started_ = false;
   for (auto& ep : endpoints_) ep->stopHealthChecks();
 }
 
@@ -171,6 +246,7 @@ void Cluster::closeAll() {
   if (dns_timer_) dns_timer_->disable();
   named_.clear();  // answers still coming are dropped
   for (auto& ep : endpoints_) ep->close();
+  for (auto& ep : removed_) ep->close();
 }
 
 }  // namespace sluice

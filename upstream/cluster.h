@@ -2,7 +2,9 @@
 // balancer, circuit-breaker counters, outlier ejection and DNS refresh.
 //
 // Owned by the worker's ClusterManager; owns its Endpoints. Reads its
-// ClusterConfig, which the worker keeps alive.
+// ClusterConfig, which the worker keeps alive. With dns_addresses "all", the
+// refresh adds an endpoint for each new address of a host name and removes
+// those whose address left the answer (kept until nothing uses them).
 #pragma once
 
 #include <cstdint>
@@ -34,6 +36,7 @@ class Cluster {
   const ClusterConfig& config() const { return config_; }
   Dispatcher& dispatcher() { return dispatcher_; }
   ClusterStats& stats() { return stats_; }
+  // The endpoints taking calls (not those removed and still finishing).
   const std::vector<std::unique_ptr<Endpoint>>& endpoints() const { return endpoints_; }
 
   // max_requests: may one more stream start on this cluster?
@@ -43,8 +46,9 @@ class Cluster {
   // If not, counted in upstream_rq_retry_overflow, and `why` says so.
   bool admitRetry(std::string& why);
   void retryDone() { --active_retries; }
-  // The endpoint for a new stream, avoiding `avoid` (the last attempt's) when
-  // another is available; UNAVAILABLE naming the cluster when none is.
+  // The endpoint for a new stream, avoiding `avoid` (the last attempt's,
+  // perhaps removed since) when another is available; UNAVAILABLE naming the
+  // cluster when none is.
   StatusOr<Endpoint*> chooseEndpoint(const HeaderMap& request_headers, const Endpoint* avoid);
 
   // Circuit-breaker counters, kept by pools and connections.
@@ -68,19 +72,32 @@ class Cluster {
   void closeAll();
 
  private:
+  Endpoint& addEndpoint(const EndpointConfig& config, const SocketAddress& address, bool one_of_many);
+  void rebuildBalancer();
   void refreshDns();
-  void onResolved(Endpoint& endpoint, const std::optional<SocketAddress>& address);
+  // dns_addresses "first": the endpoint moves to a new address only when its
+  // own is no longer among the answers.
+  void onResolved(Endpoint& endpoint, const std::vector<SocketAddress>& addresses);
+  // dns_addresses "all": endpoints follow `config`'s answer.
+  void onResolvedAll(const EndpointConfig& config, const std::vector<SocketAddress>& addresses);
+  // Deletes the removed endpoints nothing uses any more.
+  void sweepRemoved();
 
   Dispatcher& dispatcher_;
   const ClusterConfig& config_;
+  WorkerStats& worker_stats_;
   ClusterStats& stats_;
   std::vector<std::unique_ptr<Endpoint>> endpoints_;
+  // Removed by a DNS answer; their calls and connections still finishing.
+  std::vector<std::unique_ptr<Endpoint>> removed_;
   LoadBalancerPtr lb_;
   std::vector<Endpoint*> candidates_;  // scratch, reused per pick
-  // Each host-name endpoint with its lookup; declared after endpoints_, so
-  // the lookups (and their callbacks) go first.
+  bool health_checks_started_ = false;
+  // Each host-name endpoint config with its lookup; declared after the
+  // endpoints, so the lookups (and their callbacks) go first.
   struct NamedEndpoint {
-    Endpoint* endpoint;
+    const EndpointConfig* config;
+    Endpoint* endpoint;  // dns_addresses "first": its one endpoint; "all": none
     std::unique_ptr<HostResolver> lookup;
   };
   std::vector<NamedEndpoint> named_;

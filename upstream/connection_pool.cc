@@ -142,6 +142,10 @@ void ConnectionPool::onConnectionClosed(UpstreamConnection& connection) {
   if (connections_.empty()) advertised_stream_limit_.reset();
 }
 
+void ConnectionPool::retire() {
+  for (auto& conn : connections_) conn->retire();
+}
+
 void ConnectionPool::closeAll() {
   // close() calls back into onConnectionClosed, which edits the vector.
   while (!connections_.empty()) connections_.back()->close("gateway shutting down");

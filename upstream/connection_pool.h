@@ -60,6 +60,8 @@ class ConnectionPool {
 
   // Gateway shutdown: close every connection.
   void closeAll();
+  // The endpoint was removed: every connection closes once its calls end.
+  void retire();
 
   Endpoint& endpoint() { return endpoint_; }
   Cluster& cluster();

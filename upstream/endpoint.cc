@@ -7,8 +7,17 @@
 
 namespace sluice {
 
-Endpoint::Endpoint(Dispatcher& dispatcher, Cluster& cluster, const EndpointConfig& config, Gauge& active_gauge)
-    : cluster_(cluster), config_(config), address_(config.address), active_gauge_(active_gauge) {
+std::string Endpoint::keyFor(const EndpointConfig& config, const SocketAddress& address, bool one_of_many) {
+  return one_of_many ? config.key() + "/" + address.host : config.key();
+}
+
+Endpoint::Endpoint(Dispatcher& dispatcher, Cluster& cluster, const EndpointConfig& config,
+                   const SocketAddress& address, bool one_of_many, Gauge& active_gauge)
+    : cluster_(cluster),
+      config_(config),
+      address_(address),
+      key_(keyFor(config, address, one_of_many)),
+      active_gauge_(active_gauge) {
   pool_ = std::make_unique<ConnectionPool>(dispatcher, *this);
   if (cluster.config().health_check) {
     health_checker_ = std::make_unique<HealthChecker>(dispatcher, *this, *cluster.config().health_check);
@@ -45,6 +54,14 @@ void Endpoint::recordCallResult(bool success) {
 }
 
 void Endpoint::stopHealthChecks() { health_checker_.reset(); }
+
+void Endpoint::remove() {
+  removed_ = true;
+  health_checker_.reset();
+  pool_->retire();
+}
+
+bool Endpoint::unused() const { return removed_ && holders_ == 0 && pool_->connectionCount() == 0; }
 
 void Endpoint::adoptStateOf(Endpoint& old) {
   pool_->adoptBackoffOf(*old.pool_);

@@ -1,8 +1,11 @@
 // Endpoint: one backend address of a cluster, on one worker: its connection
 // pool, its health (active checks and outlier ejection) and its load.
 //
-// Owned by its Cluster for the worker's life. The pool and the health checker
-// it owns point back at it.
+// Owned by its Cluster. The pool and the health checker it owns point back at
+// it. An endpoint for one of a host name's addresses (dns_addresses "all")
+// that left the name's answer is removed: it takes no new calls, and the
+// cluster deletes it once its connections have closed and no call holds it
+// (EndpointRef).
 #pragma once
 
 #include <chrono>
@@ -11,24 +14,34 @@
 #include <string>
 
 #include "core/cluster_config.h"
+#include "core/dispatcher.h"
 
 namespace sluice {
 
 class Cluster;
 class ConnectionPool;
-class Dispatcher;
 class Gauge;
 class HealthChecker;
 
-class Endpoint {
+class Endpoint final : public DeferredDeletable {
  public:
   using Clock = std::chrono::steady_clock;
 
-  // `active_gauge` follows activeRequests() for the metrics (summed over workers).
-  Endpoint(Dispatcher& dispatcher, Cluster& cluster, const EndpointConfig& config, Gauge& active_gauge);
-  ~Endpoint();
+  // `address` is one of `config`'s: its first, or with `one_of_many` any of
+  // a host name's (each its own endpoint). `active_gauge` follows
+  // activeRequests() for the metrics (summed over workers).
+  Endpoint(Dispatcher& dispatcher, Cluster& cluster, const EndpointConfig& config, const SocketAddress& address,
+           bool one_of_many, Gauge& active_gauge);
+  ~Endpoint() override;
+
+  // Names the endpoint across workers and reloads, in metrics and on the
+  // hash ring: "host:port" as written, and for one of a name's many
+  // addresses "host:port/IP".
+  static std::string keyFor(const EndpointConfig& config, const SocketAddress& address, bool one_of_many);
+  const std::string& key() const { return key_; }
 
   Cluster& cluster() { return cluster_; }
+  const EndpointConfig& config() const { return config_; }
   ConnectionPool& pool() { return *pool_; }
   const SocketAddress& address() const { return address_; }
   void setAddress(const SocketAddress& address) { address_ = address; }
@@ -70,6 +83,13 @@ class Endpoint {
   // Smooth weighted round robin state (load balancer only).
   int64_t rr_current = 0;
 
+  // Its address left the host name's answer: no new calls, no health
+  // checks; connections close as their calls end.
+  void remove();
+  bool removed() const { return removed_; }
+  // Removed, and nothing uses it any more: the cluster may delete it.
+  bool unused() const;
+
   void startHealthChecks();
   // A reload replaced this endpoint's config: its checks stop (calls still
   // running on the old config need none; the new endpoint checks the backend).
@@ -82,9 +102,14 @@ class Endpoint {
   void close();
 
  private:
+  friend class EndpointRef;
+
   Cluster& cluster_;
   const EndpointConfig& config_;
   SocketAddress address_;
+  std::string key_;
+  bool removed_ = false;
+  uint32_t holders_ = 0;  // EndpointRefs
   std::unique_ptr<ConnectionPool> pool_;
   std::unique_ptr<HealthChecker> health_checker_;
   bool active_healthy_ = true;
@@ -93,6 +118,41 @@ class Endpoint {
   uint32_t consecutive_failures_ = 0;
   uint32_t active_requests_ = 0;
   Gauge& active_gauge_;
+};
+
+// A call's hold on the endpoint of its current (or last) attempt, so that the
+// endpoint outlives the call even if its address leaves the DNS answer:
+// retries compare against it, and outcomes are recorded on it after the
+// attempt's stream is gone. Move-only; on the endpoint's worker only.
+class EndpointRef {
+ public:
+  EndpointRef() = default;
+  explicit EndpointRef(Endpoint* endpoint) : endpoint_(endpoint) {
+    if (endpoint_ != nullptr) ++endpoint_->holders_;
+  }
+  ~EndpointRef() { reset(); }
+  EndpointRef(EndpointRef&& other) noexcept : endpoint_(other.endpoint_) { other.endpoint_ = nullptr; }
+  EndpointRef& operator=(EndpointRef&& other) noexcept {
+    if (this != &other) {
+      reset();
+      endpoint_ = other.endpoint_;
+      other.endpoint_ = nullptr;
+    }
+    return *this;
+  }
+  EndpointRef(const EndpointRef&) = delete;
+  EndpointRef& operator=(const EndpointRef&) = delete;
+
+  Endpoint* get() const { return endpoint_; }
+  Endpoint* operator->() const { return endpoint_; }
+  explicit operator bool() const { return endpoint_ != nullptr; }
+  void reset() {
+    if (endpoint_ != nullptr) --endpoint_->holders_;
+    endpoint_ = nullptr;
+  }
+
+ private:
+  Endpoint* endpoint_ = nullptr;
 };
 
 }  // namespace sluice

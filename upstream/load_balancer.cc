@@ -97,7 +97,7 @@ class RingHash : public LoadBalancer {
       uint64_t wanted = per_weight * e->weight();
       uint32_t nodes = static_cast<uint32_t>(total <= kMaxNodes ? wanted : std::max<uint64_t>(1, wanted * kMaxNodes / total));
       for (uint32_t i = 0; i < nodes; ++i) {
-        std::string label = fmt::format("{}_{}", e->host() + ":" + std::to_string(e->address().port), i);
+        std::string label = fmt::format("{}_{}", e->key(), i);
         ring_.emplace(XXH64(label.data(), label.size(), 0), e);
       }
     }

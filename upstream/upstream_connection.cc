@@ -254,6 +254,11 @@ void UpstreamConnection::onRead(const uint8_t* data, size_t len) {
   scheduleFlush();
 }
 
+void UpstreamConnection::retire() {
+  draining_ = true;
+  scheduleFlush();  // closes there if it carries nothing
+}
+
 void UpstreamConnection::onDisconnected(int status) {
   fail(fmt::format("connection to {} closed: {}", describe(), uvErrorText(status)));
 }

@@ -61,6 +61,9 @@ class UpstreamConnection final : public Http2SessionOwner,
   // The backend's SETTINGS arrived: streams added now are opened at once.
   bool ready() const { return settings_received_; }
   size_t activeStreams() const { return streams_.size(); }
+  // Takes no new streams and closes once the ones it carries end (its
+  // endpoint was removed).
+  void retire();
   // Closes now; every stream still carried is told.
   void close(const std::string& reason);
   // Closes because the connection failed (not by our choice): before the

@@ -97,7 +97,7 @@ FilterStatus ProxyFilter::onRequestHeaders(StreamContext& ctx) {
 
 void ProxyFilter::startAttempt() {
   if (ctx_.ended()) return;
-  auto chosen = cluster_->chooseEndpoint(ctx_.requestHeaders(), endpoint_);
+  auto chosen = cluster_->chooseEndpoint(ctx_.requestHeaders(), endpoint_.get());
   if (!chosen.isOk()) {
     // Finding no endpoint uses up an attempt too, or a call with no deadline
     // would wait for one forever.
@@ -105,7 +105,7 @@ void ProxyFilter::startAttempt() {
     attemptFailed(chosen.status().code(), chosen.status().message(), false, Reach::Unsent);
     return;
   }
-  endpoint_ = chosen.value();
+  endpoint_ = EndpointRef(chosen.value());
   outcome_recorded_ = false;
   ++attempts_;
   cluster_->stats().upstream_rq_total.inc();
@@ -254,7 +254,7 @@ void ProxyFilter::onStreamDone(StreamContext&) {
 
 void ProxyFilter::recordOutcome(bool success) {
   outcome_recorded_ = true;
-  if (endpoint_ != nullptr) endpoint_->recordCallResult(success);
+  if (endpoint_) endpoint_->recordCallResult(success);
 }
 
 void ProxyFilter::failFromUpstream(StatusCode code, const std::string& detail) {

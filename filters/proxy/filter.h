@@ -18,6 +18,7 @@
 #include "core/filter.h"
 #include "core/stream_context.h"
 #include "core/timer.h"
+#include "upstream/endpoint.h"
 #include "upstream/upstream_stream.h"
 
 namespace sluice {
@@ -83,7 +84,8 @@ class ProxyFilter final : public Filter,
   StreamContext& ctx_;
   Cluster* cluster_ = nullptr;
   const RetryPolicy* retry_ = nullptr;
-  Endpoint* endpoint_ = nullptr;  // the current attempt's
+  // The current (or last) attempt's, held: a DNS answer may remove it meanwhile.
+  EndpointRef endpoint_;
   std::unique_ptr<UpstreamStream> upstream_;
   // Earlier attempts: freed with the filter, never inside their own callbacks.
   std::vector<std::unique_ptr<UpstreamStream>> retired_;

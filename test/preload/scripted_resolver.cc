@@ -5,9 +5,10 @@
 //
 // Names ending in ".sluice-test" are answered from the file named by
 // SLUICE_TEST_RESOLVER_FILE, read on every lookup, one line per name:
-//   NAME IPV4 DELAY_MS
-// The answer (one IPv4 address) comes after sleeping DELAY_MS; a name missing
-// from the file does not resolve. Every other name goes to the real resolver.
+//   NAME IPV4[,IPV4...] DELAY_MS
+// The answer (those IPv4 addresses, in that order) comes after sleeping
+// DELAY_MS; a name missing from the file does not resolve. Every other name
+// goes to the real resolver.
 #include <dlfcn.h>
 #include <netdb.h>
 #include <netinet/in.h>
@@ -61,10 +62,26 @@ int scriptedLookup(const char* node, addrinfo** res) {
     long delay_ms = 0;
     if (!(fields >> name >> ip >> delay_ms) || name != node) continue;
     std::this_thread::sleep_for(std::chrono::milliseconds(delay_ms));
-    in_addr addr{};
-    if (inet_pton(AF_INET, ip.c_str(), &addr) != 1) return EAI_NONAME;
-    *res = answer(addr);
-    return *res != nullptr ? 0 : EAI_MEMORY;
+    // Each node is its own allocation, as glibc's freeaddrinfo() expects.
+    addrinfo* head = nullptr;
+    addrinfo** tail = &head;
+    std::istringstream ips(ip);
+    for (std::string one; std::getline(ips, one, ',');) {
+      in_addr addr{};
+      if (inet_pton(AF_INET, one.c_str(), &addr) != 1) {
+        if (head != nullptr) freeaddrinfo(head);
+        return EAI_NONAME;
+      }
+      *tail = answer(addr);
+      if (*tail == nullptr) {
+        if (head != nullptr) freeaddrinfo(head);
+        return EAI_MEMORY;
+      }
+      tail = &(*tail)->ai_next;
+    }
+    if (head == nullptr) return EAI_NONAME;
+    *res = head;
+    return 0;
   }
   return EAI_NONAME;
 }

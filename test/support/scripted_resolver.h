@@ -1,5 +1,5 @@
 // The answers of the resolver preloaded into a gateway (test/preload/): a
-// file of "NAME IPV4 DELAY_MS" lines, replaced whole on every change. Tests
+// file of "NAME IPV4[,IPV4...] DELAY_MS" lines, replaced whole on every change. Tests
 // pass env() to GatewayProcess::Options::extraEnv.
 #pragma once
 
@@ -25,7 +25,7 @@ class ScriptedResolver {
   }
   struct Line {
     std::string name;
-    std::string ip;
+    std::string ip;  // or several, comma-separated
     int delay_ms;
   };
   void answer(const std::string& name, const std::string& ip, int delay_ms) { script({{name, ip, delay_ms}}); }

@@ -129,6 +129,14 @@ TEST_CASE("config mistakes name their JSON path", "[config]") {
     r = with("", good_route, R"({"name":"c","dns_refresh_ms":100,"endpoints":["127.0.0.1:1"]})");
     CHECK(r.config);
   }
+  SECTION("dns_addresses is first or all") {
+    auto r = with("", good_route, R"({"name":"c","dns_addresses":"every","endpoints":["127.0.0.1:1"]})");
+    CHECK(hasError(r.errors, "/clusters/0/dns_addresses", "unknown value \"every\" (known: first, all)"));
+    r = with("", good_route, R"({"name":"c","dns_addresses":"all","endpoints":["127.0.0.1:1"]})");
+    REQUIRE(r.config);
+    CHECK(r.config->clusters[0].dns_addresses == ClusterConfig::DnsAddresses::All);
+    CHECK(r.config->clusters[0].endpoints[0].addresses == std::vector<SocketAddress>{{"127.0.0.1", 1, false}});
+  }
   SECTION("a health-check interval alone below the default timeout is reported where it was written") {
     auto r = with("", good_route, R"({"name":"c","health_check":{"interval_ms":500},"endpoints":["127.0.0.1:1"]})");
     CHECK(hasError(r.errors, "/clusters/0/health_check/interval_ms", "(1000, the default): set timeout_ms too"));

@@ -1,0 +1,215 @@
+// Host names with several addresses, end to end through the preloaded
+// scripted resolver: dns_addresses "all" makes an endpoint of every address
+// and follows the answers (endpoints added and removed, calls on a removed
+// one finishing there); "first" keeps one endpoint on one address.
+#include <catch2/catch.hpp>
+
+#include <grpcpp/health_check_service_interface.h>
+
+#include <map>
+#include <memory>
+#include <string>
+#include <thread>
+#include <vector>
+
+#include "test/support/e2e_fixture.h"
+#include "test/support/http_client.h"
+#include "test/support/scripted_resolver.h"
+
+namespace sluice::test {
+namespace {
+
+using example::EchoRequest;
+using example::EchoResponse;
+
+// Backends serve grpc.health.v1 (the gateway's active health checks use it).
+struct EnableHealthService {
+  EnableHealthService() { grpc::EnableDefaultHealthCheckService(true); }
+};
+const EnableHealthService kEnableHealth;
+
+constexpr char kName[] = "svc.sluice-test";
+
+// A gateway on one worker (the one doing the lookups) routing everything to
+// cluster "named": `name_port` under dns_addresses `mode`, refreshed every 100 ms.
+nlohmann::json namedClusterConfig(int name_port, const std::string& mode, const nlohmann::json& extra = {}) {
+  nlohmann::json c = cluster("named", {std::string(kName) + ":" + std::to_string(name_port)});
+  c["dns_refresh_ms"] = 100;
+  c["dns_addresses"] = mode;
+  if (!extra.is_null()) c.update(extra);
+  auto config = gatewayConfig(nlohmann::json::array({route("prefix", "/", "named")}), nlohmann::json::array({c}));
+  config["workers"] = 1;
+  config["admin"] = {{"address", "127.0.0.1:0"}};
+  return config;
+}
+
+// Backend name -> calls answered, over `n` sequential unary calls (all must succeed).
+std::map<std::string, int> spread(example::Echo::Stub& stub, int n) {
+  std::map<std::string, int> seen;
+  for (int i = 0; i < n; ++i) {
+    grpc::ClientContext ctx;
+    setTimeout(ctx, kCallTimeout);
+    EchoResponse resp;
+    auto status = stub.Unary(&ctx, EchoRequest(), &resp);
+    INFO(describe(status));
+    REQUIRE(status.ok());
+    ++seen[resp.backend()];
+  }
+  return seen;
+}
+
+nlohmann::json namedCluster(const GatewayProcess& gateway) {
+  auto clusters = nlohmann::json::parse(http(gateway.adminAddress(), "GET", "/clusters").body);
+  REQUIRE(clusters.size() == 1);
+  return clusters[0];
+}
+
+// The endpoints /clusters lists for the cluster: address -> health check state.
+std::map<std::string, std::string> listedEndpoints(const GatewayProcess& gateway) {
+  std::map<std::string, std::string> out;
+  const nlohmann::json listed = namedCluster(gateway);
+  for (const auto& ep : listed["endpoints"]) {
+    CHECK(ep["host"] == kName);
+    out[ep["address"].get<std::string>()] = ep["health_check"].get<std::string>();
+  }
+  return out;
+}
+
+// A server-streaming call of `count` responses, one every `interval_ms`.
+struct SlowStream {
+  grpc::ClientContext ctx;
+  std::unique_ptr<grpc::ClientReader<EchoResponse>> reader;
+  SlowStream(example::Echo::Stub& stub, int count, int interval_ms) {
+    setTimeout(ctx, kCallTimeout);
+    EchoRequest req;
+    req.set_response_count(count);
+    req.set_response_interval_ms(interval_ms);
+    reader = stub.ServerStream(&ctx, req);
+  }
+  // Reads to the end: the backend that answered, how many responses, the status.
+  std::string finish(int& responses, grpc::Status& status) {
+    std::string backend;
+    EchoResponse resp;
+    responses = 0;
+    while (reader->Read(&resp)) {
+      backend = resp.backend();
+      ++responses;
+    }
+    status = reader->Finish();
+    return backend;
+  }
+};
+
+TEST_CASE("dns_addresses all: an endpoint per address, following the answers; a removed endpoint's calls finish there",
+          "[e2e][cluster][dns]") {
+  TestBackend a("a");
+  TestBackend b("b", "127.0.0.2", a.port());
+  TestBackend c("c", "127.0.0.3", a.port());
+  const std::string port = std::to_string(a.port());
+  ScriptedResolver resolver;
+  resolver.answer(kName, "127.0.0.1,127.0.0.2", 0);
+  GatewayProcess::Options options;
+  options.extraEnv = resolver.env();
+  GatewayProcess gateway(
+      namedClusterConfig(a.port(), "all",
+                         {{"health_check", {{"interval_ms", 200}, {"timeout_ms", 150}, {"unhealthy_threshold", 2}}}}),
+      options);
+  auto stub = example::Echo::NewStub(makeChannel(gateway.address()));
+
+  // Both addresses take calls, round robin.
+  auto seen = spread(*stub, 10);
+  CHECK(seen["a"] == 5);
+  CHECK(seen["b"] == 5);
+  CHECK(listedEndpoints(gateway) ==
+        std::map<std::string, std::string>{{"127.0.0.1:" + port, "healthy"}, {"127.0.0.2:" + port, "healthy"}});
+
+  // Four 2 s streams, two on each backend; then 127.0.0.2 leaves the answer
+  // and 127.0.0.3 joins it.
+  std::vector<std::unique_ptr<SlowStream>> streams;
+  for (int i = 0; i < 4; ++i) streams.push_back(std::make_unique<SlowStream>(*stub, 20, 100));
+  REQUIRE(waitFor([&] { return a.stats().active == 2 && b.stats().active == 2; }, std::chrono::seconds(5)));
+  resolver.answer(kName, "127.0.0.1,127.0.0.3", 0);
+  REQUIRE(waitFor([&] { return gateway.logs().find("now also resolves to 127.0.0.3") != std::string::npos; },
+                  std::chrono::seconds(5)));
+  CHECK(gateway.logs().find("no longer resolves to 127.0.0.2: endpoint removed (2 call(s) still on it)") !=
+        std::string::npos);
+  CHECK(listedEndpoints(gateway) ==
+        std::map<std::string, std::string>{{"127.0.0.1:" + port, "healthy"}, {"127.0.0.3:" + port, "healthy"}});
+
+  // New calls go to the answer's addresses only, while b's streams go on.
+  const int b_calls = b.stats().calls;
+  seen = spread(*stub, 10);
+  CHECK(seen["a"] == 5);
+  CHECK(seen["c"] == 5);
+  CHECK(b.stats().calls == b_calls);
+  CHECK(b.stats().active == 2);
+  // Still in use: not deleted.
+  CHECK(gateway.logs().find("removed endpoint 127.0.0.2:" + port) == std::string::npos);
+
+  std::map<std::string, int> finished;
+  for (auto& s : streams) {
+    int responses = 0;
+    grpc::Status status;
+    const std::string backend = s->finish(responses, status);
+    INFO(backend << ": " << describe(status));
+    CHECK(status.ok());
+    CHECK(responses == 20);
+    ++finished[backend];
+  }
+  CHECK(finished == std::map<std::string, int>{{"a", 2}, {"b", 2}});
+
+  // Its connection closes once its calls are done, and the endpoint goes.
+  CHECK(waitFor([&] { return gateway.logs().find("removed endpoint 127.0.0.2:" + port + " (" + kName + ") is gone") !=
+                             std::string::npos; },
+                std::chrono::seconds(5)));
+  CHECK(waitFor([&] { return namedCluster(gateway)["connections"] == 2; }, std::chrono::seconds(5)));
+
+  // An added endpoint is health-checked like the others.
+  c.stop(std::chrono::milliseconds(0));
+  CHECK(waitFor([&] { return listedEndpoints(gateway)["127.0.0.3:" + port] == "unhealthy"; },
+                std::chrono::seconds(5)));
+
+  // A name that stops resolving keeps its endpoints.
+  resolver.script({});
+  std::this_thread::sleep_for(std::chrono::milliseconds(500));
+  CHECK(listedEndpoints(gateway).size() == 2);
+  seen = spread(*stub, 4);
+  CHECK(seen["a"] == 4);
+  CHECK(gateway.stop() == 0);
+}
+
+TEST_CASE("dns_addresses first: one endpoint, kept on its address while the answer still has it", "[e2e][cluster][dns]") {
+  TestBackend a("a");
+  TestBackend b("b", "127.0.0.2", a.port());
+  ScriptedResolver resolver;
+  resolver.answer(kName, "127.0.0.1,127.0.0.2", 0);
+  GatewayProcess::Options options;
+  options.extraEnv = resolver.env();
+  GatewayProcess gateway(namedClusterConfig(a.port(), "first"), options);
+  auto stub = example::Echo::NewStub(makeChannel(gateway.address()));
+  CHECK(spread(*stub, 6) == std::map<std::string, int>{{"a", 6}});
+  CHECK(listedEndpoints(gateway).size() == 1);
+
+  // The resolver rotates its answer: the endpoint stays where it is.
+  resolver.answer(kName, "127.0.0.2,127.0.0.1", 0);
+  std::this_thread::sleep_for(std::chrono::milliseconds(600));
+  CHECK(gateway.logs().find("now resolves to") == std::string::npos);
+
+  // Its address leaves the answer: the next connection goes to the first one.
+  resolver.answer(kName, "127.0.0.2", 0);
+  REQUIRE(waitFor([&] { return gateway.logs().find("now resolves to 127.0.0.2") != std::string::npos; },
+                  std::chrono::seconds(5)));
+  a.stop();
+  CHECK(waitFor(
+      [&] {
+        grpc::ClientContext ctx;
+        setTimeout(ctx, kCallTimeout);
+        EchoResponse r;
+        return stub->Unary(&ctx, EchoRequest(), &r).ok() && r.backend() == "b";
+      },
+      std::chrono::seconds(10)));
+  CHECK(gateway.stop() == 0);
+}
+
+}  // namespace
+}  // namespace sluice::test
