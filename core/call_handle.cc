@@ -2,9 +2,12 @@
 
 #include <utility>
 
+#include <fmt/format.h>
+
 #include "core/dispatcher.h"
 #include "core/stats.h"
 #include "core/stream_context.h"
+#include "core/timer.h"
 #include "core/user_code.h"
 
 namespace sluice {
@@ -29,19 +32,28 @@ void CallSlots::close(Id id) {
   free_.push_back(id.slot);
 }
 
-void CallSlots::run(Id id, const std::function<void()>& work) {
+void CallSlots::run(Id id, const std::function<void()>& work, std::string_view what) {
   if (find(id) == nullptr) return;  // the call ended: dropped
-  if (runUserCode("work a filter posted to its call (CallHandle::post)", work)) return;
+  if (runUserCode(what, work)) return;
   // Like a hook that throws: the call ends rather than wait, paused, for its
   // deadline. Unless the work ended it before throwing.
   if (StreamContext* call = find(id)) {
-    call->sendLocalReply(LocalReplyReason::FilterError, StatusCode::Internal,
-                         "work a filter posted to the call (CallHandle::post) failed");
+    call->sendLocalReply(LocalReplyReason::FilterError, StatusCode::Internal, fmt::format("{} failed", what));
   }
 }
 
 void CallHandle::post(std::function<void()> work) const {
   if (dispatcher_ != nullptr) dispatcher_->postToCall(id_, std::move(work));
+}
+
+void CallHandle::run(const std::function<void()>& work, std::string_view what) const {
+  if (dispatcher_ != nullptr) dispatcher_->callSlots().run(id_, work, what);
+}
+
+TimerPtr StreamContext::timer(std::function<void()> on_fire) {
+  return std::make_unique<Timer>(dispatcher(), [call = handle(), on_fire = std::move(on_fire)] {
+    call.run(on_fire, "a timer a filter armed for its call (StreamContext::timer)");
+  });
 }
 
 }  // namespace sluice

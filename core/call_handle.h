@@ -36,6 +36,7 @@
 #include <cstddef>
 #include <cstdint>
 #include <functional>
+#include <string_view>
 #include <vector>
 
 namespace sluice {
@@ -56,9 +57,10 @@ class CallSlots {
     return id.slot < slots_.size() && slots_[id.slot].generation == id.generation ? slots_[id.slot].call : nullptr;
   }
   size_t openCount() const { return slots_.size() - free_.size(); }
-  // Runs work posted for `id`'s call (Dispatcher::postToCall), if it is
-  // still going; work that throws is logged and ends the call with INTERNAL.
-  void run(Id id, const std::function<void()>& work);
+  // Runs work for `id`'s call (posted with Dispatcher::postToCall, or a
+  // timer's), if it is still going; work that throws is logged and ends the
+  // call with INTERNAL "`what` failed".
+  void run(Id id, const std::function<void()>& work, std::string_view what);
 
  private:
   struct Slot {
@@ -78,6 +80,10 @@ class CallHandle {
   // Thread-safe. Runs `work` on the call's worker if the call has not ended
   // by then; otherwise it is destroyed unrun.
   void post(std::function<void()> work) const;
+  // On the call's worker thread only (StreamContext::timer's callbacks): runs
+  // `work` now if the call is still going, a throw handled as post()'s is.
+  // `what` names the work in the log and the reply.
+  void run(const std::function<void()>& work, std::string_view what) const;
   bool empty() const { return dispatcher_ == nullptr; }
 
  private:

@@ -134,7 +134,7 @@ void Dispatcher::runPosted() {
   // Posted by filters too, from their own threads: one that throws is logged.
   for (auto& w : work) {
     if (w.call) {
-      call_slots_.run(*w.call, w.fn);
+      call_slots_.run(*w.call, w.fn, "work a filter posted to its call (CallHandle::post)");
     } else {
       runUserCode("work posted to a worker (Dispatcher::post)", w.fn);
     }

@@ -8,6 +8,7 @@
 
 #include <chrono>
 #include <cstdint>
+#include <functional>
 #include <map>
 #include <memory>
 #include <optional>
@@ -16,6 +17,7 @@
 #include <type_traits>
 
 #include "core/call_handle.h"
+#include "core/timer.h"
 #include "core/headers.h"
 #include "core/message.h"
 #include "core/status.h"
@@ -126,6 +128,12 @@ class StreamContext {
   // through it runs on this call's worker only if the call is still going
   // (core/call_handle.h). Once the call has ended, an empty handle.
   virtual CallHandle handle() = 0;
+  // A timer on this call's loop, for the filter to own (a pause with a
+  // fail-open wait, a delayed reply). Its callback runs as CallHandle work
+  // does: not at all once the call has ended, and one that throws is logged
+  // and ends the call with INTERNAL (filter_error) instead of leaving it
+  // paused until its deadline. A plain Timer on dispatcher() knows no call.
+  TimerPtr timer(std::function<void()> on_fire);
 
   // Resume a chain paused by StopIteration, from the filter after the one
   // that paused. Pass the filter itself (continueRequest(*this)): then it

@@ -42,7 +42,7 @@ FilterStatus Filter::onRequestHeaders(sluice::StreamContext& ctx) {
   // The timer runs on the stream's own loop: no locking, and the stream (and
   // so this filter) is alive when it fires, or the timer was destroyed first.
   // Resuming as *this: only this filter's own pause is released.
-  hold_timer_ = std::make_unique<sluice::Timer>(ctx.dispatcher(), [this, &ctx] { ctx.continueRequest(*this); });
+  hold_timer_ = ctx.timer([this, &ctx] { ctx.continueRequest(*this); });
   hold_timer_->enable(std::chrono::milliseconds(config_.hold_ms));
   return FilterStatus::StopIteration;
 }
@@ -66,7 +66,7 @@ FilterStatus Filter::onRequestMessage(sluice::StreamContext& ctx, sluice::Messag
 FilterStatus Filter::onResponseHeaders(sluice::StreamContext& ctx) {
   if (config_.hold_response_ms == 0) return FilterStatus::Continue;
   response_hold_timer_ =
-      std::make_unique<sluice::Timer>(ctx.dispatcher(), [this, &ctx] { ctx.continueResponse(*this); });
+      ctx.timer([this, &ctx] { ctx.continueResponse(*this); });
   response_hold_timer_->enable(std::chrono::milliseconds(config_.hold_response_ms));
   return FilterStatus::StopIteration;
 }

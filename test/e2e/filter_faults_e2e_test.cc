@@ -106,6 +106,26 @@ TEST_CASE("an onStreamDone, a timer or posted work that throws is logged, and th
   CHECK(f.gateway.running());
 }
 
+TEST_CASE("a timer of the call's (StreamContext::timer) that throws ends the call with INTERNAL, not at its deadline",
+          "[filter_faults]") {
+  FaultFixture f;
+  for (int i = 0; i < 3; ++i) {
+    const auto start = std::chrono::steady_clock::now();
+    grpc::Status status = unaryWithFault(*f.stub, "call_timer_throw");
+    CHECK(status.error_code() == grpc::StatusCode::INTERNAL);
+    CHECK(status.error_message() == "a timer a filter armed for its call (StreamContext::timer) failed");
+    // The timer fires after 30 ms; the deadline is 10 s away.
+    CHECK(std::chrono::steady_clock::now() - start < std::chrono::seconds(5));
+  }
+  // It may end the call itself, which destroys the timer running it.
+  grpc::Status status = unaryWithFault(*f.stub, "call_timer_deny");
+  CHECK(status.error_code() == grpc::StatusCode::PERMISSION_DENIED);
+  CHECK(status.error_message() == "denied by a timer of the call");
+  REQUIRE_OK(unaryWithFault(*f.stub, ""));
+  CHECK(f.backend.stats().calls == 1);
+  CHECK(statValue(f.gateway.adminAddress(), "listener.grpc.local_reply.filter_error") == 3);
+}
+
 TEST_CASE("a timer callback may end its call, which destroys the timer running it", "[filter_faults]") {
   FaultFixture f;
   for (int i = 0; i < 3; ++i) {

@@ -27,6 +27,9 @@ namespace {
 //   deny_after_hold          a timer ends the call, then reads its captures
 //   double_continue          a timer resumes the call twice
 //   timer_throw              a timer resumes the call, then throws
+//   call_timer_throw         a timer of the call's (StreamContext::timer)
+//                            throws before resuming it
+//   call_timer_deny          a timer of the call's ends it, then reads its captures
 //   posted_throw             work posted to the dispatcher throws
 // Calls it sees without a fault get the trailer x-test-faults: seen.
 constexpr std::string_view kFaultHeader = "x-test-fault";
@@ -68,6 +71,14 @@ class FaultFilter : public Filter {
       timer_ = std::make_unique<Timer>(ctx.dispatcher(), [this, &ctx] {
         ctx.continueRequest(*this);
         ctx.continueRequest(*this);  // a second path of the same check also resumes
+      });
+    } else if (fault_ == "call_timer_throw") {
+      timer_ = ctx.timer([] { throw std::runtime_error("test_faults: thrown in a timer of the call"); });
+    } else if (fault_ == "call_timer_deny") {
+      timer_ = ctx.timer([this, &ctx, canary = Canary()] {
+        ctx.sendLocalReply(StatusCode::PermissionDenied, "denied by a timer of the call");
+        if (canary.word != Canary::kAlive) std::abort();
+        ++timer_runs_;
       });
     } else if (fault_ == "timer_throw") {
       timer_ = std::make_unique<Timer>(ctx.dispatcher(), [this, &ctx] {
