@@ -119,8 +119,8 @@ class WorkerStats {
   using MethodKey = std::tuple<std::string, std::string, std::string>;  // service, method, type
   ListenerStats& listener(std::string_view name);
   ClusterStats& cluster(std::string_view name);
-  // Calls in flight on one endpoint of a cluster, `endpoint` as configured
-  // (EndpointConfig::key()); shared by the worker's config generations, so a
+  // Calls in flight on one endpoint of a cluster, `endpoint` its key
+  // (Endpoint::key()); shared by the worker's config generations, so a
   // call that started before a reload still counts. Read with
   // endpointActive(), which adds nothing for an unknown endpoint.
   Gauge& endpointGauge(std::string_view cluster, std::string_view endpoint);

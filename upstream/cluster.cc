@@ -22,14 +22,21 @@ constexpr int64_t kMaxEjectionMs = 300000;
 Cluster::Cluster(Dispatcher& dispatcher, const ClusterConfig& config, WorkerStats& stats)
     : dispatcher_(dispatcher), config_(config), worker_stats_(stats), stats_(stats.cluster(config.name)) {
   const bool every_address = config.dns_addresses == ClusterConfig::DnsAddresses::All;
+  // With every address an endpoint, IP literals first: a name answering
+  // one of them does not add it twice (addAddressOf).
+  if (every_address) {
+    for (const auto& ep : config.endpoints) {
+      if (!ep.isHostName()) addEndpoint(ep, ep.address, false);
+    }
+  }
   for (const auto& ep : config.endpoints) {
     if (!ep.isHostName()) {
-      addEndpoint(ep, ep.address, false);
+      if (!every_address) addEndpoint(ep, ep.address, false);
       continue;
     }
     Endpoint* first = nullptr;
     if (every_address) {
-      for (const auto& address : ep.addresses) addEndpoint(ep, address, true);
+      for (const auto& address : ep.addresses) addAddressOf(ep, address);
     } else {
       first = &addEndpoint(ep, ep.address, false);
     }
@@ -54,6 +61,16 @@ Endpoint& Cluster::addEndpoint(const EndpointConfig& config, const SocketAddress
   Gauge& active = worker_stats_.endpointGauge(config_.name, Endpoint::keyFor(config, address, one_of_many));
   endpoints_.push_back(std::make_unique<Endpoint>(dispatcher_, *this, config, address, one_of_many, active));
   return *endpoints_.back();
+}
+
+Endpoint* Cluster::addAddressOf(const EndpointConfig& config, const SocketAddress& address) {
+  for (const auto& ep : endpoints_) {
+    if (ep->address() != address) continue;
+    spdlog::debug("cluster '{}': {} resolves to {}, already the address of endpoint {}: not added twice",
+                  config_.name, config.host, address.toString(), ep->key());
+    return nullptr;
+  }
+  return &addEndpoint(config, address, true);
 }
 
 void Cluster::rebuildBalancer() {
@@ -118,7 +135,8 @@ StatusOr<Endpoint*> Cluster::chooseEndpoint(const HeaderMap& request_headers, co
 }
 
 void Cluster::onEndpointFailing(Endpoint& endpoint) {
-  if (!config_.outlier_detection) return;
+  // A removed endpoint takes no new calls: nothing to eject it from.
+  if (!config_.outlier_detection || endpoint.removed()) return;
   const auto& od = *config_.outlier_detection;
   auto now = Endpoint::Clock::now();
   if (endpoint.ejected(now)) return;
@@ -192,10 +210,12 @@ void Cluster::onResolvedAll(const EndpointConfig& config, const std::vector<Sock
       return &ep->config() == &config && ep->address() == address;
     });
     if (same != endpoints_.end()) continue;
+    Endpoint* added = addAddressOf(config, address);
+    if (added == nullptr) continue;
+    // Like every endpoint at start: healthy until a check says otherwise.
     spdlog::info("cluster '{}': {} now also resolves to {}: endpoint added", config_.name, config.host,
                  address.host);
-    Endpoint& added = addEndpoint(config, address, true);
-    if (health_checks_started_) added.startHealthChecks();
+    if (health_checks_started_) added->startHealthChecks();
     changed = true;
   }
   if (changed) rebuildBalancer();
@@ -210,8 +230,7 @@ void Cluster::sweepRemoved() {
     }
     spdlog::info("cluster '{}': removed endpoint {} ({}) is gone: its calls and connections have ended",
                  config_.name, (*it)->describe(), (*it)->host());
-    // After the deletions already queued: its last connection, closed in
-    // this loop iteration, may still be waiting for its own.
+    // Deferred, as connections are: whatever is on the stack, it is not in use.
     dispatcher_.deferredDelete(std::move(*it));
     it = removed_.erase(it);
   }
@@ -223,6 +242,20 @@ void Cluster::startHealthChecks() {
 }
 
 void Cluster::adoptStateOf(Cluster& old) {
+  for (auto& ep : endpoints_) {
+    // dns_addresses "first": the reload's own lookup may answer in another
+    // order; an address the old endpoint had and the answer still has is
+    // kept, as a refresh would keep it.
+    if (ep->oneOfMany() || !ep->config().isHostName()) continue;
+    for (auto& old_ep : old.endpoints_) {
+      const auto& answer = ep->config().addresses;
+      if (old_ep->configKey() == ep->configKey() &&
+          std::find(answer.begin(), answer.end(), old_ep->address()) != answer.end()) {
+        ep->setAddress(old_ep->address());
+        break;
+      }
+    }
+  }
   for (auto& ep : endpoints_) {
     for (auto& old_ep : old.endpoints_) {
       // The same backend: a host name now resolving elsewhere is another

@@ -73,6 +73,10 @@ class Cluster {
 
  private:
   Endpoint& addEndpoint(const EndpointConfig& config, const SocketAddress& address, bool one_of_many);
+  // dns_addresses "all": adds `config`'s endpoint at `address` unless the
+  // cluster has one there already (another name's, or an IP literal): one
+  // backend is one endpoint, with one pool and one series in the metrics.
+  Endpoint* addAddressOf(const EndpointConfig& config, const SocketAddress& address);
   void rebuildBalancer();
   void refreshDns();
   // dns_addresses "first": the endpoint moves to a new address only when its

@@ -73,6 +73,7 @@ Status ConnectionPool::newStream(UpstreamStream& stream, bool counted) {
   UpstreamConnection& ref = *conn;
   connections_.push_back(std::move(conn));
   ref.addStream(stream, counted);
+  if (retired_) ref.retire();
   ref.connect();
   return Status::ok();
 }
@@ -143,6 +144,7 @@ void ConnectionPool::onConnectionClosed(UpstreamConnection& connection) {
 }
 
 void ConnectionPool::retire() {
+  retired_ = true;
   for (auto& conn : connections_) conn->retire();
 }
 

@@ -60,7 +60,9 @@ class ConnectionPool {
 
   // Gateway shutdown: close every connection.
   void closeAll();
-  // The endpoint was removed: every connection closes once its calls end.
+  // The endpoint was removed: every connection closes once its calls end,
+  // and so does any opened later (a stream the backend had no room for on a
+  // connection still connecting comes back here).
   void retire();
 
   Endpoint& endpoint() { return endpoint_; }
@@ -79,6 +81,7 @@ class ConnectionPool {
   uint64_t next_connection_id_ = 1;
   std::vector<std::unique_ptr<UpstreamConnection>> connections_;
   uint32_t connect_failures_ = 0;
+  bool retired_ = false;
   std::optional<uint32_t> advertised_stream_limit_;
   Clock::time_point backoff_until_{};
   std::minstd_rand rng_{std::random_device{}()};

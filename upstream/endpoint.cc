@@ -17,6 +17,7 @@ Endpoint::Endpoint(Dispatcher& dispatcher, Cluster& cluster, const EndpointConfi
       config_(config),
       address_(address),
       key_(keyFor(config, address, one_of_many)),
+      one_of_many_(one_of_many),
       active_gauge_(active_gauge) {
   pool_ = std::make_unique<ConnectionPool>(dispatcher, *this);
   if (cluster.config().health_check) {

@@ -39,6 +39,8 @@ class Endpoint final : public DeferredDeletable {
   // addresses "host:port/IP".
   static std::string keyFor(const EndpointConfig& config, const SocketAddress& address, bool one_of_many);
   const std::string& key() const { return key_; }
+  // One of a host name's many addresses (dns_addresses "all").
+  bool oneOfMany() const { return one_of_many_; }
 
   Cluster& cluster() { return cluster_; }
   const EndpointConfig& config() const { return config_; }
@@ -108,6 +110,7 @@ class Endpoint final : public DeferredDeletable {
   const EndpointConfig& config_;
   SocketAddress address_;
   std::string key_;
+  bool one_of_many_;
   bool removed_ = false;
   uint32_t holders_ = 0;  // EndpointRefs
   std::unique_ptr<ConnectionPool> pool_;

@@ -80,7 +80,7 @@ struct SlowStream {
   grpc::ClientContext ctx;
   std::unique_ptr<grpc::ClientReader<EchoResponse>> reader;
   SlowStream(example::Echo::Stub& stub, int count, int interval_ms) {
-    setTimeout(ctx, kCallTimeout);
+    setTimeout(ctx, std::chrono::seconds(30));
     EchoRequest req;
     req.set_response_count(count);
     req.set_response_interval_ms(interval_ms);
@@ -112,7 +112,7 @@ TEST_CASE("dns_addresses all: an endpoint per address, following the answers; a 
   options.extraEnv = resolver.env();
   GatewayProcess gateway(
       namedClusterConfig(a.port(), "all",
-                         {{"health_check", {{"interval_ms", 200}, {"timeout_ms", 150}, {"unhealthy_threshold", 2}}}}),
+                         {{"health_check", {{"interval_ms", 500}, {"timeout_ms", 400}, {"unhealthy_threshold", 2}}}}),
       options);
   auto stub = example::Echo::NewStub(makeChannel(gateway.address()));
 
@@ -123,10 +123,10 @@ TEST_CASE("dns_addresses all: an endpoint per address, following the answers; a 
   CHECK(listedEndpoints(gateway) ==
         std::map<std::string, std::string>{{"127.0.0.1:" + port, "healthy"}, {"127.0.0.2:" + port, "healthy"}});
 
-  // Four 2 s streams, two on each backend; then 127.0.0.2 leaves the answer
+  // Four 6 s streams, two on each backend; then 127.0.0.2 leaves the answer
   // and 127.0.0.3 joins it.
   std::vector<std::unique_ptr<SlowStream>> streams;
-  for (int i = 0; i < 4; ++i) streams.push_back(std::make_unique<SlowStream>(*stub, 20, 100));
+  for (int i = 0; i < 4; ++i) streams.push_back(std::make_unique<SlowStream>(*stub, 60, 100));
   REQUIRE(waitFor([&] { return a.stats().active == 2 && b.stats().active == 2; }, std::chrono::seconds(5)));
   resolver.answer(kName, "127.0.0.1,127.0.0.3", 0);
   REQUIRE(waitFor([&] { return gateway.logs().find("now also resolves to 127.0.0.3") != std::string::npos; },
@@ -153,7 +153,7 @@ TEST_CASE("dns_addresses all: an endpoint per address, following the answers; a 
     const std::string backend = s->finish(responses, status);
     INFO(backend << ": " << describe(status));
     CHECK(status.ok());
-    CHECK(responses == 20);
+    CHECK(responses == 60);
     ++finished[backend];
   }
   CHECK(finished == std::map<std::string, int>{{"a", 2}, {"b", 2}});
@@ -161,13 +161,13 @@ TEST_CASE("dns_addresses all: an endpoint per address, following the answers; a 
   // Its connection closes once its calls are done, and the endpoint goes.
   CHECK(waitFor([&] { return gateway.logs().find("removed endpoint 127.0.0.2:" + port + " (" + kName + ") is gone") !=
                              std::string::npos; },
-                std::chrono::seconds(5)));
+                std::chrono::seconds(10)));
   CHECK(waitFor([&] { return namedCluster(gateway)["connections"] == 2; }, std::chrono::seconds(5)));
 
   // An added endpoint is health-checked like the others.
   c.stop(std::chrono::milliseconds(0));
   CHECK(waitFor([&] { return listedEndpoints(gateway)["127.0.0.3:" + port] == "unhealthy"; },
-                std::chrono::seconds(5)));
+                std::chrono::seconds(10)));
 
   // A name that stops resolving keeps its endpoints.
   resolver.script({});
@@ -190,10 +190,13 @@ TEST_CASE("dns_addresses first: one endpoint, kept on its address while the answ
   CHECK(spread(*stub, 6) == std::map<std::string, int>{{"a", 6}});
   CHECK(listedEndpoints(gateway).size() == 1);
 
-  // The resolver rotates its answer: the endpoint stays where it is.
+  // The resolver rotates its answer: the endpoint stays where it is, on
+  // refreshes and across a reload (which looks the name up afresh).
   resolver.answer(kName, "127.0.0.2,127.0.0.1", 0);
   std::this_thread::sleep_for(std::chrono::milliseconds(600));
   CHECK(gateway.logs().find("now resolves to") == std::string::npos);
+  REQUIRE(reloadWithSighup(gateway, namedClusterConfig(a.port(), "first").dump(), 1));
+  CHECK(spread(*stub, 6) == std::map<std::string, int>{{"a", 6}});
 
   // Its address leaves the answer: the next connection goes to the first one.
   resolver.answer(kName, "127.0.0.2", 0);
@@ -209,6 +212,25 @@ TEST_CASE("dns_addresses first: one endpoint, kept on its address while the answ
       },
       std::chrono::seconds(10)));
   CHECK(gateway.stop() == 0);
+}
+
+TEST_CASE("dns_addresses all: an address the cluster already has is not a second endpoint", "[e2e][cluster][dns]") {
+  TestBackend a("a");
+  TestBackend b("b", "127.0.0.2", a.port());
+  ScriptedResolver resolver;
+  resolver.answer(kName, "127.0.0.1,127.0.0.2", 0);
+  GatewayProcess::Options options;
+  options.extraEnv = resolver.env();
+  auto config = namedClusterConfig(a.port(), "all");
+  config["clusters"][0]["endpoints"].push_back(a.address());  // 127.0.0.1 as a literal too
+  GatewayProcess gateway(config, options);
+  const auto listed = namedCluster(gateway)["endpoints"];
+  INFO(listed.dump(2));
+  REQUIRE(listed.size() == 2);
+  auto stub = example::Echo::NewStub(makeChannel(gateway.address()));
+  auto seen = spread(*stub, 10);
+  CHECK(seen["a"] == 5);
+  CHECK(seen["b"] == 5);
 }
 
 }  // namespace
