@@ -1,10 +1,12 @@
 #include "core/method_match.h"
 
 #include <algorithm>
+#include <cctype>
 
 #include <fmt/format.h>
 #include <nlohmann/json.hpp>
 
+#include "core/headers.h"
 #include "core/json_reader.h"
 
 namespace sluice {
@@ -29,15 +31,73 @@ std::string badCharacters(std::string_view value, std::string_view expected) {
                      expected);
 }
 
+// One entry of "headers" at `path`; mistakes go to `errors`.
+std::optional<HeaderMatch> readHeaderMatch(const nlohmann::json& value, const std::string& path,
+                                           ConfigErrors& errors) {
+  JsonObject h(value, path, errors);
+  const size_t errors_before = errors.size();
+  auto name = h.string("name", true);
+  auto exact = h.string("exact");
+  auto prefix = h.string("prefix");
+  auto present = h.boolean("present");
+  auto invert = h.boolean("invert");
+  h.finish();
+  HeaderMatch out;
+  if (name) {
+    // Header names arrive in lower case (HTTP/2): "X-Tenant" means x-tenant.
+    out.name = *name;
+    std::transform(out.name.begin(), out.name.end(), out.name.begin(),
+                   [](unsigned char ch) { return static_cast<char>(std::tolower(ch)); });
+    if (out.name != ":authority" && !isValidMetadataKey(out.name)) {
+      errors.add(h.pathOf("name"), fmt::format("\"{}\" is not a metadata key (letters, digits, '-', '_', '.') "
+                                               "nor \":authority\"", *name));
+    }
+  }
+  if ((exact ? 1 : 0) + (prefix ? 1 : 0) + (present ? 1 : 0) != 1) {
+    errors.add(path, "give exactly one of \"exact\", \"prefix\" or \"present\"");
+  } else if (exact) {
+    out.kind = HeaderMatch::Kind::Exact;
+    out.value = std::move(*exact);
+  } else if (prefix) {
+    out.kind = HeaderMatch::Kind::Prefix;
+    out.value = std::move(*prefix);
+  } else {
+    out.kind = HeaderMatch::Kind::Present;
+    out.present = *present;
+  }
+  out.invert = invert.value_or(false);
+  if (errors.size() != errors_before) return std::nullopt;
+  return out;
+}
+
 }  // namespace
 
-bool MethodMatch::matches(std::string_view path, std::string_view service) const {
-  switch (kind) {
-    case Kind::Service: return service == value;
-    case Kind::Method: return path == value;
-    case Kind::Prefix: return path.starts_with(value);
+bool HeaderMatch::matches(const HeaderMap& request) const {
+  bool matched = false;
+  for (const Header& h : request) {
+    if (h.name != name) continue;
+    if (kind == Kind::Present || (kind == Kind::Exact && h.value == value) ||
+        (kind == Kind::Prefix && std::string_view(h.value).starts_with(value))) {
+      matched = true;
+      break;
+    }
   }
-  return false;
+  if (kind == Kind::Present && !present) matched = !matched;
+  return matched != invert;
+}
+
+bool MethodMatch::matches(std::string_view path, std::string_view service, const HeaderMap& request) const {
+  bool method_matches = false;
+  switch (kind) {
+    case Kind::Service: method_matches = service == value; break;
+    case Kind::Method: method_matches = path == value; break;
+    case Kind::Prefix: method_matches = path.starts_with(value); break;
+  }
+  if (!method_matches) return false;
+  for (const HeaderMatch& h : headers) {
+    if (!h.matches(request)) return false;
+  }
+  return true;
 }
 
 std::optional<MethodMatch> readMethodMatch(JsonObject& parent, std::string_view key, bool required) {
@@ -48,6 +108,15 @@ std::optional<MethodMatch> readMethodMatch(JsonObject& parent, std::string_view 
   auto service = m.string("service");
   auto method = m.string("method");
   auto prefix = m.string("prefix");
+  std::vector<HeaderMatch> headers;
+  if (const nlohmann::json* list = m.array("headers")) {
+    if (list->empty()) m.errors().add(m.pathOf("headers"), "an empty list matches nothing more: leave it out");
+    for (size_t i = 0; i < list->size(); ++i) {
+      if (auto h = readHeaderMatch((*list)[i], jsonPath(m.pathOf("headers"), i), m.errors())) {
+        headers.push_back(std::move(*h));
+      }
+    }
+  }
   m.finish();
   MethodMatch out;
   if ((service ? 1 : 0) + (method ? 1 : 0) + (prefix ? 1 : 0) != 1) {
@@ -77,6 +146,7 @@ std::optional<MethodMatch> readMethodMatch(JsonObject& parent, std::string_view 
     }
   }
   if (m.errors().size() != errors_before) return std::nullopt;
+  out.headers = std::move(headers);
   return out;
 }
 

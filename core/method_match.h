@@ -1,24 +1,43 @@
 // MethodMatch: which calls a config entry applies to, written the same way
 // wherever a filter selects calls by method (router routes, auth and
 // rate_limit rules): {"service": "pkg.Svc"}, {"method": "/pkg.Svc/Method"} or
-// {"prefix": "/pkg."}. Parsed once with the config, then read-only.
+// {"prefix": "/pkg."}, optionally with "headers" the call's request headers
+// (its metadata) must match too. Parsed once with the config, then read-only.
 #pragma once
 
 #include <optional>
 #include <string>
 #include <string_view>
+#include <vector>
 
 namespace sluice {
 
+class HeaderMap;
 class JsonObject;
+
+// {"name": "x-tenant", "exact": "acme"}, {"name": ..., "prefix": "stag"} or
+// {"name": ..., "present": true|false}; "invert": true negates it. A header
+// sent several times matches when any of its values does.
+struct HeaderMatch {
+  enum class Kind { Exact, Prefix, Present };
+  std::string name;  // lower case, as HTTP/2 carries it
+  Kind kind = Kind::Present;
+  std::string value;     // Exact, Prefix
+  bool present = true;   // Present: whether the header must be there
+  bool invert = false;
+
+  bool matches(const HeaderMap& headers) const;
+};
 
 struct MethodMatch {
   enum class Kind { Service, Method, Prefix };
   Kind kind = Kind::Prefix;
   std::string value;
+  std::vector<HeaderMatch> headers;  // every one must match
 
-  // `path` is "/pkg.Svc/Method", `service` its "pkg.Svc".
-  bool matches(std::string_view path, std::string_view service) const;
+  // `path` is "/pkg.Svc/Method", `service` its "pkg.Svc", `headers` the
+  // request's (pseudo-headers included).
+  bool matches(std::string_view path, std::string_view service, const HeaderMap& headers) const;
 };
 
 // The characters of a service or method name in a gRPC path: those of

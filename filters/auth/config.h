@@ -45,7 +45,7 @@ struct AuthConfig {
 
   // The first rule matching the call; nullptr means the default: a verified
   // caller, no scope needed.
-  const AuthRule* ruleFor(std::string_view path, std::string_view service) const;
+  const AuthRule* ruleFor(std::string_view path, std::string_view service, const HeaderMap& headers) const;
 };
 
 class AuthConfigFactory : public FilterConfigFactory {

@@ -74,7 +74,7 @@ FilterStatus AuthFilter::onRequestHeaders(StreamContext& ctx) {
     for (const auto& [_, key] : config_.jwt->claims_to_metadata) headers.remove(key);
   }
 
-  const AuthRule* rule = config_.ruleFor(ctx.path(), ctx.service());
+  const AuthRule* rule = config_.ruleFor(ctx.path(), ctx.service(), ctx.requestHeaders());
   if (rule != nullptr && rule->is_public) {
     stripCredentials(headers);
     return FilterStatus::Continue;

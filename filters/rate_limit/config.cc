@@ -105,9 +105,10 @@ RateLimitRule readRule(const json& value, const std::string& path, ConfigErrors&
 
 }  // namespace
 
-const RateLimitRule* RateLimitConfig::ruleFor(std::string_view path, std::string_view service) const {
+const RateLimitRule* RateLimitConfig::ruleFor(std::string_view path, std::string_view service,
+                                              const HeaderMap& headers) const {
   for (const auto& r : rules) {
-    if (!r.match || r.match->matches(path, service)) return &r;
+    if (!r.match || r.match->matches(path, service, headers)) return &r;
   }
   return nullptr;
 }

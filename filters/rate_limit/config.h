@@ -30,7 +30,7 @@ struct RateLimitConfig {
   std::vector<RateLimitRule> rules;
   size_t max_keys = 10000;
   // The first rule matching the call, or nullptr (not limited).
-  const RateLimitRule* ruleFor(std::string_view path, std::string_view service) const;
+  const RateLimitRule* ruleFor(std::string_view path, std::string_view service, const HeaderMap& headers) const;
 };
 
 class RateLimitConfigFactory : public FilterConfigFactory {

@@ -25,7 +25,7 @@ std::string boundedKey(std::string_view value) {
 }  // namespace
 
 FilterStatus RateLimitFilter::onRequestHeaders(StreamContext& ctx) {
-  rule_ = config_.ruleFor(ctx.path(), ctx.service());
+  rule_ = config_.ruleFor(ctx.path(), ctx.service(), ctx.requestHeaders());
   if (rule_ == nullptr) return FilterStatus::Continue;
   rule_index_ = static_cast<size_t>(rule_ - config_.rules.data());
   if (!rule_->key.empty()) {

@@ -1,5 +1,7 @@
 #include "filters/router/config.h"
 
+#include <algorithm>
+
 #include <fmt/format.h>
 #include <nlohmann/json.hpp>
 
@@ -64,30 +66,73 @@ std::optional<RetryPolicy> readRetry(const json& value, const std::string& path,
   return p;
 }
 
+// "cluster" must name a configured cluster; mistakes go to ctx.errors at `path`.
+bool knownCluster(const std::string& name, const std::string& path, FilterBuildContext& ctx) {
+  if (ctx.cluster_names.count(name) != 0) return true;
+  ctx.errors.add(path, fmt::format("unknown cluster \"{}\"", name));
+  return false;
+}
+
+// "weighted_clusters": [{"cluster": "v1", "weight": 95}, {"cluster": "v2", "weight": 5}].
+bool readWeightedClusters(const json& list, const std::string& path, const Route& base, RouteEntry& entry,
+                          FilterBuildContext& ctx) {
+  const size_t errors_before = ctx.errors.size();
+  if (list.empty()) ctx.errors.add(path, "give at least one {\"cluster\": ..., \"weight\": ...}");
+  uint64_t total = 0;
+  for (size_t i = 0; i < list.size(); ++i) {
+    JsonObject w(list[i], jsonPath(path, i), ctx.errors);
+    auto cluster = w.string("cluster", true);
+    auto weight = w.unsignedInt("weight", 0, 1000000, true);
+    w.finish();
+    if (!cluster || !weight || !knownCluster(*cluster, w.pathOf("cluster"), ctx)) continue;
+    for (const Route& t : entry.targets) {
+      if (t.cluster == *cluster) ctx.errors.add(w.pathOf("cluster"), fmt::format("cluster \"{}\" is listed twice; "
+                                                                               "add the weights up", *cluster));
+    }
+    Route target = base;
+    target.cluster = *cluster;
+    entry.targets.push_back(std::move(target));
+    total += *weight;
+    entry.weight_totals.push_back(total);
+  }
+  if (ctx.errors.size() == errors_before && total == 0) {
+    ctx.errors.add(path, "the weights add up to 0: no cluster would get a call");
+  }
+  return ctx.errors.size() == errors_before;
+}
+
 std::optional<RouteEntry> readRoute(const json& value, const std::string& path, FilterBuildContext& ctx) {
   JsonObject obj(value, path, ctx.errors);
   RouteEntry entry{};
+  Route base;
   bool ok = obj.isObject();
   if (auto match = readMethodMatch(obj, "match", true)) {
     entry.match = std::move(*match);
   } else {
     ok = false;
   }
-  if (auto t = obj.unsignedInt("timeout_ms", 1, 24ull * 3600 * 1000)) entry.route.timeout_ms = static_cast<uint32_t>(*t);
+  if (auto t = obj.unsignedInt("timeout_ms", 1, 24ull * 3600 * 1000)) base.timeout_ms = static_cast<uint32_t>(*t);
   if (const json* retry = obj.object("retry")) {
     if (auto policy = readRetry(*retry, obj.pathOf("retry"), ctx)) {
-      entry.route.retry = std::move(*policy);
+      base.retry = std::move(*policy);
     } else {
       ok = false;
     }
   }
-  if (auto cluster = obj.string("cluster", true)) {
-    if (ctx.cluster_names.count(*cluster) == 0) {
-      ctx.errors.add(obj.pathOf("cluster"), fmt::format("unknown cluster \"{}\"", *cluster));
+  auto cluster = obj.string("cluster");
+  const json* weighted = obj.array("weighted_clusters");
+  if ((cluster ? 1 : 0) + (weighted != nullptr ? 1 : 0) != 1) {
+    if (obj.isObject()) ctx.errors.add(path, "give exactly one of \"cluster\" or \"weighted_clusters\"");
+    ok = false;
+  } else if (cluster) {
+    if (knownCluster(*cluster, obj.pathOf("cluster"), ctx)) {
+      base.cluster = *cluster;
+      entry.targets.push_back(std::move(base));
+      entry.weight_totals.push_back(1);
+    } else {
       ok = false;
     }
-    entry.route.cluster = *cluster;
-  } else {
+  } else if (!readWeightedClusters(*weighted, obj.pathOf("weighted_clusters"), base, entry, ctx)) {
     ok = false;
   }
   obj.finish();
@@ -97,9 +142,16 @@ std::optional<RouteEntry> readRoute(const json& value, const std::string& path, 
 
 }  // namespace
 
-const Route* RouterConfig::match(std::string_view path, std::string_view service) const {
+const Route& RouteEntry::pick(uint64_t draw) const {
+  if (targets.size() == 1) return targets.front();
+  const uint64_t r = draw % weight_totals.back();
+  auto it = std::upper_bound(weight_totals.begin(), weight_totals.end(), r);
+  return targets[static_cast<size_t>(it - weight_totals.begin())];
+}
+
+const RouteEntry* RouterConfig::match(std::string_view path, std::string_view service, const HeaderMap& headers) const {
   for (const auto& r : routes) {
-    if (r.match.matches(path, service)) return &r.route;
+    if (r.match.matches(path, service, headers)) return &r;
   }
   return nullptr;
 }

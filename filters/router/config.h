@@ -1,7 +1,9 @@
 // Router config: an ordered list of routes, each matching a call by service,
-// exact method or path prefix and naming the cluster that serves it.
+// exact method or path prefix (and request headers), and naming the cluster
+// that serves it, or several with weights (a canary taking a share).
 #pragma once
 
+#include <cstdint>
 #include <string>
 #include <vector>
 
@@ -13,13 +15,22 @@ namespace sluice::filters::router {
 
 struct RouteEntry {
   MethodMatch match;
-  Route route;
+  // One Route per cluster ("cluster", or each of "weighted_clusters"), with
+  // the entry's timeout and retry policy.
+  std::vector<Route> targets;
+  // Running totals of the targets' weights: a call drawing r in
+  // [0, total) goes to the first target whose total exceeds r.
+  std::vector<uint64_t> weight_totals;
+
+  // The target for a call drawing `draw` (any value; reduced modulo the total).
+  const Route& pick(uint64_t draw) const;
 };
 
 struct RouterConfig {
   std::vector<RouteEntry> routes;
-  // The first route matching `path` ("/pkg.Svc/Method", service "pkg.Svc"), or nullptr.
-  const Route* match(std::string_view path, std::string_view service) const;
+  // The first route matching `path` ("/pkg.Svc/Method", service "pkg.Svc")
+  // and `headers`, or nullptr.
+  const RouteEntry* match(std::string_view path, std::string_view service, const HeaderMap& headers) const;
 };
 
 class RouterConfigFactory : public FilterConfigFactory {

@@ -67,6 +67,8 @@ struct AuthFixture {
           {"rules", nlohmann::json::parse(R"([
               {"match": {"method": "/sluice.example.Echo/ServerStream"}, "public": true},
               {"match": {"method": "/sluice.example.Echo/Bidi"}, "scopes": ["echo.stream"]},
+              {"match": {"service": "sluice.example.Echo", "headers": [{"name": "x-admin-action", "present": true}]},
+               "scopes": ["echo.admin"]},
               {"match": {"service": "sluice.example.Echo"}, "scopes": ["echo.read"]}
           ])")}}}};
     auto& chain = config["listeners"][0]["filters"];
@@ -217,6 +219,14 @@ TEST_CASE_METHOD(AuthFixture, "auth: scopes per method, PERMISSION_DENIED, publi
     }
     REQUIRE(stream->WritesDone());
     REQUIRE_OK(stream->Finish());
+  }
+  SECTION("a rule matching request metadata: the same method needs more with it") {
+    const auto token = bearer(rsa.sign(claims("echo.read")));
+    REQUIRE_OK(unary({token}));
+    grpc::Status status = unary({token, {"x-admin-action", "purge"}});
+    REQUIRE_STATUS(status, grpc::StatusCode::PERMISSION_DENIED);
+    CHECK(status.error_message() == "/sluice.example.Echo/Unary needs scope echo.admin");
+    REQUIRE_OK(unary({bearer(rsa.sign(claims("echo.read echo.admin"))), {"x-admin-action", "purge"}}));
   }
   SECTION("an API key without the scope") {
     grpc::ClientContext context;

@@ -1,8 +1,14 @@
-// Routing: by service and by method to different backends, unknown services
-// and methods (UNIMPLEMENTED), and a cluster whose endpoint is down
-// (UNAVAILABLE).
+// Routing: by service and by method to different backends, by request
+// metadata, weighted clusters, unknown services and methods (UNIMPLEMENTED),
+// and a cluster whose endpoint is down (UNAVAILABLE).
 #include <catch2/catch.hpp>
 
+#include <map>
+#include <string>
+#include <utility>
+#include <vector>
+
+#include "test/support/admin_stats.h"
 #include "test/support/e2e_fixture.h"
 #include "test/support/raw_h2_client.h"
 
@@ -149,6 +155,89 @@ TEST_CASE("backend down is UNAVAILABLE and names the cluster", "[e2e][routing][s
     REQUIRE_STATUS(status, grpc::StatusCode::UNAVAILABLE);
     CHECK_THAT(status.error_message(), Catch::Contains("inventory-cluster"));
   }
+}
+
+// The backend that answers one unary call carrying `metadata`.
+std::string answeredBy(example::Echo::Stub& stub, const std::vector<std::pair<std::string, std::string>>& metadata) {
+  grpc::ClientContext context;
+  setTimeout(context, kCallTimeout);
+  for (const auto& [key, value] : metadata) context.AddMetadata(key, value);
+  EchoResponse response;
+  grpc::Status status = stub.Unary(&context, EchoRequest(), &response);
+  INFO(describe(status));
+  REQUIRE(status.ok());
+  return response.backend();
+}
+
+TEST_CASE("routing by request metadata: exact, prefix, present and inverted header matches", "[e2e][routing]") {
+  TestBackend alpha("alpha");
+  TestBackend beta("beta");
+  TestBackend gamma("gamma");
+  auto by_headers = [](const nlohmann::json& headers, const std::string& to) {
+    return nlohmann::json{{"match", {{"prefix", "/sluice.example.Echo/"}, {"headers", headers}}}, {"cluster", to}};
+  };
+  const auto routes = nlohmann::json::array({
+      by_headers({{{"name", "x-tenant"}, {"exact", "acme"}}, {{"name", "x-env"}, {"prefix", "stag"}, {"invert", true}}},
+                 "beta-cluster"),
+      by_headers({{{"name", "X-Canary"}, {"present", true}}}, "gamma-cluster"),
+      route("prefix", "/", "alpha-cluster"),
+  });
+  const auto clusters = nlohmann::json::array({
+      cluster("alpha-cluster", {alpha.address()}),
+      cluster("beta-cluster", {beta.address()}),
+      cluster("gamma-cluster", {gamma.address()}),
+  });
+  GatewayProcess gateway(gatewayConfig(routes, clusters));
+  auto channel = makeChannel(gateway.address());
+  auto echo = example::Echo::NewStub(channel);
+
+  CHECK(answeredBy(*echo, {}) == "alpha");
+  CHECK(answeredBy(*echo, {{"x-tenant", "acme"}}) == "beta");
+  CHECK(answeredBy(*echo, {{"x-tenant", "acme"}, {"x-env", "prod"}}) == "beta");
+  CHECK(answeredBy(*echo, {{"x-tenant", "acme"}, {"x-env", "staging"}}) == "alpha");
+  CHECK(answeredBy(*echo, {{"x-tenant", "acme-2"}}) == "alpha");
+  CHECK(answeredBy(*echo, {{"x-canary", ""}}) == "gamma");
+  CHECK(answeredBy(*echo, {{"x-tenant", "acme"}, {"x-canary", "1"}}) == "beta");  // the first route that matches
+  // The headers only add to the method match: another service falls through.
+  auto other = example::Other::NewStub(channel);
+  grpc::ClientContext context;
+  setTimeout(context, kCallTimeout);
+  context.AddMetadata("x-canary", "1");
+  EchoResponse response;
+  REQUIRE_OK(other->Unary(&context, EchoRequest(), &response));
+  CHECK(response.backend() == "alpha");
+}
+
+TEST_CASE("weighted clusters split calls by weight; a weight of 0 gets none", "[e2e][routing]") {
+  TestBackend stable("stable");
+  TestBackend canary("canary");
+  TestBackend off("off");
+  nlohmann::json split = {{"match", {{"prefix", "/"}}},
+                          {"weighted_clusters",
+                           {{{"cluster", "stable"}, {"weight", 75}},
+                            {{"cluster", "canary"}, {"weight", 25}},
+                            {{"cluster", "off"}, {"weight", 0}}}}};
+  const auto clusters = nlohmann::json::array({
+      cluster("stable", {stable.address()}),
+      cluster("canary", {canary.address()}),
+      cluster("off", {off.address()}),
+  });
+  auto config = gatewayConfig(nlohmann::json::array({split}), clusters);
+  config["admin"] = {{"address", "127.0.0.1:0"}};
+  GatewayProcess gateway(config);
+  auto echo = example::Echo::NewStub(makeChannel(gateway.address()));
+  constexpr int kCalls = 400;
+  std::map<std::string, int> seen;
+  for (int i = 0; i < kCalls; ++i) ++seen[answeredBy(*echo, {})];
+  INFO("stable " << seen["stable"] << ", canary " << seen["canary"]);
+  // Binomial, p = 0.25 over 400: mean 100, standard deviation 8.7; these
+  // bounds are over 5 deviations out.
+  CHECK(seen["canary"] >= 55);
+  CHECK(seen["canary"] <= 145);
+  CHECK(seen["stable"] + seen["canary"] == kCalls);
+  CHECK(seen["off"] == 0);
+  // Each cluster's own counters see its share.
+  CHECK(statValue(gateway.adminAddress(), "cluster.canary.upstream_rq_total") == seen["canary"]);
 }
 
 }  // namespace

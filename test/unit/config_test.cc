@@ -1,6 +1,9 @@
 // Config loading and validation: every mistake is reported with its JSON path.
 #include <catch2/catch.hpp>
 
+#include <tuple>
+#include <vector>
+
 #include "core/config.h"
 #include "core/config_errors.h"
 #include "core/registry.h"
@@ -128,6 +131,32 @@ TEST_CASE("config mistakes name their JSON path", "[config]") {
     CHECK(hasError(r.errors, "/clusters/0/dns_refresh_ms"));
     r = with("", good_route, R"({"name":"c","dns_refresh_ms":100,"endpoints":["127.0.0.1:1"]})");
     CHECK(r.config);
+  }
+  SECTION("weighted_clusters: known clusters, weights adding up to more than 0, instead of cluster") {
+    auto r = with("", R"({"match":{"prefix":"/"},"weighted_clusters":[{"cluster":"c","weight":3},{"cluster":"d","weight":1}]})",
+                  good_cluster + R"(,{"name":"d","endpoints":["127.0.0.1:2"]})");
+    INFO(r.errors.format());
+    REQUIRE(r.config);
+    for (const auto& [json_routes, path, says] : std::vector<std::tuple<std::string, std::string, std::string>>{
+             {R"({"match":{"prefix":"/"}})", "/listeners/0/filters/0/config/routes/0",
+              "exactly one of \"cluster\" or \"weighted_clusters\""},
+             {R"({"match":{"prefix":"/"},"cluster":"c","weighted_clusters":[{"cluster":"c","weight":1}]})",
+              "/listeners/0/filters/0/config/routes/0", "exactly one of"},
+             {R"({"match":{"prefix":"/"},"weighted_clusters":[]})",
+              "/listeners/0/filters/0/config/routes/0/weighted_clusters", "at least one"},
+             {R"({"match":{"prefix":"/"},"weighted_clusters":[{"cluster":"nope","weight":1}]})",
+              "/listeners/0/filters/0/config/routes/0/weighted_clusters/0/cluster", "unknown cluster \"nope\""},
+             {R"({"match":{"prefix":"/"},"weighted_clusters":[{"cluster":"c"}]})",
+              "/listeners/0/filters/0/config/routes/0/weighted_clusters/0/weight", "required"},
+             {R"({"match":{"prefix":"/"},"weighted_clusters":[{"cluster":"c","weight":0}]})",
+              "/listeners/0/filters/0/config/routes/0/weighted_clusters", "add up to 0"},
+             {R"({"match":{"prefix":"/"},"weighted_clusters":[{"cluster":"c","weight":1},{"cluster":"c","weight":2}]})",
+              "/listeners/0/filters/0/config/routes/0/weighted_clusters/1/cluster", "listed twice"}}) {
+      auto bad = with("", json_routes, good_cluster);
+      INFO(json_routes << ": " << bad.errors.format());
+      CHECK_FALSE(bad.config);
+      CHECK(hasError(bad.errors, path, says));
+    }
   }
   SECTION("dns_addresses is first or all") {
     auto r = with("", good_route, R"({"name":"c","dns_addresses":"every","endpoints":["127.0.0.1:1"]})");

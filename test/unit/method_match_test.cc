@@ -2,6 +2,9 @@
 // rate_limit rules; and the metadata key checks those filters share.
 #include <catch2/catch.hpp>
 
+#include <tuple>
+#include <vector>
+
 #include <nlohmann/json.hpp>
 
 #include "core/headers.h"
@@ -31,12 +34,12 @@ TEST_CASE("method match: the three forms", "[method_match]") {
   CHECK(errors.empty());
   REQUIRE((service && method && prefix));
   CHECK(service->kind == MethodMatch::Kind::Service);
-  CHECK(service->matches("/shop.Orders/Get", "shop.Orders"));
-  CHECK_FALSE(service->matches("/shop.OrdersX/Get", "shop.OrdersX"));
-  CHECK(method->matches("/shop.Orders/Place", "shop.Orders"));
-  CHECK_FALSE(method->matches("/shop.Orders/PlaceAll", "shop.Orders"));
-  CHECK(prefix->matches("/shop.Catalog/List", "shop.Catalog"));
-  CHECK_FALSE(prefix->matches("/other.Svc/Do", "other.Svc"));
+  CHECK(service->matches("/shop.Orders/Get", "shop.Orders", HeaderMap{}));
+  CHECK_FALSE(service->matches("/shop.OrdersX/Get", "shop.OrdersX", HeaderMap{}));
+  CHECK(method->matches("/shop.Orders/Place", "shop.Orders", HeaderMap{}));
+  CHECK_FALSE(method->matches("/shop.Orders/PlaceAll", "shop.Orders", HeaderMap{}));
+  CHECK(prefix->matches("/shop.Catalog/List", "shop.Catalog", HeaderMap{}));
+  CHECK_FALSE(prefix->matches("/other.Svc/Do", "other.Svc", HeaderMap{}));
 }
 
 TEST_CASE("method match: absent, required, and every mistake with its path", "[method_match]") {
@@ -73,6 +76,60 @@ TEST_CASE("method match: absent, required, and every mistake with its path", "[m
   CHECK(hasError(errors, "/r/match/typo", "unknown key"));
   CHECK_FALSE(read(json::parse(R"({"match": "/shop"})"), errors));
   CHECK(hasError(errors, "/r/match", "expected an object"));
+}
+
+TEST_CASE("method match: headers, every one of which must match too", "[method_match]") {
+  ConfigErrors errors;
+  auto m = read(json::parse(R"({"match": {"prefix": "/", "headers": [
+      {"name": "X-Tenant", "exact": "acme"},
+      {"name": "x-env", "prefix": "stag", "invert": true},
+      {"name": "x-debug", "present": false},
+      {"name": ":authority", "prefix": "api."}]}})"),
+                errors);
+  INFO(errors.format());
+  REQUIRE(m);
+  REQUIRE(m->headers.size() == 4);
+  CHECK(m->headers[0].name == "x-tenant");  // HTTP/2 names are lower case
+  auto request = [](std::vector<Header> fields) {
+    HeaderMap h;
+    h.add(":authority", "api.example.com");
+    for (auto& f : fields) h.add(std::move(f.name), std::move(f.value));
+    return h;
+  };
+  CHECK(m->matches("/a.B/C", "a.B", request({{"x-tenant", "acme"}})));
+  CHECK(m->matches("/a.B/C", "a.B", request({{"x-tenant", "other"}, {"x-tenant", "acme"}})));  // any value
+  CHECK(m->matches("/a.B/C", "a.B", request({{"x-tenant", "acme"}, {"x-env", "prod"}})));
+  CHECK_FALSE(m->matches("/a.B/C", "a.B", request({{"x-tenant", "acme"}, {"x-env", "staging"}})));
+  CHECK_FALSE(m->matches("/a.B/C", "a.B", request({{"x-tenant", "acme"}, {"x-debug", ""}})));
+  CHECK_FALSE(m->matches("/a.B/C", "a.B", request({{"x-tenant", "acmex"}})));
+  CHECK_FALSE(m->matches("/a.B/C", "a.B", request({})));
+  HeaderMap other_authority;
+  other_authority.add(":authority", "web.example.com");
+  other_authority.add("x-tenant", "acme");
+  CHECK_FALSE(m->matches("/a.B/C", "a.B", other_authority));
+  // The method still has to match.
+  auto by_service = read(json::parse(R"({"match": {"service": "a.B", "headers": [{"name": "x-t", "present": true}]}})"),
+                         errors);
+  REQUIRE(by_service);
+  CHECK_FALSE(by_service->matches("/c.D/E", "c.D", request({{"x-t", "1"}})));
+  CHECK(by_service->matches("/a.B/E", "a.B", request({{"x-t", "1"}})));
+
+  for (const auto& [bad, path, says] : std::vector<std::tuple<std::string, std::string, std::string>>{
+           {R"([{"exact": "a"}])", "/r/match/headers/0/name", "required"},
+           {R"([{"name": "x-a"}])", "/r/match/headers/0", "exactly one of \"exact\", \"prefix\" or \"present\""},
+           {R"([{"name": "x-a", "exact": "a", "present": true}])", "/r/match/headers/0", "exactly one of"},
+           {R"([{"name": ":path", "exact": "/a"}])", "/r/match/headers/0/name", "not a metadata key"},
+           {R"([{"name": "x a", "exact": "a"}])", "/r/match/headers/0/name", "not a metadata key"},
+           {R"([{"name": "x-a", "exact": 1}])", "/r/match/headers/0/exact", ""},
+           {R"([{"name": "x-a", "exact": "a", "typo": 1}])", "/r/match/headers/0/typo", "unknown key"},
+           {R"([])", "/r/match/headers", "empty"},
+           {R"({"name": "x-a"})", "/r/match/headers", ""}}) {
+    ConfigErrors e;
+    INFO(bad);
+    CHECK_FALSE(read(json::parse(R"({"match": {"prefix": "/", "headers": )" + bad + "}}"), e));
+    INFO(e.format());
+    CHECK(hasError(e, path, says));
+  }
 }
 
 TEST_CASE("metadata keys: gRPC syntax, and the keys gRPC/HTTP/2 own", "[method_match]") {
