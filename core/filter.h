@@ -29,7 +29,14 @@ namespace sluice {
 class StreamContext;
 struct Message;
 
-enum class FilterStatus { Continue, StopIteration };
+// What a hook lets happen next. Continue: the event goes on to the next
+// filter. StopIteration: it waits here (with every later event of its
+// direction) until ctx.continueRequest() / continueResponse(). DropMessage,
+// from onRequestMessage or onResponseMessage only: the message goes no
+// further (no later filter, nor the backend or the client, sees it) and the
+// next event follows; its bytes count as delivered for flow control. Any
+// other hook returning it ends the call with INTERNAL, as a throw does.
+enum class FilterStatus { Continue, StopIteration, DropMessage };
 
 class Filter {
  public:

@@ -1,5 +1,7 @@
 #include "core/filter_chain.h"
 
+#include <stdexcept>
+
 #include <fmt/format.h>
 
 #include "core/stats.h"
@@ -91,6 +93,9 @@ std::optional<FilterStatus> FilterChain::invoke(Direction& d, const Entry& entry
   d.current = entry.filter.get();
   try {
     FilterStatus status = request ? invokeRequest(*entry.filter, e) : invokeResponse(*entry.filter, e);
+    if (status == FilterStatus::DropMessage && e.kind != EventKind::Message) {
+      throw std::logic_error("returned DropMessage, which only onRequestMessage and onResponseMessage may");
+    }
     d.iterating = false;
     return status;
   } catch (...) {
@@ -117,6 +122,10 @@ void FilterChain::runRequest() {
       if (e.kind == EventKind::Headers && e.next + 1 == filters_.size()) request_headers_at_terminal_ = true;
       std::optional<FilterStatus> status = invoke(d, filters_[e.next++], e);
       if (!status || ctx_.ended()) return;
+      if (*status == FilterStatus::DropMessage) {
+        drop(e);
+        break;
+      }
       if (*status == FilterStatus::StopIteration && !d.resume_requested) {
         d.paused = true;
         return;
@@ -133,9 +142,15 @@ void FilterChain::runResponse() {
   Direction& d = response_;
   while (!d.paused && takeNext(d)) {
     Event& e = d.active;
+    bool dropped = false;
     while (e.next > 0) {
       std::optional<FilterStatus> status = invoke(d, filters_[--e.next], e);
       if (!status || ctx_.ended()) return;
+      if (*status == FilterStatus::DropMessage) {
+        drop(e);
+        dropped = true;
+        break;
+      }
       if (*status == FilterStatus::StopIteration && !d.resume_requested) {
         d.paused = true;
         return;
@@ -144,6 +159,7 @@ void FilterChain::runResponse() {
     }
     queued_response_bytes_ -= e.bytes;
     d.has_active = false;
+    if (dropped) continue;
     // The sink may end the stream (trailers); nothing of `d` is used after.
     switch (e.kind) {
       case EventKind::Headers: sink_.sendHeaders(); break;
@@ -152,6 +168,12 @@ void FilterChain::runResponse() {
     }
     if (ctx_.ended()) return;
   }
+}
+
+void FilterChain::drop(Event& e) {
+  // A resume the dropping hook asked for (ctx.continue*() inside it) is spent.
+  (&e == &request_.active ? request_ : response_).resume_requested = false;
+  e.message = Message{};  // its buffer goes back now, not when the next event arrives
 }
 
 void FilterChain::streamDone() {

@@ -31,6 +31,13 @@ std::string badCharacters(std::string_view value, std::string_view expected) {
                      expected);
 }
 
+// Connection-specific headers: nghttp2 refuses a request carrying one, so a
+// match on it would silently never hold.
+bool neverDelivered(std::string_view name) {
+  return name == "connection" || name == "keep-alive" || name == "proxy-connection" || name == "transfer-encoding" ||
+         name == "upgrade";
+}
+
 // One entry of "headers" at `path`; mistakes go to `errors`.
 std::optional<HeaderMatch> readHeaderMatch(const nlohmann::json& value, const std::string& path,
                                            ConfigErrors& errors) {
@@ -51,16 +58,24 @@ std::optional<HeaderMatch> readHeaderMatch(const nlohmann::json& value, const st
     if (out.name != ":authority" && !isValidMetadataKey(out.name)) {
       errors.add(h.pathOf("name"), fmt::format("\"{}\" is not a metadata key (letters, digits, '-', '_', '.') "
                                                "nor \":authority\"", *name));
+    } else if (neverDelivered(out.name)) {
+      errors.add(h.pathOf("name"), fmt::format("\"{}\" is a connection header HTTP/2 forbids: no call carries it",
+                                               out.name));
     }
   }
   if ((exact ? 1 : 0) + (prefix ? 1 : 0) + (present ? 1 : 0) != 1) {
     errors.add(path, "give exactly one of \"exact\", \"prefix\" or \"present\"");
-  } else if (exact) {
-    out.kind = HeaderMatch::Kind::Exact;
-    out.value = std::move(*exact);
-  } else if (prefix) {
-    out.kind = HeaderMatch::Kind::Prefix;
-    out.value = std::move(*prefix);
+  } else if (exact || prefix) {
+    out.kind = exact ? HeaderMatch::Kind::Exact : HeaderMatch::Kind::Prefix;
+    out.value = std::move(exact ? *exact : *prefix);
+    const std::string key = exact ? "exact" : "prefix";
+    if (!std::all_of(out.value.begin(), out.value.end(), [](char c) { return c >= 0x20 && c <= 0x7e; })) {
+      errors.add(h.pathOf(key), "a header value holds only printable ASCII: this one could never match");
+    } else if (exact && !out.value.empty() && (out.value.front() == ' ' || out.value.back() == ' ')) {
+      errors.add(h.pathOf(key), "HTTP/2 values carry no leading or trailing spaces: this one could never match");
+    } else if (out.name.ends_with("-bin")) {
+      errors.add(h.pathOf(key), "a -bin value is base64 that may be sent padded or not: match it with \"present\"");
+    }
   } else {
     out.kind = HeaderMatch::Kind::Present;
     out.present = *present;
@@ -73,16 +88,36 @@ std::optional<HeaderMatch> readHeaderMatch(const nlohmann::json& value, const st
 }  // namespace
 
 bool HeaderMatch::matches(const HeaderMap& request) const {
-  bool matched = false;
-  for (const Header& h : request) {
-    if (h.name != name) continue;
-    if (kind == Kind::Present || (kind == Kind::Exact && h.value == value) ||
-        (kind == Kind::Prefix && std::string_view(h.value).starts_with(value))) {
-      matched = true;
-      break;
+  // A header sent several times is matched as one value, its values joined
+  // with "," in order (as Envoy does, and as HTTP folds them): "any value
+  // matches" would let a client slip past an inverted match by adding a
+  // second value. A request without :authority (nghttp2 accepts a "host"
+  // header instead) is matched on its host.
+  const std::string* first = nullptr;
+  std::string joined;
+  auto gather = [&](std::string_view field) {
+    for (const Header& h : request) {
+      if (h.name != field) continue;
+      if (first == nullptr) {
+        first = &h.value;
+      } else {
+        if (joined.empty()) joined = *first;
+        joined += ',';
+        joined += h.value;
+      }
     }
+  };
+  gather(name);
+  if (first == nullptr && name == ":authority") gather("host");
+  bool matched;
+  if (kind == Kind::Present) {
+    matched = (first != nullptr) == present;
+  } else if (first == nullptr) {
+    matched = false;
+  } else {
+    const std::string_view value_seen = joined.empty() ? std::string_view(*first) : std::string_view(joined);
+    matched = kind == Kind::Exact ? value_seen == value : value_seen.starts_with(value);
   }
-  if (kind == Kind::Present && !present) matched = !matched;
   return matched != invert;
 }
 

@@ -17,7 +17,7 @@ class JsonObject;
 
 // {"name": "x-tenant", "exact": "acme"}, {"name": ..., "prefix": "stag"} or
 // {"name": ..., "present": true|false}; "invert": true negates it. A header
-// sent several times matches when any of its values does.
+// sent several times is matched as its values joined with ",".
 struct HeaderMatch {
   enum class Kind { Exact, Prefix, Present };
   std::string name;  // lower case, as HTTP/2 carries it

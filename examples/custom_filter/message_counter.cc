@@ -60,6 +60,11 @@ FilterStatus Filter::onRequestMessage(sluice::StreamContext& ctx, sluice::Messag
                        fmt::format("more than {} request messages", *config_.max_request_messages));
     return FilterStatus::StopIteration;
   }
+  // Left out of the stream: the backend never sees it, the call goes on.
+  if (!config_.drop_request_containing.empty() &&
+      message.payload.find(config_.drop_request_containing) != std::string::npos) {
+    return FilterStatus::DropMessage;
+  }
   return FilterStatus::Continue;
 }
 
@@ -71,7 +76,11 @@ FilterStatus Filter::onResponseHeaders(sluice::StreamContext& ctx) {
   return FilterStatus::StopIteration;
 }
 
-FilterStatus Filter::onResponseMessage(sluice::StreamContext&, sluice::Message&) {
+FilterStatus Filter::onResponseMessage(sluice::StreamContext&, sluice::Message& message) {
+  if (!config_.drop_response_containing.empty() &&
+      message.payload.find(config_.drop_response_containing) != std::string::npos) {
+    return FilterStatus::DropMessage;  // the client never sees it
+  }
   ++response_messages_;
   return FilterStatus::Continue;
 }
@@ -96,6 +105,8 @@ sluice::FilterFactorySharedPtr ConfigFactory::create(const nlohmann::json& confi
     sluice::JsonObject obj(config, path, ctx.errors);
     out->max_request_messages = obj.unsignedInt("max_request_messages", 0, UINT32_MAX);
     out->reject_payload_containing = obj.string("reject_payload_containing").value_or("");
+    out->drop_request_containing = obj.string("drop_request_containing").value_or("");
+    out->drop_response_containing = obj.string("drop_response_containing").value_or("");
     out->hold_ms = obj.unsignedInt("hold_ms", 0, 60'000).value_or(0);
     out->hold_response_ms = obj.unsignedInt("hold_response_ms", 0, 60'000).value_or(0);
     if (auto prefix = obj.string("trailer_prefix")) {

@@ -5,6 +5,8 @@
 //  - looking at messages: it counts request and response messages, refuses a
 //    request message containing a configured byte string, and ends a call
 //    mid-stream with sendLocalReply() after too many request messages;
+//  - leaving messages out of a stream (DropMessage): request messages the
+//    backend, and response messages the client, never sees;
 //  - changing the response: the counts go back to the client as trailers;
 //  - asynchronous work: with "hold_ms" every call is paused at its headers
 //    (StopIteration) and resumed from a timer on the stream's own loop, as a
@@ -14,7 +16,9 @@
 //
 // Config ("config" of a filter entry named "message_counter"):
 //   {"max_request_messages": 100, "reject_payload_containing": "forbidden",
+//    "drop_request_containing": "", "drop_response_containing": "",
 //    "hold_ms": 0, "hold_response_ms": 0, "trailer_prefix": "x-message-count"}
+// The response count in the trailer leaves out dropped messages.
 #pragma once
 
 #include <cstdint>
@@ -31,6 +35,8 @@ namespace example::message_counter {
 struct Config {
   std::optional<uint64_t> max_request_messages;
   std::string reject_payload_containing;  // empty: no check
+  std::string drop_request_containing;    // empty: none dropped
+  std::string drop_response_containing;
   uint64_t hold_ms = 0;
   uint64_t hold_response_ms = 0;
   std::string trailer_prefix = "x-message-count";

@@ -6,6 +6,7 @@
 #include <fmt/format.h>
 #include <nlohmann/json.hpp>
 
+#include "core/route.h"
 #include "core/stream_context.h"
 
 namespace sluice::filters::access_log {
@@ -43,6 +44,12 @@ std::string formatLine(const AccessLogConfig& config, StreamContext& ctx, std::c
   line["response_messages"] = c.response_messages;
   line["response_bytes"] = c.response_bytes;
   line["peer"] = ctx.peerAddress();
+  // The routed cluster: with weighted_clusters, the one this call drew.
+  if (ctx.route() == nullptr) {
+    line["cluster"] = nullptr;
+  } else {
+    line["cluster"] = ctx.route()->cluster;
+  }
   if (ctx.upstreamAddress().empty()) {
     line["upstream"] = nullptr;
   } else {

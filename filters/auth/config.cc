@@ -189,6 +189,27 @@ FilterFactorySharedPtr AuthConfigFactory::create(const json& config, const std::
       }
     }
   }
+  // Rules are matched after those keys are cleared: a header match on one
+  // would test an absence, whatever the client sent.
+  auto identity = [&](const std::string& key) {
+    if (key == out->principal_metadata) return true;
+    if (!out->jwt) return false;
+    for (const auto& [_, k] : out->jwt->claims_to_metadata) {
+      if (k == key) return true;
+    }
+    return false;
+  };
+  for (size_t i = 0; i < out->rules.size(); ++i) {
+    if (!out->rules[i].match) continue;
+    const auto& headers = out->rules[i].match->headers;
+    for (size_t j = 0; j < headers.size(); ++j) {
+      if (!identity(headers[j].name)) continue;
+      ctx.errors.add(jsonPath(jsonPath(jsonPath(jsonPath(obj.pathOf("rules"), i), "match"), "headers"), j) + "/name",
+                     fmt::format("{} is metadata this filter sets, cleared from every request before the rules "
+                                 "are matched: this match would never see it",
+                                 headers[j].name));
+    }
+  }
   if (ctx.errors.size() != errors_before) return nullptr;
   return std::make_shared<AuthFilterFactory>(std::move(out));
 }

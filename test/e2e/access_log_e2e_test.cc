@@ -133,6 +133,7 @@ TEST_CASE("access_log: one line per call with status, counters, peer and upstrea
   REQUIRE(lines.size() == 4);
   for (const auto& l : lines) {
     CHECK(l["peer"].get<std::string>().rfind("127.0.0.1:", 0) == 0);
+    CHECK(l["cluster"] == "echo");
     CHECK(l["upstream"] == backend.address());
     CHECK(l["attempts"] == 1);
     CHECK(l["retries"] == 0);
@@ -217,6 +218,7 @@ TEST_CASE("access_log: requests the gateway refuses before the filters run get a
   for (size_t i = 0; i < 5; ++i) {
     INFO("line " << i);
     CHECK(lines[i]["upstream"].is_null());
+    CHECK(lines[i]["cluster"].is_null());
     CHECK(lines[i]["attempts"] == 0);
     CHECK(lines[i]["peer"].get<std::string>().rfind("127.0.0.1:", 0) == 0);
   }

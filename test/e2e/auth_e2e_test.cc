@@ -68,7 +68,7 @@ struct AuthFixture {
               {"match": {"method": "/sluice.example.Echo/ServerStream"}, "public": true},
               {"match": {"method": "/sluice.example.Echo/Bidi"}, "scopes": ["echo.stream"]},
               {"match": {"service": "sluice.example.Echo", "headers": [{"name": "x-admin-action", "present": true}]},
-               "scopes": ["echo.admin"]},
+               "scopes": ["echo.read", "echo.admin"]},
               {"match": {"service": "sluice.example.Echo"}, "scopes": ["echo.read"]}
           ])")}}}};
     auto& chain = config["listeners"][0]["filters"];

@@ -10,6 +10,7 @@
 #include <chrono>
 #include <csignal>
 #include <thread>
+#include <vector>
 
 #include "test/support/e2e_fixture.h"
 
@@ -68,6 +69,59 @@ TEST_CASE("custom filter: counts the messages of streaming calls", "[.][custom_f
     CHECK(response.received_messages() == 4);
     CHECK(metadataValue(context.GetServerTrailingMetadata(), "x-message-count-request") == "4");
     CHECK(metadataValue(context.GetServerTrailingMetadata(), "x-message-count-response") == "1");
+  }
+}
+
+TEST_CASE("custom filter: leaves messages out of a stream (DropMessage), past every flow-control window",
+          "[.][custom_filter]") {
+  // 200 dropped messages of 64 KiB: 12.5 MiB, past the client's stream window
+  // (1 MiB) and the backend's (8 MiB), so their bytes must count as delivered.
+  constexpr int kDropped = 200;
+  const std::string big(64 * 1024, 'x');
+  SECTION("request messages the backend never sees") {
+    CounterFixture f(nlohmann::json{{"drop_request_containing", "secret"}});
+    grpc::ClientContext context;
+    setTimeout(context, kCallTimeout);
+    EchoResponse response;
+    auto writer = f.stub->ClientStream(&context, &response);
+    for (int i = 0; i < kDropped; ++i) {
+      EchoRequest request;
+      request.set_payload("secret" + big);
+      REQUIRE(writer->Write(request));
+      if (i % 50 == 0) {
+        request.set_payload("kept");
+        REQUIRE(writer->Write(request));
+      }
+    }
+    REQUIRE(writer->WritesDone());
+    REQUIRE_OK(writer->Finish());
+    CHECK(response.received_messages() == 4);
+    CHECK(response.received_bytes() == 16);
+    CHECK(metadataValue(context.GetServerTrailingMetadata(), "x-message-count-request") ==
+          std::to_string(kDropped + 4));
+  }
+  SECTION("response messages the client never sees") {
+    CounterFixture f(nlohmann::json{{"drop_response_containing", "secret"}});
+    grpc::ClientContext context;
+    setTimeout(context, kCallTimeout);
+    auto stream = f.stub->Bidi(&context);
+    // The backend echoes each request; the writer runs beside the reader,
+    // as the dropped echoes are never read.
+    std::thread writer([&] {
+      for (int i = 0; i < kDropped; ++i) {
+        EchoRequest request;
+        request.set_payload(i % 50 == 0 ? "kept-" + std::to_string(i) : "secret" + big);
+        if (!stream->Write(request)) return;
+      }
+      stream->WritesDone();
+    });
+    std::vector<std::string> read;
+    EchoResponse response;
+    while (stream->Read(&response)) read.push_back(response.payload());
+    writer.join();
+    REQUIRE_OK(stream->Finish());
+    CHECK(read == std::vector<std::string>{"kept-0", "kept-50", "kept-100", "kept-150"});
+    CHECK(metadataValue(context.GetServerTrailingMetadata(), "x-message-count-response") == "4");
   }
 }
 

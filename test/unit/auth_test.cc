@@ -436,6 +436,20 @@ TEST_CASE("auth: config mistakes are all reported with their paths", "[auth]") {
     CHECK(hasError(b.errors, "/f/config/principal_metadata", "carries credentials"));
     CHECK(hasError(b.errors, "/f/config/jwt/claims_to_metadata/sub", "carries credentials"));
   }
+  SECTION("rules cannot match on the identity metadata the filter clears") {
+    json config = baseConfig();
+    config["principal_metadata"] = "x-auth-principal";
+    config["jwt"]["claims_to_metadata"]["sub"] = "x-user";
+    config["rules"] = json::parse(R"([
+        {"match": {"prefix": "/", "headers": [{"name": "X-Auth-Principal", "present": true}]}, "scopes": ["a"]},
+        {"match": {"prefix": "/", "headers": [{"name": "x-other", "present": true}, {"name": "x-user", "exact": "bob"}]},
+         "public": true}])");
+    auto b = build(config);
+    CHECK_FALSE(b.factory);
+    INFO(b.errors.format());
+    CHECK(hasError(b.errors, "/f/config/rules/0/match/headers/0/name", "x-auth-principal is metadata this filter sets"));
+    CHECK(hasError(b.errors, "/f/config/rules/1/match/headers/1/name", "x-user is metadata this filter sets"));
+  }
   SECTION("many mistakes at once") {
     auto b = build(json::parse(R"({
       "api_keys": {"metadata_key": "Bad Key", "keys": [{"key": "", "name": "x"}, {"key": "abc", "name": "y", "scopes": [1]}]},

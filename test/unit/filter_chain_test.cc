@@ -26,6 +26,7 @@ class Recorder : public Filter {
   Recorder(std::string name, std::vector<std::string>& log) : name_(std::move(name)), log_(log) {}
   std::string stop_at;   // hook name at which to return StopIteration (once)
   std::string reply_at;  // hook name at which to sendLocalReply
+  std::string drop_at;   // hook name at which to return DropMessage (every time)
   bool done = false;
 
   FilterStatus onRequestHeaders(StreamContext& c) override { return hit(c, "req_headers"); }
@@ -49,6 +50,7 @@ class Recorder : public Filter {
         return FilterStatus::StopIteration;
       }
     }
+    if (!drop_at.empty() && hook == drop_at) return FilterStatus::DropMessage;
     if (!stop_at.empty() && hook == stop_at) {
       stop_at.clear();
       return FilterStatus::StopIteration;
@@ -97,6 +99,39 @@ TEST_CASE("request hooks run in order, response hooks in reverse", "[filter_chai
                      "a:req_headers", "b:req_headers", "a:req_msg:x", "b:req_msg:x", "a:req_end", "b:req_end",
                      "b:resp_headers", "a:resp_headers", "sink:headers", "b:resp_msg:y", "a:resp_msg:y",
                      "sink:msg:y", "b:resp_trailers", "a:resp_trailers", "sink:trailers"});
+}
+
+TEST_CASE("DropMessage: the message goes no further, the next event follows", "[filter_chain]") {
+  Fixture f;
+  f.a->drop_at = "req_msg:drop";
+  f.b->drop_at = "resp_msg:drop";
+  f.chain.requestHeaders();
+  f.chain.requestMessage(msg("drop"));
+  f.chain.requestMessage(msg("x"));
+  f.chain.requestEnd();
+  f.chain.responseHeaders();
+  f.chain.responseMessage(msg("drop"));
+  f.chain.responseMessage(msg("y"));
+  f.chain.responseTrailers();
+  CHECK(f.log == std::vector<std::string>{
+                     "a:req_headers", "b:req_headers", "a:req_msg:drop", "a:req_msg:x", "b:req_msg:x", "a:req_end",
+                     "b:req_end", "b:resp_headers", "a:resp_headers", "sink:headers", "b:resp_msg:drop",
+                     "b:resp_msg:y", "a:resp_msg:y", "sink:msg:y", "b:resp_trailers", "a:resp_trailers",
+                     "sink:trailers"});
+  CHECK(f.chain.queuedRequestBytes() == 0);
+  CHECK(f.chain.queuedResponseBytes() == 0);
+  CHECK_FALSE(f.ctx.ended());
+}
+
+TEST_CASE("DropMessage from a hook that is not about a message ends the call with INTERNAL", "[filter_chain]") {
+  Fixture f;
+  f.b->drop_at = "req_headers";
+  f.chain.requestHeaders();
+  f.chain.requestMessage(msg("x"));
+  CHECK(f.ctx.ended());
+  CHECK(f.ctx.status() == StatusCode::Internal);
+  CHECK(f.ctx.local_reply_reason == LocalReplyReason::FilterError);
+  CHECK(f.log == std::vector<std::string>{"a:req_headers", "b:req_headers"});
 }
 
 TEST_CASE("StopIteration holds later events until continueRequest", "[filter_chain]") {

@@ -97,7 +97,11 @@ TEST_CASE("method match: headers, every one of which must match too", "[method_m
     return h;
   };
   CHECK(m->matches("/a.B/C", "a.B", request({{"x-tenant", "acme"}})));
-  CHECK(m->matches("/a.B/C", "a.B", request({{"x-tenant", "other"}, {"x-tenant", "acme"}})));  // any value
+  // A repeated header is its values joined with ",": a second value cannot
+  // satisfy, nor slip past, a match on its own.
+  CHECK_FALSE(m->matches("/a.B/C", "a.B", request({{"x-tenant", "other"}, {"x-tenant", "acme"}})));
+  CHECK_FALSE(m->matches("/a.B/C", "a.B", request({{"x-tenant", "acme"}, {"x-env", "staging"}, {"x-env", "prod"}})));
+  CHECK(m->matches("/a.B/C", "a.B", request({{"x-tenant", "acme"}, {"x-env", "prod"}, {"x-env", "staging"}})));
   CHECK(m->matches("/a.B/C", "a.B", request({{"x-tenant", "acme"}, {"x-env", "prod"}})));
   CHECK_FALSE(m->matches("/a.B/C", "a.B", request({{"x-tenant", "acme"}, {"x-env", "staging"}})));
   CHECK_FALSE(m->matches("/a.B/C", "a.B", request({{"x-tenant", "acme"}, {"x-debug", ""}})));
@@ -107,6 +111,10 @@ TEST_CASE("method match: headers, every one of which must match too", "[method_m
   other_authority.add(":authority", "web.example.com");
   other_authority.add("x-tenant", "acme");
   CHECK_FALSE(m->matches("/a.B/C", "a.B", other_authority));
+  HeaderMap host_only;  // no :authority: its host stands in
+  host_only.add("host", "api.example.com");
+  host_only.add("x-tenant", "acme");
+  CHECK(m->matches("/a.B/C", "a.B", host_only));
   // The method still has to match.
   auto by_service = read(json::parse(R"({"match": {"service": "a.B", "headers": [{"name": "x-t", "present": true}]}})"),
                          errors);
@@ -123,6 +131,11 @@ TEST_CASE("method match: headers, every one of which must match too", "[method_m
            {R"([{"name": "x-a", "exact": 1}])", "/r/match/headers/0/exact", ""},
            {R"([{"name": "x-a", "exact": "a", "typo": 1}])", "/r/match/headers/0/typo", "unknown key"},
            {R"([])", "/r/match/headers", "empty"},
+           {R"([{"name": "connection", "present": true}])", "/r/match/headers/0/name", "connection header"},
+           {R"([{"name": "x-a", "exact": "tab\there"}])", "/r/match/headers/0/exact", "printable ASCII"},
+           {R"([{"name": "x-a", "prefix": "caf\u00e9"}])", "/r/match/headers/0/prefix", "printable ASCII"},
+           {R"([{"name": "x-a", "exact": " padded"}])", "/r/match/headers/0/exact", "leading or trailing spaces"},
+           {R"([{"name": "x-id-bin", "exact": "AAE="}])", "/r/match/headers/0/exact", "\"present\""},
            {R"({"name": "x-a"})", "/r/match/headers", ""}}) {
     ConfigErrors e;
     INFO(bad);
