@@ -1,10 +1,12 @@
 #include "filters/router/config.h"
 
 #include <algorithm>
+#include <cctype>
 
 #include <fmt/format.h>
 #include <nlohmann/json.hpp>
 
+#include "core/headers.h"
 #include "core/json_reader.h"
 #include "core/method_match.h"
 #include "filters/router/filter.h"
@@ -134,6 +136,19 @@ std::optional<RouteEntry> readRoute(const json& value, const std::string& path, 
     }
   } else if (!readWeightedClusters(*weighted, obj.pathOf("weighted_clusters"), base, entry, ctx)) {
     ok = false;
+  }
+  if (auto h = obj.string("hash_header")) {
+    // Header names arrive in lower case (HTTP/2): "X-User-Id" means x-user-id.
+    entry.hash_header = *h;
+    std::transform(entry.hash_header.begin(), entry.hash_header.end(), entry.hash_header.begin(),
+                   [](unsigned char ch) { return static_cast<char>(std::tolower(ch)); });
+    if (weighted == nullptr) {
+      ctx.errors.add(obj.pathOf("hash_header"), "only a route with weighted_clusters draws its cluster");
+      ok = false;
+    } else if (!isValidMetadataKey(entry.hash_header)) {
+      ctx.errors.add(obj.pathOf("hash_header"), fmt::format("\"{}\" is not a metadata key", *h));
+      ok = false;
+    }
   }
   obj.finish();
   if (!ok) return std::nullopt;

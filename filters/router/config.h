@@ -21,6 +21,9 @@ struct RouteEntry {
   // Running totals of the targets' weights: a call drawing r in
   // [0, total) goes to the first target whose total exceeds r.
   std::vector<uint64_t> weight_totals;
+  // weighted_clusters' "hash_header": calls carrying it draw by its value's
+  // hash, so one user (session, tenant) stays on one cluster. Lower case.
+  std::string hash_header;
 
   // The target for a call drawing `draw` (any value; reduced modulo the total).
   const Route& pick(uint64_t draw) const;

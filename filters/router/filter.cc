@@ -3,10 +3,26 @@
 #include <random>
 
 #include <fmt/format.h>
+#include <xxhash.h>
 
 #include "core/stream_context.h"
 
 namespace sluice::filters::router {
+
+namespace {
+
+// Weighted clusters: the hash of the route's hash_header when the call
+// carries it (the same value, the same cluster, on every worker and gateway),
+// else a draw of its own (per worker, no lock).
+uint64_t draw(const RouteEntry& entry, StreamContext& ctx) {
+  if (!entry.hash_header.empty()) {
+    if (const std::string* key = ctx.requestHeaders().get(entry.hash_header)) return XXH64(key->data(), key->size(), 0);
+  }
+  static thread_local std::mt19937_64 rng{std::random_device{}()};
+  return rng();
+}
+
+}  // namespace
 
 FilterStatus RouterFilter::onRequestHeaders(StreamContext& ctx) {
   const RouteEntry* entry = config_.match(ctx.path(), ctx.service(), ctx.requestHeaders());
@@ -14,9 +30,7 @@ FilterStatus RouterFilter::onRequestHeaders(StreamContext& ctx) {
     ctx.sendLocalReply(StatusCode::Unimplemented, fmt::format("no route for method {}", ctx.path()));
     return FilterStatus::StopIteration;
   }
-  // Weighted clusters: each call draws on its own (per worker, no lock).
-  static thread_local std::mt19937_64 rng{std::random_device{}()};
-  const Route* route = &entry->pick(entry->targets.size() > 1 ? rng() : 0);
+  const Route* route = &entry->pick(entry->targets.size() > 1 ? draw(*entry, ctx) : 0);
   ctx.setRoute(route);
   if (route->timeout_ms > 0) {
     auto cap = StreamContext::Clock::now() + std::chrono::milliseconds(route->timeout_ms);

@@ -240,5 +240,35 @@ TEST_CASE("weighted clusters split calls by weight; a weight of 0 gets none", "[
   CHECK(statValue(gateway.adminAddress(), "cluster.canary.upstream_rq_total") == seen["canary"]);
 }
 
+TEST_CASE("weighted clusters with a hash_header keep each caller on one cluster", "[e2e][routing]") {
+  TestBackend v1("v1");
+  TestBackend v2("v2");
+  nlohmann::json split = {{"match", {{"prefix", "/"}}},
+                          {"weighted_clusters", {{{"cluster", "v1"}, {"weight", 50}}, {{"cluster", "v2"}, {"weight", 50}}}},
+                          {"hash_header", "X-User"}};
+  const auto clusters = nlohmann::json::array({cluster("v1", {v1.address()}), cluster("v2", {v2.address()})});
+  GatewayProcess gateway(gatewayConfig(nlohmann::json::array({split}), clusters));
+  auto echo = example::Echo::NewStub(makeChannel(gateway.address()));
+  std::map<std::string, int> users_per_cluster;
+  for (int user = 0; user < 40; ++user) {
+    const std::string id = "user-" + std::to_string(user);
+    const std::string first = answeredBy(*echo, {{"x-user", id}});
+    for (int i = 0; i < 4; ++i) {
+      INFO(id << " call " << i);
+      CHECK(answeredBy(*echo, {{"x-user", id}}) == first);
+    }
+    ++users_per_cluster[first];
+  }
+  // 40 users at 50/50: both clusters have some (all on one: 2 in 10^12).
+  INFO("v1 " << users_per_cluster["v1"] << ", v2 " << users_per_cluster["v2"]);
+  CHECK(users_per_cluster["v1"] > 0);
+  CHECK(users_per_cluster["v2"] > 0);
+  // Calls without the header draw at random.
+  std::map<std::string, int> seen;
+  for (int i = 0; i < 60; ++i) ++seen[answeredBy(*echo, {})];
+  CHECK(seen["v1"] > 0);
+  CHECK(seen["v2"] > 0);
+}
+
 }  // namespace
 }  // namespace sluice::test

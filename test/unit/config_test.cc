@@ -151,7 +151,11 @@ TEST_CASE("config mistakes name their JSON path", "[config]") {
              {R"({"match":{"prefix":"/"},"weighted_clusters":[{"cluster":"c","weight":0}]})",
               "/listeners/0/filters/0/config/routes/0/weighted_clusters", "add up to 0"},
              {R"({"match":{"prefix":"/"},"weighted_clusters":[{"cluster":"c","weight":1},{"cluster":"c","weight":2}]})",
-              "/listeners/0/filters/0/config/routes/0/weighted_clusters/1/cluster", "listed twice"}}) {
+              "/listeners/0/filters/0/config/routes/0/weighted_clusters/1/cluster", "listed twice"},
+             {R"({"match":{"prefix":"/"},"cluster":"c","hash_header":"x-user"})",
+              "/listeners/0/filters/0/config/routes/0/hash_header", "only a route with weighted_clusters"},
+             {R"({"match":{"prefix":"/"},"weighted_clusters":[{"cluster":"c","weight":1}],"hash_header":"x user"})",
+              "/listeners/0/filters/0/config/routes/0/hash_header", "not a metadata key"}}) {
       auto bad = with("", json_routes, good_cluster);
       INFO(json_routes << ": " << bad.errors.format());
       CHECK_FALSE(bad.config);
