@@ -178,13 +178,22 @@ TEST_CASE("dns_addresses all: an endpoint per address, following the answers; a 
   CHECK(gateway.stop() == 0);
 }
 
-TEST_CASE("dns_addresses first: one endpoint, kept on its address while the answer still has it", "[e2e][cluster][dns]") {
-  TestBackend a("a");
-  TestBackend b("b", "127.0.0.2", a.port());
+// Backends a (127.0.0.1) and b (127.0.0.2) on one port, and the name
+// answering both, in that order.
+struct TwoAddresses {
+  TestBackend a{"a"};
+  TestBackend b{"b", "127.0.0.2", a.port()};
   ScriptedResolver resolver;
-  resolver.answer(kName, "127.0.0.1,127.0.0.2", 0);
   GatewayProcess::Options options;
-  options.extraEnv = resolver.env();
+  TwoAddresses() {
+    resolver.answer(kName, "127.0.0.1,127.0.0.2", 0);
+    options.extraEnv = resolver.env();
+  }
+};
+
+TEST_CASE("dns_addresses first: one endpoint, kept on its address while the answer still has it", "[e2e][cluster][dns]") {
+  TwoAddresses backends;
+  auto& [a, b, resolver, options] = backends;
   GatewayProcess gateway(namedClusterConfig(a.port(), "first"), options);
   auto stub = example::Echo::NewStub(makeChannel(gateway.address()));
   CHECK(spread(*stub, 6) == std::map<std::string, int>{{"a", 6}});
@@ -215,12 +224,8 @@ TEST_CASE("dns_addresses first: one endpoint, kept on its address while the answ
 }
 
 TEST_CASE("dns_addresses all: an address the cluster already has is not a second endpoint", "[e2e][cluster][dns]") {
-  TestBackend a("a");
-  TestBackend b("b", "127.0.0.2", a.port());
-  ScriptedResolver resolver;
-  resolver.answer(kName, "127.0.0.1,127.0.0.2", 0);
-  GatewayProcess::Options options;
-  options.extraEnv = resolver.env();
+  TwoAddresses backends;
+  auto& [a, b, resolver, options] = backends;
   auto config = namedClusterConfig(a.port(), "all");
   config["clusters"][0]["endpoints"].push_back(a.address());  // 127.0.0.1 as a literal too
   GatewayProcess gateway(config, options);
