@@ -255,7 +255,7 @@ void runSession(std::string_view input) {
 
     std::vector<std::unique_ptr<ConnectionBalancer>> balancers;
     for (size_t i = 0; i < config->listeners.size(); ++i) balancers.push_back(std::make_unique<ConnectionBalancer>());
-    auto worker = std::make_unique<Worker>(config, balancers);
+    auto worker = std::make_unique<Worker>(config, balancers, HealthRole{});
     Status started = worker->start();
     if (!started.isOk()) {
       FUZZ_CHECK(attempt < 5, "cannot start the worker: %s", started.toString().c_str());

@@ -164,7 +164,7 @@ Status Gateway::start() {
   raiseOpenFileLimitFor(*config_);
   size_t n = config_->workers != 0 ? config_->workers : std::max(1u, std::thread::hardware_concurrency());
   for (size_t i = 0; i < config_->listeners.size(); ++i) balancers_.push_back(std::make_unique<ConnectionBalancer>());
-  for (size_t i = 0; i < n; ++i) workers_.push_back(std::make_unique<Worker>(config_, balancers_));
+  for (size_t i = 0; i < n; ++i) workers_.push_back(std::make_unique<Worker>(config_, balancers_, healthRole(i, n)));
   Status s = mainWorker().start();
   if (!s.isOk()) return s;
   // The others bind the very ports the first one got (port 0 picks one).
@@ -412,10 +412,28 @@ Status Gateway::applyReload(const std::string& text, const HostLookup& lookup) {
   return Status::ok();
 }
 
+HealthRole Gateway::healthRole(size_t worker, size_t workers) {
+  // The first worker checks; every result goes to the others' loops, where
+  // each applies it to its current config's endpoint of that key. workers_
+  // is complete, and no longer changes, by the time a check finishes.
+  if (worker != 0) return HealthRole{.checks = false, .report = {}};
+  if (workers == 1) return HealthRole{};
+  return HealthRole{.checks = true, .report = [this](const std::string& cluster, const std::string& key, bool healthy) {
+                      for (size_t i = 1; i < workers_.size(); ++i) {
+                        Worker* w = workers_[i].get();
+                        w->dispatcher().post([w, cluster, key, healthy] {
+                          if (Cluster* c = w->current()->clusterManager().find(cluster)) {
+                            c->applyHealthReport(key, healthy);
+                          }
+                        });
+                      }
+                    }};
+}
+
 std::string Gateway::clustersJson() const {
   nlohmann::json out = nlohmann::json::array();
   auto now = Endpoint::Clock::now();
-  // The main worker's view: every worker checks health on its own.
+  // The main worker's view: its health checks are every worker's; ejection is per worker.
   for (const auto& c : mainWorker().current()->clusterManager().clusters()) {
     nlohmann::json cj;
     cj["name"] = c->name();

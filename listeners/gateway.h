@@ -24,6 +24,7 @@
 #include "core/timer.h"
 #include "listeners/admin_listener.h"
 #include "listeners/reload_resolver.h"
+#include "upstream/health_role.h"
 
 struct uv_signal_s;
 
@@ -85,6 +86,9 @@ class Gateway final : public AdminHandler {
   int64_t openConnections() const;
   void finish();
   std::string clustersJson() const;
+  // Worker `worker` of `workers`: the first runs the health checks and
+  // reports each result to the others, which run none.
+  HealthRole healthRole(size_t worker, size_t workers);
   std::string configDumpJson() const;
 
   const FilterRegistry& registry_;

@@ -5,11 +5,11 @@
 namespace sluice {
 
 Generation::Generation(Dispatcher& dispatcher, WorkerStats& stats, GatewayConfigConstPtr config,
-                       Generation* previous)
+                       const HealthRole& health_role, Generation* previous)
     : dispatcher_(dispatcher),
       stats_(stats),
       config_(std::move(config)),
-      clusters_(std::make_unique<ClusterManager>(dispatcher, *config_, stats,
+      clusters_(std::make_unique<ClusterManager>(dispatcher, *config_, stats, health_role,
                                                  previous != nullptr ? previous->clusters_.get() : nullptr)) {}
 
 Generation::~Generation() { close(); }

@@ -16,11 +16,14 @@
 
 namespace sluice {
 
+struct HealthRole;
+
 class Generation final : public WorkerContext {
  public:
   // `previous`: the generation a reload replaces; its clusters pass on what
   // they knew of their endpoints (health, ejection, backoff).
-  Generation(Dispatcher& dispatcher, WorkerStats& stats, GatewayConfigConstPtr config,
+  // `health_role`: the worker's (upstream/health_role.h), outliving it.
+  Generation(Dispatcher& dispatcher, WorkerStats& stats, GatewayConfigConstPtr config, const HealthRole& health_role,
              Generation* previous = nullptr);
   ~Generation() override;
 

@@ -11,10 +11,12 @@
 
 namespace sluice {
 
-Worker::Worker(GatewayConfigConstPtr config, const std::vector<std::unique_ptr<ConnectionBalancer>>& balancers)
-    : dispatcher_(std::make_unique<Dispatcher>()),
+Worker::Worker(GatewayConfigConstPtr config, const std::vector<std::unique_ptr<ConnectionBalancer>>& balancers,
+               HealthRole health_role)
+    : health_role_(std::move(health_role)),
+      dispatcher_(std::make_unique<Dispatcher>()),
       stats_(std::make_unique<WorkerStats>()),
-      current_(std::make_shared<Generation>(*dispatcher_, *stats_, std::move(config))) {
+      current_(std::make_shared<Generation>(*dispatcher_, *stats_, std::move(config), health_role_)) {
   dispatcher_->setIdleSpin(current_->config().worker_spin_polls, &stats_->loop());
   const auto& listeners = current_->config().listeners;
   for (size_t i = 0; i < listeners.size(); ++i) {
@@ -96,7 +98,7 @@ Status Worker::reload(GatewayConfigConstPtr config) {
   }
   // The old generation stays alive in the streams still using it, without
   // health checks; the new one starts from what it knew of the backends.
-  auto next = std::make_shared<Generation>(*dispatcher_, *stats_, std::move(config), current_.get());
+  auto next = std::make_shared<Generation>(*dispatcher_, *stats_, std::move(config), health_role_, current_.get());
   current_->retire();
   current_ = std::move(next);
   dispatcher_->setIdleSpin(current_->config().worker_spin_polls, &stats_->loop());

@@ -20,6 +20,7 @@
 #include "core/stats.h"
 #include "core/status.h"
 #include "listeners/generation.h"
+#include "upstream/health_role.h"
 
 namespace sluice {
 
@@ -29,8 +30,10 @@ class GrpcListener;
 class Worker {
  public:
   // `balancers` holds one per configured listener, shared by every worker
-  // (connection counts for max_connections, and their spread).
-  Worker(GatewayConfigConstPtr config, const std::vector<std::unique_ptr<ConnectionBalancer>>& balancers);
+  // (connection counts for max_connections, and their spread). `health_role`:
+  // whether this worker runs the active health checks, and where it reports.
+  Worker(GatewayConfigConstPtr config, const std::vector<std::unique_ptr<ConnectionBalancer>>& balancers,
+         HealthRole health_role);
   ~Worker();
 
   // Binds every listener; an error names the listener that failed. `ports`,
@@ -62,6 +65,8 @@ class Worker {
   // on it); logs what could not be done.
   void applySchedSlice(uint32_t slice_us);
 
+  // First: every generation's clusters read it, to the last one's destruction.
+  HealthRole health_role_;
   std::unique_ptr<Dispatcher> dispatcher_;
   std::unique_ptr<WorkerStats> stats_;
   GenerationPtr current_;

@@ -19,8 +19,14 @@ constexpr int64_t kMaxEjectionMs = 300000;
 
 }  // namespace
 
-Cluster::Cluster(Dispatcher& dispatcher, const ClusterConfig& config, WorkerStats& stats)
-    : dispatcher_(dispatcher), config_(config), worker_stats_(stats), stats_(stats.cluster(config.name)) {
+const HealthRole Cluster::kCheckingAlone{};
+
+Cluster::Cluster(Dispatcher& dispatcher, const ClusterConfig& config, WorkerStats& stats, const HealthRole& role)
+    : dispatcher_(dispatcher),
+      config_(config),
+      role_(role),
+      worker_stats_(stats),
+      stats_(stats.cluster(config.name)) {
   const bool every_address = config.dns_addresses == ClusterConfig::DnsAddresses::All;
   // With every address an endpoint, IP literals first: a name answering
   // one of them does not add it twice (addAddressOf).
@@ -132,6 +138,18 @@ StatusOr<Endpoint*> Cluster::chooseEndpoint(const HeaderMap& request_headers, co
   }
   const std::string* key = config_.hash_header.empty() ? nullptr : request_headers.get(config_.hash_header);
   return lb_->pick(candidates_, key);
+}
+
+void Cluster::onHealthChecked(const Endpoint& endpoint) {
+  if (role_.report) role_.report(config_.name, endpoint.key(), endpoint.activeHealthy());
+}
+
+void Cluster::applyHealthReport(const std::string& endpoint_key, bool healthy) {
+  for (auto& ep : endpoints_) {
+    if (ep->key() != endpoint_key) continue;
+    ep->setActiveHealthy(healthy);
+    return;
+  }
 }
 
 void Cluster::onEndpointFailing(Endpoint& endpoint) {

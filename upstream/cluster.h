@@ -16,6 +16,7 @@
 #include "core/host_resolver.h"
 #include "core/status.h"
 #include "core/timer.h"
+#include "upstream/health_role.h"
 #include "upstream/load_balancer.h"
 
 namespace sluice {
@@ -28,8 +29,13 @@ class HeaderMap;
 
 class Cluster {
  public:
-  // Its stats and its endpoints' live in `stats`, the worker's.
-  Cluster(Dispatcher& dispatcher, const ClusterConfig& config, WorkerStats& stats);
+  // Its stats and its endpoints' live in `stats`, the worker's. `role` (the
+  // worker's, outliving the cluster) says whether it runs health checks.
+  Cluster(Dispatcher& dispatcher, const ClusterConfig& config, WorkerStats& stats,
+          const HealthRole& role = kCheckingAlone);
+
+  // A worker that checks and reports to nobody (tests, a single worker).
+  static const HealthRole kCheckingAlone;
   ~Cluster();
 
   const std::string& name() const { return config_.name; }
@@ -56,6 +62,14 @@ class Cluster {
   uint32_t pending_streams = 0;
   uint32_t active_requests = 0;
   uint32_t active_retries = 0;  // calls waiting for or running a retry
+
+  // Active health checks run here (configured, and this worker's role).
+  bool checksHealth() const { return config_.health_check.has_value() && role_.checks; }
+  // A check of `endpoint` here finished: tell the other workers.
+  void onHealthChecked(const Endpoint& endpoint);
+  // The checking worker's result for the endpoint with `endpoint_key`
+  // (ignored if there is none here, as during a reload or a DNS change).
+  void applyHealthReport(const std::string& endpoint_key, bool healthy);
 
   // Outlier detection: `endpoint` reached its consecutive-failure threshold.
   void onEndpointFailing(Endpoint& endpoint);
@@ -89,6 +103,7 @@ class Cluster {
 
   Dispatcher& dispatcher_;
   const ClusterConfig& config_;
+  const HealthRole& role_;
   WorkerStats& worker_stats_;
   ClusterStats& stats_;
   std::vector<std::unique_ptr<Endpoint>> endpoints_;

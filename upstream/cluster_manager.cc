@@ -6,9 +6,9 @@
 namespace sluice {
 
 ClusterManager::ClusterManager(Dispatcher& dispatcher, const GatewayConfig& config, WorkerStats& stats,
-                               ClusterManager* previous) {
+                               const HealthRole& role, ClusterManager* previous) {
   for (const auto& c : config.clusters) {
-    clusters_.push_back(std::make_unique<Cluster>(dispatcher, c, stats));
+    clusters_.push_back(std::make_unique<Cluster>(dispatcher, c, stats, role));
     if (previous != nullptr) {
       if (Cluster* before = previous->find(c.name)) clusters_.back()->adoptStateOf(*before);
     }

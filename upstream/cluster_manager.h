@@ -1,7 +1,8 @@
 // ClusterManager: one worker's clusters, by name.
 //
 // Owned by the worker; the config it reads outlives it. Nothing here is shared
-// between workers: each has its own pools, balancers and health checks.
+// between workers: each has its own pools and balancers. Health checks run on
+// one worker, which reports to the others (HealthRole).
 #pragma once
 
 #include <memory>
@@ -9,6 +10,7 @@
 #include <vector>
 
 #include "core/config.h"
+#include "upstream/health_role.h"
 
 namespace sluice {
 
@@ -21,7 +23,8 @@ class ClusterManager {
   // `previous`: the clusters of the config a reload replaces, whose knowledge
   // of the endpoints carries over (Cluster::adoptStateOf) before health
   // checks start.
-  ClusterManager(Dispatcher& dispatcher, const GatewayConfig& config, WorkerStats& stats,
+  // `role`: the worker's, outliving every cluster.
+  ClusterManager(Dispatcher& dispatcher, const GatewayConfig& config, WorkerStats& stats, const HealthRole& role,
                  ClusterManager* previous = nullptr);
   ~ClusterManager();
 

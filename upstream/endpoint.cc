@@ -20,7 +20,7 @@ Endpoint::Endpoint(Dispatcher& dispatcher, Cluster& cluster, const EndpointConfi
       one_of_many_(one_of_many),
       active_gauge_(active_gauge) {
   pool_ = std::make_unique<ConnectionPool>(dispatcher, *this);
-  if (cluster.config().health_check) {
+  if (cluster.checksHealth()) {
     health_checker_ = std::make_unique<HealthChecker>(dispatcher, *this, *cluster.config().health_check);
   }
 }

@@ -144,6 +144,9 @@ void HealthChecker::finish(bool ok, const std::string& why) {
       endpoint_.setActiveHealthy(true);
       spdlog::info("cluster '{}': endpoint {} is healthy again", endpoint_.cluster().name(), endpoint_.describe());
     }
+    // Every result, not only changes: a worker that has just added the
+    // endpoint (a reload, a DNS answer) learns its state within an interval.
+    endpoint_.cluster().onHealthChecked(endpoint_);
     return;
   }
   successes_ = 0;
@@ -153,6 +156,7 @@ void HealthChecker::finish(bool ok, const std::string& why) {
     endpoint_.setActiveHealthy(false);
     spdlog::warn("cluster '{}': endpoint {} is unhealthy: {}", endpoint_.cluster().name(), endpoint_.describe(), why);
   }
+  endpoint_.cluster().onHealthChecked(endpoint_);
 }
 
 }  // namespace sluice

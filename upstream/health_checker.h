@@ -1,10 +1,12 @@
 // HealthChecker: active gRPC health checking of one endpoint
 // (grpc.health.v1.Health/Check), as gRPC load balancers and Envoy do it.
 //
-// Owned by its Endpoint. Every interval it opens one call on the endpoint's
-// pool (outside the circuit breakers), and counts consecutive successes
-// (grpc-status 0 and SERVING) and failures (anything else, or no answer within
-// the timeout) against the thresholds to flip the endpoint's health.
+// Owned by its Endpoint, on the one worker that checks (upstream/health_role.h):
+// every result also goes to the other workers' endpoints. Every interval it
+// opens one call on the endpoint's pool (outside the circuit breakers), and
+// counts consecutive successes (grpc-status 0 and SERVING) and failures
+// (anything else, or no answer within the timeout) against the thresholds to
+// flip the endpoint's health.
 #pragma once
 
 #include <memory>

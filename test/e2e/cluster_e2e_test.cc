@@ -547,6 +547,49 @@ TEST_CASE("a backend killed under load: health checks and retries hide it, and i
   CHECK(b.stats().calls >= 5);
 }
 
+TEST_CASE("one worker runs the health checks and every worker routes on its results", "[e2e][cluster]") {
+  TestBackend a("a");
+  TestBackend b("b");
+  nlohmann::json c = {{"name", "pair"},
+                      {"endpoints", {a.address(), b.address()}},
+                      {"health_check", {{"interval_ms", 200}, {"timeout_ms", 150}, {"unhealthy_threshold", 2}}}};
+  auto config = configWith(c);
+  config["workers"] = 4;
+  config["admin"] = {{"address", "127.0.0.1:0"}};
+  GatewayProcess gateway(config);
+  // Two endpoints checked every 200 ms for 2 s: about 20 checks, where four
+  // workers checking each would make about 80.
+  std::this_thread::sleep_for(std::chrono::seconds(2));
+  const int64_t checks = statValue(gateway.adminAddress(), "cluster.pair.health_check.success");
+  CHECK(checks >= 10);
+  CHECK(checks <= 30);
+
+  // b goes: once the checking worker marks it, no worker sends it a call
+  // (there is no retry to hide a call that would try it).
+  b.stop(std::chrono::milliseconds(0));
+  REQUIRE(waitFor(
+      [&] {
+        auto clusters = nlohmann::json::parse(http(gateway.adminAddress(), "GET", "/clusters").body);
+        for (const auto& ep : clusters[0]["endpoints"]) {
+          if (ep["address"] == b.address()) return ep["health_check"] == "unhealthy";
+        }
+        return false;
+      },
+      std::chrono::seconds(5)));
+  std::this_thread::sleep_for(std::chrono::milliseconds(200));  // the report reaches the other workers' loops
+  // Eight connections: spread over the workers by the kernel.
+  for (int conn = 0; conn < 8; ++conn) {
+    auto stub = example::Echo::NewStub(makeChannel(gateway.address()));
+    for (int i = 0; i < 5; ++i) {
+      EchoResponse resp;
+      grpc::Status status = unary(*stub, 0, &resp);
+      INFO("connection " << conn << " call " << i << ": " << describe(status));
+      CHECK(status.ok());
+      CHECK(resp.backend() == "a");
+    }
+  }
+}
+
 TEST_CASE("health checks are not stopped by the max_connections circuit breaker", "[e2e][cluster]") {
   grpc::EnableDefaultHealthCheckService(true);
   TestBackend a("a");
