@@ -71,7 +71,7 @@ std::optional<HeaderMatch> readHeaderMatch(const nlohmann::json& value, const st
     const std::string key = exact ? "exact" : "prefix";
     if (!std::all_of(out.value.begin(), out.value.end(), [](char c) { return c >= 0x20 && c <= 0x7e; })) {
       errors.add(h.pathOf(key), "a header value holds only printable ASCII: this one could never match");
-    } else if (exact && !out.value.empty() && (out.value.front() == ' ' || out.value.back() == ' ')) {
+    } else if (!out.value.empty() && (out.value.front() == ' ' || (exact && out.value.back() == ' '))) {
       errors.add(h.pathOf(key), "HTTP/2 values carry no leading or trailing spaces: this one could never match");
     } else if (out.name.ends_with("-bin")) {
       errors.add(h.pathOf(key), "a -bin value is base64 that may be sent padded or not: match it with \"present\"");
@@ -102,7 +102,7 @@ bool HeaderMatch::matches(const HeaderMap& request) const {
         first = &h.value;
       } else {
         if (joined.empty()) joined = *first;
-        joined += ',';
+        joined += field == "cookie" ? "; " : ",";  // cookie crumbs rejoin as one header (RFC 9113 8.2.3)
         joined += h.value;
       }
     }

@@ -17,7 +17,8 @@ class JsonObject;
 
 // {"name": "x-tenant", "exact": "acme"}, {"name": ..., "prefix": "stag"} or
 // {"name": ..., "present": true|false}; "invert": true negates it. A header
-// sent several times is matched as its values joined with ",".
+// sent several times is matched as its values joined with "," ("; " for
+// cookie).
 struct HeaderMatch {
   enum class Kind { Exact, Prefix, Present };
   std::string name;  // lower case, as HTTP/2 carries it

@@ -287,6 +287,8 @@ void DownstreamStream::releaseIncompleteRequest() {
 }
 
 void DownstreamStream::encodeResponseMessage(Message&& message) {
+  // The backend is talking, whether or not a filter drops what it says.
+  touch();
   chain_.responseMessage(std::move(message));
   // Usually the message went straight through to response_out_, which keeps
   // its own watermark; only a paused response filter leaves bytes behind.

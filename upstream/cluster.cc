@@ -147,8 +147,22 @@ void Cluster::onHealthChecked(const Endpoint& endpoint) {
 void Cluster::applyHealthReport(const std::string& endpoint_key, bool healthy) {
   for (auto& ep : endpoints_) {
     if (ep->key() != endpoint_key) continue;
-    ep->setActiveHealthy(healthy);
+    ep->onHealthReport(healthy);
+    if (healthy) ep->pool().onConnectSucceeded();
     return;
+  }
+}
+
+void Cluster::checkUnreported() {
+  if (!config_.health_check || role_.checks || !health_checks_started_) return;
+  const auto now = Endpoint::Clock::now();
+  const auto silence = std::chrono::milliseconds(3 * uint64_t{config_.health_check->interval_ms});
+  for (auto& ep : endpoints_) {
+    if (ep->checkedHere() || now - ep->lastHealthReport() < silence) continue;
+    spdlog::info("cluster '{}': no health report on {} from the checking worker (which does not have it): "
+                 "checking it here",
+                 config_.name, ep->describe());
+    ep->checkLocally();
   }
 }
 
@@ -185,6 +199,7 @@ void Cluster::refreshDns() {
     if (!named.lookup->busy()) named.lookup->resolve(named.config->host, named.config->address.port);
   }
   sweepRemoved();
+  checkUnreported();
   dns_timer_->enable(std::chrono::milliseconds(config_.dns_refresh_ms));
 }
 

@@ -68,7 +68,9 @@ class Cluster {
   // A check of `endpoint` here finished: tell the other workers.
   void onHealthChecked(const Endpoint& endpoint);
   // The checking worker's result for the endpoint with `endpoint_key`
-  // (ignored if there is none here, as during a reload or a DNS change).
+  // (ignored if there is none here, as during a reload or a DNS change). A
+  // healthy one also ends the endpoint's reconnect backoff here, as a check
+  // that connected does on the checking worker.
   void applyHealthReport(const std::string& endpoint_key, bool healthy);
 
   // Outlier detection: `endpoint` reached its consecutive-failure threshold.
@@ -100,6 +102,9 @@ class Cluster {
   void onResolvedAll(const EndpointConfig& config, const std::vector<SocketAddress>& addresses);
   // Deletes the removed endpoints nothing uses any more.
   void sweepRemoved();
+  // On a worker that does not check: endpoints the checking worker has not
+  // reported on for three intervals (it does not have them) are checked here.
+  void checkUnreported();
 
   Dispatcher& dispatcher_;
   const ClusterConfig& config_;

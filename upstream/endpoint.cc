@@ -13,7 +13,8 @@ std::string Endpoint::keyFor(const EndpointConfig& config, const SocketAddress& 
 
 Endpoint::Endpoint(Dispatcher& dispatcher, Cluster& cluster, const EndpointConfig& config,
                    const SocketAddress& address, bool one_of_many, Gauge& active_gauge)
-    : cluster_(cluster),
+    : dispatcher_(dispatcher),
+      cluster_(cluster),
       config_(config),
       address_(address),
       key_(keyFor(config, address, one_of_many)),
@@ -55,6 +56,19 @@ void Endpoint::recordCallResult(bool success) {
 }
 
 void Endpoint::stopHealthChecks() { health_checker_.reset(); }
+
+void Endpoint::onHealthReport(bool healthy) {
+  active_healthy_ = healthy;
+  last_health_report_ = Clock::now();
+  // The checking worker has it now: its word wins over a check of our own.
+  if (!cluster_.checksHealth()) health_checker_.reset();
+}
+
+void Endpoint::checkLocally() {
+  if (health_checker_ || removed_ || !cluster_.config().health_check) return;
+  health_checker_ = std::make_unique<HealthChecker>(dispatcher_, *this, *cluster_.config().health_check);
+  health_checker_->start();
+}
 
 void Endpoint::remove() {
   removed_ = true;

@@ -59,6 +59,15 @@ class Endpoint final : public DeferredDeletable {
 
   // Active health checking results (HealthChecker).
   void setActiveHealthy(bool healthy) { active_healthy_ = healthy; }
+  // On a worker that does not check (HealthRole): the checking worker's
+  // result. Ends a check of its own (checkLocally) if one runs.
+  void onHealthReport(bool healthy);
+  // When the checking worker last reported on it (or when it was made).
+  Clock::time_point lastHealthReport() const { return last_health_report_; }
+  // Checks it from this worker, as the checking worker does not report on
+  // it (its endpoints differ: DNS answers that reached the workers apart).
+  void checkLocally();
+  bool checkedHere() const { return health_checker_ != nullptr; }
   // Passive results of real calls (proxy): a connect failure, reset or
   // UNAVAILABLE is a failure; any other answer a success.
   void recordCallResult(bool success);
@@ -106,10 +115,12 @@ class Endpoint final : public DeferredDeletable {
  private:
   friend class EndpointRef;
 
+  Dispatcher& dispatcher_;
   Cluster& cluster_;
   const EndpointConfig& config_;
   SocketAddress address_;
   std::string key_;
+  Clock::time_point last_health_report_ = Clock::now();
   bool one_of_many_;
   bool removed_ = false;
   uint32_t holders_ = 0;  // EndpointRefs

@@ -159,7 +159,10 @@ std::optional<RouteEntry> readRoute(const json& value, const std::string& path, 
 
 const Route& RouteEntry::pick(uint64_t draw) const {
   if (targets.size() == 1) return targets.front();
-  const uint64_t r = draw % weight_totals.back();
+  // The draw as a fraction of 2^64 scaled to the total, not taken modulo it:
+  // a caller's place then stays where it is when the weights change, and
+  // only the callers a cluster's range gains or loses move.
+  const auto r = static_cast<uint64_t>((static_cast<unsigned __int128>(draw) * weight_totals.back()) >> 64);
   auto it = std::upper_bound(weight_totals.begin(), weight_totals.end(), r);
   return targets[static_cast<size_t>(it - weight_totals.begin())];
 }

@@ -25,7 +25,8 @@ struct RouteEntry {
   // hash, so one user (session, tenant) stays on one cluster. Lower case.
   std::string hash_header;
 
-  // The target for a call drawing `draw` (any value; reduced modulo the total).
+  // The target for a call drawing `draw` (uniform over 64 bits; its place in
+  // the weights is draw / 2^64).
   const Route& pick(uint64_t draw) const;
 };
 

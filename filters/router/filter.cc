@@ -16,7 +16,12 @@ namespace {
 // else a draw of its own (per worker, no lock).
 uint64_t draw(const RouteEntry& entry, StreamContext& ctx) {
   if (!entry.hash_header.empty()) {
-    if (const std::string* key = ctx.requestHeaders().get(entry.hash_header)) return XXH64(key->data(), key->size(), 0);
+    // Seeded apart from ring_hash's: a canary cluster hashing on the same
+    // header still spreads the callers this draw sends it.
+    constexpr uint64_t kSeed = 0x736c75696365;  // "sluice"
+    if (const std::string* key = ctx.requestHeaders().get(entry.hash_header)) {
+      return XXH64(key->data(), key->size(), kSeed);
+    }
   }
   static thread_local std::mt19937_64 rng{std::random_device{}()};
   return rng();

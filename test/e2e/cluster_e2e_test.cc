@@ -1154,6 +1154,49 @@ TEST_CASE("a restarted backend passes its next health check, whatever the reconn
   CHECK(std::chrono::steady_clock::now() - restarted < std::chrono::milliseconds(800));
 }
 
+TEST_CASE("a healthy report from the checking worker ends the other workers' reconnect backoff", "[e2e][cluster]") {
+  TestBackend b("b");
+  nlohmann::json c = {{"name", "one"},
+                      {"endpoints", {b.address()}},
+                      {"health_check",
+                       {{"interval_ms", 100}, {"timeout_ms", 100}, {"unhealthy_threshold", 2}, {"healthy_threshold", 1}}}};
+  auto config = configWith(c);
+  config["workers"] = 2;
+  config["admin"] = {{"address", "127.0.0.1:0"}};
+  GatewayProcess gateway(config);
+  // Eight connections, spread over both workers by the kernel.
+  std::vector<std::unique_ptr<example::Echo::Stub>> stubs;
+  for (int i = 0; i < 8; ++i) {
+    stubs.push_back(example::Echo::NewStub(makeChannel(gateway.address())));
+    REQUIRE_OK(unary(*stubs.back()));
+  }
+  b.stop();
+  // Calls keep failing for 6 s: with the only endpoint down, each worker
+  // routes to it anyway (panic), and its failed connects push the backoff
+  // toward seconds.
+  const auto until = std::chrono::steady_clock::now() + std::chrono::seconds(6);
+  while (std::chrono::steady_clock::now() < until) {
+    for (auto& stub : stubs) CHECK_FALSE(unary(*stub).ok());
+    std::this_thread::sleep_for(std::chrono::milliseconds(20));
+  }
+  b.start();  // same port
+  // The checking worker finds it back, and its report reaches the other.
+  REQUIRE(waitFor(
+      [&] {
+        auto clusters = nlohmann::json::parse(http(gateway.adminAddress(), "GET", "/clusters").body);
+        return clusters[0]["endpoints"][0]["health_check"] == "healthy";
+      },
+      std::chrono::seconds(5)));
+  std::this_thread::sleep_for(std::chrono::milliseconds(300));
+  // Every worker takes calls now, not once the rest of its backoff is over.
+  for (size_t i = 0; i < stubs.size(); ++i) {
+    EchoResponse resp;
+    grpc::Status status = unary(*stubs[i], 0, &resp);
+    INFO("connection " << i << ": " << describe(status));
+    CHECK(status.ok());
+  }
+}
+
 TEST_CASE("a reload keeps what the gateway knew of endpoint health, and the old config stops checking",
           "[e2e][cluster]") {
   TestBackend a("a");

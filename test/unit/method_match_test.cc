@@ -111,6 +111,13 @@ TEST_CASE("method match: headers, every one of which must match too", "[method_m
   other_authority.add(":authority", "web.example.com");
   other_authority.add("x-tenant", "acme");
   CHECK_FALSE(m->matches("/a.B/C", "a.B", other_authority));
+  auto cookie = read(json::parse(R"({"match": {"prefix": "/", "headers": [{"name": "cookie", "exact": "a=1; b=2"}]}})"),
+                     errors);
+  REQUIRE(cookie);
+  HeaderMap crumbs;  // HTTP/2 may split a cookie into crumbs: they rejoin with "; "
+  crumbs.add("cookie", "a=1");
+  crumbs.add("cookie", "b=2");
+  CHECK(cookie->matches("/a.B/C", "a.B", crumbs));
   HeaderMap host_only;  // no :authority: its host stands in
   host_only.add("host", "api.example.com");
   host_only.add("x-tenant", "acme");
@@ -135,6 +142,7 @@ TEST_CASE("method match: headers, every one of which must match too", "[method_m
            {R"([{"name": "x-a", "exact": "tab\there"}])", "/r/match/headers/0/exact", "printable ASCII"},
            {R"([{"name": "x-a", "prefix": "caf\u00e9"}])", "/r/match/headers/0/prefix", "printable ASCII"},
            {R"([{"name": "x-a", "exact": " padded"}])", "/r/match/headers/0/exact", "leading or trailing spaces"},
+           {R"([{"name": "x-a", "prefix": " padded"}])", "/r/match/headers/0/prefix", "leading or trailing spaces"},
            {R"([{"name": "x-id-bin", "exact": "AAE="}])", "/r/match/headers/0/exact", "\"present\""},
            {R"({"name": "x-a"})", "/r/match/headers", ""}}) {
     ConfigErrors e;
