@@ -13,6 +13,7 @@
 #include "core/dispatcher.h"
 #include "core/headers.h"
 #include "core/stats.h"
+#include "core/timer.h"
 #include "upstream/cluster.h"
 #include "upstream/endpoint.h"
 
@@ -81,6 +82,52 @@ TEST_CASE("ejections are forgiven once per period back in service, each period o
   ep.forgiveEjections(t0 + 3 * period + std::chrono::milliseconds(20), period);
   CHECK(ep.ejections() == 2);
   CHECK_FALSE(ep.ejected(t0 + 3 * period + std::chrono::milliseconds(20)));
+}
+
+}  // namespace sluice
+
+namespace sluice {
+
+TEST_CASE("a worker that does not check health checks an endpoint the checking worker never reports on",
+          "[load_balancer]") {
+  // A host name (looked up at load, refreshed every 100 ms), checked every
+  // 100 ms by the checking worker, which this one hears nothing from.
+  const nlohmann::json config = {{"name", "c"},
+                                 {"endpoints", {"localhost:9"}},
+                                 {"dns_refresh_ms", 100},
+                                 {"health_check", {{"interval_ms", 100}, {"timeout_ms", 50}}}};
+  Dispatcher dispatcher;
+  WorkerStats stats;
+  const ClusterConfig cluster_config = TestCluster::read(config);
+  const HealthRole listener{.checks = false, .report = {}};
+  Cluster cluster(dispatcher, cluster_config, stats, listener);
+  cluster.startHealthChecks();
+  Endpoint& ep = *cluster.endpoints()[0];
+  auto runFor = [&](std::chrono::milliseconds how_long) {
+    Timer stop(dispatcher, [&] { dispatcher.stop(); });
+    stop.enable(how_long);
+    dispatcher.run();
+  };
+
+  SECTION("reports keep it from checking") {
+    TimerPtr report;
+    report = std::make_unique<Timer>(dispatcher, [&] {
+      cluster.applyHealthReport(ep.key(), true);
+      report->enable(std::chrono::milliseconds(50));
+    });
+    report->enable(std::chrono::milliseconds(0));
+    runFor(std::chrono::milliseconds(600));
+    CHECK_FALSE(ep.checkedHere());
+  }
+  SECTION("three intervals without a report: it checks, until a report comes") {
+    CHECK_FALSE(ep.checkedHere());
+    runFor(std::chrono::milliseconds(600));
+    CHECK(ep.checkedHere());
+    cluster.applyHealthReport(ep.key(), true);
+    CHECK_FALSE(ep.checkedHere());
+    CHECK(ep.activeHealthy());
+  }
+  cluster.closeAll();
 }
 
 }  // namespace sluice
