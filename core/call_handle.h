@@ -27,7 +27,8 @@
 // runOffLoop() (core/off_loop_work.h).
 //
 // CallSlots is what the worker checks: per worker (its Dispatcher owns one),
-// loop thread only, one slot per call that asked for a handle, reused with a
+// loop thread only, one slot per call that asked for a handle (or a
+// ctx.timer), reused with a
 // new generation once the call ends. No allocation once the table has grown
 // to the most such calls open at once; a post allocates what std::function
 // needs for the work, as Dispatcher::post does.
@@ -80,13 +81,15 @@ class CallHandle {
   // Thread-safe. Runs `work` on the call's worker if the call has not ended
   // by then; otherwise it is destroyed unrun.
   void post(std::function<void()> work) const;
+  bool empty() const { return dispatcher_ == nullptr; }
+
+ private:
+  friend class StreamContext;
   // On the call's worker thread only (StreamContext::timer's callbacks): runs
   // `work` now if the call is still going, a throw handled as post()'s is.
   // `what` names the work in the log and the reply.
   void run(const std::function<void()>& work, std::string_view what) const;
-  bool empty() const { return dispatcher_ == nullptr; }
 
- private:
   Dispatcher* dispatcher_ = nullptr;
   CallSlots::Id id_;
 };

@@ -46,7 +46,7 @@ Cluster::Cluster(Dispatcher& dispatcher, const ClusterConfig& config, WorkerStat
     } else {
       first = &addEndpoint(ep, ep.address, false);
     }
-    named_.push_back({&ep, first, std::make_unique<HostResolver>(dispatcher, [this, &ep, first](auto addresses) {
+    named_.push_back({&ep, std::make_unique<HostResolver>(dispatcher, [this, &ep, first](auto addresses) {
                         if (first != nullptr) {
                           onResolved(*first, addresses);
                         } else {

@@ -121,8 +121,7 @@ class Cluster {
   // endpoints, so the lookups (and their callbacks) go first.
   struct NamedEndpoint {
     const EndpointConfig* config;
-    Endpoint* endpoint;  // dns_addresses "first": its one endpoint; "all": none
-    std::unique_ptr<HostResolver> lookup;
+    std::unique_ptr<HostResolver> lookup;  // its answers go to onResolved or onResolvedAll
   };
   std::vector<NamedEndpoint> named_;
   TimerPtr dns_timer_;

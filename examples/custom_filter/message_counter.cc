@@ -39,8 +39,9 @@ class Factory : public sluice::FilterFactory {
 
 FilterStatus Filter::onRequestHeaders(sluice::StreamContext& ctx) {
   if (config_.hold_ms == 0) return FilterStatus::Continue;
-  // The timer runs on the stream's own loop: no locking, and the stream (and
-  // so this filter) is alive when it fires, or the timer was destroyed first.
+  // ctx.timer: on the call's own loop (no locking), and its callback runs
+  // only while the call is going, so `this` and `ctx` are alive in it; one
+  // that threw would end the call rather than leave it paused.
   // Resuming as *this: only this filter's own pause is released.
   hold_timer_ = ctx.timer([this, &ctx] { ctx.continueRequest(*this); });
   hold_timer_->enable(std::chrono::milliseconds(config_.hold_ms));
@@ -70,8 +71,7 @@ FilterStatus Filter::onRequestMessage(sluice::StreamContext& ctx, sluice::Messag
 
 FilterStatus Filter::onResponseHeaders(sluice::StreamContext& ctx) {
   if (config_.hold_response_ms == 0) return FilterStatus::Continue;
-  response_hold_timer_ =
-      ctx.timer([this, &ctx] { ctx.continueResponse(*this); });
+  response_hold_timer_ = ctx.timer([this, &ctx] { ctx.continueResponse(*this); });
   response_hold_timer_->enable(std::chrono::milliseconds(config_.hold_response_ms));
   return FilterStatus::StopIteration;
 }

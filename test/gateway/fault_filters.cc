@@ -28,7 +28,7 @@ namespace {
 //   double_continue          a timer resumes the call twice
 //   timer_throw              a timer resumes the call, then throws
 //   call_timer_throw         a timer of the call's (StreamContext::timer)
-//                            throws before resuming it
+//                            throws instead of resuming it
 //   call_timer_deny          a timer of the call's ends it, then reads its captures
 //   posted_throw             work posted to the dispatcher throws
 // Calls it sees without a fault get the trailer x-test-faults: seen.

@@ -92,6 +92,8 @@ TEST_CASE("a worker that does not check health checks an endpoint the checking w
           "[load_balancer]") {
   // A host name (looked up at load, refreshed every 100 ms), checked every
   // 100 ms by the checking worker, which this one hears nothing from.
+  // localhost: answered from /etc/hosts, no resolver asked; nothing need
+  // listen on port 9 (the checks' results do not matter here).
   const nlohmann::json config = {{"name", "c"},
                                  {"endpoints", {"localhost:9"}},
                                  {"dns_refresh_ms", 100},
