@@ -17,7 +17,6 @@
 #include <sstream>
 #include <thread>
 
-#include <grpcpp/health_check_service_interface.h>
 #include <nghttp2/nghttp2.h>
 #include <poll.h>
 
@@ -32,11 +31,6 @@ namespace {
 using example::EchoRequest;
 using example::EchoResponse;
 
-// Backends serve grpc.health.v1 (the gateway's active health checks use it).
-struct EnableHealthService {
-  EnableHealthService() { grpc::EnableDefaultHealthCheckService(true); }
-};
-const EnableHealthService kEnableHealth;
 
 nlohmann::json weighted(const std::string& address, int weight) {
   return {{"address", address}, {"weight", weight}};

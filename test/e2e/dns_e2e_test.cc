@@ -4,8 +4,6 @@
 // one finishing there); "first" keeps one endpoint on one address.
 #include <catch2/catch.hpp>
 
-#include <grpcpp/health_check_service_interface.h>
-
 #include <map>
 #include <memory>
 #include <string>
@@ -22,11 +20,6 @@ namespace {
 using example::EchoRequest;
 using example::EchoResponse;
 
-// Backends serve grpc.health.v1 (the gateway's active health checks use it).
-struct EnableHealthService {
-  EnableHealthService() { grpc::EnableDefaultHealthCheckService(true); }
-};
-const EnableHealthService kEnableHealth;
 
 constexpr char kName[] = "svc.sluice-test";
 

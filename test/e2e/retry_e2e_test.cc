@@ -7,8 +7,6 @@
 
 #include <thread>
 
-#include <grpcpp/health_check_service_interface.h>
-
 #include "test/support/admin_stats.h"
 #include "test/support/e2e_fixture.h"
 
@@ -24,11 +22,6 @@ using namespace std::chrono_literals;
 // so the pool fails a stream to it inside newStream, before it returns.
 constexpr const char* kUnreachableA = "224.0.0.1:50051";
 constexpr const char* kUnreachableB = "224.0.0.2:50051";
-
-struct EnableHealthService {
-  EnableHealthService() { grpc::EnableDefaultHealthCheckService(true); }
-};
-const EnableHealthService kEnableHealth;
 
 nlohmann::json retryConfig(const nlohmann::json& cluster_json, const nlohmann::json& retry) {
   nlohmann::json r = route("prefix", "/", cluster_json["name"]);

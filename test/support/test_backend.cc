@@ -9,6 +9,8 @@
 #include <cstring>
 #include <stdexcept>
 
+#include <grpcpp/health_check_service_interface.h>
+
 namespace sluice::test {
 
 int listenOnLoopback(int& port) {
@@ -39,6 +41,9 @@ TestBackend::~TestBackend() { stop(); }
 void TestBackend::start() {
   if (server_) return;
   auto backend = std::make_unique<example::EchoBackend>(name_);
+  // Every test backend serves grpc.health.v1, which the gateway's active
+  // health checks ask (a process-wide grpc++ switch, read when a server is built).
+  grpc::EnableDefaultHealthCheckService(true);
   grpc::ServerBuilder builder;
   int selected = 0;
   builder.AddListeningPort(ip_ + ":" + std::to_string(port_), grpc::InsecureServerCredentials(),
