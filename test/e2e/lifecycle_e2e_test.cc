@@ -167,6 +167,9 @@ TEST_CASE("a call that reaches a draining connection before the final GOAWAY is 
   CHECK(backend.stats().calls.load() == 1);
   CHECK(waitFor([&] { return gateway.logs().find("reset (REFUSED_STREAM): the gateway is shutting down") !=
                              std::string::npos; }, std::chrono::seconds(2)));
+  // The drain ends with the final GOAWAY and the gateway exits on its own: a
+  // SIGTERM sent into its exit (stop()) would end it by the signal instead.
+  CHECK(waitFor([&] { return !gateway.running(); }, std::chrono::seconds(10)));
   CHECK(gateway.stop() == 0);
 }
 
@@ -212,6 +215,9 @@ TEST_CASE("a late answer to a keepalive PING does not end a drain's first phase 
   // The drain PING's answer: now the final GOAWAY.
   ack(drain_ping->payload);
   CHECK(until(kGoaway, std::chrono::milliseconds(500)));
+  // With no call left the drain ends and the gateway exits on its own: a
+  // SIGTERM sent into its exit (stop()) would end it by the signal instead.
+  CHECK(waitFor([&] { return !gateway.running(); }, std::chrono::seconds(10)));
   CHECK(gateway.stop() == 0);
 }
 
