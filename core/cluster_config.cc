@@ -1,12 +1,12 @@
 #include "core/cluster_config.h"
 
 #include <algorithm>
-#include <cctype>
 #include <charconv>
 
 #include <fmt/format.h>
 #include <nlohmann/json.hpp>
 
+#include "core/headers.h"
 #include "core/json_reader.h"
 
 namespace sluice {
@@ -179,10 +179,7 @@ ClusterConfig readClusterConfig(const json& value, const std::string& path, Conf
     }
   }
   if (auto h = obj.string("hash_header")) {
-    // Header names arrive in lower case (HTTP/2): "X-User-Id" means x-user-id.
-    cluster.hash_header = *h;
-    std::transform(cluster.hash_header.begin(), cluster.hash_header.end(), cluster.hash_header.begin(),
-                   [](unsigned char ch) { return static_cast<char>(std::tolower(ch)); });
+    cluster.hash_header = headerName(*h);  // "X-User-Id" means x-user-id
     if (cluster.lb_policy != LbPolicy::RingHash) {
       errors.add(obj.pathOf("hash_header"), "only lb_policy \"ring_hash\" hashes on a header");
     }

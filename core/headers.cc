@@ -1,6 +1,7 @@
 #include "core/headers.h"
 
 #include <algorithm>
+#include <cctype>
 
 namespace sluice {
 
@@ -49,6 +50,13 @@ bool isReservedMetadataKey(std::string_view key) {
                                                    "upgrade",          "transfer-encoding", "content-length"};
   return key.starts_with(':') || key.starts_with("grpc-") ||
          std::find(std::begin(kReserved), std::end(kReserved), key) != std::end(kReserved);
+}
+
+std::string headerName(std::string_view configured) {
+  std::string name(configured);
+  std::transform(name.begin(), name.end(), name.begin(),
+                 [](unsigned char ch) { return static_cast<char>(std::tolower(ch)); });
+  return name;
 }
 
 }  // namespace sluice

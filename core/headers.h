@@ -51,5 +51,8 @@ bool isValidMetadataKey(std::string_view key);
 // te, host and the connection-specific headers): a filter that set or removed
 // one would break the call rather than change its metadata.
 bool isReservedMetadataKey(std::string_view key);
+// A header name as configured ("X-User-Id") as HTTP/2 carries it: in lower
+// case ("x-user-id"), which is how requests arrive.
+std::string headerName(std::string_view configured);
 
 }  // namespace sluice

@@ -1,7 +1,6 @@
 #include "core/method_match.h"
 
 #include <algorithm>
-#include <cctype>
 
 #include <fmt/format.h>
 #include <nlohmann/json.hpp>
@@ -51,10 +50,7 @@ std::optional<HeaderMatch> readHeaderMatch(const nlohmann::json& value, const st
   h.finish();
   HeaderMatch out;
   if (name) {
-    // Header names arrive in lower case (HTTP/2): "X-Tenant" means x-tenant.
-    out.name = *name;
-    std::transform(out.name.begin(), out.name.end(), out.name.begin(),
-                   [](unsigned char ch) { return static_cast<char>(std::tolower(ch)); });
+    out.name = headerName(*name);  // "X-Tenant" means x-tenant
     if (out.name != ":authority" && !isValidMetadataKey(out.name)) {
       errors.add(h.pathOf("name"), fmt::format("\"{}\" is not a metadata key (letters, digits, '-', '_', '.') "
                                                "nor \":authority\"", *name));

@@ -1,7 +1,6 @@
 #include "filters/router/config.h"
 
 #include <algorithm>
-#include <cctype>
 
 #include <fmt/format.h>
 #include <nlohmann/json.hpp>
@@ -138,10 +137,7 @@ std::optional<RouteEntry> readRoute(const json& value, const std::string& path, 
     ok = false;
   }
   if (auto h = obj.string("hash_header")) {
-    // Header names arrive in lower case (HTTP/2): "X-User-Id" means x-user-id.
-    entry.hash_header = *h;
-    std::transform(entry.hash_header.begin(), entry.hash_header.end(), entry.hash_header.begin(),
-                   [](unsigned char ch) { return static_cast<char>(std::tolower(ch)); });
+    entry.hash_header = headerName(*h);  // "X-User-Id" means x-user-id
     if (weighted == nullptr) {
       ctx.errors.add(obj.pathOf("hash_header"), "only a route with weighted_clusters draws its cluster");
       ok = false;
@@ -158,7 +154,6 @@ std::optional<RouteEntry> readRoute(const json& value, const std::string& path, 
 }  // namespace
 
 const Route& RouteEntry::pick(uint64_t draw) const {
-  if (targets.size() == 1) return targets.front();
   // The draw as a fraction of 2^64 scaled to the total, not taken modulo it:
   // a caller's place then stays where it is when the weights change, and
   // only the callers a cluster's range gains or loses move.
