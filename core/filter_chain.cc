@@ -123,7 +123,7 @@ void FilterChain::runRequest() {
       std::optional<FilterStatus> status = invoke(d, filters_[e.next++], e);
       if (!status || ctx_.ended()) return;
       if (*status == FilterStatus::DropMessage) {
-        drop(e);
+        drop(d);
         break;
       }
       if (*status == FilterStatus::StopIteration && !d.resume_requested) {
@@ -147,7 +147,7 @@ void FilterChain::runResponse() {
       std::optional<FilterStatus> status = invoke(d, filters_[--e.next], e);
       if (!status || ctx_.ended()) return;
       if (*status == FilterStatus::DropMessage) {
-        drop(e);
+        drop(d);
         dropped = true;
         break;
       }
@@ -170,10 +170,10 @@ void FilterChain::runResponse() {
   }
 }
 
-void FilterChain::drop(Event& e) {
+void FilterChain::drop(Direction& d) {
   // A resume the dropping hook asked for (ctx.continue*() inside it) is spent.
-  (&e == &request_.active ? request_ : response_).resume_requested = false;
-  e.message = Message{};  // its buffer goes back now, not when the next event arrives
+  d.resume_requested = false;
+  d.active.message = Message{};  // its buffer goes back now, not when the next event arrives
 }
 
 void FilterChain::streamDone() {

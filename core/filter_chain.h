@@ -112,8 +112,8 @@ class FilterChain {
   // The hook of `entry` for `e` threw: log it and end the call.
   void failHook(const Entry& entry, const Event& e, bool request);
   void resume(Direction& d, void (FilterChain::*run)(), const Filter* from);
-  // A hook returned DropMessage for message event `e`: it goes no further.
-  void drop(Event& e);
+  // A hook returned DropMessage for `d`'s active (message) event: it goes no further.
+  void drop(Direction& d);
 
   StreamContext& ctx_;
   ResponseSink& sink_;
