@@ -76,6 +76,21 @@ std::optional<uint64_t> JsonObject::unsignedInt(std::string_view key, uint64_t m
   return n;
 }
 
+std::optional<double> JsonObject::number(std::string_view key, double min, double max, bool required) {
+  const auto* v = value(key, required);
+  if (v == nullptr) return std::nullopt;
+  if (!v->is_number()) {
+    errors_.add(pathOf(key), fmt::format("expected a number, got {}", v->type_name()));
+    return std::nullopt;
+  }
+  auto n = v->get<double>();
+  if (!(n >= min && n <= max)) {
+    errors_.add(pathOf(key), fmt::format("{} is out of range [{}, {}]", v->dump(), min, max));
+    return std::nullopt;
+  }
+  return n;
+}
+
 std::optional<bool> JsonObject::boolean(std::string_view key, bool required) {
   const auto* v = value(key, required);
   if (v == nullptr) return std::nullopt;

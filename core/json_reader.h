@@ -38,6 +38,8 @@ class JsonObject {
   std::optional<std::string> string(std::string_view key, bool required = false);
   std::optional<uint64_t> unsignedInt(std::string_view key, uint64_t min, uint64_t max,
                                       bool required = false);
+  // Any JSON number, integer or not.
+  std::optional<double> number(std::string_view key, double min, double max, bool required = false);
   std::optional<bool> boolean(std::string_view key, bool required = false);
   const nlohmann::json* array(std::string_view key, bool required = false);
   const nlohmann::json* object(std::string_view key, bool required = false);

@@ -153,7 +153,7 @@ std::optional<MethodMatch> readMethodMatch(JsonObject& parent, std::string_view 
   if ((service ? 1 : 0) + (method ? 1 : 0) + (prefix ? 1 : 0) != 1) {
     m.errors().add(m.path(), "give exactly one of \"service\", \"method\" or \"prefix\"");
   } else if (service) {
-    out = {MethodMatch::Kind::Service, std::move(*service)};
+    out = {MethodMatch::Kind::Service, std::move(*service), {}};
     constexpr std::string_view kExpected = "expected a service name like \"shop.v1.Catalog\"";
     if (out.value.empty() || out.value.find('/') != std::string::npos) {
       m.errors().add(m.pathOf("service"), std::string(kExpected));
@@ -161,7 +161,7 @@ std::optional<MethodMatch> readMethodMatch(JsonObject& parent, std::string_view 
       m.errors().add(m.pathOf("service"), badCharacters(out.value, kExpected));
     }
   } else if (method) {
-    out = {MethodMatch::Kind::Method, std::move(*method)};
+    out = {MethodMatch::Kind::Method, std::move(*method), {}};
     constexpr std::string_view kExpected = "expected a full method name like \"/shop.v1.Orders/Place\"";
     if (!validMethodPath(out.value)) {
       m.errors().add(m.pathOf("method"), std::string(kExpected));
@@ -169,7 +169,7 @@ std::optional<MethodMatch> readMethodMatch(JsonObject& parent, std::string_view 
       m.errors().add(m.pathOf("method"), badCharacters(out.value, kExpected));
     }
   } else {
-    out = {MethodMatch::Kind::Prefix, std::move(*prefix)};
+    out = {MethodMatch::Kind::Prefix, std::move(*prefix), {}};
     if (!out.value.starts_with('/')) {
       m.errors().add(m.pathOf("prefix"), "a path prefix must start with \"/\"");
     } else if (!onlyNameChars(out.value, true)) {

@@ -41,6 +41,18 @@ struct MethodMatch {
   bool matches(std::string_view path, std::string_view service, const HeaderMap& headers) const;
 };
 
+// The first of `rules` whose `match` (an optional MethodMatch; absent matches
+// every call) matches the call, or nullptr: the rules of auth, rate_limit and
+// fault are tried in order this way.
+template <class Rule>
+const Rule* firstMatchingRule(const std::vector<Rule>& rules, std::string_view path, std::string_view service,
+                              const HeaderMap& headers) {
+  for (const Rule& r : rules) {
+    if (!r.match || r.match->matches(path, service, headers)) return &r;
+  }
+  return nullptr;
+}
+
 // The characters of a service or method name in a gRPC path: those of
 // protobuf identifiers and the dots between them, and '-'. The gateway
 // refuses calls to any other path (a '?', '%' or space would let something

@@ -1,5 +1,9 @@
 #include "core/stats.h"
 
+#include <stdexcept>
+
+#include <fmt/format.h>
+
 namespace sluice {
 
 void Histogram::record(double seconds) {
@@ -21,6 +25,7 @@ std::string_view localReplyReasonName(LocalReplyReason r) {
     case LocalReplyReason::Draining: return "draining";
     case LocalReplyReason::SlowReader: return "slow_reader";
     case LocalReplyReason::FilterError: return "filter_error";
+    case LocalReplyReason::Fault: return "fault";
     case LocalReplyReason::Count: break;
   }
   return "unknown";
@@ -61,6 +66,29 @@ int64_t WorkerStats::endpointActive(std::string_view cluster, std::string_view e
   std::lock_guard<std::mutex> lock(mutex_);
   auto it = endpoints_.find(endpointKey(cluster, endpoint));
   return it == endpoints_.end() ? 0 : it->second->value();
+}
+
+namespace {
+bool isFilterCounterName(std::string_view name) {
+  if (name.empty() || name.size() > WorkerStats::kMaxFilterCounterNameBytes) return false;
+  if (name[0] < 'a' || name[0] > 'z') return false;
+  for (char c : name) {
+    if (!((c >= 'a' && c <= 'z') || (c >= '0' && c <= '9') || c == '_')) return false;
+  }
+  return true;
+}
+}  // namespace
+
+Counter& WorkerStats::filterCounter(std::string_view name) {
+  if (!isFilterCounterName(name)) {
+    throw std::invalid_argument(fmt::format("filter counter name \"{}\" is not [a-z][a-z0-9_]* of at most {} bytes",
+                                            name, kMaxFilterCounterNameBytes));
+  }
+  std::lock_guard<std::mutex> lock(mutex_);
+  auto it = filter_counters_.find(name);
+  if (it != filter_counters_.end()) return *it->second;
+  if (filter_counters_.size() >= kMaxFilterCounters) name = kOtherFilterCounter;
+  return *filter_counters_.try_emplace(std::string(name), std::make_unique<Counter>()).first->second;
 }
 
 MethodStats& WorkerStats::method(std::string_view service, std::string_view method, std::string_view type) {

@@ -68,6 +68,7 @@ enum class LocalReplyReason {
   FilterError,  // a filter threw (core/user_code.h)
   Draining,
   SlowReader,  // reset: the client's connection buffered past max_buffered_response_bytes
+  Fault,       // an abort the fault filter injected on purpose
   Count
 };
 std::string_view localReplyReasonName(LocalReplyReason r);
@@ -147,9 +148,24 @@ class WorkerStats {
   static constexpr std::string_view kOtherMethod = "(other)";
   void learnType(std::string_view path, std::string_view service, std::string_view method, std::string_view type);
 
+  // A counter of a filter's own, by name: `fault_delays_injected` is
+  // `filter.fault_delays_injected` in /stats and
+  // `sluice_filter_fault_delays_injected_total` in Prometheus, summed over
+  // workers. Created on first use (under the lock: look it up when you count,
+  // not per message) and never removed. A name must be [a-z][a-z0-9_]*, at
+  // most kMaxFilterCounterNameBytes long (else std::invalid_argument, a
+  // filter's bug: a hook that throws ends its call with INTERNAL); past
+  // kMaxFilterCounters names, new ones count under kOtherFilterCounter, so a
+  // filter naming counters after what clients send cannot grow the gateway.
+  Counter& filterCounter(std::string_view name);
+  static constexpr size_t kMaxFilterCounters = 256;
+  static constexpr size_t kMaxFilterCounterNameBytes = 64;
+  static constexpr std::string_view kOtherFilterCounter = "other";
+
   // Readers: visit every section (under the creation lock).
   template <typename F> void forEachListener(F f) const { visit(listeners_, f); }
   template <typename F> void forEachCluster(F f) const { visit(clusters_, f); }
+  template <typename F> void forEachFilterCounter(F f) const { visit(filter_counters_, f); }
   // Visits the method series outside the lock, which new calls of the worker
   // take: a scrape formatting thousands of series must not hold them up.
   // (Series are never removed, and a map's nodes stay where they are.)
@@ -174,6 +190,7 @@ class WorkerStats {
   std::map<std::string, std::unique_ptr<ListenerStats>, std::less<>> listeners_;
   std::map<std::string, std::unique_ptr<ClusterStats>, std::less<>> clusters_;
   std::map<std::string, std::unique_ptr<Gauge>, std::less<>> endpoints_;  // by "cluster\0endpoint"
+  std::map<std::string, std::unique_ptr<Counter>, std::less<>> filter_counters_;
   std::map<MethodKey, std::unique_ptr<MethodStats>> methods_;
   struct PathEntry {
     std::string learned = "unknown";

@@ -3,6 +3,7 @@
 #include "core/registry.h"
 #include "filters/access_log/config.h"
 #include "filters/auth/config.h"
+#include "filters/fault/config.h"
 #include "filters/metadata/config.h"
 #include "filters/proxy/config.h"
 #include "filters/rate_limit/config.h"
@@ -17,6 +18,7 @@ void registerBuiltinFilters(FilterRegistry& registry) {
   registry.add("access_log", std::make_unique<filters::access_log::AccessLogConfigFactory>());
   registry.add("auth", std::make_unique<filters::auth::AuthConfigFactory>());
   registry.add("rate_limit", std::make_unique<filters::rate_limit::RateLimitConfigFactory>());
+  registry.add("fault", std::make_unique<filters::fault::FaultConfigFactory>());
 }
 
 }  // namespace sluice

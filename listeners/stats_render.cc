@@ -146,6 +146,10 @@ std::string renderPrometheus(const std::vector<const WorkerStats*>& workers, con
     w->forEachMethod([&](const std::string& svc, const std::string& m, const std::string& t, const MethodStats& s) {
       addMethodStats(f, svc, m, t, s);
     });
+    w->forEachFilterCounter([&](const std::string& n, const Counter& c) {
+      f.gateway("sluice_filter_" + n + "_total", "counter", "Counted by a filter (WorkerStats::filterCounter).")
+          .add({}, static_cast<double>(c.value()));
+    });
   }
   if (clusters != nullptr) {
     auto now = Endpoint::Clock::now();
@@ -228,6 +232,9 @@ std::string renderStatsText(const std::vector<const WorkerStats*>& workers) {
       }
       values[p + "msg_received"] += s.msg_received.value();
       values[p + "msg_sent"] += s.msg_sent.value();
+    });
+    w->forEachFilterCounter([&](const std::string& n, const Counter& c) {
+      values["filter." + n] += static_cast<int64_t>(c.value());
     });
   }
   for (const WorkerStats* w : workers) {

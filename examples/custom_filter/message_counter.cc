@@ -9,6 +9,7 @@
 
 #include "core/json_reader.h"
 #include "core/stream_context.h"
+#include "core/worker_context.h"
 
 namespace example::message_counter {
 namespace {
@@ -64,6 +65,7 @@ FilterStatus Filter::onRequestMessage(sluice::StreamContext& ctx, sluice::Messag
   // Left out of the stream: the backend never sees it, the call goes on.
   if (!config_.drop_request_containing.empty() &&
       message.payload.find(config_.drop_request_containing) != std::string::npos) {
+    dropped(ctx).inc();
     return FilterStatus::DropMessage;
   }
   return FilterStatus::Continue;
@@ -76,9 +78,10 @@ FilterStatus Filter::onResponseHeaders(sluice::StreamContext& ctx) {
   return FilterStatus::StopIteration;
 }
 
-FilterStatus Filter::onResponseMessage(sluice::StreamContext&, sluice::Message& message) {
+FilterStatus Filter::onResponseMessage(sluice::StreamContext& ctx, sluice::Message& message) {
   if (!config_.drop_response_containing.empty() &&
       message.payload.find(config_.drop_response_containing) != std::string::npos) {
+    dropped(ctx).inc();
     return FilterStatus::DropMessage;  // the client never sees it
   }
   ++response_messages_;
@@ -89,6 +92,13 @@ FilterStatus Filter::onResponseTrailers(sluice::StreamContext& ctx) {
   ctx.responseTrailers().set(config_.trailer_prefix + "-request", std::to_string(request_messages_));
   ctx.responseTrailers().set(config_.trailer_prefix + "-response", std::to_string(response_messages_));
   return FilterStatus::Continue;
+}
+
+sluice::Counter& Filter::dropped(sluice::StreamContext& ctx) {
+  // Each worker keeps its own counters (no locks when counting); the admin
+  // endpoint sums them.
+  if (dropped_ == nullptr) dropped_ = &ctx.worker().stats().filterCounter("message_counter_dropped");
+  return *dropped_;
 }
 
 void Filter::onStreamDone(sluice::StreamContext&) {

@@ -27,6 +27,7 @@
 #include <string>
 
 #include "core/filter.h"
+#include "core/stats.h"
 #include "core/registry.h"
 #include "core/timer.h"
 
@@ -60,6 +61,10 @@ class Filter : public sluice::Filter {
   // The pending resume; destroying it (stream ended first) cancels it.
   sluice::TimerPtr hold_timer_;
   sluice::TimerPtr response_hold_timer_;
+  // This worker's count of dropped messages (filter.message_counter_dropped
+  // in /stats), looked up at the call's first drop, not per message.
+  sluice::Counter& dropped(sluice::StreamContext& ctx);
+  sluice::Counter* dropped_ = nullptr;
 };
 
 // Registered under the name the config uses: registry.add("message_counter", ...).

@@ -149,10 +149,7 @@ AuthRule readRule(const json& value, const std::string& path, ConfigErrors& erro
 }  // namespace
 
 const AuthRule* AuthConfig::ruleFor(std::string_view path, std::string_view service, const HeaderMap& headers) const {
-  for (const auto& r : rules) {
-    if (!r.match || r.match->matches(path, service, headers)) return &r;
-  }
-  return nullptr;
+  return firstMatchingRule(rules, path, service, headers);
 }
 
 FilterFactorySharedPtr AuthConfigFactory::create(const json& config, const std::string& path,

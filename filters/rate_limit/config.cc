@@ -107,10 +107,7 @@ RateLimitRule readRule(const json& value, const std::string& path, ConfigErrors&
 
 const RateLimitRule* RateLimitConfig::ruleFor(std::string_view path, std::string_view service,
                                               const HeaderMap& headers) const {
-  for (const auto& r : rules) {
-    if (!r.match || r.match->matches(path, service, headers)) return &r;
-  }
-  return nullptr;
+  return firstMatchingRule(rules, path, service, headers);
 }
 
 FilterFactorySharedPtr RateLimitConfigFactory::create(const json& config, const std::string& path,

@@ -12,6 +12,7 @@
 #include <thread>
 #include <vector>
 
+#include "test/support/admin_stats.h"
 #include "test/support/e2e_fixture.h"
 
 namespace sluice::test {
@@ -22,6 +23,7 @@ using example::EchoResponse;
 
 nlohmann::json counterGateway(const std::string& backend, const nlohmann::json& counterConfig) {
   nlohmann::json config = catchAllConfig(backend);
+  config["admin"] = {{"address", "127.0.0.1:0"}};
   nlohmann::json entry = {{"name", "message_counter"}, {"config", counterConfig}};
   auto& chain = config["listeners"][0]["filters"];
   chain.insert(chain.begin(), entry);
@@ -99,6 +101,7 @@ TEST_CASE("custom filter: leaves messages out of a stream (DropMessage), past ev
     CHECK(response.received_bytes() == 16);
     CHECK(metadataValue(context.GetServerTrailingMetadata(), "x-message-count-request") ==
           std::to_string(kDropped + 4));
+    CHECK(statValue(f.gateway.adminAddress(), "filter.message_counter_dropped") == kDropped);
   }
   SECTION("response messages the client never sees") {
     CounterFixture f(nlohmann::json{{"drop_response_containing", "secret"}});
@@ -122,6 +125,7 @@ TEST_CASE("custom filter: leaves messages out of a stream (DropMessage), past ev
     REQUIRE_OK(stream->Finish());
     CHECK(read == std::vector<std::string>{"kept-0", "kept-50", "kept-100", "kept-150"});
     CHECK(metadataValue(context.GetServerTrailingMetadata(), "x-message-count-response") == "4");
+    CHECK(statValue(f.gateway.adminAddress(), "filter.message_counter_dropped") == kDropped - 4);
   }
 }
 

@@ -2,6 +2,8 @@
 
 #include <catch2/catch.hpp>
 
+#include <cstdio>
+#include <fstream>
 #include <sstream>
 
 #include "test/support/http_client.h"
@@ -30,5 +32,31 @@ int64_t statValue(const std::map<std::string, int64_t>& stats, const std::string
 }
 
 int64_t statValue(const std::string& admin, const std::string& name) { return statValue(readStats(admin), name); }
+
+double metric(const std::string& text, const std::string& name, const std::vector<std::string>& needles) {
+  double sum = 0;
+  std::istringstream in(text);
+  std::string line;
+  while (std::getline(in, line)) {
+    if (line.rfind(name + "{", 0) != 0 && line.rfind(name + " ", 0) != 0) continue;
+    bool all = true;
+    for (const auto& n : needles) all = all && line.find(n) != std::string::npos;
+    if (all) sum += std::stod(line.substr(line.rfind(' ') + 1));
+  }
+  return sum;
+}
+
+void checkWithPromtool(const std::string& text, const std::string& file) {
+  std::ofstream(file) << text;
+  std::string cmd = "promtool check metrics < " + file + " 2>&1";
+  FILE* p = popen(cmd.c_str(), "r");
+  REQUIRE(p != nullptr);
+  std::string out;
+  char buf[4096];
+  while (fgets(buf, sizeof(buf), p) != nullptr) out += buf;
+  int rc = pclose(p);
+  INFO("promtool: " << out);
+  CHECK(rc == 0);
+}
 
 }  // namespace sluice::test

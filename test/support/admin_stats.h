@@ -5,6 +5,7 @@
 #include <cstdint>
 #include <map>
 #include <string>
+#include <vector>
 
 namespace sluice::test {
 
@@ -15,5 +16,12 @@ std::map<std::string, int64_t> readStats(const std::string& admin);
 int64_t statValue(const std::map<std::string, int64_t>& stats, const std::string& name);
 // One counter, read afresh.
 int64_t statValue(const std::string& admin, const std::string& name);
+
+// GET /stats/prometheus text: the sum of `name`'s samples whose label text
+// contains every one of `needles` (0 when none).
+double metric(const std::string& text, const std::string& name, const std::vector<std::string>& needles);
+// Runs `promtool check metrics` on `text` (written to `file` first); fails the
+// test with promtool's output unless it passes.
+void checkWithPromtool(const std::string& text, const std::string& file);
 
 }  // namespace sluice::test

@@ -1,8 +1,9 @@
 // WorkerStats' per-method series: one per path, bounded against clients that
-// invent method names.
+// invent method names; and filters' own counters, bounded the same way.
 #include <catch2/catch.hpp>
 
 #include <set>
+#include <stdexcept>
 #include <string>
 
 #include "core/stats.h"
@@ -54,6 +55,27 @@ TEST_CASE("methodForCall counts an overlong path under (other) without keeping i
     ++series;
   });
   CHECK(series == 1);
+}
+
+TEST_CASE("filterCounter: one counter per name, checked names, bounded", "[stats]") {
+  WorkerStats stats;
+  Counter& hits = stats.filterCounter("cache_hits");
+  hits.inc(2);
+  CHECK(&stats.filterCounter("cache_hits") == &hits);
+  CHECK_THROWS_AS(stats.filterCounter("Cache"), std::invalid_argument);
+  CHECK_THROWS_AS(stats.filterCounter("9lives"), std::invalid_argument);
+  CHECK_THROWS_AS(stats.filterCounter("a-b"), std::invalid_argument);
+  CHECK_THROWS_AS(stats.filterCounter(""), std::invalid_argument);
+  CHECK_THROWS_AS(stats.filterCounter(std::string(WorkerStats::kMaxFilterCounterNameBytes + 1, 'a')),
+                  std::invalid_argument);
+  for (size_t i = 1; i < WorkerStats::kMaxFilterCounters; ++i) stats.filterCounter("c" + std::to_string(i));
+  Counter& past = stats.filterCounter("one_too_many");
+  CHECK(&past == &stats.filterCounter(WorkerStats::kOtherFilterCounter));
+  CHECK(&stats.filterCounter("another") == &past);
+  CHECK(&stats.filterCounter("cache_hits") == &hits);  // names made before still count on their own
+  size_t names = 0;
+  stats.forEachFilterCounter([&](const std::string&, const Counter&) { ++names; });
+  CHECK(names == WorkerStats::kMaxFilterCounters + 1);
 }
 
 }  // namespace
