@@ -1,5 +1,7 @@
 #include "core/stats.h"
 
+#include <algorithm>
+#include <array>
 #include <stdexcept>
 
 #include <fmt/format.h>
@@ -69,20 +71,35 @@ int64_t WorkerStats::endpointActive(std::string_view cluster, std::string_view e
 }
 
 namespace {
-bool isFilterCounterName(std::string_view name) {
-  if (name.empty() || name.size() > WorkerStats::kMaxFilterCounterNameBytes) return false;
-  if (name[0] < 'a' || name[0] > 'z') return false;
+// Words promtool's lint refuses in a metric name (its type, an abbreviated
+// unit), and "total", which the Prometheus name already ends with.
+constexpr std::array<std::string_view, 20> kRefusedWords = {
+    "counter", "gauge", "histogram", "summary", "untyped", "total", "s",  "ms", "us", "ns",
+    "sec",     "b",     "kb",        "mb",      "gb",      "tb",    "pb", "m",  "h",  "d"};
+
+std::string_view filterCounterNameProblem(std::string_view name) {
+  if (name.empty() || name.size() > WorkerStats::kMaxFilterCounterNameBytes) return "is empty or too long";
+  if (name[0] < 'a' || name[0] > 'z') return "does not start with a lower-case letter";
   for (char c : name) {
-    if (!((c >= 'a' && c <= 'z') || (c >= '0' && c <= '9') || c == '_')) return false;
+    if (!((c >= 'a' && c <= 'z') || (c >= '0' && c <= '9') || c == '_')) return "has a character other than [a-z0-9_]";
   }
-  return true;
+  size_t start = 0;
+  while (start <= name.size()) {
+    size_t end = std::min(name.find('_', start), name.size());
+    std::string_view word = name.substr(start, end - start);
+    if (word.empty()) return "has an empty word (\"__\" or a '_' at either end)";
+    for (auto refused : kRefusedWords) {
+      if (word == refused) return "has a word Prometheus names must not have (a metric type, \"total\", or an abbreviated unit: spell it out, as in \"seconds\")";
+    }
+    start = end + 1;
+  }
+  return {};
 }
 }  // namespace
 
 Counter& WorkerStats::filterCounter(std::string_view name) {
-  if (!isFilterCounterName(name)) {
-    throw std::invalid_argument(fmt::format("filter counter name \"{}\" is not [a-z][a-z0-9_]* of at most {} bytes",
-                                            name, kMaxFilterCounterNameBytes));
+  if (auto problem = filterCounterNameProblem(name); !problem.empty()) {
+    throw std::invalid_argument(fmt::format("filter counter name \"{}\" {}", name, problem));
   }
   std::lock_guard<std::mutex> lock(mutex_);
   auto it = filter_counters_.find(name);

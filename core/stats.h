@@ -151,12 +151,17 @@ class WorkerStats {
   // A counter of a filter's own, by name: `fault_delays_injected` is
   // `filter.fault_delays_injected` in /stats and
   // `sluice_filter_fault_delays_injected_total` in Prometheus, summed over
-  // workers. Created on first use (under the lock: look it up when you count,
-  // not per message) and never removed. A name must be [a-z][a-z0-9_]*, at
-  // most kMaxFilterCounterNameBytes long (else std::invalid_argument, a
-  // filter's bug: a hook that throws ends its call with INTERNAL); past
-  // kMaxFilterCounters names, new ones count under kOtherFilterCounter, so a
-  // filter naming counters after what clients send cannot grow the gateway.
+  // workers. Created on first use (under the lock: look it up once per call,
+  // not per message) and never removed. Count only on this worker's thread
+  // (in hooks, timers and CallHandle work), never from a thread of your own:
+  // counters are single-writer. A name is words of [a-z0-9] joined by '_',
+  // starting with a letter, at most kMaxFilterCounterNameBytes long, and
+  // without the words promtool's lint refuses (a metric type such as
+  // "counter", "total", an abbreviated unit such as "ms"); another name
+  // throws std::invalid_argument, a filter's bug: a hook that throws ends its
+  // call with INTERNAL. Past kMaxFilterCounters names, new ones count under
+  // kOtherFilterCounter, so a filter naming counters after what clients send
+  // cannot grow the gateway.
   Counter& filterCounter(std::string_view name);
   static constexpr size_t kMaxFilterCounters = 256;
   static constexpr size_t kMaxFilterCounterNameBytes = 64;

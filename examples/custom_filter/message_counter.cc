@@ -97,7 +97,7 @@ FilterStatus Filter::onResponseTrailers(sluice::StreamContext& ctx) {
 sluice::Counter& Filter::dropped(sluice::StreamContext& ctx) {
   // Each worker keeps its own counters (no locks when counting); the admin
   // endpoint sums them.
-  if (dropped_ == nullptr) dropped_ = &ctx.worker().stats().filterCounter("message_counter_dropped");
+  if (dropped_ == nullptr) dropped_ = &ctx.worker().stats().filterCounter("messages_dropped");
   return *dropped_;
 }
 

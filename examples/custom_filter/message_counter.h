@@ -61,7 +61,7 @@ class Filter : public sluice::Filter {
   // The pending resume; destroying it (stream ended first) cancels it.
   sluice::TimerPtr hold_timer_;
   sluice::TimerPtr response_hold_timer_;
-  // This worker's count of dropped messages (filter.message_counter_dropped
+  // This worker's count of dropped messages (filter.messages_dropped
   // in /stats), looked up at the call's first drop, not per message.
   sluice::Counter& dropped(sluice::StreamContext& ctx);
   sluice::Counter* dropped_ = nullptr;

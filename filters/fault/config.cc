@@ -4,6 +4,7 @@
 #include <nlohmann/json.hpp>
 
 #include "core/json_reader.h"
+#include "core/reload_shared.h"
 #include "filters/fault/filter.h"
 
 namespace sluice::filters::fault {
@@ -16,14 +17,15 @@ constexpr uint64_t kMaxActiveFaultsLimit = 10'000'000;
 
 class FaultFilterFactory : public FilterFactory {
  public:
-  explicit FaultFilterFactory(FaultConfig config) : config_(std::move(config)) {}
-  FilterPtr createFilter(StreamContext&) const override { return std::make_unique<FaultFilter>(config_, active_); }
+  FaultFilterFactory(FaultConfig config, std::shared_ptr<ActiveFaults> active)
+      : config_(std::move(config)), active_(std::move(active)) {}
+  FilterPtr createFilter(StreamContext&) const override { return std::make_unique<FaultFilter>(config_, *active_); }
 
  private:
   FaultConfig config_;
-  // Counted by every worker's calls; the factory outlives them (a retired
-  // one goes after its config's last call).
-  mutable ActiveFaults active_;
+  // Counted by every worker's calls, and by those of the entry's earlier
+  // configs still held: a reload must not let as many calls be held again.
+  std::shared_ptr<ActiveFaults> active_;
 };
 
 double readPercent(JsonObject& obj) { return obj.number("percent", 0, 100).value_or(100); }
@@ -108,7 +110,10 @@ FilterFactorySharedPtr FaultConfigFactory::create(const json& config, const std:
   if (auto m = obj.unsignedInt("max_active_faults", 0, kMaxActiveFaultsLimit)) out.max_active_faults = *m;
   obj.finish();
   if (ctx.errors.size() != errors_before) return nullptr;
-  return std::make_shared<FaultFilterFactory>(std::move(out));
+  // Keyed by the entry's place alone: its delays in progress stay counted
+  // whatever a reload changed in it (max_active_faults included).
+  auto active = sharedAcrossReloads<ActiveFaults>(path, [] { return std::make_shared<ActiveFaults>(); });
+  return std::make_shared<FaultFilterFactory>(std::move(out), std::move(active));
 }
 
 }  // namespace sluice::filters::fault

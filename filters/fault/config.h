@@ -43,15 +43,16 @@ struct FaultRule {
 
 struct FaultConfig {
   std::vector<FaultRule> rules;
-  // Delayed calls at once, across the gateway; past it calls go on without
-  // a fault (counted as fault_overflow). 0: no limit.
+  // Calls this entry holds in a delay at once, over every worker (and
+  // across reloads); past it calls go on without their delay (counted as
+  // fault_overflow). 0: no limit.
   uint64_t max_active_faults = 1000;
   // The first rule matching the call, or nullptr.
   const FaultRule* ruleFor(std::string_view path, std::string_view service, const HeaderMap& headers) const;
 };
 
 // Delays in progress for one filter entry, shared by its calls on every
-// worker (a reload's new entry starts its own count).
+// worker and by the entry's configs before and after a reload.
 struct ActiveFaults {
   std::atomic<uint64_t> delays{0};
 };

@@ -1,6 +1,7 @@
 #include "filters/fault/filter.h"
 
 #include <charconv>
+#include <cstdint>
 #include <random>
 
 #include <fmt/format.h>
@@ -34,10 +35,14 @@ HeaderValue takeHeader(HeaderMap& headers, std::string_view name) {
   return out;
 }
 
+// Decimal digits only (no sign, no spaces); more than 64 bits of them read
+// as the largest number, which every use caps or refuses.
 std::optional<uint64_t> parseNumber(const std::string& text) {
   uint64_t n = 0;
   auto [end, ec] = std::from_chars(text.data(), text.data() + text.size(), n);
-  if (ec != std::errc() || end != text.data() + text.size() || text.empty()) return std::nullopt;
+  if (text.empty() || end != text.data() + text.size()) return std::nullopt;
+  if (ec == std::errc::result_out_of_range) return UINT64_MAX;
+  if (ec != std::errc()) return std::nullopt;
   return n;
 }
 
@@ -63,12 +68,20 @@ FaultFilter::~FaultFilter() { releaseDelay(); }
 FilterStatus FaultFilter::onRequestHeaders(StreamContext& ctx) {
   const FaultRule* rule = config_.ruleFor(ctx.path(), ctx.service(), ctx.requestHeaders());
   if (rule == nullptr) return FilterStatus::Continue;
+  // A rule that takes faults from metadata consumes both headers: neither
+  // reaches the backend, whichever kinds the rule reads.
+  HeaderValue abort_header;
+  HeaderValue delay_header;
+  if ((rule->abort && rule->abort->from_header) || (rule->delay && rule->delay->from_header)) {
+    abort_header = takeHeader(ctx.requestHeaders(), kAbortHeader);
+    delay_header = takeHeader(ctx.requestHeaders(), kDelayHeader);
+  }
 
   if (rule->abort) {
     abort_code_ = rule->abort->code;
     bool wanted = true;
     if (rule->abort->from_header) {
-      auto header = takeHeader(ctx.requestHeaders(), kAbortHeader);
+      const HeaderValue& header = abort_header;
       if (header.repeated) return refuse(ctx, kAbortHeader, "sent more than once");
       wanted = header.value.has_value();
       if (wanted) {
@@ -88,7 +101,7 @@ FilterStatus FaultFilter::onRequestHeaders(StreamContext& ctx) {
   if (rule->delay) {
     delay = rule->delay->fixed;
     if (rule->delay->from_header) {
-      auto header = takeHeader(ctx.requestHeaders(), kDelayHeader);
+      const HeaderValue& header = delay_header;
       if (header.repeated) return refuse(ctx, kDelayHeader, "sent more than once");
       delay = std::chrono::milliseconds(0);
       if (header.value) {

@@ -1,14 +1,12 @@
 #include "filters/rate_limit/config.h"
 
-#include <map>
-#include <mutex>
-
 #include <fmt/format.h>
 #include <nlohmann/json.hpp>
 
 #include "core/headers.h"
 #include "core/json_reader.h"
 #include "core/method_match.h"
+#include "core/reload_shared.h"
 #include "filters/rate_limit/filter.h"
 
 namespace sluice::filters::rate_limit {
@@ -22,23 +20,12 @@ constexpr uint64_t kMaxKeysLimit = 10'000'000;
 // The bucket table for the filter entry at `path` with config `text`: the one
 // a live config already uses for the same entry unchanged (a reload that
 // changed routes or clusters must not hand every caller a full bucket), else
-// a new one. Tables are shared only this way, by the factories of the
-// configs a reload overlaps; the last one to go frees it. The registry is
-// per process: an application embedding two gateways with the same filter at
-// the same config path would have them share buckets.
+// a new one.
 std::shared_ptr<BucketTable> tableFor(const std::string& path, const std::string& text,
                                       const RateLimitConfig& config) {
-  static std::mutex mutex;
-  static std::map<std::string, std::weak_ptr<BucketTable>> live;
-  std::lock_guard lock(mutex);
-  std::erase_if(live, [](const auto& entry) { return entry.second.expired(); });
-  std::string identity = path + "\n" + text;
-  if (auto it = live.find(identity); it != live.end()) {
-    if (auto table = it->second.lock()) return table;
-  }
-  auto table = std::make_shared<BucketTable>(config.max_keys, config.rules.size() * 2);
-  live[identity] = table;
-  return table;
+  return sharedAcrossReloads<BucketTable>(path + "\n" + text, [&] {
+    return std::make_shared<BucketTable>(config.max_keys, config.rules.size() * 2);
+  });
 }
 
 class RateLimitFilterFactory : public FilterFactory {

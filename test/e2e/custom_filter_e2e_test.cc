@@ -14,6 +14,7 @@
 
 #include "test/support/admin_stats.h"
 #include "test/support/e2e_fixture.h"
+#include "test/support/http_client.h"
 
 namespace sluice::test {
 namespace {
@@ -101,7 +102,10 @@ TEST_CASE("custom filter: leaves messages out of a stream (DropMessage), past ev
     CHECK(response.received_bytes() == 16);
     CHECK(metadataValue(context.GetServerTrailingMetadata(), "x-message-count-request") ==
           std::to_string(kDropped + 4));
-    CHECK(statValue(f.gateway.adminAddress(), "filter.message_counter_dropped") == kDropped);
+    CHECK(statValue(f.gateway.adminAddress(), "filter.messages_dropped") == kDropped);
+    std::string text = http(f.gateway.adminAddress(), "GET", "/stats/prometheus").body;
+    CHECK(text.find("sluice_filter_messages_dropped_total " + std::to_string(kDropped)) != std::string::npos);
+    checkWithPromtool(text, f.gateway.logPath() + ".prom");
   }
   SECTION("response messages the client never sees") {
     CounterFixture f(nlohmann::json{{"drop_response_containing", "secret"}});
@@ -125,7 +129,7 @@ TEST_CASE("custom filter: leaves messages out of a stream (DropMessage), past ev
     REQUIRE_OK(stream->Finish());
     CHECK(read == std::vector<std::string>{"kept-0", "kept-50", "kept-100", "kept-150"});
     CHECK(metadataValue(context.GetServerTrailingMetadata(), "x-message-count-response") == "4");
-    CHECK(statValue(f.gateway.adminAddress(), "filter.message_counter_dropped") == kDropped - 4);
+    CHECK(statValue(f.gateway.adminAddress(), "filter.messages_dropped") == kDropped - 4);
   }
 }
 

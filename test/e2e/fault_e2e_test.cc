@@ -126,6 +126,24 @@ TEST_CASE("fault: a delay holds the call, its deadline still running", "[e2e][fa
   CHECK(statValue(gateway.adminAddress(), "filter.fault_delays_injected") == 3);
 }
 
+TEST_CASE("fault: after the router, a route's timeout bounds the delay", "[e2e][fault]") {
+  TestBackend backend("primary");
+  nlohmann::json config = faultGateway(backend.address(), R"({"rules": [{"delay": {"ms": 2000}}]})");
+  auto& chain = config["listeners"][0]["filters"];
+  std::swap(chain[0], chain[1]);  // router, then fault, then proxy
+  REQUIRE(chain[0]["name"] == "router");
+  chain[0]["config"]["routes"][0]["timeout_ms"] = 200;
+  GatewayProcess gateway(config);
+  auto stub = example::Echo::NewStub(makeChannel(gateway.address()));
+  Timed call = unary(*stub);  // the client's own deadline is 10 s
+  REQUIRE_STATUS(call.status, grpc::StatusCode::DEADLINE_EXCEEDED);
+  CHECK(call.took < 2000ms);
+  auto stats = readStats(gateway.adminAddress());
+  CHECK(statValue(stats, "listener.grpc.local_reply.deadline") == 1);
+  CHECK(statValue(stats, "filter.fault_delays_injected") == 1);
+  CHECK(backend.stats().calls.load() == 0);
+}
+
 TEST_CASE("fault: percent draws that share of the calls", "[e2e][fault]") {
   TestBackend backend("primary");
   GatewayProcess gateway(faultGateway(backend.address(), R"({"rules": [
@@ -151,7 +169,9 @@ TEST_CASE("fault: callers ask for faults by metadata where a rule allows it", "[
   TestBackend backend("primary");
   GatewayProcess gateway(faultGateway(backend.address(), R"({"rules": [
       {"match": {"prefix": "/", "headers": [{"name": "x-chaos", "present": true}]},
-       "delay": {"from_header": true, "max_ms": 500}, "abort": {"from_header": true}}]})"));
+       "delay": {"from_header": true, "max_ms": 500}, "abort": {"from_header": true}},
+      {"match": {"prefix": "/", "headers": [{"name": "x-abort-only", "present": true}]},
+       "abort": {"from_header": true}}]})"));
   auto stub = example::Echo::NewStub(makeChannel(gateway.address()));
   const std::pair<std::string, std::string> chaos{"x-chaos", "1"};
 
@@ -186,6 +206,28 @@ TEST_CASE("fault: callers ask for faults by metadata where a rule allows it", "[
   REQUIRE_STATUS(twice.status, grpc::StatusCode::INVALID_ARGUMENT);
   CHECK(twice.status.error_message().find("sent more than once") != std::string::npos);
 
+  // Values read strictly: digits only, a status other than OK by its exact name or number.
+  for (const char* value : {"", "+5", "-1", "1.5", "0x10", "5ms"}) {
+    INFO("delay " << value);
+    REQUIRE_STATUS(unary(*stub, {chaos, {"x-sluice-fault-delay-ms", value}}).status,
+                   grpc::StatusCode::INVALID_ARGUMENT);
+  }
+  for (const char* value : {"", "0", "17", "unavailable", "+14", "99999999999999999999"}) {
+    INFO("abort " << value);
+    REQUIRE_STATUS(unary(*stub, {chaos, {"x-sluice-fault-abort", value}}).status, grpc::StatusCode::INVALID_ARGUMENT);
+  }
+  // A delay past 64 bits is only a very long one: capped like any other.
+  Timed huge = unary(*stub, {chaos, {"x-sluice-fault-delay-ms", "99999999999999999999"}});
+  REQUIRE_OK(huge.status);
+  CHECK(huge.took >= 500ms);
+  // "0": no delay asked for.
+  REQUIRE_OK(unary(*stub, {chaos, {"x-sluice-fault-delay-ms", "0"}}).status);
+
+  // A rule reading one kind from metadata still keeps the other header from the backend.
+  Timed abort_only = unary(*stub, {{"x-abort-only", "1"}, {"x-sluice-fault-delay-ms", "100"}}, kCallTimeout, true);
+  REQUIRE_OK(abort_only.status);
+  CHECK(abort_only.response.request_metadata().count("x-sluice-fault-delay-ms") == 0);
+
   // Calls no rule matches pass the headers on untouched, unfaulted.
   Timed unmatched = unary(*stub, {{"x-sluice-fault-abort", "INTERNAL"}}, kCallTimeout, true);
   REQUIRE_OK(unmatched.status);
@@ -203,7 +245,7 @@ TEST_CASE("fault: max_active_faults bounds the calls held at once", "[e2e][fault
   REQUIRE(waitFor([&] { return readStats(admin).count("filter.fault_delays_injected") == 1; }, 5s));
   Timed passed = unary(*stub);  // the one place is taken: no delay
   REQUIRE_OK(passed.status);
-  CHECK(passed.took < 1000ms);
+  CHECK(passed.took < 1500ms);
   CHECK(statValue(admin, "filter.fault_overflow") == 1);
   Timed first = held.get();
   REQUIRE_OK(first.status);
@@ -211,12 +253,37 @@ TEST_CASE("fault: max_active_faults bounds the calls held at once", "[e2e][fault
 
   // A call that ends during its delay gives the place back at once.
   REQUIRE_STATUS(unary(*stub, {}, 200ms).status, grpc::StatusCode::DEADLINE_EXCEEDED);
+  REQUIRE(waitFor([&] { return statValue(admin, "listener.grpc.downstream_rq_active") == 0; }, 5s));
   Timed again = unary(*stub);
   REQUIRE_OK(again.status);
   CHECK(again.took >= 1500ms);
   auto stats = readStats(admin);
   CHECK(statValue(stats, "filter.fault_delays_injected") == 3);
   CHECK(statValue(stats, "filter.fault_overflow") == 1);
+}
+
+}  // namespace sluice::test
+
+namespace sluice::test {
+
+TEST_CASE("fault: calls held before a reload still count against max_active_faults after it", "[e2e][fault]") {
+  TestBackend backend("primary");
+  const std::string before = R"({"max_active_faults": 1, "rules": [{"delay": {"ms": 3000}}]})";
+  GatewayProcess gateway(faultGateway(backend.address(), before));
+  auto stub = example::Echo::NewStub(makeChannel(gateway.address()));
+  std::string admin = gateway.adminAddress();
+
+  auto held = std::async(std::launch::async, [&] { return unary(*stub); });
+  REQUIRE(waitFor([&] { return readStats(admin).count("filter.fault_delays_injected") == 1; }, 5s));
+  // A reload that changes the entry: its calls still share the one place
+  // with the call the old config holds.
+  const std::string after = R"({"max_active_faults": 1, "rules": [{"delay": {"ms": 2500}}]})";
+  REQUIRE(reloadWithSighup(gateway, faultGateway(backend.address(), after).dump(2), 1));
+  Timed passed = unary(*stub);
+  REQUIRE_OK(passed.status);
+  CHECK(passed.took < 2500ms);
+  CHECK(statValue(admin, "filter.fault_overflow") == 1);
+  REQUIRE_OK(held.get().status);
 }
 
 }  // namespace sluice::test
