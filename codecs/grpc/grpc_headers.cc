@@ -115,6 +115,17 @@ std::optional<std::chrono::nanoseconds> parseTimeout(std::string_view value) {
   return std::nullopt;
 }
 
+std::optional<std::chrono::milliseconds> parseRetryPushback(std::string_view value) {
+  if (value.empty()) return std::nullopt;
+  constexpr int64_t kMax = std::numeric_limits<int64_t>::max();
+  int64_t ms = 0;
+  for (char c : value) {
+    if (!isDigit(c)) return std::nullopt;
+    ms = ms > (kMax - 9) / 10 ? kMax : ms * 10 + (c - '0');
+  }
+  return std::chrono::milliseconds(ms);
+}
+
 std::string formatTimeout(std::chrono::nanoseconds timeout) {
   // A zero or negative timeout has already expired; "1n" says so without
   // being mistaken for "no deadline" by a peer that treats 0 specially.

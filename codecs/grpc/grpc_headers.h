@@ -32,6 +32,13 @@ std::optional<std::chrono::nanoseconds> parseTimeout(std::string_view value);
 // The shortest exact-or-rounded-up encoding with at most 8 digits.
 std::string formatTimeout(std::chrono::nanoseconds timeout);
 
+// grpc-retry-pushback-ms, a server's word on retrying the call it failed
+// (gRFC A6): a non-negative decimal number is the delay to wait before the
+// next attempt (saturating at the largest int64 milliseconds); anything
+// else, a negative number included, means "do not retry" (nullopt).
+inline constexpr std::string_view kRetryPushbackHeader = "grpc-retry-pushback-ms";
+std::optional<std::chrono::milliseconds> parseRetryPushback(std::string_view value);
+
 // Metadata keys ending in "-bin" carry base64 values on the wire.
 bool isBinaryHeader(std::string_view name);
 // Standard base64 with padding (what gRPC implementations send).

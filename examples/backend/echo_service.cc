@@ -61,6 +61,7 @@ bool sleepUnlessCancelled(grpc::ServerContext& context, uint32_t ms) {
 // metadata echo and compression.
 void applyMetadataEcho(grpc::ServerContext& context, const EchoRequest& request) {
   if (request.compress_response()) context.set_compression_algorithm(GRPC_COMPRESS_GZIP);
+  for (const auto& [key, value] : request.response_trailers()) context.AddTrailingMetadata(key, value);
   if (!request.echo_metadata()) return;
   for (const auto& [key, value] : context.client_metadata()) {
     std::string_view name(key.data(), key.size());

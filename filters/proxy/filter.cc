@@ -2,6 +2,7 @@
 
 #include <charconv>
 #include <random>
+#include <utility>
 
 #include <fmt/format.h>
 #include <spdlog/spdlog.h>
@@ -151,6 +152,25 @@ bool ProxyFilter::canRetry(StatusCode code) const {
   return !deadline || StreamContext::Clock::now() + std::chrono::milliseconds(retry_->backoff_base_ms) < *deadline;
 }
 
+bool ProxyFilter::acceptsPushback(const HeaderMap& reply, std::string& why) {
+  const std::string* value = reply.get(grpc_headers::kRetryPushbackHeader);
+  if (value == nullptr) return true;
+  auto delay = grpc_headers::parseRetryPushback(*value);
+  if (!delay) {
+    why = fmt::format("the backend's {} is \"{}\": do not retry", grpc_headers::kRetryPushbackHeader,
+                      grpc_headers::truncateMessage(*value, 64));
+    return false;
+  }
+  auto deadline = ctx_.deadline();
+  if (deadline && *deadline - StreamContext::Clock::now() <= *delay) {
+    why = fmt::format("the backend's {} ({} ms) is past the deadline", grpc_headers::kRetryPushbackHeader,
+                      delay->count());
+    return false;
+  }
+  pushback_ = *delay;
+  return true;
+}
+
 bool ProxyFilter::holdRetryPlace(std::string& why) {
   // One place per call: a call retrying twice is one call retrying.
   if (!holds_retry_place_) holds_retry_place_ = cluster_->admitRetry(why);
@@ -194,16 +214,22 @@ void ProxyFilter::attemptFailed(StatusCode code, const std::string& detail, bool
     }
     return;
   }
-  // Full jitter over an exponentially growing window.
-  uint32_t window = retry_->backoff_base_ms << std::min<uint32_t>(attempts_ - 1, 16);
-  window = std::min(window, retry_->backoff_max_ms);
-  static thread_local std::minstd_rand rng{std::random_device{}()};
-  uint32_t wait = std::uniform_int_distribution<uint32_t>(0, window)(rng);
+  std::chrono::milliseconds wait;
+  if (pushback_) {
+    wait = *std::exchange(pushback_, std::nullopt);
+    backoff_step_ = 0;
+  } else {
+    // Full jitter over an exponentially growing window.
+    uint32_t window = retry_->backoff_base_ms << std::min<uint32_t>(backoff_step_++, 16);
+    window = std::min(window, retry_->backoff_max_ms);
+    static thread_local std::minstd_rand rng{std::random_device{}()};
+    wait = std::chrono::milliseconds(std::uniform_int_distribution<uint32_t>(0, window)(rng));
+  }
   spdlog::debug("[C{}][S{}] attempt {} failed ({}), retrying in {} ms", ctx_.connectionId(), ctx_.streamId(),
-                attempts_, detail, wait);
+                attempts_, detail, wait.count());
   retry_reason_ = {code, detail};
   if (!backoff_timer_) backoff_timer_ = std::make_unique<Timer>(ctx_.dispatcher(), [this] { startAttempt(); });
-  backoff_timer_->enable(std::chrono::milliseconds(wait));
+  backoff_timer_->enable(wait);
 }
 
 FilterStatus ProxyFilter::onRequestMessage(StreamContext&, Message& message) {
@@ -288,7 +314,7 @@ void ProxyFilter::onUpstreamHeaders(HeaderMap&& headers, bool end_stream) {
     StatusCode code = grpc_headers::parseGrpcStatus(*grpc_status).value_or(StatusCode::Unknown);
     recordOutcome(code != StatusCode::Unavailable);
     std::string over_budget;
-    if (code != StatusCode::Ok && canRetry(code)) {
+    if (code != StatusCode::Ok && canRetry(code) && acceptsPushback(headers, over_budget)) {
       if (holdRetryPlace(over_budget)) {
         const std::string* msg = headers.get("grpc-message");
         attemptFailed(code, msg != nullptr ? grpc_headers::percentDecode(*msg) : std::string(statusCodeName(code)),

@@ -64,6 +64,10 @@ class ProxyFilter final : public Filter,
   // The attempt is over without an answer for the client: retry or reply.
   void attemptFailed(StatusCode code, const std::string& detail, bool endpoint_fault, Reach reach = Reach::Backend);
   bool canRetry(StatusCode code) const;
+  // gRFC A6 server pushback in a retriable reply: none (true), a delay the
+  // call can wait out (true; the next attempt waits exactly that), or a
+  // refusal or a delay past the deadline (false, and `why`).
+  bool acceptsPushback(const HeaderMap& reply, std::string& why);
   // The cluster's retry budget (Cluster::admitRetry): false, with why, when
   // this call may not retry. Held from the first retry of an attempt that
   // reached a backend until the response begins or the call ends.
@@ -94,6 +98,10 @@ class ProxyFilter final : public Filter,
   size_t replay_bytes_ = 0;
   bool replayable_ = true;
   Status retry_reason_ = Status::ok();  // why the attempt being retried failed
+  // The failed attempt's backend said when to retry (grpc-retry-pushback-ms):
+  // the next attempt waits exactly that, and the jittered backoff starts over.
+  std::optional<std::chrono::milliseconds> pushback_;
+  uint32_t backoff_step_ = 0;  // jittered backoffs since the start or a pushback
   bool request_ended_ = false;
   bool response_started_ = false;
   bool outcome_recorded_ = false;  // the call's result went to outlier detection

@@ -5,6 +5,7 @@
 #include <fmt/format.h>
 #include <spdlog/spdlog.h>
 
+#include "codecs/grpc/grpc_headers.h"
 #include "core/stream_context.h"
 
 namespace sluice::filters::rate_limit {
@@ -62,7 +63,7 @@ bool RateLimitFilter::take(StreamContext& ctx, const Limit& limit, char kind) {
   if (result.allowed) return true;
   spdlog::debug("[C{}][S{}] rate limited: {}", ctx.connectionId(), ctx.streamId(), limit.description);
   HeaderMap trailers;
-  trailers.add(std::string(kRetryHintTrailer), std::to_string(result.retry_after.count()));
+  trailers.add(std::string(grpc_headers::kRetryPushbackHeader), std::to_string(result.retry_after.count()));
   ctx.sendLocalReply(StatusCode::ResourceExhausted,
                      fmt::format("rate limit exceeded ({}); retry in {} ms", limit.description,
                                  result.retry_after.count()),

@@ -12,8 +12,6 @@
 
 namespace sluice::filters::rate_limit {
 
-inline constexpr std::string_view kRetryHintTrailer = "grpc-retry-pushback-ms";
-
 class RateLimitFilter : public Filter {
  public:
   RateLimitFilter(const RateLimitConfig& config, BucketTable& table) : config_(config), table_(table) {}

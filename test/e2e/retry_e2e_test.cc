@@ -190,6 +190,67 @@ TEST_CASE("an attempt no backend processed retries outside the retry budget", "[
   CHECK(statValue(gateway.adminAddress(), "cluster.pair.upstream_rq_retry_overflow") == 1);
 }
 
+TEST_CASE("a backend's grpc-retry-pushback-ms sets when the gateway retries, or that it does not", "[e2e][retry]") {
+  TestBackend backend("pushing-back");
+  // A backoff of at most 1 ms, so any longer wait is the pushback's.
+  auto config = retryConfig(cluster("one", {backend.address()}),
+                            {{"retry_on", {"UNAVAILABLE"}}, {"num_retries", 2}, {"backoff_base_ms", 1},
+                             {"backoff_max_ms", 1}});
+  config["admin"] = {{"address", "127.0.0.1:0"}};
+  GatewayProcess gateway(config);
+  auto stub = example::Echo::NewStub(makeChannel(gateway.address()));
+  struct Outcome {
+    grpc::Status status;
+    std::chrono::milliseconds took;
+    std::optional<std::string> pushback_seen;  // the trailer as the client got it
+  };
+  auto call = [&](const std::string& pushback, std::chrono::milliseconds timeout) {
+    grpc::ClientContext ctx;
+    setTimeout(ctx, timeout);
+    EchoRequest req;
+    req.set_status_code(14);
+    req.set_status_message("busy");
+    (*req.mutable_response_trailers())["grpc-retry-pushback-ms"] = pushback;
+    EchoResponse resp;
+    auto start = Clock::now();
+    Outcome out;
+    out.status = stub->Unary(&ctx, req, &resp);
+    out.took = std::chrono::duration_cast<std::chrono::milliseconds>(Clock::now() - start);
+    out.pushback_seen = metadataValue(ctx.GetServerTrailingMetadata(), "grpc-retry-pushback-ms");
+    return out;
+  };
+
+  SECTION("a delay: each retry waits exactly that") {
+    Outcome o = call("400", kCallTimeout);
+    REQUIRE_STATUS(o.status, grpc::StatusCode::UNAVAILABLE);
+    CHECK(o.status.error_message() == "busy");
+    CHECK(backend.stats().calls.load() == 3);  // the retries used up
+    CHECK(o.took >= 800ms);
+    CHECK(o.pushback_seen == "400");  // the last reply passes through as it came
+  }
+  SECTION("a negative or malformed value: no retry") {
+    for (const char* value : {"-1", "soon", ""}) {
+      INFO("pushback \"" << value << "\"");
+      int before = backend.stats().calls.load();
+      Outcome o = call(value, kCallTimeout);
+      REQUIRE_STATUS(o.status, grpc::StatusCode::UNAVAILABLE);
+      CHECK(o.status.error_message() == "busy");
+      CHECK(backend.stats().calls.load() == before + 1);
+    }
+    CHECK(statValue(gateway.adminAddress(), "cluster.one.upstream_rq_retry") == 0);
+  }
+  SECTION("a delay past the deadline: no retry, the reply at once") {
+    Outcome o = call("5000", 2000ms);
+    REQUIRE_STATUS(o.status, grpc::StatusCode::UNAVAILABLE);
+    CHECK(backend.stats().calls.load() == 1);
+    CHECK(o.took < 2000ms);
+  }
+  SECTION("0: retried at once") {
+    REQUIRE_STATUS(call("0", kCallTimeout).status, grpc::StatusCode::UNAVAILABLE);
+    CHECK(backend.stats().calls.load() == 3);
+  }
+}
+
 TEST_CASE("a retry budget out of range is a config error at its path", "[e2e][retry]") {
   nlohmann::json c = cluster("one", {"127.0.0.1:1"});
   c["circuit_breakers"] = {{"retry_budget", {{"budget_percent", 101}, {"min_retry_concurency", 3}}}};

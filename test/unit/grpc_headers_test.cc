@@ -1,5 +1,6 @@
 #include "codecs/grpc/grpc_headers.h"
 
+#include <limits>
 #include <random>
 #include <string>
 
@@ -173,6 +174,21 @@ TEST_CASE("formatGrpcStatus writes the decimal code", "[grpc_headers]") {
   for (int code = 0; code <= 16; ++code) {
     CHECK(parseGrpcStatus(formatGrpcStatus(static_cast<StatusCode>(code))) ==
           static_cast<StatusCode>(code));
+  }
+}
+
+}  // namespace sluice::grpc_headers
+
+namespace sluice::grpc_headers {
+
+TEST_CASE("grpc-retry-pushback-ms: a delay, or do not retry", "[grpc_headers]") {
+  using std::chrono::milliseconds;
+  CHECK(parseRetryPushback("0") == milliseconds(0));
+  CHECK(parseRetryPushback("1500") == milliseconds(1500));
+  CHECK(parseRetryPushback("99999999999999999999999") == milliseconds(std::numeric_limits<int64_t>::max()));
+  for (const char* refused : {"", "-1", "+5", " 5", "5 ", "1.5", "soon"}) {
+    INFO(refused);
+    CHECK_FALSE(parseRetryPushback(refused).has_value());
   }
 }
 
