@@ -98,6 +98,7 @@ FilterStatus ProxyFilter::onRequestHeaders(StreamContext& ctx) {
 
 void ProxyFilter::startAttempt() {
   if (ctx_.ended()) return;
+  pushback_.reset();  // a hint is for the wait before this attempt only
   auto chosen = cluster_->chooseEndpoint(ctx_.requestHeaders(), endpoint_.get());
   if (!chosen.isOk()) {
     // Finding no endpoint uses up an attempt too, or a call with no deadline
@@ -161,8 +162,18 @@ bool ProxyFilter::acceptsPushback(const HeaderMap& reply, std::string& why) {
                       grpc_headers::truncateMessage(*value, 64));
     return false;
   }
+  if (*delay > kMaxPushback) {
+    // A call holds its retry place and its stream while it waits: a backend
+    // asking for more than this gets its reply passed on, hint and all, for
+    // the client to decide.
+    why = fmt::format("the backend's {} ({} ms) is more than the gateway waits ({} ms)",
+                      grpc_headers::kRetryPushbackHeader, delay->count(), kMaxPushback.count());
+    return false;
+  }
   auto deadline = ctx_.deadline();
-  if (deadline && *deadline - StreamContext::Clock::now() <= *delay) {
+  // In milliseconds: converting the delay to the clock's nanoseconds could overflow.
+  if (deadline && std::chrono::duration_cast<std::chrono::milliseconds>(*deadline - StreamContext::Clock::now()) <=
+                      *delay) {
     why = fmt::format("the backend's {} ({} ms) is past the deadline", grpc_headers::kRetryPushbackHeader,
                       delay->count());
     return false;

@@ -11,7 +11,9 @@
 #pragma once
 
 #include <deque>
+#include <chrono>
 #include <memory>
+#include <optional>
 #include <vector>
 
 #include "codecs/grpc/frame_decoder.h"
@@ -68,6 +70,7 @@ class ProxyFilter final : public Filter,
   // call can wait out (true; the next attempt waits exactly that), or a
   // refusal or a delay past the deadline (false, and `why`).
   bool acceptsPushback(const HeaderMap& reply, std::string& why);
+  static constexpr std::chrono::milliseconds kMaxPushback{60'000};
   // The cluster's retry budget (Cluster::admitRetry): false, with why, when
   // this call may not retry. Held from the first retry of an attempt that
   // reached a backend until the response begins or the call ends.
