@@ -1,6 +1,7 @@
 #include "filters/access_log/config.h"
 
 #include <filesystem>
+#include <random>
 
 #include <fmt/format.h>
 #include <nlohmann/json.hpp>
@@ -8,6 +9,7 @@
 #include "core/headers.h"
 #include "core/off_loop_work.h"
 #include "core/json_reader.h"
+#include "core/stream_context.h"
 #include "filters/access_log/filter.h"
 
 namespace sluice::filters::access_log {
@@ -45,6 +47,15 @@ class AccessLogFilterFactory : public FilterFactory {
 
 }  // namespace
 
+bool AccessLogConfig::logs(StreamContext& ctx, std::chrono::steady_clock::duration elapsed) const {
+  if (sample_percent >= 100) return true;
+  if (always_log_failed && ctx.status() != StatusCode::Ok) return true;
+  if (always_log_slower_than && elapsed >= *always_log_slower_than) return true;
+  if (sample_percent <= 0) return false;
+  static thread_local std::minstd_rand rng{std::random_device{}()};
+  return std::uniform_real_distribution<double>(0, 100)(rng) < sample_percent;
+}
+
 FilterFactorySharedPtr AccessLogConfigFactory::create(const json& config, const std::string& path,
                                                       FilterBuildContext& ctx) const {
   auto out = std::make_shared<AccessLogConfig>();
@@ -77,6 +88,11 @@ FilterFactorySharedPtr AccessLogConfigFactory::create(const json& config, const 
         }
         out->request_metadata.push_back(k.get<std::string>());
       }
+    }
+    out->sample_percent = obj.number("sample_percent", 0, 100).value_or(100);
+    out->always_log_failed = obj.boolean("always_log_failed").value_or(true);
+    if (auto ms = obj.unsignedInt("always_log_slower_than_ms", 0, 86'400'000)) {
+      out->always_log_slower_than = std::chrono::milliseconds(*ms);
     }
     obj.finish();
   }

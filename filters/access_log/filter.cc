@@ -7,7 +7,9 @@
 #include <nlohmann/json.hpp>
 
 #include "core/route.h"
+#include "core/stats.h"
 #include "core/stream_context.h"
+#include "core/worker_context.h"
 
 namespace sluice::filters::access_log {
 namespace {
@@ -74,7 +76,13 @@ std::string formatLine(const AccessLogConfig& config, StreamContext& ctx, std::c
 }
 
 void AccessLogFilter::onStreamDone(StreamContext& ctx) {
-  sink_.write(formatLine(config_, ctx, std::chrono::steady_clock::now()));
+  const auto now = std::chrono::steady_clock::now();
+  if (!config_.logs(ctx, now - ctx.startTime())) {
+    // Not even formatted: sampling is how a busy gateway saves the work.
+    ctx.worker().stats().filterCounter("access_log_sampled_out").inc();
+    return;
+  }
+  sink_.write(formatLine(config_, ctx, now));
 }
 
 }  // namespace sluice::filters::access_log

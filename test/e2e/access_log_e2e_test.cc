@@ -13,6 +13,7 @@
 #include <sstream>
 #include <thread>
 
+#include "test/support/admin_stats.h"
 #include "test/support/e2e_fixture.h"
 #include "test/support/raw_h2_client.h"
 
@@ -22,6 +23,7 @@ namespace {
 using example::EchoRequest;
 using example::EchoResponse;
 namespace fs = std::filesystem;
+using namespace std::chrono_literals;
 
 struct TempDir {
   fs::path path;
@@ -156,6 +158,68 @@ TEST_CASE("access_log: one line per call with status, counters, peer and upstrea
   CHECK(lines[3]["method"] == "/sluice.example.Echo/ServerStream");
   CHECK(lines[3]["response_messages"] == 3);
   CHECK(lines[3]["response_bytes"].get<int>() >= 300);
+}
+
+TEST_CASE("access_log: sample_percent logs a share of the calls, and always the failed and slow ones",
+          "[e2e][access_log]") {
+  TempDir dir;
+  fs::path file = dir.path / "access.log";
+  TestBackend backend("primary");
+  auto unary = [](example::Echo::Stub& stub, int status_code, uint32_t sleep_ms) {
+    grpc::ClientContext context;
+    setTimeout(context, kCallTimeout);
+    EchoRequest request;
+    request.set_status_code(status_code);
+    request.set_sleep_ms(sleep_ms);
+    EchoResponse response;
+    return stub.Unary(&context, request, &response);
+  };
+
+  SECTION("none sampled: only failed and slow calls") {
+    auto config = accessLogGateway(backend.address(), {{"path", file.string()},
+                                                       {"sample_percent", 0},
+                                                       {"always_log_slower_than_ms", 300}});
+    config["admin"] = {{"address", "127.0.0.1:0"}};
+    GatewayProcess gateway(config);
+    auto stub = example::Echo::NewStub(makeChannel(gateway.address()));
+    for (int i = 0; i < 20; ++i) REQUIRE_OK(unary(*stub, 0, 0));
+    for (int i = 0; i < 3; ++i) REQUIRE_STATUS(unary(*stub, grpc::StatusCode::NOT_FOUND, 0), grpc::StatusCode::NOT_FOUND);
+    REQUIRE_OK(unary(*stub, 0, 400));
+    auto lines = waitForLines([&] { return readFile(file); }, 4);
+    // The rest are skipped: wait until every call has been decided.
+    REQUIRE(waitFor([&] { return readStats(gateway.adminAddress()).count("filter.access_log_sampled_out") == 1 &&
+                                 statValue(gateway.adminAddress(), "filter.access_log_sampled_out") == 20; },
+                    5s));
+    lines = jsonLines(readFile(file));
+    REQUIRE(lines.size() == 4);
+    int failed = 0, slow = 0;
+    for (const auto& line : lines) {
+      if (line["status"] == "NOT_FOUND") ++failed;
+      if (line["status"] == "OK" && line["duration_ms"].get<double>() >= 300) ++slow;
+    }
+    CHECK(failed == 3);
+    CHECK(slow == 1);
+  }
+  SECTION("failed calls sampled too when always_log_failed is off") {
+    GatewayProcess gateway(accessLogGateway(backend.address(), {{"path", file.string()},
+                                                               {"sample_percent", 0},
+                                                               {"always_log_failed", false}}));
+    auto stub = example::Echo::NewStub(makeChannel(gateway.address()));
+    for (int i = 0; i < 3; ++i) REQUIRE_STATUS(unary(*stub, grpc::StatusCode::NOT_FOUND, 0), grpc::StatusCode::NOT_FOUND);
+    REQUIRE_OK(unary(*stub, 0, 0));
+    std::this_thread::sleep_for(300ms);
+    CHECK(readFile(file).empty());
+  }
+  SECTION("a quarter of 400 calls") {
+    GatewayProcess gateway(accessLogGateway(backend.address(), {{"path", file.string()}, {"sample_percent", 25}}));
+    auto stub = example::Echo::NewStub(makeChannel(gateway.address()));
+    for (int i = 0; i < 400; ++i) REQUIRE_OK(unary(*stub, 0, 0));
+    std::this_thread::sleep_for(300ms);
+    size_t logged = jsonLines(readFile(file)).size();
+    // 100 expected; five standard deviations (8.7) either side.
+    CHECK(logged > 56);
+    CHECK(logged < 144);
+  }
 }
 
 TEST_CASE("access_log: requests the gateway refuses before the filters run get a line too", "[e2e][access_log]") {

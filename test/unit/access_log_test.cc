@@ -194,6 +194,19 @@ TEST_CASE("access_log: config validation", "[access_log]") {
     CHECK(errors.all()[1].path == "/f/config/request_metadata/1");
     CHECK(errors.all()[2].path == "/f/config/color");
   }
+  SECTION("sampling mistakes") {
+    ConfigErrors errors;
+    CHECK_FALSE(build(json{{"sample_percent", 150}, {"always_log_failed", "yes"}, {"always_log_slower_than_ms", -5}},
+                      errors));
+    INFO(errors.format());
+    REQUIRE(errors.size() == 3);
+    CHECK(errors.all()[0].path == "/f/config/sample_percent");
+    CHECK(errors.all()[1].path == "/f/config/always_log_failed");
+    CHECK(errors.all()[2].path == "/f/config/always_log_slower_than_ms");
+    ConfigErrors none;
+    CHECK(build(json{{"sample_percent", 0.5}, {"always_log_slower_than_ms", 250}}, none));
+    CHECK(none.empty());
+  }
   SECTION("a directory is not a log file") {
     ConfigErrors errors;
     CHECK_FALSE(build(json{{"path", fs::temp_directory_path().string()}}, errors));
