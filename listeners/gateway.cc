@@ -414,26 +414,39 @@ Status Gateway::applyReload(const std::string& text, const HostLookup& lookup) {
 
 HealthRole Gateway::healthRole(size_t worker, size_t workers) {
   // The first worker checks; every result goes to the others' loops, where
-  // each applies it to its current config's endpoint of that key. workers_
-  // is complete, and no longer changes, by the time a check finishes.
-  if (worker != 0) return HealthRole{.checks = false, .report = {}};
+  // each applies it to its current config's endpoint of that key. Any
+  // worker's ejection goes to every other's the same way. workers_ is
+  // complete, and no longer changes, by the time a check finishes or a call
+  // fails.
   if (workers == 1) return HealthRole{};
-  return HealthRole{.checks = true, .report = [this](const std::string& cluster, const std::string& key, bool healthy) {
-                      for (size_t i = 1; i < workers_.size(); ++i) {
-                        Worker* w = workers_[i].get();
-                        w->dispatcher().post([w, cluster, key, healthy] {
-                          if (Cluster* c = w->current()->clusterManager().find(cluster)) {
-                            c->applyHealthReport(key, healthy);
-                          }
-                        });
-                      }
-                    }};
+  HealthRole role;
+  role.checks = worker == 0;
+  if (worker == 0) {
+    role.report = [this](const std::string& cluster, const std::string& key, bool healthy) {
+      forEachOtherWorker(0, cluster, [key, healthy](Cluster& c) { c.applyHealthReport(key, healthy); });
+    };
+  }
+  role.share_ejection = [this, worker](const std::string& cluster, const std::string& key,
+                                       Endpoint::Clock::time_point until) {
+    forEachOtherWorker(worker, cluster, [key, until](Cluster& c) { c.applyEjectionReport(key, until); });
+  };
+  return role;
+}
+
+void Gateway::forEachOtherWorker(size_t from, const std::string& cluster, std::function<void(Cluster&)> apply) {
+  for (size_t i = 0; i < workers_.size(); ++i) {
+    if (i == from) continue;
+    Worker* w = workers_[i].get();
+    w->dispatcher().post([w, cluster, apply] {
+      if (Cluster* c = w->current()->clusterManager().find(cluster)) apply(*c);
+    });
+  }
 }
 
 std::string Gateway::clustersJson() const {
   nlohmann::json out = nlohmann::json::array();
   auto now = Endpoint::Clock::now();
-  // The main worker's view: its health checks are every worker's; ejection is per worker.
+  // The main worker's view: its health checks and any worker's ejections are every worker's.
   for (const auto& c : mainWorker().current()->clusterManager().clusters()) {
     nlohmann::json cj;
     cj["name"] = c->name();

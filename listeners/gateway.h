@@ -30,6 +30,7 @@ struct uv_signal_s;
 
 namespace sluice {
 
+class Cluster;
 class ConnectionBalancer;
 class FilterRegistry;
 class Worker;
@@ -87,8 +88,12 @@ class Gateway final : public AdminHandler {
   void finish();
   std::string clustersJson() const;
   // Worker `worker` of `workers`: the first runs the health checks and
-  // reports each result to the others, which run none.
+  // reports each result to the others, which run none; each tells the
+  // others of its outlier ejections.
   HealthRole healthRole(size_t worker, size_t workers);
+  // Runs `apply` on the loop of every worker but `from`, on its current
+  // config's cluster named `cluster` (if it has one).
+  void forEachOtherWorker(size_t from, const std::string& cluster, std::function<void(Cluster&)> apply);
   std::string configDumpJson() const;
 
   const FilterRegistry& registry_;

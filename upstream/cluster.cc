@@ -173,22 +173,47 @@ void Cluster::onEndpointFailing(Endpoint& endpoint) {
   auto now = Endpoint::Clock::now();
   if (endpoint.ejected(now)) return;
   endpoint.forgiveEjections(now, std::chrono::milliseconds(od.base_ejection_ms));
+  if (!mayEjectAnother(endpoint, now)) return;
+  int64_t ms = std::min<int64_t>(int64_t{od.base_ejection_ms} * (endpoint.ejections() + 1),
+                                 std::max<int64_t>(od.base_ejection_ms, kMaxEjectionMs));
+  const auto until = now + std::chrono::milliseconds(ms);
+  endpoint.eject(until);
+  stats_.outlier_ejections.inc();
+  spdlog::info("cluster '{}': ejected {} for {} ms after {} consecutive failures", config_.name,
+               endpoint.describe(), ms, od.consecutive_failures);
+  if (role_.share_ejection) role_.share_ejection(config_.name, endpoint.key(), until);
+}
+
+bool Cluster::mayEjectAnother(const Endpoint& endpoint, Endpoint::Clock::time_point now) const {
+  const auto& od = *config_.outlier_detection;
   size_t ejected = 0;
   for (auto& ep : endpoints_) ejected += ep->ejected(now) ? 1 : 0;
   size_t allowed = od.max_ejection_percent == 0
                        ? 0
                        : std::max<size_t>(1, endpoints_.size() * od.max_ejection_percent / 100);
-  if (ejected + 1 > allowed) {
-    spdlog::debug("cluster '{}': not ejecting {} ({} of {} already ejected)", config_.name, endpoint.describe(),
-                  ejected, endpoints_.size());
+  if (ejected + 1 <= allowed) return true;
+  spdlog::debug("cluster '{}': not ejecting {} ({} of {} already ejected)", config_.name, endpoint.describe(),
+                ejected, endpoints_.size());
+  return false;
+}
+
+void Cluster::applyEjectionReport(const std::string& endpoint_key, Endpoint::Clock::time_point until) {
+  if (!config_.outlier_detection) return;
+  const auto now = Endpoint::Clock::now();
+  for (auto& ep : endpoints_) {
+    if (ep->key() != endpoint_key) continue;
+    // Ejected here already (by this worker's own count), or gone: nothing to add.
+    if (ep->removed() || ep->ejected(now) || until <= now) return;
+    ep->forgiveEjections(now, std::chrono::milliseconds(config_.outlier_detection->base_ejection_ms));
+    if (!mayEjectAnother(*ep, now)) return;
+    // Counted as an ejection of this endpoint (its next lasts longer, as on
+    // the worker that ejected it), not in the cluster's ejection counter,
+    // which counts each ejection once, where it was decided.
+    ep->eject(until);
+    spdlog::debug("cluster '{}': {} ejected by another worker, until then here too", config_.name,
+                  ep->describe());
     return;
   }
-  int64_t ms = std::min<int64_t>(int64_t{od.base_ejection_ms} * (endpoint.ejections() + 1),
-                                 std::max<int64_t>(od.base_ejection_ms, kMaxEjectionMs));
-  endpoint.eject(now + std::chrono::milliseconds(ms));
-  stats_.outlier_ejections.inc();
-  spdlog::info("cluster '{}': ejected {} for {} ms after {} consecutive failures", config_.name,
-               endpoint.describe(), ms, od.consecutive_failures);
 }
 
 void Cluster::refreshDns() {

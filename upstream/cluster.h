@@ -7,6 +7,7 @@
 // those whose address left the answer (kept until nothing uses them).
 #pragma once
 
+#include <chrono>
 #include <cstdint>
 #include <memory>
 #include <string>
@@ -74,7 +75,12 @@ class Cluster {
   void applyHealthReport(const std::string& endpoint_key, bool healthy);
 
   // Outlier detection: `endpoint` reached its consecutive-failure threshold.
+  // Ejected, it is ejected on the other workers too (HealthRole).
   void onEndpointFailing(Endpoint& endpoint);
+  // Another worker ejected the endpoint with `endpoint_key` until `until`:
+  // ejected here as well, within this cluster's max_ejection_percent
+  // (ignored if there is no such endpoint here, or it is ejected already).
+  void applyEjectionReport(const std::string& endpoint_key, std::chrono::steady_clock::time_point until);
 
   // After adoptStateOf (a reload), so that a first check failing at once
   // is not overwritten by the old state.
@@ -88,6 +94,8 @@ class Cluster {
   void closeAll();
 
  private:
+  // Whether ejecting `endpoint` too keeps the cluster within max_ejection_percent.
+  bool mayEjectAnother(const Endpoint& endpoint, std::chrono::steady_clock::time_point now) const;
   Endpoint& addEndpoint(const EndpointConfig& config, const SocketAddress& address, bool one_of_many);
   // dns_addresses "all": adds `config`'s endpoint at `address` unless the
   // cluster has one there already (another name's, or an IP literal): one

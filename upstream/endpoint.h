@@ -71,7 +71,12 @@ class Endpoint final : public DeferredDeletable {
   // Passive results of real calls (proxy): a connect failure, reset or
   // UNAVAILABLE is a failure; any other answer a success.
   void recordCallResult(bool success);
-  void eject(Clock::time_point until) { ejected_until_ = until; ++ejections_; }
+  // Failures count again from none once it is back.
+  void eject(Clock::time_point until) {
+    ejected_until_ = until;
+    ++ejections_;
+    consecutive_failures_ = 0;
+  }
   // Each `period` spent back in service since the last ejection ended takes
   // one off the count (the multiplier of the next ejection's length), as in
   // Envoy: an endpoint ejected often last week is not ejected for 5 min now.

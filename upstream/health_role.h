@@ -1,5 +1,5 @@
 // HealthRole: which worker runs a cluster's active health checks, and how the
-// others learn the results.
+// others learn the results; and how workers share outlier ejections.
 //
 // One worker (the Gateway's first) checks every endpoint and reports each
 // result; the others run no checks and take its word (Cluster::
@@ -8,6 +8,7 @@
 // every config generation it runs.
 #pragma once
 
+#include <chrono>
 #include <functional>
 #include <string>
 
@@ -21,6 +22,15 @@ struct HealthRole {
 
   bool checks = true;  // this worker runs the checks
   Report report;
+
+  // Outlier ejection (passive health): every worker counts its own calls'
+  // failures, and the first to eject an endpoint tells the others, which
+  // eject it until the same time (Cluster::applyEjectionReport). A failing
+  // backend then costs consecutive_failures calls on one worker, not on
+  // each. Runs on this worker's thread; empty when nobody else listens.
+  using EjectionReport = std::function<void(const std::string& cluster, const std::string& endpoint_key,
+                                            std::chrono::steady_clock::time_point until)>;
+  EjectionReport share_ejection;
 };
 
 }  // namespace sluice

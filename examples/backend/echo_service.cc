@@ -154,7 +154,8 @@ grpc::Status EchoBackend::unary(grpc::ServerContext& context, const EchoRequest&
   applyMetadataEcho(context, request);
   // Returning an error without a message makes grpc++ send a trailers-only
   // response, which is what the tests want to see relayed.
-  if (request.status_code() != 0) return finalStatus(request);
+  const bool fails_here = request.fail_only_on().empty() || request.fail_only_on() == name_;
+  if (request.status_code() != 0 && fails_here) return finalStatus(request);
   response.set_payload(responsePayload(request));
   response.set_backend(name_);
   response.set_index(0);

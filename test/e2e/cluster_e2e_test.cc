@@ -1065,6 +1065,45 @@ TEST_CASE("with too few endpoints available, calls go to every endpoint (panic_t
   }
 }
 
+TEST_CASE("an endpoint one worker ejects is ejected on every worker", "[e2e][cluster]") {
+  TestBackend a("a");
+  TestBackend b("b");
+  nlohmann::json c = {{"name", "pair"},
+                      {"endpoints", {a.address(), b.address()}},
+                      {"outlier_detection", {{"consecutive_failures", 3}, {"base_ejection_ms", 60000},
+                                             {"max_ejection_percent", 50}}}};
+  auto config = gatewayConfig(nlohmann::json::array({route("prefix", "/", "pair")}), nlohmann::json::array({c}));
+  config["workers"] = 4;
+  GatewayProcess gateway(config);
+  // Eight connections: two on each worker.
+  std::vector<std::unique_ptr<example::Echo::Stub>> stubs;
+  for (int i = 0; i < 8; ++i) stubs.push_back(example::Echo::NewStub(makeChannel(gateway.address())));
+  auto call = [&](example::Echo::Stub& stub) {
+    grpc::ClientContext ctx;
+    setTimeout(ctx, kCallTimeout);
+    EchoRequest req;
+    req.set_status_code(14);  // only on "a"
+    req.set_fail_only_on("a");
+    EchoResponse resp;
+    return stub.Unary(&ctx, req, &resp).error_code();
+  };
+  // Calls over every connection in turn until some worker has seen three
+  // failures from "a" in a row.
+  int calls = 0;
+  while (logCount(gateway, "ejected " + a.address()) == 0 && calls < 200) call(*stubs[calls++ % stubs.size()]);
+  REQUIRE(logCount(gateway, "ejected " + a.address()) == 1);
+  // The other workers have it ejected too (a post away): none of the next
+  // calls, two per connection and so four per worker, goes to "a".
+  std::this_thread::sleep_for(std::chrono::milliseconds(200));
+  int a_before = a.stats().calls;
+  for (int round = 0; round < 2; ++round) {
+    for (auto& stub : stubs) CHECK(call(*stub) == grpc::StatusCode::OK);
+  }
+  CHECK(a.stats().calls == a_before);
+  // Decided once, on one worker, and taken up by the three others.
+  CHECK(logCount(gateway, "ejected by another worker") == 3);
+}
+
 TEST_CASE("the one endpoint of a cluster, ejected, still gets calls (panic)", "[e2e][cluster]") {
   TestBackend a("a");
   nlohmann::json c = {{"name", "solo"},
@@ -1101,7 +1140,8 @@ TEST_CASE("a stream that fails after its response began counts against its endpo
     CHECK(reader->Read(&resp));
     CHECK(reader->Finish().error_code() == grpc::StatusCode::UNAVAILABLE);
   }
-  CHECK(waitFor([&] { return logCount(gateway, "ejected ") == 1; }, std::chrono::seconds(2)));
+  // Ejected once, by the worker that counted (the others take it up).
+  CHECK(waitFor([&] { return logCount(gateway, "ejected 127.0.0.1:") == 1; }, std::chrono::seconds(2)));
 }
 
 TEST_CASE("an endpoint back in service long enough is ejected for the base time again", "[e2e][cluster]") {

@@ -101,7 +101,7 @@ TEST_CASE("a worker that does not check health checks an endpoint the checking w
   Dispatcher dispatcher;
   WorkerStats stats;
   const ClusterConfig cluster_config = TestCluster::read(config);
-  const HealthRole listener{.checks = false, .report = {}};
+  const HealthRole listener{.checks = false, .report = {}, .share_ejection = {}};
   Cluster cluster(dispatcher, cluster_config, stats, listener);
   cluster.startHealthChecks();
   Endpoint& ep = *cluster.endpoints()[0];
