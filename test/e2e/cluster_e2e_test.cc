@@ -789,16 +789,22 @@ TEST_CASE("a backend that accepts and then fails before HTTP/2 SETTINGS is backe
   }
 }
 
-TEST_CASE("outlier detection ejects an endpoint that keeps answering UNAVAILABLE", "[e2e][cluster]") {
-  TestBackend a("a");
-  TestBackend b("b");
+// Cluster "pair" of `a` and `b`, ejecting after 3 failures in a row for a
+// minute, at most one of the two; the gateway with `workers` workers.
+static nlohmann::json outlierPairConfig(const TestBackend& a, const TestBackend& b, int workers) {
   nlohmann::json c = {{"name", "pair"},
                       {"endpoints", {a.address(), b.address()}},
                       {"outlier_detection", {{"consecutive_failures", 3}, {"base_ejection_ms", 60000},
                                              {"max_ejection_percent", 50}}}};
   auto config = gatewayConfig(nlohmann::json::array({route("prefix", "/", "pair")}), nlohmann::json::array({c}));
-  config["workers"] = 1;
-  GatewayProcess gateway(config);
+  config["workers"] = workers;
+  return config;
+}
+
+TEST_CASE("outlier detection ejects an endpoint that keeps answering UNAVAILABLE", "[e2e][cluster]") {
+  TestBackend a("a");
+  TestBackend b("b");
+  GatewayProcess gateway(outlierPairConfig(a, b, 1));
   auto stub = example::Echo::NewStub(makeChannel(gateway.address()));
   auto call = [&](int status) {
     grpc::ClientContext ctx;
@@ -1068,13 +1074,7 @@ TEST_CASE("with too few endpoints available, calls go to every endpoint (panic_t
 TEST_CASE("an endpoint one worker ejects is ejected on every worker", "[e2e][cluster]") {
   TestBackend a("a");
   TestBackend b("b");
-  nlohmann::json c = {{"name", "pair"},
-                      {"endpoints", {a.address(), b.address()}},
-                      {"outlier_detection", {{"consecutive_failures", 3}, {"base_ejection_ms", 60000},
-                                             {"max_ejection_percent", 50}}}};
-  auto config = gatewayConfig(nlohmann::json::array({route("prefix", "/", "pair")}), nlohmann::json::array({c}));
-  config["workers"] = 4;
-  GatewayProcess gateway(config);
+  GatewayProcess gateway(outlierPairConfig(a, b, 4));
   // Eight connections: two on each worker.
   std::vector<std::unique_ptr<example::Echo::Stub>> stubs;
   for (int i = 0; i < 8; ++i) stubs.push_back(example::Echo::NewStub(makeChannel(gateway.address())));
