@@ -106,6 +106,9 @@ Gateway::~Gateway() {
   for (auto& t : threads_) {
     if (t.joinable()) t.join();
   }
+  // Workers go one by one: nothing may be posted to one already gone (a
+  // report from a generation torn down after it).
+  workers_gone_ = true;
   workers_.clear();
 }
 
@@ -423,19 +426,24 @@ HealthRole Gateway::healthRole(size_t worker, size_t workers) {
   role.checks = worker == 0;
   if (worker == 0) {
     role.report = [this](const std::string& cluster, const std::string& key, bool healthy) {
-      forEachOtherWorker(0, cluster, [key, healthy](Cluster& c) { c.applyHealthReport(key, healthy); });
+      postToClusters(0, cluster, [key, healthy](Cluster& c) { c.applyHealthReport(key, healthy); });
     };
   }
-  role.share_ejection = [this, worker](const std::string& cluster, const std::string& key,
-                                       Endpoint::Clock::time_point until) {
-    forEachOtherWorker(worker, cluster, [key, until](Cluster& c) { c.applyEjectionReport(key, until); });
+  // To every worker, this one included: a call still finishing on an older
+  // config's cluster may be what ejected the endpoint, and the current
+  // config's cluster here must hear of it too.
+  role.share_ejection = [this](const std::string& cluster, const std::string& key, const SocketAddress& address,
+                               Endpoint::Clock::time_point until) {
+    postToClusters(kNoWorker, cluster,
+                   [key, address, until](Cluster& c) { c.applyEjectionReport(key, address, until); });
   };
   return role;
 }
 
-void Gateway::forEachOtherWorker(size_t from, const std::string& cluster, std::function<void(Cluster&)> apply) {
+void Gateway::postToClusters(size_t except, const std::string& cluster, std::function<void(Cluster&)> apply) {
+  if (workers_gone_) return;
   for (size_t i = 0; i < workers_.size(); ++i) {
-    if (i == from) continue;
+    if (i == except) continue;
     Worker* w = workers_[i].get();
     w->dispatcher().post([w, cluster, apply] {
       if (Cluster* c = w->current()->clusterManager().find(cluster)) apply(*c);

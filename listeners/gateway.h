@@ -11,6 +11,7 @@
 #pragma once
 
 #include <atomic>
+#include <cstdint>
 #include <functional>
 #include <memory>
 #include <thread>
@@ -91,9 +92,10 @@ class Gateway final : public AdminHandler {
   // reports each result to the others, which run none; each tells the
   // others of its outlier ejections.
   HealthRole healthRole(size_t worker, size_t workers);
-  // Runs `apply` on the loop of every worker but `from`, on its current
-  // config's cluster named `cluster` (if it has one).
-  void forEachOtherWorker(size_t from, const std::string& cluster, std::function<void(Cluster&)> apply);
+  // Runs `apply` on the loop of every worker but `except` (kNoWorker: every
+  // one), on its current config's cluster named `cluster` (if it has one).
+  static constexpr size_t kNoWorker = SIZE_MAX;
+  void postToClusters(size_t except, const std::string& cluster, std::function<void(Cluster&)> apply);
   std::string configDumpJson() const;
 
   const FilterRegistry& registry_;
@@ -104,6 +106,7 @@ class Gateway final : public AdminHandler {
   // workers_[0] runs on the caller's thread (with the admin endpoint and the
   // signals); the others each on a thread of their own.
   std::vector<std::unique_ptr<Worker>> workers_;
+  std::atomic<bool> workers_gone_{false};  // set as ~Gateway starts destroying them
   std::vector<std::thread> threads_;
   std::vector<std::unique_ptr<ConnectionBalancer>> balancers_;  // per listener; outlive the workers
   std::unique_ptr<AdminListener> admin_;

@@ -181,7 +181,7 @@ void Cluster::onEndpointFailing(Endpoint& endpoint) {
   stats_.outlier_ejections.inc();
   spdlog::info("cluster '{}': ejected {} for {} ms after {} consecutive failures", config_.name,
                endpoint.describe(), ms, od.consecutive_failures);
-  if (role_.share_ejection) role_.share_ejection(config_.name, endpoint.key(), until);
+  if (role_.share_ejection) role_.share_ejection(config_.name, endpoint.key(), endpoint.address(), until);
 }
 
 bool Cluster::mayEjectAnother(const Endpoint& endpoint, Endpoint::Clock::time_point now) const {
@@ -197,11 +197,12 @@ bool Cluster::mayEjectAnother(const Endpoint& endpoint, Endpoint::Clock::time_po
   return false;
 }
 
-void Cluster::applyEjectionReport(const std::string& endpoint_key, Endpoint::Clock::time_point until) {
+void Cluster::applyEjectionReport(const std::string& endpoint_key, const SocketAddress& address,
+                                  Endpoint::Clock::time_point until) {
   if (!config_.outlier_detection) return;
   const auto now = Endpoint::Clock::now();
   for (auto& ep : endpoints_) {
-    if (ep->key() != endpoint_key) continue;
+    if (ep->key() != endpoint_key || !(ep->address() == address)) continue;
     // Ejected here already (by this worker's own count), or gone: nothing to add.
     if (ep->removed() || ep->ejected(now) || until <= now) return;
     ep->forgiveEjections(now, std::chrono::milliseconds(config_.outlier_detection->base_ejection_ms));

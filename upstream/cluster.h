@@ -77,10 +77,12 @@ class Cluster {
   // Outlier detection: `endpoint` reached its consecutive-failure threshold.
   // Ejected, it is ejected on the other workers too (HealthRole).
   void onEndpointFailing(Endpoint& endpoint);
-  // Another worker ejected the endpoint with `endpoint_key` until `until`:
-  // ejected here as well, within this cluster's max_ejection_percent
-  // (ignored if there is no such endpoint here, or it is ejected already).
-  void applyEjectionReport(const std::string& endpoint_key, std::chrono::steady_clock::time_point until);
+  // A worker ejected the endpoint with `endpoint_key` at `address` until
+  // `until`: ejected here as well, within this cluster's max_ejection_percent
+  // (ignored if there is no such endpoint here, at that address, or it is
+  // ejected already).
+  void applyEjectionReport(const std::string& endpoint_key, const SocketAddress& address,
+                           std::chrono::steady_clock::time_point until);
 
   // After adoptStateOf (a reload), so that a first check failing at once
   // is not overwritten by the old state.

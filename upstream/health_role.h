@@ -12,6 +12,8 @@
 #include <functional>
 #include <string>
 
+#include "core/socket_address.h"
+
 namespace sluice {
 
 struct HealthRole {
@@ -28,8 +30,10 @@ struct HealthRole {
   // eject it until the same time (Cluster::applyEjectionReport). A failing
   // backend then costs consecutive_failures calls on one worker, not on
   // each. Runs on this worker's thread; empty when nobody else listens.
+  // The endpoint's key and its address: under one key ("host:port" with
+  // dns_addresses "first"), workers may briefly hold different addresses.
   using EjectionReport = std::function<void(const std::string& cluster, const std::string& endpoint_key,
-                                            std::chrono::steady_clock::time_point until)>;
+                                            const SocketAddress& address, std::chrono::steady_clock::time_point until)>;
   EjectionReport share_ejection;
 };
 

@@ -91,7 +91,7 @@ FilterFactorySharedPtr AccessLogConfigFactory::create(const json& config, const 
     }
     out->sample_percent = obj.number("sample_percent", 0, 100).value_or(100);
     out->always_log_failed = obj.boolean("always_log_failed").value_or(true);
-    if (auto ms = obj.unsignedInt("always_log_slower_than_ms", 0, 86'400'000)) {
+    if (auto ms = obj.unsignedInt("always_log_slower_than_ms", 1, 86'400'000)) {
       out->always_log_slower_than = std::chrono::milliseconds(*ms);
     }
     obj.finish();

@@ -1,4 +1,5 @@
-// AccessLogFilter: writes one JSON line per finished call, from onStreamDone
+// AccessLogFilter: writes one JSON line per finished call (or per sampled
+// one: AccessLogConfig::logs), from onStreamDone
 // (which runs exactly once, whether the call succeeded, failed locally, or was
 // cancelled). Nothing is recorded before the end: the line is built from the
 // StreamContext's counters and final status.

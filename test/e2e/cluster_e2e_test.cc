@@ -1094,13 +1094,14 @@ TEST_CASE("an endpoint one worker ejects is ejected on every worker", "[e2e][clu
   REQUIRE(logCount(gateway, "ejected " + a.address()) == 1);
   // The other workers have it ejected too (a post away): none of the next
   // calls, two per connection and so four per worker, goes to "a".
-  std::this_thread::sleep_for(std::chrono::milliseconds(200));
+  REQUIRE(waitFor([&] { return logCount(gateway, "ejected by another worker") == 3; }, std::chrono::seconds(5)));
   int a_before = a.stats().calls;
   for (int round = 0; round < 2; ++round) {
     for (auto& stub : stubs) CHECK(call(*stub) == grpc::StatusCode::OK);
   }
   CHECK(a.stats().calls == a_before);
   // Decided once, on one worker, and taken up by the three others.
+  CHECK(logCount(gateway, "ejected " + a.address()) == 1);
   CHECK(logCount(gateway, "ejected by another worker") == 3);
 }
 

@@ -65,6 +65,39 @@ TEST_CASE("ring_hash spreads keys evenly over its endpoints", "[load_balancer]")
   }
 }
 
+TEST_CASE("an ejection reported by another worker: same endpoint and address, within max_ejection_percent",
+          "[load_balancer]") {
+  nlohmann::json config = {
+      {"name", "c"},
+      {"endpoints", {"127.0.0.1:9001", "127.0.0.1:9002"}},
+      {"outlier_detection", {{"consecutive_failures", 1}, {"base_ejection_ms", 1000}, {"max_ejection_percent", 50}}}};
+  TestCluster test(config);
+  Endpoint& first = *test.cluster.endpoints()[0];
+  Endpoint& second = *test.cluster.endpoints()[1];
+  const auto now = Endpoint::Clock::now();
+  const auto until = now + std::chrono::seconds(30);
+  // The same key at another address (a host name the reporting worker
+  // resolved differently) is another backend.
+  test.cluster.applyEjectionReport(first.key(), second.address(), until);
+  CHECK_FALSE(first.ejected(now));
+  // Already over: nothing to do.
+  test.cluster.applyEjectionReport(first.key(), first.address(), now - std::chrono::seconds(1));
+  CHECK_FALSE(first.ejected(now));
+  test.cluster.applyEjectionReport(first.key(), first.address(), until);
+  CHECK(first.ejected(now));
+  CHECK_FALSE(first.ejected(until));
+  CHECK(first.ejections() == 1);
+  // Counted where it was decided, not here.
+  CHECK(test.stats.cluster("c").outlier_ejections.value() == 0);
+  // Half the cluster is ejected already: the second stays in.
+  test.cluster.applyEjectionReport(second.key(), second.address(), until);
+  CHECK_FALSE(second.ejected(now));
+  // A second report for an ejected endpoint changes nothing.
+  test.cluster.applyEjectionReport(first.key(), first.address(), until + std::chrono::seconds(30));
+  CHECK_FALSE(first.ejected(until + std::chrono::seconds(1)));
+  CHECK(first.ejections() == 1);
+}
+
 TEST_CASE("ejections are forgiven once per period back in service, each period once", "[load_balancer]") {
   nlohmann::json config = {{"name", "c"},
                            {"endpoints", {"127.0.0.1:9001"}},
