@@ -1,6 +1,6 @@
 // MethodMatch: which calls a config entry applies to, written the same way
-// wherever a filter selects calls by method (router routes, auth and
-// rate_limit rules): {"service": "pkg.Svc"}, {"method": "/pkg.Svc/Method"} or
+// wherever a filter selects calls by method (router routes, auth, rate_limit
+// and fault rules): {"service": "pkg.Svc"}, {"method": "/pkg.Svc/Method"} or
 // {"prefix": "/pkg."}, optionally with "headers" the call's request headers
 // (its metadata) must match too. Parsed once with the config, then read-only.
 #pragma once

@@ -20,17 +20,23 @@ namespace sluice {
 // config must start afresh. The registry is per process and per T: an
 // application embedding two gateways with the same entry at the same path
 // would have them share.
+template <class T>
+struct ReloadRegistry {
+  // One per T (not per caller): every call site for a T shares it.
+  static inline std::mutex mutex;
+  static inline std::map<std::string, std::weak_ptr<T>> live;
+};
+
 template <class T, class Make>
 std::shared_ptr<T> sharedAcrossReloads(const std::string& key, Make make) {
-  static std::mutex mutex;
-  static std::map<std::string, std::weak_ptr<T>> live;
-  std::lock_guard lock(mutex);
-  std::erase_if(live, [](const auto& entry) { return entry.second.expired(); });
-  if (auto it = live.find(key); it != live.end()) {
+  using Registry = ReloadRegistry<T>;
+  std::lock_guard lock(Registry::mutex);
+  std::erase_if(Registry::live, [](const auto& entry) { return entry.second.expired(); });
+  if (auto it = Registry::live.find(key); it != Registry::live.end()) {
     if (auto shared = it->second.lock()) return shared;
   }
   std::shared_ptr<T> made = make();
-  live[key] = made;
+  Registry::live[key] = made;
   return made;
 }
 

@@ -98,12 +98,13 @@ std::string_view filterCounterNameProblem(std::string_view name) {
 }  // namespace
 
 Counter& WorkerStats::filterCounter(std::string_view name) {
-  if (auto problem = filterCounterNameProblem(name); !problem.empty()) {
-    throw std::invalid_argument(fmt::format("filter counter name \"{}\" {}", name, problem));
-  }
   std::lock_guard<std::mutex> lock(mutex_);
   auto it = filter_counters_.find(name);
   if (it != filter_counters_.end()) return *it->second;
+  // Checked once, when first asked for: a name in the map has passed.
+  if (auto problem = filterCounterNameProblem(name); !problem.empty()) {
+    throw std::invalid_argument(fmt::format("filter counter name \"{}\" {}", name, problem));
+  }
   if (filter_counters_.size() >= kMaxFilterCounters) name = kOtherFilterCounter;
   return *filter_counters_.try_emplace(std::string(name), std::make_unique<Counter>()).first->second;
 }

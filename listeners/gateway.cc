@@ -418,13 +418,12 @@ Status Gateway::applyReload(const std::string& text, const HostLookup& lookup) {
 HealthRole Gateway::healthRole(size_t worker, size_t workers) {
   // The first worker checks; every result goes to the others' loops, where
   // each applies it to its current config's endpoint of that key. Any
-  // worker's ejection goes to every other's the same way. workers_ is
-  // complete, and no longer changes, by the time a check finishes or a call
-  // fails.
-  if (workers == 1) return HealthRole{};
+  // worker's ejection goes to every worker's loop the same way, its own
+  // included. workers_ is complete, and no longer changes, by the time a
+  // check finishes or a call fails.
   HealthRole role;
   role.checks = worker == 0;
-  if (worker == 0) {
+  if (worker == 0 && workers > 1) {
     role.report = [this](const std::string& cluster, const std::string& key, bool healthy) {
       postToClusters(0, cluster, [key, healthy](Cluster& c) { c.applyHealthReport(key, healthy); });
     };

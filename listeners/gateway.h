@@ -89,8 +89,8 @@ class Gateway final : public AdminHandler {
   void finish();
   std::string clustersJson() const;
   // Worker `worker` of `workers`: the first runs the health checks and
-  // reports each result to the others, which run none; each tells the
-  // others of its outlier ejections.
+  // reports each result to the others, which run none; each posts its
+  // outlier ejections to every worker (itself included: its current config).
   HealthRole healthRole(size_t worker, size_t workers);
   // Runs `apply` on the loop of every worker but `except` (kNoWorker: every
   // one), on its current config's cluster named `cluster` (if it has one).

@@ -209,9 +209,10 @@ void Cluster::applyEjectionReport(const std::string& endpoint_key, const SocketA
     if (!mayEjectAnother(*ep, now)) return;
     // Counted as an ejection of this endpoint (its next lasts longer, as on
     // the worker that ejected it), not in the cluster's ejection counter,
-    // which counts each ejection once, where it was decided.
+    // which counts it where it was decided (on two workers, if both decided
+    // at the same moment).
     ep->eject(until);
-    spdlog::debug("cluster '{}': {} ejected by another worker, until then here too", config_.name,
+    spdlog::debug("cluster '{}': {} ejected by another worker (or config), until then here too", config_.name,
                   ep->describe());
     return;
   }

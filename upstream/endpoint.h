@@ -71,7 +71,7 @@ class Endpoint final : public DeferredDeletable {
   // Passive results of real calls (proxy): a connect failure, reset or
   // UNAVAILABLE is a failure; any other answer a success.
   void recordCallResult(bool success);
-  // Failures count again from none once it is back.
+  // Failures count from none again after an ejection.
   void eject(Clock::time_point until) {
     ejected_until_ = until;
     ++ejections_;

@@ -26,10 +26,11 @@ struct HealthRole {
   Report report;
 
   // Outlier ejection (passive health): every worker counts its own calls'
-  // failures, and the first to eject an endpoint tells the others, which
-  // eject it until the same time (Cluster::applyEjectionReport). A failing
-  // backend then costs consecutive_failures calls on one worker, not on
-  // each. Runs on this worker's thread; empty when nobody else listens.
+  // failures, and the first to eject an endpoint posts it to every worker
+  // (itself included, for its current config if an older one decided),
+  // which eject it until the same time (Cluster::applyEjectionReport). A
+  // failing backend then costs consecutive_failures calls on one worker,
+  // not on each. Runs on this worker's thread; empty in tests.
   // The endpoint's key and its address: under one key ("host:port" with
   // dns_addresses "first"), workers may briefly hold different addresses.
   using EjectionReport = std::function<void(const std::string& cluster, const std::string& endpoint_key,

@@ -8,6 +8,7 @@
 #include <nlohmann/json.hpp>
 
 #include "core/json_reader.h"
+#include "core/stats.h"
 #include "core/stream_context.h"
 #include "core/worker_context.h"
 

@@ -27,9 +27,12 @@
 #include <string>
 
 #include "core/filter.h"
-#include "core/stats.h"
 #include "core/registry.h"
 #include "core/timer.h"
+
+namespace sluice {
+class Counter;
+}
 
 namespace example::message_counter {
 

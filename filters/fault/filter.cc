@@ -1,5 +1,6 @@
 #include "filters/fault/filter.h"
 
+#include <algorithm>
 #include <charconv>
 #include <cstdint>
 #include <random>

@@ -6,9 +6,6 @@
 // cope with a slow or failing service, without touching the service.
 #pragma once
 
-#include <chrono>
-#include <optional>
-
 #include "core/filter.h"
 #include "core/status.h"
 #include "core/timer.h"

@@ -325,8 +325,8 @@ void ProxyFilter::onUpstreamHeaders(HeaderMap&& headers, bool end_stream) {
     StatusCode code = grpc_headers::parseGrpcStatus(*grpc_status).value_or(StatusCode::Unknown);
     recordOutcome(code != StatusCode::Unavailable);
     std::string over_budget;
-    if (code != StatusCode::Ok && canRetry(code) && acceptsPushback(headers, over_budget)) {
-      if (holdRetryPlace(over_budget)) {
+    if (code != StatusCode::Ok && canRetry(code)) {
+      if (acceptsPushback(headers, over_budget) && holdRetryPlace(over_budget)) {
         const std::string* msg = headers.get("grpc-message");
         attemptFailed(code, msg != nullptr ? grpc_headers::percentDecode(*msg) : std::string(statusCodeName(code)),
                       false);

@@ -7,11 +7,12 @@
 // retriable status, a per-try timeout) is retried on another endpoint while
 // nothing of the response has reached the client and the request so far fits
 // the replay buffer, never past the call's deadline, and while the cluster's
-// retry budget allows (circuit_breakers.retry_budget).
+// retry budget allows (circuit_breakers.retry_budget). A backend's
+// grpc-retry-pushback-ms sets the wait before the retry, or forbids it.
 #pragma once
 
-#include <deque>
 #include <chrono>
+#include <deque>
 #include <memory>
 #include <optional>
 #include <vector>

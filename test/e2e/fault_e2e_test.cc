@@ -262,10 +262,6 @@ TEST_CASE("fault: max_active_faults bounds the calls held at once", "[e2e][fault
   CHECK(statValue(stats, "filter.fault_overflow") == 1);
 }
 
-}  // namespace sluice::test
-
-namespace sluice::test {
-
 TEST_CASE("fault: calls held before a reload still count against max_active_faults after it", "[e2e][fault]") {
   TestBackend backend("primary");
   const std::string before = R"({"max_active_faults": 1, "rules": [{"delay": {"ms": 3000}}]})";

@@ -177,10 +177,6 @@ TEST_CASE("formatGrpcStatus writes the decimal code", "[grpc_headers]") {
   }
 }
 
-}  // namespace sluice::grpc_headers
-
-namespace sluice::grpc_headers {
-
 TEST_CASE("grpc-retry-pushback-ms: a delay, or do not retry", "[grpc_headers]") {
   using std::chrono::milliseconds;
   CHECK(parseRetryPushback("0") == milliseconds(0));
