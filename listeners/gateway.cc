@@ -424,8 +424,10 @@ HealthRole Gateway::healthRole(size_t worker, size_t workers) {
   HealthRole role;
   role.checks = worker == 0;
   if (worker == 0 && workers > 1) {
-    role.report = [this](const std::string& cluster, const std::string& key, bool healthy) {
-      postToClusters(0, cluster, [key, healthy](Cluster& c) { c.applyHealthReport(key, healthy); });
+    role.report = [this](const std::string& cluster, const std::string& key, const SocketAddress& address,
+                         bool healthy) {
+      postToClusters(0, cluster,
+                     [key, address, healthy](Cluster& c) { c.applyHealthReport(key, address, healthy); });
     };
   }
   // To every worker, this one included: a call still finishing on an older

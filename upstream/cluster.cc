@@ -141,12 +141,12 @@ StatusOr<Endpoint*> Cluster::chooseEndpoint(const HeaderMap& request_headers, co
 }
 
 void Cluster::onHealthChecked(const Endpoint& endpoint) {
-  if (role_.report) role_.report(config_.name, endpoint.key(), endpoint.activeHealthy());
+  if (role_.report) role_.report(config_.name, endpoint.key(), endpoint.address(), endpoint.activeHealthy());
 }
 
-void Cluster::applyHealthReport(const std::string& endpoint_key, bool healthy) {
+void Cluster::applyHealthReport(const std::string& endpoint_key, const SocketAddress& address, bool healthy) {
   for (auto& ep : endpoints_) {
-    if (ep->key() != endpoint_key) continue;
+    if (ep->key() != endpoint_key || !(ep->address() == address)) continue;
     ep->onHealthReport(healthy);
     if (healthy) ep->pool().onConnectSucceeded();
     return;

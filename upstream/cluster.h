@@ -68,11 +68,13 @@ class Cluster {
   bool checksHealth() const { return config_.health_check.has_value() && role_.checks; }
   // A check of `endpoint` here finished: tell the other workers.
   void onHealthChecked(const Endpoint& endpoint);
-  // The checking worker's result for the endpoint with `endpoint_key`
-  // (ignored if there is none here, as during a reload or a DNS change). A
-  // healthy one also ends the endpoint's reconnect backoff here, as a check
-  // that connected does on the checking worker.
-  void applyHealthReport(const std::string& endpoint_key, bool healthy);
+  // The checking worker's result for the endpoint with `endpoint_key` at
+  // `address` (ignored if there is none here, as during a reload or a DNS
+  // change: one this worker holds at another address goes unreported, and
+  // is checked here after three intervals). A healthy one also ends the
+  // endpoint's reconnect backoff here, as a check that connected does on
+  // the checking worker.
+  void applyHealthReport(const std::string& endpoint_key, const SocketAddress& address, bool healthy);
 
   // Outlier detection: `endpoint` reached its consecutive-failure threshold.
   // Ejected, it is ejected on the other workers too (HealthRole).

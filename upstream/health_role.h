@@ -18,9 +18,12 @@ namespace sluice {
 
 struct HealthRole {
   // After every check on this worker: the cluster, the endpoint's key
-  // (Endpoint::key()) and whether it is now healthy. Runs on this worker's
-  // thread; empty when nobody else listens.
-  using Report = std::function<void(const std::string& cluster, const std::string& endpoint_key, bool healthy)>;
+  // (Endpoint::key()) and address (under one key, "host:port" with
+  // dns_addresses "first", workers may briefly hold different addresses),
+  // and whether it is now healthy. Runs on this worker's thread; empty when
+  // nobody else listens.
+  using Report = std::function<void(const std::string& cluster, const std::string& endpoint_key,
+                                    const SocketAddress& address, bool healthy)>;
 
   bool checks = true;  // this worker runs the checks
   Report report;

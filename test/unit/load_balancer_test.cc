@@ -147,18 +147,32 @@ TEST_CASE("a worker that does not check health checks an endpoint the checking w
   SECTION("reports keep it from checking") {
     TimerPtr report;
     report = std::make_unique<Timer>(dispatcher, [&] {
-      cluster.applyHealthReport(ep.key(), true);
+      cluster.applyHealthReport(ep.key(), ep.address(), true);
       report->enable(std::chrono::milliseconds(50));
     });
     report->enable(std::chrono::milliseconds(0));
     runFor(std::chrono::milliseconds(600));
     CHECK_FALSE(ep.checkedHere());
   }
+  SECTION("reports on another address under the same key do not count") {
+    // The checking worker resolved the name to another address: its word is
+    // about another backend, so this one checks its own.
+    SocketAddress elsewhere = ep.address();
+    elsewhere.port = static_cast<uint16_t>(elsewhere.port + 1);
+    TimerPtr report;
+    report = std::make_unique<Timer>(dispatcher, [&] {
+      cluster.applyHealthReport(ep.key(), elsewhere, true);
+      report->enable(std::chrono::milliseconds(50));
+    });
+    report->enable(std::chrono::milliseconds(0));
+    runFor(std::chrono::milliseconds(1500));
+    CHECK(ep.checkedHere());
+  }
   SECTION("three intervals without a report: it checks, until a report comes") {
     CHECK_FALSE(ep.checkedHere());
     runFor(std::chrono::milliseconds(1500));  // room for a loaded machine's late timers
     CHECK(ep.checkedHere());
-    cluster.applyHealthReport(ep.key(), true);
+    cluster.applyHealthReport(ep.key(), ep.address(), true);
     CHECK_FALSE(ep.checkedHere());
     CHECK(ep.activeHealthy());
   }
