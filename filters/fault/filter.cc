@@ -82,15 +82,14 @@ FilterStatus FaultFilter::onRequestHeaders(StreamContext& ctx) {
     abort_code_ = rule->abort->code;
     bool wanted = true;
     if (rule->abort->from_header) {
-      const HeaderValue& header = abort_header;
-      if (header.repeated) return refuse(ctx, kAbortHeader, "sent more than once");
-      wanted = header.value.has_value();
+      if (abort_header.repeated) return refuse(ctx, kAbortHeader, "sent more than once");
+      wanted = abort_header.value.has_value();
       if (wanted) {
-        auto code = parseCode(*header.value);
+        auto code = parseCode(*abort_header.value);
         if (!code) {
           return refuse(ctx, kAbortHeader,
                         fmt::format("\"{}\" is not a gRPC status other than OK (a name such as UNAVAILABLE, or 1 to 16)",
-                                    *header.value));
+                                    *abort_header.value));
         }
         abort_code_ = *code;
       }
@@ -102,12 +101,14 @@ FilterStatus FaultFilter::onRequestHeaders(StreamContext& ctx) {
   if (rule->delay) {
     delay = rule->delay->fixed;
     if (rule->delay->from_header) {
-      const HeaderValue& header = delay_header;
-      if (header.repeated) return refuse(ctx, kDelayHeader, "sent more than once");
+      if (delay_header.repeated) return refuse(ctx, kDelayHeader, "sent more than once");
       delay = std::chrono::milliseconds(0);
-      if (header.value) {
-        auto ms = parseNumber(*header.value);
-        if (!ms) return refuse(ctx, kDelayHeader, fmt::format("\"{}\" is not a number of milliseconds", *header.value));
+      if (delay_header.value) {
+        auto ms = parseNumber(*delay_header.value);
+        if (!ms) {
+          return refuse(ctx, kDelayHeader,
+                        fmt::format("\"{}\" is not a number of milliseconds", *delay_header.value));
+        }
         // Capped: a caller cannot hold a call (and its place) longer than the rule allows.
         delay = std::chrono::milliseconds(std::min<uint64_t>(*ms, static_cast<uint64_t>(rule->delay->max.count())));
       }
