@@ -1,11 +1,18 @@
 #include "core/allocation_counter.h"
 
+#include <malloc.h>
+
 #include <atomic>
+
+#if defined(__SANITIZE_ADDRESS__)
+#include <sanitizer/allocator_interface.h>
+#endif
 
 namespace sluice::allocation_counter {
 namespace {
 
 std::atomic<CountFn> g_count{nullptr};
+std::atomic<HeapBytesFn> g_heap_bytes{nullptr};
 
 }  // namespace
 
@@ -15,6 +22,19 @@ std::optional<uint64_t> current() {
   CountFn fn = g_count.load(std::memory_order_acquire);
   if (fn == nullptr) return std::nullopt;
   return fn();
+}
+
+void installHeapBytes(HeapBytesFn fn) { g_heap_bytes.store(fn, std::memory_order_release); }
+
+uint64_t heapBytesInUse() {
+  if (HeapBytesFn fn = g_heap_bytes.load(std::memory_order_acquire)) return fn();
+#if defined(__SANITIZE_ADDRESS__)
+  // AddressSanitizer's allocator serves every malloc; glibc's arenas stay empty.
+  return __sanitizer_get_current_allocated_bytes();
+#else
+  struct mallinfo2 info = ::mallinfo2();
+  return info.uordblks + info.hblkhd;
+#endif
 }
 
 }  // namespace sluice::allocation_counter

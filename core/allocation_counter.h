@@ -1,6 +1,8 @@
 // Process-wide count of heap allocations, for proving the data path allocates
-// nothing per message. The `sluice` binary counts (examples/allocation_counting.cc
-// replaces operator new); a library user who does not opt in reads "not counted".
+// nothing per message, and the heap in use, for overload.max_heap_bytes. The
+// `sluice` binary counts (examples/allocation_counting.cc replaces operator
+// new); a library user who does not opt in reads "not counted", and the heap
+// as malloc reports it.
 #pragma once
 
 #include <cstdint>
@@ -13,5 +15,17 @@ using CountFn = uint64_t (*)();
 void install(CountFn fn);
 // Allocations so far, or nullopt when this process does not count them.
 std::optional<uint64_t> current();
+
+using HeapBytesFn = uint64_t (*)();
+// Installed once at start-up by a binary whose allocator malloc's own figures
+// do not see (mimalloc replaces malloc).
+void installHeapBytes(HeapBytesFn fn);
+// Heap bytes allocated and not freed: the installed measure; else glibc
+// malloc's chunks in use, large (mmapped) ones included, or under
+// AddressSanitizer its allocator's. Freed memory an allocator keeps for reuse
+// does not count, so the figure falls as soon as memory is freed, unlike the
+// resident set size. glibc's figure walks every arena under its lock:
+// microseconds, for a periodic check, not the data path.
+uint64_t heapBytesInUse();
 
 }  // namespace sluice::allocation_counter

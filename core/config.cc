@@ -8,6 +8,7 @@
 #include <nlohmann/json.hpp>
 
 #include "core/json_reader.h"
+#include "core/overload.h"
 #include "core/registry.h"
 #include "core/user_code.h"
 
@@ -220,6 +221,10 @@ GatewayConfigConstPtr loadConfig(const std::string& text, const FilterRegistry& 
     } else {
       config->worker_sched_slice_us = static_cast<uint32_t>(*us);
     }
+  }
+  if (const json* overload = obj.object("overload")) {
+    JsonObject o(*overload, "/overload", errors);
+    config->overload = readOverloadConfig(o);
   }
   // Clusters first: routes name them.
   std::set<std::string> cluster_names;

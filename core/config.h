@@ -95,6 +95,20 @@ constexpr uint32_t kDefaultWorkerSchedSliceUs = 200;
 constexpr uint32_t kMinWorkerSchedSliceUs = 100;
 constexpr uint32_t kMaxWorkerSchedSliceUs = 100000;
 
+// The top-level "overload" object (core/overload.h).
+struct OverloadConfig {
+  uint64_t max_heap_bytes = 0;  // 0: off
+  // Shares of max_heap_bytes (1–100) at or past which new calls are answered
+  // UNAVAILABLE, and new connections closed as they are accepted.
+  uint32_t refuse_calls_percent = 95;
+  uint32_t refuse_connections_percent = 98;
+  uint32_t check_interval_ms = 100;
+
+  bool enabled() const { return max_heap_bytes != 0; }
+  uint64_t refuseCallsAt() const { return max_heap_bytes / 100 * refuse_calls_percent; }
+  uint64_t refuseConnectionsAt() const { return max_heap_bytes / 100 * refuse_connections_percent; }
+};
+
 struct GatewayConfig {
   std::vector<ListenerConfig> listeners;
   std::vector<ClusterConfig> clusters;
@@ -118,6 +132,8 @@ struct GatewayConfig {
   uint32_t worker_spin_polls = kDefaultWorkerSpinPolls;
   // The scheduler slice each worker thread asks for; 0: the kernel's default.
   uint32_t worker_sched_slice_us = kDefaultWorkerSchedSliceUs;
+  // The heap bound over every client together; off by default.
+  OverloadConfig overload;
   std::string source_text;  // the JSON as loaded, for /config_dump
 
   const ClusterConfig* findCluster(std::string_view name) const;

@@ -28,6 +28,7 @@ std::string_view localReplyReasonName(LocalReplyReason r) {
     case LocalReplyReason::SlowReader: return "slow_reader";
     case LocalReplyReason::FilterError: return "filter_error";
     case LocalReplyReason::Fault: return "fault";
+    case LocalReplyReason::Overload: return "overload";
     case LocalReplyReason::Count: break;
   }
   return "unknown";

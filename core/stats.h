@@ -69,6 +69,7 @@ enum class LocalReplyReason {
   Draining,
   SlowReader,  // reset: the client's connection buffered past max_buffered_response_bytes
   Fault,       // an abort the fault filter injected on purpose
+  Overload,    // refused: the heap is past overload.refuse_calls_percent
   Count
 };
 std::string_view localReplyReasonName(LocalReplyReason r);
@@ -77,6 +78,7 @@ struct ListenerStats {
   Counter downstream_cx_total;
   Gauge downstream_cx_active;
   Counter downstream_cx_refused;  // over a connection limit
+  Counter downstream_cx_overload_refused;  // closed as accepted: the heap is past overload.refuse_connections_percent
   Counter downstream_rq_total;
   Gauge downstream_rq_active;
   Counter downstream_rq_refused;  // over a stream limit, or while draining

@@ -33,6 +33,7 @@
 
 #include "core/config.h"
 #include "core/config_errors.h"
+#include "core/overload.h"
 #include "core/registry.h"
 #include "filters/builtin.h"
 #include "fuzz/fuzz_check.h"
@@ -255,7 +256,8 @@ void runSession(std::string_view input) {
 
     std::vector<std::unique_ptr<ConnectionBalancer>> balancers;
     for (size_t i = 0; i < config->listeners.size(); ++i) balancers.push_back(std::make_unique<ConnectionBalancer>());
-    auto worker = std::make_unique<Worker>(config, balancers, HealthRole{});
+    const OverloadState overload;  // never measured: nothing is refused for it
+    auto worker = std::make_unique<Worker>(config, balancers, HealthRole{}, overload);
     Status started = worker->start();
     if (!started.isOk()) {
       FUZZ_CHECK(attempt < 5, "cannot start the worker: %s", started.toString().c_str());

@@ -10,6 +10,7 @@
 #include "codecs/grpc/grpc_headers.h"
 #include "core/config.h"
 #include "core/method_match.h"
+#include "core/overload.h"
 #include "core/worker_context.h"
 #include "listeners/grpc_listener.h"
 #include "listeners/worker.h"
@@ -155,6 +156,15 @@ void DownstreamStream::startCall() {
   if (connection_.draining()) {
     connection_.stats().downstream_rq_refused.inc();
     refuse(LocalReplyReason::Draining, "the gateway is shutting down (draining)");
+    return;
+  }
+  if (connection_.listener().worker().overload().refusingCalls()) {
+    // Answered, not reset: the message says why, and UNAVAILABLE is what
+    // clients' retry policies and load balancers already treat as "elsewhere".
+    connection_.stats().downstream_rq_refused.inc();
+    sendLocalReply(LocalReplyReason::Overload, StatusCode::Unavailable,
+                   "the gateway is overloaded: its heap is past overload.refuse_calls_percent of "
+                   "overload.max_heap_bytes; try again later");
     return;
   }
   if (const std::string* timeout = request_headers_.get("grpc-timeout")) {

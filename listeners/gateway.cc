@@ -14,6 +14,7 @@
 
 #include "core/off_loop_work.h"
 #include "core/open_file_limit.h"
+#include "core/overload.h"
 #include "core/registry.h"
 #include "core/stats.h"
 #include "core/thread_scheduling.h"
@@ -102,6 +103,7 @@ Gateway::~Gateway() {
   signals_.clear();
   drain_poll_timer_.reset();
   drain_deadline_timer_.reset();
+  overload_monitor_.reset();
   admin_.reset();
   for (auto& t : threads_) {
     if (t.joinable()) t.join();
@@ -167,7 +169,9 @@ Status Gateway::start() {
   raiseOpenFileLimitFor(*config_);
   size_t n = config_->workers != 0 ? config_->workers : std::max(1u, std::thread::hardware_concurrency());
   for (size_t i = 0; i < config_->listeners.size(); ++i) balancers_.push_back(std::make_unique<ConnectionBalancer>());
-  for (size_t i = 0; i < n; ++i) workers_.push_back(std::make_unique<Worker>(config_, balancers_, healthRole(i, n)));
+  for (size_t i = 0; i < n; ++i) {
+    workers_.push_back(std::make_unique<Worker>(config_, balancers_, healthRole(i, n), overload_));
+  }
   Status s = mainWorker().start();
   if (!s.isOk()) return s;
   // The others bind the very ports the first one got (port 0 picks one).
@@ -194,6 +198,9 @@ Status Gateway::start() {
     uv_unref(reinterpret_cast<uv_handle_t*>(h));  // signals alone don't keep the loop running
     signals_.push_back(h);
   }
+  overload_monitor_ = std::make_unique<OverloadMonitor>(mainWorker().dispatcher(), overload_,
+                                                       [this]() -> const OverloadConfig& { return config_->overload; });
+  overload_monitor_->check();
   started_ = true;
   return Status::ok();
 }
@@ -322,6 +329,7 @@ void Gateway::finish() {
   if (drain_poll_timer_) drain_poll_timer_->disable();
   if (drain_deadline_timer_) drain_deadline_timer_->disable();
   if (admin_) admin_->stop();
+  if (overload_monitor_) overload_monitor_->stop();
   // A reload still looking up host names would keep the loop (its timers)
   // and so the process alive until reload_resolve_timeout_ms; it is moot now.
   reload_again_ = false;
@@ -411,6 +419,7 @@ Status Gateway::applyReload(const std::string& text, const HostLookup& lookup) {
   config_ = std::move(config);
   if (!config_->log_level.empty()) spdlog::set_level(spdlog::level::from_str(config_->log_level));
   HostResolver::setMaxThreads(config_->dns_lookup_threads);
+  if (overload_monitor_) overload_monitor_->check();  // the new overload settings, at once
   spdlog::info("config reloaded from {}", config_file_);
   return Status::ok();
 }
@@ -525,12 +534,15 @@ AdminResponse Gateway::answerAdmin(const std::string& method, const std::string&
   }
   std::vector<const WorkerStats*> stats;
   for (const auto& w : workers_) stats.push_back(&w->stats());
-  if (path == "/stats") return text(200, renderStatsText(stats));
+  if (path == "/stats") return text(200, renderStatsText(stats, &overload_));
   if (path == "/stats/prometheus") {
     return {200, "text/plain; version=0.0.4; charset=utf-8",
-            renderPrometheus(stats, &mainWorker().current()->clusterManager()), ""};
+            renderPrometheus(stats, &mainWorker().current()->clusterManager(), &overload_), ""};
   }
-  if (path == "/ready") return ready() ? text(200, "ready\n") : text(503, draining_ ? "draining\n" : "not ready\n");
+  if (path == "/ready") {
+    if (ready() && overload_.refusingConnections()) return text(503, "overloaded\n");
+    return ready() ? text(200, "ready\n") : text(503, draining_ ? "draining\n" : "not ready\n");
+  }
   if (path == "/healthz") return text(200, "ok\n");
   if (path == "/clusters") return {200, "application/json", clustersJson(), ""};
   if (path == "/config_dump") return {200, "application/json", configDumpJson(), ""};

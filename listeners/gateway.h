@@ -21,6 +21,7 @@
 
 #include "core/config.h"
 #include "core/config_errors.h"
+#include "core/overload.h"
 #include "core/status.h"
 #include "core/timer.h"
 #include "listeners/admin_listener.h"
@@ -103,6 +104,9 @@ class Gateway final : public AdminHandler {
   GatewayConfigConstPtr config_;
   // Configs replaced by reloads; alive while calls that began on them run.
   std::vector<std::weak_ptr<const GatewayConfig>> retired_configs_;
+  // Read by every worker: declared before them, so that it outlives them.
+  OverloadState overload_;
+  std::unique_ptr<OverloadMonitor> overload_monitor_;  // on worker 0's loop
   // workers_[0] runs on the caller's thread (with the admin endpoint and the
   // signals); the others each on a thread of their own.
   std::vector<std::unique_ptr<Worker>> workers_;

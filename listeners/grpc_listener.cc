@@ -14,6 +14,7 @@
 
 #include "core/config.h"
 #include "core/dispatcher.h"
+#include "core/overload.h"
 #include "core/stats.h"
 #include "listeners/connection_balancer.h"
 #include "listeners/downstream_connection.h"
@@ -76,6 +77,10 @@ void GrpcListener::closeConnections() {
 }
 
 void GrpcListener::onNewConnection(uv_stream_s* server) {
+  if (worker_.overload().refusingConnections()) {
+    refuseOverloaded(server);
+    return;
+  }
   GrpcListener* owner = balancer_.pick(balancer_index_, config().connection_balance == ConnectionBalance::Exact,
                                        config().max_connections);
   if (owner == nullptr) {
@@ -126,6 +131,15 @@ void GrpcListener::refuse(uv_stream_s* server) {
     conn->close("max_connections reached");
   }
   worker_.dispatcher().deferredDelete(std::move(conn));
+}
+
+void GrpcListener::refuseOverloaded(uv_stream_s* server) {
+  // Not logged per connection: the overload monitor logs when this starts
+  // and stops, and a flood of connections would flood the log.
+  int fd = TcpSocket::acceptDetached(server);
+  if (fd < 0) return;
+  ::close(fd);
+  stats_.downstream_cx_overload_refused.inc();
 }
 
 void GrpcListener::admit(std::unique_ptr<DownstreamConnection> conn) {

@@ -68,6 +68,9 @@ class GrpcListener {
   // Past max_connections: accepted only to be closed at once, so the client
   // sees a reset, not a hang.
   void refuse(uv_stream_s* server);
+  // The heap is past overload.refuse_connections_percent: the same, counted
+  // apart, before the connection is balanced or counted anywhere.
+  void refuseOverloaded(uv_stream_s* server);
 
   Worker& worker_;
   std::string name_;

@@ -6,6 +6,7 @@
 #include <fmt/format.h>
 
 #include "core/allocation_counter.h"
+#include "core/overload.h"
 #include "core/stats.h"
 #include "upstream/cluster.h"
 #include "upstream/cluster_manager.h"
@@ -84,6 +85,9 @@ void addListenerStats(Families& f, const std::string& name, const ListenerStats&
   f.gateway("sluice_downstream_cx_total", "counter", "Downstream connections accepted.").add(l, s.downstream_cx_total.value());
   f.gateway("sluice_downstream_cx_active", "gauge", "Downstream connections open.").add(l, s.downstream_cx_active.value());
   f.gateway("sluice_downstream_cx_refused_total", "counter", "Downstream connections refused by a limit.").add(l, s.downstream_cx_refused.value());
+  f.gateway("sluice_downstream_cx_overload_refused_total", "counter",
+            "Downstream connections closed as accepted: the heap was past overload.refuse_connections_percent.")
+      .add(l, s.downstream_cx_overload_refused.value());
   f.gateway("sluice_downstream_rq_total", "counter", "Downstream streams (calls) started.").add(l, s.downstream_rq_total.value());
   f.gateway("sluice_downstream_rq_active", "gauge", "Downstream streams (calls) in progress.").add(l, s.downstream_rq_active.value());
   f.gateway("sluice_downstream_rq_refused_total", "counter", "Downstream streams refused by a limit or while draining.").add(l, s.downstream_rq_refused.value());
@@ -138,7 +142,8 @@ void addMethodStats(Families& f, const std::string& service, const std::string& 
 
 }  // namespace
 
-std::string renderPrometheus(const std::vector<const WorkerStats*>& workers, const ClusterManager* clusters) {
+std::string renderPrometheus(const std::vector<const WorkerStats*>& workers, const ClusterManager* clusters,
+                             const OverloadState* overload) {
   Families f;
   for (const WorkerStats* w : workers) {
     w->forEachListener([&](const std::string& n, const ListenerStats& s) { addListenerStats(f, n, s); });
@@ -178,13 +183,23 @@ std::string renderPrometheus(const std::vector<const WorkerStats*>& workers, con
     f.gateway("sluice_process_allocations_total", "counter", "Heap allocations made by the gateway process.")
         .add({}, static_cast<double>(*allocations));
   }
+  if (overload != nullptr && overload->enabled()) {
+    auto g = [&](const char* name, const char* help, double v) { f.gateway(name, "gauge", help).add({}, v); };
+    g("sluice_overload_heap_bytes", "Heap in use at the last overload check.", static_cast<double>(overload->heapBytes()));
+    g("sluice_overload_max_heap_bytes", "overload.max_heap_bytes.", static_cast<double>(overload->maxHeapBytes()));
+    g("sluice_overload_refusing_calls", "1 while new calls are refused (overload.refuse_calls_percent).",
+      overload->refusingCalls() ? 1 : 0);
+    g("sluice_overload_refusing_connections",
+      "1 while new connections are closed as accepted (overload.refuse_connections_percent).",
+      overload->refusingConnections() ? 1 : 0);
+  }
   std::string out;
   for (const Family* fam : {&f.started, &f.handled, &f.received, &f.sent, &f.handling}) fam->render(out);
   for (const auto& [_, fam] : f.sluice) fam.render(out);
   return out;
 }
 
-std::string renderStatsText(const std::vector<const WorkerStats*>& workers) {
+std::string renderStatsText(const std::vector<const WorkerStats*>& workers, const OverloadState* overload) {
   std::map<std::string, int64_t> values;
   for (size_t i = 0; i < workers.size(); ++i) {
     // Per worker too: how evenly connections are spread (connection_balance).
@@ -198,6 +213,7 @@ std::string renderStatsText(const std::vector<const WorkerStats*>& workers) {
       values[p + "downstream_cx_total"] += s.downstream_cx_total.value();
       values[p + "downstream_cx_active"] += s.downstream_cx_active.value();
       values[p + "downstream_cx_refused"] += s.downstream_cx_refused.value();
+      values[p + "downstream_cx_overload_refused"] += s.downstream_cx_overload_refused.value();
       values[p + "downstream_rq_total"] += s.downstream_rq_total.value();
       values[p + "downstream_rq_active"] += s.downstream_rq_active.value();
       values[p + "downstream_rq_refused"] += s.downstream_rq_refused.value();
@@ -242,6 +258,12 @@ std::string renderStatsText(const std::vector<const WorkerStats*>& workers) {
     values["loop.spin_polls_with_work"] += static_cast<int64_t>(w->loop().spin_polls_with_work.value());
   }
   if (auto allocations = allocation_counter::current()) values["process.allocations"] = static_cast<int64_t>(*allocations);
+  if (overload != nullptr && overload->enabled()) {
+    values["overload.heap_bytes"] = static_cast<int64_t>(overload->heapBytes());
+    values["overload.max_heap_bytes"] = static_cast<int64_t>(overload->maxHeapBytes());
+    values["overload.refusing_calls"] = overload->refusingCalls() ? 1 : 0;
+    values["overload.refusing_connections"] = overload->refusingConnections() ? 1 : 0;
+  }
   std::string out;
   for (const auto& [k, v] : values) out += fmt::format("{}: {}\n", k, v);
   return out;

@@ -12,8 +12,9 @@
 namespace sluice {
 
 Worker::Worker(GatewayConfigConstPtr config, const std::vector<std::unique_ptr<ConnectionBalancer>>& balancers,
-               HealthRole health_role)
+               HealthRole health_role, const OverloadState& overload)
     : health_role_(std::move(health_role)),
+      overload_(overload),
       dispatcher_(std::make_unique<Dispatcher>()),
       stats_(std::make_unique<WorkerStats>()),
       current_(std::make_shared<Generation>(*dispatcher_, *stats_, std::move(config), health_role_)) {

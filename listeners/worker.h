@@ -26,14 +26,17 @@ namespace sluice {
 
 class ConnectionBalancer;
 class GrpcListener;
+class OverloadState;
 
 class Worker {
  public:
   // `balancers` holds one per configured listener, shared by every worker
   // (connection counts for max_connections, and their spread). `health_role`:
   // whether this worker runs the active health checks, and where it reports.
+  // `overload` (process-wide, outlives the worker): whether new calls and
+  // connections are refused.
   Worker(GatewayConfigConstPtr config, const std::vector<std::unique_ptr<ConnectionBalancer>>& balancers,
-         HealthRole health_role);
+         HealthRole health_role, const OverloadState& overload);
   ~Worker();
 
   // Binds every listener; an error names the listener that failed. `ports`,
@@ -57,6 +60,7 @@ class Worker {
 
   Dispatcher& dispatcher() { return *dispatcher_; }
   WorkerStats& stats() { return *stats_; }
+  const OverloadState& overload() const { return overload_; }
   const GenerationPtr& current() const { return current_; }
   bool draining() const { return draining_; }
 
@@ -67,6 +71,7 @@ class Worker {
 
   // First: every generation's clusters read it, to the last one's destruction.
   HealthRole health_role_;
+  const OverloadState& overload_;
   std::unique_ptr<Dispatcher> dispatcher_;
   std::unique_ptr<WorkerStats> stats_;
   GenerationPtr current_;

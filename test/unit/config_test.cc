@@ -510,4 +510,41 @@ TEST_CASE("two listeners that would share connections are an error at the second
   CHECK(hasError(r.errors, "/listeners/1/address", "overlaps listener \"public\" at 127.0.0.1:8080"));
 }
 
+
+TEST_CASE("overload: off by default; max_heap_bytes required, shares 1-100, interval 10 ms to 1 min", "[config]") {
+  auto r = load(withTopLevel("overload", ""));
+  INFO(r.errors.format());
+  REQUIRE(r.config);
+  CHECK_FALSE(r.config->overload.enabled());
+  r = load(withTopLevel("overload", R"({"max_heap_bytes": 1073741824})"));
+  REQUIRE(r.config);
+  CHECK(r.config->overload.max_heap_bytes == 1073741824);
+  CHECK(r.config->overload.refuse_calls_percent == 95);
+  CHECK(r.config->overload.refuse_connections_percent == 98);
+  CHECK(r.config->overload.check_interval_ms == 100);
+  CHECK(r.config->overload.refuseCallsAt() == 1073741824 / 100 * 95);
+  r = load(withTopLevel("overload", R"({"max_heap_bytes": 67108864, "refuse_calls_percent": 50,
+                                         "refuse_connections_percent": 100, "check_interval_ms": 10})"));
+  REQUIRE(r.config);
+  CHECK(r.config->overload.refuse_calls_percent == 50);
+  CHECK(r.config->overload.refuse_connections_percent == 100);
+  CHECK(r.config->overload.check_interval_ms == 10);
+  const std::vector<std::pair<const char*, const char*>> mistakes = {
+      {R"({})", "/overload/max_heap_bytes"},
+      {R"({"max_heap_bytes": 1000})", "/overload/max_heap_bytes"},
+      {R"({"max_heap_bytes": "1G"})", "/overload/max_heap_bytes"},
+      {R"({"max_heap_bytes": 67108864, "refuse_calls_percent": 0})", "/overload/refuse_calls_percent"},
+      {R"({"max_heap_bytes": 67108864, "refuse_connections_percent": 101})", "/overload/refuse_connections_percent"},
+      {R"({"max_heap_bytes": 67108864, "check_interval_ms": 5})", "/overload/check_interval_ms"},
+      {R"({"max_heap_bytes": 67108864, "refuse_streams_percent": 90})", "/overload/refuse_streams_percent"},
+      {R"(true)", "/overload"},
+  };
+  for (const auto& [value, path] : mistakes) {
+    r = load(withTopLevel("overload", value));
+    INFO(value << ": " << r.errors.format());
+    CHECK_FALSE(r.config);
+    CHECK(hasError(r.errors, path));
+  }
+}
+
 }  // namespace sluice

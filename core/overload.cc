@@ -1,0 +1,97 @@
+#include "core/overload.h"
+
+#include <chrono>
+
+#include <fmt/format.h>
+#include <spdlog/spdlog.h>
+
+#include "core/allocation_counter.h"
+#include "core/json_reader.h"
+#include "core/timer.h"
+
+
+namespace sluice {
+namespace {
+
+constexpr uint64_t kMinMaxHeapBytes = 1 << 20;
+constexpr uint64_t kMaxMaxHeapBytes = uint64_t{1} << 50;
+
+double mib(uint64_t bytes) { return static_cast<double>(bytes) / (1 << 20); }
+
+// Logs an action turning on (a warning) or off.
+void logChange(bool on, const char* action, const char* key, uint32_t percent, uint64_t heap, uint64_t max) {
+  if (on) {
+    spdlog::warn("overload: heap {:.1f} MiB is past {}% of overload.max_heap_bytes ({:.1f} MiB, {}): {}", mib(heap),
+                 percent, mib(max), key, action);
+  } else {
+    spdlog::info("overload: heap {:.1f} MiB is below {}% of overload.max_heap_bytes ({:.1f} MiB, {}): {} again",
+                 mib(heap), percent, mib(max), key, action);
+  }
+}
+
+}  // namespace
+
+OverloadConfig readOverloadConfig(JsonObject& obj) {
+  OverloadConfig c;
+  if (auto n = obj.unsignedInt("max_heap_bytes", kMinMaxHeapBytes, kMaxMaxHeapBytes, true)) c.max_heap_bytes = *n;
+  if (auto p = obj.unsignedInt("refuse_calls_percent", 1, 100)) c.refuse_calls_percent = static_cast<uint32_t>(*p);
+  if (auto p = obj.unsignedInt("refuse_connections_percent", 1, 100)) {
+    c.refuse_connections_percent = static_cast<uint32_t>(*p);
+  }
+  if (auto t = obj.unsignedInt("check_interval_ms", 10, 60000)) c.check_interval_ms = static_cast<uint32_t>(*t);
+  obj.finish();
+  return c;
+}
+
+void OverloadState::update(uint64_t heap_bytes, const OverloadConfig& config) {
+  heap_bytes_.store(heap_bytes, std::memory_order_relaxed);
+  max_heap_bytes_.store(config.max_heap_bytes, std::memory_order_relaxed);
+  const bool calls = heap_bytes >= config.refuseCallsAt();
+  const bool connections = heap_bytes >= config.refuseConnectionsAt();
+  if (calls != refusingCalls()) {
+    logChange(calls, calls ? "refusing new calls (UNAVAILABLE)" : "accepting new calls", "refuse_calls_percent",
+              config.refuse_calls_percent, heap_bytes, config.max_heap_bytes);
+    refusing_calls_.store(calls, std::memory_order_relaxed);
+  }
+  if (connections != refusingConnections()) {
+    logChange(connections, connections ? "closing new connections as they are accepted" : "accepting new connections",
+              "refuse_connections_percent", config.refuse_connections_percent, heap_bytes, config.max_heap_bytes);
+    refusing_connections_.store(connections, std::memory_order_relaxed);
+  }
+}
+
+void OverloadState::clear() {
+  if (refusingCalls() || refusingConnections()) spdlog::info("overload: no longer configured; accepting calls and connections");
+  refusing_calls_.store(false, std::memory_order_relaxed);
+  refusing_connections_.store(false, std::memory_order_relaxed);
+  heap_bytes_.store(0, std::memory_order_relaxed);
+  max_heap_bytes_.store(0, std::memory_order_relaxed);
+}
+
+OverloadMonitor::OverloadMonitor(Dispatcher& dispatcher, OverloadState& state, CurrentConfig current,
+                                 std::function<uint64_t()> measure)
+    : state_(state),
+      current_(std::move(current)),
+      measure_(std::move(measure)),
+      timer_(std::make_unique<Timer>(dispatcher, [this] { check(); })) {}
+
+OverloadMonitor::~OverloadMonitor() = default;
+
+void OverloadMonitor::check() {
+  if (stopped_) return;
+  const OverloadConfig& config = current_();
+  if (!config.enabled()) {
+    state_.clear();
+    timer_->disable();
+    return;
+  }
+  state_.update(measure_(), config);
+  timer_->enable(std::chrono::milliseconds(config.check_interval_ms));
+}
+
+void OverloadMonitor::stop() {
+  stopped_ = true;
+  timer_->disable();
+}
+
+}  // namespace sluice

@@ -1,0 +1,176 @@
+// overload: the gateway's heap against overload.max_heap_bytes. A client
+// holding tens of MiB in a request message it never finishes pushes the heap
+// past a share of it; new calls are then refused (UNAVAILABLE, saying why) or
+// new connections closed, and both come back once that memory is freed.
+#include <catch2/catch.hpp>
+
+#include <memory>
+#include <thread>
+
+#include "test/support/admin_stats.h"
+#include "test/support/e2e_fixture.h"
+#include "test/support/frame_socket.h"
+#include "test/support/http_client.h"
+#include "test/support/raw_h2_client.h"
+
+namespace sluice::test {
+namespace {
+
+using example::EchoRequest;
+using example::EchoResponse;
+
+constexpr uint64_t kMaxHeap = 64u << 20;
+
+nlohmann::json overloadConfig(const std::string& backend, int refuse_calls_percent, int refuse_connections_percent) {
+  auto config = catchAllConfig(backend);
+  config["admin"] = {{"address", "127.0.0.1:0"}};
+  config["workers"] = 2;
+  config["overload"] = {{"max_heap_bytes", kMaxHeap},
+                        {"refuse_calls_percent", refuse_calls_percent},
+                        {"refuse_connections_percent", refuse_connections_percent},
+                        {"check_interval_ms", 20}};
+  // One message may be large enough to hold half of max_heap_bytes.
+  config["listeners"][0]["max_message_bytes"] = 48u << 20;
+  config["listeners"][0]["max_incomplete_request_bytes"] = 96u << 20;
+  return config;
+}
+
+// A client holding 36 MiB in the gateway: a 40 MiB request message sent all
+// but its last 4 MiB, on a stream left open.
+std::unique_ptr<RawH2Client> holdHeap(const GatewayProcess& gateway) {
+  auto raw = std::make_unique<RawH2Client>("127.0.0.1", gateway.port());
+  std::string partial(5, '\0');
+  partial[1] = '\x02';  // length 0x02800000: 40 MiB
+  partial[2] = '\x80';
+  partial += std::string(36u << 20, 'h');
+  RawRequest request = RawRequest::grpc("/sluice.example.Echo/ClientStream", partial);
+  request.endStream = false;
+  RawResponse response = raw->request(request, std::chrono::seconds(2));
+  INFO(response.describe());
+  REQUIRE_FALSE(response.grpcStatus().has_value());  // the call stays open, waiting for the rest
+  return raw;
+}
+
+grpc::Status unary(example::Echo::Stub& stub) {
+  grpc::ClientContext ctx;
+  setTimeout(ctx, kCallTimeout);
+  EchoResponse response;
+  return stub.Unary(&ctx, EchoRequest(), &response);
+}
+
+bool statReaches(const GatewayProcess& gateway, const std::string& name, int64_t value) {
+  return waitFor([&] { return statValue(gateway.adminAddress(), name) == value; }, std::chrono::seconds(5));
+}
+
+}  // namespace
+
+TEST_CASE("past overload.refuse_calls_percent new calls get UNAVAILABLE until the heap is freed",
+          "[e2e][overload]") {
+  TestBackend backend("b");
+  GatewayProcess gateway(overloadConfig(backend.address(), 50, 100));
+  auto stub = example::Echo::NewStub(makeChannel(gateway.address()));
+  REQUIRE_OK(unary(*stub));
+  // The idle gateway is far below the 32 MiB share.
+  REQUIRE(statReaches(gateway, "overload.refusing_calls", 0));
+  CHECK(statValue(gateway.adminAddress(), "overload.heap_bytes") > 0);
+  CHECK(statValue(gateway.adminAddress(), "overload.heap_bytes") < (16 << 20));
+  CHECK(statValue(gateway.adminAddress(), "overload.max_heap_bytes") == static_cast<int64_t>(kMaxHeap));
+
+  auto holder = holdHeap(gateway);
+  REQUIRE(statReaches(gateway, "overload.refusing_calls", 1));
+  CHECK(statValue(gateway.adminAddress(), "overload.heap_bytes") >= (32 << 20));
+  CHECK(statValue(gateway.adminAddress(), "overload.refusing_connections") == 0);
+  // A call on the connection already open, and one on a new connection
+  // (accepted: only calls are refused), each answered with the reason.
+  auto fresh = example::Echo::NewStub(makeChannel(gateway.address()));
+  const int backend_calls = backend.stats().calls.load();  // the holder's call included
+  for (auto* s : {stub.get(), fresh.get()}) {
+    grpc::Status refused = unary(*s);
+    REQUIRE_STATUS(refused, grpc::StatusCode::UNAVAILABLE);
+    CHECK_THAT(refused.error_message(), Catch::Contains("overloaded") && Catch::Contains("overload.max_heap_bytes"));
+  }
+  CHECK(backend.stats().calls.load() == backend_calls);  // neither reached the backend
+  CHECK(http(gateway.adminAddress(), "GET", "/ready").status == 200);
+  CHECK_THAT(gateway.logs(), Catch::Contains("refusing new calls"));
+  auto stats = readStats(gateway.adminAddress());
+  CHECK(statValue(stats, "listener.grpc.local_reply.overload") == 2);
+  CHECK(statValue(stats, "listener.grpc.downstream_rq_refused") == 2);
+  auto prometheus = http(gateway.adminAddress(), "GET", "/stats/prometheus").body;
+  CHECK(metric(prometheus, "sluice_local_replies_total", {"reason=\"overload\""}) == 2);
+  CHECK(metric(prometheus, "sluice_overload_refusing_calls", {}) == 1);
+  CHECK(metric(prometheus, "sluice_overload_heap_bytes", {}) >= (32 << 20));
+  checkWithPromtool(prometheus, "overload_metrics.txt");
+
+  // The holder's connection closes: its partial message is freed, and calls
+  // are taken again at the next check.
+  holder.reset();
+  REQUIRE(statReaches(gateway, "overload.refusing_calls", 0));
+  REQUIRE_OK(unary(*stub));
+  REQUIRE_OK(unary(*fresh));
+  CHECK_THAT(gateway.logs(), Catch::Contains("accepting new calls again"));
+}
+
+TEST_CASE("past overload.refuse_connections_percent new connections are closed and /ready says overloaded",
+          "[e2e][overload]") {
+  TestBackend backend("b");
+  GatewayProcess gateway(overloadConfig(backend.address(), 100, 50));
+  auto stub = example::Echo::NewStub(makeChannel(gateway.address()));
+  REQUIRE_OK(unary(*stub));
+  REQUIRE(statReaches(gateway, "overload.refusing_connections", 0));
+
+  auto holder = holdHeap(gateway);
+  REQUIRE(statReaches(gateway, "overload.refusing_connections", 1));
+  CHECK(statValue(gateway.adminAddress(), "overload.refusing_calls") == 0);
+  // A new connection is closed before a byte of HTTP/2 is answered.
+  FrameSocket refused(gateway.port());
+  CHECK(refused.readUntilClosed(std::chrono::seconds(2)).closed);
+  CHECK(statValue(gateway.adminAddress(), "listener.grpc.downstream_cx_overload_refused") >= 1);
+  CHECK(statValue(gateway.adminAddress(), "listener.grpc.downstream_cx_refused") == 0);
+  auto ready = http(gateway.adminAddress(), "GET", "/ready");
+  CHECK(ready.status == 503);
+  CHECK(ready.body == "overloaded\n");
+  // Connections already open go on taking calls (refuse_calls_percent 100
+  // is not reached).
+  REQUIRE_OK(unary(*stub));
+  CHECK_THAT(gateway.logs(), Catch::Contains("closing new connections as they are accepted"));
+
+  holder.reset();
+  REQUIRE(statReaches(gateway, "overload.refusing_connections", 0));
+  CHECK(http(gateway.adminAddress(), "GET", "/ready").status == 200);
+  auto fresh = example::Echo::NewStub(makeChannel(gateway.address()));
+  REQUIRE_OK(unary(*fresh));
+  CHECK_THAT(gateway.logs(), Catch::Contains("accepting new connections again"));
+}
+
+TEST_CASE("a reload turns overload on, changes its shares and turns it off", "[e2e][overload]") {
+  TestBackend backend("b");
+  auto config = overloadConfig(backend.address(), 50, 100);
+  auto off = config;
+  off.erase("overload");
+  GatewayProcess gateway(off);
+  auto stub = example::Echo::NewStub(makeChannel(gateway.address()));
+  auto holder = holdHeap(gateway);
+  // Off: no figures, and calls go through however large the heap.
+  CHECK(readStats(gateway.adminAddress()).count("overload.heap_bytes") == 0);
+  REQUIRE_OK(unary(*stub));
+
+  REQUIRE(reloadWithSighup(gateway, config.dump(), 1));
+  REQUIRE(statReaches(gateway, "overload.refusing_calls", 1));
+  REQUIRE_STATUS(unary(*stub), grpc::StatusCode::UNAVAILABLE);
+
+  config["overload"]["refuse_calls_percent"] = 100;  // 64 MiB: not reached by 36
+  REQUIRE(reloadWithSighup(gateway, config.dump(), 2));
+  REQUIRE(statReaches(gateway, "overload.refusing_calls", 0));
+  REQUIRE_OK(unary(*stub));
+
+  config["overload"]["refuse_calls_percent"] = 50;
+  REQUIRE(reloadWithSighup(gateway, config.dump(), 3));
+  REQUIRE(statReaches(gateway, "overload.refusing_calls", 1));
+  REQUIRE(reloadWithSighup(gateway, off.dump(), 4));
+  REQUIRE(waitFor([&] { return readStats(gateway.adminAddress()).count("overload.refusing_calls") == 0; },
+                  std::chrono::seconds(5)));
+  REQUIRE_OK(unary(*stub));
+  CHECK_THAT(gateway.logs(), Catch::Contains("overload: no longer configured"));
+}
+
+}  // namespace sluice::test
