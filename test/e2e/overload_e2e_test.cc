@@ -45,9 +45,11 @@ std::unique_ptr<RawH2Client> holdHeap(const GatewayProcess& gateway) {
   partial += std::string(36u << 20, 'h');
   RawRequest request = RawRequest::grpc("/sluice.example.Echo/ClientStream", partial);
   request.endStream = false;
-  RawResponse response = raw->request(request, std::chrono::seconds(2));
+  request.returnOnceSent = true;
+  RawResponse response = raw->request(request, std::chrono::seconds(30));
   INFO(response.describe());
-  REQUIRE_FALSE(response.grpcStatus().has_value());  // the call stays open, waiting for the rest
+  REQUIRE_FALSE(response.timedOut);
+  REQUIRE_FALSE(response.streamClosed);  // the call stays open, waiting for the rest
   return raw;
 }
 

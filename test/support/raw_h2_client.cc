@@ -269,6 +269,9 @@ RawResponse RawH2Client::request(const RawRequest& request, std::chrono::millise
   while (!stream.response.streamClosed && !closed_) {
     if (!flush(deadline)) break;
     if (stream.response.streamClosed) break;
+    if (request.returnOnceSent && stream.bodyOffset >= stream.body.size() && nghttp2_session_want_write(session_) == 0) {
+      break;
+    }
     if (!readOnce(deadline) && Clock::now() >= deadline) {
       stream.response.timedOut = true;
       break;

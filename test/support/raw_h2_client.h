@@ -33,6 +33,9 @@ struct RawRequest {
   std::string body;
   // false leaves the request stream open after the body (no END_STREAM).
   bool endStream = true;
+  // With endStream false: request() returns once the whole body is written,
+  // rather than waiting for the stream to close (the gateway may hold it).
+  bool returnOnceSent = false;
 
   // A well-formed gRPC request head for `path` (body still to be set).
   static RawRequest grpc(std::string path, std::string body = {});
