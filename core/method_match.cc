@@ -25,7 +25,7 @@ bool onlyNameChars(std::string_view s, bool slashes) {
 
 // What a value with other characters gets told.
 std::string badCharacters(std::string_view value, std::string_view expected) {
-  if (value.find('*') != std::string_view::npos) return "wildcards are not supported; use \"prefix\"";
+  if (value.find('*') != std::string_view::npos) return "wildcards are not supported; use \"prefix\" or \"regex\"";
   return fmt::format("{}; names hold only letters, digits, '_', '.' and '-' (a call to any other path is refused)",
                      expected);
 }
@@ -45,6 +45,9 @@ std::optional<HeaderMatch> readHeaderMatch(const nlohmann::json& value, const st
   auto name = h.string("name", true);
   auto exact = h.string("exact");
   auto prefix = h.string("prefix");
+  auto suffix = h.string("suffix");
+  auto contains = h.string("contains");
+  auto regex = h.string("regex");
   auto present = h.boolean("present");
   auto invert = h.boolean("invert");
   h.finish();
@@ -59,22 +62,35 @@ std::optional<HeaderMatch> readHeaderMatch(const nlohmann::json& value, const st
                                                out.name));
     }
   }
-  if ((exact ? 1 : 0) + (prefix ? 1 : 0) + (present ? 1 : 0) != 1) {
-    errors.add(path, "give exactly one of \"exact\", \"prefix\" or \"present\"");
-  } else if (exact || prefix) {
-    out.kind = exact ? HeaderMatch::Kind::Exact : HeaderMatch::Kind::Prefix;
-    out.value = std::move(exact ? *exact : *prefix);
-    const std::string key = exact ? "exact" : "prefix";
-    if (!std::all_of(out.value.begin(), out.value.end(), [](char c) { return c >= 0x20 && c <= 0x7e; })) {
-      errors.add(h.pathOf(key), "a header value holds only printable ASCII: this one could never match");
-    } else if (!out.value.empty() && (out.value.front() == ' ' || (exact && out.value.back() == ' '))) {
-      errors.add(h.pathOf(key), "HTTP/2 values carry no leading or trailing spaces: this one could never match");
-    } else if (out.name.ends_with("-bin")) {
-      errors.add(h.pathOf(key), "a -bin value is base64 that may be sent padded or not: match it with \"present\"");
-    }
-  } else {
+  // The value forms, in the order of HeaderMatch::Kind.
+  const std::pair<const char*, std::optional<std::string>*> forms[] = {
+      {"exact", &exact}, {"prefix", &prefix}, {"suffix", &suffix}, {"contains", &contains}, {"regex", &regex}};
+  int given = present ? 1 : 0;
+  for (const auto& [key, v] : forms) given += v->has_value() ? 1 : 0;
+  if (given != 1) {
+    errors.add(path, "give exactly one of \"exact\", \"prefix\", \"suffix\", \"contains\", \"regex\" or \"present\"");
+  } else if (present) {
     out.kind = HeaderMatch::Kind::Present;
     out.present = *present;
+  } else {
+    size_t form = 0;
+    while (!forms[form].second->has_value()) ++form;
+    const std::string key = forms[form].first;
+    out.kind = static_cast<HeaderMatch::Kind>(form);
+    out.value = std::move(**forms[form].second);
+    const bool starts = out.kind == HeaderMatch::Kind::Exact || out.kind == HeaderMatch::Kind::Prefix;
+    const bool ends = out.kind == HeaderMatch::Kind::Exact || out.kind == HeaderMatch::Kind::Suffix;
+    if (out.name.ends_with("-bin")) {
+      errors.add(h.pathOf(key), "a -bin value is base64 that may be sent padded or not: match it with \"present\"");
+    } else if (out.kind == HeaderMatch::Kind::Regex) {
+      std::string error;
+      out.regex = Regex::compile(out.value, error);
+      if (!out.regex) errors.add(h.pathOf(key), error);
+    } else if (!std::all_of(out.value.begin(), out.value.end(), [](char c) { return c >= 0x20 && c <= 0x7e; })) {
+      errors.add(h.pathOf(key), "a header value holds only printable ASCII: this one could never match");
+    } else if (!out.value.empty() && ((starts && out.value.front() == ' ') || (ends && out.value.back() == ' '))) {
+      errors.add(h.pathOf(key), "HTTP/2 values carry no leading or trailing spaces: this one could never match");
+    }
   }
   out.invert = invert.value_or(false);
   if (errors.size() != errors_before) return std::nullopt;
@@ -111,8 +127,15 @@ bool HeaderMatch::matches(const HeaderMap& request) const {
   } else if (first == nullptr) {
     matched = false;
   } else {
-    const std::string_view value_seen = joined.empty() ? std::string_view(*first) : std::string_view(joined);
-    matched = kind == Kind::Exact ? value_seen == value : value_seen.starts_with(value);
+    const std::string_view seen = joined.empty() ? std::string_view(*first) : std::string_view(joined);
+    switch (kind) {
+      case Kind::Exact: matched = seen == value; break;
+      case Kind::Prefix: matched = seen.starts_with(value); break;
+      case Kind::Suffix: matched = seen.ends_with(value); break;
+      case Kind::Contains: matched = seen.find(value) != std::string_view::npos; break;
+      case Kind::Regex: matched = regex->fullMatch(seen); break;
+      case Kind::Present: matched = false; break;  // handled above
+    }
   }
   return matched != invert;
 }
@@ -123,6 +146,7 @@ bool MethodMatch::matches(std::string_view path, std::string_view service, const
     case Kind::Service: method_matches = service == value; break;
     case Kind::Method: method_matches = path == value; break;
     case Kind::Prefix: method_matches = path.starts_with(value); break;
+    case Kind::Regex: method_matches = regex->fullMatch(path); break;
   }
   if (!method_matches) return false;
   for (const HeaderMatch& h : headers) {
@@ -139,6 +163,7 @@ std::optional<MethodMatch> readMethodMatch(JsonObject& parent, std::string_view 
   auto service = m.string("service");
   auto method = m.string("method");
   auto prefix = m.string("prefix");
+  auto regex = m.string("regex");
   std::vector<HeaderMatch> headers;
   if (const nlohmann::json* list = m.array("headers")) {
     if (list->empty()) m.errors().add(m.pathOf("headers"), "an empty list matches nothing more: leave it out");
@@ -150,10 +175,17 @@ std::optional<MethodMatch> readMethodMatch(JsonObject& parent, std::string_view 
   }
   m.finish();
   MethodMatch out;
-  if ((service ? 1 : 0) + (method ? 1 : 0) + (prefix ? 1 : 0) != 1) {
-    m.errors().add(m.path(), "give exactly one of \"service\", \"method\" or \"prefix\"");
+  if ((service ? 1 : 0) + (method ? 1 : 0) + (prefix ? 1 : 0) + (regex ? 1 : 0) != 1) {
+    m.errors().add(m.path(), "give exactly one of \"service\", \"method\", \"prefix\" or \"regex\"");
+  } else if (regex) {
+    out.kind = MethodMatch::Kind::Regex;
+    out.value = std::move(*regex);
+    std::string error;
+    out.regex = Regex::compile(out.value, error);
+    if (!out.regex) m.errors().add(m.pathOf("regex"), error);
   } else if (service) {
-    out = {MethodMatch::Kind::Service, std::move(*service), {}};
+    out.kind = MethodMatch::Kind::Service;
+    out.value = std::move(*service);
     constexpr std::string_view kExpected = "expected a service name like \"shop.v1.Catalog\"";
     if (out.value.empty() || out.value.find('/') != std::string::npos) {
       m.errors().add(m.pathOf("service"), std::string(kExpected));
@@ -161,7 +193,8 @@ std::optional<MethodMatch> readMethodMatch(JsonObject& parent, std::string_view 
       m.errors().add(m.pathOf("service"), badCharacters(out.value, kExpected));
     }
   } else if (method) {
-    out = {MethodMatch::Kind::Method, std::move(*method), {}};
+    out.kind = MethodMatch::Kind::Method;
+    out.value = std::move(*method);
     constexpr std::string_view kExpected = "expected a full method name like \"/shop.v1.Orders/Place\"";
     if (!validMethodPath(out.value)) {
       m.errors().add(m.pathOf("method"), std::string(kExpected));
@@ -169,7 +202,8 @@ std::optional<MethodMatch> readMethodMatch(JsonObject& parent, std::string_view 
       m.errors().add(m.pathOf("method"), badCharacters(out.value, kExpected));
     }
   } else {
-    out = {MethodMatch::Kind::Prefix, std::move(*prefix), {}};
+    out.kind = MethodMatch::Kind::Prefix;
+    out.value = std::move(*prefix);
     if (!out.value.starts_with('/')) {
       m.errors().add(m.pathOf("prefix"), "a path prefix must start with \"/\"");
     } else if (!onlyNameChars(out.value, true)) {

@@ -1,8 +1,9 @@
 // MethodMatch: which calls a config entry applies to, written the same way
 // wherever a filter selects calls by method (router routes, auth, rate_limit
 // and fault rules): {"service": "pkg.Svc"}, {"method": "/pkg.Svc/Method"} or
-// {"prefix": "/pkg."}, optionally with "headers" the call's request headers
-// (its metadata) must match too. Parsed once with the config, then read-only.
+// {"prefix": "/pkg."} or {"regex": "/pkg\\.Svc/(Get|List)"} (RE2, the whole
+// path), optionally with "headers" the call's request headers (its metadata)
+// must match too. Parsed once with the config, then read-only.
 #pragma once
 
 #include <optional>
@@ -10,20 +11,24 @@
 #include <string_view>
 #include <vector>
 
+#include "core/regex.h"
+
 namespace sluice {
 
 class HeaderMap;
 class JsonObject;
 
-// {"name": "x-tenant", "exact": "acme"}, {"name": ..., "prefix": "stag"} or
+// {"name": "x-tenant", "exact": "acme"}, {"name": ..., "prefix": "stag"},
+// "suffix", "contains", "regex" (RE2, the whole value) or
 // {"name": ..., "present": true|false}; "invert": true negates it. A header
 // sent several times is matched as its values joined with "," ("; " for
 // cookie).
 struct HeaderMatch {
-  enum class Kind { Exact, Prefix, Present };
+  enum class Kind { Exact, Prefix, Suffix, Contains, Regex, Present };
   std::string name;  // lower case, as HTTP/2 carries it
   Kind kind = Kind::Present;
-  std::string value;     // Exact, Prefix
+  std::string value;     // Exact, Prefix, Suffix, Contains; Regex: the pattern as written
+  std::optional<Regex> regex;  // Regex
   bool present = true;   // Present: whether the header must be there
   bool invert = false;
 
@@ -31,9 +36,10 @@ struct HeaderMatch {
 };
 
 struct MethodMatch {
-  enum class Kind { Service, Method, Prefix };
+  enum class Kind { Service, Method, Prefix, Regex };
   Kind kind = Kind::Prefix;
-  std::string value;
+  std::string value;  // Regex: the pattern as written
+  std::optional<Regex> regex;  // Regex
   std::vector<HeaderMatch> headers;  // every one must match
 
   // `path` is "/pkg.Svc/Method", `service` its "pkg.Svc", `headers` the

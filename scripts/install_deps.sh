@@ -12,7 +12,7 @@ PACKAGES=(
   # toolchain
   g++ cmake ninja-build pkg-config ccache
   # the gateway
-  libnghttp2-dev libuv1-dev nlohmann-json3-dev libfmt-dev libspdlog-dev libsodium-dev libxxhash-dev libssl-dev libhttp-parser-dev libmimalloc-dev
+  libnghttp2-dev libuv1-dev nlohmann-json3-dev libfmt-dev libspdlog-dev libsodium-dev libxxhash-dev libssl-dev libhttp-parser-dev libmimalloc-dev libre2-dev
   # example backend and tests (real gRPC peers)
   libgrpc++-dev libprotobuf-dev protobuf-compiler protobuf-compiler-grpc catch2
   # promtool, to check the Prometheus output in the tests

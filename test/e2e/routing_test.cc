@@ -208,6 +208,65 @@ TEST_CASE("routing by request metadata: exact, prefix, present and inverted head
   CHECK(response.backend() == "alpha");
 }
 
+TEST_CASE("routing by a path regex, and by suffix, contains and regex header matches", "[e2e][routing]") {
+  TestBackend alpha("alpha");
+  TestBackend beta("beta");
+  TestBackend gamma("gamma");
+  auto with_header = [](const nlohmann::json& header, const std::string& to) {
+    return nlohmann::json{{"match", {{"prefix", "/"}, {"headers", {header}}}}, {"cluster", to}};
+  };
+  const auto routes = nlohmann::json::array({
+      with_header({{"name", "x-user"}, {"suffix", "@beta.example"}}, "beta-cluster"),
+      with_header({{"name", "x-class"}, {"contains", "batch"}}, "gamma-cluster"),
+      with_header({{"name", "x-tenant"}, {"regex", "t-[0-9]{3}"}}, "beta-cluster"),
+      {{"match", {{"regex", "/sluice\\.example\\.Echo/(Unary|Bidi)"}}}, {"cluster", "gamma-cluster"}},
+      route("prefix", "/", "alpha-cluster"),
+  });
+  const auto clusters = nlohmann::json::array({
+      cluster("alpha-cluster", {alpha.address()}),
+      cluster("beta-cluster", {beta.address()}),
+      cluster("gamma-cluster", {gamma.address()}),
+  });
+  GatewayProcess gateway(gatewayConfig(routes, clusters));
+  auto channel = makeChannel(gateway.address());
+  auto echo = example::Echo::NewStub(channel);
+  auto other = example::Other::NewStub(channel);
+
+  CHECK(answeredBy(*echo, {}) == "gamma");  // Echo/Unary: the path regex
+  CHECK(answeredBy(*echo, {{"x-user", "ann@beta.example"}}) == "beta");
+  CHECK(answeredBy(*echo, {{"x-user", "ann@beta.example.org"}}) == "gamma");
+  CHECK(answeredBy(*echo, {{"x-class", "nightly-batch"}}) == "gamma");
+  CHECK(answeredBy(*echo, {{"x-tenant", "t-042"}}) == "beta");
+  // Other/Unary matches neither the path regex nor, with these, a header.
+  auto other_by = [&](std::vector<std::pair<std::string, std::string>> metadata) {
+    grpc::ClientContext context;
+    setTimeout(context, kCallTimeout);
+    for (const auto& [k, v] : metadata) context.AddMetadata(k, v);
+    EchoResponse response;
+    grpc::Status status = other->Unary(&context, EchoRequest(), &response);
+    INFO(describe(status));
+    REQUIRE(status.ok());
+    return response.backend();
+  };
+  CHECK(other_by({}) == "alpha");
+  CHECK(other_by({{"x-tenant", "t-0421"}}) == "alpha");  // the regex must match the whole value
+  CHECK(other_by({{"x-tenant", "xt-042"}}) == "alpha");
+  CHECK(other_by({{"x-tenant", "t-042"}}) == "beta");
+  CHECK(other_by({{"x-class", "batch"}}) == "gamma");
+  // A server-streaming call of Echo is not in the path regex.
+  grpc::ClientContext context;
+  setTimeout(context, kCallTimeout);
+  EchoRequest request;
+  request.set_response_count(1);
+  auto reader = echo->ServerStream(&context, request);
+  EchoResponse response;
+  REQUIRE(reader->Read(&response));
+  CHECK(response.backend() == "alpha");
+  while (reader->Read(&response)) {
+  }
+  REQUIRE_OK(reader->Finish());
+}
+
 TEST_CASE("weighted clusters split calls by weight; a weight of 0 gets none", "[e2e][routing]") {
   TestBackend stable("stable");
   TestBackend canary("canary");

@@ -51,7 +51,7 @@ TEST_CASE("method match: absent, required, and every mistake with its path", "[m
   CHECK_FALSE(read(json::object(), errors, true));
   CHECK(hasError(errors, "/r/match", "required"));
   CHECK_FALSE(read(json::parse(R"({"match": {"service": "a.B", "prefix": "/"}})"), errors));
-  CHECK(hasError(errors, "/r/match", "exactly one of \"service\", \"method\" or \"prefix\""));
+  CHECK(hasError(errors, "/r/match", "exactly one of \"service\", \"method\", \"prefix\" or \"regex\""));
   CHECK_FALSE(read(json::parse(R"({"match": {"service": "a.B/C"}})"), errors));
   CHECK(hasError(errors, "/r/match/service", "service name"));
   for (const char* bad : {"/a.B", "a.B/C", "/a.B/", "//C", "/a.B/C/D"}) {
@@ -131,7 +131,14 @@ TEST_CASE("method match: headers, every one of which must match too", "[method_m
 
   for (const auto& [bad, path, says] : std::vector<std::tuple<std::string, std::string, std::string>>{
            {R"([{"exact": "a"}])", "/r/match/headers/0/name", "required"},
-           {R"([{"name": "x-a"}])", "/r/match/headers/0", "exactly one of \"exact\", \"prefix\" or \"present\""},
+           {R"([{"name": "x-a"}])", "/r/match/headers/0",
+            "exactly one of \"exact\", \"prefix\", \"suffix\", \"contains\", \"regex\" or \"present\""},
+           {R"([{"name": "x-a", "suffix": "a", "contains": "b"}])", "/r/match/headers/0", "exactly one of"},
+           {R"([{"name": "x-a", "suffix": "padded "}])", "/r/match/headers/0/suffix", "leading or trailing spaces"},
+           {R"([{"name": "x-a", "contains": "tab\there"}])", "/r/match/headers/0/contains", "printable ASCII"},
+           {R"([{"name": "x-a", "regex": "(unclosed"}])", "/r/match/headers/0/regex", "not a valid regular expression"},
+           {R"([{"name": "x-a", "regex": "(a|b|c){1,900}"}])", "/r/match/headers/0/regex", "too complex"},
+           {R"([{"name": "x-id-bin", "regex": "A+"}])", "/r/match/headers/0/regex", "\"present\""},
            {R"([{"name": "x-a", "exact": "a", "present": true}])", "/r/match/headers/0", "exactly one of"},
            {R"([{"name": ":path", "exact": "/a"}])", "/r/match/headers/0/name", "not a metadata key"},
            {R"([{"name": "x a", "exact": "a"}])", "/r/match/headers/0/name", "not a metadata key"},
@@ -150,6 +157,58 @@ TEST_CASE("method match: headers, every one of which must match too", "[method_m
     CHECK_FALSE(read(json::parse(R"({"match": {"prefix": "/", "headers": )" + bad + "}}"), e));
     INFO(e.format());
     CHECK(hasError(e, path, says));
+  }
+}
+
+TEST_CASE("method match: a path regex, and suffix, contains and regex header matches", "[method_match]") {
+  ConfigErrors errors;
+  auto by_regex = read(json::parse(R"j({"match": {"regex": "/shop\\.v[0-9]+\\.Orders/(Get|List)"}})j"), errors);
+  auto headers = read(json::parse(R"({"match": {"prefix": "/", "headers": [
+      {"name": "x-user", "suffix": "@acme.com"},
+      {"name": "x-class", "contains": "batch"},
+      {"name": "x-tenant", "regex": "t-[0-9]{3}"}]}})"),
+                      errors);
+  INFO(errors.format());
+  REQUIRE((by_regex && headers));
+  CHECK(by_regex->kind == MethodMatch::Kind::Regex);
+  // The whole path must match, not a part of it.
+  CHECK(by_regex->matches("/shop.v1.Orders/Get", "shop.v1.Orders", HeaderMap{}));
+  CHECK(by_regex->matches("/shop.v12.Orders/List", "shop.v12.Orders", HeaderMap{}));
+  CHECK_FALSE(by_regex->matches("/shop.v1.Orders/GetAll", "shop.v1.Orders", HeaderMap{}));
+  CHECK_FALSE(by_regex->matches("/x/shop.v1.Orders/Get", "x", HeaderMap{}));
+  CHECK_FALSE(by_regex->matches("/shopXv1.Orders/Get", "shopXv1.Orders", HeaderMap{}));
+  auto request = [](const std::string& user, const std::string& klass, const std::string& tenant) {
+    HeaderMap h;
+    h.add("x-user", user);
+    h.add("x-class", klass);
+    h.add("x-tenant", tenant);
+    return h;
+  };
+  CHECK(headers->matches("/a.B/C", "a.B", request("ann@acme.com", "nightly-batch-7", "t-042")));
+  CHECK_FALSE(headers->matches("/a.B/C", "a.B", request("ann@acme.com.evil", "batch", "t-042")));
+  CHECK_FALSE(headers->matches("/a.B/C", "a.B", request("ann@acme.com", "interactive", "t-042")));
+  CHECK_FALSE(headers->matches("/a.B/C", "a.B", request("ann@acme.com", "batch", "t-0421")));  // whole value
+  CHECK_FALSE(headers->matches("/a.B/C", "a.B", request("ann@acme.com", "batch", "xt-042")));
+  HeaderMap twice = request("ann@acme.com", "batch", "t-042");
+  twice.add("x-tenant", "t-043");  // joined "t-042,t-043": the pattern no longer matches the whole
+  CHECK_FALSE(headers->matches("/a.B/C", "a.B", twice));
+  // A regex on a client's 64 KiB header takes linear time (RE2): no backtracking blow-up.
+  auto nested = read(json::parse(R"({"match": {"prefix": "/", "headers": [{"name": "x-a", "regex": "(a+)+b"}]}})"),
+                     errors);
+  REQUIRE(nested);
+  HeaderMap huge;
+  huge.add("x-a", std::string(65536, 'a'));
+  CHECK_FALSE(nested->matches("/a.B/C", "a.B", huge));
+
+  for (const auto& [bad, says] : std::vector<std::pair<std::string, std::string>>{
+           {R"({"regex": "/shop.(Orders"})", "not a valid regular expression"},
+           {R"({"regex": "/(a|b|c|d){500}"})", "too complex"},
+           {R"({"regex": "/a", "prefix": "/"})", "exactly one of"}}) {
+    ConfigErrors e;
+    INFO(bad);
+    CHECK_FALSE(read(json::parse(R"({"match": )" + bad + "}"), e));
+    INFO(e.format());
+    CHECK(hasError(e, says == "exactly one of" ? "/r/match" : "/r/match/regex", says));
   }
 }
 
