@@ -4,7 +4,15 @@
 
 #include <atomic>
 
+// GCC defines __SANITIZE_ADDRESS__; clang before 18 only has the feature test.
 #if defined(__SANITIZE_ADDRESS__)
+#define SLUICE_ASAN 1
+#elif defined(__has_feature)
+#if __has_feature(address_sanitizer)
+#define SLUICE_ASAN 1
+#endif
+#endif
+#ifdef SLUICE_ASAN
 #include <sanitizer/allocator_interface.h>
 #endif
 
@@ -28,7 +36,7 @@ void installHeapBytes(HeapBytesFn fn) { g_heap_bytes.store(fn, std::memory_order
 
 uint64_t heapBytesInUse() {
   if (HeapBytesFn fn = g_heap_bytes.load(std::memory_order_acquire)) return fn();
-#if defined(__SANITIZE_ADDRESS__)
+#ifdef SLUICE_ASAN
   // AddressSanitizer's allocator serves every malloc; glibc's arenas stay empty.
   return __sanitizer_get_current_allocated_bytes();
 #else

@@ -24,8 +24,10 @@ void installHeapBytes(HeapBytesFn fn);
 // malloc's chunks in use, large (mmapped) ones included, or under
 // AddressSanitizer its allocator's. Freed memory an allocator keeps for reuse
 // does not count, so the figure falls as soon as memory is freed, unlike the
-// resident set size. glibc's figure walks every arena under its lock:
-// microseconds, for a periodic check, not the data path.
+// resident set size. glibc's figure walks every free chunk of every arena
+// under its lock: microseconds, milliseconds on a much fragmented heap; for a
+// periodic check, never the data path. An application linking another
+// allocator (jemalloc, tcmalloc, mimalloc) must install its own, or reads ~0.
 uint64_t heapBytesInUse();
 
 }  // namespace sluice::allocation_counter

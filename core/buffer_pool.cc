@@ -1,5 +1,6 @@
 #include "core/buffer_pool.h"
 
+#include <atomic>
 #include <vector>
 
 namespace sluice::buffer_pool {
@@ -10,9 +11,35 @@ namespace {
 constexpr size_t kMaxPooled = 256;
 constexpr size_t kMaxPooledCapacity = 256 * 1024;
 
+// Each pool's pooled capacity, in a slot of its own that only its thread
+// writes (a plain store, no lock prefix: this is counted per message), read
+// by pooledBytes() from any thread. Threads past the slots share one.
+struct alignas(64) Slot {
+  std::atomic<int64_t> bytes{0};
+};
+constexpr size_t kSlots = 256;
+Slot g_slots[kSlots];
+Slot g_shared_slot;
+std::atomic<size_t> g_next_slot{0};
+
 struct Pool {
   std::vector<std::string> free;
-  Pool() { free.reserve(kMaxPooled); }
+  Slot* slot;
+  Pool() : slot(claimSlot()) { free.reserve(kMaxPooled); }
+  ~Pool() { add(-pooled); }  // the thread ends: its buffers are freed
+  static Slot* claimSlot() {
+    size_t i = g_next_slot.fetch_add(1, std::memory_order_relaxed);
+    return i < kSlots ? &g_slots[i] : &g_shared_slot;
+  }
+  void add(int64_t n) {
+    pooled += n;
+    if (slot == &g_shared_slot) {
+      slot->bytes.fetch_add(n, std::memory_order_relaxed);
+    } else {
+      slot->bytes.store(slot->bytes.load(std::memory_order_relaxed) + n, std::memory_order_relaxed);
+    }
+  }
+  int64_t pooled = 0;
 };
 
 Pool& pool() {
@@ -31,6 +58,7 @@ std::string acquire(size_t size_hint) {
   for (size_t i = p.free.size(); i > 0; --i) {
     if (p.free[i - 1].capacity() >= size_hint) {
       std::string s = std::move(p.free[i - 1]);
+      p.add(-static_cast<int64_t>(s.capacity()));
       p.free[i - 1] = std::move(p.free.back());
       p.free.pop_back();
       return s;
@@ -46,7 +74,14 @@ void release(std::string&& buffer) {
   Pool& p = pool();
   if (p.free.size() >= kMaxPooled) return;
   buffer.clear();
+  p.add(static_cast<int64_t>(buffer.capacity()));
   p.free.push_back(std::move(buffer));
+}
+
+uint64_t pooledBytes() {
+  int64_t total = g_shared_slot.bytes.load(std::memory_order_relaxed);
+  for (const auto& s : g_slots) total += s.bytes.load(std::memory_order_relaxed);
+  return total > 0 ? static_cast<uint64_t>(total) : 0;
 }
 
 }  // namespace sluice::buffer_pool

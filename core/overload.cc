@@ -6,6 +6,7 @@
 #include <spdlog/spdlog.h>
 
 #include "core/allocation_counter.h"
+#include "core/buffer_pool.h"
 #include "core/json_reader.h"
 #include "core/timer.h"
 
@@ -16,6 +17,8 @@ namespace {
 constexpr uint64_t kMinMaxHeapBytes = 1 << 20;
 constexpr uint64_t kMaxMaxHeapBytes = uint64_t{1} << 50;
 
+constexpr uint64_t kOffMarginPercent = 2;
+
 double mib(uint64_t bytes) { return static_cast<double>(bytes) / (1 << 20); }
 
 // Logs an action turning on (a warning) or off.
@@ -24,8 +27,8 @@ void logChange(bool on, const char* action, const char* key, uint32_t percent, u
     spdlog::warn("overload: heap {:.1f} MiB is past {}% of overload.max_heap_bytes ({:.1f} MiB, {}): {}", mib(heap),
                  percent, mib(max), key, action);
   } else {
-    spdlog::info("overload: heap {:.1f} MiB is below {}% of overload.max_heap_bytes ({:.1f} MiB, {}): {} again",
-                 mib(heap), percent, mib(max), key, action);
+    spdlog::info("overload: heap {:.1f} MiB is {}% of overload.max_heap_bytes below {}% ({:.1f} MiB, {}): {} again",
+                 mib(heap), kOffMarginPercent, percent, mib(max), key, action);
   }
 }
 
@@ -43,11 +46,22 @@ OverloadConfig readOverloadConfig(JsonObject& obj) {
   return c;
 }
 
+uint64_t heapBytesHeldByCalls() {
+  const uint64_t heap = allocation_counter::heapBytesInUse();
+  const uint64_t pooled = buffer_pool::pooledBytes();
+  return heap > pooled ? heap - pooled : 0;
+}
+
 void OverloadState::update(uint64_t heap_bytes, const OverloadConfig& config) {
   heap_bytes_.store(heap_bytes, std::memory_order_relaxed);
   max_heap_bytes_.store(config.max_heap_bytes, std::memory_order_relaxed);
-  const bool calls = heap_bytes >= config.refuseCallsAt();
-  const bool connections = heap_bytes >= config.refuseConnectionsAt();
+  // On at the share, off only once the heap is kOffMarginPercent of the
+  // maximum below it: a heap hovering at the share (or one sample at a
+  // buffer's brief peak as it grows) does not flip the action every check.
+  const uint64_t margin = config.max_heap_bytes / 100 * kOffMarginPercent;
+  auto action = [&](bool on, uint64_t at) { return on ? heap_bytes + margin >= at : heap_bytes >= at; };
+  const bool calls = action(refusingCalls(), config.refuseCallsAt());
+  const bool connections = action(refusingConnections(), config.refuseConnectionsAt());
   if (calls != refusingCalls()) {
     logChange(calls, calls ? "refusing new calls (UNAVAILABLE)" : "accepting new calls", "refuse_calls_percent",
               config.refuse_calls_percent, heap_bytes, config.max_heap_bytes);
@@ -85,8 +99,10 @@ void OverloadMonitor::check() {
     timer_->disable();
     return;
   }
-  state_.update(measure_(), config);
+  // Armed first: a measure that throws (logged by the timer) must not end
+  // the checks with an action left on.
   timer_->enable(std::chrono::milliseconds(config.check_interval_ms));
+  state_.update(measure_(), config);
 }
 
 void OverloadMonitor::stop() {

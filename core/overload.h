@@ -13,7 +13,6 @@
 #include <functional>
 #include <memory>
 
-#include "core/allocation_counter.h"
 #include "core/config.h"
 
 namespace sluice {
@@ -24,6 +23,11 @@ class Timer;
 
 // Reads the "overload" object (its path in `obj`'s errors).
 OverloadConfig readOverloadConfig(JsonObject& obj);
+
+// The heap in use (allocation_counter::heapBytesInUse) less the message
+// buffers the workers' pools keep for reuse, which no call holds: after a
+// burst a pool stays full, and must not keep calls refused.
+uint64_t heapBytesHeldByCalls();
 
 // The last measurement and the actions it turned on. Written by the monitor's
 // thread only; read from any.
@@ -54,7 +58,7 @@ class OverloadMonitor {
  public:
   using CurrentConfig = std::function<const OverloadConfig&()>;
   OverloadMonitor(Dispatcher& dispatcher, OverloadState& state, CurrentConfig current,
-                  std::function<uint64_t()> measure = allocation_counter::heapBytesInUse);
+                  std::function<uint64_t()> measure = heapBytesHeldByCalls);
   ~OverloadMonitor();
   // Measures now, and from then on at the interval (or not at all while the
   // config has no overload); call again after a reload.

@@ -81,7 +81,7 @@ struct ListenerStats {
   Counter downstream_cx_overload_refused;  // closed as accepted: the heap is past overload.refuse_connections_percent
   Counter downstream_rq_total;
   Gauge downstream_rq_active;
-  Counter downstream_rq_refused;  // over a stream limit, or while draining
+  Counter downstream_rq_refused;  // over a stream limit, while draining, or for overload
   Counter downstream_protocol_errors;
   std::array<Counter, static_cast<size_t>(LocalReplyReason::Count)> local_replies;
 };

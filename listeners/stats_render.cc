@@ -90,7 +90,7 @@ void addListenerStats(Families& f, const std::string& name, const ListenerStats&
       .add(l, s.downstream_cx_overload_refused.value());
   f.gateway("sluice_downstream_rq_total", "counter", "Downstream streams (calls) started.").add(l, s.downstream_rq_total.value());
   f.gateway("sluice_downstream_rq_active", "gauge", "Downstream streams (calls) in progress.").add(l, s.downstream_rq_active.value());
-  f.gateway("sluice_downstream_rq_refused_total", "counter", "Downstream streams refused by a limit or while draining.").add(l, s.downstream_rq_refused.value());
+  f.gateway("sluice_downstream_rq_refused_total", "counter", "Downstream streams refused by a limit, while draining, or for overload.").add(l, s.downstream_rq_refused.value());
   f.gateway("sluice_downstream_protocol_errors_total", "counter", "Downstream connections closed for an HTTP/2 protocol error.").add(l, s.downstream_protocol_errors.value());
   for (size_t i = 0; i < s.local_replies.size(); ++i) {
     Labels lr = {{"listener", name}, {"reason", std::string(localReplyReasonName(static_cast<LocalReplyReason>(i)))}};

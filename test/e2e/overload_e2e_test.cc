@@ -19,7 +19,10 @@ namespace {
 using example::EchoRequest;
 using example::EchoResponse;
 
-constexpr uint64_t kMaxHeap = 64u << 20;
+// The holder below keeps 40 MiB; while its buffer grows from 32 to 40 MiB
+// both are held for a moment (72 MiB). Shares of 25% (32 MiB) are passed by
+// the 40 MiB, and 100% is not reached even by that peak.
+constexpr uint64_t kMaxHeap = 128u << 20;
 
 nlohmann::json overloadConfig(const std::string& backend, int refuse_calls_percent, int refuse_connections_percent) {
   auto config = catchAllConfig(backend);
@@ -29,9 +32,10 @@ nlohmann::json overloadConfig(const std::string& backend, int refuse_calls_perce
                         {"refuse_calls_percent", refuse_calls_percent},
                         {"refuse_connections_percent", refuse_connections_percent},
                         {"check_interval_ms", 20}};
-  // One message may be large enough to hold half of max_heap_bytes.
   config["listeners"][0]["max_message_bytes"] = 48u << 20;
   config["listeners"][0]["max_incomplete_request_bytes"] = 96u << 20;
+  // The holder never reads again: no keepalive PING may end its connection.
+  config["listeners"][0]["keepalive_interval_ms"] = 0;
   return config;
 }
 
@@ -69,7 +73,7 @@ bool statReaches(const GatewayProcess& gateway, const std::string& name, int64_t
 TEST_CASE("past overload.refuse_calls_percent new calls get UNAVAILABLE until the heap is freed",
           "[e2e][overload]") {
   TestBackend backend("b");
-  GatewayProcess gateway(overloadConfig(backend.address(), 50, 100));
+  GatewayProcess gateway(overloadConfig(backend.address(), 25, 100));
   auto stub = example::Echo::NewStub(makeChannel(gateway.address()));
   REQUIRE_OK(unary(*stub));
   // The idle gateway is far below the 32 MiB share.
@@ -81,6 +85,7 @@ TEST_CASE("past overload.refuse_calls_percent new calls get UNAVAILABLE until th
   auto holder = holdHeap(gateway);
   REQUIRE(statReaches(gateway, "overload.refusing_calls", 1));
   CHECK(statValue(gateway.adminAddress(), "overload.heap_bytes") >= (32 << 20));
+  CHECK(statValue(gateway.adminAddress(), "overload.heap_bytes") < (128 << 20));
   CHECK(statValue(gateway.adminAddress(), "overload.refusing_connections") == 0);
   // A call on the connection already open, and one on a new connection
   // (accepted: only calls are refused), each answered with the reason.
@@ -115,7 +120,7 @@ TEST_CASE("past overload.refuse_calls_percent new calls get UNAVAILABLE until th
 TEST_CASE("past overload.refuse_connections_percent new connections are closed and /ready says overloaded",
           "[e2e][overload]") {
   TestBackend backend("b");
-  GatewayProcess gateway(overloadConfig(backend.address(), 100, 50));
+  GatewayProcess gateway(overloadConfig(backend.address(), 100, 25));
   auto stub = example::Echo::NewStub(makeChannel(gateway.address()));
   REQUIRE_OK(unary(*stub));
   REQUIRE(statReaches(gateway, "overload.refusing_connections", 0));
@@ -146,7 +151,7 @@ TEST_CASE("past overload.refuse_connections_percent new connections are closed a
 
 TEST_CASE("a reload turns overload on, changes its shares and turns it off", "[e2e][overload]") {
   TestBackend backend("b");
-  auto config = overloadConfig(backend.address(), 50, 100);
+  auto config = overloadConfig(backend.address(), 25, 100);
   auto off = config;
   off.erase("overload");
   GatewayProcess gateway(off);
@@ -160,13 +165,18 @@ TEST_CASE("a reload turns overload on, changes its shares and turns it off", "[e
   REQUIRE(statReaches(gateway, "overload.refusing_calls", 1));
   REQUIRE_STATUS(unary(*stub), grpc::StatusCode::UNAVAILABLE);
 
-  config["overload"]["refuse_calls_percent"] = 100;  // 64 MiB: not reached by 36
+  config["overload"]["refuse_calls_percent"] = 100;  // 128 MiB: not reached by 40
   REQUIRE(reloadWithSighup(gateway, config.dump(), 2));
   REQUIRE(statReaches(gateway, "overload.refusing_calls", 0));
   REQUIRE_OK(unary(*stub));
 
-  config["overload"]["refuse_calls_percent"] = 50;
+  config["overload"]["refuse_calls_percent"] = 25;
   REQUIRE(reloadWithSighup(gateway, config.dump(), 3));
+  REQUIRE(statReaches(gateway, "overload.refusing_calls", 1));
+  // The checks go on at the interval after a reload, not only at it.
+  holder.reset();
+  REQUIRE(statReaches(gateway, "overload.refusing_calls", 0));
+  holder = holdHeap(gateway);
   REQUIRE(statReaches(gateway, "overload.refusing_calls", 1));
   REQUIRE(reloadWithSighup(gateway, off.dump(), 4));
   REQUIRE(waitFor([&] { return readStats(gateway.adminAddress()).count("overload.refusing_calls") == 0; },

@@ -1,0 +1,67 @@
+// OverloadState: when each action turns on and off; and the pooled message
+// buffers that the heap figure leaves out.
+#include <catch2/catch.hpp>
+
+#include <string>
+#include <vector>
+
+#include "core/buffer_pool.h"
+#include "core/overload.h"
+
+namespace sluice {
+
+TEST_CASE("overload actions turn on at their share and off 2 points of the maximum below it", "[overload]") {
+  constexpr uint64_t MiB = 1 << 20;
+  OverloadConfig config;
+  config.max_heap_bytes = 100 * MiB;
+  config.refuse_calls_percent = 50;
+  config.refuse_connections_percent = 80;
+  OverloadState state;
+  CHECK_FALSE(state.enabled());
+  state.update(config.refuseCallsAt() - 1, config);
+  CHECK(state.enabled());
+  CHECK_FALSE(state.refusingCalls());
+  state.update(config.refuseCallsAt(), config);
+  CHECK(state.refusingCalls());
+  CHECK_FALSE(state.refusingConnections());
+  // Within the margin: still on.
+  state.update(config.refuseCallsAt() - 1 * MiB, config);
+  CHECK(state.refusingCalls());
+  state.update(config.refuseCallsAt() - 2 * MiB, config);
+  CHECK(state.refusingCalls());
+  state.update(config.refuseCallsAt() - 2 * MiB - 1, config);
+  CHECK_FALSE(state.refusingCalls());
+  state.update(90 * MiB, config);
+  CHECK(state.refusingCalls());
+  CHECK(state.refusingConnections());
+  CHECK(state.heapBytes() == 90 * MiB);
+  CHECK(state.maxHeapBytes() == 100 * MiB);
+  state.update(79 * MiB, config);
+  CHECK(state.refusingConnections());
+  state.update(77 * MiB, config);
+  CHECK_FALSE(state.refusingConnections());
+  CHECK(state.refusingCalls());
+  state.update(90 * MiB, config);
+  state.clear();
+  CHECK_FALSE(state.enabled());
+  CHECK_FALSE(state.refusingCalls());
+  CHECK_FALSE(state.refusingConnections());
+}
+
+TEST_CASE("buffers kept in a pool are counted as pooled until taken again", "[overload]") {
+  const uint64_t before = buffer_pool::pooledBytes();
+  std::vector<std::string> buffers;
+  for (int i = 0; i < 4; ++i) buffers.push_back(buffer_pool::acquire(100000));
+  size_t capacity = 0;
+  for (auto& b : buffers) capacity += b.capacity();
+  for (auto& b : buffers) buffer_pool::release(std::move(b));
+  CHECK(buffer_pool::pooledBytes() == before + capacity);
+  std::vector<std::string> again;
+  for (int i = 0; i < 4; ++i) again.push_back(buffer_pool::acquire(100000));
+  CHECK(buffer_pool::pooledBytes() == before);
+  // Too large to keep: freed, never counted.
+  buffer_pool::release(std::string(1 << 20, 'x'));
+  CHECK(buffer_pool::pooledBytes() == before);
+}
+
+}  // namespace sluice
