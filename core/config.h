@@ -102,11 +102,16 @@ struct OverloadConfig {
   // UNAVAILABLE, and new connections closed as they are accepted.
   uint32_t refuse_calls_percent = 95;
   uint32_t refuse_connections_percent = 98;
+  // At or past it, each worker resets its calls holding the most message
+  // bytes (at least kMinResetCallBytes each) until what they hold would
+  // bring the heap back under the share.
+  uint32_t reset_calls_percent = 100;
   uint32_t check_interval_ms = 100;
 
   bool enabled() const { return max_heap_bytes != 0; }
   uint64_t refuseCallsAt() const { return max_heap_bytes / 100 * refuse_calls_percent; }
   uint64_t refuseConnectionsAt() const { return max_heap_bytes / 100 * refuse_connections_percent; }
+  uint64_t resetCallsAt() const { return max_heap_bytes / 100 * reset_calls_percent; }
 };
 
 struct GatewayConfig {

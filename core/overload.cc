@@ -1,5 +1,6 @@
 #include "core/overload.h"
 
+#include <algorithm>
 #include <chrono>
 
 #include <fmt/format.h>
@@ -41,6 +42,7 @@ OverloadConfig readOverloadConfig(JsonObject& obj) {
   if (auto p = obj.unsignedInt("refuse_connections_percent", 1, 100)) {
     c.refuse_connections_percent = static_cast<uint32_t>(*p);
   }
+  if (auto p = obj.unsignedInt("reset_calls_percent", 1, 100)) c.reset_calls_percent = static_cast<uint32_t>(*p);
   if (auto t = obj.unsignedInt("check_interval_ms", 10, 60000)) c.check_interval_ms = static_cast<uint32_t>(*t);
   obj.finish();
   return c;
@@ -62,6 +64,7 @@ void OverloadState::update(uint64_t heap_bytes, const OverloadConfig& config) {
   auto action = [&](bool on, uint64_t at) { return on ? heap_bytes + margin >= at : heap_bytes >= at; };
   const bool calls = action(refusingCalls(), config.refuseCallsAt());
   const bool connections = action(refusingConnections(), config.refuseConnectionsAt());
+  const bool resets = heap_bytes >= config.resetCallsAt();  // each check on its own: it frees what it finds
   if (calls != refusingCalls()) {
     logChange(calls, calls ? "refusing new calls (UNAVAILABLE)" : "accepting new calls", "refuse_calls_percent",
               config.refuse_calls_percent, heap_bytes, config.max_heap_bytes);
@@ -72,20 +75,30 @@ void OverloadState::update(uint64_t heap_bytes, const OverloadConfig& config) {
               "refuse_connections_percent", config.refuse_connections_percent, heap_bytes, config.max_heap_bytes);
     refusing_connections_.store(connections, std::memory_order_relaxed);
   }
+  if (resets != resetting_calls_) {
+    logChange(resets, resets ? "resetting the calls that hold the most" : "no call reset", "reset_calls_percent",
+              config.reset_calls_percent, heap_bytes, config.max_heap_bytes);
+    resetting_calls_ = resets;
+  }
+  // What the calls reset now should free: down to the share less the margin.
+  bytes_to_free_ = resets ? heap_bytes - (config.resetCallsAt() - std::min(margin, config.resetCallsAt())) : 0;
 }
 
 void OverloadState::clear() {
   if (refusingCalls() || refusingConnections()) spdlog::info("overload: no longer configured; accepting calls and connections");
   refusing_calls_.store(false, std::memory_order_relaxed);
   refusing_connections_.store(false, std::memory_order_relaxed);
+  resetting_calls_ = false;
+  bytes_to_free_ = 0;
   heap_bytes_.store(0, std::memory_order_relaxed);
   max_heap_bytes_.store(0, std::memory_order_relaxed);
 }
 
 OverloadMonitor::OverloadMonitor(Dispatcher& dispatcher, OverloadState& state, CurrentConfig current,
-                                 std::function<uint64_t()> measure)
+                                 ResetCalls reset_calls, std::function<uint64_t()> measure)
     : state_(state),
       current_(std::move(current)),
+      reset_calls_(std::move(reset_calls)),
       measure_(std::move(measure)),
       timer_(std::make_unique<Timer>(dispatcher, [this] { check(); })) {}
 
@@ -103,6 +116,7 @@ void OverloadMonitor::check() {
   // the checks with an action left on.
   timer_->enable(std::chrono::milliseconds(config.check_interval_ms));
   state_.update(measure_(), config);
+  if (state_.bytesToFree() > 0 && reset_calls_) reset_calls_(state_.bytesToFree());
 }
 
 void OverloadMonitor::stop() {

@@ -39,6 +39,11 @@ class OverloadState {
   uint64_t maxHeapBytes() const { return max_heap_bytes_.load(std::memory_order_relaxed); }
   bool enabled() const { return maxHeapBytes() != 0; }
 
+  // Past reset_calls_percent at the last check: how many bytes the calls
+  // reset now should hold, in all, to bring the heap back under it; else 0.
+  // Monitor's thread only.
+  uint64_t bytesToFree() const { return bytes_to_free_; }
+
   // Takes a measurement against `config`; logs each action turned on or off.
   void update(uint64_t heap_bytes, const OverloadConfig& config);
   // overload removed from the config: every action off.
@@ -49,7 +54,14 @@ class OverloadState {
   std::atomic<bool> refusing_connections_{false};
   std::atomic<uint64_t> heap_bytes_{0};
   std::atomic<uint64_t> max_heap_bytes_{0};
+  bool resetting_calls_ = false;
+  uint64_t bytes_to_free_ = 0;
 };
+
+// A call holds at least this many bytes of messages to be reset for overload:
+// the calls that hold the heap, not the many small ones (Envoy's default
+// minimum for reset_high_memory_stream).
+constexpr uint64_t kMinResetCallBytes = 1 << 20;
 
 // Measures every check_interval_ms of the config `current` returns (re-read at
 // each check, so a reload applies) and updates `state`. Runs on `dispatcher`'s
@@ -57,7 +69,9 @@ class OverloadState {
 class OverloadMonitor {
  public:
   using CurrentConfig = std::function<const OverloadConfig&()>;
-  OverloadMonitor(Dispatcher& dispatcher, OverloadState& state, CurrentConfig current,
+  // Called at each check past reset_calls_percent with the bytes to free.
+  using ResetCalls = std::function<void(uint64_t bytes)>;
+  OverloadMonitor(Dispatcher& dispatcher, OverloadState& state, CurrentConfig current, ResetCalls reset_calls,
                   std::function<uint64_t()> measure = heapBytesHeldByCalls);
   ~OverloadMonitor();
   // Measures now, and from then on at the interval (or not at all while the
@@ -68,6 +82,7 @@ class OverloadMonitor {
  private:
   OverloadState& state_;
   CurrentConfig current_;
+  ResetCalls reset_calls_;
   std::function<uint64_t()> measure_;
   std::unique_ptr<Timer> timer_;
   bool stopped_ = false;

@@ -129,6 +129,14 @@ void DownstreamConnection::sendFinalGoaway() {
   scheduleFlush();
 }
 
+void DownstreamConnection::collectCallsHolding(uint64_t min_bytes,
+                                               std::vector<std::pair<uint64_t, DownstreamStream*>>& out) const {
+  for (const auto& [id, stream] : streams_) {
+    const uint64_t held = stream->heldMessageBytes();
+    if (held >= min_bytes) out.emplace_back(held, stream.get());
+  }
+}
+
 void DownstreamConnection::onStreamClosed(DownstreamStream& stream) {
   auto it = streams_.find(stream.streamId());
   if (it == streams_.end() || it->second.get() != &stream) return;

@@ -11,6 +11,8 @@
 #include <memory>
 #include <string>
 #include <unordered_map>
+#include <utility>
+#include <vector>
 
 #include "codecs/http2/session.h"
 #include "core/connection_timers.h"
@@ -47,6 +49,8 @@ class DownstreamConnection final : public Http2SessionOwner,
   ListenerStats& stats();
   bool draining() const { return draining_; }
   size_t activeStreams() const { return streams_.size(); }
+  // See GrpcListener::collectCallsHolding.
+  void collectCallsHolding(uint64_t min_bytes, std::vector<std::pair<uint64_t, DownstreamStream*>>& out) const;
   // Graceful GOAWAY: a shutdown notice first, the real last stream id after a
   // round trip (PING), then the connection closes when its streams are done.
   void startDrain();

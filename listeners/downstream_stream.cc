@@ -431,6 +431,17 @@ void DownstreamStream::abortSlowReader() {
   resetCall(LocalReplyReason::SlowReader, StatusCode::ResourceExhausted, why, NGHTTP2_ENHANCE_YOUR_CALM);
 }
 
+void DownstreamStream::resetForOverload(uint64_t held) {
+  if (closed_) return;
+  std::string why = fmt::format("the call held {:.1f} MiB of messages while the gateway's heap was past "
+                                "overload.reset_calls_percent of overload.max_heap_bytes",
+                                static_cast<double>(held) / (1 << 20));
+  spdlog::warn("[C{}][S{}] {} from {}: reset (ENHANCE_YOUR_CALM): {}", connection_id_, stream_id_, path_,
+               peer_address_, why);
+  resetCall(LocalReplyReason::Overload, StatusCode::ResourceExhausted, why, NGHTTP2_ENHANCE_YOUR_CALM);
+  releaseIncompleteRequest();  // the RST_STREAM may wait behind a client that does not read
+}
+
 void DownstreamStream::sendTrailers() {
   if (ended_) return;
   ended_ = true;

@@ -84,6 +84,14 @@ class DownstreamStream final : public StreamContext,
   bool responseStalled(bool connection_moved) const;
   // Resets the call (RST_STREAM ENHANCE_YOUR_CALM), freeing what it queued.
   void abortSlowReader();
+
+  // ---- for overload.reset_calls_percent ----
+  // Message bytes the call holds: a request message still arriving, and
+  // response bytes queued for the client.
+  uint64_t heldMessageBytes() const { return decoder_.heldBytes() + response_out_.size(); }
+  // Resets the call (RST_STREAM ENHANCE_YOUR_CALM, RESOURCE_EXHAUSTED to
+  // the client) and frees what it held (`held` bytes) at once.
+  void resetForOverload(uint64_t held);
   void encodeResponseHeaders() override { chain_.responseHeaders(); }
   void encodeResponseMessage(Message&& message) override;
   void encodeResponseTrailers() override { chain_.responseTrailers(); }

@@ -198,8 +198,14 @@ Status Gateway::start() {
     uv_unref(reinterpret_cast<uv_handle_t*>(h));  // signals alone don't keep the loop running
     signals_.push_back(h);
   }
-  overload_monitor_ = std::make_unique<OverloadMonitor>(mainWorker().dispatcher(), overload_,
-                                                       [this]() -> const OverloadConfig& { return config_->overload; });
+  overload_monitor_ = std::make_unique<OverloadMonitor>(
+      mainWorker().dispatcher(), overload_, [this]() -> const OverloadConfig& { return config_->overload; },
+      [this](uint64_t bytes) {
+        // Each worker frees its share from its own calls; every check
+        // measures again, so what one could not free others free next time.
+        const uint64_t share = bytes / workers_.size() + 1;
+        forEachWorker([share](Worker& w) { w.resetLargestCalls(share); });
+      });
   overload_monitor_->check();
   started_ = true;
   return Status::ok();

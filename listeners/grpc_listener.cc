@@ -52,6 +52,11 @@ size_t GrpcListener::activeStreams() const {
   return n;
 }
 
+void GrpcListener::collectCallsHolding(uint64_t min_bytes,
+                                       std::vector<std::pair<uint64_t, DownstreamStream*>>& out) const {
+  for (const auto& c : connections_) c->collectCallsHolding(min_bytes, out);
+}
+
 void GrpcListener::startDrain() {
   stopAccepting();
   for (auto& c : connections_) c->startDrain();

@@ -10,6 +10,7 @@
 #include <atomic>
 #include <memory>
 #include <string>
+#include <utility>
 #include <vector>
 
 #include "codecs/http2/session.h"
@@ -23,6 +24,7 @@ namespace sluice {
 
 class ConnectionBalancer;
 class DownstreamConnection;
+class DownstreamStream;
 class Worker;
 struct ListenerConfig;
 struct ListenerStats;
@@ -58,6 +60,9 @@ class GrpcListener {
   ListenerStats& stats() { return stats_; }
 
   void onConnectionClosed(DownstreamConnection& connection);
+  // Adds (bytes held, call) for each call holding at least `min_bytes` of
+  // messages (overload.reset_calls_percent).
+  void collectCallsHolding(uint64_t min_bytes, std::vector<std::pair<uint64_t, DownstreamStream*>>& out) const;
   // On this listener's loop: a connection another worker accepted for us.
   void adopt(int fd);
 

@@ -1,11 +1,14 @@
 #include "listeners/worker.h"
 
+#include <algorithm>
 #include <atomic>
 
 #include <fmt/format.h>
 #include <spdlog/spdlog.h>
 
 #include "core/thread_scheduling.h"
+#include "core/overload.h"
+#include "listeners/downstream_stream.h"
 #include "listeners/grpc_listener.h"
 #include "upstream/cluster_manager.h"
 
@@ -47,6 +50,20 @@ std::vector<std::pair<std::string, SocketAddress>> Worker::boundListeners() cons
   std::vector<std::pair<std::string, SocketAddress>> out;
   for (const auto& l : listeners_) out.emplace_back(l->name(), l->boundAddress());
   return out;
+}
+
+void Worker::resetLargestCalls(uint64_t bytes) {
+  std::vector<std::pair<uint64_t, DownstreamStream*>> calls;
+  for (const auto& l : listeners_) l->collectCallsHolding(kMinResetCallBytes, calls);
+  std::sort(calls.begin(), calls.end(), [](const auto& a, const auto& b) { return a.first > b.first; });
+  uint64_t freed = 0;
+  // Resetting a call frees its memory but deletes nothing now (deferred):
+  // the pointers stay good through the loop.
+  for (const auto& [held, call] : calls) {
+    if (freed >= bytes) break;
+    call->resetForOverload(held);
+    freed += held;
+  }
 }
 
 void Worker::run() {

@@ -55,6 +55,10 @@ class Worker {
   void startDrain();
   size_t activeStreams() const;
   size_t openConnections() const;
+  // overload.reset_calls_percent: resets this worker's calls holding the
+  // most message bytes (kMinResetCallBytes or more each), largest first,
+  // until they held `bytes` (at least one, if any holds that much).
+  void resetLargestCalls(uint64_t bytes);
   // Stops at once: closes connections and upstream pools, releases filters.
   void shutdown();
 

@@ -24,13 +24,15 @@ using example::EchoResponse;
 // the 40 MiB, and 100% is not reached even by that peak.
 constexpr uint64_t kMaxHeap = 128u << 20;
 
-nlohmann::json overloadConfig(const std::string& backend, int refuse_calls_percent, int refuse_connections_percent) {
+nlohmann::json overloadConfig(const std::string& backend, int refuse_calls_percent, int refuse_connections_percent,
+                              int reset_calls_percent = 100) {
   auto config = catchAllConfig(backend);
   config["admin"] = {{"address", "127.0.0.1:0"}};
   config["workers"] = 2;
   config["overload"] = {{"max_heap_bytes", kMaxHeap},
                         {"refuse_calls_percent", refuse_calls_percent},
                         {"refuse_connections_percent", refuse_connections_percent},
+                        {"reset_calls_percent", reset_calls_percent},
                         {"check_interval_ms", 20}};
   config["listeners"][0]["max_message_bytes"] = 48u << 20;
   config["listeners"][0]["max_incomplete_request_bytes"] = 96u << 20;
@@ -39,10 +41,9 @@ nlohmann::json overloadConfig(const std::string& backend, int refuse_calls_perce
   return config;
 }
 
-// A client holding 36 MiB in the gateway: a 40 MiB request message sent all
-// but its last 4 MiB, on a stream left open.
-std::unique_ptr<RawH2Client> holdHeap(const GatewayProcess& gateway) {
-  auto raw = std::make_unique<RawH2Client>("127.0.0.1", gateway.port());
+// A 40 MiB request message sent all but its last 4 MiB, on a stream left
+// open: the gateway holds it (a buffer of 40 MiB) waiting for the rest.
+RawResponse sendPartialMessage(RawH2Client& raw) {
   std::string partial(5, '\0');
   partial[1] = '\x02';  // length 0x02800000: 40 MiB
   partial[2] = '\x80';
@@ -50,7 +51,12 @@ std::unique_ptr<RawH2Client> holdHeap(const GatewayProcess& gateway) {
   RawRequest request = RawRequest::grpc("/sluice.example.Echo/ClientStream", partial);
   request.endStream = false;
   request.returnOnceSent = true;
-  RawResponse response = raw->request(request, std::chrono::seconds(30));
+  return raw.request(request, std::chrono::seconds(30));
+}
+
+std::unique_ptr<RawH2Client> holdHeap(const GatewayProcess& gateway) {
+  auto raw = std::make_unique<RawH2Client>("127.0.0.1", gateway.port());
+  RawResponse response = sendPartialMessage(*raw);
   INFO(response.describe());
   REQUIRE_FALSE(response.timedOut);
   REQUIRE_FALSE(response.streamClosed);  // the call stays open, waiting for the rest
@@ -147,6 +153,48 @@ TEST_CASE("past overload.refuse_connections_percent new connections are closed a
   auto fresh = example::Echo::NewStub(makeChannel(gateway.address()));
   REQUIRE_OK(unary(*fresh));
   CHECK_THAT(gateway.logs(), Catch::Contains("accepting new connections again"));
+}
+
+TEST_CASE("past overload.reset_calls_percent the calls holding the most are reset, and no other",
+          "[e2e][overload]") {
+  TestBackend backend("b");
+  GatewayProcess gateway(overloadConfig(backend.address(), 100, 100, 25));
+  // A bidi call of small messages stays open throughout: it holds far less
+  // than the 1 MiB a call must hold to be reset.
+  auto stub = example::Echo::NewStub(makeChannel(gateway.address()));
+  grpc::ClientContext bidi_context;
+  setTimeout(bidi_context, kCallTimeout);
+  auto bidi = stub->Bidi(&bidi_context);
+  EchoRequest ping;
+  ping.set_payload("ping");
+  EchoResponse pong;
+  REQUIRE(bidi->Write(ping));
+  REQUIRE(bidi->Read(&pong));
+
+  RawH2Client holder("127.0.0.1", gateway.port());
+  RawResponse held = sendPartialMessage(holder);
+  INFO(held.describe());
+  REQUIRE_FALSE(held.timedOut);
+  // Reset at a check, perhaps while it still arrived (the client is then
+  // told: RST_STREAM(ENHANCE_YOUR_CALM)), its message freed, the heap back
+  // under the share, counted and logged.
+  if (held.streamClosed) CHECK(held.rstStreamCode == std::optional<uint32_t>(11));
+  REQUIRE(waitFor([&] { return statValue(gateway.adminAddress(), "listener.grpc.local_reply.overload") == 1; },
+                  std::chrono::seconds(5)));
+  REQUIRE(waitFor([&] { return statValue(gateway.adminAddress(), "overload.heap_bytes") < (16 << 20); },
+                  std::chrono::seconds(5)));
+  CHECK_THAT(gateway.logs(), Catch::Contains("reset (ENHANCE_YOUR_CALM): the call held") &&
+                                 Catch::Contains("overload.reset_calls_percent"));
+  // Only the call is reset: its connection takes the next one.
+  RawResponse after = holder.request(RawRequest::grpc("/sluice.example.Echo/Unary", grpcFrame("")));
+  INFO(after.describe());
+  CHECK(after.grpcStatus() == 0);
+  // The small call went on.
+  REQUIRE(bidi->Write(ping));
+  REQUIRE(bidi->Read(&pong));
+  bidi->WritesDone();
+  REQUIRE_OK(bidi->Finish());
+  CHECK(statValue(gateway.adminAddress(), "listener.grpc.local_reply.overload") == 1);
 }
 
 TEST_CASE("a reload turns overload on, changes its shares and turns it off", "[e2e][overload]") {

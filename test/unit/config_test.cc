@@ -521,6 +521,7 @@ TEST_CASE("overload: off by default; max_heap_bytes required, shares 1-100, inte
   CHECK(r.config->overload.max_heap_bytes == 1073741824);
   CHECK(r.config->overload.refuse_calls_percent == 95);
   CHECK(r.config->overload.refuse_connections_percent == 98);
+  CHECK(r.config->overload.reset_calls_percent == 100);
   CHECK(r.config->overload.check_interval_ms == 100);
   CHECK(r.config->overload.refuseCallsAt() == 1073741824 / 100 * 95);
   r = load(withTopLevel("overload", R"({"max_heap_bytes": 67108864, "refuse_calls_percent": 50,
@@ -536,6 +537,7 @@ TEST_CASE("overload: off by default; max_heap_bytes required, shares 1-100, inte
       {R"({"max_heap_bytes": 67108864, "refuse_calls_percent": 0})", "/overload/refuse_calls_percent"},
       {R"({"max_heap_bytes": 67108864, "refuse_connections_percent": 101})", "/overload/refuse_connections_percent"},
       {R"({"max_heap_bytes": 67108864, "check_interval_ms": 5})", "/overload/check_interval_ms"},
+      {R"({"max_heap_bytes": 67108864, "reset_calls_percent": 0})", "/overload/reset_calls_percent"},
       {R"({"max_heap_bytes": 67108864, "refuse_streams_percent": 90})", "/overload/refuse_streams_percent"},
       {R"(true)", "/overload"},
   };

@@ -48,6 +48,26 @@ TEST_CASE("overload actions turn on at their share and off 2 points of the maxim
   CHECK_FALSE(state.refusingConnections());
 }
 
+TEST_CASE("past reset_calls_percent a check asks for the bytes down to 2 points of the maximum below it",
+          "[overload]") {
+  constexpr uint64_t MiB = 1 << 20;
+  OverloadConfig config;
+  config.max_heap_bytes = 100 * MiB;
+  config.reset_calls_percent = 90;
+  OverloadState state;
+  state.update(89 * MiB, config);
+  CHECK(state.bytesToFree() == 0);
+  state.update(config.resetCallsAt() + 5 * MiB, config);
+  CHECK(state.bytesToFree() == 5 * MiB + 2 * MiB);
+  state.update(config.resetCallsAt() - 1, config);  // each check on its own: no margin to stay on
+  CHECK(state.bytesToFree() == 0);
+  config.reset_calls_percent = 1;  // a share smaller than the margin
+  state.update(3 * MiB, config);
+  CHECK(state.bytesToFree() == 3 * MiB);
+  state.clear();
+  CHECK(state.bytesToFree() == 0);
+}
+
 TEST_CASE("buffers kept in a pool are counted as pooled until taken again", "[overload]") {
   const uint64_t before = buffer_pool::pooledBytes();
   std::vector<std::string> buffers;
