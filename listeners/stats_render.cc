@@ -6,6 +6,7 @@
 #include <fmt/format.h>
 
 #include "core/allocation_counter.h"
+#include "core/buffer_pool.h"
 #include "core/overload.h"
 #include "core/stats.h"
 #include "upstream/cluster.h"
@@ -183,6 +184,14 @@ std::string renderPrometheus(const std::vector<const WorkerStats*>& workers, con
     f.gateway("sluice_process_allocations_total", "counter", "Heap allocations made by the gateway process.")
         .add({}, static_cast<double>(*allocations));
   }
+  // Always, so that overload.max_heap_bytes can be chosen from what a
+  // gateway holds under its usual load.
+  f.gateway("sluice_process_heap_bytes", "gauge",
+            "Heap allocated and not freed, as the allocator counts it (in sluice: its C++ allocations).")
+      .add({}, static_cast<double>(allocation_counter::heapBytesInUse()));
+  f.gateway("sluice_process_pooled_buffer_bytes", "gauge",
+            "Message buffers the workers keep for reuse: part of the heap, held by no call.")
+      .add({}, static_cast<double>(buffer_pool::pooledBytes()));
   if (overload != nullptr && overload->enabled()) {
     auto g = [&](const char* name, const char* help, double v) { f.gateway(name, "gauge", help).add({}, v); };
     g("sluice_overload_heap_bytes", "Heap in use at the last overload check.", static_cast<double>(overload->heapBytes()));
@@ -258,6 +267,8 @@ std::string renderStatsText(const std::vector<const WorkerStats*>& workers, cons
     values["loop.spin_polls_with_work"] += static_cast<int64_t>(w->loop().spin_polls_with_work.value());
   }
   if (auto allocations = allocation_counter::current()) values["process.allocations"] = static_cast<int64_t>(*allocations);
+  values["process.heap_bytes"] = static_cast<int64_t>(allocation_counter::heapBytesInUse());
+  values["process.pooled_buffer_bytes"] = static_cast<int64_t>(buffer_pool::pooledBytes());
   if (overload != nullptr && overload->enabled()) {
     values["overload.heap_bytes"] = static_cast<int64_t>(overload->heapBytes());
     values["overload.max_heap_bytes"] = static_cast<int64_t>(overload->maxHeapBytes());

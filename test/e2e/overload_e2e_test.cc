@@ -205,8 +205,11 @@ TEST_CASE("a reload turns overload on, changes its shares and turns it off", "[e
   GatewayProcess gateway(off);
   auto stub = example::Echo::NewStub(makeChannel(gateway.address()));
   auto holder = holdHeap(gateway);
-  // Off: no figures, and calls go through however large the heap.
+  // Off: no overload figures, and calls go through however large the heap.
+  // The process's heap is shown all the same, to choose max_heap_bytes by.
   CHECK(readStats(gateway.adminAddress()).count("overload.heap_bytes") == 0);
+  CHECK(statValue(gateway.adminAddress(), "process.heap_bytes") >= (32 << 20));
+  CHECK(statValue(gateway.adminAddress(), "process.pooled_buffer_bytes") >= 0);
   REQUIRE_OK(unary(*stub));
 
   REQUIRE(reloadWithSighup(gateway, config.dump(), 1));
