@@ -10,6 +10,7 @@
 #include <fmt/format.h>
 
 #include "codecs/http2/outbound_data.h"
+#include "codecs/http2/session_memory.h"
 #include "core/tcp_socket.h"
 
 namespace sluice {
@@ -333,9 +334,9 @@ Http2Session::Http2Session(Side side, Http2SessionOwner& owner, const Http2Setti
     : side_(side), owner_(owner) {
   nghttp2_option* options = makeOptions(settings);
   if (side == Side::Server) {
-    nghttp2_session_server_new2(&session_, Bridge::callbacks(side), this, options);
+    nghttp2_session_server_new3(&session_, Bridge::callbacks(side), this, options, http2::sessionAllocator());
   } else {
-    nghttp2_session_client_new2(&session_, Bridge::callbacks(side), this, options);
+    nghttp2_session_client_new3(&session_, Bridge::callbacks(side), this, options, http2::sessionAllocator());
   }
   nghttp2_option_del(options);
   // A client turns server push off (nghttp2 allows it by default): a pushed
