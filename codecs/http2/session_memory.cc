@@ -3,6 +3,7 @@
 #include <nghttp2/nghttp2.h>
 
 #include <algorithm>
+#include <array>
 #include <cstddef>
 #include <cstring>
 #include <new>
@@ -17,16 +18,21 @@ constexpr size_t kHeader = alignof(std::max_align_t);
 
 // nghttp2 allocates a small item for every frame it queues (a WINDOW_UPDATE
 // every few messages on a busy stream, PING and SETTINGS acknowledgements):
-// small blocks are kept per thread (each worker runs its own sessions) and
+// small blocks are kept per thread (each worker runs its own sessions), in
+// classes of 32 bytes so that no block is much larger than asked for, and
 // reused, so that a steady stream of messages allocates nothing here either.
-constexpr size_t kSmall = 256 - kHeader;  // every small request gets a block this large
-constexpr size_t kMaxKept = 1024;         // 256 KiB per thread at most
+constexpr size_t kClassBytes = 32;
+constexpr size_t kClasses = 8;  // up to 256 bytes
+constexpr size_t kMaxKeptPerClass = 512;  // at most 512 KiB per thread in all
+
+size_t classOf(size_t size) { return size == 0 ? 0 : (size - 1) / kClassBytes; }
 
 struct SmallBlocks {
-  std::vector<void*> free;
-  SmallBlocks() { free.reserve(kMaxKept); }
+  std::array<std::vector<void*>, kClasses> free;
   ~SmallBlocks() {
-    for (void* b : free) ::operator delete(b);
+    for (auto& list : free) {
+      for (void* b : list) ::operator delete(b);
+    }
   }
 };
 
@@ -37,13 +43,14 @@ SmallBlocks& smallBlocks() {
 
 void* allocate(size_t size, void* /*user*/) {
   void* block = nullptr;
-  if (size <= kSmall) {
-    SmallBlocks& kept = smallBlocks();
-    if (!kept.free.empty()) {
-      block = kept.free.back();
-      kept.free.pop_back();
+  const size_t c = classOf(size);
+  if (c < kClasses) {
+    std::vector<void*>& kept = smallBlocks().free[c];
+    if (!kept.empty()) {
+      block = kept.back();
+      kept.pop_back();
     } else {
-      block = ::operator new(kSmall + kHeader, std::nothrow);
+      block = ::operator new((c + 1) * kClassBytes + kHeader, std::nothrow);
     }
   } else {
     block = ::operator new(size + kHeader, std::nothrow);
@@ -56,10 +63,12 @@ void* allocate(size_t size, void* /*user*/) {
 void release(void* p, void* /*user*/) {
   if (p == nullptr) return;
   void* block = static_cast<char*>(p) - kHeader;
-  if (*static_cast<size_t*>(block) <= kSmall) {
-    SmallBlocks& kept = smallBlocks();
-    if (kept.free.size() < kMaxKept) {
-      kept.free.push_back(block);
+  const size_t c = classOf(*static_cast<size_t*>(block));
+  if (c < kClasses) {
+    std::vector<void*>& kept = smallBlocks().free[c];
+    if (kept.size() < kMaxKeptPerClass) {
+      if (kept.capacity() == 0) kept.reserve(kMaxKeptPerClass);  // never grown while a stream runs
+      kept.push_back(block);
       return;
     }
   }
