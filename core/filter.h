@@ -56,6 +56,11 @@ class Filter {
 
   // Exactly once per stream, success or not; the context holds the final status.
   virtual void onStreamDone(StreamContext&) {}
+
+  // Bytes of messages this filter holds for the call (queued, partly
+  // received, kept for a retry): how overload.reset_calls_percent finds the
+  // calls holding the most. A filter that keeps messages should say so.
+  virtual size_t heldMessageBytes() const { return 0; }
 };
 using FilterPtr = std::unique_ptr<Filter>;
 

@@ -188,4 +188,12 @@ void FilterChain::streamDone() {
   }
 }
 
+size_t FilterChain::heldMessageBytes() const {
+  size_t held = queued_request_bytes_ + queued_response_bytes_;
+  for (const Entry& e : filters_) {
+    if (e.filter) held += e.filter->heldMessageBytes();
+  }
+  return held;
+}
+
 }  // namespace sluice

@@ -72,6 +72,9 @@ class FilterChain {
   // Bytes of response messages not yet through every filter (waiting behind
   // a paused one): the terminal must stop reading when these pile up.
   size_t queuedResponseBytes() const { return queued_response_bytes_; }
+  // Everything the chain holds: the queues above and what each filter says
+  // it keeps (Filter::heldMessageBytes).
+  size_t heldMessageBytes() const;
 
  private:
   struct Entry {

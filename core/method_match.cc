@@ -62,7 +62,10 @@ std::optional<HeaderMatch> readHeaderMatch(const nlohmann::json& value, const st
                                                out.name));
     }
   }
-  // The value forms, in the order of HeaderMatch::Kind.
+  // The value forms, in the order of HeaderMatch::Kind (the index is the kind).
+  static_assert(static_cast<int>(HeaderMatch::Kind::Exact) == 0 && static_cast<int>(HeaderMatch::Kind::Prefix) == 1 &&
+                static_cast<int>(HeaderMatch::Kind::Suffix) == 2 && static_cast<int>(HeaderMatch::Kind::Contains) == 3 &&
+                static_cast<int>(HeaderMatch::Kind::Regex) == 4);
   const std::pair<const char*, std::optional<std::string>*> forms[] = {
       {"exact", &exact}, {"prefix", &prefix}, {"suffix", &suffix}, {"contains", &contains}, {"regex", &regex}};
   int given = present ? 1 : 0;
@@ -82,6 +85,8 @@ std::optional<HeaderMatch> readHeaderMatch(const nlohmann::json& value, const st
     const bool ends = out.kind == HeaderMatch::Kind::Exact || out.kind == HeaderMatch::Kind::Suffix;
     if (out.name.ends_with("-bin")) {
       errors.add(h.pathOf(key), "a -bin value is base64 that may be sent padded or not: match it with \"present\"");
+    } else if (out.value.empty() && (out.kind == HeaderMatch::Kind::Suffix || out.kind == HeaderMatch::Kind::Contains)) {
+      errors.add(h.pathOf(key), "an empty " + key + " matches any value: use \"present\": true");
     } else if (out.kind == HeaderMatch::Kind::Regex) {
       std::string error;
       out.regex = Regex::compile(out.value, error);
@@ -182,7 +187,13 @@ std::optional<MethodMatch> readMethodMatch(JsonObject& parent, std::string_view 
     out.value = std::move(*regex);
     std::string error;
     out.regex = Regex::compile(out.value, error);
-    if (!out.regex) m.errors().add(m.pathOf("regex"), error);
+    if (!out.regex) {
+      m.errors().add(m.pathOf("regex"), error);
+    } else if (!out.regex->canMatchStartingWith('/')) {
+      // "shop\.v1\..*" would silently match no call (in an auth rule, a
+      // requirement gone).
+      m.errors().add(m.pathOf("regex"), "a gRPC path starts with \"/\": this pattern can match no call");
+    }
   } else if (service) {
     out.kind = MethodMatch::Kind::Service;
     out.value = std::move(*service);

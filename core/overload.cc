@@ -76,8 +76,14 @@ void OverloadState::update(uint64_t heap_bytes, const OverloadConfig& config) {
     refusing_connections_.store(connections, std::memory_order_relaxed);
   }
   if (resets != resetting_calls_) {
-    logChange(resets, resets ? "resetting the calls that hold the most" : "no call reset", "reset_calls_percent",
-              config.reset_calls_percent, heap_bytes, config.max_heap_bytes);
+    if (resets) {
+      logChange(true, "resetting the calls that hold the most", "reset_calls_percent", config.reset_calls_percent,
+                heap_bytes, config.max_heap_bytes);
+    } else {
+      spdlog::info("overload: heap {:.1f} MiB is below {}% of overload.max_heap_bytes ({:.1f} MiB, "
+                   "reset_calls_percent): no more calls reset",
+                   mib(heap_bytes), config.reset_calls_percent, mib(config.max_heap_bytes));
+    }
     resetting_calls_ = resets;
   }
   // What the calls reset now should free: down to the share less the margin.

@@ -1,6 +1,6 @@
 // Regex: a pattern of the config (a route's "regex", a header match's
 // "regex"), compiled once at load with RE2 and matched against the whole of a
-// value. RE2 runs in time linear in the input, with no backtracking, so a
+// value, byte by byte (Latin-1: values are bytes, not always UTF-8). RE2 runs in time linear in the input, with no backtracking, so a
 // client choosing the header values cannot make matching slow (std::regex
 // can take exponential time and deep recursion on a 64 KiB header).
 #pragma once
@@ -27,6 +27,10 @@ class Regex {
   ~Regex();
   Regex(const Regex&);
   Regex& operator=(const Regex&);
+
+  // False when no text the pattern matches can start with `c` (a path
+  // pattern must be able to match "/..."); true when it may.
+  bool canMatchStartingWith(char c) const;
 
   // True if the pattern matches all of `text` (not just a part of it).
   bool fullMatch(std::string_view text) const;

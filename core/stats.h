@@ -69,7 +69,7 @@ enum class LocalReplyReason {
   Draining,
   SlowReader,  // reset: the client's connection buffered past max_buffered_response_bytes
   Fault,       // an abort the fault filter injected on purpose
-  Overload,    // refused: the heap is past overload.refuse_calls_percent
+  Overload,    // refused or reset: the heap is past overload.refuse_calls_percent or reset_calls_percent
   Count
 };
 std::string_view localReplyReasonName(LocalReplyReason r);

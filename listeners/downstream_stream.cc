@@ -431,8 +431,10 @@ void DownstreamStream::abortSlowReader() {
   resetCall(LocalReplyReason::SlowReader, StatusCode::ResourceExhausted, why, NGHTTP2_ENHANCE_YOUR_CALM);
 }
 
-void DownstreamStream::resetForOverload(uint64_t held) {
-  if (closed_) return;
+bool DownstreamStream::resetForOverload(uint64_t min_bytes) {
+  // Measured again: another call's reset may have ended this one since.
+  const uint64_t held = heldMessageBytes();
+  if (closed_ || held < min_bytes) return false;
   std::string why = fmt::format("the call held {:.1f} MiB of messages while the gateway's heap was past "
                                 "overload.reset_calls_percent of overload.max_heap_bytes",
                                 static_cast<double>(held) / (1 << 20));
@@ -440,6 +442,7 @@ void DownstreamStream::resetForOverload(uint64_t held) {
                peer_address_, why);
   resetCall(LocalReplyReason::Overload, StatusCode::ResourceExhausted, why, NGHTTP2_ENHANCE_YOUR_CALM);
   releaseIncompleteRequest();  // the RST_STREAM may wait behind a client that does not read
+  return true;
 }
 
 void DownstreamStream::sendTrailers() {

@@ -86,12 +86,15 @@ class DownstreamStream final : public StreamContext,
   void abortSlowReader();
 
   // ---- for overload.reset_calls_percent ----
-  // Message bytes the call holds: a request message still arriving, and
-  // response bytes queued for the client.
-  uint64_t heldMessageBytes() const { return decoder_.heldBytes() + response_out_.size(); }
+  // Message bytes the call holds: a request message still arriving,
+  // response bytes queued for the client, and what its filters hold (the
+  // proxy's queue to the backend, a response message arriving, the copy kept
+  // for retries).
+  uint64_t heldMessageBytes() const { return decoder_.heldBytes() + response_out_.size() + chain_.heldMessageBytes(); }
   // Resets the call (RST_STREAM ENHANCE_YOUR_CALM, RESOURCE_EXHAUSTED to
-  // the client) and frees what it held (`held` bytes) at once.
-  void resetForOverload(uint64_t held);
+  // the client) and frees what it held at once; false (nothing done) when it
+  // is closed or no longer holds `min_bytes`.
+  bool resetForOverload(uint64_t min_bytes);
   void encodeResponseHeaders() override { chain_.responseHeaders(); }
   void encodeResponseMessage(Message&& message) override;
   void encodeResponseTrailers() override { chain_.responseTrailers(); }

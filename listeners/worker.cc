@@ -61,8 +61,7 @@ void Worker::resetLargestCalls(uint64_t bytes) {
   // the pointers stay good through the loop.
   for (const auto& [held, call] : calls) {
     if (freed >= bytes) break;
-    call->resetForOverload(held);
-    freed += held;
+    if (call->resetForOverload(kMinResetCallBytes)) freed += held;
   }
 }
 

@@ -280,13 +280,28 @@ void ProxyFilter::onStreamDone(StreamContext&) {
   if (backoff_timer_) backoff_timer_->disable();
   if (upstream_) {
     upstream_->reset();
+    // Nothing more goes to the backend: what was queued for it is freed now,
+    // not when the stream is deleted (after its RST_STREAM reaches a client
+    // that may not read), as are the retry copy and a partial response.
+    upstream_->outbound().abandon();
     upstream_->countQueuedInto(nullptr);  // the connection it counts into may go first
   }
+  replay_.clear();
+  replay_bytes_ = 0;
+  response_decoder_ = GrpcFrameDecoder(ctx_.maxMessageBytes());
   releaseIncompleteResponse();
   releaseRetryPlace();
   // A response the backend began and that ended without a verdict of its own
   // (the client cancelled, a deadline, our limits): the backend answered.
   if (response_started_ && !outcome_recorded_) recordOutcome(true);
+}
+
+size_t ProxyFilter::heldMessageBytes() const {
+  // replay_bytes_ goes on counting once the copy is dropped: sum what is kept
+  // (only asked for at overload checks).
+  size_t replay = 0;
+  for (const Message& m : replay_) replay += m.wireSize();
+  return replay + response_decoder_.heldBytes() + (upstream_ ? upstream_->outbound().size() : 0);
 }
 
 void ProxyFilter::recordOutcome(bool success) {

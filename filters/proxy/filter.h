@@ -44,6 +44,7 @@ class ProxyFilter final : public Filter,
   FilterStatus onRequestMessage(StreamContext& ctx, Message& message) override;
   FilterStatus onRequestEnd(StreamContext& ctx) override;
   void onStreamDone(StreamContext& ctx) override;
+  size_t heldMessageBytes() const override;
 
   // ---- UpstreamCallbacks ----
   void onUpstreamHeaders(HeaderMap&& headers, bool end_stream) override;

@@ -158,7 +158,9 @@ TEST_CASE("past overload.refuse_connections_percent new connections are closed a
 TEST_CASE("past overload.reset_calls_percent the calls holding the most are reset, and no other",
           "[e2e][overload]") {
   TestBackend backend("b");
-  GatewayProcess gateway(overloadConfig(backend.address(), 100, 100, 25));
+  // 1%: every call holding 1 MiB or more is reset, and only that floor
+  // keeps the small call below from being reset too.
+  GatewayProcess gateway(overloadConfig(backend.address(), 100, 100, 1));
   // A bidi call of small messages stays open throughout: it holds far less
   // than the 1 MiB a call must hold to be reset.
   auto stub = example::Echo::NewStub(makeChannel(gateway.address()));

@@ -139,6 +139,9 @@ TEST_CASE("method match: headers, every one of which must match too", "[method_m
            {R"([{"name": "x-a", "regex": "(unclosed"}])", "/r/match/headers/0/regex", "not a valid regular expression"},
            {R"([{"name": "x-a", "regex": "(a|b|c){1,900}"}])", "/r/match/headers/0/regex", "too complex"},
            {R"([{"name": "x-id-bin", "regex": "A+"}])", "/r/match/headers/0/regex", "\"present\""},
+           {R"([{"name": "x-a", "suffix": ""}])", "/r/match/headers/0/suffix", "matches any value"},
+           {R"([{"name": "x-a", "contains": ""}])", "/r/match/headers/0/contains", "matches any value"},
+           {R"([{"name": "x-a", "regex": "caf\u00e9"}])", "/r/match/headers/0/regex", "printable ASCII"},
            {R"([{"name": "x-a", "exact": "a", "present": true}])", "/r/match/headers/0", "exactly one of"},
            {R"([{"name": ":path", "exact": "/a"}])", "/r/match/headers/0/name", "not a metadata key"},
            {R"([{"name": "x a", "exact": "a"}])", "/r/match/headers/0/name", "not a metadata key"},
@@ -199,10 +202,27 @@ TEST_CASE("method match: a path regex, and suffix, contains and regex header mat
   HeaderMap huge;
   huge.add("x-a", std::string(65536, 'a'));
   CHECK_FALSE(nested->matches("/a.B/C", "a.B", huge));
+  // Values are bytes: "." matches 0x80-0xFF too (not only whole UTF-8
+  // characters), so an inverted pattern cannot be slipped past with one.
+  auto prod = read(json::parse(R"({"match": {"prefix": "/", "headers": [
+      {"name": "x-env", "regex": "prod.*", "invert": true},
+      {"name": ":authority", "regex": "api\\.example\\.com(:[0-9]+)?"}]}})"),
+                   errors);
+  INFO(errors.format());
+  REQUIRE(prod);
+  HeaderMap obs_text;
+  obs_text.add(":authority", "api.example.com:8443");
+  obs_text.add("x-env", "prod\xff");
+  CHECK_FALSE(prod->matches("/a.B/C", "a.B", obs_text));
+  HeaderMap staging;
+  staging.add("host", "api.example.com");  // no :authority: its host stands in
+  staging.add("x-env", "staging");
+  CHECK(prod->matches("/a.B/C", "a.B", staging));
 
   for (const auto& [bad, says] : std::vector<std::pair<std::string, std::string>>{
            {R"({"regex": "/shop.(Orders"})", "not a valid regular expression"},
            {R"({"regex": "/(a|b|c|d){500}"})", "too complex"},
+           {R"({"regex": "shop\\.v1\\..*"})", "can match no call"},
            {R"({"regex": "/a", "prefix": "/"})", "exactly one of"}}) {
     ConfigErrors e;
     INFO(bad);
