@@ -51,6 +51,10 @@ bool Regex::canMatchStartingWith(char c) const {
   return !(max < low || min >= high);
 }
 
+bool Regex::search(std::string_view text) const {
+  return RE2::PartialMatch(re2::StringPiece(text.data(), text.size()), *re_);
+}
+
 bool Regex::fullMatch(std::string_view text) const {
   return RE2::FullMatch(re2::StringPiece(text.data(), text.size()), *re_);
 }

@@ -34,6 +34,8 @@ class Regex {
 
   // True if the pattern matches all of `text` (not just a part of it).
   bool fullMatch(std::string_view text) const;
+  // True if it matches somewhere in `text` (anchor with ^ and $ as needed).
+  bool search(std::string_view text) const;
 
  private:
   Regex() = default;

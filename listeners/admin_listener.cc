@@ -169,12 +169,14 @@ class AdminConnection final : public TcpSocketCallbacks, public DeferredDeletabl
     http_parser_url u;
     http_parser_url_init(&u);
     std::string path = url_;
+    std::string query;
     if (http_parser_parse_url(url_.data(), url_.size(), 0, &u) == 0 && (u.field_set & (1 << UF_PATH))) {
       path = url_.substr(u.field_data[UF_PATH].off, u.field_data[UF_PATH].len);
+      if (u.field_set & (1 << UF_QUERY)) query = url_.substr(u.field_data[UF_QUERY].off, u.field_data[UF_QUERY].len);
     }
     std::string method = http_method_str(static_cast<http_method>(parser_.method));
     dispatched_ = true;
-    listener_.handler().handleAdmin(method, path, listener_.replyTo(id_));
+    listener_.handler().handleAdmin(method, path, query, listener_.replyTo(id_));
   }
 
   void respond(const AdminResponse& r) {

@@ -41,7 +41,9 @@ using AdminReply = std::function<void(const AdminResponse&)>;
 class AdminHandler {
  public:
   virtual ~AdminHandler() = default;
-  virtual void handleAdmin(const std::string& method, const std::string& path, AdminReply reply) = 0;
+  // `query`: what follows '?' in the request target, as sent (not decoded).
+  virtual void handleAdmin(const std::string& method, const std::string& path, const std::string& query,
+                           AdminReply reply) = 0;
 };
 
 struct AdminLimits {

@@ -503,9 +503,10 @@ std::string Gateway::configDumpJson() const {
   return j.dump(2) + "\n";
 }
 
-void Gateway::handleAdmin(const std::string& method, const std::string& path, AdminReply reply) {
+void Gateway::handleAdmin(const std::string& method, const std::string& path, const std::string& query,
+                          AdminReply reply) {
   if (path != "/reload" || method != "POST") {
-    reply(answerAdmin(method, path));
+    reply(answerAdmin(method, path, query));
     return;
   }
   reload([reply = std::move(reply)](const Status& s) {
@@ -519,7 +520,7 @@ void Gateway::handleAdmin(const std::string& method, const std::string& path, Ad
   });
 }
 
-AdminResponse Gateway::answerAdmin(const std::string& method, const std::string& path) {
+AdminResponse Gateway::answerAdmin(const std::string& method, const std::string& path, const std::string& query) {
   struct Route {
     const char* path;
     const char* method;
@@ -540,10 +541,15 @@ AdminResponse Gateway::answerAdmin(const std::string& method, const std::string&
   }
   std::vector<const WorkerStats*> stats;
   for (const auto& w : workers_) stats.push_back(&w->stats());
-  if (path == "/stats") return text(200, renderStatsText(stats, &overload_));
-  if (path == "/stats/prometheus") {
+  if (path == "/stats" || path == "/stats/prometheus") {
+    std::string error;
+    auto stats_query = parseStatsQuery(query, error);
+    if (!stats_query) return text(400, fmt::format("{}: {}\n", path, error));
+    if (path == "/stats") return text(200, filterStatsText(renderStatsText(stats, &overload_), *stats_query));
     return {200, "text/plain; version=0.0.4; charset=utf-8",
-            renderPrometheus(stats, &mainWorker().current()->clusterManager(), &overload_), ""};
+            filterPrometheus(renderPrometheus(stats, &mainWorker().current()->clusterManager(), &overload_),
+                             *stats_query),
+            ""};
   }
   if (path == "/ready") {
     if (ready() && overload_.refusingConnections()) return text(503, "overloaded\n");

@@ -67,7 +67,8 @@ class Gateway final : public AdminHandler {
   void reopenLogs();
   bool ready() const;
 
-  void handleAdmin(const std::string& method, const std::string& path, AdminReply reply) override;
+  void handleAdmin(const std::string& method, const std::string& path, const std::string& query,
+                   AdminReply reply) override;
   void onSignal(int signum);  // libuv bridge only
 
  private:
@@ -80,7 +81,7 @@ class Gateway final : public AdminHandler {
   ReloadResolver::Answers lookUpAtStart(const std::string& text);
   Status configErrorsStatus(const ConfigErrors& errors) const;
   // Every admin endpoint but POST /reload, which answers later.
-  AdminResponse answerAdmin(const std::string& method, const std::string& path);
+  AdminResponse answerAdmin(const std::string& method, const std::string& path, const std::string& query);
   Worker& mainWorker() const { return *workers_[0]; }
   // `fn` on every worker's own thread (at once for the main worker).
   void forEachWorker(const std::function<void(Worker&)>& fn);

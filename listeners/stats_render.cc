@@ -8,6 +8,7 @@
 #include "core/allocation_counter.h"
 #include "core/buffer_pool.h"
 #include "core/overload.h"
+#include "codecs/grpc/grpc_headers.h"
 #include "core/stats.h"
 #include "upstream/cluster.h"
 #include "upstream/cluster_manager.h"
@@ -277,6 +278,73 @@ std::string renderStatsText(const std::vector<const WorkerStats*>& workers, cons
   }
   std::string out;
   for (const auto& [k, v] : values) out += fmt::format("{}: {}\n", k, v);
+  return out;
+}
+
+std::optional<StatsQuery> parseStatsQuery(const std::string& query, std::string& error) {
+  StatsQuery out;
+  size_t start = 0;
+  while (start <= query.size() && !query.empty()) {
+    size_t end = query.find('&', start);
+    if (end == std::string::npos) end = query.size();
+    const std::string_view param = std::string_view(query).substr(start, end - start);
+    const size_t eq = param.find('=');
+    const std::string_view key = param.substr(0, eq);
+    const std::string value = eq == std::string_view::npos ? "" : grpc_headers::percentDecode(param.substr(eq + 1));
+    if (key == "filter") {
+      out.filter = Regex::compile(value, error);
+      if (!out.filter) return std::nullopt;
+    } else if (key == "usedonly") {
+      out.used_only = true;
+    } else if (!key.empty()) {
+      error = fmt::format("unknown parameter \"{}\" (known: filter=REGEX, usedonly)", key);
+      return std::nullopt;
+    }
+    start = end + 1;
+  }
+  return out;
+}
+
+std::string filterStatsText(const std::string& text, const StatsQuery& query) {
+  std::string out;
+  size_t start = 0;
+  while (start < text.size()) {
+    size_t end = text.find('\n', start);
+    if (end == std::string::npos) end = text.size();
+    const std::string_view line = std::string_view(text).substr(start, end - start);
+    const size_t colon = line.rfind(": ");
+    const std::string_view name = line.substr(0, colon);
+    const bool keep = (!query.filter || query.filter->search(name)) &&
+                      (!query.used_only || colon == std::string_view::npos || line.substr(colon + 2) != "0");
+    if (keep) {
+      out += line;
+      out += '\n';
+    }
+    start = end + 1;
+  }
+  return out;
+}
+
+std::string filterPrometheus(const std::string& text, const StatsQuery& query) {
+  if (!query.filter) return text;
+  // Families are "# HELP name ...", "# TYPE name ...", then their samples.
+  std::string out;
+  bool keep = false;
+  size_t start = 0;
+  while (start < text.size()) {
+    size_t end = text.find('\n', start);
+    if (end == std::string::npos) end = text.size();
+    const std::string_view line = std::string_view(text).substr(start, end - start);
+    if (line.starts_with("# HELP ")) {
+      const std::string_view rest = line.substr(7);
+      keep = query.filter->search(rest.substr(0, rest.find(' ')));
+    }
+    if (keep) {
+      out += line;
+      out += '\n';
+    }
+    start = end + 1;
+  }
   return out;
 }
 

@@ -2,8 +2,11 @@
 // Prometheus exposition format (/stats/prometheus).
 #pragma once
 
+#include <optional>
 #include <string>
 #include <vector>
+
+#include "core/regex.h"
 
 namespace sluice {
 
@@ -20,5 +23,20 @@ std::string renderStatsText(const std::vector<const WorkerStats*>& workers, cons
 // endpoints; their calls in flight are summed over `workers`.
 std::string renderPrometheus(const std::vector<const WorkerStats*>& workers, const ClusterManager* clusters,
                              const OverloadState* overload);
+
+// The query of GET /stats and /stats/prometheus: `filter=REGEX` (RE2,
+// percent-encoded, matched anywhere in a stat's name, or a Prometheus
+// family's) and `usedonly` (/stats: only the values that are not 0).
+struct StatsQuery {
+  std::optional<Regex> filter;
+  bool used_only = false;
+};
+// nullopt, with `error` saying why, for an unknown parameter or a pattern
+// that does not compile.
+std::optional<StatsQuery> parseStatsQuery(const std::string& query, std::string& error);
+// The lines of renderStatsText's output that `query` keeps.
+std::string filterStatsText(const std::string& text, const StatsQuery& query);
+// The families of renderPrometheus's output whose name `query.filter` matches.
+std::string filterPrometheus(const std::string& text, const StatsQuery& query);
 
 }  // namespace sluice

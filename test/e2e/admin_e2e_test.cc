@@ -329,6 +329,56 @@ TEST_CASE("bad admin requests get HTTP errors and gRPC traffic goes on", "[e2e][
   REQUIRE_OK(call());
 }
 
+TEST_CASE("/stats and /stats/prometheus take filter=REGEX and usedonly", "[e2e][admin]") {
+  TestBackend backend("b");
+  GatewayProcess gateway(withAdmin(catchAllConfig(backend.address())));
+  const std::string admin = gateway.adminAddress();
+  auto stub = example::Echo::NewStub(makeChannel(gateway.address()));
+  grpc::ClientContext ctx;
+  setTimeout(ctx, kCallTimeout);
+  EchoResponse resp;
+  REQUIRE_OK(stub->Unary(&ctx, EchoRequest(), &resp));
+  auto lines = [](const std::string& body) {
+    std::vector<std::string> out;
+    size_t start = 0;
+    for (size_t end; (end = body.find('\n', start)) != std::string::npos; start = end + 1) {
+      out.push_back(body.substr(start, end - start));
+    }
+    return out;
+  };
+  auto all = http(admin, "GET", "/stats");
+  REQUIRE(all.status == 200);
+  // Matched anywhere in the name; percent-encoded ("\." and "|" here).
+  auto cx = http(admin, "GET", "/stats?filter=%5Elistener%5C.grpc%5C.downstream_cx_(total%7Cactive)%24");
+  REQUIRE(cx.status == 200);
+  CHECK(lines(cx.body) == std::vector<std::string>{"listener.grpc.downstream_cx_active: 1",
+                                                   "listener.grpc.downstream_cx_total: 1"});
+  auto used = http(admin, "GET", "/stats?usedonly&filter=local_reply");
+  REQUIRE(used.status == 200);
+  CHECK(used.body.empty());  // no local reply yet: every one is 0
+  auto nonzero = http(admin, "GET", "/stats?usedonly");
+  REQUIRE(nonzero.status == 200);
+  CHECK(lines(nonzero.body).size() < lines(all.body).size());
+  CHECK_THAT(nonzero.body, Catch::Contains("downstream_rq_total: 1") && !Catch::Contains(": 0\n"));
+  // Prometheus: whole families, HELP and TYPE included, still valid.
+  auto prom = http(admin, "GET", "/stats/prometheus?filter=sluice_downstream_cx");
+  REQUIRE(prom.status == 200);
+  for (const auto& line : lines(prom.body)) {
+    INFO(line);
+    CHECK((line.starts_with("sluice_downstream_cx") || line.starts_with("# HELP sluice_downstream_cx") ||
+           line.starts_with("# TYPE sluice_downstream_cx")));
+  }
+  CHECK(metric(prom.body, "sluice_downstream_cx_total", {}) == 1);
+  checkWithPromtool(prom.body, "filtered_metrics.txt");
+  // Mistakes are 400s that say what is wrong.
+  auto bad = http(admin, "GET", "/stats?filter=%28unclosed");
+  CHECK(bad.status == 400);
+  CHECK_THAT(bad.body, Catch::Contains("regular expression"));
+  auto unknown = http(admin, "GET", "/stats/prometheus?format=json");
+  CHECK(unknown.status == 400);
+  CHECK_THAT(unknown.body, Catch::Contains("unknown parameter \"format\""));
+}
+
 TEST_CASE("admin connections are bounded in number and time; gRPC traffic goes on", "[e2e][admin]") {
   SingleBackendFixture f;
   auto config = catchAllConfig(f.backend.address());
