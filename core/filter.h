@@ -60,6 +60,9 @@ class Filter {
   // Bytes of messages this filter holds for the call (queued, partly
   // received, kept for a retry): how overload.reset_calls_percent finds the
   // calls holding the most. A filter that keeps messages should say so.
+  // Asked on the call's worker at each overload check, also after
+  // onStreamDone (free what you hold there, and say 0); keep it cheap. One
+  // that throws is logged and counts as 0.
   virtual size_t heldMessageBytes() const { return 0; }
 };
 using FilterPtr = std::unique_ptr<Filter>;

@@ -186,12 +186,32 @@ void FilterChain::streamDone() {
       logUserCodeFailure(fmt::format("filter \"{}\" in onStreamDone", entry.name), currentExceptionText());
     }
   }
+  // Events still queued behind a paused filter will never be delivered: their
+  // messages go now, not when the stream is deleted (after its RST_STREAM
+  // reaches a client that may not read). The active event stays: a hook may
+  // be holding its message.
+  discardQueued(request_, queued_request_bytes_);
+  discardQueued(response_, queued_response_bytes_);
+}
+
+void FilterChain::discardQueued(Direction& d, size_t& queued_bytes) {
+  while (!d.queue.empty()) {
+    queued_bytes -= d.queue.front().bytes;
+    d.queue.pop_front();
+  }
 }
 
 size_t FilterChain::heldMessageBytes() const {
   size_t held = queued_request_bytes_ + queued_response_bytes_;
   for (const Entry& e : filters_) {
-    if (e.filter) held += e.filter->heldMessageBytes();
+    if (!e.filter) continue;
+    // Asked at overload checks, outside any hook: a filter that throws here
+    // counts as holding nothing, and the check goes on.
+    try {
+      held += e.filter->heldMessageBytes();
+    } catch (...) {
+      logUserCodeFailure(fmt::format("filter \"{}\" in heldMessageBytes", e.name), currentExceptionText());
+    }
   }
   return held;
 }

@@ -103,6 +103,8 @@ class FilterChain {
 
   void pushRequest(Event e);
   void pushResponse(Event e);
+  // Drops d's queued events (not the active one), taking their bytes off.
+  static void discardQueued(Direction& d, size_t& queued_bytes);
   // Moves the next queued event into d.active (if none is there yet).
   bool takeNext(Direction& d);
   void runRequest();

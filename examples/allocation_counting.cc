@@ -7,6 +7,7 @@
 #include <malloc.h>
 
 #include <atomic>
+#include <cstdint>
 #include <cstdlib>
 #include <new>
 
@@ -109,6 +110,7 @@ void* allocate(std::size_t size) {
 
 void* allocateAligned(std::size_t size, std::align_val_t align) {
   std::size_t a = static_cast<std::size_t>(align);
+  if (size > SIZE_MAX - (a - 1)) throw std::bad_alloc();  // rounding up would wrap
   void* p = SLUICE_ALIGNED_ALLOC(a, (size + a - 1) / a * a);
   if (p == nullptr) throw std::bad_alloc();
   countAllocation(p);
@@ -123,6 +125,7 @@ void* allocateNothrow(std::size_t size) noexcept {
 
 void* allocateAlignedNothrow(std::size_t size, std::align_val_t align) noexcept {
   std::size_t a = static_cast<std::size_t>(align);
+  if (size > SIZE_MAX - (a - 1)) return nullptr;
   void* p = SLUICE_ALIGNED_ALLOC(a, (size + a - 1) / a * a);
   countAllocation(p);
   return p;

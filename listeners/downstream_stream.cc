@@ -435,6 +435,7 @@ bool DownstreamStream::resetForOverload(uint64_t min_bytes) {
   // Measured again: another call's reset may have ended this one since.
   const uint64_t held = heldMessageBytes();
   if (closed_ || held < min_bytes) return false;
+  reset_for_overload_ = true;
   std::string why = fmt::format("the call held {:.1f} MiB of messages while the gateway's heap was past "
                                 "overload.reset_calls_percent of overload.max_heap_bytes",
                                 static_cast<double>(held) / (1 << 20));

@@ -90,7 +90,10 @@ class DownstreamStream final : public StreamContext,
   // response bytes queued for the client, and what its filters hold (the
   // proxy's queue to the backend, a response message arriving, the copy kept
   // for retries).
-  uint64_t heldMessageBytes() const { return decoder_.heldBytes() + response_out_.size() + chain_.heldMessageBytes(); }
+  uint64_t heldMessageBytes() const {
+    if (reset_for_overload_) return 0;  // reset already: what is left goes as the stream does
+    return decoder_.heldBytes() + response_out_.size() + chain_.heldMessageBytes();
+  }
   // Resets the call (RST_STREAM ENHANCE_YOUR_CALM, RESOURCE_EXHAUSTED to
   // the client) and frees what it held at once; false (nothing done) when it
   // is closed or no longer holds `min_bytes`.
@@ -179,6 +182,7 @@ class DownstreamStream final : public StreamContext,
   bool ended_ = false;
   bool finished_ = false;
   bool closed_ = false;
+  bool reset_for_overload_ = false;
   // The slot CallHandles check, from the first handle() to finish().
   CallSlots* call_slots_ = nullptr;
   CallSlots::Id call_slot_;

@@ -544,6 +544,10 @@ AdminResponse Gateway::answerAdmin(const std::string& method, const std::string&
   if (path == "/stats" || path == "/stats/prometheus") {
     std::string error;
     auto stats_query = parseStatsQuery(query, error);
+    if (stats_query && stats_query->used_only && path != "/stats") {
+      stats_query.reset();
+      error = "usedonly is for /stats (Prometheus wants every series, zeros included)";
+    }
     if (!stats_query) return text(400, fmt::format("{}: {}\n", path, error));
     if (path == "/stats") return text(200, filterStatsText(renderStatsText(stats, &overload_), *stats_query));
     return {200, "text/plain; version=0.0.4; charset=utf-8",

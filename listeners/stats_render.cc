@@ -292,11 +292,15 @@ std::optional<StatsQuery> parseStatsQuery(const std::string& query, std::string&
     const std::string_view key = param.substr(0, eq);
     const std::string value = eq == std::string_view::npos ? "" : grpc_headers::percentDecode(param.substr(eq + 1));
     if (key == "filter") {
+      if (out.filter) {
+        error = "filter given twice";
+        return std::nullopt;
+      }
       out.filter = Regex::compile(value, error);
       if (!out.filter) return std::nullopt;
     } else if (key == "usedonly") {
       out.used_only = true;
-    } else if (!key.empty()) {
+    } else if (!param.empty()) {  // "a&&b" and a trailing '&' leave empty ones
       error = fmt::format("unknown parameter \"{}\" (known: filter=REGEX, usedonly)", key);
       return std::nullopt;
     }

@@ -1,10 +1,12 @@
 #include "codecs/http2/session_memory.h"
 
 #include <nghttp2/nghttp2.h>
+#include <sanitizer/asan_interface.h>
 
 #include <algorithm>
 #include <array>
 #include <cstddef>
+#include <cstdint>
 #include <cstring>
 #include <new>
 #include <vector>
@@ -23,35 +25,50 @@ constexpr size_t kHeader = alignof(std::max_align_t);
 // reused, so that a steady stream of messages allocates nothing here either.
 constexpr size_t kClassBytes = 32;
 constexpr size_t kClasses = 8;  // up to 256 bytes
-constexpr size_t kMaxKeptPerClass = 512;  // at most 512 KiB per thread in all
+constexpr size_t kMaxKeptPerClass = 512;  // at most ~640 KiB per thread in all
 
 size_t classOf(size_t size) { return size == 0 ? 0 : (size - 1) / kClassBytes; }
+
+// Under AddressSanitizer a kept block is poisoned until it is handed out
+// again, so that our code touching an object nghttp2 freed (a stale frame or
+// stream pointer) is still caught. Without ASan the macros do nothing.
+size_t blockBytes(size_t c) { return (c + 1) * kClassBytes + kHeader; }
+
+// Set once this thread's lists are destroyed (thread exit): a session freed
+// later on it (an embedder's static Gateway) goes straight to the heap.
+thread_local bool t_blocks_gone = false;  // constant-initialised: no guard
 
 struct SmallBlocks {
   std::array<std::vector<void*>, kClasses> free;
   ~SmallBlocks() {
-    for (auto& list : free) {
-      for (void* b : list) ::operator delete(b);
+    t_blocks_gone = true;
+    for (size_t c = 0; c < kClasses; ++c) {
+      for (void* b : free[c]) {
+        ASAN_UNPOISON_MEMORY_REGION(b, blockBytes(c));
+        ::operator delete(b);
+      }
     }
   }
 };
 
-SmallBlocks& smallBlocks() {
+// This thread's lists, or nullptr when none may be used.
+SmallBlocks* smallBlocks() {
+  if (t_blocks_gone) return nullptr;
   thread_local SmallBlocks blocks;
-  return blocks;
+  return &blocks;
 }
 
 void* allocate(size_t size, void* /*user*/) {
+  if (size > SIZE_MAX - kHeader - kClassBytes) return nullptr;
   void* block = nullptr;
   const size_t c = classOf(size);
-  if (c < kClasses) {
-    std::vector<void*>& kept = smallBlocks().free[c];
-    if (!kept.empty()) {
-      block = kept.back();
-      kept.pop_back();
-    } else {
-      block = ::operator new((c + 1) * kClassBytes + kHeader, std::nothrow);
-    }
+  SmallBlocks* blocks = c < kClasses ? smallBlocks() : nullptr;
+  if (blocks != nullptr && !blocks->free[c].empty()) {
+    block = blocks->free[c].back();
+    blocks->free[c].pop_back();
+    ASAN_UNPOISON_MEMORY_REGION(block, blockBytes(c));
+  } else if (c < kClasses) {
+    block = ::operator new(blockBytes(c), std::nothrow);  // reusable by its class
   } else {
     block = ::operator new(size + kHeader, std::nothrow);
   }
@@ -64,11 +81,20 @@ void release(void* p, void* /*user*/) {
   if (p == nullptr) return;
   void* block = static_cast<char*>(p) - kHeader;
   const size_t c = classOf(*static_cast<size_t*>(block));
-  if (c < kClasses) {
-    std::vector<void*>& kept = smallBlocks().free[c];
-    if (kept.size() < kMaxKeptPerClass) {
-      if (kept.capacity() == 0) kept.reserve(kMaxKeptPerClass);  // never grown while a stream runs
+  SmallBlocks* blocks = c < kClasses ? smallBlocks() : nullptr;
+  if (blocks != nullptr) {
+    std::vector<void*>& kept = blocks->free[c];
+    if (kept.capacity() == 0) {
+      // Reserved whole once, so push_back never allocates (nor throws into
+      // nghttp2's C code) later; if even that fails, the block is just freed.
+      try {
+        kept.reserve(kMaxKeptPerClass);
+      } catch (...) {
+      }
+    }
+    if (kept.size() < kept.capacity() && kept.size() < kMaxKeptPerClass) {
       kept.push_back(block);
+      ASAN_POISON_MEMORY_REGION(block, blockBytes(c));
       return;
     }
   }

@@ -198,6 +198,8 @@ void ProxyFilter::retireAttempt() {
   if (per_try_timer_) per_try_timer_->disable();
   if (upstream_) {
     upstream_->reset();
+    // The next attempt replays from replay_: this one's queue is of no use.
+    upstream_->outbound().abandon();
     upstream_->countQueuedInto(nullptr);
     retired_.push_back(std::move(upstream_));
   }
@@ -250,6 +252,7 @@ FilterStatus ProxyFilter::onRequestMessage(StreamContext&, Message& message) {
       // Too big to replay: this call gets no more retries.
       replayable_ = false;
       replay_.clear();
+      replay_held_ = 0;
       if (!upstream_) {
         // Waiting to retry: what the client sent so far was only in the
         // replay buffer, so no attempt can carry the whole request any more.
@@ -262,6 +265,7 @@ FilterStatus ProxyFilter::onRequestMessage(StreamContext&, Message& message) {
       }
     } else {
       replay_.push_back(message);
+      replay_held_ += message.wireSize();
     }
   }
   if (upstream_) upstream_->sendMessage(std::move(message));
@@ -287,7 +291,7 @@ void ProxyFilter::onStreamDone(StreamContext&) {
     upstream_->countQueuedInto(nullptr);  // the connection it counts into may go first
   }
   replay_.clear();
-  replay_bytes_ = 0;
+  replay_held_ = 0;
   response_decoder_ = GrpcFrameDecoder(ctx_.maxMessageBytes());
   releaseIncompleteResponse();
   releaseRetryPlace();
@@ -297,11 +301,7 @@ void ProxyFilter::onStreamDone(StreamContext&) {
 }
 
 size_t ProxyFilter::heldMessageBytes() const {
-  // replay_bytes_ goes on counting once the copy is dropped: sum what is kept
-  // (only asked for at overload checks).
-  size_t replay = 0;
-  for (const Message& m : replay_) replay += m.wireSize();
-  return replay + response_decoder_.heldBytes() + (upstream_ ? upstream_->outbound().size() : 0);
+  return replay_held_ + response_decoder_.heldBytes() + (upstream_ ? upstream_->outbound().size() : 0);
 }
 
 void ProxyFilter::recordOutcome(bool success) {
@@ -369,6 +369,7 @@ void ProxyFilter::onUpstreamHeaders(HeaderMap&& headers, bool end_stream) {
   if (per_try_timer_) per_try_timer_->disable();
   response_started_ = true;
   replay_.clear();
+  replay_held_ = 0;
   releaseRetryPlace();  // no retry once the response has begun
   ctx_.responseHeaders().append(std::move(headers));
   ctx_.encodeResponseHeaders();

@@ -100,7 +100,8 @@ class ProxyFilter final : public Filter,
   std::vector<std::unique_ptr<UpstreamStream>> retired_;
   uint32_t attempts_ = 0;
   std::deque<Message> replay_;
-  size_t replay_bytes_ = 0;
+  size_t replay_bytes_ = 0;  // every request byte seen while replayable (goes on once the copy is dropped)
+  size_t replay_held_ = 0;   // the bytes in replay_
   bool replayable_ = true;
   Status retry_reason_ = Status::ok();  // why the attempt being retried failed
   // The failed attempt's backend said when to retry (grpc-retry-pushback-ms):

@@ -374,6 +374,9 @@ TEST_CASE("/stats and /stats/prometheus take filter=REGEX and usedonly", "[e2e][
   auto bad = http(admin, "GET", "/stats?filter=%28unclosed");
   CHECK(bad.status == 400);
   CHECK_THAT(bad.body, Catch::Contains("regular expression"));
+  auto used_prom = http(admin, "GET", "/stats/prometheus?usedonly");
+  CHECK(used_prom.status == 400);
+  CHECK_THAT(used_prom.body, Catch::Contains("usedonly is for /stats"));
   auto unknown = http(admin, "GET", "/stats/prometheus?format=json");
   CHECK(unknown.status == 400);
   CHECK_THAT(unknown.body, Catch::Contains("unknown parameter \"format\""));
