@@ -13,7 +13,9 @@
 #endif
 #endif
 #ifdef SLUICE_ASAN
-#include <sanitizer/allocator_interface.h>
+// The sanitizer runtime's (compiler-rt's sanitizer/allocator_interface.h,
+// which GCC does not ship).
+extern "C" size_t __sanitizer_get_current_allocated_bytes();
 #endif
 
 namespace sluice::allocation_counter {
