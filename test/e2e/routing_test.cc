@@ -18,6 +18,20 @@ namespace {
 using example::EchoRequest;
 using example::EchoResponse;
 
+// Backends named alpha, beta and gamma, each alone in cluster "<name>-cluster".
+struct ThreeBackends {
+  TestBackend alpha{"alpha"};
+  TestBackend beta{"beta"};
+  TestBackend gamma{"gamma"};
+  nlohmann::json clusters() const {
+    return nlohmann::json::array({
+        cluster("alpha-cluster", {alpha.address()}),
+        cluster("beta-cluster", {beta.address()}),
+        cluster("gamma-cluster", {gamma.address()}),
+    });
+  }
+};
+
 TEST_CASE("routing by service and by method to two backends", "[e2e][routing]") {
   TestBackend alpha("alpha");
   TestBackend beta("beta");
@@ -170,9 +184,7 @@ std::string answeredBy(example::Echo::Stub& stub, const std::vector<std::pair<st
 }
 
 TEST_CASE("routing by request metadata: exact, prefix, present and inverted header matches", "[e2e][routing]") {
-  TestBackend alpha("alpha");
-  TestBackend beta("beta");
-  TestBackend gamma("gamma");
+  ThreeBackends backends;
   auto by_headers = [](const nlohmann::json& headers, const std::string& to) {
     return nlohmann::json{{"match", {{"prefix", "/sluice.example.Echo/"}, {"headers", headers}}}, {"cluster", to}};
   };
@@ -182,12 +194,7 @@ TEST_CASE("routing by request metadata: exact, prefix, present and inverted head
       by_headers({{{"name", "X-Canary"}, {"present", true}}}, "gamma-cluster"),
       route("prefix", "/", "alpha-cluster"),
   });
-  const auto clusters = nlohmann::json::array({
-      cluster("alpha-cluster", {alpha.address()}),
-      cluster("beta-cluster", {beta.address()}),
-      cluster("gamma-cluster", {gamma.address()}),
-  });
-  GatewayProcess gateway(gatewayConfig(routes, clusters));
+  GatewayProcess gateway(gatewayConfig(routes, backends.clusters()));
   auto channel = makeChannel(gateway.address());
   auto echo = example::Echo::NewStub(channel);
 
@@ -209,9 +216,7 @@ TEST_CASE("routing by request metadata: exact, prefix, present and inverted head
 }
 
 TEST_CASE("routing by a path regex, and by suffix, contains and regex header matches", "[e2e][routing]") {
-  TestBackend alpha("alpha");
-  TestBackend beta("beta");
-  TestBackend gamma("gamma");
+  ThreeBackends backends;
   auto with_header = [](const nlohmann::json& header, const std::string& to) {
     return nlohmann::json{{"match", {{"prefix", "/"}, {"headers", {header}}}}, {"cluster", to}};
   };
@@ -222,12 +227,7 @@ TEST_CASE("routing by a path regex, and by suffix, contains and regex header mat
       {{"match", {{"regex", "/sluice\\.example\\.Echo/(Unary|Bidi)"}}}, {"cluster", "gamma-cluster"}},
       route("prefix", "/", "alpha-cluster"),
   });
-  const auto clusters = nlohmann::json::array({
-      cluster("alpha-cluster", {alpha.address()}),
-      cluster("beta-cluster", {beta.address()}),
-      cluster("gamma-cluster", {gamma.address()}),
-  });
-  GatewayProcess gateway(gatewayConfig(routes, clusters));
+  GatewayProcess gateway(gatewayConfig(routes, backends.clusters()));
   auto channel = makeChannel(gateway.address());
   auto echo = example::Echo::NewStub(channel);
   auto other = example::Other::NewStub(channel);
