@@ -118,6 +118,9 @@ ListenerConfig readListener(const json& value, const std::string& path, const Fi
     else if (*balance == "kernel") listener.connection_balance = ConnectionBalance::Kernel;
     else ctx.errors.add(obj.pathOf("connection_balance"), fmt::format("unknown balance \"{}\" (known: exact, kernel)", *balance));
   }
+  if (auto v = obj.boolean("generate_request_id")) listener.generate_request_id = *v;
+  if (auto v = obj.boolean("preserve_external_request_id")) listener.preserve_external_request_id = *v;
+  if (auto v = obj.boolean("always_set_request_id_in_response")) listener.always_set_request_id_in_response = *v;
   obj.finish();
   return listener;
 }

@@ -74,6 +74,12 @@ struct ListenerConfig {
   uint32_t rst_stream_rate = 33;              // ... and per second after that
   uint32_t max_pending_acks = 1000;           // PING/SETTINGS acks owed to a client that does not read
   ConnectionBalance connection_balance = ConnectionBalance::Exact;
+  // x-request-id (core/request_id.h): give a call without one a fresh id;
+  // keep an id the client sent (else replace it, or without generate_request_id
+  // remove it); copy the id into the response's headers for the client.
+  bool generate_request_id = true;
+  bool preserve_external_request_id = true;
+  bool always_set_request_id_in_response = false;
 };
 
 // worker_spin_polls. In interleaved runs on a 2-core machine shared with the

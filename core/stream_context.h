@@ -74,6 +74,9 @@ class StreamContext {
   uint64_t connectionId() const { return connection_id_; }
   int32_t streamId() const { return stream_id_; }
   StreamCounters& counters() { return counters_; }
+  // The call's x-request-id (core/request_id.h): the client's, or one the
+  // gateway made (the listener's generate_request_id); empty when it has none.
+  const std::string& requestId() const { return request_id_; }
   // When the call started: monotonic, for durations and deadlines...
   Clock::time_point startTime() const { return start_time_; }
   // ...and on the wall clock, for logs.
@@ -212,6 +215,7 @@ class StreamContext {
   std::string peer_address_;
   uint64_t connection_id_ = 0;
   int32_t stream_id_ = 0;
+  std::string request_id_;
   StreamCounters counters_;
   Clock::time_point start_time_ = Clock::now();
   std::chrono::system_clock::time_point start_system_time_ = std::chrono::system_clock::now();

@@ -11,6 +11,7 @@
 #include "core/config.h"
 #include "core/method_match.h"
 #include "core/overload.h"
+#include "core/request_id.h"
 #include "core/worker_context.h"
 #include "listeners/grpc_listener.h"
 #include "listeners/worker.h"
@@ -106,6 +107,7 @@ void DownstreamStream::startCall() {
   // Kept before any check, so that a refused request's log line names it too
   // (pseudo-headers come first, so even an oversized list has its :path).
   if (const std::string* path = request_headers_.get(":path")) path_ = *path;
+  assignRequestId();
   if (headers_too_large_) {
     sendLocalReply(LocalReplyReason::BadRequest, StatusCode::ResourceExhausted,
                    fmt::format("request headers exceed the limit of {} bytes (max_header_list_bytes)",
@@ -193,6 +195,31 @@ void DownstreamStream::startCall() {
   spdlog::debug("[C{}][S{}] {} from {}", connection_id_, stream_id_, path_, peer_address_);
   chain_.requestHeaders();
   countAcceptedCall();
+}
+
+void DownstreamStream::assignRequestId() {
+  const std::string* given = request_headers_.get(request_id::kHeader);
+  if (given != nullptr && listener_config_.preserve_external_request_id && request_id::acceptable(*given)) {
+    request_id_ = *given;
+    // One id per call: a repeated header would reach the backend as "a, b".
+    auto copies = std::count_if(request_headers_.begin(), request_headers_.end(),
+                                [](const Header& h) { return h.name == request_id::kHeader; });
+    if (copies > 1) request_headers_.set(request_id::kHeader, request_id_);
+    return;
+  }
+  if (!listener_config_.generate_request_id) {
+    // Not trusted, or not an id: nobody downstream should take it for one.
+    if (given != nullptr) request_headers_.remove(request_id::kHeader);
+    return;
+  }
+  request_id_ = request_id::generate();
+  request_headers_.set(request_id::kHeader, request_id_);
+}
+
+void DownstreamStream::addRequestIdTo(HeaderMap& block) const {
+  if (listener_config_.always_set_request_id_in_response && !request_id_.empty()) {
+    block.set(request_id::kHeader, request_id_);
+  }
 }
 
 bool DownstreamStream::admitsMethodSeries() const {
@@ -380,6 +407,7 @@ void DownstreamStream::onEndStream() {
 void DownstreamStream::sendHeaders() {
   if (ended_ || headers_sent_) return;
   if (response_headers_.get(":status") == nullptr) response_headers_.add(":status", "200");
+  addRequestIdTo(response_headers_);
   headers_sent_ = true;
   connection_.session().submitResponse(stream_id_, response_headers_, false);
   connection_.wake();
@@ -462,6 +490,7 @@ void DownstreamStream::sendTrailers() {
     if (block.get(":status") == nullptr) block.add(":status", "200");
     if (block.get("content-type") == nullptr) block.add("content-type", "application/grpc");
     for (const auto& h : response_trailers_) block.add(h.name, h.value);
+    addRequestIdTo(block);
     headers_sent_ = true;
     connection_.session().submitResponse(stream_id_, block, true);
   } else {
@@ -549,6 +578,7 @@ void DownstreamStream::sendHttpError(int status, std::string_view body) {
   headers.add(":status", std::to_string(status));
   headers.add("content-type", "text/plain");
   if (status == 405) headers.add("allow", "POST");
+  addRequestIdTo(headers);
   response_out_.appendRaw(std::string(body));
   response_end_queued_ = true;
   headers_sent_ = true;

@@ -107,6 +107,11 @@ class DownstreamStream final : public StreamContext,
 
  private:
   void startCall();
+  // Sets request_id_ and the x-request-id the filters and the backend see,
+  // as the listener's request id keys say.
+  void assignRequestId();
+  // The call's id in a response header block, when the listener says so.
+  void addRequestIdTo(HeaderMap& block) const;
   // Answers a request that is not gRPC with a plain HTTP error.
   void sendHttpError(int status, std::string_view body);
   void releaseRequestCredit();

@@ -11,6 +11,7 @@
 
 #include "codecs/http2/outbound_data.h"
 #include "codecs/http2/session_memory.h"
+#include "core/request_id.h"
 #include "core/tcp_socket.h"
 
 namespace sluice {
@@ -23,9 +24,12 @@ const std::vector<nghttp2_nv>& toNv(const HeaderMap& headers) {
   thread_local std::vector<nghttp2_nv> nv;
   nv.clear();
   auto add = [](const Header& h) {
+    // A value new on every call (the request id) would only push the headers
+    // that do repeat out of HPACK's table: sent as a literal, never indexed.
+    uint8_t flags = h.name == request_id::kHeader ? NGHTTP2_NV_FLAG_NO_INDEX : NGHTTP2_NV_FLAG_NONE;
     nv.push_back({reinterpret_cast<uint8_t*>(const_cast<char*>(h.name.data())),
                   reinterpret_cast<uint8_t*>(const_cast<char*>(h.value.data())), h.name.size(), h.value.size(),
-                  NGHTTP2_NV_FLAG_NONE});
+                  flags});
   };
   for (const auto& h : headers) {
     if (!h.name.empty() && h.name[0] == ':') add(h);

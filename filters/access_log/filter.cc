@@ -34,6 +34,7 @@ std::string formatLine(const AccessLogConfig& config, StreamContext& ctx, std::c
   nlohmann::ordered_json line;
   line["time"] = formatTime(ctx.startSystemTime());
   line["method"] = ctx.path();
+  if (!ctx.requestId().empty()) line["request_id"] = ctx.requestId();
   line["grpc_status"] = static_cast<int>(ctx.status());
   line["status"] = std::string(statusCodeName(ctx.status()));
   if (!ctx.statusMessage().empty()) line["grpc_message"] = ctx.statusMessage();

@@ -10,6 +10,7 @@
 #include <atomic>
 #include <filesystem>
 #include <fstream>
+#include <set>
 #include <sstream>
 #include <thread>
 
@@ -149,6 +150,16 @@ TEST_CASE("access_log: one line per call with status, counters, peer and upstrea
   CHECK(lines[0]["response_messages"] == 1);
   CHECK(lines[0]["request_bytes"].get<int>() >= 5);
   CHECK(lines[0]["metadata"]["x-request-id"] == "req-1");
+  // The call's id: the client's, else the one the gateway made (a UUID), one per call.
+  CHECK(lines[0]["request_id"] == "req-1");
+  std::set<std::string> made;
+  for (size_t i = 1; i < lines.size(); ++i) {
+    INFO(lines[i].dump());
+    REQUIRE(lines[i]["request_id"].is_string());
+    CHECK(lines[i]["request_id"].get<std::string>().size() == 36);
+    made.insert(lines[i]["request_id"].get<std::string>());
+  }
+  CHECK(made.size() == 3);
   CHECK(lines[1]["method"] == "/sluice.example.Echo/ClientStream");
   CHECK(lines[1]["request_messages"] == 4);
   CHECK(lines[1]["response_messages"] == 1);
@@ -271,6 +282,12 @@ TEST_CASE("access_log: requests the gateway refuses before the filters run get a
   auto lines = waitForLines([&] { return readFile(file); }, 6);
   INFO(readFile(file));
   REQUIRE(lines.size() == 6);
+  // Refused or not, each has its id, for a client's report to be found by.
+  std::set<std::string> ids;
+  for (const auto& l : lines) {
+    if (l["request_id"].is_string()) ids.insert(l["request_id"].get<std::string>());
+  }
+  CHECK(ids.size() == 6);
   CHECK(lines[0]["method"] == unary);
   CHECK(lines[0]["http_status"] == 405);
   CHECK(lines[0]["grpc_message"] == "HTTP 405");

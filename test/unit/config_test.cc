@@ -90,6 +90,26 @@ TEST_CASE("config mistakes name their JSON path", "[config]") {
     auto r = with(R"(,"max_message_bytes":"big")", good_route, good_cluster);
     CHECK(hasError(r.errors, "/listeners/0/max_message_bytes", "non-negative integer"));
   }
+  SECTION("request id keys are booleans") {
+    auto r = with(R"(,"generate_request_id":"yes","preserve_external_request_id":1,"always_set_request_id_in_response":"no")",
+                  good_route, good_cluster);
+    CHECK(hasError(r.errors, "/listeners/0/generate_request_id", "true or false"));
+    CHECK(hasError(r.errors, "/listeners/0/preserve_external_request_id", "true or false"));
+    CHECK(hasError(r.errors, "/listeners/0/always_set_request_id_in_response", "true or false"));
+  }
+  SECTION("request id keys: defaults and values") {
+    auto defaults = with("", good_route, good_cluster);
+    REQUIRE(defaults.config);
+    CHECK(defaults.config->listeners[0].generate_request_id);
+    CHECK(defaults.config->listeners[0].preserve_external_request_id);
+    CHECK_FALSE(defaults.config->listeners[0].always_set_request_id_in_response);
+    auto r = with(R"(,"generate_request_id":false,"preserve_external_request_id":false,"always_set_request_id_in_response":true)",
+                  good_route, good_cluster);
+    REQUIRE(r.config);
+    CHECK_FALSE(r.config->listeners[0].generate_request_id);
+    CHECK_FALSE(r.config->listeners[0].preserve_external_request_id);
+    CHECK(r.config->listeners[0].always_set_request_id_in_response);
+  }
   SECTION("unknown cluster in a route") {
     auto r = with("", good_route + R"(,{"match":{"service":"a.B"},"cluster":"nope"})", good_cluster);
     CHECK(hasError(r.errors, "/listeners/0/filters/0/config/routes/1/cluster", "unknown cluster \"nope\""));
