@@ -1,5 +1,6 @@
 #include "core/config.h"
 
+#include <algorithm>
 #include <fstream>
 #include <set>
 #include <sstream>
@@ -73,6 +74,46 @@ void readFilters(const json& filters, const std::string& path, const FilterRegis
   }
 }
 
+// A service name as a gRPC path carries it: letters, digits, '_', '.', '-'.
+bool isServiceName(std::string_view name) {
+  return !name.empty() && std::all_of(name.begin(), name.end(), [](char c) {
+    return (c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') || (c >= '0' && c <= '9') || c == '_' || c == '.' ||
+           c == '-';
+  });
+}
+
+HealthServiceConfig readHealthService(const json& value, const std::string& path, FilterBuildContext& ctx) {
+  HealthServiceConfig health;
+  JsonObject obj(value, path, ctx.errors);
+  if (const json* services = obj.object("services")) {
+    for (const auto& [name, clusters] : services->items()) {
+      const std::string service_path = jsonPath(obj.pathOf("services"), name);
+      if (!name.empty() && !isServiceName(name)) {
+        ctx.errors.add(service_path, fmt::format("\"{}\" is not a service name (letters, digits, '_', '.', '-'; "
+                                                 "\"\" is the gateway)", name));
+        continue;
+      }
+      if (!clusters.is_array()) {
+        ctx.errors.add(service_path, fmt::format("expected an array of cluster names, got {}", jsonTypeName(clusters)));
+        continue;
+      }
+      std::vector<std::string>& names = health.services[name];
+      for (size_t i = 0; i < clusters.size(); ++i) {
+        const json& cluster = clusters[i];
+        if (!cluster.is_string()) {
+          ctx.errors.add(jsonPath(service_path, i), fmt::format("expected a cluster name, got {}", jsonTypeName(cluster)));
+        } else if (ctx.cluster_names.count(cluster.get<std::string>()) == 0) {
+          ctx.errors.add(jsonPath(service_path, i), fmt::format("unknown cluster \"{}\"", cluster.get<std::string>()));
+        } else {
+          names.push_back(cluster.get<std::string>());
+        }
+      }
+    }
+  }
+  obj.finish();
+  return health;
+}
+
 ListenerConfig readListener(const json& value, const std::string& path, const FilterRegistry& registry,
                             FilterBuildContext& ctx) {
   ListenerConfig listener;
@@ -121,6 +162,9 @@ ListenerConfig readListener(const json& value, const std::string& path, const Fi
   if (auto v = obj.boolean("generate_request_id")) listener.generate_request_id = *v;
   if (auto v = obj.boolean("preserve_external_request_id")) listener.preserve_external_request_id = *v;
   if (auto v = obj.boolean("always_set_request_id_in_response")) listener.always_set_request_id_in_response = *v;
+  if (const json* health = obj.object("health_service")) {
+    listener.health_service = readHealthService(*health, obj.pathOf("health_service"), ctx);
+  }
   obj.finish();
   return listener;
 }

@@ -5,6 +5,8 @@
 #pragma once
 
 #include <cstdint>
+#include <functional>
+#include <map>
 #include <memory>
 #include <optional>
 #include <string>
@@ -28,6 +30,13 @@ struct FilterEntryConfig {
 enum class ConnectionBalance {
   Exact,   // the accepting worker hands each one to the worker with the fewest
   Kernel,  // wherever SO_REUSEPORT's hash puts it
+};
+
+// grpc.health.v1.Health/Check answered by the gateway itself on a listener
+// (listeners/health_service.h): "" is the gateway; each named service is
+// SERVING while every one of its clusters has an endpoint available.
+struct HealthServiceConfig {
+  std::map<std::string, std::vector<std::string>, std::less<>> services;
 };
 
 struct ListenerConfig {
@@ -80,6 +89,7 @@ struct ListenerConfig {
   bool generate_request_id = true;
   bool preserve_external_request_id = true;
   bool always_set_request_id_in_response = false;
+  std::optional<HealthServiceConfig> health_service;  // off unless configured
 };
 
 // worker_spin_polls. In interleaved runs on a 2-core machine shared with the

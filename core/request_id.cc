@@ -5,6 +5,7 @@
 #include <algorithm>
 #include <array>
 #include <cerrno>
+#include <chrono>
 #include <cstdint>
 #include <random>
 
@@ -26,16 +27,21 @@ class RandomBytes {
   void refill() {
     size_t filled = 0;
     while (filled < pool_.size()) {
-      ssize_t got = getrandom(pool_.data() + filled, pool_.size() - filled, 0);
+      // Non-blocking: a worker must not wait for the kernel's entropy pool.
+      ssize_t got = getrandom(pool_.data() + filled, pool_.size() - filled, GRND_NONBLOCK);
       if (got > 0) {
         filled += static_cast<size_t>(got);
       } else if (got < 0 && errno != EINTR) {
-        break;  // no getrandom (a very old kernel, a seccomp filter): below
+        break;  // not ready yet (early boot), or refused (a seccomp filter)
       }
     }
     if (filled < pool_.size()) {
-      std::random_device device;
-      for (size_t i = filled; i < pool_.size(); ++i) pool_[i] = static_cast<uint8_t>(device());
+      // Unique, not unpredictable: seeded from the clock and this thread.
+      thread_local std::mt19937_64 fallback(static_cast<uint64_t>(
+          std::chrono::steady_clock::now().time_since_epoch().count() ^
+          std::chrono::system_clock::now().time_since_epoch().count() ^
+          reinterpret_cast<uintptr_t>(&fallback)));
+      for (size_t i = filled; i < pool_.size(); ++i) pool_[i] = static_cast<uint8_t>(fallback() >> 56);
     }
     used_ = 0;
   }

@@ -13,9 +13,17 @@ inline constexpr std::string_view kHeader = "x-request-id";
 // Longer client ids are replaced: every log line and backend carries the id.
 inline constexpr size_t kMaxClientIdBytes = 128;
 
+// Why a filter's config may not edit the header: the access log, the
+// response and the backend must carry the same one id.
+inline constexpr std::string_view kNotEditable =
+    "\"x-request-id\" is the listener's to set (generate_request_id, preserve_external_request_id): "
+    "the backend, the access log and the client must see the same one id";
+
 // A fresh random UUID, version 4: "xxxxxxxx-xxxx-4xxx-yxxx-xxxxxxxxxxxx".
 // The randomness comes from the kernel (getrandom), fetched for many ids at a
 // time per thread, so ids are unpredictable without a system call per call.
+// Never blocks or throws: while the kernel has no randomness to give (early
+// boot) or refuses the call, ids come from a generator seeded from the clock.
 std::string generate();
 
 // Whether a client's id may be kept: 1 to kMaxClientIdBytes visible ASCII

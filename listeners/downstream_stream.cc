@@ -8,12 +8,14 @@
 #include <spdlog/spdlog.h>
 
 #include "codecs/grpc/grpc_headers.h"
+#include "codecs/grpc/health_messages.h"
 #include "core/config.h"
 #include "core/method_match.h"
 #include "core/overload.h"
 #include "core/request_id.h"
 #include "core/worker_context.h"
 #include "listeners/grpc_listener.h"
+#include "listeners/health_service.h"
 #include "listeners/worker.h"
 #include "listeners/downstream_connection.h"
 
@@ -155,6 +157,22 @@ void DownstreamStream::startCall() {
   method_stats_ = worker().stats().methodForCall(path_, service_, method_, false);
   if (method_stats_ != nullptr) method_stats_->started.inc();
 
+  if (const std::string* timeout = request_headers_.get("grpc-timeout")) {
+    auto parsed = grpc_headers::parseTimeout(*timeout);
+    if (!parsed) {
+      sendLocalReply(LocalReplyReason::BadRequest, StatusCode::Internal,
+                     fmt::format("malformed grpc-timeout \"{}\"", *timeout));
+      return;
+    }
+    client_deadline_ = deadlineAfter(*parsed);
+    setDeadline(*client_deadline_);
+  }
+  if (listener_config_.health_service && path_ == health_messages::kCheckPath) {
+    // Answered when its request message arrives (onMessage), draining or
+    // overloaded too: then NOT_SERVING is the answer a probe should get.
+    answers_health_ = true;
+    return;
+  }
   if (connection_.draining()) {
     connection_.stats().downstream_rq_refused.inc();
     refuse(LocalReplyReason::Draining, "the gateway is shutting down (draining)");
@@ -168,16 +186,6 @@ void DownstreamStream::startCall() {
                    "the gateway is overloaded: its heap is past overload.refuse_calls_percent of "
                    "overload.max_heap_bytes; try again later");
     return;
-  }
-  if (const std::string* timeout = request_headers_.get("grpc-timeout")) {
-    auto parsed = grpc_headers::parseTimeout(*timeout);
-    if (!parsed) {
-      sendLocalReply(LocalReplyReason::BadRequest, StatusCode::Internal,
-                     fmt::format("malformed grpc-timeout \"{}\"", *timeout));
-      return;
-    }
-    client_deadline_ = deadlineAfter(*parsed);
-    setDeadline(*client_deadline_);
   }
   if (listener_config_.stream_idle_timeout_ms > 0) {
     idle_timer_ = std::make_unique<Timer>(dispatcher(), [this] {
@@ -226,7 +234,8 @@ bool DownstreamStream::admitsMethodSeries() const {
   // Every filter let the call through; or every one before the terminal
   // did and it was routed, whatever became of it then (no healthy endpoint,
   // a circuit breaker): the method is real, the backend just failed it.
-  return chain_.requestHeadersPassed() || (chain_.requestHeadersAtTerminal() && route() != nullptr);
+  return answers_health_ || chain_.requestHeadersPassed() ||
+         (chain_.requestHeadersAtTerminal() && route() != nullptr);
 }
 
 void DownstreamStream::countAcceptedCall() {
@@ -359,8 +368,33 @@ void DownstreamStream::updateResponseWatermark() {
 bool DownstreamStream::onMessage(Message&& message) {
   counters_.request_messages++;
   counters_.request_bytes += message.payload.size();
+  if (answers_health_) {
+    answerHealthCheck(message);
+    return false;  // answered: the rest of the request is not read
+  }
   chain_.requestMessage(std::move(message));
   return !ended_;
+}
+
+void DownstreamStream::answerHealthCheck(const Message& request) {
+  const bool gateway_serving =
+      !connection_.draining() && !connection_.listener().worker().overload().refusingCalls();
+  HealthAnswer answer =
+      sluice::answerHealthCheck(*listener_config_.health_service, request, gateway_serving, worker().clusterManager());
+  if (answer.code != StatusCode::Ok && answer.code != StatusCode::NotFound) {
+    sendLocalReply(LocalReplyReason::BadRequest, answer.code, answer.message);  // a request no server could read
+    return;
+  }
+  // An answer, as health.proto has it (NOT_FOUND for a service not served),
+  // not a refusal: no local-reply count.
+  if (answer.code == StatusCode::Ok) {
+    response_headers_.add("content-type", "application/grpc");
+    sendMessage(Message{false, std::move(answer.payload)});
+  }
+  response_trailers_.add("grpc-status", grpc_headers::formatGrpcStatus(answer.code));
+  if (!answer.message.empty()) response_trailers_.add("grpc-message", grpc_headers::percentEncode(answer.message));
+  sendTrailers();
+  releaseRequestCredit();
 }
 
 void DownstreamStream::releaseRequestCredit() {
@@ -399,6 +433,11 @@ void DownstreamStream::onEndStream() {
   Status s = decoder_.finish();
   if (!s.isOk()) {
     sendLocalReply(LocalReplyReason::BadRequest, s.code(), s.message());
+    return;
+  }
+  if (answers_health_) {
+    // Ended without its one message (answered at the message otherwise).
+    sendLocalReply(LocalReplyReason::BadRequest, StatusCode::Internal, "a Check call carries one request message");
     return;
   }
   chain_.requestEnd();
@@ -494,6 +533,8 @@ void DownstreamStream::sendTrailers() {
     headers_sent_ = true;
     connection_.session().submitResponse(stream_id_, block, true);
   } else {
+    // The client has the call's id from the headers: not a backend's second one.
+    if (listener_config_.always_set_request_id_in_response) response_trailers_.remove(request_id::kHeader);
     trailers_on_wire_ = true;
     response_end_queued_ = true;
     connection_.session().resumeData(stream_id_);

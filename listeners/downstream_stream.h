@@ -112,6 +112,9 @@ class DownstreamStream final : public StreamContext,
   void assignRequestId();
   // The call's id in a response header block, when the listener says so.
   void addRequestIdTo(HeaderMap& block) const;
+  // Answers a grpc.health.v1 Check (listeners/health_service.h) with its
+  // request message, in place of the filters and a backend.
+  void answerHealthCheck(const Message& request);
   // Answers a request that is not gRPC with a plain HTTP error.
   void sendHttpError(int status, std::string_view body);
   void releaseRequestCredit();
@@ -171,6 +174,7 @@ class DownstreamStream final : public StreamContext,
   bool held_above_ = false;  // response messages held by a paused filter are past stream_buffer_bytes
   bool told_above_ = false;  // what watermark_callbacks_ was last told
   MethodStats* method_stats_ = nullptr;
+  bool answers_health_ = false;  // a Check the gateway answers itself (health_service)
   bool counts_method_ = false;  // the path is a method name: the call is counted in the method metrics
   std::optional<LocalReplyReason> reply_reason_;  // set by the gateway's own replies
   uint64_t progress_mark_ = 0;  // response_out_.consumedTotal() at markResponseProgress()

@@ -4,6 +4,7 @@
 #include <spdlog/spdlog.h>
 
 #include "codecs/grpc/grpc_headers.h"
+#include "codecs/grpc/health_messages.h"
 #include "core/stats.h"
 #include "upstream/cluster.h"
 #include "upstream/connection_pool.h"
@@ -12,56 +13,9 @@
 namespace sluice {
 namespace {
 
-constexpr int kServing = 1;
-
-bool readVarint(const std::string& s, size_t& pos, uint64_t& out) {
-  out = 0;
-  for (int shift = 0; shift < 64 && pos < s.size(); shift += 7) {
-    auto b = static_cast<uint8_t>(s[pos++]);
-    out |= uint64_t{b & 0x7fu} << shift;
-    if ((b & 0x80) == 0) return true;
-  }
-  return false;
-}
+constexpr int kServing = static_cast<int>(health_messages::ServingStatus::Serving);
 
 }  // namespace
-
-std::string encodeHealthCheckRequest(const std::string& service) {
-  std::string out;
-  if (service.empty()) return out;
-  out += '\x0a';  // field 1, length-delimited
-  for (uint64_t n = service.size(); ; n >>= 7) {
-    if (n < 0x80) {
-      out += static_cast<char>(n);
-      break;
-    }
-    out += static_cast<char>((n & 0x7f) | 0x80);
-  }
-  return out + service;
-}
-
-std::optional<int> decodeHealthCheckStatus(const std::string& payload) {
-  size_t pos = 0;
-  int status = 0;  // proto3 default: UNKNOWN
-  while (pos < payload.size()) {
-    uint64_t tag;
-    if (!readVarint(payload, pos, tag)) return std::nullopt;
-    uint64_t value;
-    switch (tag & 7) {
-      case 0:
-        if (!readVarint(payload, pos, value)) return std::nullopt;
-        if ((tag >> 3) == 1) status = static_cast<int>(value);
-        break;
-      case 2:
-        if (!readVarint(payload, pos, value) || value > payload.size() - pos) return std::nullopt;
-        pos += value;
-        break;
-      default:
-        return std::nullopt;
-    }
-  }
-  return status;
-}
 
 HealthChecker::HealthChecker(Dispatcher& dispatcher, Endpoint& endpoint, const HealthCheckConfig& config)
     : dispatcher_(dispatcher), endpoint_(endpoint), config_(config), decoder_(64 * 1024) {}
@@ -85,7 +39,7 @@ void HealthChecker::runCheck() {
   HeaderMap headers;
   headers.add(":method", "POST");
   headers.add(":scheme", "http");
-  headers.add(":path", "/grpc.health.v1.Health/Check");
+  headers.add(":path", std::string(health_messages::kCheckPath));
   headers.add(":authority", endpoint_.host());
   headers.add("content-type", "application/grpc");
   headers.add("te", "trailers");
@@ -100,7 +54,7 @@ void HealthChecker::runCheck() {
     return;
   }
   Message request;
-  request.payload = encodeHealthCheckRequest(config_.service);
+  request.payload = health_messages::encodeRequest(config_.service);
   stream_->sendMessage(std::move(request));
   stream_->endRequest();
 }
@@ -116,7 +70,7 @@ void HealthChecker::onUpstreamData(const uint8_t* data, size_t len) {
 }
 
 bool HealthChecker::onMessage(Message&& message) {
-  auto status = decodeHealthCheckStatus(message.payload);
+  auto status = health_messages::decodeResponseStatus(message.payload);
   serving_ = status && *status == kServing;
   return true;
 }

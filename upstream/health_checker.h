@@ -55,10 +55,4 @@ class HealthChecker final : public UpstreamCallbacks, public MessageSink {
   uint32_t failures_ = 0;
 };
 
-// grpc.health.v1 messages, encoded by hand: one string field out, one enum
-// field back. Not worth linking protobuf into the gateway for.
-std::string encodeHealthCheckRequest(const std::string& service);
-// The `status` field of a HealthCheckResponse (1 = SERVING); nullopt if malformed.
-std::optional<int> decodeHealthCheckStatus(const std::string& payload);
-
 }  // namespace sluice

@@ -7,6 +7,7 @@
 #include <nlohmann/json.hpp>
 
 #include "core/headers.h"
+#include "core/request_id.h"
 #include "core/json_reader.h"
 #include "core/method_match.h"
 #include "filters/auth/filter.h"
@@ -36,6 +37,10 @@ std::optional<std::string> readKey(JsonObject& obj, std::string_view key, bool r
     obj.errors().add(obj.pathOf(key), fmt::format("\"{}\" is not a metadata key this filter may use "
                                                   "(lower-case letters, digits, '-', '_', '.'; not grpc-*)",
                                                   *name));
+    return std::nullopt;
+  }
+  if (*name == request_id::kHeader) {
+    obj.errors().add(obj.pathOf(key), std::string(request_id::kNotEditable));
     return std::nullopt;
   }
   return name;

@@ -5,6 +5,7 @@
 
 #include "codecs/grpc/grpc_headers.h"
 #include "core/json_reader.h"
+#include "core/request_id.h"
 #include "filters/metadata/filter.h"
 
 namespace sluice::filters::metadata {
@@ -34,6 +35,10 @@ bool checkName(std::string_view name, const std::string& path, ConfigErrors& err
   }
   if (isReservedMetadataKey(name)) {
     errors.add(path, fmt::format("\"{}\" is reserved by gRPC/HTTP/2 and cannot be edited", name));
+    return false;
+  }
+  if (name == request_id::kHeader) {
+    errors.add(path, std::string(request_id::kNotEditable));
     return false;
   }
   return true;

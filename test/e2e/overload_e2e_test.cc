@@ -238,4 +238,26 @@ TEST_CASE("a reload turns overload on, changes its shares and turns it off", "[e
   CHECK_THAT(gateway.logs(), Catch::Contains("overload: no longer configured"));
 }
 
+TEST_CASE("past overload.refuse_calls_percent the gateway's own health answer is NOT_SERVING",
+          "[e2e][overload][health_service]") {
+  TestBackend backend("b");
+  auto config = overloadConfig(backend.address(), 25, 100);
+  config["listeners"][0]["health_service"] = nlohmann::json::object();
+  GatewayProcess gateway(config);
+  auto channel = makeChannel(gateway.address());
+  std::string answer;
+  REQUIRE_OK(checkHealth(*channel, "", &answer));
+  CHECK(answer == "SERVING");
+  {
+    auto holder = holdHeap(gateway);
+    REQUIRE(statReaches(gateway, "overload.refusing_calls", 1));
+    // Answered, not refused: a probe learns why it should look elsewhere.
+    REQUIRE_OK(checkHealth(*channel, "", &answer));
+    CHECK(answer == "NOT_SERVING");
+  }
+  REQUIRE(statReaches(gateway, "overload.refusing_calls", 0));
+  REQUIRE_OK(checkHealth(*channel, "", &answer));
+  CHECK(answer == "SERVING");
+}
+
 }  // namespace sluice::test

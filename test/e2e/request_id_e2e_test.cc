@@ -7,6 +7,7 @@
 #include <set>
 
 #include "test/support/e2e_fixture.h"
+#include "test/support/raw_h2_client.h"
 
 namespace sluice::test {
 namespace {
@@ -100,13 +101,14 @@ TEST_CASE("request id: always_set_request_id_in_response gives the client the ca
   GatewayProcess gateway(config);
   auto channel = makeChannel(gateway.address());
 
-  SECTION("in the response headers of a call the backend answers") {
+  SECTION("in the response headers of a call the backend answers, in place of the backend's") {
     auto stub = example::Other::NewStub(channel);
     for (bool echo : {false, true}) {
       grpc::ClientContext context;
       setTimeout(context, kCallTimeout);
       EchoRequest request;
       request.set_echo_metadata(echo);  // the backend echoes x- metadata back: still one id
+      (*request.mutable_response_trailers())["x-request-id"] = "the-backend's";
       EchoResponse response;
       REQUIRE_OK(stub->Unary(&context, request, &response));
       const auto& headers = context.GetServerInitialMetadata();
@@ -114,6 +116,7 @@ TEST_CASE("request id: always_set_request_id_in_response gives the client the ca
       auto id = metadataValue(headers, "x-request-id");
       REQUIRE(id);
       CHECK(isUuid(*id));
+      CHECK(context.GetServerTrailingMetadata().count("x-request-id") == 0);
     }
     grpc::ClientContext context;
     setTimeout(context, kCallTimeout);
@@ -123,18 +126,49 @@ TEST_CASE("request id: always_set_request_id_in_response gives the client the ca
     REQUIRE_OK(stub->Unary(&context, request, &response));
     CHECK(metadataValue(context.GetServerInitialMetadata(), "x-request-id") == "mine-7");
   }
-  SECTION("in a reply the gateway gives itself (trailers-only)") {
-    auto stub = example::Echo::NewStub(channel);
+  SECTION("in a backend's trailers-only reply, in place of the backend's") {
+    auto stub = example::Other::NewStub(channel);
     grpc::ClientContext context;
     setTimeout(context, kCallTimeout);
-    context.AddMetadata("x-request-id", "mine-8");
     EchoRequest request;
+    request.set_status_code(grpc::StatusCode::NOT_FOUND);
+    (*request.mutable_response_trailers())["x-request-id"] = "the-backend's";
     EchoResponse response;
-    REQUIRE_STATUS(stub->Unary(&context, request, &response), grpc::StatusCode::UNIMPLEMENTED);
+    REQUIRE_STATUS(stub->Unary(&context, request, &response), grpc::StatusCode::NOT_FOUND);
     // A trailers-only reply reaches grpc++ as trailing metadata.
-    auto in_trailers = metadataValue(context.GetServerTrailingMetadata(), "x-request-id");
-    auto in_headers = metadataValue(context.GetServerInitialMetadata(), "x-request-id");
-    CHECK((in_trailers == "mine-8" || in_headers == "mine-8"));
+    const auto& trailers = context.GetServerTrailingMetadata();
+    CHECK(trailers.count("x-request-id") + context.GetServerInitialMetadata().count("x-request-id") == 1);
+    auto id = metadataValue(trailers, "x-request-id");
+    REQUIRE(id);
+    CHECK(isUuid(*id));
+  }
+  SECTION("in a reply the gateway gives itself (trailers-only), and in its plain HTTP errors") {
+    auto stub = example::Echo::NewStub(channel);
+    for (std::string given : {"mine-8", ""}) {
+      grpc::ClientContext context;
+      setTimeout(context, kCallTimeout);
+      if (!given.empty()) context.AddMetadata("x-request-id", given);
+      EchoRequest request;
+      EchoResponse response;
+      REQUIRE_STATUS(stub->Unary(&context, request, &response), grpc::StatusCode::UNIMPLEMENTED);
+      const auto& trailers = context.GetServerTrailingMetadata();
+      CHECK(trailers.count("x-request-id") + context.GetServerInitialMetadata().count("x-request-id") == 1);
+      auto id = metadataValue(trailers, "x-request-id");
+      REQUIRE(id);
+      if (given.empty()) {
+        CHECK(isUuid(*id));
+      } else {
+        CHECK(*id == given);
+      }
+    }
+    RawH2Client raw("127.0.0.1", gateway.port());
+    RawRequest get = RawRequest::grpc("/sluice.example.Echo/Unary");
+    get.method = "GET";
+    RawResponse reply = raw.request(get);
+    CHECK(reply.status == 405);
+    auto id = reply.header("x-request-id");
+    REQUIRE(id);
+    CHECK(isUuid(*id));
   }
 }
 

@@ -52,4 +52,39 @@ grpc::Status callUnaryMethod(grpc::Channel& channel, const std::string& method,
       &channel, rpcMethod, &context, request, response);
 }
 
+grpc::Status checkHealth(grpc::Channel& channel, const std::string& service, std::string* serving) {
+  grpc::ClientContext context;
+  setTimeout(context, std::chrono::seconds(5));
+  std::string request;
+  if (!service.empty()) {  // field 1, length-delimited (names here are under 128 bytes)
+    request += '\x0a';
+    request += static_cast<char>(service.size());
+    request += service;
+  }
+  grpc::Slice slice(request);
+  grpc::ByteBuffer request_buffer(&slice, 1);
+  grpc::ByteBuffer response_buffer;
+  const grpc::internal::RpcMethod method("/grpc.health.v1.Health/Check", grpc::internal::RpcMethod::NORMAL_RPC);
+  grpc::Status status = grpc::internal::BlockingUnaryCall<grpc::ByteBuffer, grpc::ByteBuffer>(
+      &channel, method, &context, request_buffer, &response_buffer);
+  serving->clear();
+  if (!status.ok()) return status;
+  std::vector<grpc::Slice> slices;
+  (void)response_buffer.Dump(&slices);
+  std::string bytes;
+  for (const auto& s : slices) bytes.append(reinterpret_cast<const char*>(s.begin()), s.size());
+  if (bytes == std::string("\x08\x01", 2)) {
+    *serving = "SERVING";
+  } else if (bytes == std::string("\x08\x02", 2)) {
+    *serving = "NOT_SERVING";
+  } else {
+    static constexpr char kHex[] = "0123456789abcdef";
+    for (unsigned char c : bytes) {
+      *serving += kHex[c >> 4];
+      *serving += kHex[c & 15];
+    }
+  }
+  return status;
+}
+
 }  // namespace sluice::test

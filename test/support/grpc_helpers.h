@@ -37,6 +37,12 @@ grpc::Status callUnaryMethod(grpc::Channel& channel, const std::string& method,
                              grpc::ClientContext& context, const example::EchoRequest& request,
                              example::EchoResponse* response);
 
+// grpc.health.v1.Health/Check for `service`, its request and response
+// encoded here by hand (no generated health stubs in Debian's grpc++): the
+// status the call ended with, and in `serving` the answer: "SERVING",
+// "NOT_SERVING", or the response's bytes in hex when it is neither.
+grpc::Status checkHealth(grpc::Channel& channel, const std::string& service, std::string* serving);
+
 }  // namespace sluice::test
 
 namespace Catch {

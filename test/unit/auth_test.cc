@@ -436,6 +436,13 @@ TEST_CASE("auth: config mistakes are all reported with their paths", "[auth]") {
     CHECK(hasError(b.errors, "/f/config/principal_metadata", "carries credentials"));
     CHECK(hasError(b.errors, "/f/config/jwt/claims_to_metadata/sub", "carries credentials"));
   }
+  SECTION("the request id is the listener's") {
+    json config = baseConfig();
+    config["principal_metadata"] = "x-request-id";
+    auto b = build(config);
+    CHECK_FALSE(b.factory);
+    CHECK(hasError(b.errors, "/f/config/principal_metadata", "the listener's to set"));
+  }
   SECTION("rules cannot match on the identity metadata the filter clears") {
     json config = baseConfig();
     config["principal_metadata"] = "x-auth-principal";

@@ -97,6 +97,25 @@ TEST_CASE("config mistakes name their JSON path", "[config]") {
     CHECK(hasError(r.errors, "/listeners/0/preserve_external_request_id", "true or false"));
     CHECK(hasError(r.errors, "/listeners/0/always_set_request_id_in_response", "true or false"));
   }
+  SECTION("health_service: service names and their clusters") {
+    auto r = with(R"(,"health_service":{"services":{"":["c"],"a.B":["nope"],"bad name":["c"],"x.Y":"c","z.W":[3],
+                  "ok.S":["c"]},"extra":1})", good_route, good_cluster);
+    CHECK_FALSE(r.config);
+    INFO(r.errors.format());
+    CHECK(hasError(r.errors, "/listeners/0/health_service/services/a.B/0", "unknown cluster \"nope\""));
+    CHECK(hasError(r.errors, "/listeners/0/health_service/services/bad name", "not a service name"));
+    CHECK(hasError(r.errors, "/listeners/0/health_service/services/x.Y", "array of cluster names"));
+    CHECK(hasError(r.errors, "/listeners/0/health_service/services/z.W/0", "cluster name"));
+    CHECK(hasError(r.errors, "/listeners/0/health_service/extra", "unknown key"));
+    CHECK(r.errors.size() == 5);
+    auto good = with(R"(,"health_service":{"services":{"":["c"],"ok.S":["c","c"]}})", good_route, good_cluster);
+    REQUIRE(good.config);
+    REQUIRE(good.config->listeners[0].health_service);
+    CHECK(good.config->listeners[0].health_service->services.at("ok.S").size() == 2);
+    auto off = with("", good_route, good_cluster);
+    REQUIRE(off.config);
+    CHECK_FALSE(off.config->listeners[0].health_service);
+  }
   SECTION("request id keys: defaults and values") {
     auto defaults = with("", good_route, good_cluster);
     REQUIRE(defaults.config);

@@ -149,7 +149,8 @@ TEST_CASE("metadata: config mistakes are all reported with their paths", "[metad
   auto b = build(json::parse(R"({
     "request": {
       "remove": ["Upper", 7],
-      "set": {"grpc-status": "0", "x-ok": "line\nbreak", "x-num": 3, "x-pad": "v ", "content-length": "0"},
+      "set": {"grpc-status": "0", "x-ok": "line\nbreak", "x-num": 3, "x-pad": "v ", "content-length": "0",
+              "x-request-id": "fixed"},
       "add": {"x-blob-bin": "not base64!", ":path": "/x", "x-list": ["a", 1]},
       "bogus": true
     },
@@ -166,6 +167,7 @@ TEST_CASE("metadata: config mistakes are all reported with their paths", "[metad
   CHECK(hasError(b.errors, "/f/config/request/set/x-num", "expected a string"));
   CHECK(hasError(b.errors, "/f/config/request/set/x-pad", "begin or end with a space"));
   CHECK(hasError(b.errors, "/f/config/request/set/content-length", "reserved"));
+  CHECK(hasError(b.errors, "/f/config/request/set/x-request-id", "the listener's to set"));
   CHECK(hasError(b.errors, "/f/config/request/add/x-blob-bin", "base64"));
   CHECK(hasError(b.errors, "/f/config/request/add/:path", "not a valid metadata key"));
   CHECK(hasError(b.errors, "/f/config/request/add/x-list/1", "expected a string"));

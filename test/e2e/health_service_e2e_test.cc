@@ -1,0 +1,109 @@
+// health_service: the gateway answers grpc.health.v1.Health/Check itself, as
+// a Kubernetes gRPC probe or a load balancer's gRPC health check asks it:
+// for itself (""), and for services by their clusters' endpoints.
+#include <catch2/catch.hpp>
+
+#include "test/support/e2e_fixture.h"
+#include "test/support/raw_h2_client.h"
+
+namespace sluice::test {
+namespace {
+
+using namespace std::chrono_literals;
+
+nlohmann::json healthConfig(const std::string& backend) {
+  nlohmann::json config = catchAllConfig(backend);
+  config["clusters"][0]["health_check"] = {
+      {"interval_ms", 100}, {"timeout_ms", 100}, {"unhealthy_threshold", 1}, {"healthy_threshold", 1}};
+  config["listeners"][0]["health_service"] = {{"services", {{"sluice.example.Echo", {"echo"}}}}};
+  return config;
+}
+
+std::string serving(grpc::Channel& channel, const std::string& service) {
+  std::string answer;
+  grpc::Status status = checkHealth(channel, service, &answer);
+  return status.ok() ? answer : describe(status);
+}
+
+}  // namespace
+
+TEST_CASE("health_service: the gateway answers Check for itself, and for a service by its clusters",
+          "[e2e][health_service]") {
+  TestBackend backend("primary");
+  GatewayProcess gateway(healthConfig(backend.address()));
+  auto channel = makeChannel(gateway.address());
+
+  CHECK(serving(*channel, "") == "SERVING");
+  // The backend's own health service does not know this name (NOT_FOUND):
+  // SERVING is the gateway's answer, from the cluster's endpoints.
+  CHECK(serving(*channel, "sluice.example.Echo") == "SERVING");
+  std::string answer;
+  grpc::Status unknown = checkHealth(*channel, "nope.Unknown", &answer);
+  CHECK(unknown.error_code() == grpc::StatusCode::NOT_FOUND);
+  CHECK_THAT(unknown.error_message(), Catch::Contains("nope.Unknown"));
+
+  // The cluster's only endpoint fails its health checks: the service is
+  // NOT_SERVING, the gateway itself still SERVING.
+  backend.stop();
+  CHECK(waitFor([&] { return serving(*channel, "sluice.example.Echo") == "NOT_SERVING"; }, 5s));
+  CHECK(serving(*channel, "") == "SERVING");
+  backend.start();
+  CHECK(waitFor([&] { return serving(*channel, "sluice.example.Echo") == "SERVING"; }, 5s));
+
+  // Other calls go through as before.
+  auto stub = example::Echo::NewStub(channel);
+  grpc::ClientContext context;
+  setTimeout(context, kCallTimeout);
+  example::EchoResponse response;
+  REQUIRE_OK(stub->Unary(&context, example::EchoRequest(), &response));
+}
+
+TEST_CASE("health_service: without it, Check is a call like any other, for the backend", "[e2e][health_service]") {
+  TestBackend backend("primary");
+  nlohmann::json config = healthConfig(backend.address());
+  config["listeners"][0].erase("health_service");
+  GatewayProcess gateway(config);
+  auto channel = makeChannel(gateway.address());
+  CHECK(serving(*channel, "") == "SERVING");  // grpc++'s own health service
+  std::string answer;
+  CHECK(checkHealth(*channel, "sluice.example.Echo", &answer).error_code() == grpc::StatusCode::NOT_FOUND);
+}
+
+TEST_CASE("health_service: malformed Check requests get a gRPC error, the connection goes on",
+          "[e2e][health_service]") {
+  TestBackend backend("primary");
+  GatewayProcess gateway(healthConfig(backend.address()));
+  RawH2Client raw("127.0.0.1", gateway.port());
+  const std::string check = "/grpc.health.v1.Health/Check";
+
+  RawResponse garbage = raw.request(RawRequest::grpc(check, grpcFrame("\xff\xff")));
+  INFO(garbage.describe());
+  CHECK(garbage.grpcStatus() == 13);
+  CHECK_THAT(garbage.grpcMessage(), Catch::Contains("malformed HealthCheckRequest"));
+
+  RawResponse compressed = raw.request(RawRequest::grpc(check, grpcFrame("", 1)));
+  INFO(compressed.describe());
+  CHECK(compressed.grpcStatus() == 12);
+
+  RawResponse empty = raw.request(RawRequest::grpc(check));
+  INFO(empty.describe());
+  CHECK(empty.grpcStatus() == 13);
+  CHECK_THAT(empty.grpcMessage(), Catch::Contains("one request message"));
+
+  // An unknown service's name comes back clipped: it goes in a header.
+  RawResponse long_name =
+      raw.request(RawRequest::grpc(check, grpcFrame(std::string("\x0a\xac\x02", 3) + std::string(300, 'n'))));
+  INFO(long_name.describe());
+  CHECK(long_name.grpcStatus() == 5);
+  CHECK_THAT(long_name.grpcMessage(), Catch::Contains("(clipped)"));
+
+  // Unknown fields are skipped, as protobuf does: a newer client's request.
+  RawResponse ok = raw.request(RawRequest::grpc(check, grpcFrame(std::string("\x10\x07\x0a\x00", 4))));
+  INFO(ok.describe());
+  CHECK(ok.status == 200);
+  CHECK(ok.grpcStatus() == 0);
+  CHECK(ok.body == grpcFrame(std::string("\x08\x01", 2)));
+  CHECK(ok.header("content-type") == "application/grpc");
+}
+
+}  // namespace sluice::test
