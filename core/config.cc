@@ -9,6 +9,7 @@
 #include <nlohmann/json.hpp>
 
 #include "core/json_reader.h"
+#include "core/method_match.h"
 #include "core/overload.h"
 #include "core/registry.h"
 #include "core/user_code.h"
@@ -76,10 +77,7 @@ void readFilters(const json& filters, const std::string& path, const FilterRegis
 
 // A service name as a gRPC path carries it: letters, digits, '_', '.', '-'.
 bool isServiceName(std::string_view name) {
-  return !name.empty() && std::all_of(name.begin(), name.end(), [](char c) {
-    return (c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') || (c >= '0' && c <= '9') || c == '_' || c == '.' ||
-           c == '-';
-  });
+  return !name.empty() && std::all_of(name.begin(), name.end(), isMethodNameChar);
 }
 
 HealthServiceConfig readHealthService(const json& value, const std::string& path, FilterBuildContext& ctx) {

@@ -157,21 +157,15 @@ void DownstreamStream::startCall() {
   method_stats_ = worker().stats().methodForCall(path_, service_, method_, false);
   if (method_stats_ != nullptr) method_stats_->started.inc();
 
-  if (const std::string* timeout = request_headers_.get("grpc-timeout")) {
-    auto parsed = grpc_headers::parseTimeout(*timeout);
-    if (!parsed) {
-      sendLocalReply(LocalReplyReason::BadRequest, StatusCode::Internal,
-                     fmt::format("malformed grpc-timeout \"{}\"", *timeout));
-      return;
-    }
-    client_deadline_ = deadlineAfter(*parsed);
-    setDeadline(*client_deadline_);
-  }
-  if (listener_config_.health_service && path_ == health_messages::kCheckPath) {
+  if (listener_config_.health_service) {
+    if (path_ == health_messages::kCheckPath) health_call_ = HealthCall::Check;
+    if (path_ == health_messages::kWatchPath) health_call_ = HealthCall::Watch;
     // Answered when its request message arrives (onMessage), draining or
     // overloaded too: then NOT_SERVING is the answer a probe should get.
-    answers_health_ = true;
-    return;
+    if (health_call_ != HealthCall::None) {
+      armCallTimers();
+      return;
+    }
   }
   if (connection_.draining()) {
     connection_.stats().downstream_rq_refused.inc();
@@ -187,13 +181,7 @@ void DownstreamStream::startCall() {
                    "overload.max_heap_bytes; try again later");
     return;
   }
-  if (listener_config_.stream_idle_timeout_ms > 0) {
-    idle_timer_ = std::make_unique<Timer>(dispatcher(), [this] {
-      sendLocalReply(LocalReplyReason::Deadline, StatusCode::DeadlineExceeded,
-                     fmt::format("stream idle for {} ms (stream_idle_timeout_ms)", listener_config_.stream_idle_timeout_ms));
-    });
-    touch();
-  }
+  if (!armCallTimers()) return;
   chain_built_ = true;
   const auto& entries = listener_config_.filters;
   chain_.reserve(entries.size());
@@ -203,6 +191,27 @@ void DownstreamStream::startCall() {
   spdlog::debug("[C{}][S{}] {} from {}", connection_id_, stream_id_, path_, peer_address_);
   chain_.requestHeaders();
   countAcceptedCall();
+}
+
+bool DownstreamStream::armCallTimers() {
+  if (const std::string* timeout = request_headers_.get("grpc-timeout")) {
+    auto parsed = grpc_headers::parseTimeout(*timeout);
+    if (!parsed) {
+      sendLocalReply(LocalReplyReason::BadRequest, StatusCode::Internal,
+                     fmt::format("malformed grpc-timeout \"{}\"", *timeout));
+      return false;
+    }
+    client_deadline_ = deadlineAfter(*parsed);
+    setDeadline(*client_deadline_);
+  }
+  if (listener_config_.stream_idle_timeout_ms > 0) {
+    idle_timer_ = std::make_unique<Timer>(dispatcher(), [this] {
+      sendLocalReply(LocalReplyReason::Deadline, StatusCode::DeadlineExceeded,
+                     fmt::format("stream idle for {} ms (stream_idle_timeout_ms)", listener_config_.stream_idle_timeout_ms));
+    });
+    touch();
+  }
+  return true;
 }
 
 void DownstreamStream::assignRequestId() {
@@ -234,7 +243,7 @@ bool DownstreamStream::admitsMethodSeries() const {
   // Every filter let the call through; or every one before the terminal
   // did and it was routed, whatever became of it then (no healthy endpoint,
   // a circuit breaker): the method is real, the backend just failed it.
-  return answers_health_ || chain_.requestHeadersPassed() ||
+  return health_call_ != HealthCall::None || chain_.requestHeadersPassed() ||
          (chain_.requestHeadersAtTerminal() && route() != nullptr);
 }
 
@@ -368,33 +377,76 @@ void DownstreamStream::updateResponseWatermark() {
 bool DownstreamStream::onMessage(Message&& message) {
   counters_.request_messages++;
   counters_.request_bytes += message.payload.size();
-  if (answers_health_) {
-    answerHealthCheck(message);
-    return false;  // answered: the rest of the request is not read
+  if (health_call_ != HealthCall::None) {
+    answerHealthCall(message);
+    return !ended_;
   }
   chain_.requestMessage(std::move(message));
   return !ended_;
 }
 
-void DownstreamStream::answerHealthCheck(const Message& request) {
-  const bool gateway_serving =
-      !connection_.draining() && !connection_.listener().worker().overload().refusingCalls();
-  HealthAnswer answer =
-      sluice::answerHealthCheck(*listener_config_.health_service, request, gateway_serving, worker().clusterManager());
-  if (answer.code != StatusCode::Ok && answer.code != StatusCode::NotFound) {
-    sendLocalReply(LocalReplyReason::BadRequest, answer.code, answer.message);  // a request no server could read
+// A Watch call's state: the service watched, the status last sent, and the
+// timer that looks again (health changes are not pushed to calls).
+struct HealthWatch {
+  static constexpr std::chrono::milliseconds kInterval{500};
+  std::string service;
+  std::optional<health_messages::ServingStatus> sent;
+  TimerPtr timer;
+};
+
+bool DownstreamStream::gatewayServing() const {
+  return !connection_.draining() && !connection_.listener().worker().overload().refusingCalls();
+}
+
+void DownstreamStream::answerHealthCall(const Message& request) {
+  const HealthServiceConfig& config = *listener_config_.health_service;
+  if (health_watch_) {
+    sendLocalReply(LocalReplyReason::BadRequest, StatusCode::Internal, "a Watch call carries one request message");
+    return;
+  }
+  HealthRequest asked = readHealthRequest(config, request);
+  if (asked.code != StatusCode::Ok) {
+    sendLocalReply(LocalReplyReason::BadRequest, asked.code, asked.message);  // a request no server could read
+    return;
+  }
+  response_headers_.add("content-type", "application/grpc");
+  if (health_call_ == HealthCall::Watch) {
+    health_watch_ = std::make_unique<HealthWatch>();
+    health_watch_->service = std::move(asked.service);
+    health_watch_->timer = std::make_unique<Timer>(dispatcher(), [this] { watchHealth(); });
+    watchHealth();
     return;
   }
   // An answer, as health.proto has it (NOT_FOUND for a service not served),
   // not a refusal: no local-reply count.
-  if (answer.code == StatusCode::Ok) {
-    response_headers_.add("content-type", "application/grpc");
-    sendMessage(Message{false, std::move(answer.payload)});
+  if (asked.known) {
+    sendMessage(Message{false, health_messages::encodeResponse(
+                                   servingStatus(config, asked.service, gatewayServing(), worker().clusterManager()))});
+    response_trailers_.add("grpc-status", grpc_headers::formatGrpcStatus(StatusCode::Ok));
+  } else {
+    response_trailers_.add("grpc-status", grpc_headers::formatGrpcStatus(StatusCode::NotFound));
+    response_trailers_.add("grpc-message", grpc_headers::percentEncode(asked.message));
   }
-  response_trailers_.add("grpc-status", grpc_headers::formatGrpcStatus(answer.code));
-  if (!answer.message.empty()) response_trailers_.add("grpc-message", grpc_headers::percentEncode(answer.message));
   sendTrailers();
   releaseRequestCredit();
+}
+
+void DownstreamStream::watchHealth() {
+  if (ended_) return;
+  HealthWatch& watch = *health_watch_;
+  auto status =
+      servingStatus(*listener_config_.health_service, watch.service, gatewayServing(), worker().clusterManager());
+  if (status != watch.sent) {
+    watch.sent = status;
+    sendMessage(Message{false, health_messages::encodeResponse(status)});
+  }
+  if (connection_.draining()) {
+    // NOT_SERVING went out above; the client should watch another gateway,
+    // and the drain must not wait for a call that never ends by itself.
+    sendLocalReply(LocalReplyReason::Draining, StatusCode::Unavailable, "the gateway is shutting down (draining)");
+    return;
+  }
+  watch.timer->enable(HealthWatch::kInterval);
 }
 
 void DownstreamStream::releaseRequestCredit() {
@@ -435,9 +487,11 @@ void DownstreamStream::onEndStream() {
     sendLocalReply(LocalReplyReason::BadRequest, s.code(), s.message());
     return;
   }
-  if (answers_health_) {
-    // Ended without its one message (answered at the message otherwise).
-    sendLocalReply(LocalReplyReason::BadRequest, StatusCode::Internal, "a Check call carries one request message");
+  if (health_call_ != HealthCall::None) {
+    // A Check is answered at its message; a Watch goes on after it.
+    if (!health_watch_) {
+      sendLocalReply(LocalReplyReason::BadRequest, StatusCode::Internal, "a health call carries one request message");
+    }
     return;
   }
   chain_.requestEnd();
@@ -534,7 +588,9 @@ void DownstreamStream::sendTrailers() {
     connection_.session().submitResponse(stream_id_, block, true);
   } else {
     // The client has the call's id from the headers: not a backend's second one.
-    if (listener_config_.always_set_request_id_in_response) response_trailers_.remove(request_id::kHeader);
+    if (listener_config_.always_set_request_id_in_response && !request_id_.empty()) {
+      response_trailers_.remove(request_id::kHeader);
+    }
     trailers_on_wire_ = true;
     response_end_queued_ = true;
     connection_.session().resumeData(stream_id_);
@@ -639,6 +695,7 @@ void DownstreamStream::finish() {
   // Kept while response bytes wait for the client: its deadline still ends them.
   if (deadline_timer_ && (closed_ || response_out_.empty())) deadline_timer_->disable();
   if (idle_timer_) idle_timer_->disable();
+  if (health_watch_) health_watch_->timer->disable();
   if (call_started_) connection_.stats().downstream_rq_active.dec();
   if (counts_method_ && method_stats_ == nullptr) {
     method_stats_ = admitsMethodSeries() ? worker().stats().methodForCall(path_, service_, method_, true)

@@ -110,11 +110,17 @@ class DownstreamStream final : public StreamContext,
   // Sets request_id_ and the x-request-id the filters and the backend see,
   // as the listener's request id keys say.
   void assignRequestId();
+  // The client's grpc-timeout and the listener's stream idle timeout; false
+  // when the call ended (a malformed grpc-timeout).
+  bool armCallTimers();
   // The call's id in a response header block, when the listener says so.
   void addRequestIdTo(HeaderMap& block) const;
-  // Answers a grpc.health.v1 Check (listeners/health_service.h) with its
-  // request message, in place of the filters and a backend.
-  void answerHealthCheck(const Message& request);
+  // Answers a grpc.health.v1 Check or Watch (listeners/health_service.h)
+  // given its request message, in place of the filters and a backend.
+  void answerHealthCall(const Message& request);
+  // A Watch's status now: sent when it changed; the call ends if the gateway drains.
+  void watchHealth();
+  bool gatewayServing() const;
   // Answers a request that is not gRPC with a plain HTTP error.
   void sendHttpError(int status, std::string_view body);
   void releaseRequestCredit();
@@ -174,7 +180,10 @@ class DownstreamStream final : public StreamContext,
   bool held_above_ = false;  // response messages held by a paused filter are past stream_buffer_bytes
   bool told_above_ = false;  // what watermark_callbacks_ was last told
   MethodStats* method_stats_ = nullptr;
-  bool answers_health_ = false;  // a Check the gateway answers itself (health_service)
+  // A grpc.health.v1 call the gateway answers itself (health_service).
+  enum class HealthCall : uint8_t { None, Check, Watch };
+  HealthCall health_call_ = HealthCall::None;
+  std::unique_ptr<struct HealthWatch> health_watch_;  // a Watch, once its request came
   bool counts_method_ = false;  // the path is a method name: the call is counted in the method metrics
   std::optional<LocalReplyReason> reply_reason_;  // set by the gateway's own replies
   uint64_t progress_mark_ = 0;  // response_out_.consumedTotal() at markResponseProgress()

@@ -2,7 +2,6 @@
 
 #include <fmt/format.h>
 
-#include "codecs/grpc/health_messages.h"
 #include "core/config.h"
 #include "upstream/cluster.h"
 #include "upstream/cluster_manager.h"
@@ -21,34 +20,35 @@ bool hasAvailableEndpoint(Cluster& cluster) {
 
 }  // namespace
 
-HealthAnswer answerHealthCheck(const HealthServiceConfig& config, const Message& request, bool gateway_serving,
-                               ClusterManager& clusters) {
-  using health_messages::ServingStatus;
+HealthRequest readHealthRequest(const HealthServiceConfig& config, const Message& request) {
   if (request.compressed) {
     // What a gRPC server answers a message in an encoding it does not read.
-    return {StatusCode::Unimplemented, "the gateway reads health check requests uncompressed only", ""};
+    return {StatusCode::Unimplemented, "the gateway reads health check requests uncompressed only", "", false};
   }
   auto service = health_messages::decodeRequest(request.payload);
-  if (!service) return {StatusCode::Internal, "malformed HealthCheckRequest", ""};
-  auto it = config.services.find(*service);
-  if (it == config.services.end() && !service->empty()) {
-    // The client's bytes, clipped: they go back in a header.
-    constexpr size_t kShown = 128;
-    std::string_view shown = std::string_view(*service).substr(0, kShown);
-    return {StatusCode::NotFound,
-            fmt::format("unknown service \"{}\"{}", shown, service->size() > kShown ? " (clipped)" : ""), ""};
-  }
-  bool serving = gateway_serving;
-  if (serving && it != config.services.end()) {
+  if (!service) return {StatusCode::Internal, "malformed HealthCheckRequest", "", false};
+  bool known = service->empty() || config.services.count(*service) != 0;
+  if (known) return {StatusCode::Ok, "", std::move(*service), true};
+  // The client's bytes, clipped: they go back in a header.
+  constexpr size_t kShown = 128;
+  std::string message = fmt::format("unknown service \"{}\"{}", std::string_view(*service).substr(0, kShown),
+                                    service->size() > kShown ? " (clipped)" : "");
+  return {StatusCode::Ok, std::move(message), std::move(*service), false};
+}
+
+health_messages::ServingStatus servingStatus(const HealthServiceConfig& config, std::string_view service,
+                                             bool gateway_serving, ClusterManager& clusters) {
+  using health_messages::ServingStatus;
+  auto it = config.services.find(service);
+  if (it == config.services.end() && !service.empty()) return ServingStatus::ServiceUnknown;
+  if (!gateway_serving) return ServingStatus::NotServing;
+  if (it != config.services.end()) {
     for (const std::string& name : it->second) {
       Cluster* cluster = clusters.find(name);
-      if (cluster == nullptr || !hasAvailableEndpoint(*cluster)) {
-        serving = false;
-        break;
-      }
+      if (cluster == nullptr || !hasAvailableEndpoint(*cluster)) return ServingStatus::NotServing;
     }
   }
-  return {StatusCode::Ok, "", health_messages::encodeResponse(serving ? ServingStatus::Serving : ServingStatus::NotServing)};
+  return ServingStatus::Serving;
 }
 
 }  // namespace sluice

@@ -1,15 +1,18 @@
-// The gateway's own answer to grpc.health.v1.Health/Check on a listener with
+// The gateway's own answers to grpc.health.v1.Health on a listener with
 // `health_service` (core/config.h HealthServiceConfig): what a Kubernetes
-// gRPC probe or a load balancer's gRPC health check asks a server. Service ""
-// is the gateway: SERVING unless it is draining or refusing calls (overload).
-// A named service is SERVING when the gateway is and every one of its
+// gRPC probe, a load balancer's gRPC health check (Check) or a gRPC client's
+// own health checking (Watch, gRFC A17) asks a server. Service "" is the
+// gateway: SERVING unless it is draining or refusing calls (overload). A
+// named service is SERVING when the gateway is and every one of its
 // clusters has an endpoint available (healthy and not ejected), as this
-// worker sees them; a service not configured is NOT_FOUND, as health.proto
-// says. Watch is not answered here: it goes through the filters like any call.
+// worker sees them. A service not configured is NOT_FOUND for Check and
+// SERVICE_UNKNOWN for Watch, as health.proto says.
 #pragma once
 
 #include <string>
+#include <string_view>
 
+#include "codecs/grpc/health_messages.h"
 #include "core/message.h"
 #include "core/status.h"
 
@@ -18,14 +21,19 @@ namespace sluice {
 class ClusterManager;
 struct HealthServiceConfig;
 
-struct HealthAnswer {
+// The service a Check or Watch request asks about, or why it cannot be read
+// (`code` other than Ok, with `message`).
+struct HealthRequest {
   StatusCode code = StatusCode::Ok;
-  std::string message;  // for a code other than Ok
-  std::string payload;  // the HealthCheckResponse, for Ok
+  std::string message;
+  std::string service;
+  bool known = false;  // configured (or "", the gateway)
 };
+HealthRequest readHealthRequest(const HealthServiceConfig& config, const Message& request);
 
-// `gateway_serving`: not draining and not refusing calls.
-HealthAnswer answerHealthCheck(const HealthServiceConfig& config, const Message& request, bool gateway_serving,
-                               ClusterManager& clusters);
+// `gateway_serving`: not draining and not refusing calls. A service the
+// config does not have is ServiceUnknown.
+health_messages::ServingStatus servingStatus(const HealthServiceConfig& config, std::string_view service,
+                                             bool gateway_serving, ClusterManager& clusters);
 
 }  // namespace sluice

@@ -27,7 +27,8 @@ bool forEachField(std::string_view payload, OnField on_field) {
   size_t pos = 0;
   while (pos < payload.size()) {
     uint64_t tag;
-    if (!readVarint(payload, pos, tag) || (tag >> 3) == 0) return false;
+    // Field numbers are 1 to 2^29 - 1.
+    if (!readVarint(payload, pos, tag) || (tag >> 3) == 0 || (tag >> 3) > 0x1fffffff) return false;
     uint64_t value = 0;
     std::string_view bytes;
     switch (tag & 7) {
@@ -68,13 +69,11 @@ std::string encodeRequest(std::string_view service) {
 
 std::optional<std::string> decodeRequest(std::string_view payload) {
   std::string service;
-  bool wrong_type = false;
   bool ok = forEachField(payload, [&](uint64_t number, uint64_t wire_type, uint64_t, std::string_view bytes) {
-    if (number != 1) return;
-    if (wire_type != 2) wrong_type = true;
-    service = std::string(bytes);  // the last one wins, as in protobuf
+    // Field 1 of another wire type is an unknown field to protobuf too.
+    if (number == 1 && wire_type == 2) service = std::string(bytes);  // the last one wins
   });
-  if (!ok || wrong_type) return std::nullopt;
+  if (!ok) return std::nullopt;
   return service;
 }
 

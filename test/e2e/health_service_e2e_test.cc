@@ -4,6 +4,7 @@
 #include <catch2/catch.hpp>
 
 #include "test/support/e2e_fixture.h"
+#include "test/support/http_client.h"
 #include "test/support/raw_h2_client.h"
 
 namespace sluice::test {
@@ -104,6 +105,45 @@ TEST_CASE("health_service: malformed Check requests get a gRPC error, the connec
   CHECK(ok.grpcStatus() == 0);
   CHECK(ok.body == grpcFrame(std::string("\x08\x01", 2)));
   CHECK(ok.header("content-type") == "application/grpc");
+}
+
+TEST_CASE("health_service: Watch streams a service's status as it changes, and ends when the gateway drains",
+          "[e2e][health_service]") {
+  TestBackend backend("primary");
+  nlohmann::json config = healthConfig(backend.address());
+  config["admin"] = {{"address", "127.0.0.1:0"}};
+  config["drain_timeout_ms"] = 60000;
+  GatewayProcess gateway(config);
+  auto channel = makeChannel(gateway.address());
+
+  HealthWatcher watch(*channel, "sluice.example.Echo", 30s);
+  CHECK(watch.next() == "SERVING");
+  HealthWatcher unknown(*channel, "nope.Unknown", 30s);
+  CHECK(unknown.next() == "SERVICE_UNKNOWN");
+  HealthWatcher gateway_itself(*channel, "", 30s);
+  CHECK(gateway_itself.next() == "SERVING");
+
+  // Each change once, as it happens.
+  backend.stop();
+  CHECK(watch.next() == "NOT_SERVING");
+  backend.start();
+  CHECK(watch.next() == "SERVING");
+
+  // A drain: every watcher hears NOT_SERVING and its call ends, so that its
+  // client looks elsewhere, and the gateway stops long before the 60 s
+  // drain_timeout_ms a never-ending call would have held it.
+  const auto drain_started = std::chrono::steady_clock::now();
+  REQUIRE(http(gateway.adminAddress(), "POST", "/drain").status == 200);
+  CHECK(watch.next() == "NOT_SERVING");
+  CHECK(watch.next() == std::nullopt);
+  grpc::Status ended = watch.finish();
+  CHECK(ended.error_code() == grpc::StatusCode::UNAVAILABLE);
+  CHECK_THAT(ended.error_message(), Catch::Contains("draining"));
+  CHECK(gateway_itself.next() == "NOT_SERVING");
+  CHECK(unknown.next() == std::nullopt);  // nothing changed for it: it just ends
+  CHECK(waitFor([&] { return !gateway.running(); }, 10s));
+  CHECK(std::chrono::steady_clock::now() - drain_started < 10s);
+  CHECK(gateway.stop() == 0);
 }
 
 }  // namespace sluice::test

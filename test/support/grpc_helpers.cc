@@ -2,6 +2,7 @@
 
 #include <grpcpp/impl/codegen/client_unary_call.h>
 #include <grpcpp/impl/codegen/rpc_method.h>
+#include <grpcpp/impl/codegen/sync_stream.h>
 
 namespace sluice::test {
 
@@ -52,9 +53,9 @@ grpc::Status callUnaryMethod(grpc::Channel& channel, const std::string& method,
       &channel, rpcMethod, &context, request, response);
 }
 
-grpc::Status checkHealth(grpc::Channel& channel, const std::string& service, std::string* serving) {
-  grpc::ClientContext context;
-  setTimeout(context, std::chrono::seconds(5));
+namespace {
+
+grpc::ByteBuffer healthRequest(const std::string& service) {
   std::string request;
   if (!service.empty()) {  // field 1, length-delimited (names here are under 128 bytes)
     request += '\x0a';
@@ -62,29 +63,51 @@ grpc::Status checkHealth(grpc::Channel& channel, const std::string& service, std
     request += service;
   }
   grpc::Slice slice(request);
-  grpc::ByteBuffer request_buffer(&slice, 1);
-  grpc::ByteBuffer response_buffer;
-  const grpc::internal::RpcMethod method("/grpc.health.v1.Health/Check", grpc::internal::RpcMethod::NORMAL_RPC);
-  grpc::Status status = grpc::internal::BlockingUnaryCall<grpc::ByteBuffer, grpc::ByteBuffer>(
-      &channel, method, &context, request_buffer, &response_buffer);
-  serving->clear();
-  if (!status.ok()) return status;
+  return grpc::ByteBuffer(&slice, 1);
+}
+
+std::string describeHealthResponse(const grpc::ByteBuffer& response) {
   std::vector<grpc::Slice> slices;
-  (void)response_buffer.Dump(&slices);
+  (void)response.Dump(&slices);
   std::string bytes;
   for (const auto& s : slices) bytes.append(reinterpret_cast<const char*>(s.begin()), s.size());
-  if (bytes == std::string("\x08\x01", 2)) {
-    *serving = "SERVING";
-  } else if (bytes == std::string("\x08\x02", 2)) {
-    *serving = "NOT_SERVING";
-  } else {
-    static constexpr char kHex[] = "0123456789abcdef";
-    for (unsigned char c : bytes) {
-      *serving += kHex[c >> 4];
-      *serving += kHex[c & 15];
-    }
+  if (bytes == std::string("\x08\x01", 2)) return "SERVING";
+  if (bytes == std::string("\x08\x02", 2)) return "NOT_SERVING";
+  if (bytes == std::string("\x08\x03", 2)) return "SERVICE_UNKNOWN";
+  static constexpr char kHex[] = "0123456789abcdef";
+  std::string hex;
+  for (unsigned char c : bytes) {
+    hex += kHex[c >> 4];
+    hex += kHex[c & 15];
   }
+  return hex;
+}
+
+}  // namespace
+
+grpc::Status checkHealth(grpc::Channel& channel, const std::string& service, std::string* serving) {
+  grpc::ClientContext context;
+  setTimeout(context, std::chrono::seconds(5));
+  grpc::ByteBuffer response;
+  const grpc::internal::RpcMethod method("/grpc.health.v1.Health/Check", grpc::internal::RpcMethod::NORMAL_RPC);
+  grpc::Status status = grpc::internal::BlockingUnaryCall<grpc::ByteBuffer, grpc::ByteBuffer>(
+      &channel, method, &context, healthRequest(service), &response);
+  serving->clear();
+  if (status.ok()) *serving = describeHealthResponse(response);
   return status;
+}
+
+HealthWatcher::HealthWatcher(grpc::Channel& channel, const std::string& service, std::chrono::milliseconds timeout) {
+  setTimeout(context_, timeout);
+  const grpc::internal::RpcMethod method("/grpc.health.v1.Health/Watch", grpc::internal::RpcMethod::SERVER_STREAMING);
+  reader_.reset(grpc::internal::ClientReaderFactory<grpc::ByteBuffer>::Create(&channel, method, &context_,
+                                                                              healthRequest(service)));
+}
+
+std::optional<std::string> HealthWatcher::next() {
+  grpc::ByteBuffer response;
+  if (!reader_->Read(&response)) return std::nullopt;
+  return describeHealthResponse(response);
 }
 
 }  // namespace sluice::test

@@ -43,6 +43,21 @@ grpc::Status callUnaryMethod(grpc::Channel& channel, const std::string& method,
 // "NOT_SERVING", or the response's bytes in hex when it is neither.
 grpc::Status checkHealth(grpc::Channel& channel, const std::string& service, std::string* serving);
 
+// A grpc.health.v1.Health/Watch call for `service` (encoded as checkHealth
+// does), read one answer at a time.
+class HealthWatcher {
+ public:
+  HealthWatcher(grpc::Channel& channel, const std::string& service, std::chrono::milliseconds timeout);
+  // The next answer: "SERVING", "NOT_SERVING", "SERVICE_UNKNOWN" or the
+  // bytes in hex; nullopt once the call ended (then finish()).
+  std::optional<std::string> next();
+  grpc::Status finish() { return reader_->Finish(); }
+
+ private:
+  grpc::ClientContext context_;
+  std::unique_ptr<grpc::ClientReader<grpc::ByteBuffer>> reader_;
+};
+
 }  // namespace sluice::test
 
 namespace Catch {

@@ -18,11 +18,13 @@ TEST_CASE("health messages: requests both ways", "[health_messages]") {
   // Unknown fields of every wire type are skipped.
   CHECK(health_messages::decodeRequest(std::string("\x10\x07" "\x19" "12345678" "\x25" "1234" "\x0a\x01x", 19)) == "x");
   // Malformed: a length past the end, a truncated varint, field number 0,
-  // field 1 as a number, a group wire type.
+  // a field number past 2^29 - 1, a group wire type, a fixed64 cut short.
   CHECK_FALSE(health_messages::decodeRequest(std::string("\x0a\x05" "ab", 4)));
   CHECK_FALSE(health_messages::decodeRequest(std::string("\x0a\x80", 2)));
   CHECK_FALSE(health_messages::decodeRequest(std::string("\x02\x00", 2)));
-  CHECK_FALSE(health_messages::decodeRequest(std::string("\x08\x01", 2)));
+  // Field 1 as a number is an unknown field, as in protobuf.
+  CHECK(health_messages::decodeRequest(std::string("\x08\x01", 2)) == std::string());
+  CHECK_FALSE(health_messages::decodeRequest(std::string("\x80\x80\x80\x80\x10\x00", 6)));  // field 2^29
   CHECK_FALSE(health_messages::decodeRequest(std::string("\x0b", 1)));
   CHECK_FALSE(health_messages::decodeRequest(std::string("\x19" "123", 4)));
 }
@@ -35,6 +37,9 @@ TEST_CASE("health messages: responses both ways", "[health_messages]") {
   CHECK(health_messages::decodeResponseStatus("") == 0);
   CHECK(health_messages::decodeResponseStatus(std::string("\x12\x01z\x08\x02", 5)) == 2);
   CHECK_FALSE(health_messages::decodeResponseStatus(std::string("\x08", 1)));
+  // Unknown fixed-width fields are skipped, not taken for a malformed answer.
+  CHECK(health_messages::decodeResponseStatus(std::string("\x08\x01\x0d" "abcd", 7)) == 1);
+  CHECK(health_messages::decodeResponseStatus(std::string("\x09" "12345678" "\x08\x01", 11)) == 1);
 }
 
 }  // namespace sluice
