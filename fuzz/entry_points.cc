@@ -286,6 +286,7 @@ FuzzEntryPoint fuzzEntryPoint(std::string_view target) {
   if (target == "config") return fuzzConfig;
   if (target == "grpc_headers") return fuzzGrpcHeaders;
   if (target == "session") return fuzzDownstreamSession;
+  if (target == "health_messages") return fuzzHealthMessages;
   return nullptr;
 }
 

@@ -36,7 +36,13 @@ void fuzzGrpcHeaders(const uint8_t* data, size_t size);
 // the client hangs up, no stream may be left open.
 void fuzzDownstreamSession(const uint8_t* data, size_t size);
 
-// Target name ("frame_decoder", "config", "grpc_headers", "session") -> entry
+// grpc.health.v1 HealthCheckRequest and HealthCheckResponse as the gateway
+// reads them (codecs/grpc/health_messages.h): never a crash or a read past
+// the input; what is read survives being encoded and read again.
+void fuzzHealthMessages(const uint8_t* data, size_t size);
+
+// Target name ("frame_decoder", "config", "grpc_headers", "session",
+// "health_messages") -> entry
 // point; nullptr for an unknown name.
 using FuzzEntryPoint = void (*)(const uint8_t*, size_t);
 FuzzEntryPoint fuzzEntryPoint(std::string_view target);

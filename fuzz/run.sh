@@ -4,7 +4,7 @@
 #
 #   bash fuzz/run.sh [SECONDS_PER_TARGET] [TARGET...]
 #       SECONDS_PER_TARGET  default 120
-#       TARGET              frame_decoder, config, grpc_headers, session (default: all)
+#       TARGET              frame_decoder, config, grpc_headers, session, health_messages (default: all)
 #   bash fuzz/run.sh --seeds     rewrites fuzz/corpus/session/ from fuzz/tools/session_seeds.cc
 #   bash fuzz/run.sh --repro TARGET FILE    runs one input (SLUICE_FUZZ_LOG=debug shows the gateway's logs)
 #
@@ -18,7 +18,7 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 ROOT="$PWD"
 BUILD_DIR="${FUZZ_BUILD_DIR:-build-fuzz}"
-ALL_TARGETS=(frame_decoder config grpc_headers session)
+ALL_TARGETS=(frame_decoder config grpc_headers session health_messages)
 
 # Debian 12's clang-14 has libFuzzer in libclang-rt-14-dev.
 need=()

@@ -54,5 +54,6 @@ TEST_CASE("fuzz regressions: frame_decoder", "[fuzz]") { CHECK(replay("frame_dec
 TEST_CASE("fuzz regressions: config", "[fuzz]") { CHECK(replay("config") > 0); }
 TEST_CASE("fuzz regressions: grpc_headers", "[fuzz]") { CHECK(replay("grpc_headers") > 0); }
 TEST_CASE("fuzz regressions: session", "[fuzz]") { CHECK(replay("session") > 0); }
+TEST_CASE("fuzz regressions: health_messages", "[fuzz]") { CHECK(replay("health_messages") > 0); }
 
 }  // namespace sluice
