@@ -45,6 +45,15 @@ StreamContext::Clock::time_point deadlineAfter(std::chrono::nanoseconds timeout)
 
 }  // namespace
 
+// A Watch call's state: the service watched, the status last sent, and the
+// timer that looks again (health changes are not pushed to calls).
+struct HealthWatch {
+  static constexpr std::chrono::milliseconds kInterval{500};
+  std::string service;
+  std::optional<health_messages::ServingStatus> sent;
+  TimerPtr timer;
+};
+
 DownstreamStream::DownstreamStream(DownstreamConnection& connection, int32_t stream_id)
     : connection_(connection),
       generation_(connection.listener().worker().current()),
@@ -385,15 +394,6 @@ bool DownstreamStream::onMessage(Message&& message) {
   return !ended_;
 }
 
-// A Watch call's state: the service watched, the status last sent, and the
-// timer that looks again (health changes are not pushed to calls).
-struct HealthWatch {
-  static constexpr std::chrono::milliseconds kInterval{500};
-  std::string service;
-  std::optional<health_messages::ServingStatus> sent;
-  TimerPtr timer;
-};
-
 bool DownstreamStream::gatewayServing() const {
   return !connection_.draining() && !connection_.listener().worker().overload().refusingCalls();
 }
@@ -434,6 +434,8 @@ void DownstreamStream::answerHealthCall(const Message& request) {
 void DownstreamStream::watchHealth() {
   if (ended_) return;
   HealthWatch& watch = *health_watch_;
+  // A quiet Watch is a live call (stream_idle_timeout_ms): each look counts.
+  touch();
   auto status =
       servingStatus(*listener_config_.health_service, watch.service, gatewayServing(), worker().clusterManager());
   if (status != watch.sent) {
@@ -444,6 +446,13 @@ void DownstreamStream::watchHealth() {
     // NOT_SERVING went out above; the client should watch another gateway,
     // and the drain must not wait for a call that never ends by itself.
     sendLocalReply(LocalReplyReason::Draining, StatusCode::Unavailable, "the gateway is shutting down (draining)");
+    return;
+  }
+  if (generation_->retired()) {
+    // A reload: this call's clusters no longer run health checks, so what it
+    // would report stays frozen (and it would hold the old config forever).
+    // The client's retry watches the new config.
+    sendLocalReply(LocalReplyReason::Draining, StatusCode::Unavailable, "the gateway's config was reloaded: watch again");
     return;
   }
   watch.timer->enable(HealthWatch::kInterval);

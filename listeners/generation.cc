@@ -21,7 +21,10 @@ const ListenerConfig* Generation::listener(std::string_view name) const {
   return nullptr;
 }
 
-void Generation::retire() { clusters_->retire(); }
+void Generation::retire() {
+  retired_ = true;
+  clusters_->retire();
+}
 
 void Generation::close() {
   if (closed_) return;

@@ -39,6 +39,7 @@ class Generation final : public WorkerContext {
   // A reload replaced it: no more health checks or DNS refreshes; the calls
   // still running on it finish on its connections.
   void retire();
+  bool retired() const { return retired_; }
 
  private:
   Dispatcher& dispatcher_;
@@ -46,6 +47,7 @@ class Generation final : public WorkerContext {
   GatewayConfigConstPtr config_;
   std::unique_ptr<ClusterManager> clusters_;
   bool closed_ = false;
+  bool retired_ = false;
 };
 using GenerationPtr = std::shared_ptr<Generation>;
 

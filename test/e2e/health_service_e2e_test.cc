@@ -116,18 +116,35 @@ TEST_CASE("health_service: Watch streams a service's status as it changes, and e
   GatewayProcess gateway(config);
   auto channel = makeChannel(gateway.address());
 
+  {
+    HealthWatcher watch(*channel, "sluice.example.Echo", 30s);
+    CHECK(watch.next() == "SERVING");
+    // Each change once, as it happens.
+    backend.stop();
+    CHECK(watch.next() == "NOT_SERVING");
+    backend.start();
+    CHECK(watch.next() == "SERVING");
+  }
+  {
+    HealthWatcher unknown(*channel, "nope.Unknown", 30s);
+    CHECK(unknown.next() == "SERVICE_UNKNOWN");
+  }
+
+  // A reload: the old config's clusters stop their health checks, so a
+  // Watch on it ends (within its 500 ms look) and the client watches anew.
+  {
+    HealthWatcher before_reload(*channel, "sluice.example.Echo", 30s);
+    CHECK(before_reload.next() == "SERVING");
+    REQUIRE(reloadWithSighup(gateway, config.dump(), 1));
+    CHECK(before_reload.next() == std::nullopt);
+    grpc::Status reloaded = before_reload.finish();
+    CHECK(reloaded.error_code() == grpc::StatusCode::UNAVAILABLE);
+    CHECK_THAT(reloaded.error_message(), Catch::Contains("reloaded"));
+  }
   HealthWatcher watch(*channel, "sluice.example.Echo", 30s);
   CHECK(watch.next() == "SERVING");
-  HealthWatcher unknown(*channel, "nope.Unknown", 30s);
-  CHECK(unknown.next() == "SERVICE_UNKNOWN");
   HealthWatcher gateway_itself(*channel, "", 30s);
   CHECK(gateway_itself.next() == "SERVING");
-
-  // Each change once, as it happens.
-  backend.stop();
-  CHECK(watch.next() == "NOT_SERVING");
-  backend.start();
-  CHECK(watch.next() == "SERVING");
 
   // A drain: every watcher hears NOT_SERVING and its call ends, so that its
   // client looks elsewhere, and the gateway stops long before the 60 s
@@ -140,7 +157,6 @@ TEST_CASE("health_service: Watch streams a service's status as it changes, and e
   CHECK(ended.error_code() == grpc::StatusCode::UNAVAILABLE);
   CHECK_THAT(ended.error_message(), Catch::Contains("draining"));
   CHECK(gateway_itself.next() == "NOT_SERVING");
-  CHECK(unknown.next() == std::nullopt);  // nothing changed for it: it just ends
   CHECK(waitFor([&] { return !gateway.running(); }, 10s));
   CHECK(std::chrono::steady_clock::now() - drain_started < 10s);
   CHECK(gateway.stop() == 0);

@@ -104,6 +104,20 @@ HealthWatcher::HealthWatcher(grpc::Channel& channel, const std::string& service,
                                                                               healthRequest(service)));
 }
 
+HealthWatcher::~HealthWatcher() {
+  if (finished_) return;
+  context_.TryCancel();
+  grpc::ByteBuffer ignored;
+  while (reader_->Read(&ignored)) {
+  }
+  (void)reader_->Finish();
+}
+
+grpc::Status HealthWatcher::finish() {
+  finished_ = true;
+  return reader_->Finish();
+}
+
 std::optional<std::string> HealthWatcher::next() {
   grpc::ByteBuffer response;
   if (!reader_->Read(&response)) return std::nullopt;

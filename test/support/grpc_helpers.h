@@ -48,14 +48,17 @@ grpc::Status checkHealth(grpc::Channel& channel, const std::string& service, std
 class HealthWatcher {
  public:
   HealthWatcher(grpc::Channel& channel, const std::string& service, std::chrono::milliseconds timeout);
+  // Cancels the call if it is still going.
+  ~HealthWatcher();
   // The next answer: "SERVING", "NOT_SERVING", "SERVICE_UNKNOWN" or the
   // bytes in hex; nullopt once the call ended (then finish()).
   std::optional<std::string> next();
-  grpc::Status finish() { return reader_->Finish(); }
+  grpc::Status finish();
 
  private:
   grpc::ClientContext context_;
   std::unique_ptr<grpc::ClientReader<grpc::ByteBuffer>> reader_;
+  bool finished_ = false;
 };
 
 }  // namespace sluice::test
