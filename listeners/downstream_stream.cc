@@ -8,7 +8,6 @@
 #include <spdlog/spdlog.h>
 
 #include "codecs/grpc/grpc_headers.h"
-#include "codecs/grpc/health_messages.h"
 #include "core/config.h"
 #include "core/method_match.h"
 #include "core/overload.h"
@@ -394,17 +393,18 @@ bool DownstreamStream::onMessage(Message&& message) {
   return !ended_;
 }
 
-bool DownstreamStream::gatewayServing() const {
-  return !connection_.draining() && !connection_.listener().worker().overload().refusingCalls();
+health_messages::ServingStatus DownstreamStream::healthOf(std::string_view service) {
+  const bool gateway_serving =
+      !connection_.draining() && !connection_.listener().worker().overload().refusingCalls();
+  return servingStatus(*listener_config_.health_service, service, gateway_serving, worker().clusterManager());
 }
 
 void DownstreamStream::answerHealthCall(const Message& request) {
-  const HealthServiceConfig& config = *listener_config_.health_service;
   if (health_watch_) {
     sendLocalReply(LocalReplyReason::BadRequest, StatusCode::Internal, "a Watch call carries one request message");
     return;
   }
-  HealthRequest asked = readHealthRequest(config, request);
+  HealthRequest asked = readHealthRequest(request);
   if (asked.code != StatusCode::Ok) {
     sendLocalReply(LocalReplyReason::BadRequest, asked.code, asked.message);  // a request no server could read
     return;
@@ -419,13 +419,13 @@ void DownstreamStream::answerHealthCall(const Message& request) {
   }
   // An answer, as health.proto has it (NOT_FOUND for a service not served),
   // not a refusal: no local-reply count.
-  if (asked.known) {
-    sendMessage(Message{false, health_messages::encodeResponse(
-                                   servingStatus(config, asked.service, gatewayServing(), worker().clusterManager()))});
-    response_trailers_.add("grpc-status", grpc_headers::formatGrpcStatus(StatusCode::Ok));
-  } else {
+  const health_messages::ServingStatus status = healthOf(asked.service);
+  if (status == health_messages::ServingStatus::ServiceUnknown) {
     response_trailers_.add("grpc-status", grpc_headers::formatGrpcStatus(StatusCode::NotFound));
-    response_trailers_.add("grpc-message", grpc_headers::percentEncode(asked.message));
+    response_trailers_.add("grpc-message", grpc_headers::percentEncode(unknownServiceMessage(asked.service)));
+  } else {
+    sendMessage(Message{false, health_messages::encodeResponse(status)});
+    response_trailers_.add("grpc-status", grpc_headers::formatGrpcStatus(StatusCode::Ok));
   }
   sendTrailers();
   releaseRequestCredit();
@@ -436,8 +436,7 @@ void DownstreamStream::watchHealth() {
   HealthWatch& watch = *health_watch_;
   // A quiet Watch is a live call (stream_idle_timeout_ms): each look counts.
   touch();
-  auto status =
-      servingStatus(*listener_config_.health_service, watch.service, gatewayServing(), worker().clusterManager());
+  const health_messages::ServingStatus status = healthOf(watch.service);
   if (status != watch.sent) {
     watch.sent = status;
     sendMessage(Message{false, health_messages::encodeResponse(status)});

@@ -13,6 +13,7 @@
 #include <string>
 
 #include "codecs/grpc/frame_decoder.h"
+#include "codecs/grpc/health_messages.h"
 #include "codecs/http2/outbound_data.h"
 #include "codecs/http2/session.h"
 #include "core/dispatcher.h"
@@ -120,7 +121,8 @@ class DownstreamStream final : public StreamContext,
   void answerHealthCall(const Message& request);
   // A Watch's status now: sent when it changed; the call ends if the gateway drains.
   void watchHealth();
-  bool gatewayServing() const;
+  // `service`'s status now, as this call's config and worker see it.
+  health_messages::ServingStatus healthOf(std::string_view service);
   // Answers a request that is not gRPC with a plain HTTP error.
   void sendHttpError(int status, std::string_view body);
   void releaseRequestCredit();

@@ -20,20 +20,21 @@ bool hasAvailableEndpoint(Cluster& cluster) {
 
 }  // namespace
 
-HealthRequest readHealthRequest(const HealthServiceConfig& config, const Message& request) {
+HealthRequest readHealthRequest(const Message& request) {
   if (request.compressed) {
     // What a gRPC server answers a message in an encoding it does not read.
-    return {StatusCode::Unimplemented, "the gateway reads health check requests uncompressed only", "", false};
+    return {StatusCode::Unimplemented, "the gateway reads health check requests uncompressed only", ""};
   }
   auto service = health_messages::decodeRequest(request.payload);
-  if (!service) return {StatusCode::Internal, "malformed HealthCheckRequest", "", false};
-  bool known = service->empty() || config.services.count(*service) != 0;
-  if (known) return {StatusCode::Ok, "", std::move(*service), true};
+  if (!service) return {StatusCode::Internal, "malformed HealthCheckRequest", ""};
+  return {StatusCode::Ok, "", std::move(*service)};
+}
+
+std::string unknownServiceMessage(std::string_view service) {
   // The client's bytes, clipped: they go back in a header.
   constexpr size_t kShown = 128;
-  std::string message = fmt::format("unknown service \"{}\"{}", std::string_view(*service).substr(0, kShown),
-                                    service->size() > kShown ? " (clipped)" : "");
-  return {StatusCode::Ok, std::move(message), std::move(*service), false};
+  return fmt::format("unknown service \"{}\"{}", service.substr(0, kShown),
+                     service.size() > kShown ? " (clipped)" : "");
 }
 
 health_messages::ServingStatus servingStatus(const HealthServiceConfig& config, std::string_view service,

@@ -27,9 +27,11 @@ struct HealthRequest {
   StatusCode code = StatusCode::Ok;
   std::string message;
   std::string service;
-  bool known = false;  // configured (or "", the gateway)
 };
-HealthRequest readHealthRequest(const HealthServiceConfig& config, const Message& request);
+HealthRequest readHealthRequest(const Message& request);
+
+// What a Check for a service the config does not list answers (NOT_FOUND).
+std::string unknownServiceMessage(std::string_view service);
 
 // `gateway_serving`: not draining and not refusing calls. A service the
 // config does not have is ServiceUnknown.
