@@ -44,6 +44,38 @@ class HeaderMap {
   std::vector<Header> headers_;
 };
 
+// A request's header block made of two maps, neither copied: the gateway's
+// own fields (pseudo-headers and what it sets), then every field of
+// `forwarded` that `forward` accepts. The proxy sends the client's metadata
+// to the backend this way rather than copying every field into a new map
+// per attempt. `forwarded` is read when the block is sent and must live
+// until then.
+struct HeaderBlock {
+  HeaderMap own;
+  const HeaderMap* forwarded = nullptr;
+  bool (*forward)(const Header&) = nullptr;
+
+  // Calls fn(const Header&) for every field, pseudo-headers first (HTTP/2
+  // requires it, whatever order they were added in).
+  template <typename F>
+  void forEach(F fn) const {
+    auto pass = [&](bool pseudo) {
+      for (const auto& h : own) {
+        if (isPseudo(h) == pseudo) fn(h);
+      }
+      if (forwarded == nullptr) return;
+      for (const auto& h : *forwarded) {
+        if (isPseudo(h) == pseudo && (forward == nullptr || forward(h))) fn(h);
+      }
+    };
+    pass(true);
+    pass(false);
+  }
+
+ private:
+  static bool isPseudo(const Header& h) { return !h.name.empty() && h.name[0] == ':'; }
+};
+
 // gRPC metadata key syntax: non-empty, lower-case letters, digits, '-', '_'
 // and '.' (so never a pseudo-header).
 bool isValidMetadataKey(std::string_view key);

@@ -1,6 +1,12 @@
 // RingQueue: a FIFO on a circular buffer that keeps its capacity, so a queue
 // that fills and empties in steady state stops allocating (std::deque frees
 // and allocates a block every few elements as it rolls).
+//
+// Queues live and die with calls (a stream's outbound data, its filter
+// chain's events), so their first slot array, the size most of them never
+// outgrow, is reused per thread: a worker serving unary calls then allocates
+// no slots at all once warm. A bounded number are kept per element type and
+// thread; larger arrays are freed as usual.
 #pragma once
 
 #include <cstddef>
@@ -12,6 +18,25 @@ namespace sluice {
 template <typename T>
 class RingQueue {
  public:
+  RingQueue() = default;
+  RingQueue(RingQueue&& other) noexcept
+      : slots_(std::move(other.slots_)), head_(std::exchange(other.head_, 0)), size_(std::exchange(other.size_, 0)) {
+    other.slots_.clear();
+  }
+  RingQueue& operator=(RingQueue&& other) noexcept {
+    if (this != &other) {
+      recycle();
+      slots_ = std::move(other.slots_);
+      other.slots_.clear();
+      head_ = std::exchange(other.head_, 0);
+      size_ = std::exchange(other.size_, 0);
+    }
+    return *this;
+  }
+  RingQueue(const RingQueue&) = delete;
+  RingQueue& operator=(const RingQueue&) = delete;
+  ~RingQueue() { recycle(); }
+
   bool empty() const { return size_ == 0; }
   size_t size() const { return size_; }
   T& front() { return slots_[head_]; }
@@ -33,12 +58,42 @@ class RingQueue {
     --size_;
   }
 
+  // Slot arrays this thread keeps for reuse (for tests and accounting).
+  static size_t pooledArrays() { return pool().size(); }
+
  private:
+  static constexpr size_t kFirstSlots = 4;
+  // Enough for the queues of a few hundred calls finishing in one loop turn.
+  static constexpr size_t kMaxPooled = 256;
+
+  static std::vector<std::vector<T>>& pool() {
+    thread_local std::vector<std::vector<T>> arrays;
+    return arrays;
+  }
+
   void grow() {
-    std::vector<T> bigger(slots_.empty() ? 4 : slots_.size() * 2);
+    std::vector<T> bigger;
+    if (slots_.empty() && !pool().empty()) {
+      bigger = std::move(pool().back());
+      pool().pop_back();
+    } else {
+      bigger.resize(slots_.empty() ? kFirstSlots : slots_.size() * 2);
+    }
     for (size_t i = 0; i < size_; ++i) bigger[i] = std::move(at(i));
     slots_ = std::move(bigger);
     head_ = 0;
+  }
+
+  // Empties the queue (what it still holds is destroyed now, not when the
+  // array is reused) and gives a first-size array back to the thread's pool.
+  void recycle() {
+    if (slots_.size() != kFirstSlots) return;  // none, or grown: freed as usual
+    for (size_t i = 0; i < size_; ++i) at(i) = T{};
+    size_ = 0;
+    head_ = 0;
+    auto& arrays = pool();
+    if (arrays.size() < kMaxPooled) arrays.push_back(std::move(slots_));
+    slots_.clear();
   }
 
   std::vector<T> slots_;

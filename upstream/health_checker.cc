@@ -36,15 +36,15 @@ void HealthChecker::runCheck() {
   stream_.reset();  // the previous check's stream, long closed
   decoder_ = GrpcFrameDecoder(64 * 1024);
   serving_ = false;
-  HeaderMap headers;
-  headers.add(":method", "POST");
-  headers.add(":scheme", "http");
-  headers.add(":path", std::string(health_messages::kCheckPath));
-  headers.add(":authority", endpoint_.host());
-  headers.add("content-type", "application/grpc");
-  headers.add("te", "trailers");
-  headers.add("user-agent", "sluice-health-check");
-  headers.add("grpc-timeout", grpc_headers::formatTimeout(std::chrono::milliseconds(config_.timeout_ms)));
+  HeaderBlock headers;
+  headers.own.add(":method", "POST");
+  headers.own.add(":scheme", "http");
+  headers.own.add(":path", std::string(health_messages::kCheckPath));
+  headers.own.add(":authority", endpoint_.host());
+  headers.own.add("content-type", "application/grpc");
+  headers.own.add("te", "trailers");
+  headers.own.add("user-agent", "sluice-health-check");
+  headers.own.add("grpc-timeout", grpc_headers::formatTimeout(std::chrono::milliseconds(config_.timeout_ms)));
   stream_ = std::make_unique<UpstreamStream>(*this, std::move(headers));
   in_flight_ = true;
   timeout_timer_->enable(std::chrono::milliseconds(config_.timeout_ms));

@@ -45,7 +45,7 @@ UpstreamReset resetByGateway(uint32_t code) {
 
 }  // namespace
 
-UpstreamStream::UpstreamStream(UpstreamCallbacks& callbacks, HeaderMap request_headers)
+UpstreamStream::UpstreamStream(UpstreamCallbacks& callbacks, HeaderBlock request_headers)
     : callbacks_(callbacks),
       request_headers_(std::move(request_headers)),
       outbound_(kRequestHighWatermark, kRequestLowWatermark) {

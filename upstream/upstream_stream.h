@@ -48,10 +48,12 @@ class UpstreamCallbacks {
 
 class UpstreamStream final : public Http2StreamHandler {
  public:
-  UpstreamStream(UpstreamCallbacks& callbacks, HeaderMap request_headers);
+  // The block's forwarded map is read when a connection takes the stream
+  // (perhaps later, from the pool's queue): it must outlive the stream.
+  UpstreamStream(UpstreamCallbacks& callbacks, HeaderBlock request_headers);
   ~UpstreamStream() override;
 
-  const HeaderMap& requestHeaders() const { return request_headers_; }
+  const HeaderBlock& requestHeaders() const { return request_headers_; }
   void sendMessage(Message&& message);
   // Counts the request bytes queued here into `*total` too (nullptr: stop).
   void countQueuedInto(size_t* total);
@@ -89,7 +91,7 @@ class UpstreamStream final : public Http2StreamHandler {
   void wakeConnection();
 
   UpstreamCallbacks& callbacks_;
-  HeaderMap request_headers_;
+  HeaderBlock request_headers_;
   UpstreamConnection* connection_ = nullptr;
   int32_t stream_id_ = 0;
   OutboundData outbound_;

@@ -20,24 +20,24 @@ namespace {
 // The header block as nghttp2 wants it, pseudo-headers first (HTTP/2
 // requires it, whatever order a filter added them in). nghttp2 copies the
 // block when it is submitted, so one vector per thread serves every call.
-const std::vector<nghttp2_nv>& toNv(const HeaderMap& headers) {
+const std::vector<nghttp2_nv>& toNv(const HeaderBlock& block) {
   thread_local std::vector<nghttp2_nv> nv;
   nv.clear();
-  auto add = [](const Header& h) {
+  block.forEach([](const Header& h) {
     // A value new on every call (the request id) would only push the headers
     // that do repeat out of HPACK's table: sent as a literal, never indexed.
     uint8_t flags = h.name == request_id::kHeader ? NGHTTP2_NV_FLAG_NO_INDEX : NGHTTP2_NV_FLAG_NONE;
     nv.push_back({reinterpret_cast<uint8_t*>(const_cast<char*>(h.name.data())),
                   reinterpret_cast<uint8_t*>(const_cast<char*>(h.value.data())), h.name.size(), h.value.size(),
                   flags});
-  };
-  for (const auto& h : headers) {
-    if (!h.name.empty() && h.name[0] == ':') add(h);
-  }
-  for (const auto& h : headers) {
-    if (h.name.empty() || h.name[0] != ':') add(h);
-  }
+  });
   return nv;
+}
+
+const std::vector<nghttp2_nv>& toNv(const HeaderMap& headers) {
+  HeaderBlock block;
+  block.forwarded = &headers;
+  return toNv(block);
 }
 
 // WriteBatch: what one writeTo() gathers for a single writev: serialised
@@ -414,7 +414,7 @@ int32_t Http2Session::sendWindow(int32_t stream_id) const {
 
 size_t Http2Session::queuedFrames() const { return nghttp2_session_get_outbound_queue_size(session_); }
 
-int32_t Http2Session::submitRequest(const HeaderMap& headers, Http2StreamHandler* handler) {
+int32_t Http2Session::submitRequest(const HeaderBlock& headers, Http2StreamHandler* handler) {
   const auto& nv = toNv(headers);
   nghttp2_data_provider provider{};
   provider.read_callback = Bridge::readData;

@@ -137,7 +137,7 @@ class Http2Session {
   size_t queuedFrames() const;
 
   // Client side: opens a stream; returns its id or a negative nghttp2 error.
-  int32_t submitRequest(const HeaderMap& headers, Http2StreamHandler* handler);
+  int32_t submitRequest(const HeaderBlock& headers, Http2StreamHandler* handler);
   // Server side: response headers; data and trailers follow from the handler.
   // With `end_stream` the HEADERS frame ends the stream (trailers-only / error).
   bool submitResponse(int32_t stream_id, const HeaderMap& headers, bool end_stream);

@@ -48,19 +48,24 @@ std::string ProxyFilter::describe(const std::string& detail) const {
   return fmt::format("upstream cluster '{}': {}", cluster_ != nullptr ? cluster_->name() : "?", detail);
 }
 
-HeaderMap ProxyFilter::upstreamRequestHeaders() const {
-  HeaderMap out;
+HeaderBlock ProxyFilter::upstreamRequestHeaders() const {
+  // The client's metadata is forwarded from the call's own map, not copied:
+  // the filter chain owns that map and outlives every attempt.
+  HeaderBlock block;
   auto& request = const_cast<StreamContext&>(ctx_).requestHeaders();
-  out.reserve(request.size() + 4);
+  block.forwarded = &request;
+  // The client's pseudo-headers are replaced by the gateway's own, and its
+  // grpc-timeout by what is left of the deadline.
+  block.forward = [](const Header& h) {
+    return !h.name.empty() && h.name[0] != ':' && !isHopByHop(h.name) && h.name != "grpc-timeout";
+  };
+  HeaderMap& out = block.own;
+  out.reserve(5);
   out.add(":method", "POST");
   out.add(":scheme", "http");
   out.add(":path", ctx_.path());
   const std::string* authority = request.get(":authority");
   out.add(":authority", authority != nullptr ? *authority : cluster_->name());
-  for (const auto& h : request) {
-    if (h.name.empty() || h.name[0] == ':' || isHopByHop(h.name) || h.name == "grpc-timeout") continue;
-    out.add(h.name, h.value);
-  }
   auto deadline = ctx_.deadline();
   if (retry_ != nullptr && retry_->per_try_timeout_ms > 0) {
     auto per_try = StreamContext::Clock::now() + std::chrono::milliseconds(retry_->per_try_timeout_ms);
@@ -71,7 +76,7 @@ HeaderMap ProxyFilter::upstreamRequestHeaders() const {
     auto left = std::chrono::duration_cast<std::chrono::nanoseconds>(*deadline - StreamContext::Clock::now());
     out.add("grpc-timeout", grpc_headers::formatTimeout(std::max(left, std::chrono::nanoseconds(1))));
   }
-  return out;
+  return block;
 }
 
 FilterStatus ProxyFilter::onRequestHeaders(StreamContext& ctx) {

@@ -79,7 +79,7 @@ class ProxyFilter final : public Filter,
   bool holdRetryPlace(std::string& why);
   void releaseRetryPlace();
   void retireAttempt();
-  HeaderMap upstreamRequestHeaders() const;
+  HeaderBlock upstreamRequestHeaders() const;
   // An attempt's result for outlier detection (Endpoint::recordCallResult):
   // once per attempt, when it ends, by its grpc-status or how it failed.
   void recordOutcome(bool success);

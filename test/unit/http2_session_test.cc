@@ -33,15 +33,16 @@ struct CountingHandler : Http2StreamHandler {
   int calls = 0;
 };
 
-HeaderMap requestHeaders() {
-  HeaderMap h;
+HeaderBlock requestHeaders() {
+  HeaderBlock block;
+  HeaderMap& h = block.own;
   h.add(":method", "POST");
   h.add(":scheme", "http");
   h.add(":authority", "backend");
   h.add(":path", "/pkg.Svc/Method");
   h.add("content-type", "application/grpc");
   h.add("te", "trailers");
-  return h;
+  return block;
 }
 
 // A client session whose socket is one end of a socket pair; nobody reads

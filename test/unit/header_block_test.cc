@@ -1,0 +1,48 @@
+#include <string>
+#include <vector>
+
+#include <catch2/catch.hpp>
+
+#include "core/headers.h"
+
+namespace sluice {
+namespace {
+
+std::vector<std::string> fieldsOf(const HeaderBlock& block) {
+  std::vector<std::string> out;
+  block.forEach([&](const Header& h) { out.push_back(h.name + "=" + h.value); });
+  return out;
+}
+
+TEST_CASE("a header block lists pseudo-headers first, then its own fields, then the forwarded ones",
+          "[header_block]") {
+  HeaderMap client;
+  client.add("x-tenant", "a");
+  client.add(":path", "/client.Svc/M");
+  client.add("drop-me", "1");
+  client.add("x-tenant", "b");  // repeated values keep their order
+
+  HeaderBlock block;
+  block.own.add("grpc-timeout", "5S");
+  block.own.add(":method", "POST");
+  block.forwarded = &client;
+  block.forward = [](const Header& h) { return h.name != "drop-me"; };
+
+  CHECK(fieldsOf(block) == std::vector<std::string>{":method=POST", ":path=/client.Svc/M", "grpc-timeout=5S",
+                                                    "x-tenant=a", "x-tenant=b"});
+}
+
+TEST_CASE("a header block reads its forwarded map when it is listed, not when it is made", "[header_block]") {
+  HeaderMap client;
+  HeaderBlock block;
+  block.forwarded = &client;  // no filter: every field goes
+  client.add("late", "yes");
+  CHECK(fieldsOf(block) == std::vector<std::string>{"late=yes"});
+
+  HeaderBlock own_only;
+  own_only.own.add("te", "trailers");
+  CHECK(fieldsOf(own_only) == std::vector<std::string>{"te=trailers"});
+}
+
+}  // namespace
+}  // namespace sluice
