@@ -53,29 +53,50 @@ class RingQueue {
   }
   void push_back(T value) { emplace_back() = std::move(value); }
   void pop_front() {
-    slots_[head_] = T{};
+    // Moved out and destroyed, not assigned T{}: assigning an empty string
+    // keeps the old heap buffer in the slot, and slots outlive calls.
+    { T gone = std::move(slots_[head_]); }
     head_ = (head_ + 1) % slots_.size();
     --size_;
   }
 
   // Slot arrays this thread keeps for reuse (for tests and accounting).
-  static size_t pooledArrays() { return pool().size(); }
+  static size_t pooledArrays() {
+    Pool* p = pool();
+    return p != nullptr ? p->arrays.size() : 0;
+  }
 
  private:
   static constexpr size_t kFirstSlots = 4;
   // Enough for the queues of a few hundred calls finishing in one loop turn.
   static constexpr size_t kMaxPooled = 256;
 
-  static std::vector<std::vector<T>>& pool() {
-    thread_local std::vector<std::vector<T>> arrays;
-    return arrays;
+  struct Pool {
+    // Reserved once, so giving an array back never allocates (the
+    // destructor and move assignment are noexcept).
+    Pool() { arrays.reserve(kMaxPooled); }
+    ~Pool() { poolGone() = true; }
+    std::vector<std::vector<T>> arrays;
+  };
+  // Set when this thread's pool is destroyed at thread exit: a queue that
+  // dies later (say in an embedder's static object) frees its array instead.
+  // Constant-initialised and trivially destructible, so readable even then.
+  static bool& poolGone() {
+    thread_local bool gone = false;
+    return gone;
+  }
+  static Pool* pool() {
+    if (poolGone()) return nullptr;
+    thread_local Pool p;
+    return &p;
   }
 
   void grow() {
     std::vector<T> bigger;
-    if (slots_.empty() && !pool().empty()) {
-      bigger = std::move(pool().back());
-      pool().pop_back();
+    Pool* p = slots_.empty() ? pool() : nullptr;
+    if (p != nullptr && !p->arrays.empty()) {
+      bigger = std::move(p->arrays.back());
+      p->arrays.pop_back();
     } else {
       bigger.resize(slots_.empty() ? kFirstSlots : slots_.size() * 2);
     }
@@ -88,12 +109,15 @@ class RingQueue {
   // array is reused) and gives a first-size array back to the thread's pool.
   void recycle() {
     if (slots_.size() != kFirstSlots) return;  // none, or grown: freed as usual
-    for (size_t i = 0; i < size_; ++i) at(i) = T{};
+    // Every slot destroyed and made anew (not assigned T{}, which would keep
+    // a string's heap buffer); the array's own storage stays.
+    slots_.clear();
+    slots_.resize(kFirstSlots);
     size_ = 0;
     head_ = 0;
-    auto& arrays = pool();
-    if (arrays.size() < kMaxPooled) arrays.push_back(std::move(slots_));
-    slots_.clear();
+    Pool* p = pool();
+    if (p != nullptr && p->arrays.size() < kMaxPooled) p->arrays.push_back(std::move(slots_));
+    slots_ = std::vector<T>();
   }
 
   std::vector<T> slots_;

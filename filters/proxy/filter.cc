@@ -256,7 +256,7 @@ FilterStatus ProxyFilter::onRequestMessage(StreamContext&, Message& message) {
     if (replay_bytes_ > retry_->replay_buffer_bytes) {
       // Too big to replay: this call gets no more retries.
       replayable_ = false;
-      replay_.clear();
+      replay_ = std::vector<Message>();  // frees the storage (clear() keeps the capacity)
       replay_held_ = 0;
       if (!upstream_) {
         // Waiting to retry: what the client sent so far was only in the
@@ -295,7 +295,7 @@ void ProxyFilter::onStreamDone(StreamContext&) {
     upstream_->outbound().abandon();
     upstream_->countQueuedInto(nullptr);  // the connection it counts into may go first
   }
-  replay_.clear();
+  replay_ = std::vector<Message>();  // frees the storage (clear() keeps the capacity)
   replay_held_ = 0;
   response_decoder_ = GrpcFrameDecoder(ctx_.maxMessageBytes());
   releaseIncompleteResponse();
@@ -373,7 +373,7 @@ void ProxyFilter::onUpstreamHeaders(HeaderMap&& headers, bool end_stream) {
   // then ends UNAVAILABLE or is reset.
   if (per_try_timer_) per_try_timer_->disable();
   response_started_ = true;
-  replay_.clear();
+  replay_ = std::vector<Message>();  // frees the storage (clear() keeps the capacity)
   replay_held_ = 0;
   releaseRetryPlace();  // no retry once the response has begun
   ctx_.responseHeaders().append(std::move(headers));

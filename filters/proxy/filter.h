@@ -98,7 +98,9 @@ class ProxyFilter final : public Filter,
   // Earlier attempts: freed with the filter, never inside their own callbacks.
   std::vector<std::unique_ptr<UpstreamStream>> retired_;
   uint32_t attempts_ = 0;
-  std::vector<Message> replay_;  // a vector: empty, it allocates nothing (a deque allocates two blocks per call)
+  // A vector: empty, it allocates nothing (a deque allocates two blocks per
+  // call). Dropped by assigning a new one, which frees the storage.
+  std::vector<Message> replay_;
   size_t replay_bytes_ = 0;  // every request byte seen while replayable (goes on once the copy is dropped)
   size_t replay_held_ = 0;   // the bytes in replay_
   bool replayable_ = true;

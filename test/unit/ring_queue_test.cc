@@ -2,6 +2,7 @@
 
 #include <memory>
 #include <string>
+#include <thread>
 #include <vector>
 
 #include <catch2/catch.hpp>
@@ -92,6 +93,43 @@ TEST_CASE("ring queue destroys what it holds when its array goes back", "[ring_q
   RingQueue<Tracked> reused;
   reused.emplace_back();
   REQUIRE(reused.front().token == nullptr);  // a reused slot starts empty
+}
+
+// Longer than std::string keeps inline: a slot that still had its buffer
+// would show it as capacity.
+const std::string kLong(1000, 'x');
+
+TEST_CASE("ring queue slots keep no heap buffer once their element is gone", "[ring_queue]") {
+  PoolEmptied<std::string> emptied;
+  {
+    RingQueue<std::string> q;
+    q.push_back(kLong);
+    q.push_back(kLong);
+    q.pop_front();
+    q.push_back(kLong);
+    q.push_back(kLong);
+    q.pop_front();
+    q.pop_front();
+    q.push_back(kLong);  // wrapped round: head_ is past the start
+    // The popped slots were emptied at once, not when the queue goes.
+    for (size_t i = q.size(); i < 4; ++i) CHECK(q.emplace_back().capacity() < 100);
+  }
+  REQUIRE(RingQueue<std::string>::pooledArrays() == 1);
+  RingQueue<std::string> reused;
+  for (int i = 0; i < 4; ++i) CHECK(reused.emplace_back().capacity() < 100);
+  CHECK(RingQueue<std::string>::pooledArrays() == 0);
+}
+
+TEST_CASE("a ring queue that outlives its thread's pool frees its array", "[ring_queue]") {
+  // A thread_local queue made before the pool is destroyed after it at
+  // thread exit, as an embedder's static gateway would be at process exit.
+  // Its array must then be freed, not put in the destroyed pool (which the
+  // sanitizer build would report).
+  std::thread([] {
+    thread_local RingQueue<std::string> late;
+    late.push_back(kLong);  // the pool is made now, after `late`
+  }).join();
+  SUCCEED("the thread exited");
 }
 
 TEST_CASE("a moved ring queue keeps its elements and its array once", "[ring_queue]") {
