@@ -157,6 +157,7 @@ class FrameCountingBackend {
 
   struct Stream {
     std::string path;
+    std::vector<std::pair<std::string, std::string>> headers;  // the request's header block, in order
     std::string request;   // request DATA, concatenated
     std::string response;  // what the data provider has left to send
     size_t sent = 0;
@@ -174,6 +175,12 @@ class FrameCountingBackend {
   // nghttp2 callbacks, through the trampolines below.
   void onHeader(Connection& c, int32_t id, std::string_view name, std::string_view value) {
     if (name == ":path") c.streams[id].path = value;
+    c.streams[id].headers.emplace_back(name, value);
+  }
+  // The header block of every request received so far, in arrival order.
+  std::vector<std::vector<std::pair<std::string, std::string>>> requestHeaders() const {
+    std::lock_guard<std::mutex> lock(mutex_);
+    return request_headers_;
   }
   void onData(Connection& c, int32_t id, std::string_view data) { c.streams[id].request.append(data); }
   void onFrame(Connection& c, const nghttp2_frame& frame) {
@@ -194,6 +201,10 @@ class FrameCountingBackend {
     const bool request_ended = (frame.hd.type == NGHTTP2_HEADERS || frame.hd.type == NGHTTP2_DATA) &&
                                (frame.hd.flags & NGHTTP2_FLAG_END_STREAM) != 0;
     if (!request_ended) return;
+    {
+      std::lock_guard<std::mutex> lock(mutex_);
+      request_headers_.push_back(c.streams[frame.hd.stream_id].headers);
+    }
     if (refused_ < options_.refuse_first) {
       refused_++;
       nghttp2_submit_rst_stream(c.session, NGHTTP2_FLAG_NONE, frame.hd.stream_id, NGHTTP2_REFUSED_STREAM);
@@ -452,6 +463,7 @@ class FrameCountingBackend {
   std::atomic<int32_t> granted_connection_window_{0};
   mutable std::mutex mutex_;
   std::vector<uint32_t> rst_codes_;
+  std::vector<std::vector<std::pair<std::string, std::string>>> request_headers_;
   std::optional<uint32_t> max_concurrent_streams_;  // under mutex_
   std::vector<std::unique_ptr<Connection>> conns_;  // the serving thread's alone
   std::thread thread_;
@@ -511,6 +523,60 @@ nlohmann::json singleConnectionConfig(const std::string& backend) {
 }
 
 }  // namespace
+
+TEST_CASE("the backend gets the client's metadata once and in order under the gateway's own pseudo-headers",
+          "[e2e][upstream]") {
+  // The proxy sends the gateway's :method/:scheme/:path/:authority and
+  // grpc-timeout, then the client's fields read from the call's own map:
+  // never the client's pseudo-headers again, nor its host header or its
+  // grpc-timeout (what is left of the deadline goes instead).
+  FrameCountingBackend backend;
+  GatewayProcess gateway(singleConnectionConfig(backend.address()));
+  RawH2Client raw("127.0.0.1", gateway.port());
+  EchoRequest echo;
+  echo.set_payload("headers");
+  RawRequest request = RawRequest::grpc(kUnaryPath, grpcFrame(echo.SerializeAsString()));
+  request.authority = "orders.internal";
+  request.headers = {{"content-type", "application/grpc"}, {"te", "trailers"}, {"x-keep", "first"},
+                     {"host", "client.example"}, {"grpc-timeout", "20S"}, {"x-keep", "second"},
+                     {"x-request-id", "given-id"}};
+  const RawResponse response = raw.request(request);
+  INFO(response.describe());
+  REQUIRE(response.grpcStatus() == 0);
+
+  const auto blocks = backend.requestHeaders();
+  REQUIRE(blocks.size() == 1);
+  const auto& got = blocks[0];
+  std::string listing;
+  for (const auto& [name, value] : got) listing += name + ": " + value + "\n";
+  INFO("the backend got:\n" << listing);
+  auto all = [&](const std::string& name) {
+    std::vector<std::string> values;
+    for (const auto& [n, v] : got) {
+      if (n == name) values.push_back(v);
+    }
+    return values;
+  };
+  using Values = std::vector<std::string>;
+  CHECK(all(":method") == Values{"POST"});
+  CHECK(all(":scheme") == Values{"http"});
+  CHECK(all(":path") == Values{kUnaryPath});
+  CHECK(all(":authority") == Values{"orders.internal"});
+  CHECK(all("x-keep") == Values{"first", "second"});
+  CHECK(all("x-request-id") == Values{"given-id"});
+  CHECK(all("content-type") == Values{"application/grpc"});
+  CHECK(all("te") == Values{"trailers"});
+  CHECK(all("host").empty());
+  // One grpc-timeout, the gateway's: under the client's 20 s by the time spent.
+  const Values timeouts = all("grpc-timeout");
+  REQUIRE(timeouts.size() == 1);
+  CHECK(timeouts[0] != "20S");
+  CHECK(timeouts[0].back() == 'u');  // 20 s less a little, in microseconds: 8 digits
+  // Pseudo-headers first, as HTTP/2 requires (nghttp2 would have reset the
+  // stream otherwise, but say it).
+  auto first_regular = std::find_if(got.begin(), got.end(), [](const auto& h) { return h.first[0] != ':'; });
+  CHECK(std::none_of(first_regular, got.end(), [](const auto& h) { return h.first[0] == ':'; }));
+}
 
 TEST_CASE("a completed call sends the backend no RST_STREAM", "[e2e][upstream]") {
   FrameCountingBackend backend;
