@@ -44,6 +44,9 @@ class HeaderMap {
   std::vector<Header> headers_;
 };
 
+// ":method", ":path", ...: the fields HTTP/2 sends before any other.
+inline bool isPseudoHeader(std::string_view name) { return !name.empty() && name[0] == ':'; }
+
 // A request's header block made of two maps, neither copied: the gateway's
 // own fields (pseudo-headers and what it sets), then every field of
 // `forwarded` that `forward` accepts. The proxy sends the client's metadata
@@ -61,19 +64,16 @@ struct HeaderBlock {
   void forEach(F fn) const {
     auto pass = [&](bool pseudo) {
       for (const auto& h : own) {
-        if (isPseudo(h) == pseudo) fn(h);
+        if (isPseudoHeader(h.name) == pseudo) fn(h);
       }
       if (forwarded == nullptr) return;
       for (const auto& h : *forwarded) {
-        if (isPseudo(h) == pseudo && (forward == nullptr || forward(h))) fn(h);
+        if (isPseudoHeader(h.name) == pseudo && (forward == nullptr || forward(h))) fn(h);
       }
     };
     pass(true);
     pass(false);
   }
-
- private:
-  static bool isPseudo(const Header& h) { return !h.name.empty() && h.name[0] == ':'; }
 };
 
 // gRPC metadata key syntax: non-empty, lower-case letters, digits, '-', '_'

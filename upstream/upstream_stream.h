@@ -49,7 +49,8 @@ class UpstreamCallbacks {
 class UpstreamStream final : public Http2StreamHandler {
  public:
   // The block's forwarded map is read when a connection takes the stream
-  // (perhaps later, from the pool's queue): it must outlive the stream.
+  // (perhaps later, once a new connection has the backend's SETTINGS): it
+  // must outlive the stream.
   UpstreamStream(UpstreamCallbacks& callbacks, HeaderBlock request_headers);
   ~UpstreamStream() override;
 

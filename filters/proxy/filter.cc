@@ -48,6 +48,11 @@ std::string ProxyFilter::describe(const std::string& detail) const {
   return fmt::format("upstream cluster '{}': {}", cluster_ != nullptr ? cluster_->name() : "?", detail);
 }
 
+void ProxyFilter::dropReplay() {
+  replay_ = std::vector<Message>();  // frees the storage (clear() keeps the capacity)
+  replay_held_ = 0;
+}
+
 HeaderBlock ProxyFilter::upstreamRequestHeaders() const {
   // The client's metadata is forwarded from the call's own map, not copied:
   // the filter chain owns that map and outlives every attempt.
@@ -57,7 +62,7 @@ HeaderBlock ProxyFilter::upstreamRequestHeaders() const {
   // The client's pseudo-headers are replaced by the gateway's own, and its
   // grpc-timeout by what is left of the deadline.
   block.forward = [](const Header& h) {
-    return !h.name.empty() && h.name[0] != ':' && !isHopByHop(h.name) && h.name != "grpc-timeout";
+    return !isPseudoHeader(h.name) && !isHopByHop(h.name) && h.name != "grpc-timeout";
   };
   HeaderMap& out = block.own;
   out.reserve(5);
@@ -256,8 +261,7 @@ FilterStatus ProxyFilter::onRequestMessage(StreamContext&, Message& message) {
     if (replay_bytes_ > retry_->replay_buffer_bytes) {
       // Too big to replay: this call gets no more retries.
       replayable_ = false;
-      replay_ = std::vector<Message>();  // frees the storage (clear() keeps the capacity)
-      replay_held_ = 0;
+      dropReplay();
       if (!upstream_) {
         // Waiting to retry: what the client sent so far was only in the
         // replay buffer, so no attempt can carry the whole request any more.
@@ -295,8 +299,7 @@ void ProxyFilter::onStreamDone(StreamContext&) {
     upstream_->outbound().abandon();
     upstream_->countQueuedInto(nullptr);  // the connection it counts into may go first
   }
-  replay_ = std::vector<Message>();  // frees the storage (clear() keeps the capacity)
-  replay_held_ = 0;
+  dropReplay();
   response_decoder_ = GrpcFrameDecoder(ctx_.maxMessageBytes());
   releaseIncompleteResponse();
   releaseRetryPlace();
@@ -373,8 +376,7 @@ void ProxyFilter::onUpstreamHeaders(HeaderMap&& headers, bool end_stream) {
   // then ends UNAVAILABLE or is reset.
   if (per_try_timer_) per_try_timer_->disable();
   response_started_ = true;
-  replay_ = std::vector<Message>();  // frees the storage (clear() keeps the capacity)
-  replay_held_ = 0;
+  dropReplay();
   releaseRetryPlace();  // no retry once the response has begun
   ctx_.responseHeaders().append(std::move(headers));
   ctx_.encodeResponseHeaders();

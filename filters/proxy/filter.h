@@ -79,6 +79,8 @@ class ProxyFilter final : public Filter,
   void releaseRetryPlace();
   void retireAttempt();
   HeaderBlock upstreamRequestHeaders() const;
+  // No more replays: the kept request messages are freed.
+  void dropReplay();
   // An attempt's result for outlier detection (Endpoint::recordCallResult):
   // once per attempt, when it ends, by its grpc-status or how it failed.
   void recordOutcome(bool success);
@@ -99,7 +101,7 @@ class ProxyFilter final : public Filter,
   std::vector<std::unique_ptr<UpstreamStream>> retired_;
   uint32_t attempts_ = 0;
   // A vector: empty, it allocates nothing (a deque allocates two blocks per
-  // call). Dropped by assigning a new one, which frees the storage.
+  // call). dropReplay() frees it.
   std::vector<Message> replay_;
   size_t replay_bytes_ = 0;  // every request byte seen while replayable (goes on once the copy is dropped)
   size_t replay_held_ = 0;   // the bytes in replay_
