@@ -235,6 +235,18 @@ void checkTimeoutRoundTrip(std::chrono::nanoseconds t) {
   // Exact when it fits in 8 digits of nanoseconds.
   if (t.count() <= 99999999) FUZZ_CHECK(*back == t, "formatTimeout(%lld) = \"%s\" is not exact",
                                         static_cast<long long>(t.count()), text.c_str());
+
+  // The coarse form the proxy sends upstream: parses, never earlier, and
+  // under 1% later.
+  const std::string coarse = grpc_headers::formatTimeoutCoarse(t);
+  auto coarse_back = grpc_headers::parseTimeout(coarse);
+  FUZZ_CHECK(coarse_back.has_value() && *coarse_back >= t, "formatTimeoutCoarse(%lld) = \"%s\" is shorter or bad",
+             static_cast<long long>(t.count()), coarse.c_str());
+  if (coarse_back->count() != std::numeric_limits<int64_t>::max()) {
+    FUZZ_CHECK((coarse_back->count() - t.count()) < t.count() / 100 + 1,
+               "formatTimeoutCoarse(%lld) = \"%s\" rounds up by 1%% or more", static_cast<long long>(t.count()),
+               coarse.c_str());
+  }
 }
 
 void fuzzGrpcHeadersImpl(const uint8_t* bytes, size_t size) {

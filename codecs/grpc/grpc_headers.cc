@@ -140,6 +140,25 @@ std::string formatTimeout(std::chrono::nanoseconds timeout) {
   return std::to_string(kMaxTimeoutValue) + 'H';
 }
 
+std::string formatTimeoutCoarse(std::chrono::nanoseconds timeout) {
+  int64_t ns = timeout.count();
+  // Past 999e14 ns (three years) the rounded value could overflow; the exact
+  // encoding is as coarse there anyway.
+  constexpr int64_t kLargest = 999 * 100'000'000'000'000;
+  if (ns <= 0 || ns > kLargest) return formatTimeout(timeout);
+  int64_t scale = 1;
+  while (ns / scale + (ns % scale != 0 ? 1 : 0) > 999) scale *= 10;
+  const int64_t rounded = (ns / scale + (ns % scale != 0 ? 1 : 0)) * scale;
+  // Coarsest decimal unit first. At most 999 followed by zeros, so each fits
+  // in 8 digits: seconds hold up to 999e14 ns, and a finer unit is only
+  // reached when the scale is under a thousand of it.
+  for (size_t i = 4; i-- > 0;) {  // S, m, u, n: the units a power of ten apart
+    const TimeoutUnit& unit = kTimeoutUnits[i];
+    if (rounded % unit.nanos == 0) return std::to_string(rounded / unit.nanos) + unit.symbol;
+  }
+  return formatTimeout(timeout);  // unreachable: 'n' divides everything
+}
+
 bool isBinaryHeader(std::string_view name) { return name.ends_with("-bin"); }
 
 std::string base64Encode(std::string_view bytes) {

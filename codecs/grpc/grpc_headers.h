@@ -31,6 +31,12 @@ std::string truncateMessage(std::string_view message, size_t max_bytes);
 std::optional<std::chrono::nanoseconds> parseTimeout(std::string_view value);
 // The shortest exact-or-rounded-up encoding with at most 8 digits.
 std::string formatTimeout(std::chrono::nanoseconds timeout);
+// Rounded up to three significant digits (less than 1% later), in the
+// coarsest unit that holds it exactly: "10S" for 9.996 s. What the proxy
+// sends upstream: the calls of one client, whose deadlines are alike, then
+// carry the same few values, which HPACK sends as index hits instead of a
+// new literal per call that would also evict the backend's table entries.
+std::string formatTimeoutCoarse(std::chrono::nanoseconds timeout);
 
 // grpc-retry-pushback-ms, a server's word on retrying the call it failed
 // (gRFC A6): a non-negative decimal number is the delay to wait before the

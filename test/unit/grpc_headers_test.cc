@@ -77,6 +77,50 @@ TEST_CASE("formatTimeout round trips and never shortens the deadline", "[grpc_he
   }
 }
 
+TEST_CASE("formatTimeoutCoarse keeps three significant digits in the coarsest exact unit", "[grpc_headers]") {
+  CHECK(formatTimeoutCoarse(nanoseconds(9'996'000'000)) == "10S");
+  CHECK(formatTimeoutCoarse(nanoseconds(9'985'000'000)) == "9990m");
+  CHECK(formatTimeoutCoarse(nanoseconds(998'123'456)) == "999m");
+  CHECK(formatTimeoutCoarse(seconds(30)) == "30S");
+  CHECK(formatTimeoutCoarse(milliseconds(100)) == "100m");
+  CHECK(formatTimeoutCoarse(nanoseconds(123'456)) == "124u");
+  CHECK(formatTimeoutCoarse(nanoseconds(1'001)) == "1010n");
+  CHECK(formatTimeoutCoarse(nanoseconds(999)) == "999n");
+  CHECK(formatTimeoutCoarse(nanoseconds(1)) == "1n");
+  CHECK(formatTimeoutCoarse(hours(24 * 365)) == "31600000S");
+  // Expired, and past the range where rounding could overflow: as formatTimeout.
+  CHECK(formatTimeoutCoarse(nanoseconds(0)) == "1n");
+  CHECK(formatTimeoutCoarse(nanoseconds(-5)) == "1n");
+  CHECK(formatTimeoutCoarse(nanoseconds::max()) == "2562048H");
+}
+
+TEST_CASE("formatTimeoutCoarse gives one value for the deadlines of calls made alike", "[grpc_headers]") {
+  // A client's 10 s deadline reaches the proxy with a little spent: every
+  // remainder within the last 10 ms is the same text, so HPACK indexes it.
+  for (int64_t spent_us = 0; spent_us < 10'000; spent_us += 7) {
+    INFO("spent " << spent_us << " us");
+    REQUIRE(formatTimeoutCoarse(seconds(10) - microseconds(spent_us)) == "10S");
+  }
+}
+
+TEST_CASE("formatTimeoutCoarse never shortens the deadline and lengthens it by under 1%", "[grpc_headers]") {
+  std::mt19937_64 rng(7);
+  for (int i = 0; i < 10000; ++i) {
+    const int64_t limit = int64_t{1} << (rng() % 63);
+    const nanoseconds timeout(1 + static_cast<int64_t>(rng() % static_cast<uint64_t>(limit)));
+    const std::string text = formatTimeoutCoarse(timeout);
+    INFO(timeout.count() << "ns -> " << text);
+    auto parsed = parseTimeout(text);
+    REQUIRE(parsed.has_value());
+    REQUIRE(*parsed >= timeout);
+    if (timeout > hours(24 * 365 * 3)) continue;  // the exact encoding's range
+    REQUIRE(static_cast<double>((*parsed - timeout).count()) < static_cast<double>(timeout.count()) * 0.01);
+    std::string digits = text.substr(0, text.size() - 1);
+    while (digits.size() > 1 && digits.back() == '0') digits.pop_back();
+    REQUIRE(digits.size() <= 3);
+  }
+}
+
 TEST_CASE("percentEncode escapes control, non-ASCII and '%' bytes", "[grpc_headers]") {
   CHECK(percentEncode("plain text ~!") == "plain text ~!");
   CHECK(percentEncode("100%") == "100%25");
