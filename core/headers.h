@@ -21,7 +21,20 @@ class HeaderMap {
 
   // First value for `name`, or nullptr.
   const std::string* get(std::string_view name) const;
-  void add(std::string name, std::string value) { headers_.push_back({std::move(name), std::move(value)}); }
+  // Built in place: no temporary Header to move (each move of a short string
+  // is a copy of its bytes).
+  void add(std::string name, std::string value) {
+    Header& h = headers_.emplace_back();
+    h.name = std::move(name);
+    h.value = std::move(value);
+  }
+  // The same for bytes that are not a string yet (a field being decoded):
+  // copied once, straight into the map.
+  void addCopy(std::string_view name, std::string_view value) {
+    Header& h = headers_.emplace_back();
+    h.name.assign(name);
+    h.value.assign(value);
+  }
   // Moves the fields out, leaving the map empty.
   std::vector<Header> release() { return std::exchange(headers_, {}); }
   // Replaces every value of `name` by one.

@@ -101,7 +101,7 @@ void DownstreamStream::onHeader(std::string_view name, std::string_view value) {
     return;
   }
   if (request_headers_.empty()) request_headers_.reserve(16);
-  request_headers_.add(std::string(name), std::string(value));
+  request_headers_.addCopy(name, value);
   // Request trailers carry nothing gRPC uses: dropped.
 }
 
@@ -149,7 +149,9 @@ void DownstreamStream::startCall() {
   const std::string_view service_name = std::string_view(path_).substr(1, slash - 1);
   const std::string_view method_name = std::string_view(path_).substr(slash + 1);
   auto dots = [](std::string_view segment) { return segment == "." || segment == ".."; };
-  auto names = [](std::string_view segment) { return std::all_of(segment.begin(), segment.end(), isMethodNameChar); };
+  auto names = [](std::string_view segment) {
+    return std::all_of(segment.begin(), segment.end(), [](char c) { return isMethodNameChar(c); });  // inlined
+  };
   if (!names(service_name) || !names(method_name) || dots(service_name) || dots(method_name)) {
     sendLocalReply(LocalReplyReason::BadRequest, StatusCode::Unimplemented,
                    fmt::format("malformed method name \"{}\": a gRPC path is /Service/Method, names of letters, "

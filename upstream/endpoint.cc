@@ -17,6 +17,7 @@ Endpoint::Endpoint(Dispatcher& dispatcher, Cluster& cluster, const EndpointConfi
       cluster_(cluster),
       config_(config),
       address_(address),
+      address_text_(address.toString()),
       key_(keyFor(config, address, one_of_many)),
       one_of_many_(one_of_many),
       active_gauge_(active_gauge) {

@@ -46,11 +46,15 @@ class Endpoint final : public DeferredDeletable {
   const EndpointConfig& config() const { return config_; }
   ConnectionPool& pool() { return *pool_; }
   const SocketAddress& address() const { return address_; }
-  void setAddress(const SocketAddress& address) { address_ = address; }
+  void setAddress(const SocketAddress& address) {
+    address_ = address;
+    address_text_ = address.toString();
+  }
   const std::string& host() const { return config_.host; }
   std::string configKey() const { return config_.key(); }
   uint32_t weight() const { return config_.weight; }
-  std::string describe() const { return address_.toString(); }
+  // The address as text, made once: every call's log line names it.
+  const std::string& describe() const { return address_text_; }
 
   // Gets new streams: passes active health checks and is not ejected.
   bool available(Clock::time_point now) const { return active_healthy_ && !ejected(now); }
@@ -124,6 +128,7 @@ class Endpoint final : public DeferredDeletable {
   Cluster& cluster_;
   const EndpointConfig& config_;
   SocketAddress address_;
+  std::string address_text_;
   std::string key_;
   Clock::time_point last_health_report_ = Clock::now();
   bool one_of_many_;

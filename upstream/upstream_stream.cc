@@ -106,7 +106,7 @@ void UpstreamStream::onHeader(std::string_view name, std::string_view value) {
     return;
   }
   if (incoming_.empty()) incoming_.reserve(8);
-  incoming_.add(std::string(name), std::string(value));
+  incoming_.addCopy(name, value);
 }
 
 // nghttp2's "trailers" flag is not used: it files the block after a 1xx under

@@ -123,8 +123,10 @@ struct Http2Session::Bridge {
 
   static int onBeginHeaders(nghttp2_session* s, const nghttp2_frame* frame, void* ud) noexcept {
     Http2Session& session = self(ud);
-    if (session.side_ != Side::Server || frame->hd.type != NGHTTP2_HEADERS ||
-        frame->headers.cat != NGHTTP2_HCAT_REQUEST) {
+    session.receiving_ = {};
+    if (frame->hd.type != NGHTTP2_HEADERS) return 0;
+    if (session.side_ != Side::Server || frame->headers.cat != NGHTTP2_HCAT_REQUEST) {
+      session.receiving_ = {frame->hd.stream_id, handlerOf(s, frame->hd.stream_id)};
       return 0;
     }
     Http2StreamHandler* h = session.owner_.onNewStream(frame->hd.stream_id);
@@ -135,14 +137,21 @@ struct Http2Session::Bridge {
     }
     nghttp2_session_set_stream_user_data(s, frame->hd.stream_id, h);
     ++session.open_streams_;
+    session.receiving_ = {frame->hd.stream_id, h};
     return 0;
+  }
+
+  // The handler of the header block being received (see ReceivingBlock).
+  static Http2StreamHandler* receivingHandler(Http2Session& session, nghttp2_session* s, int32_t stream_id) {
+    if (stream_id == session.receiving_.stream_id) return session.receiving_.handler;
+    return handlerOf(s, stream_id);
   }
 
   static int onHeader(nghttp2_session* s, const nghttp2_frame* frame, const uint8_t* name,
                       size_t namelen, const uint8_t* value, size_t valuelen, uint8_t,
-                      void*) noexcept {
+                      void* ud) noexcept {
     if (frame->hd.type != NGHTTP2_HEADERS) return 0;
-    if (auto* h = handlerOf(s, frame->hd.stream_id)) {
+    if (auto* h = receivingHandler(self(ud), s, frame->hd.stream_id)) {
       h->onHeader({reinterpret_cast<const char*>(name), namelen},
                   {reinterpret_cast<const char*>(value), valuelen});
     }
@@ -153,7 +162,8 @@ struct Http2Session::Bridge {
     Http2Session& session = self(ud);
     switch (frame->hd.type) {
       case NGHTTP2_HEADERS: {
-        auto* h = handlerOf(s, frame->hd.stream_id);
+        auto* h = receivingHandler(session, s, frame->hd.stream_id);
+        session.receiving_ = {};
         if (h == nullptr) return 0;
         bool trailers = frame->headers.cat == NGHTTP2_HCAT_HEADERS;
         h->onHeadersComplete(trailers, (frame->hd.flags & NGHTTP2_FLAG_END_STREAM) != 0);
@@ -194,6 +204,7 @@ struct Http2Session::Bridge {
 
   static int onStreamClose(nghttp2_session* s, int32_t stream_id, uint32_t error_code,
                            void* ud) noexcept {
+    if (self(ud).receiving_.stream_id == stream_id) self(ud).receiving_ = {};
     auto* h = handlerOf(s, stream_id);
     if (h == nullptr) return 0;
     nghttp2_session_set_stream_user_data(s, stream_id, nullptr);
@@ -450,6 +461,7 @@ void Http2Session::consume(int32_t stream_id, size_t n) {
 }
 
 void Http2Session::detach(int32_t stream_id) {
+  if (receiving_.stream_id == stream_id) receiving_ = {};
   if (nghttp2_session_find_stream(session_, stream_id) != nullptr) {
     if (handlerOf(session_, stream_id) != nullptr) {
       nghttp2_session_set_stream_user_data(session_, stream_id, nullptr);

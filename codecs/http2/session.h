@@ -184,6 +184,14 @@ class Http2Session {
   Http2SessionOwner& owner_;
   nghttp2_session* session_ = nullptr;
   size_t open_streams_ = 0;
+  // The stream whose header block nghttp2 is delivering, looked up once per
+  // block instead of once per field (a map lookup each). Set when a block
+  // begins; cleared when it ends, and when its stream closes or lets go.
+  struct ReceivingBlock {
+    int32_t stream_id = 0;  // 0: none (no HEADERS frame uses stream 0)
+    Http2StreamHandler* handler = nullptr;
+  };
+  ReceivingBlock receiving_;
   // Our PINGs carry ping_base_ + n, n counting them: an ACK is ours if its
   // payload is among those.
   uint64_t ping_base_ = 0;
