@@ -21,19 +21,17 @@ class HeaderMap {
 
   // First value for `name`, or nullptr.
   const std::string* get(std::string_view name) const;
-  // Built in place: no temporary Header to move (each move of a short string
-  // is a copy of its bytes).
-  void add(std::string name, std::string value) {
-    Header& h = headers_.emplace_back();
-    h.name = std::move(name);
-    h.value = std::move(value);
-  }
+  // Built in place from the strings given (moved, not copied): no temporary
+  // Header to move again.
+  void add(std::string name, std::string value) { headers_.emplace_back(std::move(name), std::move(value)); }
   // The same for bytes that are not a string yet (a field being decoded):
   // copied once, straight into the map.
   void addCopy(std::string_view name, std::string_view value) {
     Header& h = headers_.emplace_back();
-    h.name.assign(name);
-    h.value.assign(value);
+    // append, not assign: into an empty string it is a plain copy, where
+    // assign takes libstdc++'s general replace path (twice the instructions).
+    h.name.append(name);
+    h.value.append(value);
   }
   // Moves the fields out, leaving the map empty.
   std::vector<Header> release() { return std::exchange(headers_, {}); }

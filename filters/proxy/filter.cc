@@ -66,11 +66,11 @@ HeaderBlock ProxyFilter::upstreamRequestHeaders() const {
   };
   HeaderMap& out = block.own;
   out.reserve(5);
-  out.add(":method", "POST");
-  out.add(":scheme", "http");
-  out.add(":path", ctx_.path());
+  out.addCopy(":method", "POST");
+  out.addCopy(":scheme", "http");
+  out.addCopy(":path", ctx_.path());
   const std::string* authority = request.get(":authority");
-  out.add(":authority", authority != nullptr ? *authority : cluster_->name());
+  out.addCopy(":authority", authority != nullptr ? *authority : cluster_->name());
   auto deadline = ctx_.deadline();
   if (retry_ != nullptr && retry_->per_try_timeout_ms > 0) {
     auto per_try = StreamContext::Clock::now() + std::chrono::milliseconds(retry_->per_try_timeout_ms);
