@@ -17,9 +17,38 @@
 namespace sluice {
 namespace {
 
+// The names a gRPC call sends on every call, as static text: nghttp2 need
+// not copy (and lowercase) a name that outlives the frame and is lowercase
+// already. nullptr for any other name.
+const char* staticName(std::string_view name) {
+  // By length, then against literals: each comparison is of a known size,
+  // which the compiler inlines (a loop over a table cost as much as the copy
+  // it saves).
+  auto is = [&](std::string_view known) { return name == known ? known.data() : nullptr; };
+  const char* found = nullptr;
+  switch (name.size()) {
+    case 2: return is("te");
+    case 5: return is(":path");
+    case 7:
+      if ((found = is(":method")) || (found = is(":scheme"))) return found;
+      return is(":status");
+    case 10:
+      if ((found = is(":authority"))) return found;
+      return is("user-agent");
+    case 11: return is("grpc-status");
+    case 12:
+      if ((found = is("content-type")) || (found = is("grpc-timeout")) || (found = is("grpc-message"))) return found;
+      return is(request_id::kHeader);
+    case 13: return is("grpc-encoding");
+    case 20: return is("grpc-accept-encoding");
+    default: return nullptr;
+  }
+}
+
 // The header block as nghttp2 wants it, pseudo-headers first (HTTP/2
 // requires it, whatever order a filter added them in). nghttp2 copies the
-// block when it is submitted, so one vector per thread serves every call.
+// block when it is submitted (but for the static names above), so one vector
+// per thread serves every call.
 const std::vector<nghttp2_nv>& toNv(const HeaderBlock& block) {
   thread_local std::vector<nghttp2_nv> nv;
   nv.clear();
@@ -27,7 +56,13 @@ const std::vector<nghttp2_nv>& toNv(const HeaderBlock& block) {
     // A value new on every call (the request id) would only push the headers
     // that do repeat out of HPACK's table: sent as a literal, never indexed.
     uint8_t flags = h.name == request_id::kHeader ? NGHTTP2_NV_FLAG_NO_INDEX : NGHTTP2_NV_FLAG_NONE;
-    nv.push_back({reinterpret_cast<uint8_t*>(const_cast<char*>(h.name.data())),
+    const char* name = staticName(h.name);
+    if (name != nullptr) {
+      flags |= NGHTTP2_NV_FLAG_NO_COPY_NAME;
+    } else {
+      name = h.name.data();
+    }
+    nv.push_back({reinterpret_cast<uint8_t*>(const_cast<char*>(name)),
                   reinterpret_cast<uint8_t*>(const_cast<char*>(h.value.data())), h.name.size(), h.value.size(),
                   flags});
   });
