@@ -84,24 +84,8 @@ if [ "$need_install" = 1 ]; then
 fi
 export PATH="$PATH:/usr/sbin"
 
-if [ ! -x "$SLUICE_BIN" ]; then
-  log "building sluice (scripts/build.sh)"
-  bash scripts/build.sh >&2
-fi
-# The bench programs: from the main build when bench/ is part of it,
-# otherwise from a standalone build of bench/CMakeLists.txt.
-if grep -q '^[[:space:]]*add_subdirectory(bench)' CMakeLists.txt 2>/dev/null && [ -f build/build.ninja ]; then
-  cmake --build build -j2 --target sluice_bench_load_client sluice_bench_backend >&2
-  BIN=build
-else
-  if [ ! -f "$BENCH_BUILD_DIR/CMakeCache.txt" ]; then
-    cmake -S bench -B "$BENCH_BUILD_DIR" -G Ninja -DCMAKE_BUILD_TYPE=RelWithDebInfo >&2
-  fi
-  cmake --build "$BENCH_BUILD_DIR" -j2 --target sluice_bench_load_client sluice_bench_backend >&2
-  BIN="$BENCH_BUILD_DIR"
-fi
-CLIENT="$BIN/sluice_bench_load_client"
-BACKEND="$BIN/sluice_bench_backend"
+# shellcheck source=bench/programs.sh
+source bench/programs.sh  # builds sluice if missing, and the bench programs: sets CLIENT and BACKEND
 
 # ------------------------------------------------------------------ processes
 WORK="$(mktemp -d "${TMPDIR:-/tmp}/sluice-bench.XXXXXX")"
