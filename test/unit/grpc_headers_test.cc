@@ -3,6 +3,7 @@
 #include <limits>
 #include <random>
 #include <string>
+#include <vector>
 
 #include <catch2/catch.hpp>
 
@@ -58,21 +59,35 @@ TEST_CASE("formatTimeout picks the finest unit that fits in 8 digits", "[grpc_he
   CHECK(formatTimeout(nanoseconds(-5)) == "1n");
 }
 
-TEST_CASE("formatTimeout round trips and never shortens the deadline", "[grpc_headers]") {
-  std::mt19937_64 rng(42);
+// Positive timeouts spread over every magnitude, from nanoseconds to centuries.
+std::vector<nanoseconds> timeoutsOfEveryMagnitude(uint64_t seed) {
+  std::mt19937_64 rng(seed);
+  std::vector<nanoseconds> out;
   for (int i = 0; i < 10000; ++i) {
-    // Spread over every magnitude, from nanoseconds to centuries.
     const int64_t limit = int64_t{1} << (rng() % 63);
-    const nanoseconds timeout(1 + static_cast<int64_t>(rng() % static_cast<uint64_t>(limit)));
+    out.emplace_back(1 + static_cast<int64_t>(rng() % static_cast<uint64_t>(limit)));
+  }
+  return out;
+}
+
+// `text`, made from `timeout`, read back: it must parse, and never be earlier.
+nanoseconds readBack(const std::string& text, nanoseconds timeout) {
+  INFO(timeout.count() << "ns -> " << text);
+  auto parsed = parseTimeout(text);
+  REQUIRE(parsed.has_value());
+  REQUIRE(*parsed >= timeout);
+  return *parsed;
+}
+
+TEST_CASE("formatTimeout round trips and never shortens the deadline", "[grpc_headers]") {
+  for (nanoseconds timeout : timeoutsOfEveryMagnitude(42)) {
     const std::string text = formatTimeout(timeout);
     INFO(timeout.count() << "ns -> " << text);
-    auto parsed = parseTimeout(text);
-    REQUIRE(parsed.has_value());
-    REQUIRE(*parsed >= timeout);
+    const nanoseconds parsed = readBack(text, timeout);
     // Rounding up costs less than one unit, and a coarser unit is only chosen
     // when the finer one (at most 1000x smaller) overflowed 8 digits, so the
     // value is >= 100000 units: the deadline moves by at most 1e-5 of itself.
-    REQUIRE(static_cast<double>((*parsed - timeout).count()) <=
+    REQUIRE(static_cast<double>((parsed - timeout).count()) <=
             static_cast<double>(timeout.count()) * 1e-5);
   }
 }
@@ -104,17 +119,12 @@ TEST_CASE("formatTimeoutCoarse gives one value for the deadlines of calls made a
 }
 
 TEST_CASE("formatTimeoutCoarse never shortens the deadline and lengthens it by under 1%", "[grpc_headers]") {
-  std::mt19937_64 rng(7);
-  for (int i = 0; i < 10000; ++i) {
-    const int64_t limit = int64_t{1} << (rng() % 63);
-    const nanoseconds timeout(1 + static_cast<int64_t>(rng() % static_cast<uint64_t>(limit)));
+  for (nanoseconds timeout : timeoutsOfEveryMagnitude(7)) {
     const std::string text = formatTimeoutCoarse(timeout);
     INFO(timeout.count() << "ns -> " << text);
-    auto parsed = parseTimeout(text);
-    REQUIRE(parsed.has_value());
-    REQUIRE(*parsed >= timeout);
+    const nanoseconds parsed = readBack(text, timeout);
     if (timeout > hours(24 * 365 * 3)) continue;  // the exact encoding's range
-    REQUIRE(static_cast<double>((*parsed - timeout).count()) < static_cast<double>(timeout.count()) * 0.01);
+    REQUIRE(static_cast<double>((parsed - timeout).count()) < static_cast<double>(timeout.count()) * 0.01);
     std::string digits = text.substr(0, text.size() - 1);
     while (digits.size() > 1 && digits.back() == '0') digits.pop_back();
     REQUIRE(digits.size() <= 3);
