@@ -65,13 +65,23 @@ wait_port() {  # wait_port PORT PID SECONDS
   return 1
 }
 
-read -r BACKEND_PORT GATEWAY_PORT < <("$CLIENT" --free-ports 2)
+read -r BACKEND_PORT GATEWAY_PORT ADMIN_PORT < <("$CLIENT" --free-ports 3)
 "$BACKEND" --address "127.0.0.1:$BACKEND_PORT" >"$WORK/backend.log" 2>&1 &
 BACKEND_PID=$!
 wait_port "$BACKEND_PORT" "$BACKEND_PID" 10 || die "the backend did not start: $(cat "$WORK/backend.log")"
 "$CLIENT" --h2load-body "$WORK/unary.body" --payload 64
-sed -e "s/@PORT@/$GATEWAY_PORT/" -e "s/@BACKEND_PORT@/$BACKEND_PORT/" -e 's/@WORKERS_LINE@/"workers": 1,/' \
+sed -e "s/@PORT@/$GATEWAY_PORT/" -e "s/@BACKEND_PORT@/$BACKEND_PORT/" \
+  -e "s/@WORKERS_LINE@/\"workers\": 1, \"admin\": {\"address\": \"127.0.0.1:$ADMIN_PORT\"},/" \
   bench/configs/sluice.json >"$WORK/sluice.json"
+
+# The gRPC statuses the gateway answered with, as its /stats counts them
+# ("grpc.<service>.<method>.handled.<code>"): h2load only sees HTTP 200.
+statuses() {
+  exec 3<>"/dev/tcp/127.0.0.1/$ADMIN_PORT"
+  printf 'GET /stats HTTP/1.0\r\nHost: 127.0.0.1\r\n\r\n' >&3
+  grep -o 'handled\.[A-Za-z_]*' <&3 | sort -u | tr '\n' ' '
+  exec 3<&-
+}
 
 calls() {  # calls MODE N: makes the calls, prints how many completed
   if [ "$1" = h2load ]; then
@@ -97,9 +107,13 @@ for mode in "${MODES[@]}"; do
   GATEWAY_PID=$!
   wait_port "$GATEWAY_PORT" "$GATEWAY_PID" 60 || die "the gateway did not start: $(tail -5 "$WORK/gateway.$mode.log")"
   if [ "$mode" = h2load ]; then calls h2load "$WARMUP" >/dev/null; else calls grpc 1 >/dev/null; fi
-  callgrind_control -z "$GATEWAY_PID" >/dev/null 2>&1
+  # callgrind_control exits 0 even when it found no such run: read what it says.
+  zeroed=$(callgrind_control -z "$GATEWAY_PID" 2>&1 || true)
+  case "$zeroed" in *"sending command zero to pid $GATEWAY_PID"*) ;; *) die "could not zero the counters: $zeroed" ;; esac
   if [ "$mode" = h2load ]; then n=$(calls h2load "$CALLS"); else n=$(calls grpc "$SECONDS_COUNTED"); fi
   callgrind_control -d "$GATEWAY_PID" >/dev/null 2>&1
+  answered=$(statuses)
+  [ "$answered" = "handled.OK " ] || die "$mode: calls ended with other statuses than OK: $answered"
   stop "$GATEWAY_PID"
   GATEWAY_PID=""
   # The dump taken after the zeroing is part 1; part 0 is what came after it, at exit.

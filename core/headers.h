@@ -21,11 +21,17 @@ class HeaderMap {
 
   // First value for `name`, or nullptr.
   const std::string* get(std::string_view name) const;
-  // Built in place from the strings given (moved, not copied): no temporary
-  // Header to move again.
-  void add(std::string name, std::string value) { headers_.emplace_back(std::move(name), std::move(value)); }
+  // Built in place (the strings given are moved in): no temporary Header to
+  // move again. Not emplace_back(name, value): clang before 16 cannot build an
+  // aggregate from parentheses, and the fuzz build uses clang 14.
+  void add(std::string name, std::string value) {
+    Header& h = headers_.emplace_back();
+    h.name = std::move(name);
+    h.value = std::move(value);
+  }
   // The same for bytes that are not a string yet (a field being decoded):
-  // copied once, straight into the map.
+  // copied once, straight into the map. They must not point into this map,
+  // which adding may move.
   void addCopy(std::string_view name, std::string_view value) {
     Header& h = headers_.emplace_back();
     // append, not assign: into an empty string it is a plain copy, where
