@@ -28,6 +28,9 @@ constexpr std::array<TimeoutUnit, 6> kTimeoutUnits = {{
 
 bool isDigit(char c) { return c >= '0' && c <= '9'; }
 
+// n / d rounded up (n > 0, d > 0): a timeout is never encoded shorter.
+int64_t divideRoundingUp(int64_t n, int64_t d) { return n / d + (n % d != 0 ? 1 : 0); }
+
 int hexValue(char c) {
   if (c >= '0' && c <= '9') return c - '0';
   if (c >= 'a' && c <= 'f') return c - 'a' + 10;
@@ -133,7 +136,7 @@ std::string formatTimeout(std::chrono::nanoseconds timeout) {
   int64_t ns = timeout.count();
   for (const TimeoutUnit& unit : kTimeoutUnits) {
     // Round up: the encoded deadline may be later than asked, never earlier.
-    int64_t count = ns / unit.nanos + (ns % unit.nanos != 0 ? 1 : 0);
+    int64_t count = divideRoundingUp(ns, unit.nanos);
     if (count <= kMaxTimeoutValue) return std::to_string(count) + unit.symbol;
   }
   // Unreachable: int64 nanoseconds is under 2.6 million hours.
@@ -147,16 +150,16 @@ std::string formatTimeoutCoarse(std::chrono::nanoseconds timeout) {
   constexpr int64_t kLargest = 999 * 100'000'000'000'000;
   if (ns <= 0 || ns > kLargest) return formatTimeout(timeout);
   int64_t scale = 1;
-  while (ns / scale + (ns % scale != 0 ? 1 : 0) > 999) scale *= 10;
-  const int64_t rounded = (ns / scale + (ns % scale != 0 ? 1 : 0)) * scale;
-  // Coarsest decimal unit first. At most 999 followed by zeros, so each fits
-  // in 8 digits: seconds hold up to 999e14 ns, and a finer unit is only
-  // reached when the scale is under a thousand of it.
-  for (size_t i = 4; i-- > 0;) {  // S, m, u, n: the units a power of ten apart
+  while (divideRoundingUp(ns, scale) > 999) scale *= 10;
+  const int64_t rounded = divideRoundingUp(ns, scale) * scale;
+  // Coarsest decimal unit first (S, m, u; n takes the rest). At most 999
+  // followed by zeros, so each fits in 8 digits: seconds hold up to 999e14 ns,
+  // and a finer unit is only reached when the scale is under a thousand of it.
+  for (size_t i = 3; i > 0; --i) {
     const TimeoutUnit& unit = kTimeoutUnits[i];
     if (rounded % unit.nanos == 0) return std::to_string(rounded / unit.nanos) + unit.symbol;
   }
-  return formatTimeout(timeout);  // unreachable: 'n' divides everything
+  return std::to_string(rounded) + kTimeoutUnits[0].symbol;
 }
 
 bool isBinaryHeader(std::string_view name) { return name.ends_with("-bin"); }

@@ -53,12 +53,14 @@ const std::vector<nghttp2_nv>& toNv(const HeaderBlock& block) {
   thread_local std::vector<nghttp2_nv> nv;
   nv.clear();
   block.forEach([](const Header& h) {
-    // A value new on every call (the request id) would only push the headers
-    // that do repeat out of HPACK's table: sent as a literal, never indexed.
-    uint8_t flags = h.name == request_id::kHeader ? NGHTTP2_NV_FLAG_NO_INDEX : NGHTTP2_NV_FLAG_NONE;
     const char* name = staticName(h.name);
+    uint8_t flags = NGHTTP2_NV_FLAG_NONE;
     if (name != nullptr) {
-      flags |= NGHTTP2_NV_FLAG_NO_COPY_NAME;
+      flags = NGHTTP2_NV_FLAG_NO_COPY_NAME;
+      // A value new on every call (the request id) would only push the
+      // headers that do repeat out of HPACK's table: sent as a literal, never
+      // indexed. (staticName gives kHeader's own text for it: one comparison.)
+      if (name == request_id::kHeader.data()) flags |= NGHTTP2_NV_FLAG_NO_INDEX;
     } else {
       name = h.name.data();
     }
