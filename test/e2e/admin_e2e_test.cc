@@ -215,7 +215,7 @@ TEST_CASE("an endpoint's calls in flight are counted over every worker", "[e2e][
   // Four connections (two per worker), two slow calls on each.
   constexpr int kConnections = 4, kCallsEach = 2, kCalls = kConnections * kCallsEach;
   std::vector<std::shared_ptr<grpc::Channel>> channels;
-  for (int i = 0; i < kConnections; ++i) channels.push_back(makeChannel(gateway.address()));
+  for (int i = 0; i < kConnections; ++i) channels.push_back(makeConnectedChannel(gateway.address()));
   std::vector<std::unique_ptr<grpc::ClientContext>> contexts;
   std::vector<std::thread> calls;
   for (int i = 0; i < kCalls; ++i) {

@@ -99,18 +99,22 @@ TEST_CASE("a verdict posted through the call's handle from another thread resume
   CHECK(threw.error_code() == grpc::StatusCode::INTERNAL);
   CHECK_THAT(threw.error_message(), Catch::Contains("CallHandle::post"));
   CHECK(f.backend.stats().calls == 1);
-  // Many at once, over connections of their own (spread over both workers).
+  // Many at once, over connections of their own (spread over both workers),
+  // connected first (see makeConnectedChannel).
   std::vector<std::unique_ptr<example::Echo::Stub>> stubs;
-  for (int c = 0; c < 8; ++c) stubs.push_back(example::Echo::NewStub(makeChannel(f.gateway.address())));
+  for (int c = 0; c < 8; ++c) stubs.push_back(example::Echo::NewStub(makeConnectedChannel(f.gateway.address())));
   std::vector<std::thread> threads;
-  std::atomic<int> ok{0};
+  std::vector<grpc::Status> statuses(40);
   for (int i = 0; i < 40; ++i) {
     threads.emplace_back([&, i] {
-      if (OffThreadFixture::call(*stubs[i % 8], "allow:" + std::to_string(10 + i % 7 * 10)).ok()) ok++;
+      statuses[i] = OffThreadFixture::call(*stubs[i % 8], "allow:" + std::to_string(10 + i % 7 * 10));
     });
   }
   for (auto& t : threads) t.join();
-  CHECK(ok == 40);
+  for (const grpc::Status& s : statuses) {
+    INFO("grpc status: " << describe(s));
+    CHECK(s.ok());
+  }
   CHECK(f.backend.stats().calls == 41);
   CHECK(f.gateway.running());
 }

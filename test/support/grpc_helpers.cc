@@ -1,5 +1,8 @@
 #include "test/support/grpc_helpers.h"
 
+#include <chrono>
+#include <stdexcept>
+
 #include <grpcpp/impl/codegen/client_unary_call.h>
 #include <grpcpp/impl/codegen/rpc_method.h>
 #include <grpcpp/impl/codegen/sync_stream.h>
@@ -14,6 +17,14 @@ std::shared_ptr<grpc::Channel> makeChannel(const std::string& address) {
   // No retries: a test must see the first failure, not a retried success.
   args.SetInt(GRPC_ARG_ENABLE_RETRIES, 0);
   return grpc::CreateCustomChannel(address, grpc::InsecureChannelCredentials(), args);
+}
+
+std::shared_ptr<grpc::Channel> makeConnectedChannel(const std::string& address) {
+  std::shared_ptr<grpc::Channel> channel = makeChannel(address);
+  if (!channel->WaitForConnected(std::chrono::system_clock::now() + std::chrono::seconds(5))) {
+    throw std::runtime_error("no connection to " + address + " within 5 s");
+  }
+  return channel;
 }
 
 void setTimeout(grpc::ClientContext& context, std::chrono::milliseconds timeout) {
