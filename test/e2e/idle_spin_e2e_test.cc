@@ -35,16 +35,18 @@ nlohmann::json spinConfig(const std::string& backend, const nlohmann::json& spin
   return config;
 }
 
-// Unary calls from kClientThreads threads at once, each on its own connection,
-// so the gateway's loop has new input while it is still answering. Returns ""
+// Unary calls from kClientThreads threads at once, each on its own connection
+// (connected first: see makeConnectedChannel), so the gateway's loop has new input while it is still answering. Returns ""
 // when every call succeeded, else how many failed and how the first did.
 std::string callConcurrently(const std::string& address) {
   std::vector<int> failures(kClientThreads, 0);
   std::vector<std::string> first(kClientThreads);
+  std::vector<std::shared_ptr<grpc::Channel>> channels;
+  for (int t = 0; t < kClientThreads; ++t) channels.push_back(makeConnectedChannel(address));
   std::vector<std::thread> threads;
   for (int t = 0; t < kClientThreads; ++t) {
     threads.emplace_back([&, t] {
-      auto stub = example::Echo::NewStub(makeChannel(address));
+      auto stub = example::Echo::NewStub(channels[t]);
       for (int i = 0; i < kCallsPerThread; ++i) {
         grpc::ClientContext ctx;
         setTimeout(ctx, kCallTimeout);
