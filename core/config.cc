@@ -146,6 +146,7 @@ ListenerConfig readListener(const json& value, const std::string& path, const Fi
   limit("initial_stream_window_bytes", listener.initial_stream_window_bytes, kMinWindow, kMaxWindow);
   limit("initial_connection_window_bytes", listener.initial_connection_window_bytes, kMinWindow, kMaxWindow);
   limit("idle_timeout_ms", listener.idle_timeout_ms, 0, kDayMs);
+  limit("preface_timeout_ms", listener.preface_timeout_ms, 0, kDayMs);
   limit("stream_idle_timeout_ms", listener.stream_idle_timeout_ms, 0, kDayMs);
   limit("keepalive_interval_ms", listener.keepalive_interval_ms, 0, kDayMs);
   limit("keepalive_timeout_ms", listener.keepalive_timeout_ms, 1, kDayMs);

@@ -76,6 +76,10 @@ struct ListenerConfig {
   uint32_t initial_connection_window_bytes = 16 << 20;
   uint32_t connection_buffer_bytes = 1 << 20; // output queued for one client's socket
   uint32_t idle_timeout_ms = 300000;          // a connection with no stream; 0: never
+  // From accept to the client's whole HTTP/2 preface (its magic and first
+  // SETTINGS); 0: no limit. A connection that never speaks would otherwise
+  // hold its place under max_connections until the keepalive gives up on it.
+  uint32_t preface_timeout_ms = 10000;
   uint32_t stream_idle_timeout_ms = 0;        // a stream with no message either way; 0: never
   uint32_t keepalive_interval_ms = 60000;     // PING clients this often; 0: never
   uint32_t keepalive_timeout_ms = 20000;      // ... and drop them if unanswered

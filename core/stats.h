@@ -79,6 +79,7 @@ struct ListenerStats {
   Gauge downstream_cx_active;
   Counter downstream_cx_refused;  // over a connection limit
   Counter downstream_cx_overload_refused;  // closed as accepted: the heap is past overload.refuse_connections_percent
+  Counter downstream_cx_preface_timeout;   // closed: no HTTP/2 preface within preface_timeout_ms
   Counter downstream_rq_total;
   Gauge downstream_rq_active;
   Counter downstream_rq_refused;  // over a stream limit, while draining, or for overload

@@ -58,6 +58,10 @@ void DownstreamConnection::start() {
   spdlog::debug("[C{}] accepted from {}", id_, peer_address_);
   socket_.startReading();
   timers_.start(0);
+  if (const uint32_t ms = listener_.config().preface_timeout_ms; ms > 0) {
+    preface_timer_ = std::make_unique<Timer>(dispatcher_, [this] { onPrefaceTimeout(); });
+    preface_timer_->enable(std::chrono::milliseconds(ms));
+  }
   // Our SETTINGS go out with the answer to the client's first bytes, not
   // before: an HTTP/1 client must get a readable HTTP/1 error, not a frame.
 }
@@ -88,6 +92,21 @@ void DownstreamConnection::onPingAck(uint64_t sequence) {
   // Only the drain's own PING says the client has seen the first GOAWAY: the
   // ACK of a keepalive PING sent before it may arrive first.
   if (draining_ && sequence >= drain_ping_) sendFinalGoaway();
+}
+
+void DownstreamConnection::onRemoteSettings() {
+  // The first SETTINGS ends the client's preface: it speaks HTTP/2. The timer
+  // is freed in flush(), after this callback.
+  if (preface_timer_) preface_timer_->disable();
+}
+
+void DownstreamConnection::onPrefaceTimeout() {
+  // A port scanner, a TCP health check that never closes, a client stuck
+  // before it spoke, or one holding connections open on purpose.
+  listener_.stats().downstream_cx_preface_timeout.inc();
+  spdlog::debug("[C{}] no HTTP/2 preface from {} within {} ms", id_, peer_address_,
+                listener_.config().preface_timeout_ms);
+  close("no HTTP/2 preface in time (preface_timeout_ms)");
 }
 
 void DownstreamConnection::onErrorGoawaySent(uint32_t error_code) {
@@ -183,6 +202,7 @@ void DownstreamConnection::refuseHttp1() {
   listener_.stats().downstream_protocol_errors.inc();
   spdlog::info("[C{}] HTTP/1 request from {}: answered 505, closing the connection", id_, peer_address_);
   http1_refused_ = true;
+  if (preface_timer_) preface_timer_->disable();  // answered: the linger check ends it now
   socket_.write(fmt::format("HTTP/1.1 505 HTTP Version Not Supported\r\ncontent-type: text/plain\r\n"
                             "content-length: {}\r\nconnection: close\r\n\r\n{}",
                             kBody.size(), kBody));
@@ -205,6 +225,7 @@ void DownstreamConnection::onDisconnected(int status) {
 
 void DownstreamConnection::flush() {
   if (closed_) return;
+  if (preface_timer_ && !preface_timer_->enabled()) preface_timer_.reset();
   if (http1_refused_) {
     // Once the answer is written our side is done (the client reads to the
     // end, then closes); a client that does not close is closed by the
@@ -291,6 +312,7 @@ void DownstreamConnection::close(const std::string& reason) {
   spdlog::debug("[C{}] closing: {}", id_, reason);
   timers_.stop();
   if (drain_timer_) drain_timer_->disable();
+  if (preface_timer_) preface_timer_->disable();
   if (linger_timer_) linger_timer_->disable();
   if (slow_reader_timer_) slow_reader_timer_->disable();
   socket_.close();

@@ -86,6 +86,7 @@ class DownstreamConnection final : public Http2SessionOwner,
   // ---- Http2SessionOwner ----
   Http2StreamHandler* onNewStream(int32_t stream_id) override;
   void onPingAck(uint64_t sequence) override;
+  void onRemoteSettings() override;
   void onErrorGoawaySent(uint32_t error_code) override;
   // ---- TcpSocketCallbacks ----
   void onRead(const uint8_t* data, size_t len) override;
@@ -114,6 +115,10 @@ class DownstreamConnection final : public Http2SessionOwner,
   bool draining_ = false;
   bool final_goaway_sent_ = false;
   std::unique_ptr<Timer> drain_timer_;
+  // Armed at accept until the client's preface is complete (its first
+  // SETTINGS), then freed; firing closes the connection (preface_timeout_ms).
+  std::unique_ptr<Timer> preface_timer_;
+  void onPrefaceTimeout();
   uint64_t drain_ping_ = 0;  // the PING whose ACK ends the drain's first phase
   void sendFinalGoaway();
   // An ending connection (its GOAWAY queued, or its session over with bytes

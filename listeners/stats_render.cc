@@ -90,6 +90,9 @@ void addListenerStats(Families& f, const std::string& name, const ListenerStats&
   f.gateway("sluice_downstream_cx_overload_refused_total", "counter",
             "Downstream connections closed as accepted: the heap was past overload.refuse_connections_percent.")
       .add(l, s.downstream_cx_overload_refused.value());
+  f.gateway("sluice_downstream_cx_preface_timeout_total", "counter",
+            "Downstream connections closed for sending no HTTP/2 preface within preface_timeout_ms.")
+      .add(l, s.downstream_cx_preface_timeout.value());
   f.gateway("sluice_downstream_rq_total", "counter", "Downstream streams (calls) started.").add(l, s.downstream_rq_total.value());
   f.gateway("sluice_downstream_rq_active", "gauge", "Downstream streams (calls) in progress.").add(l, s.downstream_rq_active.value());
   f.gateway("sluice_downstream_rq_refused_total", "counter", "Downstream streams refused by a limit, while draining, or for overload.").add(l, s.downstream_rq_refused.value());
@@ -224,6 +227,7 @@ std::string renderStatsText(const std::vector<const WorkerStats*>& workers, cons
       values[p + "downstream_cx_active"] += s.downstream_cx_active.value();
       values[p + "downstream_cx_refused"] += s.downstream_cx_refused.value();
       values[p + "downstream_cx_overload_refused"] += s.downstream_cx_overload_refused.value();
+      values[p + "downstream_cx_preface_timeout"] += s.downstream_cx_preface_timeout.value();
       values[p + "downstream_rq_total"] += s.downstream_rq_total.value();
       values[p + "downstream_rq_active"] += s.downstream_rq_active.value();
       values[p + "downstream_rq_refused"] += s.downstream_rq_refused.value();

@@ -407,6 +407,47 @@ TEST_CASE("idle connections close, but never one with an active stream", "[e2e][
   CHECK(seen.closed);
 }
 
+TEST_CASE("a connection without a whole HTTP/2 preface in preface_timeout_ms is closed; one with it stays",
+          "[e2e][limits]") {
+  TestBackend backend("b");
+  // No idle or keepalive clock: only the preface's can close these.
+  auto config = limited(backend.address(),
+                        {{"preface_timeout_ms", 300}, {"idle_timeout_ms", 0}, {"keepalive_interval_ms", 0}});
+  config["admin"] = {{"address", "127.0.0.1:0"}};
+  GatewayProcess gateway(config);
+  const auto start = std::chrono::steady_clock::now();
+  FrameSocket silent(gateway.port(), 0, FrameSocket::Opening::Nothing);
+  FrameSocket magic_only(gateway.port(), 0, FrameSocket::Opening::Nothing);  // the magic, never its SETTINGS
+  REQUIRE(magic_only.send(std::string(kPreface)));
+  FrameSocket speaks(gateway.port());
+  // A client that took a while to speak, but spoke in time.
+  FrameSocket late(gateway.port(), 0, FrameSocket::Opening::Nothing);
+  std::this_thread::sleep_for(std::chrono::milliseconds(150));
+  REQUIRE(late.send(std::string(kPreface) + FrameSocket::frame(kSettings, 0, 0, "")));
+  CHECK(silent.readUntilClosed(std::chrono::seconds(3)).closed);
+  CHECK(std::chrono::steady_clock::now() - start >= std::chrono::milliseconds(250));
+  CHECK(magic_only.readUntilClosed(std::chrono::seconds(3)).closed);
+  // Well past the timeout, the connections that spoke are open and serve calls.
+  CHECK_FALSE(speaks.readUntilClosed(std::chrono::milliseconds(600)).closed);
+  CHECK_FALSE(late.readUntilClosed(std::chrono::milliseconds(100)).closed);
+  EchoRequest request;
+  request.set_response_count(1);
+  speaks.openServerStream(1, request);
+  bool answered = false;
+  while (!answered) {
+    auto f = speaks.nextFrame(std::chrono::seconds(5));
+    if (!f) break;
+    answered = f->type == kHeaders && f->stream == 1;
+  }
+  CHECK(answered);
+  CHECK(statValue(gateway.adminAddress(), "listener.grpc.downstream_cx_preface_timeout") == 2);
+  auto stub = example::Echo::NewStub(makeChannel(gateway.address()));
+  grpc::ClientContext ctx;
+  setTimeout(ctx, kCallTimeout);
+  EchoResponse response;
+  REQUIRE_OK(stub->Unary(&ctx, EchoRequest(), &response));
+}
+
 TEST_CASE("a client that stops answering PINGs is dropped", "[e2e][limits]") {
   TestBackend backend("b");
   GatewayProcess gateway(limited(backend.address(), {{"keepalive_interval_ms", 200}, {"keepalive_timeout_ms", 200},

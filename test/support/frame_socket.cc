@@ -15,7 +15,7 @@
 
 namespace sluice::test {
 
-FrameSocket::FrameSocket(int port, int receive_buffer) {
+FrameSocket::FrameSocket(int port, int receive_buffer, Opening opening) {
   fd_ = ::socket(AF_INET, SOCK_STREAM, 0);
   if (receive_buffer > 0) ::setsockopt(fd_, SOL_SOCKET, SO_RCVBUF, &receive_buffer, sizeof(receive_buffer));
   sockaddr_in a{};
@@ -23,7 +23,8 @@ FrameSocket::FrameSocket(int port, int receive_buffer) {
   a.sin_port = htons(static_cast<uint16_t>(port));
   a.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
   REQUIRE(::connect(fd_, reinterpret_cast<sockaddr*>(&a), sizeof(a)) == 0);
-  send("PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n");
+  if (opening == Opening::Nothing) return;
+  send(std::string(kPreface));
   send(frame(kSettings, 0, 0, ""));
 }
 

@@ -9,6 +9,7 @@
 #include <functional>
 #include <optional>
 #include <string>
+#include <string_view>
 #include <utility>
 #include <vector>
 
@@ -16,16 +17,22 @@
 
 namespace sluice::test {
 
+// The client connection preface's fixed part (RFC 9113 §3.4); a SETTINGS frame follows it.
+inline constexpr std::string_view kPreface = "PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n";
+
 // HTTP/2 frame types.
 inline constexpr uint8_t kData = 0, kHeaders = 1, kRstStream = 3, kSettings = 4, kPing = 6, kGoaway = 7,
                          kWindowUpdate = 8;
 
 class FrameSocket {
  public:
-  // Connects to 127.0.0.1:`port` and sends the preface and an empty SETTINGS.
+  // What the socket sends once connected: the preface and an empty SETTINGS,
+  // or nothing (a client that connects and never speaks).
+  enum class Opening { Preface, Nothing };
+  // Connects to 127.0.0.1:`port` and sends `opening`.
   // `receive_buffer`: the kernel's receive buffer for this socket (0: the
   // system's, which grows), for a client that reads little or nothing.
-  explicit FrameSocket(int port, int receive_buffer = 0);
+  explicit FrameSocket(int port, int receive_buffer = 0, Opening opening = Opening::Preface);
   ~FrameSocket();
   FrameSocket(const FrameSocket&) = delete;
   FrameSocket& operator=(const FrameSocket&) = delete;

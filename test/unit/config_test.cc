@@ -588,4 +588,20 @@ TEST_CASE("overload: off by default; max_heap_bytes required, shares 1-100, inte
   }
 }
 
+TEST_CASE("preface_timeout_ms: 10 s by default, 0 turns it off, past a day an error", "[config]") {
+  auto with = [](const std::string& listener_extra) {
+    return load(R"({"listeners":[{"name":"l","address":"127.0.0.1:0","filters":[{"name":"proxy"}])" +
+                listener_extra + R"(}],"clusters":[]})");
+  };
+  auto r = with("");
+  REQUIRE(r.config);
+  CHECK(r.config->listeners[0].preface_timeout_ms == 10000);
+  r = with(R"(,"preface_timeout_ms":0)");
+  REQUIRE(r.config);
+  CHECK(r.config->listeners[0].preface_timeout_ms == 0);
+  r = with(R"(,"preface_timeout_ms":86400001)");
+  CHECK_FALSE(r.config);
+  CHECK(hasError(r.errors, "/listeners/0/preface_timeout_ms"));
+}
+
 }  // namespace sluice
