@@ -220,6 +220,7 @@ void DownstreamConnection::receive(const uint8_t* data, size_t len) {
 }
 
 void DownstreamConnection::onDisconnected(int status) {
+  lost_ = true;
   close(status == UV_EOF ? "client closed the connection" : uvErrorText(status));
 }
 
@@ -320,7 +321,8 @@ void DownstreamConnection::close(const std::string& reason) {
   streams_.clear();
   for (auto& [id, stream] : streams) {
     session_.detach(id);
-    stream->onConnectionClosed();
+    stream->onConnectionClosed(
+        lost_ ? DownstreamStream::ConnectionEnd::Lost : DownstreamStream::ConnectionEnd::ClosedByGateway, reason);
     dispatcher_.deferredDelete(std::move(stream));
   }
   listener_.onConnectionClosed(*this);

@@ -111,6 +111,7 @@ class DownstreamConnection final : public Http2SessionOwner,
   ConnectionTimers timers_;
   size_t max_pending_write_;
   bool closed_ = false;
+  bool lost_ = false;  // the client's side ended it (onDisconnected), not the gateway
   bool read_paused_ = false;  // our writes to the client are backed up (flush())
   bool draining_ = false;
   bool final_goaway_sent_ = false;

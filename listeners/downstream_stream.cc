@@ -787,7 +787,7 @@ void DownstreamStream::onHeadersNotSent(std::string_view why) {
 void DownstreamStream::onClose(uint32_t error_code) {
   closed_ = true;
   if (!ended_) {
-    // The client reset the stream (or the connection went away) mid-call.
+    // The client reset the stream mid-call (or closed it before the end).
     ended_ = true;
     status_ = StatusCode::Cancelled;
     status_message_ = error_code == NGHTTP2_NO_ERROR
@@ -802,8 +802,18 @@ void DownstreamStream::onClose(uint32_t error_code) {
   connection_.onStreamClosed(*this);
 }
 
-void DownstreamStream::onConnectionClosed() {
+void DownstreamStream::onConnectionClosed(ConnectionEnd end, std::string_view reason) {
   if (closed_) return;
+  if (!ended_) {
+    // Not a reset of this stream: the log and the metrics say which side
+    // ended the call. A call the gateway cut off is UNAVAILABLE, as its
+    // client sees it; one whose client went away is CANCELLED.
+    ended_ = true;
+    const bool lost = end == ConnectionEnd::Lost;
+    status_ = lost ? StatusCode::Cancelled : StatusCode::Unavailable;
+    status_message_ = fmt::format("{}: {}", lost ? "connection lost" : "the gateway closed the connection", reason);
+    spdlog::debug("[C{}][S{}] {}", connection_id_, stream_id_, status_message_);
+  }
   onClose(NGHTTP2_CANCEL);
 }
 

@@ -37,8 +37,12 @@ class DownstreamStream final : public StreamContext,
   DownstreamStream(DownstreamConnection& connection, int32_t stream_id);
   ~DownstreamStream() override;
 
-  // The connection closed under the stream (socket error, GOAWAY teardown).
-  void onConnectionClosed();
+  // The connection closed under the stream, for `reason`: lost on the
+  // client's side (it closed the socket, or a socket error), or closed by the
+  // gateway (a drain's end, an unanswered keepalive, a client that stopped
+  // reading).
+  enum class ConnectionEnd { Lost, ClosedByGateway };
+  void onConnectionClosed(ConnectionEnd end, std::string_view reason);
 
   // ---- Http2StreamHandler ----
   void onHeader(std::string_view name, std::string_view value) override;

@@ -16,6 +16,7 @@
 
 #include "test/support/admin_stats.h"
 #include "test/support/e2e_fixture.h"
+#include "test/support/frame_socket.h"
 #include "test/support/raw_h2_client.h"
 
 namespace sluice::test {
@@ -169,6 +170,46 @@ TEST_CASE("access_log: one line per call with status, counters, peer and upstrea
   CHECK(lines[3]["method"] == "/sluice.example.Echo/ServerStream");
   CHECK(lines[3]["response_messages"] == 3);
   CHECK(lines[3]["response_bytes"].get<int>() >= 300);
+}
+
+TEST_CASE("access_log: a call ended with its connection says which side closed it", "[e2e][access_log]") {
+  TestBackend backend("b");
+  // A server stream of 10 s: it outlives both connections below.
+  EchoRequest request;
+  request.set_response_count(100);
+  request.set_response_interval_ms(100);
+  // The one line logged for a call opened over a hand-made connection that
+  // `end` then ends, through a gateway with `keepalive` (its interval and
+  // timeout, ms; 0: off).
+  auto lineAfter = [&](uint32_t keepalive, const std::function<void(std::unique_ptr<FrameSocket>&)>& end) {
+    TempDir dir;
+    fs::path file = dir.path / "access.log";
+    auto config = accessLogGateway(backend.address(), {{"path", file.string()}});
+    config["listeners"][0]["keepalive_interval_ms"] = keepalive;
+    config["listeners"][0]["keepalive_timeout_ms"] = std::max<uint32_t>(keepalive, 1);
+    GatewayProcess gateway(config);
+    auto client = std::make_unique<FrameSocket>(gateway.port());
+    client->openServerStream(1, request);
+    REQUIRE(waitFor([&] { return backend.stats().active.load() == 1; }, std::chrono::seconds(5)));
+    end(client);
+    auto lines = waitForLines([&] { return readFile(file); }, 1);
+    INFO(readFile(file));
+    REQUIRE(lines.size() == 1);
+    // Either way the backend's call is cancelled.
+    CHECK(waitFor([&] { return backend.stats().active.load() == 0; }, std::chrono::seconds(5)));
+    return lines[0];
+  };
+  // The client closes its socket mid-call.
+  auto lost = lineAfter(0, [](std::unique_ptr<FrameSocket>& client) { client.reset(); });
+  CHECK(lost["status"] == "CANCELLED");
+  // (a reset: the socket closed with the gateway's frames unread)
+  CHECK_THAT(lost["grpc_message"].get<std::string>(), Catch::StartsWith("connection lost: "));
+  // The client answers no PING: the gateway closes the connection.
+  auto cut = lineAfter(200, [](std::unique_ptr<FrameSocket>& client) {
+    CHECK(client->readUntilClosed(std::chrono::seconds(3)).closed);
+  });
+  CHECK(cut["status"] == "UNAVAILABLE");
+  CHECK(cut["grpc_message"] == "the gateway closed the connection: no answer to a keepalive PING within 200 ms");
 }
 
 TEST_CASE("access_log: sample_percent logs a share of the calls, and always the failed and slow ones",
