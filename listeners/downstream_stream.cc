@@ -659,7 +659,9 @@ void DownstreamStream::sendLocalReply(StatusCode code, std::string_view message,
       : code == StatusCode::DeadlineExceeded ? LocalReplyReason::Deadline
                                             : LocalReplyReason::Filter);
   connection_.stats().local_replies[static_cast<size_t>(reason)].inc();
-  spdlog::debug("[C{}][S{}] local reply {}: {}", connection_id_, stream_id_, statusCodeName(code), message);
+  // Quoted and escaped ({:?}): the text may carry a backend's decoded
+  // grpc-message, line breaks included.
+  spdlog::debug("[C{}][S{}] local reply {}: {:?}", connection_id_, stream_id_, statusCodeName(code), message);
   response_trailers_.clear();
   response_trailers_.add("grpc-status", grpc_headers::formatGrpcStatus(code));
   if (!message.empty()) {

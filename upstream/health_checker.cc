@@ -79,8 +79,10 @@ void HealthChecker::onUpstreamEnd(HeaderMap&& trailers) {
   const std::string* code = trailers.get("grpc-status");
   if (code == nullptr || *code != "0") {
     const std::string* msg = trailers.get("grpc-message");
+    // The backend's message quoted and escaped ({:?}): decoded, it may hold
+    // line breaks, which must not write lines of their own into our log.
     finish(false, fmt::format("grpc-status {}{}", code != nullptr ? *code : "missing",
-                              msg != nullptr ? ": " + grpc_headers::percentDecode(*msg) : ""));
+                              msg != nullptr ? fmt::format(": {:?}", grpc_headers::percentDecode(*msg)) : ""));
     return;
   }
   finish(serving_, serving_ ? "SERVING" : "not SERVING");

@@ -63,9 +63,14 @@ std::string percentEncode(std::string_view message) {
   static constexpr char kHex[] = "0123456789ABCDEF";
   std::string out;
   out.reserve(message.size());
-  for (char c : message) {
+  for (size_t i = 0; i < message.size(); ++i) {
+    const char c = message[i];
     auto b = static_cast<unsigned char>(c);
-    if (b < 0x20 || b > 0x7E || b == '%') {
+    // A space is encoded at either end too: HTTP/2 forbids a field value that
+    // begins or ends with one (RFC 9113 8.2.1), and strict peers reset the
+    // stream that carries it.
+    const bool edge_space = b == ' ' && (i == 0 || i + 1 == message.size());
+    if (b < 0x20 || b > 0x7E || b == '%' || edge_space) {
       out += '%';
       out += kHex[b >> 4];
       out += kHex[b & 0x0F];

@@ -55,12 +55,15 @@ bool isPrintableAscii(std::string_view s) {
 }
 
 // A claim as a metadata value: strings as they are, anything else as compact
-// JSON; nullopt when it cannot travel as text (then a -bin key is needed).
+// JSON; nullopt when it cannot travel as text (then a -bin key is needed):
+// outside printable ASCII, or beginning or ending with a space, which HTTP/2
+// forbids in a field value (RFC 9113 8.2.1; strict backends reset the call).
 std::optional<std::string> claimValue(const json& claim, std::string_view key) {
   std::string text = claim.is_string() ? claim.get<std::string>()
                                        : claim.dump(-1, ' ', false, json::error_handler_t::replace);
   if (grpc_headers::isBinaryHeader(key)) return grpc_headers::base64Encode(text);
   if (!isPrintableAscii(text)) return std::nullopt;
+  if (!text.empty() && (text.front() == ' ' || text.back() == ' ')) return std::nullopt;
   return text;
 }
 

@@ -245,12 +245,14 @@ void ProxyFilter::attemptFailed(StatusCode code, const std::string& detail, bool
     backoff_step_ = 0;
   } else {
     // Full jitter over an exponentially growing window.
-    uint32_t window = retry_->backoff_base_ms << std::min<uint32_t>(backoff_step_++, 16);
-    window = std::min(window, retry_->backoff_max_ms);
+    // In 64 bits: a base of hours shifted 16 times would wrap 32.
+    const uint64_t grown = uint64_t{retry_->backoff_base_ms} << std::min<uint32_t>(backoff_step_++, 16);
+    const auto window = static_cast<uint32_t>(std::min<uint64_t>(grown, retry_->backoff_max_ms));
     static thread_local std::minstd_rand rng{std::random_device{}()};
     wait = std::chrono::milliseconds(std::uniform_int_distribution<uint32_t>(0, window)(rng));
   }
-  spdlog::debug("[C{}][S{}] attempt {} failed ({}), retrying in {} ms", ctx_.connectionId(), ctx_.streamId(),
+  // `detail` may be a backend's decoded grpc-message: quoted and escaped.
+  spdlog::debug("[C{}][S{}] attempt {} failed ({:?}), retrying in {} ms", ctx_.connectionId(), ctx_.streamId(),
                 attempts_, detail, wait.count());
   retry_reason_ = {code, detail};
   if (!backoff_timer_) backoff_timer_ = std::make_unique<Timer>(ctx_.dispatcher(), [this] { startAttempt(); });

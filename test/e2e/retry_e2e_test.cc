@@ -265,6 +265,29 @@ TEST_CASE("a backend's grpc-retry-pushback-ms sets when the gateway retries, or 
   }
 }
 
+TEST_CASE("a backend's grpc-message is escaped in the gateway's log and reaches the client whole", "[e2e][retry]") {
+  TestBackend backend("b");
+  GatewayProcess gateway(retryConfig(cluster("echo", {backend.address()}),
+                                     {{"retry_on", {"UNAVAILABLE"}}, {"num_retries", 1}}));
+  auto stub = example::Echo::NewStub(makeChannel(gateway.address()));
+  // Decoded, a message with a line break could forge a line of the log.
+  const std::string message = "down\n[2026-01-01 00:00:00.000] [warn] forged line";
+  grpc::ClientContext ctx;
+  setTimeout(ctx, kCallTimeout);
+  EchoRequest req;
+  req.set_status_code(14);
+  req.set_status_message(message);
+  EchoResponse resp;
+  grpc::Status s = stub->Unary(&ctx, req, &resp);
+  CHECK(s.error_code() == grpc::StatusCode::UNAVAILABLE);
+  CHECK(s.error_message() == message);
+  CHECK(backend.stats().calls == 2);
+  const std::string logs = gateway.logs();
+  INFO(logs);
+  CHECK(logs.find("\n[2026-01-01 00:00:00.000] [warn] forged line") == std::string::npos);
+  CHECK_THAT(logs, Catch::Contains(R"(attempt 1 failed ("down\n[2026-01-01 00:00:00.000] [warn] forged line"))"));
+}
+
 TEST_CASE("a retry budget out of range is a config error at its path", "[e2e][retry]") {
   nlohmann::json c = cluster("one", {"127.0.0.1:1"});
   c["circuit_breakers"] = {{"retry_budget", {{"budget_percent", 101}, {"min_retry_concurency", 3}}}};

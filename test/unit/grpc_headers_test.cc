@@ -131,17 +131,21 @@ TEST_CASE("formatTimeoutCoarse never shortens the deadline and lengthens it by u
   }
 }
 
-TEST_CASE("percentEncode escapes control, non-ASCII and '%' bytes", "[grpc_headers]") {
+TEST_CASE("percentEncode escapes control, non-ASCII and '%' bytes, and a space at either end", "[grpc_headers]") {
   CHECK(percentEncode("plain text ~!") == "plain text ~!");
   CHECK(percentEncode("100%") == "100%25");
   CHECK(percentEncode("a\nb\x7f") == "a%0Ab%7F");
   CHECK(percentEncode("caf\xc3\xa9") == "caf%C3%A9");     // é
   CHECK(percentEncode("\xe2\x82\xac") == "%E2%82%AC");    // €
   CHECK(percentEncode(std::string("\0", 1)) == "%00");
+  // A space at either end, which HTTP/2 forbids in a field value; inside, none.
+  CHECK(percentEncode(" a b ") == "%20a b%20");
+  CHECK(percentEncode(" ") == "%20");
+  CHECK(percentEncode("  ") == "%20%20");
 }
 
 TEST_CASE("percent-encoding round trips", "[grpc_headers]") {
-  for (std::string message : {"", "%", "%%25", "50% off: \xe2\x82\xac 5, caf\xc3\xa9\n",
+  for (std::string message : {"", " ", " padded ", "%", "%%25", "50% off: \xe2\x82\xac 5, caf\xc3\xa9\n",
                               "\xf0\x9f\x98\x80 emoji"}) {
     CHECK(percentDecode(percentEncode(message)) == message);
   }
