@@ -24,8 +24,9 @@ std::shared_ptr<grpc::Channel> makeChannel(const std::string& address);
 // failed one: it reads errno after other calls have overwritten it (fixed
 // upstream in grpc pull request 35064), closes the socket, and fails at once
 // every call waiting for that connection. Seen with several channels
-// connecting at the same moment (about 1 test run in 40 under load); waiting
-// for READY rides it out, as the channel connects again after its backoff.
+// connecting at the same moment (7 runs in 600 of a test under heavy load);
+// waiting for READY rides it out, as the channel connects again after its
+// backoff.
 std::shared_ptr<grpc::Channel> makeConnectedChannel(const std::string& address);
 
 // Every RPC in the e2e tests has a deadline, so a broken gateway fails a test
