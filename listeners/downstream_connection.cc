@@ -115,6 +115,7 @@ void DownstreamConnection::onErrorGoawaySent(uint32_t error_code) {
   // rst_stream_burst and rst_stream_rate.
   if (ending_) return;
   ending_ = true;
+  end_reason_ = fmt::format("GOAWAY {} sent", nghttp2_http2_strerror(error_code));
   listener_.stats().downstream_protocol_errors.inc();
   spdlog::warn("[C{}] closing the connection from {} with GOAWAY {}{}", id_, peer_address_,
                nghttp2_http2_strerror(error_code),
@@ -215,6 +216,7 @@ void DownstreamConnection::receive(const uint8_t* data, size_t len) {
     listener_.stats().downstream_protocol_errors.inc();
     spdlog::info("[C{}] {} from {}: closing the connection", id_, s.message(), peer_address_);
     ending_ = true;
+    end_reason_ = s.message();
   }
   scheduleFlush();
 }
@@ -257,7 +259,7 @@ void DownstreamConnection::flush() {
     }
   }
   if (!session_.alive() && socket_.bytesPending() == 0) {
-    close("http/2 session ended");
+    close(end_reason_.empty() ? "http/2 session ended" : end_reason_);
     return;
   }
   if (ending_ || !session_.alive()) lingerWhileClientReads();

@@ -128,6 +128,9 @@ class DownstreamConnection final : public Http2SessionOwner,
   void lingerWhileClientReads();
   void onLingerCheck();
   bool ending_ = false;
+  // Why the session is ending, when it is for the client's error: what its
+  // open calls are ended with (onConnectionClosed).
+  std::string end_reason_;
   // The connection's first bytes, held until they tell HTTP/2 from HTTP/1
   // (at most the 24-byte preface's worth, plus what arrived with it).
   void receive(const uint8_t* data, size_t len);

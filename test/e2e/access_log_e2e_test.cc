@@ -210,6 +210,16 @@ TEST_CASE("access_log: a call ended with its connection says which side closed i
   });
   CHECK(cut["status"] == "UNAVAILABLE");
   CHECK(cut["grpc_message"] == "the gateway closed the connection: no answer to a keepalive PING within 200 ms");
+  // The client breaks the protocol (a WINDOW_UPDATE of 0 on the connection):
+  // the gateway sends GOAWAY and closes the connection.
+  auto broke = lineAfter(0, [](std::unique_ptr<FrameSocket>& client) {
+    REQUIRE(client->send(FrameSocket::frame(kWindowUpdate, 0, 0, std::string(4, '\0'))));
+    auto seen = client->readUntilClosed(std::chrono::seconds(3));
+    CHECK(seen.goaway);
+    CHECK(seen.closed);
+  });
+  CHECK(broke["status"] == "UNAVAILABLE");
+  CHECK(broke["grpc_message"] == "the gateway closed the connection: GOAWAY PROTOCOL_ERROR sent");
 }
 
 TEST_CASE("access_log: sample_percent logs a share of the calls, and always the failed and slow ones",
