@@ -1,6 +1,9 @@
 #include "core/config.h"
 
+#include <arpa/inet.h>
+
 #include <algorithm>
+#include <array>
 #include <fstream>
 #include <set>
 #include <sstream>
@@ -184,12 +187,30 @@ void checkUniqueNames(const std::vector<T>& items, const std::string& path, Conf
 // unless the socket is IPv6-only, which ours are not). Two gRPC listeners
 // there would each get a random share of the connections (SO_REUSEPORT), so
 // some callers would run another listener's filters.
+// Addresses are compared as bytes, IPv4 in its IPv6-mapped form, so that
+// "[::ffff:127.0.0.1]" meets "127.0.0.1" (a dual-stack socket bound to it
+// takes that address's IPv4 connections) and "[::0:1]" meets "[::1]".
 bool addressesOverlap(const SocketAddress& a, const SocketAddress& b) {
   if (a.port != b.port) return false;
-  auto wildcard = [](const SocketAddress& s) { return s.host == "0.0.0.0" || s.host == "::"; };
-  if (a.host == "::" || b.host == "::") return true;
-  if (a.ipv6 != b.ipv6) return false;
-  return a.host == b.host || wildcard(a) || wildcard(b);
+  auto bytes = [](const SocketAddress& s) {
+    std::array<uint8_t, 16> out{};
+    if (s.ipv6) {
+      inet_pton(AF_INET6, s.host.c_str(), out.data());
+    } else {
+      out[10] = out[11] = 0xff;
+      inet_pton(AF_INET, s.host.c_str(), out.data() + 12);
+    }
+    return out;
+  };
+  const auto x = bytes(a), y = bytes(b);
+  constexpr std::array<uint8_t, 16> kAny6{};                                    // "::"
+  constexpr std::array<uint8_t, 16> kAny4{0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0xff, 0xff};  // "0.0.0.0"
+  auto mappedV4 = [](const std::array<uint8_t, 16>& v) {
+    return std::all_of(v.begin(), v.begin() + 10, [](uint8_t c) { return c == 0; }) && v[10] == 0xff && v[11] == 0xff;
+  };
+  if (x == kAny6 || y == kAny6) return true;
+  if (mappedV4(x) != mappedV4(y)) return false;
+  return x == y || x == kAny4 || y == kAny4;
 }
 
 void checkDistinctAddresses(const GatewayConfig& config, ConfigErrors& errors) {
@@ -225,15 +246,7 @@ const ClusterConfig* GatewayConfig::findCluster(std::string_view name) const {
 GatewayConfigConstPtr loadConfig(const std::string& text, const FilterRegistry& registry,
                                  ConfigErrors& errors, const HostLookup& lookup) {
   json root;
-  try {
-    root = json::parse(text);
-  } catch (const json::exception& e) {
-    // Not only parse_error: a number too large for a double ("1E999") is an
-    // out_of_range thrown by the parser, and must not end the process (a
-    // SIGHUP reload of such a file would otherwise kill a serving gateway).
-    errors.add("", fmt::format("invalid JSON: {}", e.what()));
-    return nullptr;
-  }
+  if (!parseConfigJson(text, root, errors)) return nullptr;
   auto config = std::make_shared<GatewayConfig>();
   JsonObject obj(root, "", errors);
   if (auto level = obj.string("log_level")) {

@@ -30,6 +30,92 @@ std::string jsonPath(std::string_view base, size_t index) { return fmt::format("
 
 const char* jsonTypeName(const nlohmann::json& value) { return value.type_name(); }
 
+namespace {
+
+// Follows the parser through the document (nlohmann's parse callback) so that
+// a duplicate key or a too-deep container can be named by its JSON pointer.
+class StructureCheck {
+ public:
+  explicit StructureCheck(ConfigErrors& errors) : errors_(errors) {}
+
+  struct TooDeep {};  // thrown to stop parsing: nothing below it is worth reading
+
+  void onEvent(nlohmann::json::parse_event_t event, const nlohmann::json& parsed) {
+    using Event = nlohmann::json::parse_event_t;
+    switch (event) {
+      case Event::object_start:
+      case Event::array_start: {
+        std::string path = childPath();
+        if (open_.size() >= kMaxJsonDepth) {
+          errors_.add(path, fmt::format("nested deeper than {} levels", kMaxJsonDepth));
+          throw TooDeep{};
+        }
+        open_.push_back({event == Event::array_start, std::move(path), 0, {}, {}});
+        break;
+      }
+      case Event::object_end:
+      case Event::array_end:
+        open_.pop_back();
+        valueDone();
+        break;
+      case Event::key: {
+        Container& object = open_.back();
+        object.key = parsed.get<std::string>();
+        if (std::find(object.keys.begin(), object.keys.end(), object.key) != object.keys.end()) {
+          errors_.add(jsonPath(object.path, object.key), "duplicate key (JSON keeps only the last one)");
+        } else {
+          object.keys.push_back(object.key);
+        }
+        break;
+      }
+      case Event::value: valueDone(); break;
+    }
+  }
+
+ private:
+  struct Container {
+    bool array;
+    std::string path;
+    size_t index;                   // arrays: the next element's index
+    std::vector<std::string> keys;  // objects: keys seen (configs have few per object)
+    std::string key;                // objects: the key whose value is being read
+  };
+
+  std::string childPath() const {
+    if (open_.empty()) return "";
+    const Container& c = open_.back();
+    return c.array ? jsonPath(c.path, c.index) : jsonPath(c.path, c.key);
+  }
+  void valueDone() {
+    if (!open_.empty() && open_.back().array) ++open_.back().index;
+  }
+
+  ConfigErrors& errors_;
+  std::vector<Container> open_;
+};
+
+}  // namespace
+
+bool parseConfigJson(const std::string& text, nlohmann::json& out, ConfigErrors& errors) {
+  const size_t errors_before = errors.size();
+  StructureCheck check(errors);
+  try {
+    out = nlohmann::json::parse(text, [&check](int, nlohmann::json::parse_event_t event, nlohmann::json& parsed) {
+      check.onEvent(event, parsed);
+      return true;
+    });
+  } catch (const StructureCheck::TooDeep&) {
+    return false;
+  } catch (const nlohmann::json::exception& e) {
+    // Not only parse_error: a number too large for a double ("1E999") is an
+    // out_of_range thrown by the parser, and must not end the process (a
+    // SIGHUP reload of such a file would otherwise kill a serving gateway).
+    errors.add("", fmt::format("invalid JSON: {}", e.what()));
+    return false;
+  }
+  return errors.size() == errors_before;
+}
+
 JsonObject::JsonObject(const nlohmann::json& value, std::string path, ConfigErrors& errors)
     : object_(value.is_object() ? &value : nullptr), path_(std::move(path)), errors_(errors) {
   if (object_ == nullptr) errors_.add(path_, fmt::format("expected an object, got {}", value.type_name()));

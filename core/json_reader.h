@@ -22,6 +22,17 @@ std::string jsonPath(std::string_view base, size_t index);
 // "object", "array", "string", ... for messages.
 const char* jsonTypeName(const nlohmann::json& value);
 
+// How deep a config may nest objects and arrays. Real configs stay under 15;
+// the limit keeps every recursive walk of a loaded config (the admin's
+// /config_dump, redaction) far from the end of a thread's stack.
+constexpr size_t kMaxJsonDepth = 64;
+
+// Parses config text into `out`. Beyond what JSON itself requires, it refuses
+// an object with the same key twice (JSON keeps only the last, so a second
+// "filters" would silently replace the first) and nesting past kMaxJsonDepth.
+// Every such mistake is added to `errors` with its JSON pointer; false then.
+bool parseConfigJson(const std::string& text, nlohmann::json& out, ConfigErrors& errors);
+
 class JsonObject {
  public:
   // Reports an error (and reads as empty) when `value` is not an object.

@@ -117,11 +117,14 @@ void DownstreamConnection::onErrorGoawaySent(uint32_t error_code) {
   ending_ = true;
   end_reason_ = fmt::format("GOAWAY {} sent", nghttp2_http2_strerror(error_code));
   listener_.stats().downstream_protocol_errors.inc();
+  const char* why = "";
+  if (error_code == NGHTTP2_INTERNAL_ERROR) {
+    why = " (nghttp2's limits: e.g. RST_STREAMs past rst_stream_burst and rst_stream_rate)";
+  } else if (error_code == NGHTTP2_ENHANCE_YOUR_CALM) {
+    why = " (streams the client made the gateway reset, past rst_stream_burst and rst_stream_rate)";
+  }
   spdlog::warn("[C{}] closing the connection from {} with GOAWAY {}{}", id_, peer_address_,
-               nghttp2_http2_strerror(error_code),
-               error_code == NGHTTP2_INTERNAL_ERROR
-                   ? " (nghttp2's limits: e.g. RST_STREAMs past rst_stream_burst and rst_stream_rate)"
-                   : "");
+               nghttp2_http2_strerror(error_code), why);
 }
 
 void DownstreamConnection::sendKeepalivePing() {

@@ -25,14 +25,6 @@ namespace {
 // byte): plenty for a status message, far below HTTP/2's 64 KiB header block.
 constexpr size_t kMaxLocalReplyMessage = 1024;
 
-bool isGrpcContentType(const std::string* ct) {
-  if (ct == nullptr) return false;
-  std::string_view v = *ct;
-  constexpr std::string_view kGrpc = "application/grpc";
-  if (v.substr(0, kGrpc.size()) != kGrpc) return false;
-  return v.size() == kGrpc.size() || v[kGrpc.size()] == '+' || v[kGrpc.size()] == ';';
-}
-
 // now + timeout, saturating: grpc-timeout goes up to 99999999H, 11,000 years,
 // which overflows the clock's 64-bit nanoseconds.
 StreamContext::Clock::time_point deadlineAfter(std::chrono::nanoseconds timeout) {
@@ -129,7 +121,7 @@ void DownstreamStream::startCall() {
     sendHttpError(405, "gRPC requests must use POST\n");
     return;
   }
-  if (!isGrpcContentType(request_headers_.get("content-type"))) {
+  if (!grpc_headers::isGrpcContentType(request_headers_.get("content-type"))) {
     sendHttpError(415, "content-type must be application/grpc\n");
     return;
   }

@@ -57,6 +57,22 @@ std::optional<StatusCode> parseGrpcStatus(std::string_view value) {
   return static_cast<StatusCode>(code);
 }
 
+bool isValidGrpcStatus(std::string_view value) {
+  if (value.empty() || value.size() > 2 || !isDigit(value[0]) || (value.size() == 2 && !isDigit(value[1]))) {
+    return false;
+  }
+  const int code = value.size() == 1 ? value[0] - '0' : (value[0] - '0') * 10 + (value[1] - '0');
+  return code <= static_cast<int>(StatusCode::Unauthenticated);
+}
+
+bool isGrpcContentType(const std::string* content_type) {
+  if (content_type == nullptr) return false;
+  std::string_view v = *content_type;
+  constexpr std::string_view kGrpc = "application/grpc";
+  if (v.substr(0, kGrpc.size()) != kGrpc) return false;
+  return v.size() == kGrpc.size() || v[kGrpc.size()] == '+' || v[kGrpc.size()] == ';';
+}
+
 std::string formatGrpcStatus(StatusCode code) { return std::to_string(static_cast<int>(code)); }
 
 std::string percentEncode(std::string_view message) {

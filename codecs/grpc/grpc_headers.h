@@ -14,6 +14,10 @@ namespace sluice::grpc_headers {
 // "0".."16" -> code. Other numbers (gRPC says: treat as UNKNOWN) -> Unknown;
 // nullopt if not a plain decimal number.
 std::optional<StatusCode> parseGrpcStatus(std::string_view value);
+// A grpc-status value a client can read: a decimal code from 0 to 16.
+bool isValidGrpcStatus(std::string_view value);
+// "application/grpc", optionally followed by "+format" or parameters.
+bool isGrpcContentType(const std::string* content_type);
 std::string formatGrpcStatus(StatusCode code);
 
 // grpc-message: percent-encode every byte outside 0x20..0x7E and '%' itself,

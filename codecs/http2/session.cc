@@ -3,6 +3,7 @@
 #include <nghttp2/nghttp2.h>
 
 #include <algorithm>
+#include <chrono>
 #include <cstring>
 #include <iterator>
 #include <random>
@@ -166,10 +167,16 @@ struct Http2Session::Bridge {
       session.receiving_ = {frame->hd.stream_id, handlerOf(s, frame->hd.stream_id)};
       return 0;
     }
-    Http2StreamHandler* h = session.owner_.onNewStream(frame->hd.stream_id);
+    // A session ending on a peer's abuse (our GOAWAY queued, nghttp2's own
+    // limits or onPeerCausedStreamError) still reads what the peer sent in
+    // the same batch: none of it starts a call.
+    const bool ending = nghttp2_session_want_read(s) == 0;
+    Http2StreamHandler* h = ending ? nullptr : session.owner_.onNewStream(frame->hd.stream_id);
     if (h == nullptr) {
-      // Without a handler the stream's frames are ignored until the reset lands.
+      // Without a handler the stream's frames are ignored until the reset
+      // lands; its header block still counts toward the cutoff.
       nghttp2_submit_rst_stream(s, NGHTTP2_FLAG_NONE, frame->hd.stream_id, NGHTTP2_REFUSED_STREAM);
+      session.receiving_ = {frame->hd.stream_id, nullptr};
       return 0;
     }
     nghttp2_session_set_stream_user_data(s, frame->hd.stream_id, h);
@@ -188,10 +195,27 @@ struct Http2Session::Bridge {
                       size_t namelen, const uint8_t* value, size_t valuelen, uint8_t,
                       void* ud) noexcept {
     if (frame->hd.type != NGHTTP2_HEADERS) return 0;
-    if (auto* h = receivingHandler(self(ud), s, frame->hd.stream_id)) {
+    Http2Session& session = self(ud);
+    if (frame->hd.stream_id == session.receiving_.stream_id) {
+      session.receiving_.bytes += namelen + valuelen + 32;  // headerListBytes()
+      if (session.receiving_.bytes > session.header_block_cutoff_) {
+        session.receiving_ = {};
+        if (session.side_ == Side::Server) session.onPeerCausedStreamError();
+        return NGHTTP2_ERR_TEMPORAL_CALLBACK_FAILURE;  // nghttp2 resets the stream
+      }
+    }
+    if (auto* h = receivingHandler(session, s, frame->hd.stream_id)) {
       h->onHeader({reinterpret_cast<const char*>(name), namelen},
                   {reinterpret_cast<const char*>(value), valuelen});
     }
+    return 0;
+  }
+
+  // nghttp2 found a frame breaking a rule and answers it with RST_STREAM (a
+  // stream error) or GOAWAY (a connection error, which ends the session
+  // anyway). Registered for server sessions only.
+  static int onInvalidFrameRecv(nghttp2_session*, const nghttp2_frame* frame, int, void* ud) noexcept {
+    if (frame->hd.stream_id != 0) self(ud).onPeerCausedStreamError();
     return 0;
   }
 
@@ -336,6 +360,7 @@ struct Http2Session::Bridge {
     if (side == Side::Server) {
       nghttp2_session_callbacks_set_on_frame_send_callback(cbs, onFrameSend);
       nghttp2_session_callbacks_set_on_frame_not_send_callback(cbs, onFrameNotSend);
+      nghttp2_session_callbacks_set_on_invalid_frame_recv_callback(cbs, onInvalidFrameRecv);
     }
     return cbs;
   }
@@ -382,8 +407,19 @@ ClientStart classifyClientStart(std::string_view first_bytes) {
   return i > 0 && first_bytes[i] == ' ' ? ClientStart::Http1 : ClientStart::Other;
 }
 
+bool StreamErrorBudget::take(double now_seconds) {
+  if (last_ >= 0) tokens_ = std::min(burst_, tokens_ + (now_seconds - last_) * rate_);
+  last_ = now_seconds;
+  if (tokens_ < 1) return false;
+  tokens_ -= 1;
+  return true;
+}
+
 Http2Session::Http2Session(Side side, Http2SessionOwner& owner, const Http2Settings& settings)
-    : side_(side), owner_(owner) {
+    : side_(side),
+      owner_(owner),
+      header_block_cutoff_(static_cast<size_t>(settings.max_header_list_bytes) * kHeaderBlockCutoffFactor),
+      stream_errors_(settings.reset_burst, settings.reset_rate_per_second) {
   nghttp2_option* options = makeOptions(settings);
   if (side == Side::Server) {
     nghttp2_session_server_new3(&session_, Bridge::callbacks(side), this, options, http2::sessionAllocator());
@@ -409,6 +445,14 @@ Http2Session::Http2Session(Side side, Http2SessionOwner& owner, const Http2Setti
 }
 
 Http2Session::~Http2Session() { nghttp2_session_del(session_); }
+
+void Http2Session::onPeerCausedStreamError() {
+  // Only called for such errors, so reading the clock here costs the data path nothing.
+  const double now = std::chrono::duration<double>(std::chrono::steady_clock::now().time_since_epoch()).count();
+  if (stream_errors_.take(now)) return;
+  // Queues GOAWAY; the owner hears of it (onErrorGoawaySent) once it is sent.
+  nghttp2_session_terminate_session(session_, NGHTTP2_ENHANCE_YOUR_CALM);
+}
 
 Status Http2Session::receive(const uint8_t* data, size_t len) {
   ssize_t rv = nghttp2_session_mem_recv(session_, data, len);

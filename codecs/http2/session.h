@@ -105,6 +105,12 @@ struct Http2Settings {
   // RST_STREAM received, a client's cancels and its RST_STREAM(NO_ERROR)
   // after an early server close included; past it nghttp2 queues GOAWAY
   // (INTERNAL_ERROR) and the session ends (onErrorGoawaySent tells the owner).
+  // The same bucket sizes bound, in a bucket of our own, the streams the
+  // peer makes *us* reset by breaking a stream rule (a WINDOW_UPDATE of 0 or
+  // past 2^31-1 on a stream, a frame on a half-closed stream, a malformed
+  // request, a header block past the cutoff below): the "MadeYouReset"
+  // attack (CVE-2025-8671) opens a backend call per such stream and never
+  // sends an RST_STREAM of its own. Past it, GOAWAY ENHANCE_YOUR_CALM.
   uint64_t reset_burst = 1000;
   uint64_t reset_rate_per_second = 33;
   // PING and SETTINGS acknowledgements queued but unsent (a peer that floods
@@ -112,6 +118,30 @@ struct Http2Settings {
   size_t max_outbound_ack = 1000;
   // Entries in one SETTINGS frame.
   size_t max_settings = 32;
+};
+
+// A header block decoded past this many times max_header_list_bytes is cut
+// off: its stream is reset (INTERNAL_ERROR) and nghttp2 decodes the rest of
+// the block without checking or delivering a field. HPACK lets a 16 KiB
+// frame of 1-byte references to one 4 KiB table entry stand for 64 MiB of
+// fields, each of which nghttp2 would otherwise validate byte by byte (a
+// worker at 100% CPU from ~1 MB/s of input). Up to the cutoff, a block over
+// the limit still reaches the handler, which answers RESOURCE_EXHAUSTED.
+inline constexpr size_t kHeaderBlockCutoffFactor = 4;
+
+// A token bucket of stream errors a peer caused (see Http2Settings::reset_burst).
+class StreamErrorBudget {
+ public:
+  StreamErrorBudget(uint64_t burst, uint64_t rate_per_second)
+      : burst_(static_cast<double>(burst)), rate_(static_cast<double>(rate_per_second)), tokens_(burst_) {}
+  // Takes one token at `now_seconds` (a monotonic clock); false when none was left.
+  bool take(double now_seconds);
+
+ private:
+  double burst_;
+  double rate_;
+  double tokens_;
+  double last_ = -1;
 };
 
 class Http2Session {
@@ -175,6 +205,10 @@ class Http2Session {
   struct Bridge;
 
  private:
+  // The peer made us reset a stream (server side): past the budget the
+  // session ends with GOAWAY ENHANCE_YOUR_CALM.
+  void onPeerCausedStreamError();
+
   Http2StreamHandler* handler(int32_t stream_id) const;
   // The sequence number of our PING whose payload a PING ACK carries; none
   // for a payload we never sent.
@@ -189,9 +223,12 @@ class Http2Session {
   // begins; cleared when it ends, and when its stream closes or lets go.
   struct ReceivingBlock {
     int32_t stream_id = 0;  // 0: none (no HEADERS frame uses stream 0)
-    Http2StreamHandler* handler = nullptr;
+    Http2StreamHandler* handler = nullptr;  // nullptr: a refused stream's block
+    size_t bytes = 0;                       // decoded so far, as headerListBytes() counts
   };
   ReceivingBlock receiving_;
+  size_t header_block_cutoff_;
+  StreamErrorBudget stream_errors_;
   // Our PINGs carry ping_base_ + n, n counting them: an ACK is ours if its
   // payload is among those.
   uint64_t ping_base_ = 0;

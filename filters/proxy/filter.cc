@@ -19,9 +19,27 @@
 namespace sluice::filters::proxy {
 namespace {
 
+// Headers that describe one hop, never the call. content-length is among
+// them: the gateway ends calls itself (a reset, a message over the limit, a
+// deadline) and filters may change messages, so a length the other side
+// announced would not hold, and an HTTP/2 peer that checks it (nghttp2,
+// curl, Envoy) would reset the stream instead of reading grpc-status.
 bool isHopByHop(std::string_view name) {
   return name == "connection" || name == "keep-alive" || name == "proxy-connection" ||
-         name == "transfer-encoding" || name == "upgrade" || name == "host";
+         name == "transfer-encoding" || name == "upgrade" || name == "host" || name == "content-length";
+}
+
+// The client must read the status the gateway recorded: a grpc-status that
+// is not a code from 0 to 16 ("abc", "99", empty) goes on as UNKNOWN, with
+// the backend's value quoted in grpc-message.
+void sanitizeGrpcStatus(HeaderMap& trailers, const std::string& from) {
+  const std::string* status = trailers.get("grpc-status");
+  if (status == nullptr || grpc_headers::isValidGrpcStatus(*status)) return;
+  const std::string* message = trailers.get("grpc-message");
+  std::string text = fmt::format("{} sent an invalid grpc-status {:?}", from, *status);
+  if (message != nullptr && !message->empty()) text += ": " + grpc_headers::percentDecode(*message);
+  trailers.set("grpc-status", grpc_headers::formatGrpcStatus(StatusCode::Unknown));
+  trailers.set("grpc-message", grpc_headers::percentEncode(text));
 }
 
 // The gRPC spec's mapping for responses that are not gRPC (no grpc-status).
@@ -340,6 +358,14 @@ void ProxyFilter::onUpstreamHeaders(HeaderMap&& headers, bool end_stream) {
                   code == StatusCode::Unavailable);
     return;
   }
+  if (!end_stream && !grpc_headers::isGrpcContentType(headers.get("content-type"))) {
+    const std::string* ct = headers.get("content-type");
+    attemptFailed(StatusCode::Unknown,
+                  fmt::format("{} answered content-type {} (not gRPC)", endpoint_->describe(),
+                              ct != nullptr ? fmt::format("{:?}", *ct) : std::string("none")),
+                  true);
+    return;
+  }
   if (end_stream) {
     if (grpc_status == nullptr) {
       // As a call that ends after its messages without grpc-status: the
@@ -364,14 +390,17 @@ void ProxyFilter::onUpstreamHeaders(HeaderMap&& headers, bool end_stream) {
       spdlog::debug("[C{}][S{}] not retried: {}", ctx_.connectionId(), ctx_.streamId(), over_budget);
     }
     if (per_try_timer_) per_try_timer_->disable();
-    // Trailers-only: everything but :status and content-type is trailing metadata.
+    // Trailers-only: everything but :status, content-type and content-length
+    // is trailing metadata. The client gets a gRPC answer's :status and
+    // content-type whatever the backend's were (a 503 with grpc-status).
+    ctx_.responseHeaders().addCopy(":status", "200");
+    ctx_.responseHeaders().addCopy("content-type", "application/grpc");
     for (auto& h : headers.release()) {
-      if (h.name == ":status" || h.name == "content-type") {
-        ctx_.responseHeaders().add(std::move(h.name), std::move(h.value));
-      } else {
+      if (h.name != ":status" && h.name != "content-type" && h.name != "content-length") {
         ctx_.responseTrailers().add(std::move(h.name), std::move(h.value));
       }
     }
+    sanitizeGrpcStatus(ctx_.responseTrailers(), endpoint_->describe());
     ctx_.encodeResponseTrailers();
     return;
   }
@@ -382,6 +411,9 @@ void ProxyFilter::onUpstreamHeaders(HeaderMap&& headers, bool end_stream) {
   response_started_ = true;
   dropReplay();
   releaseRetryPlace();  // no retry once the response has begun
+  headers.remove("content-length");
+  const std::string* encoding = headers.get("grpc-encoding");
+  response_encoded_ = encoding != nullptr && *encoding != "identity";
   ctx_.responseHeaders().append(std::move(headers));
   ctx_.encodeResponseHeaders();
 }
@@ -431,6 +463,14 @@ void ProxyFilter::releaseIncompleteResponse() {
 }
 
 bool ProxyFilter::onMessage(Message&& message) {
+  if (message.compressed && !response_encoded_) {
+    // The client could not decode it (gRPC's spec: INTERNAL), and a backend
+    // that sends it is broken.
+    recordOutcome(false);
+    failFromUpstream(StatusCode::Internal,
+                     fmt::format("{} sent a compressed message without grpc-encoding", endpoint_->describe()));
+    return false;
+  }
   ctx_.encodeResponseMessage(std::move(message));
   return !ctx_.ended();
 }
@@ -460,6 +500,7 @@ void ProxyFilter::onUpstreamEnd(HeaderMap&& trailers) {
     return;
   }
   recordOutcome(grpc_headers::parseGrpcStatus(*grpc_status) != StatusCode::Unavailable);
+  sanitizeGrpcStatus(trailers, endpoint_->describe());
   ctx_.responseTrailers().append(std::move(trailers));
   ctx_.encodeResponseTrailers();
 }

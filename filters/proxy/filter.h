@@ -113,6 +113,7 @@ class ProxyFilter final : public Filter,
   uint32_t backoff_step_ = 0;  // jittered backoffs since the start or a pushback
   bool request_ended_ = false;
   bool response_started_ = false;
+  bool response_encoded_ = false;  // the response's grpc-encoding is not identity: compressed messages are fine
   bool outcome_recorded_ = false;  // the call's result went to outlier detection
   // Every failed attempt so far was refused unprocessed (REFUSED_STREAM):
   // only then may the client be told the call was never processed.

@@ -104,6 +104,93 @@ TEST_CASE("a rapid-reset client is disconnected; a well-behaved client sees no e
   CHECK(good.failed() == 0);
 }
 
+// "MadeYouReset" (CVE-2025-8671): the client never resets a stream itself;
+// it makes the gateway do it (here a stream WINDOW_UPDATE past 2^31-1, a
+// stream error), after each request has started a backend call.
+TEST_CASE("a client that makes the gateway reset its streams is disconnected past rst_stream_burst",
+          "[e2e][limits]") {
+  TestBackend backend("b");
+  auto config = limited(backend.address(), {{"rst_stream_burst", 100}, {"rst_stream_rate", 10}});
+  config["admin"] = {{"address", "127.0.0.1:0"}};
+  GatewayProcess gateway(config, GatewayProcess::Options{"info", std::chrono::milliseconds{10000}, {}, {}, {}});
+  WellBehavedClient good(gateway.address());
+  FrameSocket attacker(gateway.port());
+  example::EchoRequest request;
+  request.set_payload("x");
+  std::string burst;
+  for (uint32_t i = 0; i < 2000; ++i) {
+    uint32_t stream = 1 + 2 * i;
+    burst += FrameSocket::requestHeaders(stream, "/sluice.example.Echo/Bidi", true);
+    burst += FrameSocket::frame(kData, 0, stream, grpcFrame(request.SerializeAsString()));
+    burst += FrameSocket::frame(kWindowUpdate, 0, stream, std::string("\x7f\xff\xff\xff", 4));
+  }
+  attacker.send(burst);
+  auto seen = attacker.readUntilClosed(std::chrono::seconds(5));
+  CHECK(seen.goaway);
+  CHECK(seen.goaway_code == NGHTTP2_ENHANCE_YOUR_CALM);
+  CHECK(seen.closed);
+  // (The streams' RST_STREAM FLOW_CONTROL_ERROR frames may not precede the
+  // GOAWAY: nghttp2 sends it first and nothing after it.)
+  CHECK(waitFor([&] { return gateway.logs().find("streams the client made the gateway reset") != std::string::npos; },
+                std::chrono::seconds(2)));
+  // The bucket's 100 (and what it refilled meanwhile) reached the backend, not 2000.
+  good.finish();
+  INFO("good client calls: " << good.ok() << " ok, " << good.failed() << " failed");
+  CHECK(statValue(gateway.adminAddress(), "cluster.echo.upstream_rq_total") - good.ok() - good.failed() < 200);
+  INFO("first failure of the good client: " << good.firstFailure);
+  CHECK(good.failed() == 0);
+}
+
+// HPACK lets a small frame stand for a huge header list: one 4000-byte value
+// put in the dynamic table, then 1-byte references to it. Past 4 times
+// max_header_list_bytes the gateway stops decoding fields into the call
+// (nghttp2 skips the rest of the block unchecked) and resets the stream;
+// such streams count toward the same budget as other stream errors.
+TEST_CASE("a header block far past max_header_list_bytes resets its stream; many of them end the connection",
+          "[e2e][limits]") {
+  TestBackend backend("b");
+  GatewayProcess gateway(limited(backend.address(), {{"max_header_list_bytes", 4096},
+                                                     {"rst_stream_burst", 20},
+                                                     {"rst_stream_rate", 1}}));
+  std::string big_entry = std::string("\x40\x01x\x7f\xa1\x1e", 6) + std::string(4000, 'a');  // 127 + 3873
+  std::string references(200, '\xbe');  // indexed: the newest dynamic entry (index 62)
+  FrameSocket one(gateway.port());
+  one.send(FrameSocket::requestHeaders(1, "/sluice.example.Echo/Unary", true, big_entry + references));
+  std::optional<FrameSocket::Frame> reset;
+  while (auto f = one.nextFrame(std::chrono::seconds(5))) {
+    if (f->type == kRstStream) {
+      reset = f;
+      break;
+    }
+  }
+  REQUIRE(reset);
+  CHECK(reset->stream == 1);
+  CHECK(reset->payload == std::string("\0\0\0\x02", 4));  // INTERNAL_ERROR
+  // Just over the limit is still answered RESOURCE_EXHAUSTED (the existing test), and
+  // the connection goes on: a well-formed request on it is served.
+  one.send(FrameSocket::requestHeaders(3, "/sluice.example.Echo/Unary", true));
+  one.send(FrameSocket::frame(kData, 0x1, 3, grpcFrame("")));
+  bool answered = false;
+  while (auto f = one.nextFrame(std::chrono::seconds(5))) {
+    if (f->type == kHeaders && f->stream == 3 && (f->flags & 0x1) != 0) {
+      answered = true;
+      break;
+    }
+  }
+  CHECK(answered);
+
+  FrameSocket many(gateway.port());
+  std::string burst;
+  for (uint32_t i = 0; i < 100; ++i) {
+    burst += FrameSocket::requestHeaders(1 + 2 * i, "/sluice.example.Echo/Unary", true, big_entry + references);
+  }
+  many.send(burst);
+  auto seen = many.readUntilClosed(std::chrono::seconds(5));
+  CHECK(seen.goaway);
+  CHECK(seen.goaway_code == NGHTTP2_ENHANCE_YOUR_CALM);
+  CHECK(seen.closed);
+}
+
 TEST_CASE("a PING flood from a client that does not read closes that connection only", "[e2e][limits]") {
   TestBackend backend("b");
   GatewayProcess gateway(limited(backend.address(), {{"max_pending_acks", 100}, {"connection_buffer_bytes", 16384}}),

@@ -61,6 +61,18 @@ constexpr const char* kNearLimitHeadersPath = "/big.Blocks/NearLimitHeaders";
 // Answered with HEADERS and a message announced as kDripAnnounced bytes of
 // which only kDripSent arrive; the stream then stays open.
 constexpr const char* kDripPath = "/slow.Big/Drip";
+// Answered as kUnaryPath is, but wrong in one way each: trailers with
+// grpc-status "99"; content-type text/html; the message's compressed flag
+// set with no grpc-encoding.
+constexpr const char* kStatus99Path = "/odd.Answer/Status99";
+constexpr const char* kHtmlPath = "/odd.Answer/Html";
+constexpr const char* kCompressedPath = "/odd.Answer/Compressed";
+// A trailers-only answer with :status 503, content-type text/plain and
+// grpc-status 8 (RESOURCE_EXHAUSTED), grpc-message "busy".
+constexpr const char* kStatus503Path = "/odd.Answer/Status503";
+// Response HEADERS announcing content-length 1000, one message (less), then
+// RST_STREAM(INTERNAL_ERROR).
+constexpr const char* kLengthThenResetPath = "/odd.Answer/LengthThenReset";
 constexpr uint32_t kDripAnnounced = 3u << 20;
 constexpr size_t kDripSent = 5u << 19;  // 2.5 MiB
 
@@ -223,10 +235,13 @@ class FrameCountingBackend {
     std::memcpy(buf, s.response.data() + s.sent, n);
     s.sent += n;
     if (s.sent == s.response.size() && s.path == kDripPath) drips_sent_++;
-    if (s.sent == s.response.size() && s.path != kDripPath) {
+    if (s.sent == s.response.size() && s.path == kLengthThenResetPath) {
+      *flags |= NGHTTP2_DATA_FLAG_EOF | NGHTTP2_DATA_FLAG_NO_END_STREAM;
+      nghttp2_submit_rst_stream(c.session, NGHTTP2_FLAG_NONE, id, NGHTTP2_INTERNAL_ERROR);
+    } else if (s.sent == s.response.size() && s.path != kDripPath) {
       *flags |= NGHTTP2_DATA_FLAG_EOF | NGHTTP2_DATA_FLAG_NO_END_STREAM;
       // Trailers go after the DATA: submitted once the provider has given its last byte.
-      nghttp2_nv trailers[] = {header("grpc-status", "0")};
+      nghttp2_nv trailers[] = {header("grpc-status", s.path == kStatus99Path ? "99" : "0")};
       if (nghttp2_submit_trailer(c.session, id, trailers, 1) != 0) return NGHTTP2_ERR_CALLBACK_FAILURE;
       unary_answered_++;
     }
@@ -239,7 +254,8 @@ class FrameCountingBackend {
     if (it == c.streams.end()) return;
     Stream& s = it->second;
     nghttp2_nv head[] = {header(":status", "200"), header("content-type", "application/grpc")};
-    if (s.path == kUnaryPath || s.path == kEarlyHintsPath || s.path == kNearLimitHeadersPath) {
+    if (s.path == kUnaryPath || s.path == kEarlyHintsPath || s.path == kNearLimitHeadersPath ||
+        s.path == kStatus99Path || s.path == kHtmlPath || s.path == kCompressedPath || s.path == kLengthThenResetPath) {
       if (s.path == kEarlyHintsPath) {
         nghttp2_nv hints[] = {header(":status", "103"), header("link", "</style.css>; rel=preload")};
         nghttp2_submit_headers(c.session, NGHTTP2_FLAG_NONE, id, nullptr, hints, 2, nullptr);
@@ -251,12 +267,17 @@ class FrameCountingBackend {
       response.set_backend("frames");
       response.set_method(s.path);
       s.response = grpcMessage(response.SerializeAsString());
+      if (s.path == kCompressedPath) s.response[0] = 1;
+      if (s.path == kHtmlPath) head[1] = header("content-type", "text/html");
       nghttp2_data_provider provider{};
       provider.read_callback = &FrameCountingBackend::readCallback;
       static const std::string near_limit(60000, 'n');
       nghttp2_nv fat[] = {head[0], head[1], header("x-near-limit", near_limit.c_str())};
+      nghttp2_nv announced[] = {head[0], head[1], header("content-length", "1000")};
       if (s.path == kNearLimitHeadersPath) {
         nghttp2_submit_response(c.session, id, fat, 3, &provider);
+      } else if (s.path == kLengthThenResetPath) {
+        nghttp2_submit_response(c.session, id, announced, 3, &provider);
       } else {
         nghttp2_submit_response(c.session, id, head, 2, &provider);
       }
@@ -283,6 +304,10 @@ class FrameCountingBackend {
       provider.read_callback = &FrameCountingBackend::readCallback;
       nghttp2_submit_response(c.session, id, head, 2, &provider);
       streams_held_++;
+    } else if (s.path == kStatus503Path) {
+      nghttp2_nv only[] = {header(":status", "503"), header("content-type", "text/plain"),
+                           header("grpc-status", "8"), header("grpc-message", "busy")};
+      nghttp2_submit_response(c.session, id, only, 4, nullptr);
     } else if (s.path == kNoStatusPath) {
       nghttp2_submit_response(c.session, id, head, 2, nullptr);
     } else if (s.path == kBadHeaderPath) {
@@ -653,6 +678,57 @@ TEST_CASE("a backend's trailers-only answer without grpc-status is INTERNAL, not
   INFO(describe(status));
   CHECK(status.error_code() == grpc::StatusCode::INTERNAL);
   CHECK_THAT(status.error_message(), Catch::Contains("ended the call without grpc-status"));
+}
+
+TEST_CASE("a backend's answer that breaks gRPC's rules reaches the client as a status it can read",
+          "[e2e][upstream]") {
+  FrameCountingBackend backend;
+  GatewayProcess gateway(singleConnectionConfig(backend.address()));
+  auto channel = makeChannel(gateway.address());
+  auto call = [&](const char* path) {
+    grpc::ClientContext ctx;
+    setTimeout(ctx, kCallTimeout);
+    EchoResponse response;
+    return callUnaryMethod(*channel, path, ctx, EchoRequest(), &response);
+  };
+  SECTION("a grpc-status outside 0-16 is UNKNOWN, naming the backend's value") {
+    const grpc::Status status = call(kStatus99Path);
+    INFO(describe(status));
+    CHECK(status.error_code() == grpc::StatusCode::UNKNOWN);
+    CHECK_THAT(status.error_message(), Catch::Contains("invalid grpc-status \"99\""));
+  }
+  SECTION("a response that is not gRPC (content-type text/html) is UNKNOWN before its headers go out") {
+    const grpc::Status status = call(kHtmlPath);
+    INFO(describe(status));
+    CHECK(status.error_code() == grpc::StatusCode::UNKNOWN);
+    CHECK_THAT(status.error_message(), Catch::Contains("content-type \"text/html\" (not gRPC)"));
+  }
+  SECTION("a compressed message without grpc-encoding is INTERNAL") {
+    const grpc::Status status = call(kCompressedPath);
+    INFO(describe(status));
+    CHECK(status.error_code() == grpc::StatusCode::INTERNAL);
+    CHECK_THAT(status.error_message(), Catch::Contains("compressed message without grpc-encoding"));
+  }
+  SECTION("a trailers-only answer keeps its grpc-status under a gRPC :status and content-type") {
+    RawH2Client client("127.0.0.1", gateway.port());
+    auto resp = client.request(RawRequest::grpc(kStatus503Path, grpcFrame("")));
+    INFO(resp.describe());
+    CHECK(resp.status == 200);
+    CHECK(resp.header("content-type") == std::optional<std::string>("application/grpc"));
+    CHECK(resp.grpcStatus() == 8);
+    CHECK(resp.grpcMessage() == "busy");
+  }
+  SECTION("a backend's content-length is not passed on: a call the gateway ends early stays readable") {
+    // An HTTP/2 client checks the body against content-length; with the
+    // backend's 1000 passed on, the gateway's own trailers would end a
+    // shorter body and the client would reset the stream instead.
+    RawH2Client client("127.0.0.1", gateway.port());
+    auto resp = client.request(RawRequest::grpc(kLengthThenResetPath, grpcFrame("")));
+    INFO(resp.describe());
+    CHECK(!resp.header("content-length"));
+    CHECK(!resp.rstStreamCode);
+    CHECK(resp.grpcStatus() == 13);
+  }
 }
 
 TEST_CASE("a response the gateway's own HTTP/2 layer rejects is reported as the gateway's reset, not the backend's",
