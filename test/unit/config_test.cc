@@ -533,6 +533,12 @@ TEST_CASE("two listeners that would share connections are an error at the second
       {"[::1]:8080", "127.0.0.1:8080", "", false},
       {"127.0.0.1:0", "127.0.0.1:0", "", false},  // the kernel picks two ports
       {"127.0.0.1:9901", "127.0.0.1:8080", "0.0.0.0:9901", true},
+      // The same address spelled two ways: IPv4-mapped IPv6, or IPv6 with other zeros.
+      {"127.0.0.1:8080", "[::ffff:127.0.0.1]:8080", "", true},
+      {"[::ffff:0.0.0.0]:8080", "127.0.0.5:8080", "", true},
+      {"[::1]:8080", "[0:0::1]:8080", "", true},
+      {"[::ffff:127.0.0.1]:8080", "[::1]:8080", "", false},
+      {"[::ffff:127.0.0.1]:8080", "127.0.0.2:8080", "", false},
   };
   for (const auto& c : cases) {
     auto r = load(twoListeners(c.a, c.b, c.admin));
@@ -602,6 +608,54 @@ TEST_CASE("preface_timeout_ms: 10 s by default, 0 turns it off, past a day an er
   r = with(R"(,"preface_timeout_ms":86400001)");
   CHECK_FALSE(r.config);
   CHECK(hasError(r.errors, "/listeners/0/preface_timeout_ms"));
+}
+
+}  // namespace sluice
+
+namespace sluice {
+
+TEST_CASE("a key given twice in one object is an error at that key: JSON would keep only the last", "[config]") {
+  // The second "filters" would silently drop the first chain (its auth filter, say).
+  auto r = load(R"({"listeners":[{"name":"a","address":"127.0.0.1:8080",
+      "filters":[{"name":"router","config":{"routes":[{"match":{"prefix":"/"},"cluster":"c"}]}},{"name":"proxy"}],
+      "filters":[{"name":"proxy"}]}],
+    "clusters":[{"name":"c","endpoints":["127.0.0.1:1"]}]})");
+  INFO(r.errors.format());
+  CHECK_FALSE(r.config);
+  CHECK(hasError(r.errors, "/listeners/0/filters", "duplicate key"));
+  // Inside arrays too, with the element's index in the path.
+  r = load(R"({"listeners":[],"clusters":[{"name":"c","endpoints":["127.0.0.1:1"]},
+    {"name":"d","name":"e","endpoints":["127.0.0.1:1"]}]})");
+  INFO(r.errors.format());
+  CHECK(hasError(r.errors, "/clusters/1/name", "duplicate key"));
+  // The same key in two objects is fine.
+  r = load(kValid);
+  CHECK(r.config);
+}
+
+TEST_CASE("a config nested deeper than 64 levels is an error at the first level too deep", "[config]") {
+  // Deep values in members nothing checks (a JWK's) would otherwise reach the
+  // recursive walks of a loaded config (/config_dump) and overflow the stack.
+  std::string deep = R"({"listeners":[],"clusters":[],"x":)";
+  for (int i = 0; i < 20000; ++i) deep += "[";
+  for (int i = 0; i < 20000; ++i) deep += "]";
+  deep += "}";
+  auto r = load(deep);
+  INFO(r.errors.format().substr(0, 500));
+  CHECK_FALSE(r.config);
+  REQUIRE(r.errors.size() == 1);
+  CHECK(r.errors.all()[0].message == "nested deeper than 64 levels");
+  CHECK(r.errors.all()[0].path.rfind("/x/0/0/", 0) == 0);
+  // 64 levels are fine as JSON (then the unknown key "x" is the only error).
+  std::string ok = R"({"x":)";
+  for (int i = 0; i < 63; ++i) ok += "[";
+  for (int i = 0; i < 63; ++i) ok += "]";
+  ok += "," + std::string(kValid).substr(1);
+  r = load(ok);
+  INFO(r.errors.format());
+  REQUIRE(r.errors.size() == 1);
+  CHECK(r.errors.all()[0].path == "/x");
+  CHECK(r.errors.all()[0].message == "unknown key");
 }
 
 }  // namespace sluice
