@@ -134,6 +134,9 @@ ListenerConfig readListener(const json& value, const std::string& path, const Fi
   limit("max_connections", listener.max_connections, 1, 10000000);
   limit("max_concurrent_streams", listener.max_concurrent_streams, 1, 1u << 20);
   limit("max_header_list_bytes", listener.max_header_list_bytes, 1024, 16u << 20);
+  if (auto v = obj.unsignedInt("max_held_request_header_bytes", listener.max_header_list_bytes, 1ull << 40)) {
+    listener.max_held_request_header_bytes = *v;
+  }
   limit("stream_buffer_bytes", listener.stream_buffer_bytes, 16 << 10, 1u << 30);
   // At least one whole message of the largest size, or such calls could never complete.
   if (auto v = obj.unsignedInt("max_incomplete_response_bytes", listener.max_message_bytes, 1ull << 40)) {

@@ -48,6 +48,13 @@ struct ListenerConfig {
   uint32_t max_connections = 10000;
   uint32_t max_concurrent_streams = 1024;     // per connection (SETTINGS_MAX_CONCURRENT_STREAMS)
   uint32_t max_header_list_bytes = 64 << 10;  // request headers of one call
+  // Request headers one connection's open calls may hold, decoded (each
+  // call keeps its headers to its end). HPACK lets ~150 bytes on the wire
+  // stand for a 60 KB list, so without this a client could make one
+  // connection hold max_concurrent_streams × max_header_list_bytes (64 MiB)
+  // for the bytes of a few packets. The call that would pass it gets
+  // RESOURCE_EXHAUSTED. At least max_header_list_bytes.
+  uint64_t max_held_request_header_bytes = 4ull << 20;
   uint32_t stream_buffer_bytes = 256 << 10;   // per stream and direction before the sender is slowed
   // Memory one connection's calls may hold in request messages still
   // arriving (a message is reassembled whole before the filters see it); the

@@ -66,6 +66,9 @@ class DownstreamConnection final : public Http2SessionOwner,
   // back when it closes; the terminal filters' queues count themselves in
   // through heldRequestBytesTotal().
   uint64_t incompleteRequestBytes() const { return incomplete_request_bytes_; }
+  // Request headers its open calls hold (max_held_request_header_bytes).
+  uint64_t heldRequestHeaderBytes() const { return held_request_header_bytes_; }
+  void adjustHeldRequestHeaderBytes(int64_t delta) { held_request_header_bytes_ += delta; }
   void adjustIncompleteRequestBytes(int64_t delta) { incomplete_request_bytes_ += delta; }
   size_t* heldRequestBytesTotal() { return &incomplete_request_bytes_; }
   // Response messages its calls' backends are still sending
@@ -139,6 +142,7 @@ class DownstreamConnection final : public Http2SessionOwner,
   bool start_checked_ = false;
   bool http1_refused_ = false;
   size_t incomplete_request_bytes_ = 0;
+  size_t held_request_header_bytes_ = 0;
   size_t incomplete_response_bytes_ = 0;
   size_t buffered_response_bytes_ = 0;
   size_t linger_pending_ = 0;  // bytes unwritten at the last check

@@ -116,6 +116,7 @@ void DownstreamStream::startCall() {
                                listener_config_.max_header_list_bytes));
     return;
   }
+  if (!countRequestHeaders()) return;
   const std::string* method = request_headers_.get(":method");
   if (method == nullptr || *method != "POST") {
     sendHttpError(405, "gRPC requests must use POST\n");
@@ -314,6 +315,26 @@ void DownstreamStream::onData(const uint8_t* data, size_t len) {
   }
   if (!countIncompleteRequest()) return;
   releaseRequestCredit();
+}
+
+bool DownstreamStream::countRequestHeaders() {
+  // Held until the call closes: filters, retries and the access log read them.
+  connection_.adjustHeldRequestHeaderBytes(static_cast<int64_t>(header_bytes_));
+  headers_counted_ = true;
+  const uint64_t limit = listener_config_.max_held_request_header_bytes;
+  if (connection_.heldRequestHeaderBytes() <= limit) return true;
+  releaseRequestHeaders();  // the call ends here; its headers go with the stream
+  sendLocalReply(LocalReplyReason::BadRequest, StatusCode::ResourceExhausted,
+                 fmt::format("request headers of the open calls on this connection would hold more than {} bytes "
+                             "(max_held_request_header_bytes)",
+                             limit));
+  return false;
+}
+
+void DownstreamStream::releaseRequestHeaders() {
+  if (!headers_counted_) return;
+  connection_.adjustHeldRequestHeaderBytes(-static_cast<int64_t>(header_bytes_));
+  headers_counted_ = false;
 }
 
 bool DownstreamStream::countIncompleteRequest() {
@@ -792,6 +813,7 @@ void DownstreamStream::onClose(uint32_t error_code) {
   finish();
   if (deadline_timer_) deadline_timer_->disable();
   releaseIncompleteRequest();
+  releaseRequestHeaders();
   response_out_.shareTotal(nullptr);  // the connection may be gone before this stream is deleted
   connection_.onStreamClosed(*this);
 }

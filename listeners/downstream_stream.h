@@ -91,13 +91,15 @@ class DownstreamStream final : public StreamContext,
   void abortSlowReader();
 
   // ---- for overload.reset_calls_percent ----
-  // Message bytes the call holds: a request message still arriving,
+  // Message bytes the call holds (and its request headers, which HPACK lets
+  // a client make large cheaply): a request message still arriving,
   // response bytes queued for the client, and what its filters hold (the
   // proxy's queue to the backend, a response message arriving, the copy kept
   // for retries).
   uint64_t heldMessageBytes() const {
     if (reset_for_overload_) return 0;  // reset already: what is left goes as the stream does
-    return decoder_.heldBytes() + response_out_.size() + chain_.heldMessageBytes();
+    return decoder_.heldBytes() + response_out_.size() + chain_.heldMessageBytes() +
+           (headers_counted_ ? header_bytes_ : 0);
   }
   // Resets the call (RST_STREAM ENHANCE_YOUR_CALM, RESOURCE_EXHAUSTED to
   // the client) and frees what it held at once; false (nothing done) when it
@@ -130,6 +132,11 @@ class DownstreamStream final : public StreamContext,
   // Answers a request that is not gRPC with a plain HTTP error.
   void sendHttpError(int status, std::string_view body);
   void releaseRequestCredit();
+  // Adds the call's request headers to the connection's
+  // heldRequestHeaderBytes(); false when that is over the limit and this
+  // call was ended for it. Released when the call closes.
+  bool countRequestHeaders();
+  void releaseRequestHeaders();
   // Updates the connection's incompleteRequestBytes(); false when that is
   // over the limit and this call was ended for it.
   bool countIncompleteRequest();
@@ -181,6 +188,7 @@ class DownstreamStream final : public StreamContext,
   TimerPtr idle_timer_;  // stream_idle_timeout_ms, when configured
   size_t header_bytes_ = 0;
   bool headers_too_large_ = false;
+  bool headers_counted_ = false;  // header_bytes_ is in the connection's heldRequestHeaderBytes()
   WatermarkCallbacks* watermark_callbacks_ = nullptr;
   bool out_above_ = false;   // response_out_ is past its high watermark
   bool held_above_ = false;  // response messages held by a paused filter are past stream_buffer_bytes

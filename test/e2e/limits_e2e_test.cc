@@ -302,6 +302,45 @@ TEST_CASE("request headers over max_header_list_bytes get RESOURCE_EXHAUSTED", "
   CHECK(ok.grpcStatus() == 0);
 }
 
+TEST_CASE("request headers of a connection's open calls count against max_held_request_header_bytes",
+          "[e2e][limits]") {
+  TestBackend backend("b");
+  GatewayProcess gateway(
+      limited(backend.address(), {{"max_header_list_bytes", 8192}, {"max_held_request_header_bytes", 16384}}));
+  auto withHeaders = [](const char* path, int big_headers) {
+    auto req = RawRequest::grpc(path, grpcFrame(""));
+    for (int i = 0; i < big_headers; ++i) req.headers.emplace_back("x-big-" + std::to_string(i), std::string(1000, 'h'));
+    return req;
+  };
+  RawH2Client client("127.0.0.1", gateway.port());
+  SECTION("a call that ends gives its share back") {
+    for (int i = 0; i < 10; ++i) {  // 10 x ~3.4 KB in turn: never more than one held
+      auto resp = client.request(withHeaders("/sluice.example.Echo/Unary", 3));
+      INFO("call " << i << ": " << resp.describe());
+      REQUIRE(resp.grpcStatus() == 0);
+    }
+  }
+  SECTION("the call that would pass it is refused; a smaller one still fits") {
+    for (int i = 0; i < 4; ++i) {  // ~13.6 KB held by four open calls
+      auto open = withHeaders("/sluice.example.Echo/Bidi", 3);
+      open.body.clear();
+      open.endStream = false;
+      open.returnOnceSent = true;
+      client.request(open);
+    }
+    auto refused = client.request(withHeaders("/sluice.example.Echo/Unary", 3));
+    INFO(refused.describe());
+    CHECK(refused.grpcStatus() == 8);
+    CHECK_THAT(refused.grpcMessage(), Catch::Contains("max_held_request_header_bytes"));
+    auto small = client.request(withHeaders("/sluice.example.Echo/Unary", 0));
+    INFO(small.describe());
+    CHECK(small.grpcStatus() == 0);
+    // Another connection has its own budget.
+    RawH2Client other("127.0.0.1", gateway.port());
+    CHECK(other.request(withHeaders("/sluice.example.Echo/Unary", 3)).grpcStatus() == 0);
+  }
+}
+
 TEST_CASE("request messages waiting for their backend count against max_incomplete_request_bytes", "[e2e][limits]") {
   // A backend host whose listening socket never accepts: the gateway's
   // connection is made (by the kernel) but no SETTINGS come, so every

@@ -659,3 +659,26 @@ TEST_CASE("a config nested deeper than 64 levels is an error at the first level 
 }
 
 }  // namespace sluice
+
+namespace sluice {
+
+TEST_CASE("max_held_request_header_bytes: 4 MiB by default, at least max_header_list_bytes", "[config]") {
+  auto r = load(kValid);
+  REQUIRE(r.config);
+  CHECK(r.config->listeners[0].max_held_request_header_bytes == 4u << 20);
+  std::string text = kValid;
+  const std::string at = R"("max_message_bytes": 1048576,)";
+  auto with = [&](const std::string& keys) {
+    std::string t = text;
+    t.insert(t.find(at) + at.size(), keys);
+    return load(t);
+  };
+  r = with(R"("max_header_list_bytes": 8192, "max_held_request_header_bytes": 8192,)");
+  INFO(r.errors.format());
+  REQUIRE(r.config);
+  CHECK(r.config->listeners[0].max_held_request_header_bytes == 8192);
+  r = with(R"("max_held_request_header_bytes": 65535,)");
+  CHECK(hasError(r.errors, "/listeners/0/max_held_request_header_bytes", "out of range [65536,"));
+}
+
+}  // namespace sluice
