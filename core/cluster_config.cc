@@ -149,7 +149,7 @@ CircuitBreakerConfig readBreakers(const json& value, const std::string& path, Co
   CircuitBreakerConfig cb;
   JsonObject obj(value, path, errors);
   if (auto v = obj.unsignedInt("max_connections", 1, 1000000)) cb.max_connections = static_cast<uint32_t>(*v);
-  if (auto v = obj.unsignedInt("max_pending_streams", 0, 10000000)) cb.max_pending_streams = static_cast<uint32_t>(*v);
+  if (auto v = obj.unsignedInt("max_pending_streams", 1, 10000000)) cb.max_pending_streams = static_cast<uint32_t>(*v);
   if (auto v = obj.unsignedInt("max_requests", 1, 10000000)) cb.max_requests = static_cast<uint32_t>(*v);
   if (const json* budget = obj.object("retry_budget")) {
     JsonObject b(*budget, obj.pathOf("retry_budget"), errors);
@@ -167,7 +167,7 @@ ClusterConfig readClusterConfig(const json& value, const std::string& path, Conf
                                 const HostLookup& lookup) {
   ClusterConfig cluster;
   JsonObject obj(value, path, errors);
-  cluster.name = obj.string("name", true).value_or("");
+  cluster.name = obj.name("name");
   if (auto policy = obj.string("lb_policy")) {
     if (*policy == "round_robin") cluster.lb_policy = LbPolicy::RoundRobin;
     else if (*policy == "least_request") cluster.lb_policy = LbPolicy::LeastRequest;
@@ -182,6 +182,9 @@ ClusterConfig readClusterConfig(const json& value, const std::string& path, Conf
     cluster.hash_header = headerName(*h);  // "X-User-Id" means x-user-id
     if (cluster.lb_policy != LbPolicy::RingHash) {
       errors.add(obj.pathOf("hash_header"), "only lb_policy \"ring_hash\" hashes on a header");
+    } else if (!isValidMetadataKey(cluster.hash_header)) {
+      // No request could carry it: every call would fall back to a random endpoint.
+      errors.add(obj.pathOf("hash_header"), fmt::format("\"{}\" is not a metadata key", *h));
     }
   }
   if (cluster.lb_policy == LbPolicy::RingHash && cluster.hash_header.empty()) {

@@ -119,7 +119,7 @@ ListenerConfig readListener(const json& value, const std::string& path, const Fi
                             FilterBuildContext& ctx) {
   ListenerConfig listener;
   JsonObject obj(value, path, ctx.errors);
-  listener.name = obj.string("name", true).value_or("");
+  listener.name = obj.name("name");
   if (auto addr = readAddress(obj, "address", true)) listener.address = *addr;
   if (auto m = obj.unsignedInt("max_message_bytes", 1, kMaxMessageLimit)) {
     listener.max_message_bytes = static_cast<uint32_t>(*m);

@@ -187,6 +187,20 @@ std::optional<bool> JsonObject::boolean(std::string_view key, bool required) {
   return v->get<bool>();
 }
 
+std::string JsonObject::name(std::string_view key) {
+  auto value = string(key, true);
+  if (!value) return "";
+  auto allowed = [](char c) {
+    return (c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') || (c >= '0' && c <= '9') || c == '_' || c == '.' ||
+           c == '-';
+  };
+  if (value->empty() || value->size() > 128 || !std::all_of(value->begin(), value->end(), allowed)) {
+    errors_.add(pathOf(key), fmt::format("{:?} is not a name: use 1 to 128 letters, digits, '_', '.' or '-'", *value));
+    return "";
+  }
+  return *value;
+}
+
 const nlohmann::json* JsonObject::array(std::string_view key, bool required) {
   const auto* v = value(key, required);
   if (v != nullptr && !v->is_array()) {

@@ -52,6 +52,11 @@ class JsonObject {
   // Any JSON number, integer or not.
   std::optional<double> number(std::string_view key, double min, double max, bool required = false);
   std::optional<bool> boolean(std::string_view key, bool required = false);
+  // A required name of something the config defines (a listener, a
+  // cluster): letters, digits, '_', '.' and '-', 1 to 128 of them. Names go
+  // into stats lines, metric labels and log lines unquoted, where a space,
+  // a newline or ": " would break them. Reads as "" after an error.
+  std::string name(std::string_view key);
   const nlohmann::json* array(std::string_view key, bool required = false);
   const nlohmann::json* object(std::string_view key, bool required = false);
 

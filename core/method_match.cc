@@ -85,7 +85,8 @@ std::optional<HeaderMatch> readHeaderMatch(const nlohmann::json& value, const st
     const bool ends = out.kind == HeaderMatch::Kind::Exact || out.kind == HeaderMatch::Kind::Suffix;
     if (out.name.ends_with("-bin")) {
       errors.add(h.pathOf(key), "a -bin value is base64 that may be sent padded or not: match it with \"present\"");
-    } else if (out.value.empty() && (out.kind == HeaderMatch::Kind::Suffix || out.kind == HeaderMatch::Kind::Contains)) {
+    } else if (out.value.empty() && (out.kind == HeaderMatch::Kind::Prefix || out.kind == HeaderMatch::Kind::Suffix ||
+                                     out.kind == HeaderMatch::Kind::Contains)) {
       errors.add(h.pathOf(key), "an empty " + key + " matches any value: use \"present\": true");
     } else if (out.kind == HeaderMatch::Kind::Regex) {
       std::string error;

@@ -164,6 +164,27 @@ TEST_CASE("config mistakes name their JSON path", "[config]") {
     CHECK(r.config->clusters[0].hash_header == "x-user-id");
     r = with("", good_route, R"({"name":"c","hash_header":"x-user","endpoints":["127.0.0.1:1"]})");
     CHECK(hasError(r.errors, "/clusters/0/hash_header", "only lb_policy \"ring_hash\""));
+    // A header no request can carry would leave every call to the random fallback.
+    for (const char* bad : {"bad header", "x-user:1"}) {
+      r = with("", good_route, std::string(R"({"name":"c","lb_policy":"ring_hash","hash_header":")") + bad +
+                                   R"(","endpoints":["127.0.0.1:1"]})");
+      INFO(bad << ": " << r.errors.format());
+      CHECK(hasError(r.errors, "/clusters/0/hash_header", "is not a metadata key"));
+    }
+  }
+  SECTION("names: 1 to 128 letters, digits, '_', '.' or '-'") {
+    for (const char* bad : {"", "c d", "c\\n", "c: 1", "ümlaut"}) {
+      auto r = with("", good_route, std::string(R"({"name":")") + bad + R"(","endpoints":["127.0.0.1:1"]})");
+      INFO(bad << ": " << r.errors.format());
+      CHECK(hasError(r.errors, "/clusters/0/name", "is not a name"));
+    }
+    auto r = with("", good_route, R"({"name":"C_1.2-x","endpoints":["127.0.0.1:1"]})");
+    CHECK(hasError(r.errors, "/listeners/0/filters/0/config/routes/0/cluster", "unknown cluster"));
+    CHECK_FALSE(hasError(r.errors, "/clusters/0/name"));
+  }
+  SECTION("max_pending_streams is at least 1: with 0 no call could wait for the first connection") {
+    auto r = with("", good_route, R"({"name":"c","circuit_breakers":{"max_pending_streams":0},"endpoints":["127.0.0.1:1"]})");
+    CHECK(hasError(r.errors, "/clusters/0/circuit_breakers/max_pending_streams", "out of range [1,"));
   }
   SECTION("dns_refresh_ms below 100 ms") {
     auto r = with("", good_route, R"({"name":"c","dns_refresh_ms":5,"endpoints":["127.0.0.1:1"]})");

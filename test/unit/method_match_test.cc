@@ -139,6 +139,7 @@ TEST_CASE("method match: headers, every one of which must match too", "[method_m
            {R"([{"name": "x-a", "regex": "(unclosed"}])", "/r/match/headers/0/regex", "not a valid regular expression"},
            {R"([{"name": "x-a", "regex": "(a|b|c){1,900}"}])", "/r/match/headers/0/regex", "too complex"},
            {R"([{"name": "x-id-bin", "regex": "A+"}])", "/r/match/headers/0/regex", "\"present\""},
+           {R"([{"name": "x-a", "prefix": ""}])", "/r/match/headers/0/prefix", "matches any value"},
            {R"([{"name": "x-a", "suffix": ""}])", "/r/match/headers/0/suffix", "matches any value"},
            {R"([{"name": "x-a", "contains": ""}])", "/r/match/headers/0/contains", "matches any value"},
            {R"([{"name": "x-a", "regex": "caf\u00e9"}])", "/r/match/headers/0/regex", "printable ASCII"},
