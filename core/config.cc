@@ -4,6 +4,7 @@
 
 #include <algorithm>
 #include <array>
+#include <filesystem>
 #include <fstream>
 #include <set>
 #include <sstream>
@@ -239,6 +240,11 @@ void checkDistinctAddresses(const GatewayConfig& config, ConfigErrors& errors) {
 
 }  // namespace
 
+bool isLogLevelName(std::string_view name) {
+  static constexpr std::string_view kNames[] = {"trace", "debug", "info", "warn", "error", "critical", "off"};
+  return std::find(std::begin(kNames), std::end(kNames), name) != std::end(kNames);
+}
+
 const ClusterConfig* GatewayConfig::findCluster(std::string_view name) const {
   for (const auto& c : clusters) {
     if (c.name == name) return &c;
@@ -253,8 +259,9 @@ GatewayConfigConstPtr loadConfig(const std::string& text, const FilterRegistry& 
   auto config = std::make_shared<GatewayConfig>();
   JsonObject obj(root, "", errors);
   if (auto level = obj.string("log_level")) {
-    static const std::set<std::string> kLevels = {"trace", "debug", "info", "warn", "error", "critical", "off"};
-    if (kLevels.count(*level) == 0) errors.add("/log_level", fmt::format("unknown log level \"{}\"", *level));
+    if (!isLogLevelName(*level)) {
+      errors.add("/log_level", fmt::format("unknown log level \"{}\" (known: {})", *level, kLogLevelNames));
+    }
     config->log_level = *level;
   }
   if (const json* admin = obj.object("admin")) {
@@ -313,6 +320,11 @@ GatewayConfigConstPtr loadConfig(const std::string& text, const FilterRegistry& 
 }
 
 std::optional<std::string> readConfigFile(const std::string& file, ConfigErrors& errors) {
+  std::error_code ec;
+  if (std::filesystem::is_directory(file, ec)) {
+    errors.add("", fmt::format("config file \"{}\" is a directory", file));
+    return std::nullopt;
+  }
   std::ifstream in(file);
   if (!in) {
     errors.add("", fmt::format("cannot read config file \"{}\"", file));

@@ -175,6 +175,11 @@ using GatewayConfigConstPtr = std::shared_ptr<const GatewayConfig>;
 // Parses `text` (JSON). On mistakes adds every one found to `errors` (each
 // naming its JSON path) and returns nullptr. Endpoint host names go through
 // `lookup` (empty: resolved on the spot, blocking).
+// The log levels the config's log_level and --log-level take (spdlog's
+// names, without its aliases "warning" and "err").
+inline constexpr const char* kLogLevelNames = "trace, debug, info, warn, error, critical, off";
+bool isLogLevelName(std::string_view name);
+
 GatewayConfigConstPtr loadConfig(const std::string& text, const FilterRegistry& registry,
                                  ConfigErrors& errors, const HostLookup& lookup = {});
 // The file's text; nullopt (and an error) when it cannot be read.

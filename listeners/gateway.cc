@@ -160,14 +160,27 @@ bool Gateway::load(ConfigErrors& errors) {
   ReloadResolver::Answers answers = lookUpAtStart(*text);
   config_ = loadConfig(*text, registry_, errors, answers.empty() ? HostLookup{} : ReloadResolver::lookupFrom(answers));
   if (!config_) return false;
-  if (!config_->log_level.empty()) spdlog::set_level(spdlog::level::from_str(config_->log_level));
+  if (startup_log_level_ < 0) startup_log_level_ = static_cast<int>(spdlog::get_level());
+  applyLogLevel();
   HostResolver::setMaxThreads(config_->dns_lookup_threads);
   return true;
 }
 
+size_t Gateway::workerCount(const GatewayConfig& config) {
+  return config.workers != 0 ? config.workers : std::max(1u, std::thread::hardware_concurrency());
+}
+
+void Gateway::applyLogLevel() {
+  if (!config_->log_level.empty()) {
+    spdlog::set_level(spdlog::level::from_str(config_->log_level));
+  } else if (startup_log_level_ >= 0) {
+    spdlog::set_level(static_cast<spdlog::level::level_enum>(startup_log_level_));
+  }
+}
+
 Status Gateway::start() {
   raiseOpenFileLimitFor(*config_);
-  size_t n = config_->workers != 0 ? config_->workers : std::max(1u, std::thread::hardware_concurrency());
+  const size_t n = workerCount(*config_);
   for (size_t i = 0; i < config_->listeners.size(); ++i) balancers_.push_back(std::make_unique<ConnectionBalancer>());
   for (size_t i = 0; i < n; ++i) {
     workers_.push_back(std::make_unique<Worker>(config_, balancers_, healthRole(i, n), overload_));
@@ -411,6 +424,11 @@ Status Gateway::applyReload(const std::string& text, const HostLookup& lookup) {
       (config->admin_address && config->admin_address->toString() != config_->admin_address->toString())) {
     return {StatusCode::FailedPrecondition, "the admin address cannot change on reload (restart instead)"};
   }
+  if (const size_t wanted = workerCount(*config); wanted != workers_.size()) {
+    return {StatusCode::FailedPrecondition,
+            fmt::format("workers cannot change on reload ({} running, {} in the new config; restart instead)",
+                        workers_.size(), wanted)};
+  }
   // The main worker checks the new config against the running listeners;
   // the others then take it too.
   Status s = mainWorker().reload(config);
@@ -423,7 +441,7 @@ Status Gateway::applyReload(const std::string& text, const HostLookup& lookup) {
   std::erase_if(retired_configs_, [](const auto& c) { return c.expired(); });
   retired_configs_.push_back(config_);
   config_ = std::move(config);
-  if (!config_->log_level.empty()) spdlog::set_level(spdlog::level::from_str(config_->log_level));
+  applyLogLevel();
   HostResolver::setMaxThreads(config_->dns_lookup_threads);
   if (overload_monitor_) overload_monitor_->check();  // the new overload settings, at once
   spdlog::info("config reloaded from {}", config_file_);

@@ -99,6 +99,10 @@ class Gateway final : public AdminHandler {
   static constexpr size_t kNoWorker = SIZE_MAX;
   void postToClusters(size_t except, const std::string& cluster, std::function<void(Cluster&)> apply);
   std::string configDumpJson() const;
+  // workers from the config, or one per core.
+  static size_t workerCount(const GatewayConfig& config);
+  // The config's log_level, or the command line's when it has none.
+  void applyLogLevel();
 
   const FilterRegistry& registry_;
   std::string config_file_;
@@ -119,6 +123,9 @@ class Gateway final : public AdminHandler {
   // workers so that it goes first (its answer uses both).
   std::unique_ptr<ReloadResolver> reload_resolver_;
   bool reload_again_ = false;  // a SIGHUP came while reload_resolver_ was busy
+  // The log level before any config set one (the command line's), which a
+  // reloaded config without log_level goes back to. An spdlog level.
+  int startup_log_level_ = -1;
   std::vector<uv_signal_s*> signals_;
   TimerPtr drain_poll_timer_;
   TimerPtr drain_deadline_timer_;

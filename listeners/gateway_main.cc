@@ -31,8 +31,9 @@ void usage(FILE* out, const std::string& program) {
                "       %s --validate FILE\n"
                "  --config FILE      run the gateway with this JSON config\n"
                "  --validate FILE    check the config, print every error, exit 0 (valid) or 2\n"
-               "  --log-level LEVEL  trace, debug, info (default), warn, error, off\n"
-               "  --ready-file PATH  once listening, write {\"listeners\":{NAME:\"IP:PORT\"}} there\n"
+               "  --log-level LEVEL  trace, debug, info (default), warn, error, critical, off\n"
+               "  --ready-file PATH  once listening, write {\"listeners\":{NAME:\"IP:PORT\"},\"admin\":\"IP:PORT\"}\n"
+               "                     there (\"admin\" when the config has one)\n"
                "signals: SIGTERM/SIGINT drain and stop (a second one stops at once), SIGHUP reloads,\n"
                "SIGUSR1 reopens log files\n",
                p, p);
@@ -47,6 +48,10 @@ bool parseArgs(int argc, char** argv, Options& opts) {
     std::string arg = argv[i];
     auto value = [&](std::string& out) {
       if (i + 1 >= argc) return false;
+      if (!out.empty() && &out != &opts.log_level) {
+        std::fprintf(stderr, "%s: %s given twice\n", opts.program.c_str(), arg.c_str());
+        return false;
+      }
       out = argv[++i];
       return true;
     };
@@ -84,18 +89,19 @@ int runGatewayMain(int argc, char** argv, const FilterRegistry& registry) {
   auto logger = spdlog::get(opts.program);  // a second run in one process reuses it
   spdlog::set_default_logger(logger ? logger : spdlog::stderr_color_mt(opts.program));
   spdlog::set_pattern("[%Y-%m-%d %H:%M:%S.%e] [%l] %v");
-  auto level = spdlog::level::from_str(opts.log_level);
-  if (level == spdlog::level::off && opts.log_level != "off") {
-    std::fprintf(stderr, "%s: unknown log level \"%s\"\n", opts.program.c_str(), opts.log_level.c_str());
+  if (!isLogLevelName(opts.log_level)) {
+    std::fprintf(stderr, "%s: unknown log level \"%s\" (known: %s)\n", opts.program.c_str(), opts.log_level.c_str(),
+                 kLogLevelNames);
     return kExitConfigError;
   }
-  spdlog::set_level(level);
+  spdlog::set_level(spdlog::level::from_str(opts.log_level));
 
   const std::string& file = opts.validate_file.empty() ? opts.config_file : opts.validate_file;
   Gateway gateway(registry, file);
   ConfigErrors errors;
   if (!gateway.load(errors)) {
-    std::fprintf(stderr, "%s", errors.format().c_str());
+    const std::string text = errors.format();
+    std::fwrite(text.data(), 1, text.size(), stderr);
     std::fprintf(stderr, "%s: %zu error(s) in %s\n", opts.program.c_str(), errors.size(), file.c_str());
     return kExitConfigError;
   }

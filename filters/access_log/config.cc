@@ -1,5 +1,6 @@
 #include "filters/access_log/config.h"
 
+#include <algorithm>
 #include <filesystem>
 #include <random>
 
@@ -69,6 +70,9 @@ FilterFactorySharedPtr AccessLogConfigFactory::create(const json& config, const 
       std::error_code ec;
       if (file->empty()) {
         ctx.errors.add(obj.pathOf("path"), "an empty path: omit \"path\" to log to stdout");
+      } else if (std::any_of(file->begin(), file->end(), [](char c) { return c >= 0 && c < 0x20; })) {
+        // A NUL would cut the path short when the file is opened.
+        ctx.errors.add(obj.pathOf("path"), fmt::format("{:?} holds a control character", *file));
       } else if (std::filesystem::is_directory(p, ec)) {
         ctx.errors.add(obj.pathOf("path"), fmt::format("\"{}\" is a directory", *file));
       } else if (auto dir = p.parent_path(); !dir.empty() && !std::filesystem::is_directory(dir, ec)) {

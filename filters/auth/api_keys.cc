@@ -3,6 +3,7 @@
 #include <openssl/evp.h>
 #include <openssl/sha.h>
 
+#include <algorithm>
 #include <fstream>
 #include <sstream>
 
@@ -50,6 +51,14 @@ void ApiKeyStore::addEntries(const json& entries, const std::string& path, Confi
     }
     if (name->empty()) {
       errors.add(obj.pathOf("name"), "a key's name cannot be empty");
+      continue;
+    }
+    // Compared with the metadata value as it arrives, its ends trimmed.
+    const bool printable = std::all_of(key->begin(), key->end(), [](char c) { return c >= 0x20 && c <= 0x7e; });
+    if (!printable || key->front() == ' ' || key->back() == ' ') {
+      errors.add(obj.pathOf("key"), fmt::format("the key of \"{}\" could never match: metadata carries printable "
+                                                "ASCII, without spaces at its ends",
+                                                *name));
       continue;
     }
     entry.name = *name;

@@ -1,5 +1,6 @@
 #include "filters/auth/config.h"
 
+#include <algorithm>
 #include <fstream>
 #include <sstream>
 
@@ -65,12 +66,15 @@ std::optional<ApiKeyConfig> readApiKeys(JsonObject& parent) {
   const json* value = parent.object("api_keys");
   if (value == nullptr) return std::nullopt;
   ApiKeyConfig out;
+  const size_t errors_before = parent.errors().size();
   JsonObject obj(*value, parent.pathOf("api_keys"), parent.errors());
   if (auto key = readKey(obj, "metadata_key")) out.metadata_key = *key;
   if (const json* keys = obj.array("keys")) out.keys.addEntries(*keys, obj.pathOf("keys"), obj.errors());
   if (auto file = obj.string("file")) out.keys.addFile(*file, obj.pathOf("file"), obj.errors());
   if (obj.isObject() && obj.value("keys") == nullptr && obj.value("file") == nullptr) {
     obj.errors().add(obj.path(), "give \"keys\", \"file\" or both");
+  } else if (obj.isObject() && out.keys.size() == 0 && errors_before == obj.errors().size()) {
+    obj.errors().add(obj.path(), "no API keys: no call could authenticate with one");
   }
   obj.finish();
   return out;
@@ -125,12 +129,24 @@ std::optional<JwtConfig> readJwt(JsonObject& parent) {
     out.rules.clock_skew = std::chrono::seconds(*v);
   }
   if (auto v = obj.unsignedInt("max_token_bytes", 64, kMaxTokenBytesLimit)) out.rules.max_token_bytes = *v;
-  if (auto v = obj.string("scope_claim")) out.scope_claim = *v;
-  if (auto v = obj.string("principal_claim")) out.principal_claim = *v;
+  for (auto [key, field] : {std::pair{"scope_claim", &out.scope_claim}, {"principal_claim", &out.principal_claim}}) {
+    if (auto v = obj.string(key)) {
+      if (v->empty()) obj.errors().add(obj.pathOf(key), "a claim name cannot be empty");
+      *field = *v;
+    }
+  }
   if (const json* claims = obj.object("claims_to_metadata")) {
     JsonObject map(*claims, obj.pathOf("claims_to_metadata"), obj.errors());
     for (const auto& [claim, _] : claims->items()) {
-      if (auto key = readKey(map, claim, true)) out.claims_to_metadata.emplace_back(claim, *key);
+      auto key = readKey(map, claim, true);
+      if (!key) continue;
+      auto same = std::find_if(out.claims_to_metadata.begin(), out.claims_to_metadata.end(),
+                               [&](const auto& entry) { return entry.second == *key; });
+      if (same != out.claims_to_metadata.end()) {
+        map.errors().add(map.pathOf(claim), fmt::format("\"{}\" is set from claim \"{}\" already", *key, same->first));
+        continue;
+      }
+      out.claims_to_metadata.emplace_back(claim, *key);
     }
     map.finish();
   }
@@ -188,6 +204,9 @@ FilterFactorySharedPtr AuthConfigFactory::create(const json& config, const std::
       if (credential(key)) {
         ctx.errors.add(jsonPath(jsonPath(obj.pathOf("jwt"), "claims_to_metadata"), claim),
                        "cannot be a key that carries credentials");
+      } else if (key == out->principal_metadata) {
+        ctx.errors.add(jsonPath(jsonPath(obj.pathOf("jwt"), "claims_to_metadata"), claim),
+                       fmt::format("\"{}\" is principal_metadata already", key));
       }
     }
   }

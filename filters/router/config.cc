@@ -39,6 +39,9 @@ std::optional<RetryPolicy> readRetry(const json& value, const std::string& path,
       }
       p.retry_on.push_back(*code);
     }
+    if (on->empty()) {
+      ctx.errors.add(obj.pathOf("retry_on"), "at least one status to retry on (a policy that retries nothing is no policy)");
+    }
   }
   if (auto n = obj.unsignedInt("num_retries", 0, 10)) p.num_retries = static_cast<uint32_t>(*n);
   constexpr uint64_t kDay = 24ull * 3600 * 1000;

@@ -269,6 +269,45 @@ TEST_CASE("SIGHUP reloads routes for new calls while open streams keep their bac
   REQUIRE_OK(stream->Finish());
 }
 
+TEST_CASE("a reload cannot change workers; one without log_level goes back to the command line's",
+          "[e2e][lifecycle]") {
+  TestBackend backend("b");
+  auto config = catchAllConfig(backend.address());
+  config["admin"] = {{"address", "127.0.0.1:0"}};
+  config["workers"] = 2;
+  config["log_level"] = "debug";
+  GatewayProcess gateway(config, GatewayProcess::Options{"info", std::chrono::milliseconds{10000}, {}, {}, {}});
+  auto stub = example::Echo::NewStub(makeChannel(gateway.address()));
+  auto call = [&] {
+    grpc::ClientContext ctx;
+    setTimeout(ctx, kCallTimeout);
+    EchoResponse resp;
+    return stub->Unary(&ctx, EchoRequest(), &resp);
+  };
+  REQUIRE_OK(call());
+  CHECK(waitFor([&] { return gateway.logs().find("[debug]") != std::string::npos; }, std::chrono::seconds(2)));
+
+  // workers: refused with the reason, the old config serving on.
+  auto fewer = config;
+  fewer["workers"] = 1;
+  std::ofstream(gateway.configPath()) << fewer.dump(2);
+  HttpReply refused = http(gateway.adminAddress(), "POST", "/reload");
+  CHECK(refused.status == 400);
+  CHECK_THAT(refused.body, Catch::Contains("workers cannot change on reload (2 running, 1 in the new config"));
+  REQUIRE_OK(call());
+
+  // No log_level: the command line's info again, so a call logs no debug line.
+  auto quiet = config;
+  quiet.erase("log_level");
+  std::ofstream(gateway.configPath()) << quiet.dump(2);
+  REQUIRE(http(gateway.adminAddress(), "POST", "/reload").status == 200);
+  const size_t before = gateway.logs().size();
+  REQUIRE_OK(call());
+  REQUIRE_OK(call());
+  std::this_thread::sleep_for(std::chrono::milliseconds(200));
+  CHECK(gateway.logs().find("[debug]", before) == std::string::npos);
+}
+
 TEST_CASE("a reload looks its host names up off the loop: calls go on meanwhile, then reach the new endpoint",
           "[e2e][lifecycle][dns]") {
   TestBackend a("a");

@@ -84,6 +84,31 @@ TEST_CASE("sluice --validate rejects JSON that does not parse", "[e2e][validate]
   CHECK(result.exitCode == 2);
 }
 
+TEST_CASE("sluice's command line: a flag given twice, a directory, an unknown log level", "[e2e][validate]") {
+  ProcessResult twice = runSluice({"--validate", "/dev/null", "--validate", "/dev/null"});
+  CHECK(twice.exitCode == 2);
+  CHECK_THAT(twice.errorOutput, Catch::Contains("--validate given twice"));
+  ProcessResult directory = runSluice({"--validate", "/tmp"});
+  CHECK(directory.exitCode == 2);
+  CHECK_THAT(directory.errorOutput, Catch::Contains("config file \"/tmp\" is a directory"));
+  // spdlog's own aliases are not names the config's log_level takes either.
+  ProcessResult level = runSluice({"--validate", "/dev/null", "--log-level", "warning"});
+  CHECK(level.exitCode == 2);
+  CHECK_THAT(level.errorOutput, Catch::Contains("unknown log level \"warning\" (known: trace, debug, info, warn"));
+}
+
+TEST_CASE("sluice --validate prints control characters of a config as \\xNN, never raw", "[e2e][validate]") {
+  // A NUL in a key used to end the printed line there, losing what followed.
+  nlohmann::json config = validConfig();
+  config["listeners"][0][std::string("a\0b\x1b[31m", 8)] = 1;
+  ProcessResult result = runValidate(config.dump(2));
+  INFO(result.output);
+  CHECK(result.exitCode == 2);
+  CHECK_THAT(result.errorOutput, Catch::Contains("/listeners/0/a\\x00b\\x1b[31m: unknown key"));
+  CHECK(result.errorOutput.find('\0') == std::string::npos);
+  CHECK(result.errorOutput.find('\x1b') == std::string::npos);
+}
+
 TEST_CASE("sluice --config with a bad config exits 2 before listening", "[e2e][validate]") {
   nlohmann::json config = validConfig();
   config["listeners"][0]["filters"][0]["config"]["routes"][1]["cluster"] = "nope";

@@ -436,6 +436,30 @@ TEST_CASE("auth: config mistakes are all reported with their paths", "[auth]") {
     CHECK(hasError(b.errors, "/f/config/principal_metadata", "carries credentials"));
     CHECK(hasError(b.errors, "/f/config/jwt/claims_to_metadata/sub", "carries credentials"));
   }
+  SECTION("configs that could never authenticate anyone, or would set one key twice") {
+    json config = baseConfig();
+    config["api_keys"]["keys"] = json::parse(R"([{"key": "caf\u00e9", "name": "u"}, {"key": " edge", "name": "e"},
+                                                 {"key": "a\tb", "name": "t"}])");
+    config["jwt"]["scope_claim"] = "";
+    config["jwt"]["principal_claim"] = "";
+    config["jwt"]["claims_to_metadata"] = json::parse(R"({"sub": "x-user", "email": "x-user", "tenant": "x-principal"})");
+    config["principal_metadata"] = "x-principal";
+    auto b = build(config);
+    CHECK_FALSE(b.factory);
+    INFO(b.errors.format());
+    for (int i : {0, 1, 2}) {
+      CHECK(hasError(b.errors, "/f/config/api_keys/keys/" + std::to_string(i) + "/key", "could never match"));
+    }
+    CHECK(hasError(b.errors, "/f/config/jwt/scope_claim", "cannot be empty"));
+    CHECK(hasError(b.errors, "/f/config/jwt/principal_claim", "cannot be empty"));
+    CHECK((hasError(b.errors, "/f/config/jwt/claims_to_metadata/sub", "\"x-user\" is set from claim \"email\" already") ||
+           hasError(b.errors, "/f/config/jwt/claims_to_metadata/email", "\"x-user\" is set from claim \"sub\" already")));
+    CHECK(hasError(b.errors, "/f/config/jwt/claims_to_metadata/tenant", "is principal_metadata already"));
+    config = baseConfig();
+    config["api_keys"]["keys"] = json::array();
+    b = build(config);
+    CHECK(hasError(b.errors, "/f/config/api_keys", "no API keys"));
+  }
   SECTION("the request id is the listener's") {
     json config = baseConfig();
     config["principal_metadata"] = "x-request-id";

@@ -246,6 +246,8 @@ TEST_CASE("config mistakes name their JSON path", "[config]") {
                    "(250, the default): set backoff_max_ms too"));
     r = retry(R"({"retry_on":["UNAVAILABLE"],"backoff_base_ms":500,"backoff_max_ms":400})");
     CHECK(hasError(r.errors, "/listeners/0/filters/0/config/routes/0/retry/backoff_max_ms"));
+    r = retry(R"({"retry_on":[]})");
+    CHECK(hasError(r.errors, "/listeners/0/filters/0/config/routes/0/retry/retry_on", "at least one status"));
     r = retry(R"({"retry_on":["DEADLINE_EXCEEDED"]})");
     CHECK(hasError(r.errors, "/listeners/0/filters/0/config/routes/0/retry/retry_on", "set per_try_timeout_ms"));
     r = retry(R"({"retry_on":["DEADLINE_EXCEEDED"],"per_try_timeout_ms":200})");
