@@ -109,13 +109,14 @@ void DownstreamConnection::onPrefaceTimeout() {
   close("no HTTP/2 preface in time (preface_timeout_ms)");
 }
 
-void DownstreamConnection::onErrorGoawaySent(uint32_t error_code) {
+void DownstreamConnection::onErrorGoawaySent(uint32_t error_code, std::string_view detail) {
   // A session that failed in receive() was counted and logged there. This is
   // nghttp2 ending it on its own, which says nothing else: e.g. a client past
   // rst_stream_burst and rst_stream_rate.
   if (ending_) return;
   ending_ = true;
-  end_reason_ = fmt::format("GOAWAY {} sent", nghttp2_http2_strerror(error_code));
+  end_reason_ = fmt::format("GOAWAY {} sent{}{}", nghttp2_http2_strerror(error_code), detail.empty() ? "" : ": ",
+                            detail);
   listener_.stats().downstream_protocol_errors.inc();
   const char* why = "";
   if (error_code == NGHTTP2_INTERNAL_ERROR) {
@@ -123,8 +124,7 @@ void DownstreamConnection::onErrorGoawaySent(uint32_t error_code) {
   } else if (error_code == NGHTTP2_ENHANCE_YOUR_CALM) {
     why = " (streams the client made the gateway reset, past rst_stream_burst and rst_stream_rate)";
   }
-  spdlog::warn("[C{}] closing the connection from {} with GOAWAY {}{}", id_, peer_address_,
-               nghttp2_http2_strerror(error_code), why);
+  spdlog::warn("[C{}] closing the connection from {} with {}{}", id_, peer_address_, end_reason_, why);
 }
 
 void DownstreamConnection::sendKeepalivePing() {

@@ -90,7 +90,7 @@ class DownstreamConnection final : public Http2SessionOwner,
   Http2StreamHandler* onNewStream(int32_t stream_id) override;
   void onPingAck(uint64_t sequence) override;
   void onRemoteSettings() override;
-  void onErrorGoawaySent(uint32_t error_code) override;
+  void onErrorGoawaySent(uint32_t error_code, std::string_view detail) override;
   // ---- TcpSocketCallbacks ----
   void onRead(const uint8_t* data, size_t len) override;
   void onDisconnected(int status) override;

@@ -286,6 +286,13 @@ void UpstreamConnection::onGoaway(int32_t last_stream_id, uint32_t error_code) {
                    : std::string());
 }
 
+void UpstreamConnection::onErrorGoawaySent(uint32_t error_code, std::string_view detail) {
+  if (!end_reason_.empty()) return;
+  end_reason_ = fmt::format("the backend broke HTTP/2, GOAWAY {} sent{}{}", nghttp2_http2_strerror(error_code),
+                            detail.empty() ? "" : ": ", detail);
+  spdlog::warn("[U{}] {}: {}", id_, describe(), end_reason_);
+}
+
 void UpstreamConnection::flush() {
   if (closed_ || !connected_) return;
   if (!session_.writeTo(socket_, kMaxPendingWrite)) {
@@ -294,7 +301,7 @@ void UpstreamConnection::flush() {
   }
   if (closed_) return;
   if (!session_.alive() && socket_.bytesPending() == 0) {
-    fail(fmt::format("http/2 session with {} ended", describe()));
+    fail(fmt::format("http/2 session with {} ended{}{}", describe(), end_reason_.empty() ? "" : ": ", end_reason_));
   } else if (draining_ && streams_.empty()) {
     close("drained (GOAWAY from the backend, or retired)");
   }

@@ -77,6 +77,7 @@ class UpstreamConnection final : public Http2SessionOwner,
   void onWriteDrained() override { scheduleFlush(); }
   // ---- Http2SessionOwner ----
   void onGoaway(int32_t last_stream_id, uint32_t error_code) override;
+  void onErrorGoawaySent(uint32_t error_code, std::string_view detail) override;
   void onPingAck(uint64_t sequence) override;
   void onRemoteSettings() override;
   // ---- ConnectionTimers::Callbacks ----
@@ -110,7 +111,10 @@ class UpstreamConnection final : public Http2SessionOwner,
   // No new streams; closes once its streams are done: the backend sent
   // GOAWAY, or the connection opened its share (max_requests_per_connection).
   bool draining_ = false;
-  uint32_t goaway_logged_code_ = 0;  // the error GOAWAY last logged (each code once per connection)
+  uint32_t goaway_logged_code_ = 0;
+  // Why our nghttp2 ended the session (the backend broke the protocol): what
+  // the calls on it are failed with, instead of "session ended" alone.
+  std::string end_reason_;  // the error GOAWAY last logged (each code once per connection)
   uint32_t streams_opened_ = 0;
   std::unordered_map<UpstreamStream*, bool> streams_;  // stream -> counted in the cluster's requests
   std::vector<UpstreamStream*> pending_;  // waiting for the backend's SETTINGS

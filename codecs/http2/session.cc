@@ -211,6 +211,13 @@ struct Http2Session::Bridge {
     return 0;
   }
 
+  // nghttp2's account of what went wrong (e.g. "PUSH_PROMISE: push is
+  // disabled"), kept for the GOAWAY that usually follows.
+  static int onError(nghttp2_session*, int, const char* msg, size_t len, void* ud) noexcept {
+    self(ud).last_error_.assign(msg, std::min<size_t>(len, 256));
+    return 0;
+  }
+
   // nghttp2 found a frame breaking a rule and answers it with RST_STREAM (a
   // stream error) or GOAWAY (a connection error, which ends the session
   // anyway). Registered for server sessions only.
@@ -278,12 +285,13 @@ struct Http2Session::Bridge {
   // too (RST_STREAM NO_ERROR, RFC 9113 §8.1): otherwise the stream stays
   // half-open, holding a slot of max_concurrent_streams, until the client
   // thinks to end it, and whatever it still sends would be read for nothing.
-  // Registered for server sessions only (it runs for every frame sent).
+  // Both sides report a GOAWAY with an error (the session ends for it).
   static int onFrameSend(nghttp2_session* s, const nghttp2_frame* frame, void* ud) noexcept {
     if (frame->hd.type == NGHTTP2_GOAWAY && frame->goaway.error_code != NGHTTP2_NO_ERROR) {
-      self(ud).owner_.onErrorGoawaySent(frame->goaway.error_code);
+      self(ud).owner_.onErrorGoawaySent(frame->goaway.error_code, self(ud).last_error_);
       return 0;
     }
+    if (self(ud).side_ != Side::Server) return 0;
     if ((frame->hd.flags & NGHTTP2_FLAG_END_STREAM) == 0) return 0;
     if (frame->hd.type != NGHTTP2_HEADERS && frame->hd.type != NGHTTP2_DATA) return 0;
     if (nghttp2_session_get_stream_remote_close(s, frame->hd.stream_id) == 0) {
@@ -357,8 +365,9 @@ struct Http2Session::Bridge {
     nghttp2_session_callbacks_set_on_stream_close_callback(cbs, onStreamClose);
     nghttp2_session_callbacks_set_send_data_callback(cbs, sendData);
     nghttp2_session_callbacks_set_data_source_read_length_callback(cbs, readLength);
+    nghttp2_session_callbacks_set_on_frame_send_callback(cbs, onFrameSend);
+    nghttp2_session_callbacks_set_error_callback2(cbs, onError);
     if (side == Side::Server) {
-      nghttp2_session_callbacks_set_on_frame_send_callback(cbs, onFrameSend);
       nghttp2_session_callbacks_set_on_frame_not_send_callback(cbs, onFrameNotSend);
       nghttp2_session_callbacks_set_on_invalid_frame_recv_callback(cbs, onInvalidFrameRecv);
     }

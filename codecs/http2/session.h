@@ -68,9 +68,10 @@ class Http2SessionOwner {
   virtual Http2StreamHandler* onNewStream(int32_t stream_id) { return nullptr; }
   virtual void onGoaway(int32_t last_stream_id, uint32_t error_code) {}
   virtual void onRemoteSettings() {}
-  // A GOAWAY with an error went out (server sessions): nghttp2 sends one of
-  // its own for a peer past its limits (e.g. RST_STREAMs past the bucket).
-  virtual void onErrorGoawaySent(uint32_t /*error_code*/) {}
+  // A GOAWAY with an error went out: nghttp2 sends one of its own for a peer
+  // that broke the protocol or went past its limits (e.g. RST_STREAMs past
+  // the bucket). `detail`: nghttp2's last error message, or empty.
+  virtual void onErrorGoawaySent(uint32_t /*error_code*/, std::string_view /*detail*/) {}
   // A PING we sent came back: `sequence` is what ping() returned for it
   // (ACKs carrying any other payload are ignored: a peer must not keep itself
   // alive, or end a drain early, with ACKs it was never asked for).
@@ -232,6 +233,7 @@ class Http2Session {
   // Our PINGs carry ping_base_ + n, n counting them: an ACK is ours if its
   // payload is among those.
   uint64_t ping_base_ = 0;
+  std::string last_error_;  // nghttp2's last error message (its error callback)
   uint64_t pings_sent_ = 0;
 };
 

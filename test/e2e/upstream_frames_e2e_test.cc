@@ -1034,7 +1034,11 @@ TEST_CASE("a backend's PUSH_PROMISE is a protocol error: push is off toward back
   EchoResponse response;
   CHECK_FALSE(held.reader->Read(&response));
   grpc::Status status = held.reader->Finish();
+  INFO(describe(status));
   CHECK(status.error_code() != grpc::StatusCode::OK);
+  // The client and the log say why the connection ended, not just that it did.
+  CHECK_THAT(status.error_message(), Catch::Contains("the backend broke HTTP/2, GOAWAY PROTOCOL_ERROR sent"));
+  CHECK(gateway.logs().find("[warning] [U1]") != std::string::npos);
 }
 
 TEST_CASE("a backend repeating its GOAWAY is logged once, and its open call goes on", "[e2e][upstream]") {
