@@ -32,14 +32,29 @@ bool isHopByHop(std::string_view name) {
 // The client must read the status the gateway recorded: a grpc-status that
 // is not a code from 0 to 16 ("abc", "99", empty) goes on as UNKNOWN, with
 // the backend's value quoted in grpc-message.
-void sanitizeGrpcStatus(HeaderMap& trailers, const std::string& from) {
-  const std::string* status = trailers.get("grpc-status");
-  if (status == nullptr || grpc_headers::isValidGrpcStatus(*status)) return;
+void replaceInvalidGrpcStatus(HeaderMap& trailers, const std::string& raw, const std::string& from) {
   const std::string* message = trailers.get("grpc-message");
-  std::string text = fmt::format("{} sent an invalid grpc-status {:?}", from, *status);
+  std::string text = fmt::format("{} sent an invalid grpc-status {:?}", from, raw);
   if (message != nullptr && !message->empty()) text += ": " + grpc_headers::percentDecode(*message);
   trailers.set("grpc-status", grpc_headers::formatGrpcStatus(StatusCode::Unknown));
   trailers.set("grpc-message", grpc_headers::percentEncode(text));
+}
+
+// What the proxy checks in a backend's response headers, found in one pass.
+struct ResponseHeadersSeen {
+  const std::string* content_type = nullptr;
+  bool content_length = false;
+  bool encoded = false;  // grpc-encoding other than identity
+};
+
+ResponseHeadersSeen scanResponseHeaders(const HeaderMap& headers) {
+  ResponseHeadersSeen seen;
+  for (const auto& h : headers) {
+    if (h.name == "content-type") seen.content_type = &h.value;
+    else if (h.name == "content-length") seen.content_length = true;
+    else if (h.name == "grpc-encoding") seen.encoded = h.value != "identity";
+  }
+  return seen;
 }
 
 // The gRPC spec's mapping for responses that are not gRPC (no grpc-status).
@@ -358,8 +373,10 @@ void ProxyFilter::onUpstreamHeaders(HeaderMap&& headers, bool end_stream) {
                   code == StatusCode::Unavailable);
     return;
   }
-  if (!end_stream && !grpc_headers::isGrpcContentType(headers.get("content-type"))) {
-    const std::string* ct = headers.get("content-type");
+  ResponseHeadersSeen seen;
+  if (!end_stream) seen = scanResponseHeaders(headers);
+  if (!end_stream && !grpc_headers::isGrpcContentType(seen.content_type)) {
+    const std::string* ct = seen.content_type;
     attemptFailed(StatusCode::Unknown,
                   fmt::format("{} answered content-type {} (not gRPC)", endpoint_->describe(),
                               ct != nullptr ? fmt::format("{:?}", *ct) : std::string("none")),
@@ -395,12 +412,14 @@ void ProxyFilter::onUpstreamHeaders(HeaderMap&& headers, bool end_stream) {
     // content-type whatever the backend's were (a 503 with grpc-status).
     ctx_.responseHeaders().addCopy(":status", "200");
     ctx_.responseHeaders().addCopy("content-type", "application/grpc");
+    const bool valid_status = grpc_headers::isValidGrpcStatus(*grpc_status);
+    std::string raw_status = valid_status ? std::string() : *grpc_status;
     for (auto& h : headers.release()) {
       if (h.name != ":status" && h.name != "content-type" && h.name != "content-length") {
         ctx_.responseTrailers().add(std::move(h.name), std::move(h.value));
       }
     }
-    sanitizeGrpcStatus(ctx_.responseTrailers(), endpoint_->describe());
+    if (!valid_status) replaceInvalidGrpcStatus(ctx_.responseTrailers(), raw_status, endpoint_->describe());
     ctx_.encodeResponseTrailers();
     return;
   }
@@ -411,9 +430,8 @@ void ProxyFilter::onUpstreamHeaders(HeaderMap&& headers, bool end_stream) {
   response_started_ = true;
   dropReplay();
   releaseRetryPlace();  // no retry once the response has begun
-  headers.remove("content-length");
-  const std::string* encoding = headers.get("grpc-encoding");
-  response_encoded_ = encoding != nullptr && *encoding != "identity";
+  if (seen.content_length) headers.remove("content-length");
+  response_encoded_ = seen.encoded;
   ctx_.responseHeaders().append(std::move(headers));
   ctx_.encodeResponseHeaders();
 }
@@ -500,7 +518,10 @@ void ProxyFilter::onUpstreamEnd(HeaderMap&& trailers) {
     return;
   }
   recordOutcome(grpc_headers::parseGrpcStatus(*grpc_status) != StatusCode::Unavailable);
-  sanitizeGrpcStatus(trailers, endpoint_->describe());
+  if (!grpc_headers::isValidGrpcStatus(*grpc_status)) {
+    const std::string raw = *grpc_status;
+    replaceInvalidGrpcStatus(trailers, raw, endpoint_->describe());
+  }
   ctx_.responseTrailers().append(std::move(trailers));
   ctx_.encodeResponseTrailers();
 }
