@@ -296,6 +296,10 @@ std::optional<StatsQuery> parseStatsQuery(const std::string& query, std::string&
     const std::string_view key = param.substr(0, eq);
     const std::string value = eq == std::string_view::npos ? "" : grpc_headers::percentDecode(param.substr(eq + 1));
     if (key == "filter") {
+      if (eq == std::string_view::npos) {
+        error = "filter needs a pattern: filter=REGEX";
+        return std::nullopt;
+      }
       if (out.filter) {
         error = "filter given twice";
         return std::nullopt;
@@ -303,7 +307,15 @@ std::optional<StatsQuery> parseStatsQuery(const std::string& query, std::string&
       out.filter = Regex::compile(value, error);
       if (!out.filter) return std::nullopt;
     } else if (key == "usedonly") {
-      out.used_only = true;
+      // A flag, as in Envoy; "usedonly=0" or "=false" must not turn it on.
+      if (value == "0" || value == "false") {
+        out.used_only = false;
+      } else if (value.empty() || value == "1" || value == "true") {
+        out.used_only = true;
+      } else {
+        error = fmt::format("usedonly takes no value, or 1/true or 0/false, not \"{}\"", value);
+        return std::nullopt;
+      }
     } else if (!param.empty()) {  // "a&&b" and a trailing '&' leave empty ones
       error = fmt::format("unknown parameter \"{}\" (known: filter=REGEX, usedonly)", key);
       return std::nullopt;

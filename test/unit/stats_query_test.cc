@@ -19,7 +19,12 @@ TEST_CASE("stats query: filter, usedonly, and every mistake", "[stats]") {
   CHECK_FALSE(both->filter->search("listener.cluster.x"));
   CHECK(parseStatsQuery("filter=a&&usedonly&", error));  // empty parameters are skipped
   CHECK(parseStatsQuery("filter=a+b", error)->filter->search("aab"));  // '+' stays a regex '+'
-  for (const char* bad : {"filter=%28", "filter=a&filter=b", "format=json", "=x", "filter=caf%C3%A9"}) {
+  CHECK_FALSE(parseStatsQuery("usedonly=0", error)->used_only);
+  CHECK_FALSE(parseStatsQuery("usedonly=false", error)->used_only);
+  CHECK(parseStatsQuery("usedonly=1", error)->used_only);
+  CHECK(parseStatsQuery("usedonly=true", error)->used_only);
+  for (const char* bad : {"filter=%28", "filter=a&filter=b", "format=json", "=x", "filter=caf%C3%A9", "filter",
+                          "usedonly=maybe"}) {
     INFO(bad);
     error.clear();
     CHECK_FALSE(parseStatsQuery(bad, error));
