@@ -167,11 +167,10 @@ struct Http2Session::Bridge {
       session.receiving_ = {frame->hd.stream_id, handlerOf(s, frame->hd.stream_id)};
       return 0;
     }
-    // A session ending on a peer's abuse (our GOAWAY queued, nghttp2's own
-    // limits or onPeerCausedStreamError) still reads what the peer sent in
-    // the same batch: none of it starts a call.
-    const bool ending = nghttp2_session_want_read(s) == 0;
-    Http2StreamHandler* h = ending ? nullptr : session.owner_.onNewStream(frame->hd.stream_id);
+    // (A session ended on a peer's abuse, by nghttp2's limits or by
+    // onPeerCausedStreamError, ignores the rest of its input: terminating
+    // sets nghttp2 to skip everything, so no later stream starts a call.)
+    Http2StreamHandler* h = session.owner_.onNewStream(frame->hd.stream_id);
     if (h == nullptr) {
       // Without a handler the stream's frames are ignored until the reset
       // lands; its header block still counts toward the cutoff.
