@@ -346,15 +346,19 @@ bool DownstreamStream::countIncompleteRequest() {
   const uint64_t limit = listener_config_.incompleteRequestLimit();
   if (ended_ || connection_.incompleteRequestBytes() <= limit) return true;
   sendLocalReply(LocalReplyReason::MessageTooLarge, StatusCode::ResourceExhausted,
-                 fmt::format("request messages on this connection, arriving or waiting for their backend, would "
-                             "hold more than {} bytes (max_incomplete_request_bytes)",
+                 fmt::format("request messages on this connection, arriving, held by a filter or waiting for their "
+                             "backend, would hold more than {} bytes (max_incomplete_request_bytes)",
                              limit));
   releaseIncompleteRequest();  // it will never be completed
   return false;
 }
 
 void DownstreamStream::recountIncompleteRequest() {
-  const size_t held = decoder_.heldBytes();
+  // A message still arriving, and whole ones held behind a paused filter (a
+  // fault delay, a filter waiting on its own work): credit for both went
+  // back to the client as they arrived. Once past the chain, the terminal
+  // filter counts what it queues itself (heldRequestBytes()).
+  const size_t held = closed_ ? 0 : decoder_.heldBytes() + chain_.queuedRequestBytes();
   connection_.adjustIncompleteRequestBytes(static_cast<int64_t>(held) - static_cast<int64_t>(incomplete_counted_));
   incomplete_counted_ = held;
 }
@@ -497,6 +501,7 @@ void DownstreamStream::setRequestBackpressure(bool blocked) {
 
 void DownstreamStream::resumeRequest(const Filter* from) {
   chain_.continueRequest(from);
+  recountIncompleteRequest();  // what the paused filter held has moved on
   countAcceptedCall();
   releaseRequestCredit();
 }

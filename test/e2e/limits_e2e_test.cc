@@ -395,6 +395,34 @@ TEST_CASE("request messages waiting for their backend count against max_incomple
   CHECK(exhausted <= 3);
 }
 
+TEST_CASE("whole request messages held behind a paused filter count against max_incomplete_request_bytes",
+          "[e2e][limits]") {
+  // A fault delay pauses the request side; the window credit of a message
+  // arriving meanwhile goes back as it arrives, so each held call could
+  // keep a whole max_message_bytes message outside the budget.
+  TestBackend backend("b");
+  auto config = limited(backend.address(), {{"max_message_bytes", 1 << 20}, {"max_incomplete_request_bytes", 2 << 20}});
+  auto& chain = config["listeners"][0]["filters"];
+  chain.insert(chain.begin(), nlohmann::json::parse(
+                                  R"({"name": "fault", "config": {"rules": [
+                                        {"match": {"prefix": "/"}, "delay": {"ms": 8000}}]}})"));
+  GatewayProcess gateway(config);
+  RawH2Client client("127.0.0.1", gateway.port());
+  const std::string message = grpcFrame(std::string((1 << 20) - 64, 'm'));
+  for (int i = 0; i < 2; ++i) {  // two held calls with a whole message each: within the 2 MiB
+    auto held = RawRequest::grpc("/sluice.example.Echo/Bidi", message);
+    held.endStream = false;
+    held.returnOnceSent = true;
+    auto sent = client.request(held);
+    INFO(sent.describe());
+    REQUIRE_FALSE(sent.streamClosed);
+  }
+  auto third = client.request(RawRequest::grpc("/sluice.example.Echo/Unary", message), std::chrono::seconds(5));
+  INFO(third.describe());
+  CHECK(third.grpcStatus() == 8);
+  CHECK_THAT(third.grpcMessage(), Catch::Contains("max_incomplete_request_bytes"));
+}
+
 TEST_CASE("max_connections refuses the connection over the limit", "[e2e][limits]") {
   TestBackend backend("b");
   // Two workers: the limit holds across them (each holds one of the two).
