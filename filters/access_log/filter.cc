@@ -84,6 +84,9 @@ void AccessLogFilter::onStreamDone(StreamContext& ctx) {
     return;
   }
   sink_.write(formatLine(config_, ctx, now));
+  // Lines the sink could not write (its target full, failing, or not
+  // reading), whichever worker's they were.
+  if (uint64_t dropped = sink_.takeDroppedForStats()) ctx.worker().stats().filterCounter("access_log_dropped").inc(dropped);
 }
 
 }  // namespace sluice::filters::access_log

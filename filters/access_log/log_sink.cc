@@ -27,6 +27,15 @@ uint64_t countLines(std::string_view text) {
   return static_cast<uint64_t>(std::count(text.begin(), text.end(), '\n'));
 }
 
+// Every sink writing to stdout (one per access_log entry: other listeners',
+// the old config's during a reload) takes this for a batch, so that a line
+// longer than PIPE_BUF, written in pieces, is never mixed with another
+// sink's. Only writer threads take it: workers never wait on it.
+std::mutex& stdoutWriters() {
+  static std::mutex m;
+  return m;
+}
+
 }  // namespace
 
 LogSink::LogSink(std::string path) : path_(std::move(path)) {
@@ -50,7 +59,7 @@ void LogSink::write(std::string_view line) {
     std::lock_guard lock(mutex_);
     if (queued_.size() + line.size() > kMaxBufferedBytes) {
       ++dropped_unreported_;
-      dropped_total_.fetch_add(1, std::memory_order_relaxed);
+      countDropped(1);
       return;
     }
     queued_.append(line);
@@ -82,6 +91,11 @@ void LogSink::reopen() {
 }
 
 std::string LogSink::target() const { return path_.empty() ? "stdout" : path_; }
+
+void LogSink::countDropped(uint64_t lines) {
+  dropped_total_.fetch_add(lines, std::memory_order_relaxed);
+  dropped_uncounted_.fetch_add(lines, std::memory_order_relaxed);
+}
 
 void LogSink::run() {
   std::string batch;
@@ -131,7 +145,7 @@ bool LogSink::openTarget() {
   }
   struct stat st {};
   fd_is_regular_ = ::fstat(fd_, &st) == 0 && S_ISREG(st.st_mode);
-  error_reported_ = false;
+  if (fd_is_regular_ && st.st_size == 0) at_line_start_ = true;  // a fresh file: nothing torn in it
   return true;
 }
 
@@ -142,8 +156,16 @@ void LogSink::closeTarget() {
 
 void LogSink::writeOut(std::string_view batch) {
   if (fd_ < 0 && !openTarget()) {
-    dropped_total_.fetch_add(countLines(batch), std::memory_order_relaxed);
+    countDropped(countLines(batch));
     return;
+  }
+  std::unique_lock<std::mutex> stdout_lock;
+  if (fd_ == STDOUT_FILENO) stdout_lock = std::unique_lock(stdoutWriters());
+  std::string after_torn_line;
+  if (!at_line_start_) {  // rare: a copy is fine
+    after_torn_line = "\n";
+    after_torn_line.append(batch);
+    batch = after_torn_line;
   }
   auto last_progress = std::chrono::steady_clock::now();
   while (!batch.empty()) {
@@ -156,7 +178,7 @@ void LogSink::writeOut(std::string_view batch) {
       int ready = ::poll(&p, 1, kPollStepMs);
       if (ready == 0 || (ready < 0 && errno == EINTR)) {
         if ((stopping_ || closing_) && std::chrono::steady_clock::now() - last_progress > kStopGrace) {
-          dropped_total_.fetch_add(countLines(batch), std::memory_order_relaxed);
+          countDropped(countLines(batch));
           return;
         }
         continue;
@@ -175,9 +197,14 @@ void LogSink::writeOut(std::string_view batch) {
     if (n <= 0) {
       if (!error_reported_) spdlog::error("access_log: write to {} failed: {}", target(), std::strerror(errno));
       error_reported_ = true;
-      dropped_total_.fetch_add(countLines(batch), std::memory_order_relaxed);
+      countDropped(countLines(batch));
       return;
     }
+    if (error_reported_) {
+      spdlog::info("access_log: writing to {} again", target());
+      error_reported_ = false;
+    }
+    at_line_start_ = batch[static_cast<size_t>(n) - 1] == '\n';
     batch.remove_prefix(static_cast<size_t>(n));
     last_progress = std::chrono::steady_clock::now();
   }

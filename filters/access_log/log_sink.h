@@ -53,6 +53,9 @@ class LogSink {
   void reopen();
   // Lines dropped so far because the target was not taking them.
   uint64_t dropped() const { return dropped_total_.load(std::memory_order_relaxed); }
+  // Lines dropped since the last call: what a worker adds to its
+  // access_log_dropped counter (drops happen on the writer thread too).
+  uint64_t takeDroppedForStats() { return dropped_uncounted_.exchange(0, std::memory_order_relaxed); }
 
   const std::string& path() const { return path_; }
 
@@ -66,6 +69,7 @@ class LogSink {
   // nothing for a second, the rest counts as dropped.
   void writeOut(std::string_view batch);
   std::string target() const;
+  void countDropped(uint64_t lines);
 
   const std::string path_;
   // Shared with workers, under mutex_.
@@ -81,10 +85,15 @@ class LogSink {
   std::atomic<bool> stopping_{false};
   std::atomic<bool> closing_{false};  // close() waits: give up on a stuck target after kStopGrace
   std::atomic<uint64_t> dropped_total_{0};
+  std::atomic<uint64_t> dropped_uncounted_{0};
   // Writer thread only.
   int fd_ = -1;
   bool fd_is_regular_ = false;
   bool error_reported_ = false;
+  // The last byte written ended a line. A write that failed part way (a
+  // full disk) leaves a torn line: the next write starts with '\n' so that
+  // the next line is not glued onto it.
+  bool at_line_start_ = true;
   std::thread writer_;
 };
 

@@ -442,6 +442,32 @@ TEST_CASE("access_log: a log target that takes nothing never stops the calls", "
   CHECK(gateway.stop() == 0);
 }
 
+TEST_CASE("access_log: lines a failing target loses are counted in access_log_dropped", "[e2e][access_log]") {
+  // /dev/full fails every write (ENOSPC), as a full disk does.
+  TestBackend backend("b");
+  auto config = accessLogGateway(backend.address(), {{"path", "/dev/full"}});
+  config["admin"] = {{"address", "127.0.0.1:0"}};
+  GatewayProcess gateway(config);
+  auto stub = example::Echo::NewStub(makeChannel(gateway.address()));
+  auto call = [&] {
+    grpc::ClientContext context;
+    setTimeout(context, kCallTimeout);
+    EchoResponse response;
+    return stub->Unary(&context, EchoRequest(), &response);
+  };
+  for (int i = 0; i < 20; ++i) REQUIRE_OK(call());
+  // A worker adds what the sink dropped when it writes its next line.
+  int64_t dropped = 0;
+  auto until = std::chrono::steady_clock::now() + std::chrono::seconds(5);
+  while ((dropped = statValue(gateway.adminAddress(), "filter.access_log_dropped")) < 19 &&
+         std::chrono::steady_clock::now() < until) {
+    REQUIRE_OK(call());
+    std::this_thread::sleep_for(std::chrono::milliseconds(20));
+  }
+  CHECK(dropped >= 19);
+  CHECK_THAT(gateway.logs(), Catch::Contains("access_log: write to /dev/full failed"));
+}
+
 TEST_CASE("access_log: a reload that retires a log stuck on its target does not hold up the worker",
           "[e2e][access_log]") {
   TestBackend backend("b");
