@@ -449,19 +449,13 @@ TEST_CASE("access_log: lines a failing target loses are counted in access_log_dr
   config["admin"] = {{"address", "127.0.0.1:0"}};
   GatewayProcess gateway(config);
   auto stub = example::Echo::NewStub(makeChannel(gateway.address()));
-  auto call = [&] {
-    grpc::ClientContext context;
-    setTimeout(context, kCallTimeout);
-    EchoResponse response;
-    return stub->Unary(&context, EchoRequest(), &response);
-  };
-  for (int i = 0; i < 20; ++i) REQUIRE_OK(call());
+  for (int i = 0; i < 20; ++i) REQUIRE_OK(callEmptyUnary(*stub));
   // A worker adds what the sink dropped when it writes its next line.
   int64_t dropped = 0;
   auto until = std::chrono::steady_clock::now() + std::chrono::seconds(5);
   while ((dropped = statValue(gateway.adminAddress(), "filter.access_log_dropped")) < 19 &&
          std::chrono::steady_clock::now() < until) {
-    REQUIRE_OK(call());
+    REQUIRE_OK(callEmptyUnary(*stub));
     std::this_thread::sleep_for(std::chrono::milliseconds(20));
   }
   CHECK(dropped >= 19);

@@ -305,12 +305,7 @@ TEST_CASE("bad admin requests get HTTP errors and gRPC traffic goes on", "[e2e][
   GatewayProcess gateway(config);
   std::string admin = gateway.adminAddress();
   auto stub = example::Echo::NewStub(makeChannel(gateway.address()));
-  auto call = [&] {
-    grpc::ClientContext ctx;
-    setTimeout(ctx, kCallTimeout);
-    EchoResponse resp;
-    return stub->Unary(&ctx, EchoRequest(), &resp);
-  };
+  auto call = [&] { return callEmptyUnary(*stub); };
   REQUIRE_OK(call());
   CHECK(http(admin, "GET", "/nope").status == 404);
   auto wrong = http(admin, "POST", "/stats");

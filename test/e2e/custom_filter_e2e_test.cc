@@ -202,12 +202,7 @@ TEST_CASE("custom filter: its factory is closed once, at stop, after the workers
   config["workers"] = 2;
   GatewayProcess gateway(config);
   auto stub = example::Echo::NewStub(makeChannel(gateway.address()));
-  auto call = [&] {
-    grpc::ClientContext context;
-    setTimeout(context, kCallTimeout);
-    EchoResponse response;
-    return stub->Unary(&context, EchoRequest(), &response);
-  };
+  auto call = [&] { return callEmptyUnary(*stub); };
   // A call held open across a reload keeps the old config alive; when it
   // ends, that config's factory is let go of, not closed.
   grpc::ClientContext held;

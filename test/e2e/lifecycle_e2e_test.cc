@@ -278,12 +278,7 @@ TEST_CASE("a reload cannot change workers; one without log_level goes back to th
   config["log_level"] = "debug";
   GatewayProcess gateway(config, GatewayProcess::Options{"info", std::chrono::milliseconds{10000}, {}, {}, {}});
   auto stub = example::Echo::NewStub(makeChannel(gateway.address()));
-  auto call = [&] {
-    grpc::ClientContext ctx;
-    setTimeout(ctx, kCallTimeout);
-    EchoResponse resp;
-    return stub->Unary(&ctx, EchoRequest(), &resp);
-  };
+  auto call = [&] { return callEmptyUnary(*stub); };
   REQUIRE_OK(call());
   CHECK(waitFor([&] { return gateway.logs().find("[debug]") != std::string::npos; }, std::chrono::seconds(2)));
 

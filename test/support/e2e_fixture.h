@@ -26,6 +26,14 @@ namespace sluice::test {
 // still ends the test.
 inline constexpr std::chrono::milliseconds kCallTimeout{10'000};
 
+// An empty Echo/Unary call with the usual deadline.
+inline grpc::Status callEmptyUnary(example::Echo::Stub& stub) {
+  grpc::ClientContext context;
+  setTimeout(context, kCallTimeout);
+  example::EchoResponse response;
+  return stub.Unary(&context, example::EchoRequest(), &response);
+}
+
 // Polls `condition` every 20 ms until it holds (true) or `timeout` passes (false).
 inline bool waitFor(const std::function<bool()>& condition, std::chrono::milliseconds timeout) {
   const auto until = std::chrono::steady_clock::now() + timeout;
