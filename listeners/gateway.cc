@@ -294,8 +294,8 @@ void Gateway::onSignal(int signum) {
     return;
   }
   if (signum == SIGHUP) {
-    if (finished_) {
-      spdlog::info("SIGHUP ignored: the gateway is stopping");
+    if (finished_ || draining_) {
+      spdlog::info("SIGHUP ignored: the gateway is {}", finished_ ? "stopping" : "draining");
       return;
     }
     if (reload_resolver_) {

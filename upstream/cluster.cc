@@ -332,7 +332,15 @@ void Cluster::retire() {
   if (dns_timer_) dns_timer_->disable();
   named_.clear();
   health_checks_started_ = false;
-  for (auto& ep : endpoints_) ep->stopHealthChecks();
+  // The new config opens connections of its own: idle ones close now, busy
+  // ones after their last call (a long stream keeping this config alive
+  // would otherwise keep a connection to every endpoint it had used, until
+  // idle_timeout_ms). A retry of one of this config's calls may still open
+  // one, retired too.
+  for (auto& ep : endpoints_) {
+    ep->stopHealthChecks();
+    ep->pool().retire();
+  }
 }
 
 void Cluster::closeAll() {

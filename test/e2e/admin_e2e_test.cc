@@ -3,6 +3,8 @@
 // backend, /config_dump redaction, and bad admin requests.
 #include <catch2/catch.hpp>
 
+#include <signal.h>
+
 #include <arpa/inet.h>
 #include <netinet/in.h>
 #include <sys/socket.h>
@@ -468,6 +470,11 @@ TEST_CASE("/ready turns 503 while draining; POST /drain stops the gateway after 
   auto ready = http(admin, "GET", "/ready");
   CHECK(ready.status == 503);
   CHECK_THAT(ready.body, Catch::Contains("draining"));
+  // A SIGHUP now (a config pushed as the pod goes away) is no error.
+  gateway.signal(SIGHUP);
+  CHECK(waitFor([&] { return gateway.logs().find("SIGHUP ignored: the gateway is draining") != std::string::npos; },
+                std::chrono::seconds(2)));
+  CHECK(gateway.logs().find("[error]") == std::string::npos);
   int n = 1;
   while (reader->Read(&resp)) ++n;
   REQUIRE_OK(reader->Finish());

@@ -13,6 +13,7 @@
 #include <sstream>
 #include <thread>
 
+#include "test/support/admin_stats.h"
 #include "test/support/e2e_fixture.h"
 #include "test/support/frame_socket.h"
 #include "test/support/http_client.h"
@@ -267,6 +268,37 @@ TEST_CASE("SIGHUP reloads routes for new calls while open streams keep their bac
   }
   REQUIRE(stream->WritesDone());
   REQUIRE_OK(stream->Finish());
+}
+
+TEST_CASE("a reload closes the old config's idle backend connections, even while a stream keeps it alive",
+          "[e2e][lifecycle]") {
+  TestBackend a("a");
+  TestBackend b("b");
+  auto config = gatewayConfig(nlohmann::json::array({route("prefix", "/", "two")}),
+                              nlohmann::json::array({cluster("two", {a.address(), b.address()})}));
+  config["admin"] = {{"address", "127.0.0.1:0"}};
+  config["workers"] = 1;
+  GatewayProcess gateway(config, GatewayProcess::Options{"info", std::chrono::milliseconds{10000}, {}, {}, {}});
+  auto stub = example::Echo::NewStub(makeChannel(gateway.address()));
+  for (int i = 0; i < 4; ++i) REQUIRE_OK(callEmptyUnary(*stub));  // round robin: a connection to each
+  grpc::ClientContext stream_ctx;
+  setTimeout(stream_ctx, std::chrono::seconds(20));
+  auto stream = stub->Bidi(&stream_ctx);  // keeps the first config alive
+  EchoResponse resp;
+  REQUIRE(stream->Write(EchoRequest()));
+  REQUIRE(stream->Read(&resp));
+  const std::string admin = gateway.adminAddress();
+  REQUIRE(statValue(admin, "cluster.two.upstream_cx_active") == 2);
+
+  std::ofstream(gateway.configPath()) << config.dump(2);
+  REQUIRE(http(admin, "POST", "/reload").status == 200);
+  // Only the stream's connection is left; the new config has opened none yet.
+  CHECK(waitFor([&] { return statValue(admin, "cluster.two.upstream_cx_active") == 1; }, std::chrono::seconds(3)));
+  REQUIRE(stream->Write(EchoRequest()));
+  REQUIRE(stream->Read(&resp));  // the stream goes on on its connection
+  REQUIRE(stream->WritesDone());
+  REQUIRE_OK(stream->Finish());
+  REQUIRE_OK(callEmptyUnary(*stub));
 }
 
 TEST_CASE("a reload cannot change workers; one without log_level goes back to the command line's",
