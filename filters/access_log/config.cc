@@ -9,6 +9,7 @@
 
 #include "core/headers.h"
 #include "core/off_loop_work.h"
+#include "core/reload_shared.h"
 #include "core/json_reader.h"
 #include "core/stream_context.h"
 #include "filters/access_log/filter.h"
@@ -20,20 +21,28 @@ using json = nlohmann::json;
 
 class AccessLogFilterFactory : public FilterFactory {
  public:
+  // One sink per target for every entry and config alive (a reload builds
+  // new factories while calls of the old config still log): one writer
+  // thread and one descriptor per file, however many configs long streams
+  // keep alive, and lines to one file never come from two writers.
   explicit AccessLogFilterFactory(std::shared_ptr<const AccessLogConfig> config)
-      : config_(std::move(config)), sink_(std::make_unique<LogSink>(config_->path)) {}
+      : config_(std::move(config)),
+        sink_(sharedAcrossReloads<LogSink>(config_->path,
+                                           [&] { return std::make_shared<LogSink>(config_->path); })) {}
   FilterPtr createFilter(StreamContext&) const override {
     return std::make_unique<AccessLogFilter>(*config_, *sink_);
   }
   // A factory a reload retired is destroyed on the worker that ran its last
-  // call. A sink still writing to a target that takes nothing would hold
-  // that worker for up to a second before giving up: it finishes off the
-  // loop instead, and the gateway waits for it before exiting.
+  // call. If it holds the sink's last reference, a sink still writing to a
+  // target that takes nothing would hold that worker for up to a second
+  // before giving up: it finishes off the loop instead, and the gateway
+  // waits for it before exiting. (An idle sink nobody else holds cannot
+  // start writing again: dropping it here is quick.)
   ~AccessLogFilterFactory() override {
     if (sink_->idle()) return;
     // Moved all the way in: no reference may stay here, or the last one
     // could be dropped on this thread after all.
-    runOffLoop([sink = std::shared_ptr<LogSink>(std::move(sink_))]() mutable { sink.reset(); });
+    runOffLoop([sink = std::move(sink_)]() mutable { sink.reset(); });
   }
   // Every request gets a line, refused ones included.
   bool observesRefusedCalls() const override { return true; }
@@ -43,7 +52,7 @@ class AccessLogFilterFactory : public FilterFactory {
  private:
   std::shared_ptr<const AccessLogConfig> config_;
   // The sink is internally synchronised; the factory stays logically const.
-  std::unique_ptr<LogSink> sink_;
+  std::shared_ptr<LogSink> sink_;
 };
 
 }  // namespace

@@ -14,9 +14,12 @@
 #include <sstream>
 #include <thread>
 
+#include <fmt/format.h>
+
 #include "test/support/admin_stats.h"
 #include "test/support/e2e_fixture.h"
 #include "test/support/frame_socket.h"
+#include "test/support/http_client.h"
 #include "test/support/raw_h2_client.h"
 
 namespace sluice::test {
@@ -440,6 +443,45 @@ TEST_CASE("access_log: a log target that takes nothing never stops the calls", "
   }
   CHECK_THAT(gateway.logs(), Catch::Contains("access_log: cannot open"));
   CHECK(gateway.stop() == 0);
+}
+
+TEST_CASE("access_log: configs kept alive by open streams across reloads share one writer per file",
+          "[e2e][access_log]") {
+  TestBackend backend("b");
+  TempDir dir;
+  const fs::path file = dir.path / "access.log";
+  auto config = accessLogGateway(backend.address(), {{"path", file.string()}});
+  config["admin"] = {{"address", "127.0.0.1:0"}};
+  config["workers"] = 1;
+  GatewayProcess gateway(config);
+  auto threads = [&] {
+    size_t n = 0;
+    for ([[maybe_unused]] const auto& e : fs::directory_iterator(fmt::format("/proc/{}/task", gateway.pid()))) ++n;
+    return n;
+  };
+  auto stub = example::Echo::NewStub(makeChannel(gateway.address()));
+  REQUIRE_OK(callEmptyUnary(*stub));
+  const size_t before = threads();
+  // Each stream keeps the config it began on alive; a reload follows each.
+  std::vector<std::unique_ptr<grpc::ClientContext>> contexts;
+  std::vector<std::unique_ptr<grpc::ClientReaderWriter<EchoRequest, EchoResponse>>> streams;
+  for (int i = 0; i < 5; ++i) {
+    contexts.push_back(std::make_unique<grpc::ClientContext>());
+    setTimeout(*contexts.back(), std::chrono::seconds(30));
+    streams.push_back(stub->Bidi(contexts.back().get()));
+    EchoResponse resp;
+    REQUIRE(streams.back()->Write(EchoRequest()));
+    REQUIRE(streams.back()->Read(&resp));
+    REQUIRE(http(gateway.adminAddress(), "POST", "/reload").status == 200);
+  }
+  REQUIRE_OK(callEmptyUnary(*stub));
+  CHECK(threads() == before);  // not one writer thread per config kept alive
+  for (auto& stream : streams) {
+    REQUIRE(stream->WritesDone());
+    REQUIRE_OK(stream->Finish());
+  }
+  // Every config's calls reached the one file: 2 unary calls and 5 streams.
+  CHECK(waitFor([&] { return jsonLines(readFile(file)).size() == 7; }, std::chrono::seconds(3)));
 }
 
 TEST_CASE("access_log: lines a failing target loses are counted in access_log_dropped", "[e2e][access_log]") {
