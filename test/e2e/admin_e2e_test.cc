@@ -246,7 +246,7 @@ TEST_CASE("an endpoint's calls in flight are counted over every worker", "[e2e][
   CHECK(clusters[0]["endpoints"][0]["active_requests"] == kCalls);
 }
 
-TEST_CASE("/clusters shows a killed backend as unhealthy; /config_dump hides secrets", "[e2e][admin]") {
+TEST_CASE("/clusters shows a killed backend as unhealthy, /config_dump hides secrets", "[e2e][admin]") {
   grpc::EnableDefaultHealthCheckService(true);
   TestBackend a("a");
   TestBackend b("b");
@@ -379,7 +379,7 @@ TEST_CASE("/stats and /stats/prometheus take filter=REGEX and usedonly", "[e2e][
   CHECK_THAT(unknown.body, Catch::Contains("unknown parameter \"format\""));
 }
 
-TEST_CASE("admin connections are bounded in number and time; gRPC traffic goes on", "[e2e][admin]") {
+TEST_CASE("admin connections are bounded in number and time, gRPC traffic goes on", "[e2e][admin]") {
   SingleBackendFixture f;
   auto config = catchAllConfig(f.backend.address());
   config["admin"] = {{"address", "127.0.0.1:0"}, {"max_connections", 3}, {"request_timeout_ms", 1500}};
@@ -451,7 +451,7 @@ TEST_CASE("admin connections are bounded in number and time; gRPC traffic goes o
   CHECK_THAT(*answer, Catch::StartsWith("HTTP/1.1 200"));
 }
 
-TEST_CASE("/ready turns 503 while draining; POST /drain stops the gateway after its streams", "[e2e][admin][drain]") {
+TEST_CASE("/ready turns 503 while draining, POST /drain stops the gateway after its streams", "[e2e][admin][drain]") {
   TestBackend backend("b");
   auto config = withAdmin(catchAllConfig(backend.address()));
   GatewayProcess gateway(config);

@@ -217,7 +217,7 @@ TEST_CASE("a backend that resets every stream: INTERNAL, outlier ejection, other
   REQUIRE_OK(other->Unary(&ctx, EchoRequest(), &resp));
 }
 
-TEST_CASE("a backend's RST_STREAM reaches the client as the status gRPC maps it to; a refusal is no fault",
+TEST_CASE("a backend's RST_STREAM reaches the client as the status gRPC maps it to, a refusal is no fault",
           "[e2e][cluster]") {
   struct Case {
     uint32_t h2_code;
@@ -352,7 +352,7 @@ TEST_CASE("host-name endpoints are resolved", "[e2e][cluster]") {
   CHECK(resp.backend() == "a");
 }
 
-TEST_CASE("host names are re-resolved off the loop: a hung resolver delays no call; a new address gets new connections",
+TEST_CASE("host names are re-resolved off the loop: a hung resolver delays no call, a new address gets new connections",
           "[e2e][cluster]") {
   TestBackend a("a");
   TestBackend b("b", "127.0.0.2", a.port());  // same port, the address the name moves to
@@ -741,7 +741,7 @@ void checkBackedOff(BadBackend& bad) {
   CHECK(bad.accepted() <= 2);
 }
 
-TEST_CASE("backends that do not speak HTTP/2 fail their calls clearly; others keep serving", "[e2e][cluster]") {
+TEST_CASE("backends that do not speak HTTP/2 fail their calls clearly, others keep serving", "[e2e][cluster]") {
   TestBackend good("good");
   BadBackend silent("");
   BadBackend garbage("HTTP/1.1 400 Bad Request\r\ncontent-length: 0\r\n\r\n");
@@ -953,7 +953,7 @@ static grpc::Status quietBidi(example::Echo::Stub& stub, std::chrono::millisecon
   return stream->Finish();
 }
 
-TEST_CASE("upstream keepalive PINGs: off by default; on, a backend that permits them keeps quiet calls",
+TEST_CASE("upstream keepalive PINGs: off by default, on, a backend that permits them keeps quiet calls",
           "[e2e][cluster]") {
   SECTION("a backend that permits PINGs this often keeps a quiet call going") {
     example::EchoBackend echo("permissive");

@@ -93,7 +93,7 @@ struct SlowStream {
   }
 };
 
-TEST_CASE("dns_addresses all: an endpoint per address, following the answers; a removed endpoint's calls finish there",
+TEST_CASE("dns_addresses all: an endpoint per address, following the answers, a removed endpoint's calls finish there",
           "[e2e][cluster][dns]") {
   TestBackend a("a");
   TestBackend b("b", "127.0.0.2", a.port());

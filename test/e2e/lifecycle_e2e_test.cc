@@ -98,7 +98,7 @@ std::string bidiCall(example::Echo::Stub& stub) {
 
 }  // namespace
 
-TEST_CASE("SIGTERM drains 100 open calls of each kind; late calls get UNAVAILABLE; exit 0", "[e2e][lifecycle]") {
+TEST_CASE("SIGTERM drains 100 open calls of each kind, late calls get UNAVAILABLE, exit 0", "[e2e][lifecycle]") {
   TestBackend backend("b");
   auto config = catchAllConfig(backend.address());
   config["drain_timeout_ms"] = 15000;
@@ -301,7 +301,7 @@ TEST_CASE("a reload closes the old config's idle backend connections, even while
   REQUIRE_OK(callEmptyUnary(*stub));
 }
 
-TEST_CASE("a reload cannot change workers; one without log_level goes back to the command line's",
+TEST_CASE("a reload cannot change workers, and one without log_level goes back to the command line's",
           "[e2e][lifecycle]") {
   TestBackend backend("b");
   auto config = catchAllConfig(backend.address());

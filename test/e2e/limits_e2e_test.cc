@@ -73,7 +73,7 @@ nlohmann::json limited(const std::string& backend, const nlohmann::json& limits)
 
 }  // namespace
 
-TEST_CASE("a rapid-reset client is disconnected; a well-behaved client sees no error", "[e2e][limits]") {
+TEST_CASE("a rapid-reset client is disconnected, a well-behaved client sees no error", "[e2e][limits]") {
   TestBackend backend("b");
   GatewayProcess gateway(limited(backend.address(), {{"rst_stream_burst", 100}, {"rst_stream_rate", 10}}),
                          GatewayProcess::Options{"info", std::chrono::milliseconds{10000}, {}, {}, {}});
@@ -146,7 +146,7 @@ TEST_CASE("a client that makes the gateway reset its streams is disconnected pas
 // max_header_list_bytes the gateway stops decoding fields into the call
 // (nghttp2 skips the rest of the block unchecked) and resets the stream;
 // such streams count toward the same budget as other stream errors.
-TEST_CASE("a header block far past max_header_list_bytes resets its stream; many of them end the connection",
+TEST_CASE("a header block far past max_header_list_bytes resets its stream, and many of them end the connection",
           "[e2e][limits]") {
   TestBackend backend("b");
   GatewayProcess gateway(limited(backend.address(), {{"max_header_list_bytes", 4096},
@@ -245,7 +245,7 @@ TEST_CASE("a client that stops reading loses its connection once the gateway has
   CHECK_THAT(gateway.logs(), Catch::Contains("stopped reading"));
 }
 
-TEST_CASE("max_concurrent_streams: grpc++ queues; a client ignoring it loses its connection", "[e2e][limits]") {
+TEST_CASE("max_concurrent_streams: grpc++ queues, a client ignoring it loses its connection", "[e2e][limits]") {
   TestBackend backend("b");
   GatewayProcess gateway(limited(backend.address(), {{"max_concurrent_streams", 2}}));
   FrameSocket raw(gateway.port());
@@ -561,7 +561,7 @@ TEST_CASE("idle connections close, but never one with an active stream", "[e2e][
   CHECK(seen.closed);
 }
 
-TEST_CASE("a connection without a whole HTTP/2 preface in preface_timeout_ms is closed; one with it stays",
+TEST_CASE("a connection without a whole HTTP/2 preface in preface_timeout_ms is closed, one with it stays",
           "[e2e][limits]") {
   TestBackend backend("b");
   // No idle or keepalive clock: only the preface's can close these.

@@ -127,7 +127,7 @@ TEST_CASE("a streamed request that outgrows the replay buffer while waiting to r
   }
 }
 
-TEST_CASE("retries past the cluster's retry budget are not made; the backend's reply goes through", "[e2e][retry]") {
+TEST_CASE("retries past the cluster's retry budget are not made, the backend's reply goes through", "[e2e][retry]") {
   TestBackend backend("failing");
   nlohmann::json c = cluster("one", {backend.address()});
   const bool wide = GENERATE(false, true);

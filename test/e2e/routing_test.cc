@@ -267,7 +267,7 @@ TEST_CASE("routing by a path regex, and by suffix, contains and regex header mat
   REQUIRE_OK(reader->Finish());
 }
 
-TEST_CASE("weighted clusters split calls by weight; a weight of 0 gets none", "[e2e][routing]") {
+TEST_CASE("weighted clusters split calls by weight, a weight of 0 gets none", "[e2e][routing]") {
   TestBackend stable("stable");
   TestBackend canary("canary");
   TestBackend off("off");

@@ -97,7 +97,7 @@ TEST_CASE("sluice's command line: a flag given twice, a directory, an unknown lo
   CHECK_THAT(level.errorOutput, Catch::Contains("unknown log level \"warning\" (known: trace, debug, info, warn"));
 }
 
-TEST_CASE("sluice --validate prints control characters of a config as \\xNN, never raw", "[e2e][validate]") {
+TEST_CASE("sluice --validate prints control characters of a config escaped, never raw", "[e2e][validate]") {
   // A NUL in a key used to end the printed line there, losing what followed.
   nlohmann::json config = validConfig();
   config["listeners"][0][std::string("a\0b\x1b[31m", 8)] = 1;

@@ -218,7 +218,7 @@ TEST_CASE("access_log: config validation", "[access_log]") {
   }
 }
 
-TEST_CASE("access_log: a target that takes no lines never blocks the caller; lines are dropped and counted",
+TEST_CASE("access_log: a target that takes no lines never blocks the caller, lines are dropped and counted",
           "[access_log]") {
   TempDir dir;
   fs::path fifo = dir.path / "access.fifo";

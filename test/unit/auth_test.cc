@@ -349,7 +349,7 @@ TEST_CASE("auth: forward_credentials keeps the token for the backend", "[auth]")
   CHECK(*c->ctx.requestHeaders().get("authorization") == "Bearer " + token);
 }
 
-TEST_CASE("auth: without jwt, authorization is not the gateway's and passes on; the API key does not", "[auth]") {
+TEST_CASE("auth: without jwt, authorization is not the gateway's and passes on, the API key does not", "[auth]") {
   json config = baseConfig();
   config.erase("jwt");
   auto b = build(config);

@@ -514,7 +514,7 @@ TEST_CASE("dns_lookup_threads: 16 by default, 1 to 1024", "[config]") {
   }
 }
 
-TEST_CASE("admin limits: 32 connections and 5 s by default; 0 is an error", "[config]") {
+TEST_CASE("admin limits: 32 connections and 5 s by default, 0 is an error", "[config]") {
   auto withAdmin = [](const std::string& extra) {
     return R"({"admin":{"address":"127.0.0.1:0")" + extra +
            R"(},"listeners":[{"name":"l","address":"127.0.0.1:0","filters":[{"name":"proxy"}]}],"clusters":[]})";
@@ -579,7 +579,7 @@ TEST_CASE("two listeners that would share connections are an error at the second
 }
 
 
-TEST_CASE("overload: off by default; max_heap_bytes required, shares 1-100, interval 10 ms to 1 min", "[config]") {
+TEST_CASE("overload: off by default, max_heap_bytes required, shares 1-100, interval 10 ms to 1 min", "[config]") {
   auto r = load(withTopLevel("overload", ""));
   INFO(r.errors.format());
   REQUIRE(r.config);

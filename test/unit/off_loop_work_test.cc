@@ -10,7 +10,7 @@
 
 namespace sluice {
 
-TEST_CASE("off-loop work: finished threads are joined by the next start; the wait waits", "[off_loop]") {
+TEST_CASE("off-loop work: finished threads are joined by the next start, the wait waits", "[off_loop]") {
   waitForOffLoopWork();
   std::atomic<int> done{0};
   for (int i = 0; i < 50; ++i) {

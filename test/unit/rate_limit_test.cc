@@ -84,7 +84,7 @@ TEST_CASE("rate_limit: shared buckets are never evicted by keys", "[rate_limit]"
   CHECK_FALSE(table.takeShared(0, spec, t0).allowed);
 }
 
-TEST_CASE("rate_limit: an entry loaded again unchanged keeps its buckets; a changed one starts full", "[rate_limit]") {
+TEST_CASE("rate_limit: an entry loaded again unchanged keeps its buckets, a changed one starts full", "[rate_limit]") {
   const json config = json::parse(R"({"rules": [{"calls": {"rate": 2, "per": "hour"}}]})");
   ConfigErrors errors;
   auto first = build(config, errors);
