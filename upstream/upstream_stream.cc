@@ -88,10 +88,13 @@ void UpstreamStream::onConnectionLost(const std::string& detail, bool endpoint_f
   // nghttp2's session; only its handler is cleared).
   const bool sent = this->sent();
   connection_ = nullptr;
-  if (!response_complete_ && !incoming_too_large_) {
-    // A stream the pool could not place was never the backend's.
-    callbacks_.onUpstreamReset({StatusCode::Unavailable, detail, endpoint_fault, endpoint_fault, false, sent});
+  if (response_complete_) return;
+  if (incoming_too_large_) {
+    reportTooLarge();
+    return;
   }
+  // A stream the pool could not place was never the backend's.
+  callbacks_.onUpstreamReset({StatusCode::Unavailable, detail, endpoint_fault, endpoint_fault, false, sent});
 }
 
 void UpstreamStream::onHeader(std::string_view name, std::string_view value) {
@@ -115,11 +118,8 @@ void UpstreamStream::onHeadersComplete(bool /*trailers*/, bool end_stream) {
   if (incoming_too_large_) {
     // The client could not be sent such a block either (it would exceed what
     // nghttp2 sends in one): the call fails here, and the backend's stream is
-    // reset when the proxy lets go of it. Reported once (see onClose).
-    callbacks_.onUpstreamReset({StatusCode::Unavailable,
-                                fmt::format("the backend sent a {} block over the limit of {} bytes",
-                                            headers_done_ ? "trailer" : "header", kDefaultMaxHeaderListBytes),
-                                true, true});
+    // reset when the proxy lets go of it.
+    reportTooLarge();
     return;
   }
   incoming_bytes_ = 0;
@@ -138,6 +138,15 @@ void UpstreamStream::onHeadersComplete(bool /*trailers*/, bool end_stream) {
   callbacks_.onUpstreamEnd(std::move(block));
 }
 
+void UpstreamStream::reportTooLarge() {
+  if (too_large_reported_) return;
+  too_large_reported_ = true;
+  callbacks_.onUpstreamReset({StatusCode::Unavailable,
+                              fmt::format("the backend sent a {} block over the limit of {} bytes",
+                                          headers_done_ ? "trailer" : "header", kDefaultMaxHeaderListBytes),
+                              true, true});
+}
+
 void UpstreamStream::onData(const uint8_t* data, size_t len) { callbacks_.onUpstreamData(data, len); }
 
 void UpstreamStream::onEndStream() {
@@ -152,7 +161,11 @@ void UpstreamStream::onClose(uint32_t error_code) {
     connection_->forgetStream(*this);
     connection_ = nullptr;
   }
-  if (response_complete_ || incoming_too_large_) return;
+  if (response_complete_) return;
+  if (incoming_too_large_) {
+    reportTooLarge();
+    return;
+  }
   // A refusal nghttp2 makes itself (streams past a GOAWAY's last id) is the
   // backend's refusal all the same: unprocessed, and retried as such.
   const bool ours = !peer_reset_ && error_code != NGHTTP2_NO_ERROR && error_code != NGHTTP2_REFUSED_STREAM;

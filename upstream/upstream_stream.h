@@ -105,6 +105,12 @@ class UpstreamStream final : public Http2StreamHandler {
   // the limit we advertise nothing more is kept and the call fails.
   size_t incoming_bytes_ = 0;
   bool incoming_too_large_ = false;
+  // The oversized block was reported: when it completed, or, for one so
+  // large that the HTTP/2 layer reset the stream or ended the connection
+  // before it did, at that close.
+  bool too_large_reported_ = false;
+
+  void reportTooLarge();
 };
 
 }  // namespace sluice

@@ -13,6 +13,7 @@
 #include <unistd.h>
 
 #include <algorithm>
+#include <array>
 #include <atomic>
 #include <chrono>
 #include <cstring>
@@ -48,6 +49,11 @@ constexpr const char* kServerStreamPath = "/sluice.example.Echo/ServerStream";
 constexpr const char* kEarlyHintsPath = "/sluice.example.Echo/UnaryAfterEarlyHints";
 constexpr const char* kBigHeadersPath = "/big.Blocks/Headers";
 constexpr const char* kBigTrailersPath = "/big.Blocks/Trailers";
+// Answered with a header block of 320,000 bytes: more than nghttp2 takes in
+// one block (it ends the connection after 8 CONTINUATION frames) and than
+// the gateway decodes (it resets the stream at 4x the limit), so the block
+// never completes.
+constexpr const char* kHugeHeadersPath = "/big.Blocks/HugeHeaders";
 // Answered with one HEADERS frame ending the stream, :status 200 and no
 // grpc-status: not a gRPC answer, though it looks like a trailers-only one.
 constexpr const char* kNoStatusPath = "/no.Status/TrailersOnly";
@@ -281,11 +287,19 @@ class FrameCountingBackend {
       } else {
         nghttp2_submit_response(c.session, id, head, 2, &provider);
       }
-    } else if (s.path == kBigHeadersPath || s.path == kBigTrailersPath) {
+    } else if (s.path == kBigHeadersPath || s.path == kBigTrailersPath || s.path == kHugeHeadersPath) {
       static const std::string big(40000, 'b');
       nghttp2_nv bigs[] = {header("x-big-1", big.c_str()), header("x-big-2", big.c_str())};
       nghttp2_nv trailers[] = {header("grpc-status", "0"), bigs[0], bigs[1]};
-      if (s.path == kBigHeadersPath) {
+      if (s.path == kHugeHeadersPath) {
+        // Distinct names, so that HPACK cannot shrink the block on the wire.
+        static const std::array<std::string, 8> names = {"x-huge-1", "x-huge-2", "x-huge-3", "x-huge-4",
+                                                         "x-huge-5", "x-huge-6", "x-huge-7", "x-huge-8"};
+        std::vector<nghttp2_nv> huge = {head[0], head[1]};
+        for (const std::string& name : names) huge.push_back(header(name.c_str(), big.c_str()));
+        nghttp2_submit_headers(c.session, NGHTTP2_FLAG_NONE, id, nullptr, huge.data(), huge.size(), nullptr);
+        streams_held_++;
+      } else if (s.path == kBigHeadersPath) {
         nghttp2_nv fat[] = {head[0], head[1], bigs[0], bigs[1]};
         nghttp2_submit_headers(c.session, NGHTTP2_FLAG_NONE, id, nullptr, fat, 4, nullptr);
         streams_held_++;
@@ -665,6 +679,26 @@ TEST_CASE("a backend's header or trailer block over the limit fails the call at 
   EchoResponse response;
   REQUIRE_OK(example::Echo::NewStub(channel)->Unary(&ctx, EchoRequest(), &response));
   CHECK(backend.connections() == 1);
+}
+
+TEST_CASE("a backend's header block too large to finish fails the call at once instead of hanging it",
+          "[e2e][upstream]") {
+  FrameCountingBackend backend;
+  GatewayProcess gateway(singleConnectionConfig(backend.address()));
+  auto channel = makeChannel(gateway.address());
+  grpc::ClientContext ctx;
+  setTimeout(ctx, 5s);
+  EchoResponse response;
+  const auto start = Clock::now();
+  const grpc::Status status = callUnaryMethod(*channel, kHugeHeadersPath, ctx, EchoRequest(), &response);
+  INFO(describe(status));
+  CHECK(status.error_code() == grpc::StatusCode::UNAVAILABLE);
+  CHECK_THAT(status.error_message(), Catch::Contains("header block over the limit of 65536 bytes"));
+  CHECK(Clock::now() - start < 2s);
+  // The next call gets a connection that works.
+  grpc::ClientContext next;
+  setTimeout(next, kCallTimeout);
+  REQUIRE_OK(example::Echo::NewStub(channel)->Unary(&next, EchoRequest(), &response));
 }
 
 TEST_CASE("a backend's trailers-only answer without grpc-status is INTERNAL, not passed on", "[e2e][upstream]") {
