@@ -84,6 +84,12 @@ class Dispatcher {
   // Runs until stop() or until no handle is active.
   void run();
   void stop();
+  // From now on run() also returns once nothing but timers keeps the loop
+  // alive (no other handle active, closing or referenced, no request in
+  // flight). A stopping worker calls it: a timer a filter's factory keeps
+  // re-arming (a cache refresh), or a long one-shot one, would otherwise hold
+  // the worker, and so the process, forever after its drain.
+  void endWhenOnlyTimersLeft() { end_when_only_timers_ = true; }
   // Polls before sleeping (see the top of this file); 0 sleeps as soon as the
   // loop has nothing to do. `stats` (may be null) counts the polls.
   void setIdleSpin(uint32_t polls, LoopStats* stats);
@@ -97,6 +103,8 @@ class Dispatcher {
   friend class Flushable;
   void addFlush(Flushable* f) { flush_queue_.push_back(f); }
   void cancelFlush(Flushable* f);
+  bool onlyTimersLeft() const;
+  bool closingHandlesOrRequests() const;
 
   uv_loop_s* loop_;
   uv_prepare_s* prepare_;
@@ -115,6 +123,7 @@ class Dispatcher {
   std::vector<DeferredDeletablePtr> deleting_;
   bool draining_ = false;
   bool stop_requested_ = false;
+  bool end_when_only_timers_ = false;
   uint64_t flush_batches_ = 0;  // batches of events that had output to write
   uint32_t spin_polls_ = 0;
   LoopStats* loop_stats_ = nullptr;

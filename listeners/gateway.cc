@@ -108,9 +108,12 @@ Gateway::~Gateway() {
   for (auto& t : threads_) {
     if (t.joinable()) t.join();
   }
-  // Workers go one by one: nothing may be posted to one already gone (a
-  // report from a generation torn down after it).
+  // Nothing may be posted to a worker any more (a report from a generation
+  // torn down). Every config goes before any worker's loop does: a filter
+  // factory may own timers on every loop, and its destructor closes them.
   workers_gone_ = true;
+  for (auto& w : workers_) w->releaseConfig();
+  config_.reset();
   workers_.clear();
 }
 

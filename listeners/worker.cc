@@ -30,12 +30,16 @@ Worker::Worker(GatewayConfigConstPtr config, const std::vector<std::unique_ptr<C
 }
 
 Worker::~Worker() {
+  releaseConfig();
+  dispatcher_.reset();
+}
+
+void Worker::releaseConfig() {
   shutdown();
   listeners_.clear();
   dispatcher_->drainPostedWork();
   current_.reset();
   dispatcher_->drainPostedWork();
-  dispatcher_.reset();
 }
 
 Status Worker::start(const std::vector<uint16_t>* ports) {
@@ -153,6 +157,7 @@ void Worker::shutdown() {
   dispatcher_->drainPostedWork();
   current_->close();
   dispatcher_->drainPostedWork();
+  dispatcher_->endWhenOnlyTimersLeft();
 }
 
 }  // namespace sluice

@@ -44,8 +44,9 @@ class Worker {
   Status start(const std::vector<uint16_t>* ports = nullptr);
   // (listener name, bound address) once started.
   std::vector<std::pair<std::string, SocketAddress>> boundListeners() const;
-  // Runs the loop until every handle is closed (after shutdown()), on the
-  // calling thread, which takes the configured scheduler slice.
+  // Runs the loop until every handle is closed (after shutdown(): until
+  // only timers are left), on the calling thread, which takes the configured
+  // scheduler slice.
   void run();
 
   // New streams use `config` from now on; running ones finish on theirs. The
@@ -61,6 +62,10 @@ class Worker {
   void resetLargestCalls(uint64_t bytes);
   // Stops at once: closes connections and upstream pools, releases filters.
   void shutdown();
+  // After run() has returned: drops the listeners and this worker's hold on
+  // its config, whose filter factories may own timers on any worker's loop;
+  // the Gateway does this for every worker before it destroys any of them.
+  void releaseConfig();
 
   Dispatcher& dispatcher() { return *dispatcher_; }
   WorkerStats& stats() { return *stats_; }

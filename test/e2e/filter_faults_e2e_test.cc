@@ -219,4 +219,28 @@ TEST_CASE("a call whose filter could not be created is still seen by the access 
   std::filesystem::remove_all(dir);
 }
 
+TEST_CASE("a timer a filter's factory keeps re-arming on every worker does not stop the gateway from exiting",
+          "[filter_faults]") {
+  TestBackend backend("primary");
+  nlohmann::json config = faultConfig(backend.address());
+  config["listeners"][0]["filters"][0]["config"] = {{"worker_timer_ms", 50}};
+  config["workers"] = 2;
+  config["drain_timeout_ms"] = 2000;
+  GatewayProcess gateway(config, testGatewayOptions());
+  // Connections spread over both workers, so that each loop gets a timer.
+  for (int i = 0; i < 4; ++i) {
+    auto stub = example::Echo::NewStub(makeChannel(gateway.address()));
+    REQUIRE_OK(unaryWithFault(*stub, ""));
+  }
+  const auto signalled = std::chrono::steady_clock::now();
+  gateway.signal(SIGTERM);
+  // The drain has nothing to wait for; the timers alone held both loops
+  // (and the process) forever, and the factory's destructor then touched
+  // loops already freed (AddressSanitizer's heap-use-after-free).
+  CHECK(waitFor([&] { return !gateway.running(); }, std::chrono::seconds(5)));
+  CHECK(std::chrono::steady_clock::now() - signalled < std::chrono::seconds(5));
+  CHECK(gateway.stop() == 0);
+  CHECK_THAT(gateway.logs(), !Catch::Contains("handle(s) still open"));
+}
+
 }  // namespace sluice::test

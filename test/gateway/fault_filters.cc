@@ -3,7 +3,9 @@
 #include <chrono>
 #include <cstdint>
 #include <cstdlib>
+#include <map>
 #include <memory>
+#include <mutex>
 #include <stdexcept>
 #include <string>
 
@@ -143,8 +145,9 @@ class GateFilter : public Filter {
 
 class FaultFactory : public FilterFactory {
  public:
-  explicit FaultFactory(uint64_t gate_ms) : gate_ms_(gate_ms) {}
+  FaultFactory(uint64_t gate_ms, uint64_t worker_timer_ms) : gate_ms_(gate_ms), worker_timer_ms_(worker_timer_ms) {}
   FilterPtr createFilter(StreamContext& ctx) const override {
+    if (worker_timer_ms_ > 0) startWorkerTimer(ctx.dispatcher());
     if (gate_ms_ > 0) return std::make_unique<GateFilter>(gate_ms_);
     const std::string* fault = ctx.requestHeaders().get(kFaultHeader);
     std::string which = fault != nullptr ? *fault : std::string();
@@ -155,7 +158,24 @@ class FaultFactory : public FilterFactory {
   }
 
  private:
+  // A timer of the factory's own on each worker's loop that met a call,
+  // re-armed every time it fires (state kept per worker and refreshed, say):
+  // the factory owns it, so it lives until the gateway is gone.
+  void startWorkerTimer(Dispatcher& dispatcher) const {
+    std::lock_guard<std::mutex> lock(worker_timers_mutex_);
+    TimerPtr& timer = worker_timers_[&dispatcher];
+    if (timer) return;
+    timer = std::make_unique<Timer>(dispatcher, [this, &dispatcher] {
+      std::lock_guard<std::mutex> lock(worker_timers_mutex_);
+      worker_timers_[&dispatcher]->enable(std::chrono::milliseconds(worker_timer_ms_));
+    });
+    timer->enable(std::chrono::milliseconds(worker_timer_ms_));
+  }
+
   uint64_t gate_ms_;
+  uint64_t worker_timer_ms_;
+  mutable std::mutex worker_timers_mutex_;
+  mutable std::map<Dispatcher*, TimerPtr> worker_timers_;
 };
 
 }  // namespace
@@ -163,16 +183,18 @@ class FaultFactory : public FilterFactory {
 FilterFactorySharedPtr FaultFilterConfigFactory::create(const nlohmann::json& config, const std::string& path,
                                                         FilterBuildContext& ctx) const {
   uint64_t gate_ms = 0;
+  uint64_t worker_timer_ms = 0;
   if (!config.is_null()) {
     JsonObject obj(config, path, ctx.errors);
     gate_ms = obj.unsignedInt("gate_ms", 0, 60'000).value_or(0);
+    worker_timer_ms = obj.unsignedInt("worker_timer_ms", 0, 600'000).value_or(0);
     const std::string fault = obj.string("config_fault").value_or("");
     obj.finish();
     if (fault == "throw") throw std::runtime_error("test_faults: thrown reading its config");
     if (fault == "json") (void)config.at("no_such_key").get<int>();
     if (fault == "null") return nullptr;
   }
-  return std::make_shared<FaultFactory>(gate_ms);
+  return std::make_shared<FaultFactory>(gate_ms, worker_timer_ms);
 }
 
 }  // namespace sluice::test

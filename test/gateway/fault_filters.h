@@ -6,7 +6,9 @@
 // Per call, the request header `x-test-fault` picks the fault (see
 // fault_filters.cc). An entry configured with `gate_ms` is a gate instead: it
 // holds each call carrying `x-test-gate` for that long, then refuses it with
-// PERMISSION_DENIED (an async check that denies). `config_fault` makes the
+// PERMISSION_DENIED (an async check that denies). With `worker_timer_ms`,
+// the factory keeps a timer of its own on each worker's loop that met a call,
+// re-armed every time it fires. `config_fault` makes the
 // config factory fail: "throw", "json" (nlohmann throws) or "null" (returns
 // nullptr without an error).
 #pragma once
