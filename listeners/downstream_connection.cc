@@ -3,6 +3,7 @@
 #include <nghttp2/nghttp2.h>
 #include <uv.h>
 
+#include <algorithm>
 #include <vector>
 
 #include <fmt/format.h>
@@ -304,12 +305,22 @@ void DownstreamConnection::checkSlowReaders() {
   // at all in the grace go (a stuck or malicious reader's), not the others.
   if (closed_ || buffered_response_bytes_ <= listener_.config().max_buffered_response_bytes) return;
   const bool moved = socket_.bytesAcked() != acked_mark_;
-  std::vector<DownstreamStream*> stalled;
+  std::vector<std::pair<size_t, DownstreamStream*>> stalled;
   for (auto& [id, stream] : streams_) {
-    if (stream->responseStalled(moved)) stalled.push_back(stream.get());
+    if (stream->responseStalled(moved)) stalled.emplace_back(stream->queuedResponseBytes(), stream.get());
   }
-  for (DownstreamStream* stream : stalled) stream->abortSlowReader();
-  if (stalled.empty()) onResponseBufferFull();  // still over: watch the next grace
+  // Only as many as bring the connection back under the limit, those
+  // holding the most first: a client that paused a few calls more than the
+  // limit holds (each may hold a backend's whole stream window) keeps the
+  // rest. Resetting frees a call's queue at once and deletes nothing now.
+  std::sort(stalled.begin(), stalled.end(), [](const auto& a, const auto& b) { return a.first > b.first; });
+  const size_t held = buffered_response_bytes_;
+  for (const auto& [queued, stream] : stalled) {
+    if (buffered_response_bytes_ <= listener_.config().max_buffered_response_bytes) break;
+    stream->abortSlowReader(held);
+  }
+  // Still over (what is left is moving, or nothing stalled): watch the next grace.
+  if (buffered_response_bytes_ > listener_.config().max_buffered_response_bytes) onResponseBufferFull();
 }
 
 void DownstreamConnection::close(const std::string& reason) {

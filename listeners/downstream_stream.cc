@@ -496,7 +496,16 @@ bool DownstreamStream::adjustIncompleteResponseBytes(int64_t delta) {
 
 void DownstreamStream::setRequestBackpressure(bool blocked) {
   backpressure_ = blocked;
-  if (!blocked) releaseRequestCredit();
+  if (blocked) return;
+  // The backend took a buffer's worth: a slow upload is not an idle one.
+  touch();
+  releaseRequestCredit();
+}
+
+void DownstreamStream::onOutboundDrained(size_t) {
+  // Response bytes are on their way to the client: a call whose backend
+  // waits on flow control for a slow reader is not idle.
+  touch();
 }
 
 void DownstreamStream::resumeRequest(const Filter* from) {
@@ -565,7 +574,9 @@ bool DownstreamStream::responseStalled(bool connection_moved) const {
   return !connection_moved || connection_.session().sendWindow(stream_id_) == 0;
 }
 
-void DownstreamStream::abortSlowReader() {
+size_t DownstreamStream::queuedResponseBytes() const { return response_out_.size(); }
+
+void DownstreamStream::abortSlowReader(size_t connection_held) {
   // Each call's backend may send a whole stream window ahead of a client
   // that does not read: without a cap per connection, one client holding
   // many such calls open could make the gateway buffer gigabytes. The
@@ -574,7 +585,7 @@ void DownstreamStream::abortSlowReader() {
   std::string why = fmt::format(
       "the client took none of the call's response for {} ms while its connection's calls held {} response "
       "bytes, over max_buffered_response_bytes ({}); this call had {} queued",
-      DownstreamConnection::kSlowReaderGrace.count(), connection_.bufferedResponseBytes(),
+      DownstreamConnection::kSlowReaderGrace.count(), connection_held,
       listener_config_.max_buffered_response_bytes, response_out_.size());
   spdlog::info("[C{}][S{}] reset (ENHANCE_YOUR_CALM): {}", connection_id_, stream_id_, why);
   resetCall(LocalReplyReason::SlowReader, StatusCode::ResourceExhausted, why, NGHTTP2_ENHANCE_YOUR_CALM);

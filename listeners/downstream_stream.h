@@ -50,6 +50,7 @@ class DownstreamStream final : public StreamContext,
   void onData(const uint8_t* data, size_t len) override;
   void onEndStream() override;
   void onClose(uint32_t error_code) override;
+  void onOutboundDrained(size_t n) override;
   OutboundData& outbound() override { return response_out_; }
   bool outboundEnded() const override { return response_end_queued_; }
   void onHeadersNotSent(std::string_view why) override;
@@ -87,8 +88,11 @@ class DownstreamStream final : public StreamContext,
   // client either took no byte of the connection (`connection_moved`
   // false) or keeps this call's window shut.
   bool responseStalled(bool connection_moved) const;
-  // Resets the call (RST_STREAM ENHANCE_YOUR_CALM), freeing what it queued.
-  void abortSlowReader();
+  // Response bytes queued for the client.
+  size_t queuedResponseBytes() const;
+  // Resets the call (RST_STREAM ENHANCE_YOUR_CALM), freeing what it queued;
+  // `connection_held`: what the connection's calls held when it was judged.
+  void abortSlowReader(size_t connection_held);
 
   // ---- for overload.reset_calls_percent ----
   // Message bytes the call holds (and its request headers, which HPACK lets

@@ -851,4 +851,33 @@ TEST_CASE("stream_idle_timeout_ms ends a silent stream with DEADLINE_EXCEEDED", 
   CHECK_THAT(s.error_message(), Catch::Contains("stream idle"));
 }
 
+TEST_CASE("stream_idle_timeout_ms spares a stream whose client is still reading what the gateway holds",
+          "[e2e][limits]") {
+  TestBackend backend("b");
+  GatewayProcess gateway(limited(backend.address(), {{"stream_idle_timeout_ms", 3000}}));
+  auto stub = example::Echo::NewStub(makeChannel(gateway.address()));
+  grpc::ClientContext ctx;
+  setTimeout(ctx, std::chrono::seconds(30));
+  EchoRequest request;
+  request.set_response_count(300);
+  request.set_response_size(64 * 1024);
+  auto reader = stub->ServerStream(&ctx, request);
+  EchoResponse response;
+  int read = 0;
+  const auto start = std::chrono::steady_clock::now();
+  // ~2 MB/s: the backend soon fills its 8 MiB window and waits for the
+  // gateway, which holds what the client has not read yet and takes more
+  // from the backend only as it moves on. Only the bytes going out to the
+  // client show the call is alive, for seconds at a time.
+  while (reader->Read(&response)) {
+    ++read;
+    std::this_thread::sleep_for(std::chrono::milliseconds(30));
+  }
+  const grpc::Status status = reader->Finish();
+  INFO(read << " messages in " << std::chrono::duration_cast<std::chrono::milliseconds>(
+                                      std::chrono::steady_clock::now() - start).count() << " ms");
+  REQUIRE_OK(status);
+  CHECK(read == 300);
+}
+
 }  // namespace sluice::test
