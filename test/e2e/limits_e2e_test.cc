@@ -724,6 +724,34 @@ TEST_CASE("calls of a client that does not read are reset past max_buffered_resp
   CHECK(got == 200);
 }
 
+TEST_CASE("past max_buffered_response_bytes only as many stalled calls are reset as bring the connection under it",
+          "[e2e][limits]") {
+  TestBackend backend("b");
+  auto config = limited(backend.address(), {{"max_buffered_response_bytes", 20 << 20}, {"keepalive_interval_ms", 0}});
+  config["admin"] = {{"address", "127.0.0.1:0"}};
+  GatewayProcess gateway(config);
+  FrameSocket paused(gateway.port());
+  // A client that paused 4 streams, each with its backend's 8 MiB window
+  // queued in the gateway: 32 MiB, of which 2 calls (16 MiB) fit the limit.
+  paused.setStreamWindow(0);
+  EchoRequest request;
+  request.set_response_count(1000);
+  request.set_response_size(65536);
+  for (uint32_t stream = 1; stream <= 7; stream += 2) paused.openServerStream(stream, request);
+  auto seen = paused.readUntilClosed(std::chrono::seconds(4));
+  CHECK_FALSE(seen.closed);
+  CHECK(seen.resets.size() == 2);
+  for (const auto& [stream, code] : seen.resets) CHECK(code == NGHTTP2_ENHANCE_YOUR_CALM);
+  CHECK(statValue(gateway.adminAddress(), "listener.grpc.local_reply.slow_reader") == 2);
+  CHECK(statValue(gateway.adminAddress(), "listener.grpc.downstream_rq_active") == 2);
+  // The log names what the connection held when it was judged: over the limit.
+  const std::string logs = gateway.logs();
+  const size_t at = logs.find("response bytes, over max_buffered_response_bytes");
+  REQUIRE(at != std::string::npos);
+  const size_t held_start = logs.rfind("held ", at) + 5;
+  CHECK(std::stoull(logs.substr(held_start, at - held_start)) > (20u << 20));
+}
+
 TEST_CASE("a client that stops reading altogether has its calls reset and their backend calls cancelled",
           "[e2e][limits]") {
   TestBackend backend("b");
