@@ -606,16 +606,26 @@ bool DownstreamStream::resetForOverload(uint64_t min_bytes) {
   return true;
 }
 
-void DownstreamStream::sendTrailers() {
-  if (ended_) return;
-  ended_ = true;
-  // The deadline still bounds delivering what is queued (see its timer).
-  if (deadline_timer_ && response_out_.empty()) deadline_timer_->disable();
+void DownstreamStream::encodeResponseTrailers() {
+  // The trailer hooks read the status as ctx.status() too (core/filter.h).
+  takeStatusFromTrailers();
+  chain_.responseTrailers();
+}
+
+void DownstreamStream::takeStatusFromTrailers() {
   const std::string* code = response_trailers_.get("grpc-status");
   status_ = code != nullptr ? grpc_headers::parseGrpcStatus(*code).value_or(StatusCode::Unknown)
                             : StatusCode::Unknown;
   const std::string* msg = response_trailers_.get("grpc-message");
   status_message_ = msg != nullptr ? grpc_headers::percentDecode(*msg) : std::string();
+}
+
+void DownstreamStream::sendTrailers() {
+  if (ended_) return;
+  ended_ = true;
+  // The deadline still bounds delivering what is queued (see its timer).
+  if (deadline_timer_ && response_out_.empty()) deadline_timer_->disable();
+  takeStatusFromTrailers();  // again: a trailer hook may have changed them
   if (!headers_sent_) {
     // Trailers-only: one HEADERS frame with END_STREAM carries everything.
     HeaderMap block = response_headers_;

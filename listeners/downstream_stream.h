@@ -111,7 +111,7 @@ class DownstreamStream final : public StreamContext,
   bool resetForOverload(uint64_t min_bytes);
   void encodeResponseHeaders() override { chain_.responseHeaders(); }
   void encodeResponseMessage(Message&& message) override;
-  void encodeResponseTrailers() override { chain_.responseTrailers(); }
+  void encodeResponseTrailers() override;
   void setRequestBackpressure(bool blocked) override;
   size_t* heldRequestBytes() override;
   void setWatermarkCallbacks(WatermarkCallbacks* callbacks) override { watermark_callbacks_ = callbacks; }
@@ -136,6 +136,9 @@ class DownstreamStream final : public StreamContext,
   // Answers a request that is not gRPC with a plain HTTP error.
   void sendHttpError(int status, std::string_view body);
   void releaseRequestCredit();
+  // status() and statusMessage() from the grpc-status and grpc-message of
+  // response_trailers_ (UNKNOWN without a valid grpc-status).
+  void takeStatusFromTrailers();
   // Adds the call's request headers to the connection's
   // heldRequestHeaderBytes(); false when that is over the limit and this
   // call was ended for it. Released when the call closes.

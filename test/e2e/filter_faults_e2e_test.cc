@@ -243,4 +243,22 @@ TEST_CASE("a timer a filter's factory keeps re-arming on every worker does not s
   CHECK_THAT(gateway.logs(), !Catch::Contains("handle(s) still open"));
 }
 
+TEST_CASE("a trailer hook reads the backend's status as ctx.status() and ctx.statusMessage()", "[filter_faults]") {
+  FaultFixture f;
+  {
+    grpc::ClientContext context;
+    REQUIRE_OK(unaryWithFault(*f.stub, "", {}, &context));
+    CHECK(metadataValue(context.GetServerTrailingMetadata(), "x-test-faults-status") == "0 ");
+  }
+  // A failure comes as trailers only: the hook sees it all the same.
+  grpc::ClientContext context;
+  setTimeout(context, kCallTimeout);
+  EchoRequest request;
+  request.set_status_code(5);
+  request.set_status_message("no such thing");
+  EchoResponse response;
+  REQUIRE_STATUS(f.stub->Unary(&context, request, &response), grpc::StatusCode::NOT_FOUND);
+  CHECK(metadataValue(context.GetServerTrailingMetadata(), "x-test-faults-status") == "5 no such thing");
+}
+
 }  // namespace sluice::test

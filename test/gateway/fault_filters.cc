@@ -33,7 +33,9 @@ namespace {
 //                            throws instead of resuming it
 //   call_timer_deny          a timer of the call's ends it, then reads its captures
 //   posted_throw             work posted to the dispatcher throws
-// Calls it sees without a fault get the trailer x-test-faults: seen.
+// Calls it sees without a fault get the trailer x-test-faults: seen, and
+// x-test-faults-status: the code and message ctx.status() and
+// ctx.statusMessage() give in onResponseTrailers.
 constexpr std::string_view kFaultHeader = "x-test-fault";
 constexpr std::string_view kGateHeader = "x-test-gate";
 
@@ -111,7 +113,12 @@ class FaultFilter : public Filter {
   }
   FilterStatus onResponseTrailers(StreamContext& ctx) override {
     throwIf(fault_ == "response_trailers", "onResponseTrailers");
-    if (fault_.empty()) ctx.responseTrailers().set("x-test-faults", "seen");
+    if (fault_.empty()) {
+      ctx.responseTrailers().set("x-test-faults", "seen");
+      // What the trailer hooks see as the call's status (core/filter.h).
+      ctx.responseTrailers().set("x-test-faults-status",
+                                 std::to_string(static_cast<int>(ctx.status())) + " " + ctx.statusMessage());
+    }
     return FilterStatus::Continue;
   }
   void onStreamDone(StreamContext&) override {
