@@ -12,6 +12,7 @@ namespace sluice {
 
 void FilterChain::pushRequest(Event e) {
   if (ctx_.ended()) return;
+  if (e.kind == EventKind::Headers) checked_changes_.request = ctx_.requestHeaders().changes();
   e.bytes = e.kind == EventKind::Message ? e.message.wireSize() : 0;
   queued_request_bytes_ += e.bytes;
   request_.queue.push_back(std::move(e));
@@ -20,6 +21,9 @@ void FilterChain::pushRequest(Event e) {
 
 void FilterChain::pushResponse(Event e) {
   if (ctx_.ended()) return;
+  // What the gateway itself put in (the backend's fields) is valid.
+  if (e.kind == EventKind::Headers) checked_changes_.response = ctx_.responseHeaders().changes();
+  if (e.kind == EventKind::End) checked_changes_.trailers = ctx_.responseTrailers().changes();
   e.bytes = e.kind == EventKind::Message ? e.message.wireSize() : 0;
   queued_response_bytes_ += e.bytes;
   response_.queue.push_back(std::move(e));
@@ -37,6 +41,12 @@ void FilterChain::resume(Direction& d, void (FilterChain::*run)(), const Filter*
     return;
   }
   if (!d.paused) return;
+  if (headerChanges() != checked_changes_) {
+    // Changed while paused (from a timer, say): the paused filter's doing.
+    for (const auto& entry : filters_) {
+      if (entry.filter.get() == d.current && !checkChangedHeaders(entry.name, "while paused")) return;
+    }
+  }
   d.paused = false;
   (this->*run)();
 }
@@ -87,6 +97,25 @@ FilterStatus FilterChain::invokeResponse(Filter& f, Event& e) {
   return FilterStatus::Continue;
 }
 
+FilterChain::HeaderChanges FilterChain::headerChanges() const {
+  return {ctx_.requestHeaders().changes(), ctx_.responseHeaders().changes(), ctx_.responseTrailers().changes()};
+}
+
+bool FilterChain::checkChangedHeaders(std::string_view filter_name, std::string_view where) {
+  const HeaderChanges now = headerChanges();
+  std::string why;
+  if (now.request != checked_changes_.request) why = invalidHeaderField(ctx_.requestHeaders());
+  if (why.empty() && now.response != checked_changes_.response) why = invalidHeaderField(ctx_.responseHeaders());
+  if (why.empty() && now.trailers != checked_changes_.trailers) why = invalidHeaderField(ctx_.responseTrailers());
+  checked_changes_ = now;
+  if (why.empty()) return true;
+  logUserCodeFailure(fmt::format("filter \"{}\" {}", filter_name, where),
+                     "it left a header field HTTP/2 cannot carry: " + why, "failed");
+  ctx_.sendLocalReply(LocalReplyReason::FilterError, StatusCode::Internal,
+                      fmt::format("filter \"{}\" failed", filter_name));
+  return false;
+}
+
 std::optional<FilterStatus> FilterChain::invoke(Direction& d, const Entry& entry, Event& e) {
   const bool request = &d == &request_;
   d.iterating = true;
@@ -97,6 +126,10 @@ std::optional<FilterStatus> FilterChain::invoke(Direction& d, const Entry& entry
       throw std::logic_error("returned DropMessage, which only onRequestMessage and onResponseMessage may");
     }
     d.iterating = false;
+    if (!ctx_.ended() && headerChanges() != checked_changes_ &&
+        !checkChangedHeaders(entry.name, fmt::format("in {}", hookName(request, static_cast<int>(e.kind))))) {
+      return std::nullopt;
+    }
     return status;
   } catch (...) {
     d.iterating = false;
@@ -162,7 +195,10 @@ void FilterChain::runResponse() {
     if (dropped) continue;
     // The sink may end the stream (trailers); nothing of `d` is used after.
     switch (e.kind) {
-      case EventKind::Headers: sink_.sendHeaders(); break;
+      case EventKind::Headers:
+        sink_.sendHeaders();
+        checked_changes_.response = ctx_.responseHeaders().changes();  // the gateway's own :status
+        break;
       case EventKind::Message: sink_.sendMessage(std::move(e.message)); break;
       case EventKind::End: sink_.sendTrailers(); break;
     }

@@ -116,6 +116,20 @@ class FilterChain {
   std::optional<FilterStatus> invoke(Direction& d, const Entry& entry, Event& e);
   // The hook of `entry` for `e` threw: log it and end the call.
   void failHook(const Entry& entry, const Event& e, bool request);
+  // How often the request headers, response headers and trailers changed,
+  // and how often they had when last checked: a field a filter sets goes on
+  // the wire as it is, so what filters changed is checked (once per change,
+  // and only then) after their hooks and when they resume.
+  struct HeaderChanges {
+    uint32_t request = 0;
+    uint32_t response = 0;
+    uint32_t trailers = 0;
+    bool operator==(const HeaderChanges&) const = default;
+  };
+  HeaderChanges headerChanges() const;
+  // False when `filter_name` left a field HTTP/2 cannot carry in a map it
+  // changed: the call has then ended with INTERNAL, as if the filter threw.
+  bool checkChangedHeaders(std::string_view filter_name, std::string_view where);
   void resume(Direction& d, void (FilterChain::*run)(), const Filter* from);
   // A hook returned DropMessage for `d`'s active (message) event: it goes no further.
   void drop(Direction& d);
@@ -125,6 +139,7 @@ class FilterChain {
   std::vector<Entry> filters_;
   Direction request_;
   Direction response_;
+  HeaderChanges checked_changes_;
   size_t queued_request_bytes_ = 0;
   size_t queued_response_bytes_ = 0;
   bool done_ = false;

@@ -3,6 +3,10 @@
 #include <algorithm>
 #include <cctype>
 
+#include <fmt/format.h>
+
+#include "core/status.h"
+
 namespace sluice {
 
 const std::string* HeaderMap::get(std::string_view name) const {
@@ -13,17 +17,21 @@ const std::string* HeaderMap::get(std::string_view name) const {
 }
 
 void HeaderMap::set(std::string_view name, std::string value) {
+  ++changes_;
   remove(name);
   headers_.push_back({std::string(name), std::move(value)});
 }
 
 size_t HeaderMap::remove(std::string_view name) {
+  ++changes_;
   auto before = headers_.size();
   std::erase_if(headers_, [&](const Header& h) { return h.name == name; });
   return before - headers_.size();
 }
 
 void HeaderMap::append(HeaderMap&& other) {
+  ++changes_;
+  ++other.changes_;
   if (headers_.empty()) {
     headers_ = std::move(other.headers_);
   } else {
@@ -36,6 +44,41 @@ size_t HeaderMap::byteSize() const {
   size_t total = 0;
   for (const auto& h : headers_) total += h.name.size() + h.value.size() + 32;
   return total;
+}
+
+namespace {
+
+// RFC 9110 tchar, lower case only (HTTP/2 field names are lower case).
+bool isFieldNameChar(unsigned char c) {
+  if ((c >= 'a' && c <= 'z') || (c >= '0' && c <= '9')) return true;
+  return std::string_view("!#$%&'*+-.^_`|~").find(static_cast<char>(c)) != std::string_view::npos;
+}
+
+// Enough of a value to recognise it in a log line, printable.
+std::string shown(std::string_view text) {
+  constexpr size_t kShown = 64;
+  return printableText(text.substr(0, kShown)) + (text.size() > kShown ? "..." : "");
+}
+
+}  // namespace
+
+std::string invalidHeaderField(const HeaderMap& headers) {
+  for (const auto& h : headers) {
+    std::string_view name = h.name;
+    if (!name.empty() && name[0] == ':') name.remove_prefix(1);
+    if (name.empty() || !std::all_of(name.begin(), name.end(), [](char c) { return isFieldNameChar(c); })) {
+      return fmt::format("the header name \"{}\" is not a lower-case HTTP token", shown(h.name));
+    }
+    const std::string_view value = h.value;
+    if (value.find_first_of(std::string_view("\0\r\n", 3)) != std::string_view::npos) {
+      return fmt::format("the value of header \"{}\" holds NUL, CR or LF: \"{}\"", h.name, shown(value));
+    }
+    if (!value.empty() && (value.front() == ' ' || value.front() == '\t' || value.back() == ' ' || value.back() == '\t')) {
+      return fmt::format("the value of header \"{}\" starts or ends with white space: \"{}\"", h.name,
+                         shown(value));
+    }
+  }
+  return {};
 }
 
 bool isValidMetadataKey(std::string_view key) {

@@ -3,6 +3,7 @@
 // exactly what the peer sent; names are lower case as HTTP/2 requires.
 #pragma once
 
+#include <cstdint>
 #include <string>
 #include <string_view>
 #include <utility>
@@ -25,6 +26,7 @@ class HeaderMap {
   // move again. Not emplace_back(name, value): clang before 16 cannot build an
   // aggregate from parentheses, and the fuzz build uses clang 14.
   void add(std::string name, std::string value) {
+    ++changes_;
     Header& h = headers_.emplace_back();
     h.name = std::move(name);
     h.value = std::move(value);
@@ -33,6 +35,7 @@ class HeaderMap {
   // copied once, straight into the map. They must not point into this map,
   // which adding may move.
   void addCopy(std::string_view name, std::string_view value) {
+    ++changes_;
     Header& h = headers_.emplace_back();
     // append, not assign: into an empty string it is a plain copy, where
     // assign takes libstdc++'s general replace path (twice the instructions).
@@ -40,12 +43,18 @@ class HeaderMap {
     h.value.append(value);
   }
   // Moves the fields out, leaving the map empty.
-  std::vector<Header> release() { return std::exchange(headers_, {}); }
+  std::vector<Header> release() {
+    ++changes_;
+    return std::exchange(headers_, {});
+  }
   // Replaces every value of `name` by one.
   void set(std::string_view name, std::string value);
   // Removes every value of `name`; returns how many were removed.
   size_t remove(std::string_view name);
-  void clear() { headers_.clear(); }
+  void clear() {
+    ++changes_;
+    headers_.clear();
+  }
   void reserve(size_t n) { headers_.reserve(n); }
   // Moves every field of `other` to the end of this map.
   void append(HeaderMap&& other);
@@ -56,8 +65,12 @@ class HeaderMap {
   const_iterator end() const { return headers_.end(); }
   // Total of name and value lengths, as HTTP/2 counts a header list (plus 32 per field).
   size_t byteSize() const;
+  // Counts every change: the filter chain compares it around a filter's
+  // hooks to check only what a filter changed (FilterChain).
+  uint32_t changes() const { return changes_; }
 
  private:
+  uint32_t changes_ = 0;
   std::vector<Header> headers_;
 };
 
@@ -92,6 +105,12 @@ struct HeaderBlock {
     pass(false);
   }
 };
+
+// What makes a field of `headers` one HTTP/2 must not carry (RFC 9113
+// 8.2.1), for the first such field: a name that is empty, has upper case or
+// a character outside a token (a leading ':' is allowed), a value with NUL,
+// CR or LF or that starts or ends with a space or tab. Empty when all are valid.
+std::string invalidHeaderField(const HeaderMap& headers);
 
 // gRPC metadata key syntax: non-empty, lower-case letters, digits, '-', '_'
 // and '.' (so never a pseudo-header).

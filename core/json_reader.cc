@@ -5,33 +5,15 @@
 #include <fmt/format.h>
 #include <nlohmann/json.hpp>
 
+#include "core/status.h"
+
 namespace sluice {
-
-namespace {
-
-// Config text is the user's, and a key or value may hold any character: a
-// NUL would cut a printed line short, an escape sequence would reach the
-// terminal. Control characters are shown as \xNN.
-std::string printable(std::string_view text) {
-  std::string out;
-  out.reserve(text.size());
-  for (char c : text) {
-    const auto u = static_cast<unsigned char>(c);
-    if (u < 0x20 || u == 0x7f) {
-      out += fmt::format("\\x{:02x}", u);
-    } else {
-      out += c;
-    }
-  }
-  return out;
-}
-
-}  // namespace
 
 std::string ConfigErrors::format() const {
   std::string out;
   for (const auto& e : errors_) {
-    out += fmt::format("config error at {}: {}\n", e.path.empty() ? "/" : printable(e.path), printable(e.message));
+    out += fmt::format("config error at {}: {}\n", e.path.empty() ? "/" : printableText(e.path),
+                       printableText(e.message));
   }
   return out;
 }

@@ -16,6 +16,20 @@ constexpr std::array<std::string_view, 17> kNames = {
 
 }  // namespace
 
+std::string printableText(std::string_view text) {
+  std::string out;
+  out.reserve(text.size());
+  for (char c : text) {
+    const auto u = static_cast<unsigned char>(c);
+    if (u < 0x20 || u == 0x7f) {
+      out += fmt::format("\\x{:02x}", u);
+    } else {
+      out += c;
+    }
+  }
+  return out;
+}
+
 std::string_view statusCodeName(StatusCode code) {
   auto i = static_cast<size_t>(code);
   return i < kNames.size() ? kNames[i] : "UNKNOWN";

@@ -40,6 +40,11 @@ std::string_view statusCodeName(StatusCode code);
 // Parses the upper-case name ("UNAVAILABLE"); nullopt when it is not one.
 std::optional<StatusCode> statusCodeFromName(std::string_view name);
 
+// `text` from outside (a config, a filter, a peer) fit for a message or a log
+// line: control characters as \xNN, so that a NUL cannot cut a line short nor
+// an escape sequence reach a terminal.
+std::string printableText(std::string_view text);
+
 class [[nodiscard]] Status {
  public:
   Status() = default;  // Ok

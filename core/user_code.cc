@@ -18,7 +18,7 @@ std::string currentExceptionText() {
   }
 }
 
-void logUserCodeFailure(std::string_view where, std::string_view what) noexcept {
+void logUserCodeFailure(std::string_view where, std::string_view what, std::string_view verb) noexcept {
   // Per thread: workers log without sharing state.
   thread_local std::chrono::steady_clock::time_point last_logged{};
   thread_local uint64_t not_logged = 0;
@@ -29,9 +29,10 @@ void logUserCodeFailure(std::string_view where, std::string_view what) noexcept 
   }
   try {
     if (not_logged > 0) {
-      spdlog::error("{} threw: {} ({} more such failures not logged in the last second)", where, what, not_logged);
+      spdlog::error("{} {}: {} ({} more such failures not logged in the last second)", where, verb, what,
+                    not_logged);
     } else {
-      spdlog::error("{} threw: {}", where, what);
+      spdlog::error("{} {}: {}", where, verb, what);
     }
   } catch (...) {
     // Logging itself failed (out of memory): nothing more to do.

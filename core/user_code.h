@@ -13,10 +13,10 @@ namespace sluice {
 // What the exception being handled says: call inside a catch block only.
 std::string currentExceptionText();
 
-// Logs that user code threw, at error level: at most one line a second per
-// thread, with a count of those not logged since (a filter that throws on
-// every call must not flood the log).
-void logUserCodeFailure(std::string_view where, std::string_view what) noexcept;
+// Logs that user code threw (or otherwise failed: `verb`), at error level: at
+// most one line a second per thread, with a count of those not logged since
+// (a filter that throws on every call must not flood the log).
+void logUserCodeFailure(std::string_view where, std::string_view what, std::string_view verb = "threw") noexcept;
 
 // Runs `f`; if it throws, logs it as `where` and returns false.
 template <typename F>

@@ -613,6 +613,7 @@ void DownstreamStream::encodeResponseTrailers() {
 }
 
 void DownstreamStream::takeStatusFromTrailers() {
+  status_taken_at_ = response_trailers_.changes();
   const std::string* code = response_trailers_.get("grpc-status");
   status_ = code != nullptr ? grpc_headers::parseGrpcStatus(*code).value_or(StatusCode::Unknown)
                             : StatusCode::Unknown;
@@ -625,7 +626,8 @@ void DownstreamStream::sendTrailers() {
   ended_ = true;
   // The deadline still bounds delivering what is queued (see its timer).
   if (deadline_timer_ && response_out_.empty()) deadline_timer_->disable();
-  takeStatusFromTrailers();  // again: a trailer hook may have changed them
+  // Again if the trailers changed since (a trailer hook, a local reply).
+  if (response_trailers_.changes() != status_taken_at_) takeStatusFromTrailers();
   if (!headers_sent_) {
     // Trailers-only: one HEADERS frame with END_STREAM carries everything.
     HeaderMap block = response_headers_;

@@ -139,6 +139,8 @@ class DownstreamStream final : public StreamContext,
   // status() and statusMessage() from the grpc-status and grpc-message of
   // response_trailers_ (UNKNOWN without a valid grpc-status).
   void takeStatusFromTrailers();
+  // response_trailers_.changes() when the status was last taken from them.
+  std::optional<uint32_t> status_taken_at_;
   // Adds the call's request headers to the connection's
   // heldRequestHeaderBytes(); false when that is over the limit and this
   // call was ended for it. Released when the call closes.

@@ -12,6 +12,7 @@
 #include <filesystem>
 #include <fstream>
 #include <string>
+#include <thread>
 #include <vector>
 
 #include "test/support/admin_stats.h"
@@ -248,7 +249,7 @@ TEST_CASE("a trailer hook reads the backend's status as ctx.status() and ctx.sta
   {
     grpc::ClientContext context;
     REQUIRE_OK(unaryWithFault(*f.stub, "", {}, &context));
-    CHECK(metadataValue(context.GetServerTrailingMetadata(), "x-test-faults-status") == "0 ");
+    CHECK(metadataValue(context.GetServerTrailingMetadata(), "x-test-faults-status") == "0:");
   }
   // A failure comes as trailers only: the hook sees it all the same.
   grpc::ClientContext context;
@@ -258,7 +259,37 @@ TEST_CASE("a trailer hook reads the backend's status as ctx.status() and ctx.sta
   request.set_status_message("no such thing");
   EchoResponse response;
   REQUIRE_STATUS(f.stub->Unary(&context, request, &response), grpc::StatusCode::NOT_FOUND);
-  CHECK(metadataValue(context.GetServerTrailingMetadata(), "x-test-faults-status") == "5 no such thing");
+  CHECK(metadataValue(context.GetServerTrailingMetadata(), "x-test-faults-status") == "5:no such thing");
+}
+
+TEST_CASE("a header field a filter sets that HTTP/2 cannot carry ends the call, naming the filter",
+          "[filter_faults]") {
+  FaultFixture f;
+  const std::vector<std::pair<std::string, std::string>> faults = {
+      {"bad_request_value", "the value of header \"x-injected\" holds NUL, CR or LF: \"a\\x0d\\x0ax-evil: 1\""},
+      {"bad_request_name", "the header name \"Bad Key\" is not a lower-case HTTP token"},
+      {"bad_value_while_paused", "the value of header \"x-injected\" holds NUL, CR or LF: \"a\\x00b\""},
+      {"bad_trailer_value", "the value of header \"x-count\" starts or ends with white space: \" 12\""}};
+  for (const auto& [fault, logged] : faults) {
+    INFO("fault: " << fault);
+    grpc::Status status = unaryWithFault(*f.stub, fault);
+    CHECK(status.error_code() == grpc::StatusCode::INTERNAL);
+    CHECK(status.error_message() == "filter \"test_faults\" failed");
+    CHECK(waitFor([&] { return logCount(f.gateway, logged) == 1; }, std::chrono::seconds(3)));
+    // Failures are logged at most once a second per worker.
+    std::this_thread::sleep_for(std::chrono::milliseconds(1100));
+  }
+  CHECK(logCount(f.gateway, "filter \"test_faults\" in onRequestHeaders failed: it left a header field") == 2);
+  CHECK(logCount(f.gateway, "filter \"test_faults\" while paused failed: it left a header field") == 1);
+  CHECK(logCount(f.gateway, "filter \"test_faults\" in onResponseTrailers failed: it left a header field") == 1);
+  // The request ones never reached the backend; the trailer one did (the
+  // backend answered, the hook broke the answer).
+  CHECK(f.backend.stats().calls == 1);
+  CHECK(statValue(f.gateway.adminAddress(), "listener.grpc.local_reply.filter_error") == 4);
+  // Calls that change nothing, or change it well, go on as before.
+  grpc::ClientContext context;
+  REQUIRE_OK(unaryWithFault(*f.stub, "", {}, &context));
+  CHECK(metadataValue(context.GetServerTrailingMetadata(), "x-test-faults") == "seen");
 }
 
 }  // namespace sluice::test

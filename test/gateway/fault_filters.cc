@@ -33,6 +33,12 @@ namespace {
 //                            throws instead of resuming it
 //   call_timer_deny          a timer of the call's ends it, then reads its captures
 //   posted_throw             work posted to the dispatcher throws
+//   bad_request_value, bad_request_name, bad_trailer_value
+//                            a hook sets a field HTTP/2 cannot carry (CR LF
+//                            in a request value, "Bad Key", a trailer value
+//                            with a leading space)
+//   bad_value_while_paused   a timer of the call sets a value with a NUL,
+//                            then resumes it
 // Calls it sees without a fault get the trailer x-test-faults: seen, and
 // x-test-faults-status: the code and message ctx.status() and
 // ctx.statusMessage() give in onResponseTrailers.
@@ -60,6 +66,8 @@ class FaultFilter : public Filter {
 
   FilterStatus onRequestHeaders(StreamContext& ctx) override {
     throwIf(fault_ == "request_headers", "onRequestHeaders");
+    if (fault_ == "bad_request_value") ctx.requestHeaders().set("x-injected", "a\r\nx-evil: 1");
+    if (fault_ == "bad_request_name") ctx.requestHeaders().set("Bad Key", "v");
     if (fault_ == "posted_throw") {
       ctx.dispatcher().post([] { throw std::runtime_error("test_faults: thrown in posted work"); });
     }
@@ -83,6 +91,11 @@ class FaultFilter : public Filter {
         ctx.sendLocalReply(StatusCode::PermissionDenied, "denied by a timer of the call");
         if (canary.word != Canary::kAlive) std::abort();
         ++timer_runs_;
+      });
+    } else if (fault_ == "bad_value_while_paused") {
+      timer_ = ctx.timer([this, &ctx] {
+        ctx.requestHeaders().set("x-injected", std::string("a\0b", 3));
+        ctx.continueRequest(*this);
       });
     } else if (fault_ == "timer_throw") {
       timer_ = std::make_unique<Timer>(ctx.dispatcher(), [this, &ctx] {
@@ -113,11 +126,12 @@ class FaultFilter : public Filter {
   }
   FilterStatus onResponseTrailers(StreamContext& ctx) override {
     throwIf(fault_ == "response_trailers", "onResponseTrailers");
+    if (fault_ == "bad_trailer_value") ctx.responseTrailers().set("x-count", " 12");
     if (fault_.empty()) {
       ctx.responseTrailers().set("x-test-faults", "seen");
       // What the trailer hooks see as the call's status (core/filter.h).
       ctx.responseTrailers().set("x-test-faults-status",
-                                 std::to_string(static_cast<int>(ctx.status())) + " " + ctx.statusMessage());
+                                 std::to_string(static_cast<int>(ctx.status())) + ":" + ctx.statusMessage());
     }
     return FilterStatus::Continue;
   }
