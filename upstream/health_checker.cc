@@ -31,8 +31,10 @@ void HealthChecker::start() {
 }
 
 void HealthChecker::runCheck() {
-  interval_timer_->enable(std::chrono::milliseconds(config_.interval_ms));
-  if (in_flight_) return;
+  if (in_flight_) {
+    interval_timer_->enable(std::chrono::milliseconds(config_.interval_ms));
+    return;
+  }
   stream_.reset();  // the previous check's stream, long closed
   decoder_ = GrpcFrameDecoder(64 * 1024);
   serving_ = false;
@@ -47,7 +49,11 @@ void HealthChecker::runCheck() {
   headers.own.add("grpc-timeout", grpc_headers::formatTimeout(std::chrono::milliseconds(config_.timeout_ms)));
   stream_ = std::make_unique<UpstreamStream>(*this, std::move(headers));
   in_flight_ = true;
+  // The timeout first: libuv runs timers due at the same time in the order
+  // they were armed, so with timeout_ms equal to interval_ms this check has
+  // timed out when the next one is due, instead of making it skip its turn.
   timeout_timer_->enable(std::chrono::milliseconds(config_.timeout_ms));
+  interval_timer_->enable(std::chrono::milliseconds(config_.interval_ms));
   Status placed = endpoint_.pool().newStream(*stream_, /*counted=*/false);
   if (!placed.isOk()) {
     finish(false, placed.message());

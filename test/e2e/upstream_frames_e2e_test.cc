@@ -42,6 +42,7 @@ using Clock = std::chrono::steady_clock;
 
 constexpr const char* kUnaryPath = "/sluice.example.Echo/Unary";
 constexpr const char* kServerStreamPath = "/sluice.example.Echo/ServerStream";
+constexpr const char* kHealthCheckPath = "/grpc.health.v1.Health/Check";
 // Answered with a header block (kBigHeadersPath) or a trailer block
 // (kBigTrailersPath) of 80,000 bytes of metadata: more than the 64 KiB the
 // gateway accepts in one block, and than it could send a client.
@@ -327,8 +328,9 @@ class FrameCountingBackend {
     } else if (s.path == kBadHeaderPath) {
       nghttp2_nv bad[] = {head[1], header("grpc-status", "0")};
       nghttp2_submit_headers(c.session, NGHTTP2_FLAG_END_STREAM, id, nullptr, bad, 2, nullptr);
-    } else if (s.path == kServerStreamPath) {
-      // Headers, then nothing: the call stays open until someone resets it.
+    } else if (s.path == kServerStreamPath || s.path == kHealthCheckPath) {
+      // Headers, then nothing: the call stays open until someone resets it
+      // (a health check that never gets its answer).
       nghttp2_submit_headers(c.session, NGHTTP2_FLAG_NONE, id, nullptr, head, 2, nullptr);
       streams_held_++;
     } else {
@@ -699,6 +701,22 @@ TEST_CASE("a backend's header block too large to finish fails the call at once i
   grpc::ClientContext next;
   setTimeout(next, kCallTimeout);
   REQUIRE_OK(example::Echo::NewStub(channel)->Unary(&next, EchoRequest(), &response));
+}
+
+TEST_CASE("a health check that gets no answer times out once per interval, with timeout_ms equal to interval_ms",
+          "[e2e][upstream]") {
+  FrameCountingBackend backend;
+  auto config = singleConnectionConfig(backend.address());
+  config["clusters"][0]["health_check"] = {{"interval_ms", 200}, {"timeout_ms", 200}, {"unhealthy_threshold", 1000}};
+  config["admin"] = {{"address", "127.0.0.1:0"}};
+  GatewayProcess gateway(config);
+  std::this_thread::sleep_for(std::chrono::milliseconds(2100));
+  // Each check's timeout fires before the next check is due: ~10 in 2 s.
+  // When the next check came first, it found the last one still running
+  // and was skipped, so a hung backend was checked half as often (~5).
+  const int64_t failed = statValue(gateway.adminAddress(), "cluster.echo.health_check.failure");
+  CHECK(failed >= 7);
+  CHECK(failed <= 11);
 }
 
 TEST_CASE("a backend's trailers-only answer without grpc-status is INTERNAL, not passed on", "[e2e][upstream]") {
