@@ -39,7 +39,7 @@ Status ConnectionPool::newStream(UpstreamStream& stream, bool counted) {
   UpstreamConnection* backed_up = nullptr;
   size_t usable = 0;
   for (auto& conn : connections_) {
-    if (!conn->usable()) continue;
+    if (!conn->usable() || (counted && conn->checksOnly())) continue;
     if (conn->backedUp()) {
       if (backed_up == nullptr || conn->activeStreams() < backed_up->activeStreams()) backed_up = conn.get();
       continue;
@@ -59,8 +59,8 @@ Status ConnectionPool::newStream(UpstreamStream& stream, bool counted) {
     if (!spread || !open_status.isOk()) {
       if (!best->ready() && counted && c.pending_streams >= limits.max_pending_streams) {
         c.stats().upstream_rq_overflow.inc();
-        return {StatusCode::Unavailable, fmt::format("cluster '{}': circuit breaker max_pending_streams ({}) reached",
-                                                     c.name(), limits.max_pending_streams)};
+        return {StatusCode::Unavailable, fmt::format("circuit breaker max_pending_streams ({}) reached",
+                                                     limits.max_pending_streams)};
       }
       best->addStream(stream, counted);
       return Status::ok();
@@ -69,7 +69,11 @@ Status ConnectionPool::newStream(UpstreamStream& stream, bool counted) {
     open_status = canOpenConnection(counted, /*record_overflow=*/true);
     if (!open_status.isOk()) return open_status;
   }
-  auto conn = std::make_unique<UpstreamConnection>(dispatcher_, *this, next_connection_id_++);
+  // A health check past the connection breaker (canOpenConnection lets it)
+  // gets a connection that calls then leave to the checks: otherwise every
+  // check would add one the calls could take, past the limit.
+  const bool checks_only = !counted && c.connections >= limits.max_connections;
+  auto conn = std::make_unique<UpstreamConnection>(dispatcher_, *this, next_connection_id_++, checks_only);
   UpstreamConnection& ref = *conn;
   connections_.push_back(std::move(conn));
   ref.addStream(stream, counted);
@@ -96,13 +100,13 @@ Status ConnectionPool::canOpenConnection(bool counted, bool record_overflow) {
   // connection per endpoint beyond the limit.
   if (counted && c.connections >= limits.max_connections) {
     if (record_overflow) c.stats().upstream_rq_overflow.inc();
-    return {StatusCode::Unavailable, fmt::format("cluster '{}': circuit breaker max_connections ({}) reached",
-                                                 c.name(), limits.max_connections)};
+    return {StatusCode::Unavailable, fmt::format("circuit breaker max_connections ({}) reached",
+                                                 limits.max_connections)};
   }
   if (counted && c.pending_streams >= limits.max_pending_streams) {
     if (record_overflow) c.stats().upstream_rq_overflow.inc();
-    return {StatusCode::Unavailable, fmt::format("cluster '{}': circuit breaker max_pending_streams ({}) reached",
-                                                 c.name(), limits.max_pending_streams)};
+    return {StatusCode::Unavailable, fmt::format("circuit breaker max_pending_streams ({}) reached",
+                                                 limits.max_pending_streams)};
   }
   return Status::ok();
 }

@@ -35,16 +35,17 @@ Http2Settings clientSettings(const ClusterConfig& cluster) {
 
 }  // namespace
 
-UpstreamConnection::UpstreamConnection(Dispatcher& dispatcher, ConnectionPool& pool, uint64_t id)
+UpstreamConnection::UpstreamConnection(Dispatcher& dispatcher, ConnectionPool& pool, uint64_t id, bool checks_only)
     : Flushable(dispatcher),
       dispatcher_(dispatcher),
       pool_(pool),
       id_(id),
+      checks_only_(checks_only),
       socket_(dispatcher, *this),
       session_(Http2Session::Side::Client, *this, clientSettings(pool.cluster().config())),
       timers_(dispatcher, *this, pool.cluster().config().idle_timeout_ms,
               pool.cluster().config().keepalive_interval_ms, pool.cluster().config().keepalive_timeout_ms) {
-  pool_.cluster().connections++;
+  if (!checks_only_) pool_.cluster().connections++;
   pool_.cluster().stats().upstream_cx_total.inc();
   pool_.cluster().stats().upstream_cx_active.inc();
 }
@@ -325,7 +326,7 @@ void UpstreamConnection::close(const std::string& reason) {
   timers_.stop();
   socket_.close();
   Cluster& cluster = pool_.cluster();
-  cluster.connections--;
+  if (!checks_only_) cluster.connections--;
   cluster.stats().upstream_cx_active.dec();
   cluster.pending_streams -= static_cast<uint32_t>(pending_.size());
   pending_.clear();

@@ -37,7 +37,10 @@ class UpstreamConnection final : public Http2SessionOwner,
                                  public Flushable,
                                  public DeferredDeletable {
  public:
-  UpstreamConnection(Dispatcher& dispatcher, ConnectionPool& pool, uint64_t id);
+  // `checks_only`: opened by a health check past circuit_breakers.max_connections.
+  // It carries health checks only and is not counted against the breaker, so
+  // that the checks cannot lift the cluster's calls past the limit.
+  UpstreamConnection(Dispatcher& dispatcher, ConnectionPool& pool, uint64_t id, bool checks_only = false);
   ~UpstreamConnection() override;
 
   void connect();
@@ -60,6 +63,7 @@ class UpstreamConnection final : public Http2SessionOwner,
   bool backedUp() const;
   // The backend's SETTINGS arrived: streams added now are opened at once.
   bool ready() const { return settings_received_; }
+  bool checksOnly() const { return checks_only_; }
   size_t activeStreams() const { return streams_.size(); }
   // Takes no new streams and closes once the ones it carries end (its
   // endpoint was removed).
@@ -101,6 +105,7 @@ class UpstreamConnection final : public Http2SessionOwner,
   Dispatcher& dispatcher_;
   ConnectionPool& pool_;
   uint64_t id_;
+  bool checks_only_;
   TcpSocket socket_;
   Http2Session session_;
   TimerPtr connect_timer_;

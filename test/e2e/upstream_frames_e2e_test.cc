@@ -332,7 +332,7 @@ class FrameCountingBackend {
       // Headers, then nothing: the call stays open until someone resets it
       // (a health check that never gets its answer).
       nghttp2_submit_headers(c.session, NGHTTP2_FLAG_NONE, id, nullptr, head, 2, nullptr);
-      streams_held_++;
+      if (s.path == kServerStreamPath) streams_held_++;  // calls only
     } else {
       nghttp2_nv only[] = {header(":status", "200"), header("content-type", "application/grpc"),
                            header("grpc-status", "12")};
@@ -961,6 +961,54 @@ TEST_CASE("calls past a backend's SETTINGS_MAX_CONCURRENT_STREAMS go to other co
     INFO("call " << i << ": " << describe(status));
     CHECK(status.error_code() == grpc::StatusCode::CANCELLED);
   }
+}
+
+TEST_CASE("health checks past max_connections keep a connection of their own that calls do not take",
+          "[e2e][upstream]") {
+  // One stream per connection and one connection allowed: a held call takes
+  // it, and each health check needs a connection past the limit.
+  FrameCountingBackend backend({.max_concurrent_streams = 1});
+  auto config = singleConnectionConfig(backend.address());
+  config["clusters"][0]["circuit_breakers"] = {{"max_connections", 1}};
+  // Checks that get no answer (this backend holds them) and never mark the endpoint down.
+  config["clusters"][0]["health_check"] = {{"interval_ms", 100}, {"timeout_ms", 30}, {"unhealthy_threshold", 1000}};
+  config["admin"] = {{"address", "127.0.0.1:0"}};
+  GatewayProcess gateway(config);
+  auto stub = example::Echo::NewStub(makeChannel(gateway.address()));
+  // The held call: refused (breaker) when it comes while a check holds the
+  // one connection's one stream, so tried until it is in.
+  std::unique_ptr<grpc::ClientContext> held;
+  std::unique_ptr<grpc::ClientReader<EchoResponse>> held_reader;
+  for (int attempt = 0; attempt < 20 && backend.streamsHeld() == 0; ++attempt) {
+    if (held_reader) held_reader->Finish();
+    held = std::make_unique<grpc::ClientContext>();
+    setTimeout(*held, kCallTimeout);
+    held_reader = stub->ServerStream(held.get(), EchoRequest());
+    waitFor([&] { return backend.streamsHeld() >= 1; }, 130ms);  // out of step with the checks
+  }
+  REQUIRE(backend.streamsHeld() == 1);
+  // Long calls keep coming while the checks run: before, each took the idle
+  // connection the last check had opened, and the next check opened another.
+  std::vector<std::unique_ptr<grpc::ClientContext>> contexts;
+  std::vector<std::unique_ptr<grpc::ClientReader<EchoResponse>>> readers;
+  const auto until = Clock::now() + 1500ms;
+  while (Clock::now() < until) {
+    contexts.push_back(std::make_unique<grpc::ClientContext>());
+    setTimeout(*contexts.back(), kCallTimeout);
+    readers.push_back(stub->ServerStream(contexts.back().get(), EchoRequest()));
+    std::this_thread::sleep_for(30ms);
+  }
+  // The held call's connection and one for the checks; the calls past the
+  // limit wait for the held call's stream (none reached the backend).
+  CHECK(backend.streamsHeld() == 1);
+  CHECK(backend.connections() <= 2);
+  CHECK(statValue(gateway.adminAddress(), "cluster.echo.upstream_cx_active") <= 2);
+  for (size_t i = 0; i < readers.size(); ++i) {
+    contexts[i]->TryCancel();
+    readers[i]->Finish();
+  }
+  held->TryCancel();
+  held_reader->Finish();
 }
 
 TEST_CASE("a backend that allows no streams fails calls at once, without a connection per call",
