@@ -93,8 +93,9 @@ void UpstreamStream::onConnectionLost(const std::string& detail, bool endpoint_f
     reportTooLarge();
     return;
   }
-  // A stream the pool could not place was never the backend's.
-  callbacks_.onUpstreamReset({StatusCode::Unavailable, detail, endpoint_fault, endpoint_fault, false, sent});
+  // A stream the pool could not place was never the backend's; and a lost
+  // connection is no reset the backend sent (upstream_rq_reset).
+  callbacks_.onUpstreamReset({StatusCode::Unavailable, detail, false, endpoint_fault, false, sent});
 }
 
 void UpstreamStream::onHeader(std::string_view name, std::string_view value) {
@@ -169,7 +170,10 @@ void UpstreamStream::onClose(uint32_t error_code) {
   // A refusal nghttp2 makes itself (streams past a GOAWAY's last id) is the
   // backend's refusal all the same: unprocessed, and retried as such.
   const bool ours = !peer_reset_ && error_code != NGHTTP2_NO_ERROR && error_code != NGHTTP2_REFUSED_STREAM;
-  callbacks_.onUpstreamReset(ours ? resetByGateway(error_code) : resetFromBackend(error_code));
+  UpstreamReset reset = ours ? resetByGateway(error_code) : resetFromBackend(error_code);
+  // Counted as the backend's reset (upstream_rq_reset) only if it sent one.
+  reset.by_backend = peer_reset_;
+  callbacks_.onUpstreamReset(std::move(reset));
 }
 
 }  // namespace sluice

@@ -1057,7 +1057,9 @@ TEST_CASE("a call the backend refuses unprocessed is refused to the client the s
   // processed. grpc-go and grpc-java then retry it once by themselves (gRFC
   // A6); Debian 12's grpc++ (1.51) reports UNAVAILABLE.
   FrameCountingBackend backend(refusingFirst(2));
-  GatewayProcess gateway(singleConnectionConfig(backend.address()));
+  auto config = singleConnectionConfig(backend.address());
+  config["admin"] = {{"address", "127.0.0.1:0"}};
+  GatewayProcess gateway(config);
   RawH2Client raw("127.0.0.1", gateway.port());
   RawResponse refused = raw.request(RawRequest::grpc(kUnaryPath, grpcMessage(EchoRequest().SerializeAsString())));
   INFO(refused.describe());
@@ -1079,6 +1081,23 @@ TEST_CASE("a call the backend refuses unprocessed is refused to the client the s
   }
   // The gateway's log says why.
   CHECK(gateway.logs().find("reset (REFUSED_STREAM): upstream cluster") != std::string::npos);
+  // Both refusals were resets the backend sent.
+  CHECK(statValue(gateway.adminAddress(), "cluster.echo.upstream_rq_reset") == 2);
+}
+
+TEST_CASE("upstream_rq_reset counts resets a backend sent, not connections that failed", "[e2e][upstream]") {
+  auto config = singleConnectionConfig("127.0.0.1:1");  // nothing listens there: refused
+  config["admin"] = {{"address", "127.0.0.1:0"}};
+  GatewayProcess gateway(config);
+  auto stub = example::Echo::NewStub(makeChannel(gateway.address()));
+  for (int i = 0; i < 3; ++i) {
+    grpc::ClientContext ctx;
+    setTimeout(ctx, kCallTimeout);
+    EchoResponse response;
+    CHECK(stub->Unary(&ctx, EchoRequest(), &response).error_code() == grpc::StatusCode::UNAVAILABLE);
+  }
+  CHECK(statValue(gateway.adminAddress(), "cluster.echo.upstream_rq_total") == 3);
+  CHECK(statValue(gateway.adminAddress(), "cluster.echo.upstream_rq_reset") == 0);
 }
 
 TEST_CASE("a call an earlier attempt may have run is never passed on as refused", "[e2e][upstream]") {
