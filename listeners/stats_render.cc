@@ -111,7 +111,8 @@ void addClusterStats(Families& f, const std::string& name, const ClusterStats& s
   f.gateway("sluice_upstream_cx_active", "gauge", "Upstream connections open.").add(l, s.upstream_cx_active.value());
   c("sluice_upstream_rq_total", "Upstream attempts (calls and retries).", s.upstream_rq_total.value());
   c("sluice_upstream_rq_retry_total", "Upstream retries.", s.upstream_rq_retry.value());
-  c("sluice_upstream_rq_reset_total", "Upstream streams the backend reset (RST_STREAM) before they completed.", s.upstream_rq_reset.value());
+  c("sluice_upstream_rq_reset_total", "Upstream streams the backend reset (RST_STREAM) before they completed.",
+    s.upstream_rq_reset.value());
   c("sluice_upstream_rq_overflow_total", "Calls refused by a circuit breaker.", s.upstream_rq_overflow.value());
   c("sluice_upstream_rq_retry_overflow_total", "Retries not made: the cluster's retry budget was used up.",
     s.upstream_rq_retry_overflow.value());
