@@ -59,6 +59,27 @@ Status TcpListener::listen(const SocketAddress& address, bool reuse_port, const 
   return Status::ok();
 }
 
+Status TcpListener::checkAddressFree(const SocketAddress& address, const std::string& what) {
+  sockaddr_storage ss;
+  if (address.port == 0 || !address.toSockaddr(ss)) return Status::ok();
+  int fd = ::socket(ss.ss_family, SOCK_STREAM | SOCK_CLOEXEC, 0);
+  if (fd < 0) return Status::ok();  // listen() reports what is wrong
+  int one = 1;
+  // SO_REUSEADDR, not SO_REUSEPORT: a port left in TIME_WAIT is free, one
+  // with a listening socket is not, however that socket was bound.
+  ::setsockopt(fd, SOL_SOCKET, SO_REUSEADDR, &one, sizeof(one));
+  socklen_t ss_len = ss.ss_family == AF_INET6 ? sizeof(sockaddr_in6) : sizeof(sockaddr_in);
+  const int rv = ::bind(fd, reinterpret_cast<const sockaddr*>(&ss), ss_len);
+  const int err = errno;
+  ::close(fd);
+  if (rv != 0 && err == EADDRINUSE) {
+    return {StatusCode::Unavailable, fmt::format("{} cannot listen on {}: address already in use (by another "
+                                                 "process, perhaps another gateway started on the same config)",
+                                                 what, address.toString())};
+  }
+  return Status::ok();
+}
+
 void TcpListener::close() {
   if (handle_ == nullptr) return;
   handle_->data = nullptr;

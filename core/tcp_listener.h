@@ -31,6 +31,11 @@ class TcpListener {
 
   // Binds and listens; `what` names it in errors ("listener 'grpc'").
   Status listen(const SocketAddress& address, bool reuse_port, const std::string& what);
+  // An error if some socket already listens on `address` (a fixed port).
+  // Binding with SO_REUSEPORT would succeed next to another process's
+  // socket bound the same way, and the two would split the connections
+  // without a word: a second gateway started by mistake on one config.
+  static Status checkAddressFree(const SocketAddress& address, const std::string& what);
   // The bound address: the real port when 0 was asked.
   const SocketAddress& boundAddress() const { return bound_; }
   void close();

@@ -69,8 +69,13 @@ GrpcListener::~GrpcListener() {
 
 Status GrpcListener::start(uint16_t port_override) {
   SocketAddress addr = address_;
-  if (port_override != 0) addr.port = port_override;
-  Status s = socket_.listen(addr, /*reuse_port=*/true, fmt::format("listener '{}'", name_));
+  const std::string what = fmt::format("listener '{}'", name_);
+  if (port_override != 0) {
+    addr.port = port_override;  // the port the first worker bound, shared
+  } else if (Status free = TcpListener::checkAddressFree(addr, what); !free.isOk()) {
+    return free;
+  }
+  Status s = socket_.listen(addr, /*reuse_port=*/true, what);
   if (s.isOk()) spdlog::debug("listener '{}' listening on {}", name_, boundAddress().toString());
   return s;
 }

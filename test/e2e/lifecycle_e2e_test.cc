@@ -8,6 +8,7 @@
 
 #include <atomic>
 #include <cstring>
+#include <filesystem>
 #include <fstream>
 #include <optional>
 #include <sstream>
@@ -680,6 +681,34 @@ TEST_CASE("the gateway raises its open-file limit to the hard limit, and says wh
   auto stub = example::Echo::NewStub(makeChannel(gateway->address()));
   EchoResponse resp;
   REQUIRE_OK(quickCall(*stub, resp));
+}
+
+TEST_CASE("a second gateway on a listener address in use exits with an error instead of sharing the port",
+          "[e2e][lifecycle]") {
+  TestBackend backend("b");
+  GatewayProcess first(catchAllConfig(backend.address()));
+  auto config = catchAllConfig(backend.address());
+  config["listeners"][0]["address"] = first.address();
+  const std::string path =
+      (std::filesystem::temp_directory_path() / ("sluice-second-" + std::to_string(::getpid()) + ".json")).string();
+  {
+    std::ofstream out(path);
+    out << config.dump(2);
+  }
+  // SO_REUSEPORT would have let it bind next to the first one, and the
+  // kernel would have split the clients between two gateways.
+  ProcessResult second = runSluice({"--config", path}, std::chrono::seconds(10));
+  std::filesystem::remove(path);
+  CHECK_FALSE(second.timedOut);
+  CHECK(second.exitCode == 1);
+  CHECK_THAT(second.output, Catch::Contains("listener 'grpc' cannot listen on " + first.address() +
+                                            ": address already in use"));
+  // The first one serves on.
+  auto stub = example::Echo::NewStub(makeChannel(first.address()));
+  grpc::ClientContext ctx;
+  setTimeout(ctx, kCallTimeout);
+  EchoResponse response;
+  REQUIRE_OK(stub->Unary(&ctx, EchoRequest(), &response));
 }
 
 }  // namespace sluice::test
