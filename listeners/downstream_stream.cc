@@ -536,7 +536,17 @@ void DownstreamStream::onEndStream() {
 
 void DownstreamStream::sendHeaders() {
   if (ended_ || headers_sent_) return;
-  if (response_headers_.get(":status") == nullptr) response_headers_.add(":status", "200");
+  // What every gRPC reply carries, if whoever made the headers left it out
+  // (a filter answering a call itself): grpc-go and grpc-java refuse a
+  // response without content-type.
+  bool has_status = false;
+  bool has_content_type = false;
+  for (const auto& h : response_headers_) {
+    if (h.name == ":status") has_status = true;
+    if (h.name == "content-type") has_content_type = true;
+  }
+  if (!has_status) response_headers_.add(":status", "200");
+  if (!has_content_type) response_headers_.add("content-type", "application/grpc");
   addRequestIdTo(response_headers_);
   headers_sent_ = true;
   connection_.session().submitResponse(stream_id_, response_headers_, false);

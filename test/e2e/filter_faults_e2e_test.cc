@@ -17,6 +17,7 @@
 
 #include "test/support/admin_stats.h"
 #include "test/support/e2e_fixture.h"
+#include "test/support/raw_h2_client.h"
 
 namespace sluice::test {
 namespace {
@@ -290,6 +291,27 @@ TEST_CASE("a header field a filter sets that HTTP/2 cannot carry ends the call, 
   grpc::ClientContext context;
   REQUIRE_OK(unaryWithFault(*f.stub, "", {}, &context));
   CHECK(metadataValue(context.GetServerTrailingMetadata(), "x-test-faults") == "seen");
+}
+
+TEST_CASE("a filter that answers a call itself sends a gRPC response the strictest clients accept",
+          "[filter_faults]") {
+  FaultFixture f;
+  RawH2Client raw("127.0.0.1", f.gateway.port());
+  RawRequest request = RawRequest::grpc("/sluice.example.Echo/Unary", grpcFrame(EchoRequest().SerializeAsString()));
+  request.headers.emplace_back("x-test-fault", "answer_itself");
+  RawResponse response = raw.request(request);
+  INFO(response.describe());
+  CHECK(response.status == 200);
+  // In the headers, where grpc-go and grpc-java look for it.
+  bool content_type = false;
+  for (const auto& [name, value] : response.headers) content_type |= name == "content-type" && value == "application/grpc";
+  CHECK(content_type);
+  CHECK(response.grpcStatus() == 0);
+  EchoResponse echo;
+  REQUIRE(response.body.size() > 5);
+  CHECK(echo.ParseFromString(response.body.substr(5)));
+  CHECK(echo.payload() == "self");
+  CHECK(f.backend.stats().calls == 0);
 }
 
 }  // namespace sluice::test

@@ -33,6 +33,8 @@ namespace {
 //                            throws instead of resuming it
 //   call_timer_deny          a timer of the call's ends it, then reads its captures
 //   posted_throw             work posted to the dispatcher throws
+//   answer_itself            the filter answers: one message (payload "self"),
+//                            then OK, without setting response headers
 //   bad_request_value, bad_request_name, bad_trailer_value
 //                            a hook sets a field HTTP/2 cannot carry (CR LF
 //                            in a request value, "Bad Key", a trailer value
@@ -66,6 +68,13 @@ class FaultFilter : public Filter {
 
   FilterStatus onRequestHeaders(StreamContext& ctx) override {
     throwIf(fault_ == "request_headers", "onRequestHeaders");
+    if (fault_ == "answer_itself") {
+      // A filter that answers the call itself, message first, no headers.
+      ctx.encodeResponseMessage(Message{false, "\x0a\x04self"});
+      ctx.responseTrailers().set("grpc-status", "0");
+      ctx.encodeResponseTrailers();
+      return FilterStatus::StopIteration;
+    }
     if (fault_ == "bad_request_value") ctx.requestHeaders().set("x-injected", "a\r\nx-evil: 1");
     if (fault_ == "bad_request_name") ctx.requestHeaders().set("Bad Key", "v");
     if (fault_ == "posted_throw") {
