@@ -51,6 +51,19 @@ void FilterChain::resume(Direction& d, void (FilterChain::*run)(), const Filter*
   (this->*run)();
 }
 
+size_t FilterChain::responseStart() {
+  if (response_start_) return *response_start_;
+  response_start_ = filters_.size();
+  // Before the request headers reached the terminal, only the filter whose
+  // hook runs, or which paused the call, can be answering it.
+  if (!request_headers_at_terminal_ && request_.current != nullptr && (request_.iterating || request_.paused)) {
+    for (size_t i = 0; i < filters_.size(); ++i) {
+      if (filters_[i].filter.get() == request_.current) response_start_ = i + 1;
+    }
+  }
+  return *response_start_;
+}
+
 void FilterChain::continueRequest(const Filter* from) { resume(request_, &FilterChain::runRequest, from); }
 
 void FilterChain::continueResponse(const Filter* from) { resume(response_, &FilterChain::runResponse, from); }

@@ -51,9 +51,13 @@ class FilterChain {
   // a filter already passed must not release a later filter's pause.
   void continueRequest(const Filter* from = nullptr);
 
-  void responseHeaders() { pushResponse({EventKind::Headers, {}, filters_.size()}); }
-  void responseMessage(Message&& m) { pushResponse({EventKind::Message, std::move(m), filters_.size()}); }
-  void responseTrailers() { pushResponse({EventKind::End, {}, filters_.size()}); }
+  // A reply goes through the response hooks of the filter that made it and
+  // of those before it, in reverse chain order: the terminal's passes them
+  // all; one a filter makes itself before the request reached the terminal
+  // skips the filters after it, which never saw the call (responseStart).
+  void responseHeaders() { pushResponse({EventKind::Headers, {}, responseStart()}); }
+  void responseMessage(Message&& m) { pushResponse({EventKind::Message, std::move(m), responseStart()}); }
+  void responseTrailers() { pushResponse({EventKind::End, {}, responseStart()}); }
   void continueResponse(const Filter* from = nullptr);
 
   // onStreamDone on every filter, once.
@@ -139,6 +143,10 @@ class FilterChain {
   std::vector<Entry> filters_;
   Direction request_;
   Direction response_;
+  // Where the reply's events start (see responseHeaders), fixed by its first.
+  size_t responseStart();
+  std::optional<size_t> response_start_;
+
   HeaderChanges checked_changes_;
   size_t queued_request_bytes_ = 0;
   size_t queued_response_bytes_ = 0;

@@ -295,7 +295,9 @@ TEST_CASE("a header field a filter sets that HTTP/2 cannot carry ends the call, 
 
 TEST_CASE("a filter that answers a call itself sends a gRPC response the strictest clients accept",
           "[filter_faults]") {
-  FaultFixture f;
+  // A second test_faults entry after the first: the reply must not pass its
+  // hooks (nor the router's and proxy's), which never saw the call.
+  FaultFixture f(std::vector<nlohmann::json>{nlohmann::json{{"name", "test_faults"}}});
   RawH2Client raw("127.0.0.1", f.gateway.port());
   RawRequest request = RawRequest::grpc("/sluice.example.Echo/Unary", grpcFrame(EchoRequest().SerializeAsString()));
   request.headers.emplace_back("x-test-fault", "answer_itself");
@@ -312,6 +314,11 @@ TEST_CASE("a filter that answers a call itself sends a gRPC response the stricte
   CHECK(echo.ParseFromString(response.body.substr(5)));
   CHECK(echo.payload() == "self");
   CHECK(f.backend.stats().calls == 0);
+  std::vector<std::string> hooks;
+  for (const auto& [name, value] : response.trailers) {
+    if (name == "x-test-faults-hook") hooks.push_back(value);
+  }
+  CHECK(hooks == std::vector<std::string>{"answerer"});
 }
 
 }  // namespace sluice::test

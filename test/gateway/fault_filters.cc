@@ -34,7 +34,10 @@ namespace {
 //   call_timer_deny          a timer of the call's ends it, then reads its captures
 //   posted_throw             work posted to the dispatcher throws
 //   answer_itself            the filter answers: one message (payload "self"),
-//                            then OK, without setting response headers
+//                            then OK, without setting response headers; every
+//                            entry whose trailer hook the reply passes adds
+//                            x-test-faults-hook: answerer (the one that
+//                            answered) or other
 //   bad_request_value, bad_request_name, bad_trailer_value
 //                            a hook sets a field HTTP/2 cannot carry (CR LF
 //                            in a request value, "Bad Key", a trailer value
@@ -70,6 +73,7 @@ class FaultFilter : public Filter {
     throwIf(fault_ == "request_headers", "onRequestHeaders");
     if (fault_ == "answer_itself") {
       // A filter that answers the call itself, message first, no headers.
+      answered_ = true;
       ctx.encodeResponseMessage(Message{false, "\x0a\x04self"});
       ctx.responseTrailers().set("grpc-status", "0");
       ctx.encodeResponseTrailers();
@@ -136,6 +140,8 @@ class FaultFilter : public Filter {
   FilterStatus onResponseTrailers(StreamContext& ctx) override {
     throwIf(fault_ == "response_trailers", "onResponseTrailers");
     if (fault_ == "bad_trailer_value") ctx.responseTrailers().set("x-count", " 12");
+    // Which test_faults entries' trailer hooks a self-made reply passes.
+    if (fault_ == "answer_itself") ctx.responseTrailers().add("x-test-faults-hook", answered_ ? "answerer" : "other");
     if (fault_.empty()) {
       ctx.responseTrailers().set("x-test-faults", "seen");
       // What the trailer hooks see as the call's status (core/filter.h).
@@ -151,6 +157,7 @@ class FaultFilter : public Filter {
 
  private:
   std::string fault_;
+  bool answered_ = false;
   TimerPtr timer_;
   int timer_runs_ = 0;
 };
