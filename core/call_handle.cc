@@ -32,22 +32,29 @@ void CallSlots::close(Id id) {
   free_.push_back(id.slot);
 }
 
-void CallSlots::run(Id id, const std::function<void()>& work, std::string_view what) {
+void CallSlots::run(Id id, const std::function<void()>& work, std::string_view what, std::string_view filter) {
   if (find(id) == nullptr) return;  // the call ended: dropped
-  if (runUserCode(what, work)) return;
+  try {
+    work();
+    return;
+  } catch (...) {
+    logUserCodeFailure(filter.empty() ? std::string(what) : fmt::format("filter \"{}\" in {}", filter, what),
+                       currentExceptionText());
+  }
   // Like a hook that throws: the call ends rather than wait, paused, for its
   // deadline. Unless the work ended it before throwing.
   if (StreamContext* call = find(id)) {
-    call->sendLocalReply(LocalReplyReason::FilterError, StatusCode::Internal, fmt::format("{} failed", what));
+    call->sendLocalReply(LocalReplyReason::FilterError, StatusCode::Internal,
+                         filter.empty() ? fmt::format("{} failed", what) : fmt::format("filter \"{}\" failed", filter));
   }
 }
 
 void CallHandle::post(std::function<void()> work) const {
-  if (dispatcher_ != nullptr) dispatcher_->postToCall(id_, std::move(work));
+  if (dispatcher_ != nullptr) dispatcher_->postToCall(id_, std::move(work), filter_);
 }
 
 void CallHandle::run(const std::function<void()>& work, std::string_view what) const {
-  if (dispatcher_ != nullptr) dispatcher_->callSlots().run(id_, work, what);
+  if (dispatcher_ != nullptr) dispatcher_->callSlots().run(id_, work, what, filter_);
 }
 
 TimerPtr StreamContext::timer(std::function<void()> on_fire) {

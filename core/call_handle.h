@@ -60,8 +60,10 @@ class CallSlots {
   size_t openCount() const { return slots_.size() - free_.size(); }
   // Runs work for `id`'s call (posted with Dispatcher::postToCall, or a
   // timer's), if it is still going; work that throws is logged and ends the
-  // call with INTERNAL "`what` failed".
-  void run(Id id, const std::function<void()>& work, std::string_view what);
+  // call with INTERNAL "`what` failed" (or "filter \"NAME\" failed").
+  // `filter`, when known, is the filter the work is of: the log line and the
+  // reply name it ("filter \"NAME\" failed"), as for a hook that throws.
+  void run(Id id, const std::function<void()>& work, std::string_view what, std::string_view filter = {});
 
  private:
   struct Slot {
@@ -76,7 +78,10 @@ class CallHandle {
  public:
   // An empty handle (the call had already ended): post() drops the work.
   CallHandle() = default;
-  CallHandle(Dispatcher& dispatcher, CallSlots::Id id) : dispatcher_(&dispatcher), id_(id) {}
+  // `filter`: the filter that asked for it, when it was asked from a hook
+  // (its name lives as long as the call's config, which outlives the call).
+  CallHandle(Dispatcher& dispatcher, CallSlots::Id id, std::string_view filter = {})
+      : dispatcher_(&dispatcher), id_(id), filter_(filter) {}
 
   // Thread-safe. Runs `work` on the call's worker if the call has not ended
   // by then; otherwise it is destroyed unrun.
@@ -92,6 +97,7 @@ class CallHandle {
 
   Dispatcher* dispatcher_ = nullptr;
   CallSlots::Id id_;
+  std::string_view filter_;
 };
 
 }  // namespace sluice

@@ -158,10 +158,10 @@ void Dispatcher::post(std::function<void()> fn) {
   uv_async_send(async_);
 }
 
-void Dispatcher::postToCall(CallSlots::Id call, std::function<void()> fn) {
+void Dispatcher::postToCall(CallSlots::Id call, std::function<void()> fn, std::string_view filter) {
   {
     std::lock_guard<std::mutex> lock(posted_mutex_);
-    posted_.push_back({std::move(fn), call});
+    posted_.push_back({std::move(fn), call, filter});
   }
   uv_async_send(async_);
 }
@@ -175,7 +175,7 @@ void Dispatcher::runPosted() {
   // Posted by filters too, from their own threads: one that throws is logged.
   for (auto& w : work) {
     if (w.call) {
-      call_slots_.run(*w.call, w.fn, "work a filter posted to its call (CallHandle::post)");
+      call_slots_.run(*w.call, w.fn, "work a filter posted to its call (CallHandle::post)", w.filter);
     } else {
       runUserCode("work posted to a worker (Dispatcher::post)", w.fn);
     }

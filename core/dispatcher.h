@@ -79,7 +79,7 @@ class Dispatcher {
   void post(std::function<void()> fn);
   // The same for work of one call (CallHandle::post): it runs only if the
   // call is still going, and ends the call if it throws (CallSlots::run).
-  void postToCall(CallSlots::Id call, std::function<void()> fn);
+  void postToCall(CallSlots::Id call, std::function<void()> fn, std::string_view filter = {});
   void runPosted();  // libuv bridge only
   // Runs until stop() or until no handle is active.
   void run();
@@ -114,6 +114,7 @@ class Dispatcher {
   struct PostedWork {
     std::function<void()> fn;
     std::optional<CallSlots::Id> call;  // postToCall's
+    std::string_view filter;            // ... and the filter it is of, if known
   };
   std::vector<PostedWork> posted_;
   CallSlots call_slots_;

@@ -1,6 +1,7 @@
 #include "core/filter_chain.h"
 
 #include <stdexcept>
+#include <utility>
 
 #include <fmt/format.h>
 
@@ -133,6 +134,13 @@ std::optional<FilterStatus> FilterChain::invoke(Direction& d, const Entry& entry
   const bool request = &d == &request_;
   d.iterating = true;
   d.current = entry.filter.get();
+  // Timers and handles the hook asks for are its filter's. Restored after:
+  // a hook may run another filter's (encodeResponse* from a request hook).
+  struct RunningFilter {
+    std::string_view& slot;
+    std::string_view saved;
+    ~RunningFilter() { slot = saved; }
+  } running{ctx_.running_filter_, std::exchange(ctx_.running_filter_, entry.name)};
   try {
     FilterStatus status = request ? invokeRequest(*entry.filter, e) : invokeResponse(*entry.filter, e);
     if (status == FilterStatus::DropMessage && e.kind != EventKind::Message) {

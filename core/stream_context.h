@@ -227,8 +227,12 @@ class StreamContext {
   StatusCode status_ = StatusCode::Unknown;
   std::string status_message_;
   int http_status_ = 200;
+  // The filter whose hook is running (set by the chain), so that the timers
+  // and handles it asks for name it if their work fails.
+  std::string_view running_filter_;
 
  private:
+  friend class FilterChain;
   std::map<std::string, FilterStatePtr, std::less<>> filter_state_;
 };
 

@@ -72,7 +72,7 @@ CallHandle DownstreamStream::handle() {
     call_slots_ = &dispatcher().callSlots();
     call_slot_ = call_slots_->open(*this);
   }
-  return {dispatcher(), call_slot_};
+  return {dispatcher(), call_slot_, running_filter_};
 }
 
 void DownstreamStream::releaseCallSlot() {

@@ -97,7 +97,10 @@ TEST_CASE("a verdict posted through the call's handle from another thread resume
   // than leave it paused until its deadline.
   grpc::Status threw = f.call("throw:50");
   CHECK(threw.error_code() == grpc::StatusCode::INTERNAL);
-  CHECK_THAT(threw.error_message(), Catch::Contains("CallHandle::post"));
+  // Named as a hook that throws is: the handle was asked for in test_off_thread's hook.
+  CHECK(threw.error_message() == "filter \"test_off_thread\" failed");
+  CHECK_THAT(f.gateway.logs(), Catch::Contains("filter \"test_off_thread\" in work a filter posted to its call "
+                                               "(CallHandle::post) threw"));
   CHECK(f.backend.stats().calls == 1);
   // Many at once, over connections of their own (spread over both workers),
   // connected first (see makeConnectedChannel).
