@@ -69,6 +69,16 @@ std::string invalidHeaderField(const HeaderMap& headers) {
     if (name.empty() || !std::all_of(name.begin(), name.end(), [](char c) { return isFieldNameChar(c); })) {
       return fmt::format("the header name \"{}\" is not a lower-case HTTP token", shown(h.name));
     }
+    // Connection-specific fields, and te other than "trailers" (RFC 9113 8.2.2).
+    static constexpr std::string_view kConnectionSpecific[] = {"connection", "keep-alive", "proxy-connection",
+                                                               "transfer-encoding", "upgrade"};
+    if (std::find(std::begin(kConnectionSpecific), std::end(kConnectionSpecific), h.name) !=
+        std::end(kConnectionSpecific)) {
+      return fmt::format("\"{}\" is a connection-specific header, which HTTP/2 forbids", h.name);
+    }
+    if (h.name == "te" && h.value != "trailers") {
+      return fmt::format("te is \"{}\": HTTP/2 allows only \"trailers\"", shown(h.value));
+    }
     const std::string_view value = h.value;
     if (value.find_first_of(std::string_view("\0\r\n", 3)) != std::string_view::npos) {
       return fmt::format("the value of header \"{}\" holds NUL, CR or LF: \"{}\"", h.name, shown(value));

@@ -107,8 +107,9 @@ struct HeaderBlock {
 };
 
 // What makes a field of `headers` one HTTP/2 must not carry (RFC 9113
-// 8.2.1), for the first such field: a name that is empty, has upper case or
-// a character outside a token (a leading ':' is allowed), a value with NUL,
+// 8.2.1, 8.2.2), for the first such field: a name that is empty, has upper
+// case or a character outside a token (a leading ':' is allowed), a
+// connection-specific field or te other than "trailers", a value with NUL,
 // CR or LF or that starts or ends with a space or tab. Empty when all are valid.
 std::string invalidHeaderField(const HeaderMap& headers);
 

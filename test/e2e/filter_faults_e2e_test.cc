@@ -272,6 +272,7 @@ TEST_CASE("a header field a filter sets that HTTP/2 cannot carry ends the call, 
   const std::vector<std::pair<std::string, std::string>> faults = {
       {"bad_request_value", "the value of header \"x-injected\" holds NUL, CR or LF: \"a\\x0d\\x0ax-evil: 1\""},
       {"bad_request_name", "the header name \"Bad Key\" is not a lower-case HTTP token"},
+      {"bad_request_te", "te is \"gzip\": HTTP/2 allows only \"trailers\""},
       {"bad_value_while_paused", "the value of header \"x-injected\" holds NUL, CR or LF: \"a\\x00b\""},
       {"bad_trailer_value", "the value of header \"x-count\" starts or ends with white space: \" 12\""}};
   for (const auto& [fault, logged] : faults) {
@@ -283,13 +284,13 @@ TEST_CASE("a header field a filter sets that HTTP/2 cannot carry ends the call, 
     // Failures are logged at most once a second per worker.
     std::this_thread::sleep_for(std::chrono::milliseconds(1100));
   }
-  CHECK(logCount(f.gateway, "filter \"test_faults\" in onRequestHeaders failed: it left a header field") == 2);
+  CHECK(logCount(f.gateway, "filter \"test_faults\" in onRequestHeaders failed: it left a header field") == 3);
   CHECK(logCount(f.gateway, "filter \"test_faults\" while paused failed: it left a header field") == 1);
   CHECK(logCount(f.gateway, "filter \"test_faults\" in onResponseTrailers failed: it left a header field") == 1);
   // The request ones never reached the backend; the trailer one did (the
   // backend answered, the hook broke the answer).
   CHECK(f.backend.stats().calls == 1);
-  CHECK(statValue(f.gateway.adminAddress(), "listener.grpc.local_reply.filter_error") == 4);
+  CHECK(statValue(f.gateway.adminAddress(), "listener.grpc.local_reply.filter_error") == 5);
   // Calls that change nothing, or change it well, go on as before.
   grpc::ClientContext context;
   REQUIRE_OK(unaryWithFault(*f.stub, "", {}, &context));

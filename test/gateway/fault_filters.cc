@@ -38,10 +38,10 @@ namespace {
 //                            entry whose trailer hook the reply passes adds
 //                            x-test-faults-hook: answerer (the one that
 //                            answered) or other
-//   bad_request_value, bad_request_name, bad_trailer_value
+//   bad_request_value, bad_request_name, bad_request_te, bad_trailer_value
 //                            a hook sets a field HTTP/2 cannot carry (CR LF
-//                            in a request value, "Bad Key", a trailer value
-//                            with a leading space)
+//                            in a request value, "Bad Key", te: gzip, a
+//                            trailer value with a leading space)
 //   bad_value_while_paused   a timer of the call sets a value with a NUL,
 //                            then resumes it
 // Calls it sees without a fault get the trailer x-test-faults: seen, and
@@ -81,6 +81,7 @@ class FaultFilter : public Filter {
     }
     if (fault_ == "bad_request_value") ctx.requestHeaders().set("x-injected", "a\r\nx-evil: 1");
     if (fault_ == "bad_request_name") ctx.requestHeaders().set("Bad Key", "v");
+    if (fault_ == "bad_request_te") ctx.requestHeaders().set("te", "gzip");
     if (fault_ == "posted_throw") {
       ctx.dispatcher().post([] { throw std::runtime_error("test_faults: thrown in posted work"); });
     }
