@@ -70,10 +70,7 @@ std::string invalidHeaderField(const HeaderMap& headers) {
       return fmt::format("the header name \"{}\" is not a lower-case HTTP token", shown(h.name));
     }
     // Connection-specific fields, and te other than "trailers" (RFC 9113 8.2.2).
-    static constexpr std::string_view kConnectionSpecific[] = {"connection", "keep-alive", "proxy-connection",
-                                                               "transfer-encoding", "upgrade"};
-    if (std::find(std::begin(kConnectionSpecific), std::end(kConnectionSpecific), h.name) !=
-        std::end(kConnectionSpecific)) {
+    if (isConnectionSpecificHeader(h.name)) {
       return fmt::format("\"{}\" is a connection-specific header, which HTTP/2 forbids", h.name);
     }
     if (h.name == "te" && h.value != "trailers") {
@@ -83,12 +80,18 @@ std::string invalidHeaderField(const HeaderMap& headers) {
     if (value.find_first_of(std::string_view("\0\r\n", 3)) != std::string_view::npos) {
       return fmt::format("the value of header \"{}\" holds NUL, CR or LF: \"{}\"", h.name, shown(value));
     }
-    if (!value.empty() && (value.front() == ' ' || value.front() == '\t' || value.back() == ' ' || value.back() == '\t')) {
+    const auto blank = [](char c) { return c == ' ' || c == '\t'; };
+    if (!value.empty() && (blank(value.front()) || blank(value.back()))) {
       return fmt::format("the value of header \"{}\" starts or ends with white space: \"{}\"", h.name,
                          shown(value));
     }
   }
   return {};
+}
+
+bool isConnectionSpecificHeader(std::string_view name) {
+  return name == "connection" || name == "keep-alive" || name == "proxy-connection" || name == "transfer-encoding" ||
+         name == "upgrade";
 }
 
 bool isValidMetadataKey(std::string_view key) {
@@ -98,10 +101,8 @@ bool isValidMetadataKey(std::string_view key) {
 }
 
 bool isReservedMetadataKey(std::string_view key) {
-  static constexpr std::string_view kReserved[] = {"content-type",     "te",      "host",
-                                                   "connection",       "keep-alive", "proxy-connection",
-                                                   "upgrade",          "transfer-encoding", "content-length"};
-  return key.starts_with(':') || key.starts_with("grpc-") ||
+  static constexpr std::string_view kReserved[] = {"content-type", "te", "host", "content-length"};
+  return key.starts_with(':') || key.starts_with("grpc-") || isConnectionSpecificHeader(key) ||
          std::find(std::begin(kReserved), std::end(kReserved), key) != std::end(kReserved);
 }
 

@@ -113,6 +113,10 @@ struct HeaderBlock {
 // CR or LF or that starts or ends with a space or tab. Empty when all are valid.
 std::string invalidHeaderField(const HeaderMap& headers);
 
+// connection, keep-alive, proxy-connection, transfer-encoding, upgrade: the
+// fields that describe one HTTP/1 hop, which HTTP/2 forbids (RFC 9113 8.2.2).
+bool isConnectionSpecificHeader(std::string_view name);
+
 // gRPC metadata key syntax: non-empty, lower-case letters, digits, '-', '_'
 // and '.' (so never a pseudo-header).
 bool isValidMetadataKey(std::string_view key);

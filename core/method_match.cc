@@ -33,8 +33,7 @@ std::string badCharacters(std::string_view value, std::string_view expected) {
 // Connection-specific headers: nghttp2 refuses a request carrying one, so a
 // match on it would silently never hold.
 bool neverDelivered(std::string_view name) {
-  return name == "connection" || name == "keep-alive" || name == "proxy-connection" || name == "transfer-encoding" ||
-         name == "upgrade";
+  return isConnectionSpecificHeader(name);
 }
 
 // One entry of "headers" at `path`; mistakes go to `errors`.

@@ -9,6 +9,7 @@
 
 #include "codecs/grpc/grpc_headers.h"
 #include "core/stats.h"
+#include "core/headers.h"
 #include "core/route.h"
 #include "core/worker_context.h"
 #include "upstream/cluster.h"
@@ -25,8 +26,7 @@ namespace {
 // announced would not hold, and an HTTP/2 peer that checks it (nghttp2,
 // curl, Envoy) would reset the stream instead of reading grpc-status.
 bool isHopByHop(std::string_view name) {
-  return name == "connection" || name == "keep-alive" || name == "proxy-connection" ||
-         name == "transfer-encoding" || name == "upgrade" || name == "host" || name == "content-length";
+  return isConnectionSpecificHeader(name) || name == "host" || name == "content-length";
 }
 
 // The client must read the status the gateway recorded: a grpc-status that
