@@ -222,8 +222,9 @@ ClusterConfig readClusterConfig(const json& value, const std::string& path, Conf
       const std::string path = jsonPath(obj.pathOf("endpoints"), i);
       if (auto ep = readEndpoint((*eps)[i], path, errors, lookup)) {
         // The same endpoint twice would be two pools and two health views of
-        // one backend, and its metrics' series would add up (healthy 2); a
-        // share of the traffic is what `weight` is for.
+        // one backend under one name in the metrics; a share of the traffic
+        // is what `weight` is for. (Two names for one address stay apart:
+        // the names may part later.)
         auto same = std::find_if(cluster.endpoints.begin(), cluster.endpoints.end(), [&](const EndpointConfig& e) {
           return e.host == ep->host && e.address.port == ep->address.port;
         });

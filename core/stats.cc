@@ -145,11 +145,18 @@ MethodStats& WorkerStats::otherLocked() {
   return *other_;
 }
 
-void WorkerStats::learnType(std::string_view path, std::string_view service, std::string_view method,
-                            std::string_view type) {
+void WorkerStats::learnType(std::string_view path, bool client_streams, bool server_streams) {
   std::lock_guard<std::mutex> lock(mutex_);
   auto it = paths_.find(path);
-  if (it == paths_.end() || it->second.learned == type) return;
+  if (it == paths_.end()) return;
+  const std::string& learned = it->second.learned;
+  client_streams = client_streams || learned == "client_stream" || learned == "bidi_stream";
+  server_streams = server_streams || learned == "server_stream" || learned == "bidi_stream";
+  const std::string_view type = client_streams && server_streams ? "bidi_stream"
+                                : client_streams                  ? "client_stream"
+                                : server_streams                  ? "server_stream"
+                                                                  : "unary";
+  if (learned == type) return;
   it->second.learned = std::string(type);
   it->second.current = nullptr;  // made by the next call, so no empty series appears
 }

@@ -82,7 +82,7 @@ struct ListenerStats {
   Counter downstream_cx_preface_timeout;   // closed: no HTTP/2 preface within preface_timeout_ms
   Counter downstream_rq_total;
   Gauge downstream_rq_active;
-  Counter downstream_rq_refused;  // over a stream limit, while draining, or for overload
+  Counter downstream_rq_refused;  // while draining or for overload (not nghttp2's own refusals)
   Counter downstream_protocol_errors;
   std::array<Counter, static_cast<size_t>(LocalReplyReason::Count)> local_replies;
 };
@@ -93,6 +93,7 @@ struct ClusterStats {
   Gauge upstream_cx_active;
   Counter upstream_rq_total;
   Counter upstream_rq_retry;
+  Counter upstream_rq_unsent;  // attempts no backend saw (no endpoint, breaker, backoff, connect failure)
   Counter upstream_rq_reset;
   Counter upstream_rq_overflow;  // refused by a circuit breaker
   Counter upstream_rq_retry_overflow;  // retries not made: the retry budget was used up
@@ -132,10 +133,12 @@ class WorkerStats {
   MethodStats& method(std::string_view service, std::string_view method, std::string_view type);
   LoopStats& loop() { return loop_; }
   const LoopStats& loop() const { return loop_; }
-  // The stats a new call of `path` counts into: those of the call type last
+  // The stats a new call of `path` counts into: those of the call type
   // learned for it ("unary", "client_stream", "server_stream", "bidi_stream";
   // "unknown" at first: the gateway has no .proto, so it learns the type from
-  // the messages of finished calls). No allocation once the path is known.
+  // the messages of finished calls, and only ever widens it: a streaming
+  // method's call that sent one message does not make it "unary" again).
+  // No allocation once the path is known.
   // A path not seen before gets its own series only when `admit` (its call
   // passed every filter: routed, authorised), else nullptr. Past
   // kMaxMethodPaths distinct paths, and for paths longer than
@@ -149,7 +152,8 @@ class WorkerStats {
   static constexpr size_t kMaxMethodPaths = 1000;
   static constexpr size_t kMaxMethodPathBytes = 512;
   static constexpr std::string_view kOtherMethod = "(other)";
-  void learnType(std::string_view path, std::string_view service, std::string_view method, std::string_view type);
+  // What a finished OK call of `path` showed: more than one message each way or not.
+  void learnType(std::string_view path, bool client_streams, bool server_streams);
 
   // A counter of a filter's own, by name: `fault_delays_injected` is
   // `filter.fault_delays_injected` in /stats and

@@ -1,5 +1,7 @@
 #include "core/timer.h"
 
+#include <algorithm>
+
 #include <uv.h>
 
 #include "core/dispatcher.h"
@@ -39,7 +41,20 @@ Timer::~Timer() {
 }
 
 void Timer::enable(std::chrono::milliseconds timeout) {
-  uv_timer_start(&handle_->uv, onTimer, static_cast<uint64_t>(std::max<int64_t>(timeout.count(), 0)), 0);
+  // libuv counts the timeout from the loop's time: read once per iteration,
+  // cut to whole milliseconds, and from a coarse clock on kernels where that
+  // one ticks every millisecond. Armed late in a busy iteration, a timer would
+  // fire early by as long as the iteration had run, and by up to a tick more.
+  // Adding how far the precise clock (rounded up) is ahead of the loop's time
+  // keeps the promise callers rely on (a fault's delay, a deadline): never
+  // before `timeout` has passed.
+  uint64_t ms = static_cast<uint64_t>(std::max<int64_t>(timeout.count(), 0));
+  if (ms > 0) {
+    const uint64_t precise_now_ms = (uv_hrtime() + 999'999) / 1'000'000;
+    const uint64_t loop_now_ms = uv_now(handle_->uv.loop);
+    if (precise_now_ms > loop_now_ms) ms += precise_now_ms - loop_now_ms;
+  }
+  uv_timer_start(&handle_->uv, onTimer, ms, 0);
 }
 
 void Timer::disable() { uv_timer_stop(&handle_->uv); }

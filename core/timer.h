@@ -23,6 +23,8 @@ class Timer {
   Timer(const Timer&) = delete;
   Timer& operator=(const Timer&) = delete;
 
+  // Fires once, never before `timeout` has passed since this call (0: on the
+  // loop's next turn). Enabling an armed timer re-arms it.
   void enable(std::chrono::milliseconds timeout);
   void disable();
   bool enabled() const;

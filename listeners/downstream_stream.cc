@@ -157,8 +157,7 @@ void DownstreamStream::startCall() {
   // A path seen before counts from here; a new one once its call passed
   // every filter (countAcceptedCall), or else under "(other)".
   counts_method_ = true;
-  method_stats_ = worker().stats().methodForCall(path_, service_, method_, false);
-  if (method_stats_ != nullptr) method_stats_->started.inc();
+  countMethodIn(worker().stats().methodForCall(path_, service_, method_, false));
 
   if (listener_config_.health_service) {
     if (path_ == health_messages::kCheckPath) health_call_ = HealthCall::Check;
@@ -252,8 +251,17 @@ bool DownstreamStream::admitsMethodSeries() const {
 
 void DownstreamStream::countAcceptedCall() {
   if (method_stats_ != nullptr || !counts_method_ || !admitsMethodSeries()) return;
-  method_stats_ = worker().stats().methodForCall(path_, service_, method_, true);
-  method_stats_->started.inc();
+  countMethodIn(worker().stats().methodForCall(path_, service_, method_, true));
+}
+
+void DownstreamStream::countMethodIn(MethodStats* stats) {
+  method_stats_ = stats;
+  if (stats == nullptr) return;
+  // Messages count as they pass (a long stream's rate shows while it runs);
+  // those that passed before the series was chosen, now.
+  stats->started.inc();
+  stats->msg_received.inc(counters_.request_messages);
+  stats->msg_sent.inc(counters_.response_messages);
 }
 
 void DownstreamStream::setDeadline(Clock::time_point deadline) {
@@ -403,6 +411,7 @@ void DownstreamStream::updateResponseWatermark() {
 
 bool DownstreamStream::onMessage(Message&& message) {
   counters_.request_messages++;
+  if (method_stats_ != nullptr) method_stats_->msg_received.inc();
   counters_.request_bytes += message.payload.size();
   if (health_call_ != HealthCall::None) {
     answerHealthCall(message);
@@ -557,6 +566,7 @@ void DownstreamStream::sendMessage(Message&& message) {
   if (ended_) return;
   if (!headers_sent_) sendHeaders();
   counters_.response_messages++;
+  if (method_stats_ != nullptr) method_stats_->msg_sent.inc();
   counters_.response_bytes += message.payload.size();
   touch();
   response_out_.appendMessage(std::move(message));
@@ -731,6 +741,7 @@ void DownstreamStream::sendLocalReply(StatusCode code, std::string_view message,
 
 void DownstreamStream::sendHttpError(int status, std::string_view body) {
   ended_ = true;
+  connection_.stats().local_replies[static_cast<size_t>(LocalReplyReason::BadRequest)].inc();
   status_ = StatusCode::Unknown;
   status_message_ = fmt::format("HTTP {}", status);
   http_status_ = status;
@@ -761,23 +772,14 @@ void DownstreamStream::finish() {
   if (health_watch_) health_watch_->timer->disable();
   if (call_started_) connection_.stats().downstream_rq_active.dec();
   if (counts_method_ && method_stats_ == nullptr) {
-    method_stats_ = admitsMethodSeries() ? worker().stats().methodForCall(path_, service_, method_, true)
-                                         : &worker().stats().otherMethod();
-    method_stats_->started.inc();
+    countMethodIn(admitsMethodSeries() ? worker().stats().methodForCall(path_, service_, method_, true)
+                                       : &worker().stats().otherMethod());
   }
   if (method_stats_ != nullptr) {
     method_stats_->handled[std::min<size_t>(static_cast<size_t>(status_), 16)].inc();
-    method_stats_->msg_received.inc(counters_.request_messages);
-    method_stats_->msg_sent.inc(counters_.response_messages);
     method_stats_->handling_seconds.record(std::chrono::duration<double>(Clock::now() - start_time_).count());
     if (status_ == StatusCode::Ok) {
-      bool client_streams = counters_.request_messages > 1;
-      bool server_streams = counters_.response_messages > 1;
-      worker().stats().learnType(path_, service_, method_,
-                                 client_streams && server_streams ? "bidi_stream"
-                                        : client_streams                  ? "client_stream"
-                                        : server_streams                  ? "server_stream"
-                                                                          : "unary");
+      worker().stats().learnType(path_, counters_.request_messages > 1, counters_.response_messages > 1);
     }
   }
   if (call_started_ && !chain_built_) addRefusalObservers();

@@ -165,6 +165,7 @@ class DownstreamStream final : public StreamContext,
   // Gives a call of a path new to the metrics its own series once every
   // filter let it through, so made-up method names cannot use them up.
   void countAcceptedCall();
+  void countMethodIn(MethodStats* stats);  // the series this call counts in, or nullptr
   bool admitsMethodSeries() const;
   // The chain for a call refused before it ran: only the observers.
   // The filters of entries from `from` on that observe refused calls.

@@ -557,7 +557,7 @@ AdminResponse Gateway::answerAdmin(const std::string& method, const std::string&
   bool head_like = method == "HEAD" && std::string(route->method) == "GET";
   if (method != route->method && !head_like) {
     AdminResponse r = text(405, fmt::format("{} needs {}\n", path, route->method));
-    r.allow = route->method;
+    r.allow = std::string(route->method) == "GET" ? "GET, HEAD" : route->method;  // every GET answers HEAD too
     return r;
   }
   std::vector<const WorkerStats*> stats;

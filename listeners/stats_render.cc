@@ -2,6 +2,8 @@
 
 #include <functional>
 #include <map>
+#include <unordered_map>
+#include <vector>
 
 #include <fmt/format.h>
 
@@ -45,23 +47,29 @@ std::string formatValue(double v) {
   return fmt::format("{}", v);
 }
 
-// One metric family: HELP/TYPE once, then every sample.
+// One metric family: HELP/TYPE once, then every sample, in the order first
+// added. The format asks for that order: a histogram's buckets by rising
+// `le`, each series' buckets, sum and count together (sorted by text, "+Inf"
+// came first and "10" before "2.5").
 class Family {
  public:
   Family(std::string name, std::string type, std::string help)
       : name_(std::move(name)), type_(std::move(type)), help_(std::move(help)) {}
   void add(const Labels& labels, double value, const std::string& suffix = "") {
-    samples_[name_ + suffix + labelText(labels)] += value;
+    auto [it, added] = index_.try_emplace(name_ + suffix + labelText(labels), samples_.size());
+    if (added) samples_.emplace_back(&it->first, 0);
+    samples_[it->second].second += value;  // the workers' values summed per series
   }
   void render(std::string& out) const {
     if (samples_.empty()) return;
     out += fmt::format("# HELP {} {}\n# TYPE {} {}\n", name_, help_, name_, type_);
-    for (const auto& [series, value] : samples_) out += fmt::format("{} {}\n", series, formatValue(value));
+    for (const auto& [series, value] : samples_) out += fmt::format("{} {}\n", *series, formatValue(value));
   }
 
  private:
   std::string name_, type_, help_;
-  std::map<std::string, double> samples_;  // sums the workers' values per series
+  std::unordered_map<std::string, size_t> index_;          // series text -> place in samples_
+  std::vector<std::pair<const std::string*, double>> samples_;  // keys of index_ (stable)
 };
 
 // The fixed set of families, in output order.
@@ -95,7 +103,7 @@ void addListenerStats(Families& f, const std::string& name, const ListenerStats&
       .add(l, s.downstream_cx_preface_timeout.value());
   f.gateway("sluice_downstream_rq_total", "counter", "Downstream streams (calls) started.").add(l, s.downstream_rq_total.value());
   f.gateway("sluice_downstream_rq_active", "gauge", "Downstream streams (calls) in progress.").add(l, s.downstream_rq_active.value());
-  f.gateway("sluice_downstream_rq_refused_total", "counter", "Downstream streams refused by a limit, while draining, or for overload.").add(l, s.downstream_rq_refused.value());
+  f.gateway("sluice_downstream_rq_refused_total", "counter", "Downstream calls refused while draining or for overload (streams past max_concurrent_streams are refused by the HTTP/2 layer, not counted here).").add(l, s.downstream_rq_refused.value());
   f.gateway("sluice_downstream_protocol_errors_total", "counter", "Downstream connections closed for an HTTP/2 protocol error.").add(l, s.downstream_protocol_errors.value());
   for (size_t i = 0; i < s.local_replies.size(); ++i) {
     Labels lr = {{"listener", name}, {"reason", std::string(localReplyReasonName(static_cast<LocalReplyReason>(i)))}};
@@ -111,6 +119,10 @@ void addClusterStats(Families& f, const std::string& name, const ClusterStats& s
   f.gateway("sluice_upstream_cx_active", "gauge", "Upstream connections open.").add(l, s.upstream_cx_active.value());
   c("sluice_upstream_rq_total", "Upstream attempts (calls and retries).", s.upstream_rq_total.value());
   c("sluice_upstream_rq_retry_total", "Upstream retries.", s.upstream_rq_retry.value());
+  c("sluice_upstream_rq_unsent_total",
+    "Upstream attempts that failed before a backend saw them (no endpoint, circuit breaker, reconnect backoff, "
+    "failed connect).",
+    s.upstream_rq_unsent.value());
   c("sluice_upstream_rq_reset_total", "Upstream streams the backend reset (RST_STREAM) before they completed.",
     s.upstream_rq_reset.value());
   c("sluice_upstream_rq_overflow_total", "Calls refused by a circuit breaker.", s.upstream_rq_overflow.value());
@@ -143,7 +155,10 @@ void addMethodStats(Families& f, const std::string& service, const std::string& 
     f.handling.add(lb, static_cast<double>(cumulative), "_bucket");
   }
   f.handling.add(l, s.handling_seconds.sum(), "_sum");
-  f.handling.add(l, static_cast<double>(s.handling_seconds.count()), "_count");
+  // The +Inf bucket's value, not the histogram's own count: a scrape running
+  // while another worker records may see one updated and not the other, and
+  // the format has the two equal.
+  f.handling.add(l, static_cast<double>(cumulative), "_count");
 }
 
 }  // namespace
@@ -166,7 +181,9 @@ std::string renderPrometheus(const std::vector<const WorkerStats*>& workers, con
     auto now = Endpoint::Clock::now();
     for (const auto& c : clusters->clusters()) {
       for (const auto& ep : c->endpoints()) {
-        Labels l = {{"cluster", c->name()}, {"endpoint", ep->describe()}};
+        // `endpoint` as configured (unique in its cluster, so two entries
+        // that resolve to one address stay two series), `address` as connected.
+        Labels l = {{"cluster", c->name()}, {"endpoint", ep->key()}, {"address", ep->describe()}};
         f.gateway("sluice_endpoint_healthy", "gauge",
                   "1 if the endpoint takes new calls (healthy, not ejected), as the first worker sees it.")
             .add(l, ep->available(now) ? 1 : 0);
@@ -245,6 +262,7 @@ std::string renderStatsText(const std::vector<const WorkerStats*>& workers, cons
       values[p + "upstream_cx_active"] += s.upstream_cx_active.value();
       values[p + "upstream_rq_total"] += s.upstream_rq_total.value();
       values[p + "upstream_rq_retry"] += s.upstream_rq_retry.value();
+      values[p + "upstream_rq_unsent"] += s.upstream_rq_unsent.value();
       values[p + "upstream_rq_reset"] += s.upstream_rq_reset.value();
       values[p + "upstream_rq_overflow"] += s.upstream_rq_overflow.value();
       values[p + "upstream_rq_retry_overflow"] += s.upstream_rq_retry_overflow.value();

@@ -144,19 +144,19 @@ FilterStatus ProxyFilter::onRequestHeaders(StreamContext& ctx) {
 void ProxyFilter::startAttempt() {
   if (ctx_.ended()) return;
   pushback_.reset();  // a hint is for the wait before this attempt only
+  // Every attempt counts, those that find no endpoint too (and use up one of
+  // the call's tries, or a call with no deadline would wait for one forever);
+  // the ones no backend saw are counted again in upstream_rq_unsent.
+  ++attempts_;
+  cluster_->stats().upstream_rq_total.inc();
+  if (attempts_ > 1) cluster_->stats().upstream_rq_retry.inc();
   auto chosen = cluster_->chooseEndpoint(ctx_.requestHeaders(), endpoint_.get());
   if (!chosen.isOk()) {
-    // Finding no endpoint uses up an attempt too, or a call with no deadline
-    // would wait for one forever.
-    ++attempts_;
     attemptFailed(chosen.status().code(), chosen.status().message(), false, Reach::Unsent);
     return;
   }
   endpoint_ = EndpointRef(chosen.value());
   outcome_recorded_ = false;
-  ++attempts_;
-  cluster_->stats().upstream_rq_total.inc();
-  if (attempts_ > 1) cluster_->stats().upstream_rq_retry.inc();
   ctx_.setUpstreamAttempts(attempts_);
   ctx_.setUpstreamAddress(endpoint_->describe());
   response_decoder_ = GrpcFrameDecoder(ctx_.maxMessageBytes());
@@ -253,6 +253,7 @@ void ProxyFilter::retireAttempt() {
 void ProxyFilter::attemptFailed(StatusCode code, const std::string& detail, bool endpoint_fault, Reach reach) {
   if (ctx_.ended()) return;
   if (endpoint_fault) recordOutcome(false);
+  if (reach == Reach::Unsent) cluster_->stats().upstream_rq_unsent.inc();
   const bool refused = reach == Reach::Refused;
   if (!refused) only_refusals_ = false;
   retireAttempt();

@@ -12,9 +12,11 @@
 
 #include <cstdio>
 #include <fstream>
+#include <limits>
 #include <optional>
 #include <regex>
 #include <set>
+#include <sstream>
 #include <thread>
 
 #include <grpcpp/health_check_service_interface.h>
@@ -22,6 +24,7 @@
 #include "test/support/admin_stats.h"
 #include "test/support/e2e_fixture.h"
 #include "test/support/http_client.h"
+#include "test/support/raw_h2_client.h"
 
 namespace sluice::test {
 namespace {
@@ -108,6 +111,107 @@ TEST_CASE("Prometheus output holds exactly the calls made and passes promtool", 
   auto stats = http(admin, "GET", "/stats");
   CHECK(stats.status == 200);
   CHECK_THAT(stats.body, Catch::Contains("cluster.echo.upstream_rq_total: 6"));
+}
+
+namespace {
+
+// The lines of `text` for `name`'s samples with `needle` in their labels, in order.
+std::vector<std::string> samplesOf(const std::string& text, const std::string& name, const std::string& needle) {
+  std::vector<std::string> out;
+  std::istringstream in(text);
+  for (std::string line; std::getline(in, line);) {
+    if (line.rfind(name, 0) == 0 && line.find(needle) != std::string::npos) out.push_back(line);
+  }
+  return out;
+}
+
+int serverStream(example::Echo::Stub& stub, int count) {
+  grpc::ClientContext ctx;
+  setTimeout(ctx, kCallTimeout);
+  EchoRequest req;
+  req.set_response_count(count);
+  auto reader = stub.ServerStream(&ctx, req);
+  EchoResponse resp;
+  int n = 0;
+  while (reader->Read(&resp)) ++n;
+  REQUIRE_OK(reader->Finish());
+  return n;
+}
+
+}  // namespace
+
+TEST_CASE("Prometheus: messages count as they pass, a method's type only widens, buckets in le order",
+          "[e2e][admin]") {
+  TestBackend backend("b");
+  auto config = withAdmin(catchAllConfig(backend.address()));
+  config["workers"] = 1;  // one worker's series, learned once
+  GatewayProcess gateway(config);
+  const std::string admin = gateway.adminAddress();
+  auto stub = example::Echo::NewStub(makeChannel(gateway.address()));
+  auto prometheus = [&] { return http(admin, "GET", "/stats/prometheus").body; };
+  const std::string stream_method = "grpc_method=\"ServerStream\"";
+
+  // A stream's messages show while it runs, not all at once when it ends.
+  REQUIRE(serverStream(*stub, 3) == 3);  // the path's series exists from here on
+  {
+    grpc::ClientContext ctx;
+    setTimeout(ctx, kCallTimeout);
+    EchoRequest req;
+    req.set_response_count(4);
+    req.set_response_interval_ms(500);
+    auto reader = stub->ServerStream(&ctx, req);
+    EchoResponse resp;
+    REQUIRE(reader->Read(&resp));
+    REQUIRE(reader->Read(&resp));
+    const std::string text = prometheus();
+    INFO(text);
+    CHECK(metric(text, "grpc_server_msg_sent_total", {stream_method}) >= 3 + 2);
+    CHECK(metric(text, "grpc_server_msg_received_total", {stream_method}) == 1 + 1);
+    ctx.TryCancel();
+    reader->Finish();
+  }
+
+  // Short answers of a streaming method leave it streaming: one series.
+  for (int count : {1, 3, 1, 1}) REQUIRE(serverStream(*stub, count) == count);
+  std::string text = prometheus();
+  INFO(text);
+  CHECK(metric(text, "grpc_server_started_total", {stream_method}) == 6);
+  // (The first call counted as "unknown": its type was learned from it.)
+  CHECK(metric(text, "grpc_server_started_total", {stream_method, "grpc_type=\"server_stream\""}) == 5);
+  CHECK(metric(text, "grpc_server_started_total", {stream_method, "grpc_type=\"unary\""}) == 0);
+  // The cancelled stream sent 2, or a third if the cancel came late.
+  CHECK(metric(text, "grpc_server_msg_sent_total", {stream_method}) >= 3 + 2 + 6);
+  CHECK(metric(text, "grpc_server_msg_sent_total", {stream_method}) <= 3 + 3 + 6);
+
+  // Each series' buckets by rising le, +Inf last, then its sum and its count
+  // (equal to +Inf).
+  const auto lines = samplesOf(text, "grpc_server_handling_seconds", "grpc_type=\"server_stream\"");
+  REQUIRE(lines.size() == 17 + 2);
+  double last_le = 0;
+  for (size_t i = 0; i < 17; ++i) {
+    INFO(lines[i]);
+    REQUIRE(lines[i].rfind("grpc_server_handling_seconds_bucket{", 0) == 0);
+    const size_t at = lines[i].find("le=\"") + 4;
+    const std::string le = lines[i].substr(at, lines[i].find('"', at) - at);
+    const double bound = le == "+Inf" ? std::numeric_limits<double>::infinity() : std::stod(le);
+    CHECK(bound > last_le);
+    CHECK((i == 16) == (le == "+Inf"));
+    last_le = bound;
+  }
+  CHECK(lines[17].rfind("grpc_server_handling_seconds_sum{", 0) == 0);
+  CHECK(lines[18].rfind("grpc_server_handling_seconds_count{", 0) == 0);
+  CHECK(lines[18].substr(lines[18].rfind(' ')) == lines[16].substr(lines[16].rfind(' ')));
+
+  // Requests turned away with an HTTP error count as local replies (bad_request).
+  RawH2Client raw("127.0.0.1", gateway.port());
+  RawRequest get = RawRequest::grpc("/sluice.example.Echo/Unary");
+  get.method = "GET";
+  CHECK(raw.request(get).status == 405);
+  RawRequest text_plain = RawRequest::grpc("/sluice.example.Echo/Unary");
+  text_plain.headers = {{"content-type", "text/plain"}};
+  CHECK(raw.request(text_plain).status == 415);
+  CHECK(metric(prometheus(), "sluice_local_replies_total", {"reason=\"bad_request\""}) == 2);
+  checkWithPromtool(prometheus(), gateway.logPath() + ".prom");
 }
 
 TEST_CASE("calls to ever new method names keep the per-method metrics bounded", "[e2e][admin]") {
@@ -312,7 +416,7 @@ TEST_CASE("bad admin requests get HTTP errors and gRPC traffic goes on", "[e2e][
   CHECK(http(admin, "GET", "/nope").status == 404);
   auto wrong = http(admin, "POST", "/stats");
   CHECK(wrong.status == 405);
-  CHECK_THAT(wrong.headers, Catch::Contains("allow: GET"));
+  CHECK_THAT(wrong.headers, Catch::Contains("allow: GET, HEAD"));
   CHECK(http(admin, "GET", "/drain").status == 405);
   CHECK(httpRaw(admin, "GET /stats HTTP/1.1\r\nx-big: " + std::string(64 * 1024, 'a') + "\r\n\r\n").status == 431);
   CHECK(httpRaw(admin, "NOT HTTP AT ALL\r\n\r\n").status == 400);

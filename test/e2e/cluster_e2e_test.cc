@@ -654,9 +654,11 @@ TEST_CASE("a backend shutting down gracefully (GOAWAY) loses none of its open st
       }
     });
   }
-  std::this_thread::sleep_for(std::chrono::milliseconds(100));
+  // Every stream has reached a backend: one arriving at b while it shuts
+  // down would be CANCELLED by grpc++, which this route does not retry.
+  REQUIRE(waitFor([&] { return a.stats().calls.load() + b.stats().calls.load() == kStreams; }, std::chrono::seconds(5)));
   // grpc++ Shutdown sends GOAWAY and lets calls run until the grace deadline:
-  // 3 s, ample for streams of 320 ms that a slow machine started late.
+  // 3 s, ample for streams of 320 ms.
   b.stop(std::chrono::seconds(3));
   for (auto& t : threads) t.join();
   for (const auto& p : problems) CHECK(p.empty());
@@ -737,8 +739,11 @@ void checkBackedOff(BadBackend& bad) {
     REQUIRE_STATUS(s, grpc::StatusCode::UNAVAILABLE);
     if (s.error_message().find("reconnect backoff") != std::string::npos) backed_off++;
   }
-  CHECK(backed_off >= 3);
-  CHECK(bad.accepted() <= 2);
+  // How many land in a backoff window depends on how fast the machine runs
+  // the calls; that each one that did made no connection does not.
+  CHECK(backed_off >= 1);
+  INFO(backed_off << " backed off");
+  CHECK(waitFor([&] { return bad.accepted() == 5 - backed_off; }, std::chrono::seconds(2)));
 }
 
 TEST_CASE("backends that do not speak HTTP/2 fail their calls clearly, others keep serving", "[e2e][cluster]") {
@@ -1197,7 +1202,10 @@ TEST_CASE("a restarted backend passes its next health check, whatever the reconn
       },
       std::chrono::seconds(5));
   CHECK(back);
-  CHECK(std::chrono::steady_clock::now() - restarted < std::chrono::milliseconds(800));
+  // Without the health check ending the backoff, calls would wait out the
+  // rest of it: seconds. A check needs a new connection and handshake to a
+  // freshly started server, which a loaded machine may not finish in 100 ms.
+  CHECK(std::chrono::steady_clock::now() - restarted < std::chrono::milliseconds(2500));
 }
 
 TEST_CASE("a healthy report from the checking worker ends the other workers' reconnect backoff", "[e2e][cluster]") {
@@ -1250,12 +1258,12 @@ TEST_CASE("a reload keeps what the gateway knew of endpoint health, and the old 
   nlohmann::json c = {{"name", "pair"},
                       {"endpoints", {a.address(), silent.address()}},
                       {"connect_timeout_ms", 3000},
-                      {"health_check", {{"interval_ms", 100}, {"timeout_ms", 80}, {"unhealthy_threshold", 2}}}};
+                      {"health_check", {{"interval_ms", 200}, {"timeout_ms", 190}, {"unhealthy_threshold", 3}}}};
   auto config = configWith(c);
   config["workers"] = 1;
   GatewayProcess gateway(config);
   auto stub = example::Echo::NewStub(makeChannel(gateway.address()));
-  REQUIRE(waitFor([&] { return logCount(gateway, silent.address() + " is unhealthy") == 1; }, std::chrono::seconds(3)));
+  REQUIRE(waitFor([&] { return logCount(gateway, silent.address() + " is unhealthy") == 1; }, std::chrono::seconds(5)));
   // A call that keeps the old config's generation alive across the reload.
   std::thread held([&] { CHECK(unary(*stub, 2500).ok()); });
   std::this_thread::sleep_for(std::chrono::milliseconds(200));
@@ -1275,7 +1283,7 @@ TEST_CASE("a reload keeps what the gateway knew of endpoint health, and the old 
     CHECK(stub->Unary(&ctx, EchoRequest(), &resp).ok());
   }
   // Only the new config checks it (about one failed check a second, each
-  // waiting 900 ms; the old config's checks, had they gone on, fail ten a
+  // waiting 900 ms; the old config's checks, had they gone on, fail five a
   // second).
   const std::string failed = "health check of " + silent.address() + " failed";
   const size_t before = logCount(gateway, failed);

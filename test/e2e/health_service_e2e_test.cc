@@ -14,8 +14,11 @@ using namespace std::chrono_literals;
 
 nlohmann::json healthConfig(const std::string& backend) {
   nlohmann::json config = catchAllConfig(backend);
+  // Three misses in a row: one check slower than 100 ms on a loaded machine
+  // must not flip the service. A stopped backend refuses at once, so it is
+  // still seen within about 300 ms.
   config["clusters"][0]["health_check"] = {
-      {"interval_ms", 100}, {"timeout_ms", 100}, {"unhealthy_threshold", 1}, {"healthy_threshold", 1}};
+      {"interval_ms", 100}, {"timeout_ms", 100}, {"unhealthy_threshold", 3}, {"healthy_threshold", 1}};
   config["listeners"][0]["health_service"] = {{"services", {{"sluice.example.Echo", {"echo"}}}}};
   return config;
 }

@@ -67,6 +67,7 @@ TEST_CASE("an attempt that fails before the pool returns it is retried, then ans
   auto stats = readStats(gateway.adminAddress());
   CHECK(statValue(stats, "cluster.void.upstream_rq_retry") == 3);
   CHECK(statValue(stats, "cluster.void.upstream_rq_total") == 6);
+  CHECK(statValue(stats, "cluster.void.upstream_rq_unsent") == 6);  // none got past the connect
 }
 
 TEST_CASE("a cluster with no endpoint to try answers UNAVAILABLE once the retries are used up", "[e2e][retry]") {
@@ -74,12 +75,15 @@ TEST_CASE("a cluster with no endpoint to try answers UNAVAILABLE once the retrie
   nlohmann::json c = cluster("gone", {gone.address()});
   c["health_check"] = {{"interval_ms", 100}, {"timeout_ms", 100}, {"unhealthy_threshold", 1}};
   c["panic_threshold_percent"] = 0;  // else its one endpoint is tried anyway, in panic
-  GatewayProcess gateway(retryConfig(c, {{"retry_on", {"UNAVAILABLE"}}, {"num_retries", 2}}));
+  auto config = retryConfig(c, {{"retry_on", {"UNAVAILABLE"}}, {"num_retries", 2}});
+  config["admin"] = {{"address", "127.0.0.1:0"}};
+  GatewayProcess gateway(config);
   auto stub = example::Echo::NewStub(makeChannel(gateway.address()));
   // Until the first health check fails the calls try (and fail) to connect;
   // after it, no endpoint can be chosen at all.
   bool saw_no_endpoint = false;
-  for (auto until = Clock::now() + 5s; !saw_no_endpoint && Clock::now() < until;) {
+  int calls = 0;
+  for (auto until = Clock::now() + 5s; !saw_no_endpoint && Clock::now() < until; ++calls) {
     auto start = Clock::now();
     auto s = unaryCall(*stub, 5s);
     INFO(describe(s));
@@ -89,6 +93,11 @@ TEST_CASE("a cluster with no endpoint to try answers UNAVAILABLE once the retrie
     saw_no_endpoint = s.error_message().find("no healthy endpoint") != std::string::npos;
   }
   CHECK(saw_no_endpoint);
+  // Every attempt counts, those that found no endpoint too; none reached a backend.
+  auto stats = readStats(gateway.adminAddress());
+  CHECK(statValue(stats, "cluster.gone.upstream_rq_total") == 3 * calls);
+  CHECK(statValue(stats, "cluster.gone.upstream_rq_retry") == 2 * calls);
+  CHECK(statValue(stats, "cluster.gone.upstream_rq_unsent") == 3 * calls);
 }
 
 TEST_CASE("a streamed request that outgrows the replay buffer while waiting to retry is not cut short",
