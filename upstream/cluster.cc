@@ -130,12 +130,12 @@ StatusOr<Endpoint*> Cluster::chooseEndpoint(const HeaderMap& request_headers, co
       if (usable(*ep)) candidates_.push_back(ep.get());
     }
   }
-  if (panic) stats_.lb_healthy_panic.inc();
   if (candidates_.empty()) {
     return Status(StatusCode::Unavailable,
                   fmt::format("no healthy endpoint in cluster '{}' ({} endpoint(s), all unhealthy or ejected)",
                               config_.name, endpoints_.size()));
   }
+  if (panic) stats_.lb_healthy_panic.inc();  // an endpoint chosen in panic
   const std::string* key = config_.hash_header.empty() ? nullptr : request_headers.get(config_.hash_header);
   return lb_->pick(candidates_, key);
 }
@@ -240,9 +240,10 @@ void Cluster::onResolved(Endpoint& endpoint, const std::vector<SocketAddress>& a
   // An address still answered is kept: a resolver that rotates its answers
   // must not move the endpoint's new connections on every refresh.
   if (std::find(addresses.begin(), addresses.end(), endpoint.address()) != addresses.end()) return;
-  // New connections only: open streams are never dropped.
+  // Open streams are never dropped: they finish on the old connections,
+  // which take no new ones.
   spdlog::info("cluster '{}': {} now resolves to {}", config_.name, endpoint.host(), addresses.front().toString());
-  endpoint.setAddress(addresses.front());
+  endpoint.moveTo(addresses.front());
 }
 
 void Cluster::onResolvedAll(const EndpointConfig& config, const std::vector<SocketAddress>& addresses) {

@@ -112,16 +112,30 @@ Status ConnectionPool::canOpenConnection(bool counted, bool record_overflow) {
 }
 
 Status ConnectionPool::refusesStreams() const {
-  // Known only while a connection that heard it is open: once they have all
-  // closed, the next call tries again.
-  if (advertised_stream_limit_ != 0u) return Status::ok();
+  // Only while every connection that heard the backend's SETTINGS and still
+  // takes calls says 0: one that allows any keeps the endpoint open (it may
+  // have room, or a new connection may), and once they have all closed or
+  // drained, the next call tries again.
+  bool heard_zero = false;
   for (const auto& conn : connections_) {
-    if (conn->ready()) {
-      return {StatusCode::Unavailable, fmt::format("endpoint {} takes no calls now: its backend advertises "
-                                                   "SETTINGS_MAX_CONCURRENT_STREAMS 0", endpoint_.describe())};
-    }
+    const std::optional<uint32_t> limit = conn->openStreamLimit();
+    if (!limit) continue;
+    if (*limit != 0) return Status::ok();
+    heard_zero = true;
   }
-  return Status::ok();
+  if (!heard_zero) return Status::ok();
+  return {StatusCode::Unavailable, fmt::format("endpoint {} takes no calls now: its backend advertises "
+                                               "SETTINGS_MAX_CONCURRENT_STREAMS 0", endpoint_.describe())};
+}
+
+void ConnectionPool::onAddressChanged() {
+  // Another backend now: the old one's connections take no new calls and
+  // close as theirs end, and what was learned of it (its connect failures,
+  // its stream limit) says nothing of the new one.
+  for (auto& conn : connections_) conn->retire();
+  connect_failures_ = 0;
+  backoff_until_ = {};
+  advertised_stream_limit_.reset();
 }
 
 void ConnectionPool::onConnectFailed() {

@@ -58,6 +58,8 @@ class ConnectionPool {
     backoff_until_ = old.backoff_until_;
   }
 
+  // The endpoint's host name now resolves elsewhere (dns_addresses "first").
+  void onAddressChanged();
   // Gateway shutdown: close every connection.
   void closeAll();
   // The endpoint was removed: every connection closes once its calls end,
@@ -73,8 +75,8 @@ class ConnectionPool {
   // Why no new connection may be opened now (reconnect backoff, circuit
   // breakers), or ok; `record_overflow` counts a breaker in upstream_rq_overflow.
   Status canOpenConnection(bool counted, bool record_overflow);
-  // UNAVAILABLE while a connection that heard the backend's SETTINGS says it
-  // takes no streams at all (SETTINGS_MAX_CONCURRENT_STREAMS 0).
+  // UNAVAILABLE while the connections that heard the backend's SETTINGS say
+  // it takes no streams at all (SETTINGS_MAX_CONCURRENT_STREAMS 0).
   Status refusesStreams() const;
   Dispatcher& dispatcher_;
   Endpoint& endpoint_;

@@ -58,6 +58,17 @@ void Endpoint::recordCallResult(bool success) {
 
 void Endpoint::stopHealthChecks() { health_checker_.reset(); }
 
+void Endpoint::moveTo(const SocketAddress& address) {
+  setAddress(address);
+  // Another backend: healthy until a check says otherwise (as every endpoint
+  // starts), not ejected for what the old one did.
+  active_healthy_ = true;
+  ejected_until_ = {};
+  ejections_ = 0;
+  consecutive_failures_ = 0;
+  pool_->onAddressChanged();
+}
+
 void Endpoint::onHealthReport(bool healthy) {
   active_healthy_ = healthy;
   last_health_report_ = Clock::now();

@@ -50,6 +50,9 @@ class Endpoint final : public DeferredDeletable {
     address_ = address;
     address_text_ = address.toString();
   }
+  // A refresh found its host name elsewhere: new calls and health checks go
+  // to the new address, calls open on the old one finish there.
+  void moveTo(const SocketAddress& address);
   const std::string& host() const { return config_.host; }
   std::string configKey() const { return config_.key(); }
   uint32_t weight() const { return config_.weight; }

@@ -40,6 +40,8 @@ UpstreamConnection::UpstreamConnection(Dispatcher& dispatcher, ConnectionPool& p
       dispatcher_(dispatcher),
       pool_(pool),
       id_(id),
+      address_(pool.endpoint().address()),
+      address_text_(pool.endpoint().describe()),
       checks_only_(checks_only),
       socket_(dispatcher, *this),
       session_(Http2Session::Side::Client, *this, clientSettings(pool.cluster().config())),
@@ -52,12 +54,15 @@ UpstreamConnection::UpstreamConnection(Dispatcher& dispatcher, ConnectionPool& p
 
 UpstreamConnection::~UpstreamConnection() { close("connection destroyed"); }
 
-std::string UpstreamConnection::describe() const {
-  return fmt::format("endpoint {}", pool_.endpoint().describe());
+std::string UpstreamConnection::describe() const { return "endpoint " + address_text_; }
+
+std::optional<uint32_t> UpstreamConnection::openStreamLimit() const {
+  if (!settings_received_ || draining_ || closed_) return std::nullopt;
+  return session_.remoteMaxConcurrentStreams();
 }
 
 void UpstreamConnection::connect() {
-  int rv = socket_.connect(pool_.endpoint().address());
+  int rv = socket_.connect(address_);
   if (rv != 0) {
     fail(fmt::format("connect to {} failed: {}", describe(), uvErrorText(rv)));
     return;
@@ -109,7 +114,10 @@ void UpstreamConnection::onPingAck(uint64_t) { timers_.onPingAck(); }
 void UpstreamConnection::onRemoteSettings() {
   // Every SETTINGS, not only the first: a backend may change its limit.
   pool_.onStreamLimitAdvertised(session_.remoteMaxConcurrentStreams());
-  if (settings_received_) return;
+  if (settings_received_) {
+    moveUnsentPastLimit();
+    return;
+  }
   settings_received_ = true;
   if (connect_timer_) connect_timer_->disable();
   pool_.onConnectSucceeded();
@@ -128,6 +136,38 @@ void UpstreamConnection::onRemoteSettings() {
     } else {
       rehome(*s, limit);
     }
+  }
+  scheduleFlush();
+}
+
+void UpstreamConnection::moveUnsentPastLimit() {
+  // Requests given to nghttp2 whose HEADERS have not gone out yet (submitted
+  // in this loop turn, or queued behind a backed-up socket) wait in nghttp2
+  // for a free stream; with the limit lowered (to 0: for ever) they would
+  // wait on calls that may never end. Those past it move to another
+  // connection, the earliest kept in their turn.
+  const uint32_t limit = streamLimit();
+  uint32_t sent = 0;
+  std::vector<UpstreamStream*> unsent;
+  for (const auto& [stream, counted] : streams_) {
+    if (stream->streamId() <= 0) continue;
+    if (session_.streamOpen(stream->streamId())) {
+      ++sent;
+    } else {
+      unsent.push_back(stream);
+    }
+  }
+  if (sent + unsent.size() <= limit) return;
+  std::sort(unsent.begin(), unsent.end(),
+            [](const UpstreamStream* a, const UpstreamStream* b) { return a->streamId() < b->streamId(); });
+  const size_t keep = limit > sent ? limit - sent : 0;
+  for (size_t i = keep; i < unsent.size(); ++i) {
+    UpstreamStream& stream = *unsent[i];
+    // Cancels the queued HEADERS (nghttp2 drops them unsent) and forgets the id.
+    session_.detach(stream.streamId());
+    session_.resetStream(stream.streamId(), NGHTTP2_REFUSED_STREAM);
+    stream.onSubmitted(0);
+    rehome(stream, limit);
   }
   scheduleFlush();
 }

@@ -15,6 +15,7 @@
 
 #include <cstdint>
 #include <memory>
+#include <optional>
 #include <string>
 #include <unordered_map>
 #include <vector>
@@ -63,6 +64,9 @@ class UpstreamConnection final : public Http2SessionOwner,
   bool backedUp() const;
   // The backend's SETTINGS arrived: streams added now are opened at once.
   bool ready() const { return settings_received_; }
+  // What its backend last advertised as SETTINGS_MAX_CONCURRENT_STREAMS,
+  // while it is ready and still takes new streams (not draining or closed).
+  std::optional<uint32_t> openStreamLimit() const;
   bool checksOnly() const { return checks_only_; }
   size_t activeStreams() const { return streams_.size(); }
   // Takes no new streams and closes once the ones it carries end (its
@@ -98,6 +102,9 @@ class UpstreamConnection final : public Http2SessionOwner,
   uint32_t streamLimit() const;
   // A pending stream the backend has no room for here goes back to the pool.
   void rehome(UpstreamStream& stream, uint32_t limit);
+  // A later SETTINGS lowered the limit: submitted streams not yet sent past
+  // it go back to the pool.
+  void moveUnsentPastLimit();
   // Stops tracking `stream` and updates the counters; false if it was not ours.
   bool release(UpstreamStream& stream);
   std::string describe() const;
@@ -105,6 +112,10 @@ class UpstreamConnection final : public Http2SessionOwner,
   Dispatcher& dispatcher_;
   ConnectionPool& pool_;
   uint64_t id_;
+  // Where it connects: its endpoint's address when it was opened (a host
+  // name's endpoint may move on; this connection does not).
+  SocketAddress address_;
+  std::string address_text_;
   bool checks_only_;
   TcpSocket socket_;
   Http2Session session_;

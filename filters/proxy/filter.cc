@@ -40,6 +40,21 @@ void replaceInvalidGrpcStatus(HeaderMap& trailers, const std::string& raw, const
   trailers.set("grpc-message", grpc_headers::percentEncode(text));
 }
 
+// A backend's grpc-status unless it is one valid code: the raw value(s), to
+// quote. Sent twice ("0", then "13"), clients differ in which they take, and
+// the gateway would have recorded the first: it goes on as UNKNOWN, like any
+// value that is not a code.
+std::optional<std::string> invalidGrpcStatus(const HeaderMap& headers, const std::string& first) {
+  size_t count = 0;
+  std::string all;
+  for (const auto& h : headers) {
+    if (h.name != "grpc-status") continue;
+    all += (count++ == 0 ? "" : ", ") + h.value;
+  }
+  if (count == 1 && grpc_headers::isValidGrpcStatus(first)) return std::nullopt;
+  return all;
+}
+
 // What the proxy checks in a backend's response headers, found in one pass.
 struct ResponseHeadersSeen {
   const std::string* content_type = nullptr;
@@ -413,14 +428,13 @@ void ProxyFilter::onUpstreamHeaders(HeaderMap&& headers, bool end_stream) {
     // content-type whatever the backend's were (a 503 with grpc-status).
     ctx_.responseHeaders().addCopy(":status", "200");
     ctx_.responseHeaders().addCopy("content-type", "application/grpc");
-    const bool valid_status = grpc_headers::isValidGrpcStatus(*grpc_status);
-    std::string raw_status = valid_status ? std::string() : *grpc_status;
+    const std::optional<std::string> invalid_status = invalidGrpcStatus(headers, *grpc_status);
     for (auto& h : headers.release()) {
       if (h.name != ":status" && h.name != "content-type" && h.name != "content-length") {
         ctx_.responseTrailers().add(std::move(h.name), std::move(h.value));
       }
     }
-    if (!valid_status) replaceInvalidGrpcStatus(ctx_.responseTrailers(), raw_status, endpoint_->describe());
+    if (invalid_status) replaceInvalidGrpcStatus(ctx_.responseTrailers(), *invalid_status, endpoint_->describe());
     ctx_.encodeResponseTrailers();
     return;
   }
@@ -518,10 +532,11 @@ void ProxyFilter::onUpstreamEnd(HeaderMap&& trailers) {
                      fmt::format("{} ended the call without grpc-status", endpoint_->describe()));
     return;
   }
-  recordOutcome(grpc_headers::parseGrpcStatus(*grpc_status) != StatusCode::Unavailable);
-  if (!grpc_headers::isValidGrpcStatus(*grpc_status)) {
-    const std::string raw = *grpc_status;
-    replaceInvalidGrpcStatus(trailers, raw, endpoint_->describe());
+  if (const std::optional<std::string> invalid = invalidGrpcStatus(trailers, *grpc_status)) {
+    recordOutcome(true);  // UNKNOWN, as the client reads it: not an endpoint's failure to serve
+    replaceInvalidGrpcStatus(trailers, *invalid, endpoint_->describe());
+  } else {
+    recordOutcome(grpc_headers::parseGrpcStatus(*grpc_status) != StatusCode::Unavailable);
   }
   ctx_.responseTrailers().append(std::move(trailers));
   ctx_.encodeResponseTrailers();

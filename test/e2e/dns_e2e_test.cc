@@ -216,6 +216,43 @@ TEST_CASE("dns_addresses first: one endpoint, kept on its address while the answ
   CHECK(gateway.stop() == 0);
 }
 
+TEST_CASE("dns_addresses first: a name that moves takes new calls and checks along, open calls finish where they are",
+          "[e2e][cluster][dns]") {
+  TwoAddresses backends;
+  auto& [a, b, resolver, options] = backends;
+  // Health checks every 100 ms: each is a stream on the endpoint's
+  // connection, which kept the old one in use for ever.
+  GatewayProcess gateway(
+      namedClusterConfig(a.port(), "first", {{"health_check", {{"interval_ms", 100}, {"timeout_ms", 90}}}}),
+      options);
+  auto stub = example::Echo::NewStub(makeChannel(gateway.address()));
+  CHECK(spread(*stub, 3) == std::map<std::string, int>{{"a", 3}});
+  SlowStream held(*stub, 4, 400);
+  REQUIRE(waitFor([&] { return a.stats().active == 1; }, std::chrono::seconds(5)));
+
+  // The name moves while a backend still answers at the old address (a
+  // blue/green cut-over): new calls go to the new one at once, though the
+  // old connection is busy and its backend healthy.
+  resolver.answer(kName, "127.0.0.2", 0);
+  REQUIRE(waitFor([&] { return gateway.logs().find("now resolves to 127.0.0.2") != std::string::npos; },
+                  std::chrono::seconds(5)));
+  CHECK(spread(*stub, 6) == std::map<std::string, int>{{"b", 6}});
+  CHECK(listedEndpoints(gateway) ==
+        std::map<std::string, std::string>{{"127.0.0.2:" + std::to_string(a.port()), "healthy"}});
+  int responses = 0;
+  grpc::Status status;
+  CHECK(held.finish(responses, status) == "a");
+  CHECK(status.ok());
+  CHECK(responses == 4);
+  // The old address's connection closed once its call ended: stopping its
+  // backend now touches nothing (checks and calls are on the new one).
+  a.stop();
+  std::this_thread::sleep_for(std::chrono::milliseconds(400));
+  CHECK(listedEndpoints(gateway) ==
+        std::map<std::string, std::string>{{"127.0.0.2:" + std::to_string(a.port()), "healthy"}});
+  CHECK(spread(*stub, 3) == std::map<std::string, int>{{"b", 3}});
+}
+
 TEST_CASE("dns_addresses all: an address the cluster already has is not a second endpoint", "[e2e][cluster][dns]") {
   TwoAddresses backends;
   auto& [a, b, resolver, options] = backends;

@@ -72,6 +72,8 @@ constexpr const char* kDripPath = "/slow.Big/Drip";
 // grpc-status "99"; content-type text/html; the message's compressed flag
 // set with no grpc-encoding.
 constexpr const char* kStatus99Path = "/odd.Answer/Status99";
+// Answered as kUnaryPath is, with two grpc-status fields in its trailers: "0" and "13".
+constexpr const char* kTwoStatusesPath = "/odd.Answer/TwoStatuses";
 constexpr const char* kHtmlPath = "/odd.Answer/Html";
 constexpr const char* kCompressedPath = "/odd.Answer/Compressed";
 // A trailers-only answer with :status 503, content-type text/plain and
@@ -122,6 +124,9 @@ class FrameCountingBackend {
     // Grant the largest windows HTTP/2 has (stream and connection), so the
     // gateway can send whatever it has until the socket stops it.
     bool largest_windows = false;
+    // A second SETTINGS sent with the first, in the same write, advertising
+    // this SETTINGS_MAX_CONCURRENT_STREAMS (a backend that changes its mind).
+    std::optional<uint32_t> then_max_concurrent_streams;
   };
 
   FrameCountingBackend() : FrameCountingBackend(Options{}) {}
@@ -147,6 +152,12 @@ class FrameCountingBackend {
   // ones are read): the gateway's writes back up in the kernel, then in its
   // own buffers.
   void pauseReading(bool paused) { paused_below_ = paused ? connections_.load() : 0; }
+  // A SETTINGS advertising SETTINGS_MAX_CONCURRENT_STREAMS `n` on the
+  // connection accepted `ordinal`-th (from 0) only.
+  void advertiseStreamLimitOn(int ordinal, uint32_t n) {
+    std::lock_guard<std::mutex> lock(mutex_);
+    limit_changes_.emplace_back(ordinal, n);
+  }
   // Each connection holding a kServerStreamPath call gets one PUSH_PROMISE
   // on it (raw bytes: nghttp2 will not send one to a peer that disabled push).
   void pushPromise() { push_requested_ = true; }
@@ -248,8 +259,10 @@ class FrameCountingBackend {
     } else if (s.sent == s.response.size() && s.path != kDripPath) {
       *flags |= NGHTTP2_DATA_FLAG_EOF | NGHTTP2_DATA_FLAG_NO_END_STREAM;
       // Trailers go after the DATA: submitted once the provider has given its last byte.
-      nghttp2_nv trailers[] = {header("grpc-status", s.path == kStatus99Path ? "99" : "0")};
-      if (nghttp2_submit_trailer(c.session, id, trailers, 1) != 0) return NGHTTP2_ERR_CALLBACK_FAILURE;
+      nghttp2_nv trailers[] = {header("grpc-status", s.path == kStatus99Path ? "99" : "0"),
+                               header("grpc-status", "13")};
+      const size_t fields = s.path == kTwoStatusesPath ? 2 : 1;
+      if (nghttp2_submit_trailer(c.session, id, trailers, fields) != 0) return NGHTTP2_ERR_CALLBACK_FAILURE;
       unary_answered_++;
     }
     return static_cast<ssize_t>(n);
@@ -262,7 +275,8 @@ class FrameCountingBackend {
     Stream& s = it->second;
     nghttp2_nv head[] = {header(":status", "200"), header("content-type", "application/grpc")};
     if (s.path == kUnaryPath || s.path == kEarlyHintsPath || s.path == kNearLimitHeadersPath ||
-        s.path == kStatus99Path || s.path == kHtmlPath || s.path == kCompressedPath || s.path == kLengthThenResetPath) {
+        s.path == kStatus99Path || s.path == kTwoStatusesPath || s.path == kHtmlPath || s.path == kCompressedPath ||
+        s.path == kLengthThenResetPath) {
       if (s.path == kEarlyHintsPath) {
         nghttp2_nv hints[] = {header(":status", "103"), header("link", "</style.css>; rel=preload")};
         nghttp2_submit_headers(c.session, NGHTTP2_FLAG_NONE, id, nullptr, hints, 2, nullptr);
@@ -348,19 +362,19 @@ class FrameCountingBackend {
 
   static nghttp2_session_callbacks* callbacks();
 
-  // Sends everything nghttp2 has queued; false when the connection is done.
+  // Sends everything nghttp2 has queued, in one write (frames queued
+  // together arrive together); false when the connection is done.
   static bool flush(Connection& c) {
     const uint8_t* out;
     ssize_t n;
-    while ((n = nghttp2_session_mem_send(c.session, &out)) > 0) {
-      size_t off = 0;
-      while (off < static_cast<size_t>(n)) {
-        pollfd p{c.fd, POLLOUT, 0};
-        if (::poll(&p, 1, 100) <= 0) return false;
-        ssize_t w = ::send(c.fd, out + off, static_cast<size_t>(n) - off, MSG_NOSIGNAL);
-        if (w <= 0) return false;
-        off += static_cast<size_t>(w);
-      }
+    std::string pending;
+    while ((n = nghttp2_session_mem_send(c.session, &out)) > 0) pending.append(reinterpret_cast<const char*>(out), n);
+    for (size_t off = 0; off < pending.size();) {
+      pollfd p{c.fd, POLLOUT, 0};
+      if (::poll(&p, 1, 100) <= 0) return false;
+      ssize_t w = ::send(c.fd, pending.data() + off, pending.size() - off, MSG_NOSIGNAL);
+      if (w <= 0) return false;
+      off += static_cast<size_t>(w);
     }
     return n == 0 && (nghttp2_session_want_read(c.session) || nghttp2_session_want_write(c.session));
   }
@@ -402,6 +416,25 @@ class FrameCountingBackend {
       nghttp2_session_set_local_window_size(c.session, NGHTTP2_FLAG_NONE, 0, NGHTTP2_MAX_WINDOW_SIZE);
     }
     nghttp2_submit_settings(c.session, NGHTTP2_FLAG_NONE, settings.data(), settings.size());
+    if (options_.then_max_concurrent_streams) {
+      nghttp2_settings_entry then{NGHTTP2_SETTINGS_MAX_CONCURRENT_STREAMS, *options_.then_max_concurrent_streams};
+      nghttp2_submit_settings(c.session, NGHTTP2_FLAG_NONE, &then, 1);
+    }
+  }
+
+  void sendLimitChanges() {
+    std::vector<std::pair<int, uint32_t>> changes;
+    {
+      std::lock_guard<std::mutex> lock(mutex_);
+      changes.swap(limit_changes_);
+    }
+    for (const auto& [ordinal, n] : changes) {
+      for (auto& c : conns_) {
+        if (c->ordinal != ordinal) continue;
+        nghttp2_settings_entry entry{NGHTTP2_SETTINGS_MAX_CONCURRENT_STREAMS, n};
+        nghttp2_submit_settings(c->session, NGHTTP2_FLAG_NONE, &entry, 1);
+      }
+    }
   }
 
   // A PUSH_PROMISE for stream 2 on every held kServerStreamPath stream; its
@@ -445,6 +478,7 @@ class FrameCountingBackend {
       if (const int n = goaway_flood_.exchange(0); n > 0) {
         for (auto& c : conns_) sendGoaways(*c, n);
       }
+      sendLimitChanges();
       for (auto it = conns_.begin(); it != conns_.end();) {
         sendSettingsWhenDue(**it);
         if (flush(**it)) {
@@ -506,6 +540,7 @@ class FrameCountingBackend {
   std::vector<uint32_t> rst_codes_;
   std::vector<std::vector<std::pair<std::string, std::string>>> request_headers_;
   std::optional<uint32_t> max_concurrent_streams_;  // under mutex_
+  std::vector<std::pair<int, uint32_t>> limit_changes_;  // under mutex_: (connection ordinal, limit)
   std::vector<std::unique_ptr<Connection>> conns_;  // the serving thread's alone
   std::thread thread_;
 };
@@ -764,6 +799,12 @@ TEST_CASE("a backend's answer that breaks gRPC's rules reaches the client as a s
     INFO(describe(status));
     CHECK(status.error_code() == grpc::StatusCode::UNKNOWN);
     CHECK_THAT(status.error_message(), Catch::Contains("invalid grpc-status \"99\""));
+  }
+  SECTION("two grpc-status fields are UNKNOWN, naming both: clients differ in which they would read") {
+    const grpc::Status status = call(kTwoStatusesPath);
+    INFO(describe(status));
+    CHECK(status.error_code() == grpc::StatusCode::UNKNOWN);
+    CHECK_THAT(status.error_message(), Catch::Contains("invalid grpc-status \"0, 13\""));
   }
   SECTION("a response that is not gRPC (content-type text/html) is UNKNOWN before its headers go out") {
     const grpc::Status status = call(kHtmlPath);
@@ -1029,6 +1070,71 @@ TEST_CASE("health checks past max_connections keep a connection of their own tha
   }
   held->TryCancel();
   held_reader->Finish();
+}
+
+TEST_CASE("calls handed to a connection whose backend then allows no streams move on instead of hanging",
+          "[e2e][upstream]") {
+  // SETTINGS allowing 100 streams and, in the same write, one allowing 0:
+  // the calls waiting for the first are opened on it, and their HEADERS are
+  // still unsent when the second arrives. nghttp2 would hold them for a free
+  // stream that never comes.
+  FrameCountingBackend::Options options;
+  options.max_concurrent_streams = 100;
+  options.then_max_concurrent_streams = 0;
+  options.settings_delay = 300ms;
+  FrameCountingBackend backend(options);
+  GatewayProcess gateway(singleConnectionConfig(backend.address()));
+  auto channel = makeConnectedChannel(gateway.address());
+  std::vector<std::thread> calls;
+  std::vector<TimedStatus> results(3);
+  for (size_t i = 0; i < results.size(); ++i) {
+    calls.emplace_back([&, i] { results[i] = timedUnary(*channel, kUnaryPath, 10s); });
+  }
+  for (auto& t : calls) t.join();
+  for (size_t i = 0; i < results.size(); ++i) {
+    INFO("call " << i << ": " << describe(results[i].status));
+    CHECK(results[i].status.error_code() == grpc::StatusCode::UNAVAILABLE);
+    CHECK_THAT(results[i].status.error_message(), Catch::Contains("0 concurrent streams"));
+    CHECK(results[i].took < 3s);
+  }
+  CHECK(backend.unaryAnswered() == 0);
+}
+
+TEST_CASE("one connection whose backend allows no more streams leaves the endpoint's other connections open",
+          "[e2e][upstream]") {
+  FrameCountingBackend backend;
+  auto config = singleConnectionConfig(backend.address());
+  config["clusters"][0]["connections_per_endpoint"] = 2;
+  GatewayProcess gateway(config);
+  auto channel = makeConnectedChannel(gateway.address());
+  auto stub = example::Echo::NewStub(channel);
+  // One held stream on each of two connections.
+  std::vector<std::unique_ptr<grpc::ClientContext>> contexts;
+  std::vector<std::unique_ptr<grpc::ClientReader<EchoResponse>>> readers;
+  for (int i = 0; i < 2; ++i) {
+    contexts.push_back(std::make_unique<grpc::ClientContext>());
+    setTimeout(*contexts.back(), kCallTimeout);
+    readers.push_back(stub->ServerStream(contexts.back().get(), EchoRequest()));
+    REQUIRE(waitFor([&] { return backend.streamsHeld() == i + 1; }, 5s));
+  }
+  REQUIRE(backend.connections() == 2);
+  // The first connection's backend now allows none: the second still has
+  // room, and new calls take it (the whole endpoint was refused, "takes no
+  // calls now", while any connection said 0).
+  backend.advertiseStreamLimitOn(0, 0);
+  std::this_thread::sleep_for(300ms);
+  for (int i = 0; i < 3; ++i) {
+    const TimedStatus call = timedUnary(*channel, kUnaryPath, 5s);
+    INFO("call " << i << ": " << describe(call.status));
+    CHECK(call.status.ok());
+  }
+  // (A third connection may open: the first no longer counts as one that
+  // takes calls, and calls spread over two.)
+  CHECK(backend.connections() <= 3);
+  for (size_t i = 0; i < readers.size(); ++i) {
+    contexts[i]->TryCancel();
+    readers[i]->Finish();
+  }
 }
 
 TEST_CASE("a backend that allows no streams fails calls at once, without a connection per call",
