@@ -118,7 +118,14 @@ MethodStats& WorkerStats::method(std::string_view service, std::string_view meth
 MethodStats& WorkerStats::methodLocked(std::string_view service, std::string_view method, std::string_view type) {
   auto key = std::make_tuple(std::string(service), std::string(method), std::string(type));
   auto it = methods_.find(key);
-  if (it == methods_.end()) it = methods_.emplace(std::move(key), std::make_unique<MethodStats>()).first;
+  if (it == methods_.end()) {
+    auto stats = std::make_unique<MethodStats>();
+    // "(other)" counts paths whose type nobody learns: nothing to look up.
+    stats->type_known = type != "unknown" || service == kOtherMethod;
+    stats->client_streams = type == "client_stream" || type == "bidi_stream" || service == kOtherMethod;
+    stats->server_streams = type == "server_stream" || type == "bidi_stream" || service == kOtherMethod;
+    it = methods_.emplace(std::move(key), std::move(stats)).first;
+  }
   return *it->second;
 }
 

@@ -117,6 +117,15 @@ struct MethodStats {
   Counter msg_received;
   Counter msg_sent;
   Histogram handling_seconds;
+  // This series' call type, set when it is made (the worker's alone). Types
+  // only widen, so a finished call that shows nothing new here need not
+  // look its path up again (WorkerStats::learnType takes the lock).
+  bool type_known = false;  // "unknown": every finished OK call is looked at
+  bool client_streams = false;
+  bool server_streams = false;
+  bool widenedBy(bool client, bool server) const {
+    return !type_known || (client && !client_streams) || (server && !server_streams);
+  }
 };
 
 class WorkerStats {

@@ -778,8 +778,10 @@ void DownstreamStream::finish() {
   if (method_stats_ != nullptr) {
     method_stats_->handled[std::min<size_t>(static_cast<size_t>(status_), 16)].inc();
     method_stats_->handling_seconds.record(std::chrono::duration<double>(Clock::now() - start_time_).count());
-    if (status_ == StatusCode::Ok) {
-      worker().stats().learnType(path_, counters_.request_messages > 1, counters_.response_messages > 1);
+    const bool client_streams = counters_.request_messages > 1;
+    const bool server_streams = counters_.response_messages > 1;
+    if (status_ == StatusCode::Ok && method_stats_->widenedBy(client_streams, server_streams)) {
+      worker().stats().learnType(path_, client_streams, server_streams);
     }
   }
   if (call_started_ && !chain_built_) addRefusalObservers();

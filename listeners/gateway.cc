@@ -181,6 +181,14 @@ void Gateway::applyLogLevel() {
   }
 }
 
+void Gateway::holdReloadSignals(bool hold) {
+  sigset_t signals;
+  sigemptyset(&signals);
+  sigaddset(&signals, SIGHUP);
+  sigaddset(&signals, SIGUSR1);
+  pthread_sigmask(hold ? SIG_BLOCK : SIG_UNBLOCK, &signals, nullptr);
+}
+
 Status Gateway::start() {
   raiseOpenFileLimitFor(*config_);
   const size_t n = workerCount(*config_);
@@ -214,6 +222,7 @@ Status Gateway::start() {
     uv_unref(reinterpret_cast<uv_handle_t*>(h));  // signals alone don't keep the loop running
     signals_.push_back(h);
   }
+  holdReloadSignals(false);  // one that came during start-up goes to its handler now
   overload_monitor_ = std::make_unique<OverloadMonitor>(
       mainWorker().dispatcher(), overload_, [this]() -> const OverloadConfig& { return config_->overload; },
       [this](uint64_t bytes) {

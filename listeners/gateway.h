@@ -48,6 +48,12 @@ class Gateway final : public AdminHandler {
   // change, logged), binds listeners and the admin endpoint, installs signal
   // handlers.
   Status start();
+  // SIGHUP and SIGUSR1 are never fatal, but until start() installs their
+  // handlers (after the config is loaded, its host names looked up, its ports
+  // bound: seconds, with a slow resolver) the default action would end the
+  // process. A main holds them (true) before it starts any thread; start()
+  // lets them through (false), and one sent meanwhile is handled then.
+  static void holdReloadSignals(bool hold);
   // Writes {"listeners":{NAME:"IP:PORT"},"admin":"IP:PORT"} atomically.
   bool writeReadyFile(const std::string& path) const;
   void run();

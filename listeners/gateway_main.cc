@@ -77,6 +77,8 @@ bool parseArgs(int argc, char** argv, Options& opts) {
 }  // namespace
 
 int runGatewayMain(int argc, char** argv, const FilterRegistry& registry) {
+  // Before any thread starts: every thread inherits the mask.
+  Gateway::holdReloadSignals(true);
   Options opts;
   if (!parseArgs(argc, argv, opts)) {
     usage(stderr, opts.program);

@@ -46,12 +46,12 @@ void replaceInvalidGrpcStatus(HeaderMap& trailers, const std::string& raw, const
 // value that is not a code.
 std::optional<std::string> invalidGrpcStatus(const HeaderMap& headers, const std::string& first) {
   size_t count = 0;
+  for (const auto& h : headers) count += h.name == "grpc-status" ? 1 : 0;
+  if (count == 1 && grpc_headers::isValidGrpcStatus(first)) return std::nullopt;
   std::string all;
   for (const auto& h : headers) {
-    if (h.name != "grpc-status") continue;
-    all += (count++ == 0 ? "" : ", ") + h.value;
+    if (h.name == "grpc-status") all += (all.empty() ? "" : ", ") + h.value;
   }
-  if (count == 1 && grpc_headers::isValidGrpcStatus(first)) return std::nullopt;
   return all;
 }
 

@@ -150,6 +150,10 @@ TEST_CASE_METHOD(AuthFixture, "auth: API keys from a file", "[e2e][auth]") {
   grpc::Status wrong = unary({{"x-api-key", "e2e-api-key-guess"}});
   REQUIRE_STATUS(wrong, grpc::StatusCode::UNAUTHENTICATED);
   CHECK(wrong.error_message() == "invalid API key");
+  // Two keys: the gateway would have checked the first, the backend seen both.
+  grpc::Status twice = unary({{"x-api-key", kApiKey}, {"x-api-key", "e2e-api-key-guess"}});
+  REQUIRE_STATUS(twice, grpc::StatusCode::UNAUTHENTICATED);
+  CHECK(twice.error_message() == "credential \"x-api-key\" sent more than once");
   CHECK(backend.stats().calls.load() == 1);
 }
 

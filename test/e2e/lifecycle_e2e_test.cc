@@ -225,6 +225,70 @@ TEST_CASE("a late answer to a keepalive PING does not end a drain's first phase 
   CHECK(gateway.stop() == 0);
 }
 
+namespace {
+
+// The first child process of this test process whose name is `comm`, or -1.
+pid_t childNamed(const std::string& comm) {
+  for (const auto& entry : std::filesystem::directory_iterator("/proc")) {
+    const std::string pid = entry.path().filename();
+    if (pid.find_first_not_of("0123456789") != std::string::npos) continue;
+    std::ifstream stat(entry.path() / "stat");
+    std::string line;
+    if (!std::getline(stat, line)) continue;
+    // "PID (COMM) STATE PPID ...": COMM may hold spaces, so read from its ')'.
+    const size_t open = line.find('('), close = line.rfind(')');
+    if (open == std::string::npos || close == std::string::npos || line.substr(open + 1, close - open - 1) != comm) {
+      continue;
+    }
+    std::istringstream rest(line.substr(close + 2));
+    std::string state;
+    pid_t ppid = 0;
+    rest >> state >> ppid;
+    if (ppid == ::getpid()) return static_cast<pid_t>(std::stol(pid));
+  }
+  return -1;
+}
+
+}  // namespace
+
+TEST_CASE("SIGHUP and SIGUSR1 sent while the gateway starts wait for it, never end it", "[e2e][lifecycle]") {
+  // A host name the resolver answers after 1.5 s: the gateway is still
+  // loading its config when the signals come (their default would end it).
+  TestBackend backend("b");
+  ScriptedResolver resolver;
+  resolver.answer("slow.sluice-test", "127.0.0.1", 1500);
+  GatewayProcess::Options options;
+  options.extraEnv = resolver.env();
+  options.logLevel = "info";
+  std::atomic<bool> signalled{false};
+  std::thread signaller([&] {
+    for (auto until = std::chrono::steady_clock::now() + std::chrono::seconds(5);
+         std::chrono::steady_clock::now() < until; std::this_thread::sleep_for(std::chrono::milliseconds(20))) {
+      const pid_t pid = childNamed("sluice");
+      if (pid < 0) continue;
+      std::this_thread::sleep_for(std::chrono::milliseconds(300));  // well into the lookup
+      ::kill(pid, SIGHUP);
+      ::kill(pid, SIGUSR1);
+      signalled = true;
+      return;
+    }
+  });
+  GatewayProcess gateway(catchAllConfig("slow.sluice-test:" + std::to_string(backend.port())), options);
+  signaller.join();
+  REQUIRE(signalled);
+  CHECK(gateway.running());
+  // Both handled once it had started: the reload (which looks the name up
+  // again, 1.5 s) and the log reopening.
+  CHECK(waitFor([&] { return gateway.logs().find("config reloaded") != std::string::npos; }, std::chrono::seconds(10)));
+  CHECK_THAT(gateway.logs(), Catch::Contains("reopening log files"));
+  auto stub = example::Echo::NewStub(makeChannel(gateway.address()));
+  grpc::ClientContext ctx;
+  setTimeout(ctx, kCallTimeout);
+  EchoResponse resp;
+  CHECK(stub->Unary(&ctx, EchoRequest(), &resp).ok());
+  CHECK(gateway.stop() == 0);
+}
+
 TEST_CASE("SIGHUP reloads routes for new calls while open streams keep their backend", "[e2e][lifecycle]") {
   TestBackend a("a");
   TestBackend b("b");
