@@ -434,11 +434,12 @@ Status Gateway::applyReload(const std::string& text, const HostLookup& lookup) {
   if (!config) return configErrorsStatus(errors);
   if (config->admin_address.has_value() != config_->admin_address.has_value() ||
       (config->admin_address && config->admin_address->toString() != config_->admin_address->toString())) {
-    return {StatusCode::FailedPrecondition, "the admin address cannot change on reload (restart instead)"};
+    return {StatusCode::FailedPrecondition, "config error at /admin: the admin address cannot change on reload (restart instead)"};
   }
   if (const size_t wanted = workerCount(*config); wanted != workers_.size()) {
     return {StatusCode::FailedPrecondition,
-            fmt::format("workers cannot change on reload ({} running, {} in the new config; restart instead)",
+            fmt::format("config error at /workers: workers cannot change on reload ({} running, {} in the new "
+                        "config; restart instead)",
                         workers_.size(), wanted)};
   }
   // The main worker checks the new config against the running listeners;

@@ -106,14 +106,15 @@ void Worker::applySchedSlice(uint32_t slice_us) {
 Status Worker::reload(GatewayConfigConstPtr config) {
   const auto& old_listeners = current_->config().listeners;
   if (config->listeners.size() != old_listeners.size()) {
-    return {StatusCode::FailedPrecondition, "listeners cannot be added or removed by a reload (restart instead)"};
+    return {StatusCode::FailedPrecondition, "config error at /listeners: listeners cannot be added or removed by a reload (restart instead)"};
   }
   for (size_t i = 0; i < old_listeners.size(); ++i) {
     const auto& a = old_listeners[i];
     const auto& b = config->listeners[i];
     if (a.name != b.name || a.address.toString() != b.address.toString()) {
       return {StatusCode::FailedPrecondition,
-              fmt::format("listener {} changed name or address ({} {} -> {} {}); restart instead", i, a.name,
+              fmt::format("config error at /listeners/{}: listener {} changed name or address ({} {} -> {} {}); "
+                          "restart instead", i, i, a.name,
                           a.address.toString(), b.name, b.address.toString())};
     }
   }

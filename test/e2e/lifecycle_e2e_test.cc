@@ -387,7 +387,7 @@ TEST_CASE("a reload cannot change workers, and one without log_level goes back t
   std::ofstream(gateway.configPath()) << fewer.dump(2);
   HttpReply refused = http(gateway.adminAddress(), "POST", "/reload");
   CHECK(refused.status == 400);
-  CHECK_THAT(refused.body, Catch::Contains("workers cannot change on reload (2 running, 1 in the new config"));
+  CHECK_THAT(refused.body, Catch::Contains("config error at /workers: workers cannot change on reload (2 running, 1 in the new config"));
   REQUIRE_OK(call());
 
   // No log_level: the command line's info again, so a call logs no debug line.

@@ -177,7 +177,9 @@ TEST_CASE("rate_limit: config mistakes are all reported with their paths", "[rat
       {"match": {"prefix": "no-slash"}, "calls": {"rate": 0}},
       {"key": "Not A Key", "messages": {"rate": 5, "per": "fortnight", "burst": -1}},
       {"match": {"service": "a.B"}},
-      "text"
+      "text",
+      {"key": "x-request-id", "calls": {"rate": 1, "per": "hour"}},
+      {"key": "grpc-timeout", "calls": {"rate": 1, "per": "hour"}}
     ],
     "max_keys": 0,
     "typo": 1
@@ -192,6 +194,8 @@ TEST_CASE("rate_limit: config mistakes are all reported with their paths", "[rat
   CHECK(hasError(errors, "/f/config/rules/1/messages/burst"));
   CHECK(hasError(errors, "/f/config/rules/2", "needs \"calls\", \"messages\" or both"));
   CHECK(hasError(errors, "/f/config/rules/3", "expected an object"));
+  CHECK(hasError(errors, "/f/config/rules/4/key", "every call has its own"));
+  CHECK(hasError(errors, "/f/config/rules/5/key", "reserved"));
   CHECK(hasError(errors, "/f/config/max_keys", "out of range"));
   CHECK(hasError(errors, "/f/config/typo", "unknown key"));
 
