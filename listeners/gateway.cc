@@ -580,9 +580,10 @@ AdminResponse Gateway::answerAdmin(const std::string& method, const std::string&
       error = "usedonly is for /stats (Prometheus wants every series, zeros included)";
     }
     if (!stats_query) return text(400, fmt::format("{}: {}\n", path, error));
-    if (path == "/stats") return text(200, filterStatsText(renderStatsText(stats, &overload_), *stats_query));
+    const ClusterManager& clusters = mainWorker().current()->clusterManager();
+    if (path == "/stats") return text(200, filterStatsText(renderStatsText(stats, &overload_, &clusters), *stats_query));
     return {200, "text/plain; version=0.0.4; charset=utf-8",
-            filterPrometheus(renderPrometheus(stats, &mainWorker().current()->clusterManager(), &overload_),
+            filterPrometheus(renderPrometheus(stats, &clusters, &overload_),
                              *stats_query),
             ""};
   }

@@ -2,6 +2,7 @@
 
 #include <functional>
 #include <map>
+#include <set>
 #include <unordered_map>
 #include <vector>
 
@@ -161,14 +162,33 @@ void addMethodStats(Families& f, const std::string& service, const std::string& 
   f.handling.add(l, static_cast<double>(cumulative), "_count");
 }
 
+// The clusters whose stats are shown: the running config's, and those a
+// reload removed that still have connections open on some worker. Every
+// name when `clusters` is null.
+std::function<bool(const std::string&)> clusterShown(const std::vector<const WorkerStats*>& workers,
+                                                     const ClusterManager* clusters) {
+  if (clusters == nullptr) return [](const std::string&) { return true; };
+  std::set<std::string> shown;
+  for (const auto& c : clusters->clusters()) shown.insert(c->name());
+  for (const WorkerStats* w : workers) {
+    w->forEachCluster([&](const std::string& n, const ClusterStats& s) {
+      if (s.upstream_cx_active.value() != 0) shown.insert(n);
+    });
+  }
+  return [shown = std::move(shown)](const std::string& name) { return shown.count(name) != 0; };
+}
+
 }  // namespace
 
 std::string renderPrometheus(const std::vector<const WorkerStats*>& workers, const ClusterManager* clusters,
                              const OverloadState* overload) {
   Families f;
+  const auto shown = clusterShown(workers, clusters);
   for (const WorkerStats* w : workers) {
     w->forEachListener([&](const std::string& n, const ListenerStats& s) { addListenerStats(f, n, s); });
-    w->forEachCluster([&](const std::string& n, const ClusterStats& s) { addClusterStats(f, n, s); });
+    w->forEachCluster([&](const std::string& n, const ClusterStats& s) {
+      if (shown(n)) addClusterStats(f, n, s);
+    });
     w->forEachMethod([&](const std::string& svc, const std::string& m, const std::string& t, const MethodStats& s) {
       addMethodStats(f, svc, m, t, s);
     });
@@ -230,8 +250,10 @@ std::string renderPrometheus(const std::vector<const WorkerStats*>& workers, con
   return out;
 }
 
-std::string renderStatsText(const std::vector<const WorkerStats*>& workers, const OverloadState* overload) {
+std::string renderStatsText(const std::vector<const WorkerStats*>& workers, const OverloadState* overload,
+                            const ClusterManager* clusters) {
   std::map<std::string, int64_t> values;
+  const auto shown = clusterShown(workers, clusters);
   for (size_t i = 0; i < workers.size(); ++i) {
     // Per worker too: how evenly connections are spread (connection_balance).
     workers[i]->forEachListener([&](const std::string& n, const ListenerStats& s) {
@@ -256,6 +278,7 @@ std::string renderStatsText(const std::vector<const WorkerStats*>& workers, cons
       }
     });
     w->forEachCluster([&](const std::string& n, const ClusterStats& s) {
+      if (!shown(n)) return;
       auto p = "cluster." + n + ".";
       values[p + "upstream_cx_total"] += s.upstream_cx_total.value();
       values[p + "upstream_cx_connect_fail"] += s.upstream_cx_connect_fail.value();

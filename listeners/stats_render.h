@@ -16,11 +16,16 @@ class WorkerStats;
 
 // "listener.grpc.downstream_cx_total: 3" lines, sorted by name. `overload`
 // (may be null) adds the heap measured for overload and the actions on.
-std::string renderStatsText(const std::vector<const WorkerStats*>& workers, const OverloadState* overload = nullptr);
+// With `clusters` (the running config's), a cluster a reload removed is
+// shown only while it still has connections open: a deploy that names its
+// clusters by version must not grow every scrape for ever.
+std::string renderStatsText(const std::vector<const WorkerStats*>& workers, const OverloadState* overload = nullptr,
+                            const ClusterManager* clusters = nullptr);
 // Prometheus text format 0.0.4. Per-method call metrics follow
 // go-grpc-prometheus (grpc_server_*); everything else is prefixed sluice_.
 // `clusters` (the first worker's, whose view of health is shown) lists the
-// endpoints; their calls in flight are summed over `workers`.
+// endpoints; their calls in flight are summed over `workers`. Clusters a
+// reload removed are left out as in renderStatsText.
 std::string renderPrometheus(const std::vector<const WorkerStats*>& workers, const ClusterManager* clusters,
                              const OverloadState* overload = nullptr);
 

@@ -214,6 +214,33 @@ TEST_CASE("Prometheus: messages count as they pass, a method's type only widens,
   checkWithPromtool(prometheus(), gateway.logPath() + ".prom");
 }
 
+TEST_CASE("stats of a cluster a reload removed go once its connections have closed", "[e2e][admin]") {
+  TestBackend backend("b");
+  auto versioned = [&](const std::string& name) {
+    return withAdmin(gatewayConfig(nlohmann::json::array({route("prefix", "/", name)}),
+                                   nlohmann::json::array({cluster(name, {backend.address()})})));
+  };
+  GatewayProcess gateway(versioned("orders-v1"));
+  auto stub = example::Echo::NewStub(makeChannel(gateway.address()));
+  REQUIRE_OK(callEmptyUnary(*stub));
+  const std::string admin = gateway.adminAddress();
+  auto stats = [&] { return http(admin, "GET", "/stats").body; };
+  CHECK_THAT(stats(), Catch::Contains("cluster.orders-v1.upstream_rq_total: 1"));
+
+  // A deploy that names clusters by version: the retired one's lines go once
+  // nothing of it is open, so the scrape does not grow with every deploy.
+  for (const char* next : {"orders-v2", "orders-v3"}) {
+    REQUIRE(reloadWithSighup(gateway, versioned(next).dump(), next == std::string("orders-v2") ? 1 : 2));
+    REQUIRE_OK(callEmptyUnary(*stub));
+  }
+  CHECK(waitFor([&] { return stats().find("orders-v1") == std::string::npos; }, std::chrono::seconds(5)));
+  CHECK(waitFor([&] { return stats().find("orders-v2") == std::string::npos; }, std::chrono::seconds(5)));
+  CHECK_THAT(stats(), Catch::Contains("cluster.orders-v3.upstream_rq_total: 1"));
+  const std::string prometheus = http(admin, "GET", "/stats/prometheus").body;
+  CHECK(prometheus.find("orders-v1") == std::string::npos);
+  CHECK(metric(prometheus, "sluice_upstream_rq_total", {"cluster=\"orders-v3\""}) == 1);
+}
+
 TEST_CASE("calls to ever new method names keep the per-method metrics bounded", "[e2e][admin]") {
   TestBackend backend("b");
   // spray.Service is routed (the backend answers UNIMPLEMENTED), junk.Service is not.
