@@ -66,6 +66,7 @@ void Endpoint::moveTo(const SocketAddress& address) {
   ejected_until_ = {};
   ejections_ = 0;
   consecutive_failures_ = 0;
+  if (health_checker_) health_checker_->forgetResults();
   pool_->onAddressChanged();
 }
 

@@ -28,6 +28,11 @@ class HealthChecker final : public UpstreamCallbacks, public MessageSink {
   ~HealthChecker() override;
 
   void start();
+  // The endpoint moved to another backend: past results count for nothing.
+  void forgetResults() {
+    successes_ = 0;
+    failures_ = 0;
+  }
 
   // ---- UpstreamCallbacks ----
   void onUpstreamHeaders(HeaderMap&& headers, bool end_stream) override;
