@@ -168,6 +168,7 @@ ClusterConfig readClusterConfig(const json& value, const std::string& path, Conf
   ClusterConfig cluster;
   JsonObject obj(value, path, errors);
   cluster.name = obj.name("name");
+  cluster.source = value.dump();
   if (auto policy = obj.string("lb_policy")) {
     if (*policy == "round_robin") cluster.lb_policy = LbPolicy::RoundRobin;
     else if (*policy == "least_request") cluster.lb_policy = LbPolicy::LeastRequest;

@@ -65,6 +65,11 @@ struct CircuitBreakerConfig {
 
 struct ClusterConfig {
   std::string name;
+  // The cluster's JSON object as read (compact, keys sorted): a reload keeps
+  // the running cluster, its connections, counts and lookups, when this is
+  // unchanged (ClusterManager), as Envoy keeps a cluster its update leaves
+  // alone.
+  std::string source;
   LbPolicy lb_policy = LbPolicy::RoundRobin;
   std::string hash_header;  // ring_hash: the request header whose value picks the endpoint
   std::vector<EndpointConfig> endpoints;

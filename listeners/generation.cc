@@ -12,7 +12,9 @@ Generation::Generation(Dispatcher& dispatcher, WorkerStats& stats, GatewayConfig
       clusters_(std::make_unique<ClusterManager>(dispatcher, *config_, stats, health_role,
                                                  previous != nullptr ? previous->clusters_.get() : nullptr)) {}
 
-Generation::~Generation() { close(); }
+// The clusters only this generation held close as they are destroyed
+// (Cluster::~Cluster); those a later config kept go on.
+Generation::~Generation() = default;
 
 const ListenerConfig* Generation::listener(std::string_view name) const {
   for (const auto& l : config_->listeners) {
@@ -21,9 +23,9 @@ const ListenerConfig* Generation::listener(std::string_view name) const {
   return nullptr;
 }
 
-void Generation::retire() {
+void Generation::retire(const Generation& successor) {
   retired_ = true;
-  clusters_->retire();
+  clusters_->retire(*successor.clusters_);
 }
 
 void Generation::close() {

@@ -4,8 +4,10 @@
 // Owned jointly by the worker (while it is the current config) and by every
 // stream that started under it (a call finishes on the routes, filters and
 // clusters it began with). After a reload the old generation lives on until its
-// last stream ends; then its pools close and it lets go of the config (whose
-// filter factories are destroyed with the last generation holding it).
+// last stream ends; then the pools of the clusters only it held close and it
+// lets go of the config (whose filter factories are destroyed with the last
+// generation holding it). Clusters the reload left unchanged go on in the
+// new generation (ClusterManager).
 #pragma once
 
 #include <memory>
@@ -36,9 +38,10 @@ class Generation final : public WorkerContext {
   const ListenerConfig* listener(std::string_view name) const;
   // Gateway shutdown: close upstream connections now.
   void close();
-  // A reload replaced it: no more health checks or DNS refreshes; the calls
-  // still running on it finish on its connections.
-  void retire();
+  // A reload replaced it with `successor`: the clusters the successor did
+  // not keep run no more health checks or DNS refreshes; the calls still
+  // running on it finish on their connections.
+  void retire(const Generation& successor);
   bool retired() const { return retired_; }
 
  private:

@@ -118,10 +118,12 @@ Status Worker::reload(GatewayConfigConstPtr config) {
                           a.address.toString(), b.name, b.address.toString())};
     }
   }
-  // The old generation stays alive in the streams still using it, without
-  // health checks; the new one starts from what it knew of the backends.
+  // The old generation stays alive in the streams still using it; the new
+  // one keeps its unchanged clusters running and starts its changed ones
+  // from what the old ones knew of the backends. The old ones stop their
+  // health checks.
   auto next = std::make_shared<Generation>(*dispatcher_, *stats_, std::move(config), health_role_, current_.get());
-  current_->retire();
+  current_->retire(*next);
   current_ = std::move(next);
   dispatcher_->setIdleSpin(current_->config().worker_spin_polls, &stats_->loop());
   // Reloads run on the loop's thread; before run() there is nothing to change yet.

@@ -27,15 +27,15 @@ Cluster::Cluster(Dispatcher& dispatcher, const ClusterConfig& config, WorkerStat
       role_(role),
       worker_stats_(stats),
       stats_(stats.cluster(config.name)) {
-  const bool every_address = config.dns_addresses == ClusterConfig::DnsAddresses::All;
+  const bool every_address = config_.dns_addresses == ClusterConfig::DnsAddresses::All;
   // With every address an endpoint, IP literals first: a name answering
   // one of them does not add it twice (addAddressOf).
   if (every_address) {
-    for (const auto& ep : config.endpoints) {
+    for (const auto& ep : config_.endpoints) {
       if (!ep.isHostName()) addEndpoint(ep, ep.address, false);
     }
   }
-  for (const auto& ep : config.endpoints) {
+  for (const auto& ep : config_.endpoints) {
     if (!ep.isHostName()) {
       if (!every_address) addEndpoint(ep, ep.address, false);
       continue;
@@ -57,7 +57,7 @@ Cluster::Cluster(Dispatcher& dispatcher, const ClusterConfig& config, WorkerStat
   rebuildBalancer();
   if (!named_.empty()) {
     dns_timer_ = std::make_unique<Timer>(dispatcher, [this] { refreshDns(); });
-    dns_timer_->enable(std::chrono::milliseconds(config.dns_refresh_ms));
+    dns_timer_->enable(std::chrono::milliseconds(config_.dns_refresh_ms));
   }
 }
 

@@ -1,8 +1,10 @@
 // Cluster: one configured upstream cluster on one worker: its endpoints, load
 // balancer, circuit-breaker counters, outlier ejection and DNS refresh.
 //
-// Owned by the worker's ClusterManager; owns its Endpoints. Reads its
-// ClusterConfig, which the worker keeps alive. With dns_addresses "all", the
+// Held by the ClusterManager of each of its worker's configs that has it
+// unchanged (a reload that leaves a cluster alone keeps it running); owns
+// its Endpoints and a copy of its ClusterConfig, so that it outlives the
+// config it was built from. With dns_addresses "all", the
 // refresh adds an endpoint for each new address of a host name and removes
 // those whose address left the answer (kept until nothing uses them).
 #pragma once
@@ -32,6 +34,7 @@ class Cluster {
  public:
   // Its stats and its endpoints' live in `stats`, the worker's. `role` (the
   // worker's, outliving the cluster) says whether it runs health checks.
+  // `config` is copied.
   Cluster(Dispatcher& dispatcher, const ClusterConfig& config, WorkerStats& stats,
           const HealthRole& role = kCheckingAlone);
 
@@ -119,7 +122,7 @@ class Cluster {
   void checkUnreported();
 
   Dispatcher& dispatcher_;
-  const ClusterConfig& config_;
+  const ClusterConfig config_;
   const HealthRole& role_;
   WorkerStats& worker_stats_;
   ClusterStats& stats_;

@@ -8,10 +8,18 @@ namespace sluice {
 ClusterManager::ClusterManager(Dispatcher& dispatcher, const GatewayConfig& config, WorkerStats& stats,
                                const HealthRole& role, ClusterManager* previous) {
   for (const auto& c : config.clusters) {
-    clusters_.push_back(std::make_unique<Cluster>(dispatcher, c, stats, role));
+    std::shared_ptr<Cluster>* before = nullptr;
     if (previous != nullptr) {
-      if (Cluster* before = previous->find(c.name)) clusters_.back()->adoptStateOf(*before);
+      for (auto& p : previous->clusters_) {
+        if (p->name() == c.name) before = &p;
+      }
     }
+    if (before != nullptr && (*before)->config().source == c.source) {
+      clusters_.push_back(*before);
+      continue;
+    }
+    clusters_.push_back(std::make_shared<Cluster>(dispatcher, c, stats, role));
+    if (before != nullptr) clusters_.back()->adoptStateOf(**before);
     clusters_.back()->startHealthChecks();
   }
 }
@@ -25,8 +33,17 @@ Cluster* ClusterManager::find(std::string_view name) {
   return nullptr;
 }
 
-void ClusterManager::retire() {
-  for (auto& c : clusters_) c->retire();
+bool ClusterManager::holds(const Cluster& cluster) const {
+  for (const auto& c : clusters_) {
+    if (c.get() == &cluster) return true;
+  }
+  return false;
+}
+
+void ClusterManager::retire(const ClusterManager& successor) {
+  for (auto& c : clusters_) {
+    if (!successor.holds(*c)) c->retire();
+  }
 }
 
 void ClusterManager::closeAll() {

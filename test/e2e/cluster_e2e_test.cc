@@ -1300,6 +1300,66 @@ TEST_CASE("a reload keeps what the gateway knew of endpoint health, and the old 
   held.join();
 }
 
+TEST_CASE("a reload keeps a cluster it leaves unchanged running: connections, calls, health checks",
+          "[e2e][cluster]") {
+  TestBackend a("a");
+  TestBackend b("b");
+  nlohmann::json kept = {{"name", "kept"},
+                         {"endpoints", {a.address()}},
+                         {"health_check", {{"interval_ms", 100}, {"timeout_ms", 90}}}};
+  auto config = gatewayConfig(nlohmann::json::array({route("prefix", "/", "kept")}),
+                              nlohmann::json::array({kept, cluster("other", {b.address()})}));
+  config["admin"] = {{"address", "127.0.0.1:0"}};
+  config["workers"] = 1;
+  GatewayProcess gateway(config);
+  const std::string admin = gateway.adminAddress();
+  auto stub = example::Echo::NewStub(makeChannel(gateway.address()));
+  for (int i = 0; i < 3; ++i) REQUIRE_OK(callEmptyUnary(*stub));
+  auto stat = [&](const std::string& name) { return statValue(admin, "cluster.kept." + name); };
+  const int64_t opened = stat("upstream_cx_total");
+  REQUIRE(stat("upstream_cx_active") == 1);
+  grpc::ClientContext stream_ctx;
+  setTimeout(stream_ctx, std::chrono::seconds(20));
+  auto stream = stub->Bidi(&stream_ctx);
+  EchoResponse resp;
+  REQUIRE(stream->Write(EchoRequest()));
+  REQUIRE(stream->Read(&resp));
+
+  // Only the other cluster changes.
+  auto reloaded = config;
+  reloaded["clusters"][1]["connect_timeout_ms"] = 4000;
+  std::ofstream(gateway.configPath()) << reloaded.dump(2);
+  REQUIRE(http(admin, "POST", "/reload").status == 200);
+  for (int i = 0; i < 3; ++i) REQUIRE_OK(callEmptyUnary(*stub));
+  CHECK(stat("upstream_cx_total") == opened);  // no new connection
+  CHECK(stat("upstream_cx_active") == 1);
+  REQUIRE(stream->Write(EchoRequest()));
+  REQUIRE(stream->Read(&resp));
+  // Its health checks go on (a retired cluster's stop), once per interval
+  // (not twice: one checker).
+  const int64_t checks = stat("health_check.success");
+  std::this_thread::sleep_for(std::chrono::milliseconds(1000));
+  const int64_t in_a_second = stat("health_check.success") - checks;
+  CHECK(in_a_second >= 5);
+  CHECK(in_a_second <= 11);
+
+  // A change to it builds it anew: the next call opens a connection, and
+  // the old one closes when the stream on it ends.
+  auto changed = reloaded;
+  changed["clusters"][0]["connect_timeout_ms"] = 4000;
+  std::ofstream(gateway.configPath()) << changed.dump(2);
+  REQUIRE(http(admin, "POST", "/reload").status == 200);
+  REQUIRE_OK(callEmptyUnary(*stub));
+  CHECK(stat("upstream_cx_total") == opened + 1);
+  CHECK(stat("upstream_cx_active") == 2);
+  REQUIRE(stream->Write(EchoRequest()));
+  REQUIRE(stream->Read(&resp));
+  REQUIRE(stream->WritesDone());
+  REQUIRE_OK(stream->Finish());
+  CHECK(waitFor([&] { return stat("upstream_cx_active") == 1; }, std::chrono::seconds(3)));
+  REQUIRE_OK(callEmptyUnary(*stub));
+}
+
 TEST_CASE("a stream the client cancels after the backend answered counts as a success for outlier detection",
           "[e2e][cluster]") {
   TestBackend a("a");

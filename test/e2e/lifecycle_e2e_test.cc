@@ -337,7 +337,7 @@ TEST_CASE("SIGHUP reloads routes for new calls while open streams keep their bac
   REQUIRE_OK(stream->Finish());
 }
 
-TEST_CASE("a reload closes the old config's idle backend connections, even while a stream keeps it alive",
+TEST_CASE("a reload that changes a cluster closes the old one's idle backend connections, even while a stream keeps it alive",
           "[e2e][lifecycle]") {
   TestBackend a("a");
   TestBackend b("b");
@@ -357,7 +357,10 @@ TEST_CASE("a reload closes the old config's idle backend connections, even while
   const std::string admin = gateway.adminAddress();
   REQUIRE(statValue(admin, "cluster.two.upstream_cx_active") == 2);
 
-  std::ofstream(gateway.configPath()) << config.dump(2);
+  // A change to the cluster: one left unchanged would keep its connections.
+  auto changed = config;
+  changed["clusters"][0]["connect_timeout_ms"] = 4000;
+  std::ofstream(gateway.configPath()) << changed.dump(2);
   REQUIRE(http(admin, "POST", "/reload").status == 200);
   // Only the stream's connection is left; the new config has opened none yet.
   CHECK(waitFor([&] { return statValue(admin, "cluster.two.upstream_cx_active") == 1; }, std::chrono::seconds(3)));
