@@ -16,6 +16,12 @@ const std::string* HeaderMap::get(std::string_view name) const {
   return nullptr;
 }
 
+size_t HeaderMap::count(std::string_view name) const {
+  size_t n = 0;
+  for (const auto& h : headers_) n += h.name == name ? 1 : 0;
+  return n;
+}
+
 void HeaderMap::set(std::string_view name, std::string value) {
   ++changes_;
   remove(name);

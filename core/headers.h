@@ -22,6 +22,8 @@ class HeaderMap {
 
   // First value for `name`, or nullptr.
   const std::string* get(std::string_view name) const;
+  // How many fields `name` has (a field that must come once, sent twice).
+  size_t count(std::string_view name) const;
   // Built in place (the strings given are moved in): no temporary Header to
   // move again. Not emplace_back(name, value): clang before 16 cannot build an
   // aggregate from parentheses, and the fuzz build uses clang 14.

@@ -107,24 +107,14 @@ FilterStatus AuthFilter::onRequestHeaders(StreamContext& ctx) {
   return FilterStatus::Continue;
 }
 
-namespace {
-
-// A credential sent twice is refused: which one is meant is anyone's guess
-// (the gateway would check the first, a backend reading the field might
-// take another, or both joined).
-bool sentTwice(const HeaderMap& headers, std::string_view name) {
-  size_t n = 0;
-  for (const auto& h : headers) n += h.name == name ? 1 : 0;
-  return n > 1;
-}
-
-}  // namespace
-
 StatusOr<Identity> AuthFilter::authenticate(const HeaderMap& headers) const {
   for (const std::string_view name : {config_.jwt ? std::string_view("authorization") : std::string_view(),
                                       config_.api_keys ? std::string_view(config_.api_keys->metadata_key)
                                                        : std::string_view()}) {
-    if (!name.empty() && sentTwice(headers, name)) {
+    // A credential sent twice is refused: which one is meant is anyone's
+    // guess (the gateway would check the first, a backend reading the field
+    // might take another, or both joined).
+    if (!name.empty() && headers.count(name) > 1) {
       return Status(StatusCode::Unauthenticated, fmt::format("credential \"{}\" sent more than once", name));
     }
   }

@@ -45,9 +45,7 @@ void replaceInvalidGrpcStatus(HeaderMap& trailers, const std::string& raw, const
 // the gateway would have recorded the first: it goes on as UNKNOWN, like any
 // value that is not a code.
 std::optional<std::string> invalidGrpcStatus(const HeaderMap& headers, const std::string& first) {
-  size_t count = 0;
-  for (const auto& h : headers) count += h.name == "grpc-status" ? 1 : 0;
-  if (count == 1 && grpc_headers::isValidGrpcStatus(first)) return std::nullopt;
+  if (headers.count("grpc-status") == 1 && grpc_headers::isValidGrpcStatus(first)) return std::nullopt;
   std::string all;
   for (const auto& h : headers) {
     if (h.name == "grpc-status") all += (all.empty() ? "" : ", ") + h.value;
