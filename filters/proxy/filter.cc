@@ -119,8 +119,7 @@ HeaderBlock ProxyFilter::upstreamRequestHeaders() const {
   out.addCopy(":authority", authority != nullptr ? *authority : cluster_->name());
   auto deadline = ctx_.deadline();
   if (retry_ != nullptr && retry_->per_try_timeout_ms > 0) {
-    auto per_try = StreamContext::Clock::now() + std::chrono::milliseconds(retry_->per_try_timeout_ms);
-    if (!deadline || per_try < *deadline) deadline = per_try;
+    if (!deadline || per_try_deadline_ < *deadline) deadline = per_try_deadline_;
   }
   if (deadline) {
     // What is left of the deadline, so the backend gives up when we do (up to
@@ -163,16 +162,21 @@ void ProxyFilter::startAttempt() {
   ++attempts_;
   cluster_->stats().upstream_rq_total.inc();
   if (attempts_ > 1) cluster_->stats().upstream_rq_retry.inc();
+  ctx_.setUpstreamAttempts(attempts_);
   auto chosen = cluster_->chooseEndpoint(ctx_.requestHeaders(), endpoint_.get());
   if (!chosen.isOk()) {
+    // The access log's `upstream` is the last attempt's endpoint: none.
+    ctx_.setUpstreamAddress({});
     attemptFailed(chosen.status().code(), chosen.status().message(), false, Reach::Unsent);
     return;
   }
   endpoint_ = EndpointRef(chosen.value());
   outcome_recorded_ = false;
-  ctx_.setUpstreamAttempts(attempts_);
   ctx_.setUpstreamAddress(endpoint_->describe());
   response_decoder_ = GrpcFrameDecoder(ctx_.maxMessageBytes());
+  if (retry_ != nullptr && retry_->per_try_timeout_ms > 0) {
+    per_try_deadline_ = StreamContext::Clock::now() + std::chrono::milliseconds(retry_->per_try_timeout_ms);
+  }
   upstream_ = std::make_unique<UpstreamStream>(*this, upstreamRequestHeaders());
   upstream_->countQueuedInto(ctx_.heldRequestBytes());
   Status placed = endpoint_->pool().newStream(*upstream_);
@@ -195,20 +199,34 @@ void ProxyFilter::startAttempt() {
         attemptFailed(StatusCode::DeadlineExceeded,
                       fmt::format("no answer from {} within the per-try timeout ({} ms)",
                                   endpoint_->describe(), retry_->per_try_timeout_ms),
-                      true, reach);
+                      true, reach, /*per_try_timeout=*/true);
       });
     }
     per_try_timer_->enable(std::chrono::milliseconds(retry_->per_try_timeout_ms));
   }
 }
 
-bool ProxyFilter::canRetry(StatusCode code) const {
+bool ProxyFilter::canRetry(StatusCode code, bool per_try_timeout) const {
   if (retry_ == nullptr || response_started_ || !replayable_ || attempts_ > retry_->num_retries) return false;
-  // A per-try timeout is always worth another try; other statuses only if listed.
-  if (code != StatusCode::DeadlineExceeded && !retry_->retriable(code)) return false;
-  if (code == StatusCode::DeadlineExceeded && retry_->per_try_timeout_ms == 0) return false;
+  // The gateway's own per-try timeout is always worth another try; a status
+  // from the backend only if listed, DEADLINE_EXCEEDED too (a backend whose
+  // own dependency timed out would otherwise run the call num_retries more
+  // times). Its grpc-timeout is the per-try one rounded up, so the gateway's
+  // timer usually ends a slow attempt first. A backend's DEADLINE_EXCEEDED
+  // in the last tenth of the per-try timeout (at least 10 ms) is that
+  // timeout all the same: gRPC servers start the deadline from a cached
+  // clock, which can run a few ms behind, and the gateway's loop may have
+  // been busy when its timer was due.
+  const bool per_try_over = per_try_timeout || (code == StatusCode::DeadlineExceeded && perTryDeadlineNear());
+  if (!per_try_over && !retry_->retriable(code)) return false;
   auto deadline = ctx_.deadline();
   return !deadline || StreamContext::Clock::now() + std::chrono::milliseconds(retry_->backoff_base_ms) < *deadline;
+}
+
+bool ProxyFilter::perTryDeadlineNear() const {
+  if (retry_ == nullptr || retry_->per_try_timeout_ms == 0) return false;
+  const auto margin = std::chrono::milliseconds(std::max<uint32_t>(retry_->per_try_timeout_ms / 10, 10));
+  return StreamContext::Clock::now() + margin >= per_try_deadline_;
 }
 
 bool ProxyFilter::acceptsPushback(const HeaderMap& reply, std::string& why) {
@@ -263,7 +281,8 @@ void ProxyFilter::retireAttempt() {
   }
 }
 
-void ProxyFilter::attemptFailed(StatusCode code, const std::string& detail, bool endpoint_fault, Reach reach) {
+void ProxyFilter::attemptFailed(StatusCode code, const std::string& detail, bool endpoint_fault, Reach reach,
+                                bool per_try_timeout) {
   if (ctx_.ended()) return;
   if (endpoint_fault) recordOutcome(false);
   if (reach == Reach::Unsent) cluster_->stats().upstream_rq_unsent.inc();
@@ -273,7 +292,7 @@ void ProxyFilter::attemptFailed(StatusCode code, const std::string& detail, bool
   // An attempt no backend processed retries outside the budget: retrying it
   // adds no load to a backend beyond what the call would have anyway.
   std::string over_budget;
-  if (!canRetry(code) || (reach == Reach::Backend && !holdRetryPlace(over_budget))) {
+  if (!canRetry(code, per_try_timeout) || (reach == Reach::Backend && !holdRetryPlace(over_budget))) {
     std::string message = describe(detail);
     if (!over_budget.empty()) message += "; not retried: " + over_budget;
     // Every attempt refused unprocessed, and nothing of the response sent:

@@ -65,8 +65,12 @@ class ProxyFilter final : public Filter,
   // unprocessed (REFUSED_STREAM).
   enum class Reach { Backend, Unsent, Refused };
   // The attempt is over without an answer for the client: retry or reply.
-  void attemptFailed(StatusCode code, const std::string& detail, bool endpoint_fault, Reach reach = Reach::Backend);
-  bool canRetry(StatusCode code) const;
+  void attemptFailed(StatusCode code, const std::string& detail, bool endpoint_fault, Reach reach = Reach::Backend,
+                     bool per_try_timeout = false);
+  // `per_try_timeout`: the gateway's own per-try timer ended the attempt.
+  bool canRetry(StatusCode code, bool per_try_timeout = false) const;
+  // Within the last tenth of the current attempt's per-try timeout.
+  bool perTryDeadlineNear() const;
   // gRFC A6 server pushback in a retriable reply: none (true), a delay the
   // call can wait out (true; the next attempt waits exactly that), or a
   // refusal or a delay past the deadline (false, and `why`).
@@ -120,6 +124,8 @@ class ProxyFilter final : public Filter,
   bool only_refusals_ = true;
   bool holds_retry_place_ = false;  // counted in the cluster's active_retries
   TimerPtr per_try_timer_;
+  // When the current attempt's per-try timeout is due (per_try_timeout_ms).
+  StreamContext::Clock::time_point per_try_deadline_{};
   TimerPtr backoff_timer_;
   GrpcFrameDecoder response_decoder_;
   size_t withheld_credit_ = 0;  // response bytes not yet returned to the backend's window

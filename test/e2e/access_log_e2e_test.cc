@@ -372,6 +372,41 @@ TEST_CASE("access_log: requests the gateway refuses before the filters run get a
   CHECK(backend.stats().calls.load() == 1);
 }
 
+TEST_CASE("access_log: a retry that finds no endpoint counts as an attempt, and names no upstream",
+          "[e2e][access_log]") {
+  TempDir dir;
+  fs::path file = dir.path / "access.log";
+  TestBackend backend("only");
+  auto config = accessLogGateway(backend.address(), {{"path", file.string()}});
+  config["workers"] = 1;
+  // The one endpoint is ejected by its first failure, and without panic
+  // routing the retries find no endpoint to try.
+  auto& cluster = config["clusters"][0];
+  cluster["panic_threshold_percent"] = 0;
+  cluster["outlier_detection"] = {{"consecutive_failures", 1}, {"max_ejection_percent", 100}};
+  for (auto& f : config["listeners"][0]["filters"]) {
+    if (f["name"] == "router") {
+      for (auto& r : f["config"]["routes"]) r["retry"] = {{"retry_on", {"UNAVAILABLE"}}, {"num_retries", 2}};
+    }
+  }
+  GatewayProcess gateway(config);
+  auto stub = example::Echo::NewStub(makeChannel(gateway.address()));
+  grpc::ClientContext context;
+  setTimeout(context, kCallTimeout);
+  EchoRequest request;
+  request.set_status_code(14);
+  EchoResponse response;
+  REQUIRE_STATUS(stub->Unary(&context, request, &response), grpc::StatusCode::UNAVAILABLE);
+  CHECK(backend.stats().calls == 1);
+  auto lines = waitForLines([&] { return readFile(file); }, 1);
+  REQUIRE(lines.size() == 1);
+  INFO(lines[0].dump());
+  CHECK(lines[0]["attempts"] == 3);
+  CHECK(lines[0]["retries"] == 2);
+  CHECK(lines[0]["upstream"].is_null());
+  CHECK(lines[0]["grpc_status"] == 14);
+}
+
 TEST_CASE("access_log: SIGUSR1 reopens the file for log rotation", "[e2e][access_log]") {
   TempDir dir;
   fs::path file = dir.path / "access.log";

@@ -871,6 +871,29 @@ TEST_CASE("a per-try timeout retries on another endpoint, within the attempts al
   REQUIRE_OK(stub->Unary(&quick, EchoRequest(), &resp));
 }
 
+TEST_CASE("a backend's own DEADLINE_EXCEEDED is retried only when retry_on lists it", "[e2e][cluster]") {
+  TestBackend backend("b");
+  const bool listed = GENERATE(false, true);
+  INFO("DEADLINE_EXCEEDED in retry_on: " << listed);
+  nlohmann::json r = route("prefix", "/", "one");
+  nlohmann::json retry_on = {"UNAVAILABLE"};
+  if (listed) retry_on.push_back("DEADLINE_EXCEEDED");
+  r["retry"] = {{"retry_on", retry_on}, {"num_retries", 2}, {"per_try_timeout_ms", 2000}};
+  auto config = gatewayConfig(nlohmann::json::array({r}),
+                              nlohmann::json::array({cluster("one", {backend.address()})}));
+  GatewayProcess gateway(config);
+  auto stub = example::Echo::NewStub(makeChannel(gateway.address()));
+  // At once, long before the per-try timeout: the backend's own answer (a
+  // dependency of its timed out), not a try the gateway cut short.
+  grpc::ClientContext ctx;
+  setTimeout(ctx, kCallTimeout);
+  EchoRequest req;
+  req.set_status_code(4);
+  EchoResponse resp;
+  REQUIRE_STATUS(stub->Unary(&ctx, req, &resp), grpc::StatusCode::DEADLINE_EXCEEDED);
+  CHECK(backend.stats().calls == (listed ? 3 : 1));
+}
+
 TEST_CASE("a route timeout caps the call's deadline", "[e2e][cluster]") {
   TestBackend backend("b");
   nlohmann::json r = route("prefix", "/", "one");
