@@ -583,8 +583,9 @@ void DownstreamStream::markResponseProgress() {
 }
 
 bool DownstreamStream::responseStalled(bool connection_moved) const {
-  if (!progress_marked_ || closed_ || !response_out_.aboveHighWatermark() ||
-      response_out_.consumedTotal() != progress_mark_) {
+  // Any size of queue: calls each under stream_buffer_bytes (ended ones
+  // too, their status queued behind) add up past the connection's limit.
+  if (!progress_marked_ || closed_ || response_out_.empty() || response_out_.consumedTotal() != progress_mark_) {
     return false;
   }
   // Nothing of it went out. If the client took nothing at all, it is not
@@ -713,6 +714,14 @@ void DownstreamStream::sendLocalReply(LocalReplyReason reason, StatusCode code, 
 
 void DownstreamStream::sendLocalReply(StatusCode code, std::string_view message, HeaderMap extra_trailers) {
   if (ended_) return;
+  // Past the deadline, what failed failed because of it (a backend that
+  // gave up at the grpc-timeout it was sent, heard before the gateway's own
+  // timer ran on a busy loop): the call ends as at the deadline.
+  if (deadline_timer_ && code != StatusCode::DeadlineExceeded && Clock::now() >= *deadline_) {
+    deadline_timer_->disable();
+    onDeadline();
+    return;
+  }
   // Replies asked for by filters are counted by what they say.
   LocalReplyReason reason = reply_reason_.value_or(
       code == StatusCode::Unimplemented ? LocalReplyReason::NoRoute

@@ -7,6 +7,7 @@
 #include <cstring>
 #include <iterator>
 #include <random>
+#include <utility>
 
 #include <fmt/format.h>
 
@@ -219,10 +220,25 @@ struct Http2Session::Bridge {
 
   // nghttp2 found a frame breaking a rule and answers it with RST_STREAM (a
   // stream error) or GOAWAY (a connection error, which ends the session
-  // anyway). Registered for server sessions only.
-  static int onInvalidFrameRecv(nghttp2_session*, const nghttp2_frame* frame, int, void* ud) noexcept {
-    if (frame->hd.stream_id != 0) self(ud).onPeerCausedStreamError();
+  // anyway). Registered for server sessions only. Counted at once: the rest
+  // of what was read may hold many more such streams, each starting a call.
+  // nghttp2 also resets streams without calling this (a request's DATA past
+  // its content-length, or short of it, or past the stream's window): a
+  // call's stream closing with such a reset is counted then (onStreamClose),
+  // unless it was counted here.
+  static int onInvalidFrameRecv(nghttp2_session* s, const nghttp2_frame* frame, int, void* ud) noexcept {
+    if (frame->hd.stream_id == 0) return 0;
+    Http2Session& session = self(ud);
+    if (handlerOf(s, frame->hd.stream_id) != nullptr) session.counted_resets_.push_back(frame->hd.stream_id);
+    session.onPeerCausedStreamError();
     return 0;
+  }
+
+  // The codes only nghttp2's own resets use: the gateway's are NO_ERROR,
+  // CANCEL, REFUSED_STREAM, INTERNAL_ERROR and ENHANCE_YOUR_CALM.
+  static bool isRuleBreakReset(uint32_t error_code) {
+    return error_code == NGHTTP2_PROTOCOL_ERROR || error_code == NGHTTP2_FLOW_CONTROL_ERROR ||
+           error_code == NGHTTP2_STREAM_CLOSED || error_code == NGHTTP2_FRAME_SIZE_ERROR;
   }
 
   static int onFrameRecv(nghttp2_session* s, const nghttp2_frame* frame, void* ud) noexcept {
@@ -245,6 +261,8 @@ struct Http2Session::Bridge {
         session.owner_.onGoaway(frame->goaway.last_stream_id, frame->goaway.error_code);
         return 0;
       case NGHTTP2_RST_STREAM:
+        // nghttp2 closes the stream right after this, with the peer's code.
+        session.peer_reset_stream_ = frame->hd.stream_id;
         if (auto* h = handlerOf(s, frame->hd.stream_id)) h->onPeerReset(frame->rst_stream.error_code);
         return 0;
       case NGHTTP2_PING:
@@ -274,6 +292,14 @@ struct Http2Session::Bridge {
     if (self(ud).receiving_.stream_id == stream_id) self(ud).receiving_ = {};
     auto* h = handlerOf(s, stream_id);
     if (h == nullptr) return 0;
+    Http2Session& session = self(ud);
+    // A call's stream that nghttp2 reset for a broken rule: the "MadeYouReset"
+    // budget (the client's own RST_STREAMs count in nghttp2's bucket).
+    if (session.side_ == Side::Server) {
+      const bool counted = std::erase(session.counted_resets_, stream_id) != 0;
+      const bool by_peer = std::exchange(session.peer_reset_stream_, 0) == stream_id;
+      if (!counted && !by_peer && isRuleBreakReset(error_code)) session.onPeerCausedStreamError();
+    }
     nghttp2_session_set_stream_user_data(s, stream_id, nullptr);
     --self(ud).open_streams_;
     h->onClose(error_code);
@@ -306,6 +332,11 @@ struct Http2Session::Bridge {
   // itself, so this is registered for servers only.
   static int onFrameNotSend(nghttp2_session* s, const nghttp2_frame* frame, int lib_error, void*) noexcept {
     if (frame->hd.type != NGHTTP2_HEADERS) return 0;
+    // The session is ending (a connection error, a GOAWAY sent): every
+    // queued reply is dropped, each a call the connection's end reports.
+    // Not a header block too large, nor a warning each (a client's one bad
+    // frame after a thousand quick replies would make a thousand).
+    if (lib_error == NGHTTP2_ERR_SESSION_CLOSING) return 0;
     if (nghttp2_session_find_stream(s, frame->hd.stream_id) == nullptr) return 0;
     if (auto* h = handlerOf(s, frame->hd.stream_id)) h->onHeadersNotSent(nghttp2_strerror(lib_error));
     nghttp2_submit_rst_stream(s, NGHTTP2_FLAG_NONE, frame->hd.stream_id, NGHTTP2_INTERNAL_ERROR);

@@ -234,6 +234,12 @@ class Http2Session {
   // payload is among those.
   uint64_t ping_base_ = 0;
   std::string last_error_;  // nghttp2's last error message (its error callback)
+  // The stream of the last RST_STREAM received: its close is the peer's
+  // reset, not one nghttp2 made (the MadeYouReset count).
+  int32_t peer_reset_stream_ = 0;
+  // Calls' streams counted as broken by onInvalidFrameRecv, not closed yet
+  // (not counted again as they close). Few: past the budget the session ends.
+  std::vector<int32_t> counted_resets_;
   uint64_t pings_sent_ = 0;
 };
 
