@@ -255,13 +255,20 @@ ClusterConfig readClusterConfig(const json& value, const std::string& path, Conf
   return cluster;
 }
 
-std::vector<std::pair<std::string, uint16_t>> endpointHostNames(const json& root) {
+std::vector<std::pair<std::string, uint16_t>> endpointHostNames(const json& root,
+                                                                const std::vector<ClusterConfig>& running) {
   std::vector<std::pair<std::string, uint16_t>> names;
   auto clusters = root.is_object() ? root.find("clusters") : root.end();
   if (!root.is_object() || clusters == root.end() || !clusters->is_array()) return names;
   for (const auto& cluster : *clusters) {
     auto eps = cluster.is_object() ? cluster.find("endpoints") : cluster.end();
     if (!cluster.is_object() || eps == cluster.end() || !eps->is_array()) continue;
+    if (!running.empty()) {
+      const std::string source = cluster.dump();
+      if (std::any_of(running.begin(), running.end(), [&](const ClusterConfig& c) { return c.source == source; })) {
+        continue;
+      }
+    }
     for (const auto& ep : *eps) {
       const std::string* text = endpointAddressText(ep);
       if (text == nullptr || parseSocketAddress(*text, false).isOk()) continue;

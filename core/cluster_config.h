@@ -138,7 +138,10 @@ ClusterConfig readClusterConfig(const nlohmann::json& value, const std::string& 
 
 // The distinct (host name, port) pairs among the endpoints of `root`'s
 // "clusters": what loading `root` would resolve. IP literals and malformed
-// entries are left out (loading reports those).
-std::vector<std::pair<std::string, uint16_t>> endpointHostNames(const nlohmann::json& root);
+// entries are left out (loading reports those), and so are the clusters
+// `running` has unchanged (the same `source`): a reload keeps those as they
+// run, with their own lookups (ClusterManager).
+std::vector<std::pair<std::string, uint16_t>> endpointHostNames(const nlohmann::json& root,
+                                                                const std::vector<ClusterConfig>& running = {});
 
 }  // namespace sluice

@@ -409,12 +409,18 @@ void Gateway::reload(ReloadDone done) {
   if (!text) return report(configErrorsStatus(errors));
   std::vector<ReloadResolver::Name> names;
   auto root = nlohmann::json::parse(*text, nullptr, false);  // invalid JSON: loading it reports the error
-  if (!root.is_discarded()) names = endpointHostNames(root);
-  if (names.empty()) return report(applyReload(*text, {}));
+  // The names of clusters the reload leaves unchanged are not looked up: it
+  // keeps those clusters running, with their own lookups (and starts a
+  // refresh of them), so a name that stopped resolving cannot refuse it.
+  // Loading reads the running config's answers for them.
+  if (!root.is_discarded()) names = endpointHostNames(root, config_->clusters);
+  ReloadResolver::Answers running = runningAnswers(*config_);
+  if (names.empty()) return report(applyReload(*text, ReloadResolver::lookupFrom(running)));
   auto resolver = std::make_unique<ReloadResolver>(
       mainWorker().dispatcher(), std::chrono::milliseconds(config_->reload_resolve_timeout_ms),
-      [this, text = *text, report](ReloadResolver::Answers answers) {
+      [this, text = *text, report, running = std::move(running)](ReloadResolver::Answers answers) {
         mainWorker().dispatcher().deferredDelete(std::move(reload_resolver_));
+        answers.insert(running.begin(), running.end());  // the fresh answer wins where both have a name
         report(applyReload(text, ReloadResolver::lookupFrom(answers)));
         if (reload_again_) {
           reload_again_ = false;
@@ -425,6 +431,16 @@ void Gateway::reload(ReloadDone done) {
   if (lookups == 0) return report(applyReload(*text, {}));  // no thread could start: loading resolves
   spdlog::info("reload: looking up {} host name(s) before loading {}", lookups, config_file_);
   reload_resolver_ = std::move(resolver);
+}
+
+ReloadResolver::Answers Gateway::runningAnswers(const GatewayConfig& config) {
+  ReloadResolver::Answers answers;
+  for (const auto& c : config.clusters) {
+    for (const auto& ep : c.endpoints) {
+      if (ep.isHostName()) answers.emplace(ReloadResolver::Name{ep.host, ep.address.port}, ep.addresses);
+    }
+  }
+  return answers;
 }
 
 Status Gateway::applyReload(const std::string& text, const HostLookup& lookup) {

@@ -82,6 +82,9 @@ class Gateway final : public AdminHandler {
   // Loads `text` as the new config (host names through `lookup`) and hands
   // it to every worker.
   Status applyReload(const std::string& text, const HostLookup& lookup);
+  // The addresses `config` loaded its endpoints' host names with: what a
+  // reload loads the clusters it keeps with, without looking them up.
+  static ReloadResolver::Answers runningAnswers(const GatewayConfig& config);
   // Before the first load: looks every endpoint host name of `text` up at
   // once, on a loop of its own; the answers for loading it.
   ReloadResolver::Answers lookUpAtStart(const std::string& text);

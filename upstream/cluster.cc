@@ -329,6 +329,10 @@ void Cluster::adoptStateOf(Cluster& old) {
   }
 }
 
+void Cluster::refreshHostNames() {
+  if (dns_timer_ && !named_.empty()) refreshDns();
+}
+
 void Cluster::retire() {
   if (dns_timer_) dns_timer_->disable();
   named_.clear();

@@ -98,6 +98,9 @@ class Cluster {
   // A reload retired this cluster's config: stop health checks and DNS
   // refreshes (its calls still running keep their connections).
   void retire();
+  // A reload kept this cluster: its host names are looked up now, as a
+  // reload of a changed cluster would (the answers come off the loop).
+  void refreshHostNames();
   void closeAll();
 
  private:

@@ -16,6 +16,7 @@ ClusterManager::ClusterManager(Dispatcher& dispatcher, const GatewayConfig& conf
     }
     if (before != nullptr && (*before)->config().source == c.source) {
       clusters_.push_back(*before);
+      clusters_.back()->refreshHostNames();
       continue;
     }
     clusters_.push_back(std::make_shared<Cluster>(dispatcher, c, stats, role));

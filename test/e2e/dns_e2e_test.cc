@@ -193,11 +193,12 @@ TEST_CASE("dns_addresses first: one endpoint, kept on its address while the answ
   CHECK(listedEndpoints(gateway).size() == 1);
 
   // The resolver rotates its answer: the endpoint stays where it is, on
-  // refreshes and across a reload (which looks the name up afresh).
+  // refreshes and across a reload that changes the cluster (which looks the
+  // name up afresh and builds the cluster anew).
   resolver.answer(kName, "127.0.0.2,127.0.0.1", 0);
   std::this_thread::sleep_for(std::chrono::milliseconds(600));
   CHECK(gateway.logs().find("now resolves to") == std::string::npos);
-  REQUIRE(reloadWithSighup(gateway, namedClusterConfig(a.port(), "first").dump(), 1));
+  REQUIRE(reloadWithSighup(gateway, namedClusterConfig(a.port(), "first", {{"connect_timeout_ms", 4000}}).dump(), 1));
   CHECK(spread(*stub, 6) == std::map<std::string, int>{{"a", 6}});
 
   // Its address leaves the answer: the next connection goes to the first one.

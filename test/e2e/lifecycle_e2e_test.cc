@@ -476,18 +476,25 @@ TEST_CASE("a reload looks its host names up off the loop: calls go on meanwhile,
   REQUIRE_OK(call(resp));
   CHECK(resp.backend() == "b");
 
+  // The cluster changed, so its name is looked up again (a reload that
+  // keeps a cluster does not look its names up).
+  auto changedTo = [&](const std::string& endpoint, int admin_timeout_ms) {
+    auto config = configTo(endpoint, admin_timeout_ms);
+    config["clusters"][0]["connect_timeout_ms"] = 4000;
+    return config;
+  };
   SECTION("an admin client that stops waiting gets 503, and the reload still happens") {
     std::ofstream(gateway.configPath()) << configTo(moved, 500).dump(2);
-    REQUIRE(http(gateway.adminAddress(), "POST", "/reload").status == 200);  // 3 s; new admin limit
-    std::ofstream(gateway.configPath()) << configTo(moved, 500).dump(2);
-    HttpReply late = http(gateway.adminAddress(), "POST", "/reload");
+    REQUIRE(http(gateway.adminAddress(), "POST", "/reload").status == 200);  // the new admin limit
+    std::ofstream(gateway.configPath()) << changedTo(moved, 500).dump(2);
+    HttpReply late = http(gateway.adminAddress(), "POST", "/reload");  // 3 s
     CHECK(late.status == 503);
     CHECK_THAT(late.body, Catch::Contains("the request goes on"));
     CHECK(waitFor([&] { return logCount(gateway, "config reloaded") == 3; }, std::chrono::seconds(6)));
   }
 
   SECTION("a SIGHUP while a reload looks names up reloads again once it is done") {
-    std::ofstream(gateway.configPath()) << configTo(moved, 5000).dump(2);
+    std::ofstream(gateway.configPath()) << changedTo(moved, 5000).dump(2);
     gateway.signal(SIGHUP);
     REQUIRE(waitFor([&] { return logCount(gateway, "looking up 1 host name(s)") == 2; }, std::chrono::seconds(5)));
     // The file changes and is signalled again while the lookup runs.
@@ -507,6 +514,46 @@ TEST_CASE("a reload looks its host names up off the loop: calls go on meanwhile,
     REQUIRE_OK(call(resp));
     CHECK(resp.backend() == "b");  // the old config keeps serving
   }
+}
+
+TEST_CASE("a reload does not look up the host names of the clusters it keeps, and refreshes them instead",
+          "[e2e][lifecycle][dns]") {
+  TestBackend a("a");
+  TestBackend b("b");
+  ScriptedResolver resolver;
+  resolver.answer("kept.sluice-test", "127.0.0.1", 0);
+  nlohmann::json kept = cluster("kept", {"kept.sluice-test:" + std::to_string(a.port())});
+  kept["dns_refresh_ms"] = 600000;  // no refresh of its own in this test
+  auto config = gatewayConfig(nlohmann::json::array({route("prefix", "/", "kept")}),
+                              nlohmann::json::array({kept, cluster("other", {b.address()})}));
+  config["workers"] = 1;
+  config["admin"] = {{"address", "127.0.0.1:0"}};
+  GatewayProcess::Options options{"debug", std::chrono::milliseconds{10000}, {}, resolver.env(), {}};
+  GatewayProcess gateway(config, options);
+  auto stub = example::Echo::NewStub(makeChannel(gateway.address()));
+  REQUIRE_OK(callEmptyUnary(*stub));
+
+  // The name stops resolving; a reload that changes only the other cluster
+  // neither waits for it nor fails on it.
+  resolver.script({});
+  config["clusters"][1]["connect_timeout_ms"] = 4000;
+  std::ofstream(gateway.configPath()) << config.dump(2);
+  HttpReply reply = http(gateway.adminAddress(), "POST", "/reload");
+  INFO(reply.body);
+  CHECK(reply.status == 200);
+  CHECK(gateway.logs().find("reload: looking up") == std::string::npos);
+  // The kept cluster looks its name up after the reload (its own refresh
+  // is ten minutes away), and keeps its address meanwhile.
+  CHECK(waitFor([&] { return logCount(gateway, "cannot resolve kept.sluice-test") >= 1; }, std::chrono::seconds(3)));
+  REQUIRE_OK(callEmptyUnary(*stub));
+
+  // A change to the cluster itself looks the name up, and fails on it.
+  config["clusters"][0]["connect_timeout_ms"] = 4000;
+  std::ofstream(gateway.configPath()) << config.dump(2);
+  reply = http(gateway.adminAddress(), "POST", "/reload");
+  CHECK(reply.status == 400);
+  CHECK_THAT(reply.body, Catch::Contains("cannot resolve host \"kept.sluice-test\""));
+  REQUIRE_OK(callEmptyUnary(*stub));
 }
 
 TEST_CASE("a reload whose lookups outlast reload_resolve_timeout_ms fails, and the next one is not held up",
