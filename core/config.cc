@@ -62,6 +62,9 @@ void readFilters(const json& filters, const std::string& path, const FilterRegis
     static const json kNull;
     const std::string config_path = entry.pathOf("config");
     const size_t errors_before = ctx.errors.size();
+    size_t before_it = 0;
+    for (const auto& f : listener.filters) before_it += f.name == *name ? 1 : 0;
+    ctx.reload_key = fmt::format("{}\n{}\n{}", listener.name, *name, before_it);
     FilterFactorySharedPtr built;
     try {
       built = factory->create(config != nullptr ? *config : kNull, config_path, ctx);

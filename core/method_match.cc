@@ -23,6 +23,10 @@ bool onlyNameChars(std::string_view s, bool slashes) {
   return std::all_of(s.begin(), s.end(), [&](char c) { return isMethodNameChar(c) || (slashes && c == '/'); });
 }
 
+// "." and "..": a call whose path has one as its service or method is
+// refused before any filter (DownstreamStream), so no match may name one.
+bool dotSegment(std::string_view s) { return s == "." || s == ".."; }
+
 // What a value with other characters gets told.
 std::string badCharacters(std::string_view value, std::string_view expected) {
   if (value.find('*') != std::string_view::npos) return "wildcards are not supported; use \"prefix\" or \"regex\"";
@@ -198,7 +202,7 @@ std::optional<MethodMatch> readMethodMatch(JsonObject& parent, std::string_view 
     out.kind = MethodMatch::Kind::Service;
     out.value = std::move(*service);
     constexpr std::string_view kExpected = "expected a service name like \"shop.v1.Catalog\"";
-    if (out.value.empty() || out.value.find('/') != std::string::npos) {
+    if (out.value.empty() || out.value.find('/') != std::string::npos || dotSegment(out.value)) {
       m.errors().add(m.pathOf("service"), std::string(kExpected));
     } else if (!onlyNameChars(out.value, false)) {
       m.errors().add(m.pathOf("service"), badCharacters(out.value, kExpected));
@@ -207,7 +211,9 @@ std::optional<MethodMatch> readMethodMatch(JsonObject& parent, std::string_view 
     out.kind = MethodMatch::Kind::Method;
     out.value = std::move(*method);
     constexpr std::string_view kExpected = "expected a full method name like \"/shop.v1.Orders/Place\"";
-    if (!validMethodPath(out.value)) {
+    const size_t slash = out.value.find('/', 1);
+    if (!validMethodPath(out.value) || dotSegment(std::string_view(out.value).substr(1, slash - 1)) ||
+        dotSegment(std::string_view(out.value).substr(slash + 1))) {
       m.errors().add(m.pathOf("method"), std::string(kExpected));
     } else if (!onlyNameChars(out.value, true)) {
       m.errors().add(m.pathOf("method"), badCharacters(out.value, kExpected));
@@ -215,8 +221,14 @@ std::optional<MethodMatch> readMethodMatch(JsonObject& parent, std::string_view 
   } else {
     out.kind = MethodMatch::Kind::Prefix;
     out.value = std::move(*prefix);
+    const size_t second = out.value.find('/', 1);
     if (!out.value.starts_with('/')) {
       m.errors().add(m.pathOf("prefix"), "a path prefix must start with \"/\"");
+    } else if (second != std::string::npos &&
+               (second == 1 || dotSegment(std::string_view(out.value).substr(1, second - 1)) ||
+                out.value.find('/', second + 1) != std::string::npos)) {
+      // "/a/b/", "//x", "/../": a gRPC path is /service/method, each a name.
+      m.errors().add(m.pathOf("prefix"), "a gRPC path is \"/service/method\": this prefix can match no call");
     } else if (!onlyNameChars(out.value, true)) {
       m.errors().add(m.pathOf("prefix"), badCharacters(out.value, "expected a path prefix like \"/shop.v1.\""));
     }

@@ -24,6 +24,12 @@ class ConfigErrors;
 struct FilterBuildContext {
   ConfigErrors& errors;
   const std::set<std::string>& cluster_names;
+  // Names the entry being read across reloads, for state it keeps through
+  // them (sharedAcrossReloads): its listener's name, its filter's name and
+  // how many entries of that filter come before it in the chain, so that
+  // adding another filter before it, or reordering listeners, leaves it the
+  // same entry (its JSON path would change).
+  std::string reload_key = {};
 };
 
 class FilterConfigFactory {

@@ -199,6 +199,13 @@ FilterFactorySharedPtr AuthConfigFactory::create(const json& config, const std::
   if (credential(out->principal_metadata)) {
     ctx.errors.add(obj.pathOf("principal_metadata"), "cannot be a key that carries credentials");
   }
+  // With jwt, an authorization field is read as a bearer token: API keys
+  // sent in it would never authenticate.
+  if (out->jwt && out->api_keys && out->api_keys->metadata_key == "authorization") {
+    ctx.errors.add(jsonPath(obj.pathOf("api_keys"), "metadata_key"),
+                   "\"authorization\" carries the JWT bearer token when jwt is configured: API keys need a key of "
+                   "their own (e.g. x-api-key)");
+  }
   if (out->jwt) {
     for (const auto& [claim, key] : out->jwt->claims_to_metadata) {
       if (credential(key)) {

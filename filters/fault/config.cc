@@ -110,9 +110,10 @@ FilterFactorySharedPtr FaultConfigFactory::create(const json& config, const std:
   if (auto m = obj.unsignedInt("max_active_faults", 0, kMaxActiveFaultsLimit)) out.max_active_faults = *m;
   obj.finish();
   if (ctx.errors.size() != errors_before) return nullptr;
-  // Keyed by the entry's place alone: its delays in progress stay counted
-  // whatever a reload changed in it (max_active_faults included).
-  auto active = sharedAcrossReloads<ActiveFaults>(path, [] { return std::make_shared<ActiveFaults>(); });
+  // Keyed by the entry alone (listener, and which fault entry of its
+  // chain): its delays in progress stay counted whatever a reload changed in
+  // it (max_active_faults included) or around it.
+  auto active = sharedAcrossReloads<ActiveFaults>(ctx.reload_key, [] { return std::make_shared<ActiveFaults>(); });
   return std::make_shared<FaultFilterFactory>(std::move(out), std::move(active));
 }
 

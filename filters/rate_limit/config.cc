@@ -17,13 +17,13 @@ using json = nlohmann::json;
 constexpr uint64_t kMaxRate = 1'000'000'000;
 constexpr uint64_t kMaxKeysLimit = 10'000'000;
 
-// The bucket table for the filter entry at `path` with config `text`: the one
-// a live config already uses for the same entry unchanged (a reload that
-// changed routes or clusters must not hand every caller a full bucket), else
-// a new one.
-std::shared_ptr<BucketTable> tableFor(const std::string& path, const std::string& text,
+// The bucket table for the filter entry `reload_key` (FilterBuildContext)
+// with config `text`: the one a live config already uses for the same entry
+// unchanged (a reload that changed routes or clusters, or added a filter
+// before it, must not hand every caller a full bucket), else a new one.
+std::shared_ptr<BucketTable> tableFor(const std::string& reload_key, const std::string& text,
                                       const RateLimitConfig& config) {
-  return sharedAcrossReloads<BucketTable>(path + "\n" + text, [&] {
+  return sharedAcrossReloads<BucketTable>(reload_key + "\n" + text, [&] {
     return std::make_shared<BucketTable>(config.max_keys, config.rules.size() * 2);
   });
 }
@@ -118,7 +118,7 @@ FilterFactorySharedPtr RateLimitConfigFactory::create(const json& config, const 
   if (auto m = obj.unsignedInt("max_keys", 1, kMaxKeysLimit)) out->max_keys = *m;
   obj.finish();
   if (ctx.errors.size() != errors_before) return nullptr;
-  auto table = tableFor(path, config.dump(), *out);
+  auto table = tableFor(ctx.reload_key, config.dump(), *out);
   return std::make_shared<RateLimitFilterFactory>(std::move(out), std::move(table));
 }
 

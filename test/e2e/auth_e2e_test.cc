@@ -272,7 +272,7 @@ TEST_CASE("auth: --validate names every mistake, inside files too", "[e2e][auth]
   nlohmann::json auth = {{"name", "auth"},
                          {"config",
                           {{"jwt", {{"jwks_file", (dir / "jwks.json").string()}, {"algorithms", {"PS256"}}}},
-                           {"api_keys", {{"file", (dir / "missing.json").string()}}},
+                           {"api_keys", {{"file", (dir / "missing.json").string()}, {"metadata_key", "authorization"}}},
                            {"rules", {{{"public", true}, {"scopes", {"x"}}}}}}}};
   auto& chain = config["listeners"][0]["filters"];
   chain.insert(chain.begin(), auth);
@@ -284,6 +284,9 @@ TEST_CASE("auth: --validate names every mistake, inside files too", "[e2e][auth]
   CHECK(result.output.find("/listeners/0/filters/0/config/jwt/algorithms/0") != std::string::npos);
   CHECK(result.output.find("/listeners/0/filters/0/config/api_keys/file: cannot read") != std::string::npos);
   CHECK(result.output.find("/listeners/0/filters/0/config/rules/0/scopes") != std::string::npos);
+  // API keys in the field that carries the JWT would never authenticate.
+  CHECK(result.output.find("/listeners/0/filters/0/config/api_keys/metadata_key: \"authorization\" carries") !=
+        std::string::npos);
 }
 
 }  // namespace sluice::test

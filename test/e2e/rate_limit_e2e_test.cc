@@ -154,9 +154,14 @@ TEST_CASE("rate_limit: a reload that leaves the filter unchanged keeps its bucke
   config["drain_timeout_ms"] = 5000;
   reload(config, 1);
   REQUIRE_STATUS(unary(*stub), grpc::StatusCode::RESOURCE_EXHAUSTED);
-  // The limit itself changes: a new entry, full buckets.
-  config["listeners"][0]["filters"][0]["config"]["rules"][0]["calls"]["rate"] = 4;
+  // A filter added before it moves its JSON path: still the same entry.
+  auto& chain = config["listeners"][0]["filters"];
+  chain.insert(chain.begin(), nlohmann::json{{"name", "metadata"}, {"config", {{"request", {{"set", {{"x-via", "gw"}}}}}}}});
   reload(config, 2);
+  REQUIRE_STATUS(unary(*stub), grpc::StatusCode::RESOURCE_EXHAUSTED);
+  // The limit itself changes: a new entry, full buckets.
+  config["listeners"][0]["filters"][1]["config"]["rules"][0]["calls"]["rate"] = 4;
+  reload(config, 3);
   REQUIRE_OK(unary(*stub));
 }
 

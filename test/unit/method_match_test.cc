@@ -70,6 +70,26 @@ TEST_CASE("method match: absent, required, and every mistake with its path", "[m
     CHECK(hasError(e, "/r/match/" + form, bad.find('*') != std::string::npos ? "wildcards are not supported"
                                                                              : "letters, digits, '_', '.' and '-'"));
   }
+  // Dot segments and third slashes: every call to such a path is refused
+  // before the filters, so the match could never hold.
+  for (const auto& [form, bad] : std::vector<std::pair<std::string, std::string>>{
+           {"service", ".."}, {"service", "."}, {"method", "/./x"}, {"method", "/a.B/.."}}) {
+    ConfigErrors e;
+    INFO(form << " " << bad);
+    CHECK_FALSE(read(json{{"match", {{form, bad}}}}, e));
+    CHECK(hasError(e, "/r/match/" + form, form == "service" ? "service name" : "full method name"));
+  }
+  for (const char* bad : {"/a/b/", "/a.B/C/", "//x", "/../", "/./x"}) {
+    ConfigErrors e;
+    INFO(bad);
+    CHECK_FALSE(read(json{{"match", {{"prefix", bad}}}}, e));
+    CHECK(hasError(e, "/r/match/prefix", "can match no call"));
+  }
+  for (const char* good : {"/", "/a", "/a.B/", "/a.B/C", "/..x", "/a.B/..", "/.x/"}) {
+    ConfigErrors e;
+    INFO(good << ": " << e.format());
+    CHECK(read(json{{"match", {{"prefix", good}}}}, e));
+  }
   CHECK_FALSE(read(json::parse(R"({"match": {"prefix": "shop"}})"), errors));
   CHECK(hasError(errors, "/r/match/prefix", "must start with \"/\""));
   CHECK_FALSE(read(json::parse(R"({"match": {"prefix": "/", "typo": 1}})"), errors));
