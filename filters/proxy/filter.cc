@@ -199,25 +199,23 @@ void ProxyFilter::startAttempt() {
         attemptFailed(StatusCode::DeadlineExceeded,
                       fmt::format("no answer from {} within the per-try timeout ({} ms)",
                                   endpoint_->describe(), retry_->per_try_timeout_ms),
-                      true, reach, /*per_try_timeout=*/true);
+                      true, reach);
       });
     }
     per_try_timer_->enable(std::chrono::milliseconds(retry_->per_try_timeout_ms));
   }
 }
 
-bool ProxyFilter::canRetry(StatusCode code, bool per_try_timeout) const {
+bool ProxyFilter::canRetry(StatusCode code) const {
   if (retry_ == nullptr || response_started_ || !replayable_ || attempts_ > retry_->num_retries) return false;
-  // The gateway's own per-try timeout is always worth another try; a status
-  // from the backend only if listed, DEADLINE_EXCEEDED too (a backend whose
-  // own dependency timed out would otherwise run the call num_retries more
-  // times). Its grpc-timeout is the per-try one rounded up, so the gateway's
-  // timer usually ends a slow attempt first. A backend's DEADLINE_EXCEEDED
-  // in the last tenth of the per-try timeout (at least 10 ms) is that
-  // timeout all the same: gRPC servers start the deadline from a cached
-  // clock, which can run a few ms behind, and the gateway's loop may have
-  // been busy when its timer was due.
-  const bool per_try_over = per_try_timeout || (code == StatusCode::DeadlineExceeded && perTryDeadlineNear());
+  // A per-try timeout is always worth another try, the gateway's own (its
+  // timer never fires before per_try_deadline_) or the backend's at the
+  // grpc-timeout it was sent: a DEADLINE_EXCEEDED in the last tenth of the
+  // per-try timeout (at least 10 ms), as gRPC servers start the deadline
+  // from a cached clock, which can run a few ms behind. Any other status,
+  // an earlier DEADLINE_EXCEEDED too, only if listed: a backend whose own
+  // dependency timed out would otherwise run the call num_retries more times.
+  const bool per_try_over = code == StatusCode::DeadlineExceeded && perTryDeadlineNear();
   if (!per_try_over && !retry_->retriable(code)) return false;
   auto deadline = ctx_.deadline();
   return !deadline || StreamContext::Clock::now() + std::chrono::milliseconds(retry_->backoff_base_ms) < *deadline;
@@ -281,8 +279,7 @@ void ProxyFilter::retireAttempt() {
   }
 }
 
-void ProxyFilter::attemptFailed(StatusCode code, const std::string& detail, bool endpoint_fault, Reach reach,
-                                bool per_try_timeout) {
+void ProxyFilter::attemptFailed(StatusCode code, const std::string& detail, bool endpoint_fault, Reach reach) {
   if (ctx_.ended()) return;
   if (endpoint_fault) recordOutcome(false);
   if (reach == Reach::Unsent) cluster_->stats().upstream_rq_unsent.inc();
@@ -292,7 +289,7 @@ void ProxyFilter::attemptFailed(StatusCode code, const std::string& detail, bool
   // An attempt no backend processed retries outside the budget: retrying it
   // adds no load to a backend beyond what the call would have anyway.
   std::string over_budget;
-  if (!canRetry(code, per_try_timeout) || (reach == Reach::Backend && !holdRetryPlace(over_budget))) {
+  if (!canRetry(code) || (reach == Reach::Backend && !holdRetryPlace(over_budget))) {
     std::string message = describe(detail);
     if (!over_budget.empty()) message += "; not retried: " + over_budget;
     // Every attempt refused unprocessed, and nothing of the response sent:

@@ -65,10 +65,8 @@ class ProxyFilter final : public Filter,
   // unprocessed (REFUSED_STREAM).
   enum class Reach { Backend, Unsent, Refused };
   // The attempt is over without an answer for the client: retry or reply.
-  void attemptFailed(StatusCode code, const std::string& detail, bool endpoint_fault, Reach reach = Reach::Backend,
-                     bool per_try_timeout = false);
-  // `per_try_timeout`: the gateway's own per-try timer ended the attempt.
-  bool canRetry(StatusCode code, bool per_try_timeout = false) const;
+  void attemptFailed(StatusCode code, const std::string& detail, bool endpoint_fault, Reach reach = Reach::Backend);
+  bool canRetry(StatusCode code) const;
   // Within the last tenth of the current attempt's per-try timeout.
   bool perTryDeadlineNear() const;
   // gRFC A6 server pushback in a retriable reply: none (true), a delay the
