@@ -71,6 +71,24 @@ nlohmann::json limited(const std::string& backend, const nlohmann::json& limits)
   return config;
 }
 
+// max_buffered_response_bytes at `limit`, with the admin endpoint and no keepalive PINGs.
+nlohmann::json bufferLimited(const std::string& backend, uint64_t limit) {
+  auto config = limited(backend, {{"max_buffered_response_bytes", limit}, {"keepalive_interval_ms", 0}});
+  config["admin"] = {{"address", "127.0.0.1:0"}};
+  return config;
+}
+
+// With stream windows of 0, `paused` opens `calls` ServerStream calls of
+// `count` messages of `size` bytes each, then reads for 4 s (and stays open).
+FrameSocket::Seen pauseServerStreams(FrameSocket& paused, uint32_t calls, int count, int size) {
+  paused.setStreamWindow(0);
+  EchoRequest request;
+  request.set_response_count(count);
+  request.set_response_size(size);
+  for (uint32_t i = 0; i < calls; ++i) paused.openServerStream(1 + 2 * i, request);
+  return paused.readUntilClosed(std::chrono::seconds(4));
+}
+
 }  // namespace
 
 TEST_CASE("a rapid-reset client is disconnected, a well-behaved client sees no error", "[e2e][limits]") {
@@ -779,18 +797,11 @@ TEST_CASE("calls of a client that does not read are reset past max_buffered_resp
 TEST_CASE("past max_buffered_response_bytes only as many stalled calls are reset as bring the connection under it",
           "[e2e][limits]") {
   TestBackend backend("b");
-  auto config = limited(backend.address(), {{"max_buffered_response_bytes", 20 << 20}, {"keepalive_interval_ms", 0}});
-  config["admin"] = {{"address", "127.0.0.1:0"}};
-  GatewayProcess gateway(config);
-  FrameSocket paused(gateway.port());
+  GatewayProcess gateway(bufferLimited(backend.address(), 20 << 20));
   // A client that paused 4 streams, each with its backend's 8 MiB window
   // queued in the gateway: 32 MiB, of which 2 calls (16 MiB) fit the limit.
-  paused.setStreamWindow(0);
-  EchoRequest request;
-  request.set_response_count(1000);
-  request.set_response_size(65536);
-  for (uint32_t stream = 1; stream <= 7; stream += 2) paused.openServerStream(stream, request);
-  auto seen = paused.readUntilClosed(std::chrono::seconds(4));
+  FrameSocket paused(gateway.port());
+  auto seen = pauseServerStreams(paused, 4, 1000, 65536);
   CHECK_FALSE(seen.closed);
   CHECK(seen.resets.size() == 2);
   for (const auto& [stream, code] : seen.resets) CHECK(code == NGHTTP2_ENHANCE_YOUR_CALM);
@@ -806,19 +817,12 @@ TEST_CASE("past max_buffered_response_bytes only as many stalled calls are reset
 
 TEST_CASE("past max_buffered_response_bytes stalled calls are reset however little each holds", "[e2e][limits]") {
   TestBackend backend("b");
-  auto config = limited(backend.address(), {{"max_buffered_response_bytes", 2 << 20}, {"keepalive_interval_ms", 0}});
-  config["admin"] = {{"address", "127.0.0.1:0"}};
-  GatewayProcess gateway(config);
-  FrameSocket paused(gateway.port());
+  GatewayProcess gateway(bufferLimited(backend.address(), 2 << 20));
   // 16 calls whose one 200 kB message (under stream_buffer_bytes, 256 KiB)
   // and status wait behind stream windows of 0: 3.2 MB together, of which
   // 2 MiB may stay.
-  paused.setStreamWindow(0);
-  EchoRequest request;
-  request.set_response_count(1);
-  request.set_response_size(200000);
-  for (uint32_t stream = 1; stream <= 31; stream += 2) paused.openServerStream(stream, request);
-  auto seen = paused.readUntilClosed(std::chrono::seconds(4));
+  FrameSocket paused(gateway.port());
+  auto seen = pauseServerStreams(paused, 16, 1, 200000);
   CHECK_FALSE(seen.closed);
   // 3,200,000 - 2,097,152 bytes over: 6 calls of 200 kB bring it under.
   CHECK(seen.resets.size() == 6);
