@@ -962,7 +962,14 @@ TEST_CASE("stream_idle_timeout_ms spares a stream whose client is still reading 
           "[e2e][limits]") {
   TestBackend backend("b");
   GatewayProcess gateway(limited(backend.address(), {{"stream_idle_timeout_ms", 3000}}));
-  auto stub = example::Echo::NewStub(makeChannel(gateway.address()));
+  // Without BDP probing the client's window stays small, so its reading
+  // shows as window updates every message or so. With it, grpc++ may grow
+  // the window to megabytes and take seconds to reopen it: to the gateway
+  // such a client is not reading (a slow sanitizer run failed so).
+  grpc::ChannelArguments args;
+  args.SetInt(GRPC_ARG_HTTP2_BDP_PROBE, 0);
+  auto stub = example::Echo::NewStub(
+      grpc::CreateCustomChannel(gateway.address(), grpc::InsecureChannelCredentials(), args));
   grpc::ClientContext ctx;
   setTimeout(ctx, std::chrono::seconds(30));
   EchoRequest request;
