@@ -305,6 +305,15 @@ void DownstreamStream::onDeadline() {
   }
 }
 
+bool DownstreamStream::resetAtClientDeadline(uint32_t error_code) const {
+  if (error_code != NGHTTP2_CANCEL || !client_deadline_) return false;
+  // The client's deadline is earlier than the gateway's copy by the
+  // headers' trip here and by how much the client rounded grpc-timeout up
+  // (grpc rounds to three significant figures: at most 1%).
+  const auto slack = std::chrono::milliseconds(10) + (*client_deadline_ - startTime()) / 50;
+  return Clock::now() >= *client_deadline_ - slack;
+}
+
 void DownstreamStream::onData(const uint8_t* data, size_t len) {
   if (!call_started_ || ended_) {
     // Nobody will read these bytes: give the window back at once.
@@ -855,10 +864,15 @@ void DownstreamStream::onClose(uint32_t error_code) {
   if (!ended_) {
     // The client reset the stream mid-call (or closed it before the end).
     ended_ = true;
-    status_ = StatusCode::Cancelled;
-    status_message_ = error_code == NGHTTP2_NO_ERROR
-                          ? "stream closed before the response completed"
-                          : fmt::format("client reset the stream ({})", nghttp2_http2_strerror(error_code));
+    if (resetAtClientDeadline(error_code)) {
+      status_ = StatusCode::DeadlineExceeded;
+      status_message_ = "the client's deadline (grpc-timeout) passed: it reset the stream";
+    } else {
+      status_ = StatusCode::Cancelled;
+      status_message_ = error_code == NGHTTP2_NO_ERROR
+                            ? "stream closed before the response completed"
+                            : fmt::format("client reset the stream ({})", nghttp2_http2_strerror(error_code));
+    }
     spdlog::debug("[C{}][S{}] {}", connection_id_, stream_id_, status_message_);
   }
   finish();

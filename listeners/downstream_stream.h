@@ -157,6 +157,11 @@ class DownstreamStream final : public StreamContext,
   void touch();
   void armDeadlineTimer();  // for deadline_
   void onDeadline();
+  // A CANCEL reset from a client whose own deadline (grpc-timeout) has
+  // passed, as far as the gateway's copy of it can tell: gRPC clients reset
+  // at their deadline, a little before the gateway's timer, which counts
+  // from when the headers arrived and is rounded up.
+  bool resetAtClientDeadline(uint32_t error_code) const;
   void finish();  // onStreamDone once, timers off, stats recorded
   void releaseCallSlot();  // this call's handles drop their work from now on
   // Tells the terminal filter whether the response side is full: the bytes

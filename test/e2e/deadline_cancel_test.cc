@@ -4,7 +4,9 @@
 // abandoned upstream streams running leaks them.
 #include <catch2/catch.hpp>
 
+#include "test/support/admin_stats.h"
 #include "test/support/e2e_fixture.h"
+#include "test/support/http_client.h"
 #include "test/support/raw_h2_client.h"
 
 namespace sluice::test {
@@ -157,6 +159,56 @@ TEST_CASE_METHOD(SingleBackendFixture, "client cancels after the first response"
   // The backend stopped early instead of streaming into the void.
   CHECK(BackendStats::waitUntil([&] { return backend.stats().active.load() == 0; }, 2s));
   CHECK(backend.stats().messagesSent.load() < kAsked);
+}
+
+// A grpc++ client resets the stream at its own deadline, a little before the
+// gateway's timer for the same deadline fires: the metrics (and the access
+// log, which reads the same status) must still say DEADLINE_EXCEEDED, and a
+// cancel well before the deadline CANCELLED.
+TEST_CASE("a client's own deadline counts as DEADLINE_EXCEEDED, its cancel as CANCELLED", "[e2e][deadline][admin]") {
+  TestBackend backend("b");
+  auto config = gatewayConfig(nlohmann::json::array({route("prefix", "/", "one")}),
+                              nlohmann::json::array({cluster("one", {backend.address()})}));
+  config["admin"] = {{"address", "127.0.0.1:0"}};
+  GatewayProcess gateway(config);
+  auto stub = example::Echo::NewStub(makeChannel(gateway.address()));
+  constexpr int kDeadlines = 5;
+  for (int i = 0; i < kDeadlines; ++i) {
+    grpc::ClientContext context;
+    setTimeout(context, 300ms);
+    EchoRequest request;
+    request.set_sleep_ms(5000);
+    EchoResponse response;
+    REQUIRE_STATUS(stub->Unary(&context, request, &response), grpc::StatusCode::DEADLINE_EXCEEDED);
+  }
+  {
+    grpc::ClientContext context;
+    setTimeout(context, kCallTimeout);
+    EchoRequest request;
+    request.set_sleep_ms(5000);
+    auto reader = stub->ServerStream(&context, request);
+    REQUIRE(BackendStats::waitUntil([&] { return backend.stats().calls.load() >= kDeadlines + 1; }, 5s));
+    context.TryCancel();
+    EchoResponse response;
+    CHECK_FALSE(reader->Read(&response));
+    REQUIRE_STATUS(reader->Finish(), grpc::StatusCode::CANCELLED);
+  }
+  const std::string admin = gateway.adminAddress();
+  const std::string unary = "grpc_method=\"Unary\"";
+  const std::string stream = "grpc_method=\"ServerStream\"";
+  std::string text;
+  // The gateway records a call when its stream closes, after the client
+  // has seen the end.
+  REQUIRE(BackendStats::waitUntil(
+      [&] {
+        text = http(admin, "GET", "/stats/prometheus").body;
+        return metric(text, "grpc_server_handled_total", {stream}) == 1 &&
+               metric(text, "grpc_server_handled_total", {unary}) == kDeadlines;
+      },
+      3s));
+  INFO(text);
+  CHECK(metric(text, "grpc_server_handled_total", {unary, "grpc_code=\"DEADLINE_EXCEEDED\""}) == kDeadlines);
+  CHECK(metric(text, "grpc_server_handled_total", {stream, "grpc_code=\"CANCELLED\""}) == 1);
 }
 
 }  // namespace
