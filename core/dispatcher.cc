@@ -153,7 +153,7 @@ void Dispatcher::setIdleSpin(uint32_t polls, LoopStats* stats) {
 void Dispatcher::post(std::function<void()> fn) {
   {
     std::lock_guard<std::mutex> lock(posted_mutex_);
-    posted_.push_back({std::move(fn), std::nullopt});
+    posted_.push_back({std::move(fn), std::nullopt, {}});
   }
   uv_async_send(async_);
 }

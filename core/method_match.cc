@@ -130,7 +130,7 @@ bool HeaderMatch::matches(const HeaderMap& request) const {
   };
   gather(name);
   if (first == nullptr && name == ":authority") gather("host");
-  bool matched;
+  bool matched = false;
   if (kind == Kind::Present) {
     matched = (first != nullptr) == present;
   } else if (first == nullptr) {

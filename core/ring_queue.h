@@ -55,7 +55,7 @@ class RingQueue {
   void pop_front() {
     // Moved out and destroyed, not assigned T{}: assigning an empty string
     // keeps the old heap buffer in the slot, and slots outlive calls.
-    { T gone = std::move(slots_[head_]); }
+    { [[maybe_unused]] T gone = std::move(slots_[head_]); }
     head_ = (head_ + 1) % slots_.size();
     --size_;
   }

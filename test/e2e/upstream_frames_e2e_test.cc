@@ -115,7 +115,7 @@ class FrameCountingBackend {
   struct Options {
     // Advertised as SETTINGS_MAX_CONCURRENT_STREAMS (nghttp2 refuses streams
     // past it); nullopt advertises none.
-    std::optional<uint32_t> max_concurrent_streams;
+    std::optional<uint32_t> max_concurrent_streams{};
     // How long after accepting a connection its SETTINGS are sent (and its
     // input read, so that nothing is answered before them).
     std::chrono::milliseconds settings_delay{0};
@@ -126,7 +126,7 @@ class FrameCountingBackend {
     bool largest_windows = false;
     // A second SETTINGS sent with the first, in the same write, advertising
     // this SETTINGS_MAX_CONCURRENT_STREAMS (a backend that changes its mind).
-    std::optional<uint32_t> then_max_concurrent_streams;
+    std::optional<uint32_t> then_max_concurrent_streams{};
   };
 
   FrameCountingBackend() : FrameCountingBackend(Options{}) {}
