@@ -106,7 +106,10 @@ HeaderBlock ProxyFilter::upstreamRequestHeaders() const {
   auto& request = const_cast<StreamContext&>(ctx_).requestHeaders();
   block.forwarded = &request;
   // The client's pseudo-headers are replaced by the gateway's own, and its
-  // grpc-timeout by what is left of the deadline.
+  // grpc-timeout by what is left of the call's deadline (not the per-try
+  // timeout: that starts when the request ends and stops at the response's
+  // headers, which a deadline sent ahead could not say; the gateway resets
+  // an attempt that runs out of it, and the backend learns so).
   block.forward = [](const Header& h) {
     return !isPseudoHeader(h.name) && !isHopByHop(h.name) && h.name != "grpc-timeout";
   };
@@ -117,11 +120,7 @@ HeaderBlock ProxyFilter::upstreamRequestHeaders() const {
   out.addCopy(":path", ctx_.path());
   const std::string* authority = request.get(":authority");
   out.addCopy(":authority", authority != nullptr ? *authority : cluster_->name());
-  auto deadline = ctx_.deadline();
-  if (retry_ != nullptr && retry_->per_try_timeout_ms > 0) {
-    if (!deadline || per_try_deadline_ < *deadline) deadline = per_try_deadline_;
-  }
-  if (deadline) {
+  if (auto deadline = ctx_.deadline()) {
     // What is left of the deadline, so the backend gives up when we do (up to
     // 1% later: the coarse form repeats across calls, an HPACK index hit; the
     // gateway's own timer still ends the call on time).
@@ -147,7 +146,12 @@ FilterStatus ProxyFilter::onRequestHeaders(StreamContext& ctx) {
     ctx.sendLocalReply(admitted.code(), admitted.message());
     return FilterStatus::StopIteration;
   }
-  if (route->retry && route->retry->num_retries > 0) retry_ = &*route->retry;
+  if (route->retry) {
+    // With num_retries 0 the policy still times each try; nothing is kept
+    // for a replay that cannot come.
+    retry_ = &*route->retry;
+    replayable_ = retry_->num_retries > 0;
+  }
   ctx.setWatermarkCallbacks(this);
   startAttempt();
   return FilterStatus::Continue;
@@ -174,9 +178,7 @@ void ProxyFilter::startAttempt() {
   outcome_recorded_ = false;
   ctx_.setUpstreamAddress(endpoint_->describe());
   response_decoder_ = GrpcFrameDecoder(ctx_.maxMessageBytes());
-  if (retry_ != nullptr && retry_->per_try_timeout_ms > 0) {
-    per_try_deadline_ = StreamContext::Clock::now() + std::chrono::milliseconds(retry_->per_try_timeout_ms);
-  }
+  per_try_deadline_ = StreamContext::Clock::time_point::max();  // armed once the request has ended
   upstream_ = std::make_unique<UpstreamStream>(*this, upstreamRequestHeaders());
   upstream_->countQueuedInto(ctx_.heldRequestBytes());
   Status placed = endpoint_->pool().newStream(*upstream_);
@@ -189,42 +191,41 @@ void ProxyFilter::startAttempt() {
   // it and chosen between a retry and a reply.
   if (!upstream_) return;
   for (const Message& m : replay_) upstream_->sendMessage(Message(m));
-  if (request_ended_) upstream_->endRequest();
-  if (retry_ != nullptr && retry_->per_try_timeout_ms > 0) {
-    if (!per_try_timer_) {
-      per_try_timer_ = std::make_unique<Timer>(ctx_.dispatcher(), [this] {
-        // Still connecting, or queued behind a backed-up connection: no
-        // backend saw it (asked before attemptFailed lets go of the stream).
-        const Reach reach = upstream_ && upstream_->sent() ? Reach::Backend : Reach::Unsent;
-        attemptFailed(StatusCode::DeadlineExceeded,
-                      fmt::format("no answer from {} within the per-try timeout ({} ms)",
-                                  endpoint_->describe(), retry_->per_try_timeout_ms),
-                      true, reach);
-      });
-    }
-    per_try_timer_->enable(std::chrono::milliseconds(retry_->per_try_timeout_ms));
+  if (request_ended_) {
+    upstream_->endRequest();
+    armPerTryTimer();
   }
+}
+
+void ProxyFilter::armPerTryTimer() {
+  if (retry_ == nullptr || retry_->per_try_timeout_ms == 0) return;
+  if (!per_try_timer_) {
+    per_try_timer_ = std::make_unique<Timer>(ctx_.dispatcher(), [this] {
+      // Still connecting, or queued behind a backed-up connection: no
+      // backend saw it (asked before attemptFailed lets go of the stream).
+      const Reach reach = upstream_ && upstream_->sent() ? Reach::Backend : Reach::Unsent;
+      attemptFailed(StatusCode::DeadlineExceeded,
+                    fmt::format("no answer from {} within the per-try timeout ({} ms after the request ended)",
+                                endpoint_->describe(), retry_->per_try_timeout_ms),
+                    true, reach);
+    });
+  }
+  const std::chrono::milliseconds timeout(retry_->per_try_timeout_ms);
+  per_try_deadline_ = StreamContext::Clock::now() + timeout;
+  per_try_timer_->enable(timeout);
 }
 
 bool ProxyFilter::canRetry(StatusCode code) const {
   if (retry_ == nullptr || response_started_ || !replayable_ || attempts_ > retry_->num_retries) return false;
-  // A per-try timeout is always worth another try, the gateway's own (its
-  // timer never fires before per_try_deadline_) or the backend's at the
-  // grpc-timeout it was sent: a DEADLINE_EXCEEDED in the last tenth of the
-  // per-try timeout (at least 10 ms), as gRPC servers start the deadline
-  // from a cached clock, which can run a few ms behind. Any other status,
-  // an earlier DEADLINE_EXCEEDED too, only if listed: a backend whose own
-  // dependency timed out would otherwise run the call num_retries more times.
-  const bool per_try_over = code == StatusCode::DeadlineExceeded && perTryDeadlineNear();
+  // A per-try timeout is always worth another try (the timer never fires
+  // before per_try_deadline_). Any other status, a backend's own
+  // DEADLINE_EXCEEDED too, only if listed: a backend whose dependency timed
+  // out would otherwise run the call num_retries more times.
+  const bool per_try_over =
+      code == StatusCode::DeadlineExceeded && StreamContext::Clock::now() >= per_try_deadline_;
   if (!per_try_over && !retry_->retriable(code)) return false;
   auto deadline = ctx_.deadline();
   return !deadline || StreamContext::Clock::now() + std::chrono::milliseconds(retry_->backoff_base_ms) < *deadline;
-}
-
-bool ProxyFilter::perTryDeadlineNear() const {
-  if (retry_ == nullptr || retry_->per_try_timeout_ms == 0) return false;
-  const auto margin = std::chrono::milliseconds(std::max<uint32_t>(retry_->per_try_timeout_ms / 10, 10));
-  return StreamContext::Clock::now() + margin >= per_try_deadline_;
 }
 
 bool ProxyFilter::acceptsPushback(const HeaderMap& reply, std::string& why) {
@@ -350,7 +351,12 @@ FilterStatus ProxyFilter::onRequestMessage(StreamContext&, Message& message) {
 
 FilterStatus ProxyFilter::onRequestEnd(StreamContext&) {
   request_ended_ = true;
-  if (upstream_) upstream_->endRequest();
+  if (upstream_) {
+    upstream_->endRequest();
+    // The per-try timeout counts from here (Envoy's rule): a slow upload is
+    // the client's time, not the backend's.
+    if (!response_started_) armPerTryTimer();
+  }
   return FilterStatus::Continue;
 }
 

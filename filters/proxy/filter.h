@@ -67,8 +67,9 @@ class ProxyFilter final : public Filter,
   // The attempt is over without an answer for the client: retry or reply.
   void attemptFailed(StatusCode code, const std::string& detail, bool endpoint_fault, Reach reach = Reach::Backend);
   bool canRetry(StatusCode code) const;
-  // Within the last tenth of the current attempt's per-try timeout.
-  bool perTryDeadlineNear() const;
+  // Starts the current attempt's per-try timeout (per_try_timeout_ms), once
+  // the whole request is in: at the attempt's start when it already is.
+  void armPerTryTimer();
   // gRFC A6 server pushback in a retriable reply: none (true), a delay the
   // call can wait out (true; the next attempt waits exactly that), or a
   // refusal or a delay past the deadline (false, and `why`).
@@ -122,8 +123,9 @@ class ProxyFilter final : public Filter,
   bool only_refusals_ = true;
   bool holds_retry_place_ = false;  // counted in the cluster's active_retries
   TimerPtr per_try_timer_;
-  // When the current attempt's per-try timeout is due (per_try_timeout_ms).
-  StreamContext::Clock::time_point per_try_deadline_{};
+  // When the current attempt's per-try timeout is due (per_try_timeout_ms);
+  // the clock's end while it is not armed.
+  StreamContext::Clock::time_point per_try_deadline_ = StreamContext::Clock::time_point::max();
   TimerPtr backoff_timer_;
   GrpcFrameDecoder response_decoder_;
   size_t withheld_credit_ = 0;  // response bytes not yet returned to the backend's window

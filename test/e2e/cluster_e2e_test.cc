@@ -860,15 +860,87 @@ TEST_CASE("a per-try timeout retries on another endpoint, within the attempts al
   auto start = std::chrono::steady_clock::now();
   auto s = stub->Unary(&ctx, req, &resp);
   auto took = std::chrono::steady_clock::now() - start;
-  // Either side may call time: the backend gets the per-try deadline as its
-  // grpc-timeout, and the gateway's per-try timer backs it up.
   REQUIRE_STATUS(s, grpc::StatusCode::DEADLINE_EXCEEDED);
+  CHECK_THAT(s.error_message(), Catch::Contains("within the per-try timeout"));
   CHECK(took < std::chrono::milliseconds(3000));  // about 400 ms; 5 s had a try run out
   CHECK(first.stats().calls == 1);
   CHECK(second.stats().calls == 1);
   grpc::ClientContext quick;
   setTimeout(quick, kCallTimeout);
   REQUIRE_OK(stub->Unary(&quick, EchoRequest(), &resp));
+}
+
+// Envoy's rule: each try has per_try_timeout_ms from the end of the client's
+// request until the backend's response headers. A client stream slower than
+// that, or a server stream longer, is the client's and the backend's time to
+// take, not a try that ran out (before, both were cut at the per-try timeout,
+// counted against a healthy endpoint, and the upload replayed).
+TEST_CASE("the per-try timeout counts from the end of the request to the response's headers", "[e2e][cluster]") {
+  TestBackend backend("b");
+  nlohmann::json r = route("prefix", "/", "one");
+  r["retry"] = {{"retry_on", {"UNAVAILABLE"}}, {"num_retries", 2}, {"per_try_timeout_ms", 300}};
+  nlohmann::json c = cluster("one", {backend.address()});
+  c["outlier_detection"] = {{"consecutive_failures", 1}};
+  GatewayProcess gateway(gatewayConfig(nlohmann::json::array({r}), nlohmann::json::array({c})));
+  auto stub = example::Echo::NewStub(makeChannel(gateway.address()));
+  constexpr int kMessages = 6;
+  constexpr auto kInterval = std::chrono::milliseconds(150);  // 6 × 150 ms, three times the per-try timeout
+
+  SECTION("a client stream slower than the per-try timeout") {
+    grpc::ClientContext ctx;
+    setTimeout(ctx, kCallTimeout);
+    EchoResponse resp;
+    auto writer = stub->ClientStream(&ctx, &resp);
+    for (int i = 0; i < kMessages; ++i) {
+      std::this_thread::sleep_for(kInterval);
+      EchoRequest req;
+      req.set_payload("part");
+      REQUIRE(writer->Write(req));
+    }
+    REQUIRE(writer->WritesDone());
+    REQUIRE_OK(writer->Finish());
+    CHECK(resp.received_messages() == kMessages);
+  }
+  SECTION("a server stream longer than the per-try timeout") {
+    grpc::ClientContext ctx;
+    setTimeout(ctx, kCallTimeout);
+    EchoRequest req;
+    req.set_response_count(kMessages);
+    req.set_response_interval_ms(kInterval.count());
+    auto reader = stub->ServerStream(&ctx, req);
+    EchoResponse resp;
+    int read = 0;
+    while (reader->Read(&resp)) ++read;
+    REQUIRE_OK(reader->Finish());
+    CHECK(read == kMessages);
+  }
+  // One try each, none ejected the endpoint: the next call gets through.
+  CHECK(backend.stats().calls == 1);
+  grpc::ClientContext quick;
+  setTimeout(quick, kCallTimeout);
+  EchoResponse resp;
+  REQUIRE_OK(stub->Unary(&quick, EchoRequest(), &resp));
+}
+
+TEST_CASE("num_retries 0 still times each try with per_try_timeout_ms", "[e2e][cluster]") {
+  TestBackend backend("b");
+  nlohmann::json r = route("prefix", "/", "one");
+  r["retry"] = {{"retry_on", {"UNAVAILABLE"}}, {"num_retries", 0}, {"per_try_timeout_ms", 300}};
+  GatewayProcess gateway(gatewayConfig(nlohmann::json::array({r}),
+                                       nlohmann::json::array({cluster("one", {backend.address()})})));
+  auto stub = example::Echo::NewStub(makeChannel(gateway.address()));
+  grpc::ClientContext ctx;
+  setTimeout(ctx, kCallTimeout);
+  EchoRequest req;
+  req.set_sleep_ms(5000);
+  EchoResponse resp;
+  const auto start = std::chrono::steady_clock::now();
+  auto s = stub->Unary(&ctx, req, &resp);
+  REQUIRE_STATUS(s, grpc::StatusCode::DEADLINE_EXCEEDED);
+  CHECK_THAT(s.error_message(), Catch::Contains("within the per-try timeout (300 ms"));
+  CHECK(std::chrono::steady_clock::now() - start < std::chrono::milliseconds(2500));
+  CHECK(backend.stats().calls == 1);
+  CHECK(backend.stats().waitUntil([&] { return backend.stats().cancelled >= 1; }, std::chrono::seconds(3)));
 }
 
 TEST_CASE("a backend's own DEADLINE_EXCEEDED is retried only when retry_on lists it", "[e2e][cluster]") {
