@@ -86,11 +86,6 @@ std::string invalidHeaderField(const HeaderMap& headers) {
     if (value.find_first_of(std::string_view("\0\r\n", 3)) != std::string_view::npos) {
       return fmt::format("the value of header \"{}\" holds NUL, CR or LF: \"{}\"", h.name, shown(value));
     }
-    const auto blank = [](char c) { return c == ' ' || c == '\t'; };
-    if (!value.empty() && (blank(value.front()) || blank(value.back()))) {
-      return fmt::format("the value of header \"{}\" starts or ends with white space: \"{}\"", h.name,
-                         shown(value));
-    }
   }
   return {};
 }

@@ -84,8 +84,6 @@ std::optional<HeaderMatch> readHeaderMatch(const nlohmann::json& value, const st
     const std::string key = forms[form].first;
     out.kind = static_cast<HeaderMatch::Kind>(form);
     out.value = std::move(**forms[form].second);
-    const bool starts = out.kind == HeaderMatch::Kind::Exact || out.kind == HeaderMatch::Kind::Prefix;
-    const bool ends = out.kind == HeaderMatch::Kind::Exact || out.kind == HeaderMatch::Kind::Suffix;
     if (out.name.ends_with("-bin")) {
       errors.add(h.pathOf(key), "a -bin value is base64 that may be sent padded or not: match it with \"present\"");
     } else if (out.value.empty() && (out.kind == HeaderMatch::Kind::Prefix || out.kind == HeaderMatch::Kind::Suffix ||
@@ -97,8 +95,6 @@ std::optional<HeaderMatch> readHeaderMatch(const nlohmann::json& value, const st
       if (!out.regex) errors.add(h.pathOf(key), error);
     } else if (!std::all_of(out.value.begin(), out.value.end(), [](char c) { return c >= 0x20 && c <= 0x7e; })) {
       errors.add(h.pathOf(key), "a header value holds only printable ASCII: this one could never match");
-    } else if (!out.value.empty() && ((starts && out.value.front() == ' ') || (ends && out.value.back() == ' '))) {
-      errors.add(h.pathOf(key), "HTTP/2 values carry no leading or trailing spaces: this one could never match");
     }
   }
   out.invert = invert.value_or(false);

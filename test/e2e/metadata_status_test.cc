@@ -99,6 +99,54 @@ TEST_CASE_METHOD(SingleBackendFixture, "metadata both ways: bidi", "[e2e][metada
   checkResponseMetadata(context);
 }
 
+// gRPC stacks send values with a leading or trailing space (a grpc-message
+// such as "missing field: ", padded metadata) and accept them; RFC 9113
+// says a receiver may treat them as malformed, which nghttp2 does by default.
+// Through the gateway they must pass as they do direct, both ways, with a
+// filter that edits the metadata in the chain too.
+TEST_CASE("values with a leading or trailing space pass both ways, as gRPC stacks send them", "[e2e][metadata]") {
+  TestBackend backend("b");
+  auto config = catchAllConfig(backend.address());
+  const bool edited = GENERATE(false, true);
+  INFO("metadata filter in the chain: " << edited);
+  if (edited) {
+    nlohmann::json edits = {{"set", {{"x-served-by", "sluice"}}}};
+    nlohmann::json metadata = {
+        {"name", "metadata"},
+        {"config", {{"request", {{"set", {{"x-tenant", "acme"}}}}}, {"response", edits}, {"response_trailers", edits}}}};
+    auto& filters = config["listeners"][0]["filters"];
+    filters.insert(filters.begin(), metadata);
+  }
+  GatewayProcess gateway(config);
+  auto stub = example::Echo::NewStub(makeChannel(gateway.address()));
+  {
+    grpc::ClientContext context;
+    setTimeout(context, kCallTimeout);
+    context.AddMetadata("x-padded", " padded value ");
+    EchoRequest request;
+    request.set_echo_metadata(true);
+    (*request.mutable_response_trailers())["x-trailer-padded"] = "v ";
+    EchoResponse response;
+    REQUIRE_OK(stub->Unary(&context, request, &response));
+    REQUIRE(response.request_metadata().count("x-padded") == 1);
+    CHECK(response.request_metadata().at("x-padded") == " padded value ");
+    CHECK(metadataValue(context.GetServerInitialMetadata(), "x-padded") == " padded value ");
+    CHECK(metadataValue(context.GetServerTrailingMetadata(), "x-trailer-padded") == "v ");
+  }
+  for (const char* message : {"missing field: ", " leading"}) {
+    grpc::ClientContext context;
+    setTimeout(context, kCallTimeout);
+    EchoRequest request;
+    request.set_status_code(3);
+    request.set_status_message(message);
+    EchoResponse response;
+    grpc::Status status = stub->Unary(&context, request, &response);
+    CHECK(status.error_code() == grpc::StatusCode::INVALID_ARGUMENT);
+    CHECK(status.error_message() == message);
+  }
+  CHECK(backend.stats().calls == 3);
+}
+
 TEST_CASE_METHOD(SingleBackendFixture, "trailing metadata on an error status",
                  "[e2e][metadata][status]") {
   grpc::ClientContext context;

@@ -41,7 +41,7 @@ namespace {
 //   bad_request_value, bad_request_name, bad_request_te, bad_trailer_value
 //                            a hook sets a field HTTP/2 cannot carry (CR LF
 //                            in a request value, "Bad Key", te: gzip, a
-//                            trailer value with a leading space)
+//                            trailer value ending in LF)
 //   bad_value_while_paused   a timer of the call sets a value with a NUL,
 //                            then resumes it
 // Calls it sees without a fault get the trailer x-test-faults: seen, and
@@ -140,7 +140,7 @@ class FaultFilter : public Filter {
   }
   FilterStatus onResponseTrailers(StreamContext& ctx) override {
     throwIf(fault_ == "response_trailers", "onResponseTrailers");
-    if (fault_ == "bad_trailer_value") ctx.responseTrailers().set("x-count", " 12");
+    if (fault_ == "bad_trailer_value") ctx.responseTrailers().set("x-count", "12\n");
     // Which test_faults entries' trailer hooks a self-made reply passes.
     if (fault_ == "answer_itself") ctx.responseTrailers().add("x-test-faults-hook", answered_ ? "answerer" : "other");
     if (fault_.empty()) {

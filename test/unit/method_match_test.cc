@@ -148,13 +148,19 @@ TEST_CASE("method match: headers, every one of which must match too", "[method_m
   REQUIRE(by_service);
   CHECK_FALSE(by_service->matches("/c.D/E", "c.D", request({{"x-t", "1"}})));
   CHECK(by_service->matches("/a.B/E", "a.B", request({{"x-t", "1"}})));
+  // gRPC clients may send values with a leading or trailing space, and the
+  // gateway passes them: a match may name one.
+  auto padded = read(json::parse(R"({"match": {"prefix": "/", "headers": [{"name": "x-a", "exact": " padded "}]}})"),
+                     errors);
+  REQUIRE(padded);
+  CHECK(padded->matches("/a.B/E", "a.B", request({{"x-a", " padded "}})));
+  CHECK_FALSE(padded->matches("/a.B/E", "a.B", request({{"x-a", "padded"}})));
 
   for (const auto& [bad, path, says] : std::vector<std::tuple<std::string, std::string, std::string>>{
            {R"([{"exact": "a"}])", "/r/match/headers/0/name", "required"},
            {R"([{"name": "x-a"}])", "/r/match/headers/0",
             "exactly one of \"exact\", \"prefix\", \"suffix\", \"contains\", \"regex\" or \"present\""},
            {R"([{"name": "x-a", "suffix": "a", "contains": "b"}])", "/r/match/headers/0", "exactly one of"},
-           {R"([{"name": "x-a", "suffix": "padded "}])", "/r/match/headers/0/suffix", "leading or trailing spaces"},
            {R"([{"name": "x-a", "contains": "tab\there"}])", "/r/match/headers/0/contains", "printable ASCII"},
            {R"([{"name": "x-a", "regex": "(unclosed"}])", "/r/match/headers/0/regex", "not a valid regular expression"},
            {R"([{"name": "x-a", "regex": "(a|b|c){1,900}"}])", "/r/match/headers/0/regex", "too complex"},
@@ -172,8 +178,6 @@ TEST_CASE("method match: headers, every one of which must match too", "[method_m
            {R"([{"name": "connection", "present": true}])", "/r/match/headers/0/name", "connection header"},
            {R"([{"name": "x-a", "exact": "tab\there"}])", "/r/match/headers/0/exact", "printable ASCII"},
            {R"([{"name": "x-a", "prefix": "caf\u00e9"}])", "/r/match/headers/0/prefix", "printable ASCII"},
-           {R"([{"name": "x-a", "exact": " padded"}])", "/r/match/headers/0/exact", "leading or trailing spaces"},
-           {R"([{"name": "x-a", "prefix": " padded"}])", "/r/match/headers/0/prefix", "leading or trailing spaces"},
            {R"([{"name": "x-id-bin", "exact": "AAE="}])", "/r/match/headers/0/exact", "\"present\""},
            {R"({"name": "x-a"})", "/r/match/headers", ""}}) {
     ConfigErrors e;
