@@ -142,10 +142,11 @@ void UpstreamStream::onHeadersComplete(bool /*trailers*/, bool end_stream) {
 void UpstreamStream::reportTooLarge() {
   if (too_large_reported_) return;
   too_large_reported_ = true;
+  // The endpoint's fault, but no reset of the backend's (upstream_rq_reset).
   callbacks_.onUpstreamReset({StatusCode::Unavailable,
                               fmt::format("the backend sent a {} block over the limit of {} bytes",
                                           headers_done_ ? "trailer" : "header", kDefaultMaxHeaderListBytes),
-                              true, true});
+                              false, true});
 }
 
 void UpstreamStream::onData(const uint8_t* data, size_t len) { callbacks_.onUpstreamData(data, len); }

@@ -710,7 +710,9 @@ TEST_CASE("a completed call sends the backend no RST_STREAM", "[e2e][upstream]")
 TEST_CASE("a backend's header or trailer block over the limit fails the call at once, and is reset",
           "[e2e][upstream]") {
   FrameCountingBackend backend;
-  GatewayProcess gateway(singleConnectionConfig(backend.address()));
+  auto config = singleConnectionConfig(backend.address());
+  config["admin"] = {{"address", "127.0.0.1:0"}};
+  GatewayProcess gateway(config);
   auto channel = makeChannel(gateway.address());
   for (const char* path : {kBigHeadersPath, kBigTrailersPath}) {
     const auto [status, took] = timedUnary(*channel, path, 5s);
@@ -727,6 +729,9 @@ TEST_CASE("a backend's header or trailer block over the limit fails the call at 
   EchoResponse response;
   REQUIRE_OK(example::Echo::NewStub(channel)->Unary(&ctx, EchoRequest(), &response));
   CHECK(backend.connections() == 1);
+  // The backend reset nothing: the gateway did (upstream_rq_reset counts
+  // only the backend's resets).
+  CHECK(statValue(gateway.adminAddress(), "cluster.echo.upstream_rq_reset") == 0);
 }
 
 TEST_CASE("a backend's header block too large to finish fails the call at once instead of hanging it",
