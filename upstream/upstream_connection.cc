@@ -201,7 +201,15 @@ uint32_t UpstreamConnection::streamLimit() const {
 
 bool UpstreamConnection::usable() const {
   if (closed_ || draining_) return false;
+  // Calls waiting for the first SETTINGS open here too once it comes: they
+  // count toward the connection's share already.
+  if (streams_opened_ + pending_.size() >= streamShare()) return false;
   return streams_.size() < streamLimit();
+}
+
+uint32_t UpstreamConnection::streamShare() const {
+  const uint32_t configured = pool_.cluster().config().max_requests_per_connection;
+  return configured != 0 ? configured : ClusterConfig::kMaxStreamsPerConnection;
 }
 
 bool UpstreamConnection::backedUp() const { return socket_.bytesPending() >= kMaxPendingWrite; }
@@ -249,9 +257,7 @@ void UpstreamConnection::submit(UpstreamStream& stream) {
   // Retired after its share of streams, and always before nghttp2 runs out of
   // stream IDs (past them every new call on this connection would fail).
   // The config keeps max_requests_per_connection within the IDs.
-  const uint32_t configured = pool_.cluster().config().max_requests_per_connection;
-  const uint32_t share = configured != 0 ? configured : ClusterConfig::kMaxStreamsPerConnection;
-  if (++streams_opened_ >= share && !draining_) {
+  if (++streams_opened_ >= streamShare() && !draining_) {
     draining_ = true;
     spdlog::debug("[U{}] {} opened {} streams: retired, new calls go to a fresh connection", id_, describe(),
                   streams_opened_);

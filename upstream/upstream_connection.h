@@ -100,6 +100,9 @@ class UpstreamConnection final : public Http2SessionOwner,
   // limit (before its SETTINGS, what the pool learned from other connections
   // to it), capped by the cluster's own max_concurrent_streams.
   uint32_t streamLimit() const;
+  // How many streams it opens in all before it is retired: the cluster's
+  // max_requests_per_connection, or as many as the stream IDs allow.
+  uint32_t streamShare() const;
   // A pending stream the backend has no room for here goes back to the pool.
   void rehome(UpstreamStream& stream, uint32_t limit);
   // A later SETTINGS lowered the limit: submitted streams not yet sent past

@@ -928,6 +928,32 @@ TEST_CASE("max_requests_per_connection retires a connection after its share of c
   reader->Finish();
 }
 
+// Calls that arrive together, before a new connection's SETTINGS, used to
+// wait on it up to the backend's assumed stream limit (100) and all open
+// there once SETTINGS came: one connection carried far more than its share.
+TEST_CASE("max_requests_per_connection holds for calls that arrive together", "[e2e][upstream]") {
+  FrameCountingBackend backend({.settings_delay = 300ms});
+  auto config = singleConnectionConfig(backend.address());
+  config["clusters"][0]["max_requests_per_connection"] = 3;
+  GatewayProcess gateway(config);
+  auto stub = example::Echo::NewStub(makeChannel(gateway.address()));
+  constexpr int kCalls = 12;
+  std::atomic<int> ok{0};
+  std::vector<std::thread> callers;
+  for (int i = 0; i < kCalls; ++i) {
+    callers.emplace_back([&] {
+      grpc::ClientContext ctx;
+      setTimeout(ctx, kCallTimeout);
+      EchoResponse response;
+      if (stub->Unary(&ctx, EchoRequest(), &response).ok()) ++ok;
+    });
+  }
+  for (auto& t : callers) t.join();
+  CHECK(ok == kCalls);
+  CHECK(backend.unaryAnswered() == kCalls);
+  CHECK(backend.connections() == kCalls / 3);
+}
+
 TEST_CASE("a cancelled call reaches the backend as RST_STREAM(CANCEL)", "[e2e][upstream]") {
   FrameCountingBackend backend;
   GatewayProcess gateway(singleConnectionConfig(backend.address()));
