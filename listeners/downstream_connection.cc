@@ -112,8 +112,8 @@ void DownstreamConnection::onPrefaceTimeout() {
 
 void DownstreamConnection::onErrorGoawaySent(uint32_t error_code, std::string_view detail) {
   // A session that failed in receive() was counted and logged there. This is
-  // nghttp2 ending it on its own, which says nothing else: e.g. a client past
-  // rst_stream_burst and rst_stream_rate.
+  // the session ending itself: a client past rst_stream_burst and
+  // rst_stream_rate (`detail` says which budget), or nghttp2 on its own.
   if (ending_) return;
   ending_ = true;
   end_reason_ = fmt::format("GOAWAY {} sent{}{}", nghttp2_http2_strerror(error_code), detail.empty() ? "" : ": ",
@@ -121,9 +121,9 @@ void DownstreamConnection::onErrorGoawaySent(uint32_t error_code, std::string_vi
   listener_.stats().downstream_protocol_errors.inc();
   const char* why = "";
   if (error_code == NGHTTP2_INTERNAL_ERROR) {
-    why = " (nghttp2's limits: e.g. RST_STREAMs past rst_stream_burst and rst_stream_rate)";
+    why = " (a limit of nghttp2's)";
   } else if (error_code == NGHTTP2_ENHANCE_YOUR_CALM) {
-    why = " (streams the client made the gateway reset, past rst_stream_burst and rst_stream_rate)";
+    why = ", past rst_stream_burst and rst_stream_rate";
   }
   spdlog::warn("[C{}] closing the connection from {} with {}{}", id_, peer_address_, end_reason_, why);
 }

@@ -294,11 +294,16 @@ struct Http2Session::Bridge {
     if (h == nullptr) return 0;
     Http2Session& session = self(ud);
     // A call's stream that nghttp2 reset for a broken rule: the "MadeYouReset"
-    // budget (the client's own RST_STREAMs count in nghttp2's bucket).
+    // budget; one the client reset: the rapid-reset budget (a stream counted
+    // in the first and then reset by the client counts in both).
     if (session.side_ == Side::Server) {
       const bool counted = std::erase(session.counted_resets_, stream_id) != 0;
       const bool by_peer = std::exchange(session.peer_reset_stream_, 0) == stream_id;
-      if (!counted && !by_peer && isRuleBreakReset(error_code)) session.onPeerCausedStreamError();
+      if (by_peer) {
+        session.onPeerResetCall();
+      } else if (!counted && isRuleBreakReset(error_code)) {
+        session.onPeerCausedStreamError();
+      }
     }
     nghttp2_session_set_stream_user_data(s, stream_id, nullptr);
     --self(ud).open_streams_;
@@ -420,7 +425,9 @@ nghttp2_option* makeOptions(const Http2Settings& settings) {
   nghttp2_option* o;
   nghttp2_option_new(&o);
   nghttp2_option_set_no_auto_window_update(o, 1);
-  nghttp2_option_set_stream_reset_rate_limit(o, settings.reset_burst, settings.reset_rate_per_second);
+  // Off (a bucket that never empties): the session keeps its own, which
+  // gives tokens back for finished calls (Http2Settings::reset_burst).
+  nghttp2_option_set_stream_reset_rate_limit(o, UINT64_MAX, UINT64_MAX);
   nghttp2_option_set_max_outbound_ack(o, settings.max_outbound_ack);
   nghttp2_option_set_max_settings(o, settings.max_settings);
   // gRPC never uses RFC 7540 priorities, so closed streams need not be kept
@@ -464,7 +471,8 @@ Http2Session::Http2Session(Side side, Http2SessionOwner& owner, const Http2Setti
     : side_(side),
       owner_(owner),
       header_block_cutoff_(static_cast<size_t>(settings.max_header_list_bytes) * kHeaderBlockCutoffFactor),
-      stream_errors_(settings.reset_burst, settings.reset_rate_per_second) {
+      stream_errors_(settings.reset_burst, settings.reset_rate_per_second),
+      peer_resets_(settings.reset_burst, settings.reset_rate_per_second) {
   nghttp2_option* options = makeOptions(settings);
   if (side == Side::Server) {
     nghttp2_session_server_new3(&session_, Bridge::callbacks(side), this, options, http2::sessionAllocator());
@@ -492,10 +500,18 @@ Http2Session::Http2Session(Side side, Http2SessionOwner& owner, const Http2Setti
 Http2Session::~Http2Session() { nghttp2_session_del(session_); }
 
 void Http2Session::onPeerCausedStreamError() {
-  // Only called for such errors, so reading the clock here costs the data path nothing.
+  spend(stream_errors_, "streams the client made the gateway reset");
+}
+
+void Http2Session::onPeerResetCall() { spend(peer_resets_, "calls the client reset"); }
+
+void Http2Session::spend(StreamErrorBudget& budget, const char* why) {
+  // Only called for resets, so reading the clock here costs the data path nothing.
   const double now = std::chrono::duration<double>(std::chrono::steady_clock::now().time_since_epoch()).count();
-  if (stream_errors_.take(now)) return;
-  // Queues GOAWAY; the owner hears of it (onErrorGoawaySent) once it is sent.
+  if (budget.take(now)) return;
+  // Queues GOAWAY; the owner hears of it (onErrorGoawaySent), with why, once
+  // it is sent.
+  last_error_ = why;
   nghttp2_session_terminate_session(session_, NGHTTP2_ENHANCE_YOUR_CALM);
 }
 

@@ -16,6 +16,7 @@
 // (consume()). So each stream buffers at most one window.
 #pragma once
 
+#include <algorithm>
 #include <cstdint>
 #include <memory>
 #include <optional>
@@ -101,13 +102,16 @@ struct Http2Settings {
   // Largest frame we accept (peers may send big DATA frames: fewer frames per
   // message); ours are as large as the peer allows, up to 256 KiB.
   uint32_t max_frame_size = 1 << 20;
-  // Peer-abuse limits enforced by nghttp2. RST_STREAM from the peer: a token
-  // bucket (the "rapid reset" attack, CVE-2023-44487) that counts every
-  // RST_STREAM received, a client's cancels and its RST_STREAM(NO_ERROR)
-  // after an early server close included; past it nghttp2 queues GOAWAY
-  // (INTERNAL_ERROR) and the session ends (onErrorGoawaySent tells the owner).
-  // The same bucket sizes bound, in a bucket of our own, the streams the
-  // peer makes *us* reset by breaking a stream rule (a WINDOW_UPDATE of 0 or
+  // Peer-abuse limits (server side). The peer's RST_STREAMs of open calls: a
+  // token bucket (the "rapid reset" attack, CVE-2023-44487) that gets a
+  // token back for every call the peer let finish (refundPeerReset): a
+  // client's cancels and deadline expiries cost it nothing while its
+  // other calls finish, as Envoy's ratio of premature resets; an attacker
+  // pays a whole call for every reset past the bucket. Past it, GOAWAY
+  // ENHANCE_YOUR_CALM and the session ends (onErrorGoawaySent tells the
+  // owner). nghttp2's own limiter, which counts every RST_STREAM and gives
+  // nothing back, is off. The same bucket sizes bound, in a second bucket,
+  // the streams the peer makes *us* reset by breaking a stream rule (a WINDOW_UPDATE of 0 or
   // past 2^31-1 on a stream, a frame on a half-closed stream, a malformed
   // request, a header block past the cutoff below): the "MadeYouReset"
   // attack (CVE-2025-8671) opens a backend call per such stream and never
@@ -137,6 +141,8 @@ class StreamErrorBudget {
       : burst_(static_cast<double>(burst)), rate_(static_cast<double>(rate_per_second)), tokens_(burst_) {}
   // Takes one token at `now_seconds` (a monotonic clock); false when none was left.
   bool take(double now_seconds);
+  // One token back (up to the burst), for something the peer paid for.
+  void give() { tokens_ = std::min(burst_, tokens_ + 1); }
 
  private:
   double burst_;
@@ -197,6 +203,9 @@ class Http2Session {
   // GOAWAY naming the last stream processed: newer streams are refused, open
   // ones finish, and the session ends (alive() false) once they have.
   void gracefulGoaway();
+  // Server side: a call the peer let finish, which a backend served; gives
+  // a reset back to the peer's budget (Http2Settings::reset_burst).
+  void refundPeerReset() { peer_resets_.give(); }
 
   uint32_t remoteMaxConcurrentStreams() const;
   size_t openStreams() const;
@@ -209,6 +218,10 @@ class Http2Session {
   // The peer made us reset a stream (server side): past the budget the
   // session ends with GOAWAY ENHANCE_YOUR_CALM.
   void onPeerCausedStreamError();
+  // The peer reset an open call (server side): the same, in its own budget.
+  void onPeerResetCall();
+  // Takes a token from `budget`, or ends the session saying `why`.
+  void spend(StreamErrorBudget& budget, const char* why);
 
   Http2StreamHandler* handler(int32_t stream_id) const;
   // The sequence number of our PING whose payload a PING ACK carries; none
@@ -230,6 +243,7 @@ class Http2Session {
   ReceivingBlock receiving_;
   size_t header_block_cutoff_;
   StreamErrorBudget stream_errors_;
+  StreamErrorBudget peer_resets_;
   // Our PINGs carry ping_base_ + n, n counting them: an ACK is ours if its
   // payload is among those.
   uint64_t ping_base_ = 0;
