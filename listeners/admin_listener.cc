@@ -18,6 +18,8 @@ namespace {
 
 // Requests larger than this (URL and headers) are refused: admin requests are small.
 constexpr size_t kMaxRequestBytes = 16 * 1024;
+// How long a stopping gateway lets an answer being written finish.
+constexpr std::chrono::seconds kShutdownGrace{1};
 constexpr size_t kMaxBodyBytes = 64 * 1024;
 
 const char* reasonPhrase(int status) {
@@ -131,7 +133,27 @@ class AdminConnection final : public TcpSocketCallbacks, public DeferredDeletabl
                fmt::format("bad request: {}\n", http_errno_description(HTTP_PARSER_ERRNO(&parser_))), ""});
     }
   }
-  void onDisconnected(int) override { done(); }
+  void onDisconnected(int status) override {
+    // A client that half-closes after its request (`printf ... | nc -N`, a
+    // probe script) still reads: its answer, now or later (a reload looking
+    // up host names), goes out in full before the socket closes. Before a
+    // whole request, or on an error, there is nothing to answer.
+    if (status == UV_EOF && (dispatched_ || answered_) && !finished_) {
+      socket_.stopReading();
+      return;
+    }
+    done();
+  }
+  // The gateway is stopping: an answer being written gets a short grace,
+  // anything else closes now (an idle or slow client must not keep the
+  // process alive for request_timeout_ms after its drain).
+  void closeForShutdown() {
+    if (answered_ && !finished_ && socket_.bytesPending() > 0) {
+      timer_.enable(kShutdownGrace);
+      return;
+    }
+    done();
+  }
 
   uint64_t id() const { return id_; }
   // The handler's answer, now or later.
@@ -251,7 +273,9 @@ void AdminListener::onAccept(uv_stream_t* server) {
 }
 
 AdminListener::~AdminListener() {
-  stop();
+  // Destroyed with its loop: the connections go with it, not through the
+  // dispatcher's deferred deletion.
+  socket_.close();
   connections_.clear();
 }
 
@@ -261,7 +285,13 @@ Status AdminListener::start() {
   return s;
 }
 
-void AdminListener::stop() { socket_.close(); }
+void AdminListener::stop() {
+  socket_.close();
+  // Closing may remove a connection from connections_ at once.
+  std::vector<AdminConnection*> open;
+  for (auto& c : connections_) open.push_back(c.get());
+  for (AdminConnection* c : open) c->closeForShutdown();
+}
 
 AdminReply AdminListener::replyTo(uint64_t connection_id) {
   return [this, connection_id](const AdminResponse& response) {

@@ -58,6 +58,8 @@ class AdminListener {
 
   Status start();
   const SocketAddress& boundAddress() const { return socket_.boundAddress(); }
+  // Stops listening and closes the open connections: an answer being
+  // written gets a second to finish, nothing else waits.
   void stop();
 
   AdminHandler& handler() { return handler_; }

@@ -582,6 +582,28 @@ TEST_CASE("admin connections are bounded in number and time, gRPC traffic goes o
   CHECK_THAT(*answer, Catch::StartsWith("HTTP/1.1 200"));
 }
 
+// An admin connection is a handle on worker 0's loop: one left open (idle,
+// or with half a request) kept the process alive after "drained" until its
+// request_timeout_ms, up to an hour, whatever drain_timeout_ms said.
+TEST_CASE("open admin connections do not keep a stopping gateway alive", "[e2e][admin][drain]") {
+  TestBackend backend("b");
+  auto config = catchAllConfig(backend.address());
+  config["admin"] = {{"address", "127.0.0.1:0"}, {"request_timeout_ms", 30000}};
+  config["drain_timeout_ms"] = 2000;
+  GatewayProcess gateway(config);
+  const int idle = connectTcp(gateway.adminAddress());
+  const int partial = connectTcp(gateway.adminAddress());
+  REQUIRE(::write(partial, "GET /sta", 8) == 8);
+  REQUIRE(http(gateway.adminAddress(), "GET", "/ready").status == 200);  // both are open by now
+  const auto start = std::chrono::steady_clock::now();
+  CHECK(gateway.stop() == 0);
+  CHECK(std::chrono::steady_clock::now() - start < std::chrono::seconds(5));
+  for (int fd : {idle, partial}) {
+    CHECK(readUntilClosed(fd, std::chrono::seconds(1)).has_value());
+    ::close(fd);
+  }
+}
+
 TEST_CASE("/ready turns 503 while draining, POST /drain stops the gateway after its streams", "[e2e][admin][drain]") {
   TestBackend backend("b");
   auto config = withAdmin(catchAllConfig(backend.address()));

@@ -4,6 +4,7 @@
 
 #include <signal.h>
 #include <sys/resource.h>
+#include <sys/socket.h>
 #include <unistd.h>
 
 #include <atomic>
@@ -503,6 +504,21 @@ TEST_CASE("a reload looks its host names up off the loop: calls go on meanwhile,
     CHECK(waitFor([&] { return logCount(gateway, "config reloaded") == 3; }, std::chrono::seconds(8)));
     REQUIRE_OK(call(resp));
     CHECK(resp.backend() == "a");  // the file as of the second signal
+  }
+
+  SECTION("a client that half-closes after its request still gets the answer that comes later") {
+    // As `printf 'POST /reload ...' | nc -N` sends it: the socket's EOF came
+    // before the answer, and used to close it unanswered.
+    std::ofstream(gateway.configPath()) << changedTo(moved, 5000).dump(2);
+    int fd = connectTcp(gateway.adminAddress());
+    const std::string request = "POST /reload HTTP/1.1\r\nhost: t\r\ncontent-length: 0\r\n\r\n";
+    REQUIRE(::write(fd, request.data(), request.size()) == static_cast<ssize_t>(request.size()));
+    ::shutdown(fd, SHUT_WR);
+    const std::optional<std::string> answer = readUntilClosed(fd, std::chrono::seconds(10));
+    ::close(fd);
+    REQUIRE(answer.has_value());
+    CHECK(answer->rfind("HTTP/1.1 200", 0) == 0);
+    CHECK_THAT(*answer, Catch::EndsWith("reloaded\n"));
   }
 
   SECTION("a name that does not resolve refuses the reload, naming its path") {
