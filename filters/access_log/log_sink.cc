@@ -162,11 +162,15 @@ void LogSink::writeOut(std::string_view batch) {
   std::unique_lock<std::mutex> stdout_lock;
   if (fd_ == STDOUT_FILENO) stdout_lock = std::unique_lock(stdoutWriters());
   std::string after_torn_line;
+  const size_t batch_bytes = batch.size();
   if (!at_line_start_) {  // rare: a copy is fine
     after_torn_line = "\n";
     after_torn_line.append(batch);
     batch = after_torn_line;
   }
+  // The lines of the batch not written yet: the newline that ends a torn
+  // line, while unwritten, is not one of them.
+  const auto unwritten_lines = [&] { return countLines(batch) - (batch.size() > batch_bytes ? 1 : 0); };
   auto last_progress = std::chrono::steady_clock::now();
   while (!batch.empty()) {
     // A pipe or FIFO: wait until it takes bytes. stdout is shared with other
@@ -178,7 +182,7 @@ void LogSink::writeOut(std::string_view batch) {
       int ready = ::poll(&p, 1, kPollStepMs);
       if (ready == 0 || (ready < 0 && errno == EINTR)) {
         if ((stopping_ || closing_) && std::chrono::steady_clock::now() - last_progress > kStopGrace) {
-          countDropped(countLines(batch));
+          countDropped(unwritten_lines());
           return;
         }
         continue;
@@ -197,7 +201,7 @@ void LogSink::writeOut(std::string_view batch) {
     if (n <= 0) {
       if (!error_reported_) spdlog::error("access_log: write to {} failed: {}", target(), std::strerror(errno));
       error_reported_ = true;
-      countDropped(countLines(batch));
+      countDropped(unwritten_lines());
       return;
     }
     if (error_reported_) {

@@ -264,6 +264,18 @@ TEST_CASE("access_log: a line torn by a failed write is ended before the next on
     std::this_thread::sleep_for(std::chrono::milliseconds(10));
   }
   REQUIRE(sink.dropped() == 1);
+  // Lines that fail after the torn one count once each: the newline the
+  // sink puts before them (to end the torn line) is not a line of theirs.
+  for (int i = 0; i < 3; ++i) {
+    sink.write("lost\n");
+    std::this_thread::sleep_for(std::chrono::milliseconds(20));
+  }
+  until = std::chrono::steady_clock::now() + std::chrono::seconds(5);
+  while (sink.dropped() < 4 && std::chrono::steady_clock::now() < until) {
+    std::this_thread::sleep_for(std::chrono::milliseconds(10));
+  }
+  std::this_thread::sleep_for(std::chrono::milliseconds(50));
+  CHECK(sink.dropped() == 4);
   reader = ::open(fifo.c_str(), O_RDONLY | O_NONBLOCK);
   REQUIRE(reader >= 0);
   sink.reopen();
