@@ -6,6 +6,8 @@
 
 #include <spdlog/spdlog.h>
 
+#include "core/log_throttle.h"
+
 namespace sluice {
 
 std::string currentExceptionText() {
@@ -20,13 +22,9 @@ std::string currentExceptionText() {
 
 void logUserCodeFailure(std::string_view where, std::string_view what, std::string_view verb) noexcept {
   // Per thread: workers log without sharing state.
-  thread_local std::chrono::steady_clock::time_point last_logged{};
-  thread_local uint64_t not_logged = 0;
-  auto now = std::chrono::steady_clock::now();
-  if (last_logged != std::chrono::steady_clock::time_point{} && now - last_logged < std::chrono::seconds(1)) {
-    ++not_logged;
-    return;
-  }
+  thread_local LogThrottle throttle;
+  uint64_t not_logged = 0;
+  if (!throttle.admit(not_logged)) return;
   try {
     if (not_logged > 0) {
       spdlog::error("{} {}: {} ({} more such failures not logged in the last second)", where, verb, what,
@@ -37,8 +35,6 @@ void logUserCodeFailure(std::string_view where, std::string_view what, std::stri
   } catch (...) {
     // Logging itself failed (out of memory): nothing more to do.
   }
-  last_logged = now;
-  not_logged = 0;
 }
 
 }  // namespace sluice

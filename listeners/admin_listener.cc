@@ -307,14 +307,11 @@ AdminReply AdminListener::replyTo(uint64_t connection_id) {
 void AdminListener::logRefusal(const std::string& peer) {
   // At most one line a second: a client reconnecting in a loop must not
   // flood the log.
-  ++refusals_unlogged_;
-  const auto now = std::chrono::steady_clock::now();
-  if (now - last_refusal_log_ < std::chrono::seconds(1)) return;
-  spdlog::warn("admin: max_connections ({}) reached, every connection busy with a request: refused {} ({} "
+  uint64_t skipped = 0;
+  if (!refusal_log_.admit(skipped)) return;
+  spdlog::warn("admin: max_connections ({}) reached, every connection busy with a request: refused {} ({} more "
                "refused since the last such line)",
-               limits_.max_connections, peer, refusals_unlogged_);
-  refusals_unlogged_ = 0;
-  last_refusal_log_ = now;
+               limits_.max_connections, peer, skipped);
 }
 
 void AdminListener::onConnectionDone(AdminConnection& connection) {

@@ -15,6 +15,7 @@
 #include <string>
 #include <vector>
 
+#include "core/log_throttle.h"
 #include "core/socket_address.h"
 #include "core/status.h"
 #include "core/tcp_listener.h"
@@ -84,8 +85,7 @@ class AdminListener {
   TcpListener socket_;
   std::vector<std::unique_ptr<AdminConnection>> connections_;
   uint64_t next_connection_id_ = 1;
-  std::chrono::steady_clock::time_point last_refusal_log_{};
-  uint64_t refusals_unlogged_ = 0;
+  LogThrottle refusal_log_;
 };
 
 }  // namespace sluice

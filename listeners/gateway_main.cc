@@ -3,6 +3,7 @@
 #include <signal.h>
 
 #include <cstdio>
+#include <set>
 #include <string>
 
 #include <spdlog/sinks/stdout_color_sinks.h>
@@ -44,11 +45,12 @@ bool parseArgs(int argc, char** argv, Options& opts) {
     std::string name = argv[0];
     opts.program = name.substr(name.find_last_of('/') + 1);
   }
+  std::set<std::string> seen;  // flags given so far: each at most once
   for (int i = 1; i < argc; ++i) {
     std::string arg = argv[i];
     auto value = [&](std::string& out) {
       if (i + 1 >= argc) return false;
-      if (!out.empty() && &out != &opts.log_level) {
+      if (!seen.insert(arg).second) {
         std::fprintf(stderr, "%s: %s given twice\n", opts.program.c_str(), arg.c_str());
         return false;
       }

@@ -136,8 +136,14 @@ void GrpcListener::refuse(uv_stream_s* server) {
   auto conn = std::make_unique<DownstreamConnection>(*this, next_connection_id_++);
   if (conn->accept(server) == 0) {
     stats_.downstream_cx_refused.inc();
-    spdlog::warn("listener '{}': max_connections ({}) reached, refusing {}", name_, config().max_connections,
-                 conn->peerAddress());
+    // At most a line a second: clients reconnecting to a full listener in
+    // a loop must not flood the log (downstream_cx_refused counts them all).
+    uint64_t skipped = 0;
+    if (refusal_log_.admit(skipped)) {
+      spdlog::warn("listener '{}': max_connections ({}) reached, refusing {} ({} more refused since the last such "
+                   "line)",
+                   name_, config().max_connections, conn->peerAddress(), skipped);
+    }
     conn->close("max_connections reached");
   }
   worker_.dispatcher().deferredDelete(std::move(conn));

@@ -14,6 +14,7 @@
 #include <vector>
 
 #include "codecs/http2/session.h"
+#include "core/log_throttle.h"
 #include "core/socket_address.h"
 #include "core/status.h"
 #include "core/tcp_listener.h"
@@ -86,6 +87,7 @@ class GrpcListener {
   TcpListener socket_;
   uint64_t next_connection_id_ = 1;
   std::vector<std::unique_ptr<DownstreamConnection>> connections_;
+  LogThrottle refusal_log_;  // max_connections refusals
 };
 
 }  // namespace sluice

@@ -543,6 +543,16 @@ TEST_CASE("max_connections refuses the connection over the limit", "[e2e][limits
   FrameSocket third(gateway.port());
   CHECK(third.readUntilClosed(std::chrono::seconds(2)).closed);
   CHECK_THAT(gateway.logs(), Catch::Contains("max_connections (2) reached"));
+  // Clients reconnecting in a loop do not flood the log: at most a line a
+  // second per worker (before, a line per connection).
+  const auto start = std::chrono::steady_clock::now();
+  for (int i = 0; i < 200; ++i) {
+    FrameSocket again(gateway.port());
+    CHECK(again.readUntilClosed(std::chrono::seconds(2)).closed);
+  }
+  const auto seconds = std::chrono::duration_cast<std::chrono::seconds>(std::chrono::steady_clock::now() - start);
+  INFO(seconds.count() << " s of reconnecting");
+  CHECK(logCount(gateway, "max_connections (2) reached") <= 2 * (static_cast<size_t>(seconds.count()) + 2));
   CHECK(first.request(RawRequest::grpc("/sluice.example.Echo/Unary", grpcFrame(""))).grpcStatus() == 0);
 }
 

@@ -88,6 +88,10 @@ TEST_CASE("sluice's command line: a flag given twice, a directory, an unknown lo
   ProcessResult twice = runSluice({"--validate", "/dev/null", "--validate", "/dev/null"});
   CHECK(twice.exitCode == 2);
   CHECK_THAT(twice.errorOutput, Catch::Contains("--validate given twice"));
+  // --log-level too, though it has a default.
+  ProcessResult level_twice = runSluice({"--validate", "/dev/null", "--log-level", "debug", "--log-level", "warn"});
+  CHECK(level_twice.exitCode == 2);
+  CHECK_THAT(level_twice.errorOutput, Catch::Contains("--log-level given twice"));
   ProcessResult directory = runSluice({"--validate", "/tmp"});
   CHECK(directory.exitCode == 2);
   CHECK_THAT(directory.errorOutput, Catch::Contains("config file \"/tmp\" is a directory"));
