@@ -184,6 +184,23 @@ class ResettingBackend {
   std::thread thread_;
 };
 
+// A unary call whose backend sleeps 5 s, from a client that waits up to
+// kCallTimeout: its status, and how long it took.
+struct TimedStatus {
+  grpc::Status status;
+  std::chrono::steady_clock::duration took;
+};
+TimedStatus sleepingUnary(example::Echo::Stub& stub) {
+  grpc::ClientContext ctx;
+  setTimeout(ctx, kCallTimeout);
+  EchoRequest req;
+  req.set_sleep_ms(5000);
+  EchoResponse resp;
+  const auto start = std::chrono::steady_clock::now();
+  grpc::Status status = stub.Unary(&ctx, req, &resp);
+  return {status, std::chrono::steady_clock::now() - start};
+}
+
 }  // namespace
 
 TEST_CASE("a backend that resets every stream: INTERNAL, outlier ejection, others keep serving", "[e2e][cluster]") {
@@ -852,14 +869,7 @@ TEST_CASE("a per-try timeout retries on another endpoint, within the attempts al
   auto stub = example::Echo::NewStub(makeChannel(gateway.address()));
   // Every try sleeps 5 s: the first (round robin: "first") is cut at 200 ms
   // and retried on "second", which is cut too; the call ends after two tries.
-  grpc::ClientContext ctx;
-  setTimeout(ctx, kCallTimeout);
-  EchoRequest req;
-  req.set_sleep_ms(5000);
-  EchoResponse resp;
-  auto start = std::chrono::steady_clock::now();
-  auto s = stub->Unary(&ctx, req, &resp);
-  auto took = std::chrono::steady_clock::now() - start;
+  const auto [s, took] = sleepingUnary(*stub);
   REQUIRE_STATUS(s, grpc::StatusCode::DEADLINE_EXCEEDED);
   CHECK_THAT(s.error_message(), Catch::Contains("within the per-try timeout"));
   CHECK(took < std::chrono::milliseconds(3000));  // about 400 ms; 5 s had a try run out
@@ -867,6 +877,7 @@ TEST_CASE("a per-try timeout retries on another endpoint, within the attempts al
   CHECK(second.stats().calls == 1);
   grpc::ClientContext quick;
   setTimeout(quick, kCallTimeout);
+  EchoResponse resp;
   REQUIRE_OK(stub->Unary(&quick, EchoRequest(), &resp));
 }
 
@@ -929,16 +940,10 @@ TEST_CASE("num_retries 0 still times each try with per_try_timeout_ms", "[e2e][c
   GatewayProcess gateway(gatewayConfig(nlohmann::json::array({r}),
                                        nlohmann::json::array({cluster("one", {backend.address()})})));
   auto stub = example::Echo::NewStub(makeChannel(gateway.address()));
-  grpc::ClientContext ctx;
-  setTimeout(ctx, kCallTimeout);
-  EchoRequest req;
-  req.set_sleep_ms(5000);
-  EchoResponse resp;
-  const auto start = std::chrono::steady_clock::now();
-  auto s = stub->Unary(&ctx, req, &resp);
+  const auto [s, took] = sleepingUnary(*stub);
   REQUIRE_STATUS(s, grpc::StatusCode::DEADLINE_EXCEEDED);
   CHECK_THAT(s.error_message(), Catch::Contains("within the per-try timeout (300 ms"));
-  CHECK(std::chrono::steady_clock::now() - start < std::chrono::milliseconds(2500));
+  CHECK(took < std::chrono::milliseconds(2500));
   CHECK(backend.stats().calls == 1);
   CHECK(backend.stats().waitUntil([&] { return backend.stats().cancelled >= 1; }, std::chrono::seconds(3)));
 }
