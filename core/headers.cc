@@ -90,6 +90,13 @@ std::string invalidHeaderField(const HeaderMap& headers) {
   return {};
 }
 
+std::string_view trimBlanks(std::string_view value) {
+  const auto blank = [](char c) { return c == ' ' || c == '\t'; };
+  while (!value.empty() && blank(value.front())) value.remove_prefix(1);
+  while (!value.empty() && blank(value.back())) value.remove_suffix(1);
+  return value;
+}
+
 bool isConnectionSpecificHeader(std::string_view name) {
   return name == "connection" || name == "keep-alive" || name == "proxy-connection" || name == "transfer-encoding" ||
          name == "upgrade";

@@ -112,8 +112,13 @@ struct HeaderBlock {
 // 8.2.1, 8.2.2), for the first such field: a name that is empty, has upper
 // case or a character outside a token (a leading ':' is allowed), a
 // connection-specific field or te other than "trailers", a value with NUL,
-// CR or LF or that starts or ends with a space or tab. Empty when all are valid.
+// CR or LF. Empty when all are valid. (A value may start or end with a
+// space or tab: gRPC stacks send such values and accept them.)
 std::string invalidHeaderField(const HeaderMap& headers);
+
+// A value without the spaces and tabs around it, which are not part of it
+// (RFC 9110 5.5): what to compare when a value is a credential or a key.
+std::string_view trimBlanks(std::string_view value);
 
 // connection, keep-alive, proxy-connection, transfer-encoding, upgrade: the
 // fields that describe one HTTP/1 hop, which HTTP/2 forbids (RFC 9113 8.2.2).

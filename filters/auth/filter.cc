@@ -3,11 +3,13 @@
 #include <algorithm>
 #include <cctype>
 #include <chrono>
+#include <optional>
 
 #include <fmt/format.h>
 #include <spdlog/spdlog.h>
 
 #include "codecs/grpc/grpc_headers.h"
+#include "core/headers.h"
 #include "core/stream_context.h"
 
 namespace sluice::filters::auth {
@@ -19,12 +21,6 @@ bool equalsIgnoreCase(std::string_view a, std::string_view b) {
   return a.size() == b.size() && std::equal(a.begin(), a.end(), b.begin(), [](char x, char y) {
            return std::tolower(static_cast<unsigned char>(x)) == std::tolower(static_cast<unsigned char>(y));
          });
-}
-
-std::string_view trim(std::string_view s) {
-  while (!s.empty() && (s.front() == ' ' || s.front() == '\t')) s.remove_prefix(1);
-  while (!s.empty() && (s.back() == ' ' || s.back() == '\t')) s.remove_suffix(1);
-  return s;
 }
 
 // OAuth 2 puts scopes in one space-separated string ("scope"); some issuers
@@ -123,7 +119,15 @@ StatusOr<Identity> AuthFilter::authenticate(const HeaderMap& headers) const {
   }
   if (config_.api_keys) {
     if (const std::string* key = headers.get(config_.api_keys->metadata_key)) {
-      const ApiKeyEntry* entry = config_.api_keys->keys.find(trim(*key));
+      std::string_view presented = trimBlanks(*key);
+      // A -bin key carries the client's bytes in base64, padded or not.
+      std::optional<std::string> decoded;
+      if (grpc_headers::isBinaryHeader(config_.api_keys->metadata_key)) {
+        decoded = grpc_headers::base64Decode(presented);
+        if (!decoded) return Status(StatusCode::Unauthenticated, "invalid API key");
+        presented = *decoded;
+      }
+      const ApiKeyEntry* entry = config_.api_keys->keys.find(presented);
       if (entry == nullptr) return Status(StatusCode::Unauthenticated, "invalid API key");
       return Identity{entry->name, entry->scopes, std::nullopt};
     }
@@ -138,12 +142,12 @@ StatusOr<Identity> AuthFilter::authenticate(const HeaderMap& headers) const {
 }
 
 StatusOr<Identity> AuthFilter::verifyBearer(std::string_view authorization) const {
-  std::string_view value = trim(authorization);
+  std::string_view value = trimBlanks(authorization);
   size_t space = value.find(' ');
   if (space == std::string_view::npos || !equalsIgnoreCase(value.substr(0, space), "bearer")) {
     return Status(StatusCode::Unauthenticated, "authorization must be \"Bearer <token>\"");
   }
-  std::string_view token = trim(value.substr(space + 1));
+  std::string_view token = trimBlanks(value.substr(space + 1));
   if (token.empty()) return Status(StatusCode::Unauthenticated, "empty bearer token");
   const JwtConfig& jwt = *config_.jwt;
   auto now = std::chrono::duration_cast<std::chrono::seconds>(std::chrono::system_clock::now().time_since_epoch());

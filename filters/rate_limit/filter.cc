@@ -2,10 +2,14 @@
 
 #include <openssl/evp.h>
 
+#include <algorithm>
+#include <cctype>
+
 #include <fmt/format.h>
 #include <spdlog/spdlog.h>
 
 #include "codecs/grpc/grpc_headers.h"
+#include "core/headers.h"
 #include "core/stream_context.h"
 
 namespace sluice::filters::rate_limit {
@@ -15,8 +19,29 @@ namespace {
 // costs is bounded whatever clients send.
 constexpr size_t kMaxKeyValueBytes = 64;
 
-std::string boundedKey(std::string_view value) {
-  if (value.size() <= kMaxKeyValueBytes) return std::string(value);
+// One caller's value, however it is spelled, so that spelling it another way
+// does not earn a fresh bucket: without the spaces around it (auth trims an
+// API key too), a -bin value by the bytes it carries (base64, padded or
+// not), an authorization value by its scheme in lower case and its
+// credentials (auth takes "Bearer" in any case, with any spaces).
+std::string canonicalValue(const std::string& key, std::string_view value) {
+  value = trimBlanks(value);
+  if (grpc_headers::isBinaryHeader(key)) {
+    if (auto bytes = grpc_headers::base64Decode(value)) return std::move(*bytes);
+    return std::string(value);
+  }
+  if (key != "authorization") return std::string(value);
+  const size_t space = value.find_first_of(" \t");
+  if (space == std::string_view::npos) return std::string(value);
+  std::string out(value.substr(0, space));
+  std::transform(out.begin(), out.end(), out.begin(), [](unsigned char c) { return std::tolower(c); });
+  out += ' ';
+  out += trimBlanks(value.substr(space + 1));
+  return out;
+}
+
+std::string boundedKey(const std::string& value) {
+  if (value.size() <= kMaxKeyValueBytes) return value;
   unsigned char digest[EVP_MAX_MD_SIZE];
   unsigned int len = 0;
   EVP_Digest(value.data(), value.size(), digest, &len, EVP_sha256(), nullptr);
@@ -32,11 +57,11 @@ FilterStatus RateLimitFilter::onRequestHeaders(StreamContext& ctx) {
   if (!rule_->key.empty()) {
     // Callers without the key share one bucket (the rule's shared one).
     const std::string* value = ctx.requestHeaders().get(rule_->key);
-    if (value != nullptr && !value->empty()) {
+    if (value != nullptr && !trimBlanks(*value).empty()) {
       table_key_ = std::to_string(rule_index_);
       kind_at_ = table_key_.size();
       table_key_ += '?';
-      table_key_ += boundedKey(*value);
+      table_key_ += boundedKey(canonicalValue(rule_->key, *value));
     }
   }
   if (rule_->calls && !take(ctx, *rule_->calls, 'c')) return FilterStatus::StopIteration;

@@ -157,6 +157,38 @@ TEST_CASE_METHOD(AuthFixture, "auth: API keys from a file", "[e2e][auth]") {
   CHECK(backend.stats().calls.load() == 1);
 }
 
+// A -bin key carries the client's bytes base64-encoded on the wire: the key
+// a client sends as binary metadata is compared as those bytes (it used to
+// be compared as its base64 text, so no binary key could ever match).
+TEST_CASE("auth: an API key sent as binary (-bin) metadata is compared as its bytes", "[e2e][auth]") {
+  TestBackend backend("b");
+  nlohmann::json config = catchAllConfig(backend.address());
+  nlohmann::json auth = {
+      {"name", "auth"},
+      {"config",
+       {{"api_keys",
+         {{"metadata_key", "x-api-key-bin"},
+          {"keys", nlohmann::json::array({{{"key", std::string("k-secret-1")}, {"name", "binary-caller"}}})}}},
+        {"principal_metadata", "x-auth-principal"}}}};
+  auto& chain = config["listeners"][0]["filters"];
+  chain.insert(chain.begin(), auth);
+  GatewayProcess gateway(config);
+  auto stub = example::Echo::NewStub(makeChannel(gateway.address()));
+  auto call = [&](const std::string& key, EchoResponse& response) {
+    grpc::ClientContext context;
+    setTimeout(context, kCallTimeout);
+    context.AddMetadata("x-api-key-bin", key);
+    EchoRequest request;
+    request.set_echo_metadata(true);
+    return stub->Unary(&context, request, &response);
+  };
+  EchoResponse response;
+  REQUIRE_OK(call(std::string("k-secret-1"), response));
+  CHECK(response.request_metadata().at("x-auth-principal") == "binary-caller");
+  REQUIRE_STATUS(call("k-guess", response), grpc::StatusCode::UNAUTHENTICATED);
+  CHECK(backend.stats().calls.load() == 1);
+}
+
 TEST_CASE_METHOD(AuthFixture, "auth: missing, expired and invalid credentials are UNAUTHENTICATED",
                  "[e2e][auth]") {
   grpc::Status none = unary({});

@@ -91,6 +91,35 @@ TEST_CASE("rate_limit: one bucket per metadata value", "[e2e][rate_limit]") {
   REQUIRE_OK(unary(*stub, "acme"));
 }
 
+// A caller must not earn fresh buckets by spelling its credential another way
+// (auth accepts all of these spellings as one key or token): surrounding
+// spaces, the Bearer scheme's case and spaces, a -bin value padded or not.
+TEST_CASE("rate_limit: one bucket per caller however its value is spelled", "[e2e][rate_limit]") {
+  TestBackend backend("primary");
+  const std::string key = GENERATE(std::string("x-api-key"), std::string("authorization"), std::string("x-id-bin"));
+  INFO("rule key: " << key);
+  GatewayProcess gateway(rateLimitGateway(
+      backend.address(), nlohmann::json::array({{{"key", key}, {"calls", {{"rate", 2}, {"per", "hour"}}}}})));
+  auto stub = example::Echo::NewStub(makeChannel(gateway.address()));
+  std::vector<std::string> spellings;
+  if (key == "x-api-key") spellings = {"k-1", " k-1", "k-1 ", "\tk-1  "};
+  if (key == "authorization") spellings = {"Bearer tok", "bearer tok", "BEARER   tok", " Bearer tok "};
+  // grpc++ sends binary values base64-encoded; the raw client sends them as
+  // given, so both paddings of one value reach the gateway.
+  if (key == "x-id-bin") spellings = {"aWQ=", "aWQ", " aWQ=", "aWQ "};  // "id"
+  int ok = 0;
+  for (const std::string& value : spellings) {
+    RawH2Client raw("127.0.0.1", gateway.port());
+    RawRequest request = RawRequest::grpc("/sluice.example.Echo/Unary", grpcFrame(""));
+    request.headers.emplace_back(key, value);
+    RawResponse response = raw.request(request);
+    INFO(value << ": " << response.describe());
+    if (response.grpcStatus() == 0) ++ok;
+  }
+  CHECK(ok == 2);
+  CHECK(backend.stats().calls.load() == 2);
+}
+
 TEST_CASE("rate_limit: streamed messages over the limit end the call mid-stream", "[e2e][rate_limit]") {
   TestBackend backend("primary");
   GatewayProcess gateway(rateLimitGateway(backend.address(), nlohmann::json::parse(R"([
