@@ -14,6 +14,8 @@
 #include <algorithm>
 #include <cctype>
 
+#include <map>
+
 #include <fmt/format.h>
 
 #include "core/json_reader.h"
@@ -347,16 +349,38 @@ std::shared_ptr<const Jwks> Jwks::parse(const json& doc, const std::string& wher
     errors.add(path, fmt::format("{}: no usable key (HS256 oct, RS256 RSA or ES256 P-256 with use \"sig\")", where));
     return nullptr;
   }
+  // A token is checked against at most kMaxCandidateKeys keys: keys past
+  // that among those one token would try (one algorithm and kid, or one
+  // algorithm and no kid) could never verify anything.
+  std::map<std::pair<JwtAlg, std::string>, size_t> sharing;
+  for (const Jwk& k : out->keys_) {
+    if (++sharing[{k.alg, k.kid}] != kMaxCandidateKeys + 1) continue;
+    errors.add(path, fmt::format("{}: more than {} {} keys {}: a token is checked against {} keys at most, so the "
+                                 "others could never verify one; give them distinct kids",
+                                 where, kMaxCandidateKeys, jwtAlgName(k.alg),
+                                 k.kid.empty() ? std::string("without a kid") : fmt::format("with kid {:?}", k.kid),
+                                 kMaxCandidateKeys));
+  }
+  if (errors.size() != errors_before) return nullptr;
   return out;
 }
 
 std::vector<const Jwk*> Jwks::candidates(JwtAlg alg, const std::string* kid) const {
   std::vector<const Jwk*> out;
-  for (const auto& k : keys_) {
-    if (k.alg != alg || (kid != nullptr && k.kid != *kid)) continue;
-    out.push_back(&k);
-    if (out.size() == kMaxCandidateKeys) break;
+  const auto take = [&](const auto& wanted) {
+    for (const auto& k : keys_) {
+      if (out.size() == kMaxCandidateKeys) return;
+      if (k.alg == alg && wanted(k)) out.push_back(&k);
+    }
+  };
+  if (kid == nullptr) {
+    take([](const Jwk&) { return true; });
+    return out;
   }
+  // The keys with the token's kid, then those with none: many signers add a
+  // kid that a hand-written JWKS does not name (Envoy's jwt_authn tries them too).
+  take([&](const Jwk& k) { return k.kid == *kid; });
+  if (!kid->empty()) take([](const Jwk& k) { return k.kid.empty(); });
   return out;
 }
 

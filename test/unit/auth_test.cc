@@ -419,6 +419,44 @@ TEST_CASE("auth: JWKS validation", "[auth][jwt]") {
   auto mixed = jwksErrors(json{{"keys", {enc_key, {{"kty", "OKP"}, {"crv", "Ed25519"}, {"x", "AA"}}, ec}}});
   INFO(mixed.second);
   CHECK(mixed.first);
+
+  // A token is checked against 8 keys at most: a ninth that one token
+  // would try (same algorithm and kid, or same algorithm and no kid) could
+  // never verify anything, so the JWKS is refused; distinct kids are fine.
+  auto nine = [](const std::function<std::string(int)>& kid) {
+    json keys = json::array();
+    for (int i = 0; i < 9; ++i) {
+      json k = JwtSigner::generateHs256("k").publicJwk();
+      if (kid(i).empty()) k.erase("kid"); else k["kid"] = kid(i);
+      keys.push_back(k);
+    }
+    return json{{"keys", keys}};
+  };
+  auto unnamed = jwksErrors(nine([](int) { return std::string(); }));
+  CHECK_FALSE(unnamed.first);
+  CHECK_THAT(unnamed.second, Catch::Contains("more than 8 HS256 keys without a kid"));
+  auto shared = jwksErrors(nine([](int) { return std::string("main"); }));
+  CHECK_FALSE(shared.first);
+  CHECK_THAT(shared.second, Catch::Contains("more than 8 HS256 keys with kid \"main\""));
+  CHECK(jwksErrors(nine([](int i) { return "k" + std::to_string(i); })).first);
+}
+
+TEST_CASE("auth: a token with a kid verifies against a key without one", "[auth][jwt]") {
+  // Many signers add a kid that a hand-written JWKS does not name.
+  json jwk = hmacSigner().publicJwk();
+  jwk.erase("kid");
+  ConfigErrors errors;
+  auto keys = filters::auth::Jwks::parse(json{{"keys", {jwk}}}, "JWKS", "/p", errors);
+  REQUIRE(keys);
+  const std::string token = hmacSigner().sign(claims());  // kid "hs-1"
+  auto verified = filters::auth::verifyJwt(token, *keys, filters::auth::JwtRules{}, now());
+  INFO(verified.status().message());
+  CHECK(verified.isOk());
+  // A key with another kid is still not tried.
+  jwk["kid"] = "other";
+  auto other = filters::auth::Jwks::parse(json{{"keys", {jwk}}}, "JWKS", "/p", errors);
+  REQUIRE(other);
+  CHECK_FALSE(filters::auth::verifyJwt(token, *other, filters::auth::JwtRules{}, now()).isOk());
 }
 
 TEST_CASE("auth: config mistakes are all reported with their paths", "[auth]") {
