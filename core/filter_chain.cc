@@ -22,13 +22,21 @@ void FilterChain::pushRequest(Event e) {
 
 void FilterChain::pushResponse(Event e) {
   if (ctx_.ended()) return;
+  e.bytes = e.kind == EventKind::Message ? e.message.wireSize() : 0;
+  queued_response_bytes_ += e.bytes;
+  if (response_.iterating) {
+    // Encoded by the filter whose response hook runs: it goes on from there
+    // once the hook returns (runResponse). Its header fields are that
+    // filter's, checked after the hook.
+    e.next = indexOf(response_.current);
+    response_.injected.push_back(std::move(e));
+    return;
+  }
   // What the gateway itself put in (the backend's fields) is valid.
   if (e.kind == EventKind::Headers) checked_changes_.response = ctx_.responseHeaders().changes();
   if (e.kind == EventKind::End) checked_changes_.trailers = ctx_.responseTrailers().changes();
-  e.bytes = e.kind == EventKind::Message ? e.message.wireSize() : 0;
-  queued_response_bytes_ += e.bytes;
   response_.queue.push_back(std::move(e));
-  if (!response_.iterating) runResponse();
+  runResponse();
 }
 
 void FilterChain::resume(Direction& d, void (FilterChain::*run)(), const Filter* from) {
@@ -52,17 +60,23 @@ void FilterChain::resume(Direction& d, void (FilterChain::*run)(), const Filter*
   (this->*run)();
 }
 
-size_t FilterChain::responseStart() {
-  if (response_start_) return *response_start_;
-  response_start_ = filters_.size();
+size_t FilterChain::responseStart() const {
   // Before the request headers reached the terminal, only the filter whose
-  // hook runs, or which paused the call, can be answering it.
+  // hook runs, or which paused the call, can be answering it. Asked per
+  // event, not once: a filter that answered early and let the request go
+  // on must not make the backend's answer skip the filters after it.
   if (!request_headers_at_terminal_ && request_.current != nullptr && (request_.iterating || request_.paused)) {
-    for (size_t i = 0; i < filters_.size(); ++i) {
-      if (filters_[i].filter.get() == request_.current) response_start_ = i + 1;
-    }
+    const size_t i = indexOf(request_.current);
+    if (i < filters_.size()) return i + 1;
   }
-  return *response_start_;
+  return filters_.size();
+}
+
+size_t FilterChain::indexOf(const Filter* filter) const {
+  for (size_t i = 0; i < filters_.size(); ++i) {
+    if (filters_[i].filter.get() == filter) return i;
+  }
+  return filters_.size();
 }
 
 void FilterChain::continueRequest(const Filter* from) { resume(request_, &FilterChain::runRequest, from); }
@@ -197,20 +211,34 @@ void FilterChain::runResponse() {
   while (!d.paused && takeNext(d)) {
     Event& e = d.active;
     bool dropped = false;
+    bool deferred = false;
     while (e.next > 0) {
       std::optional<FilterStatus> status = invoke(d, filters_[--e.next], e);
       if (!status || ctx_.ended()) return;
       if (*status == FilterStatus::DropMessage) {
         drop(d);
         dropped = true;
-        break;
       }
+      if (!d.injected.empty()) {
+        // What the hook injected goes first; the event it handled waits
+        // behind it, at the next filter (unless it was dropped).
+        if (!dropped) {
+          d.queue.push_front(std::move(e));
+          d.has_active = false;
+          deferred = true;
+        }
+        for (auto it = d.injected.rbegin(); it != d.injected.rend(); ++it) d.queue.push_front(std::move(*it));
+        d.injected.clear();
+      }
+      if (dropped) break;
       if (*status == FilterStatus::StopIteration && !d.resume_requested) {
         d.paused = true;
         return;
       }
       d.resume_requested = false;
+      if (deferred) break;
     }
+    if (deferred) continue;
     queued_response_bytes_ -= e.bytes;
     d.has_active = false;
     if (dropped) continue;
@@ -256,6 +284,8 @@ void FilterChain::discardQueued(Direction& d, size_t& queued_bytes) {
     queued_bytes -= d.queue.front().bytes;
     d.queue.pop_front();
   }
+  for (const Event& e : d.injected) queued_bytes -= e.bytes;
+  d.injected.clear();
 }
 
 size_t FilterChain::heldMessageBytes() const {

@@ -55,6 +55,10 @@ class FilterChain {
   // of those before it, in reverse chain order: the terminal's passes them
   // all; one a filter makes itself before the request reached the terminal
   // skips the filters after it, which never saw the call (responseStart).
+  // One a filter encodes from its own response hook (a message added to a
+  // stream, one split in two) goes on from that filter, not through it
+  // again, and ahead of the event the hook is handling: a message injected
+  // from onResponseTrailers reaches the client before the trailers.
   void responseHeaders() { pushResponse({EventKind::Headers, {}, responseStart()}); }
   void responseMessage(Message&& m) { pushResponse({EventKind::Message, std::move(m), responseStart()}); }
   void responseTrailers() { pushResponse({EventKind::End, {}, responseStart()}); }
@@ -103,6 +107,9 @@ class FilterChain {
     bool iterating = false;
     bool resume_requested = false;
     const Filter* current = nullptr;  // whose hook runs (iterating) or paused (paused)
+    // Events the running hook's filter injected (response only): they go on
+    // from that filter, ahead of the event the hook is handling.
+    std::vector<Event> injected;
   };
 
   void pushRequest(Event e);
@@ -144,8 +151,12 @@ class FilterChain {
   Direction request_;
   Direction response_;
   // Where the reply's events start (see responseHeaders), fixed by its first.
-  size_t responseStart();
-  std::optional<size_t> response_start_;
+  // Where a response event starts, asked for each: a filter answering
+  // before the request reached the terminal (its hook running, or it
+  // paused the call) starts after itself; anything else at the terminal.
+  size_t responseStart() const;
+  // The index of `filter` in the chain (size() when it is none of them).
+  size_t indexOf(const Filter* filter) const;
 
   HeaderChanges checked_changes_;
   size_t queued_request_bytes_ = 0;

@@ -52,6 +52,12 @@ class RingQueue {
     return slot;
   }
   void push_back(T value) { emplace_back() = std::move(value); }
+  void push_front(T value) {
+    if (size_ == slots_.size()) grow();
+    head_ = (head_ + slots_.size() - 1) % slots_.size();
+    slots_[head_] = std::move(value);
+    ++size_;
+  }
   void pop_front() {
     // Moved out and destroyed, not assigned T{}: assigning an empty string
     // keeps the old heap buffer in the slot, and slots outlive calls.

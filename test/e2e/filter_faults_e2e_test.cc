@@ -297,6 +297,64 @@ TEST_CASE("a header field a filter sets that HTTP/2 cannot carry ends the call, 
   CHECK(metadataValue(context.GetServerTrailingMetadata(), "x-test-faults") == "seen");
 }
 
+// A message a filter encodes from its own response hook goes on from that
+// filter (not through its hook again) and ahead of the event the hook
+// handles: one injected from the trailer hook reaches the client before the
+// trailers. Before, it started at the terminal: the copying filter saw its
+// own copies (for ever), and the summary was dropped behind the trailers.
+TEST_CASE("messages a filter injects from its response hooks reach the client, in place, once",
+          "[filter_faults]") {
+  FaultFixture f;
+  auto streamWithFault = [&](const std::string& fault, grpc::ClientContext& context) {
+    setTimeout(context, kCallTimeout);
+    context.AddMetadata("x-test-fault", fault);
+    EchoRequest request;
+    request.set_payload("orig");
+    request.set_response_count(3);
+    auto reader = f.stub->ServerStream(&context, request);
+    std::vector<std::string> payloads;
+    EchoResponse response;
+    while (reader->Read(&response)) payloads.push_back(response.payload());
+    INFO(fault << ": " << payloads.size() << " messages read");
+    REQUIRE_OK(reader->Finish());
+    return payloads;
+  };
+  {
+    grpc::ClientContext context;
+    const auto payloads = streamWithFault("inject_copy", context);
+    CHECK(payloads == std::vector<std::string>{"copy", "orig", "copy", "orig", "copy", "orig"});
+    CHECK(metadataValue(context.GetServerTrailingMetadata(), "x-test-faults-seen") == "3");
+  }
+  {
+    grpc::ClientContext context;
+    const auto payloads = streamWithFault("inject_summary", context);
+    CHECK(payloads == std::vector<std::string>{"orig", "orig", "orig", "summary"});
+  }
+}
+
+// A filter that sends the client a message of its own before letting the
+// call go on: the backend's answer still passes every filter's response
+// hooks. (The reply's start was fixed by the first event of the call, so
+// the backend's answer skipped every filter after that one.)
+TEST_CASE("after a filter's early message, the backend's answer passes every response hook", "[filter_faults]") {
+  const nlohmann::json metadata = {{"name", "metadata"},
+                                   {"config", {{"response_trailers", {{"set", {{"x-served-by", "sluice"}}}}}}}};
+  FaultFixture f(std::vector<nlohmann::json>{metadata});
+  grpc::ClientContext context;
+  setTimeout(context, kCallTimeout);
+  context.AddMetadata("x-test-fault", "early_message");
+  EchoRequest request;
+  request.set_payload("orig");
+  request.set_response_count(2);
+  auto reader = f.stub->ServerStream(&context, request);
+  std::vector<std::string> payloads;
+  EchoResponse response;
+  while (reader->Read(&response)) payloads.push_back(response.payload());
+  REQUIRE_OK(reader->Finish());
+  CHECK(payloads == std::vector<std::string>{"early", "orig", "orig"});
+  CHECK(metadataValue(context.GetServerTrailingMetadata(), "x-served-by") == "sluice");
+}
+
 TEST_CASE("a filter that answers a call itself sends a gRPC response the strictest clients accept",
           "[filter_faults]") {
   // A second test_faults entry after the first: the reply must not pass its

@@ -44,6 +44,14 @@ namespace {
 //                            trailer value ending in LF)
 //   bad_value_while_paused   a timer of the call sets a value with a NUL,
 //                            then resumes it
+//   inject_copy              each response message it sees, it injects a
+//                            message "copy" ahead of it (at most 100); the
+//                            trailer x-test-faults-seen counts the messages
+//                            its hook saw
+//   inject_summary           its trailer hook injects a message "summary"
+//                            ahead of the trailers
+//   early_message            its request-headers hook sends a message
+//                            "early" to the client and lets the call go on
 // Calls it sees without a fault get the trailer x-test-faults: seen, and
 // x-test-faults-status: the code and message ctx.status() and
 // ctx.statusMessage() give in onResponseTrailers.
@@ -79,6 +87,7 @@ class FaultFilter : public Filter {
       ctx.encodeResponseTrailers();
       return FilterStatus::StopIteration;
     }
+    if (fault_ == "early_message") ctx.encodeResponseMessage(Message{false, "\x0a\x05" "early"});
     if (fault_ == "bad_request_value") ctx.requestHeaders().set("x-injected", "a\r\nx-evil: 1");
     if (fault_ == "bad_request_name") ctx.requestHeaders().set("Bad Key", "v");
     if (fault_ == "bad_request_te") ctx.requestHeaders().set("te", "gzip");
@@ -134,13 +143,20 @@ class FaultFilter : public Filter {
     throwIf(fault_ == "response_headers", "onResponseHeaders");
     return FilterStatus::Continue;
   }
-  FilterStatus onResponseMessage(StreamContext&, Message&) override {
+  FilterStatus onResponseMessage(StreamContext& ctx, Message&) override {
     throwIf(fault_ == "response_message", "onResponseMessage");
+    // Bounded: a chain that handed the copies back to this hook would
+    // otherwise copy for ever.
+    if (fault_ == "inject_copy" && ++response_messages_seen_ <= 100) {
+      ctx.encodeResponseMessage(Message{false, "\x0a\x04" "copy"});
+    }
     return FilterStatus::Continue;
   }
   FilterStatus onResponseTrailers(StreamContext& ctx) override {
     throwIf(fault_ == "response_trailers", "onResponseTrailers");
     if (fault_ == "bad_trailer_value") ctx.responseTrailers().set("x-count", "12\n");
+    if (fault_ == "inject_copy") ctx.responseTrailers().set("x-test-faults-seen", std::to_string(response_messages_seen_));
+    if (fault_ == "inject_summary") ctx.encodeResponseMessage(Message{false, "\x0a\x07summary"});
     // Which test_faults entries' trailer hooks a self-made reply passes.
     if (fault_ == "answer_itself") ctx.responseTrailers().add("x-test-faults-hook", answered_ ? "answerer" : "other");
     if (fault_.empty()) {
@@ -158,6 +174,7 @@ class FaultFilter : public Filter {
 
  private:
   std::string fault_;
+  int response_messages_seen_ = 0;
   bool answered_ = false;
   TimerPtr timer_;
   int timer_runs_ = 0;
