@@ -219,17 +219,7 @@ void FilterChain::runResponse() {
         drop(d);
         dropped = true;
       }
-      if (!d.injected.empty()) {
-        // What the hook injected goes first; the event it handled waits
-        // behind it, at the next filter (unless it was dropped).
-        if (!dropped) {
-          d.queue.push_front(std::move(e));
-          d.has_active = false;
-          deferred = true;
-        }
-        for (auto it = d.injected.rbegin(); it != d.injected.rend(); ++it) d.queue.push_front(std::move(*it));
-        d.injected.clear();
-      }
+      if (!d.injected.empty()) deferred = placeInjected(d, dropped);
       if (dropped) break;
       if (*status == FilterStatus::StopIteration && !d.resume_requested) {
         d.paused = true;
@@ -253,6 +243,38 @@ void FilterChain::runResponse() {
     }
     if (ctx_.ended()) return;
   }
+}
+
+bool FilterChain::placeInjected(Direction& d, bool dropped) {
+  // Messages injected while a message or the trailers are handled go ahead
+  // of it (a message split in two, a summary before the trailers); those
+  // injected while the headers are handled, and injected headers or
+  // trailers, go after it: the headers come first, and a filter ending the
+  // stream from a message hook ends it after that message.
+  const bool handling_headers = d.active.kind == EventKind::Headers;
+  const auto ahead = [&](const Event& e) { return e.kind == EventKind::Message && !handling_headers; };
+  bool any_ahead = false;
+  for (auto it = d.injected.rbegin(); it != d.injected.rend(); ++it) {
+    if (ahead(*it)) {
+      any_ahead = true;
+    } else {
+      d.queue.push_front(std::move(*it));
+    }
+  }
+  bool deferred = false;
+  if (any_ahead) {
+    if (!dropped) {
+      // It waits at its next filter (moved: no hook holds its message now).
+      d.queue.push_front(std::move(d.active));
+      d.has_active = false;
+      deferred = true;
+    }
+    for (auto it = d.injected.rbegin(); it != d.injected.rend(); ++it) {
+      if (ahead(*it)) d.queue.push_front(std::move(*it));
+    }
+  }
+  d.injected.clear();
+  return deferred;
 }
 
 void FilterChain::drop(Direction& d) {

@@ -151,6 +151,10 @@ class FilterChain {
   Direction request_;
   Direction response_;
   // Where the reply's events start (see responseHeaders), fixed by its first.
+  // Puts the events the hook just returned injected in the queue, around the
+  // event it handled (d.active); true when that event went back into the
+  // queue behind them (to be taken again), false when it goes on now.
+  bool placeInjected(Direction& d, bool dropped);
   // Where a response event starts, asked for each: a filter answering
   // before the request reached the terminal (its hook running, or it
   // paused the call) starts after itself; anything else at the terminal.

@@ -119,12 +119,9 @@ void DownstreamConnection::onErrorGoawaySent(uint32_t error_code, std::string_vi
   end_reason_ = fmt::format("GOAWAY {} sent{}{}", nghttp2_http2_strerror(error_code), detail.empty() ? "" : ": ",
                             detail);
   listener_.stats().downstream_protocol_errors.inc();
-  const char* why = "";
-  if (error_code == NGHTTP2_INTERNAL_ERROR) {
-    why = " (a limit of nghttp2's)";
-  } else if (error_code == NGHTTP2_ENHANCE_YOUR_CALM) {
-    why = ", past rst_stream_burst and rst_stream_rate";
-  }
+  // The session's own budgets say which in `detail`; nghttp2's limits
+  // (max_settings, an INTERNAL_ERROR of its own) name nothing of ours.
+  const char* why = error_code == NGHTTP2_INTERNAL_ERROR ? " (a limit of nghttp2's)" : "";
   spdlog::warn("[C{}] closing the connection from {} with {}{}", id_, peer_address_, end_reason_, why);
 }
 

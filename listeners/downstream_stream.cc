@@ -861,11 +861,16 @@ void DownstreamStream::onHeadersNotSent(std::string_view why) {
 
 void DownstreamStream::onClose(uint32_t error_code) {
   closed_ = true;
-  // A call a backend served and the client let finish pays for one of the
-  // client's resets (rst_stream_burst): the attacker's resets cost it whole
-  // calls, not a cancel now and then. A call answered by the gateway
-  // itself (no route, a refusal) costs a client nothing, so it pays nothing.
-  if (error_code == NGHTTP2_NO_ERROR && !upstreamAddress().empty()) connection_.session().refundPeerReset();
+  // The client's resets (rst_stream_burst): one before the response ended
+  // (any code, NO_ERROR too) is charged; a call a backend served that the
+  // client let finish pays one back, so an attacker's resets cost it whole
+  // calls, and a client's cancels among finished calls cost nothing. A call
+  // the gateway answered itself (no route, a refusal) pays nothing.
+  if (reset_by_client_) {
+    if (!ended_) connection_.session().chargePeerReset();
+  } else if (error_code == NGHTTP2_NO_ERROR && ended_ && !upstreamAddress().empty()) {
+    connection_.session().refundPeerReset();
+  }
   if (!ended_) {
     // The client reset the stream mid-call (or closed it before the end).
     ended_ = true;

@@ -50,6 +50,7 @@ class DownstreamStream final : public StreamContext,
   void onData(const uint8_t* data, size_t len) override;
   void onEndStream() override;
   void onClose(uint32_t error_code) override;
+  void onPeerReset(uint32_t) override { reset_by_client_ = true; }
   void onOutboundDrained(size_t n) override;
   OutboundData& outbound() override { return response_out_; }
   bool outboundEnded() const override { return response_end_queued_; }
@@ -109,7 +110,11 @@ class DownstreamStream final : public StreamContext,
   // the client) and frees what it held at once; false (nothing done) when it
   // is closed or no longer holds `min_bytes`.
   bool resetForOverload(uint64_t min_bytes);
-  void encodeResponseHeaders() override { chain_.responseHeaders(); }
+  void encodeResponseHeaders() override {
+    chain_.responseHeaders();
+    // A hook may have added a message that is still held (a paused filter).
+    if (chain_.queuedResponseBytes() != 0 || held_above_) updateResponseWatermark();
+  }
   void encodeResponseMessage(Message&& message) override;
   void encodeResponseTrailers() override;
   void setRequestBackpressure(bool blocked) override;
@@ -227,6 +232,7 @@ class DownstreamStream final : public StreamContext,
   bool response_end_queued_ = false;
   bool trailers_on_wire_ = false;
   bool ended_ = false;
+  bool reset_by_client_ = false;  // RST_STREAM from the client (onClose follows)
   bool finished_ = false;
   bool closed_ = false;
   bool reset_for_overload_ = false;

@@ -294,16 +294,12 @@ struct Http2Session::Bridge {
     if (h == nullptr) return 0;
     Http2Session& session = self(ud);
     // A call's stream that nghttp2 reset for a broken rule: the "MadeYouReset"
-    // budget; one the client reset: the rapid-reset budget (a stream counted
-    // in the first and then reset by the client counts in both).
+    // budget. (The client's own resets: the rapid-reset budget, charged by
+    // the handler, which knows whether the call had ended.)
     if (session.side_ == Side::Server) {
       const bool counted = std::erase(session.counted_resets_, stream_id) != 0;
       const bool by_peer = std::exchange(session.peer_reset_stream_, 0) == stream_id;
-      if (by_peer) {
-        session.onPeerResetCall();
-      } else if (!counted && isRuleBreakReset(error_code)) {
-        session.onPeerCausedStreamError();
-      }
+      if (!counted && !by_peer && isRuleBreakReset(error_code)) session.onPeerCausedStreamError();
     }
     nghttp2_session_set_stream_user_data(s, stream_id, nullptr);
     --self(ud).open_streams_;
@@ -503,15 +499,13 @@ void Http2Session::onPeerCausedStreamError() {
   spend(stream_errors_, "streams the client made the gateway reset");
 }
 
-void Http2Session::onPeerResetCall() { spend(peer_resets_, "calls the client reset"); }
-
 void Http2Session::spend(StreamErrorBudget& budget, const char* why) {
   // Only called for resets, so reading the clock here costs the data path nothing.
   const double now = std::chrono::duration<double>(std::chrono::steady_clock::now().time_since_epoch()).count();
   if (budget.take(now)) return;
   // Queues GOAWAY; the owner hears of it (onErrorGoawaySent), with why, once
   // it is sent.
-  last_error_ = why;
+  last_error_ = fmt::format("{}, past rst_stream_burst and rst_stream_rate", why);
   nghttp2_session_terminate_session(session_, NGHTTP2_ENHANCE_YOUR_CALM);
 }
 

@@ -203,8 +203,11 @@ class Http2Session {
   // GOAWAY naming the last stream processed: newer streams are refused, open
   // ones finish, and the session ends (alive() false) once they have.
   void gracefulGoaway();
-  // Server side: a call the peer let finish, which a backend served; gives
-  // a reset back to the peer's budget (Http2Settings::reset_burst).
+  // Server side, from the stream's handler, which knows how its call went:
+  // the peer reset a call before its response ended (a token of the peer's
+  // reset budget, Http2Settings::reset_burst; past it the session ends), or
+  // let a call a backend served finish (a token back).
+  void chargePeerReset() { spend(peer_resets_, "calls the client reset before their end"); }
   void refundPeerReset() { peer_resets_.give(); }
 
   uint32_t remoteMaxConcurrentStreams() const;
@@ -218,8 +221,6 @@ class Http2Session {
   // The peer made us reset a stream (server side): past the budget the
   // session ends with GOAWAY ENHANCE_YOUR_CALM.
   void onPeerCausedStreamError();
-  // The peer reset an open call (server side): the same, in its own budget.
-  void onPeerResetCall();
   // Takes a token from `budget`, or ends the session saying `why`.
   void spend(StreamErrorBudget& budget, const char* why);
 

@@ -349,16 +349,21 @@ std::shared_ptr<const Jwks> Jwks::parse(const json& doc, const std::string& wher
     errors.add(path, fmt::format("{}: no usable key (HS256 oct, RS256 RSA or ES256 P-256 with use \"sig\")", where));
     return nullptr;
   }
-  // A token is checked against at most kMaxCandidateKeys keys: keys past
-  // that among those one token would try (one algorithm and kid, or one
-  // algorithm and no kid) could never verify anything.
+  // A token with a kid is checked against the keys with that kid and then
+  // those without one, kMaxCandidateKeys at most: past that, a key could
+  // never verify such a token. (A token without a kid tries the first
+  // kMaxCandidateKeys keys of its algorithm, as documented.)
   std::map<std::pair<JwtAlg, std::string>, size_t> sharing;
-  for (const Jwk& k : out->keys_) {
-    if (++sharing[{k.alg, k.kid}] != kMaxCandidateKeys + 1) continue;
+  for (const Jwk& k : out->keys_) ++sharing[{k.alg, k.kid}];
+  for (const auto& [alg_kid, n] : sharing) {
+    const auto& [alg, kid] = alg_kid;
+    const size_t without_kid = kid.empty() ? 0 : sharing.count({alg, std::string()}) ? sharing.at({alg, std::string()}) : 0;
+    if (n + without_kid <= kMaxCandidateKeys) continue;
     errors.add(path, fmt::format("{}: more than {} {} keys {}: a token is checked against {} keys at most, so the "
                                  "others could never verify one; give them distinct kids",
-                                 where, kMaxCandidateKeys, jwtAlgName(k.alg),
-                                 k.kid.empty() ? std::string("without a kid") : fmt::format("with kid {:?}", k.kid),
+                                 where, kMaxCandidateKeys, jwtAlgName(alg),
+                                 kid.empty() ? std::string("without a kid")
+                                             : fmt::format("with kid {:?} or without a kid", kid),
                                  kMaxCandidateKeys));
   }
   if (errors.size() != errors_before) return nullptr;

@@ -330,6 +330,12 @@ TEST_CASE("messages a filter injects from its response hooks reach the client, i
     const auto payloads = streamWithFault("inject_summary", context);
     CHECK(payloads == std::vector<std::string>{"orig", "orig", "orig", "summary"});
   }
+  {
+    // Trailers encoded from a message hook end the stream after that message.
+    grpc::ClientContext context;
+    const auto payloads = streamWithFault("end_after_first_message", context);
+    CHECK(payloads == std::vector<std::string>{"orig"});
+  }
 }
 
 // A filter that sends the client a message of its own before letting the

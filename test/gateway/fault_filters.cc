@@ -50,6 +50,8 @@ namespace {
 //                            its hook saw
 //   inject_summary           its trailer hook injects a message "summary"
 //                            ahead of the trailers
+//   end_after_first_message  its first response message hook ends the
+//                            stream (grpc-status 0) after that message
 //   early_message            its request-headers hook sends a message
 //                            "early" to the client and lets the call go on
 // Calls it sees without a fault get the trailer x-test-faults: seen, and
@@ -147,6 +149,10 @@ class FaultFilter : public Filter {
     throwIf(fault_ == "response_message", "onResponseMessage");
     // Bounded: a chain that handed the copies back to this hook would
     // otherwise copy for ever.
+    if (fault_ == "end_after_first_message" && ++response_messages_seen_ == 1) {
+      ctx.responseTrailers().set("grpc-status", "0");
+      ctx.encodeResponseTrailers();
+    }
     if (fault_ == "inject_copy" && ++response_messages_seen_ <= 100) {
       ctx.encodeResponseMessage(Message{false, "\x0a\x04" "copy"});
     }
