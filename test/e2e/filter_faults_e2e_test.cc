@@ -57,6 +57,25 @@ grpc::Status unaryWithFault(example::Echo::Stub& stub, const std::string& fault,
   return stub.Unary(&context, request, &response);
 }
 
+// A ServerStream call with payload "orig" and `count` responses, the
+// test_faults `fault` asked for: the payloads the client read (the call must
+// end OK).
+std::vector<std::string> serverStreamWithFault(example::Echo::Stub& stub, const std::string& fault, int count,
+                                               grpc::ClientContext& context) {
+  setTimeout(context, kCallTimeout);
+  context.AddMetadata("x-test-fault", fault);
+  EchoRequest request;
+  request.set_payload("orig");
+  request.set_response_count(count);
+  auto reader = stub.ServerStream(&context, request);
+  std::vector<std::string> payloads;
+  EchoResponse response;
+  while (reader->Read(&response)) payloads.push_back(response.payload());
+  INFO(fault << ": " << payloads.size() << " messages read");
+  REQUIRE_OK(reader->Finish());
+  return payloads;
+}
+
 struct FaultFixture {
   explicit FaultFixture(const std::vector<nlohmann::json>& extra = {})
       : gateway(faultConfig(backend.address(), extra), testGatewayOptions()),
@@ -306,18 +325,7 @@ TEST_CASE("messages a filter injects from its response hooks reach the client, i
           "[filter_faults]") {
   FaultFixture f;
   auto streamWithFault = [&](const std::string& fault, grpc::ClientContext& context) {
-    setTimeout(context, kCallTimeout);
-    context.AddMetadata("x-test-fault", fault);
-    EchoRequest request;
-    request.set_payload("orig");
-    request.set_response_count(3);
-    auto reader = f.stub->ServerStream(&context, request);
-    std::vector<std::string> payloads;
-    EchoResponse response;
-    while (reader->Read(&response)) payloads.push_back(response.payload());
-    INFO(fault << ": " << payloads.size() << " messages read");
-    REQUIRE_OK(reader->Finish());
-    return payloads;
+    return serverStreamWithFault(*f.stub, fault, 3, context);
   };
   {
     grpc::ClientContext context;
@@ -347,16 +355,7 @@ TEST_CASE("after a filter's early message, the backend's answer passes every res
                                    {"config", {{"response_trailers", {{"set", {{"x-served-by", "sluice"}}}}}}}};
   FaultFixture f(std::vector<nlohmann::json>{metadata});
   grpc::ClientContext context;
-  setTimeout(context, kCallTimeout);
-  context.AddMetadata("x-test-fault", "early_message");
-  EchoRequest request;
-  request.set_payload("orig");
-  request.set_response_count(2);
-  auto reader = f.stub->ServerStream(&context, request);
-  std::vector<std::string> payloads;
-  EchoResponse response;
-  while (reader->Read(&response)) payloads.push_back(response.payload());
-  REQUIRE_OK(reader->Finish());
+  const auto payloads = serverStreamWithFault(*f.stub, "early_message", 2, context);
   CHECK(payloads == std::vector<std::string>{"early", "orig", "orig"});
   CHECK(metadataValue(context.GetServerTrailingMetadata(), "x-served-by") == "sluice");
 }
