@@ -40,7 +40,7 @@ std::string canonicalValue(const std::string& key, std::string_view value) {
   return out;
 }
 
-std::string boundedKey(const std::string& value) {
+std::string boundedKey(std::string value) {
   if (value.size() <= kMaxKeyValueBytes) return value;
   unsigned char digest[EVP_MAX_MD_SIZE];
   unsigned int len = 0;
