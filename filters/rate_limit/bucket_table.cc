@@ -5,24 +5,29 @@
 
 namespace sluice::filters::rate_limit {
 
-BucketTable::Result BucketTable::take(std::string_view key, const BucketSpec& spec, Clock::time_point now) {
-  std::lock_guard lock(mutex_);
-  auto it = index_.find(key);
-  if (it == index_.end()) {
-    if (lru_.size() >= max_keys_) {
-      index_.erase(lru_.back().key);
-      lru_.pop_back();
+BucketTable::BucketTable(size_t max_keys, size_t partitions, size_t shared_buckets)
+    : max_keys_(max_keys), partitions_(partitions), shared_(shared_buckets) {}
+
+BucketTable::Result BucketTable::take(size_t partition, std::string_view key, const BucketSpec& spec,
+                                      Clock::time_point now) {
+  Partition& p = partitions_.at(partition);
+  std::lock_guard lock(p.mutex);
+  auto it = p.index.find(key);
+  if (it == p.index.end()) {
+    if (p.lru.size() >= max_keys_) {
+      p.index.erase(p.lru.back().key);
+      p.lru.pop_back();
     }
-    lru_.push_front({std::string(key), Bucket{}});
-    index_.emplace(lru_.front().key, lru_.begin());
+    p.lru.push_front({std::string(key), Bucket{}});
+    p.index.emplace(p.lru.front().key, p.lru.begin());
   } else {
-    lru_.splice(lru_.begin(), lru_, it->second);
+    p.lru.splice(p.lru.begin(), p.lru, it->second);
   }
-  return takeFrom(lru_.front().bucket, spec, now);
+  return takeFrom(p.lru.front().bucket, spec, now);
 }
 
 BucketTable::Result BucketTable::takeShared(size_t slot, const BucketSpec& spec, Clock::time_point now) {
-  std::lock_guard lock(mutex_);
+  std::lock_guard lock(shared_mutex_);
   return takeFrom(shared_.at(slot), spec, now);
 }
 
@@ -47,9 +52,10 @@ BucketTable::Result BucketTable::takeFrom(Bucket& b, const BucketSpec& spec, Clo
   return {false, std::max(wait, std::chrono::milliseconds(1))};
 }
 
-size_t BucketTable::size() const {
-  std::lock_guard lock(mutex_);
-  return lru_.size();
+size_t BucketTable::size(size_t partition) const {
+  const Partition& p = partitions_.at(partition);
+  std::lock_guard lock(p.mutex);
+  return p.lru.size();
 }
 
 }  // namespace sluice::filters::rate_limit

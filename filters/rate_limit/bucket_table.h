@@ -1,16 +1,19 @@
 // BucketTable: the token buckets of one rate_limit filter entry.
 //
 // Shared by every worker (and by the configs of consecutive reloads that left
-// the entry unchanged), hence the mutex (held for a hash lookup and a few
+// the entry unchanged), hence the mutexes (held for a hash lookup and a few
 // flops). Two kinds of bucket:
 // - shared ones, a fixed number (one per rule and kind, for callers a rule
 //   does not tell apart), never evicted;
-// - keyed ones (one per metadata value), bounded, least recently used
-//   evicted. The bound matters: keys come from client metadata, so a client
-//   cycling through a million values would otherwise grow memory without
-//   limit. An evicted key starts again with a full bucket, which only ever
-//   helps a key that has been idle longer than every other key in the table;
-//   a client cycling keys can never refill a shared bucket that way.
+// - keyed ones (one per metadata value), in one partition per rule, each
+//   bounded and least recently used evicted. The bound matters: keys come
+//   from client metadata, so a client cycling through a million values would
+//   otherwise grow memory without limit. An evicted key starts again with a
+//   full bucket, which only ever helps a key that has been idle longer than
+//   every other key of its rule. Partitions keep it that way: a client
+//   cycling a key it makes up (say a request id on a cheap method) can evict
+//   only buckets of that rule, never its own bucket of another rule keyed by
+//   who it is, and never a shared bucket.
 #pragma once
 
 #include <chrono>
@@ -33,19 +36,21 @@ class BucketTable {
  public:
   using Clock = std::chrono::steady_clock;
 
-  BucketTable(size_t max_keys, size_t shared_buckets = 0) : max_keys_(max_keys), shared_(shared_buckets) {}
+  // `max_keys` keyed buckets in each of `partitions`.
+  BucketTable(size_t max_keys, size_t partitions = 1, size_t shared_buckets = 0);
 
   struct Result {
     bool allowed = false;
     // When refused: how long until one token is back.
     std::chrono::milliseconds retry_after{0};
   };
-  // Takes one token from `key`'s bucket (new keys start full).
-  Result take(std::string_view key, const BucketSpec& spec, Clock::time_point now);
+  // Takes one token from `key`'s bucket in `partition` (new keys start full).
+  Result take(size_t partition, std::string_view key, const BucketSpec& spec, Clock::time_point now);
   // Takes one token from shared bucket `slot` (< shared_buckets; full at first).
   Result takeShared(size_t slot, const BucketSpec& spec, Clock::time_point now);
 
-  size_t size() const;
+  // Keyed buckets held by `partition`.
+  size_t size(size_t partition = 0) const;
   size_t maxKeys() const { return max_keys_; }
 
  private:
@@ -61,12 +66,17 @@ class BucketTable {
 
   static Result takeFrom(Bucket& bucket, const BucketSpec& spec, Clock::time_point now);
 
+  struct Partition {
+    mutable std::mutex mutex;
+    List lru;  // most recently used first
+    // Views into the list's keys: list nodes never move.
+    std::unordered_map<std::string_view, List::iterator> index;
+  };
+
   const size_t max_keys_;
-  mutable std::mutex mutex_;
+  std::vector<Partition> partitions_;  // never resized: holds mutexes
+  mutable std::mutex shared_mutex_;
   std::vector<Bucket> shared_;
-  List lru_;  // most recently used first
-  // Views into the list's keys: list nodes never move.
-  std::unordered_map<std::string_view, List::iterator> index_;
 };
 
 }  // namespace sluice::filters::rate_limit

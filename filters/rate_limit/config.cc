@@ -24,7 +24,7 @@ constexpr uint64_t kMaxKeysLimit = 10'000'000;
 std::shared_ptr<BucketTable> tableFor(const std::string& reload_key, const std::string& text,
                                       const RateLimitConfig& config) {
   return sharedAcrossReloads<BucketTable>(reload_key + "\n" + text, [&] {
-    return std::make_shared<BucketTable>(config.max_keys, config.rules.size() * 2);
+    return std::make_shared<BucketTable>(config.max_keys, config.rules.size(), config.rules.size() * 2);
   });
 }
 

@@ -58,9 +58,8 @@ FilterStatus RateLimitFilter::onRequestHeaders(StreamContext& ctx) {
     // Callers without the key share one bucket (the rule's shared one).
     const std::string* value = ctx.requestHeaders().get(rule_->key);
     if (value != nullptr && !trimBlanks(*value).empty()) {
-      table_key_ = std::to_string(rule_index_);
-      kind_at_ = table_key_.size();
-      table_key_ += '?';
+      // The kind byte first (set per take), then the caller's value.
+      table_key_ = '?';
       table_key_ += boundedKey(canonicalValue(rule_->key, *value));
     }
   }
@@ -81,9 +80,9 @@ bool RateLimitFilter::take(StreamContext& ctx, const Limit& limit, char kind) {
     // rule's shared bucket of this kind.
     result = table_.takeShared(rule_index_ * 2 + (kind == 'm' ? 1 : 0), limit.bucket, now);
   } else {
-    // One table for all rules and both kinds; no allocation per message.
-    table_key_[kind_at_] = kind;
-    result = table_.take(table_key_, limit.bucket, now);
+    // One partition per rule for both kinds; no allocation per message.
+    table_key_[0] = kind;
+    result = table_.take(rule_index_, table_key_, limit.bucket, now);
   }
   if (result.allowed) return true;
   spdlog::debug("[C{}][S{}] rate limited: {}", ctx.connectionId(), ctx.streamId(), limit.description);

@@ -27,11 +27,10 @@ class RateLimitFilter : public Filter {
   BucketTable& table_;
   const RateLimitRule* rule_ = nullptr;
   size_t rule_index_ = 0;
-  // This caller's key in the table, made once per call: rule index, bucket
-  // kind (at kind_at_, set per take), then the caller's value. Empty for a
-  // rule without a key, or a caller without the key's metadata.
+  // This caller's key in the rule's partition of the table, made once per
+  // call: the bucket kind (set per take), then the caller's value. Empty for
+  // a rule without a key, or a caller without the key's metadata.
   std::string table_key_;
-  size_t kind_at_ = 0;
 };
 
 }  // namespace sluice::filters::rate_limit

@@ -167,6 +167,34 @@ TEST_CASE("rate_limit: callers cycling keys cannot refill another rule's shared 
   REQUIRE_STATUS(unary(*stub), grpc::StatusCode::RESOURCE_EXHAUSTED);
 }
 
+// A caller cycling a value it makes up, on a rule keyed by it, must not evict
+// its own bucket of a rule keyed by who it is (each rule has its own keys).
+TEST_CASE("rate_limit: callers cycling one rule's key cannot refill their bucket of another rule", "[e2e][rate_limit]") {
+  TestBackend backend("primary");
+  // max_keys is 100: 150 tenants would evict every bucket of a shared table.
+  GatewayProcess gateway(rateLimitGateway(backend.address(), nlohmann::json::parse(R"([
+      {"match": {"service": "sluice.example.Other"}, "key": "x-tenant", "calls": {"rate": 1000, "per": "second"}},
+      {"key": "x-user", "calls": {"rate": 3, "per": "hour"}}
+  ])")));
+  auto channel = makeChannel(gateway.address());
+  auto stub = example::Echo::NewStub(channel);
+  auto asUser = [&] {
+    grpc::ClientContext ctx;
+    ctx.AddMetadata("x-user", "u1");
+    return unary(*stub, "", &ctx);
+  };
+  for (int i = 0; i < 3; ++i) REQUIRE_OK(asUser());
+  REQUIRE_STATUS(asUser(), grpc::StatusCode::RESOURCE_EXHAUSTED);
+  for (int i = 0; i < 150; ++i) {
+    grpc::ClientContext ctx;
+    setTimeout(ctx, kCallTimeout);
+    ctx.AddMetadata("x-tenant", "tenant-" + std::to_string(i));
+    EchoResponse resp;
+    REQUIRE_OK(callUnaryMethod(*channel, "/sluice.example.Other/Unary", ctx, EchoRequest(), &resp));
+  }
+  REQUIRE_STATUS(asUser(), grpc::StatusCode::RESOURCE_EXHAUSTED);
+}
+
 TEST_CASE("rate_limit: a reload that leaves the filter unchanged keeps its buckets", "[e2e][rate_limit]") {
   TestBackend backend("primary");
   auto config = rateLimitGateway(backend.address(), nlohmann::json::parse(R"([
