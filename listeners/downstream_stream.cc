@@ -46,8 +46,8 @@ struct HealthWatch {
 };
 
 DownstreamStream::DownstreamStream(DownstreamConnection& connection, int32_t stream_id)
-    : connection_(connection),
-      generation_(connection.listener().worker().current()),
+    : CallGeneration{connection.listener().worker().current()},
+      connection_(connection),
       listener_config_(connection.listener().config()),
       chain_(*this, *this),
       decoder_(listener_config_.max_message_bytes),
@@ -451,6 +451,10 @@ void DownstreamStream::answerHealthCall(const Message& request) {
     health_watch_ = std::make_unique<HealthWatch>();
     health_watch_->service = std::move(asked.service);
     health_watch_->timer = std::make_unique<Timer>(dispatcher(), [this] { watchHealth(); });
+    // The gateway itself is what this call waits on: it is never idle, at
+    // any stream_idle_timeout_ms (one shorter than the look would otherwise
+    // end every Watch before its first look).
+    if (idle_timer_) idle_timer_->disable();
     watchHealth();
     return;
   }
@@ -471,8 +475,6 @@ void DownstreamStream::answerHealthCall(const Message& request) {
 void DownstreamStream::watchHealth() {
   if (ended_) return;
   HealthWatch& watch = *health_watch_;
-  // A quiet Watch is a live call (stream_idle_timeout_ms): each look counts.
-  touch();
   const health_messages::ServingStatus status = healthOf(watch.service);
   if (status != watch.sent) {
     watch.sent = status;
@@ -777,7 +779,7 @@ void DownstreamStream::sendHttpError(int status, std::string_view body) {
 }
 
 void DownstreamStream::touch() {
-  if (idle_timer_ && !ended_) idle_timer_->enable(std::chrono::milliseconds(listener_config_.stream_idle_timeout_ms));
+  if (idle_timer_ && !ended_ && !health_watch_) idle_timer_->enable(std::chrono::milliseconds(listener_config_.stream_idle_timeout_ms));
 }
 
 void DownstreamStream::finish() {

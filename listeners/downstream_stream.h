@@ -28,7 +28,17 @@ namespace sluice {
 class DownstreamConnection;
 struct ListenerConfig;
 
-class DownstreamStream final : public StreamContext,
+// The config generation a call runs on, held by a base class declared before
+// StreamContext so that it is let go of last: after the call's filters and
+// its filter state (in StreamContext), which may refer to what that config
+// owns (filter factories, clusters). After a reload, the last call of the
+// old config frees it.
+struct CallGeneration {
+  GenerationPtr generation_;  // kept alive until the call ends
+};
+
+class DownstreamStream final : private CallGeneration,
+                               public StreamContext,
                                public Http2StreamHandler,
                                public MessageSink,
                                public ResponseSink,
@@ -198,7 +208,6 @@ class DownstreamStream final : public StreamContext,
   void resetCall(LocalReplyReason reason, StatusCode status, std::string_view why, uint32_t h2_error);
 
   DownstreamConnection& connection_;
-  GenerationPtr generation_;  // the config this call runs on, kept alive until it ends
   const ListenerConfig& listener_config_;
   FilterChain chain_;
   GrpcFrameDecoder decoder_;

@@ -267,6 +267,42 @@ TEST_CASE("a timer a filter's factory keeps re-arming on every worker does not s
   CHECK_THAT(gateway.logs(), !Catch::Contains("handle(s) still open"));
 }
 
+// A call's filter state goes when the call does, which may be after a reload
+// freed the rest of its config: the state must go before that config (its
+// filter factories) does.
+TEST_CASE("a call's filter state goes before the config it ran on, when a reload retired that config",
+          "[filter_faults]") {
+  TestBackend backend("primary");
+  nlohmann::json config = faultConfig(backend.address());
+  config["workers"] = 1;
+  GatewayProcess gateway(config, testGatewayOptions());
+  auto stub = example::Echo::NewStub(makeChannel(gateway.address()));
+  {
+    grpc::ClientContext context;
+    setTimeout(context, kCallTimeout);
+    context.AddMetadata("x-test-fault", "state_uses_factory");
+    auto stream = stub->Bidi(&context);
+    EchoRequest request;
+    request.set_payload("before");
+    REQUIRE(stream->Write(request));
+    EchoResponse response;
+    REQUIRE(stream->Read(&response));
+    // A new config (a new factory); the call holds the old one until it ends.
+    config["drain_timeout_ms"] = 4000;
+    REQUIRE(reloadWithSighup(gateway, config.dump(), 1));
+    request.set_payload("after");
+    REQUIRE(stream->Write(request));
+    REQUIRE(stream->Read(&response));
+    CHECK(response.payload() == "after");
+    REQUIRE(stream->WritesDone());
+    REQUIRE_OK(stream->Finish());
+  }
+  REQUIRE_OK(unaryWithFault(*stub, ""));
+  CHECK(gateway.running());
+  CHECK(gateway.stop() == 0);
+  CHECK_THAT(gateway.logs(), !Catch::Contains("outlived its filter factory"));
+}
+
 TEST_CASE("a trailer hook reads the backend's status as ctx.status() and ctx.statusMessage()", "[filter_faults]") {
   FaultFixture f;
   {

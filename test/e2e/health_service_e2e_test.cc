@@ -165,4 +165,22 @@ TEST_CASE("health_service: Watch streams a service's status as it changes, and e
   CHECK(gateway.stop() == 0);
 }
 
+// A Watch waits on the gateway itself, so the listener's idle timeout must
+// not end it, even one shorter than the gateway's 500 ms look.
+TEST_CASE("health_service: a quiet Watch outlives a short stream_idle_timeout_ms", "[e2e][health_service]") {
+  TestBackend backend("primary");
+  nlohmann::json config = healthConfig(backend.address());
+  config["listeners"][0]["stream_idle_timeout_ms"] = 100;
+  GatewayProcess gateway(config);
+  auto channel = makeChannel(gateway.address());
+  const auto started = std::chrono::steady_clock::now();
+  HealthWatcher watch(*channel, "sluice.example.Echo", 1500ms);
+  CHECK(watch.next() == "SERVING");
+  CHECK(watch.next() == std::nullopt);
+  grpc::Status ended = watch.finish();
+  INFO(describe(ended));
+  CHECK(ended.error_code() == grpc::StatusCode::DEADLINE_EXCEEDED);
+  CHECK(std::chrono::steady_clock::now() - started >= 1400ms);
+}
+
 }  // namespace sluice::test

@@ -2,10 +2,12 @@
 
 #include <chrono>
 #include <cstdint>
+#include <cstdio>
 #include <cstdlib>
 #include <map>
 #include <memory>
 #include <mutex>
+#include <set>
 #include <stdexcept>
 #include <string>
 
@@ -54,6 +56,10 @@ namespace {
 //                            stream (grpc-status 0) after that message
 //   early_message            its request-headers hook sends a message
 //                            "early" to the client and lets the call go on
+//   state_uses_factory       its request-headers hook stores a filter state
+//                            whose destructor reads its factory (as a state
+//                            giving back a share of the factory's would):
+//                            the process aborts if the factory is gone
 // Calls it sees without a fault get the trailer x-test-faults: seen, and
 // x-test-faults-status: the code and message ctx.status() and
 // ctx.statusMessage() give in onResponseTrailers.
@@ -71,16 +77,55 @@ struct Canary {
   ~Canary() { word = kDead; }
 };
 
+// The FaultFactory objects alive, by address: what a filter state may check
+// without reading a factory that may be gone.
+struct LiveFactories {
+  static void add(const void* factory) {
+    std::lock_guard lock(mutex());
+    set().insert(factory);
+  }
+  static void remove(const void* factory) {
+    std::lock_guard lock(mutex());
+    set().erase(factory);
+  }
+  static bool alive(const void* factory) {
+    std::lock_guard lock(mutex());
+    return set().count(factory) != 0;
+  }
+  static std::mutex& mutex() {
+    static std::mutex m;
+    return m;
+  }
+  static std::set<const void*>& set() {
+    static std::set<const void*> s;
+    return s;
+  }
+};
+
+// Looks for its factory when the call's filter state goes.
+struct FactoryCheck : FilterState {
+  explicit FactoryCheck(const void* factory) : factory(factory) {}
+  ~FactoryCheck() override {
+    if (LiveFactories::alive(factory)) return;
+    std::fputs("test_faults: a call's filter state outlived its filter factory\n", stderr);
+    std::abort();
+  }
+  const void* factory;
+};
+
 void throwIf(bool cond, std::string_view where) {
   if (cond) throw std::runtime_error("test_faults: thrown in " + std::string(where));
 }
 
 class FaultFilter : public Filter {
  public:
-  explicit FaultFilter(std::string fault) : fault_(std::move(fault)) {}
+  FaultFilter(std::string fault, const void* factory) : fault_(std::move(fault)), factory_(factory) {}
 
   FilterStatus onRequestHeaders(StreamContext& ctx) override {
     throwIf(fault_ == "request_headers", "onRequestHeaders");
+    if (fault_ == "state_uses_factory") {
+      ctx.setFilterState("test_faults.factory_check", std::make_unique<FactoryCheck>(factory_));
+    }
     if (fault_ == "answer_itself") {
       // A filter that answers the call itself, message first, no headers.
       answered_ = true;
@@ -180,6 +225,7 @@ class FaultFilter : public Filter {
 
  private:
   std::string fault_;
+  const void* factory_;  // for a FactoryCheck
   int response_messages_seen_ = 0;
   bool answered_ = false;
   TimerPtr timer_;
@@ -206,7 +252,10 @@ class GateFilter : public Filter {
 
 class FaultFactory : public FilterFactory {
  public:
-  FaultFactory(uint64_t gate_ms, uint64_t worker_timer_ms) : gate_ms_(gate_ms), worker_timer_ms_(worker_timer_ms) {}
+  FaultFactory(uint64_t gate_ms, uint64_t worker_timer_ms) : gate_ms_(gate_ms), worker_timer_ms_(worker_timer_ms) {
+    LiveFactories::add(this);
+  }
+  ~FaultFactory() override { LiveFactories::remove(this); }
   FilterPtr createFilter(StreamContext& ctx) const override {
     if (worker_timer_ms_ > 0) startWorkerTimer(ctx.dispatcher());
     if (gate_ms_ > 0) return std::make_unique<GateFilter>(gate_ms_);
@@ -215,7 +264,7 @@ class FaultFactory : public FilterFactory {
     if (which == "create") throw std::runtime_error("test_faults: thrown in createFilter");
     if (which == "create_non_std") throw 42;
     if (which == "no_filter") return nullptr;
-    return std::make_unique<FaultFilter>(std::move(which));
+    return std::make_unique<FaultFilter>(std::move(which), this);
   }
 
  private:
