@@ -1,7 +1,10 @@
 #include "core/cluster_config.h"
 
+#include <arpa/inet.h>
+
 #include <algorithm>
 #include <charconv>
+#include <set>
 
 #include <fmt/format.h>
 #include <nlohmann/json.hpp>
@@ -66,10 +69,12 @@ std::optional<EndpointConfig> readEndpointAddress(const std::string& text, const
     case HostPortError::None:
       break;
   }
-  // Digits and dots that are not a strict IPv4 literal ("010.001.002.003",
-  // "1234") would reach getaddrinfo, which reads them the old inet_aton way:
-  // octal, or a single number (010.1.2.3 is 8.1.2.3).
-  if (std::all_of(host.begin(), host.end(), [](char ch) { return ch == '.' || (ch >= '0' && ch <= '9'); })) {
+  // A number that is not a strict IPv4 literal ("010.001.002.003", "1234",
+  // "0x7f.1") would reach getaddrinfo, which reads it the old inet_aton way:
+  // octal, hexadecimal, or a single number (010.1.2.3 is 8.1.2.3).
+  in_addr numeric{};
+  if (inet_aton(host.c_str(), &numeric) != 0 ||
+      std::all_of(host.begin(), host.end(), [](char ch) { return ch == '.' || (ch >= '0' && ch <= '9'); })) {
     errors.add(path, fmt::format("\"{}\" is neither an IPv4 address as written (four numbers 0-255, no leading "
                                  "zeros) nor a host name", host));
     return std::nullopt;
@@ -186,6 +191,9 @@ ClusterConfig readClusterConfig(const json& value, const std::string& path, Conf
     } else if (!isValidMetadataKey(cluster.hash_header)) {
       // No request could carry it: every call would fall back to a random endpoint.
       errors.add(obj.pathOf("hash_header"), fmt::format("\"{}\" is not a metadata key", *h));
+    } else if (auto why = whyNotACallerKey(cluster.hash_header); !why.empty()) {
+      // Each call would hash to an endpoint of its own: nothing sticks.
+      errors.add(obj.pathOf("hash_header"), fmt::format("\"{}\" keeps no caller on one endpoint: {}", *h, why));
     }
   }
   if (cluster.lb_policy == LbPolicy::RingHash && cluster.hash_header.empty()) {
@@ -219,6 +227,7 @@ ClusterConfig readClusterConfig(const json& value, const std::string& path, Conf
   }
   if (const json* eps = obj.array("endpoints", true)) {
     if (eps->empty()) errors.add(obj.pathOf("endpoints"), "a cluster needs at least one endpoint");
+    std::set<std::pair<std::string, uint16_t>> listed;  // host and port of each endpoint read
     for (size_t i = 0; i < eps->size(); ++i) {
       const std::string path = jsonPath(obj.pathOf("endpoints"), i);
       if (auto ep = readEndpoint((*eps)[i], path, errors, lookup)) {
@@ -226,10 +235,7 @@ ClusterConfig readClusterConfig(const json& value, const std::string& path, Conf
         // one backend under one name in the metrics; a share of the traffic
         // is what `weight` is for. (Two names for one address stay apart:
         // the names may part later.)
-        auto same = std::find_if(cluster.endpoints.begin(), cluster.endpoints.end(), [&](const EndpointConfig& e) {
-          return e.host == ep->host && e.address.port == ep->address.port;
-        });
-        if (same != cluster.endpoints.end()) {
+        if (!listed.emplace(ep->host, ep->address.port).second) {
           errors.add(path, fmt::format("endpoint {}:{} is listed twice in this cluster; give one entry a weight "
                                        "instead",
                                        ep->host, ep->address.port));

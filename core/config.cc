@@ -4,10 +4,7 @@
 
 #include <algorithm>
 #include <array>
-#include <filesystem>
-#include <fstream>
 #include <set>
-#include <sstream>
 
 #include <fmt/format.h>
 #include <nlohmann/json.hpp>
@@ -323,19 +320,7 @@ GatewayConfigConstPtr loadConfig(const std::string& text, const FilterRegistry& 
 }
 
 std::optional<std::string> readConfigFile(const std::string& file, ConfigErrors& errors) {
-  std::error_code ec;
-  if (std::filesystem::is_directory(file, ec)) {
-    errors.add("", fmt::format("config file \"{}\" is a directory", file));
-    return std::nullopt;
-  }
-  std::ifstream in(file);
-  if (!in) {
-    errors.add("", fmt::format("cannot read config file \"{}\"", file));
-    return std::nullopt;
-  }
-  std::stringstream ss;
-  ss << in.rdbuf();
-  return ss.str();
+  return readJsonFile(file, "config file", "", errors);
 }
 
 GatewayConfigConstPtr loadConfigFile(const std::string& file, const FilterRegistry& registry,

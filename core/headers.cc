@@ -114,6 +114,12 @@ bool isReservedMetadataKey(std::string_view key) {
          std::find(std::begin(kReserved), std::end(kReserved), key) != std::end(kReserved);
 }
 
+std::string_view whyNotACallerKey(std::string_view key) {
+  if (key == "x-request-id") return "every call has its own";
+  if (isReservedMetadataKey(key)) return "it is reserved by gRPC or HTTP/2";
+  return "";
+}
+
 std::string headerName(std::string_view configured) {
   std::string name(configured);
   std::transform(name.begin(), name.end(), name.begin(),

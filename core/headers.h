@@ -131,6 +131,11 @@ bool isValidMetadataKey(std::string_view key);
 // te, host and the connection-specific headers): a filter that set or removed
 // one would break the call rather than change its metadata.
 bool isReservedMetadataKey(std::string_view key);
+// Why metadata `key` cannot tell callers apart (a rate limit's key, a
+// hash_header): "" when it can. Reserved keys are no caller's name, and
+// x-request-id is new on every call (the gateway makes one per call), so
+// keying by it gives every call its own bucket or a random draw.
+std::string_view whyNotACallerKey(std::string_view key);
 // A header name as configured ("X-User-Id") as HTTP/2 carries it: in lower
 // case ("x-user-id"), which is how requests arrive.
 std::string headerName(std::string_view configured);

@@ -1,6 +1,13 @@
 #include "core/json_reader.h"
 
+#include <fcntl.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
 #include <algorithm>
+#include <cerrno>
+#include <cstring>
+#include <unordered_set>
 
 #include <fmt/format.h>
 #include <nlohmann/json.hpp>
@@ -64,14 +71,16 @@ class StructureCheck {
       case Event::key: {
         Container& object = open_.back();
         object.key = parsed.get<std::string>();
-        if (std::find(object.keys.begin(), object.keys.end(), object.key) != object.keys.end()) {
+        if (!object.keys.insert(object.key).second) {
           errors_.add(jsonPath(object.path, object.key), "duplicate key (JSON keeps only the last one)");
-        } else {
-          object.keys.push_back(object.key);
         }
+        checkNoNul(object.key, jsonPath(object.path, object.key), "key");
         break;
       }
-      case Event::value: valueDone(); break;
+      case Event::value:
+        if (parsed.is_string()) checkNoNul(parsed.get_ref<const std::string&>(), childPath(), "string");
+        valueDone();
+        break;
     }
   }
 
@@ -80,7 +89,7 @@ class StructureCheck {
     bool array;
     std::string path;
     size_t index;                   // arrays: the next element's index
-    std::vector<std::string> keys;  // objects: keys seen (configs have few per object)
+    std::unordered_set<std::string> keys;  // objects: keys seen (a file may have 100,000 in one)
     std::string key;                // objects: the key whose value is being read
   };
 
@@ -88,6 +97,11 @@ class StructureCheck {
     if (open_.empty()) return "";
     const Container& c = open_.back();
     return c.array ? jsonPath(c.path, c.index) : jsonPath(c.path, c.key);
+  }
+  void checkNoNul(const std::string& text, const std::string& path, std::string_view what) {
+    if (text.find('\0') == std::string::npos) return;
+    errors_.add(path, fmt::format("the {} holds a NUL character (\\u0000), which no address, name, file or "
+                                  "header can carry", what));
   }
   void valueDone() {
     if (!open_.empty() && open_.back().array) ++open_.back().index;
@@ -101,6 +115,10 @@ class StructureCheck {
 
 bool parseConfigJson(const std::string& text, nlohmann::json& out, ConfigErrors& errors) {
   const size_t errors_before = errors.size();
+  if (const size_t nul = text.find('\0'); nul != std::string::npos) {
+    errors.add("", fmt::format("invalid JSON: a NUL byte at offset {}", nul));
+    return false;
+  }
   StructureCheck check(errors);
   try {
     out = nlohmann::json::parse(text, [&check](int, nlohmann::json::parse_event_t event, nlohmann::json& parsed) {
@@ -229,6 +247,56 @@ void JsonObject::finish() {
       errors_.add(pathOf(key), "unknown key");
     }
   }
+}
+
+std::optional<std::string> readJsonFile(const std::string& file, std::string_view what, const std::string& path,
+                                        ConfigErrors& errors) {
+  auto fail = [&](std::string_view why) {
+    errors.add(path, fmt::format("cannot read {} \"{}\": {}", what, file, why));
+    return std::nullopt;
+  };
+  // O_NONBLOCK: opening a FIFO for reading would otherwise wait for a writer.
+  const int fd = ::open(file.c_str(), O_RDONLY | O_NONBLOCK | O_CLOEXEC);
+  if (fd < 0) return fail(std::strerror(errno));
+  struct Closer {
+    int fd;
+    ~Closer() { ::close(fd); }
+  } closer{fd};
+  struct stat st {};
+  if (::fstat(fd, &st) != 0) return fail(std::strerror(errno));
+  if (S_ISDIR(st.st_mode)) return fail("it is a directory");
+  if (!S_ISREG(st.st_mode)) return fail("it is not a regular file (a FIFO, socket or device)");
+  if (static_cast<uint64_t>(st.st_size) > kMaxJsonFileBytes) {
+    return fail(fmt::format("{} bytes, more than the {} MiB a JSON file may have", st.st_size, kMaxJsonFileBytes >> 20));
+  }
+  // Read up to one byte past the bound: a file that grew since fstat is caught too.
+  std::string text(static_cast<size_t>(st.st_size) + 1, '\0');
+  size_t got = 0;
+  while (got <= kMaxJsonFileBytes) {
+    if (got == text.size()) text.resize(std::min(text.size() * 2, kMaxJsonFileBytes + 1));
+    const ssize_t n = ::read(fd, text.data() + got, text.size() - got);
+    if (n < 0 && errno == EINTR) continue;
+    if (n < 0) return fail(std::strerror(errno));
+    if (n == 0) break;
+    got += static_cast<size_t>(n);
+  }
+  if (got > kMaxJsonFileBytes) {
+    return fail(fmt::format("more than the {} MiB a JSON file may have", kMaxJsonFileBytes >> 20));
+  }
+  text.resize(got);
+  return text;
+}
+
+bool loadJsonFile(const std::string& file, std::string_view what, const std::string& path, nlohmann::json& out,
+                  ConfigErrors& errors) {
+  auto text = readJsonFile(file, what, path, errors);
+  if (!text) return false;
+  ConfigErrors inner;
+  if (parseConfigJson(*text, out, inner)) return true;
+  for (const auto& e : inner.all()) {
+    errors.add(path, fmt::format("in {} \"{}\" at {}: {}", what, file, e.path.empty() ? "/" : e.path, e.message));
+  }
+  return false;
 }
 
 }  // namespace sluice

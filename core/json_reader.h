@@ -29,9 +29,27 @@ constexpr size_t kMaxJsonDepth = 64;
 
 // Parses config text into `out`. Beyond what JSON itself requires, it refuses
 // an object with the same key twice (JSON keeps only the last, so a second
-// "filters" would silently replace the first) and nesting past kMaxJsonDepth.
-// Every such mistake is added to `errors` with its JSON pointer; false then.
+// "filters" would silently replace the first), nesting past kMaxJsonDepth, a
+// NUL byte in the text (the parser stops there, ignoring what follows) and a
+// string or key holding U+0000 (C calls taking an address or a file name
+// would cut it short). Every such mistake is added to `errors` with its JSON
+// pointer; false then.
 bool parseConfigJson(const std::string& text, nlohmann::json& out, ConfigErrors& errors);
+
+// The largest JSON file read (the config, a JWKS or API key file): configs
+// with thousands of endpoints stay under a megabyte, and one reload must not
+// read gigabytes on a worker's loop or run the process out of memory.
+constexpr size_t kMaxJsonFileBytes = 16 << 20;
+
+// The text of `file`, `what` naming it in errors ("config file"), which go at
+// `path`. Only a regular file of at most kMaxJsonFileBytes is read: a FIFO
+// would block the loop until some writer came, a device might never end.
+std::optional<std::string> readJsonFile(const std::string& file, std::string_view what, const std::string& path,
+                                        ConfigErrors& errors);
+// readJsonFile, then parseConfigJson into `out`: a mistake inside the file
+// goes at `path` too, its place in the file in the message. False on any.
+bool loadJsonFile(const std::string& file, std::string_view what, const std::string& path, nlohmann::json& out,
+                  ConfigErrors& errors);
 
 class JsonObject {
  public:

@@ -3,8 +3,10 @@
 #include <signal.h>
 
 #include <cstdio>
+#include <filesystem>
 #include <set>
 #include <string>
+#include <string_view>
 
 #include <spdlog/sinks/stdout_color_sinks.h>
 #include <spdlog/spdlog.h>
@@ -49,12 +51,21 @@ bool parseArgs(int argc, char** argv, Options& opts) {
   for (int i = 1; i < argc; ++i) {
     std::string arg = argv[i];
     auto value = [&](std::string& out) {
-      if (i + 1 >= argc) return false;
+      // A flag's value is the next argument, unless that is a flag itself
+      // ("--config --validate x.json" forgot the config's file name).
+      if (i + 1 >= argc || std::string_view(argv[i + 1]).starts_with("--")) {
+        std::fprintf(stderr, "%s: %s needs a value\n", opts.program.c_str(), arg.c_str());
+        return false;
+      }
       if (!seen.insert(arg).second) {
         std::fprintf(stderr, "%s: %s given twice\n", opts.program.c_str(), arg.c_str());
         return false;
       }
       out = argv[++i];
+      if (out.empty()) {
+        std::fprintf(stderr, "%s: %s needs a value, got an empty one\n", opts.program.c_str(), arg.c_str());
+        return false;
+      }
       return true;
     };
     if (arg == "--config") {
@@ -73,7 +84,24 @@ bool parseArgs(int argc, char** argv, Options& opts) {
       return false;
     }
   }
-  return opts.config_file.empty() != opts.validate_file.empty();
+  if (opts.config_file.empty() == opts.validate_file.empty()) {
+    std::fprintf(stderr, "%s: give exactly one of --config and --validate\n", opts.program.c_str());
+    return false;
+  }
+  if (!opts.validate_file.empty() && !opts.ready_file.empty()) {
+    std::fprintf(stderr, "%s: --ready-file goes with --config (--validate starts no listener)\n",
+                 opts.program.c_str());
+    return false;
+  }
+  // The ready file replaces what is at its path: the config there would be
+  // gone, and the next reload would read the ready file.
+  std::error_code ec;
+  if (!opts.ready_file.empty() &&
+      (opts.ready_file == opts.config_file || std::filesystem::equivalent(opts.ready_file, opts.config_file, ec))) {
+    std::fprintf(stderr, "%s: --ready-file %s is the config file\n", opts.program.c_str(), opts.ready_file.c_str());
+    return false;
+  }
+  return true;
 }
 
 }  // namespace

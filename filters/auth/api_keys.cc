@@ -4,8 +4,6 @@
 #include <openssl/sha.h>
 
 #include <algorithm>
-#include <fstream>
-#include <sstream>
 
 #include <fmt/format.h>
 #include <nlohmann/json.hpp>
@@ -70,18 +68,8 @@ void ApiKeyStore::addEntries(const json& entries, const std::string& path, Confi
 }
 
 void ApiKeyStore::addFile(const std::string& file, const std::string& path, ConfigErrors& errors) {
-  std::ifstream in(file);
-  if (!in) {
-    errors.add(path, fmt::format("cannot read API key file \"{}\"", file));
-    return;
-  }
-  std::stringstream text;
-  text << in.rdbuf();
-  json doc = json::parse(text.str(), nullptr, /*allow_exceptions=*/false);
-  if (doc.is_discarded()) {
-    errors.add(path, fmt::format("API key file \"{}\" is not valid JSON", file));
-    return;
-  }
+  json doc;
+  if (!loadJsonFile(file, "API key file", path, doc, errors)) return;
   // Mistakes inside the file are reported at the config's "file" key, with
   // the place inside the file in the message.
   ConfigErrors inner;

@@ -1,8 +1,6 @@
 #include "filters/auth/config.h"
 
 #include <algorithm>
-#include <fstream>
-#include <sstream>
 
 #include <fmt/format.h>
 #include <nlohmann/json.hpp>
@@ -88,18 +86,8 @@ std::shared_ptr<const Jwks> readJwks(JsonObject& obj) {
     return nullptr;
   }
   if (inline_jwks != nullptr) return Jwks::parse(*inline_jwks, "JWKS", obj.pathOf("jwks"), obj.errors());
-  std::ifstream in(*file);
-  if (!in) {
-    obj.errors().add(obj.pathOf("jwks_file"), fmt::format("cannot read JWKS file \"{}\"", *file));
-    return nullptr;
-  }
-  std::stringstream text;
-  text << in.rdbuf();
-  json doc = json::parse(text.str(), nullptr, /*allow_exceptions=*/false);
-  if (doc.is_discarded()) {
-    obj.errors().add(obj.pathOf("jwks_file"), fmt::format("JWKS file \"{}\" is not valid JSON", *file));
-    return nullptr;
-  }
+  json doc;
+  if (!loadJsonFile(*file, "JWKS file", obj.pathOf("jwks_file"), doc, obj.errors())) return nullptr;
   return Jwks::parse(doc, fmt::format("JWKS file \"{}\"", *file), obj.pathOf("jwks_file"), obj.errors());
 }
 

@@ -78,13 +78,9 @@ RateLimitRule readRule(const json& value, const std::string& path, ConfigErrors&
     if (!isValidMetadataKey(*key)) {
       errors.add(obj.pathOf("key"), fmt::format("\"{}\" is not a metadata key (lower-case letters, digits, '-', '_', '.')",
                                                *key));
-    } else if (isReservedMetadataKey(*key) || *key == "x-request-id") {
-      // A value new on every call (x-request-id: the gateway makes one per
-      // call) gives each its own full bucket, so nothing is ever limited;
-      // reserved keys are no caller's name.
-      errors.add(obj.pathOf("key"), fmt::format("\"{}\" does not name a caller: {}", *key,
-                                               *key == "x-request-id" ? "every call has its own, so nothing would be limited"
-                                                                      : "it is reserved by gRPC or HTTP/2"));
+    } else if (auto why = whyNotACallerKey(*key); !why.empty()) {
+      // Every call its own full bucket: nothing would ever be limited.
+      errors.add(obj.pathOf("key"), fmt::format("\"{}\" does not name a caller: {}", *key, why));
     }
     rule.key = *key;
   }

@@ -7,6 +7,7 @@
 
 #include "core/headers.h"
 #include "core/json_reader.h"
+#include "core/message.h"
 #include "core/method_match.h"
 #include "filters/router/filter.h"
 
@@ -48,7 +49,17 @@ std::optional<RetryPolicy> readRetry(const json& value, const std::string& path,
   if (auto v = obj.unsignedInt("per_try_timeout_ms", 1, kDay)) p.per_try_timeout_ms = static_cast<uint32_t>(*v);
   if (auto v = obj.unsignedInt("backoff_base_ms", 1, kDay)) p.backoff_base_ms = static_cast<uint32_t>(*v);
   if (auto v = obj.unsignedInt("backoff_max_ms", 1, kDay)) p.backoff_max_ms = static_cast<uint32_t>(*v);
-  if (auto v = obj.unsignedInt("replay_buffer_bytes", 0, 64ull << 20)) p.replay_buffer_bytes = static_cast<uint32_t>(*v);
+  if (auto v = obj.unsignedInt("replay_buffer_bytes", 0, 64ull << 20)) {
+    p.replay_buffer_bytes = static_cast<uint32_t>(*v);
+    // Retrying needs the request kept; fewer bytes than an empty message's
+    // 5 would silently make every call of the route unretriable.
+    if (*v < kGrpcPrefixBytes) {
+      ctx.errors.add(obj.pathOf("replay_buffer_bytes"),
+                     fmt::format("{} bytes cannot keep even an empty message ({} bytes), so no call could be "
+                                 "retried; to turn retries off, leave out \"retry\"",
+                                 *v, kGrpcPrefixBytes));
+    }
+  }
   obj.finish();
   if (p.backoff_max_ms < p.backoff_base_ms) {
     // Point at the key the user wrote: a base alone meets the default maximum.
@@ -146,6 +157,9 @@ std::optional<RouteEntry> readRoute(const json& value, const std::string& path, 
       ok = false;
     } else if (!isValidMetadataKey(entry.hash_header)) {
       ctx.errors.add(obj.pathOf("hash_header"), fmt::format("\"{}\" is not a metadata key", *h));
+      ok = false;
+    } else if (auto why = whyNotACallerKey(entry.hash_header); !why.empty()) {
+      ctx.errors.add(obj.pathOf("hash_header"), fmt::format("\"{}\" keeps no caller on one cluster: {}", *h, why));
       ok = false;
     }
   }

@@ -3,6 +3,8 @@
 // is generated at run time.
 #include <catch2/catch.hpp>
 
+#include <sys/stat.h>
+
 #include <chrono>
 #include <filesystem>
 #include <fstream>
@@ -388,6 +390,17 @@ TEST_CASE("auth: API keys from a file, JWKS from a file", "[auth]") {
     CHECK(hasError(bad.errors, "/f/config/api_keys/file", "at /2/key: required key is missing"));
     CHECK(hasError(bad.errors, "/f/config/jwt/jwks_file", "at /keys/0/k: an HS256 secret needs at least 32 bytes"));
     for (const auto& e : bad.errors.all()) CHECK(e.message.find("k1") == std::string::npos);
+  }
+  SECTION("the files are read as strictly as the config: no key twice, no FIFO") {
+    // JSON keeps the last "key": the entry would silently hold another key.
+    std::ofstream(keys) << R"([{"key": "first-key-123456", "key": "other-key-123456", "name": "a"}])";
+    std::filesystem::remove(jwks_file);
+    REQUIRE(::mkfifo(jwks_file.c_str(), 0600) == 0);
+    auto bad = build(config);
+    CHECK_FALSE(bad.factory);
+    INFO(bad.errors.format());
+    CHECK(hasError(bad.errors, "/f/config/api_keys/file", "at /0/key: duplicate key"));
+    CHECK(hasError(bad.errors, "/f/config/jwt/jwks_file", "it is not a regular file"));
   }
   std::filesystem::remove_all(dir);
 }
