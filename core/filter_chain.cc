@@ -11,10 +11,26 @@
 
 namespace sluice {
 
+// What a queued message holds: its bytes and its place in the queue. Flow
+// control and the connection's limits count this, not the wire size alone:
+// an empty message is 5 bytes on the wire and some 80 held, so a client
+// streaming empty messages at a paused filter would otherwise make a
+// connection hold 16 times what max_incomplete_request_bytes says.
+size_t FilterChain::queuedMessageOverhead() { return sizeof(Event); }
+
+namespace {
+
+template <class Event>
+size_t heldBytes(const Event& e) {
+  return e.message.wireSize() + FilterChain::queuedMessageOverhead();
+}
+
+}  // namespace
+
 void FilterChain::pushRequest(Event e) {
   if (ctx_.ended()) return;
   if (e.kind == EventKind::Headers) checked_changes_.request = ctx_.requestHeaders().changes();
-  e.bytes = e.kind == EventKind::Message ? e.message.wireSize() : 0;
+  e.bytes = e.kind == EventKind::Message ? heldBytes(e) : 0;
   queued_request_bytes_ += e.bytes;
   request_.queue.push_back(std::move(e));
   if (!request_.iterating) runRequest();
@@ -22,7 +38,7 @@ void FilterChain::pushRequest(Event e) {
 
 void FilterChain::pushResponse(Event e) {
   if (ctx_.ended()) return;
-  e.bytes = e.kind == EventKind::Message ? e.message.wireSize() : 0;
+  e.bytes = e.kind == EventKind::Message ? heldBytes(e) : 0;
   queued_response_bytes_ += e.bytes;
   if (response_.iterating) {
     // Encoded by the filter whose response hook runs: it goes on from there

@@ -75,8 +75,10 @@ class FilterChain {
   bool requestHeadersAtTerminal() const { return request_headers_at_terminal_; }
   // ... and once they went through it too (it forwarded the call).
   bool requestHeadersPassed() const { return request_headers_passed_; }
-  // Bytes of request messages waiting behind a paused filter.
+  // Bytes of request messages waiting behind a paused filter: what they
+  // hold, each its wire size plus queuedMessageOverhead().
   size_t queuedRequestBytes() const { return queued_request_bytes_; }
+  static size_t queuedMessageOverhead();
   // Bytes of response messages not yet through every filter (waiting behind
   // a paused one): the terminal must stop reading when these pile up.
   size_t queuedResponseBytes() const { return queued_response_bytes_; }
@@ -94,7 +96,7 @@ class FilterChain {
     EventKind kind = EventKind::Headers;
     Message message;
     size_t next = 0;  // request: index of the next filter; response: one past it
-    size_t bytes = 0;  // wire size when queued (a filter may move the payload out)
+    size_t bytes = 0;  // held when queued: wire size and queue slot (a filter may move the payload out)
   };
   struct Direction {
     // Keeps its capacity: steady streaming does not allocate.

@@ -7,7 +7,9 @@
 #include <atomic>
 #include <thread>
 
+#include "test/support/admin_stats.h"
 #include "test/support/e2e_fixture.h"
+#include "test/support/raw_h2_client.h"
 
 namespace sluice::test {
 namespace {
@@ -248,6 +250,43 @@ TEST_CASE_METHOD(SingleBackendFixture, "a flood of empty messages to a backend t
   writer.join();
   CHECK(written > 100'000);
   CHECK(grownKiB < 6 * 1024);
+}
+
+}  // namespace sluice::test
+
+namespace sluice::test {
+
+// Messages held behind a paused filter count what they hold, not their wire
+// bytes: empty messages are 5 bytes each on the wire and some 80 in the
+// gateway, so 20 calls each sending a window's worth of them at a delaying
+// filter grew the heap by about 300 MB, over a 64 MiB
+// max_incomplete_request_bytes that counted 20 MB.
+TEST_CASE("empty messages held by a paused filter count against max_incomplete_request_bytes as what they hold",
+          "[e2e][volume]") {
+  TestBackend backend("primary");
+  nlohmann::json config = catchAllConfig(backend.address());
+  config["admin"] = {{"address", "127.0.0.1:0"}};
+  auto& chain = config["listeners"][0]["filters"];
+  chain.insert(chain.begin(), nlohmann::json::parse(R"({"name": "fault", "config": {"rules": [
+      {"match": {"prefix": "/"}, "delay": {"ms": 30000}}]}})"));
+  GatewayProcess gateway(config);
+  const int64_t idle = statValue(gateway.adminAddress(), "process.heap_bytes");
+  // 200,000 empty messages: 1,000,000 bytes, within each call's 1 MiB window.
+  std::string messages;
+  for (int i = 0; i < 200'000; ++i) messages += grpcFrame("");
+  RawH2Client raw("127.0.0.1", gateway.port());
+  for (int call = 0; call < 20; ++call) {
+    RawRequest request = RawRequest::grpc("/sluice.example.Echo/Bidi", messages);
+    request.endStream = false;
+    request.returnOnceSent = true;
+    RawResponse sent = raw.request(request, 20s);
+    INFO("call " << call << ": " << sent.describe());
+    REQUIRE_FALSE(sent.connectionClosed);
+  }
+  const int64_t grown = statValue(gateway.adminAddress(), "process.heap_bytes") - idle;
+  INFO("the heap grew by " << grown / 1024 << " KiB");
+  CHECK(grown < 128ll << 20);
+  CHECK(statValue(gateway.adminAddress(), "listener.grpc.local_reply.message_too_large") > 0);
 }
 
 }  // namespace sluice::test

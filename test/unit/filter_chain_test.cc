@@ -142,7 +142,7 @@ TEST_CASE("StopIteration holds later events until continueRequest", "[filter_cha
   f.chain.requestMessage(msg("22"));
   f.chain.requestEnd();
   CHECK(f.log == std::vector<std::string>{"a:req_headers"});
-  CHECK(f.chain.queuedRequestBytes() == 5 + 1 + 5 + 2);
+  CHECK(f.chain.queuedRequestBytes() == 5 + 1 + 5 + 2 + 2 * FilterChain::queuedMessageOverhead());
   f.ctx.continueRequest();
   CHECK(f.log == std::vector<std::string>{"a:req_headers", "b:req_headers", "a:req_msg:1", "b:req_msg:1",
                                           "a:req_msg:22", "b:req_msg:22", "a:req_end", "b:req_end"});
@@ -168,7 +168,7 @@ TEST_CASE("response messages held behind a paused filter are counted until they 
   f.chain.responseHeaders();
   f.chain.responseMessage(msg("1"));
   f.chain.responseMessage(msg("22"));
-  CHECK(f.chain.queuedResponseBytes() == 5 + 1 + 5 + 2);
+  CHECK(f.chain.queuedResponseBytes() == 5 + 1 + 5 + 2 + 2 * FilterChain::queuedMessageOverhead());
   f.ctx.continueResponse();
   CHECK(f.chain.queuedResponseBytes() == 0);
   CHECK(f.log.back() == "sink:msg:22");
