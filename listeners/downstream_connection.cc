@@ -297,6 +297,17 @@ void DownstreamConnection::onResponseBufferFull() {
   slow_reader_timer_->enable(kSlowReaderGrace);
 }
 
+size_t DownstreamConnection::reserveResponseWindow(size_t wanted) {
+  // Each lent byte may end up queued here for a client that reads slowly,
+  // however slowly it reads (checkSlowReaders spares calls that move), so
+  // the lending stops where max_buffered_response_bytes would be passed.
+  const uint64_t limit = listener_.config().max_buffered_response_bytes;
+  const size_t left = response_windows_lent_ < limit ? static_cast<size_t>(limit - response_windows_lent_) : 0;
+  const size_t granted = std::min(wanted, left);
+  response_windows_lent_ += granted;
+  return granted;
+}
+
 void DownstreamConnection::checkSlowReaders() {
   // A client reading slowly still takes bytes: only calls that did not move
   // at all in the grace go (a stuck or malicious reader's), not the others.

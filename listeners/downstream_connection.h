@@ -79,6 +79,11 @@ class DownstreamConnection final : public Http2SessionOwner,
   // OutboundData count into it; max_buffered_response_bytes).
   size_t* bufferedResponseTotal() { return &buffered_response_bytes_; }
   size_t bufferedResponseBytes() const { return buffered_response_bytes_; }
+  // Backend receive windows lent to its calls beyond their base (see
+  // StreamContext::reserveResponseWindow): in all, at most
+  // max_buffered_response_bytes.
+  size_t reserveResponseWindow(size_t wanted);
+  void releaseResponseWindow(size_t granted) { response_windows_lent_ -= granted; }
   // A stream queued a response while the total is over the limit: in
   // kSlowReaderGrace, the calls whose backed-up response did not move at
   // all are reset, if the total is still over it.
@@ -145,6 +150,7 @@ class DownstreamConnection final : public Http2SessionOwner,
   size_t held_request_header_bytes_ = 0;
   size_t incomplete_response_bytes_ = 0;
   size_t buffered_response_bytes_ = 0;
+  size_t response_windows_lent_ = 0;
   size_t linger_pending_ = 0;  // bytes unwritten at the last check
   std::unique_ptr<Timer> linger_timer_;
   std::unique_ptr<Timer> slow_reader_timer_;  // onResponseBufferFull()

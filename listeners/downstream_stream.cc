@@ -514,6 +514,10 @@ bool DownstreamStream::adjustIncompleteResponseBytes(int64_t delta) {
   return delta <= 0 || connection_.incompleteResponseBytes() <= listener_config_.incompleteResponseLimit();
 }
 
+size_t DownstreamStream::reserveResponseWindow(size_t wanted) { return connection_.reserveResponseWindow(wanted); }
+
+void DownstreamStream::releaseResponseWindow(size_t granted) { connection_.releaseResponseWindow(granted); }
+
 void DownstreamStream::setRequestBackpressure(bool blocked) {
   backpressure_ = blocked;
   if (blocked) return;

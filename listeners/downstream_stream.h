@@ -84,6 +84,8 @@ class DownstreamStream final : private CallGeneration,
   void setDeadline(Clock::time_point deadline) override;
   void resumeRequest(const Filter* from) override;
   bool adjustIncompleteResponseBytes(int64_t delta) override;
+  size_t reserveResponseWindow(size_t wanted) override;
+  void releaseResponseWindow(size_t granted) override;
   void resumeResponse(const Filter* from) override;
   using StreamContext::sendLocalReply;
   void refuseCall(std::string_view message) override;

@@ -28,7 +28,7 @@ constexpr unsigned kUnackedTimeoutMs = 30000;
 Http2Settings clientSettings(const ClusterConfig& cluster) {
   Http2Settings s;
   s.max_concurrent_streams = 0;  // not sent by a client
-  s.initial_stream_window = cluster.initial_stream_window_bytes;
+  s.initial_stream_window = cluster.baseStreamWindow();
   s.connection_window = cluster.initial_connection_window_bytes;
   return s;
 }
@@ -292,6 +292,11 @@ void UpstreamConnection::onStreamHasData(UpstreamStream& stream) {
 
 void UpstreamConnection::consume(int32_t stream_id, size_t n) {
   session_.consume(stream_id, n);
+  scheduleFlush();
+}
+
+void UpstreamConnection::setReceiveWindow(int32_t stream_id, uint32_t size) {
+  session_.setReceiveWindow(stream_id, size);
   scheduleFlush();
 }
 

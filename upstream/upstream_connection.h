@@ -53,6 +53,7 @@ class UpstreamConnection final : public Http2SessionOwner,
   void forgetStream(UpstreamStream& stream);
   void onStreamHasData(UpstreamStream& stream);
   void consume(int32_t stream_id, size_t n);
+  void setReceiveWindow(int32_t stream_id, uint32_t size);
   // The stream's HEADERS went out (Http2Session::streamOpen).
   bool streamSent(int32_t stream_id) const { return stream_id > 0 && session_.streamOpen(stream_id); }
 

@@ -77,6 +77,10 @@ void UpstreamStream::reset() {
   c->cancelStream(*this);
 }
 
+void UpstreamStream::setReceiveWindow(uint32_t size) {
+  if (connection_ != nullptr && stream_id_ > 0) connection_->setReceiveWindow(stream_id_, size);
+}
+
 void UpstreamStream::consume(size_t n) {
   if (connection_ != nullptr && stream_id_ > 0) connection_->consume(stream_id_, n);
 }

@@ -63,6 +63,9 @@ class UpstreamStream final : public Http2StreamHandler {
   void reset();
   // `n` response bytes moved on downstream: the backend may send more.
   void consume(size_t n);
+  // Widens the stream's receive window to `size` bytes (from the cluster's
+  // base: ClusterConfig::baseStreamWindow).
+  void setReceiveWindow(uint32_t size);
   bool open() const { return connection_ != nullptr; }
 
   // ---- for UpstreamConnection ----

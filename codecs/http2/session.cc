@@ -596,6 +596,10 @@ void Http2Session::consume(int32_t stream_id, size_t n) {
   if (n > 0) nghttp2_session_consume_stream(session_, stream_id, n);
 }
 
+void Http2Session::setReceiveWindow(int32_t stream_id, uint32_t size) {
+  nghttp2_session_set_local_window_size(session_, NGHTTP2_FLAG_NONE, stream_id, static_cast<int32_t>(size));
+}
+
 void Http2Session::detach(int32_t stream_id) {
   if (receiving_.stream_id == stream_id) receiving_ = {};
   if (nghttp2_session_find_stream(session_, stream_id) != nullptr) {

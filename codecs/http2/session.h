@@ -189,6 +189,9 @@ class Http2Session {
   bool streamOpen(int32_t stream_id) const;
   // The handler's bytes moved on: return them to the peer's stream window.
   void consume(int32_t stream_id, size_t n);
+  // Sets our receive window for the stream to `size` (a larger one goes out
+  // as a WINDOW_UPDATE); later consume() calls refill it to that size.
+  void setReceiveWindow(int32_t stream_id, uint32_t size);
   // What the peer lets us send on the stream now (its window and the
   // connection's); 0 when it has not made room.
   int32_t sendWindow(int32_t stream_id) const;

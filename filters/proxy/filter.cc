@@ -178,6 +178,8 @@ void ProxyFilter::startAttempt() {
   outcome_recorded_ = false;
   ctx_.setUpstreamAddress(endpoint_->describe());
   response_decoder_ = GrpcFrameDecoder(ctx_.maxMessageBytes());
+  attempt_received_ = 0;
+  window_widened_ = false;
   per_try_deadline_ = StreamContext::Clock::time_point::max();  // armed once the request has ended
   upstream_ = std::make_unique<UpstreamStream>(*this, upstreamRequestHeaders());
   upstream_->countQueuedInto(ctx_.heldRequestBytes());
@@ -376,6 +378,7 @@ void ProxyFilter::onStreamDone(StreamContext&) {
   response_decoder_ = GrpcFrameDecoder(ctx_.maxMessageBytes());
   releaseIncompleteResponse();
   releaseRetryPlace();
+  ctx_.releaseResponseWindow(std::exchange(window_lent_, 0));
   // A response the backend began and that ended without a verdict of its own
   // (the client cancelled, a deadline, our limits): the backend answered.
   if (response_started_ && !outcome_recorded_) recordOutcome(true);
@@ -477,6 +480,7 @@ void ProxyFilter::onUpstreamData(const uint8_t* data, size_t len) {
     return;
   }
   withheld_credit_ += len;
+  if (!window_widened_ && (attempt_received_ += len) >= kWidenWindowAfter) widenResponseWindow();
   Status s = response_decoder_.decode({reinterpret_cast<const char*>(data), len}, *this);
   if (!s.isOk()) {
     // A malformed message is the backend's fault; one over our limit is not.
@@ -489,6 +493,18 @@ void ProxyFilter::onUpstreamData(const uint8_t* data, size_t len) {
     upstream_->consume(withheld_credit_);
     withheld_credit_ = 0;
   }
+}
+
+void ProxyFilter::widenResponseWindow() {
+  window_widened_ = true;
+  const ClusterConfig& config = cluster_->config();
+  const uint32_t base = config.baseStreamWindow();
+  if (!window_asked_) {
+    // Once per call: a retry's stream takes the same loan.
+    window_asked_ = true;
+    window_lent_ = ctx_.reserveResponseWindow(config.initial_stream_window_bytes - base);
+  }
+  if (window_lent_ > 0 && upstream_) upstream_->setReceiveWindow(base + static_cast<uint32_t>(window_lent_));
 }
 
 bool ProxyFilter::countIncompleteResponse() {

@@ -17,6 +17,7 @@
 #include <vector>
 
 #include "codecs/grpc/frame_decoder.h"
+#include "core/cluster_config.h"
 #include "core/filter.h"
 #include "core/stream_context.h"
 #include "core/timer.h"
@@ -131,6 +132,16 @@ class ProxyFilter final : public Filter,
   size_t withheld_credit_ = 0;  // response bytes not yet returned to the backend's window
   size_t incomplete_response_counted_ = 0;  // response_decoder_'s held bytes, as told to ctx_
   bool downstream_full_ = false;
+  // The backend's receive window: each stream starts with the cluster's base
+  // (ClusterConfig::baseStreamWindow); one that has sent a quarter of it is
+  // streaming, and gets the rest of initial_stream_window_bytes as far as
+  // the client's connection lends it (StreamContext::reserveResponseWindow).
+  static constexpr size_t kWidenWindowAfter = ClusterConfig::kBaseStreamWindow / 4;
+  void widenResponseWindow();
+  size_t attempt_received_ = 0;  // response bytes of the current attempt, until widened
+  bool window_widened_ = false;  // for the current attempt
+  bool window_asked_ = false;    // for the call
+  size_t window_lent_ = 0;
 };
 
 }  // namespace sluice::filters::proxy

@@ -290,3 +290,45 @@ TEST_CASE("empty messages held by a paused filter count against max_incomplete_r
 }
 
 }  // namespace sluice::test
+
+namespace sluice::test {
+
+// A client that holds many streaming calls open and does not read: each
+// call's backend could send a whole stream window (8 MiB) ahead of it, so 100
+// calls made the gateway hold about 800 MB before max_buffered_response_bytes
+// reset the stalled ones 2 s later (and held it for good from a client that
+// kept reading a trickle). Now each call starts with a 256 KiB window and is
+// lent the rest from the connection's max_buffered_response_bytes.
+TEST_CASE("calls a client does not read hold the base window each, the rest lent by the connection's budget",
+          "[e2e][volume]") {
+  TestBackend backend("primary");
+  nlohmann::json config = catchAllConfig(backend.address());
+  config["admin"] = {{"address", "127.0.0.1:0"}};
+  GatewayProcess gateway(config);
+  const int64_t idle = statValue(gateway.adminAddress(), "process.heap_bytes");
+  EchoRequest ask;
+  ask.set_response_count(1000);
+  ask.set_response_size(64 * 1024);
+  RawH2Client raw("127.0.0.1", gateway.port());
+  for (int call = 0; call < 100; ++call) {
+    RawRequest request = RawRequest::grpc("/sluice.example.Echo/Bidi", grpcFrame(ask.SerializeAsString()));
+    request.endStream = false;
+    request.returnOnceSent = true;
+    RawResponse sent = raw.request(request, 10s);
+    INFO("call " << call << ": " << sent.describe());
+    REQUIRE_FALSE(sent.connectionClosed);
+  }
+  // Well within the 2 s after which stalled calls are reset: the backends
+  // have long filled every window they were given.
+  int64_t peak = 0;
+  for (int i = 0; i < 10; ++i) {
+    std::this_thread::sleep_for(100ms);
+    peak = std::max(peak, statValue(gateway.adminAddress(), "process.heap_bytes") - idle);
+  }
+  INFO("the heap grew by up to " << peak / 1024 << " KiB");
+  // 64 MiB lent, and 100 x (256 KiB window + 256 KiB stream buffer) at most.
+  CHECK(peak < 200ll << 20);
+  CHECK(peak > 16ll << 20);  // the backends did fill what they were given
+}
+
+}  // namespace sluice::test
