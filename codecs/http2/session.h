@@ -212,6 +212,10 @@ class Http2Session {
   // let a call a backend served finish (a token back).
   void chargePeerReset() { spend(peer_resets_, "calls the client reset before their end"); }
   void refundPeerReset() { peer_resets_.give(); }
+  // Server side: the peer sent a header block over the SETTINGS_MAX_HEADER_LIST_SIZE
+  // we advertised (answered, but decoding it cost far more than its bytes on
+  // the wire): a token of the budget of streams it made us reset.
+  void chargeOversizedHeaders() { spend(stream_errors_, "header blocks over max_header_list_bytes"); }
 
   uint32_t remoteMaxConcurrentStreams() const;
   size_t openStreams() const;

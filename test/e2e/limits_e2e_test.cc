@@ -413,6 +413,33 @@ TEST_CASE("request headers over max_header_list_bytes get RESOURCE_EXHAUSTED", "
   CHECK(ok.grpcStatus() == 0);
 }
 
+// Each such block is answered, but a client sending them one after another
+// (HPACK lets ~80 bytes stand for one) spends the budget of streams it made
+// the gateway reset, as a block past the cutoff does.
+TEST_CASE("request header blocks over max_header_list_bytes, one after another, end the connection past rst_stream_burst",
+          "[e2e][limits]") {
+  TestBackend backend("b");
+  GatewayProcess gateway(limited(backend.address(), {{"max_header_list_bytes", 4096},
+                                                     {"rst_stream_burst", 20},
+                                                     {"rst_stream_rate", 1}}));
+  RawH2Client client("127.0.0.1", gateway.port());
+  auto req = RawRequest::grpc("/sluice.example.Echo/Unary", grpcFrame(""));
+  req.headers.emplace_back("x-big", std::string(8000, 'a'));
+  int answered = 0;
+  for (int i = 0; i < 40 && !client.goawayReceived() && !client.connectionClosed(); ++i) {
+    auto resp = client.request(req, std::chrono::seconds(2));
+    if (resp.grpcStatus() == 8) ++answered;
+  }
+  CHECK(answered >= 20);
+  CHECK(answered < 40);
+  CHECK(client.goawayReceived());
+  CHECK(client.goawayErrorCode() == std::optional<uint32_t>(NGHTTP2_ENHANCE_YOUR_CALM));
+  CHECK_THAT(gateway.logs(), Catch::Contains("header blocks over max_header_list_bytes"));
+  // Other clients are served.
+  RawH2Client other("127.0.0.1", gateway.port());
+  CHECK(other.request(RawRequest::grpc("/sluice.example.Echo/Unary", grpcFrame(""))).grpcStatus() == 0);
+}
+
 TEST_CASE("request headers of a connection's open calls count against max_held_request_header_bytes",
           "[e2e][limits]") {
   TestBackend backend("b");
