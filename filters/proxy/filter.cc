@@ -114,12 +114,19 @@ HeaderBlock ProxyFilter::upstreamRequestHeaders() const {
     return !isPseudoHeader(h.name) && !isHopByHop(h.name) && h.name != "grpc-timeout";
   };
   HeaderMap& out = block.own;
-  out.reserve(5);
+  out.reserve(6);
   out.addCopy(":method", "POST");
   out.addCopy(":scheme", "http");
   out.addCopy(":path", ctx_.path());
+  // RFC 9113 §8.3.1: without :authority, a client's Host says which host it
+  // asked for (a backend may serve several).
   const std::string* authority = request.get(":authority");
+  if (authority == nullptr) authority = request.get("host");
   out.addCopy(":authority", authority != nullptr ? *authority : cluster_->name());
+  // gRPC requires it of every request, and the gateway makes this one: a
+  // client that left it out (the gateway does not insist) would get the
+  // backend's refusal of the gateway's request.
+  if (request.get("te") == nullptr) out.addCopy("te", "trailers");
   if (auto deadline = ctx_.deadline()) {
     // What is left of the deadline, so the backend gives up when we do (up to
     // 1% later: the coarse form repeats across calls, an HPACK index hit; the

@@ -683,6 +683,31 @@ TEST_CASE("the backend gets the client's metadata once and in order under the ga
   CHECK(std::none_of(first_regular, got.end(), [](const auto& h) { return h.first[0] == ':'; }));
 }
 
+// The gateway makes the backend's request, so it says what gRPC requires of
+// one even when the client left it out: te: trailers, and the host the client
+// asked for (its Host header when it sent no :authority, RFC 9113 §8.3.1).
+TEST_CASE("the backend's request has te: trailers and the client's host, whatever the client left out",
+          "[e2e][upstream]") {
+  FrameCountingBackend backend;
+  GatewayProcess gateway(singleConnectionConfig(backend.address()));
+  RawH2Client raw("127.0.0.1", gateway.port());
+  RawRequest request = RawRequest::grpc(kUnaryPath, grpcFrame(""));
+  request.sendAuthority = false;
+  request.headers = {{"content-type", "application/grpc"}, {"host", "orders.internal"}};
+  const RawResponse response = raw.request(request);
+  INFO(response.describe());
+  CHECK(response.grpcStatus() == 0);
+  const auto blocks = backend.requestHeaders();
+  REQUIRE(blocks.size() == 1);
+  std::vector<std::string> te, authority;
+  for (const auto& [name, value] : blocks[0]) {
+    if (name == "te") te.push_back(value);
+    if (name == ":authority") authority.push_back(value);
+  }
+  CHECK(te == std::vector<std::string>{"trailers"});
+  CHECK(authority == std::vector<std::string>{"orders.internal"});
+}
+
 TEST_CASE("a completed call sends the backend no RST_STREAM", "[e2e][upstream]") {
   FrameCountingBackend backend;
   GatewayProcess gateway(singleConnectionConfig(backend.address()));

@@ -251,6 +251,7 @@ RawResponse RawH2Client::request(const RawRequest& request, std::chrono::millise
                     kAuthority = ":authority";
   std::vector<nghttp2_nv> nva{makeNv(kMethod, request.method), makeNv(kScheme, request.scheme),
                               makeNv(kAuthority, authority), makeNv(kPath, request.path)};
+  if (!request.sendAuthority) nva.erase(nva.begin() + 2);
   for (const auto& [name, value] : request.headers) nva.push_back(makeNv(name, value));
 
   StreamState state;

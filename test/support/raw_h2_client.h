@@ -28,6 +28,7 @@ struct RawRequest {
   std::string path = "/sluice.example.Echo/Unary";
   std::string scheme = "http";
   std::string authority;  // empty: host:port of the connection
+  bool sendAuthority = true;  // false: no :authority at all (a Host header may stand in)
   // Sent after the pseudo-headers, in order, as given.
   HeaderList headers = {{"content-type", "application/grpc"}, {"te", "trailers"}};
   std::string body;
