@@ -192,6 +192,9 @@ FilterFactorySharedPtr RouterConfigFactory::create(const json& config, const std
   size_t errors_before = ctx.errors.size();
   JsonObject obj(config, path, ctx.errors);
   if (const json* routes = obj.array("routes", true)) {
+    // No route would answer every call UNIMPLEMENTED "no route": a typo'd
+    // or half-written config, not a way to turn a listener off.
+    if (routes->empty()) ctx.errors.add(obj.pathOf("routes"), "at least one route is needed");
     for (size_t i = 0; i < routes->size(); ++i) {
       if (auto r = readRoute((*routes)[i], jsonPath(obj.pathOf("routes"), i), ctx)) {
         out->routes.push_back(std::move(*r));

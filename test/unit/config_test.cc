@@ -276,6 +276,8 @@ TEST_CASE("filter chain shape is checked", "[config]") {
                     {"name":"router","config":{"routes":[]}}]}],"clusters":[]})");
     CHECK(hasError(r.errors, "/listeners/0/filters/0/name", "must be the last"));
     CHECK(hasError(r.errors, "/listeners/0/filters/1/name", "must end the chain"));
+    // A router without a route would answer every call "no route".
+    CHECK(hasError(r.errors, "/listeners/0/filters/1/config/routes", "at least one route is needed"));
   }
   SECTION("duplicate names") {
     auto r = load(R"({"listeners":[],"clusters":[{"name":"c","endpoints":["127.0.0.1:1"]},
