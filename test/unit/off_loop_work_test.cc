@@ -4,6 +4,8 @@
 
 #include <atomic>
 #include <chrono>
+#include <memory>
+#include <stdexcept>
 #include <thread>
 
 #include "core/off_loop_work.h"
@@ -31,6 +33,27 @@ TEST_CASE("off-loop work: finished threads are joined by the next start, the wai
   waitForOffLoopWork();
   CHECK(slow_done.load());
   CHECK(offLoopThreadsKept() == 0);
+}
+
+// Work that throws is logged, not the end of the process (a thread's uncaught
+// exception calls std::terminate); and its captures are gone by the time the
+// wait returns, since they may be what is slow to destroy.
+TEST_CASE("off-loop work: a throw is caught, the work's captures go before it counts as done", "[off_loop]") {
+  waitForOffLoopWork();
+  runOffLoop([] { throw std::runtime_error("off-loop work failed on purpose"); });
+  struct Slow {
+    std::atomic<bool>* destroyed;
+    ~Slow() {
+      std::this_thread::sleep_for(std::chrono::milliseconds(100));
+      if (destroyed != nullptr) destroyed->store(true);
+    }
+  };
+  std::atomic<bool> destroyed{false};
+  auto slow = std::make_shared<Slow>(Slow{nullptr});
+  slow->destroyed = &destroyed;
+  runOffLoop([slow = std::move(slow)] {});
+  waitForOffLoopWork();
+  CHECK(destroyed.load());
 }
 
 }  // namespace sluice
