@@ -201,11 +201,12 @@ class StreamContext {
   virtual bool adjustIncompleteResponseBytes(int64_t delta) = 0;
   // Receive window a terminal may grant its backend for this call beyond a
   // small base (the proxy: past the cluster's first 256 KiB): up to `wanted`
-  // bytes of what the connection's max_buffered_response_bytes has not lent
-  // to its other calls, since each window's worth may end up queued for a
-  // client that reads slowly. Give it back by onStreamDone.
+  // more bytes of what the connection's max_buffered_response_bytes has not
+  // lent to its other calls, since each window's worth may end up queued
+  // for a client that reads slowly. The loan is the call's until its stream
+  // closes (its response has gone out, or it was reset), not until the call
+  // ends: a finished call's response may still be queued.
   virtual size_t reserveResponseWindow(size_t wanted) { return wanted; }
-  virtual void releaseResponseWindow(size_t /*granted*/) {}
   // Stop (true) or resume (false) returning request bytes to the client's
   // flow-control window: the terminal's outgoing buffer is full or drained.
   virtual void setRequestBackpressure(bool blocked) = 0;

@@ -518,9 +518,12 @@ bool DownstreamStream::adjustIncompleteResponseBytes(int64_t delta) {
   return delta <= 0 || connection_.incompleteResponseBytes() <= listener_config_.incompleteResponseLimit();
 }
 
-size_t DownstreamStream::reserveResponseWindow(size_t wanted) { return connection_.reserveResponseWindow(wanted); }
-
-void DownstreamStream::releaseResponseWindow(size_t granted) { connection_.releaseResponseWindow(granted); }
+size_t DownstreamStream::reserveResponseWindow(size_t wanted) {
+  if (closed_) return 0;
+  const size_t granted = connection_.reserveResponseWindow(wanted);
+  response_window_lent_ += granted;
+  return granted;
+}
 
 void DownstreamStream::setRequestBackpressure(bool blocked) {
   backpressure_ = blocked;
@@ -900,6 +903,7 @@ void DownstreamStream::onClose(uint32_t error_code) {
   releaseIncompleteRequest();
   releaseRequestHeaders();
   response_out_.shareTotal(nullptr);  // the connection may be gone before this stream is deleted
+  connection_.releaseResponseWindow(std::exchange(response_window_lent_, 0));
   connection_.onStreamClosed(*this);
 }
 

@@ -85,7 +85,6 @@ class DownstreamStream final : private CallGeneration,
   void resumeRequest(const Filter* from) override;
   bool adjustIncompleteResponseBytes(int64_t delta) override;
   size_t reserveResponseWindow(size_t wanted) override;
-  void releaseResponseWindow(size_t granted) override;
   void resumeResponse(const Filter* from) override;
   using StreamContext::sendLocalReply;
   void refuseCall(std::string_view message) override;
@@ -234,6 +233,7 @@ class DownstreamStream final : private CallGeneration,
   uint64_t progress_mark_ = 0;  // response_out_.consumedTotal() at markResponseProgress()
   bool progress_marked_ = false;
   size_t withheld_credit_ = 0;  // request bytes not yet returned to the client's window
+  size_t response_window_lent_ = 0;  // reserveResponseWindow's loans, given back at onClose
   size_t incomplete_counted_ = 0;  // decoder_.heldBytes() as last added to the connection's total
   bool backpressure_ = false;
   bool call_started_ = false;

@@ -186,7 +186,8 @@ void ProxyFilter::startAttempt() {
   ctx_.setUpstreamAddress(endpoint_->describe());
   response_decoder_ = GrpcFrameDecoder(ctx_.maxMessageBytes());
   attempt_received_ = 0;
-  window_widened_ = false;
+  widen_at_ = kWidenWindowAfter;
+  window_applied_ = 0;
   per_try_deadline_ = StreamContext::Clock::time_point::max();  // armed once the request has ended
   upstream_ = std::make_unique<UpstreamStream>(*this, upstreamRequestHeaders());
   upstream_->countQueuedInto(ctx_.heldRequestBytes());
@@ -385,7 +386,6 @@ void ProxyFilter::onStreamDone(StreamContext&) {
   response_decoder_ = GrpcFrameDecoder(ctx_.maxMessageBytes());
   releaseIncompleteResponse();
   releaseRetryPlace();
-  ctx_.releaseResponseWindow(std::exchange(window_lent_, 0));
   // A response the backend began and that ended without a verdict of its own
   // (the client cancelled, a deadline, our limits): the backend answered.
   if (response_started_ && !outcome_recorded_) recordOutcome(true);
@@ -487,7 +487,7 @@ void ProxyFilter::onUpstreamData(const uint8_t* data, size_t len) {
     return;
   }
   withheld_credit_ += len;
-  if (!window_widened_ && (attempt_received_ += len) >= kWidenWindowAfter) widenResponseWindow();
+  if ((attempt_received_ += len) >= widen_at_ && !downstream_full_) widenResponseWindow();
   Status s = response_decoder_.decode({reinterpret_cast<const char*>(data), len}, *this);
   if (!s.isOk()) {
     // A malformed message is the backend's fault; one over our limit is not.
@@ -503,15 +503,17 @@ void ProxyFilter::onUpstreamData(const uint8_t* data, size_t len) {
 }
 
 void ProxyFilter::widenResponseWindow() {
-  window_widened_ = true;
   const ClusterConfig& config = cluster_->config();
   const uint32_t base = config.baseStreamWindow();
-  if (!window_asked_) {
-    // Once per call: a retry's stream takes the same loan.
-    window_asked_ = true;
-    window_lent_ = ctx_.reserveResponseWindow(config.initial_stream_window_bytes - base);
+  const size_t wanted = config.initial_stream_window_bytes - base;
+  // Asked again every kWidenWindowAfter bytes while short of it: loans come
+  // back as other calls' streams close.
+  if (window_lent_ < wanted) window_lent_ += ctx_.reserveResponseWindow(wanted - window_lent_);
+  if (window_lent_ > window_applied_ && upstream_) {
+    upstream_->setReceiveWindow(base + static_cast<uint32_t>(window_lent_));
+    window_applied_ = window_lent_;
   }
-  if (window_lent_ > 0 && upstream_) upstream_->setReceiveWindow(base + static_cast<uint32_t>(window_lent_));
+  widen_at_ = window_lent_ < wanted ? attempt_received_ + kWidenWindowAfter : SIZE_MAX;
 }
 
 bool ProxyFilter::countIncompleteResponse() {

@@ -12,6 +12,7 @@
 #pragma once
 
 #include <chrono>
+#include <cstdint>
 #include <memory>
 #include <optional>
 #include <vector>
@@ -133,15 +134,16 @@ class ProxyFilter final : public Filter,
   size_t incomplete_response_counted_ = 0;  // response_decoder_'s held bytes, as told to ctx_
   bool downstream_full_ = false;
   // The backend's receive window: each stream starts with the cluster's base
-  // (ClusterConfig::baseStreamWindow); one that has sent a quarter of it is
-  // streaming, and gets the rest of initial_stream_window_bytes as far as
-  // the client's connection lends it (StreamContext::reserveResponseWindow).
+  // (ClusterConfig::baseStreamWindow); one that has sent a quarter of it
+  // while its client keeps up is streaming, and gets the rest of
+  // initial_stream_window_bytes as far as the client's connection lends it
+  // (StreamContext::reserveResponseWindow; the call's until its stream closes).
   static constexpr size_t kWidenWindowAfter = ClusterConfig::kBaseStreamWindow / 4;
   void widenResponseWindow();
-  size_t attempt_received_ = 0;  // response bytes of the current attempt, until widened
-  bool window_widened_ = false;  // for the current attempt
-  bool window_asked_ = false;    // for the call
-  size_t window_lent_ = 0;
+  size_t attempt_received_ = 0;  // response bytes of the current attempt
+  size_t widen_at_ = kWidenWindowAfter;  // attempt_received_ at which to widen (again); SIZE_MAX: done
+  size_t window_lent_ = 0;     // lent to the call so far
+  size_t window_applied_ = 0;  // of it, given to the current attempt's stream
 };
 
 }  // namespace sluice::filters::proxy

@@ -9,6 +9,7 @@
 
 #include "test/support/admin_stats.h"
 #include "test/support/e2e_fixture.h"
+#include "test/support/frame_socket.h"
 #include "test/support/raw_h2_client.h"
 
 namespace sluice::test {
@@ -329,6 +330,41 @@ TEST_CASE("calls a client does not read hold the base window each, the rest lent
   // 64 MiB lent, and 100 x (256 KiB window + 256 KiB stream buffer) at most.
   CHECK(peak < 200ll << 20);
   CHECK(peak > 16ll << 20);  // the backends did fill what they were given
+}
+
+}  // namespace sluice::test
+
+namespace sluice::test {
+
+// A call's loan of window is its own until its stream closes: when its
+// response has been sent in full but waits queued for a client that does
+// not read, handing the loan on would let the next call fill another 8 MiB.
+TEST_CASE("a finished call whose response waits for its client keeps its window loan", "[e2e][volume]") {
+  TestBackend backend("primary");
+  nlohmann::json config = catchAllConfig(backend.address());
+  config["admin"] = {{"address", "127.0.0.1:0"}};
+  GatewayProcess gateway(config);
+  const int64_t idle = statValue(gateway.adminAddress(), "process.heap_bytes");
+  EchoRequest ask;
+  ask.set_response_count(100);  // 6.25 MiB (within a lent window), then OK
+  ask.set_response_size(64 * 1024);
+  // Stream windows of 0: every byte of every response stays in the gateway.
+  FrameSocket stuck(gateway.port());
+  stuck.setStreamWindow(0);
+  for (uint32_t call = 0; call < 40; ++call) {
+    stuck.openServerStream(1 + 2 * call, ask);
+    std::this_thread::sleep_for(20ms);  // the backend sends what its window allows, or all
+  }
+  int64_t peak = 0;
+  for (int i = 0; i < 10; ++i) {
+    std::this_thread::sleep_for(100ms);
+    peak = std::max(peak, statValue(gateway.adminAddress(), "process.heap_bytes") - idle);
+  }
+  INFO("the heap grew by up to " << peak / 1024 << " KiB");
+  // 64 MiB lent, and 40 x (256 KiB window + 256 KiB stream buffer) at most;
+  // handing loans on from finished calls let each take its whole 8 MiB.
+  CHECK(peak < 128ll << 20);
+  CHECK(peak > 32ll << 20);
 }
 
 }  // namespace sluice::test
