@@ -255,7 +255,13 @@ std::optional<std::string> readJsonFile(const std::string& file, std::string_vie
     errors.add(path, fmt::format("cannot read {} \"{}\": {}", what, file, why));
     return std::nullopt;
   };
-  // O_NONBLOCK: opening a FIFO for reading would otherwise wait for a writer.
+  // What it is before opening it: opening a device can act (a watchdog arms,
+  // a tape rewinds), opening a FIFO wakes its writer.
+  struct stat named {};
+  if (::stat(file.c_str(), &named) != 0) return fail(std::strerror(errno));
+  if (S_ISDIR(named.st_mode)) return fail("it is a directory");
+  if (!S_ISREG(named.st_mode)) return fail("it is not a regular file (a FIFO, socket or device)");
+  // O_NONBLOCK: should the path become a FIFO meanwhile, open must not wait.
   const int fd = ::open(file.c_str(), O_RDONLY | O_NONBLOCK | O_CLOEXEC);
   if (fd < 0) return fail(std::strerror(errno));
   struct Closer {
@@ -264,8 +270,9 @@ std::optional<std::string> readJsonFile(const std::string& file, std::string_vie
   } closer{fd};
   struct stat st {};
   if (::fstat(fd, &st) != 0) return fail(std::strerror(errno));
-  if (S_ISDIR(st.st_mode)) return fail("it is a directory");
-  if (!S_ISREG(st.st_mode)) return fail("it is not a regular file (a FIFO, socket or device)");
+  if (!S_ISREG(st.st_mode) || st.st_dev != named.st_dev || st.st_ino != named.st_ino) {
+    return fail("it changed while being opened");
+  }
   if (static_cast<uint64_t>(st.st_size) > kMaxJsonFileBytes) {
     return fail(fmt::format("{} bytes, more than the {} MiB a JSON file may have", st.st_size, kMaxJsonFileBytes >> 20));
   }

@@ -1,5 +1,7 @@
 #include "filters/rate_limit/config.h"
 
+#include <algorithm>
+
 #include <fmt/format.h>
 #include <nlohmann/json.hpp>
 
@@ -112,6 +114,14 @@ FilterFactorySharedPtr RateLimitConfigFactory::create(const json& config, const 
     }
   }
   if (auto m = obj.unsignedInt("max_keys", 1, kMaxKeysLimit)) out->max_keys = *m;
+  // Each keyed rule keeps up to max_keys buckets of its own: the bound is on
+  // all of them together.
+  const size_t keyed = static_cast<size_t>(
+      std::count_if(out->rules.begin(), out->rules.end(), [](const RateLimitRule& r) { return !r.key.empty(); }));
+  if (keyed > 1 && out->max_keys * keyed > kMaxKeysLimit) {
+    ctx.errors.add(obj.pathOf("max_keys"), fmt::format("{} per rule with a key, {} such rules: more than {} buckets in all",
+                                                      out->max_keys, keyed, kMaxKeysLimit));
+  }
   obj.finish();
   if (ctx.errors.size() != errors_before) return nullptr;
   auto table = tableFor(ctx.reload_key, config.dump(), *out);

@@ -213,6 +213,13 @@ TEST_CASE("rate_limit: config mistakes are all reported with their paths", "[rat
   CHECK(hasError(errors, "/f/config/max_keys", "out of range"));
   CHECK(hasError(errors, "/f/config/typo", "unknown key"));
 
+  // Each keyed rule keeps max_keys buckets: the bound is on them all.
+  ConfigErrors too_many;
+  CHECK_FALSE(build(json::parse(R"({"rules": [{"key": "x-a", "calls": {"rate": 1}}, {"key": "x-b", "calls": {"rate": 1}}],
+                                    "max_keys": 6000000})"),
+                    too_many));
+  CHECK(hasError(too_many, "/f/config/max_keys", "6000000 per rule with a key, 2 such rules"));
+
   ConfigErrors missing;
   CHECK_FALSE(build(json::object(), missing));
   CHECK(hasError(missing, "/f/config/rules", "required"));
