@@ -168,6 +168,7 @@ struct Http2Session::Bridge {
       session.receiving_ = {frame->hd.stream_id, handlerOf(s, frame->hd.stream_id)};
       return 0;
     }
+    ++session.streams_begun_;
     // (A session ended on a peer's abuse, by nghttp2's limits or by
     // onPeerCausedStreamError, ignores the rest of its input: terminating
     // sets nghttp2 to skip everything, so no later stream starts a call.)
@@ -254,7 +255,27 @@ struct Http2Session::Bridge {
       }
       case NGHTTP2_DATA:
         if ((frame->hd.flags & NGHTTP2_FLAG_END_STREAM) != 0) {
+          session.empty_data_in_a_row_ = 0;
           if (auto* h = handlerOf(s, frame->hd.stream_id)) h->onEndStream();
+        } else if (frame->hd.length != 0) {
+          session.empty_data_in_a_row_ = 0;
+        } else if (session.side_ == Side::Server && ++session.empty_data_in_a_row_ > kMaxEmptyDataFramesInARow) {
+          session.endFlood("empty DATA frames in a row");
+        }
+        return 0;
+      case NGHTTP2_PRIORITY:
+        if (session.side_ == Side::Server &&
+            ++session.priority_frames_ > 1 + kMaxPriorityFramesPerStream * (1 + session.streams_begun_)) {
+          session.endFlood("PRIORITY frames for the streams it opened");
+        }
+        return 0;
+      case NGHTTP2_WINDOW_UPDATE:
+        // Envoy's allowance: clients (grpc++) also open each stream's window
+        // as they start it, before any DATA came.
+        if (session.side_ == Side::Server &&
+            ++session.window_updates_ >
+                1 + 2 * (session.streams_begun_ + kMaxWindowUpdatesPerDataFrameSent * session.data_frames_sent_)) {
+          session.endFlood("WINDOW_UPDATE frames for the DATA frames sent to it");
         }
         return 0;
       case NGHTTP2_GOAWAY:
@@ -369,11 +390,12 @@ struct Http2Session::Bridge {
 
   // One whole DATA frame: its header and payload join the write batch.
   static int sendData(nghttp2_session* s, nghttp2_frame* frame, const uint8_t* framehd, size_t length,
-                      nghttp2_data_source*, void*) noexcept {
+                      nghttp2_data_source*, void* ud) noexcept {
     auto* h = handlerOf(s, frame->hd.stream_id);
     WriteBatch& batch = WriteBatch::local();
     if (h == nullptr || batch.socket == nullptr) return NGHTTP2_ERR_CALLBACK_FAILURE;
     batch.addData(framehd, *h, length);
+    ++self(ud).data_frames_sent_;
     return 0;
   }
 
@@ -497,6 +519,12 @@ Http2Session::~Http2Session() { nghttp2_session_del(session_); }
 
 void Http2Session::onPeerCausedStreamError() {
   spend(stream_errors_, "streams the client made the gateway reset");
+}
+
+void Http2Session::endFlood(const char* what) {
+  if (!last_error_.empty() && last_error_.starts_with("a flood")) return;  // said once
+  last_error_ = fmt::format("a flood of {} (more than the limit)", what);
+  nghttp2_session_terminate_session(session_, NGHTTP2_ENHANCE_YOUR_CALM);
 }
 
 void Http2Session::spend(StreamErrorBudget& budget, const char* why) {

@@ -134,6 +134,15 @@ struct Http2Settings {
 // the limit still reaches the handler, which answers RESOURCE_EXHAUSTED.
 inline constexpr size_t kHeaderBlockCutoffFactor = 4;
 
+// Frames a client may send that make no progress (Envoy's limits against the
+// floods of CVE-2019-9513/9515/9518): PRIORITY frames per stream it opened,
+// WINDOW_UPDATE frames per DATA frame sent to it, and empty DATA frames (no
+// END_STREAM) in a row. Each cost the gateway a frame's handling for free;
+// past a limit the connection ends with GOAWAY ENHANCE_YOUR_CALM.
+inline constexpr uint64_t kMaxPriorityFramesPerStream = 100;
+inline constexpr uint64_t kMaxWindowUpdatesPerDataFrameSent = 10;
+inline constexpr uint32_t kMaxEmptyDataFramesInARow = 10;
+
 // A token bucket of stream errors a peer caused (see Http2Settings::reset_burst).
 class StreamErrorBudget {
  public:
@@ -252,6 +261,15 @@ class Http2Session {
   size_t header_block_cutoff_;
   StreamErrorBudget stream_errors_;
   StreamErrorBudget peer_resets_;
+  // The flood limits above (server side): what the peer sent, against what
+  // it earned them with.
+  uint64_t streams_begun_ = 0;
+  uint64_t data_frames_sent_ = 0;
+  uint64_t priority_frames_ = 0;
+  uint64_t window_updates_ = 0;
+  uint32_t empty_data_in_a_row_ = 0;
+  // Past a flood limit: GOAWAY ENHANCE_YOUR_CALM, saying which.
+  void endFlood(const char* what);
   // Our PINGs carry ping_base_ + n, n counting them: an ACK is ours if its
   // payload is among those.
   uint64_t ping_base_ = 0;

@@ -440,6 +440,36 @@ TEST_CASE("request header blocks over max_header_list_bytes, one after another, 
   CHECK(other.request(RawRequest::grpc("/sluice.example.Echo/Unary", grpcFrame(""))).grpcStatus() == 0);
 }
 
+// Frames that make no progress cost the gateway their handling for free:
+// past Envoy's limits for them (CVE-2019-9513/9515/9518) the connection ends,
+// and others go on.
+TEST_CASE("floods of frames that make no progress end that connection only", "[e2e][limits]") {
+  TestBackend backend("b");
+  GatewayProcess gateway(catchAllConfig(backend.address()));
+  FrameSocket flooder(gateway.port());
+  // One call open (its request not ended), which the floods ride on.
+  REQUIRE(flooder.send(FrameSocket::requestHeaders(1, "/sluice.example.Echo/Bidi", true)));
+  std::string flood;
+  const std::string kind = GENERATE(std::string("empty DATA"), std::string("PRIORITY"), std::string("WINDOW_UPDATE"));
+  INFO(kind);
+  for (int i = 0; i < 500; ++i) {
+    if (kind == "empty DATA") flood += FrameSocket::frame(kData, 0, 1, "");
+    // Stream 1 depends on stream 0, weight 16: a valid PRIORITY.
+    if (kind == "PRIORITY") flood += FrameSocket::frame(2, 0, 1, std::string("\x00\x00\x00\x00\x0f", 5));
+    if (kind == "WINDOW_UPDATE") flood += FrameSocket::frame(kWindowUpdate, 0, 1, std::string("\x00\x00\x00\x01", 4));
+  }
+  REQUIRE(flooder.send(flood));
+  auto seen = flooder.readUntilClosed(std::chrono::seconds(3));
+  CHECK(seen.goaway);
+  CHECK(seen.goaway_code == NGHTTP2_ENHANCE_YOUR_CALM);
+  CHECK_THAT(gateway.logs(), Catch::Contains("a flood of"));
+  auto stub = example::Echo::NewStub(makeChannel(gateway.address()));
+  grpc::ClientContext ctx;
+  setTimeout(ctx, kCallTimeout);
+  EchoResponse resp;
+  REQUIRE_OK(stub->Unary(&ctx, EchoRequest(), &resp));
+}
+
 TEST_CASE("request headers of a connection's open calls count against max_held_request_header_bytes",
           "[e2e][limits]") {
   TestBackend backend("b");
