@@ -33,6 +33,18 @@ grpc::Status unary(example::Echo::Stub& stub, const std::string& tenant = "",
   return stub.Unary(&context, request, &response);
 }
 
+// `n` calls of sluice.example.Other, each with a tenant of its own
+// (x-tenant: tenant-0, tenant-1, ...): a client cycling a key's values.
+void cycleTenants(grpc::Channel& channel, int n) {
+  for (int i = 0; i < n; ++i) {
+    grpc::ClientContext ctx;
+    setTimeout(ctx, kCallTimeout);
+    ctx.AddMetadata("x-tenant", "tenant-" + std::to_string(i));
+    EchoResponse resp;
+    REQUIRE_OK(callUnaryMethod(channel, "/sluice.example.Other/Unary", ctx, EchoRequest(), &resp));
+  }
+}
+
 }  // namespace
 
 TEST_CASE("rate_limit: calls over the limit get RESOURCE_EXHAUSTED and a retry hint", "[e2e][rate_limit]") {
@@ -157,13 +169,7 @@ TEST_CASE("rate_limit: callers cycling keys cannot refill another rule's shared 
   auto stub = example::Echo::NewStub(channel);
   for (int i = 0; i < 3; ++i) REQUIRE_OK(unary(*stub));
   REQUIRE_STATUS(unary(*stub), grpc::StatusCode::RESOURCE_EXHAUSTED);
-  for (int i = 0; i < 150; ++i) {
-    grpc::ClientContext ctx;
-    setTimeout(ctx, kCallTimeout);
-    ctx.AddMetadata("x-tenant", "tenant-" + std::to_string(i));
-    EchoResponse resp;
-    REQUIRE_OK(callUnaryMethod(*channel, "/sluice.example.Other/Unary", ctx, EchoRequest(), &resp));
-  }
+  cycleTenants(*channel, 150);
   REQUIRE_STATUS(unary(*stub), grpc::StatusCode::RESOURCE_EXHAUSTED);
 }
 
@@ -185,13 +191,7 @@ TEST_CASE("rate_limit: callers cycling one rule's key cannot refill their bucket
   };
   for (int i = 0; i < 3; ++i) REQUIRE_OK(asUser());
   REQUIRE_STATUS(asUser(), grpc::StatusCode::RESOURCE_EXHAUSTED);
-  for (int i = 0; i < 150; ++i) {
-    grpc::ClientContext ctx;
-    setTimeout(ctx, kCallTimeout);
-    ctx.AddMetadata("x-tenant", "tenant-" + std::to_string(i));
-    EchoResponse resp;
-    REQUIRE_OK(callUnaryMethod(*channel, "/sluice.example.Other/Unary", ctx, EchoRequest(), &resp));
-  }
+  cycleTenants(*channel, 150);
   REQUIRE_STATUS(asUser(), grpc::StatusCode::RESOURCE_EXHAUSTED);
 }
 

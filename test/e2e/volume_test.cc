@@ -7,10 +7,7 @@
 #include <atomic>
 #include <thread>
 
-#include "test/support/admin_stats.h"
 #include "test/support/e2e_fixture.h"
-#include "test/support/frame_socket.h"
-#include "test/support/raw_h2_client.h"
 
 namespace sluice::test {
 namespace {
@@ -251,120 +248,6 @@ TEST_CASE_METHOD(SingleBackendFixture, "a flood of empty messages to a backend t
   writer.join();
   CHECK(written > 100'000);
   CHECK(grownKiB < 6 * 1024);
-}
-
-}  // namespace sluice::test
-
-namespace sluice::test {
-
-// Messages held behind a paused filter count what they hold, not their wire
-// bytes: empty messages are 5 bytes each on the wire and some 80 in the
-// gateway, so 20 calls each sending a window's worth of them at a delaying
-// filter grew the heap by about 300 MB, over a 64 MiB
-// max_incomplete_request_bytes that counted 20 MB.
-TEST_CASE("empty messages held by a paused filter count against max_incomplete_request_bytes as what they hold",
-          "[e2e][volume]") {
-  TestBackend backend("primary");
-  nlohmann::json config = catchAllConfig(backend.address());
-  config["admin"] = {{"address", "127.0.0.1:0"}};
-  auto& chain = config["listeners"][0]["filters"];
-  chain.insert(chain.begin(), nlohmann::json::parse(R"({"name": "fault", "config": {"rules": [
-      {"match": {"prefix": "/"}, "delay": {"ms": 30000}}]}})"));
-  GatewayProcess gateway(config);
-  const int64_t idle = statValue(gateway.adminAddress(), "process.heap_bytes");
-  // 200,000 empty messages: 1,000,000 bytes, within each call's 1 MiB window.
-  std::string messages;
-  for (int i = 0; i < 200'000; ++i) messages += grpcFrame("");
-  RawH2Client raw("127.0.0.1", gateway.port());
-  for (int call = 0; call < 20; ++call) {
-    RawRequest request = RawRequest::grpc("/sluice.example.Echo/Bidi", messages);
-    request.endStream = false;
-    request.returnOnceSent = true;
-    RawResponse sent = raw.request(request, 20s);
-    INFO("call " << call << ": " << sent.describe());
-    REQUIRE_FALSE(sent.connectionClosed);
-  }
-  const int64_t grown = statValue(gateway.adminAddress(), "process.heap_bytes") - idle;
-  INFO("the heap grew by " << grown / 1024 << " KiB");
-  CHECK(grown < 128ll << 20);
-  CHECK(statValue(gateway.adminAddress(), "listener.grpc.local_reply.message_too_large") > 0);
-}
-
-}  // namespace sluice::test
-
-namespace sluice::test {
-
-// A client that holds many streaming calls open and does not read: each
-// call's backend could send a whole stream window (8 MiB) ahead of it, so 100
-// calls made the gateway hold about 800 MB before max_buffered_response_bytes
-// reset the stalled ones 2 s later (and held it for good from a client that
-// kept reading a trickle). Now each call starts with a 256 KiB window and is
-// lent the rest from the connection's max_buffered_response_bytes.
-TEST_CASE("calls a client does not read hold the base window each, the rest lent by the connection's budget",
-          "[e2e][volume]") {
-  TestBackend backend("primary");
-  nlohmann::json config = catchAllConfig(backend.address());
-  config["admin"] = {{"address", "127.0.0.1:0"}};
-  GatewayProcess gateway(config);
-  const int64_t idle = statValue(gateway.adminAddress(), "process.heap_bytes");
-  EchoRequest ask;
-  ask.set_response_count(1000);
-  ask.set_response_size(64 * 1024);
-  RawH2Client raw("127.0.0.1", gateway.port());
-  for (int call = 0; call < 100; ++call) {
-    RawRequest request = RawRequest::grpc("/sluice.example.Echo/Bidi", grpcFrame(ask.SerializeAsString()));
-    request.endStream = false;
-    request.returnOnceSent = true;
-    RawResponse sent = raw.request(request, 10s);
-    INFO("call " << call << ": " << sent.describe());
-    REQUIRE_FALSE(sent.connectionClosed);
-  }
-  // Well within the 2 s after which stalled calls are reset: the backends
-  // have long filled every window they were given.
-  int64_t peak = 0;
-  for (int i = 0; i < 10; ++i) {
-    std::this_thread::sleep_for(100ms);
-    peak = std::max(peak, statValue(gateway.adminAddress(), "process.heap_bytes") - idle);
-  }
-  INFO("the heap grew by up to " << peak / 1024 << " KiB");
-  // 64 MiB lent, and 100 x (256 KiB window + 256 KiB stream buffer) at most.
-  CHECK(peak < 200ll << 20);
-  CHECK(peak > 16ll << 20);  // the backends did fill what they were given
-}
-
-}  // namespace sluice::test
-
-namespace sluice::test {
-
-// A call's loan of window is its own until its stream closes: when its
-// response has been sent in full but waits queued for a client that does
-// not read, handing the loan on would let the next call fill another 8 MiB.
-TEST_CASE("a finished call whose response waits for its client keeps its window loan", "[e2e][volume]") {
-  TestBackend backend("primary");
-  nlohmann::json config = catchAllConfig(backend.address());
-  config["admin"] = {{"address", "127.0.0.1:0"}};
-  GatewayProcess gateway(config);
-  const int64_t idle = statValue(gateway.adminAddress(), "process.heap_bytes");
-  EchoRequest ask;
-  ask.set_response_count(100);  // 6.25 MiB (within a lent window), then OK
-  ask.set_response_size(64 * 1024);
-  // Stream windows of 0: every byte of every response stays in the gateway.
-  FrameSocket stuck(gateway.port());
-  stuck.setStreamWindow(0);
-  for (uint32_t call = 0; call < 40; ++call) {
-    stuck.openServerStream(1 + 2 * call, ask);
-    std::this_thread::sleep_for(20ms);  // the backend sends what its window allows, or all
-  }
-  int64_t peak = 0;
-  for (int i = 0; i < 10; ++i) {
-    std::this_thread::sleep_for(100ms);
-    peak = std::max(peak, statValue(gateway.adminAddress(), "process.heap_bytes") - idle);
-  }
-  INFO("the heap grew by up to " << peak / 1024 << " KiB");
-  // 64 MiB lent, and 40 x (256 KiB window + 256 KiB stream buffer) at most;
-  // handing loans on from finished calls let each take its whole 8 MiB.
-  CHECK(peak < 128ll << 20);
-  CHECK(peak > 32ll << 20);
 }
 
 }  // namespace sluice::test
