@@ -246,6 +246,7 @@ struct Http2Session::Bridge {
     Http2Session& session = self(ud);
     switch (frame->hd.type) {
       case NGHTTP2_HEADERS: {
+        session.empty_data_in_a_row_ = 0;
         auto* h = receivingHandler(session, s, frame->hd.stream_id);
         session.receiving_ = {};
         if (h == nullptr) return 0;
@@ -257,7 +258,7 @@ struct Http2Session::Bridge {
         if ((frame->hd.flags & NGHTTP2_FLAG_END_STREAM) != 0) {
           session.empty_data_in_a_row_ = 0;
           if (auto* h = handlerOf(s, frame->hd.stream_id)) h->onEndStream();
-        } else if (frame->hd.length != 0) {
+        } else if (frame->hd.length > frame->data.padlen) {  // data, not only padding
           session.empty_data_in_a_row_ = 0;
         } else if (session.side_ == Side::Server && ++session.empty_data_in_a_row_ > kMaxEmptyDataFramesInARow) {
           session.endFlood("empty DATA frames in a row");
@@ -274,8 +275,8 @@ struct Http2Session::Bridge {
         // as they start it, before any DATA came.
         if (session.side_ == Side::Server &&
             ++session.window_updates_ >
-                1 + 2 * (session.streams_begun_ + kMaxWindowUpdatesPerDataFrameSent * session.data_frames_sent_)) {
-          session.endFlood("WINDOW_UPDATE frames for the DATA frames sent to it");
+                1 + 2 * (session.streams_begun_ + kMaxWindowUpdatesPerDataUnitSent * session.data_units_sent_)) {
+          session.endFlood("WINDOW_UPDATE frames for the DATA sent to it");
         }
         return 0;
       case NGHTTP2_GOAWAY:
@@ -395,7 +396,9 @@ struct Http2Session::Bridge {
     WriteBatch& batch = WriteBatch::local();
     if (h == nullptr || batch.socket == nullptr) return NGHTTP2_ERR_CALLBACK_FAILURE;
     batch.addData(framehd, *h, length);
-    ++self(ud).data_frames_sent_;
+    // In 4 KiB units, not frames: ours carry up to 256 KiB, and a client
+    // may hand back credit every 4 KiB it reads (Go's x/net/http2 does).
+    self(ud).data_units_sent_ += (length + kDataUnitBytes - 1) / kDataUnitBytes;
     return 0;
   }
 

@@ -136,11 +136,15 @@ inline constexpr size_t kHeaderBlockCutoffFactor = 4;
 
 // Frames a client may send that make no progress (Envoy's limits against the
 // floods of CVE-2019-9513/9515/9518): PRIORITY frames per stream it opened,
-// WINDOW_UPDATE frames per DATA frame sent to it, and empty DATA frames (no
-// END_STREAM) in a row. Each cost the gateway a frame's handling for free;
-// past a limit the connection ends with GOAWAY ENHANCE_YOUR_CALM.
+// WINDOW_UPDATE frames per stream and per 4 KiB of DATA sent to it (Envoy
+// counts DATA frames of at most 16 KiB; ours are up to 256 KiB), and DATA
+// frames without data or END_STREAM in a row. Each costs the gateway a
+// frame's handling for free; past a limit the connection ends with GOAWAY
+// ENHANCE_YOUR_CALM. (Frames on closed streams, which nghttp2 drops without
+// a callback, are not counted.)
 inline constexpr uint64_t kMaxPriorityFramesPerStream = 100;
-inline constexpr uint64_t kMaxWindowUpdatesPerDataFrameSent = 10;
+inline constexpr uint64_t kMaxWindowUpdatesPerDataUnitSent = 10;
+inline constexpr size_t kDataUnitBytes = 4096;
 inline constexpr uint32_t kMaxEmptyDataFramesInARow = 10;
 
 // A token bucket of stream errors a peer caused (see Http2Settings::reset_burst).
@@ -264,7 +268,7 @@ class Http2Session {
   // The flood limits above (server side): what the peer sent, against what
   // it earned them with.
   uint64_t streams_begun_ = 0;
-  uint64_t data_frames_sent_ = 0;
+  uint64_t data_units_sent_ = 0;  // DATA payload sent, in kDataUnitBytes
   uint64_t priority_frames_ = 0;
   uint64_t window_updates_ = 0;
   uint32_t empty_data_in_a_row_ = 0;

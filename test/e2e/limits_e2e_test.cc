@@ -450,10 +450,13 @@ TEST_CASE("floods of frames that make no progress end that connection only", "[e
   // One call open (its request not ended), which the floods ride on.
   REQUIRE(flooder.send(FrameSocket::requestHeaders(1, "/sluice.example.Echo/Bidi", true)));
   std::string flood;
-  const std::string kind = GENERATE(std::string("empty DATA"), std::string("PRIORITY"), std::string("WINDOW_UPDATE"));
+  const std::string kind = GENERATE(std::string("empty DATA"), std::string("padded empty DATA"),
+                                    std::string("PRIORITY"), std::string("WINDOW_UPDATE"));
   INFO(kind);
   for (int i = 0; i < 500; ++i) {
     if (kind == "empty DATA") flood += FrameSocket::frame(kData, 0, 1, "");
+    // PADDED, a pad length of 0 and no data: as empty as the above.
+    if (kind == "padded empty DATA") flood += FrameSocket::frame(kData, 0x08, 1, std::string(1, '\0'));
     // Stream 1 depends on stream 0, weight 16: a valid PRIORITY.
     if (kind == "PRIORITY") flood += FrameSocket::frame(2, 0, 1, std::string("\x00\x00\x00\x00\x0f", 5));
     if (kind == "WINDOW_UPDATE") flood += FrameSocket::frame(kWindowUpdate, 0, 1, std::string("\x00\x00\x00\x01", 4));
@@ -468,6 +471,50 @@ TEST_CASE("floods of frames that make no progress end that connection only", "[e
   setTimeout(ctx, kCallTimeout);
   EchoResponse resp;
   REQUIRE_OK(stub->Unary(&ctx, EchoRequest(), &resp));
+}
+
+// The other side of those limits: a client that hands back window credit in
+// small steps (a stream and a connection WINDOW_UPDATE for every 4 KiB it
+// reads, as Go's x/net/http2 does) while the gateway sends it DATA frames of
+// up to 256 KiB makes many updates per frame, and is no flood.
+TEST_CASE("a client returning window credit every 4 KiB of large DATA frames is not a flood", "[e2e][limits]") {
+  TestBackend backend("b");
+  GatewayProcess gateway(catchAllConfig(backend.address()));
+  FrameSocket client(gateway.port());
+  // SETTINGS_MAX_FRAME_SIZE 1 MiB, 4 MiB stream windows, and the
+  // connection's window opened by 16 MiB.
+  REQUIRE(client.send(FrameSocket::frame(kSettings, 0, 0, std::string("\x00\x05\x00\x10\x00\x00", 6))));
+  client.setStreamWindow(4u << 20);
+  REQUIRE(client.send(FrameSocket::frame(kWindowUpdate, 0, 0, std::string("\x00\xff\x00\x00", 4))));
+  EchoRequest request;
+  request.set_response_count(100);
+  request.set_response_size(65536);
+  client.openServerStream(1, request);
+  // Responses pile up in the gateway meanwhile: they go out in large frames.
+  std::this_thread::sleep_for(std::chrono::milliseconds(300));
+  size_t received = 0, unacked = 0, largest_frame = 0;
+  bool ended = false, goaway = false;
+  const auto until = std::chrono::steady_clock::now() + std::chrono::seconds(10);
+  while (!ended && !goaway && std::chrono::steady_clock::now() < until) {
+    auto frame = client.nextFrame(std::chrono::seconds(2));
+    if (!frame) break;
+    if (frame->type == kGoaway) goaway = true;
+    if (frame->type == kHeaders && frame->stream == 1 && (frame->flags & 0x1) != 0) ended = true;
+    if (frame->type != kData || frame->stream != 1) continue;
+    received += frame->payload.size();
+    unacked += frame->payload.size();
+    largest_frame = std::max(largest_frame, frame->payload.size());
+    for (; unacked >= 4096; unacked -= 4096) {
+      const std::string credit("\x00\x00\x10\x00", 4);  // 4096
+      REQUIRE(client.send(FrameSocket::frame(kWindowUpdate, 0, 1, credit) + FrameSocket::frame(kWindowUpdate, 0, 0, credit)));
+    }
+  }
+  INFO(received << " bytes received, in frames of up to " << largest_frame);
+  CHECK(largest_frame > 64u * 1024);
+  CHECK_FALSE(goaway);
+  CHECK(ended);
+  CHECK(received >= 100u * 65536);
+  CHECK_THAT(gateway.logs(), !Catch::Contains("a flood of"));
 }
 
 TEST_CASE("request headers of a connection's open calls count against max_held_request_header_bytes",
