@@ -88,6 +88,20 @@ void DownstreamConnection::startDrain() {
   scheduleFlush();
 }
 
+void DownstreamConnection::endCallsForShutdown(std::string_view why) {
+  if (closed_) return;
+  // Ending a call may close its stream (and erase it) before we move on.
+  std::vector<int32_t> ids;
+  ids.reserve(streams_.size());
+  for (const auto& [id, stream] : streams_) ids.push_back(id);
+  for (int32_t id : ids) {
+    auto it = streams_.find(id);
+    if (it != streams_.end()) it->second->endForShutdown(why);
+  }
+  if (drain_timer_) sendFinalGoaway();
+  scheduleFlush();
+}
+
 void DownstreamConnection::onPingAck(uint64_t sequence) {
   timers_.onPingAck();
   // Only the drain's own PING says the client has seen the first GOAWAY: the

@@ -54,6 +54,10 @@ class DownstreamConnection final : public Http2SessionOwner,
   // Graceful GOAWAY: a shutdown notice first, the real last stream id after a
   // round trip (PING), then the connection closes when its streams are done.
   void startDrain();
+  // The drain's time is up: every open call ends with UNAVAILABLE `why` and
+  // the final GOAWAY goes out, so the connection closes once the client has
+  // read them (the gateway closes it shortly after, read or not).
+  void endCallsForShutdown(std::string_view why);
   Dispatcher& dispatcher() { return dispatcher_; }
   Http2Session& session() { return session_; }
 

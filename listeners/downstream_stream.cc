@@ -649,6 +649,11 @@ bool DownstreamStream::resetForOverload(uint64_t min_bytes) {
   return true;
 }
 
+void DownstreamStream::endForShutdown(std::string_view why) {
+  if (ended_ || closed_) return;
+  sendLocalReply(LocalReplyReason::Draining, StatusCode::Unavailable, why);
+}
+
 void DownstreamStream::encodeResponseTrailers() {
   // The trailer hooks read the status as ctx.status() too (core/filter.h).
   takeStatusFromTrailers();

@@ -121,6 +121,11 @@ class DownstreamStream final : private CallGeneration,
   // the client) and frees what it held at once; false (nothing done) when it
   // is closed or no longer holds `min_bytes`.
   bool resetForOverload(uint64_t min_bytes);
+
+  // drain_timeout_ms passed with the call still open: it ends with
+  // UNAVAILABLE `why` (trailers, after what is queued), its backend's call
+  // is cancelled. A call that ended already is left to finish its queue.
+  void endForShutdown(std::string_view why);
   void encodeResponseHeaders() override {
     chain_.responseHeaders();
     // A hook may have added a message that is still held (a paused filter).

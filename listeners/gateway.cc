@@ -103,6 +103,7 @@ Gateway::~Gateway() {
   signals_.clear();
   drain_poll_timer_.reset();
   drain_deadline_timer_.reset();
+  drain_grace_timer_.reset();
   overload_monitor_.reset();
   admin_.reset();
   for (auto& t : threads_) {
@@ -335,11 +336,24 @@ void Gateway::startDrain(const std::string& why) {
   forEachWorker([](Worker& w) { w.startDrain(); });
   drain_poll_timer_ = std::make_unique<Timer>(mainWorker().dispatcher(), [this] { checkDrained(); });
   drain_poll_timer_->enable(std::chrono::milliseconds(50));
-  drain_deadline_timer_ = std::make_unique<Timer>(mainWorker().dispatcher(), [this] {
-    spdlog::warn("drain timeout: closing {} stream(s) still active", activeStreams());
+  drain_deadline_timer_ = std::make_unique<Timer>(mainWorker().dispatcher(), [this] { onDrainTimeout(); });
+  drain_deadline_timer_->enable(std::chrono::milliseconds(config_->drain_timeout_ms));
+}
+
+void Gateway::onDrainTimeout() {
+  // Each call still open gets a status saying why it ended, not a socket
+  // closed under it: a client that reads has it (and the final GOAWAY) in
+  // a round trip, and its connection closes, which checkDrained() sees. One
+  // that does not read is closed after kDrainTimeoutGrace all the same.
+  spdlog::warn("drain timeout: ending {} stream(s) still active with UNAVAILABLE", activeStreams());
+  const std::string why = fmt::format("the gateway is shutting down: drain_timeout_ms ({}) passed before the call ended",
+                                      config_->drain_timeout_ms);
+  forEachWorker([why](Worker& w) { w.endCallsForShutdown(why); });
+  drain_grace_timer_ = std::make_unique<Timer>(mainWorker().dispatcher(), [this] {
+    spdlog::warn("closing {} connection(s) whose clients did not read their calls' end", openConnections());
     finish();
   });
-  drain_deadline_timer_->enable(std::chrono::milliseconds(config_->drain_timeout_ms));
+  drain_grace_timer_->enable(kDrainTimeoutGrace);
 }
 
 void Gateway::checkDrained() {
@@ -359,6 +373,7 @@ void Gateway::finish() {
   finished_ = true;
   if (drain_poll_timer_) drain_poll_timer_->disable();
   if (drain_deadline_timer_) drain_deadline_timer_->disable();
+  if (drain_grace_timer_) drain_grace_timer_->disable();
   if (admin_) admin_->stop();
   if (overload_monitor_) overload_monitor_->stop();
   // A reload still looking up host names would keep the loop (its timers)

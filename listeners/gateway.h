@@ -79,6 +79,7 @@ class Gateway final : public AdminHandler {
 
  private:
   void checkDrained();
+  void onDrainTimeout();
   // Loads `text` as the new config (host names through `lookup`) and hands
   // it to every worker.
   Status applyReload(const std::string& text, const HostLookup& lookup);
@@ -138,6 +139,10 @@ class Gateway final : public AdminHandler {
   std::vector<uv_signal_s*> signals_;
   TimerPtr drain_poll_timer_;
   TimerPtr drain_deadline_timer_;
+  // After drain_timeout_ms, the calls still open were ended with a status:
+  // how long their clients have to read it before the sockets close.
+  TimerPtr drain_grace_timer_;
+  static constexpr std::chrono::milliseconds kDrainTimeoutGrace{1000};
   bool started_ = false;
   bool draining_ = false;
   bool finished_ = false;

@@ -62,6 +62,10 @@ void GrpcListener::startDrain() {
   for (auto& c : connections_) c->startDrain();
 }
 
+void GrpcListener::endCallsForShutdown(std::string_view why) {
+  for (auto& c : connections_) c->endCallsForShutdown(why);
+}
+
 GrpcListener::~GrpcListener() {
   stopAccepting();
   closeConnections();

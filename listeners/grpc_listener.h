@@ -49,6 +49,8 @@ class GrpcListener {
   void closeConnections();
   // Graceful drain: stop accepting and GOAWAY every connection.
   void startDrain();
+  // See DownstreamConnection::endCallsForShutdown.
+  void endCallsForShutdown(std::string_view why);
   size_t connectionCount() const { return connections_.size(); }
   size_t activeStreams() const;
 

@@ -138,6 +138,10 @@ void Worker::startDrain() {
   for (auto& l : listeners_) l->startDrain();
 }
 
+void Worker::endCallsForShutdown(const std::string& why) {
+  for (auto& l : listeners_) l->endCallsForShutdown(why);
+}
+
 size_t Worker::activeStreams() const {
   size_t n = 0;
   for (const auto& l : listeners_) n += l->activeStreams();

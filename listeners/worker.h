@@ -54,6 +54,8 @@ class Worker {
   Status reload(GatewayConfigConstPtr config);
   // Graceful drain: stop accepting, GOAWAY every connection, refuse new streams.
   void startDrain();
+  // drain_timeout_ms passed: calls still open end with UNAVAILABLE `why`.
+  void endCallsForShutdown(const std::string& why);
   size_t activeStreams() const;
   size_t openConnections() const;
   // overload.reset_calls_percent: resets this worker's calls holding the

@@ -177,6 +177,75 @@ TEST_CASE("a call that reaches a draining connection before the final GOAWAY is 
   CHECK(gateway.stop() == 0);
 }
 
+// A drain used to end at drain_timeout_ms by closing every socket: the
+// calls still open (a subscription, an upload) saw "Socket closed" and
+// whatever the gateway had queued for them was lost.
+TEST_CASE("calls still open at drain_timeout_ms end with UNAVAILABLE saying why, after what was queued",
+          "[e2e][lifecycle]") {
+  TestBackend backend("b");
+  auto config = catchAllConfig(backend.address());
+  config["drain_timeout_ms"] = 1500;
+  GatewayProcess gateway(config, GatewayProcess::Options{"info", std::chrono::milliseconds{10000}, {}, {}, {}});
+  auto stub = example::Echo::NewStub(makeChannel(gateway.address()));
+
+  // A subscription that outlives the drain, reading all it is sent.
+  std::string streamed;
+  std::thread subscription([&] {
+    grpc::ClientContext ctx;
+    setTimeout(ctx, std::chrono::seconds(20));
+    EchoRequest req;
+    req.set_response_count(1000);
+    req.set_response_interval_ms(50);
+    auto reader = stub->ServerStream(&ctx, req);
+    EchoResponse resp;
+    int n = 0;
+    while (reader->Read(&resp)) ++n;
+    auto s = reader->Finish();
+    streamed = std::to_string(n) + " messages, " + describe(s);
+  });
+  // A unary call its backend takes longer over than the drain allows.
+  grpc::Status slow;
+  std::thread unary([&] {
+    grpc::ClientContext ctx;
+    setTimeout(ctx, std::chrono::seconds(20));
+    EchoRequest req;
+    req.set_sleep_ms(15000);
+    EchoResponse resp;
+    slow = stub->Unary(&ctx, req, &resp);
+  });
+  // A client that stops reading: its socket closes after the grace all the same.
+  FrameSocket stalled(gateway.port(), /*receive_buffer=*/4096);
+  EchoRequest forever;
+  forever.set_response_count(100000);
+  forever.set_response_size(16384);
+  stalled.openServerStream(1, forever);
+  REQUIRE(waitFor([&] { return backend.stats().active.load() == 3; }, std::chrono::seconds(5)));
+  std::this_thread::sleep_for(std::chrono::milliseconds(300));  // some messages stream
+
+  const auto signalled = std::chrono::steady_clock::now();
+  gateway.signal(SIGTERM);
+  subscription.join();
+  unary.join();
+  const auto ended = std::chrono::steady_clock::now() - signalled;
+  INFO(streamed);
+  CHECK_THAT(streamed, Catch::Contains("UNAVAILABLE") &&
+                           Catch::Contains("drain_timeout_ms (1500) passed before the call ended"));
+  CHECK(std::stoi(streamed) >= 20);  // it streamed through the drain until then
+  CHECK(slow.error_code() == grpc::StatusCode::UNAVAILABLE);
+  CHECK_THAT(slow.error_message(), Catch::Contains("the gateway is shutting down: drain_timeout_ms (1500)"));
+  CHECK(ended >= std::chrono::milliseconds(1400));
+  CHECK(ended < std::chrono::milliseconds(4000));
+  // The backend's calls were cancelled, not left running.
+  CHECK(waitFor([&] { return backend.stats().active.load() == 0; }, std::chrono::seconds(5)));
+  // The stalled client held its connection open past the calls' end: it is
+  // closed 1 s later, and the gateway exits.
+  REQUIRE(waitFor([&] { return !gateway.running(); }, std::chrono::seconds(5)));
+  CHECK(std::chrono::steady_clock::now() - signalled < std::chrono::milliseconds(5000));
+  CHECK(gateway.stop() == 0);
+  CHECK_THAT(gateway.logs(), Catch::Contains("drain timeout: ending 3 stream(s) still active with UNAVAILABLE"));
+  CHECK_THAT(gateway.logs(), Catch::Contains("closing 1 connection(s) whose clients did not read"));
+}
+
 TEST_CASE("a late answer to a keepalive PING does not end a drain's first phase early", "[e2e][lifecycle]") {
   TestBackend backend("b");
   auto config = catchAllConfig(backend.address());
