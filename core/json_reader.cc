@@ -50,6 +50,10 @@ class StructureCheck {
 
   struct TooDeep {};  // thrown to stop parsing: nothing below it is worth reading
 
+  // Where the value being read goes: what a number the parser cannot hold
+  // ("1e400") is named by.
+  std::string valuePath() const { return childPath(); }
+
   void onEvent(nlohmann::json::parse_event_t event, const nlohmann::json& parsed) {
     using Event = nlohmann::json::parse_event_t;
     switch (event) {
@@ -127,11 +131,15 @@ bool parseConfigJson(const std::string& text, nlohmann::json& out, ConfigErrors&
     });
   } catch (const StructureCheck::TooDeep&) {
     return false;
+  } catch (const nlohmann::json::out_of_range& e) {
+    // A number too large for a double ("1E999") is an out_of_range thrown by
+    // the parser, and must not end the process (a SIGHUP reload of such a
+    // file would otherwise kill a serving gateway). Its message has no
+    // position: the path says where it is.
+    errors.add(check.valuePath(), fmt::format("invalid JSON: {}", e.what()));
+    return false;
   } catch (const nlohmann::json::exception& e) {
-    // Not only parse_error: a number too large for a double ("1E999") is an
-    // out_of_range thrown by the parser, and must not end the process (a
-    // SIGHUP reload of such a file would otherwise kill a serving gateway).
-    errors.add("", fmt::format("invalid JSON: {}", e.what()));
+    errors.add("", fmt::format("invalid JSON: {}", e.what()));  // a syntax error: its line and column
     return false;
   }
   return errors.size() == errors_before;

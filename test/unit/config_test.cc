@@ -290,6 +290,15 @@ TEST_CASE("filter chain shape is checked", "[config]") {
     CHECK_FALSE(r.config);
     CHECK(hasError(r.errors, "", "invalid JSON"));
   }
+  SECTION("a number no double holds is named by its path") {
+    auto r = load(R"({"drain_timeout_ms": 10, "clusters": [{"name": "c", "connect_timeout_ms": 1e400}]})");
+    CHECK_FALSE(r.config);
+    CHECK(hasError(r.errors, "/clusters/0/connect_timeout_ms", "number overflow parsing '1e400'"));
+    auto top = load(R"(1e400)");
+    CHECK(hasError(top.errors, "", "number overflow"));
+    auto in_array = load(R"({"listeners": [1, -2e999]})");
+    CHECK(hasError(in_array.errors, "/listeners/1", "number overflow"));
+  }
   SECTION("missing required keys") {
     auto r = load(R"({"clusters":[{"endpoints":["127.0.0.1:1"]}]})");
     CHECK(hasError(r.errors, "/listeners", "required"));
