@@ -48,15 +48,15 @@ struct HealthWatch {
 DownstreamStream::DownstreamStream(DownstreamConnection& connection, int32_t stream_id)
     : CallGeneration{connection.listener().worker().current()},
       connection_(connection),
-      listener_config_(connection.listener().config()),
+      listener_config_(&connection.listener().config()),
       chain_(*this, *this),
-      decoder_(listener_config_.max_message_bytes),
+      decoder_(listener_config_->max_message_bytes),
       // Response bytes queued for a slow client before the upstream is slowed down.
-      response_out_(listener_config_.stream_buffer_bytes, listener_config_.stream_buffer_bytes / 2) {
+      response_out_(listener_config_->stream_buffer_bytes, listener_config_->stream_buffer_bytes / 2) {
   stream_id_ = stream_id;
   connection_id_ = connection.id();
   peer_address_ = connection.peerAddress();
-  max_message_bytes_ = listener_config_.max_message_bytes;
+  max_message_bytes_ = listener_config_->max_message_bytes;
   response_out_.setWatermarkCallback([this](bool above) {
     out_above_ = above;
     updateResponseWatermark();
@@ -88,7 +88,7 @@ void DownstreamStream::onHeader(std::string_view name, std::string_view value) {
   if (call_started_ || headers_too_large_) return;
   // Counted as HTTP/2 counts a header list; past the limit nothing more is kept.
   header_bytes_ += headerListBytes(name, value);
-  if (header_bytes_ > listener_config_.max_header_list_bytes) {
+  if (header_bytes_ > listener_config_->max_header_list_bytes) {
     headers_too_large_ = true;
     return;
   }
@@ -117,7 +117,7 @@ void DownstreamStream::startCall() {
     connection_.session().chargeOversizedHeaders();
     sendLocalReply(LocalReplyReason::BadRequest, StatusCode::ResourceExhausted,
                    fmt::format("request headers exceed the limit of {} bytes (max_header_list_bytes)",
-                               listener_config_.max_header_list_bytes));
+                               listener_config_->max_header_list_bytes));
     return;
   }
   if (!countRequestHeaders()) return;
@@ -163,7 +163,7 @@ void DownstreamStream::startCall() {
   counts_method_ = true;
   countMethodIn(worker().stats().methodForCall(path_, service_, method_, false));
 
-  if (listener_config_.health_service) {
+  if (listener_config_->health_service) {
     if (path_ == health_messages::kCheckPath) health_call_ = HealthCall::Check;
     if (path_ == health_messages::kWatchPath) health_call_ = HealthCall::Watch;
     // Answered when its request message arrives (onMessage), draining or
@@ -189,7 +189,7 @@ void DownstreamStream::startCall() {
   }
   if (!armCallTimers()) return;
   chain_built_ = true;
-  const auto& entries = listener_config_.filters;
+  const auto& entries = listener_config_->filters;
   chain_.reserve(entries.size());
   for (size_t i = 0; i < entries.size(); ++i) {
     if (!addFilter(i)) return;
@@ -210,10 +210,10 @@ bool DownstreamStream::armCallTimers() {
     client_deadline_ = deadlineAfter(*parsed);
     setDeadline(*client_deadline_);
   }
-  if (listener_config_.stream_idle_timeout_ms > 0) {
+  if (listener_config_->stream_idle_timeout_ms > 0) {
     idle_timer_ = std::make_unique<Timer>(dispatcher(), [this] {
       sendLocalReply(LocalReplyReason::Deadline, StatusCode::DeadlineExceeded,
-                     fmt::format("stream idle for {} ms (stream_idle_timeout_ms)", listener_config_.stream_idle_timeout_ms));
+                     fmt::format("stream idle for {} ms (stream_idle_timeout_ms)", listener_config_->stream_idle_timeout_ms));
     });
     touch();
   }
@@ -222,7 +222,7 @@ bool DownstreamStream::armCallTimers() {
 
 void DownstreamStream::assignRequestId() {
   const std::string* given = request_headers_.get(request_id::kHeader);
-  if (given != nullptr && listener_config_.preserve_external_request_id && request_id::acceptable(*given)) {
+  if (given != nullptr && listener_config_->preserve_external_request_id && request_id::acceptable(*given)) {
     request_id_ = *given;
     // One id per call: a repeated header would reach the backend as "a, b".
     auto copies = std::count_if(request_headers_.begin(), request_headers_.end(),
@@ -230,7 +230,7 @@ void DownstreamStream::assignRequestId() {
     if (copies > 1) request_headers_.set(request_id::kHeader, request_id_);
     return;
   }
-  if (!listener_config_.generate_request_id) {
+  if (!listener_config_->generate_request_id) {
     // Not trusted, or not an id: nobody downstream should take it for one.
     if (given != nullptr) request_headers_.remove(request_id::kHeader);
     return;
@@ -240,7 +240,7 @@ void DownstreamStream::assignRequestId() {
 }
 
 void DownstreamStream::addRequestIdTo(HeaderMap& block) const {
-  if (listener_config_.always_set_request_id_in_response && !request_id_.empty()) {
+  if (listener_config_->always_set_request_id_in_response && !request_id_.empty()) {
     block.set(request_id::kHeader, request_id_);
   }
 }
@@ -342,7 +342,7 @@ bool DownstreamStream::countRequestHeaders() {
   // Held until the call closes: filters, retries and the access log read them.
   connection_.adjustHeldRequestHeaderBytes(static_cast<int64_t>(header_bytes_));
   headers_counted_ = true;
-  const uint64_t limit = listener_config_.max_held_request_header_bytes;
+  const uint64_t limit = listener_config_->max_held_request_header_bytes;
   if (connection_.heldRequestHeaderBytes() <= limit) return true;
   releaseRequestHeaders();  // the call ends here; its headers go with the stream
   sendLocalReply(LocalReplyReason::BadRequest, StatusCode::ResourceExhausted,
@@ -364,7 +364,7 @@ bool DownstreamStream::countIncompleteRequest() {
   // connection hold max_message_bytes per stream. Once complete, a message
   // may wait whole for a backend that is not reading: it still counts.
   recountIncompleteRequest();
-  const uint64_t limit = listener_config_.incompleteRequestLimit();
+  const uint64_t limit = listener_config_->incompleteRequestLimit();
   if (ended_ || connection_.incompleteRequestBytes() <= limit) return true;
   sendLocalReply(LocalReplyReason::MessageTooLarge, StatusCode::ResourceExhausted,
                  fmt::format("request messages on this connection, arriving, held by a filter or waiting for their "
@@ -407,9 +407,9 @@ void DownstreamStream::updateResponseWatermark() {
   // Held bytes count like bytes queued for a slow client, with the same
   // marks: else a filter that pauses responses lets the backend fill memory.
   const size_t held = chain_.queuedResponseBytes();
-  if (held > listener_config_.stream_buffer_bytes) {
+  if (held > listener_config_->stream_buffer_bytes) {
     held_above_ = true;
-  } else if (held <= listener_config_.stream_buffer_bytes / 2) {
+  } else if (held <= listener_config_->stream_buffer_bytes / 2) {
     held_above_ = false;
   }
   const bool above = out_above_ || held_above_;
@@ -437,7 +437,7 @@ bool DownstreamStream::onMessage(Message&& message) {
 health_messages::ServingStatus DownstreamStream::healthOf(std::string_view service) {
   const bool gateway_serving =
       !connection_.draining() && !connection_.listener().worker().overload().refusingCalls();
-  return servingStatus(*listener_config_.health_service, service, gateway_serving, worker().clusterManager());
+  return servingStatus(*listener_config_->health_service, service, gateway_serving, worker().clusterManager());
 }
 
 void DownstreamStream::answerHealthCall(const Message& request) {
@@ -478,6 +478,7 @@ void DownstreamStream::answerHealthCall(const Message& request) {
 
 void DownstreamStream::watchHealth() {
   if (ended_) return;
+  if (generation_->retired() && !moveWatchToCurrentConfig()) return;
   HealthWatch& watch = *health_watch_;
   const health_messages::ServingStatus status = healthOf(watch.service);
   if (status != watch.sent) {
@@ -490,14 +491,27 @@ void DownstreamStream::watchHealth() {
     sendLocalReply(LocalReplyReason::Draining, StatusCode::Unavailable, "the gateway is shutting down (draining)");
     return;
   }
-  if (generation_->retired()) {
-    // A reload: this call's clusters no longer run health checks, so what it
-    // would report stays frozen (and it would hold the old config forever).
-    // The client's retry watches the new config.
-    sendLocalReply(LocalReplyReason::Draining, StatusCode::Unavailable, "the gateway's config was reloaded: watch again");
-    return;
-  }
   watch.timer->enable(HealthWatch::kInterval);
+}
+
+bool DownstreamStream::moveWatchToCurrentConfig() {
+  // A reload. Ending the Watch would put every gRPC client that checks
+  // health itself (gRFC A17) into TRANSIENT_FAILURE for a round trip at each
+  // reload, and keeping the old config would freeze its answers (the old
+  // clusters run no more health checks) and hold that config for as long as
+  // the client watches. A Watch builds no filter chain: nothing of the old
+  // config is in use, so it goes on under the new one, whose answer goes out
+  // if it differs (a service the new config dropped: SERVICE_UNKNOWN). The
+  // old config is let go of outside this timer's callback.
+  GenerationPtr old = std::exchange(generation_, connection_.listener().worker().current());
+  dispatcher().post([old = std::move(old)] {});
+  listener_config_ = &connection_.listener().config();
+  if (listener_config_->health_service) return true;
+  // What a server without the health service answers: the client stops
+  // checking and treats the gateway as healthy (gRFC A17).
+  sendLocalReply(LocalReplyReason::BadRequest, StatusCode::Unimplemented,
+                 "health_service is no longer configured on this listener (the config was reloaded)");
+  return false;
 }
 
 void DownstreamStream::releaseRequestCredit() {
@@ -505,7 +519,7 @@ void DownstreamStream::releaseRequestCredit() {
   // upstream (or a paused filter) holds too much, the client must wait.
   if (withheld_credit_ == 0 || closed_) return;
   // Request bytes held behind a paused filter count against the same budget.
-  if (!ended_ && (backpressure_ || chain_.queuedRequestBytes() > listener_config_.stream_buffer_bytes)) return;
+  if (!ended_ && (backpressure_ || chain_.queuedRequestBytes() > listener_config_->stream_buffer_bytes)) return;
   connection_.session().consume(stream_id_, withheld_credit_);
   withheld_credit_ = 0;
   connection_.wake();
@@ -515,7 +529,7 @@ size_t* DownstreamStream::heldRequestBytes() { return connection_.heldRequestByt
 
 bool DownstreamStream::adjustIncompleteResponseBytes(int64_t delta) {
   connection_.adjustIncompleteResponseBytes(delta);
-  return delta <= 0 || connection_.incompleteResponseBytes() <= listener_config_.incompleteResponseLimit();
+  return delta <= 0 || connection_.incompleteResponseBytes() <= listener_config_->incompleteResponseLimit();
 }
 
 size_t DownstreamStream::reserveResponseWindow(size_t wanted) {
@@ -592,7 +606,7 @@ void DownstreamStream::sendMessage(Message&& message) {
   counters_.response_bytes += message.payload.size();
   touch();
   response_out_.appendMessage(std::move(message));
-  if (connection_.bufferedResponseBytes() > listener_config_.max_buffered_response_bytes) {
+  if (connection_.bufferedResponseBytes() > listener_config_->max_buffered_response_bytes) {
     connection_.onResponseBufferFull();
   }
   connection_.session().resumeData(stream_id_);
@@ -629,7 +643,7 @@ void DownstreamStream::abortSlowReader(size_t connection_held) {
       "the client took none of the call's response for {} ms while its connection's calls held {} response "
       "bytes, over max_buffered_response_bytes ({}); this call had {} queued",
       DownstreamConnection::kSlowReaderGrace.count(), connection_held,
-      listener_config_.max_buffered_response_bytes, response_out_.size());
+      listener_config_->max_buffered_response_bytes, response_out_.size());
   spdlog::info("[C{}][S{}] reset (ENHANCE_YOUR_CALM): {}", connection_id_, stream_id_, why);
   resetCall(LocalReplyReason::SlowReader, StatusCode::ResourceExhausted, why, NGHTTP2_ENHANCE_YOUR_CALM);
 }
@@ -687,7 +701,7 @@ void DownstreamStream::sendTrailers() {
     connection_.session().submitResponse(stream_id_, block, true);
   } else {
     // The client has the call's id from the headers: not a backend's second one.
-    if (listener_config_.always_set_request_id_in_response && !request_id_.empty()) {
+    if (listener_config_->always_set_request_id_in_response && !request_id_.empty()) {
       response_trailers_.remove(request_id::kHeader);
     }
     trailers_on_wire_ = true;
@@ -795,7 +809,7 @@ void DownstreamStream::sendHttpError(int status, std::string_view body) {
 }
 
 void DownstreamStream::touch() {
-  if (idle_timer_ && !ended_ && !health_watch_) idle_timer_->enable(std::chrono::milliseconds(listener_config_.stream_idle_timeout_ms));
+  if (idle_timer_ && !ended_ && !health_watch_) idle_timer_->enable(std::chrono::milliseconds(listener_config_->stream_idle_timeout_ms));
 }
 
 void DownstreamStream::finish() {
@@ -825,8 +839,8 @@ void DownstreamStream::finish() {
 }
 
 bool DownstreamStream::addFilter(size_t index) {
-  const FilterEntryConfig& entry = listener_config_.filters[index];
-  const bool terminal = index + 1 == listener_config_.filters.size();
+  const FilterEntryConfig& entry = listener_config_->filters[index];
+  const bool terminal = index + 1 == listener_config_->filters.size();
   bool threw = false;
   FilterPtr filter = createFilterOf(entry, threw);
   if (ended_) return false;  // the factory ended the call itself
@@ -848,8 +862,8 @@ bool DownstreamStream::addFilter(size_t index) {
 
 void DownstreamStream::addRefusalObservers(size_t from) {
   chain_built_ = true;
-  for (size_t i = from; i < listener_config_.filters.size(); ++i) {
-    const FilterEntryConfig& entry = listener_config_.filters[i];
+  for (size_t i = from; i < listener_config_->filters.size(); ++i) {
+    const FilterEntryConfig& entry = listener_config_->filters[i];
     if (!entry.factory->observesRefusedCalls()) continue;
     // The call is refused already: a factory failing here only loses its
     // observer (logged).

@@ -152,6 +152,9 @@ class DownstreamStream final : private CallGeneration,
   void answerHealthCall(const Message& request);
   // A Watch's status now: sent when it changed; the call ends if the gateway drains.
   void watchHealth();
+  // After a reload: the Watch goes on under the worker's current config;
+  // false if that has no health_service (the call is ended).
+  bool moveWatchToCurrentConfig();
   // `service`'s status now, as this call's config and worker see it.
   health_messages::ServingStatus healthOf(std::string_view service);
   // Answers a request that is not gRPC with a plain HTTP error.
@@ -214,7 +217,9 @@ class DownstreamStream final : private CallGeneration,
   void resetCall(LocalReplyReason reason, StatusCode status, std::string_view why, uint32_t h2_error);
 
   DownstreamConnection& connection_;
-  const ListenerConfig& listener_config_;
+  // The call's generation's entry for its listener (a Watch moves to the
+  // current one at a reload: moveWatchToCurrentConfig).
+  const ListenerConfig* listener_config_;
   FilterChain chain_;
   GrpcFrameDecoder decoder_;
   OutboundData response_out_;

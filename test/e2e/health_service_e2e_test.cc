@@ -3,6 +3,10 @@
 // for itself (""), and for services by their clusters' endpoints.
 #include <catch2/catch.hpp>
 
+#include <unistd.h>
+
+#include <filesystem>
+
 #include "test/support/e2e_fixture.h"
 #include "test/support/http_client.h"
 #include "test/support/raw_h2_client.h"
@@ -11,6 +15,7 @@ namespace sluice::test {
 namespace {
 
 using namespace std::chrono_literals;
+namespace fs = std::filesystem;
 
 nlohmann::json healthConfig(const std::string& backend) {
   nlohmann::json config = catchAllConfig(backend);
@@ -133,17 +138,6 @@ TEST_CASE("health_service: Watch streams a service's status as it changes, and e
     CHECK(unknown.next() == "SERVICE_UNKNOWN");
   }
 
-  // A reload: the old config's clusters stop their health checks, so a
-  // Watch on it ends (within its 500 ms look) and the client watches anew.
-  {
-    HealthWatcher before_reload(*channel, "sluice.example.Echo", 30s);
-    CHECK(before_reload.next() == "SERVING");
-    REQUIRE(reloadWithSighup(gateway, config.dump(), 1));
-    CHECK(before_reload.next() == std::nullopt);
-    grpc::Status reloaded = before_reload.finish();
-    CHECK(reloaded.error_code() == grpc::StatusCode::UNAVAILABLE);
-    CHECK_THAT(reloaded.error_message(), Catch::Contains("reloaded"));
-  }
   HealthWatcher watch(*channel, "sluice.example.Echo", 30s);
   CHECK(watch.next() == "SERVING");
   HealthWatcher gateway_itself(*channel, "", 30s);
@@ -163,6 +157,79 @@ TEST_CASE("health_service: Watch streams a service's status as it changes, and e
   CHECK(waitFor([&] { return !gateway.running(); }, 10s));
   CHECK(std::chrono::steady_clock::now() - drain_started < 10s);
   CHECK(gateway.stop() == 0);
+}
+
+// A Watch used to end at each reload (its old config's clusters stop their
+// health checks): every gRPC client checking health itself (gRFC A17) then
+// marked the gateway TRANSIENT_FAILURE until its Watch was answered again.
+TEST_CASE("health_service: a Watch goes on across reloads, answering from the new config, which it does not hold",
+          "[e2e][health_service]") {
+  TestBackend backend("primary");
+  ClosedPort nothing_there;
+  const fs::path dir = fs::temp_directory_path() / ("sluice-watch-reload-" + std::to_string(::getpid()));
+  fs::create_directories(dir);
+  auto withLog = [&](nlohmann::json config, const std::string& file) {
+    // An access log whose file the config holds open: once the old config
+    // is let go of, so is its file.
+    nlohmann::json log = {{"name", "access_log"}, {"config", {{"path", (dir / file).string()}}}};
+    auto& filters = config["listeners"][0]["filters"];
+    filters.insert(filters.begin(), log);
+    return config;
+  };
+  nlohmann::json first = withLog(healthConfig(backend.address()), "first.log");
+  GatewayProcess gateway(first);
+  auto channel = makeChannel(gateway.address());
+  auto holdsOpen = [&](const std::string& file) {
+    std::error_code ec;
+    for (const auto& fd : fs::directory_iterator("/proc/" + std::to_string(gateway.pid()) + "/fd", ec)) {
+      if (fs::read_symlink(fd.path(), ec) == dir / file) return true;
+    }
+    return false;
+  };
+  {
+    // The log opens its file with its first line.
+    auto stub = example::Echo::NewStub(channel);
+    grpc::ClientContext context;
+    setTimeout(context, kCallTimeout);
+    example::EchoResponse response;
+    REQUIRE_OK(stub->Unary(&context, example::EchoRequest(), &response));
+  }
+  REQUIRE(waitFor([&] { return holdsOpen("first.log"); }, 5s));
+
+  HealthWatcher service(*channel, "sluice.example.Echo", 60s);
+  CHECK(service.next() == "SERVING");
+  HealthWatcher itself(*channel, "", 60s);
+  CHECK(itself.next() == "SERVING");
+
+  // The service's cluster now points where nothing listens: the Watch follows
+  // the new cluster's health checks.
+  nlohmann::json moved = withLog(healthConfig(nothing_there.address()), "second.log");
+  REQUIRE(reloadWithSighup(gateway, moved.dump(), 1));
+  CHECK(service.next() == "NOT_SERVING");
+  // Both Watches moved to the new config: the old one, and its log file, are let go of.
+  CHECK(waitFor([&] { return !holdsOpen("first.log"); }, 5s));
+
+  // Back to the backend, then a config without the service.
+  REQUIRE(reloadWithSighup(gateway, withLog(healthConfig(backend.address()), "third.log").dump(), 2));
+  CHECK(service.next() == "SERVING");
+  nlohmann::json dropped = withLog(healthConfig(backend.address()), "fourth.log");
+  dropped["listeners"][0]["health_service"]["services"] = nlohmann::json::object();
+  REQUIRE(reloadWithSighup(gateway, dropped.dump(), 3));
+  CHECK(service.next() == "SERVICE_UNKNOWN");
+
+  // No health service at all: what a server without one answers, so the
+  // client stops checking.
+  nlohmann::json none = withLog(healthConfig(backend.address()), "fifth.log");
+  none["listeners"][0].erase("health_service");
+  REQUIRE(reloadWithSighup(gateway, none.dump(), 4));
+  CHECK(itself.next() == std::nullopt);
+  grpc::Status ended = itself.finish();
+  CHECK(ended.error_code() == grpc::StatusCode::UNIMPLEMENTED);
+  CHECK_THAT(ended.error_message(), Catch::Contains("health_service is no longer configured"));
+  CHECK(service.next() == std::nullopt);
+  CHECK(service.finish().error_code() == grpc::StatusCode::UNIMPLEMENTED);
+  std::error_code ec;
+  fs::remove_all(dir, ec);
 }
 
 // A Watch waits on the gateway itself, so the listener's idle timeout must
