@@ -102,6 +102,11 @@ void UpstreamStream::onConnectionLost(const std::string& detail, bool endpoint_f
   callbacks_.onUpstreamReset({StatusCode::Unavailable, detail, false, endpoint_fault, false, sent});
 }
 
+void UpstreamStream::onHeadersOverBackendLimit(const std::string& detail) {
+  connection_ = nullptr;
+  callbacks_.onUpstreamReset({StatusCode::ResourceExhausted, detail, false, false, false, false});
+}
+
 void UpstreamStream::onHeader(std::string_view name, std::string_view value) {
   // nghttp2 does not enforce the SETTINGS_MAX_HEADER_LIST_SIZE it sends: a
   // backend could make us keep any amount (HPACK turns each byte of a block

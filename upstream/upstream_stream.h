@@ -79,6 +79,9 @@ class UpstreamStream final : public Http2StreamHandler {
   // The connection failed or closed before the stream completed (the
   // endpoint's fault), or the stream could not be placed on one (not).
   void onConnectionLost(const std::string& detail, bool endpoint_fault = true);
+  // Not sent: its headers are over what the backend said it accepts. The
+  // call fails with RESOURCE_EXHAUSTED, as a direct client's would.
+  void onHeadersOverBackendLimit(const std::string& detail);
 
   // ---- Http2StreamHandler ----
   void onHeader(std::string_view name, std::string_view value) override;

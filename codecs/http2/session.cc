@@ -683,6 +683,10 @@ uint32_t Http2Session::remoteMaxConcurrentStreams() const {
   return nghttp2_session_get_remote_settings(session_, NGHTTP2_SETTINGS_MAX_CONCURRENT_STREAMS);
 }
 
+uint32_t Http2Session::remoteMaxHeaderListBytes() const {
+  return nghttp2_session_get_remote_settings(session_, NGHTTP2_SETTINGS_MAX_HEADER_LIST_SIZE);
+}
+
 size_t Http2Session::openStreams() const { return open_streams_; }
 
 Http2StreamHandler* Http2Session::handler(int32_t stream_id) const { return handlerOf(session_, stream_id); }

@@ -231,6 +231,8 @@ class Http2Session {
   void chargeOversizedHeaders() { spend(stream_errors_, "header blocks over max_header_list_bytes"); }
 
   uint32_t remoteMaxConcurrentStreams() const;
+  // The peer's SETTINGS_MAX_HEADER_LIST_SIZE (UINT32_MAX if it sent none).
+  uint32_t remoteMaxHeaderListBytes() const;
   size_t openStreams() const;
   Side side() const { return side_; }
 

@@ -413,6 +413,53 @@ TEST_CASE("request headers over max_header_list_bytes get RESOURCE_EXHAUSTED", "
   CHECK(ok.grpcStatus() == 0);
 }
 
+// grpc++ backends accept 8 KiB of metadata (their SETTINGS_MAX_HEADER_LIST_SIZE)
+// and close the whole connection on a block past it: one client's call with
+// 10 KB of metadata used to end every other client's call sharing it.
+TEST_CASE("request headers over the backend's SETTINGS_MAX_HEADER_LIST_SIZE fail that call alone, unsent",
+          "[e2e][limits]") {
+  TestBackend backend("b");
+  auto config = catchAllConfig(backend.address());
+  config["workers"] = 1;  // every call shares the one backend connection
+  GatewayProcess gateway(config);
+  auto others = example::Echo::NewStub(makeChannel(gateway.address()));
+  // Calls of other clients in flight on the backend connection.
+  std::vector<std::thread> streams;
+  std::atomic<int> finished_ok{0};
+  for (int i = 0; i < 3; ++i) {
+    streams.emplace_back([&] {
+      grpc::ClientContext ctx;
+      setTimeout(ctx, std::chrono::seconds(20));
+      EchoRequest req;
+      req.set_response_count(10);
+      req.set_response_interval_ms(100);
+      auto reader = others->ServerStream(&ctx, req);
+      EchoResponse resp;
+      int n = 0;
+      while (reader->Read(&resp)) ++n;
+      if (reader->Finish().ok() && n == 10) finished_ok++;
+    });
+  }
+  REQUIRE(waitFor([&] { return backend.stats().active.load() == 3; }, std::chrono::seconds(5)));
+  auto big = example::Echo::NewStub(makeChannel(gateway.address()));
+  grpc::ClientContext ctx;
+  setTimeout(ctx, kCallTimeout);
+  ctx.AddMetadata("x-junk", std::string(10000, 'a'));
+  EchoResponse resp;
+  grpc::Status s = big->Unary(&ctx, EchoRequest(), &resp);
+  CHECK(s.error_code() == grpc::StatusCode::RESOURCE_EXHAUSTED);
+  CHECK_THAT(s.error_message(), Catch::Contains("exceed the 8192 bytes endpoint") &&
+                                    Catch::Contains("SETTINGS_MAX_HEADER_LIST_SIZE"));
+  for (auto& t : streams) t.join();
+  CHECK(finished_ok == 3);
+  CHECK(backend.stats().calls.load() == 3);  // the oversized call never reached it
+  // Under the backend's limit, metadata passes as before.
+  grpc::ClientContext fits;
+  setTimeout(fits, kCallTimeout);
+  fits.AddMetadata("x-junk", std::string(6000, 'a'));
+  REQUIRE_OK(big->Unary(&fits, EchoRequest(), &resp));
+}
+
 // Each such block is answered, but a client sending them one after another
 // (HPACK lets ~80 bytes stand for one) spends the budget of streams it made
 // the gateway reset, as a block past the cutoff does.
