@@ -271,6 +271,9 @@ GatewayConfigConstPtr loadConfig(const std::string& text, const FilterRegistry& 
     if (auto t = a.unsignedInt("request_timeout_ms", 1, 3600000)) {
       config->admin_request_timeout_ms = static_cast<uint32_t>(*t);
     }
+    if (auto b = a.unsignedInt("max_pending_answer_bytes", 1024, uint64_t{1} << 32)) {
+      config->admin_max_pending_answer_bytes = *b;
+    }
     a.finish();
   }
   if (auto d = obj.unsignedInt("drain_timeout_ms", 0, 3600000)) config->drain_timeout_ms = static_cast<uint32_t>(*d);

@@ -151,6 +151,9 @@ struct GatewayConfig {
   uint32_t admin_max_connections = 32;
   // From accept to the answer written: a client slower than this is cut off.
   uint32_t admin_request_timeout_ms = 5000;
+  // Answers written but not yet read by their clients, all admin connections
+  // together; past it a request gets 503 (slow scrapers of a large /stats).
+  uint64_t admin_max_pending_answer_bytes = 32 << 20;
   uint32_t drain_timeout_ms = 10000;
   // How long a reload waits for its host names' lookups (ReloadResolver); a
   // name not answered by then makes the reload fail like one that does not

@@ -149,7 +149,8 @@ class WorkerStats {
   // method's call that sent one message does not make it "unary" again).
   // No allocation once the path is known.
   // A path not seen before gets its own series only when `admit` (its call
-  // passed every filter: routed, authorised), else nullptr. Past
+  // passed every filter, routed and authorised, and its backend did not
+  // answer UNIMPLEMENTED), else nullptr. Past
   // kMaxMethodPaths distinct paths, and for paths longer than
   // kMaxMethodPathBytes, calls count under service and method kOtherMethod:
   // a client spraying made-up method names must not grow the gateway's

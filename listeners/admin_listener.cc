@@ -72,6 +72,7 @@ class AdminConnection final : public TcpSocketCallbacks, public DeferredDeletabl
 
   // Nothing received yet: the slot may go to a newer connection.
   bool silent() const { return !received_any_ && !answered_ && !finished_; }
+  size_t bytesPending() const { return socket_.bytesPending(); }
   // Closes a silent connection to make room for a new one: idle or stuck
   // clients holding every slot must not keep health probes out.
   void evict() {
@@ -198,6 +199,13 @@ class AdminConnection final : public TcpSocketCallbacks, public DeferredDeletabl
     }
     std::string method = http_method_str(static_cast<http_method>(parser_.method));
     dispatched_ = true;
+    if (const size_t held = listener_.answerBytesPending(); held > listener_.limits().max_pending_answer_bytes) {
+      // Scrapes of many MB each, to clients reading slowly: one more would
+      // add its whole size to the heap (and push it toward `overload`).
+      respond({503, "text/plain; charset=utf-8",
+               fmt::format("admin answers not yet read by their clients hold {} bytes; try again\n", held), ""});
+      return;
+    }
     listener_.handler().handleAdmin(method, path, query, listener_.replyTo(id_));
   }
 
@@ -211,7 +219,11 @@ class AdminConnection final : public TcpSocketCallbacks, public DeferredDeletabl
     head += "\r\n";
     // A HEAD answer has the GET answer's headers and no body (RFC 9110 9.3.2).
     const bool head_request = dispatched_ && parser_.method == HTTP_HEAD;
-    socket_.write(head_request ? head : head + r.body);
+    // Gathered: a scrape of many MB is copied only for what the kernel does
+    // not take at once.
+    const ByteSpan spans[] = {{reinterpret_cast<const uint8_t*>(head.data()), head.size()},
+                              {reinterpret_cast<const uint8_t*>(r.body.data()), head_request ? 0 : r.body.size()}};
+    socket_.write(spans, 2);
     if (socket_.bytesPending() == 0) done();
   }
 
@@ -312,6 +324,12 @@ void AdminListener::logRefusal(const std::string& peer) {
   spdlog::warn("admin: max_connections ({}) reached, every connection busy with a request: refused {} ({} more "
                "refused since the last such line)",
                limits_.max_connections, peer, skipped);
+}
+
+size_t AdminListener::answerBytesPending() const {
+  size_t held = 0;
+  for (const auto& c : connections_) held += c->bytesPending();
+  return held;
 }
 
 void AdminListener::onConnectionDone(AdminConnection& connection) {

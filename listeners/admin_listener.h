@@ -50,6 +50,7 @@ class AdminHandler {
 struct AdminLimits {
   uint32_t max_connections = 32;
   uint32_t request_timeout_ms = 5000;
+  uint64_t max_pending_answer_bytes = 32 << 20;
 };
 
 class AdminListener {
@@ -71,6 +72,10 @@ class AdminListener {
   void onConnectionDone(AdminConnection& connection);
   // A connection refused at max_connections (all busy with requests).
   void logRefusal(const std::string& peer);
+  // Answers written but not yet taken by their clients. Past
+  // max_pending_answer_bytes, a request gets 503 at once instead of another
+  // answer to hold.
+  size_t answerBytesPending() const;
   // The AdminReply for a request on `connection`; it finds the connection by
   // id, so it stays safe to call after the connection is gone.
   AdminReply replyTo(uint64_t connection_id);

@@ -159,7 +159,8 @@ void DownstreamStream::startCall() {
   service_ = service_name;
   method_ = method_name;
   // A path seen before counts from here; a new one once its call passed
-  // every filter (countAcceptedCall), or else under "(other)".
+  // every filter and its backend showed the method exists
+  // (admitProvenMethod), or else under "(other)".
   counts_method_ = true;
   countMethodIn(worker().stats().methodForCall(path_, service_, method_, false));
 
@@ -196,7 +197,6 @@ void DownstreamStream::startCall() {
   }
   spdlog::debug("[C{}][S{}] {} from {}", connection_id_, stream_id_, path_, peer_address_);
   chain_.requestHeaders();
-  countAcceptedCall();
 }
 
 bool DownstreamStream::armCallTimers() {
@@ -253,8 +253,13 @@ bool DownstreamStream::admitsMethodSeries() const {
          (chain_.requestHeadersAtTerminal() && route() != nullptr);
 }
 
-void DownstreamStream::countAcceptedCall() {
-  if (method_stats_ != nullptr || !counts_method_ || !admitsMethodSeries()) return;
+void DownstreamStream::admitProvenMethod() {
+  // Response headers without a status: the backend serves the method. (An
+  // unknown one gets a trailers-only UNIMPLEMENTED, judged in finish().)
+  if (method_stats_ != nullptr || !counts_method_ || response_headers_.get("grpc-status") != nullptr ||
+      !admitsMethodSeries()) {
+    return;
+  }
   countMethodIn(worker().stats().methodForCall(path_, service_, method_, true));
 }
 
@@ -556,7 +561,6 @@ void DownstreamStream::onOutboundDrained(size_t) {
 void DownstreamStream::resumeRequest(const Filter* from) {
   chain_.continueRequest(from);
   recountIncompleteRequest();  // what the paused filter held has moved on
-  countAcceptedCall();
   releaseRequestCredit();
 }
 
@@ -822,8 +826,11 @@ void DownstreamStream::finish() {
   if (health_watch_) health_watch_->timer->disable();
   if (call_started_) connection_.stats().downstream_rq_active.dec();
   if (counts_method_ && method_stats_ == nullptr) {
-    countMethodIn(admitsMethodSeries() ? worker().stats().methodForCall(path_, service_, method_, true)
-                                       : &worker().stats().otherMethod());
+    // A method the backend does not know (UNIMPLEMENTED) takes no series: a
+    // client inventing names behind a catch-all route would use them up.
+    const bool admit = admitsMethodSeries() && status_ != StatusCode::Unimplemented;
+    countMethodIn(admit ? worker().stats().methodForCall(path_, service_, method_, true)
+                        : &worker().stats().otherMethod());
   }
   if (method_stats_ != nullptr) {
     method_stats_->handled[std::min<size_t>(static_cast<size_t>(status_), 16)].inc();

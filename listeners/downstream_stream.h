@@ -127,6 +127,7 @@ class DownstreamStream final : private CallGeneration,
   // is cancelled. A call that ended already is left to finish its queue.
   void endForShutdown(std::string_view why);
   void encodeResponseHeaders() override {
+    admitProvenMethod();
     chain_.responseHeaders();
     // A hook may have added a message that is still held (a paused filter).
     if (chain_.queuedResponseBytes() != 0 || held_above_) updateResponseWatermark();
@@ -192,8 +193,10 @@ class DownstreamStream final : private CallGeneration,
   // queued for the client, or those held behind a paused response filter.
   void updateResponseWatermark();
   // Gives a call of a path new to the metrics its own series once every
-  // filter let it through, so made-up method names cannot use them up.
-  void countAcceptedCall();
+  // filter let it through and its backend answered with headers (not a
+  // trailers-only status), so made-up method names cannot use them up;
+  // finish() judges the rest by their status.
+  void admitProvenMethod();
   void countMethodIn(MethodStats* stats);  // the series this call counts in, or nullptr
   bool admitsMethodSeries() const;
   // The chain for a call refused before it ran: only the observers.

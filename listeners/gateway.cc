@@ -66,7 +66,7 @@ void redact(nlohmann::json& j) {
 }
 
 AdminLimits adminLimits(const GatewayConfig& config) {
-  return {config.admin_max_connections, config.admin_request_timeout_ms};
+  return {config.admin_max_connections, config.admin_request_timeout_ms, config.admin_max_pending_answer_bytes};
 }
 
 AdminResponse text(int status, std::string body) { return {status, "text/plain; charset=utf-8", std::move(body), ""}; }

@@ -458,7 +458,7 @@ std::string filterStatsText(const std::string& text, const StatsQuery& query) {
   return out;
 }
 
-std::string filterPrometheus(const std::string& text, const StatsQuery& query) {
+std::string filterPrometheus(std::string text, const StatsQuery& query) {
   if (!query.filter) return text;
   // Families are "# HELP name ...", "# TYPE name ...", then their samples.
   std::string out;

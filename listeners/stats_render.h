@@ -42,6 +42,7 @@ std::optional<StatsQuery> parseStatsQuery(const std::string& query, std::string&
 // The lines of renderStatsText's output that `query` keeps.
 std::string filterStatsText(const std::string& text, const StatsQuery& query);
 // The families of renderPrometheus's output whose name `query.filter` matches.
-std::string filterPrometheus(const std::string& text, const StatsQuery& query);
+// Unfiltered, `text` itself comes back (moved: a scrape may be many MB).
+std::string filterPrometheus(std::string text, const StatsQuery& query);
 
 }  // namespace sluice

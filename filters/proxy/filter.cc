@@ -166,6 +166,17 @@ FilterStatus ProxyFilter::onRequestHeaders(StreamContext& ctx) {
 
 void ProxyFilter::startAttempt() {
   if (ctx_.ended()) return;
+  if (attempts_ > 0) {
+    // A retry is a request in flight like the first attempt: it too must
+    // find room under max_requests, or a failure storm's retries would push
+    // the backend past the limit its operator set (while this call waited
+    // out its backoff, it held no place, and others may have taken it).
+    if (Status admitted = cluster_->admitRequest(); !admitted.isOk()) {
+      ctx_.sendLocalReply(LocalReplyReason::UpstreamFailure, retry_reason_.code(),
+                          describe(fmt::format("{}; not retried: {}", retry_reason_.message(), admitted.message())));
+      return;
+    }
+  }
   pushback_.reset();  // a hint is for the wait before this attempt only
   // Every attempt counts, those that find no endpoint too (and use up one of
   // the call's tries, or a call with no deadline would wait for one forever);

@@ -181,6 +181,53 @@ TEST_CASE("retries past the cluster's retry budget are not made, the backend's r
   CHECK(statValue(gateway.adminAddress(), "cluster.one.upstream_rq_retry") == retried + 1);
 }
 
+// A call waiting out its backoff holds no place under max_requests; its
+// retry used to be sent whatever the count, so a failure storm's retries
+// pushed the backend past the limit its operator set.
+TEST_CASE("a retry finds no room under max_requests: the call ends with its failure, not retried",
+          "[e2e][retry]") {
+  TestBackend backend("b");
+  nlohmann::json c = cluster("one", {backend.address()});
+  c["circuit_breakers"] = {{"max_requests", 2}, {"retry_budget", {{"min_retry_concurrency", 10}}}};
+  auto config = retryConfig(c, {{"retry_on", {"UNAVAILABLE"}}, {"num_retries", 1}});
+  config["admin"] = {{"address", "127.0.0.1:0"}};
+  GatewayProcess gateway(config);
+  auto stub = example::Echo::NewStub(makeChannel(gateway.address()));
+  // Its first attempt fails at once; the retry waits 600 ms (the backend's
+  // pushback), by which time two slow calls fill max_requests.
+  grpc::Status failing;
+  std::thread first([&] {
+    grpc::ClientContext ctx;
+    setTimeout(ctx, kCallTimeout);
+    EchoRequest req;
+    req.set_status_code(14);
+    req.set_status_message("busy");
+    (*req.mutable_response_trailers())["grpc-retry-pushback-ms"] = "600";
+    EchoResponse resp;
+    failing = stub->Unary(&ctx, req, &resp);
+  });
+  REQUIRE(waitFor([&] { return backend.stats().calls.load() == 1; }, std::chrono::seconds(5)));
+  std::vector<std::thread> slow;
+  for (int i = 0; i < 2; ++i) {
+    slow.emplace_back([&] {
+      grpc::ClientContext ctx;
+      setTimeout(ctx, kCallTimeout);
+      EchoRequest req;
+      req.set_sleep_ms(1500);
+      EchoResponse resp;
+      CHECK(stub->Unary(&ctx, req, &resp).ok());
+    });
+  }
+  first.join();
+  for (auto& t : slow) t.join();
+  INFO(describe(failing));
+  CHECK(failing.error_code() == grpc::StatusCode::UNAVAILABLE);
+  CHECK_THAT(failing.error_message(),
+             Catch::Contains("busy; not retried: cluster 'one': circuit breaker max_requests (2) reached"));
+  CHECK(backend.stats().calls.load() == 3);  // the retry never reached it
+  CHECK(statValue(gateway.adminAddress(), "cluster.one.upstream_rq_overflow") == 1);
+}
+
 TEST_CASE("an attempt no backend processed retries outside the retry budget", "[e2e][retry]") {
   TestBackend backend("alive");
   // No room at all in the budget; round robin starts at the unreachable one.
