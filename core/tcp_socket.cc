@@ -102,6 +102,11 @@ int TcpSocket::connect(const SocketAddress& address) {
   return rv;
 }
 
+int TcpSocket::limitKernelSendBuffer(int bytes) {
+  if (handle_ == nullptr) return UV_EBADF;
+  return uv_send_buffer_size(reinterpret_cast<uv_handle_t*>(handle_), &bytes);
+}
+
 int TcpSocket::detectDeadPeer(unsigned idle_s, unsigned interval_s, unsigned count, unsigned user_timeout_ms) {
   if (handle_ == nullptr) return UV_EBADF;
   uv_os_fd_t fd;

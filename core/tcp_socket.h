@@ -55,6 +55,10 @@ class TcpSocket {
   // vanished without a FIN or RST. Call after connect(); 0 on success, else
   // a libuv error (the connection works without).
   int detectDeadPeer(unsigned idle_s, unsigned interval_s, unsigned count, unsigned user_timeout_ms);
+  // SO_SNDBUF: the kernel keeps at most about `bytes` (Linux doubles it) of
+  // what is written, instead of growing to tcp_wmem's 4 MiB; the rest waits
+  // in bytesPending(), where its owner can count it. 0 or a libuv error.
+  int limitKernelSendBuffer(int bytes);
   void startReading();
   // Until startReading(): the peer's bytes wait in the kernel, and TCP flow
   // control slows the peer down.

@@ -18,6 +18,8 @@ namespace {
 
 // Requests larger than this (URL and headers) are refused: admin requests are small.
 constexpr size_t kMaxRequestBytes = 16 * 1024;
+// The kernel's share of an answer a client reads slowly (Linux doubles it).
+constexpr int kAdminSendBufferBytes = 128 * 1024;
 // How long a stopping gateway lets an answer being written finish.
 constexpr std::chrono::seconds kShutdownGrace{1};
 constexpr size_t kMaxBodyBytes = 64 * 1024;
@@ -55,6 +57,9 @@ class AdminConnection final : public TcpSocketCallbacks, public DeferredDeletabl
   int accept(uv_stream_t* server) {
     int rv = socket_.accept(server);
     if (rv == 0) {
+      // What a client leaves unread stays in bytesPending(), counted against
+      // max_pending_answer_bytes, not up to 4 MiB a connection in the kernel.
+      socket_.limitKernelSendBuffer(kAdminSendBufferBytes);
       socket_.startReading();
       timer_.enable(std::chrono::milliseconds(listener_.limits().request_timeout_ms));
     }

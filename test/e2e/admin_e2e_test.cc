@@ -593,6 +593,50 @@ TEST_CASE("admin connections are bounded in number and time, gRPC traffic goes o
 }
 
 // An admin connection is a handle on worker 0's loop: one left open (idle,
+// Each scrape answer a client does not read is held whole: 32 slow scrapers
+// of a large /stats/prometheus grew the heap by 500 MB, past `overload`.
+TEST_CASE("admin answers clients leave unread are bounded by max_pending_answer_bytes", "[e2e][admin]") {
+  auto config = withAdmin(catchAllConfig("224.0.0.1:50051"));  // every call UNAVAILABLE at once
+  config["workers"] = 1;
+  config["admin"]["max_pending_answer_bytes"] = 64 * 1024;
+  GatewayProcess gateway(config);
+  auto channel = makeChannel(gateway.address());
+  // 300 methods, each with its series (a histogram of many buckets): a
+  // scrape of several hundred KB.
+  for (int i = 0; i < 300; ++i) {
+    grpc::ClientContext ctx;
+    setTimeout(ctx, kCallTimeout);
+    EchoResponse resp;
+    REQUIRE(callUnaryMethod(*channel, "/big.Service/M" + std::to_string(i), ctx, EchoRequest(), &resp).error_code() ==
+            grpc::StatusCode::UNAVAILABLE);
+  }
+  const size_t scrape_size = http(gateway.adminAddress(), "GET", "/stats/prometheus").body.size();
+  REQUIRE(scrape_size > 400 * 1024);
+  // A scraper that does not read, on a small receive buffer.
+  const std::string admin = gateway.adminAddress();
+  const int fd = ::socket(AF_INET, SOCK_STREAM, 0);
+  REQUIRE(fd >= 0);
+  int small = 4096;
+  ::setsockopt(fd, SOL_SOCKET, SO_RCVBUF, &small, sizeof small);
+  sockaddr_in addr{};
+  addr.sin_family = AF_INET;
+  addr.sin_port = htons(static_cast<uint16_t>(std::stoi(admin.substr(admin.find(':') + 1))));
+  ::inet_pton(AF_INET, "127.0.0.1", &addr.sin_addr);
+  REQUIRE(::connect(fd, reinterpret_cast<sockaddr*>(&addr), sizeof addr) == 0);
+  const std::string request = "GET /stats/prometheus HTTP/1.1\r\nHost: x\r\n\r\n";
+  REQUIRE(::write(fd, request.data(), request.size()) == static_cast<ssize_t>(request.size()));
+  // The next request is answered 503 while that answer waits for its reader.
+  HttpReply refused;
+  CHECK(waitFor([&] {
+    refused = http(admin, "GET", "/stats/prometheus");
+    return refused.status == 503;
+  }, std::chrono::seconds(5)));
+  CHECK_THAT(refused.body, Catch::Contains("admin answers not yet read by their clients hold"));
+  // Once that client goes, scrapes are answered again.
+  ::close(fd);
+  CHECK(waitFor([&] { return http(admin, "GET", "/stats/prometheus").status == 200; }, std::chrono::seconds(5)));
+}
+
 // or with half a request) kept the process alive after "drained" until its
 // request_timeout_ms, up to an hour, whatever drain_timeout_ms said.
 TEST_CASE("open admin connections do not keep a stopping gateway alive", "[e2e][admin][drain]") {
