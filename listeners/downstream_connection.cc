@@ -80,6 +80,11 @@ Http2StreamHandler* DownstreamConnection::onNewStream(int32_t stream_id) {
 void DownstreamConnection::startDrain() {
   if (draining_ || closed_) return;
   draining_ = true;
+  announceClose();
+}
+
+void DownstreamConnection::announceClose() {
+  if (drain_timer_) return;  // announced already (an idle close, then a drain)
   session_.shutdownNotice();
   drain_ping_ = session_.ping();
   // If the client never answers the PING, send the real GOAWAY anyway.
@@ -106,7 +111,7 @@ void DownstreamConnection::onPingAck(uint64_t sequence) {
   timers_.onPingAck();
   // Only the drain's own PING says the client has seen the first GOAWAY: the
   // ACK of a keepalive PING sent before it may arrive first.
-  if (draining_ && sequence >= drain_ping_) sendFinalGoaway();
+  if (drain_timer_ && sequence >= drain_ping_) sendFinalGoaway();
 }
 
 void DownstreamConnection::onRemoteSettings() {
@@ -147,10 +152,12 @@ void DownstreamConnection::sendKeepalivePing() {
 void DownstreamConnection::onConnectionTimeout(const std::string& reason) {
   spdlog::debug("[C{}] {}", id_, reason);
   if (streams_.empty()) {
-    session_.goaway(NGHTTP2_NO_ERROR);
-    ending_ = true;
-    scheduleFlush();
-    // GOAWAY is queued; close once it is written (flush sees the session end).
+    // As a drain does: a GOAWAY that closes nothing yet, then after a round
+    // trip the one naming the last stream. A call the client sent before it
+    // read the first is served (a one-step GOAWAY closed the socket under
+    // it: "Broken pipe", which no gRPC library retries); calls after it go
+    // to a new connection. The connection closes once its calls are done.
+    announceClose();
   } else {
     close(reason);  // only the keepalive can fire with streams open: the peer is gone
   }

@@ -134,6 +134,9 @@ class DownstreamConnection final : public Http2SessionOwner,
   void onPrefaceTimeout();
   uint64_t drain_ping_ = 0;  // the PING whose ACK ends the drain's first phase
   void sendFinalGoaway();
+  // The first GOAWAY (nothing refused yet) and its PING; the final GOAWAY
+  // follows the PING's answer or 1 s (drain, idle timeout).
+  void announceClose();
   // An ending connection (its GOAWAY queued, or its session over with bytes
   // still to write) waits for the client to read them, but only while it
   // does: one that stops reading would otherwise hold the connection forever.

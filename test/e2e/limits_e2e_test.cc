@@ -833,6 +833,43 @@ TEST_CASE("idle connections close, but never one with an active stream", "[e2e][
   CHECK(seen.closed);
 }
 
+// The idle close was one GOAWAY and the socket closed at once: a call the
+// client sent just then met a closed socket ("Broken pipe"), which no gRPC
+// library retries.
+TEST_CASE("an idle connection closes in two steps: a call sent as the first GOAWAY came is served",
+          "[e2e][limits]") {
+  TestBackend backend("b");
+  GatewayProcess gateway(limited(backend.address(), {{"idle_timeout_ms", 300}}));
+  FrameSocket client(gateway.port());
+  auto lastStreamId = [](const FrameSocket::Frame& goaway) {
+    const auto* p = reinterpret_cast<const uint8_t*>(goaway.payload.data());
+    return ((uint32_t{p[0]} << 24) | (uint32_t{p[1]} << 16) | (uint32_t{p[2]} << 8) | p[3]) & 0x7fffffffu;
+  };
+  std::optional<FrameSocket::Frame> notice;
+  while (!notice) {
+    auto frame = client.nextFrame(std::chrono::seconds(3));
+    if (!frame) break;
+    if (frame->type == kGoaway) notice = frame;
+  }
+  REQUIRE(notice.has_value());
+  CHECK(lastStreamId(*notice) == 0x7fffffffu);  // nothing refused yet
+  // The client has not answered the PING: it is still sending.
+  EchoRequest request;
+  request.set_response_count(1);
+  client.openServerStream(1, request);
+  bool data = false, trailers = false;
+  std::optional<uint32_t> final_last;
+  while (auto frame = client.nextFrame(std::chrono::seconds(3))) {
+    if (frame->type == kData && frame->stream == 1) data = true;
+    if (frame->type == kHeaders && frame->stream == 1 && (frame->flags & 0x1)) trailers = true;
+    if (frame->type == kGoaway) final_last = lastStreamId(*frame);
+  }
+  CHECK(data);
+  CHECK(trailers);
+  CHECK(final_last == std::optional<uint32_t>(1));  // the final GOAWAY names the call it served
+  CHECK(backend.stats().calls.load() == 1);
+}
+
 TEST_CASE("a connection without a whole HTTP/2 preface in preface_timeout_ms is closed, one with it stays",
           "[e2e][limits]") {
   TestBackend backend("b");
