@@ -168,6 +168,10 @@ void DownstreamConnection::sendFinalGoaway() {
   final_goaway_sent_ = true;
   drain_timer_->disable();
   session_.gracefulGoaway();
+  // With no call left, the connection is ending: a client that does not
+  // read the GOAWAY must not hold it open (lingerWhileClientReads). With
+  // calls open it closes once they are done.
+  if (streams_.empty()) ending_ = true;
   scheduleFlush();
 }
 

@@ -53,7 +53,7 @@ void ApiKeyStore::addEntries(const json& entries, const std::string& path, Confi
     }
     // Compared with the metadata value as it arrives, its ends trimmed.
     const bool printable = std::all_of(key->begin(), key->end(), [](char c) { return c >= 0x20 && c <= 0x7e; });
-    if (!printable || key->front() == ' ' || key->back() == ' ') {
+    if (!binary_ && (!printable || key->front() == ' ' || key->back() == ' ')) {
       errors.add(obj.pathOf("key"), fmt::format("the key of \"{}\" could never match: metadata carries printable "
                                                 "ASCII, without spaces at its ends",
                                                 *name));

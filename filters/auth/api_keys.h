@@ -29,6 +29,10 @@ class ApiKeyStore {
   // Reads [{"key": ..., "name": ..., "scopes": [...]}, ...] found at JSON
   // pointer `path`; mistakes (duplicates included) are added to `errors`.
   void addEntries(const nlohmann::json& entries, const std::string& path, ConfigErrors& errors);
+  // The keys arrive in `-bin` metadata: compared as the bytes the client
+  // sent, any bytes (not only printable ASCII without spaces at its ends).
+  // Before addEntries/addFile.
+  void setBinary(bool binary) { binary_ = binary; }
   // The same array read from a JSON file; mistakes are reported at `path`
   // (the config's "file" key) naming the file and the place inside it.
   void addFile(const std::string& file, const std::string& path, ConfigErrors& errors);
@@ -38,6 +42,7 @@ class ApiKeyStore {
 
  private:
   std::unordered_map<std::string, ApiKeyEntry> keys_;  // SHA-256(key) -> entry
+  bool binary_ = false;
 };
 
 std::string sha256(std::string_view bytes);

@@ -5,6 +5,7 @@
 #include <fmt/format.h>
 #include <nlohmann/json.hpp>
 
+#include "codecs/grpc/grpc_headers.h"
 #include "core/headers.h"
 #include "core/request_id.h"
 #include "core/json_reader.h"
@@ -67,6 +68,7 @@ std::optional<ApiKeyConfig> readApiKeys(JsonObject& parent) {
   const size_t errors_before = parent.errors().size();
   JsonObject obj(*value, parent.pathOf("api_keys"), parent.errors());
   if (auto key = readKey(obj, "metadata_key")) out.metadata_key = *key;
+  out.keys.setBinary(grpc_headers::isBinaryHeader(out.metadata_key));
   if (const json* keys = obj.array("keys")) out.keys.addEntries(*keys, obj.pathOf("keys"), obj.errors());
   if (auto file = obj.string("file")) out.keys.addFile(*file, obj.pathOf("file"), obj.errors());
   if (obj.isObject() && obj.value("keys") == nullptr && obj.value("file") == nullptr) {

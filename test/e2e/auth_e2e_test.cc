@@ -168,7 +168,10 @@ TEST_CASE("auth: an API key sent as binary (-bin) metadata is compared as its by
       {"config",
        {{"api_keys",
          {{"metadata_key", "x-api-key-bin"},
-          {"keys", nlohmann::json::array({{{"key", std::string("k-secret-1")}, {"name", "binary-caller"}}})}}},
+          // Any bytes JSON can hold: a binary key is never trimmed or read as text
+          // (such keys were refused as "could never match").
+          {"keys", nlohmann::json::array({{{"key", std::string("k-secret-1")}, {"name", "binary-caller"}},
+                                          {{"key", std::string("caf\xc3\xa9\t ")}, {"name", "bytes-caller"}}})}}},
         {"principal_metadata", "x-auth-principal"}}}};
   auto& chain = config["listeners"][0]["filters"];
   chain.insert(chain.begin(), auth);
@@ -186,7 +189,10 @@ TEST_CASE("auth: an API key sent as binary (-bin) metadata is compared as its by
   REQUIRE_OK(call(std::string("k-secret-1"), response));
   CHECK(response.request_metadata().at("x-auth-principal") == "binary-caller");
   REQUIRE_STATUS(call("k-guess", response), grpc::StatusCode::UNAUTHENTICATED);
-  CHECK(backend.stats().calls.load() == 1);
+  REQUIRE_OK(call(std::string("caf\xc3\xa9\t "), response));
+  CHECK(response.request_metadata().at("x-auth-principal") == "bytes-caller");
+  REQUIRE_STATUS(call(std::string("caf\xc3\xa9"), response), grpc::StatusCode::UNAUTHENTICATED);
+  CHECK(backend.stats().calls.load() == 2);
 }
 
 TEST_CASE_METHOD(AuthFixture, "auth: missing, expired and invalid credentials are UNAUTHENTICATED",
