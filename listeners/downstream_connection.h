@@ -48,6 +48,7 @@ class DownstreamConnection final : public Http2SessionOwner,
   GrpcListener& listener() { return listener_; }
   ListenerStats& stats();
   bool draining() const { return draining_; }
+  bool finalGoawaySent() const { return final_goaway_sent_; }
   size_t activeStreams() const { return streams_.size(); }
   // See GrpcListener::collectCallsHolding.
   void collectCallsHolding(uint64_t min_bytes, std::vector<std::pair<uint64_t, DownstreamStream*>>& out) const;

@@ -174,7 +174,12 @@ void DownstreamStream::startCall() {
       return;
     }
   }
-  if (connection_.draining()) {
+  if (connection_.finalGoawaySent()) {
+    // Past the GOAWAY naming the last stream (nghttp2 drops the streams
+    // above it unseen; this is for any it lets through). Calls that arrive
+    // between the drain's first GOAWAY and that one were sent before the
+    // client knew: they are served, since gRPC's C-core clients (C++,
+    // Python, Ruby...) fail a REFUSED_STREAM call instead of retrying it.
     connection_.stats().downstream_rq_refused.inc();
     refuse(LocalReplyReason::Draining, "the gateway is shutting down (draining)");
     return;
