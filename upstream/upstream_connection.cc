@@ -247,21 +247,17 @@ bool UpstreamConnection::release(UpstreamStream& stream) {
 }
 
 void UpstreamConnection::submit(UpstreamStream& stream) {
-  // A backend sent past its SETTINGS_MAX_HEADER_LIST_SIZE may end the whole
-  // connection (grpc++ does), and with it every other client's call on it:
-  // one client's oversized metadata fails only its own call.
-  if (const uint32_t limit = session_.remoteMaxHeaderListBytes(); limit != UINT32_MAX) {
-    size_t bytes = 0;
-    stream.requestHeaders().forEach([&](const Header& h) { bytes += headerListBytes(h.name, h.value); });
-    if (bytes > limit) {
-      release(stream);
-      stream.onHeadersOverBackendLimit(
-          fmt::format("request headers of {} bytes exceed the {} bytes {} accepts (its SETTINGS_MAX_HEADER_LIST_SIZE); "
-                      "not sent", bytes, limit, describe()));
-      return;
-    }
-  }
   int32_t id = session_.submitRequest(stream.requestHeaders(), &stream);
+  if (id == Http2Session::kOverPeerHeaderListLimit) {
+    // A backend sent past its SETTINGS_MAX_HEADER_LIST_SIZE may end the whole
+    // connection (grpc++ does), and with it every other client's call on it:
+    // one client's oversized metadata fails only its own call.
+    release(stream);
+    stream.onHeadersOverBackendLimit(
+        fmt::format("request headers of {} bytes exceed the {} bytes {} accepts (its SETTINGS_MAX_HEADER_LIST_SIZE); "
+                    "not sent", session_.lastHeaderListBytes(), session_.remoteMaxHeaderListBytes(), describe()));
+    return;
+  }
   if (id < 0) {
     release(stream);
     stream.onConnectionLost(fmt::format("cannot open a stream to {}: {}", describe(), nghttp2_strerror(id)));

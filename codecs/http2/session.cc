@@ -594,6 +594,10 @@ size_t Http2Session::queuedFrames() const { return nghttp2_session_get_outbound_
 
 int32_t Http2Session::submitRequest(const HeaderBlock& headers, Http2StreamHandler* handler) {
   const auto& nv = toNv(headers);
+  size_t list_bytes = 0;
+  for (const auto& field : nv) list_bytes += field.namelen + field.valuelen + 32;  // headerListBytes
+  last_header_list_bytes_ = list_bytes;
+  if (list_bytes > remoteMaxHeaderListBytes()) return kOverPeerHeaderListLimit;
   nghttp2_data_provider provider{};
   provider.read_callback = Bridge::readData;
   int32_t id = nghttp2_submit_request(session_, nullptr, nv.data(), nv.size(), &provider, handler);

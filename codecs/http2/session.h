@@ -188,6 +188,11 @@ class Http2Session {
 
   // Client side: opens a stream; returns its id or a negative nghttp2 error.
   int32_t submitRequest(const HeaderBlock& headers, Http2StreamHandler* handler);
+  // submitRequest's answer for a block over the peer's
+  // SETTINGS_MAX_HEADER_LIST_SIZE: not submitted (a grpc++ server ends the
+  // whole connection on one). lastHeaderListBytes() says how large it was.
+  static constexpr int32_t kOverPeerHeaderListLimit = -100000;
+  size_t lastHeaderListBytes() const { return last_header_list_bytes_; }
   // Server side: response headers; data and trailers follow from the handler.
   // With `end_stream` the HEADERS frame ends the stream (trailers-only / error).
   bool submitResponse(int32_t stream_id, const HeaderMap& headers, bool end_stream);
@@ -255,6 +260,7 @@ class Http2Session {
   Http2SessionOwner& owner_;
   nghttp2_session* session_ = nullptr;
   size_t open_streams_ = 0;
+  size_t last_header_list_bytes_ = 0;  // of the last block submitRequest was given
   // The stream whose header block nghttp2 is delivering, looked up once per
   // block instead of once per field (a map lookup each). Set when a block
   // begins; cleared when it ends, and when its stream closes or lets go.
