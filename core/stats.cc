@@ -129,15 +129,43 @@ MethodStats& WorkerStats::methodLocked(std::string_view service, std::string_vie
   return *it->second;
 }
 
-MethodStats* WorkerStats::methodForCall(std::string_view path, std::string_view service, std::string_view method,
-                                        bool admit) {
+bool MethodPathBudget::admit(std::string_view path, bool proven) {
   std::lock_guard<std::mutex> lock(mutex_);
+  if (auto it = paths_.find(path); it != paths_.end()) {
+    if (proven && !it->second) {
+      it->second = true;
+      --unproven_;
+    }
+    return true;
+  }
+  if (paths_.size() >= WorkerStats::kMaxMethodPaths) return false;
+  if (!proven && unproven_ >= WorkerStats::kMaxUnprovenMethodPaths) return false;
+  paths_.emplace(std::string(path), proven);
+  if (!proven) ++unproven_;
+  return true;
+}
+
+MethodStats* WorkerStats::methodForCall(std::string_view path, std::string_view service, std::string_view method,
+                                        PathAdmission admit, bool* unproven) {
+  std::lock_guard<std::mutex> lock(mutex_);
+  const bool proven = admit == PathAdmission::Proven;
   auto it = paths_.find(path);
   if (it == paths_.end()) {
-    if (!admit) return nullptr;
-    if (paths_.size() >= kMaxMethodPaths || path.size() > kMaxMethodPathBytes) return &otherLocked();
+    if (admit == PathAdmission::Known) return nullptr;
+    if (paths_.size() >= kMaxMethodPaths || path.size() > kMaxMethodPathBytes ||
+        (!proven && unproven_paths_ >= kMaxUnprovenMethodPaths) ||
+        (path_budget_ != nullptr && !path_budget_->admit(path, proven))) {
+      return &otherLocked();
+    }
     it = paths_.emplace(std::string(path), PathEntry{}).first;
+    it->second.proven = proven;
+    if (!proven) ++unproven_paths_;
+  } else if (proven && !it->second.proven) {
+    it->second.proven = true;
+    --unproven_paths_;
+    if (path_budget_ != nullptr) path_budget_->admit(path, true);
   }
+  if (unproven != nullptr) *unproven = !it->second.proven;
   if (it->second.current == nullptr) it->second.current = &methodLocked(service, method, it->second.learned);
   return it->second.current;
 }

@@ -13,6 +13,7 @@
 #include <map>
 #include <memory>
 #include <mutex>
+#include <set>
 #include <string>
 #include <string_view>
 #include <tuple>
@@ -128,8 +129,37 @@ struct MethodStats {
   }
 };
 
+// The method paths given series of their own, over every worker: at most
+// WorkerStats::kMaxMethodPaths in all, so that the scrape, which lists each
+// path once however many workers counted it, stays bounded with 8 workers as
+// with 1. A path one worker admitted, the others admit too. Asked only when
+// a worker first sees a path (under its own lock), so one mutex is enough.
+class MethodPathBudget {
+ public:
+  // `proven`: its backend answered a call of it (see PathAdmission). A path
+  // admitted unproven is proven by a later call's admit(path, true).
+  bool admit(std::string_view path, bool proven);
+
+ private:
+  std::mutex mutex_;
+  std::map<std::string, bool, std::less<>> paths_;  // path -> proven
+  size_t unproven_ = 0;
+};
+
+// How a call's path may get a series of its own, when it has none yet.
+enum class PathAdmission {
+  Known,     // only if it has one already (the call has not shown anything)
+  Unproven,  // every filter let the call through, but no backend answered it
+             // (it timed out, was cancelled, found no endpoint): at most
+             // kMaxUnprovenMethodPaths such paths, so that made-up names
+             // sent with a tiny deadline cannot take every series
+  Proven,    // its backend answered (headers, or a status but UNIMPLEMENTED)
+};
+
 class WorkerStats {
  public:
+  // Shares `budget` (which outlives this) with the process's other workers.
+  void shareMethodPaths(MethodPathBudget* budget) { path_budget_ = budget; }
   using MethodKey = std::tuple<std::string, std::string, std::string>;  // service, method, type
   ListenerStats& listener(std::string_view name);
   ClusterStats& cluster(std::string_view name);
@@ -156,10 +186,14 @@ class WorkerStats {
   // a client spraying made-up method names must not grow the gateway's
   // memory or its metrics without bound, nor take the series of methods
   // first called after it.
-  MethodStats* methodForCall(std::string_view path, std::string_view service, std::string_view method, bool admit);
+  // `unproven` (optional): set to whether the path's series is still
+  // unproven, so that a call proving it can say so (admit Proven again).
+  MethodStats* methodForCall(std::string_view path, std::string_view service, std::string_view method,
+                             PathAdmission admit, bool* unproven = nullptr);
   // Where calls of paths without their own series count.
   MethodStats& otherMethod();
   static constexpr size_t kMaxMethodPaths = 1000;
+  static constexpr size_t kMaxUnprovenMethodPaths = 100;
   static constexpr size_t kMaxMethodPathBytes = 512;
   static constexpr std::string_view kOtherMethod = "(other)";
   // What a finished OK call of `path` showed: more than one message each way or not.
@@ -217,9 +251,12 @@ class WorkerStats {
   struct PathEntry {
     std::string learned = "unknown";
     MethodStats* current = nullptr;
+    bool proven = false;
   };
+  size_t unproven_paths_ = 0;
   std::map<std::string, PathEntry, std::less<>> paths_;
   MethodStats* other_ = nullptr;  // the kOtherMethod series, once made
+  MethodPathBudget* path_budget_ = nullptr;
   MethodStats& methodLocked(std::string_view service, std::string_view method, std::string_view type);
   MethodStats& otherLocked();
 };

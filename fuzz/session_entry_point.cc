@@ -257,7 +257,8 @@ void runSession(std::string_view input) {
     std::vector<std::unique_ptr<ConnectionBalancer>> balancers;
     for (size_t i = 0; i < config->listeners.size(); ++i) balancers.push_back(std::make_unique<ConnectionBalancer>());
     const OverloadState overload;  // never measured: nothing is refused for it
-    auto worker = std::make_unique<Worker>(config, balancers, HealthRole{}, overload);
+    static MethodPathBudget method_paths;  // outlives every worker made here
+    auto worker = std::make_unique<Worker>(config, balancers, HealthRole{}, overload, method_paths);
     Status started = worker->start();
     if (!started.isOk()) {
       FUZZ_CHECK(attempt < 5, "cannot start the worker: %s", started.toString().c_str());

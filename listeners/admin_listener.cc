@@ -18,8 +18,11 @@ namespace {
 
 // Requests larger than this (URL and headers) are refused: admin requests are small.
 constexpr size_t kMaxRequestBytes = 16 * 1024;
-// The kernel's share of an answer a client reads slowly (Linux doubles it).
-constexpr int kAdminSendBufferBytes = 128 * 1024;
+// The kernel's share of an answer a client reads slowly (Linux doubles it):
+// 512 KiB a round trip to a remote scraper.
+constexpr int kAdminSendBufferBytes = 256 * 1024;
+// Answers this small are never held back by max_pending_answer_bytes.
+constexpr size_t kSmallAnswerBytes = 16 * 1024;
 // How long a stopping gateway lets an answer being written finish.
 constexpr std::chrono::seconds kShutdownGrace{1};
 constexpr size_t kMaxBodyBytes = 64 * 1024;
@@ -204,17 +207,23 @@ class AdminConnection final : public TcpSocketCallbacks, public DeferredDeletabl
     }
     std::string method = http_method_str(static_cast<http_method>(parser_.method));
     dispatched_ = true;
-    if (const size_t held = listener_.answerBytesPending(); held > listener_.limits().max_pending_answer_bytes) {
-      // Scrapes of many MB each, to clients reading slowly: one more would
-      // add its whole size to the heap (and push it toward `overload`).
-      respond({503, "text/plain; charset=utf-8",
-               fmt::format("admin answers not yet read by their clients hold {} bytes; try again\n", held), ""});
-      return;
-    }
     listener_.handler().handleAdmin(method, path, query, listener_.replyTo(id_));
   }
 
   void respond(const AdminResponse& r) {
+    if (r.body.size() > kSmallAnswerBytes) {
+      const size_t held = listener_.answerBytesPending();
+      // One answer alone always goes (a limit under the scrape's size must
+      // not refuse every scrape).
+      if (held > 0 && held + r.body.size() > listener_.limits().max_pending_answer_bytes) {
+        // Scrapes of many MB each, to clients reading slowly: one more would
+        // add its whole size to the heap (and push it toward `overload`).
+        // Small answers (/healthz, /ready) always go out.
+        respond({503, "text/plain; charset=utf-8",
+                 fmt::format("admin answers not yet read by their clients hold {} bytes; try again\n", held), ""});
+        return;
+      }
+    }
     answered_ = true;
     std::string head = fmt::format(
         "HTTP/1.1 {} {}\r\ncontent-type: {}\r\ncontent-length: {}\r\ncache-control: no-cache\r\n"

@@ -103,6 +103,7 @@ void DownstreamStream::onHeadersComplete(bool trailers, bool end_stream) {
 }
 
 void DownstreamStream::startCall() {
+  if (finished_) return;  // reset while its header block was still arriving (endForShutdown)
   call_started_ = true;
   connection_.stats().downstream_rq_total.inc();
   connection_.stats().downstream_rq_active.inc();
@@ -162,7 +163,7 @@ void DownstreamStream::startCall() {
   // every filter and its backend showed the method exists
   // (admitProvenMethod), or else under "(other)".
   counts_method_ = true;
-  countMethodIn(worker().stats().methodForCall(path_, service_, method_, false));
+  countMethodIn(worker().stats().methodForCall(path_, service_, method_, PathAdmission::Known, &path_unproven_));
 
   if (listener_config_->health_service) {
     if (path_ == health_messages::kCheckPath) health_call_ = HealthCall::Check;
@@ -250,6 +251,22 @@ void DownstreamStream::addRequestIdTo(HeaderMap& block) const {
   }
 }
 
+bool DownstreamStream::isHandlerStatus(StatusCode code) {
+  switch (code) {
+    case StatusCode::Ok:
+    case StatusCode::InvalidArgument:
+    case StatusCode::NotFound:
+    case StatusCode::AlreadyExists:
+    case StatusCode::FailedPrecondition:
+    case StatusCode::Aborted:
+    case StatusCode::OutOfRange:
+    case StatusCode::DataLoss:
+      return true;
+    default:
+      return false;
+  }
+}
+
 bool DownstreamStream::admitsMethodSeries() const {
   // Every filter let the call through; or every one before the terminal
   // did and it was routed, whatever became of it then (no healthy endpoint,
@@ -259,13 +276,15 @@ bool DownstreamStream::admitsMethodSeries() const {
 }
 
 void DownstreamStream::admitProvenMethod() {
+  if (!counts_method_ || (method_stats_ != nullptr && !path_unproven_)) return;  // a path with its series
   // Response headers without a status: the backend serves the method. (An
   // unknown one gets a trailers-only UNIMPLEMENTED, judged in finish().)
-  if (method_stats_ != nullptr || !counts_method_ || response_headers_.get("grpc-status") != nullptr ||
-      !admitsMethodSeries()) {
-    return;
-  }
-  countMethodIn(worker().stats().methodForCall(path_, service_, method_, true));
+  if (response_headers_.get("grpc-status") != nullptr) return;
+  backend_answered_ = true;
+  if (!admitsMethodSeries()) return;
+  MethodStats* series = worker().stats().methodForCall(path_, service_, method_, PathAdmission::Proven);
+  path_unproven_ = false;
+  if (method_stats_ == nullptr) countMethodIn(series);
 }
 
 void DownstreamStream::countMethodIn(MethodStats* stats) {
@@ -454,6 +473,11 @@ void DownstreamStream::answerHealthCall(const Message& request) {
   if (health_watch_) {
     sendLocalReply(LocalReplyReason::BadRequest, StatusCode::Internal, "a Watch call carries one request message");
     return;
+  }
+  // The gateway's own method: counted from now, so a Watch open for hours
+  // shows in the metrics while it runs, not when it ends.
+  if (counts_method_ && method_stats_ == nullptr) {
+    countMethodIn(worker().stats().methodForCall(path_, service_, method_, PathAdmission::Proven));
   }
   HealthRequest asked = readHealthRequest(request);
   if (asked.code != StatusCode::Ok) {
@@ -674,10 +698,25 @@ bool DownstreamStream::resetForOverload(uint64_t min_bytes) {
 
 void DownstreamStream::endForShutdown(std::string_view why) {
   if (ended_ || closed_) return;
+  if (!call_started_) {
+    // Its request headers are still arriving: never processed.
+    resetCall(LocalReplyReason::Draining, StatusCode::Unavailable, why, NGHTTP2_REFUSED_STREAM);
+    return;
+  }
   sendLocalReply(LocalReplyReason::Draining, StatusCode::Unavailable, why);
 }
 
 void DownstreamStream::encodeResponseTrailers() {
+  // From the terminal filter: the backend's status (or a custom terminal's).
+  // A trailers-only answer proves the method only when its status is one
+  // of the handler's own: gRPC libraries answer DEADLINE_EXCEEDED (a
+  // deadline passed on arrival), RESOURCE_EXHAUSTED, UNAVAILABLE, INTERNAL,
+  // CANCELLED... before they look the method up.
+  if (!backend_answered_) {
+    const std::string* code = response_trailers_.get("grpc-status");
+    const auto status = code != nullptr ? grpc_headers::parseGrpcStatus(*code) : std::nullopt;
+    backend_answered_ = status.has_value() && isHandlerStatus(*status);
+  }
   // The trailer hooks read the status as ctx.status() too (core/filter.h).
   takeStatusFromTrailers();
   chain_.responseTrailers();
@@ -830,12 +869,22 @@ void DownstreamStream::finish() {
   if (idle_timer_) idle_timer_->disable();
   if (health_watch_) health_watch_->timer->disable();
   if (call_started_) connection_.stats().downstream_rq_active.dec();
-  if (counts_method_ && method_stats_ == nullptr) {
+  if (counts_method_ && (method_stats_ == nullptr || path_unproven_)) {
     // A method the backend does not know (UNIMPLEMENTED) takes no series: a
     // client inventing names behind a catch-all route would use them up.
+    // One no backend answered (a deadline, a cancel, no endpoint) takes one
+    // of the few unproven series.
     const bool admit = admitsMethodSeries() && status_ != StatusCode::Unimplemented;
-    countMethodIn(admit ? worker().stats().methodForCall(path_, service_, method_, true)
-                        : &worker().stats().otherMethod());
+    const PathAdmission how = !admit             ? PathAdmission::Known
+                              : backend_answered_ ? PathAdmission::Proven
+                                                  : PathAdmission::Unproven;
+    if (method_stats_ == nullptr) {
+      MethodStats* series =
+          how == PathAdmission::Known ? nullptr : worker().stats().methodForCall(path_, service_, method_, how);
+      countMethodIn(series != nullptr ? series : &worker().stats().otherMethod());
+    } else if (how == PathAdmission::Proven) {
+      worker().stats().methodForCall(path_, service_, method_, how);  // its path is proven now
+    }
   }
   if (method_stats_ != nullptr) {
     method_stats_->handled[std::min<size_t>(static_cast<size_t>(status_), 16)].inc();

@@ -192,13 +192,16 @@ class DownstreamStream final : private CallGeneration,
   // Tells the terminal filter whether the response side is full: the bytes
   // queued for the client, or those held behind a paused response filter.
   void updateResponseWatermark();
-  // Gives a call of a path new to the metrics its own series once every
-  // filter let it through and its backend answered with headers (not a
-  // trailers-only status), so made-up method names cannot use them up;
-  // finish() judges the rest by their status.
+  // Gives a call of a path new to the metrics its own series (or proves an
+  // unproven one) once every filter let it through and its backend answered
+  // with headers (not a trailers-only status), so made-up method names
+  // cannot use them up; finish() judges the rest by their status.
   void admitProvenMethod();
   void countMethodIn(MethodStats* stats);  // the series this call counts in, or nullptr
   bool admitsMethodSeries() const;
+  // A status only a method's handler sends (not one a gRPC library answers
+  // with before it dispatches: a trailers-only such answer proves nothing).
+  static bool isHandlerStatus(StatusCode code);
   // The chain for a call refused before it ran: only the observers.
   // The filters of entries from `from` on that observe refused calls.
   void addRefusalObservers(size_t from = 0);
@@ -243,6 +246,8 @@ class DownstreamStream final : private CallGeneration,
   std::unique_ptr<struct HealthWatch> health_watch_;  // a Watch, once its request came
   bool counts_method_ = false;  // the path is a method name: the call is counted in the method metrics
   std::optional<LocalReplyReason> reply_reason_;  // set by the gateway's own replies
+  bool path_unproven_ = false;    // its path's series is one no backend answered yet (PathAdmission)
+  bool backend_answered_ = false; // the terminal filter passed on response headers or a status
   uint64_t progress_mark_ = 0;  // response_out_.consumedTotal() at markResponseProgress()
   bool progress_marked_ = false;
   size_t withheld_credit_ = 0;  // request bytes not yet returned to the client's window

@@ -92,7 +92,7 @@ void raiseOpenFileLimitFor(const GatewayConfig& config) {
 }  // namespace
 
 Gateway::Gateway(const FilterRegistry& registry, std::string config_file)
-    : registry_(registry), config_file_(std::move(config_file)) {}
+    : registry_(registry), config_file_(std::move(config_file)), method_paths_(std::make_unique<MethodPathBudget>()) {}
 
 Gateway::~Gateway() {
   reload_resolver_.reset();  // its lookups' answers are dropped
@@ -195,7 +195,7 @@ Status Gateway::start() {
   const size_t n = workerCount(*config_);
   for (size_t i = 0; i < config_->listeners.size(); ++i) balancers_.push_back(std::make_unique<ConnectionBalancer>());
   for (size_t i = 0; i < n; ++i) {
-    workers_.push_back(std::make_unique<Worker>(config_, balancers_, healthRole(i, n), overload_));
+    workers_.push_back(std::make_unique<Worker>(config_, balancers_, healthRole(i, n), overload_, *method_paths_));
   }
   Status s = mainWorker().start();
   if (!s.isOk()) return s;

@@ -35,6 +35,7 @@ namespace sluice {
 class Cluster;
 class ConnectionBalancer;
 class FilterRegistry;
+class MethodPathBudget;
 class Worker;
 
 class Gateway final : public AdminHandler {
@@ -121,6 +122,9 @@ class Gateway final : public AdminHandler {
   std::vector<std::weak_ptr<const GatewayConfig>> retired_configs_;
   // Read by every worker: declared before them, so that it outlives them.
   OverloadState overload_;
+  // The workers' method series, bounded together; declared before workers_,
+  // which use it until they are gone.
+  std::unique_ptr<MethodPathBudget> method_paths_;
   std::unique_ptr<OverloadMonitor> overload_monitor_;  // on worker 0's loop
   // workers_[0] runs on the caller's thread (with the admin endpoint and the
   // signals); the others each on a thread of their own.

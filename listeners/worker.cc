@@ -15,12 +15,13 @@
 namespace sluice {
 
 Worker::Worker(GatewayConfigConstPtr config, const std::vector<std::unique_ptr<ConnectionBalancer>>& balancers,
-               HealthRole health_role, const OverloadState& overload)
+               HealthRole health_role, const OverloadState& overload, MethodPathBudget& method_paths)
     : health_role_(std::move(health_role)),
       overload_(overload),
       dispatcher_(std::make_unique<Dispatcher>()),
       stats_(std::make_unique<WorkerStats>()),
       current_(std::make_shared<Generation>(*dispatcher_, *stats_, std::move(config), health_role_)) {
+  stats_->shareMethodPaths(&method_paths);
   dispatcher_->setIdleSpin(current_->config().worker_spin_polls, &stats_->loop());
   const auto& listeners = current_->config().listeners;
   for (size_t i = 0; i < listeners.size(); ++i) {

@@ -26,6 +26,7 @@ namespace sluice {
 
 class ConnectionBalancer;
 class GrpcListener;
+class MethodPathBudget;
 class OverloadState;
 
 class Worker {
@@ -35,8 +36,9 @@ class Worker {
   // whether this worker runs the active health checks, and where it reports.
   // `overload` (process-wide, outlives the worker): whether new calls and
   // connections are refused.
+  // `method_paths`: shared by every worker, outliving them (WorkerStats).
   Worker(GatewayConfigConstPtr config, const std::vector<std::unique_ptr<ConnectionBalancer>>& balancers,
-         HealthRole health_role, const OverloadState& overload);
+         HealthRole health_role, const OverloadState& overload, MethodPathBudget& method_paths);
   ~Worker();
 
   // Binds every listener; an error names the listener that failed. `ports`,

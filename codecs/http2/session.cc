@@ -594,8 +594,15 @@ size_t Http2Session::queuedFrames() const { return nghttp2_session_get_outbound_
 
 int32_t Http2Session::submitRequest(const HeaderBlock& headers, Http2StreamHandler* handler) {
   const auto& nv = toNv(headers);
+  // RFC 9113's count (name + value + 32 a field), but a binary (-bin) value
+  // at its decoded size, as gRPC's C-core servers count it: what they
+  // advertise (8 KiB) is of those bytes, and a call within it that worked
+  // direct must work through the gateway.
   size_t list_bytes = 0;
-  for (const auto& field : nv) list_bytes += field.namelen + field.valuelen + 32;  // headerListBytes
+  for (const auto& field : nv) {
+    const bool binary = field.namelen > 4 && std::memcmp(field.name + field.namelen - 4, "-bin", 4) == 0;
+    list_bytes += field.namelen + (binary ? field.valuelen * 3 / 4 : field.valuelen) + 32;
+  }
   last_header_list_bytes_ = list_bytes;
   if (list_bytes > remoteMaxHeaderListBytes()) return kOverPeerHeaderListLimit;
   nghttp2_data_provider provider{};

@@ -172,8 +172,12 @@ void ProxyFilter::startAttempt() {
     // the backend past the limit its operator set (while this call waited
     // out its backoff, it held no place, and others may have taken it).
     if (Status admitted = cluster_->admitRequest(); !admitted.isOk()) {
-      ctx_.sendLocalReply(LocalReplyReason::UpstreamFailure, retry_reason_.code(),
-                          describe(fmt::format("{}; not retried: {}", retry_reason_.message(), admitted.message())));
+      std::string message = describe(fmt::format("{}; not retried: {}", retry_reason_.message(), admitted.message()));
+      if (only_refusals_) {
+        ctx_.refuseCall(message);  // no backend processed it: the client may retry it (as in attemptFailed)
+      } else {
+        ctx_.sendLocalReply(LocalReplyReason::UpstreamFailure, retry_reason_.code(), message);
+      }
       return;
     }
   }

@@ -7,6 +7,7 @@
 
 #include <filesystem>
 
+#include "test/support/admin_stats.h"
 #include "test/support/e2e_fixture.h"
 #include "test/support/http_client.h"
 #include "test/support/raw_h2_client.h"
@@ -142,6 +143,14 @@ TEST_CASE("health_service: Watch streams a service's status as it changes, and e
   CHECK(watch.next() == "SERVING");
   HealthWatcher gateway_itself(*channel, "", 30s);
   CHECK(gateway_itself.next() == "SERVING");
+  // Open Watches count in the method metrics while they run (a client's
+  // Watch lasts hours): started, and the messages sent.
+  {
+    const std::string text = http(gateway.adminAddress(), "GET", "/stats/prometheus").body;
+    INFO(text.substr(0, 2000));
+    CHECK(metric(text, "grpc_server_started_total", {"grpc_method=\"Watch\""}) == 4);  // 2 ended, 2 open
+    CHECK(metric(text, "grpc_server_msg_sent_total", {"grpc_method=\"Watch\""}) == 6);  // 3 + 1 ended, 1 + 1 open
+  }
 
   // A drain: every watcher hears NOT_SERVING and its call ends, so that its
   // client looks elsewhere, and the gateway stops long before the 60 s

@@ -30,6 +30,7 @@
 
 #include "test/support/admin_stats.h"
 #include "test/support/e2e_fixture.h"
+#include "test/support/http_client.h"
 #include "test/support/raw_h2_client.h"
 
 namespace sluice::test {
@@ -106,7 +107,7 @@ nghttp2_nv header(const char* name, const char* value) {
 // - kEarlyHintsPath: as kUnaryPath, after a 103 response;
 // - kServerStreamPath: response HEADERS, and the stream is never ended;
 // - kBigHeadersPath, kBigTrailersPath, kNoStatusPath: see above;
-// - anything else: trailers-only UNIMPLEMENTED.
+// - anything else: trailers-only UNIMPLEMENTED (Options::other_status).
 // It counts every RST_STREAM frame it receives, with its error code. One
 // thread serves every connection with poll; every wait is bounded (100 ms) and
 // checks the stop flag.
@@ -127,6 +128,8 @@ class FrameCountingBackend {
     // A second SETTINGS sent with the first, in the same write, advertising
     // this SETTINGS_MAX_CONCURRENT_STREAMS (a backend that changes its mind).
     std::optional<uint32_t> then_max_concurrent_streams{};
+    // The grpc-status of the trailers-only answer to any other path.
+    const char* other_status = "12";
   };
 
   FrameCountingBackend() : FrameCountingBackend(Options{}) {}
@@ -349,7 +352,7 @@ class FrameCountingBackend {
       if (s.path == kServerStreamPath) streams_held_++;  // calls only
     } else {
       nghttp2_nv only[] = {header(":status", "200"), header("content-type", "application/grpc"),
-                           header("grpc-status", "12")};
+                           header("grpc-status", options_.other_status)};
       nghttp2_submit_response(c.session, id, only, 3, nullptr);
     }
   }
@@ -1452,6 +1455,46 @@ TEST_CASE("response messages a backend leaves unfinished are capped per connecti
   status = callUnaryMethod(*channel, kDripPath, third, EchoRequest(), &second_response);
   CHECK(status.error_code() == grpc::StatusCode::DEADLINE_EXCEEDED);  // held, not refused
   CHECK(statValue(gateway.adminAddress(), "listener.grpc.local_reply.message_too_large") == 1);
+}
+
+}  // namespace sluice::test
+
+namespace sluice::test {
+
+// gRPC libraries answer some calls with a trailers-only status before they
+// look the method up (grpc++: DEADLINE_EXCEEDED for a deadline passed on
+// arrival). Such an answer proved the method: made-up names sent with a tiny
+// deadline took every series, and a real method called next had none.
+TEST_CASE("a trailers-only status a library sends before dispatch does not prove a method", "[e2e][upstream]") {
+  FrameCountingBackend::Options options;
+  options.other_status = "4";  // DEADLINE_EXCEEDED for every path but the backend's own
+  FrameCountingBackend backend(options);
+  auto config = catchAllConfig(backend.address());
+  config["workers"] = 1;
+  config["admin"] = {{"address", "127.0.0.1:0"}};
+  GatewayProcess gateway(config);
+  auto channel = makeChannel(gateway.address());
+  constexpr int kMadeUp = 150;
+  for (int i = 0; i < kMadeUp; ++i) {
+    grpc::ClientContext ctx;
+    setTimeout(ctx, kCallTimeout);
+    example::EchoResponse resp;
+    REQUIRE(callUnaryMethod(*channel, "/made.Up/M" + std::to_string(i), ctx, example::EchoRequest(), &resp)
+                .error_code() == grpc::StatusCode::DEADLINE_EXCEEDED);
+  }
+  {
+    grpc::ClientContext ctx;
+    setTimeout(ctx, kCallTimeout);
+    example::EchoResponse resp;
+    REQUIRE_OK(callUnaryMethod(*channel, kUnaryPath, ctx, example::EchoRequest(), &resp));
+  }
+  const std::string text = http(gateway.adminAddress(), "GET", "/stats/prometheus").body;
+  INFO(text.substr(0, 3000));
+  // The made-up names take only the unproven series (100); the rest count
+  // under "(other)"; the method the backend served has its own.
+  CHECK(metric(text, "grpc_server_started_total", {"grpc_service=\"made.Up\""}) == 100);
+  CHECK(metric(text, "grpc_server_started_total", {"grpc_method=\"(other)\""}) == kMadeUp - 100);
+  CHECK(metric(text, "grpc_server_started_total", {"grpc_method=\"Unary\""}) == 1);
 }
 
 }  // namespace sluice::test
