@@ -5,6 +5,7 @@
 #include <uv.h>
 
 #include <algorithm>
+#include <string_view>
 
 #include <fmt/format.h>
 #include <spdlog/spdlog.h>
@@ -102,6 +103,27 @@ class AdminConnection final : public TcpSocketCallbacks, public DeferredDeletabl
     }
     return 0;
   }
+  // Only whether an Origin header came is kept (a field name may arrive in
+  // pieces).
+  int onHeaderField(const char* at, size_t len) {
+    if (!in_field_) {
+      in_field_ = true;
+      field_.clear();
+    }
+    if (field_.size() + len <= kOrigin.size()) field_.append(at, len);
+    else field_ = "-";  // longer than "origin": not it
+    return grow(len);
+  }
+  int onHeaderValue(size_t len) {
+    if (in_field_) {
+      in_field_ = false;
+      has_origin_ = has_origin_ || (field_.size() == kOrigin.size() &&
+                                    std::equal(field_.begin(), field_.end(), kOrigin.begin(), [](char a, char b) {
+                                      return (a | 0x20) == b;
+                                    }));
+    }
+    return grow(len);
+  }
   int onBody(size_t len) {
     body_bytes_ += len;
     if (body_bytes_ > kMaxBodyBytes) {
@@ -124,8 +146,8 @@ class AdminConnection final : public TcpSocketCallbacks, public DeferredDeletabl
     static const http_parser_settings settings = [] {
       http_parser_settings s{};
       s.on_url = [](http_parser* p, const char* at, size_t len) { return self(p).onUrl(at, len); };
-      s.on_header_field = [](http_parser* p, const char*, size_t len) { return self(p).grow(len); };
-      s.on_header_value = [](http_parser* p, const char*, size_t len) { return self(p).grow(len); };
+      s.on_header_field = [](http_parser* p, const char* at, size_t len) { return self(p).onHeaderField(at, len); };
+      s.on_header_value = [](http_parser* p, const char*, size_t len) { return self(p).onHeaderValue(len); };
       s.on_body = [](http_parser* p, const char*, size_t len) { return self(p).onBody(len); };
       s.on_message_complete = [](http_parser* p) { return self(p).onMessageComplete(); };
       return s;
@@ -207,6 +229,14 @@ class AdminConnection final : public TcpSocketCallbacks, public DeferredDeletabl
     }
     std::string method = http_method_str(static_cast<http_method>(parser_.method));
     dispatched_ = true;
+    if (parser_.method == HTTP_POST && has_origin_) {
+      // Browsers send Origin with every cross-site POST, curl and scripts
+      // do not: a web page open on this host must not drain or reload the
+      // gateway through its admin port.
+      respond({403, "text/plain; charset=utf-8",
+               "admin POST requests with an Origin header (from a browser page) are refused\n", ""});
+      return;
+    }
     listener_.handler().handleAdmin(method, path, query, listener_.replyTo(id_));
   }
 
@@ -264,6 +294,10 @@ class AdminConnection final : public TcpSocketCallbacks, public DeferredDeletabl
   bool answered_ = false;
   bool finished_ = false;
   bool received_any_ = false;
+  static constexpr std::string_view kOrigin = "origin";
+  std::string field_;       // the header name being read, up to kOrigin's length
+  bool in_field_ = false;
+  bool has_origin_ = false;
 };
 
 AdminListener::AdminListener(Dispatcher& dispatcher, AdminHandler& handler, SocketAddress address,

@@ -670,6 +670,11 @@ TEST_CASE("/ready turns 503 while draining, POST /drain stops the gateway after 
   EchoResponse resp;
   REQUIRE(reader->Read(&resp));
   REQUIRE(http(admin, "GET", "/ready").status == 200);
+  // A browser page's cross-site POST (it carries Origin) cannot drain it.
+  const HttpReply cross_site =
+      httpRaw(admin, "POST /drain HTTP/1.1\r\nHost: x\r\nORIGIN: http://evil.example\r\nContent-Length: 0\r\n\r\n");
+  CHECK(cross_site.status == 403);
+  CHECK(http(admin, "GET", "/ready").status == 200);
   REQUIRE(http(admin, "POST", "/drain").status == 200);
   auto ready = http(admin, "GET", "/ready");
   CHECK(ready.status == 503);
