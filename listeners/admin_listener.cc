@@ -26,6 +26,8 @@ constexpr int kAdminSendBufferBytes = 256 * 1024;
 constexpr size_t kSmallAnswerBytes = 16 * 1024;
 // How long a stopping gateway lets an answer being written finish.
 constexpr std::chrono::seconds kShutdownGrace{1};
+// How long the rest of a request answered with an error is read and dropped.
+constexpr std::chrono::seconds kErrorLinger{1};
 constexpr size_t kMaxBodyBytes = 64 * 1024;
 
 const char* reasonPhrase(int status) {
@@ -169,7 +171,7 @@ class AdminConnection final : public TcpSocketCallbacks, public DeferredDeletabl
     // probe script) still reads: its answer, now or later (a reload looking
     // up host names), goes out in full before the socket closes. Before a
     // whole request, or on an error, there is nothing to answer.
-    if (status == UV_EOF && (dispatched_ || answered_) && !finished_) {
+    if (status == UV_EOF && (dispatched_ || answered_) && !finished_ && !lingering_) {
       socket_.stopReading();
       return;
     }
@@ -193,7 +195,7 @@ class AdminConnection final : public TcpSocketCallbacks, public DeferredDeletabl
     respond(r);
   }
   void onWriteDrained() override {
-    if (answered_) done();
+    if (answered_) written();
   }
 
  private:
@@ -268,7 +270,22 @@ class AdminConnection final : public TcpSocketCallbacks, public DeferredDeletabl
     const ByteSpan spans[] = {{reinterpret_cast<const uint8_t*>(head.data()), head.size()},
                               {reinterpret_cast<const uint8_t*>(r.body.data()), head_request ? 0 : r.body.size()}};
     socket_.write(spans, 2);
-    if (socket_.bytesPending() == 0) done();
+    if (socket_.bytesPending() == 0) written();
+  }
+
+  // The answer is in the kernel. A request not read to its end (too large,
+  // malformed) leaves bytes unread: closing now would send RST, which can
+  // destroy the answer before the client reads it (curl: "connection reset"
+  // instead of 413). So FIN first, and the rest of its request is read and
+  // dropped until it closes, or kErrorLinger.
+  void written() {
+    if (complete_ || !received_any_ || lingering_) {  // nothing left unread (or already lingering)
+      if (!lingering_) done();
+      return;
+    }
+    lingering_ = true;
+    socket_.shutdownWrite();
+    timer_.enable(kErrorLinger);
   }
 
   void done() {
@@ -294,6 +311,7 @@ class AdminConnection final : public TcpSocketCallbacks, public DeferredDeletabl
   bool answered_ = false;
   bool finished_ = false;
   bool received_any_ = false;
+  bool lingering_ = false;  // an error answered before the whole request was read (written())
   static constexpr std::string_view kOrigin = "origin";
   std::string field_;       // the header name being read, up to kOrigin's length
   bool in_field_ = false;
