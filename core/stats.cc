@@ -152,8 +152,10 @@ MethodStats* WorkerStats::methodForCall(std::string_view path, std::string_view 
   auto it = paths_.find(path);
   if (it == paths_.end()) {
     if (admit == PathAdmission::Known) return nullptr;
+    // With a budget shared by the workers, it alone bounds unproven paths
+    // (another worker may have proven one this worker still counts).
     if (paths_.size() >= kMaxMethodPaths || path.size() > kMaxMethodPathBytes ||
-        (!proven && unproven_paths_ >= kMaxUnprovenMethodPaths) ||
+        (!proven && path_budget_ == nullptr && unproven_paths_ >= kMaxUnprovenMethodPaths) ||
         (path_budget_ != nullptr && !path_budget_->admit(path, proven))) {
       return &otherLocked();
     }

@@ -34,6 +34,7 @@ const char* reasonPhrase(int status) {
   switch (status) {
     case 200: return "OK";
     case 400: return "Bad Request";
+    case 403: return "Forbidden";
     case 404: return "Not Found";
     case 405: return "Method Not Allowed";
     case 408: return "Request Timeout";
@@ -172,6 +173,7 @@ class AdminConnection final : public TcpSocketCallbacks, public DeferredDeletabl
     // up host names), goes out in full before the socket closes. Before a
     // whole request, or on an error, there is nothing to answer.
     if (status == UV_EOF && (dispatched_ || answered_) && !finished_ && !lingering_) {
+      peer_done_sending_ = true;  // nothing more to read: no linger after the answer
       socket_.stopReading();
       return;
     }
@@ -279,7 +281,7 @@ class AdminConnection final : public TcpSocketCallbacks, public DeferredDeletabl
   // instead of 413). So FIN first, and the rest of its request is read and
   // dropped until it closes, or kErrorLinger.
   void written() {
-    if (complete_ || !received_any_ || lingering_) {  // nothing left unread (or already lingering)
+    if (complete_ || !received_any_ || peer_done_sending_ || lingering_) {  // nothing left unread (or lingering)
       if (!lingering_) done();
       return;
     }
@@ -312,6 +314,7 @@ class AdminConnection final : public TcpSocketCallbacks, public DeferredDeletabl
   bool finished_ = false;
   bool received_any_ = false;
   bool lingering_ = false;  // an error answered before the whole request was read (written())
+  bool peer_done_sending_ = false;  // its FIN came after the request was handled
   static constexpr std::string_view kOrigin = "origin";
   std::string field_;       // the header name being read, up to kOrigin's length
   bool in_field_ = false;

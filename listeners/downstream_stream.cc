@@ -476,8 +476,10 @@ void DownstreamStream::answerHealthCall(const Message& request) {
   }
   // The gateway's own method: counted from now, so a Watch open for hours
   // shows in the metrics while it runs, not when it ends.
-  if (counts_method_ && method_stats_ == nullptr) {
-    countMethodIn(worker().stats().methodForCall(path_, service_, method_, PathAdmission::Proven));
+  if (counts_method_ && (method_stats_ == nullptr || path_unproven_)) {
+    MethodStats* series = worker().stats().methodForCall(path_, service_, method_, PathAdmission::Proven);
+    path_unproven_ = false;
+    if (method_stats_ == nullptr) countMethodIn(series);
   }
   HealthRequest asked = readHealthRequest(request);
   if (asked.code != StatusCode::Ok) {

@@ -698,6 +698,7 @@ TEST_CASE("/ready turns 503 while draining, POST /drain stops the gateway after 
   const HttpReply cross_site =
       httpRaw(admin, "POST /drain HTTP/1.1\r\nHost: x\r\nORIGIN: http://evil.example\r\nContent-Length: 0\r\n\r\n");
   CHECK(cross_site.status == 403);
+  CHECK_THAT(cross_site.headers, Catch::StartsWith("HTTP/1.1 403 Forbidden"));
   CHECK(http(admin, "GET", "/ready").status == 200);
   REQUIRE(http(admin, "POST", "/drain").status == 200);
   auto ready = http(admin, "GET", "/ready");
