@@ -714,7 +714,9 @@ void DownstreamStream::encodeResponseTrailers() {
   // of the handler's own: gRPC libraries answer DEADLINE_EXCEEDED (a
   // deadline passed on arrival), RESOURCE_EXHAUSTED, UNAVAILABLE, INTERNAL,
   // CANCELLED... before they look the method up.
-  if (!backend_answered_) {
+  // Only asked for a path still without its proof (finish() reads it then):
+  // a known method's calls skip the lookup.
+  if (!backend_answered_ && counts_method_ && (method_stats_ == nullptr || path_unproven_)) {
     const std::string* code = response_trailers_.get("grpc-status");
     const auto status = code != nullptr ? grpc_headers::parseGrpcStatus(*code) : std::nullopt;
     backend_answered_ = status.has_value() && isHandlerStatus(*status);
