@@ -172,12 +172,8 @@ void ProxyFilter::startAttempt() {
     // the backend past the limit its operator set (while this call waited
     // out its backoff, it held no place, and others may have taken it).
     if (Status admitted = cluster_->admitRequest(); !admitted.isOk()) {
-      std::string message = describe(fmt::format("{}; not retried: {}", retry_reason_.message(), admitted.message()));
-      if (only_refusals_) {
-        ctx_.refuseCall(message);  // no backend processed it: the client may retry it (as in attemptFailed)
-      } else {
-        ctx_.sendLocalReply(LocalReplyReason::UpstreamFailure, retry_reason_.code(), message);
-      }
+      endWithFailure(retry_reason_.code(),
+                     describe(fmt::format("{}; not retried: {}", retry_reason_.message(), admitted.message())));
       return;
     }
   }
@@ -305,12 +301,22 @@ void ProxyFilter::retireAttempt() {
   }
 }
 
+void ProxyFilter::endWithFailure(StatusCode code, std::string_view message) {
+  // Every attempt refused unprocessed (and nothing of the response sent):
+  // the client may retry the call itself, as it would had it talked to the
+  // backend directly. One attempt that may have run rules that out.
+  if (only_refusals_) {
+    ctx_.refuseCall(message);
+  } else {
+    ctx_.sendLocalReply(LocalReplyReason::UpstreamFailure, code, message);
+  }
+}
+
 void ProxyFilter::attemptFailed(StatusCode code, const std::string& detail, bool endpoint_fault, Reach reach) {
   if (ctx_.ended()) return;
   if (endpoint_fault) recordOutcome(false);
   if (reach == Reach::Unsent) cluster_->stats().upstream_rq_unsent.inc();
-  const bool refused = reach == Reach::Refused;
-  if (!refused) only_refusals_ = false;
+  if (reach != Reach::Refused) only_refusals_ = false;
   retireAttempt();
   // An attempt no backend processed retries outside the budget: retrying it
   // adds no load to a backend beyond what the call would have anyway.
@@ -318,14 +324,7 @@ void ProxyFilter::attemptFailed(StatusCode code, const std::string& detail, bool
   if (!canRetry(code) || (reach == Reach::Backend && !holdRetryPlace(over_budget))) {
     std::string message = describe(detail);
     if (!over_budget.empty()) message += "; not retried: " + over_budget;
-    // Every attempt refused unprocessed, and nothing of the response sent:
-    // the client may retry it itself, as it would had it talked to the
-    // backend directly. One attempt that may have run rules that out.
-    if (refused && only_refusals_) {
-      ctx_.refuseCall(message);
-    } else {
-      ctx_.sendLocalReply(LocalReplyReason::UpstreamFailure, code, message);
-    }
+    endWithFailure(code, message);
     return;
   }
   std::chrono::milliseconds wait;
@@ -359,10 +358,10 @@ FilterStatus ProxyFilter::onRequestMessage(StreamContext&, Message& message) {
         // Waiting to retry: what the client sent so far was only in the
         // replay buffer, so no attempt can carry the whole request any more.
         if (backoff_timer_) backoff_timer_->disable();
-        ctx_.sendLocalReply(LocalReplyReason::UpstreamFailure, retry_reason_.code(),
-                            describe(fmt::format("{}; not retried: the request outgrew the replay buffer "
-                                                 "(replay_buffer_bytes {}) while waiting to retry",
-                                                 retry_reason_.message(), retry_->replay_buffer_bytes)));
+        endWithFailure(retry_reason_.code(),
+                       describe(fmt::format("{}; not retried: the request outgrew the replay buffer "
+                                            "(replay_buffer_bytes {}) while waiting to retry",
+                                            retry_reason_.message(), retry_->replay_buffer_bytes)));
         return FilterStatus::StopIteration;
       }
     } else {

@@ -68,6 +68,9 @@ class ProxyFilter final : public Filter,
   enum class Reach { Backend, Unsent, Refused };
   // The attempt is over without an answer for the client: retry or reply.
   void attemptFailed(StatusCode code, const std::string& detail, bool endpoint_fault, Reach reach = Reach::Backend);
+  // Ends the call after its last attempt: refused (the client may retry)
+  // when no backend processed any attempt, else `code` with `message`.
+  void endWithFailure(StatusCode code, std::string_view message);
   bool canRetry(StatusCode code) const;
   // Starts the current attempt's per-try timeout (per_try_timeout_ms), once
   // the whole request is in: at the attempt's start when it already is.
