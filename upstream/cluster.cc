@@ -125,9 +125,16 @@ StatusOr<Endpoint*> Cluster::chooseEndpoint(const HeaderMap& request_headers, co
     candidates_.push_back(const_cast<Endpoint*>(avoid));
   }
   if (candidates_.empty()) {
-    // Endpoints only waiting to reconnect are better than none.
+    // Endpoints only waiting to reconnect are better than none: first those
+    // that may try now (ConnectionPool::probeDue), else any, whose pool then
+    // fails the call naming its backoff.
     for (auto& ep : endpoints_) {
-      if (usable(*ep)) candidates_.push_back(ep.get());
+      if (usable(*ep) && ep->pool().probeDue(now)) candidates_.push_back(ep.get());
+    }
+    if (candidates_.empty()) {
+      for (auto& ep : endpoints_) {
+        if (usable(*ep)) candidates_.push_back(ep.get());
+      }
     }
   }
   if (candidates_.empty()) {

@@ -15,6 +15,9 @@ namespace {
 
 constexpr int64_t kBackoffBaseMs = 100;
 constexpr int64_t kBackoffMaxMs = 10000;
+// Past this since the last failed connect, a pool in backoff may try again
+// when the cluster has no endpoint out of backoff (probeDue()).
+constexpr int64_t kProbeAfterMs = 1000;
 
 }  // namespace
 
@@ -89,7 +92,7 @@ Status ConnectionPool::canOpenConnection(bool counted, bool record_overflow) {
   // Health checks (uncounted) connect whatever the backoff: a check that
   // failed without asking would keep a restarted backend unhealthy until the
   // backoff (up to 10 s) ran out; one connect per check interval is cheap.
-  if (counted && inBackoff(now)) {
+  if (counted && inBackoff(now) && !probeDue(now)) {
     auto left = std::chrono::duration_cast<std::chrono::milliseconds>(backoff_until_ - now).count();
     return {StatusCode::Unavailable, fmt::format("endpoint {} is in reconnect backoff for {} ms after {} failed "
                                                  "connect(s)", endpoint_.describe(), left, connect_failures_)};
@@ -135,6 +138,7 @@ void ConnectionPool::onAddressChanged() {
   for (auto& conn : connections_) conn->retire();
   connect_failures_ = 0;
   backoff_until_ = {};
+  probe_after_ = {};
   advertised_stream_limit_.reset();
 }
 
@@ -145,7 +149,9 @@ void ConnectionPool::onConnectFailed() {
   // the same backend do not reconnect in lockstep.
   int64_t cap = std::min(kBackoffMaxMs, kBackoffBaseMs << std::min<uint32_t>(connect_failures_ - 1, 10));
   int64_t ms = std::uniform_int_distribution<int64_t>(cap / 2, cap)(rng_);
-  backoff_until_ = Clock::now() + std::chrono::milliseconds(ms);
+  const auto now = Clock::now();
+  backoff_until_ = now + std::chrono::milliseconds(ms);
+  probe_after_ = now + std::chrono::milliseconds(std::min(ms, kProbeAfterMs));
 }
 
 void ConnectionPool::onConnectionClosed(UpstreamConnection& connection) {

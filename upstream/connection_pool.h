@@ -38,6 +38,14 @@ class ConnectionPool {
   // take part in the cluster's request accounting (health checks do not).
   Status newStream(UpstreamStream& stream, bool counted = true);
   bool inBackoff(Clock::time_point now) const { return now < backoff_until_; }
+  // Whether a call may try to connect although the pool is in backoff:
+  // when every endpoint of the cluster is backing off, calls would otherwise
+  // fail for up to the backoff's 10 s after a restarted backend is back. A
+  // second after the last failed connect (or the backoff's end, if sooner),
+  // one call at a time tries (the calls arriving meanwhile wait on its
+  // connection); the chooser sends calls here only when no endpoint is out
+  // of backoff.
+  bool probeDue(Clock::time_point now) const { return now >= probe_after_; }
 
   // Called by connections.
   void onConnectionClosed(UpstreamConnection& connection);
@@ -46,6 +54,7 @@ class ConnectionPool {
   void onConnectSucceeded() {
     connect_failures_ = 0;
     backoff_until_ = {};
+    probe_after_ = {};
   }
   // A backend's SETTINGS_MAX_CONCURRENT_STREAMS, from any connection: new
   // connections assume it until their own SETTINGS arrive.
@@ -56,6 +65,7 @@ class ConnectionPool {
   void adoptBackoffOf(const ConnectionPool& old) {
     connect_failures_ = old.connect_failures_;
     backoff_until_ = old.backoff_until_;
+    probe_after_ = old.probe_after_;
   }
 
   // The endpoint's host name now resolves elsewhere (dns_addresses "first").
@@ -86,6 +96,7 @@ class ConnectionPool {
   bool retired_ = false;
   std::optional<uint32_t> advertised_stream_limit_;
   Clock::time_point backoff_until_{};
+  Clock::time_point probe_after_{};  // see probeDue()
   std::minstd_rand rng_{std::random_device{}()};
 };
 

@@ -1313,6 +1313,46 @@ TEST_CASE("a restarted backend passes its next health check, whatever the reconn
   CHECK(std::chrono::steady_clock::now() - restarted < std::chrono::milliseconds(2500));
 }
 
+// The milliseconds of reconnect backoff a call's failure names, or -1.
+long backoffLeftMs(const grpc::Status& status) {
+  const std::string& m = status.error_message();
+  const std::string marker = "reconnect backoff for ";
+  const size_t at = m.find(marker);
+  if (at == std::string::npos) return -1;
+  return std::stol(m.substr(at + marker.size()));
+}
+
+TEST_CASE("a cluster's only backend restarted takes calls within about a second, without health checks",
+          "[e2e][cluster]") {
+  TestBackend b("b");
+  auto config = configWith({{"name", "one"}, {"endpoints", {b.address()}}});
+  config["workers"] = 1;
+  GatewayProcess gateway(config);
+  auto stub = example::Echo::NewStub(makeChannel(gateway.address()));
+  REQUIRE_OK(unary(*stub));
+  b.stop();
+  // Calls fail until the endpoint's reconnect backoff has seconds left:
+  // long enough that waiting it out would show.
+  long left = -1;
+  const auto until = std::chrono::steady_clock::now() + std::chrono::seconds(20);
+  while (left < 4000 && std::chrono::steady_clock::now() < until) {
+    grpc::Status s = unary(*stub);
+    REQUIRE_STATUS(s, grpc::StatusCode::UNAVAILABLE);
+    left = std::max(left, backoffLeftMs(s));
+    std::this_thread::sleep_for(std::chrono::milliseconds(20));
+  }
+  REQUIRE(left >= 4000);
+  b.start();  // same port
+  const auto restarted = std::chrono::steady_clock::now();
+  // With no endpoint out of backoff, a call tries to connect a second after
+  // the last failed connect: the backend is found without waiting out the
+  // rest of the backoff.
+  CHECK(waitFor([&] { return unary(*stub).ok(); }, std::chrono::seconds(8)));
+  const auto took = std::chrono::duration_cast<std::chrono::milliseconds>(std::chrono::steady_clock::now() - restarted);
+  INFO("back after " << took.count() << " ms; the backoff had " << left << " ms left");
+  CHECK(took < std::chrono::milliseconds(2500));
+}
+
 TEST_CASE("a healthy report from the checking worker ends the other workers' reconnect backoff", "[e2e][cluster]") {
   TestBackend b("b");
   nlohmann::json c = {{"name", "one"},
