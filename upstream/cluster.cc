@@ -5,6 +5,7 @@
 #include <fmt/format.h>
 #include <spdlog/spdlog.h>
 
+#include "codecs/grpc/grpc_headers.h"
 #include "core/dispatcher.h"
 #include "core/headers.h"
 #include "core/stats.h"
@@ -143,8 +144,12 @@ StatusOr<Endpoint*> Cluster::chooseEndpoint(const HeaderMap& request_headers, co
                               config_.name, endpoints_.size()));
   }
   if (panic) stats_.lb_healthy_panic.inc();  // an endpoint chosen in panic
-  const std::string* key = config_.hash_header.empty() ? nullptr : request_headers.get(config_.hash_header);
-  return lb_->pick(candidates_, key);
+  const std::string* value = config_.hash_header.empty() ? nullptr : request_headers.get(config_.hash_header);
+  if (value == nullptr) return lb_->pick(candidates_, nullptr);
+  // One caller's key however it is spelled (base64 padded or not, say), so
+  // that a caller stays on its endpoint whichever library it calls from.
+  const std::string key = grpc_headers::callerKeyValue(config_.hash_header, *value);
+  return lb_->pick(candidates_, &key);
 }
 
 void Cluster::onHealthChecked(const Endpoint& endpoint) {

@@ -1,10 +1,14 @@
 #include "codecs/grpc/grpc_headers.h"
 
+#include <algorithm>
 #include <array>
+#include <cctype>
 #include <cstdint>
 #include <limits>
 
 #include <sodium.h>
+
+#include "core/headers.h"
 
 namespace sluice::grpc_headers {
 namespace {
@@ -213,6 +217,22 @@ std::optional<std::string> base64Decode(std::string_view text) {
     return std::nullopt;
   }
   out.resize(out_len);
+  return out;
+}
+
+std::string callerKeyValue(std::string_view key, std::string_view value) {
+  value = trimBlanks(value);
+  if (isBinaryHeader(key)) {
+    if (auto bytes = base64Decode(value)) return std::move(*bytes);
+    return std::string(value);
+  }
+  if (key != "authorization") return std::string(value);
+  const size_t space = value.find_first_of(" \t");
+  if (space == std::string_view::npos) return std::string(value);
+  std::string out(value.substr(0, space));
+  std::transform(out.begin(), out.end(), out.begin(), [](unsigned char c) { return std::tolower(c); });
+  out += ' ';
+  out += trimBlanks(value.substr(space + 1));
   return out;
 }
 

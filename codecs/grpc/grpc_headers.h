@@ -56,4 +56,13 @@ std::string base64Encode(std::string_view bytes);
 // Accepts padded and unpadded standard base64; nullopt on invalid input.
 std::optional<std::string> base64Decode(std::string_view text);
 
+// The value of metadata `key` as one caller's key (a rate limit's bucket, a
+// hash_header's draw), however the caller spelled it, so that spelling it
+// another way neither earns a fresh bucket nor moves the call elsewhere:
+// without the blanks around it (auth trims an API key too), a -bin value as
+// the bytes it carries (base64, padded or not: gRPC libraries differ), an
+// `authorization` value as its scheme in lower case and its credentials
+// (auth takes "Bearer" in any case, with any spaces).
+std::string callerKeyValue(std::string_view key, std::string_view value);
+
 }  // namespace sluice::grpc_headers

@@ -2,9 +2,6 @@
 
 #include <openssl/evp.h>
 
-#include <algorithm>
-#include <cctype>
-
 #include <fmt/format.h>
 #include <spdlog/spdlog.h>
 
@@ -18,27 +15,6 @@ namespace {
 // Longer metadata values are keyed by their digest, so what one table entry
 // costs is bounded whatever clients send.
 constexpr size_t kMaxKeyValueBytes = 64;
-
-// One caller's value, however it is spelled, so that spelling it another way
-// does not earn a fresh bucket: without the spaces around it (auth trims an
-// API key too), a -bin value by the bytes it carries (base64, padded or
-// not), an authorization value by its scheme in lower case and its
-// credentials (auth takes "Bearer" in any case, with any spaces).
-std::string canonicalValue(const std::string& key, std::string_view value) {
-  value = trimBlanks(value);
-  if (grpc_headers::isBinaryHeader(key)) {
-    if (auto bytes = grpc_headers::base64Decode(value)) return std::move(*bytes);
-    return std::string(value);
-  }
-  if (key != "authorization") return std::string(value);
-  const size_t space = value.find_first_of(" \t");
-  if (space == std::string_view::npos) return std::string(value);
-  std::string out(value.substr(0, space));
-  std::transform(out.begin(), out.end(), out.begin(), [](unsigned char c) { return std::tolower(c); });
-  out += ' ';
-  out += trimBlanks(value.substr(space + 1));
-  return out;
-}
 
 std::string boundedKey(std::string value) {
   if (value.size() <= kMaxKeyValueBytes) return value;
@@ -60,7 +36,7 @@ FilterStatus RateLimitFilter::onRequestHeaders(StreamContext& ctx) {
     if (value != nullptr && !trimBlanks(*value).empty()) {
       // The kind byte first (set per take), then the caller's value.
       table_key_ = '?';
-      table_key_ += boundedKey(canonicalValue(rule_->key, *value));
+      table_key_ += boundedKey(grpc_headers::callerKeyValue(rule_->key, *value));
     }
   }
   if (rule_->calls && !take(ctx, *rule_->calls, 'c')) return FilterStatus::StopIteration;

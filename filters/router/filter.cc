@@ -5,6 +5,7 @@
 #include <fmt/format.h>
 #include <xxhash.h>
 
+#include "codecs/grpc/grpc_headers.h"
 #include "core/stream_context.h"
 
 namespace sluice::filters::router {
@@ -19,8 +20,10 @@ uint64_t draw(const RouteEntry& entry, StreamContext& ctx) {
     // Seeded apart from ring_hash's: a canary cluster hashing on the same
     // header still spreads the callers this draw sends it.
     constexpr uint64_t kSeed = 0x736c75696365;  // "sluice"
-    if (const std::string* key = ctx.requestHeaders().get(entry.hash_header)) {
-      return XXH64(key->data(), key->size(), kSeed);
+    if (const std::string* value = ctx.requestHeaders().get(entry.hash_header)) {
+      // One caller's key however it is spelled (base64 padded or not, say).
+      const std::string key = grpc_headers::callerKeyValue(entry.hash_header, *value);
+      return XXH64(key.data(), key.size(), kSeed);
     }
   }
   static thread_local std::mt19937_64 rng{std::random_device{}()};

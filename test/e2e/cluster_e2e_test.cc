@@ -20,9 +20,11 @@
 #include <nghttp2/nghttp2.h>
 #include <poll.h>
 
+#include "codecs/grpc/grpc_headers.h"
 #include "test/support/admin_stats.h"
 #include "test/support/e2e_fixture.h"
 #include "test/support/http_client.h"
+#include "test/support/raw_h2_client.h"
 #include "test/support/scripted_resolver.h"
 
 namespace sluice::test {
@@ -304,6 +306,28 @@ TEST_CASE("ring_hash sends the same key to the same endpoint", "[e2e][cluster]")
     used.insert(seen.begin()->first);
   }
   CHECK(used.size() >= 2);  // 30 keys over 3 endpoints do not all land on one
+}
+
+TEST_CASE("ring_hash on a -bin header keys by its bytes, padded base64 or not", "[e2e][cluster]") {
+  TestBackend a("a");
+  TestBackend b("b");
+  TestBackend c("c");
+  nlohmann::json cl = {{"name", "sticky"}, {"lb_policy", "ring_hash"}, {"hash_header", "x-user-bin"},
+                       {"endpoints", {a.address(), b.address(), c.address()}}};
+  GatewayProcess gateway(configWith(cl));
+  RawH2Client client("127.0.0.1", gateway.port());
+  std::set<std::string> used;
+  for (int k = 0; k < 20; ++k) {
+    // Five bytes: padded base64 ends in "=", gRPC C-core sends it without.
+    const std::string padded = grpc_headers::base64Encode("user" + std::string(1, static_cast<char>('A' + k)));
+    REQUIRE(padded.back() == '=');
+    const std::string unpadded = padded.substr(0, padded.find('='));
+    INFO("key " << padded);
+    const std::string endpoint = rawEchoBackend(client, {{"x-user-bin", padded}});
+    CHECK(rawEchoBackend(client, {{"x-user-bin", unpadded}}) == endpoint);
+    used.insert(endpoint);
+  }
+  CHECK(used.size() >= 2);  // 20 keys over 3 endpoints do not all land on one
 }
 
 TEST_CASE("ring_hash over many heavy endpoints keeps a bounded ring", "[e2e][cluster]") {

@@ -8,6 +8,7 @@
 #include <utility>
 #include <vector>
 
+#include "codecs/grpc/grpc_headers.h"
 #include "test/support/admin_stats.h"
 #include "test/support/e2e_fixture.h"
 #include "test/support/raw_h2_client.h"
@@ -327,6 +328,28 @@ TEST_CASE("weighted clusters with a hash_header keep each caller on one cluster"
   for (int i = 0; i < 60; ++i) ++seen[answeredBy(*echo, {})];
   CHECK(seen["v1"] > 0);
   CHECK(seen["v2"] > 0);
+}
+
+TEST_CASE("weighted clusters hashing a -bin header draw by its bytes, padded base64 or not", "[e2e][routing]") {
+  TestBackend v1("v1");
+  TestBackend v2("v2");
+  nlohmann::json split = {{"match", {{"prefix", "/"}}},
+                          {"weighted_clusters", {{{"cluster", "v1"}, {"weight", 50}}, {{"cluster", "v2"}, {"weight", 50}}}},
+                          {"hash_header", "x-user-bin"}};
+  const auto clusters = nlohmann::json::array({cluster("v1", {v1.address()}), cluster("v2", {v2.address()})});
+  GatewayProcess gateway(gatewayConfig(nlohmann::json::array({split}), clusters));
+  RawH2Client client("127.0.0.1", gateway.port());
+  std::map<std::string, int> users_per_cluster;
+  for (int user = 0; user < 20; ++user) {
+    // Five bytes: padded base64 ends in "=", gRPC C-core sends it without.
+    const std::string padded = grpc_headers::base64Encode("user" + std::string(1, static_cast<char>('A' + user)));
+    REQUIRE(padded.back() == '=');
+    INFO("user " << padded);
+    const std::string first = rawEchoBackend(client, {{"x-user-bin", padded}});
+    CHECK(rawEchoBackend(client, {{"x-user-bin", padded.substr(0, padded.find('='))}}) == first);
+    ++users_per_cluster[first];
+  }
+  CHECK(users_per_cluster.size() == 2);  // 20 users at 50/50 do not all land on one
 }
 
 }  // namespace

@@ -135,4 +135,18 @@ std::optional<std::string> HealthWatcher::next() {
   return describeHealthResponse(response);
 }
 
+std::string rawEchoBackend(RawH2Client& client, const HeaderList& metadata) {
+  RawRequest request = RawRequest::grpc("/sluice.example.Echo/Unary", grpcFrame(example::EchoRequest().SerializeAsString()));
+  request.headers.insert(request.headers.end(), metadata.begin(), metadata.end());
+  RawResponse response = client.request(request);
+  INFO(response.describe());
+  REQUIRE(response.grpcStatus() == 0);
+  auto frames = parseGrpcFrames(response.body);
+  REQUIRE(frames.has_value());
+  REQUIRE(frames->size() == 1);
+  example::EchoResponse echo;
+  REQUIRE(echo.ParseFromString(frames->front()));
+  return echo.backend();
+}
+
 }  // namespace sluice::test

@@ -12,6 +12,7 @@
 #include <grpcpp/grpcpp.h>
 
 #include "echo.grpc.pb.h"
+#include "test/support/raw_h2_client.h"
 
 namespace sluice::test {
 
@@ -46,6 +47,12 @@ std::optional<std::string> metadataValue(
 grpc::Status callUnaryMethod(grpc::Channel& channel, const std::string& method,
                              grpc::ClientContext& context, const example::EchoRequest& request,
                              example::EchoResponse* response);
+
+// A unary Echo call over a raw HTTP/2 client with `metadata` sent exactly as
+// given (a -bin value's base64 as written, padded or not, where grpc++ would
+// encode it its own way): the name of the backend that answered. Fails the
+// test unless the call succeeded.
+std::string rawEchoBackend(RawH2Client& client, const HeaderList& metadata);
 
 // grpc.health.v1.Health/Check for `service`, its request and response
 // encoded here by hand (no generated health stubs in Debian's grpc++): the

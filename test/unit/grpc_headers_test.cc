@@ -206,6 +206,21 @@ TEST_CASE("base64Decode accepts padded and unpadded input", "[grpc_headers]") {
   }
 }
 
+TEST_CASE("callerKeyValue is one value however the caller spelled it", "[grpc_headers]") {
+  // -bin: the bytes, padded or not (C-core sends unpadded, others pad).
+  CHECK(callerKeyValue("x-user-bin", "AQIDBAU=") == std::string("\x01\x02\x03\x04\x05"));
+  CHECK(callerKeyValue("x-user-bin", "AQIDBAU") == std::string("\x01\x02\x03\x04\x05"));
+  CHECK(callerKeyValue("x-user-bin", " AQIDBAU ") == std::string("\x01\x02\x03\x04\x05"));
+  CHECK(callerKeyValue("x-user-bin", "not base64!") == "not base64!");  // kept as it came
+  // Others: without the blanks around them; only authorization's scheme folds case.
+  CHECK(callerKeyValue("x-user", " alice\t") == "alice");
+  CHECK(callerKeyValue("x-user", "Alice") == "Alice");
+  CHECK(callerKeyValue("x-user", "AQIDBAU=") == "AQIDBAU=");
+  CHECK(callerKeyValue("authorization", "BEARER   tok") == "bearer tok");
+  CHECK(callerKeyValue("authorization", "Bearer tok") == "bearer tok");
+  CHECK(callerKeyValue("authorization", "Bearer TOK") != callerKeyValue("authorization", "Bearer tok"));
+}
+
 TEST_CASE("base64Decode rejects invalid input", "[grpc_headers]") {
   for (const char* bad : {"Z", "Zm9vY", "Zg=", "Zg===", "Zm9v=", "=", "==", "Zg==Zg==", "Zm 9v",
                           "Zm9v\n", "Zm-_", "Zh==", "Zm9=", "Zm9v!"}) {
