@@ -541,6 +541,16 @@ void Http2Session::spend(StreamErrorBudget& budget, const char* why) {
 }
 
 Status Http2Session::receive(const uint8_t* data, size_t len) {
+  if (side_ == Side::Client) return receiveFrames(data, len);
+  Status status = Status::ok();
+  idle_resets_.feed(data, len, [&](const uint8_t* bytes, size_t n) {
+    status = receiveFrames(bytes, n);
+    return status.isOk();
+  });
+  return status;
+}
+
+Status Http2Session::receiveFrames(const uint8_t* data, size_t len) {
   ssize_t rv = nghttp2_session_mem_recv(session_, data, len);
   if (rv < 0) {
     nghttp2_session_terminate_session(session_, NGHTTP2_PROTOCOL_ERROR);

@@ -24,6 +24,7 @@
 #include <string_view>
 #include <vector>
 
+#include "codecs/http2/idle_reset_filter.h"
 #include "core/headers.h"
 #include "core/status.h"
 
@@ -176,6 +177,9 @@ class Http2Session {
   // Feeds received bytes. A non-OK status means the connection is broken
   // (a GOAWAY has been queued when the protocol allows one).
   Status receive(const uint8_t* data, size_t len);
+  // Server side: RST_STREAM frames dropped for streams the client never
+  // opened (see IdleResetFilter).
+  uint64_t idleResetsDropped() const { return idle_resets_.dropped(); }
   // Serialises frames into `socket` until nghttp2 has nothing more or the
   // socket holds `max_pending` unwritten bytes. False on a fatal session error.
   bool writeTo(TcpSocket& socket, size_t max_pending);
@@ -248,6 +252,8 @@ class Http2Session {
   // The peer made us reset a stream (server side): past the budget the
   // session ends with GOAWAY ENHANCE_YOUR_CALM.
   void onPeerCausedStreamError();
+  // Hands bytes to nghttp2.
+  Status receiveFrames(const uint8_t* data, size_t len);
   // Takes a token from `budget`, or ends the session saying `why`.
   void spend(StreamErrorBudget& budget, const char* why);
 
@@ -273,6 +279,9 @@ class Http2Session {
   size_t header_block_cutoff_;
   StreamErrorBudget stream_errors_;
   StreamErrorBudget peer_resets_;
+  // Server side: resets of streams the client never opened, taken out
+  // before nghttp2 (which would end the connection for one) reads them.
+  http2::IdleResetFilter idle_resets_;
   // The flood limits above (server side): what the peer sent, against what
   // it earned them with.
   uint64_t streams_begun_ = 0;

@@ -103,6 +103,31 @@ TEST_CASE_METHOD(SingleBackendFixture, "malformed gRPC frame is INTERNAL", "[e2e
   CHECK(response.grpcStatus() == 13);
 }
 
+// gRPC C-core 1.51 (grpcio, grpc++ on Debian 12) resets a call cancelled
+// after its stream id was chosen but before its HEADERS went out: a reset of
+// a stream it never opened, which RFC 9113 makes a connection error and
+// nghttp2 answered with GOAWAY, failing every call on the connection. gRPC
+// servers ignore it, and so does the gateway.
+TEST_CASE_METHOD(SingleBackendFixture, "a reset of a stream the client never opened ends nothing",
+                 "[e2e][bad-input]") {
+  RawH2Client raw("127.0.0.1", gateway.port());
+  RawResponse first = raw.request(RawRequest::grpc("/sluice.example.Echo/Unary", validUnaryBody("first")));
+  INFO(first.describe());
+  REQUIRE(first.grpcStatus() == 0);
+  // RST_STREAM(CANCEL) for stream 101, which no HEADERS opened, in two
+  // writes that cut its frame header.
+  const std::string reset("\x00\x00\x04\x03\x00\x00\x00\x00\x65\x00\x00\x00\x08", 13);
+  REQUIRE(raw.writeRaw(reset.substr(0, 5)));
+  std::this_thread::sleep_for(50ms);
+  REQUIRE(raw.writeRaw(reset.substr(5)));
+  RawResponse second = raw.request(RawRequest::grpc("/sluice.example.Echo/Unary", validUnaryBody("second")));
+  INFO(second.describe());
+  CHECK(second.grpcStatus() == 0);
+  CHECK_FALSE(second.goawayReceived);
+  CHECK_FALSE(second.connectionClosed);
+  CHECK(backend.stats().calls.load() == 2);
+}
+
 TEST_CASE_METHOD(SingleBackendFixture,
                  "garbage bytes end that connection only", "[e2e][bad-input]") {
   // A healthy client on its own connection, busy before and after.
