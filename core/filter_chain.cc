@@ -150,7 +150,10 @@ bool FilterChain::checkChangedHeaders(std::string_view filter_name, std::string_
   std::string why;
   if (now.request != checked_changes_.request) why = invalidHeaderField(ctx_.requestHeaders());
   if (why.empty() && now.response != checked_changes_.response) why = invalidHeaderField(ctx_.responseHeaders());
-  if (why.empty() && now.trailers != checked_changes_.trailers) why = invalidHeaderField(ctx_.responseTrailers());
+  if (now.trailers != checked_changes_.trailers) {
+    trailers_changed_by_ = filter_name;
+    if (why.empty()) why = invalidHeaderField(ctx_.responseTrailers());
+  }
   checked_changes_ = now;
   if (why.empty()) return true;
   logUserCodeFailure(fmt::format("filter \"{}\" {}", filter_name, where),
@@ -303,10 +306,19 @@ void FilterChain::streamDone() {
   if (done_) return;
   done_ = true;
   for (auto& entry : filters_) {
+    const uint32_t trailers_before = ctx_.responseTrailers().changes();
     try {
       entry.filter->onStreamDone(ctx_);
     } catch (...) {
       logUserCodeFailure(fmt::format("filter \"{}\" in onStreamDone", entry.name), currentExceptionText());
+    }
+    if (ctx_.responseTrailers().changes() != trailers_before) {
+      // They may still be on their way to the client (the stream checks
+      // that they remain a valid end of a call), but the call was counted
+      // and logged by what they said before.
+      logUserCodeFailure(fmt::format("filter \"{}\" in onStreamDone", entry.name),
+                         "it changed the response trailers after the call ended (change them in onResponseTrailers)",
+                         "failed");
     }
   }
   // Events still queued behind a paused filter will never be delivered: their

@@ -82,6 +82,9 @@ class FilterChain {
   // Bytes of response messages not yet through every filter (waiting behind
   // a paused one): the terminal must stop reading when these pile up.
   size_t queuedResponseBytes() const { return queued_response_bytes_; }
+  // The filter whose hook last changed the response trailers ("" if none):
+  // who to name when what they end the call with is no valid end.
+  std::string_view trailersChangedBy() const { return trailers_changed_by_; }
   // Everything the chain holds: the queues above and what each filter says
   // it keeps (Filter::heldMessageBytes).
   size_t heldMessageBytes() const;
@@ -165,6 +168,7 @@ class FilterChain {
   size_t indexOf(const Filter* filter) const;
 
   HeaderChanges checked_changes_;
+  std::string_view trailers_changed_by_;  // an entry's name: lives with the config
   size_t queued_request_bytes_ = 0;
   size_t queued_response_bytes_ = 0;
   bool done_ = false;

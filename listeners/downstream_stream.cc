@@ -12,6 +12,7 @@
 #include "core/method_match.h"
 #include "core/overload.h"
 #include "core/request_id.h"
+#include "core/user_code.h"
 #include "core/worker_context.h"
 #include "listeners/grpc_listener.h"
 #include "listeners/health_service.h"
@@ -726,22 +727,42 @@ void DownstreamStream::encodeResponseTrailers() {
   chain_.responseTrailers();
 }
 
-void DownstreamStream::takeStatusFromTrailers() {
+bool DownstreamStream::takeStatusFromTrailers() {
   status_taken_at_ = response_trailers_.changes();
   const std::string* code = response_trailers_.get("grpc-status");
-  status_ = code != nullptr ? grpc_headers::parseGrpcStatus(*code).value_or(StatusCode::Unknown)
-                            : StatusCode::Unknown;
+  const auto parsed = code != nullptr ? grpc_headers::parseGrpcStatus(*code) : std::nullopt;
+  status_ = parsed.value_or(StatusCode::Unknown);
   const std::string* msg = response_trailers_.get("grpc-message");
   status_message_ = msg != nullptr ? grpc_headers::percentDecode(*msg) : std::string();
+  status_valid_ = code != nullptr && grpc_headers::isValidGrpcStatus(*code);
+  return status_valid_;
+}
+
+void DownstreamStream::failFilterEnd(std::string_view filter, std::string_view what) {
+  const std::string name = filter.empty() ? std::string("a filter") : fmt::format("filter \"{}\"", filter);
+  logUserCodeFailure(name, what, "failed");
+  sendLocalReply(LocalReplyReason::FilterError, StatusCode::Internal, name + " failed");
 }
 
 void DownstreamStream::sendTrailers() {
   if (ended_) return;
+  // Again if the trailers changed since (a trailer hook, a local reply).
+  if (response_trailers_.changes() != status_taken_at_) takeStatusFromTrailers();
+  if (!status_valid_) {
+    // A filter's end of the call (its own answer, or a backend's trailers it
+    // changed) without a grpc-status a client can read: gRPC clients fail
+    // or, grpcio 1.51, crash on one. The filter answering runs now; one
+    // that changed a backend's trailers ran before.
+    const std::string* code = response_trailers_.get("grpc-status");
+    failFilterEnd(!running_filter_.empty() ? running_filter_ : chain_.trailersChangedBy(),
+                  code == nullptr ? std::string("it ended the call without grpc-status in the trailers")
+                                  : fmt::format("it ended the call with grpc-status \"{}\", not a code from 0 to 16",
+                                                grpc_headers::truncateMessage(*code, 64)));
+    return;
+  }
   ended_ = true;
   // The deadline still bounds delivering what is queued (see its timer).
   if (deadline_timer_ && response_out_.empty()) deadline_timer_->disable();
-  // Again if the trailers changed since (a trailer hook, a local reply).
-  if (response_trailers_.changes() != status_taken_at_) takeStatusFromTrailers();
   if (!headers_sent_) {
     // Trailers-only: one HEADERS frame with END_STREAM carries everything.
     HeaderMap block = response_headers_;
@@ -757,6 +778,7 @@ void DownstreamStream::sendTrailers() {
       response_trailers_.remove(request_id::kHeader);
     }
     trailers_on_wire_ = true;
+    trailers_queued_at_ = response_trailers_.changes();
     response_end_queued_ = true;
     connection_.session().resumeData(stream_id_);
   }
@@ -814,6 +836,21 @@ void DownstreamStream::sendLocalReply(StatusCode code, std::string_view message,
     deadline_timer_->disable();
     onDeadline();
     return;
+  }
+  if (!extra_trailers.empty()) {
+    // A filter's own fields: they too must be ones HTTP/2 can carry, and
+    // leave the reply's code and message alone.
+    std::string why = invalidHeaderField(extra_trailers);
+    if (!why.empty()) {
+      why = "it left a header field HTTP/2 cannot carry: " + why;
+    } else if (extra_trailers.get("grpc-status") != nullptr || extra_trailers.get("grpc-message") != nullptr) {
+      why = "its extra trailers set grpc-status or grpc-message, which are the reply's own";
+    }
+    if (!why.empty()) {
+      reply_reason_.reset();
+      failFilterEnd(running_filter_, "in sendLocalReply: " + why);
+      return;
+    }
   }
   // Replies asked for by filters are counted by what they say.
   LocalReplyReason reason = reply_reason_.value_or(
@@ -901,6 +938,21 @@ void DownstreamStream::finish() {
   }
   if (call_started_ && !chain_built_) addRefusalObservers();
   chain_.streamDone();
+  if (trailers_on_wire_ && response_trailers_.changes() != trailers_queued_at_) checkLateTrailers();
+}
+
+void DownstreamStream::checkLateTrailers() {
+  // The chain logged which filter changed them. Still queued (they are read
+  // when the response's last DATA frame goes out): what a client gets must
+  // be a valid end of a call, whatever that filter left.
+  const std::string* code = response_trailers_.get("grpc-status");
+  if (invalidHeaderField(response_trailers_).empty() && code != nullptr &&
+      grpc_headers::parseGrpcStatus(*code).has_value()) {
+    return;
+  }
+  response_trailers_.clear();
+  response_trailers_.add("grpc-status", grpc_headers::formatGrpcStatus(StatusCode::Internal));
+  response_trailers_.add("grpc-message", grpc_headers::percentEncode("a filter broke the call's trailers after it ended"));
 }
 
 bool DownstreamStream::addFilter(size_t index) {

@@ -163,9 +163,21 @@ class DownstreamStream final : private CallGeneration,
   void releaseRequestCredit();
   // status() and statusMessage() from the grpc-status and grpc-message of
   // response_trailers_ (UNKNOWN without a valid grpc-status).
-  void takeStatusFromTrailers();
+  // False when they hold no valid grpc-status (only a filter can leave
+  // that: the proxy maps a backend's to UNKNOWN).
+  bool takeStatusFromTrailers();
   // response_trailers_.changes() when the status was last taken from them.
   std::optional<uint32_t> status_taken_at_;
+  // response_trailers_.changes() once they were queued for the wire: a
+  // filter's onStreamDone must not change them after (checked by finish()).
+  uint32_t trailers_queued_at_ = 0;
+  // Ends the call with INTERNAL naming `filter` (whose end of the call was
+  // not a valid one; "" when unknown): `what` goes to the log.
+  void failFilterEnd(std::string_view filter, std::string_view what);
+  bool status_valid_ = false;  // the trailers the status was taken from had a valid grpc-status
+  // After onStreamDone: trailers a filter changed there, still to go out,
+  // must still be a valid end of a gRPC call (else INTERNAL replaces them).
+  void checkLateTrailers();
   // Adds the call's request headers to the connection's
   // heldRequestHeaderBytes(); false when that is over the limit and this
   // call was ended for it. Released when the call closes.

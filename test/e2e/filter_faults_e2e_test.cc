@@ -352,6 +352,53 @@ TEST_CASE("a header field a filter sets that HTTP/2 cannot carry ends the call, 
   CHECK(metadataValue(context.GetServerTrailingMetadata(), "x-test-faults") == "seen");
 }
 
+// What a filter leaves as the end of a call must be one a client can read:
+// trailers without a valid grpc-status made grpcio 1.51 crash (SIGILL), and
+// fields HTTP/2 cannot carry, in sendLocalReply's extra trailers or set in
+// onStreamDone while the trailers were still queued, reset the stream.
+TEST_CASE("a filter's end of a call without a valid grpc-status, or with bad extra or late trailers, is INTERNAL",
+          "[filter_faults]") {
+  FaultFixture f;
+  const std::vector<std::pair<std::string, std::string>> faults = {
+      {"answer_without_status", "filter \"test_faults\" failed: it ended the call without grpc-status in the trailers"},
+      {"trailer_status_removed", "filter \"test_faults\" failed: it ended the call without grpc-status in the trailers"},
+      {"trailer_status_garbage",
+       "filter \"test_faults\" failed: it ended the call with grpc-status \"abc\", not a code from 0 to 16"},
+      {"local_reply_bad_extra",
+       "filter \"test_faults\" failed: in sendLocalReply: it left a header field HTTP/2 cannot carry: the value of "
+       "header \"x-why\" holds NUL, CR or LF"},
+      {"local_reply_status_extra",
+       "filter \"test_faults\" failed: in sendLocalReply: its extra trailers set grpc-status or grpc-message"}};
+  for (const auto& [fault, logged] : faults) {
+    INFO("fault: " << fault);
+    const size_t logged_before = logCount(f.gateway, logged);
+    grpc::Status status = unaryWithFault(*f.stub, fault);
+    CHECK(status.error_code() == grpc::StatusCode::INTERNAL);
+    CHECK(status.error_message() == "filter \"test_faults\" failed");
+    CHECK(waitFor([&] { return logCount(f.gateway, logged) == logged_before + 1; }, std::chrono::seconds(3)));
+    // Failures are logged at most once a second per worker.
+    std::this_thread::sleep_for(std::chrono::milliseconds(1100));
+  }
+  CHECK(statValue(f.gateway.adminAddress(), "listener.grpc.local_reply.filter_error") == 5);
+  {
+    // Changed in onStreamDone, after the call ended OK with a message: the
+    // trailers were still queued behind it.
+    INFO("fault: done_bad_trailer");
+    grpc::Status status = unaryWithFault(*f.stub, "done_bad_trailer");
+    CHECK(status.error_code() == grpc::StatusCode::INTERNAL);
+    CHECK(status.error_message() == "a filter broke the call's trailers after it ended");
+    CHECK(waitFor(
+        [&] {
+          return logCount(f.gateway,
+                          "filter \"test_faults\" in onStreamDone failed: it changed the response trailers after the "
+                          "call ended") == 1;
+        },
+        std::chrono::seconds(3)));
+  }
+  // Calls that change nothing go on as before.
+  REQUIRE_OK(unaryWithFault(*f.stub, ""));
+}
+
 // A message a filter encodes from its own response hook goes on from that
 // filter (not through its hook again) and ahead of the event the hook
 // handles: one injected from the trailer hook reaches the client before the

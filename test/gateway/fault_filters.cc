@@ -56,6 +56,17 @@ namespace {
 //                            stream (grpc-status 0) after that message
 //   early_message            its request-headers hook sends a message
 //                            "early" to the client and lets the call go on
+//   answer_without_status    answers itself (one message) with trailers
+//                            that carry no grpc-status
+//   trailer_status_removed, trailer_status_garbage
+//                            its trailer hook removes grpc-status, or sets
+//                            it to "abc"
+//   local_reply_bad_extra, local_reply_status_extra
+//                            its request-headers hook ends the call with
+//                            PERMISSION_DENIED and an extra trailer holding
+//                            CR LF, or one setting grpc-status
+//   done_bad_trailer         its onStreamDone sets a trailer value holding
+//                            LF (after the call ended)
 //   state_uses_factory       its request-headers hook stores a filter state
 //                            whose destructor reads its factory (as a state
 //                            giving back a share of the factory's would):
@@ -134,6 +145,19 @@ class FaultFilter : public Filter {
       ctx.encodeResponseTrailers();
       return FilterStatus::StopIteration;
     }
+    if (fault_ == "answer_without_status") {
+      ctx.encodeResponseMessage(Message{false, "\x0a\x04self"});
+      ctx.responseTrailers().set("x-answered", "yes");
+      ctx.encodeResponseTrailers();
+      return FilterStatus::StopIteration;
+    }
+    if (fault_ == "local_reply_bad_extra" || fault_ == "local_reply_status_extra") {
+      HeaderMap extra;
+      if (fault_ == "local_reply_bad_extra") extra.add("x-why", "a\r\nb");
+      if (fault_ == "local_reply_status_extra") extra.add("grpc-status", "0");
+      ctx.sendLocalReply(StatusCode::PermissionDenied, "denied", std::move(extra));
+      return FilterStatus::StopIteration;
+    }
     if (fault_ == "early_message") ctx.encodeResponseMessage(Message{false, "\x0a\x05" "early"});
     if (fault_ == "bad_request_value") ctx.requestHeaders().set("x-injected", "a\r\nx-evil: 1");
     if (fault_ == "bad_request_name") ctx.requestHeaders().set("Bad Key", "v");
@@ -206,6 +230,8 @@ class FaultFilter : public Filter {
   FilterStatus onResponseTrailers(StreamContext& ctx) override {
     throwIf(fault_ == "response_trailers", "onResponseTrailers");
     if (fault_ == "bad_trailer_value") ctx.responseTrailers().set("x-count", "12\n");
+    if (fault_ == "trailer_status_removed") ctx.responseTrailers().remove("grpc-status");
+    if (fault_ == "trailer_status_garbage") ctx.responseTrailers().set("grpc-status", "abc");
     if (fault_ == "inject_copy") ctx.responseTrailers().set("x-test-faults-seen", std::to_string(response_messages_seen_));
     if (fault_ == "inject_summary") ctx.encodeResponseMessage(Message{false, "\x0a\x07summary"});
     // Which test_faults entries' trailer hooks a self-made reply passes.
@@ -218,9 +244,10 @@ class FaultFilter : public Filter {
     }
     return FilterStatus::Continue;
   }
-  void onStreamDone(StreamContext&) override {
+  void onStreamDone(StreamContext& ctx) override {
     timer_.reset();
     throwIf(fault_ == "stream_done", "onStreamDone");
+    if (fault_ == "done_bad_trailer") ctx.responseTrailers().set("x-late", "a\nb");
   }
 
  private:
