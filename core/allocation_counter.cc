@@ -23,6 +23,7 @@ namespace {
 
 std::atomic<CountFn> g_count{nullptr};
 std::atomic<HeapBytesFn> g_heap_bytes{nullptr};
+std::atomic<UsableSizeFn> g_usable_size{nullptr};
 
 }  // namespace
 
@@ -45,6 +46,13 @@ uint64_t heapBytesInUse() {
   struct mallinfo2 info = ::mallinfo2();
   return info.uordblks + info.hblkhd;
 #endif
+}
+
+void installUsableSize(UsableSizeFn fn) { g_usable_size.store(fn, std::memory_order_release); }
+
+size_t usableSize(const void* p) {
+  if (UsableSizeFn fn = g_usable_size.load(std::memory_order_acquire)) return fn(p);
+  return ::malloc_usable_size(const_cast<void*>(p));
 }
 
 }  // namespace sluice::allocation_counter

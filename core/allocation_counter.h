@@ -5,6 +5,7 @@
 // as malloc reports it.
 #pragma once
 
+#include <cstddef>
 #include <cstdint>
 #include <optional>
 
@@ -29,5 +30,17 @@ void installHeapBytes(HeapBytesFn fn);
 // periodic check, never the data path. An application linking another
 // allocator (jemalloc, tcmalloc, mimalloc) must install its own, or reads ~0.
 uint64_t heapBytesInUse();
+
+using UsableSizeFn = size_t (*)(const void*);
+// Installed with installHeapBytes by a binary that counts bytes itself: how
+// many it counts for the block at `p` (mimalloc's mi_usable_size).
+void installUsableSize(UsableSizeFn fn);
+// The bytes heapBytesInUse() counts for the heap block at `p`, which an
+// allocator rounds up from what was asked (mimalloc by up to half for
+// blocks of 64 KiB to 256 KiB): what the buffer pool subtracts from the heap
+// for the buffers it keeps, so that an idle gateway's heap reads idle.
+// Without an installed measure, malloc_usable_size (glibc's, or the
+// sanitizer's under AddressSanitizer).
+size_t usableSize(const void* p);
 
 }  // namespace sluice::allocation_counter

@@ -3,6 +3,8 @@
 #include <atomic>
 #include <vector>
 
+#include "core/allocation_counter.h"
+
 namespace sluice::buffer_pool {
 namespace {
 
@@ -58,7 +60,7 @@ std::string acquire(size_t size_hint) {
   for (size_t i = p.free.size(); i > 0; --i) {
     if (p.free[i - 1].capacity() >= size_hint) {
       std::string s = std::move(p.free[i - 1]);
-      p.add(-static_cast<int64_t>(s.capacity()));
+      p.add(-static_cast<int64_t>(allocation_counter::usableSize(s.data())));
       p.free[i - 1] = std::move(p.free.back());
       p.free.pop_back();
       return s;
@@ -74,7 +76,11 @@ void release(std::string&& buffer) {
   Pool& p = pool();
   if (p.free.size() >= kMaxPooled) return;
   buffer.clear();
-  p.add(static_cast<int64_t>(buffer.capacity()));
+  // As the heap figure counts the block: an allocator rounds a buffer's size
+  // up (mimalloc a 128 KiB one by half), and pooled buffers counted by their
+  // capacity left tens of MB in an idle gateway's heap, enough to keep
+  // overload refusing calls with none open.
+  p.add(static_cast<int64_t>(allocation_counter::usableSize(buffer.data())));
   p.free.push_back(std::move(buffer));
 }
 

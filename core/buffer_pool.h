@@ -16,7 +16,8 @@ namespace sluice::buffer_pool {
 std::string acquire(size_t size_hint);
 // Hands `buffer` back for reuse (its contents are discarded).
 void release(std::string&& buffer);
-// The capacity of the buffers every thread's pool keeps (at most 64 MiB per
+// The heap bytes (as allocation_counter::usableSize counts them) of the
+// buffers every thread's pool keeps (at most 64 MiB of capacity per
 // thread): memory the heap counts as in use, but that no call holds.
 uint64_t pooledBytes();
 

@@ -28,7 +28,7 @@ void logChange(bool on, const char* action, const char* key, uint32_t percent, u
     spdlog::warn("overload: heap {:.1f} MiB is past {}% of overload.max_heap_bytes ({:.1f} MiB, {}): {}", mib(heap),
                  percent, mib(max), key, action);
   } else {
-    spdlog::info("overload: heap {:.1f} MiB is {}% of overload.max_heap_bytes below {}% ({:.1f} MiB, {}): {} again",
+    spdlog::info("overload: heap {:.1f} MiB is {}% of overload.max_heap_bytes (or half the share) below {}% ({:.1f} MiB, {}): {} again",
                  mib(heap), kOffMarginPercent, percent, mib(max), key, action);
   }
 }
@@ -61,7 +61,9 @@ void OverloadState::update(uint64_t heap_bytes, const OverloadConfig& config) {
   // maximum below it: a heap hovering at the share (or one sample at a
   // buffer's brief peak as it grows) does not flip the action every check.
   const uint64_t margin = config.max_heap_bytes / 100 * kOffMarginPercent;
-  auto action = [&](bool on, uint64_t at) { return on ? heap_bytes + margin >= at : heap_bytes >= at; };
+  // A share of 2% or less has no room for the whole margin below it: half
+  // the share, or an action on at 1% would never turn off.
+  auto action = [&](bool on, uint64_t at) { return on ? heap_bytes + std::min(margin, at / 2) >= at : heap_bytes >= at; };
   const bool calls = action(refusingCalls(), config.refuseCallsAt());
   const bool connections = action(refusingConnections(), config.refuseConnectionsAt());
   const bool resets = heap_bytes >= config.resetCallsAt();  // each check on its own: it frees what it finds
@@ -87,7 +89,7 @@ void OverloadState::update(uint64_t heap_bytes, const OverloadConfig& config) {
     resetting_calls_ = resets;
   }
   // What the calls reset now should free: down to the share less the margin.
-  bytes_to_free_ = resets ? heap_bytes - (config.resetCallsAt() - std::min(margin, config.resetCallsAt())) : 0;
+  bytes_to_free_ = resets ? heap_bytes - (config.resetCallsAt() - std::min(margin, config.resetCallsAt() / 2)) : 0;
 }
 
 void OverloadState::clear() {

@@ -137,6 +137,8 @@ const bool kInstalled = [] {
 #ifdef SLUICE_WITH_MIMALLOC
   // Without mimalloc, malloc's own figure (all of the heap) is better.
   sluice::allocation_counter::installHeapBytes(cxxHeapBytes);
+  // What countAllocation() counts per block, for the buffer pool's share.
+  sluice::allocation_counter::installUsableSize([](const void* p) { return mi_usable_size(p); });
 #endif
   return true;
 }();

@@ -5,6 +5,7 @@
 #include <string>
 #include <vector>
 
+#include "core/allocation_counter.h"
 #include "core/buffer_pool.h"
 #include "core/overload.h"
 
@@ -48,6 +49,20 @@ TEST_CASE("overload actions turn on at their share and off 2 points of the maxim
   CHECK_FALSE(state.refusingConnections());
 }
 
+TEST_CASE("an action at a share of 2% or less turns off half the share below it", "[overload]") {
+  constexpr uint64_t MiB = 1 << 20;
+  OverloadConfig config;
+  config.max_heap_bytes = 100 * MiB;
+  config.refuse_calls_percent = 2;  // the whole 2-point margin would be below 0
+  OverloadState state;
+  state.update(config.refuseCallsAt(), config);
+  REQUIRE(state.refusingCalls());
+  state.update(config.refuseCallsAt() / 2, config);
+  CHECK(state.refusingCalls());
+  state.update(config.refuseCallsAt() / 2 - 1, config);
+  CHECK_FALSE(state.refusingCalls());
+}
+
 TEST_CASE("past reset_calls_percent a check asks for the bytes down to 2 points of the maximum below it",
           "[overload]") {
   constexpr uint64_t MiB = 1 << 20;
@@ -61,9 +76,9 @@ TEST_CASE("past reset_calls_percent a check asks for the bytes down to 2 points 
   CHECK(state.bytesToFree() == 5 * MiB + 2 * MiB);
   state.update(config.resetCallsAt() - 1, config);  // each check on its own: no margin to stay on
   CHECK(state.bytesToFree() == 0);
-  config.reset_calls_percent = 1;  // a share smaller than the margin
+  config.reset_calls_percent = 1;  // a share smaller than the margin: half the share instead
   state.update(3 * MiB, config);
-  CHECK(state.bytesToFree() == 3 * MiB);
+  CHECK(state.bytesToFree() == 3 * MiB - config.resetCallsAt() / 2);
   state.clear();
   CHECK(state.bytesToFree() == 0);
 }
@@ -77,7 +92,8 @@ TEST_CASE("buffers kept in a pool are counted as pooled until taken again", "[ov
   std::vector<std::string> buffers;
   for (int i = 0; i < 4; ++i) buffers.push_back(buffer_pool::acquire(100000));
   size_t capacity = 0;
-  for (auto& b : buffers) capacity += b.capacity();
+  // As the heap counts them: what the allocator gave, not the capacity asked.
+  for (auto& b : buffers) capacity += allocation_counter::usableSize(b.data());
   for (auto& b : buffers) buffer_pool::release(std::move(b));
   CHECK(buffer_pool::pooledBytes() == before + capacity);
   std::vector<std::string> again;
