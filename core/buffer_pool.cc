@@ -44,6 +44,17 @@ struct Pool {
   int64_t pooled = 0;
 };
 
+// A pooled buffer's share of the heap figure: what the allocator gave it
+// (allocation_counter::usableSize), which for large buffers is well past
+// the capacity asked (mimalloc rounds 128 KiB up by half). Small ones are
+// counted by capacity, sparing the lookup on the per-message path: the
+// rounding of 256 buffers under 4 KiB is at most a few hundred KiB.
+int64_t heapShare(const std::string& buffer) {
+  constexpr size_t kLookedUpFrom = 4096;
+  return static_cast<int64_t>(buffer.capacity() < kLookedUpFrom ? buffer.capacity() + 1
+                                                                 : allocation_counter::usableSize(buffer.data()));
+}
+
 Pool& pool() {
   thread_local Pool p;
   return p;
@@ -60,7 +71,7 @@ std::string acquire(size_t size_hint) {
   for (size_t i = p.free.size(); i > 0; --i) {
     if (p.free[i - 1].capacity() >= size_hint) {
       std::string s = std::move(p.free[i - 1]);
-      p.add(-static_cast<int64_t>(allocation_counter::usableSize(s.data())));
+      p.add(-heapShare(s));
       p.free[i - 1] = std::move(p.free.back());
       p.free.pop_back();
       return s;
@@ -76,11 +87,10 @@ void release(std::string&& buffer) {
   Pool& p = pool();
   if (p.free.size() >= kMaxPooled) return;
   buffer.clear();
-  // As the heap figure counts the block: an allocator rounds a buffer's size
-  // up (mimalloc a 128 KiB one by half), and pooled buffers counted by their
-  // capacity left tens of MB in an idle gateway's heap, enough to keep
-  // overload refusing calls with none open.
-  p.add(static_cast<int64_t>(allocation_counter::usableSize(buffer.data())));
+  // As the heap figure counts the block (heapShare): pooled buffers counted
+  // by their capacity left tens of MB in an idle gateway's heap, enough to
+  // keep overload refusing calls with none open.
+  p.add(heapShare(buffer));
   p.free.push_back(std::move(buffer));
 }
 

@@ -38,9 +38,18 @@ class IdleResetFilter {
   static constexpr size_t kPrefaceBytes = 24;  // "PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n"
   static constexpr size_t kFrameHeaderBytes = 9;
 
-  // Reads the frame header in header_: whether to drop its frame, and
-  // remembers a HEADERS frame's stream as opened.
-  bool dropsFrame();
+  // Reads a whole frame header: whether to drop its frame (and how long its
+  // payload is). Only HEADERS and RST_STREAM need more than their length.
+  bool dropsFrame(const uint8_t* header) {
+    payload_left_ = (size_t{header[0]} << 16) | (size_t{header[1]} << 8) | header[2];
+    const uint8_t type = header[3];
+    return (type == kHeadersType || type == kRstStreamType) && dropsStreamFrame(header);
+  }
+  // A HEADERS frame's stream is opened; a reset above every opened one is
+  // dropped.
+  bool dropsStreamFrame(const uint8_t* header);
+  static constexpr uint8_t kHeadersType = 0x1;
+  static constexpr uint8_t kRstStreamType = 0x3;
 
   size_t preface_left_ = kPrefaceBytes;
   size_t payload_left_ = 0;  // of the current frame, still to pass on or skip
@@ -80,11 +89,15 @@ bool IdleResetFilter::feed(const uint8_t* data, size_t len, Sink&& sink) {
       return true;
     }
     const bool held = header_have_ != 0;
-    std::memcpy(header_ + header_have_, at, want);
-    header_have_ = 0;
     const uint8_t* header_start = at;
+    if (held) {
+      std::memcpy(header_ + header_have_, at, want);
+      header_have_ = 0;
+      skipping_ = dropsFrame(header_);
+    } else {
+      skipping_ = dropsFrame(at);
+    }
     at += want;
-    skipping_ = dropsFrame();
     if (skipping_) {
       if (header_start > run && !sink(run, static_cast<size_t>(header_start - run))) return false;
       run = at;

@@ -541,17 +541,15 @@ void Http2Session::spend(StreamErrorBudget& budget, const char* why) {
 }
 
 Status Http2Session::receive(const uint8_t* data, size_t len) {
-  if (side_ == Side::Client) return receiveFrames(data, len);
-  Status status = Status::ok();
-  idle_resets_.feed(data, len, [&](const uint8_t* bytes, size_t n) {
-    status = receiveFrames(bytes, n);
-    return status.isOk();
-  });
-  return status;
-}
-
-Status Http2Session::receiveFrames(const uint8_t* data, size_t len) {
-  ssize_t rv = nghttp2_session_mem_recv(session_, data, len);
+  ssize_t rv = 0;
+  if (side_ == Side::Client) {
+    rv = nghttp2_session_mem_recv(session_, data, len);
+  } else {
+    idle_resets_.feed(data, len, [&](const uint8_t* bytes, size_t n) {
+      rv = nghttp2_session_mem_recv(session_, bytes, n);
+      return rv >= 0;
+    });
+  }
   if (rv < 0) {
     nghttp2_session_terminate_session(session_, NGHTTP2_PROTOCOL_ERROR);
     return {StatusCode::Internal, fmt::format("http/2 error: {}", nghttp2_strerror(static_cast<int>(rv)))};

@@ -252,8 +252,6 @@ class Http2Session {
   // The peer made us reset a stream (server side): past the budget the
   // session ends with GOAWAY ENHANCE_YOUR_CALM.
   void onPeerCausedStreamError();
-  // Hands bytes to nghttp2.
-  Status receiveFrames(const uint8_t* data, size_t len);
   // Takes a token from `budget`, or ends the session saying `why`.
   void spend(StreamErrorBudget& budget, const char* why);
 
