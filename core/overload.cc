@@ -61,8 +61,8 @@ void OverloadState::update(uint64_t heap_bytes, const OverloadConfig& config) {
   // maximum below it: a heap hovering at the share (or one sample at a
   // buffer's brief peak as it grows) does not flip the action every check.
   const uint64_t margin = config.max_heap_bytes / 100 * kOffMarginPercent;
-  // A share of 2% or less has no room for the whole margin below it: half
-  // the share, or an action on at 1% would never turn off.
+  // A small share has less room below it than the margin: under 4% the
+  // margin is half the share, or an action on at 1% or 2% would never turn off.
   auto action = [&](bool on, uint64_t at) { return on ? heap_bytes + std::min(margin, at / 2) >= at : heap_bytes >= at; };
   const bool calls = action(refusingCalls(), config.refuseCallsAt());
   const bool connections = action(refusingConnections(), config.refuseConnectionsAt());

@@ -946,8 +946,8 @@ void DownstreamStream::checkLateTrailers() {
   // when the response's last DATA frame goes out): what a client gets must
   // be a valid end of a call, whatever that filter left.
   const std::string* code = response_trailers_.get("grpc-status");
-  if (invalidHeaderField(response_trailers_).empty() && code != nullptr &&
-      grpc_headers::parseGrpcStatus(*code).has_value()) {
+  if (invalidHeaderField(response_trailers_).empty() && code != nullptr && grpc_headers::isValidGrpcStatus(*code) &&
+      response_trailers_.count("grpc-status") == 1) {
     return;
   }
   response_trailers_.clear();

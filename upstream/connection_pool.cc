@@ -92,7 +92,12 @@ Status ConnectionPool::canOpenConnection(bool counted, bool record_overflow) {
   // Health checks (uncounted) connect whatever the backoff: a check that
   // failed without asking would keep a restarted backend unhealthy until the
   // backoff (up to 10 s) ran out; one connect per check interval is cheap.
-  if (counted && inBackoff(now) && !probeDue(now)) {
+  // The one connect a due probe allows: none while one is under way (with
+  // connections_per_endpoint above 1, calls waiting on it would open more).
+  const bool probe = probeDue(now) && std::none_of(connections_.begin(), connections_.end(), [](const auto& conn) {
+                       return !conn->ready() && !conn->checksOnly();
+                     });
+  if (counted && inBackoff(now) && !probe) {
     auto left = std::chrono::duration_cast<std::chrono::milliseconds>(backoff_until_ - now).count();
     return {StatusCode::Unavailable, fmt::format("endpoint {} is in reconnect backoff for {} ms after {} failed "
                                                  "connect(s)", endpoint_.describe(), left, connect_failures_)};

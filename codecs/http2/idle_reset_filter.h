@@ -43,13 +43,20 @@ class IdleResetFilter {
   bool dropsFrame(const uint8_t* header) {
     payload_left_ = (size_t{header[0]} << 16) | (size_t{header[1]} << 8) | header[2];
     const uint8_t type = header[3];
-    return (type == kHeadersType || type == kRstStreamType) && dropsStreamFrame(header);
+    return (type == kHeadersType || type == kRstStreamType || type == kPushPromiseType ||
+            type == kContinuationType) &&
+           dropsStreamFrame(header);
   }
   // A HEADERS frame's stream is opened; a reset above every opened one is
-  // dropped.
+  // dropped, unless it sits inside a header block (HEADERS or PUSH_PROMISE
+  // without END_HEADERS, until the CONTINUATION that has it), where any
+  // frame is nghttp2's connection error to report.
   bool dropsStreamFrame(const uint8_t* header);
   static constexpr uint8_t kHeadersType = 0x1;
   static constexpr uint8_t kRstStreamType = 0x3;
+  static constexpr uint8_t kPushPromiseType = 0x5;
+  static constexpr uint8_t kContinuationType = 0x9;
+  static constexpr uint8_t kEndHeadersFlag = 0x4;
 
   size_t preface_left_ = kPrefaceBytes;
   size_t payload_left_ = 0;  // of the current frame, still to pass on or skip
@@ -57,6 +64,7 @@ class IdleResetFilter {
   uint8_t header_[kFrameHeaderBytes] = {};
   size_t header_have_ = 0;  // bytes of the next frame header gathered so far
   uint32_t highest_opened_ = 0;  // the largest stream id a HEADERS frame named
+  bool in_header_block_ = false;  // a header block's CONTINUATION is still to come
   uint64_t dropped_ = 0;
 };
 
