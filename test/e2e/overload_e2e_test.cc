@@ -157,8 +157,10 @@ TEST_CASE("an idle gateway's heap reads idle after a burst of 128 KiB messages f
   const int64_t pooled = statValue(stats, "process.pooled_buffer_bytes");
   const int64_t held = statValue(stats, "overload.heap_bytes");
   INFO("pooled " << pooled << ", held by calls " << held << ", heap " << statValue(stats, "process.heap_bytes"));
-  CHECK(pooled >= (4 << 20));  // the burst filled the pool
-  CHECK(held < (2 << 20));     // an idle gateway: ~0.2 MiB and its caches
+  CHECK(pooled >= (2 << 20));  // the burst filled the pool (less of it under AddressSanitizer)
+  // An idle gateway: ~1 MiB with its caches. Counted by capacity, the pool's
+  // 128 KiB buffers left half their size again (mimalloc's rounding).
+  CHECK(held < (1 << 20) + pooled / 8);
 }
 
 TEST_CASE("past overload.refuse_connections_percent new connections are closed and /ready says overloaded",
