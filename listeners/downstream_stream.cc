@@ -35,6 +35,20 @@ StreamContext::Clock::time_point deadlineAfter(std::chrono::nanoseconds timeout)
   return now + std::chrono::duration_cast<Clock::duration>(timeout);
 }
 
+// Why `trailers` are not an end of a gRPC call a client can read ("" when
+// they are): exactly one grpc-status, a code from 0 to 16. Only a filter
+// can leave them otherwise (the proxy makes a backend's so). Sent twice,
+// clients differ in which one they take.
+std::string whyNotACallEnd(const HeaderMap& trailers) {
+  const std::string* code = trailers.get("grpc-status");
+  if (code == nullptr) return "without grpc-status in the trailers";
+  if (!grpc_headers::isValidGrpcStatus(*code)) {
+    return fmt::format("with grpc-status \"{}\", not a code from 0 to 16", grpc_headers::truncateMessage(*code, 64));
+  }
+  if (trailers.count("grpc-status") != 1) return "with more than one grpc-status in the trailers";
+  return {};
+}
+
 }  // namespace
 
 // A Watch call's state: the service watched, the status last sent, and the
@@ -727,15 +741,14 @@ void DownstreamStream::encodeResponseTrailers() {
   chain_.responseTrailers();
 }
 
-bool DownstreamStream::takeStatusFromTrailers() {
+void DownstreamStream::takeStatusFromTrailers() {
   status_taken_at_ = response_trailers_.changes();
   const std::string* code = response_trailers_.get("grpc-status");
   const auto parsed = code != nullptr ? grpc_headers::parseGrpcStatus(*code) : std::nullopt;
   status_ = parsed.value_or(StatusCode::Unknown);
   const std::string* msg = response_trailers_.get("grpc-message");
   status_message_ = msg != nullptr ? grpc_headers::percentDecode(*msg) : std::string();
-  status_valid_ = code != nullptr && grpc_headers::isValidGrpcStatus(*code);
-  return status_valid_;
+  status_valid_ = whyNotACallEnd(response_trailers_).empty();
 }
 
 void DownstreamStream::failFilterEnd(std::string_view filter, std::string_view what) {
@@ -753,11 +766,8 @@ void DownstreamStream::sendTrailers() {
     // changed) without a grpc-status a client can read: gRPC clients fail
     // or, grpcio 1.51, crash on one. The filter answering runs now; one
     // that changed a backend's trailers ran before.
-    const std::string* code = response_trailers_.get("grpc-status");
     failFilterEnd(!running_filter_.empty() ? running_filter_ : chain_.trailersChangedBy(),
-                  code == nullptr ? std::string("it ended the call without grpc-status in the trailers")
-                                  : fmt::format("it ended the call with grpc-status \"{}\", not a code from 0 to 16",
-                                                grpc_headers::truncateMessage(*code, 64)));
+                  "it ended the call " + whyNotACallEnd(response_trailers_));
     return;
   }
   ended_ = true;
@@ -945,11 +955,7 @@ void DownstreamStream::checkLateTrailers() {
   // The chain logged which filter changed them. Still queued (they are read
   // when the response's last DATA frame goes out): what a client gets must
   // be a valid end of a call, whatever that filter left.
-  const std::string* code = response_trailers_.get("grpc-status");
-  if (invalidHeaderField(response_trailers_).empty() && code != nullptr && grpc_headers::isValidGrpcStatus(*code) &&
-      response_trailers_.count("grpc-status") == 1) {
-    return;
-  }
+  if (invalidHeaderField(response_trailers_).empty() && whyNotACallEnd(response_trailers_).empty()) return;
   response_trailers_.clear();
   response_trailers_.add("grpc-status", grpc_headers::formatGrpcStatus(StatusCode::Internal));
   response_trailers_.add("grpc-message", grpc_headers::percentEncode("a filter broke the call's trailers after it ended"));

@@ -162,10 +162,9 @@ class DownstreamStream final : private CallGeneration,
   void sendHttpError(int status, std::string_view body);
   void releaseRequestCredit();
   // status() and statusMessage() from the grpc-status and grpc-message of
-  // response_trailers_ (UNKNOWN without a valid grpc-status).
-  // False when they hold no valid grpc-status (only a filter can leave
-  // that: the proxy maps a backend's to UNKNOWN).
-  bool takeStatusFromTrailers();
+  // response_trailers_ (UNKNOWN without a valid grpc-status), and
+  // status_valid_.
+  void takeStatusFromTrailers();
   // response_trailers_.changes() when the status was last taken from them.
   std::optional<uint32_t> status_taken_at_;
   // response_trailers_.changes() once they were queued for the wire: a
@@ -174,7 +173,9 @@ class DownstreamStream final : private CallGeneration,
   // Ends the call with INTERNAL naming `filter` (whose end of the call was
   // not a valid one; "" when unknown): `what` goes to the log.
   void failFilterEnd(std::string_view filter, std::string_view what);
-  bool status_valid_ = false;  // the trailers the status was taken from had a valid grpc-status
+  // The trailers the status was taken from end a call validly (exactly one
+  // grpc-status, 0-16; only a filter can leave them otherwise).
+  bool status_valid_ = false;
   // After onStreamDone: trailers a filter changed there, still to go out,
   // must still be a valid end of a gRPC call (else INTERNAL replaces them).
   void checkLateTrailers();

@@ -364,6 +364,8 @@ TEST_CASE("a filter's end of a call without a valid grpc-status, or with bad ext
       {"trailer_status_removed", "filter \"test_faults\" failed: it ended the call without grpc-status in the trailers"},
       {"trailer_status_garbage",
        "filter \"test_faults\" failed: it ended the call with grpc-status \"abc\", not a code from 0 to 16"},
+      {"trailer_status_twice",
+       "filter \"test_faults\" failed: it ended the call with more than one grpc-status in the trailers"},
       {"local_reply_bad_extra",
        "filter \"test_faults\" failed: in sendLocalReply: it left a header field HTTP/2 cannot carry: the value of "
        "header \"x-why\" holds NUL, CR or LF"},
@@ -379,7 +381,7 @@ TEST_CASE("a filter's end of a call without a valid grpc-status, or with bad ext
     // Failures are logged at most once a second per worker.
     std::this_thread::sleep_for(std::chrono::milliseconds(1100));
   }
-  CHECK(statValue(f.gateway.adminAddress(), "listener.grpc.local_reply.filter_error") == 5);
+  CHECK(statValue(f.gateway.adminAddress(), "listener.grpc.local_reply.filter_error") == 6);
   {
     // Changed in onStreamDone, after the call ended OK with a message: the
     // trailers were still queued behind it.

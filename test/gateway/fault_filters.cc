@@ -58,9 +58,9 @@ namespace {
 //                            "early" to the client and lets the call go on
 //   answer_without_status    answers itself (one message) with trailers
 //                            that carry no grpc-status
-//   trailer_status_removed, trailer_status_garbage
-//                            its trailer hook removes grpc-status, or sets
-//                            it to "abc"
+//   trailer_status_removed, trailer_status_garbage, trailer_status_twice
+//                            its trailer hook removes grpc-status, sets it
+//                            to "abc", or adds a second one ("13")
 //   local_reply_bad_extra, local_reply_status_extra
 //                            its request-headers hook ends the call with
 //                            PERMISSION_DENIED and an extra trailer holding
@@ -232,6 +232,7 @@ class FaultFilter : public Filter {
     if (fault_ == "bad_trailer_value") ctx.responseTrailers().set("x-count", "12\n");
     if (fault_ == "trailer_status_removed") ctx.responseTrailers().remove("grpc-status");
     if (fault_ == "trailer_status_garbage") ctx.responseTrailers().set("grpc-status", "abc");
+    if (fault_ == "trailer_status_twice") ctx.responseTrailers().add("grpc-status", "13");
     if (fault_ == "inject_copy") ctx.responseTrailers().set("x-test-faults-seen", std::to_string(response_messages_seen_));
     if (fault_ == "inject_summary") ctx.encodeResponseMessage(Message{false, "\x0a\x07summary"});
     // Which test_faults entries' trailer hooks a self-made reply passes.
