@@ -81,10 +81,12 @@ struct ListenerStats {
   Counter downstream_cx_refused;  // over a connection limit
   Counter downstream_cx_overload_refused;  // closed as accepted: the heap is past overload.refuse_connections_percent
   Counter downstream_cx_preface_timeout;   // closed: no HTTP/2 preface within preface_timeout_ms
+  Gauge downstream_cx_tx_bytes_buffered;   // written to clients, not yet taken by their kernels
   Counter downstream_rq_total;
   Gauge downstream_rq_active;
   Counter downstream_rq_refused;  // while draining or for overload (not nghttp2's own refusals)
   Counter downstream_protocol_errors;
+  Counter downstream_idle_stream_resets;  // RST_STREAM for streams the client never opened, ignored
   std::array<Counter, static_cast<size_t>(LocalReplyReason::Count)> local_replies;
 };
 

@@ -10,6 +10,7 @@
 #include <cerrno>
 
 #include "core/dispatcher.h"
+#include "core/stats.h"
 #include "core/tcp_info.h"
 
 namespace sluice {
@@ -158,9 +159,10 @@ void TcpSocket::queueOwned(std::string bytes) {
   auto* w = new WriteRequest;
   w->bytes = std::move(bytes);
   uv_buf_t buf = uv_buf_init(w->bytes.data(), static_cast<unsigned>(w->bytes.size()));
-  pending_bytes_ += w->bytes.size();
+  const auto bytes_queued = static_cast<int64_t>(w->bytes.size());
+  addPending(bytes_queued);
   if (uv_write(&w->req, reinterpret_cast<uv_stream_t*>(handle_), &buf, 1, onWrite) != 0) {
-    pending_bytes_ -= w->bytes.size();
+    addPending(-bytes_queued);
     delete w;
     write_failed_ = true;
     callbacks_.onDisconnected(UV_EPIPE);
@@ -216,8 +218,13 @@ uint64_t TcpSocket::bytesAcked() const {
   return tcpBytesAcked(fd);
 }
 
+void TcpSocket::addPending(int64_t bytes) {
+  pending_bytes_ = static_cast<size_t>(static_cast<int64_t>(pending_bytes_) + bytes);
+  if (pending_gauge_ != nullptr) pending_gauge_->add(bytes);
+}
+
 void TcpSocket::onWriteDone(size_t bytes, int status) {
-  pending_bytes_ -= bytes;
+  addPending(-static_cast<int64_t>(bytes));
   if (status != 0) {
     if (!write_failed_) {
       write_failed_ = true;
@@ -240,6 +247,8 @@ void TcpSocket::shutdownWrite() {
 
 void TcpSocket::close() {
   if (handle_ == nullptr) return;
+  // What is still queued is freed as libuv cancels it, unseen by us.
+  addPending(-static_cast<int64_t>(pending_bytes_));
   handle_->data = nullptr;
   uv_close(reinterpret_cast<uv_handle_t*>(handle_), freeHandle);
   handle_ = nullptr;

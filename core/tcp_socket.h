@@ -9,6 +9,7 @@
 #pragma once
 
 #include <cstddef>
+#include <cstdint>
 #include <string>
 
 #include "core/byte_span.h"
@@ -20,6 +21,7 @@ struct uv_stream_s;
 namespace sluice {
 
 class Dispatcher;
+class Gauge;
 
 class TcpSocketCallbacks {
  public:
@@ -69,6 +71,10 @@ class TcpSocket {
   // copied (into one owned buffer) and queued.
   void write(const ByteSpan* spans, size_t count);
   size_t bytesPending() const { return pending_bytes_; }
+  // Keeps `gauge` (which must outlive the socket) counting bytesPending(),
+  // with whatever other sockets add to it: bytes the peers have not taken
+  // yet, held in the gateway.
+  void countPendingIn(Gauge* gauge) { pending_gauge_ = gauge; }
   // Bytes the peer has acknowledged so far (TCP_INFO): whether it is reading
   // at all, however slowly; 0 when the kernel does not say.
   uint64_t bytesAcked() const;
@@ -90,11 +96,13 @@ class TcpSocket {
  private:
   // Queues bytes the kernel did not take yet, in order after earlier ones.
   void queueOwned(std::string bytes);
+  void addPending(int64_t bytes);
 
   Dispatcher& dispatcher_;
   TcpSocketCallbacks& callbacks_;
   uv_tcp_s* handle_;
   size_t pending_bytes_ = 0;
+  Gauge* pending_gauge_ = nullptr;
   bool write_failed_ = false;
   bool write_shut_ = false;
 };

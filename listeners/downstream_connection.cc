@@ -36,7 +36,9 @@ DownstreamConnection::DownstreamConnection(GrpcListener& listener, uint64_t id)
       session_(Http2Session::Side::Server, *this, listener.http2Settings()),
       timers_(dispatcher_, *this, listener.config().idle_timeout_ms, listener.config().keepalive_interval_ms,
               listener.config().keepalive_timeout_ms),
-      max_pending_write_(listener.config().connection_buffer_bytes) {}
+      max_pending_write_(listener.config().connection_buffer_bytes) {
+  socket_.countPendingIn(&listener.stats().downstream_cx_tx_bytes_buffered);
+}
 
 DownstreamConnection::~DownstreamConnection() { close("connection destroyed"); }
 
@@ -237,7 +239,11 @@ void DownstreamConnection::refuseHttp1() {
 }
 
 void DownstreamConnection::receive(const uint8_t* data, size_t len) {
+  const uint64_t idle_resets_before = session_.idleResetsDropped();
   Status s = session_.receive(data, len);
+  if (const uint64_t ignored = session_.idleResetsDropped() - idle_resets_before) {
+    listener_.stats().downstream_idle_stream_resets.inc(ignored);
+  }
   if (!s.isOk()) {
     listener_.stats().downstream_protocol_errors.inc();
     spdlog::info("[C{}] {} from {}: closing the connection", id_, s.message(), peer_address_);

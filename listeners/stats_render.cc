@@ -196,6 +196,10 @@ void addListenerStats(Families& f, const std::string& name, const ListenerStats&
   f.gateway("sluice_downstream_cx_overload_refused_total", "counter",
             "Downstream connections closed as accepted: the heap was past overload.refuse_connections_percent.")
       .add(l, s.downstream_cx_overload_refused.value());
+  f.gateway("sluice_downstream_cx_tx_bytes_buffered", "gauge",
+            "Bytes written to downstream connections that their sockets have not taken yet, held in the gateway "
+            "(at most connection_buffer_bytes per connection).")
+      .add(l, s.downstream_cx_tx_bytes_buffered.value());
   f.gateway("sluice_downstream_cx_preface_timeout_total", "counter",
             "Downstream connections closed for sending no HTTP/2 preface within preface_timeout_ms.")
       .add(l, s.downstream_cx_preface_timeout.value());
@@ -203,6 +207,10 @@ void addListenerStats(Families& f, const std::string& name, const ListenerStats&
   f.gateway("sluice_downstream_rq_active", "gauge", "Downstream streams (calls) in progress.").add(l, s.downstream_rq_active.value());
   f.gateway("sluice_downstream_rq_refused_total", "counter", "Downstream calls refused while draining or for overload (streams past max_concurrent_streams are refused by the HTTP/2 layer, not counted here).").add(l, s.downstream_rq_refused.value());
   f.gateway("sluice_downstream_protocol_errors_total", "counter", "Downstream connections closed for an HTTP/2 protocol error.").add(l, s.downstream_protocol_errors.value());
+  f.gateway("sluice_downstream_idle_stream_resets_total", "counter",
+            "RST_STREAM frames for streams the client never opened, ignored as gRPC servers do (gRPC C-core sends "
+            "them for calls cancelled before their headers went out).")
+      .add(l, s.downstream_idle_stream_resets.value());
   for (size_t i = 0; i < s.local_replies.size(); ++i) {
     Labels lr = {{"listener", name}, {"reason", std::string(localReplyReasonName(static_cast<LocalReplyReason>(i)))}};
     f.gateway("sluice_local_replies_total", "counter", "Calls answered by the gateway itself, by reason.").add(lr, s.local_replies[i].value());
@@ -339,10 +347,12 @@ std::string renderStatsText(const std::vector<const WorkerStats*>& workers, cons
       values[p + "downstream_cx_refused"] += s.downstream_cx_refused.value();
       values[p + "downstream_cx_overload_refused"] += s.downstream_cx_overload_refused.value();
       values[p + "downstream_cx_preface_timeout"] += s.downstream_cx_preface_timeout.value();
+      values[p + "downstream_cx_tx_bytes_buffered"] += s.downstream_cx_tx_bytes_buffered.value();
       values[p + "downstream_rq_total"] += s.downstream_rq_total.value();
       values[p + "downstream_rq_active"] += s.downstream_rq_active.value();
       values[p + "downstream_rq_refused"] += s.downstream_rq_refused.value();
       values[p + "downstream_protocol_errors"] += s.downstream_protocol_errors.value();
+      values[p + "downstream_idle_stream_resets"] += s.downstream_idle_stream_resets.value();
       for (size_t i = 0; i < s.local_replies.size(); ++i) {
         values[p + "local_reply." + std::string(localReplyReasonName(static_cast<LocalReplyReason>(i)))] +=
             s.local_replies[i].value();

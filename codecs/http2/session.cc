@@ -90,6 +90,7 @@ struct WriteBatch {
   static constexpr size_t kControlBytes = 64 * 1024;
 
   TcpSocket* socket = nullptr;
+  size_t max_pending = 0;  // writeTo()'s: what the socket may hold unwritten
   ByteSpan spans[kMaxSpans];
   size_t span_count = 0;
   uint8_t headers[kMaxFrames][9];
@@ -135,6 +136,9 @@ struct WriteBatch {
     bytes += 9 + len;
     took_data = true;
   }
+
+  // What is gathered and what the socket holds reach max_pending: gather no more.
+  bool full() const { return socket->bytesPending() + bytes >= max_pending; }
 
   // Writes everything gathered, then lets the streams drop what was written.
   void flush() {
@@ -399,7 +403,9 @@ struct Http2Session::Bridge {
     // In 4 KiB units, not frames: ours carry up to 256 KiB, and a client
     // may hand back credit every 4 KiB it reads (Go's x/net/http2 does).
     self(ud).data_units_sent_ += (length + kDataUnitBytes - 1) / kDataUnitBytes;
-    return 0;
+    // nghttp2 goes on to the next DATA frame within the same mem_send, for
+    // as long as there are any: stop it once the batch is full.
+    return batch.full() ? NGHTTP2_ERR_PAUSE : 0;
   }
 
   // DATA frames as large as the peer and the windows allow (nghttp2 stops at
@@ -559,13 +565,15 @@ Status Http2Session::receive(const uint8_t* data, size_t len) {
 
 bool Http2Session::writeTo(TcpSocket& socket, size_t max_pending) {
   // Everything nghttp2 serialises goes into one gather write: DATA payloads
-  // straight from the streams' queues, no copy. nghttp2 returns 0 from
-  // mem_send both when it has nothing more and after handing us a NO_COPY
-  // DATA frame (sendData): only the first ends the gathering, so a response's
+  // straight from the streams' queues, no copy. mem_send hands us NO_COPY
+  // DATA frames (sendData) as it goes, and returns a control frame's bytes
+  // or 0: 0 both when it has nothing more and when sendData paused it (the
+  // batch is full). Only the first ends the gathering, so a response's
   // HEADERS, DATA and trailers leave in one writev. A write that completes at
   // once brings no callback: loop here rather than wait for one.
   WriteBatch& batch = WriteBatch::local();
   batch.socket = &socket;
+  batch.max_pending = max_pending;
   bool ok = true;
   while (socket.bytesPending() < max_pending && !socket.closed()) {
     batch.took_data = false;
@@ -577,7 +585,9 @@ bool Http2Session::writeTo(TcpSocket& socket, size_t max_pending) {
     }
     if (n > 0) batch.addControl(data, static_cast<size_t>(n));
     bool more = n > 0 || batch.took_data;
-    if (more && batch.bytes < max_pending) continue;
+    // What the kernel does not take joins what is pending: the two together
+    // stay within max_pending (but for the last frame gathered).
+    if (more && !batch.full()) continue;
     if (batch.span_count == 0) break;
     batch.flush();
   }

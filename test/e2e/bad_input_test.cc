@@ -8,6 +8,7 @@
 
 #include <thread>
 
+#include "test/support/admin_stats.h"
 #include "test/support/e2e_fixture.h"
 #include "test/support/http_client.h"
 #include "test/support/raw_h2_client.h"
@@ -108,8 +109,11 @@ TEST_CASE_METHOD(SingleBackendFixture, "malformed gRPC frame is INTERNAL", "[e2e
 // a stream it never opened, which RFC 9113 makes a connection error and
 // nghttp2 answered with GOAWAY, failing every call on the connection. gRPC
 // servers ignore it, and so does the gateway.
-TEST_CASE_METHOD(SingleBackendFixture, "a reset of a stream the client never opened ends nothing",
-                 "[e2e][bad-input]") {
+TEST_CASE("a reset of a stream the client never opened ends nothing", "[e2e][bad-input]") {
+  TestBackend backend("primary");
+  nlohmann::json config = catchAllConfig(backend.address());
+  config["admin"] = {{"address", "127.0.0.1:0"}};
+  GatewayProcess gateway(config);
   RawH2Client raw("127.0.0.1", gateway.port());
   RawResponse first = raw.request(RawRequest::grpc("/sluice.example.Echo/Unary", validUnaryBody("first")));
   INFO(first.describe());
@@ -126,6 +130,8 @@ TEST_CASE_METHOD(SingleBackendFixture, "a reset of a stream the client never ope
   CHECK_FALSE(second.goawayReceived);
   CHECK_FALSE(second.connectionClosed);
   CHECK(backend.stats().calls.load() == 2);
+  CHECK(statValue(gateway.adminAddress(), "listener.grpc.downstream_idle_stream_resets") == 1);
+  CHECK(statValue(gateway.adminAddress(), "listener.grpc.downstream_protocol_errors") == 0);
 }
 
 TEST_CASE_METHOD(SingleBackendFixture,

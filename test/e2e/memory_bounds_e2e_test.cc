@@ -127,4 +127,42 @@ TEST_CASE("a finished call whose response waits for its client keeps its window 
   CHECK(peak > 32ll << 20);
 }
 
+// What waits for a client's socket is bounded by connection_buffer_bytes:
+// the gateway stops serialising once that much is unwritten. It checked only
+// what was pending before gathering a batch of up to that size, so a client
+// that did not read (with windows that let everything through) had up to
+// twice the limit held for it.
+TEST_CASE("output waiting for a client that does not read stays within connection_buffer_bytes",
+          "[e2e][volume]") {
+  constexpr int64_t kLimit = 4 << 20;
+  TestBackend backend("primary");
+  nlohmann::json config = withAdmin(catchAllConfig(backend.address()));
+  config["listeners"][0]["connection_buffer_bytes"] = kLimit;
+  GatewayProcess gateway(config);
+  const std::string admin = gateway.adminAddress();
+  const std::string buffered = "listener.grpc.downstream_cx_tx_bytes_buffered";
+  EchoRequest ask;
+  ask.set_response_count(1000);
+  ask.set_response_size(64 * 1024);
+  {
+    // Windows as large as HTTP/2 allows, and a small kernel buffer it never reads.
+    FrameSocket stuck(gateway.port(), 16 * 1024);
+    stuck.setStreamWindow(0x7fffffff);
+    REQUIRE(stuck.send(FrameSocket::frame(kWindowUpdate, 0, 0, std::string("\x7f\xff\x00\x00", 4))));
+    for (uint32_t call = 0; call < 4; ++call) stuck.openServerStream(1 + 2 * call, ask);
+    int64_t peak = 0;
+    for (int i = 0; i < 15; ++i) {
+      std::this_thread::sleep_for(100ms);
+      peak = std::max(peak, statValue(admin, buffered));
+    }
+    INFO("up to " << peak / 1024 << " KiB waited for the client");
+    CHECK(peak > kLimit / 2);  // the backend's responses did fill it
+    // The last frame gathered may pass the limit: 16 KiB, the client's
+    // largest frame.
+    CHECK(peak <= kLimit + (16 << 10) + 9);
+  }
+  // Closed, the connection's bytes are no longer held or counted.
+  CHECK(waitFor([&] { return statValue(admin, buffered) == 0; }, 5s));
+}
+
 }  // namespace sluice::test
