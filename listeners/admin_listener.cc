@@ -29,6 +29,11 @@ constexpr std::chrono::seconds kShutdownGrace{1};
 // How long the rest of a request answered with an error is read and dropped.
 constexpr std::chrono::seconds kErrorLinger{1};
 constexpr size_t kMaxBodyBytes = 64 * 1024;
+// A request still arriving after this long is stuck or slow on purpose
+// (slowloris): with every slot taken, it gives up its slot to a newer
+// connection. A real client's request (a few hundred bytes) takes
+// milliseconds.
+constexpr std::chrono::seconds kStalledRequest{1};
 
 const char* reasonPhrase(int status) {
   switch (status) {
@@ -63,6 +68,7 @@ class AdminConnection final : public TcpSocketCallbacks, public DeferredDeletabl
 
   int accept(uv_stream_t* server) {
     int rv = socket_.accept(server);
+    accepted_at_ = std::chrono::steady_clock::now();
     if (rv == 0) {
       // What a client leaves unread stays in bytesPending(), counted against
       // max_pending_answer_bytes, not up to 4 MiB a connection in the kernel.
@@ -84,12 +90,23 @@ class AdminConnection final : public TcpSocketCallbacks, public DeferredDeletabl
 
   // Nothing received yet: the slot may go to a newer connection.
   bool silent() const { return !received_any_ && !answered_ && !finished_; }
+  // Part of a request received, for kStalledRequest or more by `now`: the
+  // slot may go to a newer connection once no silent one is left.
+  bool stalled(std::chrono::steady_clock::time_point now) const {
+    return received_any_ && !dispatched_ && !answered_ && !finished_ && now - accepted_at_ >= kStalledRequest;
+  }
   size_t bytesPending() const { return socket_.bytesPending(); }
-  // Closes a silent connection to make room for a new one: idle or stuck
-  // clients holding every slot must not keep health probes out.
+  // Closes a silent or stalled connection to make room for a new one: idle,
+  // stuck or slowloris clients holding every slot must not keep health
+  // probes out.
   void evict() {
     respond({408, "text/plain; charset=utf-8",
-             "no request received; closed to make room for a newer connection (admin max_connections)\n", ""});
+             received_any_ ? "request not complete; closed to make room for a newer connection (admin max_connections)\n"
+                           : "no request received; closed to make room for a newer connection (admin max_connections)\n",
+             ""});
+    // Closed now, not after lingering to read the rest of its request: the
+    // slot is the newcomer's (the small answer is in the kernel already).
+    done();
   }
 
   // ---- http-parser bridges ----
@@ -106,26 +123,37 @@ class AdminConnection final : public TcpSocketCallbacks, public DeferredDeletabl
     }
     return 0;
   }
-  // Only whether an Origin header came is kept (a field name may arrive in
-  // pieces).
+  // Only whether an Origin header came, and an Expect header's value, are
+  // kept (a field name or value may arrive in pieces).
   int onHeaderField(const char* at, size_t len) {
     if (!in_field_) {
       in_field_ = true;
       field_.clear();
     }
-    if (field_.size() + len <= kOrigin.size()) field_.append(at, len);
-    else field_ = "-";  // longer than "origin": not it
+    if (field_.size() + len <= kFieldNameBytes) field_.append(at, len);
+    else field_ = "-";  // longer than "origin" and "expect": neither
     return grow(len);
   }
-  int onHeaderValue(size_t len) {
+  int onHeaderValue(const char* at, size_t len) {
     if (in_field_) {
       in_field_ = false;
-      has_origin_ = has_origin_ || (field_.size() == kOrigin.size() &&
-                                    std::equal(field_.begin(), field_.end(), kOrigin.begin(), [](char a, char b) {
-                                      return (a | 0x20) == b;
-                                    }));
+      in_expect_ = equalsLowercase(field_, "expect");
+      has_origin_ = has_origin_ || equalsLowercase(field_, "origin");
     }
+    if (in_expect_ && expect_.size() + len <= kContinue.size()) expect_.append(at, len);
+    else if (in_expect_) expect_ = "-";
     return grow(len);
+  }
+  // curl sends `Expect: 100-continue` with a body over 1 KiB, and waits a
+  // second for this before sending it; a client that waits for it would
+  // get 408.
+  int onHeadersComplete() {
+    if (equalsLowercase(expect_, kContinue)) socket_.write(std::string("HTTP/1.1 100 Continue\r\n\r\n"));
+    return 0;
+  }
+  static bool equalsLowercase(std::string_view text, std::string_view lower) {
+    return text.size() == lower.size() &&
+           std::equal(text.begin(), text.end(), lower.begin(), [](char a, char b) { return (a | 0x20) == b; });
   }
   int onBody(size_t len) {
     body_bytes_ += len;
@@ -150,7 +178,8 @@ class AdminConnection final : public TcpSocketCallbacks, public DeferredDeletabl
       http_parser_settings s{};
       s.on_url = [](http_parser* p, const char* at, size_t len) { return self(p).onUrl(at, len); };
       s.on_header_field = [](http_parser* p, const char* at, size_t len) { return self(p).onHeaderField(at, len); };
-      s.on_header_value = [](http_parser* p, const char*, size_t len) { return self(p).onHeaderValue(len); };
+      s.on_header_value = [](http_parser* p, const char* at, size_t len) { return self(p).onHeaderValue(at, len); };
+      s.on_headers_complete = [](http_parser* p) { return self(p).onHeadersComplete(); };
       s.on_body = [](http_parser* p, const char*, size_t len) { return self(p).onBody(len); };
       s.on_message_complete = [](http_parser* p) { return self(p).onMessageComplete(); };
       return s;
@@ -313,12 +342,16 @@ class AdminConnection final : public TcpSocketCallbacks, public DeferredDeletabl
   bool answered_ = false;
   bool finished_ = false;
   bool received_any_ = false;
+  std::chrono::steady_clock::time_point accepted_at_;
   bool lingering_ = false;  // an error answered before the whole request was read (written())
   bool peer_done_sending_ = false;  // its FIN came after the request was handled
-  static constexpr std::string_view kOrigin = "origin";
-  std::string field_;       // the header name being read, up to kOrigin's length
+  static constexpr size_t kFieldNameBytes = 6;  // "origin", "expect"
+  static constexpr std::string_view kContinue = "100-continue";
+  std::string field_;       // the header name being read, up to kFieldNameBytes
   bool in_field_ = false;
   bool has_origin_ = false;
+  bool in_expect_ = false;  // the value being read is an Expect header's
+  std::string expect_;      // its value, up to kContinue's length ("-" if longer)
 };
 
 AdminListener::AdminListener(Dispatcher& dispatcher, AdminHandler& handler, SocketAddress address,
@@ -334,10 +367,15 @@ void AdminListener::onAccept(uv_stream_t* server) {
   bool room = connections_.size() < limits_.max_connections;
   if (!room) {
     // The oldest connection that sent nothing yet gives up its slot (it is
-    // answered 408 and closes once that is written).
-    auto silent = std::find_if(connections_.begin(), connections_.end(), [](const auto& c) { return c->silent(); });
-    if (silent != connections_.end()) {
-      (*silent)->evict();
+    // answered 408 and closes once that is written); else the oldest whose
+    // request is still arriving after kStalledRequest.
+    auto victim = std::find_if(connections_.begin(), connections_.end(), [](const auto& c) { return c->silent(); });
+    if (victim == connections_.end()) {
+      const auto now = std::chrono::steady_clock::now();
+      victim = std::find_if(connections_.begin(), connections_.end(), [now](const auto& c) { return c->stalled(now); });
+    }
+    if (victim != connections_.end()) {
+      (*victim)->evict();
       room = true;
     }
   }

@@ -525,7 +525,7 @@ TEST_CASE("/stats and /stats/prometheus take filter=REGEX and usedonly", "[e2e][
 TEST_CASE("admin connections are bounded in number and time, gRPC traffic goes on", "[e2e][admin]") {
   SingleBackendFixture f;
   auto config = catchAllConfig(f.backend.address());
-  config["admin"] = {{"address", "127.0.0.1:0"}, {"max_connections", 3}, {"request_timeout_ms", 1500}};
+  config["admin"] = {{"address", "127.0.0.1:0"}, {"max_connections", 3}, {"request_timeout_ms", 3000}};
   GatewayProcess gateway(config);
   const std::string admin = gateway.adminAddress();
   auto stub = example::Echo::NewStub(makeChannel(gateway.address()));
@@ -542,16 +542,17 @@ TEST_CASE("admin connections are bounded in number and time, gRPC traffic goes o
   REQUIRE(evicted.has_value());
   CHECK_THAT(*evicted, Catch::StartsWith("HTTP/1.1 408"));
   CHECK_THAT(*evicted, Catch::Contains("make room"));
-  // Clients in the middle of a request keep their slots: with every slot
-  // taken by one, a new connection is closed at once (well before
+  // Clients in the middle of a request keep their slots for a second: with
+  // every slot taken by one, a new connection is closed at once (well before
   // request_timeout_ms), before its request is read.
   std::vector<int> busy;
   for (int i = 0; i < 3; ++i) {
     busy.push_back(connectTcp(admin));
     const std::string partial = "GET /stats HTTP/1.1\r\n";
     REQUIRE(::send(busy.back(), partial.data(), partial.size(), MSG_NOSIGNAL) == static_cast<ssize_t>(partial.size()));
-    std::this_thread::sleep_for(std::chrono::milliseconds(200));  // read before the next one comes
+    std::this_thread::sleep_for(std::chrono::milliseconds(50));  // read before the next one comes
   }
+  const auto busy_since = std::chrono::steady_clock::now();
   // (The two silent ones left made room for the last two busy ones.)
   for (int i = 1; i < 3; ++i) {
     auto answer = readUntilClosed(silent[i], std::chrono::seconds(1));
@@ -571,8 +572,20 @@ TEST_CASE("admin connections are bounded in number and time, gRPC traffic goes o
     EchoResponse resp;
     REQUIRE_OK(stub->Unary(&ctx, EchoRequest(), &resp));
   }
+  // A request still arriving after a second is stuck, or a slowloris client
+  // (40 of them kept probes out for good): the oldest gives up its slot.
+  std::this_thread::sleep_for(std::chrono::milliseconds(1200) - (std::chrono::steady_clock::now() - busy_since));
+  CHECK(http(admin, "GET", "/healthz").status == 200);
+  {
+    auto answer = readUntilClosed(busy[0], std::chrono::seconds(1));
+    ::close(busy[0]);
+    busy.erase(busy.begin());
+    REQUIRE(answer.has_value());
+    CHECK_THAT(*answer, Catch::StartsWith("HTTP/1.1 408"));
+    CHECK_THAT(*answer, Catch::Contains("request not complete; closed to make room"));
+  }
 
-  // The busy ones get 408 once request_timeout_ms has passed, and are closed.
+  // The other busy ones get 408 once request_timeout_ms has passed, and are closed.
   for (int fd : busy) {
     auto answer = readUntilClosed(fd, std::chrono::seconds(5));
     ::close(fd);
@@ -590,6 +603,31 @@ TEST_CASE("admin connections are bounded in number and time, gRPC traffic goes o
   }
   auto answer = readUntilClosed(slow, std::chrono::seconds(3));
   ::close(slow);
+  REQUIRE(answer.has_value());
+  CHECK_THAT(*answer, Catch::StartsWith("HTTP/1.1 200"));
+}
+
+// curl sends `Expect: 100-continue` with a body over 1 KiB and waits a
+// second for the interim answer; a client that waits for it got 408.
+TEST_CASE("an admin request with Expect: 100-continue is told to go on", "[e2e][admin]") {
+  TestBackend backend("b");
+  GatewayProcess gateway(withAdmin(catchAllConfig(backend.address())));
+  const int fd = connectTcp(gateway.adminAddress());
+  const std::string head = "GET /healthz HTTP/1.1\r\nHost: x\r\nExpect: 100-Continue\r\nContent-Length: 5\r\n\r\n";
+  REQUIRE(::send(fd, head.data(), head.size(), MSG_NOSIGNAL) == static_cast<ssize_t>(head.size()));
+  // The interim answer comes before the body is sent.
+  std::string interim;
+  const auto until = std::chrono::steady_clock::now() + std::chrono::seconds(3);
+  while (interim.find("\r\n\r\n") == std::string::npos && std::chrono::steady_clock::now() < until) {
+    char buf[256];
+    const ssize_t n = ::recv(fd, buf, sizeof(buf), MSG_DONTWAIT);
+    if (n > 0) interim.append(buf, static_cast<size_t>(n));
+    else std::this_thread::sleep_for(std::chrono::milliseconds(10));
+  }
+  CHECK(interim == "HTTP/1.1 100 Continue\r\n\r\n");
+  REQUIRE(::send(fd, "hello", 5, MSG_NOSIGNAL) == 5);
+  const std::optional<std::string> answer = readUntilClosed(fd, std::chrono::seconds(3));
+  ::close(fd);
   REQUIRE(answer.has_value());
   CHECK_THAT(*answer, Catch::StartsWith("HTTP/1.1 200"));
 }
