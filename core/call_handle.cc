@@ -36,6 +36,7 @@ void CallSlots::run(Id id, const std::function<void()>& work, std::string_view w
   if (find(id) == nullptr) return;  // the call ended: dropped
   try {
     work();
+    if (StreamContext* call = find(id); call != nullptr && !filter.empty()) call->filterWorkDone(filter);
     return;
   } catch (...) {
     logUserCodeFailure(filter.empty() ? std::string(what) : fmt::format("filter \"{}\" in {}", filter, what),

@@ -145,6 +145,11 @@ FilterChain::HeaderChanges FilterChain::headerChanges() const {
   return {ctx_.requestHeaders().changes(), ctx_.responseHeaders().changes(), ctx_.responseTrailers().changes()};
 }
 
+void FilterChain::checkWorkOf(std::string_view filter_name) {
+  if (headerChanges() == checked_changes_) return;
+  checkChangedHeaders(filter_name, "in work it ran for the call (a timer, CallHandle)");
+}
+
 bool FilterChain::checkChangedHeaders(std::string_view filter_name, std::string_view where) {
   const HeaderChanges now = headerChanges();
   std::string why;

@@ -50,6 +50,9 @@ class FilterChain {
   // one that paused it (or is pausing it now): a late or second resume from
   // a filter already passed must not release a later filter's pause.
   void continueRequest(const Filter* from = nullptr);
+  // After work of `filter_name`'s outside its hooks (StreamContext::filterWorkDone):
+  // what it changed is checked as its doing; the call ends if that is invalid.
+  void checkWorkOf(std::string_view filter_name);
 
   // A reply goes through the response hooks of the filter that made it and
   // of those before it, in reverse chain order: the terminal's passes them

@@ -177,6 +177,10 @@ class StreamContext {
   // nullptr for whichever one paused.
   virtual void resumeRequest(const Filter* from) = 0;
   virtual void resumeResponse(const Filter* from) = 0;
+  // Work of the filter named `filter` just ran for this call outside its
+  // hooks (a timer(), a CallHandle's post or run): header fields it changed
+  // there are checked now, as its doing (not as the next hook's).
+  virtual void filterWorkDone(std::string_view filter) {}
 
   // ---- for the terminal filter (the one that produces the response) ----
   // The backend refused the call unprocessed (RST_STREAM REFUSED_STREAM):

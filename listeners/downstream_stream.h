@@ -86,6 +86,9 @@ class DownstreamStream final : private CallGeneration,
   bool adjustIncompleteResponseBytes(int64_t delta) override;
   size_t reserveResponseWindow(size_t wanted) override;
   void resumeResponse(const Filter* from) override;
+  void filterWorkDone(std::string_view filter) override {
+    if (!ended_) chain_.checkWorkOf(filter);
+  }
   using StreamContext::sendLocalReply;
   void refuseCall(std::string_view message) override;
   void sendLocalReply(StatusCode code, std::string_view message, HeaderMap extra_trailers) override;

@@ -352,6 +352,29 @@ TEST_CASE("a header field a filter sets that HTTP/2 cannot carry ends the call, 
   CHECK(metadataValue(context.GetServerTrailingMetadata(), "x-test-faults") == "seen");
 }
 
+// A timer of the call's that changes a header field while the call goes on
+// (not paused) was checked only at the next hook, as that hook's filter's
+// doing: now right after it runs, as its own filter's.
+TEST_CASE("a header field a filter's timer sets that HTTP/2 cannot carry is that timer's filter's failure",
+          "[filter_faults]") {
+  FaultFixture f;
+  grpc::ClientContext context;
+  setTimeout(context, kCallTimeout);
+  context.AddMetadata("x-test-fault", "timer_bad_trailer");
+  EchoRequest request;
+  request.set_sleep_ms(300);  // the backend answers long after the timer ran
+  EchoResponse response;
+  const grpc::Status status = f.stub->Unary(&context, request, &response);
+  CHECK(status.error_code() == grpc::StatusCode::INTERNAL);
+  CHECK(status.error_message() == "filter \"test_faults\" failed");
+  CHECK(waitFor(
+      [&] {
+        return logCount(f.gateway, "filter \"test_faults\" in work it ran for the call (a timer, CallHandle) failed: "
+                                   "it left a header field HTTP/2 cannot carry: the value of header \"x-from-timer\"") == 1;
+      },
+      std::chrono::seconds(3)));
+}
+
 // What a filter leaves as the end of a call must be one a client can read:
 // trailers without a valid grpc-status made grpcio 1.51 crash (SIGILL), and
 // fields HTTP/2 cannot carry, in sendLocalReply's extra trailers or set in

@@ -67,6 +67,9 @@ namespace {
 //                            CR LF, or one setting grpc-status
 //   done_bad_trailer         its onStreamDone sets a trailer value holding
 //                            LF (after the call ended)
+//   timer_bad_trailer        its request-headers hook lets the call go on
+//                            and arms a timer of the call (10 ms) that sets
+//                            a trailer value holding LF
 //   state_uses_factory       its request-headers hook stores a filter state
 //                            whose destructor reads its factory (as a state
 //                            giving back a share of the factory's would):
@@ -162,6 +165,11 @@ class FaultFilter : public Filter {
     if (fault_ == "bad_request_value") ctx.requestHeaders().set("x-injected", "a\r\nx-evil: 1");
     if (fault_ == "bad_request_name") ctx.requestHeaders().set("Bad Key", "v");
     if (fault_ == "bad_request_te") ctx.requestHeaders().set("te", "gzip");
+    if (fault_ == "timer_bad_trailer") {
+      timer_ = ctx.timer([&ctx] { ctx.responseTrailers().set("x-from-timer", "a\nb"); });
+      timer_->enable(std::chrono::milliseconds(10));
+      return FilterStatus::Continue;
+    }
     if (fault_ == "posted_throw") {
       ctx.dispatcher().post([] { throw std::runtime_error("test_faults: thrown in posted work"); });
     }
