@@ -144,7 +144,10 @@ bool LookupThreads::startThreads(void (*body)()) {
   const size_t free_threads = running - under_way.size();
   size_t want = waiting.size() > free_threads ? waiting.size() - free_threads : 0;
   const auto now = Clock::now();
-  while (want > 0 && counted(now) < max_threads) {
+  // Lookups stuck past kStuckAfter do not count, but they may take no more
+  // than as many threads again: names whose lookups all hang must not start
+  // a thread each.
+  while (want > 0 && counted(now) < max_threads && running < 2 * max_threads) {
     try {
       std::thread(body).detach();
     } catch (const std::exception& e) {

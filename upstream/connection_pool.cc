@@ -145,6 +145,12 @@ void ConnectionPool::onAddressChanged() {
   backoff_until_ = {};
   probe_after_ = {};
   advertised_stream_limit_.reset();
+  // Then calls waiting on a connect still under way to the old address move
+  // to a connection to the new one (every old one is retired by now, so
+  // none takes them).
+  std::vector<UpstreamConnection*> old;
+  for (auto& conn : connections_) old.push_back(conn.get());
+  for (UpstreamConnection* conn : old) conn->retire(WaitingCalls::Move);
 }
 
 void ConnectionPool::onConnectFailed() {
@@ -172,9 +178,12 @@ void ConnectionPool::onConnectionClosed(UpstreamConnection& connection) {
   if (connections_.empty()) advertised_stream_limit_.reset();
 }
 
-void ConnectionPool::retire() {
+void ConnectionPool::retire(WaitingCalls waiting) {
   retired_ = true;
-  for (auto& conn : connections_) conn->retire();
+  // retire() may close a connection, which edits connections_.
+  std::vector<UpstreamConnection*> open;
+  for (auto& conn : connections_) open.push_back(conn.get());
+  for (UpstreamConnection* conn : open) conn->retire(waiting);
 }
 
 void ConnectionPool::closeAll() {

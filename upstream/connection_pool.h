@@ -26,6 +26,14 @@ class Endpoint;
 class UpstreamConnection;
 class UpstreamStream;
 
+// What becomes of calls waiting on a connection still connecting (for the
+// backend's SETTINGS) when it is retired: they wait there (Stay: the
+// config was replaced, the backend is the same); go to a connection to
+// the endpoint's new address (Move); or are withdrawn, for their callers
+// to place anew on another endpoint (Withdraw: the endpoint is gone;
+// UpstreamCallbacks::onUpstreamWithdrawn).
+enum class WaitingCalls { Stay, Move, Withdraw };
+
 class ConnectionPool {
  public:
   using Clock = std::chrono::steady_clock;
@@ -72,10 +80,11 @@ class ConnectionPool {
   void onAddressChanged();
   // Gateway shutdown: close every connection.
   void closeAll();
-  // The endpoint was removed: every connection closes once its calls end,
-  // and so does any opened later (a stream the backend had no room for on a
-  // connection still connecting comes back here).
-  void retire();
+  // The endpoint was removed, or its cluster replaced: every connection
+  // closes once its calls end, and so does any opened later (a stream the
+  // backend had no room for on a connection still connecting comes back
+  // here). `waiting`: see UpstreamConnection::retire.
+  void retire(WaitingCalls waiting = WaitingCalls::Stay);
 
   Endpoint& endpoint() { return endpoint_; }
   Cluster& cluster();

@@ -66,8 +66,9 @@ void Endpoint::moveTo(const SocketAddress& address) {
   ejected_until_ = {};
   ejections_ = 0;
   consecutive_failures_ = 0;
-  if (health_checker_) health_checker_->forgetResults();
   pool_->onAddressChanged();
+  // After the pool: the check it starts goes to the new address.
+  if (health_checker_) health_checker_->restart();
 }
 
 void Endpoint::onHealthReport(bool healthy) {
@@ -86,7 +87,9 @@ void Endpoint::checkLocally() {
 void Endpoint::remove() {
   removed_ = true;
   health_checker_.reset();
-  pool_->retire();
+  // Calls waiting on a connect still under way go elsewhere: the address
+  // left the name's answer, often because its backend went away.
+  pool_->retire(WaitingCalls::Withdraw);
 }
 
 bool Endpoint::unused() const { return removed_ && holders_ == 0 && pool_->connectionCount() == 0; }

@@ -30,6 +30,18 @@ void HealthChecker::start() {
   runCheck();
 }
 
+void HealthChecker::restart() {
+  successes_ = 0;
+  failures_ = 0;
+  if (!interval_timer_) return;  // not started
+  if (in_flight_) {
+    in_flight_ = false;
+    timeout_timer_->disable();
+    stream_->reset();  // its answer, from the old backend, is not wanted
+  }
+  runCheck();
+}
+
 void HealthChecker::runCheck() {
   if (in_flight_) {
     interval_timer_->enable(std::chrono::milliseconds(config_.interval_ms));

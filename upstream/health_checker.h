@@ -28,11 +28,9 @@ class HealthChecker final : public UpstreamCallbacks, public MessageSink {
   ~HealthChecker() override;
 
   void start();
-  // The endpoint moved to another backend: past results count for nothing.
-  void forgetResults() {
-    successes_ = 0;
-    failures_ = 0;
-  }
+  // The endpoint moved to another backend: past results, and a check still
+  // out to the old one, count for nothing; the new one is checked now.
+  void restart();
 
   // ---- UpstreamCallbacks ----
   void onUpstreamHeaders(HeaderMap&& headers, bool end_stream) override;

@@ -316,8 +316,31 @@ void UpstreamConnection::onRead(const uint8_t* data, size_t len) {
   scheduleFlush();
 }
 
-void UpstreamConnection::retire() {
+void UpstreamConnection::retire(WaitingCalls waiting) {
   draining_ = true;
+  if (waiting != WaitingCalls::Stay && !settings_received_ && !closed_) {
+    // Still connecting, to an address no longer its endpoint's. A backend
+    // gone away is the usual reason a name's address changes, and a connect
+    // to a silent or blackholed host takes connect_timeout_ms to fail: the
+    // calls waiting here were never sent, and need not wait for it.
+    const std::vector<UpstreamStream*> waiting_calls = pending_;
+    for (UpstreamStream* stream : waiting_calls) {
+      const auto it = streams_.find(stream);
+      if (it == streams_.end()) continue;
+      const bool counted = it->second;
+      release(*stream);
+      stream->onAttached(nullptr);
+      if (waiting == WaitingCalls::Withdraw) {
+        stream->onWithdrawn(fmt::format("endpoint {} left its cluster while connecting", describe()));
+        continue;
+      }
+      Status placed = pool_.newStream(*stream, counted);
+      if (!placed.isOk()) stream->onConnectionLost(placed.message(), /*endpoint_fault=*/false);
+    }
+    // Not a failed connect (that would put the new address in backoff).
+    if (streams_.empty()) close("its endpoint moved or left before it connected");
+    return;
+  }
   scheduleFlush();  // closes there if it carries nothing
 }
 

@@ -26,10 +26,10 @@
 #include "core/socket_address.h"
 #include "core/tcp_socket.h"
 #include "core/timer.h"
+#include "upstream/connection_pool.h"
 
 namespace sluice {
 
-class ConnectionPool;
 class UpstreamStream;
 
 class UpstreamConnection final : public Http2SessionOwner,
@@ -71,8 +71,9 @@ class UpstreamConnection final : public Http2SessionOwner,
   bool checksOnly() const { return checks_only_; }
   size_t activeStreams() const { return streams_.size(); }
   // Takes no new streams and closes once the ones it carries end (its
-  // endpoint was removed).
-  void retire();
+  // endpoint was removed, moved, or its config replaced). `waiting`: what
+  // becomes of calls still waiting for the backend's SETTINGS.
+  void retire(WaitingCalls waiting = WaitingCalls::Stay);
   // Closes now; every stream still carried is told.
   void close(const std::string& reason);
   // Closes because the connection failed (not by our choice): before the

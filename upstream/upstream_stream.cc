@@ -102,6 +102,11 @@ void UpstreamStream::onConnectionLost(const std::string& detail, bool endpoint_f
   callbacks_.onUpstreamReset({StatusCode::Unavailable, detail, false, endpoint_fault, false, sent});
 }
 
+void UpstreamStream::onWithdrawn(const std::string& detail) {
+  connection_ = nullptr;
+  callbacks_.onUpstreamWithdrawn(detail);
+}
+
 void UpstreamStream::onHeadersOverBackendLimit(const std::string& detail) {
   connection_ = nullptr;
   callbacks_.onUpstreamReset({StatusCode::ResourceExhausted, detail, false, false, false, false});

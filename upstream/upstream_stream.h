@@ -42,6 +42,14 @@ class UpstreamCallbacks {
   virtual void onUpstreamEnd(HeaderMap&& trailers) = 0;
   // The call is over without a complete response.
   virtual void onUpstreamReset(UpstreamReset reset) = 0;
+  // The stream was taken back before its request went out (its endpoint
+  // left the cluster while connecting): it may be placed again, request
+  // and all, on another endpoint's pool (ConnectionPool::newStream). By
+  // default it ends as a refusal, never processed.
+  virtual void onUpstreamWithdrawn(const std::string& detail) {
+    onUpstreamReset({StatusCode::Unavailable, detail, /*by_backend=*/false, /*endpoint_fault=*/false,
+                     /*refused=*/true, /*sent=*/false});
+  }
   // The request buffer passed its high watermark (true) or drained (false).
   virtual void onUpstreamRequestWatermark(bool above) = 0;
 };
@@ -79,6 +87,9 @@ class UpstreamStream final : public Http2StreamHandler {
   // The connection failed or closed before the stream completed (the
   // endpoint's fault), or the stream could not be placed on one (not).
   void onConnectionLost(const std::string& detail, bool endpoint_fault = true);
+  // Taken back before its HEADERS went out (its endpoint is gone): see
+  // UpstreamCallbacks::onUpstreamWithdrawn.
+  void onWithdrawn(const std::string& detail);
   // Not sent: its headers are over what the backend said it accepts. The
   // call fails with RESOURCE_EXHAUSTED, as a direct client's would.
   void onHeadersOverBackendLimit(const std::string& detail);

@@ -292,6 +292,7 @@ void ProxyFilter::releaseRetryPlace() {
 
 void ProxyFilter::retireAttempt() {
   if (per_try_timer_) per_try_timer_->disable();
+  if (withdrawn_timer_) withdrawn_timer_->disable();
   if (upstream_) {
     upstream_->reset();
     // The next attempt replays from replay_: this one's queue is of no use.
@@ -388,6 +389,7 @@ void ProxyFilter::onStreamDone(StreamContext&) {
   // Finished, failed or cancelled downstream: nothing more goes upstream.
   if (per_try_timer_) per_try_timer_->disable();
   if (backoff_timer_) backoff_timer_->disable();
+  if (withdrawn_timer_) withdrawn_timer_->disable();
   if (upstream_) {
     upstream_->reset();
     // Nothing more goes to the backend: what was queued for it is freed now,
@@ -599,6 +601,35 @@ void ProxyFilter::onUpstreamEnd(HeaderMap&& trailers) {
   }
   ctx_.responseTrailers().append(std::move(trailers));
   ctx_.encodeResponseTrailers();
+}
+
+void ProxyFilter::onUpstreamWithdrawn(const std::string& detail) {
+  if (ctx_.ended() || !upstream_) return;
+  if (++withdrawals_ > kMaxWithdrawals) {
+    attemptFailed(StatusCode::Unavailable, detail, false, Reach::Refused);
+    return;
+  }
+  // Placed from the next loop turn: the cluster is changing its endpoints
+  // right now (a DNS answer), and the new ones may not be in yet.
+  spdlog::debug("[C{}][S{}] {}: the call goes to another endpoint", ctx_.connectionId(), ctx_.streamId(), detail);
+  if (!withdrawn_timer_) withdrawn_timer_ = std::make_unique<Timer>(ctx_.dispatcher(), [this] { placeWithdrawn(); });
+  withdrawn_timer_->enable(std::chrono::milliseconds(0));
+}
+
+void ProxyFilter::placeWithdrawn() {
+  if (ctx_.ended() || !upstream_ || upstream_->open()) return;
+  // The same attempt, its request queued in the stream as it was: no
+  // backend saw it, so no retry policy or budget is involved.
+  auto chosen = cluster_->chooseEndpoint(ctx_.requestHeaders(), endpoint_.get());
+  if (!chosen.isOk()) {
+    ctx_.setUpstreamAddress({});
+    attemptFailed(chosen.status().code(), chosen.status().message(), false, Reach::Unsent);
+    return;
+  }
+  endpoint_ = EndpointRef(chosen.value());
+  ctx_.setUpstreamAddress(endpoint_->describe());
+  Status placed = endpoint_->pool().newStream(*upstream_);
+  if (!placed.isOk()) attemptFailed(placed.code(), placed.message(), false, Reach::Unsent);
 }
 
 void ProxyFilter::onUpstreamReset(UpstreamReset reset) {

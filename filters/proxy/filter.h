@@ -52,6 +52,7 @@ class ProxyFilter final : public Filter,
   void onUpstreamData(const uint8_t* data, size_t len) override;
   void onUpstreamEnd(HeaderMap&& trailers) override;
   void onUpstreamReset(UpstreamReset reset) override;
+  void onUpstreamWithdrawn(const std::string& detail) override;
   void onUpstreamRequestWatermark(bool above) override { ctx_.setRequestBackpressure(above); }
   // ---- WatermarkCallbacks (downstream response buffer) ----
   void onAboveWriteBufferHighWatermark() override { downstream_full_ = true; }
@@ -61,6 +62,9 @@ class ProxyFilter final : public Filter,
 
  private:
   void startAttempt();
+  // The attempt's stream, withdrawn unsent, goes to an endpoint chosen now.
+  void placeWithdrawn();
+  static constexpr uint32_t kMaxWithdrawals = 4;  // per call: past it, as a refusal
   // How far a failed attempt got: a backend may have processed it; it never
   // left the gateway (no endpoint, a pool or connect failure before the
   // request was handed to a connection); or the backend refused it
@@ -132,6 +136,8 @@ class ProxyFilter final : public Filter,
   // the clock's end while it is not armed.
   StreamContext::Clock::time_point per_try_deadline_ = StreamContext::Clock::time_point::max();
   TimerPtr backoff_timer_;
+  TimerPtr withdrawn_timer_;  // places a withdrawn stream after the event that withdrew it
+  uint32_t withdrawals_ = 0;
   GrpcFrameDecoder response_decoder_;
   size_t withheld_credit_ = 0;  // response bytes not yet returned to the backend's window
   size_t incomplete_response_counted_ = 0;  // response_decoder_'s held bytes, as told to ctx_

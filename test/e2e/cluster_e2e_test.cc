@@ -526,6 +526,16 @@ TEST_CASE("host name lookups run on at most dns_lookup_threads threads, and a na
     }
   }
 
+  SECTION("names whose lookups hang: stuck ones let others run, on at most twice dns_lookup_threads threads") {
+    auto gateway_ptr = start(endpoints, 1, 1);
+    GatewayProcess& gateway = *gateway_ptr;
+    // Six lookups that hang: each one stuck past 5 s no longer counts
+    // against the cap, and let another start; one thread each (a thread
+    // every 5 s) until every name had one.
+    resolver.answerAll(names, "127.0.0.1", 60000);
+    CHECK(mostLookupThreads(gateway.pid(), std::chrono::milliseconds(11500)) == 2);
+  }
+
   SECTION("1 name refreshed by 4 workers: one lookup at a time, shared") {
     auto gateway_ptr = start(nlohmann::json::array({endpoints[0]}), 4, std::nullopt);
     GatewayProcess& gateway = *gateway_ptr;

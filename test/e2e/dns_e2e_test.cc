@@ -4,12 +4,19 @@
 // one finishing there); "first" keeps one endpoint on one address.
 #include <catch2/catch.hpp>
 
+#include <arpa/inet.h>
+#include <netinet/in.h>
+#include <sys/socket.h>
+#include <unistd.h>
+
+#include <future>
 #include <map>
 #include <memory>
 #include <string>
 #include <thread>
 #include <vector>
 
+#include "test/support/admin_stats.h"
 #include "test/support/e2e_fixture.h"
 #include "test/support/http_client.h"
 #include "test/support/scripted_resolver.h"
@@ -252,6 +259,84 @@ TEST_CASE("dns_addresses first: a name that moves takes new calls and checks alo
   CHECK(listedEndpoints(gateway) ==
         std::map<std::string, std::string>{{"127.0.0.2:" + std::to_string(a.port()), "healthy"}});
   CHECK(spread(*stub, 3) == std::map<std::string, int>{{"b", 3}});
+}
+
+// A host that takes TCP connections and never speaks (a hung or
+// blackholed backend): a listening socket on `ip`:`port` nobody accepts from.
+struct SilentHost {
+  int fd = ::socket(AF_INET, SOCK_STREAM, 0);
+  SilentHost(const std::string& ip, int port) {
+    const int on = 1;
+    ::setsockopt(fd, SOL_SOCKET, SO_REUSEADDR, &on, sizeof(on));
+    sockaddr_in a{};
+    a.sin_family = AF_INET;
+    a.sin_port = htons(static_cast<uint16_t>(port));
+    ::inet_pton(AF_INET, ip.c_str(), &a.sin_addr);
+    REQUIRE(::bind(fd, reinterpret_cast<sockaddr*>(&a), sizeof(a)) == 0);
+    REQUIRE(::listen(fd, 16) == 0);
+  }
+  ~SilentHost() { ::close(fd); }
+};
+
+// Calls waiting on a connect to an address the name then leaves waited for
+// that connect to time out (connect_timeout_ms), though they had reached no
+// backend: a name usually changes address because its backend went away.
+// Now they move at once: to the endpoint's new address ("first"), or, their
+// endpoint removed ("all"), end as refused, which grpc++ retries by itself
+// (on the new endpoint).
+TEST_CASE("calls waiting on a connect to an address the name leaves go to its new address at once",
+          "[e2e][cluster][dns]") {
+  for (const std::string mode : {"first", "all"}) {
+    INFO("dns_addresses " << mode);
+    TestBackend a("a");
+    SilentHost silent("127.0.0.3", a.port());
+    ScriptedResolver resolver;
+    resolver.answer(kName, "127.0.0.3", 0);
+    GatewayProcess::Options options;
+    options.extraEnv = resolver.env();
+    GatewayProcess gateway(namedClusterConfig(a.port(), mode, {{"connect_timeout_ms", 20000}}), options);
+    auto stub = example::Echo::NewStub(makeChannel(gateway.address()));
+    auto call = std::async(std::launch::async, [&] {
+      grpc::ClientContext ctx;
+      setTimeout(ctx, std::chrono::seconds(8));
+      EchoResponse resp;
+      const grpc::Status status = stub->Unary(&ctx, EchoRequest(), &resp);
+      return std::make_pair(status, resp.backend());
+    });
+    // The call waits on the connect to the silent host...
+    REQUIRE(waitFor([&] { return namedCluster(gateway)["connections"] == 1; }, std::chrono::seconds(5)));
+    std::this_thread::sleep_for(std::chrono::milliseconds(200));
+    // ... when the name moves to a backend that answers.
+    resolver.answer(kName, "127.0.0.1", 0);
+    const auto [status, backend] = call.get();
+    INFO(describe(status));
+    CHECK(status.ok());
+    CHECK(backend == "a");
+    CHECK(a.stats().calls == 1);
+    // The connect to the silent host was given up, not counted as failed.
+    CHECK(statValue(gateway.adminAddress(), "cluster.named.upstream_cx_connect_fail") == 0);
+  }
+}
+
+// A name that moves is checked at its new address at once: a check still
+// out to the old one finished later and counted for the new address, and
+// the first check of the new one came an interval later (the README said
+// "at once").
+TEST_CASE("dns_addresses first: a name that moves is health-checked at its new address at once",
+          "[e2e][cluster][dns]") {
+  TwoAddresses backends;
+  auto& [a, b, resolver, options] = backends;
+  GatewayProcess gateway(
+      namedClusterConfig(a.port(), "first", {{"health_check", {{"interval_ms", 10000}, {"timeout_ms", 5000}}}}),
+      options);
+  const std::string checked = "cluster.named.health_check.success";
+  REQUIRE(waitFor([&] { return statValue(gateway.adminAddress(), checked) == 1; }, std::chrono::seconds(5)));
+  resolver.answer(kName, "127.0.0.2", 0);
+  REQUIRE(waitFor([&] { return gateway.logs().find("now resolves to 127.0.0.2") != std::string::npos; },
+                  std::chrono::seconds(5)));
+  // Well within the 10 s interval.
+  CHECK(waitFor([&] { return statValue(gateway.adminAddress(), checked) == 2; }, std::chrono::seconds(3)));
+  CHECK(statValue(gateway.adminAddress(), "cluster.named.health_check.failure") == 0);
 }
 
 TEST_CASE("dns_addresses all: an address the cluster already has is not a second endpoint", "[e2e][cluster][dns]") {
