@@ -54,7 +54,10 @@ void redact(nlohmann::json& j) {
   if (j.is_object()) {
     const bool jwk = j.contains("kty");
     for (auto& [key, value] : j.items()) {
-      if (isSecretKey(key) || (jwk && isPrivateJwkMember(key))) {
+      // A switch or a number under such a name (forward_credentials: true)
+      // is a setting an operator checks, not a secret.
+      const bool setting = value.is_boolean() || value.is_number();
+      if (!setting && (isSecretKey(key) || (jwk && isPrivateJwkMember(key)))) {
         value = "[redacted]";
       } else {
         redact(value);

@@ -408,7 +408,7 @@ TEST_CASE("/clusters shows a killed backend as unhealthy, /config_dump hides sec
       "x-team": "payments"}}}})"));
   chain.insert(chain.begin(), nlohmann::json::parse(R"({"name": "auth", "config": {
       "jwt": {"jwks": {"keys": [{"kty": "oct", "kid": "hs", "k": ")" + hs256_secret + R"("}]}},
-      "api_keys": {"keys": [{"key": "client-api-key-secret", "name": "batch"}]}}})"));
+      "api_keys": {"keys": [{"key": "client-api-key-secret", "name": "batch"}]}, "forward_credentials": true}})"));
   GatewayProcess gateway(config);
   std::string admin = gateway.adminAddress();
   auto healthOf = [&](const std::string& address) {
@@ -441,6 +441,8 @@ TEST_CASE("/clusters shows a killed backend as unhealthy, /config_dump hides sec
   CHECK(dumped_chain[0]["config"]["jwt"]["jwks"]["keys"][0]["k"] == "[redacted]");
   CHECK(dumped_chain[1]["config"]["request"]["set"]["x-team"] == "payments");
   CHECK(dumped_chain[1]["config"]["request"]["set"]["authorization"] == "[redacted]");
+  // A switch under a secret-looking name is a setting, shown as it is.
+  CHECK(dumped_chain[0]["config"]["forward_credentials"] == true);
 }
 
 TEST_CASE("bad admin requests get HTTP errors and gRPC traffic goes on", "[e2e][admin]") {
