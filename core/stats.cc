@@ -61,14 +61,25 @@ std::string endpointKey(std::string_view cluster, std::string_view endpoint) {
 }
 }  // namespace
 
-Gauge& WorkerStats::endpointGauge(std::string_view cluster, std::string_view endpoint) {
-  return findOrCreate<Gauge>(mutex_, endpoints_, endpointKey(cluster, endpoint));
+Gauge& WorkerStats::holdEndpointGauge(std::string_view cluster, std::string_view endpoint) {
+  std::lock_guard<std::mutex> lock(mutex_);
+  auto& held = endpoints_[endpointKey(cluster, endpoint)];
+  if (!held) held = std::make_unique<HeldGauge>();
+  ++held->holders;
+  return held->gauge;
+}
+
+void WorkerStats::releaseEndpointGauge(std::string_view cluster, std::string_view endpoint) {
+  std::lock_guard<std::mutex> lock(mutex_);
+  auto it = endpoints_.find(endpointKey(cluster, endpoint));
+  if (it == endpoints_.end() || --it->second->holders > 0) return;
+  endpoints_.erase(it);  // only read by key, under the lock: no reference outlives it
 }
 
 int64_t WorkerStats::endpointActive(std::string_view cluster, std::string_view endpoint) const {
   std::lock_guard<std::mutex> lock(mutex_);
   auto it = endpoints_.find(endpointKey(cluster, endpoint));
-  return it == endpoints_.end() ? 0 : it->second->value();
+  return it == endpoints_.end() ? 0 : it->second->gauge.value();
 }
 
 namespace {

@@ -167,10 +167,17 @@ class WorkerStats {
   ClusterStats& cluster(std::string_view name);
   // Calls in flight on one endpoint of a cluster, `endpoint` its key
   // (Endpoint::key()); shared by the worker's config generations, so a
-  // call that started before a reload still counts. Read with
-  // endpointActive(), which adds nothing for an unknown endpoint.
-  Gauge& endpointGauge(std::string_view cluster, std::string_view endpoint);
+  // call that started before a reload still counts. Held by each Endpoint
+  // object of that key, and forgotten when the last lets go (an address
+  // churning under dns_addresses "all" must not grow the map for good).
+  // Read with endpointActive(), which adds nothing for an unknown endpoint.
+  Gauge& holdEndpointGauge(std::string_view cluster, std::string_view endpoint);
+  void releaseEndpointGauge(std::string_view cluster, std::string_view endpoint);
   int64_t endpointActive(std::string_view cluster, std::string_view endpoint) const;
+  size_t endpointGaugeCount() const {
+    std::lock_guard<std::mutex> lock(mutex_);
+    return endpoints_.size();
+  }
   MethodStats& method(std::string_view service, std::string_view method, std::string_view type);
   LoopStats& loop() { return loop_; }
   const LoopStats& loop() const { return loop_; }
@@ -247,7 +254,11 @@ class WorkerStats {
   LoopStats loop_;
   std::map<std::string, std::unique_ptr<ListenerStats>, std::less<>> listeners_;
   std::map<std::string, std::unique_ptr<ClusterStats>, std::less<>> clusters_;
-  std::map<std::string, std::unique_ptr<Gauge>, std::less<>> endpoints_;  // by "cluster\0endpoint"
+  struct HeldGauge {
+    Gauge gauge;
+    uint32_t holders = 0;
+  };
+  std::map<std::string, std::unique_ptr<HeldGauge>, std::less<>> endpoints_;  // by "cluster\0endpoint"
   std::map<std::string, std::unique_ptr<Counter>, std::less<>> filter_counters_;
   std::map<MethodKey, std::unique_ptr<MethodStats>> methods_;
   struct PathEntry {

@@ -65,8 +65,7 @@ Cluster::Cluster(Dispatcher& dispatcher, const ClusterConfig& config, WorkerStat
 Cluster::~Cluster() { closeAll(); }
 
 Endpoint& Cluster::addEndpoint(const EndpointConfig& config, const SocketAddress& address, bool one_of_many) {
-  Gauge& active = worker_stats_.endpointGauge(config_.name, Endpoint::keyFor(config, address, one_of_many));
-  endpoints_.push_back(std::make_unique<Endpoint>(dispatcher_, *this, config, address, one_of_many, active));
+  endpoints_.push_back(std::make_unique<Endpoint>(dispatcher_, *this, config, address, one_of_many, worker_stats_));
   return *endpoints_.back();
 }
 

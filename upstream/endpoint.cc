@@ -12,7 +12,7 @@ std::string Endpoint::keyFor(const EndpointConfig& config, const SocketAddress& 
 }
 
 Endpoint::Endpoint(Dispatcher& dispatcher, Cluster& cluster, const EndpointConfig& config,
-                   const SocketAddress& address, bool one_of_many, Gauge& active_gauge)
+                   const SocketAddress& address, bool one_of_many, WorkerStats& stats)
     : dispatcher_(dispatcher),
       cluster_(cluster),
       config_(config),
@@ -20,14 +20,18 @@ Endpoint::Endpoint(Dispatcher& dispatcher, Cluster& cluster, const EndpointConfi
       address_text_(address.toString()),
       key_(keyFor(config, address, one_of_many)),
       one_of_many_(one_of_many),
-      active_gauge_(active_gauge) {
+      stats_(stats),
+      active_gauge_(stats.holdEndpointGauge(cluster.name(), key_)) {
   pool_ = std::make_unique<ConnectionPool>(dispatcher, *this);
   if (cluster.checksHealth()) {
     health_checker_ = std::make_unique<HealthChecker>(dispatcher, *this, *cluster.config().health_check);
   }
 }
 
-Endpoint::~Endpoint() { close(); }
+Endpoint::~Endpoint() {
+  close();
+  stats_.releaseEndpointGauge(cluster_.name(), key_);
+}
 
 void Endpoint::onRequestStarted() {
   ++active_requests_;

@@ -21,6 +21,7 @@ namespace sluice {
 class Cluster;
 class ConnectionPool;
 class Gauge;
+class WorkerStats;
 class HealthChecker;
 
 class Endpoint final : public DeferredDeletable {
@@ -28,10 +29,11 @@ class Endpoint final : public DeferredDeletable {
   using Clock = std::chrono::steady_clock;
 
   // `address` is one of `config`'s: its first, or with `one_of_many` any of
-  // a host name's (each its own endpoint). `active_gauge` follows
-  // activeRequests() for the metrics (summed over workers).
+  // a host name's (each its own endpoint). activeRequests() is followed in
+  // `stats`' gauge for the endpoint's key, for the metrics (summed over
+  // workers).
   Endpoint(Dispatcher& dispatcher, Cluster& cluster, const EndpointConfig& config, const SocketAddress& address,
-           bool one_of_many, Gauge& active_gauge);
+           bool one_of_many, WorkerStats& stats);
   ~Endpoint() override;
 
   // Names the endpoint across workers and reloads, in metrics and on the
@@ -144,7 +146,8 @@ class Endpoint final : public DeferredDeletable {
   uint32_t ejections_ = 0;
   uint32_t consecutive_failures_ = 0;
   uint32_t active_requests_ = 0;
-  Gauge& active_gauge_;
+  WorkerStats& stats_;
+  Gauge& active_gauge_;  // held from stats_ for key_
 };
 
 // A call's hold on the endpoint of its current (or last) attempt, so that the

@@ -111,6 +111,27 @@ TEST_CASE("methodForCall counts an overlong path under (other) without keeping i
   CHECK(series == 1);
 }
 
+// Under dns_addresses "all" every new address of a name is an endpoint key:
+// keeping each one's gauge for good grew the heap for as long as the
+// addresses churned.
+TEST_CASE("an endpoint's in-flight gauge is shared while held and forgotten when the last holder lets go",
+          "[stats]") {
+  WorkerStats stats;
+  Gauge& first = stats.holdEndpointGauge("c", "svc:80/10.0.0.1");
+  Gauge& second = stats.holdEndpointGauge("c", "svc:80/10.0.0.1");  // a reload's copy of the endpoint
+  stats.holdEndpointGauge("c", "svc:80/10.0.0.2");
+  CHECK(&first == &second);
+  first.inc();
+  CHECK(stats.endpointActive("c", "svc:80/10.0.0.1") == 1);
+  CHECK(stats.endpointGaugeCount() == 2);
+  stats.releaseEndpointGauge("c", "svc:80/10.0.0.1");
+  CHECK(stats.endpointActive("c", "svc:80/10.0.0.1") == 1);  // still held
+  first.dec();
+  stats.releaseEndpointGauge("c", "svc:80/10.0.0.1");
+  stats.releaseEndpointGauge("c", "svc:80/10.0.0.2");
+  CHECK(stats.endpointGaugeCount() == 0);
+}
+
 TEST_CASE("filterCounter: one counter per name, checked names, bounded", "[stats]") {
   WorkerStats stats;
   Counter& hits = stats.filterCounter("cache_hits");
