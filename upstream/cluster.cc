@@ -53,7 +53,8 @@ Cluster::Cluster(Dispatcher& dispatcher, const ClusterConfig& config, WorkerStat
                         } else {
                           onResolvedAll(ep, addresses);
                         }
-                      })});
+                      }),
+                      ep.addresses});
   }
   rebuildBalancer();
   if (!named_.empty()) {
@@ -262,7 +263,13 @@ void Cluster::onResolvedAll(const EndpointConfig& config, const std::vector<Sock
     spdlog::debug("cluster '{}': cannot resolve {}, keeping its endpoints", config_.name, config.host);
     return;
   }
+  for (auto& named : named_) {
+    if (named.config == &config) named.answer = addresses;
+  }
   bool changed = false;
+  // Removed endpoints whose address another name still answers: added
+  // again as that name's, with what was known of the backend.
+  std::vector<std::pair<const EndpointConfig*, Endpoint*>> handed_over;
   for (auto it = endpoints_.begin(); it != endpoints_.end();) {
     Endpoint& ep = **it;
     if (&ep.config() != &config || std::find(addresses.begin(), addresses.end(), ep.address()) != addresses.end()) {
@@ -272,10 +279,19 @@ void Cluster::onResolvedAll(const EndpointConfig& config, const std::vector<Sock
     // Its calls finish where they are; it takes no new ones.
     spdlog::info("cluster '{}': {} no longer resolves to {}: endpoint removed ({} call(s) still on it)",
                  config_.name, config.host, ep.address().host, ep.activeRequests());
+    if (const EndpointConfig* other = otherNameAnswering(config, ep.address())) handed_over.emplace_back(other, &ep);
     ep.remove();
     removed_.push_back(std::move(*it));
     it = endpoints_.erase(it);
     changed = true;
+  }
+  for (const auto& [other, old] : handed_over) {
+    Endpoint* added = addAddressOf(*other, old->address());
+    if (added == nullptr) continue;
+    added->adoptStateOf(*old);
+    spdlog::info("cluster '{}': {} resolves to {} too: endpoint added for it", config_.name, other->host,
+                 old->address().host);
+    if (health_checks_started_) added->startHealthChecks();
   }
   for (const auto& address : addresses) {
     auto same = std::find_if(endpoints_.begin(), endpoints_.end(), [&](const auto& ep) {
@@ -292,6 +308,14 @@ void Cluster::onResolvedAll(const EndpointConfig& config, const std::vector<Sock
   }
   if (changed) rebuildBalancer();
   sweepRemoved();
+}
+
+const EndpointConfig* Cluster::otherNameAnswering(const EndpointConfig& config, const SocketAddress& address) const {
+  for (const auto& named : named_) {
+    if (named.config == &config) continue;
+    if (std::find(named.answer.begin(), named.answer.end(), address) != named.answer.end()) return named.config;
+  }
+  return nullptr;
 }
 
 void Cluster::sweepRemoved() {

@@ -140,7 +140,13 @@ class Cluster {
   struct NamedEndpoint {
     const EndpointConfig* config;
     std::unique_ptr<HostResolver> lookup;  // its answers go to onResolved or onResolvedAll
+    // Its last answer (dns_addresses "all"): an address two names share is
+    // the first's endpoint, and passes to the other when the first drops it.
+    std::vector<SocketAddress> answer;
   };
+  // dns_addresses "all": the name other than `config` whose last answer has
+  // `address`, if any.
+  const EndpointConfig* otherNameAnswering(const EndpointConfig& config, const SocketAddress& address) const;
   std::vector<NamedEndpoint> named_;
   TimerPtr dns_timer_;
 };

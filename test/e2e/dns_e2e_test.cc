@@ -339,6 +339,45 @@ TEST_CASE("dns_addresses first: a name that moves is health-checked at its new a
   CHECK(statValue(gateway.adminAddress(), "cluster.named.health_check.failure") == 0);
 }
 
+// An address two names answer is the endpoint of the first: when that name
+// dropped it, it left the cluster until the other name's next refresh
+// (dns_refresh_ms, 30 s by default), and came back knowing nothing.
+TEST_CASE("dns_addresses all: an address two names share passes to the other when the first drops it",
+          "[e2e][cluster][dns]") {
+  TestBackend a("a");
+  TestBackend b("b", "127.0.0.2", a.port());
+  const std::string port = std::to_string(a.port());
+  ScriptedResolver resolver;
+  resolver.script({{"one.sluice-test", "127.0.0.1", 0}, {"two.sluice-test", "127.0.0.1,127.0.0.2", 0}});
+  GatewayProcess::Options options;
+  options.extraEnv = resolver.env();
+  nlohmann::json c = cluster("named", {"one.sluice-test:" + port, "two.sluice-test:" + port});
+  c["dns_refresh_ms"] = 3000;
+  c["dns_addresses"] = "all";
+  auto config = gatewayConfig(nlohmann::json::array({route("prefix", "/", "named")}), nlohmann::json::array({c}));
+  config["workers"] = 1;
+  config["admin"] = {{"address", "127.0.0.1:0"}};
+  GatewayProcess gateway(config, options);
+  auto hostsByAddress = [&] {
+    std::map<std::string, std::string> out;
+    const nlohmann::json listed = namedCluster(gateway);
+    for (const auto& ep : listed["endpoints"]) out[ep["address"]] = ep["host"];
+    return out;
+  };
+  REQUIRE(hostsByAddress() == std::map<std::string, std::string>{{"127.0.0.1:" + port, "one.sluice-test"},
+                                                                  {"127.0.0.2:" + port, "two.sluice-test"}});
+  // "one" moves to 127.0.0.2 and answers last in its refresh (after "two").
+  resolver.script({{"one.sluice-test", "127.0.0.2", 300}, {"two.sluice-test", "127.0.0.1,127.0.0.2", 0}});
+  REQUIRE(waitFor([&] { return gateway.logs().find("one.sluice-test no longer resolves to 127.0.0.1") !=
+                               std::string::npos; },
+                  std::chrono::seconds(8)));
+  // At once, not a refresh later: "two" still answers 127.0.0.1.
+  CHECK(hostsByAddress() == std::map<std::string, std::string>{{"127.0.0.1:" + port, "two.sluice-test"},
+                                                                {"127.0.0.2:" + port, "two.sluice-test"}});
+  auto stub = example::Echo::NewStub(makeChannel(gateway.address()));
+  CHECK(spread(*stub, 4) == std::map<std::string, int>{{"a", 2}, {"b", 2}});
+}
+
 TEST_CASE("dns_addresses all: an address the cluster already has is not a second endpoint", "[e2e][cluster][dns]") {
   TwoAddresses backends;
   auto& [a, b, resolver, options] = backends;
