@@ -185,16 +185,8 @@ void ProxyFilter::startAttempt() {
   cluster_->stats().upstream_rq_total.inc();
   if (attempts_ > 1) cluster_->stats().upstream_rq_retry.inc();
   ctx_.setUpstreamAttempts(attempts_);
-  auto chosen = cluster_->chooseEndpoint(ctx_.requestHeaders(), endpoint_.get());
-  if (!chosen.isOk()) {
-    // The access log's `upstream` is the last attempt's endpoint: none.
-    ctx_.setUpstreamAddress({});
-    attemptFailed(chosen.status().code(), chosen.status().message(), false, Reach::Unsent);
-    return;
-  }
-  endpoint_ = EndpointRef(chosen.value());
+  if (!chooseEndpoint()) return;
   outcome_recorded_ = false;
-  ctx_.setUpstreamAddress(endpoint_->describe());
   response_decoder_ = GrpcFrameDecoder(ctx_.maxMessageBytes());
   attempt_received_ = 0;
   widen_at_ = kWidenWindowAfter;
@@ -216,6 +208,19 @@ void ProxyFilter::startAttempt() {
     upstream_->endRequest();
     armPerTryTimer();
   }
+}
+
+bool ProxyFilter::chooseEndpoint() {
+  auto chosen = cluster_->chooseEndpoint(ctx_.requestHeaders(), endpoint_.get());
+  if (!chosen.isOk()) {
+    // The access log's `upstream` is the last attempt's endpoint: none.
+    ctx_.setUpstreamAddress({});
+    attemptFailed(chosen.status().code(), chosen.status().message(), false, Reach::Unsent);
+    return false;
+  }
+  endpoint_ = EndpointRef(chosen.value());
+  ctx_.setUpstreamAddress(endpoint_->describe());
+  return true;
 }
 
 void ProxyFilter::armPerTryTimer() {
@@ -620,14 +625,7 @@ void ProxyFilter::placeWithdrawn() {
   if (ctx_.ended() || !upstream_ || upstream_->open()) return;
   // The same attempt, its request queued in the stream as it was: no
   // backend saw it, so no retry policy or budget is involved.
-  auto chosen = cluster_->chooseEndpoint(ctx_.requestHeaders(), endpoint_.get());
-  if (!chosen.isOk()) {
-    ctx_.setUpstreamAddress({});
-    attemptFailed(chosen.status().code(), chosen.status().message(), false, Reach::Unsent);
-    return;
-  }
-  endpoint_ = EndpointRef(chosen.value());
-  ctx_.setUpstreamAddress(endpoint_->describe());
+  if (!chooseEndpoint()) return;
   Status placed = endpoint_->pool().newStream(*upstream_);
   if (!placed.isOk()) attemptFailed(placed.code(), placed.message(), false, Reach::Unsent);
 }

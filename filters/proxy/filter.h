@@ -64,6 +64,10 @@ class ProxyFilter final : public Filter,
   void startAttempt();
   // The attempt's stream, withdrawn unsent, goes to an endpoint chosen now.
   void placeWithdrawn();
+  // Picks the current attempt's endpoint (another than the last, if the
+  // cluster has one) into endpoint_; false, with the attempt failed as
+  // unsent, when there is none.
+  bool chooseEndpoint();
   static constexpr uint32_t kMaxWithdrawals = 4;  // per call: past it, as a refusal
   // How far a failed attempt got: a backend may have processed it; it never
   // left the gateway (no endpoint, a pool or connect failure before the
