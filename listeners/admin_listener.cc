@@ -148,7 +148,9 @@ class AdminConnection final : public TcpSocketCallbacks, public DeferredDeletabl
   // second for this before sending it; a client that waits for it would
   // get 408.
   int onHeadersComplete() {
-    if (equalsLowercase(expect_, kContinue)) socket_.write(std::string("HTTP/1.1 100 Continue\r\n\r\n"));
+    // HTTP/1.0 clients know no 100 (RFC 9110 10.1.1: ignore the expectation).
+    const bool http11 = parser_.http_major > 1 || (parser_.http_major == 1 && parser_.http_minor >= 1);
+    if (http11 && equalsLowercase(expect_, kContinue)) socket_.write(std::string("HTTP/1.1 100 Continue\r\n\r\n"));
     return 0;
   }
   static bool equalsLowercase(std::string_view text, std::string_view lower) {

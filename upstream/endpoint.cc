@@ -21,7 +21,8 @@ Endpoint::Endpoint(Dispatcher& dispatcher, Cluster& cluster, const EndpointConfi
       key_(keyFor(config, address, one_of_many)),
       one_of_many_(one_of_many),
       stats_(stats),
-      active_gauge_(stats.holdEndpointGauge(cluster.name(), key_)) {
+      cluster_name_(cluster.name()),
+      active_gauge_(stats.holdEndpointGauge(cluster_name_, key_)) {
   pool_ = std::make_unique<ConnectionPool>(dispatcher, *this);
   if (cluster.checksHealth()) {
     health_checker_ = std::make_unique<HealthChecker>(dispatcher, *this, *cluster.config().health_check);
@@ -30,7 +31,9 @@ Endpoint::Endpoint(Dispatcher& dispatcher, Cluster& cluster, const EndpointConfi
 
 Endpoint::~Endpoint() {
   close();
-  stats_.releaseEndpointGauge(cluster_.name(), key_);
+  // Not cluster_.name(): a removed endpoint's deferred deletion may come
+  // after its cluster's (a reload retiring the generation).
+  stats_.releaseEndpointGauge(cluster_name_, key_);
 }
 
 void Endpoint::onRequestStarted() {

@@ -147,7 +147,8 @@ class Endpoint final : public DeferredDeletable {
   uint32_t consecutive_failures_ = 0;
   uint32_t active_requests_ = 0;
   WorkerStats& stats_;
-  Gauge& active_gauge_;  // held from stats_ for key_
+  const std::string cluster_name_;
+  Gauge& active_gauge_;  // held from stats_ for (cluster_name_, key_)
 };
 
 // A call's hold on the endpoint of its current (or last) attempt, so that the

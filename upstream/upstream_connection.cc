@@ -323,22 +323,28 @@ void UpstreamConnection::retire(WaitingCalls waiting) {
     // gone away is the usual reason a name's address changes, and a connect
     // to a silent or blackholed host takes connect_timeout_ms to fail: the
     // calls waiting here were never sent, and need not wait for it.
-    const std::vector<UpstreamStream*> waiting_calls = pending_;
-    for (UpstreamStream* stream : waiting_calls) {
+    std::vector<std::pair<UpstreamStream*, bool>> taken;  // with `counted`
+    for (UpstreamStream* stream : std::vector<UpstreamStream*>(pending_)) {
       const auto it = streams_.find(stream);
       if (it == streams_.end()) continue;
-      const bool counted = it->second;
+      taken.emplace_back(stream, it->second);
       release(*stream);
       stream->onAttached(nullptr);
+    }
+    const std::string why = fmt::format("{} left its cluster while connecting", describe());
+    ConnectionPool& pool = pool_;
+    // Closed first (not a failed connect, which would put the new address
+    // in backoff): its place under the cluster's max_connections is free
+    // for the connection that takes its calls.
+    if (streams_.empty()) close("its endpoint moved or left before it connected");
+    for (const auto& [stream, counted] : taken) {
       if (waiting == WaitingCalls::Withdraw) {
-        stream->onWithdrawn(fmt::format("endpoint {} left its cluster while connecting", describe()));
+        stream->onWithdrawn(why);
         continue;
       }
-      Status placed = pool_.newStream(*stream, counted);
+      Status placed = pool.newStream(*stream, counted);
       if (!placed.isOk()) stream->onConnectionLost(placed.message(), /*endpoint_fault=*/false);
     }
-    // Not a failed connect (that would put the new address in backoff).
-    if (streams_.empty()) close("its endpoint moved or left before it connected");
     return;
   }
   scheduleFlush();  // closes there if it carries nothing

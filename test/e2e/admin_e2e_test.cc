@@ -632,6 +632,14 @@ TEST_CASE("an admin request with Expect: 100-continue is told to go on", "[e2e][
   ::close(fd);
   REQUIRE(answer.has_value());
   CHECK_THAT(*answer, Catch::StartsWith("HTTP/1.1 200"));
+  // An HTTP/1.0 client knows no 100: it gets the answer alone.
+  const int old = connectTcp(gateway.adminAddress());
+  const std::string request = "GET /healthz HTTP/1.0\r\nExpect: 100-continue\r\nContent-Length: 0\r\n\r\n";
+  REQUIRE(::send(old, request.data(), request.size(), MSG_NOSIGNAL) == static_cast<ssize_t>(request.size()));
+  const std::optional<std::string> plain = readUntilClosed(old, std::chrono::seconds(3));
+  ::close(old);
+  REQUIRE(plain.has_value());
+  CHECK_THAT(*plain, Catch::StartsWith("HTTP/1.1 200"));
 }
 
 // The admin answered 413 and closed with the rest of the body unread, so the

@@ -294,25 +294,36 @@ TEST_CASE("calls waiting on a connect to an address the name leaves go to its ne
     resolver.answer(kName, "127.0.0.3", 0);
     GatewayProcess::Options options;
     options.extraEnv = resolver.env();
-    GatewayProcess gateway(namedClusterConfig(a.port(), mode, {{"connect_timeout_ms", 20000}}), options);
+    // One connection at most: the connect given up must free its place
+    // for the one that takes its calls.
+    GatewayProcess gateway(namedClusterConfig(a.port(), mode,
+                                              {{"connect_timeout_ms", 20000},
+                                               {"circuit_breakers", {{"max_connections", 1}}}}),
+                           options);
     auto stub = example::Echo::NewStub(makeChannel(gateway.address()));
-    auto call = std::async(std::launch::async, [&] {
-      grpc::ClientContext ctx;
-      setTimeout(ctx, std::chrono::seconds(8));
-      EchoResponse resp;
-      const grpc::Status status = stub->Unary(&ctx, EchoRequest(), &resp);
-      return std::make_pair(status, resp.backend());
-    });
-    // The call waits on the connect to the silent host...
+    std::vector<std::future<std::pair<grpc::Status, std::string>>> calls;
+    for (int i = 0; i < 3; ++i) {
+      calls.push_back(std::async(std::launch::async, [&] {
+        grpc::ClientContext ctx;
+        setTimeout(ctx, std::chrono::seconds(8));
+        EchoResponse resp;
+        const grpc::Status status = stub->Unary(&ctx, EchoRequest(), &resp);
+        return std::make_pair(status, resp.backend());
+      }));
+    }
+    // The calls wait on the connect to the silent host...
     REQUIRE(waitFor([&] { return namedCluster(gateway)["connections"] == 1; }, std::chrono::seconds(5)));
-    std::this_thread::sleep_for(std::chrono::milliseconds(200));
+    std::this_thread::sleep_for(std::chrono::milliseconds(300));
     // ... when the name moves to a backend that answers.
     resolver.answer(kName, "127.0.0.1", 0);
-    const auto [status, backend] = call.get();
-    INFO(describe(status));
-    CHECK(status.ok());
-    CHECK(backend == "a");
-    CHECK(a.stats().calls == 1);
+    for (auto& call : calls) {
+      const auto [status, backend] = call.get();
+      INFO(describe(status));
+      CHECK(status.ok());
+      CHECK(backend == "a");
+    }
+    CHECK(a.stats().calls == 3);
+    CHECK(statValue(gateway.adminAddress(), "cluster.named.upstream_rq_overflow") == 0);
     // The connect to the silent host was given up, not counted as failed.
     CHECK(statValue(gateway.adminAddress(), "cluster.named.upstream_cx_connect_fail") == 0);
   }
