@@ -8,8 +8,8 @@ namespace sluice::filters::rate_limit {
 BucketTable::BucketTable(size_t max_keys, size_t partitions, size_t shared_buckets)
     : max_keys_(max_keys), partitions_(partitions), shared_(shared_buckets) {}
 
-BucketTable::Result BucketTable::take(size_t partition, std::string_view key, const BucketSpec& spec,
-                                      Clock::time_point now) {
+BucketTable::Result BucketTable::take(size_t partition, std::string_view key, BucketKind kind,
+                                      const BucketSpec& spec, Clock::time_point now) {
   Partition& p = partitions_.at(partition);
   std::lock_guard lock(p.mutex);
   auto it = p.index.find(key);
@@ -18,12 +18,12 @@ BucketTable::Result BucketTable::take(size_t partition, std::string_view key, co
       p.index.erase(p.lru.back().key);
       p.lru.pop_back();
     }
-    p.lru.push_front({std::string(key), Bucket{}});
+    p.lru.push_front({std::string(key), {}});
     p.index.emplace(p.lru.front().key, p.lru.begin());
   } else {
     p.lru.splice(p.lru.begin(), p.lru, it->second);
   }
-  return takeFrom(p.lru.front().bucket, spec, now);
+  return takeFrom(p.lru.front().buckets[static_cast<size_t>(kind)], spec, now);
 }
 
 BucketTable::Result BucketTable::takeShared(size_t slot, const BucketSpec& spec, Clock::time_point now) {

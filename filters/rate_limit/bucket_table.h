@@ -5,8 +5,9 @@
 // flops). Two kinds of bucket:
 // - shared ones, a fixed number (one per rule and kind, for callers a rule
 //   does not tell apart), never evicted;
-// - keyed ones (one per metadata value), in one partition per rule, each
-//   bounded and least recently used evicted. The bound matters: keys come
+// - keyed ones (one entry per metadata value, holding that caller's bucket
+//   of each kind), in one partition per rule, each bounded and least
+//   recently used evicted. The bound matters: keys come
 //   from client metadata, so a client cycling through a million values would
 //   otherwise grow memory without limit. An evicted key starts again with a
 //   full bucket, which only ever helps a key that has been idle longer than
@@ -18,6 +19,7 @@
 
 #include <chrono>
 #include <cstddef>
+#include <cstdint>
 #include <list>
 #include <mutex>
 #include <string>
@@ -32,11 +34,14 @@ struct BucketSpec {
   double refill_per_second = 1;  // sustained rate
 };
 
+// What a bucket limits: a rule may limit both, each with its own bucket.
+enum class BucketKind : uint8_t { Calls = 0, Messages = 1 };
+
 class BucketTable {
  public:
   using Clock = std::chrono::steady_clock;
 
-  // `max_keys` keyed buckets in each of `partitions`.
+  // `max_keys` keyed entries (callers) in each of `partitions`.
   BucketTable(size_t max_keys, size_t partitions = 1, size_t shared_buckets = 0);
 
   struct Result {
@@ -44,12 +49,17 @@ class BucketTable {
     // When refused: how long until one token is back.
     std::chrono::milliseconds retry_after{0};
   };
-  // Takes one token from `key`'s bucket in `partition` (new keys start full).
-  Result take(size_t partition, std::string_view key, const BucketSpec& spec, Clock::time_point now);
+  // Takes one token from `key`'s `kind` bucket in `partition` (new keys
+  // start full). A key's buckets of both kinds are one entry: a caller
+  // limited on both is evicted as one, not its calls bucket by its own
+  // messages bucket (which would make a rule with both kinds stop limiting
+  // once half of max_keys callers were active).
+  Result take(size_t partition, std::string_view key, BucketKind kind, const BucketSpec& spec,
+              Clock::time_point now);
   // Takes one token from shared bucket `slot` (< shared_buckets; full at first).
   Result takeShared(size_t slot, const BucketSpec& spec, Clock::time_point now);
 
-  // Keyed buckets held by `partition`.
+  // Keyed entries (callers) held by `partition`.
   size_t size(size_t partition = 0) const;
   size_t maxKeys() const { return max_keys_; }
 
@@ -60,7 +70,7 @@ class BucketTable {
   };
   struct Entry {
     std::string key;
-    Bucket bucket;
+    Bucket buckets[2];  // by BucketKind
   };
   using List = std::list<Entry>;
 

@@ -34,31 +34,29 @@ FilterStatus RateLimitFilter::onRequestHeaders(StreamContext& ctx) {
     // Callers without the key share one bucket (the rule's shared one).
     const std::string* value = ctx.requestHeaders().get(rule_->key);
     if (value != nullptr && !trimBlanks(*value).empty()) {
-      // The kind byte first (set per take), then the caller's value.
-      table_key_ = '?';
-      table_key_ += boundedKey(grpc_headers::callerKeyValue(rule_->key, *value));
+      table_key_ = boundedKey(grpc_headers::callerKeyValue(rule_->key, *value));
     }
   }
-  if (rule_->calls && !take(ctx, *rule_->calls, 'c')) return FilterStatus::StopIteration;
+  if (rule_->calls && !take(ctx, *rule_->calls, BucketKind::Calls)) return FilterStatus::StopIteration;
   return FilterStatus::Continue;
 }
 
 FilterStatus RateLimitFilter::onRequestMessage(StreamContext& ctx, Message&) {
-  if (rule_ != nullptr && rule_->messages && !take(ctx, *rule_->messages, 'm')) return FilterStatus::StopIteration;
+  if (rule_ != nullptr && rule_->messages && !take(ctx, *rule_->messages, BucketKind::Messages)) return FilterStatus::StopIteration;
   return FilterStatus::Continue;
 }
 
-bool RateLimitFilter::take(StreamContext& ctx, const Limit& limit, char kind) {
+bool RateLimitFilter::take(StreamContext& ctx, const Limit& limit, BucketKind kind) {
   const auto now = BucketTable::Clock::now();
   BucketTable::Result result;
   if (table_key_.empty()) {
     // A rule without a key, or a caller without the key's metadata: the
     // rule's shared bucket of this kind.
-    result = table_.takeShared(rule_index_ * 2 + (kind == 'm' ? 1 : 0), limit.bucket, now);
+    result = table_.takeShared(rule_index_ * 2 + static_cast<size_t>(kind), limit.bucket, now);
   } else {
-    // One partition per rule for both kinds; no allocation per message.
-    table_key_[0] = kind;
-    result = table_.take(rule_index_, table_key_, limit.bucket, now);
+    // One partition per rule, one entry per caller for both kinds; no
+    // allocation per message.
+    result = table_.take(rule_index_, table_key_, kind, limit.bucket, now);
   }
   if (result.allowed) return true;
   spdlog::debug("[C{}][S{}] rate limited: {}", ctx.connectionId(), ctx.streamId(), limit.description);

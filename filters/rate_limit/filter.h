@@ -8,6 +8,7 @@
 #include <string>
 
 #include "core/filter.h"
+#include "filters/rate_limit/bucket_table.h"
 #include "filters/rate_limit/config.h"
 
 namespace sluice::filters::rate_limit {
@@ -21,14 +22,14 @@ class RateLimitFilter : public Filter {
 
  private:
   // False (and the call ended) when the bucket is empty.
-  bool take(StreamContext& ctx, const Limit& limit, char kind);
+  bool take(StreamContext& ctx, const Limit& limit, BucketKind kind);
 
   const RateLimitConfig& config_;
   BucketTable& table_;
   const RateLimitRule* rule_ = nullptr;
   size_t rule_index_ = 0;
   // This caller's key in the rule's partition of the table, made once per
-  // call: the bucket kind (set per take), then the caller's value. Empty for
+  // call: the caller's value (bounded). Empty for
   // a rule without a key, or a caller without the key's metadata.
   std::string table_key_;
 };

@@ -103,6 +103,30 @@ TEST_CASE("rate_limit: one bucket per metadata value", "[e2e][rate_limit]") {
   REQUIRE_OK(unary(*stub, "acme"));
 }
 
+// A rule limiting both calls and messages keeps one entry per caller, not
+// one per kind: with two, each caller's messages bucket pushed out the
+// calls bucket of another, and from half of max_keys callers on, no call
+// was ever refused.
+TEST_CASE("rate_limit: a rule with calls and messages limits as many callers as max_keys", "[e2e][rate_limit]") {
+  TestBackend backend("primary");
+  GatewayProcess gateway(rateLimitGateway(backend.address(), nlohmann::json::parse(R"([
+      {"key": "x-tenant", "calls": {"rate": 2, "per": "hour"}, "messages": {"rate": 1000, "per": "second"}}
+  ])")));
+  auto stub = example::Echo::NewStub(makeChannel(gateway.address()));
+  constexpr int kTenants = 80;  // max_keys is 100
+  int ok = 0;
+  int limited = 0;
+  for (int round = 0; round < 3; ++round) {
+    for (int t = 0; t < kTenants; ++t) {
+      grpc::Status s = unary(*stub, "tenant-" + std::to_string(t));
+      if (s.ok()) ++ok;
+      if (s.error_code() == grpc::StatusCode::RESOURCE_EXHAUSTED) ++limited;
+    }
+  }
+  CHECK(ok == 2 * kTenants);
+  CHECK(limited == kTenants);
+}
+
 // A caller must not earn fresh buckets by spelling its credential another way
 // (auth accepts all of these spellings as one key or token): surrounding
 // spaces, the Bearer scheme's case and spaces, a -bin value padded or not.

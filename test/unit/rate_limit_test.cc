@@ -18,6 +18,7 @@ namespace {
 using test::FakeContext;
 using test::hasError;
 using json = nlohmann::json;
+using filters::rate_limit::BucketKind;
 using filters::rate_limit::BucketSpec;
 using filters::rate_limit::BucketTable;
 using namespace std::chrono_literals;
@@ -45,31 +46,31 @@ TEST_CASE("rate_limit: a bucket allows its burst, then refills at its rate", "[r
   BucketTable table(10);
   BucketSpec spec{3, 2};  // burst 3, 2 per second
   auto t0 = BucketTable::Clock::now();
-  for (int i = 0; i < 3; ++i) CHECK(table.take(0, "k", spec, t0).allowed);
-  auto refused = table.take(0, "k", spec, t0);
+  for (int i = 0; i < 3; ++i) CHECK(table.take(0, "k", BucketKind::Calls, spec, t0).allowed);
+  auto refused = table.take(0, "k", BucketKind::Calls, spec, t0);
   CHECK_FALSE(refused.allowed);
   CHECK(refused.retry_after == 500ms);
-  CHECK_FALSE(table.take(0, "k", spec, t0 + 400ms).allowed);
-  CHECK(table.take(0, "k", spec, t0 + 500ms).allowed);
+  CHECK_FALSE(table.take(0, "k", BucketKind::Calls, spec, t0 + 400ms).allowed);
+  CHECK(table.take(0, "k", BucketKind::Calls, spec, t0 + 500ms).allowed);
   // Idle for long: the bucket is full again, never fuller.
-  for (int i = 0; i < 3; ++i) CHECK(table.take(0, "k", spec, t0 + 1h).allowed);
-  CHECK_FALSE(table.take(0, "k", spec, t0 + 1h).allowed);
+  for (int i = 0; i < 3; ++i) CHECK(table.take(0, "k", BucketKind::Calls, spec, t0 + 1h).allowed);
+  CHECK_FALSE(table.take(0, "k", BucketKind::Calls, spec, t0 + 1h).allowed);
   // Other keys have their own buckets.
-  CHECK(table.take(0, "other", spec, t0).allowed);
+  CHECK(table.take(0, "other", BucketKind::Calls, spec, t0).allowed);
 }
 
 TEST_CASE("rate_limit: a million distinct keys keep the table at its bound", "[rate_limit]") {
   BucketTable table(1000);
   BucketSpec spec{1, 0.001};
   auto t0 = BucketTable::Clock::now();
-  CHECK(table.take(0, "hot", spec, t0).allowed);
+  CHECK(table.take(0, "hot", BucketKind::Calls, spec, t0).allowed);
   for (int i = 0; i < 1'000'000; ++i) {
-    (void)table.take(0, "key-" + std::to_string(i), spec, t0);
-    if (i % 100 == 0) (void)table.take(0, "hot", spec, t0);  // recently used: survives eviction
+    (void)table.take(0, "key-" + std::to_string(i), BucketKind::Calls, spec, t0);
+    if (i % 100 == 0) (void)table.take(0, "hot", BucketKind::Calls, spec, t0);  // recently used: survives eviction
   }
   CHECK(table.size() == 1000);
-  CHECK_FALSE(table.take(0, "hot", spec, t0).allowed);  // still remembered as empty
-  CHECK(table.take(0, "key-0", spec, t0).allowed);       // evicted long ago: starts full
+  CHECK_FALSE(table.take(0, "hot", BucketKind::Calls, spec, t0).allowed);  // still remembered as empty
+  CHECK(table.take(0, "key-0", BucketKind::Calls, spec, t0).allowed);       // evicted long ago: starts full
 }
 
 TEST_CASE("rate_limit: shared buckets are never evicted by keys", "[rate_limit]") {
@@ -79,7 +80,7 @@ TEST_CASE("rate_limit: shared buckets are never evicted by keys", "[rate_limit]"
   CHECK(table.takeShared(0, spec, t0).allowed);
   CHECK(table.takeShared(0, spec, t0).allowed);
   CHECK_FALSE(table.takeShared(0, spec, t0).allowed);
-  for (int i = 0; i < 1000; ++i) CHECK(table.take(0, "key-" + std::to_string(i), spec, t0).allowed);
+  for (int i = 0; i < 1000; ++i) CHECK(table.take(0, "key-" + std::to_string(i), BucketKind::Calls, spec, t0).allowed);
   CHECK(table.size() == 2);
   CHECK_FALSE(table.takeShared(0, spec, t0).allowed);
 }
@@ -88,14 +89,30 @@ TEST_CASE("rate_limit: keys cycled in one rule's partition never evict another r
   BucketTable table(2, 2);  // two keys in each of two partitions
   BucketSpec spec{1, 1.0 / 3600};
   auto t0 = BucketTable::Clock::now();
-  CHECK(table.take(1, "me", spec, t0).allowed);
-  CHECK_FALSE(table.take(1, "me", spec, t0).allowed);
-  for (int i = 0; i < 1000; ++i) CHECK(table.take(0, "key-" + std::to_string(i), spec, t0).allowed);
+  CHECK(table.take(1, "me", BucketKind::Calls, spec, t0).allowed);
+  CHECK_FALSE(table.take(1, "me", BucketKind::Calls, spec, t0).allowed);
+  for (int i = 0; i < 1000; ++i) CHECK(table.take(0, "key-" + std::to_string(i), BucketKind::Calls, spec, t0).allowed);
   CHECK(table.size(0) == 2);
   CHECK(table.size(1) == 1);
-  CHECK_FALSE(table.take(1, "me", spec, t0).allowed);  // still remembered as empty
+  CHECK_FALSE(table.take(1, "me", BucketKind::Calls, spec, t0).allowed);  // still remembered as empty
   // The same key in another partition is another bucket.
-  CHECK(table.take(0, "me", spec, t0).allowed);
+  CHECK(table.take(0, "me", BucketKind::Calls, spec, t0).allowed);
+}
+
+TEST_CASE("rate_limit: a caller's calls and messages buckets are one entry, evicted together", "[rate_limit]") {
+  BucketTable table(1);  // room for one caller
+  BucketSpec calls{2, 1.0 / 3600};
+  BucketSpec messages{1000, 1000};
+  auto t0 = BucketTable::Clock::now();
+  // One caller limited on both kinds: its messages never push out its calls.
+  for (int i = 0; i < 2; ++i) {
+    CHECK(table.take(0, "me", BucketKind::Calls, calls, t0).allowed);
+    CHECK(table.take(0, "me", BucketKind::Messages, messages, t0).allowed);
+  }
+  CHECK(table.size() == 1);
+  CHECK_FALSE(table.take(0, "me", BucketKind::Calls, calls, t0).allowed);
+  // The kinds are separate buckets of the entry.
+  CHECK(table.take(0, "me", BucketKind::Messages, messages, t0).allowed);
 }
 
 TEST_CASE("rate_limit: an entry loaded again unchanged keeps its buckets, a changed one starts full", "[rate_limit]") {
