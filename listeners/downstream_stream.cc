@@ -236,10 +236,7 @@ bool DownstreamStream::armCallTimers() {
     setDeadline(*client_deadline_);
   }
   if (listener_config_->stream_idle_timeout_ms > 0) {
-    idle_timer_ = std::make_unique<Timer>(dispatcher(), [this] {
-      sendLocalReply(LocalReplyReason::Deadline, StatusCode::DeadlineExceeded,
-                     fmt::format("stream idle for {} ms (stream_idle_timeout_ms)", listener_config_->stream_idle_timeout_ms));
-    });
+    idle_timer_ = std::make_unique<Timer>(dispatcher(), [this] { onStreamIdle(); });
     touch();
   }
   return true;
@@ -912,7 +909,29 @@ void DownstreamStream::sendHttpError(int status, std::string_view body) {
 }
 
 void DownstreamStream::touch() {
-  if (idle_timer_ && !ended_ && !health_watch_) idle_timer_->enable(std::chrono::milliseconds(listener_config_->stream_idle_timeout_ms));
+  if (idle_timer_ == nullptr || health_watch_ || closed_) return;
+  if (ended_ && response_out_.empty()) return;
+  idle_timer_->enable(std::chrono::milliseconds(listener_config_->stream_idle_timeout_ms));
+}
+
+void DownstreamStream::onStreamIdle() {
+  if (closed_) return;
+  const uint32_t ms = listener_config_->stream_idle_timeout_ms;
+  if (headers_sent_ && !response_out_.empty()) {
+    // Nothing the gateway holds for the client went out for that long: it
+    // does not read this stream. A status queued behind those bytes would
+    // never reach it and would keep the call's memory until the connection
+    // ends: reset, as at a deadline (also a call that ended, whose last
+    // messages and status wait).
+    resetCall(LocalReplyReason::Deadline, StatusCode::DeadlineExceeded,
+              fmt::format("stream idle for {} ms (stream_idle_timeout_ms), response still queued: stream reset", ms),
+              NGHTTP2_CANCEL);
+    return;
+  }
+  if (!ended_) {
+    sendLocalReply(LocalReplyReason::Deadline, StatusCode::DeadlineExceeded,
+                   fmt::format("stream idle for {} ms (stream_idle_timeout_ms)", ms));
+  }
 }
 
 void DownstreamStream::finish() {
@@ -921,7 +940,7 @@ void DownstreamStream::finish() {
   releaseCallSlot();
   // Kept while response bytes wait for the client: its deadline still ends them.
   if (deadline_timer_ && (closed_ || response_out_.empty())) deadline_timer_->disable();
-  if (idle_timer_) idle_timer_->disable();
+  if (idle_timer_ && (closed_ || response_out_.empty())) idle_timer_->disable();
   if (health_watch_) health_watch_->timer->disable();
   if (call_started_) connection_.stats().downstream_rq_active.dec();
   if (counts_method_ && (method_stats_ == nullptr || path_unproven_)) {
@@ -1046,6 +1065,7 @@ void DownstreamStream::onClose(uint32_t error_code) {
   }
   finish();
   if (deadline_timer_) deadline_timer_->disable();
+  if (idle_timer_) idle_timer_->disable();
   releaseIncompleteRequest();
   releaseRequestHeaders();
   response_out_.shareTotal(nullptr);  // the connection may be gone before this stream is deleted

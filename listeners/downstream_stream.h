@@ -194,8 +194,10 @@ class DownstreamStream final : private CallGeneration,
   // releasing frees the partial message (the stream is done with it).
   void recountIncompleteRequest();
   void releaseIncompleteRequest();
-  // Activity on the stream: restarts the stream idle clock.
+  // Activity on the stream: restarts the stream idle clock (also after the
+  // call ended, while response bytes wait for the client).
   void touch();
+  void onStreamIdle();
   void armDeadlineTimer();  // for deadline_
   void onDeadline();
   // A CANCEL reset from a client whose own deadline (grpc-timeout) has

@@ -1211,6 +1211,34 @@ TEST_CASE("stream_idle_timeout_ms ends a silent stream with DEADLINE_EXCEEDED", 
   CHECK_THAT(s.error_message(), Catch::Contains("stream idle"));
 }
 
+// A client that takes no response byte: a status queued behind them would
+// never reach it, and the calls would hold their memory (and the stream
+// its slot) until the connection ends.
+TEST_CASE("stream_idle_timeout_ms resets a stream whose client takes none of its response", "[e2e][limits]") {
+  TestBackend backend("b");
+  auto config = limited(backend.address(), {{"keepalive_interval_ms", 0}, {"stream_idle_timeout_ms", 500}});
+  config["admin"] = {{"address", "127.0.0.1:0"}};
+  config["workers"] = 1;
+  GatewayProcess gateway(config);
+  FrameSocket stuck(gateway.port());
+  stuck.setStreamWindow(0);  // windows of 0
+  // Stream 1: the backend finishes (its status waits behind its messages);
+  // stream 3: the backend is still sending, held back by the gateway.
+  for (auto [stream, count] : {std::pair<uint32_t, uint32_t>{1, 10}, {3, 100000}}) {
+    EchoRequest request;
+    request.set_response_count(count);
+    request.set_response_size(1000);
+    stuck.openServerStream(stream, request);
+  }
+  auto seen = stuck.readUntilClosed(std::chrono::seconds(3));
+  std::map<uint32_t, uint32_t> resets(seen.resets.begin(), seen.resets.end());
+  CHECK(resets == std::map<uint32_t, uint32_t>{{1, NGHTTP2_CANCEL}, {3, NGHTTP2_CANCEL}});
+  auto stats = readStats(gateway.adminAddress());
+  CHECK(statValue(stats, "listener.grpc.local_reply.deadline") == 1);  // stream 1 ended with the backend's status
+  CHECK(statValue(stats, "listener.grpc.downstream_rq_active") == 0);
+  CHECK(waitFor([&] { return backend.stats().active.load() == 0; }, std::chrono::seconds(2)));  // cancelled
+}
+
 TEST_CASE("stream_idle_timeout_ms spares a stream whose client is still reading what the gateway holds",
           "[e2e][limits]") {
   TestBackend backend("b");
