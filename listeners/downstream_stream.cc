@@ -363,6 +363,24 @@ bool DownstreamStream::resetAtClientDeadline(uint32_t error_code) const {
   return Clock::now() >= *client_deadline_ - slack;
 }
 
+bool DownstreamStream::prematureReset(uint32_t error_code) const {
+  // A rapid-reset attacker gains by resetting calls the moment they start;
+  // resets that come later are bounded by max_concurrent_streams over the
+  // stream's life, no faster than calls a backend answers in that time.
+  // After a second (Envoy's premature_reset_min_stream_lifetime), any reset
+  // is an ordinary cancel. A client resets at its own deadline (gRPC
+  // clients do, a little before the gateway's timer): with a hung or slow
+  // backend, every call of such a client ends so and none finishes to pay a
+  // reset back, and the client's connection, with its healthy calls, was
+  // closed past the bucket. Not premature past a floor, so a client cannot
+  // claim a 1 ns deadline to reset at once for free.
+  constexpr auto kOrdinaryLifetime = std::chrono::seconds(1);
+  constexpr auto kDeadlineLifetime = std::chrono::milliseconds(100);
+  const auto lived = Clock::now() - startTime();
+  if (lived >= kOrdinaryLifetime) return false;
+  return !(lived >= kDeadlineLifetime && resetAtClientDeadline(error_code));
+}
+
 void DownstreamStream::onData(const uint8_t* data, size_t len) {
   if (!call_started_ || ended_) {
     // Nobody will read these bytes: give the window back at once.
@@ -1043,9 +1061,10 @@ void DownstreamStream::onClose(uint32_t error_code) {
   // (any code, NO_ERROR too) is charged; a call a backend served that the
   // client let finish pays one back, so an attacker's resets cost it whole
   // calls, and a client's cancels among finished calls cost nothing. A call
-  // the gateway answered itself (no route, a refusal) pays nothing.
+  // the gateway answered itself (no route, a refusal) pays nothing. Nor does
+  // a reset that is not premature (prematureReset()).
   if (reset_by_client_) {
-    if (!ended_) connection_.session().chargePeerReset();
+    if (!ended_ && prematureReset(error_code)) connection_.session().chargePeerReset();
   } else if (error_code == NGHTTP2_NO_ERROR && ended_ && !upstreamAddress().empty()) {
     connection_.session().refundPeerReset();
   }

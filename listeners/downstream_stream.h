@@ -205,6 +205,9 @@ class DownstreamStream final : private CallGeneration,
   // at their deadline, a little before the gateway's timer, which counts
   // from when the headers arrived and is rounded up.
   bool resetAtClientDeadline(uint32_t error_code) const;
+  // A client's reset that counts toward rst_stream_burst: one that came soon
+  // after the call began, unless at the client's own deadline.
+  bool prematureReset(uint32_t error_code) const;
   void finish();  // onStreamDone once, timers off, stats recorded
   void releaseCallSlot();  // this call's handles drop their work from now on
   // Tells the terminal filter whether the response side is full: the bytes

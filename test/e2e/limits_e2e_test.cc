@@ -100,12 +100,16 @@ TEST_CASE("a rapid-reset client is disconnected, a well-behaved client sees no e
   // Any code counts: a reset with NO_ERROR is a reset all the same.
   const char code = GENERATE(char{0x08}, char{0x00});  // CANCEL, NO_ERROR
   INFO("RST_STREAM code " << static_cast<int>(code));
+  // A deadline the reset comes at does not make it an ordinary one: the
+  // stream must also have lived long enough.
+  const std::string timeout = GENERATE(std::string(), FrameSocket::literal("grpc-timeout", "1m"));
+  INFO("with grpc-timeout: " << !timeout.empty());
   std::string burst;
   for (uint32_t i = 0; i < 2000; ++i) {
     uint32_t stream = 1 + 2 * i;
     // Whole requests, each of which starts a call (an incomplete one would
     // be a malformed request, which the MadeYouReset budget counts instead).
-    burst += FrameSocket::requestHeaders(stream, "/sluice.example.Echo/Unary", true);
+    burst += FrameSocket::requestHeaders(stream, "/sluice.example.Echo/Unary", true, timeout);
     burst += FrameSocket::frame(kRstStream, 0, stream, std::string("\0\0\0", 3) + code);
   }
   attacker.send(burst);
@@ -161,6 +165,50 @@ TEST_CASE("a client that lets calls finish may cancel others past rst_stream_bur
   CHECK(expired == kThreads * kRounds);
   CHECK(other == 0);
   CHECK(gateway.logs().find("rst_stream_burst") == std::string::npos);
+}
+
+// A client whose backend hangs: every call ends at its deadline with the
+// client's RST_STREAM CANCEL and none finishes to pay one back. Those resets
+// are not a rapid-reset attack; before, past the bucket the connection
+// closed and took the client's healthy calls with it.
+TEST_CASE("a client whose calls all end at their deadline keeps its connection past rst_stream_burst",
+          "[e2e][limits]") {
+  TestBackend backend("b");
+  GatewayProcess gateway(limited(backend.address(), {{"rst_stream_burst", 20}, {"rst_stream_rate", 1}}));
+  auto stub = example::Echo::NewStub(makeChannel(gateway.address()));
+  // A long-lived healthy stream on the same connection.
+  grpc::ClientContext healthy_ctx;
+  setTimeout(healthy_ctx, kCallTimeout);
+  auto healthy = stub->Bidi(&healthy_ctx);
+  REQUIRE(healthy->Write(EchoRequest()));
+  EchoResponse first;
+  REQUIRE(healthy->Read(&first));
+  constexpr int kThreads = 8, kRounds = 10;  // 80 deadlines, four times the burst
+  std::atomic<int> expired{0}, other{0};
+  std::vector<std::thread> clients;
+  for (int t = 0; t < kThreads; ++t) {
+    clients.emplace_back([&] {
+      for (int i = 0; i < kRounds; ++i) {
+        grpc::ClientContext late;
+        setTimeout(late, std::chrono::milliseconds(200));
+        EchoRequest slow;
+        slow.set_sleep_ms(2000);
+        EchoResponse response;
+        const grpc::Status s = stub->Unary(&late, slow, &response);
+        if (s.error_code() == grpc::StatusCode::DEADLINE_EXCEEDED) ++expired; else ++other;
+      }
+    });
+  }
+  for (auto& t : clients) t.join();
+  CHECK(expired == kThreads * kRounds);
+  CHECK(other == 0);
+  CHECK(gateway.logs().find("rst_stream_burst") == std::string::npos);
+  // The healthy stream is still served on the same connection.
+  REQUIRE(healthy->Write(EchoRequest()));
+  EchoResponse second;
+  CHECK(healthy->Read(&second));
+  healthy->WritesDone();
+  CHECK(healthy->Finish().ok());
 }
 
 // "MadeYouReset" (CVE-2025-8671): the client never resets a stream itself;
