@@ -157,10 +157,15 @@ void UpstreamStream::reportTooLarge() {
   if (too_large_reported_) return;
   too_large_reported_ = true;
   // The endpoint's fault, but no reset of the backend's (upstream_rq_reset).
-  callbacks_.onUpstreamReset({StatusCode::Unavailable,
-                              fmt::format("the backend sent a {} block over the limit of {} bytes",
-                                          headers_done_ ? "trailer" : "header", kDefaultMaxHeaderListBytes),
-                              false, true});
+  // RESOURCE_EXHAUSTED, as gRPC clients report metadata past their limit;
+  // not UNAVAILABLE, which retry policies (the gateway's, the client's)
+  // retry: the backend has run the call and answered.
+  UpstreamReset reset{StatusCode::ResourceExhausted,
+                      fmt::format("the backend sent a {} block over the limit of {} bytes",
+                                  headers_done_ ? "trailer" : "header", kDefaultMaxHeaderListBytes),
+                      false, true};
+  reset.answered = true;
+  callbacks_.onUpstreamReset(std::move(reset));
 }
 
 void UpstreamStream::onData(const uint8_t* data, size_t len) { callbacks_.onUpstreamData(data, len); }

@@ -30,6 +30,9 @@ struct UpstreamReset {
   bool endpoint_fault = true;
   bool refused = false;  // REFUSED_STREAM: the backend never processed the call
   bool sent = true;      // false: its HEADERS never went out (no backend saw the request)
+  // The backend answered, in a form the gateway cannot pass on (a header
+  // block over the limit): the call ran, so it is never retried.
+  bool answered = false;
 };
 
 class UpstreamCallbacks {

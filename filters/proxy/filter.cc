@@ -633,7 +633,7 @@ void ProxyFilter::placeWithdrawn() {
 void ProxyFilter::onUpstreamReset(UpstreamReset reset) {
   if (ctx_.ended()) return;
   if (reset.by_backend) cluster_->stats().upstream_rq_reset.inc();
-  if (response_started_) {
+  if (response_started_ || reset.answered) {
     if (reset.endpoint_fault) recordOutcome(false);
     ctx_.sendLocalReply(LocalReplyReason::UpstreamFailure, reset.code, describe(reset.detail));
     return;
