@@ -93,6 +93,15 @@ void UpstreamStream::onConnectionLost(const std::string& detail, bool endpoint_f
   const bool sent = this->sent();
   connection_ = nullptr;
   if (response_complete_) return;
+  if (stream_id_ == 0 && endpoint_fault) {
+    // Never submitted to the connection (it failed while the stream waited
+    // for its connect or its SETTINGS): the request is whole here and no
+    // backend saw it, so it may go to another endpoint, as a gRPC client's
+    // own balancer would send it (a restarting backend of two failed calls
+    // the other could serve).
+    callbacks_.onUpstreamWithdrawn(detail, /*endpoint_fault=*/true);
+    return;
+  }
   if (incoming_too_large_) {
     reportTooLarge();
     return;
@@ -104,7 +113,7 @@ void UpstreamStream::onConnectionLost(const std::string& detail, bool endpoint_f
 
 void UpstreamStream::onWithdrawn(const std::string& detail) {
   connection_ = nullptr;
-  callbacks_.onUpstreamWithdrawn(detail);
+  callbacks_.onUpstreamWithdrawn(detail, /*endpoint_fault=*/false);
 }
 
 void UpstreamStream::onHeadersOverBackendLimit(const std::string& detail) {

@@ -45,12 +45,15 @@ class UpstreamCallbacks {
   virtual void onUpstreamEnd(HeaderMap&& trailers) = 0;
   // The call is over without a complete response.
   virtual void onUpstreamReset(UpstreamReset reset) = 0;
-  // The stream was taken back before its request went out (its endpoint
-  // left the cluster while connecting): it may be placed again, request
-  // and all, on another endpoint's pool (ConnectionPool::newStream). By
-  // default it ends as a refusal, never processed.
-  virtual void onUpstreamWithdrawn(const std::string& detail) {
-    onUpstreamReset({StatusCode::Unavailable, detail, /*by_backend=*/false, /*endpoint_fault=*/false,
+  // The stream was taken back before its request went out: its endpoint
+  // left the cluster while connecting, or (`endpoint_fault`) the connection
+  // it waited on failed before the stream was ever submitted to it (a
+  // refused or timed-out connect, a backend that closed before its
+  // SETTINGS). It may be placed again, request and all, on another
+  // endpoint's pool (ConnectionPool::newStream). By default it ends as a
+  // refusal, never processed.
+  virtual void onUpstreamWithdrawn(const std::string& detail, bool endpoint_fault) {
+    onUpstreamReset({StatusCode::Unavailable, detail, /*by_backend=*/false, endpoint_fault,
                      /*refused=*/true, /*sent=*/false});
   }
   // The request buffer passed its high watermark (true) or drained (false).

@@ -608,14 +608,20 @@ void ProxyFilter::onUpstreamEnd(HeaderMap&& trailers) {
   ctx_.encodeResponseTrailers();
 }
 
-void ProxyFilter::onUpstreamWithdrawn(const std::string& detail) {
+void ProxyFilter::onUpstreamWithdrawn(const std::string& detail, bool endpoint_fault) {
   if (ctx_.ended() || !upstream_) return;
+  // A failed connect is its endpoint's failure (outlier detection), whoever
+  // serves the call next.
+  if (endpoint_fault && endpoint_) endpoint_->recordCallResult(false);
   if (++withdrawals_ > kMaxWithdrawals) {
-    attemptFailed(StatusCode::Unavailable, detail, false, Reach::Refused);
+    attemptFailed(StatusCode::Unavailable, detail, false, endpoint_fault ? Reach::Unsent : Reach::Refused);
     return;
   }
+  withdrawn_for_fault_ = endpoint_fault;
+  withdrawn_detail_ = detail;
   // Placed from the next loop turn: the cluster is changing its endpoints
-  // right now (a DNS answer), and the new ones may not be in yet.
+  // right now (a DNS answer), and the new ones may not be in yet; a failed
+  // connect has put its endpoint in backoff, which the choice avoids.
   spdlog::debug("[C{}][S{}] {}: the call goes to another endpoint", ctx_.connectionId(), ctx_.streamId(), detail);
   if (!withdrawn_timer_) withdrawn_timer_ = std::make_unique<Timer>(ctx_.dispatcher(), [this] { placeWithdrawn(); });
   withdrawn_timer_->enable(std::chrono::milliseconds(0));
@@ -625,7 +631,13 @@ void ProxyFilter::placeWithdrawn() {
   if (ctx_.ended() || !upstream_ || upstream_->open()) return;
   // The same attempt, its request queued in the stream as it was: no
   // backend saw it, so no retry policy or budget is involved.
+  const Endpoint* failed = withdrawn_for_fault_ ? endpoint_.get() : nullptr;
   if (!chooseEndpoint()) return;
+  if (endpoint_.get() == failed) {
+    // No other endpoint to go to: the attempt failed as it did.
+    attemptFailed(StatusCode::Unavailable, withdrawn_detail_, false, Reach::Unsent);
+    return;
+  }
   Status placed = endpoint_->pool().newStream(*upstream_);
   if (!placed.isOk()) attemptFailed(placed.code(), placed.message(), false, Reach::Unsent);
 }

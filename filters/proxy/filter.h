@@ -52,7 +52,7 @@ class ProxyFilter final : public Filter,
   void onUpstreamData(const uint8_t* data, size_t len) override;
   void onUpstreamEnd(HeaderMap&& trailers) override;
   void onUpstreamReset(UpstreamReset reset) override;
-  void onUpstreamWithdrawn(const std::string& detail) override;
+  void onUpstreamWithdrawn(const std::string& detail, bool endpoint_fault) override;
   void onUpstreamRequestWatermark(bool above) override { ctx_.setRequestBackpressure(above); }
   // ---- WatermarkCallbacks (downstream response buffer) ----
   void onAboveWriteBufferHighWatermark() override { downstream_full_ = true; }
@@ -142,6 +142,11 @@ class ProxyFilter final : public Filter,
   TimerPtr backoff_timer_;
   TimerPtr withdrawn_timer_;  // places a withdrawn stream after the event that withdrew it
   uint32_t withdrawals_ = 0;
+  // The last withdrawal was its endpoint's failure (a failed connect), and
+  // why: placed on that same endpoint again (the cluster has no other), the
+  // attempt fails with that reason rather than the backoff it left.
+  bool withdrawn_for_fault_ = false;
+  std::string withdrawn_detail_;
   GrpcFrameDecoder response_decoder_;
   size_t withheld_credit_ = 0;  // response bytes not yet returned to the backend's window
   size_t incomplete_response_counted_ = 0;  // response_decoder_'s held bytes, as told to ctx_

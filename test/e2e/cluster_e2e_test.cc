@@ -850,6 +850,45 @@ TEST_CASE("a backend that accepts and then fails before HTTP/2 SETTINGS is backe
   }
 }
 
+// A call waiting on a connect that fails was never sent: it goes to another
+// endpoint, as a gRPC client's own round_robin would send it, instead of
+// failing while the cluster has one that serves (a backend restarting, of
+// two, failed every call that waited on its reconnect).
+TEST_CASE("calls waiting on a connect that fails go to another endpoint", "[e2e][cluster]") {
+  TestBackend good("good");
+  BadBackend closing("", /*close_at_once=*/true);  // fails each connect before SETTINGS
+  auto config = gatewayConfig(nlohmann::json::array({route("prefix", "/", "pair")}),
+                              nlohmann::json::array({cluster("pair", {closing.address(), good.address()})}));
+  config["workers"] = 1;
+  config["admin"] = {{"address", "127.0.0.1:0"}};
+  GatewayProcess gateway(config);
+  auto stub = example::Echo::NewStub(makeChannel(gateway.address()));
+  // Concurrent calls, so that several wait on the failing connect at once.
+  constexpr int kThreads = 4, kRounds = 10;
+  std::atomic<int> ok{0};
+  std::mutex failures_mutex;
+  std::string failures;
+  std::vector<std::thread> clients;
+  for (int t = 0; t < kThreads; ++t) {
+    clients.emplace_back([&] {
+      for (int i = 0; i < kRounds; ++i) {
+        grpc::Status s = unary(*stub);
+        if (s.ok()) {
+          ++ok;
+        } else {
+          std::lock_guard lock(failures_mutex);
+          failures += describe(s) + "\n";
+        }
+      }
+    });
+  }
+  for (auto& t : clients) t.join();
+  INFO(failures);
+  CHECK(ok == kThreads * kRounds);
+  CHECK(closing.accepted() >= 1);  // calls were sent its way, and went on
+  CHECK(statValue(gateway.adminAddress(), "cluster.pair.upstream_cx_connect_fail") >= 1);
+}
+
 // Cluster "pair" of `a` and `b`, ejecting after 3 failures in a row for a
 // minute, at most one of the two; the gateway with `workers` workers.
 static nlohmann::json outlierPairConfig(const TestBackend& a, const TestBackend& b, int workers) {

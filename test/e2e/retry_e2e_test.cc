@@ -228,7 +228,7 @@ TEST_CASE("a retry finds no room under max_requests: the call ends with its fail
   CHECK(statValue(gateway.adminAddress(), "cluster.one.upstream_rq_overflow") == 1);
 }
 
-TEST_CASE("an attempt no backend processed retries outside the retry budget", "[e2e][retry]") {
+TEST_CASE("an attempt no backend processed goes to another endpoint outside the retry budget", "[e2e][retry]") {
   TestBackend backend("alive");
   // No room at all in the budget; round robin starts at the unreachable one.
   nlohmann::json c = cluster("pair", {kUnreachableA, backend.address()});
@@ -237,9 +237,11 @@ TEST_CASE("an attempt no backend processed retries outside the retry budget", "[
   config["admin"] = {{"address", "127.0.0.1:0"}};
   GatewayProcess gateway(config);
   auto stub = example::Echo::NewStub(makeChannel(gateway.address()));
-  // The connect fails before the request left the gateway: retried anyway.
+  // The connect fails before the request left the gateway: the same attempt
+  // goes to the other endpoint (no retry, so no budget involved).
   REQUIRE_OK(unaryCall(*stub));
-  CHECK(statValue(gateway.adminAddress(), "cluster.pair.upstream_rq_retry") == 1);
+  CHECK(statValue(gateway.adminAddress(), "cluster.pair.upstream_rq_retry") == 0);
+  CHECK(statValue(gateway.adminAddress(), "cluster.pair.upstream_cx_connect_fail") == 1);
   // A reply that the backend did process is not (whether or not this call
   // first met the unreachable endpoint again, once its backoff ran out).
   CHECK(unavailableCall(*stub).error_code() == grpc::StatusCode::UNAVAILABLE);
