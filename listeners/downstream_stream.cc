@@ -453,6 +453,7 @@ void DownstreamStream::releaseIncompleteRequest() {
 }
 
 void DownstreamStream::encodeResponseMessage(Message&& message) {
+  if (ended_) return;
   // The backend is talking, whether or not a filter drops what it says.
   touch();
   chain_.responseMessage(std::move(message));
@@ -743,6 +744,7 @@ void DownstreamStream::endForShutdown(std::string_view why) {
 }
 
 void DownstreamStream::encodeResponseTrailers() {
+  if (ended_) return;
   // From the terminal filter: the backend's status (or a custom terminal's).
   // A trailers-only answer proves the method only when its status is one
   // of the handler's own: gRPC libraries answer DEADLINE_EXCEEDED (a

@@ -129,7 +129,11 @@ class DownstreamStream final : private CallGeneration,
   // UNAVAILABLE `why` (trailers, after what is queued), its backend's call
   // is cancelled. A call that ended already is left to finish its queue.
   void endForShutdown(std::string_view why);
+  // Each ignored once the call has ended (a filter's onStreamDone, a timer
+  // of its own): the status the call ended with stays the one every
+  // filter, the access log, and the metrics see.
   void encodeResponseHeaders() override {
+    if (ended_) return;
     admitProvenMethod();
     chain_.responseHeaders();
     // A hook may have added a message that is still held (a paused filter).

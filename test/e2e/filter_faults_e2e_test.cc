@@ -243,6 +243,41 @@ TEST_CASE("a call whose filter could not be created is still seen by the access 
   std::filesystem::remove_all(dir);
 }
 
+// A filter that encodes trailers again once the call has ended (from its
+// onStreamDone) changes nothing: before, the call's status became what it
+// wrote, and the access log after it logged OK for a call the client saw
+// fail.
+TEST_CASE("trailers a filter encodes after the call ended do not change the status the access log sees",
+          "[filter_faults]") {
+  TestBackend backend("primary");
+  const std::string dir = std::filesystem::temp_directory_path() / ("sluice-late-" + std::to_string(::getpid()));
+  std::filesystem::create_directories(dir);
+  const std::string log = dir + "/access.log";
+  nlohmann::json access_log = {{"name", "access_log"}, {"config", {{"path", log}}}};
+  GatewayProcess gateway(faultConfig(backend.address(), {access_log}), testGatewayOptions());
+  auto stub = example::Echo::NewStub(makeChannel(gateway.address()));
+  grpc::ClientContext context;
+  setTimeout(context, kCallTimeout);
+  context.AddMetadata("x-test-fault", "done_encode_trailers");
+  EchoRequest request;
+  request.set_status_code(7);
+  request.set_status_message("no");
+  EchoResponse response;
+  CHECK(stub->Unary(&context, request, &response).error_code() == grpc::StatusCode::PERMISSION_DENIED);
+  std::vector<nlohmann::json> lines;
+  REQUIRE(waitFor(
+      [&] {
+        lines.clear();
+        std::ifstream in(log);
+        for (std::string line; std::getline(in, line);) lines.push_back(nlohmann::json::parse(line));
+        return !lines.empty();
+      },
+      std::chrono::seconds(5)));
+  CHECK(lines[0]["grpc_status"] == 7);
+  CHECK(lines[0]["grpc_message"] == "no");
+  std::filesystem::remove_all(dir);
+}
+
 TEST_CASE("a timer a filter's factory keeps re-arming on every worker does not stop the gateway from exiting",
           "[filter_faults]") {
   TestBackend backend("primary");

@@ -67,6 +67,9 @@ namespace {
 //                            CR LF, or one setting grpc-status
 //   done_bad_trailer         its onStreamDone sets a trailer value holding
 //                            LF (after the call ended)
+//   done_encode_trailers     its onStreamDone sets grpc-status 0 and encodes
+//                            the response trailers again (after the call
+//                            ended)
 //   timer_bad_trailer        its request-headers hook lets the call go on
 //                            and arms a timer of the call (10 ms) that sets
 //                            a trailer value holding LF
@@ -257,6 +260,10 @@ class FaultFilter : public Filter {
     timer_.reset();
     throwIf(fault_ == "stream_done", "onStreamDone");
     if (fault_ == "done_bad_trailer") ctx.responseTrailers().set("x-late", "a\nb");
+    if (fault_ == "done_encode_trailers") {
+      ctx.responseTrailers().set("grpc-status", "0");
+      ctx.encodeResponseTrailers();
+    }
   }
 
  private:
