@@ -670,6 +670,15 @@ void DownstreamStream::sendHeaders() {
 
 void DownstreamStream::sendMessage(Message&& message) {
   if (ended_) return;
+  // Checked as it arrived from the backend, but a filter may have grown it
+  // since (or made it): a client would refuse it, and past 4 GiB its length
+  // prefix could not say it.
+  if (message.payload.size() > max_message_bytes_) {
+    sendLocalReply(LocalReplyReason::MessageTooLarge, StatusCode::ResourceExhausted,
+                   fmt::format("a response message of {} bytes, as the filters left it, is over max_message_bytes ({})",
+                               message.payload.size(), max_message_bytes_));
+    return;
+  }
   if (!headers_sent_) sendHeaders();
   counters_.response_messages++;
   if (method_stats_ != nullptr) method_stats_->msg_sent.inc();

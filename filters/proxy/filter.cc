@@ -354,6 +354,16 @@ void ProxyFilter::attemptFailed(StatusCode code, const std::string& detail, bool
 }
 
 FilterStatus ProxyFilter::onRequestMessage(StreamContext&, Message& message) {
+  // Checked on arrival, but a filter may have grown it since: the backend
+  // would refuse it, and past 4 GiB its length prefix could not say it.
+  if (message.payload.size() > ctx_.maxMessageBytes()) {
+    if (upstream_) upstream_->reset();
+    ctx_.sendLocalReply(LocalReplyReason::MessageTooLarge, StatusCode::ResourceExhausted,
+                        fmt::format("a request message of {} bytes, as the filters left it, is over max_message_bytes "
+                                    "({})",
+                                    message.payload.size(), ctx_.maxMessageBytes()));
+    return FilterStatus::StopIteration;
+  }
   if (retry_ != nullptr && replayable_ && !response_started_) {
     replay_bytes_ += message.wireSize();
     if (replay_bytes_ > retry_->replay_buffer_bytes) {

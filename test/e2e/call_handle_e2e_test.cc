@@ -8,6 +8,7 @@
 
 #include <atomic>
 #include <chrono>
+#include <fstream>
 #include <memory>
 #include <string>
 #include <thread>
@@ -120,6 +121,38 @@ TEST_CASE("a verdict posted through the call's handle from another thread resume
   }
   CHECK(f.backend.stats().calls == 41);
   CHECK(f.gateway.running());
+}
+
+// Each reload retires the factory and its thread, which the next config's
+// factory does not share: the retired one's thread is joined off the loop,
+// and a refused reload starts none. The calls around them are served, and
+// the process keeps no thread per reload.
+TEST_CASE("a factory thread that reloads retire is stopped off the loop", "[e2e][call_handle]") {
+  OffThreadFixture f;
+  REQUIRE_OK(f.call("allow:10"));
+  auto threads = [&] {
+    std::ifstream status("/proc/" + std::to_string(f.gateway.pid()) + "/status");
+    for (std::string line; std::getline(status, line);) {
+      if (line.rfind("Threads:", 0) == 0) return std::stoi(line.substr(8));
+    }
+    return -1;
+  };
+  const int before = threads();
+  const std::string text = OffThreadFixture::config(f.backend.address()).dump();
+  for (size_t i = 1; i <= 5; ++i) {
+    REQUIRE(reloadWithSighup(f.gateway, text, i));
+    REQUIRE_OK(f.call("allow:10"));
+  }
+  // A refused reload (the listener's filters are fine, a cluster is not).
+  auto broken = OffThreadFixture::config(f.backend.address());
+  broken["clusters"][0]["endpoints"] = "nope";
+  std::ofstream(f.gateway.configPath()) << broken.dump();
+  f.gateway.signal(SIGHUP);
+  REQUIRE(waitFor([&] { return logCount(f.gateway, "reload refused") == 1; }, std::chrono::seconds(5)));
+  CHECK(f.call("deny:10").error_code() == grpc::StatusCode::PERMISSION_DENIED);
+  // Retired factories' threads and their off-loop joiners come and go.
+  CHECK(waitFor([&] { return threads() <= before + 1; }, std::chrono::seconds(5)));
+  CHECK(f.gateway.stop() == 0);
 }
 
 TEST_CASE("a verdict for a call that ended before it came is dropped, not run", "[e2e][call_handle]") {

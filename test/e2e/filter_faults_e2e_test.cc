@@ -278,6 +278,29 @@ TEST_CASE("trailers a filter encodes after the call ended do not change the stat
   std::filesystem::remove_all(dir);
 }
 
+// max_message_bytes holds for messages as the filters leave them too: one a
+// filter grew past it fails the call, and is neither sent to the backend
+// nor to the client.
+TEST_CASE("a message a filter grows past max_message_bytes fails the call with RESOURCE_EXHAUSTED",
+          "[filter_faults]") {
+  TestBackend backend("primary");
+  nlohmann::json config = faultConfig(backend.address());
+  config["listeners"][0]["max_message_bytes"] = 2048;
+  GatewayProcess gateway(config, testGatewayOptions());
+  auto stub = example::Echo::NewStub(makeChannel(gateway.address()));
+  for (const char* fault : {"grow_request", "grow_response"}) {
+    INFO(fault);
+    grpc::Status s = unaryWithFault(*stub, fault);
+    CHECK(s.error_code() == grpc::StatusCode::RESOURCE_EXHAUSTED);
+    CHECK_THAT(s.error_message(), Catch::Contains("as the filters left it, is over max_message_bytes (2048)"));
+  }
+  CHECK(statValue(gateway.adminAddress(), "listener.grpc.local_reply.message_too_large") == 2);
+  // A grown request never reached the backend whole: only the grow_response
+  // call was answered there.
+  CHECK(backend.stats().calls.load() == 1);
+  REQUIRE_OK(unaryWithFault(*stub, ""));
+}
+
 TEST_CASE("a timer a filter's factory keeps re-arming on every worker does not stop the gateway from exiting",
           "[filter_faults]") {
   TestBackend backend("primary");

@@ -67,6 +67,9 @@ namespace {
 //                            CR LF, or one setting grpc-status
 //   done_bad_trailer         its onStreamDone sets a trailer value holding
 //                            LF (after the call ended)
+//   grow_request, grow_response
+//                            its message hook appends 4096 bytes to each
+//                            request (response) message
 //   done_encode_trailers     its onStreamDone sets grpc-status 0 and encodes
 //                            the response trailers again (after the call
 //                            ended)
@@ -213,8 +216,9 @@ class FaultFilter : public Filter {
     timer_->enable(std::chrono::milliseconds(30));
     return FilterStatus::StopIteration;
   }
-  FilterStatus onRequestMessage(StreamContext&, Message&) override {
+  FilterStatus onRequestMessage(StreamContext&, Message& message) override {
     throwIf(fault_ == "request_message", "onRequestMessage");
+    if (fault_ == "grow_request") message.payload.append(4096, 'x');
     return FilterStatus::Continue;
   }
   FilterStatus onRequestEnd(StreamContext&) override {
@@ -225,8 +229,9 @@ class FaultFilter : public Filter {
     throwIf(fault_ == "response_headers", "onResponseHeaders");
     return FilterStatus::Continue;
   }
-  FilterStatus onResponseMessage(StreamContext& ctx, Message&) override {
+  FilterStatus onResponseMessage(StreamContext& ctx, Message& message) override {
     throwIf(fault_ == "response_message", "onResponseMessage");
+    if (fault_ == "grow_response") message.payload.append(4096, 'x');
     // Bounded: a chain that handed the copies back to this hook would
     // otherwise copy for ever.
     if (fault_ == "end_after_first_message" && ++response_messages_seen_ == 1) {

@@ -15,6 +15,7 @@
 #include <thread>
 
 #include "core/call_handle.h"
+#include "core/off_loop_work.h"
 #include "core/stream_context.h"
 
 namespace sluice::test {
@@ -24,60 +25,83 @@ constexpr std::string_view kVerdictHeader = "x-test-off-thread";
 constexpr std::string_view kLateHeader = "x-test-off-thread-late";
 
 // One thread running work at given times; work still waiting at stop() is
-// dropped unrun.
+// dropped unrun. The thread starts with the first work (create() also runs
+// for --validate and for reloads that are then refused: it must start
+// nothing). stop() joins it (from close(), at shutdown); destroyed without
+// stop() (a factory a reload retired, on a worker), it is told to stop and
+// joined off the loop (runOffLoop()), with the state it reads.
 class DelayedWork {
  public:
   using Clock = std::chrono::steady_clock;
-  DelayedWork() : thread_([this] { run(); }) {}
-  ~DelayedWork() { stop(); }
+  DelayedWork() = default;
+  ~DelayedWork() {
+    if (!thread_.joinable()) return;
+    tellStop(*state_);
+    // Both outlive this object until the thread has finished with them.
+    struct Parting {
+      std::unique_ptr<State> state;
+      std::thread thread;
+    };
+    auto parting = std::make_shared<Parting>(Parting{std::move(state_), std::move(thread_)});
+    runOffLoop([parting] { parting->thread.join(); });
+  }
   DelayedWork(const DelayedWork&) = delete;
   DelayedWork& operator=(const DelayedWork&) = delete;
 
   void after(std::chrono::milliseconds delay, std::function<void()> work) {
     {
-      std::lock_guard lock(mutex_);
-      if (stopping_) return;
-      jobs_.emplace(Clock::now() + delay, std::move(work));
+      std::lock_guard lock(state_->mutex);
+      if (state_->stopping) return;
+      state_->jobs.emplace(Clock::now() + delay, std::move(work));
+      if (!thread_.joinable()) thread_ = std::thread([state = state_.get()] { run(*state); });
     }
-    wake_.notify_one();
+    state_->wake.notify_one();
   }
   void stop() {
-    {
-      std::lock_guard lock(mutex_);
-      stopping_ = true;
-      jobs_.clear();
-    }
-    wake_.notify_one();
+    tellStop(*state_);
     if (thread_.joinable()) thread_.join();
   }
 
  private:
-  void run() {
-    std::unique_lock lock(mutex_);
-    while (!stopping_) {
-      if (jobs_.empty()) {
-        wake_.wait(lock);
+  struct State {
+    std::mutex mutex;
+    std::condition_variable wake;
+    std::multimap<Clock::time_point, std::function<void()>> jobs;
+    bool stopping = false;
+  };
+
+  static void tellStop(State& state) {
+    {
+      std::lock_guard lock(state.mutex);
+      state.stopping = true;
+      state.jobs.clear();
+    }
+    state.wake.notify_one();
+  }
+
+  static void run(State& state) {
+    std::unique_lock lock(state.mutex);
+    while (!state.stopping) {
+      if (state.jobs.empty()) {
+        state.wake.wait(lock);
         continue;
       }
-      auto first = jobs_.begin();
+      auto first = state.jobs.begin();
       if (const Clock::time_point due = first->first; Clock::now() < due) {
         // A copy: stop() may free the job (its key) while this waits.
-        wake_.wait_until(lock, due);
+        state.wake.wait_until(lock, due);
         continue;
       }
       auto work = std::move(first->second);
-      jobs_.erase(first);
+      state.jobs.erase(first);
       lock.unlock();
       work();
       lock.lock();
     }
   }
 
-  std::mutex mutex_;
-  std::condition_variable wake_;
-  std::multimap<Clock::time_point, std::function<void()>> jobs_;
-  bool stopping_ = false;
-  std::thread thread_;  // last: starts once the rest is built
+  std::unique_ptr<State> state_ = std::make_unique<State>();
+  std::thread thread_;  // started by the first after()
 };
 
 class OffThreadFactory;
