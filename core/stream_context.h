@@ -136,7 +136,9 @@ class StreamContext {
   // does: not at all once the call has ended, and one that throws is logged
   // and ends the call with INTERNAL (filter_error) instead of leaving it
   // paused until its deadline. A plain Timer on dispatcher() knows no call.
-  TimerPtr timer(std::function<void()> on_fire);
+  // The filter keeps what this returns: destroying it cancels the timer
+  // (`ctx.timer(f)->enable(...)` would leave the call paused for good).
+  [[nodiscard]] TimerPtr timer(std::function<void()> on_fire);
 
   // Resume a chain paused by StopIteration, from the filter after the one
   // that paused. Pass the filter itself (continueRequest(*this)): then it
