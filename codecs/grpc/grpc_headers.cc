@@ -73,7 +73,12 @@ bool isGrpcContentType(const std::string* content_type) {
   if (content_type == nullptr) return false;
   std::string_view v = *content_type;
   constexpr std::string_view kGrpc = "application/grpc";
-  if (v.substr(0, kGrpc.size()) != kGrpc) return false;
+  // A media type's type and subtype are case-insensitive (RFC 9110 8.3.1):
+  // gRPC servers take "Application/GRPC" too.
+  if (v.size() < kGrpc.size()) return false;
+  for (size_t i = 0; i < kGrpc.size(); ++i) {
+    if (std::tolower(static_cast<unsigned char>(v[i])) != kGrpc[i]) return false;
+  }
   return v.size() == kGrpc.size() || v[kGrpc.size()] == '+' || v[kGrpc.size()] == ';';
 }
 

@@ -40,6 +40,23 @@ TEST_CASE_METHOD(SingleBackendFixture, "wrong content-type is HTTP 415", "[e2e][
   INFO(next.describe());
   CHECK(next.status == 200);
   CHECK(next.grpcStatus() == 0);
+
+  // A media type's case does not matter (RFC 9110), nor does it to gRPC
+  // servers; its suffixes and parameters are gRPC's own.
+  for (const char* type : {"Application/GRPC", "application/grpc+proto", "application/grpc; charset=utf-8"}) {
+    RawRequest other = RawRequest::grpc("/sluice.example.Echo/Unary", validUnaryBody("ok"));
+    other.headers = {{"content-type", type}, {"te", "trailers"}};
+    RawResponse served = raw.request(other);
+    INFO(type << ": " << served.describe());
+    CHECK(served.status == 200);
+    CHECK(served.grpcStatus() == 0);
+  }
+  for (const char* type : {"application/grpcx", "application/grp", "APPLICATION/GRPC-WEB"}) {
+    RawRequest other = RawRequest::grpc("/sluice.example.Echo/Unary", validUnaryBody("ok"));
+    other.headers = {{"content-type", type}, {"te", "trailers"}};
+    INFO(type);
+    CHECK(raw.request(other).status == 415);
+  }
 }
 
 TEST_CASE_METHOD(SingleBackendFixture, "a reply quoting a huge client value is cut short, and still sent",
