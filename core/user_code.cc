@@ -27,8 +27,10 @@ void logUserCodeFailure(std::string_view where, std::string_view what, std::stri
   if (!throttle.admit(not_logged)) return;
   try {
     if (not_logged > 0) {
-      spdlog::error("{} {}: {} ({} more such failures not logged in the last second)", where, verb, what,
-                    not_logged);
+      // Of any filter, any kind, since the last line logged (which may be
+      // long ago): the throttle is the worker's, not this filter's.
+      spdlog::error("{} {}: {} ({} more filter failure(s) on this thread not logged since the last such line)",
+                    where, verb, what, not_logged);
     } else {
       spdlog::error("{} {}: {}", where, verb, what);
     }
