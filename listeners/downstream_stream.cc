@@ -621,7 +621,7 @@ void DownstreamStream::setRequestBackpressure(bool blocked) {
 void DownstreamStream::onOutboundDrained(size_t) {
   // Response bytes are on their way to the client: a call whose backend
   // waits on flow control for a slow reader is not idle.
-  touch();
+  touch(/*client_took=*/true);
 }
 
 void DownstreamStream::resumeRequest(const Filter* from) {
@@ -937,9 +937,10 @@ void DownstreamStream::sendHttpError(int status, std::string_view body) {
   finish();
 }
 
-void DownstreamStream::touch() {
+void DownstreamStream::touch(bool client_took) {
   if (idle_timer_ == nullptr || health_watch_ || closed_) return;
   if (ended_ && response_out_.empty()) return;
+  if (headers_sent_ && !response_out_.empty() && !client_took) return;
   idle_timer_->enable(std::chrono::milliseconds(listener_config_->stream_idle_timeout_ms));
 }
 

@@ -200,7 +200,10 @@ class DownstreamStream final : private CallGeneration,
   void releaseIncompleteRequest();
   // Activity on the stream: restarts the stream idle clock (also after the
   // call ended, while response bytes wait for the client).
-  void touch();
+  // While response bytes wait for the client, only its taking some
+  // (`client_took`) restarts the clock: a backend or a client still sending
+  // does not make a stream whose client reads none of it active.
+  void touch(bool client_took = false);
   void onStreamIdle();
   void armDeadlineTimer();  // for deadline_
   void onDeadline();

@@ -641,11 +641,19 @@ void ProxyFilter::placeWithdrawn() {
   if (ctx_.ended() || !upstream_ || upstream_->open()) return;
   // The same attempt, its request queued in the stream as it was: no
   // backend saw it, so no retry policy or budget is involved.
-  const Endpoint* failed = withdrawn_for_fault_ ? endpoint_.get() : nullptr;
-  if (!chooseEndpoint()) return;
-  if (endpoint_.get() == failed) {
-    // No other endpoint to go to: the attempt failed as it did.
-    attemptFailed(StatusCode::Unavailable, withdrawn_detail_, false, Reach::Unsent);
+  if (withdrawn_for_fault_) {
+    // After a failed connect: to another endpoint if the cluster has one.
+    // Else (the same endpoint again, or none, the failure having ejected
+    // the only one) the attempt failed as it did, naming the endpoint and
+    // its connect error.
+    auto chosen = cluster_->chooseEndpoint(ctx_.requestHeaders(), endpoint_.get());
+    if (!chosen.isOk() || chosen.value() == endpoint_.get()) {
+      attemptFailed(StatusCode::Unavailable, withdrawn_detail_, false, Reach::Unsent);
+      return;
+    }
+    endpoint_ = EndpointRef(chosen.value());
+    ctx_.setUpstreamAddress(endpoint_->describe());
+  } else if (!chooseEndpoint()) {
     return;
   }
   Status placed = endpoint_->pool().newStream(*upstream_);

@@ -889,6 +889,26 @@ TEST_CASE("calls waiting on a connect that fails go to another endpoint", "[e2e]
   CHECK(statValue(gateway.adminAddress(), "cluster.pair.upstream_cx_connect_fail") >= 1);
 }
 
+// The failed connect that withdrew the call may eject its endpoint, the
+// cluster's only one: the call then fails with that connect's error, and
+// the access log's endpoint stays the one it tried, not "no healthy
+// endpoint" with none.
+TEST_CASE("a call whose only endpoint fails its connect, and is ejected for it, fails naming the connect",
+          "[e2e][cluster]") {
+  BadBackend closing("", /*close_at_once=*/true);
+  nlohmann::json c = cluster("only", {closing.address()});
+  c["panic_threshold_percent"] = 0;
+  c["outlier_detection"] = {{"consecutive_failures", 1}};
+  auto config = gatewayConfig(nlohmann::json::array({route("prefix", "/", "only")}), nlohmann::json::array({c}));
+  config["workers"] = 1;
+  GatewayProcess gateway(config);
+  auto stub = example::Echo::NewStub(makeChannel(gateway.address()));
+  grpc::Status s = unary(*stub);
+  REQUIRE_STATUS(s, grpc::StatusCode::UNAVAILABLE);
+  CHECK_THAT(s.error_message(), Catch::Contains("endpoint " + closing.address() + " closed"));
+  CHECK_THAT(s.error_message(), !Catch::Contains("no healthy endpoint"));
+}
+
 // Cluster "pair" of `a` and `b`, ejecting after 3 failures in a row for a
 // minute, at most one of the two; the gateway with `workers` workers.
 static nlohmann::json outlierPairConfig(const TestBackend& a, const TestBackend& b, int workers) {

@@ -1287,6 +1287,28 @@ TEST_CASE("stream_idle_timeout_ms resets a stream whose client takes none of its
   CHECK(waitFor([&] { return backend.stats().active.load() == 0; }, std::chrono::seconds(2)));  // cancelled
 }
 
+// A backend still sending does not keep such a stream alive: only the
+// client taking response bytes does, while some wait for it.
+TEST_CASE("stream_idle_timeout_ms resets a stream its client takes nothing of while its backend trickles",
+          "[e2e][limits]") {
+  TestBackend backend("b");
+  auto config = limited(backend.address(), {{"keepalive_interval_ms", 0}, {"stream_idle_timeout_ms", 500}});
+  GatewayProcess gateway(config);
+  FrameSocket stuck(gateway.port());
+  stuck.setStreamWindow(0);  // windows of 0
+  EchoRequest request;
+  request.set_response_count(40);  // one every 100 ms: 4 s
+  request.set_response_size(200);
+  request.set_response_interval_ms(100);
+  const auto start = std::chrono::steady_clock::now();
+  stuck.openServerStream(1, request);
+  auto seen = stuck.readUntilClosed(std::chrono::milliseconds(2500));
+  std::map<uint32_t, uint32_t> resets(seen.resets.begin(), seen.resets.end());
+  INFO(std::chrono::duration_cast<std::chrono::milliseconds>(std::chrono::steady_clock::now() - start).count()
+       << " ms");
+  CHECK(resets == std::map<uint32_t, uint32_t>{{1, NGHTTP2_CANCEL}});
+}
+
 TEST_CASE("stream_idle_timeout_ms spares a stream whose client is still reading what the gateway holds",
           "[e2e][limits]") {
   TestBackend backend("b");
