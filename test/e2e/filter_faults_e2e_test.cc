@@ -218,29 +218,46 @@ TEST_CASE("a filter config factory that throws or fails silently is a config err
 
 namespace sluice::test {
 
+// test_faults, then an access_log entry writing to a file of its own
+// (removed at the end), in front of the router and proxy.
+struct AccessLoggedFaults {
+  AccessLoggedFaults()
+      : gateway(faultConfig(backend.address(), {{{"name", "access_log"}, {"config", {{"path", log}}}}}),
+                testGatewayOptions()),
+        stub(example::Echo::NewStub(makeChannel(gateway.address()))) {}
+  ~AccessLoggedFaults() { std::filesystem::remove_all(dir); }
+  // Waits up to 5 s for at least `n` lines, and returns every line so far.
+  std::vector<nlohmann::json> lines(size_t n) {
+    std::vector<nlohmann::json> out;
+    REQUIRE(waitFor(
+        [&] {
+          out.clear();
+          std::ifstream in(log);
+          for (std::string line; std::getline(in, line);) out.push_back(nlohmann::json::parse(line));
+          return out.size() >= n;
+        },
+        std::chrono::seconds(5)));
+    return out;
+  }
+  TestBackend backend{"primary"};
+  std::string dir = [] {
+    auto d = std::filesystem::temp_directory_path() / ("sluice-faults-" + std::to_string(::getpid()));
+    std::filesystem::create_directories(d);
+    return d.string();
+  }();
+  std::string log = dir + "/access.log";
+  GatewayProcess gateway;
+  std::unique_ptr<example::Echo::Stub> stub;
+};
+
 TEST_CASE("a call whose filter could not be created is still seen by the access log after it", "[filter_faults]") {
-  TestBackend backend("primary");
-  const std::string dir = std::filesystem::temp_directory_path() / ("sluice-faults-" + std::to_string(::getpid()));
-  std::filesystem::create_directories(dir);
-  const std::string log = dir + "/access.log";
-  nlohmann::json access_log = {{"name", "access_log"}, {"config", {{"path", log}}}};
-  GatewayProcess gateway(faultConfig(backend.address(), {access_log}), testGatewayOptions());
-  auto stub = example::Echo::NewStub(makeChannel(gateway.address()));
-  CHECK(unaryWithFault(*stub, "create").error_code() == grpc::StatusCode::INTERNAL);
-  REQUIRE_OK(unaryWithFault(*stub, ""));
-  std::vector<nlohmann::json> lines;
-  REQUIRE(waitFor(
-      [&] {
-        lines.clear();
-        std::ifstream in(log);
-        for (std::string line; std::getline(in, line);) lines.push_back(nlohmann::json::parse(line));
-        return lines.size() >= 2;
-      },
-      std::chrono::seconds(5)));
+  AccessLoggedFaults f;
+  CHECK(unaryWithFault(*f.stub, "create").error_code() == grpc::StatusCode::INTERNAL);
+  REQUIRE_OK(unaryWithFault(*f.stub, ""));
+  const auto lines = f.lines(2);
   CHECK(lines[0]["grpc_status"] == 13);
   CHECK(lines[0]["grpc_message"] == "filter \"test_faults\" failed");
   CHECK(lines[1]["grpc_status"] == 0);
-  std::filesystem::remove_all(dir);
 }
 
 // A filter that encodes trailers again once the call has ended (from its
@@ -249,13 +266,7 @@ TEST_CASE("a call whose filter could not be created is still seen by the access 
 // fail.
 TEST_CASE("trailers a filter encodes after the call ended do not change the status the access log sees",
           "[filter_faults]") {
-  TestBackend backend("primary");
-  const std::string dir = std::filesystem::temp_directory_path() / ("sluice-late-" + std::to_string(::getpid()));
-  std::filesystem::create_directories(dir);
-  const std::string log = dir + "/access.log";
-  nlohmann::json access_log = {{"name", "access_log"}, {"config", {{"path", log}}}};
-  GatewayProcess gateway(faultConfig(backend.address(), {access_log}), testGatewayOptions());
-  auto stub = example::Echo::NewStub(makeChannel(gateway.address()));
+  AccessLoggedFaults f;
   grpc::ClientContext context;
   setTimeout(context, kCallTimeout);
   context.AddMetadata("x-test-fault", "done_encode_trailers");
@@ -263,19 +274,10 @@ TEST_CASE("trailers a filter encodes after the call ended do not change the stat
   request.set_status_code(7);
   request.set_status_message("no");
   EchoResponse response;
-  CHECK(stub->Unary(&context, request, &response).error_code() == grpc::StatusCode::PERMISSION_DENIED);
-  std::vector<nlohmann::json> lines;
-  REQUIRE(waitFor(
-      [&] {
-        lines.clear();
-        std::ifstream in(log);
-        for (std::string line; std::getline(in, line);) lines.push_back(nlohmann::json::parse(line));
-        return !lines.empty();
-      },
-      std::chrono::seconds(5)));
+  CHECK(f.stub->Unary(&context, request, &response).error_code() == grpc::StatusCode::PERMISSION_DENIED);
+  const auto lines = f.lines(1);
   CHECK(lines[0]["grpc_status"] == 7);
   CHECK(lines[0]["grpc_message"] == "no");
-  std::filesystem::remove_all(dir);
 }
 
 // max_message_bytes holds for messages as the filters leave them too: one a
