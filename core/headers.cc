@@ -97,6 +97,15 @@ std::string_view trimBlanks(std::string_view value) {
   return value;
 }
 
+bool equalsLowercaseAscii(std::string_view text, std::string_view lower) {
+  if (text.size() != lower.size()) return false;
+  for (size_t i = 0; i < text.size(); ++i) {
+    const char c = text[i];
+    if ((c >= 'A' && c <= 'Z' ? static_cast<char>(c - 'A' + 'a') : c) != lower[i]) return false;
+  }
+  return true;
+}
+
 bool isConnectionSpecificHeader(std::string_view name) {
   return name == "connection" || name == "keep-alive" || name == "proxy-connection" || name == "transfer-encoding" ||
          name == "upgrade";

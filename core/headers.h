@@ -120,6 +120,11 @@ std::string invalidHeaderField(const HeaderMap& headers);
 // (RFC 9110 5.5): what to compare when a value is a credential or a key.
 std::string_view trimBlanks(std::string_view value);
 
+// `text` equals `lower` (written in lowercase) but for the case of ASCII
+// letters: how HTTP compares field names, tokens and media types. No
+// locale, no libc call per byte.
+bool equalsLowercaseAscii(std::string_view text, std::string_view lower);
+
 // connection, keep-alive, proxy-connection, transfer-encoding, upgrade: the
 // fields that describe one HTTP/1 hop, which HTTP/2 forbids (RFC 9113 8.2.2).
 bool isConnectionSpecificHeader(std::string_view name);

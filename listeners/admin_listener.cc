@@ -11,6 +11,7 @@
 #include <spdlog/spdlog.h>
 
 #include "core/dispatcher.h"
+#include "core/headers.h"
 #include "core/tcp_socket.h"
 #include "core/timer.h"
 
@@ -137,8 +138,8 @@ class AdminConnection final : public TcpSocketCallbacks, public DeferredDeletabl
   int onHeaderValue(const char* at, size_t len) {
     if (in_field_) {
       in_field_ = false;
-      in_expect_ = equalsLowercase(field_, "expect");
-      has_origin_ = has_origin_ || equalsLowercase(field_, "origin");
+      in_expect_ = equalsLowercaseAscii(field_, "expect");
+      has_origin_ = has_origin_ || equalsLowercaseAscii(field_, "origin");
     }
     if (in_expect_ && expect_.size() + len <= kContinue.size()) expect_.append(at, len);
     else if (in_expect_) expect_ = "-";
@@ -150,12 +151,10 @@ class AdminConnection final : public TcpSocketCallbacks, public DeferredDeletabl
   int onHeadersComplete() {
     // HTTP/1.0 clients know no 100 (RFC 9110 10.1.1: ignore the expectation).
     const bool http11 = parser_.http_major > 1 || (parser_.http_major == 1 && parser_.http_minor >= 1);
-    if (http11 && equalsLowercase(expect_, kContinue)) socket_.write(std::string("HTTP/1.1 100 Continue\r\n\r\n"));
+    if (http11 && equalsLowercaseAscii(expect_, kContinue)) {
+      socket_.write(std::string("HTTP/1.1 100 Continue\r\n\r\n"));
+    }
     return 0;
-  }
-  static bool equalsLowercase(std::string_view text, std::string_view lower) {
-    return text.size() == lower.size() &&
-           std::equal(text.begin(), text.end(), lower.begin(), [](char a, char b) { return (a | 0x20) == b; });
   }
   int onBody(size_t len) {
     body_bytes_ += len;

@@ -198,11 +198,10 @@ class DownstreamStream final : private CallGeneration,
   // releasing frees the partial message (the stream is done with it).
   void recountIncompleteRequest();
   void releaseIncompleteRequest();
-  // Activity on the stream: restarts the stream idle clock (also after the
-  // call ended, while response bytes wait for the client).
-  // While response bytes wait for the client, only its taking some
-  // (`client_took`) restarts the clock: a backend or a client still sending
-  // does not make a stream whose client reads none of it active.
+  // Activity on the stream: restarts the stream idle clock, also after the
+  // call ended while response bytes wait for the client. While they wait,
+  // only its taking some (`client_took`) counts: a backend or a client
+  // still sending does not make a stream whose client reads none active.
   void touch(bool client_took = false);
   void onStreamIdle();
   void armDeadlineTimer();  // for deadline_

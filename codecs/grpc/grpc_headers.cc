@@ -2,6 +2,7 @@
 
 #include <algorithm>
 #include <array>
+#include <cctype>
 #include <cstdint>
 #include <limits>
 
@@ -75,15 +76,9 @@ bool isGrpcContentType(const std::string* content_type) {
   if (v.size() < kGrpc.size()) return false;
   // A media type's type and subtype are case-insensitive (RFC 9110 8.3.1):
   // gRPC servers take "Application/GRPC" too. Lowercase, as every client
-  // sends it, is one compare; anything else is lowered here, in ASCII
-  // (std::tolower is a libc call per byte, and its locale is not HTTP's).
-  if (v.substr(0, kGrpc.size()) != kGrpc) {
-    for (size_t i = 0; i < kGrpc.size(); ++i) {
-      const char c = v[i];
-      const char lower = c >= 'A' && c <= 'Z' ? static_cast<char>(c - 'A' + 'a') : c;
-      if (lower != kGrpc[i]) return false;
-    }
-  }
+  // sends it, is one compare.
+  const std::string_view type = v.substr(0, kGrpc.size());
+  if (type != kGrpc && !equalsLowercaseAscii(type, kGrpc)) return false;
   return v.size() == kGrpc.size() || v[kGrpc.size()] == '+' || v[kGrpc.size()] == ';';
 }
 

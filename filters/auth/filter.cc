@@ -1,7 +1,6 @@
 #include "filters/auth/filter.h"
 
 #include <algorithm>
-#include <cctype>
 #include <chrono>
 #include <optional>
 
@@ -16,12 +15,6 @@ namespace sluice::filters::auth {
 namespace {
 
 using json = nlohmann::json;
-
-bool equalsIgnoreCase(std::string_view a, std::string_view b) {
-  return a.size() == b.size() && std::equal(a.begin(), a.end(), b.begin(), [](char x, char y) {
-           return std::tolower(static_cast<unsigned char>(x)) == std::tolower(static_cast<unsigned char>(y));
-         });
-}
 
 // OAuth 2 puts scopes in one space-separated string ("scope"); some issuers
 // use an array ("scp"). Both are accepted.
@@ -144,7 +137,7 @@ StatusOr<Identity> AuthFilter::authenticate(const HeaderMap& headers) const {
 StatusOr<Identity> AuthFilter::verifyBearer(std::string_view authorization) const {
   std::string_view value = trimBlanks(authorization);
   size_t space = value.find(' ');
-  if (space == std::string_view::npos || !equalsIgnoreCase(value.substr(0, space), "bearer")) {
+  if (space == std::string_view::npos || !equalsLowercaseAscii(value.substr(0, space), "bearer")) {
     return Status(StatusCode::Unauthenticated, "authorization must be \"Bearer <token>\"");
   }
   std::string_view token = trimBlanks(value.substr(space + 1));

@@ -210,8 +210,15 @@ void ProxyFilter::startAttempt() {
   }
 }
 
-bool ProxyFilter::chooseEndpoint() {
+bool ProxyFilter::chooseEndpoint(const std::string* failed_connect) {
   auto chosen = cluster_->chooseEndpoint(ctx_.requestHeaders(), endpoint_.get());
+  if (failed_connect != nullptr && (!chosen.isOk() || chosen.value() == endpoint_.get())) {
+    // No other endpoint (the same one again, or none, the failure having
+    // ejected the only one): the attempt failed as it did, naming the
+    // endpoint, which stays the access log's `upstream`, and its error.
+    attemptFailed(StatusCode::Unavailable, *failed_connect, false, Reach::Unsent);
+    return false;
+  }
   if (!chosen.isOk()) {
     // The access log's `upstream` is the last attempt's endpoint: none.
     ctx_.setUpstreamAddress({});
@@ -627,8 +634,7 @@ void ProxyFilter::onUpstreamWithdrawn(const std::string& detail, bool endpoint_f
     attemptFailed(StatusCode::Unavailable, detail, false, endpoint_fault ? Reach::Unsent : Reach::Refused);
     return;
   }
-  withdrawn_for_fault_ = endpoint_fault;
-  withdrawn_detail_ = detail;
+  failed_connect_ = endpoint_fault ? detail : std::string();
   // Placed from the next loop turn: the cluster is changing its endpoints
   // right now (a DNS answer), and the new ones may not be in yet; a failed
   // connect has put its endpoint in backoff, which the choice avoids.
@@ -641,21 +647,8 @@ void ProxyFilter::placeWithdrawn() {
   if (ctx_.ended() || !upstream_ || upstream_->open()) return;
   // The same attempt, its request queued in the stream as it was: no
   // backend saw it, so no retry policy or budget is involved.
-  if (withdrawn_for_fault_) {
-    // After a failed connect: to another endpoint if the cluster has one.
-    // Else (the same endpoint again, or none, the failure having ejected
-    // the only one) the attempt failed as it did, naming the endpoint and
-    // its connect error.
-    auto chosen = cluster_->chooseEndpoint(ctx_.requestHeaders(), endpoint_.get());
-    if (!chosen.isOk() || chosen.value() == endpoint_.get()) {
-      attemptFailed(StatusCode::Unavailable, withdrawn_detail_, false, Reach::Unsent);
-      return;
-    }
-    endpoint_ = EndpointRef(chosen.value());
-    ctx_.setUpstreamAddress(endpoint_->describe());
-  } else if (!chooseEndpoint()) {
-    return;
-  }
+  // After a failed connect, only another endpoint will do.
+  if (!chooseEndpoint(failed_connect_.empty() ? nullptr : &failed_connect_)) return;
   Status placed = endpoint_->pool().newStream(*upstream_);
   if (!placed.isOk()) attemptFailed(placed.code(), placed.message(), false, Reach::Unsent);
 }

@@ -66,8 +66,9 @@ class ProxyFilter final : public Filter,
   void placeWithdrawn();
   // Picks the current attempt's endpoint (another than the last, if the
   // cluster has one) into endpoint_; false, with the attempt failed as
-  // unsent, when there is none.
-  bool chooseEndpoint();
+  // unsent, when there is none. With `failed_connect` (why the last
+  // endpoint's connect failed), the last one does not count either.
+  bool chooseEndpoint(const std::string* failed_connect = nullptr);
   static constexpr uint32_t kMaxWithdrawals = 4;  // per call: past it, as a refusal
   // How far a failed attempt got: a backend may have processed it; it never
   // left the gateway (no endpoint, a pool or connect failure before the
@@ -142,11 +143,9 @@ class ProxyFilter final : public Filter,
   TimerPtr backoff_timer_;
   TimerPtr withdrawn_timer_;  // places a withdrawn stream after the event that withdrew it
   uint32_t withdrawals_ = 0;
-  // The last withdrawal was its endpoint's failure (a failed connect), and
-  // why: placed on that same endpoint again (the cluster has no other), the
-  // attempt fails with that reason rather than the backoff it left.
-  bool withdrawn_for_fault_ = false;
-  std::string withdrawn_detail_;
+  // Why the last withdrawal's endpoint failed its connect; empty when it
+  // was withdrawn for another reason (it left its cluster).
+  std::string failed_connect_;
   GrpcFrameDecoder response_decoder_;
   size_t withheld_credit_ = 0;  // response bytes not yet returned to the backend's window
   size_t incomplete_response_counted_ = 0;  // response_decoder_'s held bytes, as told to ctx_

@@ -42,7 +42,9 @@ FilterStatus RateLimitFilter::onRequestHeaders(StreamContext& ctx) {
 }
 
 FilterStatus RateLimitFilter::onRequestMessage(StreamContext& ctx, Message&) {
-  if (rule_ != nullptr && rule_->messages && !take(ctx, *rule_->messages, BucketKind::Messages)) return FilterStatus::StopIteration;
+  if (rule_ != nullptr && rule_->messages && !take(ctx, *rule_->messages, BucketKind::Messages)) {
+    return FilterStatus::StopIteration;
+  }
   return FilterStatus::Continue;
 }
 

@@ -29,8 +29,8 @@ class RateLimitFilter : public Filter {
   const RateLimitRule* rule_ = nullptr;
   size_t rule_index_ = 0;
   // This caller's key in the rule's partition of the table, made once per
-  // call: the caller's value (bounded). Empty for
-  // a rule without a key, or a caller without the key's metadata.
+  // call: the caller's value (bounded). Empty for a rule without a key, or
+  // a caller without the key's metadata.
   std::string table_key_;
 };
 

@@ -63,4 +63,15 @@ TEST_CASE("a header map copies decoded fields in, in order, long and short alike
 }
 
 }  // namespace
+TEST_CASE("equalsLowercaseAscii compares as HTTP does: ASCII letters in any case, nothing else", "[headers]") {
+  CHECK(equalsLowercaseAscii("Application/GRPC", "application/grpc"));
+  CHECK(equalsLowercaseAscii("BEARER", "bearer"));
+  CHECK(equalsLowercaseAscii("100-Continue", "100-continue"));
+  CHECK_FALSE(equalsLowercaseAscii("bearer ", "bearer"));  // lengths differ
+  CHECK_FALSE(equalsLowercaseAscii("bearex", "bearer"));
+  // Not letters: no case to ignore (`@` is not a capital backquote).
+  CHECK_FALSE(equalsLowercaseAscii("@", "`"));
+  CHECK_FALSE(equalsLowercaseAscii("\xC9", "\xE9"));  // Latin-1 É/é: not ASCII
+}
+
 }  // namespace sluice
