@@ -24,6 +24,7 @@
 
 namespace sluice {
 
+class ByteTally;
 class Dispatcher;
 class Filter;
 class WorkerContext;
@@ -199,7 +200,7 @@ class StreamContext {
   // Where the terminal counts the request bytes it holds for its backend
   // (queued, not yet written): the connection's total of request bytes held,
   // which max_incomplete_request_bytes caps. Stop counting by onStreamDone.
-  virtual size_t* heldRequestBytes() = 0;
+  virtual ByteTally* heldRequestBytes() = 0;
   // The terminal's response messages still arriving (reassembled whole
   // before they go on) changed by `delta` bytes; counted per connection. False
   // when that takes the connection past max_incomplete_response_bytes: end

@@ -258,6 +258,28 @@ void DownstreamConnection::onDisconnected(int status) {
   close(status == UV_EOF ? "client closed the connection" : uvErrorText(status));
 }
 
+void DownstreamConnection::waitForRequestRoom(int32_t stream_id) {
+  admission_queue_.push_back(stream_id);
+  stats().downstream_rq_message_waits.inc();
+  // Room comes when the total falls: a stream's message going on, a
+  // backend taking a queued one.
+  incomplete_request_bytes_.setWatcher(this);
+}
+
+void DownstreamConnection::admitWaitingRequests() {
+  while (!admission_queue_.empty()) {
+    const int32_t id = admission_queue_.front();
+    admission_queue_.pop_front();
+    auto it = streams_.find(id);
+    if (it == streams_.end() || !it->second->waitingForRequestRoom()) continue;  // closed or ended meanwhile
+    if (!it->second->admitWaitingRequest()) {
+      admission_queue_.push_front(id);  // still no room: it keeps its turn
+      return;
+    }
+  }
+  incomplete_request_bytes_.setWatcher(nullptr);
+}
+
 void DownstreamConnection::flush() {
   if (closed_) return;
   if (preface_timer_ && !preface_timer_->enabled()) preface_timer_.reset();
@@ -269,6 +291,9 @@ void DownstreamConnection::flush() {
     lingerWhileClientReads();
     return;
   }
+  // First, so the window credit of the calls it admits goes out now.
+  if (!admission_queue_.empty()) admitWaitingRequests();
+  if (closed_) return;
   if (!session_.writeTo(socket_, max_pending_write_)) {
     close("http/2 session failed");
     return;
@@ -342,7 +367,7 @@ size_t DownstreamConnection::reserveResponseWindow(size_t wanted) {
 void DownstreamConnection::checkSlowReaders() {
   // A client reading slowly still takes bytes: only calls that did not move
   // at all in the grace go (a stuck or malicious reader's), not the others.
-  if (closed_ || buffered_response_bytes_ <= listener_.config().max_buffered_response_bytes) return;
+  if (closed_ || buffered_response_bytes_.bytes() <= listener_.config().max_buffered_response_bytes) return;
   const bool moved = socket_.bytesAcked() != acked_mark_;
   std::vector<std::pair<size_t, DownstreamStream*>> stalled;
   for (auto& [id, stream] : streams_) {
@@ -353,13 +378,13 @@ void DownstreamConnection::checkSlowReaders() {
   // limit holds (each may hold a backend's whole stream window) keeps the
   // rest. Resetting frees a call's queue at once and deletes nothing now.
   std::sort(stalled.begin(), stalled.end(), [](const auto& a, const auto& b) { return a.first > b.first; });
-  const size_t held = buffered_response_bytes_;
+  const size_t held = buffered_response_bytes_.bytes();
   for (const auto& [queued, stream] : stalled) {
-    if (buffered_response_bytes_ <= listener_.config().max_buffered_response_bytes) break;
+    if (buffered_response_bytes_.bytes() <= listener_.config().max_buffered_response_bytes) break;
     stream->abortSlowReader(held);
   }
   // Still over (what is left is moving, or nothing stalled): watch the next grace.
-  if (buffered_response_bytes_ > listener_.config().max_buffered_response_bytes) onResponseBufferFull();
+  if (buffered_response_bytes_.bytes() > listener_.config().max_buffered_response_bytes) onResponseBufferFull();
 }
 
 void DownstreamConnection::close(const std::string& reason) {

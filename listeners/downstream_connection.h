@@ -8,6 +8,7 @@
 
 #include <chrono>
 #include <cstdint>
+#include <deque>
 #include <memory>
 #include <string>
 #include <unordered_map>
@@ -15,6 +16,7 @@
 #include <vector>
 
 #include "codecs/http2/session.h"
+#include "core/byte_tally.h"
 #include "core/connection_timers.h"
 #include "core/dispatcher.h"
 #include "core/tcp_socket.h"
@@ -69,21 +71,40 @@ class DownstreamConnection final : public Http2SessionOwner,
   // waiting to be written to their backend (max_incomplete_request_bytes):
   // each stream reports its partial message's changes and takes its share
   // back when it closes; the terminal filters' queues count themselves in
-  // through heldRequestBytesTotal().
-  uint64_t incompleteRequestBytes() const { return incomplete_request_bytes_; }
+  // through heldRequestBytesTotal(). A message arriving counts its whole
+  // length from its prefix on: it is admitted only when that fits.
+  uint64_t incompleteRequestBytes() const { return incomplete_request_bytes_.bytes(); }
+  // Room for a request message of `length` bytes now: no call waits for
+  // room before it, and the total leaves it.
+  bool requestRoomFor(uint64_t length, uint64_t limit) const {
+    return admission_queue_.empty() && incomplete_request_bytes_.bytes() + length <= limit;
+  }
+  // The stream's message waits for room: its turn comes in order, when the
+  // total falls (admitWaitingRequests()).
+  void waitForRequestRoom(int32_t stream_id);
+  // Request bytes that calls waiting for room hold, as sent ahead within
+  // their windows.
+  uint64_t waitingRequestBytes() const { return waiting_request_bytes_; }
+  void adjustWaitingRequestBytes(int64_t delta) { waiting_request_bytes_ += delta; }
   // Request headers its open calls hold (max_held_request_header_bytes).
   uint64_t heldRequestHeaderBytes() const { return held_request_header_bytes_; }
   void adjustHeldRequestHeaderBytes(int64_t delta) { held_request_header_bytes_ += delta; }
-  void adjustIncompleteRequestBytes(int64_t delta) { incomplete_request_bytes_ += delta; }
-  size_t* heldRequestBytesTotal() { return &incomplete_request_bytes_; }
+  void adjustIncompleteRequestBytes(int64_t delta) {
+    if (delta >= 0) {
+      incomplete_request_bytes_.add(static_cast<size_t>(delta));
+    } else {
+      incomplete_request_bytes_.sub(static_cast<size_t>(-delta));
+    }
+  }
+  ByteTally* heldRequestBytesTotal() { return &incomplete_request_bytes_; }
   // Response messages its calls' backends are still sending
   // (max_incomplete_response_bytes).
   uint64_t incompleteResponseBytes() const { return incomplete_response_bytes_; }
   void adjustIncompleteResponseBytes(int64_t delta) { incomplete_response_bytes_ += delta; }
   // Response bytes its streams hold queued for the client (their
   // OutboundData count into it; max_buffered_response_bytes).
-  size_t* bufferedResponseTotal() { return &buffered_response_bytes_; }
-  size_t bufferedResponseBytes() const { return buffered_response_bytes_; }
+  ByteTally* bufferedResponseTotal() { return &buffered_response_bytes_; }
+  size_t bufferedResponseBytes() const { return buffered_response_bytes_.bytes(); }
   // Backend receive windows lent to its calls beyond their base (see
   // StreamContext::reserveResponseWindow): in all, at most
   // max_buffered_response_bytes.
@@ -154,10 +175,15 @@ class DownstreamConnection final : public Http2SessionOwner,
   std::string start_;
   bool start_checked_ = false;
   bool http1_refused_ = false;
-  size_t incomplete_request_bytes_ = 0;
+  ByteTally incomplete_request_bytes_;
+  size_t waiting_request_bytes_ = 0;
+  // Streams whose request message waits for room, first come first served
+  // (ids, since a stream may close while it waits).
+  std::deque<int32_t> admission_queue_;
+  void admitWaitingRequests();
   size_t held_request_header_bytes_ = 0;
   size_t incomplete_response_bytes_ = 0;
-  size_t buffered_response_bytes_ = 0;
+  ByteTally buffered_response_bytes_;
   size_t response_windows_lent_ = 0;
   size_t linger_pending_ = 0;  // bytes unwritten at the last check
   std::unique_ptr<Timer> linger_timer_;

@@ -25,6 +25,7 @@
 #include <string>
 
 #include "core/byte_span.h"
+#include "core/byte_tally.h"
 #include "core/message.h"
 #include "core/ring_queue.h"
 
@@ -44,7 +45,7 @@ class OutboundData {
   // Keeps `*total` counting this queue's bytes too (until the queue is
   // destroyed): one count over all the queues of a connection. It must
   // outlive the queue.
-  void shareTotal(size_t* total);
+  void shareTotal(ByteTally* total);
 
   void appendMessage(Message&& message);
   // Raw bytes (HTTP error bodies).
@@ -97,7 +98,7 @@ class OutboundData {
   size_t high_;
   size_t low_;
   bool above_ = false;
-  size_t* shared_total_ = nullptr;
+  ByteTally* shared_total_ = nullptr;
   uint64_t consumed_total_ = 0;
   WatermarkFn on_watermark_;
 };
