@@ -81,17 +81,21 @@ class LeastRequest : public LoadBalancer {
 class RingHash : public LoadBalancer {
  public:
   explicit RingHash(const std::vector<Endpoint*>& all) {
-    // At least 64 nodes per unit of weight and 1024 in all (Envoy's minimum
-    // ring size: with 64 per endpoint, three endpoints split keys 38/32/30),
-    // scaled down past kMaxNodes so that a big cluster of heavy endpoints
-    // (1000 × weight 1000) costs a bounded ring per worker, still in
-    // proportion to the weights.
-    constexpr uint64_t kMinNodesPerWeight = 64;
-    constexpr uint64_t kMinNodes = 1024;
+    // A fixed number of nodes per unit of weight, so that an endpoint's
+    // nodes do not depend on the others: adding or removing one (a reload, a
+    // DNS answer) moves only its own keys. (Sized from the total weight, as
+    // Envoy's minimum ring size does, every endpoint's count changed with the
+    // set while it was small, and about 10% of keys moved between endpoints
+    // that stayed.) 512 make two endpoints a 1024-node ring, each taking its
+    // share within a few percent. Scaled down past kMaxNodes, so that a big
+    // cluster of heavy endpoints (1000 × weight 1000) costs a bounded ring
+    // per worker, still in proportion to the weights (there, changes move
+    // some keys between endpoints that stayed).
+    constexpr uint64_t kNodesPerWeight = 512;
     constexpr uint64_t kMaxNodes = 1 << 16;
     uint64_t weights = 0;
     for (auto* e : all) weights += e->weight();
-    const uint64_t per_weight = std::max(kMinNodesPerWeight, (kMinNodes + weights - 1) / std::max<uint64_t>(weights, 1));
+    const uint64_t per_weight = kNodesPerWeight;
     const uint64_t total = per_weight * weights;
     for (auto* e : all) {
       uint64_t wanted = per_weight * e->weight();

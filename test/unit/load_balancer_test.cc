@@ -5,6 +5,7 @@
 #include <cmath>
 #include <map>
 #include <string>
+#include <vector>
 
 #include <nlohmann/json.hpp>
 
@@ -41,7 +42,7 @@ struct TestCluster {
 
 TEST_CASE("ring_hash spreads keys evenly over its endpoints", "[load_balancer]") {
   // 64 ring nodes per endpoint split two endpoints 54/46 and three 38/32/30;
-  // with at least 1024 nodes in all each gets its share within a few percent.
+  // with 512 each gets its share within a few percent.
   for (int endpoints : {2, 3, 5}) {
     INFO(endpoints << " endpoints");
     nlohmann::json config = {{"name", "ring"}, {"lb_policy", "ring_hash"}, {"hash_header", "x-user"}};
@@ -63,6 +64,44 @@ TEST_CASE("ring_hash spreads keys evenly over its endpoints", "[load_balancer]")
       CHECK(std::abs(static_cast<double>(n) / kKeys - 1.0 / endpoints) < 0.04);
     }
   }
+}
+
+TEST_CASE("ring_hash moves only the keys of an endpoint added or removed", "[load_balancer]") {
+  // Where each of `keys` goes, for a ring of the endpoints on `ports`.
+  auto place = [](const std::vector<int>& ports, int keys) {
+    nlohmann::json config = {{"name", "ring"}, {"lb_policy", "ring_hash"}, {"hash_header", "x-user"}};
+    for (int port : ports) config["endpoints"].push_back("127.0.0.1:" + std::to_string(port));
+    TestCluster test(config);
+    std::vector<uint16_t> where;
+    for (int k = 0; k < keys; ++k) {
+      HeaderMap headers;
+      headers.add("x-user", "user-" + std::to_string(k));
+      auto chosen = test.cluster.chooseEndpoint(headers, nullptr);
+      REQUIRE(chosen.isOk());
+      where.push_back((*chosen)->address().port);
+    }
+    return where;
+  };
+  constexpr int kKeys = 5000;
+  const auto three = place({9001, 9002, 9003}, kKeys);
+  const auto four = place({9001, 9002, 9003, 9004}, kKeys);
+  const auto two = place({9001, 9002}, kKeys);
+  int to_new = 0;
+  int from_removed = 0;
+  for (int k = 0; k < kKeys; ++k) {
+    INFO("key " << k << ": " << three[k] << " with three, " << four[k] << " with four, " << two[k] << " with two");
+    if (four[k] != three[k]) {
+      CHECK(four[k] == 9004);
+      ++to_new;
+    }
+    if (two[k] != three[k]) {
+      CHECK(three[k] == 9003);
+      ++from_removed;
+    }
+  }
+  // About a quarter go to the new endpoint, about a third leave the old.
+  CHECK(std::abs(static_cast<double>(to_new) / kKeys - 0.25) < 0.05);
+  CHECK(std::abs(static_cast<double>(from_removed) / kKeys - 1.0 / 3) < 0.05);
 }
 
 TEST_CASE("an ejection reported by another worker: same endpoint and address, within max_ejection_percent",
