@@ -699,6 +699,42 @@ TEST_CASE("large request messages past max_incomplete_request_bytes wait for roo
   CHECK(statValue(gateway.adminAddress(), "listener.grpc.local_reply.message_too_large") == 0);
 }
 
+TEST_CASE("a request message waiting for room goes on as soon as a backend takes the bytes that held it",
+          "[e2e][limits]") {
+  // The room a waiting message needs may come back with no event on its
+  // client's connection at all: the held message's backend taking it (on
+  // the gateway's connection to the backend) is what frees it.
+  TestBackend backend("b");
+  // Messages larger than a loopback socket takes at once: the gateway
+  // writes the held one to its backend over many writes, as the socket and
+  // the backend's window allow, none of them an event of the client's; and
+  // the limit leaves the second no room until the last of them.
+  auto config = limited(backend.address(), {{"max_message_bytes", 12 << 20}, {"max_incomplete_request_bytes", 12 << 20}});
+  auto& chain = config["listeners"][0]["filters"];
+  chain.insert(chain.begin(), nlohmann::json::parse(R"({"name": "fault", "config": {"rules": [
+      {"match": {"method": "/sluice.example.Echo/ClientStream"}, "delay": {"ms": 1000}}]}})"));
+  config["admin"] = {{"address", "127.0.0.1:0"}};
+  GatewayProcess gateway(config);
+  // A raw client: nothing else (no BDP or keepalive PING, no other call)
+  // comes on its connection meanwhile.
+  RawH2Client client("127.0.0.1", gateway.port());
+  EchoRequest big;
+  big.set_payload(std::string((12 << 20) - 64, 'h'));
+  big.set_response_size(16);
+  const std::string message = grpcFrame(big.SerializeAsString());
+  // The first call's message fills the room, held by the delay for a second,
+  // then queued for its backend; the call stays open.
+  auto held = RawRequest::grpc("/sluice.example.Echo/ClientStream", message);
+  held.endStream = false;
+  held.returnOnceSent = true;
+  REQUIRE_FALSE(client.request(held).streamClosed);
+  // The second waits for that room, and has it once the backend read the first.
+  auto second = client.request(RawRequest::grpc("/sluice.example.Echo/Unary", message), std::chrono::seconds(5));
+  INFO(second.describe());
+  CHECK(second.grpcStatus() == 0);
+  CHECK(statValue(gateway.adminAddress(), "listener.grpc.downstream_rq_message_waits") == 1);
+}
+
 TEST_CASE("request messages waiting for their backend hold room under max_incomplete_request_bytes",
           "[e2e][limits]") {
   // A backend host whose listening socket never accepts: the gateway's
