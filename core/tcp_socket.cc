@@ -3,6 +3,7 @@
 #include <fcntl.h>
 #include <netinet/in.h>
 #include <netinet/tcp.h>
+#include <sys/ioctl.h>
 #include <sys/socket.h>
 #include <unistd.h>
 #include <uv.h>
@@ -216,6 +217,13 @@ uint64_t TcpSocket::bytesAcked() const {
   uv_os_fd_t fd;
   if (handle_ == nullptr || uv_fileno(reinterpret_cast<const uv_handle_t*>(handle_), &fd) != 0) return 0;
   return tcpBytesAcked(fd);
+}
+
+size_t TcpSocket::bytesReadable() const {
+  uv_os_fd_t fd;
+  if (handle_ == nullptr || uv_fileno(reinterpret_cast<const uv_handle_t*>(handle_), &fd) != 0) return 0;
+  int n = 0;
+  return ::ioctl(fd, FIONREAD, &n) == 0 && n > 0 ? static_cast<size_t>(n) : 0;
 }
 
 void TcpSocket::addPending(int64_t bytes) {

@@ -78,6 +78,8 @@ class TcpSocket {
   // Bytes the peer has acknowledged so far (TCP_INFO): whether it is reading
   // at all, however slowly; 0 when the kernel does not say.
   uint64_t bytesAcked() const;
+  // Bytes the peer sent that wait in the kernel, not read yet (FIONREAD).
+  size_t bytesReadable() const;
 
   // Sends FIN once nothing is left to write (call it when bytesPending() is
   // 0): the peer reads to the end, then sees the connection closed. Reading

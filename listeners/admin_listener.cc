@@ -89,18 +89,33 @@ class AdminConnection final : public TcpSocketCallbacks, public DeferredDeletabl
     return rv;
   }
 
-  // Nothing received yet: the slot may go to a newer connection.
-  bool silent() const { return !received_any_ && !answered_ && !finished_; }
+  // Answered already, an error's answer, reading and dropping the rest of
+  // its request (written()): owed nothing, the slot goes first.
+  bool lingering() const { return lingering_ && !finished_; }
+  // Nothing received yet: the slot may go to a newer connection. Not one
+  // whose request waits in the kernel: accepted in the same loop turn as
+  // others, it is read after them (a probe was evicted so, answered 408).
+  bool silent() const { return !received_any_ && !answered_ && !finished_ && socket_.bytesReadable() == 0; }
   // Part of a request received, for kStalledRequest or more by `now`: the
   // slot may go to a newer connection once no silent one is left.
   bool stalled(std::chrono::steady_clock::time_point now) const {
     return received_any_ && !dispatched_ && !answered_ && !finished_ && now - accepted_at_ >= kStalledRequest;
+  }
+  // Its answer not all taken kStalledRequest after it was written: a client
+  // not reading (a scraper of a large /stats) holds the slot until
+  // request_timeout_ms otherwise, and forty of them kept probes out.
+  bool answerStalled(std::chrono::steady_clock::time_point now) const {
+    return answered_ && !lingering_ && !finished_ && socket_.bytesPending() > 0 && now - answered_at_ >= kStalledRequest;
   }
   size_t bytesPending() const { return socket_.bytesPending(); }
   // Closes a silent or stalled connection to make room for a new one: idle,
   // stuck or slowloris clients holding every slot must not keep health
   // probes out.
   void evict() {
+    if (answered_) {  // its answer went out, or part of it: nothing more to say
+      done();
+      return;
+    }
     respond({408, "text/plain; charset=utf-8",
              received_any_ ? "request not complete; closed to make room for a newer connection (admin max_connections)\n"
                            : "no request received; closed to make room for a newer connection (admin max_connections)\n",
@@ -289,6 +304,7 @@ class AdminConnection final : public TcpSocketCallbacks, public DeferredDeletabl
       }
     }
     answered_ = true;
+    answered_at_ = std::chrono::steady_clock::now();
     std::string head = fmt::format(
         "HTTP/1.1 {} {}\r\ncontent-type: {}\r\ncontent-length: {}\r\ncache-control: no-cache\r\n"
         "connection: close\r\n",
@@ -344,6 +360,7 @@ class AdminConnection final : public TcpSocketCallbacks, public DeferredDeletabl
   bool finished_ = false;
   bool received_any_ = false;
   std::chrono::steady_clock::time_point accepted_at_;
+  std::chrono::steady_clock::time_point answered_at_;
   bool lingering_ = false;  // an error answered before the whole request was read (written())
   bool peer_done_sending_ = false;  // its FIN came after the request was handled
   static constexpr size_t kFieldNameBytes = 6;  // "origin", "expect"
@@ -367,14 +384,17 @@ void AdminListener::onAccept(uv_stream_t* server) {
   auto conn = std::make_unique<AdminConnection>(*this, next_connection_id_++);
   bool room = connections_.size() < limits_.max_connections;
   if (!room) {
-    // The oldest connection that sent nothing yet gives up its slot (it is
-    // answered 408 and closes once that is written); else the oldest whose
-    // request is still arriving after kStalledRequest.
-    auto victim = std::find_if(connections_.begin(), connections_.end(), [](const auto& c) { return c->silent(); });
-    if (victim == connections_.end()) {
-      const auto now = std::chrono::steady_clock::now();
-      victim = std::find_if(connections_.begin(), connections_.end(), [now](const auto& c) { return c->stalled(now); });
-    }
+    // Who gives up a slot, in this order: the oldest lingering after an
+    // error answer (owed nothing), the oldest that sent nothing yet
+    // (answered 408 and closed once that is written), the oldest whose
+    // request is still arriving after kStalledRequest, the oldest whose
+    // answer its client has not taken kStalledRequest after it was written.
+    const auto now = std::chrono::steady_clock::now();
+    auto first = [this](auto&& pred) { return std::find_if(connections_.begin(), connections_.end(), pred); };
+    auto victim = first([](const auto& c) { return c->lingering(); });
+    if (victim == connections_.end()) victim = first([](const auto& c) { return c->silent(); });
+    if (victim == connections_.end()) victim = first([now](const auto& c) { return c->stalled(now); });
+    if (victim == connections_.end()) victim = first([now](const auto& c) { return c->answerStalled(now); });
     if (victim != connections_.end()) {
       (*victim)->evict();
       room = true;

@@ -609,6 +609,47 @@ TEST_CASE("admin connections are bounded in number and time, gRPC traffic goes o
   CHECK_THAT(*answer, Catch::StartsWith("HTTP/1.1 200"));
 }
 
+TEST_CASE("admin clients owed nothing or not taking their answers give up their slots to a probe",
+          "[e2e][admin]") {
+  SingleBackendFixture f;
+  auto config = catchAllConfig(f.backend.address());
+  config["admin"] = {{"address", "127.0.0.1:0"}, {"max_connections", 3}, {"request_timeout_ms", 10000}};
+  // Enough clusters that /stats is larger than the kernel takes of it.
+  for (int i = 0; i < 3000; ++i) {
+    config["clusters"].push_back({{"name", "padding-cluster-with-a-long-name-" + std::to_string(i)},
+                                  {"endpoints", {f.backend.address()}}});
+  }
+  GatewayProcess gateway(config);
+  const std::string admin = gateway.adminAddress();
+  // Clients that sent garbage, were answered 400, and keep their sockets
+  // open: the gateway reads and drops what they send for a second, slot held.
+  std::vector<int> lingering;
+  for (int i = 0; i < 3; ++i) {
+    lingering.push_back(connectTcp(admin));
+    const std::string garbage = "\x16\x03\x01 garbage\r\n";
+    REQUIRE(::send(lingering.back(), garbage.data(), garbage.size(), MSG_NOSIGNAL) ==
+            static_cast<ssize_t>(garbage.size()));
+  }
+  std::this_thread::sleep_for(std::chrono::milliseconds(200));  // answered, lingering
+  for (int i = 0; i < 3; ++i) CHECK(http(admin, "GET", "/healthz").status == 200);
+  for (int fd : lingering) ::close(fd);
+  // Scrapers that ask for /stats and never read it: after a second each,
+  // the oldest gives up its slot (before, they held every slot until
+  // request_timeout_ms).
+  std::vector<int> scrapers;
+  for (int i = 0; i < 3; ++i) {
+    scrapers.push_back(connectTcp(admin));
+    const std::string request = "GET /stats HTTP/1.1\r\nhost: x\r\n\r\n";
+    REQUIRE(::send(scrapers.back(), request.data(), request.size(), MSG_NOSIGNAL) ==
+            static_cast<ssize_t>(request.size()));
+  }
+  std::this_thread::sleep_for(std::chrono::milliseconds(1300));
+  const auto started = std::chrono::steady_clock::now();
+  CHECK(http(admin, "GET", "/healthz").status == 200);
+  CHECK(std::chrono::steady_clock::now() - started < std::chrono::seconds(2));
+  for (int fd : scrapers) ::close(fd);
+}
+
 // curl sends `Expect: 100-continue` with a body over 1 KiB and waits a
 // second for the interim answer; a client that waits for it got 408.
 TEST_CASE("an admin request with Expect: 100-continue is told to go on", "[e2e][admin]") {
