@@ -145,6 +145,12 @@ bool LogSink::openTarget() {
   }
   struct stat st {};
   fd_is_regular_ = ::fstat(fd_, &st) == 0 && S_ISREG(st.st_mode);
+  // A path that is stdout under another name ("/dev/stdout", a FIFO stdout
+  // is): its writes must take the stdout writers' turn and size too, or they
+  // mix with theirs.
+  struct stat out {};
+  shares_stdout_ = fd_ == STDOUT_FILENO || (::fstat(STDOUT_FILENO, &out) == 0 && out.st_dev == st.st_dev &&
+                                            out.st_ino == st.st_ino);
   if (fd_is_regular_ && st.st_size == 0) at_line_start_ = true;  // a fresh file: nothing torn in it
   return true;
 }
@@ -160,7 +166,7 @@ void LogSink::writeOut(std::string_view batch) {
     return;
   }
   std::unique_lock<std::mutex> stdout_lock;
-  if (fd_ == STDOUT_FILENO) stdout_lock = std::unique_lock(stdoutWriters());
+  if (shares_stdout_) stdout_lock = std::unique_lock(stdoutWriters());
   std::string after_torn_line;
   const size_t batch_bytes = batch.size();
   if (!at_line_start_) {  // rare: a copy is fine
@@ -187,7 +193,7 @@ void LogSink::writeOut(std::string_view batch) {
         }
         continue;
       }
-      if (fd_ == STDOUT_FILENO && chunk > PIPE_BUF) {
+      if (shares_stdout_ && chunk > PIPE_BUF) {
         // Whole lines per write: another sink (another listener's log, the
         // old config's during a reload) writes to the same stdout, and a
         // write of up to PIPE_BUF bytes is never mixed with another's.

@@ -89,6 +89,7 @@ class LogSink {
   // Writer thread only.
   int fd_ = -1;
   bool fd_is_regular_ = false;
+  bool shares_stdout_ = false;  // fd_ is stdout, or the same file opened by another name
   bool error_reported_ = false;
   // The last byte written ended a line. A write that failed part way (a
   // full disk) leaves a torn line: the next write starts with '\n' so that
