@@ -40,6 +40,14 @@ class WatermarkCallbacks {
   virtual void onBelowWriteBufferLowWatermark() = 0;
 };
 
+// Told when a response message that waited for room
+// (StreamContext::reserveResponseRoom) may go on.
+class ResponseRoomWaiter {
+ public:
+  virtual ~ResponseRoomWaiter() = default;
+  virtual void onResponseRoom() = 0;
+};
+
 // Per-call state one filter leaves in the context, under a key, for other
 // filters of the same call: e.g. an auth filter's verified identity for a
 // logger. Subclass it. The context owns the object until the context itself
@@ -206,6 +214,16 @@ class StreamContext {
   // when that takes the connection past max_incomplete_response_bytes: end
   // the call. Count back to 0 by onStreamDone.
   virtual bool adjustIncompleteResponseBytes(int64_t delta) = 0;
+  // Room under max_incomplete_response_bytes for a response message of
+  // `length` bytes starting to arrive: true, taken (count it through
+  // adjustIncompleteResponseBytes from now), or false: it waits its turn on
+  // the client's connection, and `waiter` is told when it may go on (not if
+  // the call ends first). Meanwhile keep the backend's window shut.
+  virtual bool reserveResponseRoom(uint32_t /*length*/, ResponseRoomWaiter& /*waiter*/) { return true; }
+  // Bytes the backend sent ahead of a message waiting for room changed by
+  // `delta`; false when that takes the connection's past the limit again:
+  // end the call. Count back to 0 by onStreamDone.
+  virtual bool adjustWaitingResponseBytes(int64_t /*delta*/) { return true; }
   // Receive window a terminal may grant its backend for this call beyond a
   // small base (the proxy: past the cluster's first 256 KiB): up to `wanted`
   // more bytes of what the connection's max_buffered_response_bytes has not

@@ -260,24 +260,29 @@ void DownstreamConnection::onDisconnected(int status) {
 
 void DownstreamConnection::waitForRequestRoom(int32_t stream_id) {
   admission_queue_.push_back(stream_id);
-  stats().downstream_rq_message_waits.inc();
+  stats().request_message_waits.inc();
   // Room comes when the total falls: a stream's message going on, a
   // backend taking a queued one.
   incomplete_request_bytes_.setWatcher(this);
 }
 
-void DownstreamConnection::admitWaitingRequests() {
-  while (!admission_queue_.empty()) {
-    const int32_t id = admission_queue_.front();
-    admission_queue_.pop_front();
+void DownstreamConnection::waitForResponseRoom(int32_t stream_id) {
+  response_admission_queue_.push_back(stream_id);
+  stats().response_message_waits.inc();
+}
+
+void DownstreamConnection::admitInTurn(std::deque<int32_t>& queue, bool (DownstreamStream::*waiting)() const,
+                                       bool (DownstreamStream::*admit)()) {
+  while (!queue.empty()) {
+    const int32_t id = queue.front();
+    queue.pop_front();
     auto it = streams_.find(id);
-    if (it == streams_.end() || !it->second->waitingForRequestRoom()) continue;  // closed or ended meanwhile
-    if (!it->second->admitWaitingRequest()) {
-      admission_queue_.push_front(id);  // still no room: it keeps its turn
+    if (it == streams_.end() || !((*it->second).*waiting)()) continue;  // closed or ended meanwhile
+    if (!((*it->second).*admit)()) {
+      queue.push_front(id);  // still no room: it keeps its turn
       return;
     }
   }
-  incomplete_request_bytes_.setWatcher(nullptr);
 }
 
 void DownstreamConnection::flush() {
@@ -291,8 +296,15 @@ void DownstreamConnection::flush() {
     lingerWhileClientReads();
     return;
   }
-  // First, so the window credit of the calls it admits goes out now.
-  if (!admission_queue_.empty()) admitWaitingRequests();
+  // First, so the window credit of the calls they admit goes out now.
+  if (!admission_queue_.empty()) {
+    admitInTurn(admission_queue_, &DownstreamStream::waitingForRequestRoom, &DownstreamStream::admitWaitingRequest);
+    if (admission_queue_.empty()) incomplete_request_bytes_.setWatcher(nullptr);
+  }
+  if (!response_admission_queue_.empty()) {
+    admitInTurn(response_admission_queue_, &DownstreamStream::waitingForResponseRoom,
+                &DownstreamStream::admitWaitingResponse);
+  }
   if (closed_) return;
   if (!session_.writeTo(socket_, max_pending_write_)) {
     close("http/2 session failed");

@@ -80,7 +80,7 @@ class DownstreamConnection final : public Http2SessionOwner,
     return admission_queue_.empty() && incomplete_request_bytes_.bytes() + length <= limit;
   }
   // The stream's message waits for room: its turn comes in order, when the
-  // total falls (admitWaitingRequests()).
+  // total falls (flush(): admitInTurn).
   void waitForRequestRoom(int32_t stream_id);
   // Request bytes that calls waiting for room hold, as sent ahead within
   // their windows.
@@ -100,7 +100,17 @@ class DownstreamConnection final : public Http2SessionOwner,
   // Response messages its calls' backends are still sending
   // (max_incomplete_response_bytes).
   uint64_t incompleteResponseBytes() const { return incomplete_response_bytes_; }
-  void adjustIncompleteResponseBytes(int64_t delta) { incomplete_response_bytes_ += delta; }
+  void adjustIncompleteResponseBytes(int64_t delta) {
+    incomplete_response_bytes_ += delta;
+    if (delta < 0 && !response_admission_queue_.empty()) scheduleFlush();  // room for the next in turn
+  }
+  // The same admission for response messages (StreamContext::reserveResponseRoom).
+  bool responseRoomFor(uint64_t length, uint64_t limit) const {
+    return response_admission_queue_.empty() && incomplete_response_bytes_ + length <= limit;
+  }
+  void waitForResponseRoom(int32_t stream_id);
+  uint64_t waitingResponseBytes() const { return waiting_response_bytes_; }
+  void adjustWaitingResponseBytes(int64_t delta) { waiting_response_bytes_ += delta; }
   // Response bytes its streams hold queued for the client (their
   // OutboundData count into it; max_buffered_response_bytes).
   ByteTally* bufferedResponseTotal() { return &buffered_response_bytes_; }
@@ -180,7 +190,12 @@ class DownstreamConnection final : public Http2SessionOwner,
   // Streams whose request message waits for room, first come first served
   // (ids, since a stream may close while it waits).
   std::deque<int32_t> admission_queue_;
-  void admitWaitingRequests();
+  size_t waiting_response_bytes_ = 0;
+  std::deque<int32_t> response_admission_queue_;
+  // Admits the streams of `queue` in turn while there is room (`admit`
+  // false: not yet), skipping those no longer `waiting`.
+  void admitInTurn(std::deque<int32_t>& queue, bool (DownstreamStream::*waiting)() const,
+                   bool (DownstreamStream::*admit)());
   size_t held_request_header_bytes_ = 0;
   size_t incomplete_response_bytes_ = 0;
   ByteTally buffered_response_bytes_;

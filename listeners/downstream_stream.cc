@@ -650,6 +650,29 @@ void DownstreamStream::releaseRequestCredit() {
 
 ByteTally* DownstreamStream::heldRequestBytes() { return connection_.heldRequestBytesTotal(); }
 
+bool DownstreamStream::reserveResponseRoom(uint32_t length, ResponseRoomWaiter& waiter) {
+  if (connection_.responseRoomFor(length, listener_config_->incompleteResponseLimit())) return true;
+  response_waiter_ = &waiter;
+  response_wait_length_ = length;
+  connection_.waitForResponseRoom(stream_id_);
+  return false;
+}
+
+bool DownstreamStream::adjustWaitingResponseBytes(int64_t delta) {
+  connection_.adjustWaitingResponseBytes(delta);
+  return delta <= 0 || connection_.waitingResponseBytes() <= listener_config_->incompleteResponseLimit();
+}
+
+bool DownstreamStream::waitingForResponseRoom() const { return !closed_ && !ended_ && response_waiter_ != nullptr; }
+
+bool DownstreamStream::admitWaitingResponse() {
+  if (connection_.incompleteResponseBytes() + response_wait_length_ > listener_config_->incompleteResponseLimit()) {
+    return false;
+  }
+  std::exchange(response_waiter_, nullptr)->onResponseRoom();
+  return true;
+}
+
 bool DownstreamStream::adjustIncompleteResponseBytes(int64_t delta) {
   connection_.adjustIncompleteResponseBytes(delta);
   return delta <= 0 || connection_.incompleteResponseBytes() <= listener_config_->incompleteResponseLimit();
@@ -1027,6 +1050,7 @@ void DownstreamStream::onStreamIdle() {
 void DownstreamStream::finish() {
   if (finished_) return;
   finished_ = true;
+  response_waiter_ = nullptr;  // the call ended: nothing waits for room any more
   releaseCallSlot();
   // Kept while response bytes wait for the client: its deadline still ends them.
   if (deadline_timer_ && (closed_ || response_out_.empty())) deadline_timer_->disable();

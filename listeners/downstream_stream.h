@@ -85,6 +85,9 @@ class DownstreamStream final : private CallGeneration,
   // Its turn: false (still waiting) if there is no room yet, else the
   // message goes on with what arrived behind it.
   bool admitWaitingRequest();
+  // The same for a response message (reserveResponseRoom).
+  bool waitingForResponseRoom() const;
+  bool admitWaitingResponse();
 
   // ---- ResponseSink (end of the response filter chain) ----
   void sendHeaders() override;
@@ -98,6 +101,8 @@ class DownstreamStream final : private CallGeneration,
   void setDeadline(Clock::time_point deadline) override;
   void resumeRequest(const Filter* from) override;
   bool adjustIncompleteResponseBytes(int64_t delta) override;
+  bool reserveResponseRoom(uint32_t length, ResponseRoomWaiter& waiter) override;
+  bool adjustWaitingResponseBytes(int64_t delta) override;
   size_t reserveResponseWindow(size_t wanted) override;
   void resumeResponse(const Filter* from) override;
   void filterWorkDone(std::string_view filter) override {
@@ -296,6 +301,8 @@ class DownstreamStream final : private CallGeneration,
   size_t withheld_credit_ = 0;  // request bytes not yet returned to the client's window
   size_t response_window_lent_ = 0;  // reserveResponseWindow's loans, given back at onClose
   size_t incomplete_counted_ = 0;  // what recountIncompleteRequest() last added to the connection's total
+  ResponseRoomWaiter* response_waiter_ = nullptr;  // a response message waits for room (reserveResponseRoom)
+  uint32_t response_wait_length_ = 0;              // ... of this length
   size_t waiting_counted_ = 0;     // decoder_.waitingBytes() as last added to the connection's
   bool backpressure_ = false;
   bool call_started_ = false;

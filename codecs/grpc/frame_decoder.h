@@ -54,9 +54,10 @@ class GrpcFrameDecoder {
   // Memory that message holds: its buffer's capacity, reserved when the
   // prefix announced the length (up to kMaxReserveBytes) and grown since.
   size_t heldBytes() const;
-  // What the per-connection limit counts for the message being reassembled:
-  // its whole announced length, from its prefix on (the prefix alone before).
-  size_t admittedBytes() const { return in_payload_ ? payload_len_ : prefix_have_; }
+  // What the per-connection limits count for the message being reassembled:
+  // its whole announced length, from its admission on (a prefix arriving,
+  // or waiting, holds no memory of its own).
+  size_t admittedBytes() const { return in_payload_ ? payload_len_ : 0; }
   // Bytes that arrived while waiting(), kept as they came.
   size_t waitingBytes() const { return waiting_bytes_.size(); }
   bool failed() const { return failed_; }
