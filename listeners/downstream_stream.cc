@@ -411,7 +411,8 @@ bool DownstreamStream::admit(uint32_t length) {
   // could fill max_incomplete_request_bytes with none able to finish. So
   // room for the whole message is taken at its prefix; without room it
   // waits its turn, its window shut, with what was sent ahead within it.
-  recountIncompleteRequest();
+  // The last message's count goes first; usually there is none.
+  if (incomplete_counted_ != 0) recountIncompleteRequest();
   if (connection_.requestRoomFor(length, listener_config_->incompleteRequestLimit())) return true;
   connection_.waitForRequestRoom(stream_id_);
   return false;
@@ -495,7 +496,7 @@ void DownstreamStream::recountIncompleteRequest() {
 }
 
 void DownstreamStream::releaseIncompleteRequest() {
-  decoder_ = GrpcFrameDecoder(max_message_bytes_);
+  if (!decoder_.empty()) decoder_ = GrpcFrameDecoder(max_message_bytes_);
   recountIncompleteRequest();
 }
 

@@ -41,6 +41,8 @@ class GrpcFrameDecoder {
   // while waiting(): the end comes after the bytes it holds.
   Status finish() const;
 
+  // Between messages, holding nothing (resetting it would free nothing).
+  bool empty() const { return prefix_have_ == 0 && !failed_ && !stopped_; }
   // A message's admit() said no: true until resume().
   bool waiting() const { return waiting_; }
   // Length of the message that waits, or of the one being reassembled.

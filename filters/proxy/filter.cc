@@ -552,8 +552,8 @@ bool ProxyFilter::admit(uint32_t length) {
   // goes back before it is whole, so room for all of it is taken from the
   // client connection's max_incomplete_response_bytes at its prefix, or it
   // waits its turn. The last message's count goes first (only lowered
-  // here: it cannot fail).
-  countIncompleteResponse();
+  // here: it cannot fail); usually there is none.
+  if (incomplete_response_counted_ != 0) countIncompleteResponse();
   return ctx_.reserveResponseRoom(length, *this);
 }
 
@@ -593,12 +593,12 @@ bool ProxyFilter::countIncompleteResponse() {
   incomplete_response_counted_ = held;
   waiting_response_counted_ = waiting;
   std::string why;
-  if (!ctx_.adjustIncompleteResponseBytes(delta)) {
+  if (delta != 0 && !ctx_.adjustIncompleteResponseBytes(delta)) {
     why = fmt::format("response messages still arriving from backends on this connection would hold more "
                       "than max_incomplete_response_bytes (this one {} bytes, from {})",
                       held, endpoint_->describe());
   }
-  if (!ctx_.adjustWaitingResponseBytes(waiting_delta) && why.empty()) {
+  if (waiting_delta != 0 && !ctx_.adjustWaitingResponseBytes(waiting_delta) && why.empty()) {
     // Each waiting call's backend sends at most its window ahead, but a
     // connection may have many calls.
     why = fmt::format("response bytes sent ahead by the backends of calls on this connection waiting for room "
@@ -612,7 +612,7 @@ bool ProxyFilter::countIncompleteResponse() {
 }
 
 void ProxyFilter::releaseIncompleteResponse() {
-  response_decoder_ = GrpcFrameDecoder(ctx_.maxMessageBytes());
+  if (!response_decoder_.empty()) response_decoder_ = GrpcFrameDecoder(ctx_.maxMessageBytes());
   if (incomplete_response_counted_ != 0) {
     ctx_.adjustIncompleteResponseBytes(-static_cast<int64_t>(std::exchange(incomplete_response_counted_, 0)));
   }

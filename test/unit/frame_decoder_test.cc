@@ -281,3 +281,68 @@ TEST_CASE("a small message split over chunks counts its size, not a large pooled
 }
 
 }  // namespace sluice
+
+namespace sluice {
+namespace {
+
+// Answers admission from `answers`, in order (then yes), recording each length asked.
+class GatedSink : public RecordingSink {
+ public:
+  bool admit(uint32_t length) override {
+    asked.push_back(length);
+    if (answers.empty()) return true;
+    const bool yes = answers.front();
+    answers.erase(answers.begin());
+    return yes;
+  }
+  std::vector<bool> answers;
+  std::vector<uint32_t> asked;
+};
+
+}  // namespace
+
+TEST_CASE("a message refused admission waits whole, with what follows it, until resume", "[frame_decoder]") {
+  GatedSink sink;
+  GrpcFrameDecoder decoder(1 << 20);
+  sink.answers = {true, false};
+  // One admitted message, then one refused: it and everything after it wait.
+  std::string wire = frame("first") + frame(std::string(100, 'w')) + frame("") + frame("last");
+  REQUIRE(decoder.decode(wire.substr(0, 20), sink).isOk());
+  CHECK(sink.messages.size() == 1);
+  CHECK(decoder.waiting());
+  CHECK(decoder.messageLength() == 100);
+  CHECK(decoder.admittedBytes() == 0);  // nothing admitted: it holds no room
+  CHECK(decoder.waitingBytes() == 20 - 10 - 5);
+  REQUIRE(decoder.decode(wire.substr(20), sink).isOk());  // kept as it came, not framed
+  CHECK(sink.messages.size() == 1);
+  CHECK(decoder.waitingBytes() == wire.size() - 15);
+  // Admitted: the rest comes out in order; the empty one asks for 0 bytes.
+  sink.answers = {false};  // ... and the empty message after it waits in turn
+  REQUIRE(decoder.resume(sink).isOk());
+  CHECK(sink.messages.size() == 2);
+  CHECK(sink.messages[1].payload == std::string(100, 'w'));
+  CHECK(decoder.waiting());
+  CHECK(decoder.messageLength() == 0);
+  REQUIRE(decoder.resume(sink).isOk());
+  REQUIRE(sink.messages.size() == 4);
+  CHECK(sink.messages[2].payload.empty());
+  CHECK(sink.messages[3].payload == "last");
+  CHECK(sink.asked == std::vector<uint32_t>{5, 100, 0, 4});
+  CHECK_FALSE(decoder.waiting());
+  CHECK(decoder.empty());
+  CHECK(decoder.finish().isOk());
+}
+
+TEST_CASE("an admitted message counts its whole announced length until it is complete", "[frame_decoder]") {
+  GatedSink sink;
+  GrpcFrameDecoder decoder(1 << 20);
+  const std::string wire = frame(std::string(1000, 'x'));
+  REQUIRE(decoder.decode(wire.substr(0, 3), sink).isOk());
+  CHECK(decoder.admittedBytes() == 0);  // a prefix arriving holds no room
+  REQUIRE(decoder.decode(wire.substr(3, 100), sink).isOk());
+  CHECK(decoder.admittedBytes() == 1000);
+  REQUIRE(decoder.decode(wire.substr(103), sink).isOk());
+  CHECK(decoder.admittedBytes() == 0);
+  CHECK(sink.messages.size() == 1);
+}
+}  // namespace sluice
