@@ -233,6 +233,15 @@ class WorkerStats {
   template <typename F> void forEachListener(F f) const { visit(listeners_, f); }
   template <typename F> void forEachCluster(F f) const { visit(clusters_, f); }
   template <typename F> void forEachFilterCounter(F f) const { visit(filter_counters_, f); }
+  // f(cluster, endpoint key, calls in flight) for every endpoint gauge held,
+  // also of endpoints a reload removed whose calls still run.
+  template <typename F> void forEachEndpointActive(F f) const {
+    std::lock_guard<std::mutex> lock(mutex_);
+    for (const auto& [key, held] : endpoints_) {
+      const size_t cut = key.find('\0');
+      f(std::string_view(key).substr(0, cut), std::string_view(key).substr(cut + 1), held->gauge.value());
+    }
+  }
   // Visits the method series outside the lock, which new calls of the worker
   // take: a scrape formatting thousands of series must not hold them up.
   // (Series are never removed, and a map's nodes stay where they are.)

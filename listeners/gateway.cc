@@ -535,6 +535,15 @@ void Gateway::postToClusters(size_t except, const std::string& cluster, std::fun
 std::string Gateway::clustersJson() const {
   nlohmann::json out = nlohmann::json::array();
   auto now = Endpoint::Clock::now();
+  // Calls in flight by endpoint, every worker's, also on endpoints a reload
+  // removed (listed apart, so that draining a backend by removing it shows
+  // its last calls end).
+  std::map<std::pair<std::string, std::string>, int64_t> active_by_endpoint;
+  for (const auto& w : workers_) {
+    w->stats().forEachEndpointActive([&](std::string_view cluster, std::string_view endpoint, int64_t active) {
+      active_by_endpoint[{std::string(cluster), std::string(endpoint)}] += active;
+    });
+  }
   // The main worker's view: its health checks and any worker's ejections are every worker's.
   for (const auto& c : mainWorker().current()->clusterManager().clusters()) {
     nlohmann::json cj;
@@ -552,10 +561,15 @@ std::string Gateway::clustersJson() const {
       e["health_check"] = ep->activeHealthy() ? "healthy" : "unhealthy";
       e["ejected"] = ep->ejected(now);
       e["ejections"] = ep->ejections();
-      int64_t active = 0;  // every worker's
-      for (const auto& w : workers_) active += w->stats().endpointActive(c->name(), ep->key());
-      e["active_requests"] = active;
+      auto it = active_by_endpoint.find({c->name(), ep->key()});
+      e["active_requests"] = it == active_by_endpoint.end() ? 0 : it->second;
+      if (it != active_by_endpoint.end()) active_by_endpoint.erase(it);
       cj["endpoints"].push_back(std::move(e));
+    }
+    cj["removed_endpoints"] = nlohmann::json::array();
+    for (const auto& [key, active] : active_by_endpoint) {
+      if (key.first != c->name() || active == 0) continue;
+      cj["removed_endpoints"].push_back({{"endpoint", key.second}, {"active_requests", active}});
     }
     out.push_back(std::move(cj));
   }

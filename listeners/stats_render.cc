@@ -285,6 +285,16 @@ std::string renderPrometheus(const std::vector<const WorkerStats*>& workers, con
           .add({}, static_cast<double>(c.value()));
     });
   }
+  // Calls in flight by endpoint, on every worker, summed; those of endpoints
+  // the current config does not have (a reload removed them, their calls
+  // still run) are shown too, marked removed, so that an operator draining
+  // a backend by removing it sees its last calls end.
+  std::map<std::pair<std::string, std::string>, int64_t> active_by_endpoint;
+  for (const WorkerStats* w : workers) {
+    w->forEachEndpointActive([&](std::string_view cluster, std::string_view endpoint, int64_t active) {
+      active_by_endpoint[{std::string(cluster), std::string(endpoint)}] += active;
+    });
+  }
   if (clusters != nullptr) {
     auto now = Endpoint::Clock::now();
     for (const auto& c : clusters->clusters()) {
@@ -295,11 +305,18 @@ std::string renderPrometheus(const std::vector<const WorkerStats*>& workers, con
         f.gateway("sluice_endpoint_healthy", "gauge",
                   "1 if the endpoint takes new calls (healthy, not ejected), as the first worker sees it.")
             .add(l, ep->available(now) ? 1 : 0);
-        int64_t active = 0;
-        for (const WorkerStats* w : workers) active += w->endpointActive(c->name(), ep->key());
-        f.gateway("sluice_endpoint_rq_active", "gauge", "Calls in flight on the endpoint, on every worker.").add(l, active);
+        auto it = active_by_endpoint.find({c->name(), ep->key()});
+        const int64_t active = it == active_by_endpoint.end() ? 0 : it->second;
+        if (it != active_by_endpoint.end()) active_by_endpoint.erase(it);
+        f.gateway("sluice_endpoint_rq_active", "gauge", "Calls in flight on the endpoint, on every worker.")
+            .add(l, active);
       }
     }
+  }
+  for (const auto& [key, active] : active_by_endpoint) {
+    if (active == 0) continue;  // held by a retired config's idle endpoint: nothing to see
+    Labels l = {{"cluster", key.first}, {"endpoint", key.second}, {"address", "removed"}};
+    f.gateway("sluice_endpoint_rq_active", "gauge", "Calls in flight on the endpoint, on every worker.").add(l, active);
   }
   uint64_t spin_polls = 0, spin_polls_with_work = 0;
   for (const WorkerStats* w : workers) {

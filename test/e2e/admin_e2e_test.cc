@@ -389,6 +389,53 @@ TEST_CASE("an endpoint's calls in flight are counted over every worker", "[e2e][
   CHECK(clusters[0]["endpoints"][0]["active_requests"] == kCalls);
 }
 
+TEST_CASE("calls still running on an endpoint a reload removed stay in the endpoint metrics", "[e2e][admin]") {
+  TestBackend a("a");
+  TestBackend b("b");
+  auto config = withAdmin(gatewayConfig(nlohmann::json::array({route("prefix", "/", "pair")}),
+                                        nlohmann::json::array({cluster("pair", {a.address(), b.address()})})));
+  GatewayProcess gateway(config);
+  const std::string admin = gateway.adminAddress();
+  // Four slow calls, two on each backend (round robin).
+  auto stub = example::Echo::NewStub(makeChannel(gateway.address()));
+  constexpr int kCalls = 4;
+  std::vector<std::unique_ptr<grpc::ClientContext>> contexts;
+  std::vector<std::thread> calls;
+  for (int i = 0; i < kCalls; ++i) {
+    contexts.push_back(std::make_unique<grpc::ClientContext>());
+    setTimeout(*contexts.back(), kCallTimeout);
+    calls.emplace_back([&, ctx = contexts.back().get()] {
+      EchoRequest request;
+      request.set_sleep_ms(20000);
+      EchoResponse resp;
+      (void)stub->Unary(ctx, request, &resp);
+    });
+  }
+  const bool running = waitFor(
+      [&] { return a.stats().active.load() + b.stats().active.load() == kCalls; }, std::chrono::seconds(5));
+  const int64_t on_b = b.stats().active.load();
+  // b leaves the config; its calls go on.
+  auto reloaded = config;
+  reloaded["clusters"][0]["endpoints"] = nlohmann::json::array({a.address()});
+  std::ofstream(gateway.configPath()) << reloaded.dump(2);
+  const int reload_status = http(admin, "POST", "/reload").status;
+  const std::string text = http(admin, "GET", "/stats/prometheus").body;
+  const auto clusters = nlohmann::json::parse(http(admin, "GET", "/clusters").body);
+  for (auto& ctx : contexts) ctx->TryCancel();
+  for (auto& t : calls) t.join();
+  REQUIRE(running);
+  REQUIRE(reload_status == 200);
+  REQUIRE(on_b > 0);
+  INFO(text);
+  CHECK(metric(text, "sluice_endpoint_rq_active", {"endpoint=\"" + b.address() + "\"", "address=\"removed\""}) ==
+        on_b);
+  CHECK(metric(text, "sluice_endpoint_rq_active", {"endpoint=\"" + a.address() + "\""}) == kCalls - on_b);
+  INFO(clusters.dump(2));
+  REQUIRE(clusters[0]["removed_endpoints"].size() == 1);
+  CHECK(clusters[0]["removed_endpoints"][0]["endpoint"] == b.address());
+  CHECK(clusters[0]["removed_endpoints"][0]["active_requests"] == on_b);
+}
+
 TEST_CASE("/clusters shows a killed backend as unhealthy, /config_dump hides secrets", "[e2e][admin]") {
   grpc::EnableDefaultHealthCheckService(true);
   TestBackend a("a");
