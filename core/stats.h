@@ -87,8 +87,6 @@ struct ListenerStats {
   Counter downstream_rq_refused;  // while draining or for overload (not nghttp2's own refusals)
   Counter downstream_protocol_errors;
   Counter downstream_idle_stream_resets;  // RST_STREAM for streams the client never opened, ignored
-  Counter request_message_waits;   // request messages that waited for room (max_incomplete_request_bytes)
-  Counter response_message_waits;  // response messages that waited for room (max_incomplete_response_bytes)
   std::array<Counter, static_cast<size_t>(LocalReplyReason::Count)> local_replies;
 };
 

@@ -24,7 +24,6 @@
 
 namespace sluice {
 
-class ByteTally;
 class Dispatcher;
 class Filter;
 class WorkerContext;
@@ -38,14 +37,6 @@ class WatermarkCallbacks {
   virtual ~WatermarkCallbacks() = default;
   virtual void onAboveWriteBufferHighWatermark() = 0;
   virtual void onBelowWriteBufferLowWatermark() = 0;
-};
-
-// Told when a response message that waited for room
-// (StreamContext::reserveResponseRoom) may go on.
-class ResponseRoomWaiter {
- public:
-  virtual ~ResponseRoomWaiter() = default;
-  virtual void onResponseRoom() = 0;
 };
 
 // Per-call state one filter leaves in the context, under a key, for other
@@ -208,22 +199,12 @@ class StreamContext {
   // Where the terminal counts the request bytes it holds for its backend
   // (queued, not yet written): the connection's total of request bytes held,
   // which max_incomplete_request_bytes caps. Stop counting by onStreamDone.
-  virtual ByteTally* heldRequestBytes() = 0;
+  virtual size_t* heldRequestBytes() = 0;
   // The terminal's response messages still arriving (reassembled whole
   // before they go on) changed by `delta` bytes; counted per connection. False
   // when that takes the connection past max_incomplete_response_bytes: end
   // the call. Count back to 0 by onStreamDone.
   virtual bool adjustIncompleteResponseBytes(int64_t delta) = 0;
-  // Room under max_incomplete_response_bytes for a response message of
-  // `length` bytes starting to arrive: true, taken (count it through
-  // adjustIncompleteResponseBytes from now), or false: it waits its turn on
-  // the client's connection, and `waiter` is told when it may go on (not if
-  // the call ends first). Meanwhile keep the backend's window shut.
-  virtual bool reserveResponseRoom(uint32_t /*length*/, ResponseRoomWaiter& /*waiter*/) { return true; }
-  // Bytes the backend sent ahead of a message waiting for room changed by
-  // `delta`; false when that takes the connection's past the limit again:
-  // end the call. Count back to 0 by onStreamDone.
-  virtual bool adjustWaitingResponseBytes(int64_t /*delta*/) { return true; }
   // Receive window a terminal may grant its backend for this call beyond a
   // small base (the proxy: past the cluster's first 256 KiB): up to `wanted`
   // more bytes of what the connection's max_buffered_response_bytes has not

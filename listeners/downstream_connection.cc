@@ -258,33 +258,6 @@ void DownstreamConnection::onDisconnected(int status) {
   close(status == UV_EOF ? "client closed the connection" : uvErrorText(status));
 }
 
-void DownstreamConnection::waitForRequestRoom(int32_t stream_id) {
-  admission_queue_.push_back(stream_id);
-  stats().request_message_waits.inc();
-  // Room comes when the total falls: a stream's message going on, a
-  // backend taking a queued one.
-  incomplete_request_bytes_.setWatcher(this);
-}
-
-void DownstreamConnection::waitForResponseRoom(int32_t stream_id) {
-  response_admission_queue_.push_back(stream_id);
-  stats().response_message_waits.inc();
-}
-
-void DownstreamConnection::admitInTurn(std::deque<int32_t>& queue, bool (DownstreamStream::*waiting)() const,
-                                       bool (DownstreamStream::*admit)()) {
-  while (!queue.empty()) {
-    const int32_t id = queue.front();
-    queue.pop_front();
-    auto it = streams_.find(id);
-    if (it == streams_.end() || !((*it->second).*waiting)()) continue;  // closed or ended meanwhile
-    if (!((*it->second).*admit)()) {
-      queue.push_front(id);  // still no room: it keeps its turn
-      return;
-    }
-  }
-}
-
 void DownstreamConnection::flush() {
   if (closed_) return;
   if (preface_timer_ && !preface_timer_->enabled()) preface_timer_.reset();
@@ -296,16 +269,6 @@ void DownstreamConnection::flush() {
     lingerWhileClientReads();
     return;
   }
-  // First, so the window credit of the calls they admit goes out now.
-  if (!admission_queue_.empty()) {
-    admitInTurn(admission_queue_, &DownstreamStream::waitingForRequestRoom, &DownstreamStream::admitWaitingRequest);
-    if (admission_queue_.empty()) incomplete_request_bytes_.setWatcher(nullptr);
-  }
-  if (!response_admission_queue_.empty()) {
-    admitInTurn(response_admission_queue_, &DownstreamStream::waitingForResponseRoom,
-                &DownstreamStream::admitWaitingResponse);
-  }
-  if (closed_) return;
   if (!session_.writeTo(socket_, max_pending_write_)) {
     close("http/2 session failed");
     return;
@@ -379,7 +342,7 @@ size_t DownstreamConnection::reserveResponseWindow(size_t wanted) {
 void DownstreamConnection::checkSlowReaders() {
   // A client reading slowly still takes bytes: only calls that did not move
   // at all in the grace go (a stuck or malicious reader's), not the others.
-  if (closed_ || buffered_response_bytes_.bytes() <= listener_.config().max_buffered_response_bytes) return;
+  if (closed_ || buffered_response_bytes_ <= listener_.config().max_buffered_response_bytes) return;
   const bool moved = socket_.bytesAcked() != acked_mark_;
   std::vector<std::pair<size_t, DownstreamStream*>> stalled;
   for (auto& [id, stream] : streams_) {
@@ -390,13 +353,13 @@ void DownstreamConnection::checkSlowReaders() {
   // limit holds (each may hold a backend's whole stream window) keeps the
   // rest. Resetting frees a call's queue at once and deletes nothing now.
   std::sort(stalled.begin(), stalled.end(), [](const auto& a, const auto& b) { return a.first > b.first; });
-  const size_t held = buffered_response_bytes_.bytes();
+  const size_t held = buffered_response_bytes_;
   for (const auto& [queued, stream] : stalled) {
-    if (buffered_response_bytes_.bytes() <= listener_.config().max_buffered_response_bytes) break;
+    if (buffered_response_bytes_ <= listener_.config().max_buffered_response_bytes) break;
     stream->abortSlowReader(held);
   }
   // Still over (what is left is moving, or nothing stalled): watch the next grace.
-  if (buffered_response_bytes_.bytes() > listener_.config().max_buffered_response_bytes) onResponseBufferFull();
+  if (buffered_response_bytes_ > listener_.config().max_buffered_response_bytes) onResponseBufferFull();
 }
 
 void DownstreamConnection::close(const std::string& reason) {

@@ -8,7 +8,6 @@
 
 #include <chrono>
 #include <cstdint>
-#include <deque>
 #include <memory>
 #include <string>
 #include <unordered_map>
@@ -16,7 +15,6 @@
 #include <vector>
 
 #include "codecs/http2/session.h"
-#include "core/byte_tally.h"
 #include "core/connection_timers.h"
 #include "core/dispatcher.h"
 #include "core/tcp_socket.h"
@@ -71,50 +69,21 @@ class DownstreamConnection final : public Http2SessionOwner,
   // waiting to be written to their backend (max_incomplete_request_bytes):
   // each stream reports its partial message's changes and takes its share
   // back when it closes; the terminal filters' queues count themselves in
-  // through heldRequestBytesTotal(). A message arriving counts its whole
-  // length from its prefix on: it is admitted only when that fits.
-  uint64_t incompleteRequestBytes() const { return incomplete_request_bytes_.bytes(); }
-  // Room for a request message of `length` bytes now: no call waits for
-  // room before it, and the total leaves it.
-  bool requestRoomFor(uint64_t length, uint64_t limit) const {
-    return admission_queue_.empty() && incomplete_request_bytes_.bytes() + length <= limit;
-  }
-  // The stream's message waits for room: its turn comes in order, when the
-  // total falls (flush(): admitInTurn).
-  void waitForRequestRoom(int32_t stream_id);
-  // Request bytes that calls waiting for room hold, as sent ahead within
-  // their windows.
-  uint64_t waitingRequestBytes() const { return waiting_request_bytes_; }
-  void adjustWaitingRequestBytes(int64_t delta) { waiting_request_bytes_ += delta; }
+  // through heldRequestBytesTotal().
+  uint64_t incompleteRequestBytes() const { return incomplete_request_bytes_; }
   // Request headers its open calls hold (max_held_request_header_bytes).
   uint64_t heldRequestHeaderBytes() const { return held_request_header_bytes_; }
   void adjustHeldRequestHeaderBytes(int64_t delta) { held_request_header_bytes_ += delta; }
-  void adjustIncompleteRequestBytes(int64_t delta) {
-    if (delta >= 0) {
-      incomplete_request_bytes_.add(static_cast<size_t>(delta));
-    } else {
-      incomplete_request_bytes_.sub(static_cast<size_t>(-delta));
-    }
-  }
-  ByteTally* heldRequestBytesTotal() { return &incomplete_request_bytes_; }
+  void adjustIncompleteRequestBytes(int64_t delta) { incomplete_request_bytes_ += delta; }
+  size_t* heldRequestBytesTotal() { return &incomplete_request_bytes_; }
   // Response messages its calls' backends are still sending
   // (max_incomplete_response_bytes).
   uint64_t incompleteResponseBytes() const { return incomplete_response_bytes_; }
-  void adjustIncompleteResponseBytes(int64_t delta) {
-    incomplete_response_bytes_ += delta;
-    if (delta < 0 && !response_admission_queue_.empty()) scheduleFlush();  // room for the next in turn
-  }
-  // The same admission for response messages (StreamContext::reserveResponseRoom).
-  bool responseRoomFor(uint64_t length, uint64_t limit) const {
-    return response_admission_queue_.empty() && incomplete_response_bytes_ + length <= limit;
-  }
-  void waitForResponseRoom(int32_t stream_id);
-  uint64_t waitingResponseBytes() const { return waiting_response_bytes_; }
-  void adjustWaitingResponseBytes(int64_t delta) { waiting_response_bytes_ += delta; }
+  void adjustIncompleteResponseBytes(int64_t delta) { incomplete_response_bytes_ += delta; }
   // Response bytes its streams hold queued for the client (their
   // OutboundData count into it; max_buffered_response_bytes).
-  ByteTally* bufferedResponseTotal() { return &buffered_response_bytes_; }
-  size_t bufferedResponseBytes() const { return buffered_response_bytes_.bytes(); }
+  size_t* bufferedResponseTotal() { return &buffered_response_bytes_; }
+  size_t bufferedResponseBytes() const { return buffered_response_bytes_; }
   // Backend receive windows lent to its calls beyond their base (see
   // StreamContext::reserveResponseWindow): in all, at most
   // max_buffered_response_bytes.
@@ -185,20 +154,10 @@ class DownstreamConnection final : public Http2SessionOwner,
   std::string start_;
   bool start_checked_ = false;
   bool http1_refused_ = false;
-  ByteTally incomplete_request_bytes_;
-  size_t waiting_request_bytes_ = 0;
-  // Streams whose request message waits for room, first come first served
-  // (ids, since a stream may close while it waits).
-  std::deque<int32_t> admission_queue_;
-  size_t waiting_response_bytes_ = 0;
-  std::deque<int32_t> response_admission_queue_;
-  // Admits the streams of `queue` in turn while there is room (`admit`
-  // false: not yet), skipping those no longer `waiting`.
-  void admitInTurn(std::deque<int32_t>& queue, bool (DownstreamStream::*waiting)() const,
-                   bool (DownstreamStream::*admit)());
+  size_t incomplete_request_bytes_ = 0;
   size_t held_request_header_bytes_ = 0;
   size_t incomplete_response_bytes_ = 0;
-  ByteTally buffered_response_bytes_;
+  size_t buffered_response_bytes_ = 0;
   size_t response_windows_lent_ = 0;
   size_t linger_pending_ = 0;  // bytes unwritten at the last check
   std::unique_ptr<Timer> linger_timer_;

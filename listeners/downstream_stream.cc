@@ -390,45 +390,15 @@ void DownstreamStream::onData(const uint8_t* data, size_t len) {
   }
   withheld_credit_ += len;
   touch();
-  afterRequestData(decoder_.decode({reinterpret_cast<const char*>(data), len}, *this));
-}
-
-void DownstreamStream::afterRequestData(const Status& decoded) {
-  if (!decoded.isOk() && !ended_) {
-    sendLocalReply(decoded.code() == StatusCode::ResourceExhausted ? LocalReplyReason::MessageTooLarge
-                                                                   : LocalReplyReason::BadRequest,
-                   decoded.code(), decoded.message());
+  Status s = decoder_.decode({reinterpret_cast<const char*>(data), len}, *this);
+  if (!s.isOk() && !ended_) {
+    sendLocalReply(s.code() == StatusCode::ResourceExhausted ? LocalReplyReason::MessageTooLarge
+                                                             : LocalReplyReason::BadRequest,
+                   s.code(), s.message());
     return;
   }
   if (!countIncompleteRequest()) return;
   releaseRequestCredit();
-}
-
-bool DownstreamStream::admit(uint32_t length) {
-  // Window credit for a message arriving goes back before it is whole (it
-  // may be larger than the window), so flow control alone cannot bound what
-  // a connection's calls hold, and calls each holding part of a message
-  // could fill max_incomplete_request_bytes with none able to finish. So
-  // room for the whole message is taken at its prefix; without room it
-  // waits its turn, its window shut, with what was sent ahead within it.
-  // The last message's count goes first; usually there is none.
-  if (incomplete_counted_ != 0) recountIncompleteRequest();
-  if (connection_.requestRoomFor(length, listener_config_->incompleteRequestLimit())) return true;
-  connection_.waitForRequestRoom(stream_id_);
-  return false;
-}
-
-bool DownstreamStream::waitingForRequestRoom() const { return !closed_ && !ended_ && decoder_.waiting(); }
-
-bool DownstreamStream::admitWaitingRequest() {
-  recountIncompleteRequest();
-  if (connection_.incompleteRequestBytes() + decoder_.messageLength() > listener_config_->incompleteRequestLimit()) {
-    return false;
-  }
-  afterRequestData(decoder_.resume(*this));
-  // The client's end of the request waited behind the message.
-  if (request_ended_ && !decoder_.waiting() && !ended_) finishRequest();
-  return true;
 }
 
 bool DownstreamStream::countRequestHeaders() {
@@ -452,27 +422,17 @@ void DownstreamStream::releaseRequestHeaders() {
 }
 
 bool DownstreamStream::countIncompleteRequest() {
+  // Window credit for a message still arriving goes back at once (a message
+  // may be larger than the window), so without this a client could make one
+  // connection hold max_message_bytes per stream. Once complete, a message
+  // may wait whole for a backend that is not reading: it still counts.
   recountIncompleteRequest();
-  if (ended_ || !decoder_.waiting()) return true;
   const uint64_t limit = listener_config_->incompleteRequestLimit();
-  std::string why;
-  if (connection_.waitingRequestBytes() > limit) {
-    // Each waiting call holds at most its window's worth, but a connection
-    // may have many: as much again as the limit is what they may hold.
-    why = fmt::format("request bytes sent ahead by the calls on this connection waiting for room under "
-                      "max_incomplete_request_bytes would be more than it again ({} bytes): lower "
-                      "initial_stream_window_bytes or raise the limit for clients sending many large messages at once",
-                      limit);
-  } else if (const size_t own = chain_.queuedRequestBytes(); own + decoder_.messageLength() > limit) {
-    // Held by this call's own paused filters, which may be waiting for this
-    // very message: it would wait for good, and the calls behind it too.
-    why = fmt::format("a request message of {} bytes cannot fit under max_incomplete_request_bytes ({} bytes) "
-                      "beside the {} bytes this call's filters hold",
-                      decoder_.messageLength(), limit, own);
-  } else {
-    return true;
-  }
-  sendLocalReply(LocalReplyReason::MessageTooLarge, StatusCode::ResourceExhausted, why);
+  if (ended_ || connection_.incompleteRequestBytes() <= limit) return true;
+  sendLocalReply(LocalReplyReason::MessageTooLarge, StatusCode::ResourceExhausted,
+                 fmt::format("request messages on this connection, arriving, held by a filter or waiting for their "
+                             "backend, would hold more than {} bytes (max_incomplete_request_bytes)",
+                             limit));
   releaseIncompleteRequest();  // it will never be completed
   return false;
 }
@@ -482,21 +442,13 @@ void DownstreamStream::recountIncompleteRequest() {
   // fault delay, a filter waiting on its own work): credit for both went
   // back to the client as they arrived. Once past the chain, the terminal
   // filter counts what it queues itself (heldRequestBytes()).
-  const size_t held = closed_ ? 0 : decoder_.admittedBytes() + chain_.queuedRequestBytes();
-  if (held != incomplete_counted_) {
-    connection_.adjustIncompleteRequestBytes(static_cast<int64_t>(held) - static_cast<int64_t>(incomplete_counted_));
-    incomplete_counted_ = held;
-  }
-  // Sent ahead by a message waiting for room: bounded by the window.
-  const size_t waiting = closed_ ? 0 : decoder_.waitingBytes();
-  if (waiting != waiting_counted_) {
-    connection_.adjustWaitingRequestBytes(static_cast<int64_t>(waiting) - static_cast<int64_t>(waiting_counted_));
-    waiting_counted_ = waiting;
-  }
+  const size_t held = closed_ ? 0 : decoder_.heldBytes() + chain_.queuedRequestBytes();
+  connection_.adjustIncompleteRequestBytes(static_cast<int64_t>(held) - static_cast<int64_t>(incomplete_counted_));
+  incomplete_counted_ = held;
 }
 
 void DownstreamStream::releaseIncompleteRequest() {
-  if (!decoder_.empty()) decoder_ = GrpcFrameDecoder(max_message_bytes_);
+  decoder_ = GrpcFrameDecoder(max_message_bytes_);
   recountIncompleteRequest();
 }
 
@@ -638,41 +590,13 @@ void DownstreamStream::releaseRequestCredit() {
   // upstream (or a paused filter) holds too much, the client must wait.
   if (withheld_credit_ == 0 || closed_) return;
   // Request bytes held behind a paused filter count against the same budget.
-  // A message waiting for room keeps the window shut: what the client sends
-  // ahead waits with it.
-  if (!ended_ && (backpressure_ || decoder_.waiting() ||
-                  chain_.queuedRequestBytes() > listener_config_->stream_buffer_bytes)) {
-    return;
-  }
+  if (!ended_ && (backpressure_ || chain_.queuedRequestBytes() > listener_config_->stream_buffer_bytes)) return;
   connection_.session().consume(stream_id_, withheld_credit_);
   withheld_credit_ = 0;
   connection_.wake();
 }
 
-ByteTally* DownstreamStream::heldRequestBytes() { return connection_.heldRequestBytesTotal(); }
-
-bool DownstreamStream::reserveResponseRoom(uint32_t length, ResponseRoomWaiter& waiter) {
-  if (connection_.responseRoomFor(length, listener_config_->incompleteResponseLimit())) return true;
-  response_waiter_ = &waiter;
-  response_wait_length_ = length;
-  connection_.waitForResponseRoom(stream_id_);
-  return false;
-}
-
-bool DownstreamStream::adjustWaitingResponseBytes(int64_t delta) {
-  connection_.adjustWaitingResponseBytes(delta);
-  return delta <= 0 || connection_.waitingResponseBytes() <= listener_config_->incompleteResponseLimit();
-}
-
-bool DownstreamStream::waitingForResponseRoom() const { return !closed_ && !ended_ && response_waiter_ != nullptr; }
-
-bool DownstreamStream::admitWaitingResponse() {
-  if (connection_.incompleteResponseBytes() + response_wait_length_ > listener_config_->incompleteResponseLimit()) {
-    return false;
-  }
-  std::exchange(response_waiter_, nullptr)->onResponseRoom();
-  return true;
-}
+size_t* DownstreamStream::heldRequestBytes() { return connection_.heldRequestBytesTotal(); }
 
 bool DownstreamStream::adjustIncompleteResponseBytes(int64_t delta) {
   connection_.adjustIncompleteResponseBytes(delta);
@@ -710,11 +634,6 @@ void DownstreamStream::onEndStream() {
   if (request_ended_) return;
   request_ended_ = true;
   if (!call_started_ || ended_) return;
-  if (decoder_.waiting()) return;  // finished once its message is admitted
-  finishRequest();
-}
-
-void DownstreamStream::finishRequest() {
   Status s = decoder_.finish();
   if (!s.isOk()) {
     sendLocalReply(LocalReplyReason::BadRequest, s.code(), s.message());
@@ -1041,17 +960,13 @@ void DownstreamStream::onStreamIdle() {
   }
   if (!ended_) {
     sendLocalReply(LocalReplyReason::Deadline, StatusCode::DeadlineExceeded,
-                   fmt::format("stream idle for {} ms (stream_idle_timeout_ms){}", ms,
-                               decoder_.waiting() ? ", its request message waiting for room under "
-                                                    "max_incomplete_request_bytes"
-                                                  : ""));
+                   fmt::format("stream idle for {} ms (stream_idle_timeout_ms)", ms));
   }
 }
 
 void DownstreamStream::finish() {
   if (finished_) return;
   finished_ = true;
-  response_waiter_ = nullptr;  // the call ended: nothing waits for room any more
   releaseCallSlot();
   // Kept while response bytes wait for the client: its deadline still ends them.
   if (deadline_timer_ && (closed_ || response_out_.empty())) deadline_timer_->disable();

@@ -59,11 +59,6 @@ class DownstreamStream final : private CallGeneration,
   void onHeadersComplete(bool trailers, bool end_stream) override;
   void onData(const uint8_t* data, size_t len) override;
   void onEndStream() override;
-  // The request's end, once every message before it is through.
-  void finishRequest();
-  // After request bytes were decoded (on arrival or once admitted): errors
-  // end the call, the totals are counted, credit goes back.
-  void afterRequestData(const Status& decoded);
   void onClose(uint32_t error_code) override;
   void onPeerReset(uint32_t) override { reset_by_client_ = true; }
   void onOutboundDrained(size_t n) override;
@@ -76,18 +71,6 @@ class DownstreamStream final : private CallGeneration,
 
   // ---- MessageSink (request decoder) ----
   bool onMessage(Message&& message) override;
-  bool admit(uint32_t length) override;
-
-  // ---- for the connection's admission of request messages ----
-  // Its next request message waits for room under
-  // max_incomplete_request_bytes (admit() said no).
-  bool waitingForRequestRoom() const;
-  // Its turn: false (still waiting) if there is no room yet, else the
-  // message goes on with what arrived behind it.
-  bool admitWaitingRequest();
-  // The same for a response message (reserveResponseRoom).
-  bool waitingForResponseRoom() const;
-  bool admitWaitingResponse();
 
   // ---- ResponseSink (end of the response filter chain) ----
   void sendHeaders() override;
@@ -101,8 +84,6 @@ class DownstreamStream final : private CallGeneration,
   void setDeadline(Clock::time_point deadline) override;
   void resumeRequest(const Filter* from) override;
   bool adjustIncompleteResponseBytes(int64_t delta) override;
-  bool reserveResponseRoom(uint32_t length, ResponseRoomWaiter& waiter) override;
-  bool adjustWaitingResponseBytes(int64_t delta) override;
   size_t reserveResponseWindow(size_t wanted) override;
   void resumeResponse(const Filter* from) override;
   void filterWorkDone(std::string_view filter) override {
@@ -136,7 +117,7 @@ class DownstreamStream final : private CallGeneration,
   // for retries).
   uint64_t heldMessageBytes() const {
     if (reset_for_overload_) return 0;  // reset already: what is left goes as the stream does
-    return decoder_.heldBytes() + decoder_.waitingBytes() + response_out_.size() + chain_.heldMessageBytes() +
+    return decoder_.heldBytes() + response_out_.size() + chain_.heldMessageBytes() +
            (headers_counted_ ? header_bytes_ : 0);
   }
   // Resets the call (RST_STREAM ENHANCE_YOUR_CALM, RESOURCE_EXHAUSTED to
@@ -161,7 +142,7 @@ class DownstreamStream final : private CallGeneration,
   void encodeResponseMessage(Message&& message) override;
   void encodeResponseTrailers() override;
   void setRequestBackpressure(bool blocked) override;
-  ByteTally* heldRequestBytes() override;
+  size_t* heldRequestBytes() override;
   void setWatermarkCallbacks(WatermarkCallbacks* callbacks) override { watermark_callbacks_ = callbacks; }
 
  private:
@@ -210,13 +191,11 @@ class DownstreamStream final : private CallGeneration,
   // call was ended for it. Released when the call closes.
   bool countRequestHeaders();
   void releaseRequestHeaders();
-  // Updates the connection's incompleteRequestBytes() and
-  // waitingRequestBytes(); false when this call, waiting for room, was
-  // ended since it cannot have it (see the .cc).
+  // Updates the connection's incompleteRequestBytes(); false when that is
+  // over the limit and this call was ended for it.
   bool countIncompleteRequest();
-  // What this stream adds to those totals follows decoder_.admittedBytes()
-  // and waitingBytes(); releasing frees the partial message (the stream is
-  // done with it).
+  // What this stream adds to that total follows decoder_.heldBytes();
+  // releasing frees the partial message (the stream is done with it).
   void recountIncompleteRequest();
   void releaseIncompleteRequest();
   // Activity on the stream: restarts the stream idle clock, also after the
@@ -300,10 +279,7 @@ class DownstreamStream final : private CallGeneration,
   bool progress_marked_ = false;
   size_t withheld_credit_ = 0;  // request bytes not yet returned to the client's window
   size_t response_window_lent_ = 0;  // reserveResponseWindow's loans, given back at onClose
-  size_t incomplete_counted_ = 0;  // what recountIncompleteRequest() last added to the connection's total
-  ResponseRoomWaiter* response_waiter_ = nullptr;  // a response message waits for room (reserveResponseRoom)
-  uint32_t response_wait_length_ = 0;              // ... of this length
-  size_t waiting_counted_ = 0;     // decoder_.waitingBytes() as last added to the connection's
+  size_t incomplete_counted_ = 0;  // decoder_.heldBytes() as last added to the connection's total
   bool backpressure_ = false;
   bool call_started_ = false;
   bool chain_built_ = false;

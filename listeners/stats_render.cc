@@ -211,15 +211,6 @@ void addListenerStats(Families& f, const std::string& name, const ListenerStats&
             "RST_STREAM frames for streams the client never opened, ignored as gRPC servers do (gRPC C-core sends "
             "them for calls cancelled before their headers went out).")
       .add(l, s.downstream_idle_stream_resets.value());
-  f.gateway("sluice_request_message_waits_total", "counter",
-            "Request messages that waited, their call's window shut, for room under max_incomplete_request_bytes "
-            "(one connection's calls sending more large messages at once than it holds).")
-      .add(l, s.request_message_waits.value());
-  f.gateway("sluice_response_message_waits_total", "counter",
-            "Response messages that waited, their backend's window shut, for room under "
-            "max_incomplete_response_bytes (one connection's calls receiving more large messages at once than it "
-            "holds).")
-      .add(l, s.response_message_waits.value());
   for (size_t i = 0; i < s.local_replies.size(); ++i) {
     Labels lr = {{"listener", name}, {"reason", std::string(localReplyReasonName(static_cast<LocalReplyReason>(i)))}};
     f.gateway("sluice_local_replies_total", "counter", "Calls answered by the gateway itself, by reason.").add(lr, s.local_replies[i].value());
@@ -379,8 +370,6 @@ std::string renderStatsText(const std::vector<const WorkerStats*>& workers, cons
       values[p + "downstream_rq_refused"] += s.downstream_rq_refused.value();
       values[p + "downstream_protocol_errors"] += s.downstream_protocol_errors.value();
       values[p + "downstream_idle_stream_resets"] += s.downstream_idle_stream_resets.value();
-      values[p + "request_message_waits"] += s.request_message_waits.value();
-      values[p + "response_message_waits"] += s.response_message_waits.value();
       for (size_t i = 0; i < s.local_replies.size(); ++i) {
         values[p + "local_reply." + std::string(localReplyReasonName(static_cast<LocalReplyReason>(i)))] +=
             s.local_replies[i].value();

@@ -63,7 +63,7 @@ void UpstreamStream::sendMessage(Message&& message) {
   wakeConnection();
 }
 
-void UpstreamStream::countQueuedInto(ByteTally* total) { outbound_.shareTotal(total); }
+void UpstreamStream::countQueuedInto(size_t* total) { outbound_.shareTotal(total); }
 
 void UpstreamStream::endRequest() {
   request_ended_ = true;

@@ -71,7 +71,7 @@ class UpstreamStream final : public Http2StreamHandler {
   const HeaderBlock& requestHeaders() const { return request_headers_; }
   void sendMessage(Message&& message);
   // Counts the request bytes queued here into `*total` too (nullptr: stop).
-  void countQueuedInto(ByteTally* total);
+  void countQueuedInto(size_t* total);
   void endRequest();
   // Cancels the call upstream; no callback follows.
   void reset();

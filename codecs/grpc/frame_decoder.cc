@@ -30,10 +30,6 @@ Status GrpcFrameDecoder::fail(Status status) {
 Status GrpcFrameDecoder::decode(std::string_view data, MessageSink& sink) {
   if (failed_) return error_;
   if (stopped_) return Status::ok();
-  if (waiting_) {
-    waiting_bytes_.append(data);
-    return Status::ok();
-  }
 
   while (!data.empty()) {
     if (!in_payload_) {
@@ -54,12 +50,9 @@ Status GrpcFrameDecoder::decode(std::string_view data, MessageSink& sink) {
                            fmt::format("grpc message of {} bytes exceeds the limit of {} bytes",
                                        payload_len_, max_message_bytes_)));
       }
-      if (!sink.admit(payload_len_)) {
-        waiting_ = true;
-        waiting_bytes_.assign(data);
-        return Status::ok();
-      }
-      startPayload();
+      current_.compressed = prefix_[0] == 1;
+      current_.payload = buffer_pool::acquire(std::min<size_t>(payload_len_, kMaxReserveBytes));
+      in_payload_ = true;
     }
 
     size_t n = std::min<size_t>(payload_len_ - current_.payload.size(), data.size());
@@ -79,39 +72,19 @@ Status GrpcFrameDecoder::decode(std::string_view data, MessageSink& sink) {
     // soon as its prefix is, and must not wait for the next chunk.
     if (current_.payload.size() < payload_len_) break;
 
-    if (!deliver(sink)) break;
+    // Reset before calling out, so the decoder is consistent if the sink
+    // looks at it (bufferedBytes) or ends the stream.
+    Message message = std::move(current_);
+    current_ = Message{};
+    prefix_have_ = 0;
+    in_payload_ = false;
+    payload_len_ = 0;
+    if (!sink.onMessage(std::move(message))) {
+      stopped_ = true;
+      break;
+    }
   }
   return Status::ok();
-}
-
-bool GrpcFrameDecoder::deliver(MessageSink& sink) {
-  // Reset before calling out, so the decoder is consistent if the sink
-  // looks at it (bufferedBytes) or ends the stream.
-  Message message = std::move(current_);
-  current_ = Message{};
-  prefix_have_ = 0;
-  in_payload_ = false;
-  payload_len_ = 0;
-  if (sink.onMessage(std::move(message))) return true;
-  stopped_ = true;
-  return false;
-}
-
-void GrpcFrameDecoder::startPayload() {
-  current_.compressed = prefix_[0] == 1;
-  current_.payload = buffer_pool::acquire(std::min<size_t>(payload_len_, kMaxReserveBytes));
-  in_payload_ = true;
-}
-
-Status GrpcFrameDecoder::resume(MessageSink& sink) {
-  if (!waiting_) return Status::ok();
-  waiting_ = false;
-  startPayload();
-  const std::string held = std::move(waiting_bytes_);
-  waiting_bytes_ = std::string();
-  // An empty message is whole at once, with or without bytes behind it.
-  if (payload_len_ == 0 && !deliver(sink)) return Status::ok();
-  return decode(held, sink);
 }
 
 Status GrpcFrameDecoder::finish() const {

@@ -7,7 +7,6 @@
 #pragma once
 
 #include <cstdint>
-#include <string>
 #include <string_view>
 
 #include "core/message.h"
@@ -21,11 +20,6 @@ class MessageSink {
   // Returns false to stop decoding (the stream was ended by the handler);
   // the remaining bytes of the chunk are then dropped.
   virtual bool onMessage(Message&& message) = 0;
-  // A message of `length` bytes begins (its prefix is complete and valid):
-  // false holds it, and every byte after its prefix, until resume(). The
-  // holder must keep the peer's window shut meanwhile: the decoder keeps
-  // what arrives, unframed, for as long as it waits.
-  virtual bool admit(uint32_t /*length*/) { return true; }
 };
 
 class GrpcFrameDecoder {
@@ -37,31 +31,14 @@ class GrpcFrameDecoder {
   // INTERNAL when the flags byte is neither 0 nor 1.
   Status decode(std::string_view data, MessageSink& sink);
 
-  // Called at end of stream: INTERNAL if it ended inside a message. Not
-  // while waiting(): the end comes after the bytes it holds.
+  // Called at end of stream: INTERNAL if it ended inside a message.
   Status finish() const;
-
-  // Between messages, holding nothing (resetting it would free nothing).
-  bool empty() const { return prefix_have_ == 0 && !failed_ && !stopped_; }
-  // A message's admit() said no: true until resume().
-  bool waiting() const { return waiting_; }
-  // Length of the message that waits, or of the one being reassembled.
-  uint32_t messageLength() const { return payload_len_; }
-  // Admits the message that waits and decodes what arrived behind it (which
-  // may make the next message wait in turn).
-  Status resume(MessageSink& sink);
 
   // Bytes of the message being reassembled (prefix included), for accounting.
   size_t bufferedBytes() const;
   // Memory that message holds: its buffer's capacity, reserved when the
   // prefix announced the length (up to kMaxReserveBytes) and grown since.
   size_t heldBytes() const;
-  // What the per-connection limits count for the message being reassembled:
-  // its whole announced length, from its admission on (a prefix arriving,
-  // or waiting, holds no memory of its own).
-  size_t admittedBytes() const { return in_payload_ ? payload_len_ : 0; }
-  // Bytes that arrived while waiting(), kept as they came.
-  size_t waitingBytes() const { return waiting_bytes_.size(); }
   bool failed() const { return failed_; }
 
  private:
@@ -71,8 +48,6 @@ class GrpcFrameDecoder {
   bool in_payload_ = false;
   uint32_t payload_len_ = 0;
   Message current_;
-  bool waiting_ = false;
-  std::string waiting_bytes_;
   bool failed_ = false;
   // The first error, returned again by every later call: a failed stream must
   // not be resynchronised on a guessed message boundary.
@@ -82,9 +57,6 @@ class GrpcFrameDecoder {
   bool stopped_ = false;
 
   Status fail(Status status);
-  void startPayload();
-  // Hands the message just completed to the sink; false if it stopped.
-  bool deliver(MessageSink& sink);
 };
 
 // Writes the 5-byte prefix for a message of `length` bytes into `out`.

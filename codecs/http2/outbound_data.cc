@@ -16,7 +16,7 @@ constexpr size_t kPackBufferBytes = 16 * 1024;
 }  // namespace
 
 OutboundData::~OutboundData() {
-  if (shared_total_ != nullptr) shared_total_->sub(bytes_);
+  if (shared_total_ != nullptr) *shared_total_ -= bytes_;
   while (!chunks_.empty()) {
     buffer_pool::release(std::move(chunks_.front().payload));
     chunks_.pop_front();
@@ -75,7 +75,7 @@ void OutboundData::abandon() {
   // Taken bytes belong to a write batch until it returns; between writes,
   // when this is called, there are none.
   if (taken_ != 0) return;
-  if (shared_total_ != nullptr) shared_total_->sub(bytes_);
+  if (shared_total_ != nullptr) *shared_total_ -= bytes_;
   while (!chunks_.empty()) {
     buffer_pool::release(std::move(chunks_.front().payload));
     chunks_.pop_front();
@@ -84,15 +84,15 @@ void OutboundData::abandon() {
   above_ = false;
 }
 
-void OutboundData::shareTotal(ByteTally* total) {
-  if (shared_total_ != nullptr) shared_total_->sub(bytes_);
+void OutboundData::shareTotal(size_t* total) {
+  if (shared_total_ != nullptr) *shared_total_ -= bytes_;
   shared_total_ = total;
-  if (shared_total_ != nullptr) shared_total_->add(bytes_);
+  if (shared_total_ != nullptr) *shared_total_ += bytes_;
 }
 
 void OutboundData::added(size_t n) {
   bytes_ += n;
-  if (shared_total_ != nullptr) shared_total_->add(n);
+  if (shared_total_ != nullptr) *shared_total_ += n;
 }
 
 void OutboundData::grew() {
@@ -154,7 +154,7 @@ size_t OutboundData::take(size_t len, ByteSpan* spans, size_t max_spans) {
 void OutboundData::consume(size_t len) {
   bytes_ -= len;
   consumed_total_ += len;
-  if (shared_total_ != nullptr) shared_total_->sub(len);
+  if (shared_total_ != nullptr) *shared_total_ -= len;
   taken_ -= len;
   while (len > 0 && !chunks_.empty()) {
     Chunk& c = chunks_.front();

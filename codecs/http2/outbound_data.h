@@ -25,7 +25,6 @@
 #include <string>
 
 #include "core/byte_span.h"
-#include "core/byte_tally.h"
 #include "core/message.h"
 #include "core/ring_queue.h"
 
@@ -45,7 +44,7 @@ class OutboundData {
   // Keeps `*total` counting this queue's bytes too (until the queue is
   // destroyed): one count over all the queues of a connection. It must
   // outlive the queue.
-  void shareTotal(ByteTally* total);
+  void shareTotal(size_t* total);
 
   void appendMessage(Message&& message);
   // Raw bytes (HTTP error bodies).
@@ -98,7 +97,7 @@ class OutboundData {
   size_t high_;
   size_t low_;
   bool above_ = false;
-  ByteTally* shared_total_ = nullptr;
+  size_t* shared_total_ = nullptr;
   uint64_t consumed_total_ = 0;
   WatermarkFn on_watermark_;
 };

@@ -421,6 +421,7 @@ void ProxyFilter::onStreamDone(StreamContext&) {
     upstream_->countQueuedInto(nullptr);  // the connection it counts into may go first
   }
   dropReplay();
+  response_decoder_ = GrpcFrameDecoder(ctx_.maxMessageBytes());
   releaseIncompleteResponse();
   releaseRetryPlace();
   // A response the backend began and that ended without a verdict of its own
@@ -429,8 +430,7 @@ void ProxyFilter::onStreamDone(StreamContext&) {
 }
 
 size_t ProxyFilter::heldMessageBytes() const {
-  return replay_held_ + response_decoder_.heldBytes() + response_decoder_.waitingBytes() +
-         (upstream_ ? upstream_->outbound().size() : 0);
+  return replay_held_ + response_decoder_.heldBytes() + (upstream_ ? upstream_->outbound().size() : 0);
 }
 
 void ProxyFilter::recordOutcome(bool success) {
@@ -525,45 +525,19 @@ void ProxyFilter::onUpstreamData(const uint8_t* data, size_t len) {
     return;
   }
   withheld_credit_ += len;
-  if ((attempt_received_ += len) >= widen_at_ && !downstream_full_ && !response_decoder_.waiting()) {
-    widenResponseWindow();
-  }
-  afterResponseData(response_decoder_.decode({reinterpret_cast<const char*>(data), len}, *this));
-}
-
-void ProxyFilter::afterResponseData(const Status& decoded) {
-  if (!decoded.isOk()) {
+  if ((attempt_received_ += len) >= widen_at_ && !downstream_full_) widenResponseWindow();
+  Status s = response_decoder_.decode({reinterpret_cast<const char*>(data), len}, *this);
+  if (!s.isOk()) {
     // A malformed message is the backend's fault; one over our limit is not.
-    if (decoded.code() != StatusCode::ResourceExhausted) recordOutcome(false);
-    failFromUpstream(decoded.code(), fmt::format("{} sent a bad message: {}", endpoint_->describe(), decoded.message()));
+    if (s.code() != StatusCode::ResourceExhausted) recordOutcome(false);
+    failFromUpstream(s.code(), fmt::format("{} sent a bad message: {}", endpoint_->describe(), s.message()));
     return;
   }
   if (!countIncompleteResponse()) return;
-  // A message waiting for room keeps the window shut: what the backend
-  // sends ahead waits with it.
-  if (!downstream_full_ && upstream_ && !response_decoder_.waiting()) {
+  if (!downstream_full_ && upstream_) {
     upstream_->consume(withheld_credit_);
     withheld_credit_ = 0;
   }
-}
-
-bool ProxyFilter::admit(uint32_t length) {
-  // As for requests (DownstreamStream::admit): a message's window credit
-  // goes back before it is whole, so room for all of it is taken from the
-  // client connection's max_incomplete_response_bytes at its prefix, or it
-  // waits its turn. The last message's count goes first (only lowered
-  // here: it cannot fail); usually there is none.
-  if (incomplete_response_counted_ != 0) countIncompleteResponse();
-  return ctx_.reserveResponseRoom(length, *this);
-}
-
-void ProxyFilter::onResponseRoom() {
-  if (ctx_.ended() || !response_decoder_.waiting()) return;
-  afterResponseData(response_decoder_.resume(*this));
-  if (ctx_.ended() || response_decoder_.waiting() || !trailers_after_wait_) return;
-  HeaderMap trailers = std::move(*trailers_after_wait_);
-  trailers_after_wait_.reset();
-  onUpstreamEnd(std::move(trailers));
 }
 
 void ProxyFilter::widenResponseWindow() {
@@ -585,40 +559,23 @@ bool ProxyFilter::countIncompleteResponse() {
   // may be larger than the window), so without this a backend could make
   // each call hold max_message_bytes by announcing a large message and never
   // finishing it. Usually 0 and unchanged: one comparison per chunk.
-  const size_t held = response_decoder_.admittedBytes();
-  const size_t waiting = response_decoder_.waitingBytes();
-  if (held == incomplete_response_counted_ && waiting == waiting_response_counted_) return true;
+  const size_t held = response_decoder_.heldBytes();
+  if (held == incomplete_response_counted_) return true;
   const int64_t delta = static_cast<int64_t>(held) - static_cast<int64_t>(incomplete_response_counted_);
-  const int64_t waiting_delta = static_cast<int64_t>(waiting) - static_cast<int64_t>(waiting_response_counted_);
   incomplete_response_counted_ = held;
-  waiting_response_counted_ = waiting;
-  std::string why;
-  if (delta != 0 && !ctx_.adjustIncompleteResponseBytes(delta)) {
-    why = fmt::format("response messages still arriving from backends on this connection would hold more "
-                      "than max_incomplete_response_bytes (this one {} bytes, from {})",
-                      held, endpoint_->describe());
-  }
-  if (waiting_delta != 0 && !ctx_.adjustWaitingResponseBytes(waiting_delta) && why.empty()) {
-    // Each waiting call's backend sends at most its window ahead, but a
-    // connection may have many calls.
-    why = fmt::format("response bytes sent ahead by the backends of calls on this connection waiting for room "
-                      "under max_incomplete_response_bytes would be more than it again (this one {} bytes, from {})",
-                      waiting, endpoint_->describe());
-  }
-  if (why.empty()) return true;
+  if (ctx_.adjustIncompleteResponseBytes(delta)) return true;
   releaseIncompleteResponse();  // it will never be completed
-  failFromUpstream(StatusCode::ResourceExhausted, why);
+  failFromUpstream(StatusCode::ResourceExhausted,
+                   fmt::format("response messages still arriving from backends on this connection would hold more "
+                               "than max_incomplete_response_bytes (this one {} bytes, from {})",
+                               held, endpoint_->describe()));
   return false;
 }
 
 void ProxyFilter::releaseIncompleteResponse() {
-  if (!response_decoder_.empty()) response_decoder_ = GrpcFrameDecoder(ctx_.maxMessageBytes());
-  if (incomplete_response_counted_ != 0) {
-    ctx_.adjustIncompleteResponseBytes(-static_cast<int64_t>(std::exchange(incomplete_response_counted_, 0)));
-  }
-  if (waiting_response_counted_ != 0) {
-    ctx_.adjustWaitingResponseBytes(-static_cast<int64_t>(std::exchange(waiting_response_counted_, 0)));
-  }
+  if (incomplete_response_counted_ == 0) return;
+  ctx_.adjustIncompleteResponseBytes(-static_cast<int64_t>(incomplete_response_counted_));
+  incomplete_response_counted_ = 0;
 }
 
 bool ProxyFilter::onMessage(Message&& message) {
@@ -644,10 +601,6 @@ void ProxyFilter::onBelowWriteBufferLowWatermark() {
 
 void ProxyFilter::onUpstreamEnd(HeaderMap&& trailers) {
   if (ctx_.ended()) return;
-  if (response_decoder_.waiting()) {  // the end follows the messages before it
-    trailers_after_wait_ = std::move(trailers);
-    return;
-  }
   Status s = response_decoder_.finish();
   if (!s.isOk()) {
     recordOutcome(false);

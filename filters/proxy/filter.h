@@ -36,8 +36,7 @@ namespace sluice::filters::proxy {
 class ProxyFilter final : public Filter,
                           public UpstreamCallbacks,
                           public WatermarkCallbacks,
-                          public MessageSink,
-                          public ResponseRoomWaiter {
+                          public MessageSink {
  public:
   explicit ProxyFilter(StreamContext& ctx);
   ~ProxyFilter() override;
@@ -60,14 +59,8 @@ class ProxyFilter final : public Filter,
   void onBelowWriteBufferLowWatermark() override;
   // ---- MessageSink (response decoder) ----
   bool onMessage(Message&& message) override;
-  bool admit(uint32_t length) override;
-  // ---- ResponseRoomWaiter ----
-  void onResponseRoom() override;
 
  private:
-  // After response bytes were decoded (on arrival or once admitted): errors
-  // end the call, the partial message is counted, credit goes back.
-  void afterResponseData(const Status& decoded);
   void startAttempt();
   // The attempt's stream, withdrawn unsent, goes to an endpoint chosen now.
   void placeWithdrawn();
@@ -155,10 +148,7 @@ class ProxyFilter final : public Filter,
   std::string failed_connect_;
   GrpcFrameDecoder response_decoder_;
   size_t withheld_credit_ = 0;  // response bytes not yet returned to the backend's window
-  size_t incomplete_response_counted_ = 0;  // response_decoder_.admittedBytes(), as told to ctx_
-  size_t waiting_response_counted_ = 0;     // response_decoder_.waitingBytes(), as told to ctx_
-  // The backend's trailers, come while a message before them waited for room.
-  std::optional<HeaderMap> trailers_after_wait_;
+  size_t incomplete_response_counted_ = 0;  // response_decoder_'s held bytes, as told to ctx_
   bool downstream_full_ = false;
   // The backend's receive window: each stream starts with the cluster's base
   // (ClusterConfig::baseStreamWindow); one that has sent a quarter of it

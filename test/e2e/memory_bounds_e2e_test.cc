@@ -73,8 +73,7 @@ TEST_CASE("empty messages held by a paused filter count against max_incomplete_r
   const int64_t grown = heapBytes(gateway) - idle;
   INFO("the heap grew by " << grown / 1024 << " KiB");
   CHECK(grown < 128ll << 20);
-  // Past the limit, the next message waits for room, its window shut.
-  CHECK(statValue(gateway.adminAddress(), "listener.grpc.request_message_waits") > 0);
+  CHECK(statValue(gateway.adminAddress(), "listener.grpc.local_reply.message_too_large") > 0);
 }
 
 // A client that holds many streaming calls open and does not read: each

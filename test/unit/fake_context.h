@@ -11,7 +11,6 @@
 #include <string>
 #include <string_view>
 
-#include "core/byte_tally.h"
 #include "core/filter_chain.h"
 #include "core/stats.h"
 #include "core/stream_context.h"
@@ -72,12 +71,12 @@ class FakeContext : public StreamContext {
     if (chain != nullptr) chain->responseTrailers();
   }
   void setRequestBackpressure(bool) override {}
-  ByteTally* heldRequestBytes() override { return &held_request_bytes; }
+  size_t* heldRequestBytes() override { return &held_request_bytes; }
   void setWatermarkCallbacks(WatermarkCallbacks*) override {}
 
   bool refused = false;  // refuseCall() was used
   bool headers_filtered = true;  // requestHeadersFiltered() without a chain
-  ByteTally held_request_bytes;
+  size_t held_request_bytes = 0;
   std::optional<LocalReplyReason> local_reply_reason;  // the reason the last local reply gave, if any
   // What the downstream stream would have set.
   void setPeerAddress(std::string peer) { peer_address_ = std::move(peer); }
