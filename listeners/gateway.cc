@@ -418,7 +418,7 @@ void Gateway::reload(ReloadDone done) {
     if (!s.isOk()) spdlog::error("reload refused, the old config keeps serving: {}", s.message());
     if (done) done(s);
   };
-  if (draining_ || finished_) return report({StatusCode::FailedPrecondition, "the gateway is shutting down"});
+  if (draining_ || finished_) return report({StatusCode::Unavailable, "the gateway is shutting down"});
   if (reload_resolver_) {
     return report({StatusCode::Aborted, "another reload is still looking up host names; try again once it is done"});
   }
@@ -462,7 +462,7 @@ ReloadResolver::Answers Gateway::runningAnswers(const GatewayConfig& config) {
 }
 
 Status Gateway::applyReload(const std::string& text, const HostLookup& lookup) {
-  if (draining_ || finished_) return {StatusCode::FailedPrecondition, "the gateway is shutting down"};
+  if (draining_ || finished_) return {StatusCode::Unavailable, "the gateway is shutting down"};
   ConfigErrors errors;
   auto config = loadConfig(text, registry_, errors, lookup);
   if (!config) return configErrorsStatus(errors);
@@ -593,9 +593,13 @@ void Gateway::handleAdmin(const std::string& method, const std::string& path, co
       reply(text(200, "reloaded\n"));
       return;
     }
-    // Another reload under way is a conflict to retry; anything else is the config's fault.
-    reply(text(s.code() == StatusCode::Aborted ? 409 : 400,
-               fmt::format("reload refused, the old config keeps serving:\n{}\n", s.message())));
+    // Another reload under way is a conflict to retry; a gateway shutting
+    // down is unavailable (nothing is wrong with the config); anything else
+    // is the config's fault.
+    const int status = s.code() == StatusCode::Aborted              ? 409
+                       : s.code() == StatusCode::Unavailable        ? 503
+                                                                    : 400;
+    reply(text(status, fmt::format("reload refused, the old config keeps serving:\n{}\n", s.message())));
   });
 }
 

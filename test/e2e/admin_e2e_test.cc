@@ -845,6 +845,10 @@ TEST_CASE("/ready turns 503 while draining, POST /drain stops the gateway after 
   CHECK(waitFor([&] { return gateway.logs().find("SIGHUP ignored: the gateway is draining") != std::string::npos; },
                 std::chrono::seconds(2)));
   CHECK(gateway.logs().find("[error]") == std::string::npos);
+  // A reload asked over HTTP is refused as unavailable, not as a bad config (was 400).
+  const HttpReply reload = http(admin, "POST", "/reload");
+  CHECK(reload.status == 503);
+  CHECK_THAT(reload.body, Catch::Contains("the gateway is shutting down"));
   int n = 1;
   while (reader->Read(&resp)) ++n;
   REQUIRE_OK(reader->Finish());
