@@ -46,6 +46,7 @@ const char* reasonPhrase(int status) {
     case 408: return "Request Timeout";
     case 409: return "Conflict";
     case 413: return "Payload Too Large";
+    case 414: return "URI Too Long";
     case 431: return "Request Header Fields Too Large";
     case 500: return "Internal Server Error";
     case 503: return "Service Unavailable";
@@ -203,6 +204,8 @@ class AdminConnection final : public TcpSocketCallbacks, public DeferredDeletabl
     http_parser_execute(&parser_, &settings, reinterpret_cast<const char*>(data), len);
     if (complete_) {
       dispatch();
+    } else if (too_large_ && url_.size() == header_bytes_) {  // past the limit inside the URL
+      respond({414, "text/plain; charset=utf-8", "request URL too long\n", ""});
     } else if (too_large_) {
       respond({431, "text/plain; charset=utf-8", "request headers too large\n", ""});
     } else if (body_too_large_) {

@@ -507,6 +507,7 @@ TEST_CASE("bad admin requests get HTTP errors and gRPC traffic goes on", "[e2e][
   CHECK_THAT(wrong.headers, Catch::Contains("allow: GET, HEAD"));
   CHECK(http(admin, "GET", "/drain").status == 405);
   CHECK(httpRaw(admin, "GET /stats HTTP/1.1\r\nx-big: " + std::string(64 * 1024, 'a') + "\r\n\r\n").status == 431);
+  CHECK(httpRaw(admin, "GET /stats?" + std::string(20 * 1024, 'q') + " HTTP/1.1\r\n\r\n").status == 414);
   CHECK(httpRaw(admin, "NOT HTTP AT ALL\r\n\r\n").status == 400);
   CHECK(http(admin, "GET", "/healthz").status == 200);
   CHECK(http(admin, "GET", "/ready").status == 200);
