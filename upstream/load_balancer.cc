@@ -2,6 +2,7 @@
 
 #include <algorithm>
 #include <iterator>
+#include <numeric>
 #include <string>
 #include <utility>
 #include <vector>
@@ -94,16 +95,22 @@ class RingHash : public LoadBalancer {
     // cluster of heavy endpoints (1000 × weight 1000) costs a bounded ring
     // per worker, still in proportion to the weights (there, changes move
     // some keys between endpoints that stayed).
+    // Weights count in units of their greatest common divisor: 100/100/100
+    // is 1/1/1, the same shares at a hundredth of the ring (a config's
+    // round weights made rings of many MB per worker, rebuilt at each reload).
     constexpr uint64_t kNodesPerWeight = 512;
     constexpr uint64_t kMaxNodes = 1 << 16;
+    uint64_t unit = 0;
+    for (auto* e : all) unit = std::gcd(unit, uint64_t{e->weight()});
+    if (unit == 0) unit = 1;
     uint64_t weights = 0;
-    for (auto* e : all) weights += e->weight();
+    for (auto* e : all) weights += e->weight() / unit;
     const uint64_t per_weight = kNodesPerWeight;
     const uint64_t total = per_weight * weights;
     ring_.reserve(std::min<uint64_t>(total, kMaxNodes + all.size()));
     std::string label;
     for (auto* e : all) {
-      uint64_t wanted = per_weight * e->weight();
+      uint64_t wanted = per_weight * (e->weight() / unit);
       uint32_t nodes = static_cast<uint32_t>(total <= kMaxNodes ? wanted : std::max<uint64_t>(1, wanted * kMaxNodes / total));
       for (uint32_t i = 0; i < nodes; ++i) {
         label.clear();

@@ -151,6 +151,13 @@ bool LogSink::openTarget() {
   struct stat out {};
   shares_stdout_ = fd_ == STDOUT_FILENO || (::fstat(STDOUT_FILENO, &out) == 0 && out.st_dev == st.st_dev &&
                                             out.st_ino == st.st_ino);
+  if (shares_stdout_ && fd_ != STDOUT_FILENO) {
+    // And written through stdout itself: a file stdout has open without
+    // O_APPEND (`> file`, systemd's StandardOutput=file:) keeps its own
+    // offset, and two descriptors would write over each other's lines.
+    ::close(fd_);
+    fd_ = STDOUT_FILENO;
+  }
   if (fd_is_regular_ && st.st_size == 0) at_line_start_ = true;  // a fresh file: nothing torn in it
   return true;
 }

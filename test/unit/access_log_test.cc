@@ -352,6 +352,51 @@ TEST_CASE("access_log: two sinks writing to one stdout pipe never mix within a l
   CHECK(mixed == 0);
 }
 
+TEST_CASE("access_log: /dev/stdout on a file stdout has open without O_APPEND loses no line", "[access_log]") {
+  // `gateway > file`: stdout's descriptor has its own offset, and a second
+  // descriptor for the same file, opened with O_APPEND, wrote over its lines.
+  char name[] = "/tmp/sluice-stdout-XXXXXX";
+  const int file = ::mkstemp(name);
+  REQUIRE(file >= 0);
+  std::fflush(stdout);
+  const int saved_stdout = ::dup(STDOUT_FILENO);
+  REQUIRE(::dup2(file, STDOUT_FILENO) >= 0);  // O_RDWR, no O_APPEND: as a shell's `>`
+  ::close(file);
+  const auto level = spdlog::get_level();
+  spdlog::set_level(spdlog::level::off);
+  constexpr int kLines = 500;
+  {
+    filters::access_log::LogSink a("");
+    filters::access_log::LogSink b("/dev/stdout");
+    const std::string line_a = std::string(300, 'a') + "\n";
+    const std::string line_b = std::string(300, 'b') + "\n";
+    // In rounds, so that the two writers' batches take turns.
+    for (int i = 0; i < kLines; ++i) {
+      a.write(line_a);
+      b.write(line_b);
+      if (i % 10 == 9) std::this_thread::sleep_for(std::chrono::milliseconds(2));
+    }
+    a.close();
+    b.close();
+  }
+  std::fflush(stdout);
+  ::dup2(saved_stdout, STDOUT_FILENO);
+  ::close(saved_stdout);
+  spdlog::set_level(level);
+  std::ifstream in(name);
+  std::string line;
+  int a_lines = 0, b_lines = 0, other = 0;
+  while (std::getline(in, line)) {
+    if (line == std::string(300, 'a')) ++a_lines;
+    else if (line == std::string(300, 'b')) ++b_lines;
+    else ++other;
+  }
+  ::unlink(name);
+  CHECK(a_lines == kLines);
+  CHECK(b_lines == kLines);
+  CHECK(other == 0);
+}
+
 TEST_CASE("access_log: a sink destroyed right after it was made stops its writer", "[access_log]") {
   // A stop signalled while the writer was about to wait used to be missed,
   // and the destructor's join hung (seen with config fuzz regressions).

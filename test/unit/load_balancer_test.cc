@@ -67,10 +67,12 @@ TEST_CASE("ring_hash spreads keys evenly over its endpoints", "[load_balancer]")
 }
 
 TEST_CASE("ring_hash moves only the keys of an endpoint added or removed", "[load_balancer]") {
-  // Where each of `keys` goes, for a ring of the endpoints on `ports`.
-  auto place = [](const std::vector<int>& ports, int keys) {
+  // Where each of `keys` goes, for a ring of the endpoints on `ports`, each of `weight`.
+  auto place = [](const std::vector<int>& ports, int keys, int weight = 1) {
     nlohmann::json config = {{"name", "ring"}, {"lb_policy", "ring_hash"}, {"hash_header", "x-user"}};
-    for (int port : ports) config["endpoints"].push_back("127.0.0.1:" + std::to_string(port));
+    for (int port : ports) {
+      config["endpoints"].push_back({{"address", "127.0.0.1:" + std::to_string(port)}, {"weight", weight}});
+    }
     TestCluster test(config);
     std::vector<uint16_t> where;
     for (int k = 0; k < keys; ++k) {
@@ -102,6 +104,10 @@ TEST_CASE("ring_hash moves only the keys of an endpoint added or removed", "[loa
   // About a quarter go to the new endpoint, about a third leave the old.
   CHECK(std::abs(static_cast<double>(to_new) / kKeys - 0.25) < 0.05);
   CHECK(std::abs(static_cast<double>(from_removed) / kKeys - 1.0 / 3) < 0.05);
+  // Weights count in units of their common divisor: 100 each is 1 each,
+  // the same ring (not one a hundred times larger, scaled down past its
+  // size limit, where keys would move between endpoints that stayed).
+  CHECK(place({9001, 9002, 9003, 9004}, kKeys, 100) == four);
 }
 
 TEST_CASE("an ejection reported by another worker: same endpoint and address, within max_ejection_percent",
