@@ -93,12 +93,16 @@ void UpstreamStream::onConnectionLost(const std::string& detail, bool endpoint_f
   const bool sent = this->sent();
   connection_ = nullptr;
   if (response_complete_) return;
-  if (stream_id_ == 0 && endpoint_fault) {
-    // Never submitted to the connection (it failed while the stream waited
-    // for its connect or its SETTINGS): the request is whole here and no
-    // backend saw it, so it may go to another endpoint, as a gRPC client's
-    // own balancer would send it (a restarting backend of two failed calls
-    // the other could serve).
+  if (!sent && endpoint_fault) {
+    // Its HEADERS never went out: never submitted to the connection (it
+    // failed while the stream waited for its connect or its SETTINGS), or
+    // submitted and still queued in nghttp2 (behind a backlog the backend
+    // did not read). nghttp2 reads no request bytes before the HEADERS are
+    // out, so the request is whole here and no backend saw it: it may go to
+    // another endpoint, as a gRPC client moves a call its transport never
+    // sent (a restarting backend of two failed calls the other could serve).
+    // The id was the dead connection's.
+    stream_id_ = 0;
     callbacks_.onUpstreamWithdrawn(detail, /*endpoint_fault=*/true);
     return;
   }

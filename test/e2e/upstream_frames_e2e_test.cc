@@ -167,6 +167,9 @@ class FrameCountingBackend {
   // `n` GOAWAY(ENHANCE_YOUR_CALM) frames on every connection, each naming
   // the last stream it opened (so that its calls go on).
   void goawayFlood(int n) { goaway_flood_ = n; }
+  // Closes every connection at once, unread input and all (the kernel
+  // answers the gateway with a reset): a backend that crashed.
+  void dropConnections() { drop_requested_ = true; }
   int goaways() const { return goaways_; }
   uint32_t lastGoawayCode() const { return last_goaway_code_; }
   int rstStreams() const { return rst_streams_; }
@@ -482,6 +485,10 @@ class FrameCountingBackend {
         for (auto& c : conns_) sendGoaways(*c, n);
       }
       sendLimitChanges();
+      if (drop_requested_.exchange(false)) {
+        for (auto& c : conns_) drop(*c);
+        conns_.clear();
+      }
       for (auto it = conns_.begin(); it != conns_.end();) {
         sendSettingsWhenDue(**it);
         if (flush(**it)) {
@@ -528,6 +535,7 @@ class FrameCountingBackend {
   std::atomic<int> paused_below_{0};  // connections accepted before this many are not read
   std::atomic<bool> push_requested_{false};
   std::atomic<int> goaway_flood_{0};
+  std::atomic<bool> drop_requested_{false};
   std::atomic<int> goaways_{0};
   std::atomic<uint32_t> last_goaway_code_{0};
   std::atomic<int> rst_streams_{0};
@@ -1428,6 +1436,82 @@ TEST_CASE("a new call does not wait behind a backend connection that stopped rea
   filler.TryCancel();
   filling.join();
   backend.pauseReading(false);
+}
+
+// A call given to a connection whose HEADERS are still queued in nghttp2
+// (behind a backlog its backend does not read) when the connection dies was
+// never seen by a backend: it goes to another endpoint, as a gRPC client
+// moves a call its transport never sent, instead of failing UNAVAILABLE
+// (which only a retry policy would have saved).
+TEST_CASE("calls queued unsent on a backend connection that dies go to another endpoint", "[e2e][upstream]") {
+  FrameCountingBackend::Options options;
+  options.largest_windows = true;
+  FrameCountingBackend stuck(options);
+  TestBackend good("good");
+  auto config = gatewayConfig(nlohmann::json::array({route("prefix", "/", "pair")}),
+                              nlohmann::json::array({cluster("pair", {stuck.address(), good.address()})}));
+  config["workers"] = 1;
+  // One connection per endpoint: a call picked for the stuck endpoint waits
+  // on its backed-up connection rather than opening another.
+  config["clusters"][0]["circuit_breakers"] = {{"max_connections", 2}};
+  GatewayProcess gateway(config);
+  auto stub = example::Echo::NewStub(makeChannel(gateway.address()));
+  EchoRequest request;
+  EchoResponse response;
+  for (int i = 0; i < 2; ++i) {  // round robin: a connection to each endpoint
+    grpc::ClientContext warm;
+    setTimeout(warm, kCallTimeout);
+    request.set_payload("warm");
+    REQUIRE_OK(stub->Unary(&warm, request, &response));
+  }
+  REQUIRE(stuck.connections() == 1);
+  stuck.pauseReading(true);
+  // Two client streams of 24 MiB, one to each endpoint: the stuck one's
+  // backs the connection up, in the kernel and then in the gateway.
+  constexpr int kFillers = 2;
+  std::array<grpc::ClientContext, kFillers> fillers;
+  std::array<EchoResponse, kFillers> filler_responses;
+  std::vector<std::thread> filling;
+  for (int f = 0; f < kFillers; ++f) {
+    setTimeout(fillers[f], kCallTimeout);
+    filling.emplace_back([&, f] {
+      auto writer = stub->ClientStream(&fillers[f], &filler_responses[f]);
+      EchoRequest big;
+      big.set_payload(std::string(1 << 20, 'x'));
+      for (int i = 0; i < 24; ++i) {
+        if (!writer->Write(big)) break;
+      }
+      writer->WritesDone();
+      (void)writer->Finish();
+    });
+  }
+  std::this_thread::sleep_for(1500ms);
+  // Round robin gives half of these to the stuck endpoint, where they wait.
+  constexpr int kCalls = 4;
+  std::array<grpc::Status, kCalls> statuses;
+  std::array<EchoResponse, kCalls> responses;
+  std::vector<std::thread> calls;
+  for (int i = 0; i < kCalls; ++i) {
+    calls.emplace_back([&, i] {
+      grpc::ClientContext ctx;
+      setTimeout(ctx, 5000ms);
+      EchoRequest r;
+      r.set_payload("queued " + std::to_string(i));
+      statuses[i] = stub->Unary(&ctx, r, &responses[i]);
+    });
+  }
+  std::this_thread::sleep_for(500ms);
+  stuck.dropConnections();
+  for (auto& t : calls) t.join();
+  for (int i = 0; i < kCalls; ++i) {
+    INFO("call " << i << ": " << describe(statuses[i]));
+    CHECK(statuses[i].ok());
+    CHECK(responses[i].payload() == "queued " + std::to_string(i));
+    CHECK(responses[i].backend() == "good");
+  }
+  CHECK(stuck.connections() == 1);  // they waited on its one connection
+  for (auto& f : fillers) f.TryCancel();
+  for (auto& t : filling) t.join();
 }
 
 TEST_CASE("response messages a backend leaves unfinished are capped per connection (max_incomplete_response_bytes)",
