@@ -113,6 +113,7 @@ void DownstreamStream::onHeader(std::string_view name, std::string_view value) {
   }
   if (request_headers_.empty()) request_headers_.reserve(16);
   request_headers_.addCopy(name, value);
+  if (grpc_headers::isBinaryHeader(name) && !grpc_headers::isBase64Value(value)) malformed_binary_header_ = true;
   // Request trailers carry nothing gRPC uses: dropped.
 }
 
@@ -183,6 +184,21 @@ void DownstreamStream::startCall() {
   // (admitProvenMethod), or else under "(other)".
   counts_method_ = true;
   countMethodIn(worker().stats().methodForCall(path_, service_, method_, PathAdmission::Known, &path_unproven_));
+  if (malformed_binary_header_) {
+    // Not passed on: a C-core backend (grpc++, Python, Ruby...) would end
+    // its whole connection over it, failing every client's calls on it.
+    // grpc-go's own answer.
+    std::string_view key;
+    for (const Header& h : request_headers_) {
+      if (grpc_headers::isBinaryHeader(h.name) && !grpc_headers::isBase64Value(h.value)) {
+        key = h.name;
+        break;
+      }
+    }
+    sendLocalReply(LocalReplyReason::BadRequest, StatusCode::Internal,
+                   fmt::format("malformed binary metadata in header \"{}\": a -bin value must be base64", key));
+    return;
+  }
 
   if (listener_config_->health_service) {
     if (path_ == health_messages::kCheckPath) health_call_ = HealthCall::Check;

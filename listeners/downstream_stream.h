@@ -261,6 +261,7 @@ class DownstreamStream final : private CallGeneration,
   TimerPtr idle_timer_;  // stream_idle_timeout_ms, when configured
   size_t header_bytes_ = 0;
   bool headers_too_large_ = false;
+  bool malformed_binary_header_ = false;  // a -bin value that is not base64 (isBase64Value)
   bool headers_counted_ = false;  // header_bytes_ is in the connection's heldRequestHeaderBytes()
   WatermarkCallbacks* watermark_callbacks_ = nullptr;
   bool out_above_ = false;   // response_out_ is past its high watermark

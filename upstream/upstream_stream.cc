@@ -1,9 +1,11 @@
 #include "upstream/upstream_stream.h"
 
-#include <nghttp2/nghttp2.h>
+#include <utility>
 
+#include <nghttp2/nghttp2.h>
 #include <fmt/format.h>
 
+#include "codecs/grpc/grpc_headers.h"
 #include "upstream/upstream_connection.h"
 
 namespace sluice {
@@ -138,6 +140,7 @@ void UpstreamStream::onHeader(std::string_view name, std::string_view value) {
   }
   if (incoming_.empty()) incoming_.reserve(8);
   incoming_.addCopy(name, value);
+  if (grpc_headers::isBinaryHeader(name) && !grpc_headers::isBase64Value(value)) malformed_binary_ = true;
 }
 
 // nghttp2's "trailers" flag is not used: it files the block after a 1xx under
@@ -153,13 +156,22 @@ void UpstreamStream::onHeadersComplete(bool /*trailers*/, bool end_stream) {
   incoming_bytes_ = 0;
   HeaderMap block = std::move(incoming_);
   incoming_.clear();
+  const bool malformed_binary = std::exchange(malformed_binary_, false);
   // The first block that is not informational is the response's headers.
   if (!headers_done_) {
     const std::string* status = block.get(":status");
     if (status != nullptr && !status->empty() && (*status)[0] == '1') return;  // 1xx: informational
+    if (malformed_binary) {
+      reportMalformedBinary(block);
+      return;
+    }
     headers_done_ = true;
     if (end_stream) response_complete_ = true;
     callbacks_.onUpstreamHeaders(std::move(block), end_stream);
+    return;
+  }
+  if (malformed_binary) {
+    reportMalformedBinary(block);
     return;
   }
   response_complete_ = true;
@@ -176,6 +188,28 @@ void UpstreamStream::reportTooLarge() {
   UpstreamReset reset{StatusCode::ResourceExhausted,
                       fmt::format("the backend sent a {} block over the limit of {} bytes",
                                   headers_done_ ? "trailer" : "header", kDefaultMaxHeaderListBytes),
+                      false, true};
+  reset.answered = true;
+  callbacks_.onUpstreamReset(std::move(reset));
+}
+
+void UpstreamStream::reportMalformedBinary(const HeaderMap& block) {
+  // Not passed on: a C-core client (grpc++, Python...) fails the call over a
+  // -bin value that is not base64 with UNKNOWN "Stream removed", which names
+  // neither cause nor backend; and a client's HTTP/2 layer may treat it as a
+  // connection error. The backend ran the call and answered, so it is never
+  // retried; grpc-go's clients fail such a call INTERNAL too.
+  std::string_view key;
+  for (const Header& h : block) {
+    if (grpc_headers::isBinaryHeader(h.name) && !grpc_headers::isBase64Value(h.value)) {
+      key = h.name;
+      break;
+    }
+  }
+  UpstreamReset reset{StatusCode::Internal,
+                      fmt::format("the backend sent malformed binary metadata in {} \"{}\": a -bin value must be "
+                                  "base64",
+                                  headers_done_ ? "trailer" : "header", key),
                       false, true};
   reset.answered = true;
   callbacks_.onUpstreamReset(std::move(reset));

@@ -113,6 +113,7 @@ class UpstreamStream final : public Http2StreamHandler {
 
  private:
   void wakeConnection();
+  void reportMalformedBinary(const HeaderMap& block);
 
   UpstreamCallbacks& callbacks_;
   HeaderBlock request_headers_;
@@ -132,6 +133,7 @@ class UpstreamStream final : public Http2StreamHandler {
   // large that the HTTP/2 layer reset the stream or ended the connection
   // before it did, at that close.
   bool too_large_reported_ = false;
+  bool malformed_binary_ = false;  // a -bin value in the block that is not base64
 
   void reportTooLarge();
 };

@@ -225,6 +225,16 @@ std::optional<std::string> base64Decode(std::string_view text) {
   return out;
 }
 
+bool isBase64Value(std::string_view text) {
+  const bool padded = text.ends_with('=');
+  if (padded && text.size() % 4 != 0) return false;
+  for (int i = 0; i < 2 && text.ends_with('='); ++i) text.remove_suffix(1);
+  if (text.size() % 4 == 1) return false;
+  return std::all_of(text.begin(), text.end(), [](char c) {
+    return (c >= 'A' && c <= 'Z') || (c >= 'a' && c <= 'z') || (c >= '0' && c <= '9') || c == '+' || c == '/';
+  });
+}
+
 std::string callerKeyValue(std::string_view key, std::string_view value) {
   value = trimBlanks(value);
   if (isBinaryHeader(key)) {

@@ -55,6 +55,13 @@ bool isBinaryHeader(std::string_view name);
 std::string base64Encode(std::string_view bytes);
 // Accepts padded and unpadded standard base64; nullopt on invalid input.
 std::optional<std::string> base64Decode(std::string_view text);
+// Whether a -bin value is base64 as gRPC implementations read it: the
+// standard alphabet, padded or not, '=' only at the end (at most two, and
+// then a whole 4-character group), and never one character past a group.
+// gRPC's C-core ends the whole connection over one that is not (every other
+// call on it fails); grpc-go fails the call INTERNAL. Bits left over in the
+// last character are not checked: neither library does.
+bool isBase64Value(std::string_view text);
 
 // The value of metadata `key` as one caller's key (a rate limit's bucket, a
 // hash_header's draw), however the caller spelled it, so that spelling it

@@ -109,6 +109,55 @@ TEST_CASE_METHOD(SingleBackendFixture, "paths that could be normalised into anot
   CHECK(next.grpcStatus() == 0);
 }
 
+// A C-core backend (grpc++ here) ends its whole connection over a -bin value
+// that is not base64, and with it every other client's calls on it: one such
+// header from anyone made the shared backend connection fail. Answered as
+// grpc-go answers it, without reaching the backend.
+TEST_CASE("a -bin value that is not base64 fails only its own call, INTERNAL, and is not passed on",
+          "[e2e][bad-input]") {
+  TestBackend backend("primary");
+  auto config = catchAllConfig(backend.address());
+  config["workers"] = 1;  // the bystander's call and the bad ones share one backend connection
+  GatewayProcess gateway(config);
+  auto stub = example::Echo::NewStub(makeChannel(gateway.address()));
+  grpc::ClientContext bystander_ctx;
+  setTimeout(bystander_ctx, kCallTimeout);
+  auto bystander = stub->Bidi(&bystander_ctx);
+  EchoRequest request;
+  EchoResponse response;
+  request.set_payload("before");
+  REQUIRE(bystander->Write(request));
+  REQUIRE(bystander->Read(&response));
+
+  RawH2Client raw("127.0.0.1", gateway.port());
+  const auto calls_before = backend.stats().calls.load();
+  for (const char* value : {"Y", "YQ-_", "Y Q", "YWJj=ZA", "YQ=", "YWJjZA===", "YWJjZ\xc3\xa9"}) {
+    for (const char* key : {"x-h-bin", "grpc-trace-bin"}) {
+      RawRequest bad = RawRequest::grpc("/sluice.example.Echo/Unary", validUnaryBody("bad"));
+      bad.headers.emplace_back(key, value);
+      RawResponse answer = raw.request(bad);
+      INFO(key << ": " << value << ": " << answer.describe());
+      CHECK(answer.grpcStatus() == 13);
+      CHECK_THAT(answer.grpcMessage(), Catch::Contains(std::string("malformed binary metadata in header \"") + key));
+    }
+  }
+  CHECK(backend.stats().calls.load() == calls_before);
+  // Padded, unpadded and empty values are passed on.
+  for (const char* value : {"", "YQ", "YQ==", "YWJj", "YWJjZA", "+/+/", "YWJjZA=="}) {
+    RawRequest good = RawRequest::grpc("/sluice.example.Echo/Unary", validUnaryBody("good"));
+    good.headers.emplace_back("x-h-bin", value);
+    RawResponse answer = raw.request(good);
+    INFO(value << ": " << answer.describe());
+    CHECK(answer.grpcStatus() == 0);
+  }
+  request.set_payload("after");
+  CHECK(bystander->Write(request));
+  CHECK(bystander->Read(&response));
+  CHECK(response.payload() == "after");
+  bystander->WritesDone();
+  CHECK(bystander->Finish().ok());
+}
+
 TEST_CASE_METHOD(SingleBackendFixture, "malformed gRPC frame is INTERNAL", "[e2e][bad-input]") {
   RawH2Client raw("127.0.0.1", gateway.port());
   // Flags byte 7: reserved bits set. Only bit 0 (compressed) means anything.

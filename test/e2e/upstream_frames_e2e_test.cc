@@ -83,6 +83,10 @@ constexpr const char* kStatus503Path = "/odd.Answer/Status503";
 // Response HEADERS announcing content-length 1000, one message (less), then
 // RST_STREAM(INTERNAL_ERROR).
 constexpr const char* kLengthThenResetPath = "/odd.Answer/LengthThenReset";
+// Answered with response headers (kBadBinHeadersPath) or trailers
+// (kBadBinTrailersPath) holding a -bin value that is not base64.
+constexpr const char* kBadBinHeadersPath = "/odd.Answer/BadBinHeaders";
+constexpr const char* kBadBinTrailersPath = "/odd.Answer/BadBinTrailers";
 constexpr uint32_t kDripAnnounced = 3u << 20;
 constexpr size_t kDripSent = 5u << 19;  // 2.5 MiB
 
@@ -339,6 +343,12 @@ class FrameCountingBackend {
       provider.read_callback = &FrameCountingBackend::readCallback;
       nghttp2_submit_response(c.session, id, head, 2, &provider);
       streams_held_++;
+    } else if (s.path == kBadBinHeadersPath || s.path == kBadBinTrailersPath) {
+      const bool in_headers = s.path == kBadBinHeadersPath;
+      nghttp2_nv heads[] = {head[0], head[1], header("x-h-bin", "Y")};
+      nghttp2_nv trailers[] = {header("grpc-status", "0"), header("x-t-bin", "YQ-_")};
+      nghttp2_submit_headers(c.session, NGHTTP2_FLAG_NONE, id, nullptr, heads, in_headers ? 3 : 2, nullptr);
+      nghttp2_submit_headers(c.session, NGHTTP2_FLAG_END_STREAM, id, nullptr, trailers, in_headers ? 1 : 2, nullptr);
     } else if (s.path == kStatus503Path) {
       nghttp2_nv only[] = {header(":status", "503"), header("content-type", "text/plain"),
                            header("grpc-status", "8"), header("grpc-message", "busy")};
@@ -905,6 +915,35 @@ TEST_CASE("a response the gateway's own HTTP/2 layer rejects is reported as the 
   // The backend got the reset; it did not send one.
   CHECK(waitFor([&] { return backend.rstStreams() == 1; }, 2s));
   CHECK(statValue(gateway.adminAddress(), "cluster.echo.upstream_rq_reset") == 0);
+}
+
+// A C-core client (grpc++ here) fails a call whose -bin metadata is not
+// base64 with UNKNOWN "Stream removed", naming no cause: the gateway fails it
+// INTERNAL saying why, as grpc-go's clients do, and nothing else on the
+// client's connection is touched.
+TEST_CASE("a backend's -bin metadata that is not base64 fails only its own call, INTERNAL", "[e2e][upstream]") {
+  FrameCountingBackend backend;
+  GatewayProcess gateway(singleConnectionConfig(backend.address()));
+  auto channel = makeChannel(gateway.address());
+  auto stub = example::Echo::NewStub(channel);
+  grpc::ClientContext held_ctx;
+  setTimeout(held_ctx, kCallTimeout);
+  auto held = stub->ServerStream(&held_ctx, EchoRequest());  // the backend answers headers, then holds it
+  held->WaitForInitialMetadata();
+  for (const auto& [path, where] : {std::pair{kBadBinHeadersPath, "header \"x-h-bin\""},
+                                    std::pair{kBadBinTrailersPath, "trailer \"x-t-bin\""}}) {
+    TimedStatus result = timedUnary(*channel, path, std::chrono::seconds(5));
+    INFO(path << ": " << describe(result.status));
+    CHECK(result.status.error_code() == grpc::StatusCode::INTERNAL);
+    CHECK_THAT(result.status.error_message(), Catch::Contains(std::string("malformed binary metadata in ") + where));
+  }
+  // The client's connection, and its other call, went on.
+  held_ctx.TryCancel();
+  EchoResponse response;
+  CHECK_FALSE(held->Read(&response));
+  grpc::Status held_status = held->Finish();
+  INFO(describe(held_status));
+  CHECK(held_status.error_code() == grpc::StatusCode::CANCELLED);
 }
 
 TEST_CASE("response headers that grow past what HTTP/2 can send fail the call at once instead of hanging it",

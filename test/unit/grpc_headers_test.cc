@@ -206,6 +206,27 @@ TEST_CASE("base64Decode accepts padded and unpadded input", "[grpc_headers]") {
   }
 }
 
+TEST_CASE("isBase64Value takes what gRPC libraries read as base64, padded or not", "[grpc_headers]") {
+  for (const char* ok : {"", "Zg==", "Zg", "Zm8=", "Zm8", "Zm9v", "+/8=", "+/+/", "AQIDBAU", "AQIDBAU="}) {
+    INFO(ok);
+    CHECK(isBase64Value(ok));
+  }
+  // One character past a group, '=' inside or too many, a partial group
+  // padded, another alphabet (URL-safe), blanks, bytes past ASCII.
+  for (const char* bad : {"Y", "YWJjZ", "YWJj=ZA", "Zg===", "YQ=", "Zm8==", "=", "====", "YQ-_", "Y Q", " Zg==",
+                          "Zg\t", "Zm9\xc3\xa9", "Zm9v\n"}) {
+    INFO(bad);
+    CHECK_FALSE(isBase64Value(bad));
+  }
+  std::string all_bytes;
+  for (int b = 0; b < 256; ++b) all_bytes += static_cast<char>(b);
+  for (size_t n = 0; n <= all_bytes.size(); n += 37) {
+    const std::string padded = base64Encode(all_bytes.substr(0, n));
+    CHECK(isBase64Value(padded));
+    CHECK(isBase64Value(padded.substr(0, padded.find('='))));
+  }
+}
+
 TEST_CASE("callerKeyValue is one value however the caller spelled it", "[grpc_headers]") {
   // -bin: the bytes, padded or not (C-core sends unpadded, others pad).
   CHECK(callerKeyValue("x-user-bin", "AQIDBAU=") == std::string("\x01\x02\x03\x04\x05"));
