@@ -1102,6 +1102,13 @@ void DownstreamStream::onClose(uint32_t error_code) {
     if (resetAtClientDeadline(error_code)) {
       status_ = StatusCode::DeadlineExceeded;
       status_message_ = "the client's deadline (grpc-timeout) passed: it reset the stream";
+    } else if (!reset_by_client_ && error_code != NGHTTP2_NO_ERROR) {
+      // No RST_STREAM came from the client: the gateway's nghttp2 reset the
+      // stream, over a request that broke an HTTP/2 rule (DATA past its
+      // content-length, a field it rejects); the client saw the reset.
+      status_ = StatusCode::Internal;
+      status_message_ = fmt::format("the gateway reset the stream ({}): the request broke an HTTP/2 rule",
+                                    nghttp2_http2_strerror(error_code));
     } else {
       status_ = StatusCode::Cancelled;
       status_message_ = error_code == NGHTTP2_NO_ERROR

@@ -372,6 +372,29 @@ TEST_CASE("access_log: requests the gateway refuses before the filters run get a
   CHECK(backend.stats().calls.load() == 1);
 }
 
+// A request its DATA proves malformed (more bytes than its content-length)
+// is reset by the gateway's HTTP/2 layer, not by the client: the line says so.
+TEST_CASE("access_log: a request the gateway's HTTP/2 layer resets is not logged as the client's reset",
+          "[e2e][access_log]") {
+  TempDir dir;
+  fs::path file = dir.path / "access.log";
+  TestBackend backend("primary");
+  GatewayProcess gateway(accessLogGateway(backend.address(), {{"path", file.string()}}));
+  RawH2Client raw("127.0.0.1", gateway.port());
+  RawRequest longer = RawRequest::grpc("/sluice.example.Echo/Unary", grpcFrame(std::string(20, 'x')));
+  longer.headers.emplace_back("content-length", "3");
+  RawResponse reset = raw.request(longer);
+  INFO(reset.describe());
+  CHECK(reset.rstStreamCode == 1u);  // PROTOCOL_ERROR
+  CHECK(raw.request(RawRequest::grpc("/sluice.example.Echo/Unary", grpcFrame(""))).grpcStatus() == 0);
+  auto lines = waitForLines([&] { return readFile(file); }, 2);
+  INFO(readFile(file));
+  REQUIRE(lines.size() == 2);
+  CHECK(lines[0]["status"] == "INTERNAL");
+  CHECK(lines[0]["grpc_message"] == "the gateway reset the stream (PROTOCOL_ERROR): the request broke an HTTP/2 rule");
+  CHECK(lines[1]["status"] == "OK");
+}
+
 TEST_CASE("access_log: a retry that finds no endpoint counts as an attempt, and names no upstream",
           "[e2e][access_log]") {
   TempDir dir;
