@@ -194,7 +194,9 @@ void DownstreamConnection::onStreamClosed(DownstreamStream& stream) {
 }
 
 void DownstreamConnection::onRead(const uint8_t* data, size_t len) {
-  if (closed_ || http1_refused_) return;  // the rest of a refused HTTP/1 request is dropped
+  // The rest of a refused HTTP/1 request is dropped, as is what follows a
+  // client's HTTP/2 error.
+  if (closed_ || http1_refused_ || write_shut_after_error_) return;
   if (start_checked_) {
     receive(data, len);
     return;
@@ -259,7 +261,7 @@ void DownstreamConnection::onDisconnected(int status) {
 }
 
 void DownstreamConnection::flush() {
-  if (closed_) return;
+  if (closed_ || write_shut_after_error_) return;
   if (preface_timer_ && !preface_timer_->enabled()) preface_timer_.reset();
   if (http1_refused_) {
     // Once the answer is written our side is done (the client reads to the
@@ -291,10 +293,36 @@ void DownstreamConnection::flush() {
     }
   }
   if (!session_.alive() && socket_.bytesPending() == 0) {
-    close(end_reason_.empty() ? "http/2 session ended" : end_reason_);
+    if (end_reason_.empty()) {
+      close("http/2 session ended");
+    } else {
+      closeOnceClientHasGoaway();
+    }
     return;
   }
   if (ending_ || !session_.alive()) lingerWhileClientReads();
+}
+
+void DownstreamConnection::closeOnceClientHasGoaway() {
+  if (write_shut_after_error_) return;
+  write_shut_after_error_ = true;
+  // The client broke HTTP/2 and its GOAWAY is written. Closing now, with its
+  // later bytes unread, would make the kernel answer with a reset, which
+  // throws away what the client has not received yet: on a real network the
+  // GOAWAY itself (its last stream id tells the client which calls it may
+  // send again; its text says why). So a FIN follows it, the client's bytes
+  // are read and dropped, and the socket closes when the client closes or
+  // after kLingerWithoutProgress, as grpc-go and Envoy wait. The calls end now.
+  socket_.shutdownWrite();
+  if (read_paused_) {
+    read_paused_ = false;
+    socket_.startReading();
+  }
+  timers_.stop();
+  if (drain_timer_) drain_timer_->disable();
+  if (slow_reader_timer_) slow_reader_timer_->disable();
+  endStreams(end_reason_);
+  lingerWhileClientReads();
 }
 
 void DownstreamConnection::lingerWhileClientReads() {
@@ -313,6 +341,10 @@ void DownstreamConnection::onLingerCheck() {
   }
   if (http1_refused_) {
     close("HTTP/1 client answered");
+    return;
+  }
+  if (write_shut_after_error_) {
+    close(end_reason_);
     return;
   }
   spdlog::info("[C{}] {} stopped reading: closing the connection with {} bytes unwritten", id_, peer_address_,
@@ -372,6 +404,11 @@ void DownstreamConnection::close(const std::string& reason) {
   if (linger_timer_) linger_timer_->disable();
   if (slow_reader_timer_) slow_reader_timer_->disable();
   socket_.close();
+  endStreams(reason);
+  listener_.onConnectionClosed(*this);
+}
+
+void DownstreamConnection::endStreams(const std::string& reason) {
   auto streams = std::move(streams_);
   streams_.clear();
   for (auto& [id, stream] : streams) {
@@ -380,7 +417,6 @@ void DownstreamConnection::close(const std::string& reason) {
         lost_ ? DownstreamStream::ConnectionEnd::Lost : DownstreamStream::ConnectionEnd::ClosedByGateway, reason);
     dispatcher_.deferredDelete(std::move(stream));
   }
-  listener_.onConnectionClosed(*this);
 }
 
 }  // namespace sluice

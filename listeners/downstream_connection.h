@@ -143,6 +143,12 @@ class DownstreamConnection final : public Http2SessionOwner,
   // does: one that stops reading would otherwise hold the connection forever.
   void lingerWhileClientReads();
   void onLingerCheck();
+  // After the client's HTTP/2 error: FIN after the GOAWAY, then wait for the
+  // client's close (not a reset that could discard the GOAWAY unread).
+  void closeOnceClientHasGoaway();
+  bool write_shut_after_error_ = false;
+  // Ends every open call as the connection's end (close(), or an error's GOAWAY).
+  void endStreams(const std::string& reason);
   bool ending_ = false;
   // Why the session is ending, when it is for the client's error: what its
   // open calls are ended with (onConnectionClosed).

@@ -300,6 +300,36 @@ TEST_CASE("replies dropped because the client broke its connection are not logge
   CHECK(logCount(gateway, "header block could not be sent") == 0);
 }
 
+// A client's HTTP/2 error is answered with GOAWAY and then an orderly close.
+// Closing at once, with the client's later bytes unread, made the kernel
+// answer with a TCP reset, which on a real network can throw the GOAWAY away
+// before the client reads it (and with it the last stream id that says which
+// calls it may send again). A client that never closes is closed all the same.
+TEST_CASE("a client's protocol error gets GOAWAY and a FIN, not a reset, however much it sent after",
+          "[e2e][limits]") {
+  TestBackend backend("b");
+  auto config = catchAllConfig(backend.address());
+  config["workers"] = 1;
+  config["admin"] = {{"address", "127.0.0.1:0"}};
+  GatewayProcess gateway(config);
+  FrameSocket client(gateway.port());
+  // DATA on stream 0 (a connection error), then 32 MiB of frames the gateway
+  // does not read before it would have closed, sent while we read.
+  std::string burst = FrameSocket::frame(kData, 0, 0, "x");
+  const std::string ping = FrameSocket::frame(kPing, 0, 0, std::string(8, 'p'));
+  while (burst.size() < (32u << 20)) burst += ping;
+  std::thread sending([&] { (void)client.send(burst); });
+  auto seen = client.readUntilClosed(std::chrono::seconds(5));
+  sending.join();
+  CHECK(seen.goaway);
+  CHECK(seen.goaway_code == NGHTTP2_PROTOCOL_ERROR);
+  CHECK(seen.closed);
+  CHECK_FALSE(seen.reset);
+  // The client keeps its socket open: the gateway closes it after its linger.
+  CHECK(waitFor([&] { return statValue(gateway.adminAddress(), "listener.grpc.downstream_cx_active") == 0; },
+                std::chrono::seconds(5)));
+}
+
 // HPACK lets a small frame stand for a huge header list: one 4000-byte value
 // put in the dynamic table, then 1-byte references to it. Past 4 times
 // max_header_list_bytes the gateway stops decoding fields into the call

@@ -127,6 +127,7 @@ FrameSocket::Seen FrameSocket::readUntilClosed(std::chrono::milliseconds limit,
     ssize_t n = ::recv(fd_, tmp, std::min(sizeof(tmp), max_read), 0);
     if (n <= 0) {
       seen.closed = true;
+      seen.reset = n < 0 && errno == ECONNRESET;
       break;
     }
     if (pause.count() > 0) std::this_thread::sleep_for(pause);

@@ -62,6 +62,7 @@ class FrameSocket {
     bool goaway = false;
     uint32_t goaway_code = 0;
     bool closed = false;
+    bool reset = false;  // closed by a TCP reset (ECONNRESET), not an orderly FIN
     std::vector<std::pair<uint32_t, uint32_t>> resets;  // stream, code
   };
   struct Frame {
