@@ -989,6 +989,10 @@ void DownstreamStream::finish() {
   if (idle_timer_ && (closed_ || response_out_.empty())) idle_timer_->disable();
   if (health_watch_) health_watch_->timer->disable();
   if (call_started_) connection_.stats().downstream_rq_active.dec();
+  // Refused before its path was read as a method (not POST, not gRPC, a
+  // malformed path, headers over a limit): counted under "(other)" all the
+  // same, or an error ratio over grpc_server_handled_total would miss them.
+  if (call_started_ && !counts_method_ && method_stats_ == nullptr) countMethodIn(&worker().stats().otherMethod());
   if (counts_method_ && (method_stats_ == nullptr || path_unproven_)) {
     // A method the backend does not know (UNIMPLEMENTED) takes no series: a
     // client inventing names behind a catch-all route would use them up.

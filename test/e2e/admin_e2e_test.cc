@@ -140,6 +140,32 @@ int serverStream(example::Echo::Stub& stub, int count) {
 
 }  // namespace
 
+// Calls refused before their path is read as a method (405, 415, a
+// malformed path) still count, under "(other)": an error ratio built on
+// grpc_server_handled_total missed a client failing every call so.
+TEST_CASE("Prometheus: calls refused before their path is a method count under (other)", "[e2e][admin]") {
+  TestBackend backend("b");
+  auto config = withAdmin(catchAllConfig(backend.address()));
+  config["workers"] = 1;
+  GatewayProcess gateway(config);
+  RawH2Client raw("127.0.0.1", gateway.port());
+  const std::string unary = "/sluice.example.Echo/Unary";
+  RawRequest get = RawRequest::grpc(unary, grpcFrame(""));
+  get.method = "GET";
+  CHECK(raw.request(get).status == 405);
+  RawRequest text = RawRequest::grpc(unary, grpcFrame(""));
+  text.headers = {{"content-type", "text/plain"}, {"te", "trailers"}};
+  CHECK(raw.request(text).status == 415);
+  CHECK(raw.request(RawRequest::grpc("/x/y/z", grpcFrame(""))).grpcStatus() == 12);
+  CHECK(raw.request(RawRequest::grpc("/test.Svc/Un%41ry", grpcFrame(""))).grpcStatus() == 12);
+  const std::string scrape = http(gateway.adminAddress(), "GET", "/stats/prometheus").body;
+  INFO(scrape);
+  const std::vector<std::string> other = {"grpc_service=\"(other)\"", "grpc_method=\"(other)\""};
+  CHECK(metric(scrape, "grpc_server_started_total", other) == 4);
+  CHECK(metric(scrape, "grpc_server_handling_seconds_count", other) == 4);
+  CHECK(metric(scrape, "grpc_server_handled_total", {other[0], other[1], "grpc_code=\"UNIMPLEMENTED\""}) == 2);
+}
+
 TEST_CASE("Prometheus: messages count as they pass, a method's type only widens, buckets in le order",
           "[e2e][admin]") {
   TestBackend backend("b");
