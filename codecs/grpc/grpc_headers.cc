@@ -192,8 +192,6 @@ std::string formatTimeoutCoarse(std::chrono::nanoseconds timeout) {
   return std::to_string(rounded) + kTimeoutUnits[0].symbol;
 }
 
-bool isBinaryHeader(std::string_view name) { return name.ends_with("-bin"); }
-
 std::string base64Encode(std::string_view bytes) {
   ensureSodium();
   const size_t encoded_len = sodium_base64_ENCODED_LEN(bytes.size(), sodium_base64_VARIANT_ORIGINAL);

@@ -49,8 +49,12 @@ std::string formatTimeoutCoarse(std::chrono::nanoseconds timeout);
 inline constexpr std::string_view kRetryPushbackHeader = "grpc-retry-pushback-ms";
 std::optional<std::chrono::milliseconds> parseRetryPushback(std::string_view value);
 
-// Metadata keys ending in "-bin" carry base64 values on the wire.
-bool isBinaryHeader(std::string_view name);
+// Metadata keys ending in "-bin" carry base64 values on the wire. Inline:
+// every header of every call is asked.
+inline bool isBinaryHeader(std::string_view name) {
+  const size_t n = name.size();
+  return n >= 4 && name[n - 1] == 'n' && name[n - 2] == 'i' && name[n - 3] == 'b' && name[n - 4] == '-';
+}
 // Standard base64 with padding (what gRPC implementations send).
 std::string base64Encode(std::string_view bytes);
 // Accepts padded and unpadded standard base64; nullopt on invalid input.
