@@ -82,7 +82,18 @@ Http2StreamHandler* DownstreamConnection::onNewStream(int32_t stream_id) {
 void DownstreamConnection::startDrain() {
   if (draining_ || closed_) return;
   draining_ = true;
+  if (closeLingeringAfterError()) return;
   announceClose();
+}
+
+bool DownstreamConnection::closeLingeringAfterError() {
+  if (!write_shut_after_error_) return false;
+  // Its calls have ended and its GOAWAY and FIN are out: nothing to drain,
+  // and a drain or shutdown need not wait out its linger. Closed from the
+  // loop (the listener is going through its connections now).
+  linger_pending_ = 0;
+  if (linger_timer_) linger_timer_->enable(std::chrono::milliseconds(0));
+  return true;
 }
 
 void DownstreamConnection::announceClose() {
@@ -96,7 +107,7 @@ void DownstreamConnection::announceClose() {
 }
 
 void DownstreamConnection::endCallsForShutdown(std::string_view why) {
-  if (closed_) return;
+  if (closed_ || closeLingeringAfterError()) return;
   // Ending a call may close its stream (and erase it) before we move on.
   std::vector<int32_t> ids;
   ids.reserve(streams_.size());
@@ -321,6 +332,9 @@ void DownstreamConnection::closeOnceClientHasGoaway() {
   timers_.stop();
   if (drain_timer_) drain_timer_->disable();
   if (slow_reader_timer_) slow_reader_timer_->disable();
+  // The error was its preface's (a first frame that is not SETTINGS):
+  // counted as a protocol error, not also as a preface timeout.
+  if (preface_timer_) preface_timer_->disable();
   endStreams(end_reason_);
   lingerWhileClientReads();
 }

@@ -146,6 +146,8 @@ class DownstreamConnection final : public Http2SessionOwner,
   // After the client's HTTP/2 error: FIN after the GOAWAY, then wait for the
   // client's close (not a reset that could discard the GOAWAY unread).
   void closeOnceClientHasGoaway();
+  // A drain or shutdown closes such a connection at once (true if it is one).
+  bool closeLingeringAfterError();
   bool write_shut_after_error_ = false;
   // Ends every open call as the connection's end (close(), or an error's GOAWAY).
   void endStreams(const std::string& reason);

@@ -330,6 +330,38 @@ TEST_CASE("a client's protocol error gets GOAWAY and a FIN, not a reset, however
                 std::chrono::seconds(5)));
 }
 
+// A connection lingering after its error is counted once (a preface whose
+// first frame is not SETTINGS is a protocol error, not also a preface
+// timeout), and holds up no shutdown: it has no calls, its GOAWAY and FIN
+// are out.
+TEST_CASE("a connection lingering after its protocol error counts once and holds up no shutdown", "[e2e][limits]") {
+  TestBackend backend("b");
+  auto config = limited(backend.address(), {{"preface_timeout_ms", 300}});
+  config["workers"] = 1;
+  config["admin"] = {{"address", "127.0.0.1:0"}};
+  GatewayProcess gateway(config);
+  std::vector<std::unique_ptr<FrameSocket>> clients;
+  for (int i = 0; i < 5; ++i) {
+    clients.push_back(std::make_unique<FrameSocket>(gateway.port(), 0, FrameSocket::Opening::Nothing));
+    // The magic, then a PING where SETTINGS must come first.
+    REQUIRE(clients.back()->send(std::string(kPreface) + FrameSocket::frame(kPing, 0, 0, std::string(8, 'p'))));
+  }
+  for (auto& c : clients) {
+    auto seen = c->readUntilClosed(std::chrono::seconds(3));
+    CHECK(seen.goaway);
+    CHECK_FALSE(seen.reset);
+  }
+  std::this_thread::sleep_for(std::chrono::milliseconds(600));  // past preface_timeout_ms, inside the linger
+  const auto stats = readStats(gateway.adminAddress());
+  CHECK(statValue(stats, "listener.grpc.downstream_protocol_errors") == 5);
+  CHECK(statValue(stats, "listener.grpc.downstream_cx_preface_timeout") == 0);
+  CHECK(statValue(stats, "listener.grpc.downstream_cx_active") == 5);  // the clients have not closed
+  const auto stopping = std::chrono::steady_clock::now();
+  gateway.signal(SIGTERM);
+  CHECK(waitFor([&] { return !gateway.running(); }, std::chrono::seconds(5)));
+  CHECK(std::chrono::steady_clock::now() - stopping < std::chrono::milliseconds(1000));
+}
+
 // HPACK lets a small frame stand for a huge header list: one 4000-byte value
 // put in the dynamic table, then 1-byte references to it. Past 4 times
 // max_header_list_bytes the gateway stops decoding fields into the call
